@@ -1,0 +1,33 @@
+"""multiswarm: coordinate many concurrent AI-agent swarms across machines through Redis.
+
+The public API; importing it does not import Numba (kernels load on first use).
+"""
+
+from multiswarm.api import Multiswarm, TaskFailed
+from multiswarm.config import Settings, from_env
+from multiswarm.coordinator import STRATEGIES, LeaderElection, SwarmCoordinator
+from multiswarm.errors import (
+    AlreadyExists, BadRequest, CapacityExceeded, ConfigError, CoordinationError, HandlerError,
+    IllegalTransition, InvalidIdError, LeaseLost, MessageDecodeError, MessageTooLargeError,
+    MultiswarmError, NotFound, NotLeader, RedisUnavailable, ScriptError, StaleEpoch,
+    UnknownDependency, VersionConflict,
+)
+from multiswarm.agents import TaskContext
+from multiswarm.messages import Envelope, Swarm, Task
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
+from multiswarm.state import SwarmStateManager
+from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STRATEGIES", "AlreadyExists", "BadRequest", "CapacityExceeded", "ConfigError",
+    "CoordinationError", "Envelope", "HandlerError", "IllegalTransition", "InvalidIdError",
+    "LeaderElection", "LeaseLost", "MessageDecodeError", "MessageTooLargeError", "Multiswarm",
+    "MultiswarmError", "NotFound", "NotLeader", "RedisUnavailable", "ScriptError", "Settings",
+    "StaleEpoch", "Swarm", "SwarmCoordinator", "SwarmMessenger", "SwarmRegistry", "SwarmSpec",
+    "SwarmStateManager", "Task", "TaskContext", "TaskFailed", "TaskStore", "UnknownDependency",
+    "VersionConflict", "Worker", "from_env", "swarm_spec", "task_spec",
+]

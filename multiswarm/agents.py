@@ -1,0 +1,186 @@
+"""Agent processes: where task handlers run.
+
+Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
+hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
+renewals on time. A handler that overruns its timeout is killed with its process, which is
+replaced. Handlers are resolved from ``package.module:function`` and must live under one of the
+worker's allowed prefixes: a task names code to run, so a hostile task must not pick any import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import multiprocessing
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from multiswarm.errors import HandlerError, MessageDecodeError
+from multiswarm.messages import pack, unpack
+
+#: Handlers importable by default: the package's own (the demo's, the no-op benchmark's).
+DEFAULT_ALLOWED = ("multiswarm.",)
+
+
+class TaskContext(msgspec.Struct, frozen=True):
+    """Second argument of every handler.
+
+    Attributes
+    ----------
+    task_id, attempt:
+        Which task and which attempt (1-based) this is.
+    dependencies:
+        Results of the tasks this one depends on, by task id.
+    """
+
+    task_id: str
+    attempt: int
+    dependencies: dict[str, Any]
+
+
+def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
+    """Import ``package.module:function`` if it is under an allowed prefix.
+
+    Raises
+    ------
+    HandlerError
+        Malformed path, prefix not allowed, module or attribute missing, not callable.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise HandlerError(f"handler {path!r} is not 'package.module:function'")
+    if not any(path.startswith(p) for p in allowed):
+        raise HandlerError(f"handler {path!r} is not under an allowed prefix {list(allowed)}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise HandlerError(f"handler {path!r} cannot be imported: {e}") from e
+    if not callable(fn):
+        raise HandlerError(f"handler {path!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
+    """Child process loop: receive a task, run it, send ``(kind, data)`` back."""
+    cache: dict[str, Callable[..., Any]] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if msg is None:
+            return
+        task_id, attempt, handler, payload, deps = msg
+        try:
+            fn = cache.get(handler) or cache.setdefault(handler, resolve(handler, allowed))
+            ctx = TaskContext(task_id=task_id, attempt=attempt,
+                              dependencies={k: unpack(v) for k, v in deps.items()})
+            result = fn(unpack(payload), ctx)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            reply: tuple[str, Any] = ("ok", pack(result))
+        except (HandlerError, MessageDecodeError) as e:
+            reply = ("permanent", f"{type(e).__name__}: {e}")
+        except Exception as e:  # a handler's bug must not kill the agent
+            reply = ("error", "".join(traceback.format_exception(e))[-4000:])
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, EOFError):
+            return
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+class AgentProcess:
+    """One agent: a child process running one task at a time.
+
+    Parameters
+    ----------
+    agent_id:
+        Id reported in task records and heartbeats.
+    allowed:
+        Handler import-path prefixes this agent may run.
+    """
+
+    def __init__(self, agent_id: str, allowed: Sequence[str] = DEFAULT_ALLOWED) -> None:
+        self.agent_id = agent_id
+        self.allowed = tuple(allowed)
+        self.restarts = 0
+        self.failures = 0
+        self._proc: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self.start()
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_agent_main, args=(child, self.allowed),
+                           name=f"agent-{self.agent_id}", daemon=True)
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    async def run(
+        self, task_id: str, attempt: int, handler: str, payload: bytes,
+        deps: dict[str, bytes], timeout_s: float,
+    ) -> tuple[str, Any]:
+        """Run one task. Returns ``("ok", result bytes)``, ``("error", text)`` (retryable) or
+        ``("permanent", text)``. On timeout or a dead process the process is replaced."""
+        if not self.alive:
+            self.restart()
+        assert self._conn is not None
+        conn = self._conn
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        fd = conn.fileno()
+        loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+        try:
+            await asyncio.to_thread(conn.send, (task_id, attempt, handler, payload, deps))
+            await asyncio.wait_for(done, timeout=timeout_s)
+            reply: tuple[str, Any] = conn.recv()
+            return reply
+        except asyncio.TimeoutError:
+            self.failures += 1
+            self.restart()
+            return ("error", f"timed out after {timeout_s:.1f} s (agent {self.agent_id} killed)")
+        except (EOFError, OSError, BrokenPipeError) as e:
+            self.failures += 1
+            self.restart()
+            return ("error", f"agent {self.agent_id} process died: {e!r}")
+        finally:
+            loop.remove_reader(fd)
+
+    def restart(self) -> None:
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc, self._conn = None, None
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Ask the child to exit; kill it if it does not."""
+        if self._conn is not None and self.alive:
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            assert self._proc is not None
+            self._proc.join(timeout=timeout_s)
+        self.kill()

@@ -1,0 +1,130 @@
+"""The asyncio facade: one object for applications.
+
+>>> ms = await Multiswarm.connect("redis://127.0.0.1:6379/0")
+>>> await ms.create_swarm("parsers", ["parse"], agents=4)
+>>> tid = await ms.distribute_task("myapp.tasks:parse", {"path": "a.py"}, capabilities=["parse"])
+>>> result = await ms.wait_for(tid, timeout_s=60)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from multiswarm.config import Settings, from_env
+from multiswarm.connection import Client, connect
+from multiswarm.coordinator import current_leader, leader_report
+from multiswarm.errors import MultiswarmError
+from multiswarm.keys import Keys
+from multiswarm.messages import Swarm, Task
+from multiswarm.registry import SwarmRegistry, swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.state import StateRecord, SwarmStateManager
+from multiswarm.tasks import TaskStore, task_spec
+
+
+class TaskFailed(MultiswarmError):
+    """``wait_for`` saw the task end dead or cancelled; ``task`` holds the record."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        super().__init__(f"task {task.id} ended {task.status}: {task.reason or task.error}")
+
+
+class Multiswarm:
+    """Client of one deployment (Redis URL + namespace). Create with :meth:`connect`."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.settings = settings
+        self.client = client
+        self.keys = Keys(settings.namespace)
+        self.scripts = Scripts(client, settings.reconnect_timeout_s)
+        self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
+        self.tasks = TaskStore(self.scripts, self.keys)
+        self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms,
+                                       snapshots_kept=settings.snapshots_kept)
+
+    @classmethod
+    async def connect(cls, redis_url: str | None = None, namespace: str | None = None,
+                      settings: Settings | None = None) -> Multiswarm:
+        """Connect (settings from the environment unless given). Raises ConfigError."""
+        settings = settings or from_env(redis_url=redis_url, namespace=namespace)
+        client = connect(settings)
+        await client.ping()
+        return cls(client, settings)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Multiswarm:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def create_swarm(self, swarm_id: str, capabilities: Iterable[str] = (), *,
+                           priority: str = "normal", agents: int = 4,
+                           objective: str = "") -> str:
+        """Register a swarm (``initializing`` until a worker hosts it). ``created``/``exists``."""
+        return await self.registry.register_swarm(
+            swarm_spec(swarm_id, capabilities, priority=priority, agents=agents,
+                       objective=objective))
+
+    async def get_swarm(self, swarm_id: str) -> Swarm:
+        return await self.registry.get(swarm_id)
+
+    async def distribute_task(self, handler: str, payload: Any = None, **options: Any) -> str:
+        """Submit one task; options as :func:`multiswarm.tasks.task_spec`. Returns its id."""
+        spec = task_spec(handler, **options)
+        await self.tasks.submit([(spec, payload)])
+        return spec.id
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self.tasks.get(task_id)
+
+    async def cancel_task(self, task_id: str, reason: str = "cancelled") -> str:
+        return await self.tasks.cancel(task_id, reason)
+
+    async def wait_for(self, task_id: str, timeout_s: float = 60.0,
+                       poll_s: float = 0.1) -> Any:
+        """The task's result once completed.
+
+        Raises
+        ------
+        TaskFailed
+            It ended dead or cancelled.
+        TimeoutError
+            Not finished within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            task = await self.tasks.get(task_id)
+            if task.status == "completed":
+                return await self.tasks.result(task_id)
+            if task.status in ("dead", "cancelled"):
+                raise TaskFailed(task)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s} s")
+            await asyncio.sleep(poll_s)
+
+    async def save_state(self, swarm_id: str, data: dict[str, Any],
+                         expected_version: int | None = None) -> int:
+        return await self.state.save_state(swarm_id, data, expected_version)
+
+    async def load_state(self, swarm_id: str) -> StateRecord | None:
+        return await self.state.load_state(swarm_id)
+
+    async def create_snapshot(self, swarm_id: str, label: str = "manual") -> int:
+        return await self.state.create_snapshot(swarm_id, label)
+
+    async def statistics(self) -> dict[str, Any]:
+        """Task counts per status, counters, swarms per status and the leader."""
+        info, left = await current_leader(self.scripts, self.keys)
+        swarms = await self.registry.swarms()
+        by_status: dict[str, int] = {}
+        for s in swarms:
+            by_status[s.status] = by_status.get(s.status, 0) + 1
+        return {"tasks": await self.tasks.counts(), "counters": await self.tasks.stats(),
+                "swarms": by_status, "leader": leader_report(info, left)}

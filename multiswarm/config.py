@@ -1,0 +1,133 @@
+"""Settings from a URL or the classic environment variables.
+
+Defaults are the original system's (DESIGN.md, "Configuration"): 30 s heartbeat timeout and
+leader lease, 24 h state TTL, 10 snapshots, 5 min snapshot interval, 100 swarms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+from multiswarm.errors import ConfigError
+from multiswarm.keys import check_id
+
+#: Used when neither MULTISWARM_REDIS_URL nor REDIS_HOST is set.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Process settings. Times are milliseconds (``*_ms``) unless the name says otherwise.
+
+    Attributes
+    ----------
+    redis_url:
+        ``redis://``, ``rediss://`` (TLS), ``unix://``, ``redis+sentinel://h:p[,h:p]/master[/db]``
+        or ``redis+cluster://h:p``.
+    redis_url_explicit:
+        False when ``redis_url`` is only the default; ``up``/``demo`` may then start a private
+        server if nothing answers there.
+    namespace:
+        Key prefix and hash tag of the deployment (``{swarm}:...``).
+    max_swarms:
+        ``SWARM_MAX_COUNT``: most live swarms (100).
+    state_ttl_ms:
+        ``SWARM_TTL``: TTL of per-swarm state (24 h).
+    heartbeat_timeout_ms:
+        ``HEARTBEAT_INTERVAL``: a worker silent this long is dead (30 s); it beats every third.
+    snapshot_interval_ms:
+        ``SNAPSHOT_INTERVAL``: automatic snapshots (5 min).
+    lease_ms:
+        ``MULTISWARM_LEASE_MS``: leader lease (30 s), renewed every third.
+    task_lease_ms:
+        ``MULTISWARM_TASK_LEASE_MS``: visibility timeout of a running task (30 s), renewed every
+        third while the handler runs.
+    """
+
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_url_explicit: bool = False
+    namespace: str = "swarm"
+    max_swarms: int = 100
+    state_ttl_ms: int = 24 * 3600 * 1000
+    heartbeat_timeout_ms: int = 30_000
+    snapshot_interval_ms: int = 5 * 60 * 1000
+    snapshots_kept: int = 10
+    lease_ms: int = 30_000
+    task_lease_ms: int = 30_000
+    result_ttl_ms: int = 24 * 3600 * 1000
+    archive_ms: int = 7 * 24 * 3600 * 1000
+    reconnect_timeout_s: float = 60.0
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied (validated again)."""
+        return validate(msgspec.structs.replace(self, **changes))
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def validate(s: Settings) -> Settings:
+    """Check ranges; raise :class:`ConfigError` for the first bad value."""
+    check_id(s.namespace, "namespace")
+    if not s.redis_url.split("://", 1)[0] in (
+        "redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
+    ):
+        raise ConfigError(f"unsupported Redis URL scheme in {s.redis_url!r}")
+    for name in ("max_swarms", "heartbeat_timeout_ms", "lease_ms", "task_lease_ms",
+                 "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be positive")
+    if s.lease_ms < 300:
+        raise ConfigError("lease_ms below 300 ms leaves no time to renew")
+    return s
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``MULTISWARM_*`` and the classic variables, then ``overrides``.
+
+    ``MULTISWARM_REDIS_URL`` wins over ``REDIS_HOST``/``REDIS_PORT``/``REDIS_DB``/
+    ``REDIS_PASSWORD``. Overrides whose value is None are ignored, so CLI options can be passed
+    through unconditionally.
+
+    Raises
+    ------
+    ConfigError
+        A variable is malformed or out of range.
+    """
+    env = os.environ if env is None else env
+    url = env.get("MULTISWARM_REDIS_URL")
+    explicit = bool(url)
+    if not url and env.get("REDIS_HOST"):
+        explicit = True
+        password = env.get("REDIS_PASSWORD")
+        auth = f":{password}@" if password else ""
+        port = _int(env, "REDIS_PORT", 6379)
+        db = _int(env, "REDIS_DB", 0, minimum=0)
+        url = f"redis://{auth}{env['REDIS_HOST']}:{port}/{db}"
+    settings = Settings(
+        redis_url=url or DEFAULT_REDIS_URL,
+        redis_url_explicit=explicit,
+        namespace=env.get("MULTISWARM_NAMESPACE") or "swarm",
+        max_swarms=_int(env, "SWARM_MAX_COUNT", 100),
+        state_ttl_ms=_int(env, "SWARM_TTL", 24 * 3600 * 1000),
+        heartbeat_timeout_ms=_int(env, "HEARTBEAT_INTERVAL", 30_000),
+        snapshot_interval_ms=_int(env, "SNAPSHOT_INTERVAL", 5 * 60 * 1000),
+        lease_ms=_int(env, "MULTISWARM_LEASE_MS", 30_000),
+        task_lease_ms=_int(env, "MULTISWARM_TASK_LEASE_MS", 30_000),
+    )
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "redis_url" in changes:
+        changes["redis_url_explicit"] = True
+    return validate(msgspec.structs.replace(settings, **changes) if changes else settings)

@@ -1,0 +1,99 @@
+"""Redis clients from settings, and retry of connection errors (tenacity).
+
+Only connection-level failures are retried (``ConnectionError``, ``TimeoutError``): they are what a
+Redis restart or fail-over looks like. A script's refusal is an answer, never retried. After the
+reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailable`.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import tenacity
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+from multiswarm.config import Settings
+from multiswarm.errors import ConfigError, RedisUnavailable
+
+T = TypeVar("T")
+
+#: Errors that mean "Redis is (momentarily) unreachable", as opposed to a refused command.
+CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionResetError,
+    OSError,
+)
+
+Client = aioredis.Redis
+
+
+def connect(settings: Settings, **kwargs: Any) -> Client:
+    """A redis-py asyncio client for ``settings.redis_url`` (hiredis parser when installed).
+
+    Sentinel URLs (``redis+sentinel://h1:26379,h2:26379/mymaster/0``) return the master client of
+    the named service; cluster URLs (``redis+cluster://h:p``) a ``RedisCluster`` (same command
+    surface; every multiswarm script stays in one slot).
+
+    Raises
+    ------
+    ConfigError
+        The URL cannot be parsed.
+    """
+    url = settings.redis_url
+    kwargs.setdefault("socket_connect_timeout", 5)
+    kwargs.setdefault("health_check_interval", 15)
+    try:
+        if url.startswith("redis+sentinel://"):
+            parsed = urllib.parse.urlsplit(url)
+            hosts = [h.rsplit(":", 1) for h in parsed.netloc.split("@")[-1].split(",")]
+            parts = [p for p in parsed.path.split("/") if p]
+            if not parts:
+                raise ConfigError(f"sentinel URL needs a master name: {url!r}")
+            sentinel = Sentinel([(h, int(p)) for h, p in hosts], password=parsed.password)
+            db = int(parts[1]) if len(parts) > 1 else 0
+            return sentinel.master_for(parts[0], db=db, **kwargs)
+        if url.startswith("redis+cluster://"):
+            cluster: Any = RedisCluster.from_url("redis://" + url.split("://", 1)[1])
+            return cluster  # type: ignore[no-any-return]
+        return aioredis.from_url(url, **kwargs)
+    except (ValueError, IndexError) as e:
+        raise ConfigError(f"cannot parse Redis URL {url!r}: {e}") from e
+
+
+def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
+    """Exponential backoff with jitter (50 ms doubling to 2 s) for up to ``timeout_s``."""
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+        wait=tenacity.wait_exponential_jitter(initial=0.05, max=2.0),
+        stop=tenacity.stop_after_delay(timeout_s),
+        reraise=True,
+    )
+
+
+async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """Run ``fn`` until it returns, retrying connection errors; raise RedisUnavailable at the end."""
+    try:
+        async for attempt in retrying(timeout_s):
+            with attempt:
+                return await fn()
+    except CONNECTION_ERRORS as e:
+        raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {e}") from e
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def ping(url: str, timeout_s: float = 0.5) -> bool:
+    """True when a Redis server answers PING at ``url`` within ``timeout_s``."""
+    client = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return bool(await client.ping())
+    except CONNECTION_ERRORS + (redis.exceptions.RedisError,):
+        return False
+    finally:
+        await client.aclose()

@@ -1,0 +1,111 @@
+"""Every error multiswarm raises, under one root: :class:`MultiswarmError`.
+
+Redis and decoding errors are translated at the boundary (``raise ... from e``) so callers catch
+these and never ``redis.exceptions`` or ``msgspec`` types. Errors that callers would naturally
+catch as a builtin carry it as a second base (``ConfigError`` is also a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+
+class MultiswarmError(Exception):
+    """Root of every multiswarm error."""
+
+
+class ConfigError(MultiswarmError, ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+class InvalidIdError(MultiswarmError, ValueError):
+    """An id (swarm, agent, task, worker, namespace) does not match ``[A-Za-z0-9_.-]{1,128}``."""
+
+
+class MessageDecodeError(MultiswarmError, ValueError):
+    """Stored or received bytes could not be decoded into the expected type."""
+
+
+class MessageTooLargeError(MultiswarmError, ValueError):
+    """An encoded message exceeds the configured limit (bytes, not characters)."""
+
+
+class RedisUnavailable(MultiswarmError, ConnectionError):
+    """Redis did not answer after the configured retries."""
+
+
+class ScriptError(MultiswarmError):
+    """A Lua script refused an operation; ``code`` is the machine-readable reason.
+
+    Parameters
+    ----------
+    code:
+        The reason code the script returned, e.g. ``"ILLEGAL_TRANSITION"``.
+    detail:
+        Human-readable detail from the script.
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}" if detail else code)
+
+
+class IllegalTransition(ScriptError):
+    """A status change the registry or task state machine does not allow."""
+
+
+class NotFound(ScriptError, KeyError):
+    """The swarm, task or worker does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return Exception.__str__(self)
+
+
+class AlreadyExists(ScriptError):
+    """An id is already in use."""
+
+
+class CapacityExceeded(ScriptError):
+    """A configured limit (e.g. ``SWARM_MAX_COUNT``) would be exceeded."""
+
+
+class CoordinationError(MultiswarmError):
+    """Leader election or a leader-only write failed."""
+
+
+class NotLeader(CoordinationError):
+    """This process does not hold the leader lease."""
+
+
+class LeaseLost(CoordinationError):
+    """The leader lease expired or was taken by another process before it could be renewed."""
+
+
+class StaleEpoch(CoordinationError, ScriptError):
+    """A leader-only write carried a fencing epoch smaller than one storage has already seen."""
+
+    def __init__(self, code: str = "STALE_EPOCH", detail: str = "") -> None:
+        ScriptError.__init__(self, code, detail)
+
+
+class HandlerError(MultiswarmError):
+    """A task handler could not be resolved or is not allowed on this worker."""
+
+
+class RedisServerError(MultiswarmError):
+    """A private ``redis-server`` could not be found or started."""
+
+
+class VersionConflict(ScriptError):
+    """Optimistic concurrency: the stored version is not the one the caller read."""
+
+
+class UnknownDependency(ScriptError, ValueError):
+    """A task names a dependency that does not exist (dependencies must be submitted first)."""
+
+
+class BadRequest(ScriptError, ValueError):
+    """A script was called with malformed arguments."""
+
+
+class WorkerUnknown(ScriptError):
+    """The worker is not registered (declared dead after missing heartbeats): register again."""

@@ -1,0 +1,184 @@
+"""The only place Redis key and channel names are built.
+
+Global keys share the namespace as hash tag (``{swarm}:index``) so every coordination script runs
+in one slot of a Redis Cluster. Per-swarm state carries the swarm id as tag
+(``swarm:state:{<id>}``) so state scripts spread over the cluster. Channels keep the seed names
+(``swarm:tasks``...) because pub/sub channels are not keys and do not hash. The full map with types,
+TTLs and the scripts that touch each key is ``docs/keys.md``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from multiswarm.errors import InvalidIdError
+
+#: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
+#: forge another key, hash tag or list element.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+#: Swarm registry statuses, in the order the status-index keys are passed to scripts.
+SWARM_STATUSES = ("initializing", "active", "recovering", "interrupted", "completed", "failed")
+
+#: Task statuses, in the order the status-index keys are passed to scripts (see lib/tasks.lua).
+TASK_STATUSES = (
+    "pending", "ready", "assigned", "running", "completed", "failed", "dead", "cancelled",
+)
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError`."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise InvalidIdError(f"invalid {what} {value!r}: expected [A-Za-z0-9_.-]{{1,128}}")
+    return value
+
+
+class Keys:
+    """Key and channel names of one namespace (default ``swarm``).
+
+    Parameters
+    ----------
+    namespace:
+        Prefix of every key and channel; validated like an id.
+    """
+
+    def __init__(self, namespace: str = "swarm") -> None:
+        self.ns = check_id(namespace, "namespace")
+        self._g = "{" + self.ns + "}"
+
+    # -- registry ---------------------------------------------------------------------------
+    @property
+    def index(self) -> str:
+        return f"{self._g}:index"
+
+    def swarm_status(self, status: str) -> str:
+        return f"{self._g}:status:{status}"
+
+    @property
+    def swarm_status_all(self) -> list[str]:
+        return [self.swarm_status(s) for s in SWARM_STATUSES]
+
+    @property
+    def swarms(self) -> str:
+        return f"{self._g}:swarms"
+
+    @property
+    def archive(self) -> str:
+        return f"{self._g}:archive"
+
+    @property
+    def archive_records(self) -> str:
+        return f"{self._g}:archive:records"
+
+    @property
+    def workers(self) -> str:
+        return f"{self._g}:workers"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self._g}:heartbeats"
+
+    def queue(self, swarm_id: str) -> str:
+        return f"{self._g}:queue:{check_id(swarm_id, 'swarm id')}"
+
+    # -- coordination ------------------------------------------------------------------------
+    @property
+    def leader(self) -> str:
+        return f"{self._g}:leader"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self._g}:leader:epoch"
+
+    @property
+    def rr_cursor(self) -> str:
+        return f"{self._g}:rr_cursor"
+
+    # -- tasks ---------------------------------------------------------------------------------
+    @property
+    def tasks(self) -> str:
+        return f"{self._g}:tasks"
+
+    def task_status(self, status: str) -> str:
+        return f"{self._g}:tasks:status:{status}"
+
+    @property
+    def task_keyset(self) -> list[str]:
+        """KEYS[1..22] of every task script, in the order ``scripts/lua/lib/tasks.lua`` reads."""
+        g = self._g
+        return [
+            self.tasks,
+            f"{g}:tasks:payload",
+            f"{g}:tasks:result",
+            f"{g}:tasks:dependents",
+            f"{g}:tasks:ready",
+            f"{g}:tasks:delayed",
+            f"{g}:tasks:leases",
+            f"{g}:tasks:dlq",
+            f"{g}:tasks:completions",
+            f"{g}:stats",
+            self.swarms,
+            self.epoch,
+            self.workers,
+            self.heartbeats,
+            *[self.task_status(s) for s in TASK_STATUSES],
+        ]
+
+    @property
+    def payloads(self) -> str:
+        return f"{self._g}:tasks:payload"
+
+    @property
+    def results(self) -> str:
+        return f"{self._g}:tasks:result"
+
+    @property
+    def ready(self) -> str:
+        return f"{self._g}:tasks:ready"
+
+    @property
+    def leases(self) -> str:
+        return f"{self._g}:tasks:leases"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self._g}:tasks:dlq"
+
+    @property
+    def completions(self) -> str:
+        return f"{self._g}:tasks:completions"
+
+    @property
+    def stats(self) -> str:
+        return f"{self._g}:stats"
+
+    # -- per-swarm state (own slot per swarm) --------------------------------------------------
+    def state(self, swarm_id: str) -> str:
+        return f"{self.ns}:state:{{{check_id(swarm_id, 'swarm id')}}}"
+
+    def snapshots(self, swarm_id: str) -> str:
+        return f"{self.ns}:snapshots:{{{check_id(swarm_id, 'swarm id')}}}"
+
+    # -- channels (seed names when the namespace is "swarm") -----------------------------------
+    @property
+    def ch_global(self) -> str:
+        return f"{self.ns}:global"
+
+    @property
+    def ch_coordination(self) -> str:
+        return f"{self.ns}:coordination"
+
+    @property
+    def ch_agents(self) -> str:
+        return f"{self.ns}:agents"
+
+    @property
+    def ch_tasks(self) -> str:
+        return f"{self.ns}:tasks"
+
+    @property
+    def ch_events(self) -> str:
+        return f"{self.ns}:events"
+
+    def ch_swarm(self, swarm_id: str) -> str:
+        return f"{self.ns}:{check_id(swarm_id, 'swarm id')}"

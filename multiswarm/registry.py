@@ -1,0 +1,196 @@
+"""SwarmRegistry: swarms, their status state machine, workers and heartbeats.
+
+Statuses ``initializing, active, recovering, interrupted, completed, failed``; the transitions
+allowed are in ``scripts/lua/lib/03_swarms.lua`` and an illegal one raises
+:class:`~multiswarm.errors.IllegalTransition` without writing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from multiswarm.errors import MultiswarmError, NotFound
+from multiswarm.keys import SWARM_STATUSES, Keys, check_id
+from multiswarm.messages import (
+    PRIORITIES, Swarm, WorkerInfo, decode_swarm, decode_worker, encode_json,
+)
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class SwarmSpec(msgspec.Struct, kw_only=True):
+    """A swarm's definition: capabilities, priority, agents and queue capacity.
+
+    ``capacity`` is the most tasks assigned to or running in the swarm at once (the leader's
+    back-pressure); by default twice the agents, so each agent has one task queued behind it.
+    """
+
+    id: str
+    caps: str = ""
+    prio: int = 1
+    max_agents: int = 4
+    capacity: int = 0
+    objective: str = ""
+
+
+def swarm_spec(
+    swarm_id: str,
+    capabilities: Iterable[str] = (),
+    *,
+    priority: str = "normal",
+    agents: int = 4,
+    capacity: int | None = None,
+    objective: str = "",
+) -> SwarmSpec:
+    """Build and validate a :class:`SwarmSpec`. Raises InvalidIdError, ValueError."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} not in {sorted(PRIORITIES)}")
+    if agents < 1:
+        raise ValueError("a swarm needs at least one agent")
+    return SwarmSpec(
+        id=check_id(swarm_id, "swarm id"),
+        caps=",".join(check_id(c, "capability") for c in capabilities),
+        prio=PRIORITIES[priority], max_agents=agents,
+        capacity=capacity if capacity is not None else 2 * agents, objective=objective,
+    )
+
+
+class SwarmRegistry:
+    """Register swarms and workers; move swarms through their status state machine."""
+
+    def __init__(self, scripts: Scripts, keys: Keys, max_swarms: int = 100) -> None:
+        self.scripts = scripts
+        self.keys = keys
+        self.client = scripts.client
+        self.max_swarms = max_swarms
+
+    @property
+    def _swarm_keys(self) -> list[str]:
+        return [self.keys.index, self.keys.swarms, *self.keys.swarm_status_all]
+
+    async def register_swarm(self, spec: SwarmSpec) -> str:
+        """Add a swarm (``initializing``). Returns ``created`` or ``exists``.
+
+        Raises CapacityExceeded past ``SWARM_MAX_COUNT`` live swarms.
+        """
+        return _s(await self.scripts.call(
+            "register_swarm", self._swarm_keys, [encode_json(spec), self.max_swarms]))
+
+    async def transition(self, swarm_id: str, status: str, expected: str = "") -> str:
+        """Move a swarm to ``status``; returns the previous status.
+
+        Raises NotFound, IllegalTransition.
+        """
+        return _s(await self.scripts.call(
+            "transition_swarm", [*self._swarm_keys, self.keys.archive],
+            [check_id(swarm_id, "swarm id"), status, expected]))
+
+    async def host_swarms(
+        self, worker_id: str, info: dict[str, Any], specs: Sequence[SwarmSpec]
+    ) -> dict[str, str]:
+        """Register a worker as host of ``specs`` (creating swarms as needed).
+
+        Returns swarm id -> status before (``new`` for created swarms).
+        """
+        reply = await self.scripts.call(
+            "host_swarms", [*self._swarm_keys, self.keys.workers, self.keys.heartbeats],
+            [check_id(worker_id, "worker id"), encode_json(info), self.max_swarms,
+             *[encode_json(s) for s in specs]])
+        return {_s(reply[i]): _s(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+    async def heartbeat(self, worker_id: str, report: dict[str, Any], mem_load: float) -> bool:
+        """Record a beat; False when the worker was declared dead and must register again."""
+        return bool(await self.scripts.call(
+            "heartbeat_worker", [self.keys.workers, self.keys.heartbeats, self.keys.swarms],
+            [worker_id, encode_json(report), f"{mem_load:.3f}"]))
+
+    async def reap_workers(
+        self, timeout_ms: int, worker_id: str = "", graceful: bool = False
+    ) -> list[str]:
+        """Remove dead workers (or ``worker_id`` now) and re-queue their tasks.
+
+        Swarms left with no live host become ``interrupted``. Returns removed worker ids.
+        """
+        swarm_ids = await self.swarm_ids()
+        reply = await self.scripts.call(
+            "reap_workers",
+            [*self.keys.task_keyset, *self.keys.swarm_status_all,
+             *[self.keys.queue(s) for s in swarm_ids]],
+            [timeout_ms, worker_id, "1" if graceful else "0", random.getrandbits(31),
+             *swarm_ids])
+        return [_s(w) for w in reply]
+
+    async def archive(self, retention_ms: int, limit: int = 100) -> list[str]:
+        """Forget finished swarms archived longer than ``retention_ms``."""
+        reply = await self.scripts.call(
+            "archive_swarms", [*self._swarm_keys, self.keys.archive], [retention_ms, limit])
+        return [_s(w) for w in reply]
+
+    # -- readers -------------------------------------------------------------------------------
+    async def swarm_ids(self, status: str | None = None) -> list[str]:
+        key = self.keys.swarm_status(status) if status else self.keys.index
+        return sorted(_s(m) for m in await self.client.smembers(key))
+
+    async def get(self, swarm_id: str) -> Swarm:
+        raw = await self.client.hget(self.keys.swarms, check_id(swarm_id, "swarm id"))
+        if raw is None:
+            raise NotFound("NOT_FOUND", f"swarm {swarm_id}")
+        return decode_swarm(raw)
+
+    async def swarms(self, status: str | None = None) -> list[Swarm]:
+        """Every swarm (or those of one status), by id."""
+        if status is not None and status not in SWARM_STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {SWARM_STATUSES}")
+        ids = await self.swarm_ids(status)
+        if not ids:
+            return []
+        raws = await self.client.hmget(self.keys.swarms, ids)
+        return [decode_swarm(r) for r in raws if r is not None]
+
+    async def workers(self) -> list[WorkerInfo]:
+        raws = await self.client.hgetall(self.keys.workers)
+        return sorted((decode_worker(v) for v in raws.values()), key=lambda w: w.id)
+
+
+async def run_registry(
+    registry: SwarmRegistry, stop: asyncio.Event, *, heartbeat_timeout_ms: int, archive_ms: int,
+    result_ttl_ms: int,
+) -> None:
+    """Registry process: reap workers whose heartbeat expired (every sixth of the timeout), then
+    every minute forget swarms archived past ``archive_ms`` and tasks past ``result_ttl_ms``."""
+    tasks = TaskStore(registry.scripts, registry.keys)
+    messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
+    last_housekeeping = 0.0
+    while not stop.is_set():
+        try:
+            dead = await registry.reap_workers(heartbeat_timeout_ms)
+            if dead:
+                log.warning("workers declared dead (no heartbeat for %d ms): %s",
+                            heartbeat_timeout_ms, dead)
+                await messenger.publish(registry.keys.ch_events, "swarm.worker.dead",
+                                        {"workers": dead})
+                await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
+            if time.monotonic() - last_housekeeping > 60:
+                last_housekeeping = time.monotonic()
+                await registry.archive(archive_ms)
+                await tasks.prune(result_ttl_ms)
+        except MultiswarmError as e:
+            log.warning("registry round failed: %s", e)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
+        except asyncio.TimeoutError:
+            pass

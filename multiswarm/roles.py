@@ -1,0 +1,93 @@
+"""Entry points of each role when run as its own process, with clean SIGTERM handling.
+
+``multiswarm-cli run <role>`` calls :func:`serve` with one of the ``*_role`` coroutines: SIGTERM or
+SIGINT sets the stop event, the role finishes its shutdown (a leader releases its lease, a worker
+drains and hands back tasks) and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.keys import Keys
+from multiswarm.registry import SwarmRegistry, SwarmSpec, run_registry
+from multiswarm.scripts import Scripts
+from multiswarm.state import SwarmStateManager
+from multiswarm.worker import Worker
+
+log = logging.getLogger(__name__)
+
+Role = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def serve(role: Role) -> None:
+    """Run ``role`` until SIGTERM/SIGINT, then let it shut down cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await role(stop)
+
+    asyncio.run(main())
+
+
+def _scripts(settings: Settings) -> tuple[Scripts, Keys]:
+    return Scripts(connect(settings), settings.reconnect_timeout_s), Keys(settings.namespace)
+
+
+def registry_role(settings: Settings) -> Role:
+    async def role(stop: asyncio.Event) -> None:
+        scripts, keys = _scripts(settings)
+        try:
+            await run_registry(
+                SwarmRegistry(scripts, keys, settings.max_swarms), stop,
+                heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+                archive_ms=settings.archive_ms, result_ttl_ms=settings.result_ttl_ms)
+        finally:
+            await scripts.client.aclose()
+    return role
+
+
+def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = None) -> Role:
+    async def role(stop: asyncio.Event) -> None:
+        scripts, keys = _scripts(settings)
+        coordinator = SwarmCoordinator(scripts, keys, lease_ms=settings.lease_ms,
+                                       strategy=strategy, holder_id=holder_id)
+        log.info("coordinator %s (lease %d ms, strategy %s)", coordinator.election.holder_id,
+                 settings.lease_ms, strategy)
+        try:
+            await coordinator.run(stop)
+        finally:
+            await scripts.client.aclose()
+    return role
+
+
+def state_manager_role(settings: Settings) -> Role:
+    async def role(stop: asyncio.Event) -> None:
+        scripts, keys = _scripts(settings)
+        manager = SwarmStateManager(scripts, keys, ttl_ms=settings.state_ttl_ms,
+                                    snapshots_kept=settings.snapshots_kept)
+        try:
+            await manager.run(stop, settings.snapshot_interval_ms)
+        finally:
+            await scripts.client.aclose()
+    return role
+
+
+def worker_role(
+    settings: Settings, swarms: Sequence[SwarmSpec], worker_id: str | None,
+    allowed: Sequence[str], grace_s: float,
+) -> Role:
+    async def role(stop: asyncio.Event) -> None:
+        worker = Worker(settings, swarms, worker_id=worker_id, allowed_handlers=allowed,
+                        grace_s=grace_s)
+        await worker.run(stop)
+    return role

@@ -1,0 +1,256 @@
+"""The task lifecycle, as typed calls over the task scripts (scripts/lua/*_task*.lua).
+
+``pending`` (waiting on dependencies) -> ``ready`` -> ``assigned`` (swarm) -> ``running`` (worker,
+lease) -> ``completed`` | ``failed`` -> ``ready`` after exponential backoff, or ``dead``
+(dead-letter queue) after ``max_attempts``; ``cancelled`` from any non-terminal status, and for the
+dependents of a task that ended dead or cancelled. Execution is at-least-once; the completion
+record is exactly-once (complete_task.lua).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from multiswarm.errors import BadRequest, NotFound
+from multiswarm.keys import TASK_STATUSES, Keys, check_id
+from multiswarm.messages import PRIORITIES, Task, TaskSpec, decode_task, encode_json, pack, unpack
+from multiswarm.scripts import Scripts
+
+#: Largest payload accepted per task, in bytes (same limit as a message).
+MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Tasks per submit_tasks.lua call: keeps one script run short (Redis serves nothing meanwhile).
+SUBMIT_CHUNK = 500
+
+
+def _decode_str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """A task a worker holds: run ``handler`` on ``payload`` and report with ``token``."""
+
+    id: str
+    token: str
+    handler: str
+    payload: bytes
+    timeout_ms: int
+    lease_ms: int
+    attempts: int
+    deps: list[str]
+
+
+def task_spec(
+    handler: str,
+    *,
+    id: str | None = None,
+    name: str = "",
+    capabilities: Iterable[str] = (),
+    priority: str = "normal",
+    depends_on: Iterable[str] = (),
+    max_attempts: int = 3,
+    lease_ms: int = 30_000,
+    timeout_ms: int = 300_000,
+    backoff_ms: int = 1_000,
+    backoff_max_ms: int = 60_000,
+) -> TaskSpec:
+    """Build and validate one task definition.
+
+    Parameters
+    ----------
+    handler:
+        Import path ``package.module:function`` the worker runs.
+    capabilities:
+        What a swarm must offer to take the task.
+    priority:
+        ``high`` | ``normal`` | ``low``.
+    lease_ms:
+        Visibility timeout: a running task whose worker stops renewing is re-queued after it.
+    timeout_ms:
+        Longest a single execution may run; a timeout counts as a failed attempt.
+    backoff_ms, backoff_max_ms:
+        Retry delay ``backoff_ms * 2**(attempt-1)``, capped, times a jitter in [0.5, 1).
+
+    Raises
+    ------
+    InvalidIdError, BadRequest
+    """
+    if ":" not in handler or not all(handler.split(":", 1)):
+        raise BadRequest("BAD_REQUEST", f"handler {handler!r} is not 'package.module:function'")
+    if priority not in PRIORITIES:
+        raise BadRequest("BAD_REQUEST", f"priority {priority!r} not in {sorted(PRIORITIES)}")
+    caps = [check_id(c, "capability") for c in capabilities]
+    deps = [check_id(d, "dependency id") for d in depends_on]
+    if max_attempts < 1 or lease_ms < 100 or timeout_ms < 1 or backoff_ms < 0:
+        raise BadRequest("BAD_REQUEST", "max_attempts, lease_ms and timeout_ms must be positive")
+    return TaskSpec(
+        id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
+        caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
+        lease_ms=lease_ms, timeout_ms=timeout_ms, backoff_ms=backoff_ms,
+        backoff_max_ms=max(backoff_ms, backoff_max_ms), deps=",".join(deps),
+    )
+
+
+class TaskStore:
+    """Typed access to tasks in one namespace.
+
+    Parameters
+    ----------
+    scripts:
+        Bound scripts of a client.
+    keys:
+        Key names of the namespace.
+    """
+
+    def __init__(self, scripts: Scripts, keys: Keys) -> None:
+        self.scripts = scripts
+        self.keys = keys
+        self.client = scripts.client
+
+    # -- producers -----------------------------------------------------------------------------
+    async def submit(self, tasks: Sequence[tuple[TaskSpec, Any]]) -> dict[str, str]:
+        """Submit ``(spec, payload)`` pairs; dependencies first. Returns id -> initial status.
+
+        Batches above :data:`SUBMIT_CHUNK` go in several all-or-nothing calls, in order.
+
+        Raises
+        ------
+        AlreadyExists, UnknownDependency, BadRequest, MessageTooLargeError
+        """
+        out: dict[str, str] = {}
+        for start in range(0, len(tasks), SUBMIT_CHUNK):
+            chunk = tasks[start : start + SUBMIT_CHUNK]
+            args: list[Any] = [len(chunk)]
+            for spec, payload in chunk:
+                data = pack(payload)
+                if len(data) > MAX_PAYLOAD_BYTES:
+                    raise BadRequest("BAD_REQUEST", f"payload of {spec.id} is {len(data)} bytes")
+                args += [encode_json(spec), data]
+            reply = await self.scripts.call("submit_tasks", self.keys.task_keyset, args)
+            for (spec, _), status in zip(chunk, reply):
+                out[spec.id] = _decode_str(status)
+        return out
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by operator") -> str:
+        """Cancel a non-terminal task (and, transitively, its dependents).
+
+        Returns ``cancelled`` or ``ended:<status>``. Raises NotFound.
+        """
+        reply = await self.scripts.call(
+            "cancel_task", self.keys.task_keyset, [check_id(task_id, "task id"), reason]
+        )
+        return _decode_str(reply)
+
+    # -- workers -------------------------------------------------------------------------------
+    async def claim(self, swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
+        """Lease up to ``count`` tasks from the swarm's queue. Raises WorkerUnknown."""
+        reply = await self.scripts.call(
+            "claim_tasks", [*self.keys.task_keyset, self.keys.queue(swarm_id)],
+            [swarm_id, worker_id, count],
+        )
+        return [
+            Claimed(
+                id=_decode_str(r[0]), token=_decode_str(r[1]), handler=_decode_str(r[2]),
+                payload=r[3] if isinstance(r[3], bytes) else str(r[3]).encode(),
+                timeout_ms=int(r[4]), lease_ms=int(r[5]), attempts=int(r[6]),
+                deps=[d for d in _decode_str(r[7]).split(",") if d],
+            )
+            for r in reply
+        ]
+
+    async def extend(self, worker_id: str, held: dict[str, str], lease_ms: int) -> list[str]:
+        """Renew leases of ``{task id: token}``; returns ids whose lease was lost."""
+        if not held:
+            return []
+        args: list[Any] = [worker_id, lease_ms]
+        for tid, token in held.items():
+            args += [tid, token]
+        reply = await self.scripts.call("extend_leases", self.keys.task_keyset, args)
+        return [_decode_str(r) for r in reply]
+
+    async def complete(self, task_id: str, token: str, worker_id: str, result: Any) -> str:
+        """Record the result once: ``completed`` | ``duplicate`` | ``ended:<status>``."""
+        reply = await self.scripts.call(
+            "complete_task", self.keys.task_keyset, [task_id, token, worker_id, pack(result)]
+        )
+        return _decode_str(reply)
+
+    async def fail(self, task_id: str, token: str, error: str, permanent: bool = False) -> str:
+        """Record a failed attempt: ``retry`` | ``dead`` | ``stale``."""
+        reply = await self.scripts.call(
+            "fail_task", self.keys.task_keyset,
+            [task_id, token, error[:4000], "1" if permanent else "0", random.getrandbits(31)],
+        )
+        return _decode_str(reply)
+
+    async def release(self, held: dict[str, str]) -> int:
+        """Hand running tasks back (clean shutdown); the attempt is not counted."""
+        if not held:
+            return 0
+        args: list[Any] = []
+        for tid, token in held.items():
+            args += [tid, token]
+        return int(await self.scripts.call("release_tasks", self.keys.task_keyset, args))
+
+    # -- readers -------------------------------------------------------------------------------
+    async def get(self, task_id: str) -> Task:
+        """The task record. Raises NotFound, MessageDecodeError (corrupt record)."""
+        raw = await self.client.hget(self.keys.tasks, check_id(task_id, "task id"))
+        if raw is None:
+            raise NotFound("NOT_FOUND", f"task {task_id}")
+        return decode_task(raw)
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        if not task_ids:
+            return []
+        raws = await self.client.hmget(self.keys.tasks, list(task_ids))
+        return [decode_task(r) if r is not None else None for r in raws]
+
+    async def result(self, task_id: str) -> Any:
+        """The decoded result of a completed task. Raises NotFound when there is none."""
+        raw = await self.client.hget(self.keys.results, task_id)
+        if raw is None:
+            raise NotFound("NOT_FOUND", f"no result for task {task_id}")
+        return unpack(raw)
+
+    async def results(self, task_ids: Sequence[str]) -> dict[str, Any]:
+        """Results of the completed tasks among ``task_ids`` (others are absent)."""
+        if not task_ids:
+            return {}
+        raws = await self.client.hmget(self.keys.results, list(task_ids))
+        return {t: unpack(r) for t, r in zip(task_ids, raws) if r is not None}
+
+    async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
+        """Tasks of one status (or all), most recently updated first."""
+        statuses = [status] if status else list(TASK_STATUSES)
+        for s in statuses:
+            if s not in TASK_STATUSES:
+                raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
+        ids: list[str] = []
+        for s in statuses:
+            ids += [_decode_str(i) for i in
+                    await self.client.zrevrange(self.keys.task_status(s), 0, limit - 1)]
+        tasks = [t for t in await self.get_many(ids) if t is not None]
+        tasks.sort(key=lambda t: t.updated_ms, reverse=True)
+        return tasks[:limit]
+
+    async def counts(self) -> dict[str, int]:
+        """Number of tasks per status."""
+        pipe = self.client.pipeline(transaction=False)
+        for s in TASK_STATUSES:
+            pipe.zcard(self.keys.task_status(s))
+        return dict(zip(TASK_STATUSES, [int(n) for n in await pipe.execute()]))
+
+    async def stats(self) -> dict[str, int]:
+        """Counters: submitted, completed, executions, retries, dead, cancelled, ..."""
+        raw = await self.client.hgetall(self.keys.stats)
+        return {_decode_str(k): int(v) for k, v in raw.items()}
+
+    async def prune(self, retention_ms: int, limit: int = 1000) -> int:
+        """Forget terminal tasks older than ``retention_ms``."""
+        return int(await self.scripts.call(
+            "prune_tasks", self.keys.task_keyset, [retention_ms, limit]))

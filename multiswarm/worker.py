@@ -1,0 +1,259 @@
+"""The per-node worker: hosts swarms, their agents claim and run tasks.
+
+A worker registers as host of its swarms (host_swarms.lua), beats every third of the heartbeat
+timeout, claims tasks of its swarms only as fast as it has idle agents, runs each in an agent
+process (:mod:`multiswarm.agents`), renews the lease of every running task every third of its
+lease, and records results idempotently. On SIGTERM it stops claiming, lets in-flight tasks finish
+for ``grace_s``, hands back what is still running (release_tasks.lua) and leaves the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.errors import MultiswarmError, NotFound, WorkerUnknown
+from multiswarm.keys import Keys
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.registry import SwarmRegistry, SwarmSpec
+from multiswarm.scripts import Scripts
+from multiswarm.state import SwarmStateManager
+from multiswarm.tasks import Claimed, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class _Held:
+    __slots__ = ("claimed", "renewed", "swarm")
+
+    def __init__(self, claimed: Claimed, swarm: str) -> None:
+        self.claimed = claimed
+        self.swarm = swarm
+        self.renewed = time.monotonic()
+
+
+class Worker:
+    """One worker process.
+
+    Parameters
+    ----------
+    settings:
+        Connection and timing settings.
+    swarms:
+        Swarms this worker hosts; each gets ``max_agents`` agent processes.
+    worker_id:
+        Unique id (default host-pid-random).
+    allowed_handlers:
+        Import-path prefixes of handlers this worker may run.
+    grace_s:
+        On shutdown, how long in-flight tasks may still finish before they are handed back.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        swarms: Sequence[SwarmSpec],
+        *,
+        worker_id: str | None = None,
+        allowed_handlers: Sequence[str] = DEFAULT_ALLOWED,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.specs = list(swarms)
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.allowed = tuple(allowed_handlers)
+        self.grace_s = grace_s
+        self.client = connect(settings)
+        self.keys = Keys(settings.namespace)
+        self.scripts = Scripts(self.client, settings.reconnect_timeout_s)
+        self.tasks = TaskStore(self.scripts, self.keys)
+        self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
+        self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
+        self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)
+        self.idle: dict[str, list[AgentProcess]] = {}
+        self.agents: list[AgentProcess] = []
+        self.held: dict[str, _Held] = {}
+        self.wake: dict[str, asyncio.Event] = {}
+        self.completed = 0
+        self.failed = 0
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def register(self) -> None:
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "agents": len(self.agents)}
+        before = await self.registry.host_swarms(self.id, info, self.specs)
+        log.info("worker %s hosts %s", self.id, before)
+        await self.messenger.publish(self.keys.ch_tasks, "swarm_changed", {"worker": self.id})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then shut down cleanly."""
+        for spec in self.specs:
+            agents = [AgentProcess(f"{spec.id}.a{i}", self.allowed) for i in range(spec.max_agents)]
+            self.idle[spec.id] = agents
+            self.agents += agents
+            self.wake[spec.id] = asyncio.Event()
+        await self.register()
+        loops = [asyncio.create_task(self._heartbeats(stop)),
+                 asyncio.create_task(self._renew_leases(stop)),
+                 asyncio.create_task(self._listen())]
+        claimers = [asyncio.create_task(self._claim_loop(s.id, stop)) for s in self.specs]
+        try:
+            await stop.wait()
+        finally:
+            for c in claimers:
+                c.cancel()
+            await asyncio.gather(*claimers, return_exceptions=True)
+            await self._drain()
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._leave()
+
+    async def _drain(self) -> None:
+        if self._running:
+            log.info("waiting up to %.0f s for %d in-flight tasks", self.grace_s, len(self._running))
+            await asyncio.wait(self._running, timeout=self.grace_s)
+        held = {tid: h.claimed.token for tid, h in self.held.items()}
+        for t in self._running:
+            t.cancel()
+        if held:
+            try:
+                n = await self.tasks.release(held)
+                log.info("handed back %d unfinished tasks", n)
+            except MultiswarmError as e:
+                log.warning("could not hand back tasks (their leases will expire): %s", e)
+
+    async def _leave(self) -> None:
+        try:
+            await self.registry.reap_workers(0, worker_id=self.id, graceful=True)
+        except MultiswarmError as e:
+            log.warning("could not leave the registry: %s", e)
+        for a in self.agents:
+            a.stop()
+        await self.client.aclose()
+
+    async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
+        wake = self.wake[swarm_id]
+        while not stop.is_set():
+            idle = self.idle[swarm_id]
+            claimed: list[Claimed] = []
+            if idle:
+                wake.clear()
+                try:
+                    claimed = await self.tasks.claim(swarm_id, self.id, len(idle))
+                except WorkerUnknown:
+                    log.warning("declared dead by the registry; registering again")
+                    await self.register()
+                    continue
+                except MultiswarmError as e:
+                    log.warning("claim failed: %s", e)
+                    await asyncio.sleep(0.5)
+                    continue
+            for c in claimed:
+                agent = idle.pop(0)
+                self.held[c.id] = _Held(c, swarm_id)
+                t = asyncio.create_task(self._execute(swarm_id, agent, c))
+                self._running.add(t)
+                t.add_done_callback(self._running.discard)
+            if not claimed:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _execute(self, swarm_id: str, agent: AgentProcess, c: Claimed) -> None:
+        try:
+            deps = {}
+            if c.deps:
+                raws = await self.client.hmget(self.keys.results, c.deps)
+                deps = {d: r for d, r in zip(c.deps, raws) if r is not None}
+            kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
+                                         c.timeout_ms / 1000)
+            if kind == "ok":
+                outcome = await self._record(c, data)
+                self.completed += outcome == "completed"
+            else:
+                self.failed += 1
+                outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
+                log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
+            await self.messenger.publish(
+                self.keys.ch_tasks, "task_completed" if kind == "ok" else "task_failed",
+                {"task": c.id, "swarm": swarm_id, "outcome": outcome})
+        except NotFound:
+            log.warning("task %s vanished while running", c.id)
+        except MultiswarmError as e:
+            log.error("could not record task %s (its lease will expire): %s", c.id, e)
+        finally:
+            self.held.pop(c.id, None)
+            self.idle[swarm_id].append(agent)
+            self.wake[swarm_id].set()
+
+    async def _record(self, c: Claimed, data: bytes) -> str:
+        # The result is already packed by the agent; complete_task stores the bytes as they are.
+        reply = await self.scripts.call(
+            "complete_task", self.keys.task_keyset, [c.id, c.token, self.id, data])
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        period = self.settings.heartbeat_timeout_ms / 3000
+        while not stop.is_set():
+            report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
+                                      "completed": self.completed, "failed": self.failed}
+            try:
+                if not await self.registry.heartbeat(self.id, report, 0.0):
+                    log.warning("declared dead by the registry; registering again")
+                    await self.register()
+                await self._save_progress()
+            except MultiswarmError as e:
+                log.warning("heartbeat failed: %s", e)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=period)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _save_progress(self) -> None:
+        """Versioned per-swarm state: what this worker holds and has done, per swarm."""
+        for spec in self.specs:
+            running = sorted(t for t, h in self.held.items() if h.swarm == spec.id)
+
+            def merge(data: dict[str, Any], running: list[str] = running) -> dict[str, Any]:
+                workers = dict(data.get("workers", {}))
+                workers[self.id] = {"running": running, "agents": spec.max_agents,
+                                    "at_ms": int(time.time() * 1000)}
+                return {**data, "swarm": spec.id, "workers": workers}
+
+            await self.state.update_state(spec.id, merge)
+
+    async def _renew_leases(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            due = {tid: h for tid, h in self.held.items()
+                   if time.monotonic() - h.renewed >= h.claimed.lease_ms / 3000}
+            if due:
+                lease_ms = min(h.claimed.lease_ms for h in due.values())
+                try:
+                    lost = await self.tasks.extend(
+                        self.id, {t: h.claimed.token for t, h in due.items()}, lease_ms)
+                    now = time.monotonic()
+                    for h in due.values():
+                        h.renewed = now
+                    if lost:
+                        log.info("leases lost for %s", lost)
+                except MultiswarmError as e:
+                    log.warning("lease renewal failed: %s", e)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _listen(self) -> None:
+        async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
+            if env.type == "task_assignment" and env.target in self.wake:
+                self.wake[env.target].set()

@@ -1,0 +1,68 @@
+-- multiswarm Lua prelude, part 1: helpers shared by every script.
+-- Prepended (with the other lib/ files, in name order) to each script when it is loaded; never
+-- called on its own. Scripts refuse operations with error replies of the form
+-- "<CODE> <detail>" that multiswarm/scripts.py turns into typed Python errors.
+-- Time comes from the server (TIME) so every process of a deployment shares one clock.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fail(code, detail)
+  return redis.error_reply(code .. ' ' .. (detail or ''))
+end
+
+-- "a,b,c" <-> {'a','b','c'}; ids never contain commas (multiswarm/keys.py ID_PATTERN).
+local function split(s)
+  local out = {}
+  if s == nil or s == '' then return out end
+  for item in string.gmatch(s, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+local function join(list)
+  return table.concat(list, ',')
+end
+
+local function contains(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+
+local function remove_value(list, value)
+  local out = {}
+  for _, v in ipairs(list) do if v ~= value then out[#out + 1] = v end end
+  return out
+end
+
+-- true when every capability in `need` is in `have` (both lists)
+local function covers(have, need)
+  for _, c in ipairs(need) do
+    if not contains(have, c) then return false end
+  end
+  return true
+end
+
+local function hget_json(key, field)
+  local raw = redis.call('HGET', key, field)
+  if not raw then return nil end
+  local ok, value = pcall(cjson.decode, raw)
+  if not ok or type(value) ~= 'table' then return nil, raw end
+  return value
+end
+
+local function hset_json(key, field, value)
+  redis.call('HSET', key, field, cjson.encode(value))
+end
+
+-- Fencing: a leader-only write carries the epoch it was elected with; the epoch counter only
+-- grows (acquire_leadership.lua), so an epoch below it belongs to a deposed leader.
+local function check_epoch(epoch_key, epoch)
+  local current = tonumber(redis.call('GET', epoch_key) or '0')
+  epoch = tonumber(epoch)
+  if epoch == nil or epoch < current then
+    return false, current
+  end
+  return true, current
+end

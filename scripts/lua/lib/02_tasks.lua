@@ -1,0 +1,161 @@
+-- multiswarm Lua prelude, part 2: the task state machine.
+-- Task scripts pass the same first 22 KEYS (multiswarm/keys.py Keys.task_keyset):
+--   1 tasks (hash id->JSON)   2 payload (hash)   3 result (hash)   4 dependents (hash id->csv)
+--   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
+--   7 leases (zset score=lease deadline ms)   8 dlq (stream)   9 completions (stream)
+--   10 stats (hash)   11 swarms (hash id->JSON)   12 leader epoch   13 workers   14 heartbeats
+--   15..22 status indexes (zset id->updated ms): pending ready assigned running completed
+--          failed dead cancelled
+-- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
+-- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
+
+local TK = {}
+local TASK_STATUS_KEY = {}
+local STATUS_ORDER = {'pending', 'ready', 'assigned', 'running', 'completed', 'failed', 'dead',
+                      'cancelled'}
+local TERMINAL = {completed = true, dead = true, cancelled = true}
+local PRIORITY_SPAN = 1e13
+local DLQ_MAXLEN = 10000
+local COMPLETIONS_MAXLEN = 1000000
+
+local function load_task_keys()
+  TK.tasks, TK.payload, TK.result, TK.dependents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+  TK.ready, TK.delayed, TK.leases, TK.dlq = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+  TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+  TK.workers, TK.heartbeats = KEYS[13], KEYS[14]
+  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[14 + i] end
+  return 22
+end
+
+local function get_task(id)
+  return hget_json(TK.tasks, id)
+end
+
+local function put_task(task, now)
+  task.updated_ms = now
+  hset_json(TK.tasks, task.id, task)
+end
+
+local function set_task_status(task, status, now)
+  if task.status ~= status then
+    if TASK_STATUS_KEY[task.status] then redis.call('ZREM', TASK_STATUS_KEY[task.status], task.id) end
+    task.status = status
+  end
+  redis.call('ZADD', TASK_STATUS_KEY[status], now, task.id)
+end
+
+local function ready_score(task)
+  return task.prio * PRIORITY_SPAN + task.seq
+end
+
+local function make_ready(task, now)
+  set_task_status(task, 'ready', now)
+  task.swarm, task.worker, task.agent, task.token = '', '', '', ''
+  task.lease_until = 0
+  redis.call('ZADD', TK.ready, ready_score(task), task.id)
+end
+
+-- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task.
+local function release_swarm_slot(task)
+  if (task.status == 'assigned' or task.status == 'running') and task.swarm ~= '' then
+    local swarm = hget_json(TK.swarms, task.swarm)
+    if swarm and (swarm.active or 0) > 0 then
+      swarm.active = swarm.active - 1
+      hset_json(TK.swarms, task.swarm, swarm)
+    end
+  end
+end
+
+-- Take the task out of every queue it may sit in (ready, delayed, leases); swarm queues are
+-- cleaned lazily by claim_tasks.lua, which drops entries whose task moved on.
+local function unqueue(task)
+  redis.call('ZREM', TK.ready, task.id)
+  redis.call('ZREM', TK.delayed, task.id)
+  redis.call('ZREM', TK.leases, task.id)
+end
+
+local cascade_end
+
+local function end_task(task, status, reason, now)
+  release_swarm_slot(task)
+  unqueue(task)
+  task.reason = reason
+  task.lease_until = 0
+  set_task_status(task, status, now)
+  put_task(task, now)
+  redis.call('HINCRBY', TK.stats, status, 1)
+  if status == 'dead' then
+    redis.call('XADD', TK.dlq, 'MAXLEN', '~', DLQ_MAXLEN, '*', 'task', task.id,
+               'reason', reason, 'error', task.error or '', 'attempts', task.attempts)
+  end
+  cascade_end(task.id, status)
+end
+
+-- A dependency ended dead or cancelled: its dependents can never run, so they end cancelled with
+-- that reason (transitively) instead of waiting forever.
+cascade_end = function(id, outcome)
+  local stack = {id}
+  local now = now_ms()
+  while #stack > 0 do
+    local current = table.remove(stack)
+    local deps = split(redis.call('HGET', TK.dependents, current))
+    redis.call('HDEL', TK.dependents, current)
+    for _, dep_id in ipairs(deps) do
+      local dep = get_task(dep_id)
+      if dep and not TERMINAL[dep.status] then
+        release_swarm_slot(dep)
+        unqueue(dep)
+        dep.reason = 'dependency ' .. current .. ' ' .. outcome
+        dep.lease_until = 0
+        set_task_status(dep, 'cancelled', now)
+        put_task(dep, now)
+        redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+        stack[#stack + 1] = dep_id
+      end
+    end
+  end
+end
+
+-- A dependency completed: dependents with nothing left to wait for become ready.
+local function release_dependents(id, now)
+  local deps = split(redis.call('HGET', TK.dependents, id))
+  redis.call('HDEL', TK.dependents, id)
+  local released = 0
+  for _, dep_id in ipairs(deps) do
+    local dep = get_task(dep_id)
+    if dep and dep.status == 'pending' then
+      dep.deps_left = dep.deps_left - 1
+      if dep.deps_left <= 0 then
+        dep.deps_left = 0
+        dep.reason = ''
+        make_ready(dep, now)
+        released = released + 1
+      end
+      put_task(dep, now)
+    end
+  end
+  return released
+end
+
+-- A failed attempt (handler error, timeout, expired lease): retry after exponential backoff
+-- base * 2^(attempts-1), capped, scaled by the caller's jitter factor; dead after max_attempts.
+local function fail_attempt(task, err, permanent, jitter, now)
+  task.error = err
+  if permanent or task.attempts >= task.max_attempts then
+    local why = permanent and 'permanent failure' or ('failed ' .. task.attempts .. ' attempts')
+    end_task(task, 'dead', why, now)
+    return 'dead'
+  end
+  release_swarm_slot(task)
+  unqueue(task)
+  local delay = math.min(task.backoff_ms * (2 ^ (task.attempts - 1)), task.backoff_max_ms)
+  delay = math.floor(delay * (jitter or 1))
+  task.due_ms = now + delay
+  task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
+  task.reason = 'retry in ' .. delay .. ' ms'
+  set_task_status(task, 'failed', now)
+  redis.call('ZADD', TK.delayed, task.due_ms, task.id)
+  put_task(task, now)
+  redis.call('HINCRBY', TK.stats, 'retries', 1)
+  return 'retry'
+end

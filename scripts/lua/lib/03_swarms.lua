@@ -1,0 +1,40 @@
+-- multiswarm Lua prelude, part 3: the swarm registry state machine.
+-- Swarm records live in the swarms hash (id -> JSON); each status has an index set
+-- ({ns}:status:<status>) and every registered swarm is in {ns}:index.
+-- Statuses, in the order their index keys are passed (multiswarm/keys.py SWARM_STATUSES):
+--   initializing active recovering interrupted completed failed
+
+local SWARM_STATUS_ORDER = {'initializing', 'active', 'recovering', 'interrupted', 'completed',
+                            'failed'}
+local SWARM_TRANSITIONS = {
+  initializing = {active = true, failed = true, interrupted = true},
+  active = {completed = true, failed = true, interrupted = true},
+  interrupted = {recovering = true, failed = true},
+  recovering = {active = true, failed = true, interrupted = true},
+  completed = {},
+  failed = {},
+}
+local SWARM_STATUS_KEY = {}
+
+-- first: index of the first of the six status-index keys in KEYS
+local function load_swarm_status_keys(first)
+  for i, s in ipairs(SWARM_STATUS_ORDER) do SWARM_STATUS_KEY[s] = KEYS[first + i - 1] end
+end
+
+-- Moves `swarm` (a decoded record) to `status`; returns nil or an error reply.
+-- The same status again is a no-op so that retried calls are harmless.
+local function transition_swarm(swarm, status, now)
+  if swarm.status == status then return nil end
+  local allowed = SWARM_TRANSITIONS[swarm.status]
+  if not SWARM_STATUS_KEY[status] then
+    return fail('ILLEGAL_TRANSITION', 'unknown status ' .. tostring(status))
+  end
+  if not allowed or not allowed[status] then
+    return fail('ILLEGAL_TRANSITION', swarm.id .. ' ' .. swarm.status .. ' -> ' .. status)
+  end
+  redis.call('SREM', SWARM_STATUS_KEY[swarm.status], swarm.id)
+  redis.call('SADD', SWARM_STATUS_KEY[status], swarm.id)
+  swarm.status = status
+  swarm.status_ms = now
+  return nil
+end

@@ -1,0 +1,81 @@
+-- reap_workers: remove workers whose heartbeat expired (or one leaving cleanly), re-queue their
+-- running tasks, and mark swarms left without any live host 'interrupted'.
+-- KEYS[1..22] - task keyset (lib/02_tasks.lua)
+-- KEYS[23..28] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[29..] - queue of each swarm named in ARGV[5..], same order
+-- ARGV[1] - heartbeat timeout in milliseconds
+-- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
+-- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
+--           '0' for a death: each running task counts a failed attempt (retry with backoff)
+-- ARGV[4] - random seed for the backoff jitter
+-- ARGV[5..] - ids of every registered swarm (hosts are removed from these)
+-- An interrupted swarm's queued (assigned, unclaimed) tasks go back to ready for other swarms.
+-- returns {removed worker ids...}
+local n = load_task_keys()
+load_swarm_status_keys(n + 1)
+local now = now_ms()
+local removed
+if ARGV[2] ~= '' then
+  removed = {}
+  if redis.call('HEXISTS', TK.workers, ARGV[2]) == 1 then removed[1] = ARGV[2] end
+else
+  removed = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - tonumber(ARGV[1]))
+end
+if #removed == 0 then return {} end
+local gone = {}
+for _, wid in ipairs(removed) do
+  gone[wid] = true
+  redis.call('HDEL', TK.workers, wid)
+  redis.call('ZREM', TK.heartbeats, wid)
+end
+local graceful = ARGV[3] == '1'
+math.randomseed(tonumber(ARGV[4]) or 0)
+
+for _, id in ipairs(redis.call('ZRANGE', TK.leases, 0, -1)) do
+  local task = get_task(id)
+  if task and task.status == 'running' and gone[task.worker] then
+    if graceful then
+      release_swarm_slot(task)
+      unqueue(task)
+      task.attempts = math.max(0, task.attempts - 1)
+      task.reason = 'released by ' .. task.worker
+      make_ready(task, now)
+      put_task(task, now)
+    else
+      fail_attempt(task, 'worker ' .. task.worker .. ' died (heartbeat expired)', false,
+                   0.5 + 0.5 * math.random(), now)
+    end
+  end
+end
+
+for i = 5, #ARGV do
+  local sid = ARGV[i]
+  local swarm = hget_json(TK.swarms, sid)
+  if swarm then
+    local hosts, changed = {}, false
+    for _, h in ipairs(split(swarm.hosts)) do
+      if gone[h] then changed = true else hosts[#hosts + 1] = h end
+    end
+    if changed then
+      swarm.hosts = join(hosts)
+      local orphaned = #hosts == 0 and (swarm.status == 'active' or swarm.status == 'recovering'
+                                        or swarm.status == 'initializing')
+      if orphaned then transition_swarm(swarm, 'interrupted', now) end
+      hset_json(TK.swarms, sid, swarm)
+      if orphaned then
+        local queue = KEYS[28 + (i - 4)]
+        for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+          local task = get_task(id)
+          if task and task.status == 'assigned' and task.swarm == sid then
+            release_swarm_slot(task)
+            task.reason = 'swarm ' .. sid .. ' interrupted'
+            make_ready(task, now)
+            put_task(task, now)
+          end
+        end
+        redis.call('DEL', queue)
+      end
+    end
+  end
+end
+return removed

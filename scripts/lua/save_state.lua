@@ -1,0 +1,16 @@
+-- save_state: versioned per-swarm state with compare-and-set on the version.
+-- KEYS[1] - state hash (<ns>:state:{<swarm>}): version, data (JSON text), checksum, updated_ms
+-- ARGV[1] - expected version ('' to accept any)
+-- ARGV[2] - data
+-- ARGV[3] - checksum of data (hex SHA-256, computed by the caller)
+-- ARGV[4] - TTL in milliseconds
+-- returns the new version; error VERSION_CONFLICT when the stored version differs
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
+  return fail('VERSION_CONFLICT', 'expected version ' .. ARGV[1] .. ', stored ' .. current)
+end
+local version = current + 1
+redis.call('HSET', KEYS[1], 'version', version, 'data', ARGV[2], 'checksum', ARGV[3],
+           'updated_ms', now_ms())
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return version

@@ -1,0 +1,87 @@
+-- submit_tasks: add a batch of tasks with their dependencies, all or nothing.
+-- KEYS[1..22] - task keyset (lib/02_tasks.lua)
+-- ARGV[1] - number of tasks N
+-- ARGV[2i], ARGV[2i+1] for i = 1..N - task spec JSON {id, name, handler, caps (csv), prio
+--           (0 high, 1 normal, 2 low), max_attempts, lease_ms, timeout_ms, backoff_ms,
+--           backoff_max_ms, deps (csv)}, and the opaque payload bytes
+-- Dependencies must already exist or come earlier in the batch, so the graph is acyclic.
+-- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
+--   before: idempotent); errors BAD_REQUEST, ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
+load_task_keys()
+local count = tonumber(ARGV[1])
+if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
+local specs, in_batch = {}, {}
+for i = 1, count do
+  local ok, spec = pcall(cjson.decode, ARGV[2 * i])
+  if not ok or type(spec) ~= 'table' or type(spec.id) ~= 'string' then
+    return fail('BAD_REQUEST', 'task #' .. i .. ' is not a task spec')
+  end
+  local existing = get_task(spec.id)
+  if existing then
+    if existing.handler ~= spec.handler or existing.deps ~= spec.deps then
+      return fail('ALREADY_EXISTS', 'task ' .. spec.id .. ' exists with another definition')
+    end
+    spec.exists = true
+  elseif in_batch[spec.id] then
+    return fail('ALREADY_EXISTS', 'task ' .. spec.id .. ' twice in one batch')
+  end
+  for _, d in ipairs(split(spec.deps)) do
+    if d == spec.id then return fail('BAD_REQUEST', 'task ' .. d .. ' depends on itself') end
+    if not in_batch[d] and redis.call('HEXISTS', TK.tasks, d) == 0 then
+      return fail('UNKNOWN_DEPENDENCY', 'task ' .. spec.id .. ' depends on unknown task ' .. d)
+    end
+  end
+  in_batch[spec.id] = true
+  specs[i] = spec
+end
+
+local now = now_ms()
+local out = {}
+for i, spec in ipairs(specs) do
+  if spec.exists then
+    out[i] = 'exists'
+  else
+    local task = {
+      id = spec.id, name = spec.name or '', handler = spec.handler, caps = spec.caps or '',
+      prio = spec.prio, status = '', swarm = '', worker = '', agent = '', token = '',
+      attempts = 0, max_attempts = spec.max_attempts, lease_ms = spec.lease_ms,
+      timeout_ms = spec.timeout_ms, backoff_ms = spec.backoff_ms,
+      backoff_max_ms = spec.backoff_max_ms, deps = spec.deps or '', deps_left = 0,
+      seq = redis.call('HINCRBY', TK.stats, 'seq', 1), created_ms = now, updated_ms = now,
+      lease_until = 0, due_ms = 0, reason = '', error = '', finished_ms = 0,
+    }
+    redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
+    redis.call('HINCRBY', TK.stats, 'submitted', 1)
+    local ended_dep = nil
+    local deps = split(task.deps)
+    for _, d in ipairs(deps) do
+      local dep = get_task(d)
+      if dep.status == 'dead' or dep.status == 'cancelled' then
+        ended_dep = ended_dep or (d .. ' ' .. dep.status)
+      end
+    end
+    if ended_dep then
+      task.reason = 'dependency ' .. ended_dep
+      set_task_status(task, 'cancelled', now)
+      redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+    else
+      for _, d in ipairs(deps) do
+        local dep = get_task(d)
+        if dep.status ~= 'completed' then
+          task.deps_left = task.deps_left + 1
+          local cur = redis.call('HGET', TK.dependents, d)
+          redis.call('HSET', TK.dependents, d, (cur and cur ~= '') and (cur .. ',' .. task.id)
+                     or task.id)
+        end
+      end
+      if task.deps_left > 0 then
+        set_task_status(task, 'pending', now)
+      else
+        make_ready(task, now)
+      end
+    end
+    put_task(task, now)
+    out[i] = task.status
+  end
+end
+return out
