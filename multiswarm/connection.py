@@ -71,7 +71,7 @@ def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
     """Exponential backoff with jitter (50 ms doubling to 2 s) for up to ``timeout_s``."""
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
-        wait=tenacity.wait_exponential_jitter(initial=0.05, max=2.0),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=2.0) + tenacity.wait_random(0, 0.05),
         stop=tenacity.stop_after_delay(timeout_s),
         reraise=True,
     )

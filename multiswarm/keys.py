@@ -159,6 +159,41 @@ class Keys:
     def snapshots(self, swarm_id: str) -> str:
         return f"{self.ns}:snapshots:{{{check_id(swarm_id, 'swarm id')}}}"
 
+    def checkpoints(self, swarm_id: str) -> str:
+        return f"{self.ns}:checkpoints:{{{check_id(swarm_id, 'swarm id')}}}"
+
+    def quarantine(self, swarm_id: str) -> str:
+        return f"{self.ns}:quarantine:{{{check_id(swarm_id, 'swarm id')}}}"
+
+    def recovery_log(self, swarm_id: str) -> str:
+        return f"{self.ns}:recovery:{{{check_id(swarm_id, 'swarm id')}}}"
+
+    @property
+    def recoveries(self) -> str:
+        """Applied recovery plans (plan id -> JSON outcome), in the global slot."""
+        return f"{self._g}:recoveries"
+
+    # -- messenger ------------------------------------------------------------------------------
+    def history(self, channel: str) -> str:
+        """Bounded history stream of one channel (any slot: one key per script)."""
+        return f"{self.ns}:history:{{{channel}}}"
+
+    @property
+    def message_dlq(self) -> str:
+        return f"{self._g}:messages:dlq"
+
+    @property
+    def message_stats(self) -> str:
+        return f"{self._g}:messages:stats"
+
+    @property
+    def message_seen(self) -> str:
+        """Recently seen signed-message ids (replay protection)."""
+        return f"{self._g}:messages:seen"
+
+    def ch_reply(self, requester: str) -> str:
+        return f"{self.ns}:reply:{check_id(requester, 'requester id')}"
+
     # -- channels (seed names when the namespace is "swarm") -----------------------------------
     @property
     def ch_global(self) -> str:

@@ -146,29 +146,74 @@ def _pick_round_robin(
 
 
 @njit
-def _pick_lowest(
-    need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, live: I64, strategy: int
-) -> int:
-    """Eligible agent with the smallest strategy key (see the strategy constants); -1 if none.
+def _precedes(a: int, b: int, fit: I64, key: F64) -> bool:
+    """Whether agent ``a`` ranks before agent ``b``: by ``(fit, key, index)``."""
+    return bool(
+        fit[a] < fit[b] or (fit[a] == fit[b] and (key[a] < key[b] or (key[a] == key[b] and a < b)))
+    )
 
-    ``live`` lists the healthy and degraded agents in increasing index, so a strict ``<`` keeps
-    the lowest index on ties.
+
+@njit
+def _rank_agents(
+    load: F64, capacity: F64, caps: U64, health: I8, strategy: int
+) -> tuple[I64, I64, F64]:
+    """Healthy and degraded agents sorted by the strategy's preference, best first.
+
+    The key is ``(fit, key, index)``: ``key`` is the load (LEAST_LOADED) or the load ratio;
+    ``fit`` is 0 except for CAPABILITY, where it is the agent's number of capability bits. For
+    an agent holding every bit a task needs, its bits beyond the task's number ``fit`` minus the
+    task's own count, so ranking by ``fit`` ranks by extra bits for every task at once.
+    Returns ``(rank, fit, key)``; ``fit`` and ``key`` are indexed by agent.
     """
-    best = -1
-    best_key = 0.0
-    best_extra = 0
-    for j in range(live.shape[0]):
-        a = live[j]
-        if (caps[a] & need) != need or load[a] + cost > capacity[a]:
-            continue
-        key = load[a] if strategy == LEAST_LOADED else load[a] / capacity[a]
+    m = load.shape[0]
+    fit = np.zeros(m, dtype=np.int64)
+    key = np.empty(m, dtype=np.float64)
+    live = np.empty(m, dtype=np.int64)
+    n_live = 0
+    for a in range(m):
+        key[a] = load[a] if strategy == LEAST_LOADED else load[a] / capacity[a]
         if strategy == CAPABILITY:
-            extra = _popcount(caps[a] & ~need)
-            if best < 0 or extra < best_extra or (extra == best_extra and key < best_key):
-                best, best_key, best_extra = a, key, extra
-        elif best < 0 or key < best_key:
-            best, best_key = a, key
-    return best
+            fit[a] = _popcount(caps[a])
+        if health[a] <= DEGRADED:
+            live[n_live] = a
+            n_live += 1
+    rank = live[:n_live]
+    # Stable sorts, last key first: the index order of ``live`` breaks the remaining ties.
+    rank = rank[np.argsort(key[rank], kind="mergesort")]
+    rank = rank[np.argsort(fit[rank], kind="mergesort")]
+    return rank, fit, key
+
+
+@njit
+def _pick_ranked(
+    need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, rank: I64
+) -> int:
+    """Position in ``rank`` of the first agent that has the capabilities and room; -1 if none."""
+    for p in range(rank.shape[0]):
+        a = rank[p]
+        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+            return p
+    return -1
+
+
+@njit
+def _demote(rank: I64, p: int, fit: I64, key: F64) -> None:
+    """Move ``rank[p]`` right to its place after its key grew (keys never shrink: costs >= 0).
+
+    Under least-loaded the agents' loads converge, and a placed agent then moves past most of
+    the others: find the place by bisection and shift with a plain copy loop, not by swaps.
+    """
+    a = rank[p]
+    lo, hi = p + 1, rank.shape[0]  # the place is the first q in [lo, hi) with a before rank[q]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _precedes(a, rank[mid], fit, key):
+            hi = mid
+        else:
+            lo = mid + 1
+    for i in range(p, lo - 1):
+        rank[i] = rank[i + 1]
+    rank[lo - 1] = a
 
 
 @njit
@@ -301,14 +346,9 @@ def schedule_kernel(
     order = np.empty(n, dtype=np.int64)
     n_placed = 0
 
-    # Health does not change during a batch: list the agents that may receive work once.
-    live = np.empty(m, dtype=np.int64)
-    n_live = 0
-    for a in range(m):
-        if agent_health[a] <= DEGRADED:
-            live[n_live] = a
-            n_live += 1
-    live = live[:n_live]
+    # Health does not change during a batch, and only the chosen agent's key changes after a
+    # placement: keep the eligible agents ranked, so a search usually stops at the first few.
+    rank, fit, key = _rank_agents(agent_load, agent_capacity, agent_caps, agent_health, strategy)
 
     rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
     waiting = dep_indptr[1:] - dep_indptr[:-1]
@@ -333,16 +373,20 @@ def schedule_kernel(
                 a = _pick_round_robin(
                     need, cost, load, agent_capacity, agent_caps, agent_health, cursor
                 )
+                if a >= 0:
+                    cursor = a + 1 if a + 1 < m else 0
             else:
-                a = _pick_lowest(need, cost, load, agent_capacity, agent_caps, live, strategy)
+                p = _pick_ranked(need, cost, load, agent_capacity, agent_caps, rank)
+                a = rank[p] if p >= 0 else -1
             if a >= 0:
                 assignment[t] = a
                 reason[t] = ASSIGNED
                 load[a] += cost
                 order[n_placed] = t
                 n_placed += 1
-                if strategy == ROUND_ROBIN:
-                    cursor = a + 1 if a + 1 < m else 0
+                if strategy != ROUND_ROBIN:
+                    key[a] = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
+                    _demote(rank, p, fit, key)
             else:
                 reason[t] = _failure_reason(need, agent_caps, agent_health)
         for e in range(rev_indptr[t], rev_indptr[t + 1]):

@@ -87,9 +87,12 @@ end
 
 local out = {0, promoted}
 local assigned = 0
-if spare > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', TK.ready, 0, scan - 1)) do
-    if assigned >= batch or spare <= 0 then break end
+-- With no room anywhere only the head of the queue is examined, so its reason stays visible
+-- without decoding the whole scan window on every round.
+local window = spare > 0 and scan or math.min(scan, 10)
+do
+  for _, id in ipairs(redis.call('ZRANGE', TK.ready, 0, window - 1)) do
+    if assigned >= batch then break end
     local task = get_task(id)
     if not task or task.status ~= 'ready' then
       redis.call('ZREM', TK.ready, id)

@@ -56,20 +56,35 @@ def make_pool(
 
 # --- operation sequences, run on both backends --------------------------------------------------
 
+alloc_op = st.tuples(
+    st.just("alloc"),
+    st.integers(0, 4),
+    st.integers(1, 4 * REGION),
+    st.sampled_from([None, None, 0.0, 1.0, 5.0]),
+    st.sampled_from([False, False, False, False, True]),
+)
+# Allocation is listed thrice so that pools fill up and evictions happen often.
 ops = st.one_of(
-    st.tuples(
-        st.just("alloc"),
-        st.integers(0, 4),
-        st.integers(1, 6 * REGION),
-        st.sampled_from([None, None, 0.0, 1.0, 5.0]),
-        st.sampled_from([False, False, False, True]),
-    ),
+    alloc_op,
+    alloc_op,
+    alloc_op,
     st.tuples(st.just("free"), st.integers(0, 30)),
     st.tuples(st.just("touch"), st.integers(0, 30)),
     st.tuples(st.just("transfer"), st.integers(0, 30), st.integers(0, 4), st.booleans()),
     st.tuples(st.just("gc"), st.frozensets(st.integers(0, 4), max_size=2)),
     st.tuples(st.just("expire")),
     st.tuples(st.just("tick"), st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+)
+# Mostly allocations into a full pool: exercises eviction of several victims at once.
+pressure_ops = st.one_of(
+    alloc_op,
+    alloc_op,
+    alloc_op,
+    alloc_op,
+    st.tuples(st.just("touch"), st.integers(0, 30)),
+    st.tuples(st.just("touch"), st.integers(0, 30)),
+    st.tuples(st.just("free"), st.integers(0, 30)),
+    st.tuples(st.just("tick"), st.sampled_from([0.0, 1.0])),
 )
 
 
@@ -149,20 +164,60 @@ def check_eviction(pool_before: dict[str, Any], new: Allocation, evicted: list[A
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+def scenarios(draw: st.DrawFn, *, pressure: bool = False) -> dict[str, Any]:
     return {
-        "policy": draw(st.sampled_from(POLICIES)),
+        "policy": draw(st.sampled_from(POLICIES[:4] if pressure else POLICIES)),
+        "n_regions": draw(st.sampled_from([4, 8, 12])),
         "limits": draw(st.dictionaries(st.integers(0, 4), st.integers(0, 10), max_size=2)),
-        "ops": draw(st.lists(ops, min_size=1, max_size=40)),
+        "ops": draw(st.lists(pressure_ops if pressure else ops, min_size=5, max_size=40)),
     }
 
 
 @SETTINGS
-@given(scenarios())
+@given(st.booleans().flatmap(lambda pressure: scenarios(pressure=pressure)))
 def test_kernels_match_reference_and_keep_invariants(scenario: dict[str, Any]) -> None:
+    run_scenario(scenario)
+
+
+def random_scenario(seed: int) -> dict[str, Any]:
+    """A long, allocation-heavy sequence: the pool stays full and evicts several at once."""
+    rng = np.random.default_rng(seed)
+    kinds = ["alloc"] * 5 + ["touch"] * 3 + ["free", "tick", "transfer", "gc", "expire"]
+    seq: list[tuple[Any, ...]] = []
+    for kind in rng.choice(kinds, 150).tolist():
+        agent, index = int(rng.integers(0, 5)), int(rng.integers(0, 30))
+        if kind == "alloc":
+            ttl = [None, None, 1.0, 5.0][int(rng.integers(0, 4))]
+            size = int(rng.integers(1, 5 * REGION))
+            seq.append((kind, agent, size, ttl, bool(rng.random() < 0.1)))
+        elif kind == "tick":
+            seq.append((kind, float(rng.choice([0.0, 1.0, 2.0]))))
+        elif kind == "transfer":
+            seq.append((kind, index, agent, bool(rng.random() < 0.2)))
+        elif kind == "gc":
+            seq.append((kind, frozenset([agent]) if rng.random() < 0.3 else frozenset()))
+        elif kind == "expire":
+            seq.append((kind,))
+        else:
+            seq.append((kind, index))
+    return {
+        "policy": POLICIES[seed % len(POLICIES)],
+        "n_regions": [8, 16, 24][seed % 3],
+        "limits": {0: 6} if seed % 2 else {},
+        "ops": seq,
+    }
+
+
+@settings(SETTINGS, max_examples=25)
+@given(st.integers(0, 10_000))
+def test_long_random_sequences_match_reference(seed: int) -> None:
+    run_scenario(random_scenario(seed))
+
+
+def run_scenario(scenario: dict[str, Any]) -> None:
     clocks = FakeClock(), FakeClock()
     pools = [
-        make_pool(clk, backend, policy=scenario["policy"])
+        make_pool(clk, backend, scenario["n_regions"], policy=scenario["policy"])
         for clk, backend in zip(clocks, ["numba", "python"], strict=True)
     ]
     for pool in pools:

@@ -16,7 +16,7 @@ end
 -- "a,b,c" <-> {'a','b','c'}; ids never contain commas (multiswarm/keys.py ID_PATTERN).
 local function split(s)
   local out = {}
-  if s == nil or s == '' then return out end
+  if not s or s == '' then return out end  -- HGET of a missing field gives false
   for item in string.gmatch(s, '[^,]+') do out[#out + 1] = item end
   return out
 end

@@ -94,10 +94,11 @@ end
 -- A dependency ended dead or cancelled: its dependents can never run, so they end cancelled with
 -- that reason (transitively) instead of waiting forever.
 cascade_end = function(id, outcome)
-  local stack = {id}
+  local stack = {{id, outcome}}
   local now = now_ms()
   while #stack > 0 do
-    local current = table.remove(stack)
+    local top = table.remove(stack)
+    local current, ended = top[1], top[2]
     local deps = split(redis.call('HGET', TK.dependents, current))
     redis.call('HDEL', TK.dependents, current)
     for _, dep_id in ipairs(deps) do
@@ -105,12 +106,12 @@ cascade_end = function(id, outcome)
       if dep and not TERMINAL[dep.status] then
         release_swarm_slot(dep)
         unqueue(dep)
-        dep.reason = 'dependency ' .. current .. ' ' .. outcome
+        dep.reason = 'dependency ' .. current .. ' ' .. ended
         dep.lease_until = 0
         set_task_status(dep, 'cancelled', now)
         put_task(dep, now)
         redis.call('HINCRBY', TK.stats, 'cancelled', 1)
-        stack[#stack + 1] = dep_id
+        stack[#stack + 1] = {dep_id, 'cancelled'}
       end
     end
   end

@@ -1,0 +1,58 @@
+"""Shared helpers of the integration tests: bounded waits and a minimal elected leader."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.keys import Keys
+from multiswarm.registry import SwarmRegistry, swarm_spec
+from multiswarm.scripts import Scripts
+
+T = TypeVar("T")
+
+
+async def eventually(fn: Callable[[], Awaitable[T]], timeout_s: float = 30.0,
+                     interval_s: float = 0.05, what: str = "condition") -> T:
+    """Poll ``fn`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+def wait_sync(fn: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s (last: {value!r})")
+        time.sleep(0.05)
+
+
+async def leader(scripts: Scripts, keys: Keys, strategy: str = "least_loaded",
+                 batch_size: int = 200) -> SwarmCoordinator:
+    """A coordinator that has won the election (no background loops)."""
+    coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, strategy=strategy,
+                             batch_size=batch_size)
+    assert await coord.election.try_acquire()
+    return coord
+
+
+async def host(scripts: Scripts, keys: Keys, worker: str, *swarms: tuple[str, list[str]],
+               capacity: int = 100, priority: dict[str, str] | None = None) -> None:
+    """Register ``worker`` as host of swarms given as (id, capabilities)."""
+    prio = priority or {}
+    await SwarmRegistry(scripts, keys).host_swarms(
+        worker, {"host": "test", "pid": 0},
+        [swarm_spec(s, caps, capacity=capacity, priority=prio.get(s, "normal"))
+         for s, caps in swarms])

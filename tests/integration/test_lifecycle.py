@@ -1,0 +1,194 @@
+"""Task lifecycle on a real Redis: dependencies, leases, retries, dead-letter, cancellation,
+exactly-once completion records."""
+
+from __future__ import annotations
+
+import pytest
+
+from multiswarm.errors import AlreadyExists, BadRequest, InvalidIdError, UnknownDependency
+from multiswarm.keys import Keys
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+
+from .helpers import eventually, host, leader
+
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+async def _status(store: TaskStore, *ids: str) -> list[str]:
+    return [t.status if t else "missing" for t in await store.get_many(list(ids))]
+
+
+async def _run_one(store: TaskStore, coord, swarm: str = "s", worker: str = "w1") -> str:  # type: ignore[no-untyped-def]
+    await coord.dispatch_once()
+    (c,) = await store.claim(swarm, worker, 1)
+    assert await store.complete(c.id, c.token, worker, {"done": c.id}) == "completed"
+    return c.id
+
+
+@pytest.fixture
+async def world(scripts: Scripts, keys: Keys):  # type: ignore[no-untyped-def]
+    await host(scripts, keys, "w1", ("s", []))
+    return TaskStore(scripts, keys), await leader(scripts, keys)
+
+
+async def test_dependencies_run_in_order(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    a, b = task_spec(NOOP, id="a"), task_spec(NOOP, id="b")
+    c = task_spec(NOOP, id="c", depends_on=["a", "b"])
+    d = task_spec(NOOP, id="d", depends_on=["c"])
+    assert await store.submit([(a, 1), (b, 2), (c, 3), (d, 4)]) == {
+        "a": "ready", "b": "ready", "c": "pending", "d": "pending"}
+    assert await coord.dispatch_once() == 2  # only a and b can go
+    order = [await _run_one(store, coord)]
+    assert await _status(store, "c", "d") == ["pending", "pending"]  # c still waits on one
+    order.append(await _run_one(store, coord))
+    assert await _status(store, "c", "d") == ["ready", "pending"]
+    order.append(await _run_one(store, coord))
+    order.append(await _run_one(store, coord))
+    assert order[2:] == ["c", "d"] and sorted(order[:2]) == ["a", "b"]
+    # a task whose dependency already completed is ready at once
+    assert await store.submit([(task_spec(NOOP, id="e", depends_on=["a"]), None)]) == {
+        "e": "ready"}
+
+
+async def test_completion_is_recorded_exactly_once(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t"), None)])
+    await coord.dispatch_once()
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.complete("t", c.token, "w1", "first") == "completed"
+    assert await store.complete("t", c.token, "w1", "second") == "duplicate"
+    assert await store.complete("t", "9@other", "w2", "third") == "duplicate"
+    assert await store.result("t") == "first"
+    entries = await store.client.xrange(keys.completions)
+    assert [f[b"task"] for _, f in entries] == [b"t"]
+    assert (await store.stats())["duplicate_results"] == 2
+
+
+async def test_retry_backoff_then_dead_letter(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    spec = task_spec(NOOP, id="flaky", max_attempts=3, backoff_ms=200, backoff_max_ms=10_000)
+    child = task_spec(NOOP, id="child", depends_on=["flaky"])
+    grandchild = task_spec(NOOP, id="grandchild", depends_on=["child"])
+    await store.submit([(spec, None), (child, None), (grandchild, None)])
+    delays = []
+    for attempt in (1, 2, 3):
+        await eventually(coord.dispatch_once, what=f"attempt {attempt} dispatched")
+        (c,) = await store.claim("s", "w1", 1)
+        assert c.attempts == attempt
+        outcome = await store.fail("flaky", c.token, f"boom {attempt}")
+        t = await store.get("flaky")
+        if attempt < 3:
+            assert outcome == "retry" and t.status == "failed"
+            delays.append(t.due_ms - t.updated_ms)
+        else:
+            assert outcome == "dead" and t.status == "dead"
+    # exponential: base * 2^(n-1) times a jitter in [0.5, 1)
+    assert 100 <= delays[0] < 200 and 200 <= delays[1] < 400
+    assert await _status(store, "child", "grandchild") == ["cancelled", "cancelled"]
+    assert (await store.get("child")).reason == "dependency flaky dead"
+    assert (await store.get("grandchild")).reason == "dependency child cancelled"
+    dlq = await store.client.xrange(keys.dlq)
+    assert len(dlq) == 1 and dlq[0][1][b"task"] == b"flaky"
+    assert dlq[0][1][b"error"] == b"boom 3"
+    # a late submission depending on the dead task ends at once instead of waiting forever
+    late = task_spec(NOOP, id="late", depends_on=["flaky"])
+    assert await store.submit([(late, None)]) == {"late": "cancelled"}
+
+
+async def test_stale_failure_report_is_ignored(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t"), None)])
+    await coord.dispatch_once()
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.fail("t", "1@someone-else", "not mine") == "stale"
+    assert (await store.get("t")).status == "running"
+
+
+async def test_permanent_failure_skips_retries(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t", max_attempts=5), None)])
+    await coord.dispatch_once()
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.fail("t", c.token, "handler not allowed", permanent=True) == "dead"
+    assert (await store.get("t")).attempts == 1
+
+
+async def test_expired_lease_requeues_and_first_result_wins(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t", lease_ms=100, backoff_ms=0), None)])
+    await coord.dispatch_once()
+    (first,) = await store.claim("s", "w1", 1)
+
+    async def reaped() -> bool:
+        retried, dead = await coord.reap_once()
+        return retried == 1
+    await eventually(reaped, what="lease expiry")
+    t = await store.get("t")
+    assert t.status == "failed" and t.error.startswith("lease expired")
+    await eventually(coord.dispatch_once, what="re-dispatch")
+    (second,) = await store.claim("s", "w1", 1)
+    assert second.attempts == 2 and second.token != first.token
+    # the slow first attempt finishes after all: its result is recorded, the rerun's is not
+    assert await store.complete("t", first.token, "w1", "slow") == "completed"
+    assert await store.complete("t", second.token, "w1", "rerun") == "duplicate"
+    assert await store.result("t") == "slow"
+    assert await store.extend("w1", {"t": second.token}, 1000) == ["t"]  # lease gone
+
+
+async def test_lease_renewal_keeps_a_long_task(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t", lease_ms=300), None)])
+    await coord.dispatch_once()
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.extend("w1", {"t": c.token}, 60_000) == []
+    assert await coord.reap_once() == (0, 0)
+    assert (await store.get("t")).status == "running"
+
+
+async def test_cancel_cascades_and_terminal_is_final(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="root"), None),
+                        (task_spec(NOOP, id="mid", depends_on=["root"]), None),
+                        (task_spec(NOOP, id="leaf", depends_on=["mid"]), None),
+                        (task_spec(NOOP, id="other"), None)])
+    await coord.dispatch_once()
+    assert await store.cancel("root", "no longer needed") == "cancelled"
+    assert await _status(store, "root", "mid", "leaf", "other") == [
+        "cancelled", "cancelled", "cancelled", "assigned"]
+    assert await store.cancel("root") == "ended:cancelled"
+    # the cancelled task's queue entry is dropped when claimed; the swarm slot was freed
+    claimed = await store.claim("s", "w1", 10)
+    assert [c.id for c in claimed] == ["other"]
+    assert await store.complete("other", claimed[0].token, "w1", 1) == "completed"
+    assert await store.cancel("other") == "ended:completed"
+    assert (await store.counts())["cancelled"] == 3
+
+
+async def test_submit_is_all_or_nothing_and_idempotent(world) -> None:  # type: ignore[no-untyped-def]
+    store, _ = world
+    good = task_spec(NOOP, id="good")
+    with pytest.raises(UnknownDependency):
+        await store.submit([(good, None), (task_spec(NOOP, id="bad", depends_on=["ghost"]), None)])
+    assert await _status(store, "good", "bad") == ["missing", "missing"]
+    assert await store.submit([(good, None)]) == {"good": "ready"}
+    assert await store.submit([(good, None)]) == {"good": "exists"}  # a retried submit
+    with pytest.raises(AlreadyExists):
+        await store.submit([(task_spec("multiswarm.demo_tasks:fail_always", id="good"), None)])
+    with pytest.raises(BadRequest):
+        await store.submit([(task_spec(NOOP, id="self", depends_on=["self"]), None)])
+    with pytest.raises(InvalidIdError):
+        task_spec(NOOP, id="a:b")
+    with pytest.raises(BadRequest):
+        task_spec("not-an-import-path")
+    with pytest.raises(BadRequest):
+        await store.submit([(task_spec(NOOP, id="huge"), "x" * (2 * 1024 * 1024))])
+
+
+async def test_corrupt_task_record_is_a_typed_error(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
+    from multiswarm.errors import MessageDecodeError
+    store, _ = world
+    await store.client.hset(keys.tasks, "broken", b"\xff{not json")
+    with pytest.raises(MessageDecodeError):
+        await store.get("broken")
