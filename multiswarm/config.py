@@ -80,7 +80,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
 
 def validate(s: Settings) -> Settings:
     """Check ranges; raise :class:`ConfigError` for the first bad value."""
-    check_id(s.namespace, "namespace")
+    try:
+        check_id(s.namespace, "namespace")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if not s.redis_url.split("://", 1)[0] in (
         "redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
     ):

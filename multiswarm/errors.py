@@ -109,3 +109,81 @@ class BadRequest(ScriptError, ValueError):
 
 class WorkerUnknown(ScriptError):
     """The worker is not registered (declared dead after missing heartbeats): register again."""
+
+
+class RequestTimeout(MultiswarmError, TimeoutError):
+    """``SwarmMessenger.request`` got no response within its timeout."""
+
+
+class RequestFailed(MultiswarmError):
+    """The responder's request handler raised; ``detail`` is its error text.
+
+    Parameters
+    ----------
+    detail:
+        ``"<ExceptionType>: <message>"`` as reported by the responder.
+    responder:
+        Sender id of the swarm that answered.
+    """
+
+    def __init__(self, detail: str, responder: str = "") -> None:
+        self.detail = detail
+        self.responder = responder
+        super().__init__(f"request failed at {responder or 'the responder'}: {detail}")
+
+
+class MessageRejected(MultiswarmError, ValueError):
+    """A received message was refused; ``reason`` is a code such as ``forged`` or ``stale``.
+
+    Parameters
+    ----------
+    reason:
+        One of ``multiswarm.envelopes.REASONS``.
+    detail:
+        Human-readable detail.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class NotInterrupted(IllegalTransition):
+    """A recovery was asked for a swarm that is not ``interrupted`` (nothing to recover)."""
+
+
+class StalePlan(ScriptError):
+    """A recovery plan was made for an earlier interruption, or another plan replaced it."""
+
+
+class CorruptState(MessageDecodeError):
+    """A stored state, snapshot or checkpoint failed verification.
+
+    Parameters
+    ----------
+    kind:
+        ``state`` | ``checkpoint`` | ``snapshot``.
+    entry_id:
+        ``v<version>`` for a state, the entry id of a snapshot or checkpoint ('' if unreadable).
+    reason:
+        ``bad encoding: ...`` | ``checksum mismatch`` | ``wrong schema: ...``.
+    """
+
+    def __init__(self, kind: str, entry_id: str, reason: str) -> None:
+        self.kind = kind
+        self.entry_id = entry_id
+        self.reason = reason
+        super().__init__(f"{kind} {entry_id or '?'}: {reason}")
+
+
+class RecoveryError(MultiswarmError):
+    """A recovery could not be planned or was not applied."""
+
+
+class NoRecoverySource(RecoveryError, LookupError):
+    """The requested recovery source (state, checkpoint or snapshot) has no valid entry."""
+
+
+class LowConfidence(RecoveryError):
+    """A plan's confidence is below the minimum the caller asked for; nothing was applied."""

@@ -15,7 +15,7 @@ from multiswarm.errors import InvalidIdError
 
 #: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
 #: forge another key, hash tag or list element.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 #: Swarm registry statuses, in the order the status-index keys are passed to scripts.
 SWARM_STATUSES = ("initializing", "active", "recovering", "interrupted", "completed", "failed")
@@ -28,7 +28,7 @@ TASK_STATUSES = (
 
 def check_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError`."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidIdError(f"invalid {what} {value!r}: expected [A-Za-z0-9_.-]{{1,128}}")
     return value
 

@@ -46,6 +46,8 @@ _ERRORS: dict[str, type[errors.ScriptError]] = {
     "UNKNOWN_DEPENDENCY": errors.UnknownDependency,
     "BAD_REQUEST": errors.BadRequest,
     "WORKER_UNKNOWN": errors.WorkerUnknown,
+    "NOT_INTERRUPTED": errors.NotInterrupted,
+    "STALE_PLAN": errors.StalePlan,
 }
 
 

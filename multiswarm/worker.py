@@ -101,8 +101,10 @@ class Worker:
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
         await self.register()
-        loops = [asyncio.create_task(self._heartbeats(stop)),
-                 asyncio.create_task(self._renew_leases(stop)),
+        # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
+        drained = asyncio.Event()
+        loops = [asyncio.create_task(self._heartbeats(drained)),
+                 asyncio.create_task(self._renew_leases(drained)),
                  asyncio.create_task(self._listen())]
         claimers = [asyncio.create_task(self._claim_loop(s.id, stop)) for s in self.specs]
         try:
@@ -112,6 +114,7 @@ class Worker:
                 c.cancel()
             await asyncio.gather(*claimers, return_exceptions=True)
             await self._drain()
+            drained.set()
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)

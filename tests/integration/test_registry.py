@@ -63,7 +63,7 @@ async def test_max_swarm_count(scripts: Scripts, keys: Keys) -> None:
     assert await registry.register_swarm(swarm_spec("c")) == "exists"
 
 
-@pytest.mark.parametrize("bad", ["", "a:b", "{x}", "a,b", "x" * 129, "spa ce", "ü"])
+@pytest.mark.parametrize("bad", ["", "a:b", "{x}", "a,b", "x" * 129, "spa ce", "ü", "ok\n"])
 async def test_hostile_ids_refused(scripts: Scripts, keys: Keys, bad: str) -> None:
     with pytest.raises(InvalidIdError):
         swarm_spec(bad)

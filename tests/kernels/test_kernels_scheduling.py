@@ -123,6 +123,27 @@ def test_kernel_matches_reference_on_larger_batches(seed: int, strategy: int) ->
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("strategy", STRATEGY_CODES)
+def test_extreme_priorities_match_reference(strategy: int) -> None:
+    # Priorities spanning all of int64 take the comparison sort, not the counting sort.
+    info = np.iinfo(np.int64)
+    rng = np.random.default_rng(strategy)
+    priority = rng.choice([info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max], 200)
+    indptr, indices = deps_to_csr(
+        [[int(rng.integers(0, i))] if i % 3 == 1 else [] for i in range(200)]
+    )
+    batch = {
+        **simple(200, priority=priority, strategy=strategy, task_cost=rng.uniform(0, 1, 200)),
+        "dep_indptr": indptr,
+        "dep_indices": indices,
+    }
+    got, want = run(batch), run(batch, "python")
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ranked = [(-int(priority[t]), int(t)) for t in got.order if not deps_of(batch, int(t))]
+    assert ranked == sorted(ranked)
+
+
 # --- invariants ---------------------------------------------------------------------------------
 
 

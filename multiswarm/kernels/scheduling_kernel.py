@@ -1,0 +1,461 @@
+"""The Numba kernel behind :func:`multiswarm.kernels.scheduling.schedule`.
+
+The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; the plain
+Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
+How it is fast: tasks ready at the start are ordered once by a counting sort, and only those
+freed by a dependency go through a heap; for the non-round-robin strategies the eligible agents
+are kept in a binary heap by preference, visited in order so that the search for an agent
+usually stops after a few, and the chosen agent sinks to its new place in logarithmic time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ._jit import njit
+from .constants import (
+    ALL_CAPABLE_AGENTS_FULL,
+    ASSIGNED,
+    CAPABILITY,
+    DEGRADED,
+    DEPENDENCY_CYCLE,
+    DEPENDENCY_UNASSIGNED,
+    LEAST_LOADED,
+    NO_CAPABLE_AGENT,
+    NO_HEALTHY_CAPABLE_AGENT,
+    ROUND_ROBIN,
+)
+
+__all__ = ["schedule_kernel"]
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int8]
+
+
+@njit
+def _before(priority: I64, a: int, b: int) -> bool:
+    """Whether task ``a`` is taken before task ``b``: higher priority, then lower index."""
+    return bool(priority[a] > priority[b] or (priority[a] == priority[b] and a < b))
+
+
+@njit
+def _heap_push(heap: I64, size: int, priority: I64, task: int) -> int:
+    """Push ``task`` on the binary heap ``heap[:size]``; return the new size."""
+    i = size
+    heap[i] = task
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _before(priority, heap[i], heap[parent]):
+            break
+        heap[i], heap[parent] = heap[parent], heap[i]
+        i = parent
+    return size + 1
+
+
+@njit
+def _heap_pop(heap: I64, size: int, priority: I64) -> int:
+    """Remove the first task from the heap ``heap[:size]`` and return it (size shrinks by 1)."""
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and _before(priority, heap[child + 1], heap[child]):
+            child += 1
+        if not _before(priority, heap[child], heap[i]):
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+    return int(top)
+
+
+@njit
+def _by_priority(priority: I64, tasks: I64) -> I64:
+    """``tasks`` (increasing) reordered by decreasing priority, ties kept in index order.
+
+    A counting sort when the priorities span at most a few times the number of tasks (the usual
+    case: a handful of levels), else a stable sort on ``~priority`` (decreasing, no overflow).
+    """
+    k = tasks.shape[0]
+    if k == 0:
+        return tasks.copy()
+    prio = priority[tasks]
+    lo, hi = prio.min(), prio.max()
+    # Unsigned subtraction: the true span even for priorities at both ends of int64.
+    span = np.uint64(hi) - np.uint64(lo)
+    if span > np.uint64(4 * k):
+        return tasks[np.argsort(~prio, kind="mergesort")]
+    slot = np.zeros(int(span) + 2, dtype=np.int64)
+    for i in range(k):
+        slot[hi - prio[i] + 1] += 1
+    for b in range(1, slot.shape[0]):
+        slot[b] += slot[b - 1]
+    out = np.empty(k, dtype=np.int64)
+    for i in range(k):
+        b = hi - prio[i]
+        out[slot[b]] = tasks[i]
+        slot[b] += 1
+    return out
+
+
+@njit
+def _popcount(x: np.uint64) -> int:
+    count = 0
+    while x != 0:
+        x &= x - np.uint64(1)
+        count += 1
+    return count
+
+
+@njit
+def _pick_round_robin(
+    need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, health: I8, cursor: int
+) -> int:
+    """First eligible agent at or after ``cursor``, wrapping around; -1 if none."""
+    m = load.shape[0]
+    for k in range(m):
+        a = cursor + k
+        if a >= m:
+            a -= m
+        if health[a] <= DEGRADED and (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+            return a
+    return -1
+
+
+@njit
+def _precedes(a: int, b: int, fit: I64, key: F64) -> bool:
+    """Whether agent ``a`` ranks before agent ``b``: by ``(fit, key, index)``."""
+    return bool(
+        fit[a] < fit[b] or (fit[a] == fit[b] and (key[a] < key[b] or (key[a] == key[b] and a < b)))
+    )
+
+
+@njit
+def _rank_agents(
+    load: F64, capacity: F64, caps: U64, health: I8, strategy: int
+) -> tuple[I64, I64, F64]:
+    """Healthy and degraded agents sorted by the strategy's preference, best first.
+
+    The key is ``(fit, key, index)``: ``key`` is the load (LEAST_LOADED) or the load ratio;
+    ``fit`` is 0 except for CAPABILITY, where it is the agent's number of capability bits. For
+    an agent holding every bit a task needs, its bits beyond the task's number ``fit`` minus the
+    task's own count, so ranking by ``fit`` ranks by extra bits for every task at once.
+    Returns ``(rank, fit, key)``; ``fit`` and ``key`` are indexed by agent.
+    """
+    m = load.shape[0]
+    fit = np.zeros(m, dtype=np.int64)
+    key = np.empty(m, dtype=np.float64)
+    live = np.empty(m, dtype=np.int64)
+    n_live = 0
+    for a in range(m):
+        key[a] = load[a] if strategy == LEAST_LOADED else load[a] / capacity[a]
+        if strategy == CAPABILITY:
+            fit[a] = _popcount(caps[a])
+        if health[a] <= DEGRADED:
+            live[n_live] = a
+            n_live += 1
+    rank = live[:n_live]
+    # Stable sorts, last key first: the index order of ``live`` breaks the remaining ties.
+    rank = rank[np.argsort(key[rank], kind="mergesort")]
+    rank = rank[np.argsort(fit[rank], kind="mergesort")]
+    return rank, fit, key
+
+
+#: Heap nodes visited in preference order before a search falls back to one linear pass.
+_MAX_VISITS = 32
+
+
+@njit
+def _frontier_push(frontier: I64, size: int, node: int, heap: I64, fit: I64, key: F64) -> int:
+    i = size
+    frontier[i] = node
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _precedes(heap[frontier[i]], heap[frontier[parent]], fit, key):
+            break
+        frontier[i], frontier[parent] = frontier[parent], frontier[i]
+        i = parent
+    return size + 1
+
+
+@njit
+def _frontier_pop(frontier: I64, size: int, heap: I64, fit: I64, key: F64) -> int:
+    top = frontier[0]
+    size -= 1
+    frontier[0] = frontier[size]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and _precedes(
+            heap[frontier[child + 1]], heap[frontier[child]], fit, key
+        ):
+            child += 1
+        if not _precedes(heap[frontier[child]], heap[frontier[i]], fit, key):
+            break
+        frontier[i], frontier[child] = frontier[child], frontier[i]
+        i = child
+    return int(top)
+
+
+@njit
+def _pick_from_heap(
+    need: np.uint64,
+    cost: float,
+    load: F64,
+    capacity: F64,
+    caps: U64,
+    heap: I64,
+    fit: I64,
+    key: F64,
+    frontier: I64,
+) -> int:
+    """Heap node of the preferred agent that has the capabilities and room; -1 if none.
+
+    ``heap`` is a binary min-heap of agents by ``(fit, key, index)``. Its nodes are visited in
+    order (a second, small heap holds the frontier), so the search stops at the first eligible
+    agent, usually after a few. A search that drags on (rare capabilities, full agents) ends
+    in one linear pass, which finds the same agent.
+    """
+    n = heap.shape[0]
+    if n == 0:
+        return -1
+    size = _frontier_push(frontier, 0, 0, heap, fit, key)
+    visits = 0
+    while size > 0 and visits < _MAX_VISITS:
+        node = _frontier_pop(frontier, size, heap, fit, key)
+        size -= 1
+        a = heap[node]
+        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+            return node
+        visits += 1
+        for child in (2 * node + 1, 2 * node + 2):
+            if child < n:
+                size = _frontier_push(frontier, size, child, heap, fit, key)
+    if size == 0:
+        return -1
+    best = -1
+    for node in range(n):
+        a = heap[node]
+        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+            if best < 0 or _precedes(a, heap[best], fit, key):
+                best = node
+    return best
+
+
+@njit
+def _sift_down(heap: I64, node: int, fit: I64, key: F64) -> None:
+    """Restore the heap below ``node`` after its agent's key grew (costs >= 0: never shrinks)."""
+    n = heap.shape[0]
+    while True:
+        child = 2 * node + 1
+        if child >= n:
+            break
+        if child + 1 < n and _precedes(heap[child + 1], heap[child], fit, key):
+            child += 1
+        if not _precedes(heap[child], heap[node], fit, key):
+            break
+        heap[node], heap[child] = heap[child], heap[node]
+        node = child
+
+
+@njit
+def _failure_reason(need: np.uint64, caps: U64, health: I8) -> int:
+    """Why no agent was picked, knowing that every eligible capable agent was full."""
+    any_capable = False
+    for a in range(caps.shape[0]):
+        if (caps[a] & need) == need:
+            if health[a] <= DEGRADED:
+                return ALL_CAPABLE_AGENTS_FULL
+            any_capable = True
+    return NO_HEALTHY_CAPABLE_AGENT if any_capable else NO_CAPABLE_AGENT
+
+
+@njit
+def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I64, I64]:
+    """Dependents of each task, as CSR, from the dependencies' CSR."""
+    rev_indptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(indices.shape[0]):
+        rev_indptr[indices[e] + 1] += 1
+    for t in range(n):
+        rev_indptr[t + 1] += rev_indptr[t]
+    fill = rev_indptr[:n].copy()
+    rev_indices = np.empty(indices.shape[0], dtype=np.int64)
+    for t in range(n):
+        for e in range(indptr[t], indptr[t + 1]):
+            d = indices[e]
+            rev_indices[fill[d]] = t
+            fill[d] += 1
+    return rev_indptr, rev_indices
+
+
+@njit
+def _explain_undecided(
+    decided: npt.NDArray[np.bool_],
+    indptr: I64,
+    indices: I64,
+    rev_indptr: I64,
+    rev_indices: I64,
+    reason: I8,
+) -> None:
+    """Set the reason of every undecided task: on a cycle, or only downstream of one.
+
+    Undecided tasks are those the topological pass never reached; each waits on another
+    undecided task. Strongly connected components among them (Kosaraju, iterative) tell the
+    tasks on a cycle (component of two or more, or a self-dependency) from the rest.
+    """
+    n = decided.shape[0]
+    seen = np.zeros(n, dtype=np.bool_)
+    finished = np.empty(n, dtype=np.int64)
+    n_finished = 0
+    stack = np.empty(n, dtype=np.int64)
+    edge = np.empty(n, dtype=np.int64)
+    for s in range(n):
+        if decided[s] or seen[s]:
+            continue
+        seen[s] = True
+        top = 0
+        stack[0], edge[0] = s, indptr[s]
+        while top >= 0:
+            v, e = stack[top], edge[top]
+            if e < indptr[v + 1]:
+                edge[top] = e + 1
+                w = indices[e]
+                if not decided[w] and not seen[w]:
+                    seen[w] = True
+                    top += 1
+                    stack[top], edge[top] = w, indptr[w]
+            else:
+                finished[n_finished] = v
+                n_finished += 1
+                top -= 1
+    component = np.full(n, -1, dtype=np.int64)
+    size = np.zeros(n, dtype=np.int64)
+    n_components = 0
+    for i in range(n_finished - 1, -1, -1):
+        s = finished[i]
+        if component[s] >= 0:
+            continue
+        c = n_components
+        n_components += 1
+        component[s] = c
+        top = 0
+        stack[0] = s
+        while top >= 0:
+            v = stack[top]
+            top -= 1
+            size[c] += 1
+            for e in range(rev_indptr[v], rev_indptr[v + 1]):
+                w = rev_indices[e]
+                if not decided[w] and component[w] < 0:
+                    component[w] = c
+                    top += 1
+                    stack[top] = w
+    for v in range(n):
+        if decided[v]:
+            continue
+        on_cycle = size[component[v]] > 1
+        for e in range(indptr[v], indptr[v + 1]):
+            if indices[e] == v:
+                on_cycle = True
+        reason[v] = DEPENDENCY_CYCLE if on_cycle else DEPENDENCY_UNASSIGNED
+
+
+@njit
+def schedule_kernel(
+    priority: I64,
+    task_caps: U64,
+    task_cost: F64,
+    agent_load: F64,
+    agent_capacity: F64,
+    agent_caps: U64,
+    agent_health: I8,
+    dep_indptr: I64,
+    dep_indices: I64,
+    strategy: int,
+    cursor: int,
+) -> tuple[I64, I8, F64, int, I64]:
+    """Place a batch of tasks: the unchecked core of :func:`.scheduling.schedule`.
+
+    Same parameters, positional. Inputs must already be valid (as ``schedule`` ensures):
+    out-of-range indices are not checked. Returns the fields of
+    :class:`~multiswarm.kernels.scheduling.ScheduleResult` as a tuple; the inputs are not
+    modified.
+    """
+    n = priority.shape[0]
+    m = agent_load.shape[0]
+    load = agent_load.copy()
+    assignment = np.full(n, -1, dtype=np.int64)
+    reason = np.full(n, DEPENDENCY_CYCLE, dtype=np.int8)
+    order = np.empty(n, dtype=np.int64)
+    n_placed = 0
+
+    # Health does not change during a batch, and only the chosen agent's key changes after a
+    # placement: keep the eligible agents in a heap by preference (see _pick_from_heap).
+    # A sorted array is a valid min-heap.
+    heap, fit, key = _rank_agents(agent_load, agent_capacity, agent_caps, agent_health, strategy)
+    frontier = np.empty(heap.shape[0] + 1, dtype=np.int64)
+
+    rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
+    waiting = dep_indptr[1:] - dep_indptr[:-1]
+    blocked = np.zeros(n, dtype=np.bool_)
+    decided = np.zeros(n, dtype=np.bool_)
+    # Tasks ready from the start are sorted once; only those freed by a dependency go through
+    # the heap. The next task is the better of the two fronts.
+    queue = _by_priority(priority, np.flatnonzero(waiting == 0))
+    taken = 0
+    heap = np.empty(n, dtype=np.int64)
+    size = 0
+    while taken < queue.shape[0] or size > 0:
+        if size > 0 and (taken == queue.shape[0] or _before(priority, heap[0], queue[taken])):
+            t = _heap_pop(heap, size, priority)
+            size -= 1
+        else:
+            t = queue[taken]
+            taken += 1
+        decided[t] = True
+        need = task_caps[t]
+        cost = task_cost[t]
+        if blocked[t]:
+            reason[t] = DEPENDENCY_UNASSIGNED
+        else:
+            if strategy == ROUND_ROBIN:
+                a = _pick_round_robin(
+                    need, cost, load, agent_capacity, agent_caps, agent_health, cursor
+                )
+                if a >= 0:
+                    cursor = a + 1 if a + 1 < m else 0
+            else:
+                node = _pick_from_heap(
+                    need, cost, load, agent_capacity, agent_caps, heap, fit, key, frontier
+                )
+                a = heap[node] if node >= 0 else -1
+            if a >= 0:
+                assignment[t] = a
+                reason[t] = ASSIGNED
+                load[a] += cost
+                order[n_placed] = t
+                n_placed += 1
+                if strategy != ROUND_ROBIN:
+                    key[a] = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
+                    _sift_down(heap, node, fit, key)
+            else:
+                reason[t] = _failure_reason(need, agent_caps, agent_health)
+        for e in range(rev_indptr[t], rev_indptr[t + 1]):
+            u = rev_indices[e]
+            if assignment[t] < 0:
+                blocked[u] = True
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                size = _heap_push(heap, size, priority, u)
+
+    if not decided.all():
+        _explain_undecided(decided, dep_indptr, dep_indices, rev_indptr, rev_indices, reason)
+    return assignment, reason, load, cursor, order[:n_placed].copy()

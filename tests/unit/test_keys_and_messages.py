@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+import redis.exceptions
+
+from multiswarm import errors
+from multiswarm.keys import TASK_STATUSES, Keys
+from multiswarm.messages import (
+    Envelope, decode_envelope, decode_task, encode_envelope, pack, unpack,
+)
+from multiswarm.scripts import sources, translate
+
+
+def _slot_tag(key: str) -> str:
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start)]
+
+
+def test_global_keys_share_one_hash_tag() -> None:
+    k = Keys("swarm")
+    globals_ = [*k.task_keyset, k.index, *k.swarm_status_all, k.leader, k.epoch, k.rr_cursor,
+                k.queue("s1"), k.archive, k.recoveries, k.message_dlq]
+    assert {_slot_tag(key) for key in globals_} == {"swarm"}
+    assert k.index == "{swarm}:index" and k.leader == "{swarm}:leader"
+    assert k.swarm_status("active") == "{swarm}:status:active"
+
+
+def test_per_swarm_keys_are_tagged_by_swarm_and_channels_keep_seed_names() -> None:
+    k = Keys("swarm")
+    assert k.state("abc") == "swarm:state:{abc}" and _slot_tag(k.snapshots("abc")) == "abc"
+    assert (k.ch_global, k.ch_coordination, k.ch_agents, k.ch_tasks, k.ch_events) == (
+        "swarm:global", "swarm:coordination", "swarm:agents", "swarm:tasks", "swarm:events")
+
+
+def test_task_keyset_order_matches_the_lua_prelude() -> None:
+    k = Keys("n")
+    ks = k.task_keyset
+    assert len(ks) == 22 and ks[0] == k.tasks and ks[11] == k.epoch
+    assert ks[14:] == [k.task_status(s) for s in TASK_STATUSES]
+    prelude = sources()["claim_tasks"]
+    assert "for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[14 + i] end" in prelude
+
+
+def test_every_script_has_a_contract_header() -> None:
+    for name, text in sources().items():
+        body = text.split("\n-- " + name.split("_")[0], 1)
+        assert f"-- {name}:" in text, f"{name}.lua lacks its header"
+        assert "returns" in text, name
+        assert len(body) == 2
+
+
+def test_envelope_roundtrip_and_limits_in_bytes() -> None:
+    env = Envelope(type="request", sender="s1", payload={"text": "héllo"})
+    assert decode_envelope(encode_envelope(env)) == env
+    # 400k three-byte characters: under 1 MiB characters, over 1 MiB bytes
+    big = Envelope(type="x", payload={"text": "€" * 400_000})
+    with pytest.raises(errors.MessageTooLargeError):
+        encode_envelope(big)
+    with pytest.raises(errors.MessageDecodeError):
+        decode_envelope(b"{not json")
+    with pytest.raises(errors.MessageDecodeError):
+        decode_envelope(msgspec.json.encode({"no_type": 1}))
+
+
+def test_corrupt_records_and_payloads_are_typed_errors() -> None:
+    with pytest.raises(errors.MessageDecodeError):
+        decode_task(b'{"id": 1}')
+    with pytest.raises(errors.MessageDecodeError):
+        unpack(b"\xc1")
+    assert unpack(pack({"a": [1, 2]})) == {"a": [1, 2]}
+
+
+@pytest.mark.parametrize(("reply", "cls"), [
+    ("ILLEGAL_TRANSITION s1 active -> initializing", errors.IllegalTransition),
+    ("STALE_EPOCH epoch 1 < 2", errors.StaleEpoch),
+    ("NOT_FOUND task x", errors.NotFound),
+    ("user_script:1: Something else", errors.ScriptError),
+])
+def test_error_replies_become_typed_errors(reply: str, cls: type) -> None:
+    err = translate(redis.exceptions.ResponseError(reply))
+    assert type(err) is cls and isinstance(err, errors.MultiswarmError)
+    if cls is errors.StaleEpoch:
+        assert isinstance(err, errors.CoordinationError) and err.code == "STALE_EPOCH"
