@@ -4,8 +4,8 @@ The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; 
 Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
 How it is fast: tasks ready at the start are ordered once by a counting sort, and only those
 freed by a dependency go through a heap; for the non-round-robin strategies the eligible agents
-are kept in a binary heap by preference, visited in order so that the search for an agent
-usually stops after a few, and the chosen agent sinks to its new place in logarithmic time.
+are kept ranked by preference, so the search for an agent usually stops after a few, and the
+chosen agent is moved to its new rank by bisection.
 """
 
 from __future__ import annotations
@@ -167,103 +167,38 @@ def _rank_agents(
     return rank, fit, key
 
 
-#: Heap nodes visited in preference order before a search falls back to one linear pass.
-_MAX_VISITS = 32
-
-
 @njit
-def _frontier_push(frontier: I64, size: int, node: int, heap: I64, fit: I64, key: F64) -> int:
-    i = size
-    frontier[i] = node
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _precedes(heap[frontier[i]], heap[frontier[parent]], fit, key):
-            break
-        frontier[i], frontier[parent] = frontier[parent], frontier[i]
-        i = parent
-    return size + 1
-
-
-@njit
-def _frontier_pop(frontier: I64, size: int, heap: I64, fit: I64, key: F64) -> int:
-    top = frontier[0]
-    size -= 1
-    frontier[0] = frontier[size]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and _precedes(
-            heap[frontier[child + 1]], heap[frontier[child]], fit, key
-        ):
-            child += 1
-        if not _precedes(heap[frontier[child]], heap[frontier[i]], fit, key):
-            break
-        frontier[i], frontier[child] = frontier[child], frontier[i]
-        i = child
-    return int(top)
-
-
-@njit
-def _pick_from_heap(
-    need: np.uint64,
-    cost: float,
-    load: F64,
-    capacity: F64,
-    caps: U64,
-    heap: I64,
-    fit: I64,
-    key: F64,
-    frontier: I64,
+def _pick_ranked(
+    need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, rank: I64
 ) -> int:
-    """Heap node of the preferred agent that has the capabilities and room; -1 if none.
-
-    ``heap`` is a binary min-heap of agents by ``(fit, key, index)``. Its nodes are visited in
-    order (a second, small heap holds the frontier), so the search stops at the first eligible
-    agent, usually after a few. A search that drags on (rare capabilities, full agents) ends
-    in one linear pass, which finds the same agent.
-    """
-    n = heap.shape[0]
-    if n == 0:
-        return -1
-    size = _frontier_push(frontier, 0, 0, heap, fit, key)
-    visits = 0
-    while size > 0 and visits < _MAX_VISITS:
-        node = _frontier_pop(frontier, size, heap, fit, key)
-        size -= 1
-        a = heap[node]
+    """Position in ``rank`` of the first agent that has the capabilities and room; -1 if none."""
+    for p in range(rank.shape[0]):
+        a = rank[p]
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
-            return node
-        visits += 1
-        for child in (2 * node + 1, 2 * node + 2):
-            if child < n:
-                size = _frontier_push(frontier, size, child, heap, fit, key)
-    if size == 0:
-        return -1
-    best = -1
-    for node in range(n):
-        a = heap[node]
-        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
-            if best < 0 or _precedes(a, heap[best], fit, key):
-                best = node
-    return best
+            return p
+    return -1
 
 
 @njit
-def _sift_down(heap: I64, node: int, fit: I64, key: F64) -> None:
-    """Restore the heap below ``node`` after its agent's key grew (costs >= 0: never shrinks)."""
-    n = heap.shape[0]
-    while True:
-        child = 2 * node + 1
-        if child >= n:
-            break
-        if child + 1 < n and _precedes(heap[child + 1], heap[child], fit, key):
-            child += 1
-        if not _precedes(heap[child], heap[node], fit, key):
-            break
-        heap[node], heap[child] = heap[child], heap[node]
-        node = child
+def _demote(rank: I64, p: int, fit: I64, key: F64) -> None:
+    """Move ``rank[p]`` right to its place after its key grew (keys never shrink: costs >= 0).
+
+    Under least-loaded the agents' loads converge, and a placed agent then moves past most of
+    the others: find the place by bisection and shift with a plain copy loop, not by swaps.
+    (A binary heap instead, visited in order by a frontier heap, measured slower: its sift-down
+    and frontier comparisons cost more than this shift of a few hundred indices.)
+    """
+    a = rank[p]
+    lo, hi = p + 1, rank.shape[0]  # the place is the first q in [lo, hi) with a before rank[q]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _precedes(a, rank[mid], fit, key):
+            hi = mid
+        else:
+            lo = mid + 1
+    for i in range(p, lo - 1):
+        rank[i] = rank[i + 1]
+    rank[lo - 1] = a
 
 
 @njit
@@ -398,10 +333,8 @@ def schedule_kernel(
     n_placed = 0
 
     # Health does not change during a batch, and only the chosen agent's key changes after a
-    # placement: keep the eligible agents in a heap by preference (see _pick_from_heap).
-    # A sorted array is a valid min-heap.
-    heap, fit, key = _rank_agents(agent_load, agent_capacity, agent_caps, agent_health, strategy)
-    frontier = np.empty(heap.shape[0] + 1, dtype=np.int64)
+    # placement: keep the eligible agents ranked, so a search usually stops at the first few.
+    rank, fit, key = _rank_agents(agent_load, agent_capacity, agent_caps, agent_health, strategy)
 
     rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
     waiting = dep_indptr[1:] - dep_indptr[:-1]
@@ -433,10 +366,8 @@ def schedule_kernel(
                 if a >= 0:
                     cursor = a + 1 if a + 1 < m else 0
             else:
-                node = _pick_from_heap(
-                    need, cost, load, agent_capacity, agent_caps, heap, fit, key, frontier
-                )
-                a = heap[node] if node >= 0 else -1
+                p = _pick_ranked(need, cost, load, agent_capacity, agent_caps, rank)
+                a = rank[p] if p >= 0 else -1
             if a >= 0:
                 assignment[t] = a
                 reason[t] = ASSIGNED
@@ -445,7 +376,7 @@ def schedule_kernel(
                 n_placed += 1
                 if strategy != ROUND_ROBIN:
                     key[a] = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
-                    _sift_down(heap, node, fit, key)
+                    _demote(rank, p, fit, key)
             else:
                 reason[t] = _failure_reason(need, agent_caps, agent_health)
         for e in range(rev_indptr[t], rev_indptr[t + 1]):

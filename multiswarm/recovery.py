@@ -1,0 +1,725 @@
+"""Recovery of interrupted swarms: discover, plan (a dry run), apply (idempotent).
+
+Planning reads, for a batch of swarms, in a few pipelined round trips: the registry records, the
+workers alive, every running task, and per swarm its current state, newest checkpoint, newest
+snapshot and queue. Sources are tried in the order state -> checkpoint -> snapshot; each is
+decoded and verified (:func:`multiswarm.state.verify_state`, ``verify_entry``) and a corrupted
+entry is reported, or, when the plan is made to be applied, moved to the swarm's quarantine list
+and the next entry or source is tried. Confidence follows :mod:`multiswarm.confidence`.
+
+Applying a plan is three idempotent steps, because the registry and tasks live in the
+namespace's hash slot while the recovery log and state live in the swarm's slot:
+
+1. ``begin_recovery.lua`` (global slot): ``interrupted -> recovering``, re-queue the in-flight
+   tasks, record the plan id in ``{ns}:recoveries``; a plan id seen before does nothing.
+2. ``record_recovery.lua`` (swarm slot): restore the chosen checkpoint or snapshot as current
+   state, append to the recovery log; once per plan id.
+3. ``finish_recovery.lua`` (global slot): ``recovering -> active``; once per plan id.
+
+A crash between steps leaves the swarm ``recovering`` with its plan recorded;
+:meth:`SwarmRecovery.discover` returns it and applying again finishes it without re-queueing.
+The plan id is ``<swarm>@<ms the swarm became interrupted>``, the same for every planner of one
+interruption, so an operator and the state-manager process cannot both apply.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import redis.exceptions
+
+from multiswarm.confidence import Confidence, score
+from multiswarm.connection import with_retry
+from multiswarm.errors import (
+    CorruptState, LowConfidence, MessageDecodeError, MultiswarmError, NoRecoverySource, NotFound,
+    NotInterrupted, RecoveryError, ScriptError, StalePlan,
+)
+from multiswarm.keys import check_id
+from multiswarm.messages import Swarm, Task, decode_swarm, decode_task
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.scripts import translate
+from multiswarm.state import SOURCE_KINDS, RecoveryPoint, verify_entry, verify_state
+
+if TYPE_CHECKING:
+    from multiswarm.state import SwarmStateManager
+
+#: Swarms whose sources are read per pipelined round trip.
+PLAN_CHUNK = 250
+#: Plans applied per pipelined round trip (each step is one script call per plan).
+APPLY_CHUNK = 100
+#: Recovery log entries kept per swarm (the idempotency check of step 2 reads this many).
+LOG_KEPT = 50
+#: Task duration assumed by the time estimate when the source gives no evidence (ms).
+DEFAULT_TASK_MS = 1_000
+#: Time of the three apply steps themselves, for the estimate (ms).
+APPLY_OVERHEAD_MS = 10
+
+_STATE_FIELDS = ["version", "data", "checksum", "updated_ms", "schema"]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A source entry that failed verification, and whether it was moved to quarantine."""
+
+    source: str
+    id: str
+    reason: str
+    quarantined: bool
+
+
+class Alternative(msgspec.Struct, frozen=True):
+    """Another valid source, with the confidence a plan from it would have."""
+
+    source: str
+    id: str
+    label: str
+    confidence: float
+    age_ms: int
+
+
+class RecoveryPlan(msgspec.Struct, kw_only=True):
+    """What applying would do, and how sure the system is. Times are milliseconds.
+
+    Attributes
+    ----------
+    plan_id:
+        ``<swarm>@<interrupted_ms>``: one id per interruption (idempotency of apply).
+    status:
+        Registry status when planned (``interrupted``, or ``recovering`` when resuming).
+    source, source_id, source_label, source_version, source_ms:
+        The chosen recovery point (``none`` when no source is valid) and when it was captured.
+    confidence, evidence:
+        In [0.5, 0.95], and the factors it was computed from (:mod:`multiswarm.confidence`).
+    requeue:
+        Tasks of the swarm assigned to it or running on a dead worker: back to ready on apply.
+    completed:
+        Tasks the source lists that are already completed (nothing to redo).
+    elsewhere:
+        Tasks the source lists that moved on (retrying, ready, running on a live worker, ended).
+    missing:
+        Tasks concerned whose definition (record, handler, payload) is incomplete.
+    agents:
+        Agent ids of dead hosts to restart when a worker hosts the swarm again.
+    estimated_ms:
+        Rough time until the re-queued work is redone (``docs/recovery.md``).
+    rejected, alternatives:
+        Corrupted entries met; other valid sources.
+    resume:
+        True when an earlier apply of this plan stopped between steps.
+    """
+
+    plan_id: str
+    swarm: str
+    status: str
+    interrupted_ms: int
+    source: str
+    source_id: str
+    source_label: str
+    source_version: int
+    source_ms: int
+    confidence: float
+    evidence: Confidence
+    requeue: list[str]
+    completed: list[str]
+    elsewhere: list[str]
+    missing: list[str]
+    agents: list[str]
+    estimated_ms: int
+    rejected: list[Rejected]
+    alternatives: list[Alternative]
+    resume: bool
+    created_ms: int
+    #: data of the chosen checkpoint or snapshot, restored as current state on apply
+    restore: bytes = b""
+    restore_checksum: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without the restore data."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        out.pop("restore", None)
+        out.pop("restore_checksum", None)
+        return out
+
+
+class RecoveryOutcome(msgspec.Struct, kw_only=True):
+    """What an apply did.
+
+    Attributes
+    ----------
+    outcome:
+        ``applied`` (done now) | ``resumed`` (an interrupted apply finished now) |
+        ``already_applied`` (nothing done) | ``superseded`` (the swarm moved on meanwhile) |
+        ``not_interrupted`` | ``stale_plan`` (planned for an earlier interruption) |
+        ``below_threshold`` (confidence under the minimum; nothing done) | ``error``.
+    requeued:
+        Tasks made ready by this plan (by this call, or by the earlier one when resumed).
+    """
+
+    plan_id: str
+    swarm: str
+    outcome: str
+    requeued: list[str]
+    source: str
+    confidence: float
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+class _Evaluated(msgspec.Struct):
+    point: RecoveryPoint | None
+    confidence: Confidence
+    completed: list[str]
+    elsewhere: list[str]
+    missing: list[str]
+    agents: list[str]
+    durations: list[int]
+
+
+class _Batch(msgspec.Struct):
+    """Facts shared by the swarms of one planning batch."""
+
+    now_ms: int
+    workers: set[str]
+    tasks: dict[str, Task | None]
+    with_payload: set[str]
+    running: list[Task]
+
+
+class SwarmRecovery:
+    """Plans and applies recoveries through a :class:`~multiswarm.state.SwarmStateManager`.
+
+    Parameters
+    ----------
+    manager:
+        Gives the client, scripts, keys and TTL.
+    actor:
+        Who applies (recorded in the recovery log), default ``<host>-<pid>``.
+    """
+
+    def __init__(self, manager: SwarmStateManager, actor: str = "") -> None:
+        self.manager = manager
+        self.scripts = manager.scripts
+        self.keys = manager.keys
+        self.client = manager.client
+        self.actor = actor or f"{socket.gethostname()}-{os.getpid()}"
+
+    # -- reading -------------------------------------------------------------------------------
+    async def _pipe(self, fill: Any) -> list[Any]:
+        """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
+        errors (everything sent is a read or an idempotent script)."""
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            await fill(pipe)
+            result: list[Any] = await pipe.execute(raise_on_error=False)
+            return result
+        return await with_retry(run, self.scripts.reconnect_timeout_s)
+
+    async def discover(self) -> list[str]:
+        """Ids of swarms to recover: ``interrupted``, plus ``recovering`` ones whose recorded
+        plan never finished. Sorted."""
+        async def fill(pipe: Any) -> None:
+            pipe.smembers(self.keys.swarm_status("interrupted"))
+            pipe.smembers(self.keys.swarm_status("recovering"))
+        interrupted, recovering = await self._pipe(fill)
+        ids = {_s(m) for m in interrupted}
+        stuck = sorted(_s(m) for m in recovering)
+        if stuck:
+            for sid, raw in zip(stuck, await self.client.hmget(self.keys.recoveries, stuck)):
+                rec = _record(raw)
+                if rec.get("state") == "recovering":
+                    ids.add(sid)
+        return sorted(ids)
+
+    async def plan(self, swarm_id: str, source: str | None = None,
+                   quarantine: bool = False) -> RecoveryPlan:
+        """Plan one swarm's recovery (see :meth:`plan_many`).
+
+        Raises
+        ------
+        NotFound, NotInterrupted, NoRecoverySource
+        """
+        result = (await self.plan_many([swarm_id], source=source, quarantine=quarantine))[swarm_id]
+        if isinstance(result, MultiswarmError):
+            raise result
+        return result
+
+    async def plan_many(
+        self, swarm_ids: Sequence[str], source: str | None = None, quarantine: bool = False
+    ) -> dict[str, RecoveryPlan | MultiswarmError]:
+        """Plan the recovery of many swarms in a few round trips.
+
+        Parameters
+        ----------
+        source:
+            Use only this kind (``state`` | ``checkpoint`` | ``snapshot``); default: the first
+            valid in that order.
+        quarantine:
+            Move corrupted entries to quarantine (when the plan is made to be applied); a dry
+            run only reports them.
+
+        Returns
+        -------
+        dict
+            Swarm id -> plan, or the error for that swarm (NotFound, NotInterrupted,
+            NoRecoverySource).
+        """
+        if source is not None and source not in SOURCE_KINDS:
+            raise ValueError(f"unknown source {source!r}; one of {SOURCE_KINDS}")
+        ids = [check_id(s, "swarm id") for s in dict.fromkeys(swarm_ids)]
+        out: dict[str, RecoveryPlan | MultiswarmError] = {}
+        if not ids:
+            return out
+
+        async def first(pipe: Any) -> None:
+            pipe.time()
+            pipe.hmget(self.keys.swarms, ids)
+            pipe.hmget(self.keys.recoveries, ids)
+            pipe.hkeys(self.keys.workers)
+            pipe.zrange(self.keys.leases, 0, -1)
+        now, raw_swarms, raw_recs, workers, leased = await self._pipe(first)
+        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+        live = {_s(w) for w in workers}
+        todo: list[tuple[Swarm, dict[str, Any]]] = []
+        for sid, raw, raw_rec in zip(ids, raw_swarms, raw_recs):
+            if raw is None:
+                out[sid] = NotFound("NOT_FOUND", f"swarm {sid}")
+                continue
+            try:
+                swarm = decode_swarm(raw)
+            except MessageDecodeError as e:
+                out[sid] = e
+                continue
+            rec = _record(raw_rec)
+            resuming = swarm.status == "recovering" and rec.get("state") == "recovering"
+            if swarm.status != "interrupted" and not resuming:
+                out[sid] = NotInterrupted("NOT_INTERRUPTED", f"{sid} is {swarm.status}")
+                continue
+            todo.append((swarm, rec))
+
+        lease_ids = [_s(i) for i in leased]
+        running = [t for t in (await self._tasks(lease_ids)).values() if t is not None]
+        for start in range(0, len(todo), PLAN_CHUNK):
+            chunk = todo[start : start + PLAN_CHUNK]
+            plans = await self._plan_chunk(chunk, live, running, now_ms, source, quarantine)
+            out.update(plans)
+        return out
+
+    async def _tasks(self, ids: Sequence[str]) -> dict[str, Task | None]:
+        if not ids:
+            return {}
+        raws = await with_retry(lambda: self.client.hmget(self.keys.tasks, list(ids)),
+                                self.scripts.reconnect_timeout_s)
+        out: dict[str, Task | None] = {}
+        for tid, raw in zip(ids, raws):
+            try:
+                out[tid] = decode_task(raw) if raw is not None else None
+            except MessageDecodeError:
+                out[tid] = None  # an unreadable record is an incomplete definition
+        return out
+
+    async def _plan_chunk(
+        self, chunk: list[tuple[Swarm, dict[str, Any]]], live: set[str], running: list[Task],
+        now_ms: int, source: str | None, quarantine: bool,
+    ) -> dict[str, RecoveryPlan | MultiswarmError]:
+        keys = self.keys
+
+        async def read(pipe: Any) -> None:
+            for swarm, _ in chunk:
+                pipe.hmget(keys.state(swarm.id), _STATE_FIELDS)
+                pipe.lrange(keys.checkpoints(swarm.id), 0, 0)
+                pipe.lrange(keys.snapshots(swarm.id), 0, 0)
+                pipe.zrange(keys.queue(swarm.id), 0, -1)
+        raw = await self._pipe(read)
+        per_swarm: dict[str, tuple[dict[str, RecoveryPoint], list[Rejected], list[str]]] = {}
+        for i, (swarm, _) in enumerate(chunk):
+            fields, ckpt, snap, queue = raw[4 * i : 4 * i + 4]
+            points, rejected = await self._verify(swarm.id, fields, {"checkpoint": ckpt,
+                                                                     "snapshot": snap},
+                                                  quarantine)
+            per_swarm[swarm.id] = (points, rejected, [_s(q) for q in queue])
+
+        # every task any source lists, plus the queues: one read of records and payloads
+        wanted: set[str] = set()
+        for points, _, queue in per_swarm.values():
+            wanted.update(queue)
+            for p in points.values():
+                for entry in p.doc.workers.values():
+                    wanted.update(entry.running)
+                    wanted.update(entry.completed)
+        wanted_ids = sorted(wanted)
+        tasks = await self._tasks(wanted_ids)
+        tasks.update({t.id: t for t in running})
+
+        async def payloads(pipe: Any) -> None:
+            for tid in wanted_ids:
+                pipe.hexists(keys.payloads, tid)
+            for t in running:
+                pipe.hexists(keys.payloads, t.id)
+        flags = await self._pipe(payloads) if wanted_ids or running else []
+        with_payload = {tid for tid, ok in zip([*wanted_ids, *(t.id for t in running)], flags)
+                        if ok is True or ok == 1}
+        batch = _Batch(now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload,
+                       running=running)
+        out: dict[str, RecoveryPlan | MultiswarmError] = {}
+        for swarm, rec in chunk:
+            points, rejected, queue = per_swarm[swarm.id]
+            try:
+                out[swarm.id] = _build_plan(swarm, rec, points, rejected, queue, batch, source)
+            except RecoveryError as e:
+                out[swarm.id] = e
+        return out
+
+    async def _verify(
+        self, sid: str, fields: list[Any], heads: dict[str, list[bytes]], quarantine: bool
+    ) -> tuple[dict[str, RecoveryPoint], list[Rejected]]:
+        """The newest valid point of each kind; corrupted ones met on the way are rejected and,
+        with ``quarantine``, moved aside (then the next entry of the list is tried)."""
+        points: dict[str, RecoveryPoint] = {}
+        rejected: list[Rejected] = []
+        try:
+            state = verify_state(sid, fields)
+            if state is not None:
+                points["state"] = state
+        except CorruptState as e:
+            moved = False
+            if quarantine:
+                moved = await self.manager.quarantine_state(sid, int(fields[0]) if
+                                                            _is_int(fields[0]) else 0, e.reason)
+            rejected.append(Rejected(source="state", id=e.entry_id, reason=e.reason,
+                                     quarantined=moved))
+        for kind in ("checkpoint", "snapshot"):
+            entries = heads[kind]
+            if not entries:
+                continue
+            try:
+                points[kind] = verify_entry(sid, kind, entries[0])
+                continue
+            except CorruptState:
+                pass
+            # the newest is corrupt: read the whole (bounded) list and take the first valid
+            key = self.keys.checkpoints(sid) if kind == "checkpoint" else self.keys.snapshots(sid)
+            for raw in await self.client.lrange(key, 0, -1):
+                try:
+                    points[kind] = verify_entry(sid, kind, raw)
+                    break
+                except CorruptState as e:
+                    moved = False
+                    if quarantine:
+                        moved = await self.manager.quarantine_entry(sid, kind, raw, e.reason)
+                    rejected.append(Rejected(source=kind, id=e.entry_id, reason=e.reason,
+                                             quarantined=moved))
+        return points, rejected
+
+    # -- applying ------------------------------------------------------------------------------
+    async def apply(self, plan: RecoveryPlan, min_confidence: float | None = None
+                    ) -> RecoveryOutcome:
+        """Apply one plan (see the module docstring); applying it again does nothing.
+
+        Raises
+        ------
+        LowConfidence
+            ``plan.confidence`` is below ``min_confidence`` (nothing written).
+        """
+        if min_confidence is not None and plan.confidence < min_confidence and not plan.resume:
+            raise LowConfidence(f"{plan.swarm}: confidence {plan.confidence:.2f} is below "
+                                f"{min_confidence:.2f}; nothing applied")
+        return (await self.apply_many([plan]))[0]
+
+    async def apply_many(self, plans: Sequence[RecoveryPlan]) -> list[RecoveryOutcome]:
+        """Apply plans in pipelined batches; one outcome per plan, in order.
+
+        A refusal for one swarm (not interrupted, stale plan) is its outcome; it does not stop
+        the others.
+        """
+        outcomes: list[RecoveryOutcome] = []
+        for start in range(0, len(plans), APPLY_CHUNK):
+            outcomes += await self._apply_chunk(list(plans[start : start + APPLY_CHUNK]))
+        applied = [o for o in outcomes if o.outcome in ("applied", "resumed")]
+        if applied:
+            messenger = SwarmMessenger(self.client, self.keys, sender=self.actor)
+            # notifications only: the leader wakes to dispatch the re-queued tasks
+            await messenger.publish(self.keys.ch_tasks, "swarm_changed",
+                                    {"recovered": [o.swarm for o in applied]})
+            for o in applied:
+                await messenger.publish(self.keys.ch_events, "swarm.recovered",
+                                        {"swarm": o.swarm, "plan": o.plan_id,
+                                         "source": o.source, "confidence": o.confidence,
+                                         "requeued": len(o.requeued)})
+        return outcomes
+
+    async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]
+                         ) -> list[Any]:
+        """One pipelined round trip of script ``name``; errors come back translated, in place.
+        Safe to retry as a whole: every step is idempotent by plan id."""
+        script = self.scripts._script(name)  # the Script object bound by scripts.py
+
+        async def fill(pipe: Any) -> None:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+        results = await self._pipe(fill)
+        out: list[Any] = []
+        for (keys, args), r in zip(calls, results):
+            if isinstance(r, redis.exceptions.NoScriptError):
+                try:
+                    r = await self.scripts.call(name, keys, args)
+                except ScriptError as e:
+                    r = e
+            elif isinstance(r, redis.exceptions.ResponseError):
+                r = translate(r)
+            out.append(r)
+        return out
+
+    async def _apply_chunk(self, plans: list[RecoveryPlan]) -> list[RecoveryOutcome]:
+        keys = self.keys
+        begin_calls = []
+        for p in plans:
+            summary = msgspec.json.encode({
+                "source": p.source, "source_id": p.source_id, "confidence": p.confidence,
+                "interrupted_ms": p.interrupted_ms, "by": self.actor})
+            begin_calls.append((
+                [*keys.task_keyset, *keys.swarm_status_all, keys.queue(p.swarm), keys.recoveries],
+                [p.plan_id, p.swarm, p.interrupted_ms, summary, *p.requeue]))
+        begun = await self._call_many("begin_recovery", begin_calls)
+
+        outcomes: dict[int, RecoveryOutcome] = {}
+        going: list[tuple[int, RecoveryPlan, str, list[str]]] = []
+        for i, (p, r) in enumerate(zip(plans, begun)):
+            if isinstance(r, MultiswarmError):
+                outcomes[i] = _outcome(p, _refusal(r), [], str(r))
+                continue
+            state, requeued = _s(r[0]), [_s(x) for x in r[1:]]
+            if state in ("begun", "recovering"):
+                going.append((i, p, state, requeued))
+            else:
+                outcomes[i] = _outcome(p, "already_applied", requeued,
+                                       f"plan {p.plan_id} ended {state} before")
+
+        now_ms = int(time.time() * 1000)
+        record_calls = []
+        for _, p, _, requeued in going:
+            entry = msgspec.json.encode({
+                "plan": p.plan_id, "swarm": p.swarm, "source": p.source,
+                "source_id": p.source_id, "source_label": p.source_label,
+                "source_version": p.source_version, "confidence": p.confidence,
+                "interrupted_ms": p.interrupted_ms, "requeued": requeued,
+                "completed": len(p.completed), "missing": p.missing, "agents": p.agents,
+                "rejected": [msgspec.to_builtins(r) for r in p.rejected], "by": self.actor,
+                "at_ms": now_ms})
+            record_calls.append((
+                [keys.state(p.swarm), keys.recovery_log(p.swarm)],
+                [p.plan_id, entry, p.restore, p.restore_checksum, 1, self.manager.ttl_ms,
+                 LOG_KEPT]))
+        recorded = await self._call_many("record_recovery", record_calls)
+        finish_calls = [([keys.swarms, *keys.swarm_status_all, keys.recoveries],
+                         [p.plan_id, p.swarm]) for _, p, _, _ in going]
+        finished = await self._call_many("finish_recovery", finish_calls)
+        for (i, p, state, requeued), rec, fin in zip(going, recorded, finished):
+            if isinstance(rec, MultiswarmError):
+                outcomes[i] = _outcome(p, "error", requeued, f"recovery log: {rec}")
+            elif isinstance(fin, MultiswarmError):
+                outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
+            else:
+                done = _s(fin)
+                if done == "superseded":
+                    kind = "superseded"
+                elif state == "begun" and done == "applied":
+                    kind = "applied"
+                elif done == "already":
+                    kind = "already_applied" if state == "begun" else "resumed"
+                else:
+                    kind = "resumed"
+                outcomes[i] = _outcome(p, kind, requeued)
+        return [outcomes[i] for i in range(len(plans))]
+
+    # -- whole recoveries ----------------------------------------------------------------------
+    async def recover(self, swarm_id: str, source: str | None = None,
+                      min_confidence: float | None = None) -> RecoveryOutcome:
+        """Plan with quarantine and apply. A swarm that is not interrupted gives outcome
+        ``not_interrupted`` (so applying twice succeeds and does nothing the second time).
+
+        Raises NotFound, NoRecoverySource, LowConfidence.
+        """
+        try:
+            plan = await self.plan(swarm_id, source=source, quarantine=True)
+        except NotInterrupted as e:
+            return RecoveryOutcome(plan_id="", swarm=swarm_id, outcome="not_interrupted",
+                                   requeued=[], source="", confidence=0.0, detail=str(e))
+        return await self.apply(plan, min_confidence)
+
+    async def auto_recover(self, min_confidence: float
+                           ) -> tuple[list[RecoveryOutcome], list[RecoveryPlan]]:
+        """One round of the state-manager process: apply every plan at or above
+        ``min_confidence`` (and finish begun ones); returns (outcomes, plans left over)."""
+        ids = await self.discover()
+        if not ids:
+            return [], []
+        plans = [p for p in (await self.plan_many(ids, quarantine=True)).values()
+                 if isinstance(p, RecoveryPlan)]
+        go = [p for p in plans if p.resume or p.confidence >= min_confidence]
+        left = [p for p in plans if not (p.resume or p.confidence >= min_confidence)]
+        return await self.apply_many(go), left
+
+    async def prune(self) -> int:
+        """Forget recovery records of swarms no longer registered."""
+        return int(await self.scripts.call(
+            "prune_recoveries", [self.keys.index, self.keys.recoveries], []))
+
+    async def log(self, swarm_id: str) -> list[dict[str, Any]]:
+        """The swarm's recovery log, newest first."""
+        out = []
+        for raw in await self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1):
+            try:
+                out.append(msgspec.json.decode(raw))
+            except msgspec.DecodeError:
+                continue
+        return out
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+def _record(raw: bytes | str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _refusal(e: MultiswarmError) -> str:
+    if isinstance(e, NotInterrupted):
+        return "not_interrupted"
+    if isinstance(e, StalePlan):
+        return "stale_plan"
+    return "error"
+
+
+def _outcome(p: RecoveryPlan, kind: str, requeued: list[str], detail: str = ""
+             ) -> RecoveryOutcome:
+    return RecoveryOutcome(plan_id=p.plan_id, swarm=p.swarm, outcome=kind, requeued=requeued,
+                           source=p.source, confidence=p.confidence, detail=detail)
+
+
+def _complete(tid: str, batch: _Batch) -> bool:
+    """A task's definition is complete when its record decodes, names a handler and its
+    payload is stored: everything needed to run it again."""
+    t = batch.tasks.get(tid)
+    return t is not None and bool(t.handler) and tid in batch.with_payload
+
+
+def _in_flight(t: Task | None, sid: str, live: set[str]) -> bool:
+    """The re-queue condition of begin_recovery.lua."""
+    return t is not None and t.swarm == sid and (
+        t.status == "assigned" or (t.status == "running" and t.worker not in live))
+
+
+def _evaluate(swarm: Swarm, point: RecoveryPoint | None, requeue: list[str],
+              interrupted_ms: int, batch: _Batch) -> _Evaluated:
+    workers = point.doc.workers if point else {}
+    listed: set[str] = set()
+    for entry in workers.values():
+        listed.update(entry.running)
+        listed.update(entry.completed)
+    referenced = listed | set(requeue)
+    complete = {t for t in referenced if _complete(t, batch)}
+    completed = sorted(t for t in listed if (batch.tasks.get(t) or _NONE).status == "completed")
+    missing = sorted(referenced - complete)
+    elsewhere = sorted(listed - set(requeue) - set(completed) - set(missing))
+    recorded = max((len(e.agent_ids) or e.agents for e in workers.values()), default=0)
+    agents: set[str] = set()
+    for wid, entry in workers.items():
+        if wid not in batch.workers:
+            agents.update(entry.agent_ids or [f"{swarm.id}.a{i}" for i in range(entry.agents)])
+    conf = score(point.kind if point else "none",
+                 age_ms=interrupted_ms - point.captured_ms if point else 0,
+                 tasks_known=len(referenced), tasks_complete=len(complete),
+                 tracks_tasks=bool(workers), agents_recorded=recorded,
+                 agents_expected=swarm.max_agents)
+    durations = []
+    for tid in completed:
+        t = batch.tasks.get(tid)
+        if t is not None and t.finished_ms > t.started_ms > 0:
+            durations.append(t.finished_ms - t.started_ms)
+    return _Evaluated(point=point, confidence=conf, completed=completed, elsewhere=elsewhere,
+                      missing=missing, agents=sorted(agents), durations=durations)
+
+
+_NONE = Task(id="", handler="", status="")
+
+
+def _estimate(ev: _Evaluated, requeue: list[str], swarm: Swarm, interrupted_ms: int,
+              batch: _Batch) -> int:
+    """Apply overhead plus waves of re-queued tasks over the swarm's agents, each wave as long as
+    the median task the source shows completed (else the median age of the interrupted runs,
+    else :data:`DEFAULT_TASK_MS`)."""
+    durations = ev.durations or [
+        interrupted_ms - t.started_ms for tid in requeue
+        if (t := batch.tasks.get(tid)) is not None and 0 < t.started_ms < interrupted_ms]
+    per_task = int(statistics.median(durations)) if durations else DEFAULT_TASK_MS
+    waves = math.ceil(len(requeue) / max(1, swarm.max_agents))
+    return APPLY_OVERHEAD_MS + waves * per_task
+
+
+def _build_plan(
+    swarm: Swarm, rec: dict[str, Any], points: dict[str, RecoveryPoint], rejected: list[Rejected],
+    queue: Iterable[str], batch: _Batch, source: str | None,
+) -> RecoveryPlan:
+    resume = swarm.status == "recovering"
+    interrupted_ms = int(rec.get("interrupted_ms", swarm.status_ms)) if resume else swarm.status_ms
+    plan_id = str(rec["plan"]) if resume else f"{swarm.id}@{swarm.status_ms}"
+    sid = swarm.id
+    candidates = set(queue) | {t.id for t in batch.running if t.swarm == sid}
+    for p in points.values():
+        for entry in p.doc.workers.values():
+            candidates.update(entry.running)
+    requeue = sorted(c for c in candidates if _in_flight(batch.tasks.get(c), sid, batch.workers))
+
+    order = [source] if source else list(SOURCE_KINDS)
+    chosen = next((points[k] for k in order if k in points), None)
+    if source and chosen is None:
+        why = "; ".join(f"{r.id or '?'}: {r.reason}" for r in rejected if r.source == source)
+        raise NoRecoverySource(f"{sid}: no valid {source}" + (f" ({why})" if why else ""))
+    ev = _evaluate(swarm, chosen, requeue, interrupted_ms, batch)
+    alternatives = []
+    for kind in SOURCE_KINDS:
+        p = points.get(kind)
+        if p is not None and p is not chosen:
+            alt = _evaluate(swarm, p, requeue, interrupted_ms, batch)
+            alternatives.append(Alternative(source=kind, id=p.id, label=p.label,
+                                            confidence=alt.confidence.value,
+                                            age_ms=alt.confidence.age_ms))
+    restore = chosen is not None and chosen.kind != "state"
+    return RecoveryPlan(
+        plan_id=plan_id, swarm=sid, status=swarm.status, interrupted_ms=interrupted_ms,
+        source=chosen.kind if chosen else "none", source_id=chosen.id if chosen else "",
+        source_label=chosen.label if chosen else "",
+        source_version=chosen.version if chosen else 0,
+        source_ms=chosen.captured_ms if chosen else 0, confidence=ev.confidence.value,
+        evidence=ev.confidence, requeue=requeue, completed=ev.completed, elsewhere=ev.elsewhere,
+        missing=ev.missing, agents=ev.agents,
+        estimated_ms=_estimate(ev, requeue, swarm, interrupted_ms, batch), rejected=rejected,
+        alternatives=alternatives, resume=resume, created_ms=batch.now_ms,
+        restore=chosen.text if restore and chosen else b"",
+        restore_checksum=chosen.checksum if restore and chosen else "",
+    )
