@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, update_section  # noqa: E402
+from _results import machine, update_section
 
-from multiswarm.config import Settings  # noqa: E402
-from multiswarm.connection import connect  # noqa: E402
-from multiswarm.keys import Keys  # noqa: E402
-from multiswarm.launcher import ProcessGroup  # noqa: E402
-from multiswarm.redis_server import RedisServer  # noqa: E402
-from multiswarm.scripts import Scripts  # noqa: E402
-from multiswarm.tasks import TaskStore, task_spec  # noqa: E402
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.keys import Keys
+from multiswarm.launcher import ProcessGroup
+from multiswarm.redis_server import RedisServer
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,7 +108,8 @@ def main() -> None:
     with RedisServer() as server:
         result = {
             "machine": machine(),
-            "command": "python3 benchmarks/bench_throughput.py" + (" --quick" if args.quick else ""),
+            "command": "python3 benchmarks/bench_throughput.py"
+                       + (" --quick" if args.quick else ""),
             "demo": demo(server.url, args.quick),
             "noop_multiswarm": asyncio.run(multiswarm_noop(server.url, n)),
             "noop_rq_fork": rq_noop(server.url, n, "rq.Worker"),

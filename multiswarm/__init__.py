@@ -3,16 +3,31 @@
 The public API; importing it does not import Numba (kernels load on first use).
 """
 
+from multiswarm.agents import TaskContext
 from multiswarm.api import Multiswarm, TaskFailed
 from multiswarm.config import Settings, from_env
 from multiswarm.coordinator import STRATEGIES, LeaderElection, SwarmCoordinator
 from multiswarm.errors import (
-    AlreadyExists, BadRequest, CapacityExceeded, ConfigError, CoordinationError, HandlerError,
-    IllegalTransition, InvalidIdError, LeaseLost, MessageDecodeError, MessageTooLargeError,
-    MultiswarmError, NotFound, NotLeader, RedisUnavailable, ScriptError, StaleEpoch,
-    UnknownDependency, VersionConflict,
+    AlreadyExists,
+    BadRequest,
+    CapacityExceeded,
+    ConfigError,
+    CoordinationError,
+    HandlerError,
+    IllegalTransition,
+    InvalidIdError,
+    LeaseLost,
+    MessageDecodeError,
+    MessageTooLargeError,
+    MultiswarmError,
+    NotFound,
+    NotLeader,
+    RedisUnavailable,
+    ScriptError,
+    StaleEpoch,
+    UnknownDependency,
+    VersionConflict,
 )
-from multiswarm.agents import TaskContext
 from multiswarm.messages import Envelope, Swarm, Task
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec

@@ -10,6 +10,7 @@ worker's allowed prefixes: a task names code to run, so a hostile task must not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import multiprocessing
@@ -144,7 +145,11 @@ class AgentProcess:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         fd = conn.fileno()
-        loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+        def readable() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(fd, readable)
         try:
             await asyncio.to_thread(conn.send, (task_id, attempt, handler, payload, deps))
             await asyncio.wait_for(done, timeout=timeout_s)
@@ -177,10 +182,8 @@ class AgentProcess:
     def stop(self, timeout_s: float = 2.0) -> None:
         """Ask the child to exit; kill it if it does not."""
         if self._conn is not None and self.alive:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             assert self._proc is not None
             self._proc.join(timeout=timeout_s)
         self.kill()

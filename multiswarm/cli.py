@@ -137,7 +137,8 @@ def run_state_cmd(ctx: click.Context) -> None:
 
 
 @run.command("worker")
-@click.option("--swarm", "swarms", multiple=True, required=True, metavar="ID[:CAPS[:AGENTS[:PRIO]]]",
+@click.option("--swarm", "swarms", multiple=True, required=True,
+              metavar="ID[:CAPS[:AGENTS[:PRIO]]]",
               help="A swarm to host, e.g. parsers:parse+compress:4:high (repeatable).")
 @click.option("--id", "worker_id", default=None, help="Worker id [default: host-pid-rand].")
 @click.option("--allow-handlers", multiple=True, metavar="PREFIX",
@@ -353,7 +354,11 @@ def tasks_show(ctx: click.Context, task_id: str, as_json: bool) -> None:
             d["result"] = await store.result(task_id)
         return d
     d = _run(ctx, fetch)
-    _emit(d, as_json, lambda: [click.echo(f"{k:>14}: {v}") for k, v in d.items()])
+    def table() -> None:
+        for k, v in d.items():
+            click.echo(f"{k:>14}: {v}")
+
+    _emit(d, as_json, table)
 
 
 @tasks.command("cancel")

@@ -84,7 +84,7 @@ def validate(s: Settings) -> Settings:
         check_id(s.namespace, "namespace")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if not s.redis_url.split("://", 1)[0] in (
+    if s.redis_url.split("://", 1)[0] not in (
         "redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
     ):
         raise ConfigError(f"unsupported Redis URL scheme in {s.redis_url!r}")

@@ -56,9 +56,11 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             parts = [p for p in parsed.path.split("/") if p]
             if not parts:
                 raise ConfigError(f"sentinel URL needs a master name: {url!r}")
-            sentinel = Sentinel([(h, int(p)) for h, p in hosts], password=parsed.password)
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                [(h, int(p)) for h, p in hosts], password=parsed.password)
             db = int(parts[1]) if len(parts) > 1 else 0
-            return sentinel.master_for(parts[0], db=db, **kwargs)
+            master: Client = sentinel.master_for(parts[0], db=db, **kwargs)
+            return master
         if url.startswith("redis+cluster://"):
             cluster: Any = RedisCluster.from_url("redis://" + url.split("://", 1)[1])
             return cluster  # type: ignore[no-any-return]
@@ -78,7 +80,7 @@ def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
 
 
 async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
-    """Run ``fn`` until it returns, retrying connection errors; raise RedisUnavailable at the end."""
+    """Run ``fn``, retrying connection errors; RedisUnavailable when the window closes."""
     try:
         async for attempt in retrying(timeout_s):
             with attempt:
@@ -93,7 +95,7 @@ async def ping(url: str, timeout_s: float = 0.5) -> bool:
     client = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         return bool(await client.ping())
-    except CONNECTION_ERRORS + (redis.exceptions.RedisError,):
+    except (*CONNECTION_ERRORS, redis.exceptions.RedisError):
         return False
     finally:
         await client.aclose()

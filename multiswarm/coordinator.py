@@ -12,6 +12,7 @@ writes (dispatch, lease reaping) carry the epoch; scripts refuse one below the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -21,7 +22,10 @@ import uuid
 from typing import Any
 
 from multiswarm.errors import (
-    CoordinationError, MultiswarmError, RedisUnavailable, StaleEpoch,
+    CoordinationError,
+    MultiswarmError,
+    RedisUnavailable,
+    StaleEpoch,
 )
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
@@ -226,10 +230,8 @@ class SwarmCoordinator:
                      "pid": os.getpid()})
                 self._wake.set()
             self._contend.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._contend.wait(), timeout=third)
-            except asyncio.TimeoutError:
-                pass
 
     async def _listen(self) -> None:
         async for _channel, env in self.messenger.listen(

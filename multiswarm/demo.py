@@ -150,7 +150,8 @@ def build_tasks(files: list[Path], group_size: int) -> tuple[list[tuple[TaskSpec
 def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any]:
     """Run the demo end to end; returns the report (see ``multiswarm-cli demo --help``)."""
     root, files = corpus_files(opts.corpus)
-    namespace = settings.namespace if settings.namespace != "swarm" else f"demo-{uuid.uuid4().hex[:6]}"
+    namespace = (settings.namespace if settings.namespace != "swarm"
+                 else f"demo-{uuid.uuid4().hex[:6]}")
     settings = settings.replace(namespace=namespace, lease_ms=opts.lease_ms,
                                 heartbeat_timeout_ms=3000, task_lease_ms=5000)
     log_dir = Path(tempfile.mkdtemp(prefix="multiswarm-demo-"))
@@ -162,10 +163,8 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:
             codes = group.stop_all()
-            try:
+            with contextlib.suppress(MultiswarmError):
                 asyncio.run(_cleanup(settings))
-            except MultiswarmError:
-                pass
         report["exit_codes"] = codes
     started = time.perf_counter()
     expected = demo_tasks.reference(files)
@@ -210,7 +209,7 @@ async def _drive(settings: Settings, opts: DemoOptions, group: ProcessGroup,
         epoch_now = int(await client.get(keys.epoch) or 0)
         stats, counts = await store.stats(), await store.counts()
         completions = await client.xrange(keys.completions, "-", "+")
-        recorded = [dict(fields)[b"task"] for _, fields in completions]
+        recorded = [(fields or {}).get(b"task") for _, fields in completions or []]
         result = None
         with contextlib.suppress(MultiswarmError):
             result = await store.result(final_id)
@@ -292,7 +291,8 @@ async def _cleanup(settings: Settings) -> None:
     client = connect(settings)
     keys = Keys(settings.namespace)
     try:
-        ids = [m.decode() for m in await client.smembers(keys.index)]
+        ids = [m.decode() if isinstance(m, bytes) else m
+               for m in await client.smembers(keys.index)]
         names = [*keys.task_keyset, keys.index, *keys.swarm_status_all, keys.archive,
                  keys.archive_records, keys.leader, keys.rr_cursor,
                  *[keys.queue(s) for s in ids]]

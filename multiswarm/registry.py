@@ -8,6 +8,7 @@ allowed are in ``scripts/lua/lib/03_swarms.lua`` and an illegal one raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -19,7 +20,12 @@ import msgspec
 from multiswarm.errors import MultiswarmError, NotFound
 from multiswarm.keys import SWARM_STATUSES, Keys, check_id
 from multiswarm.messages import (
-    PRIORITIES, Swarm, WorkerInfo, decode_swarm, decode_worker, encode_json,
+    PRIORITIES,
+    Swarm,
+    WorkerInfo,
+    decode_swarm,
+    decode_worker,
+    encode_json,
 )
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
@@ -190,7 +196,5 @@ async def run_registry(
                 await tasks.prune(result_ttl_ms)
         except MultiswarmError as e:
             log.warning("registry round failed: %s", e)
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
-        except asyncio.TimeoutError:
-            pass

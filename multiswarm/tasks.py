@@ -27,8 +27,12 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 SUBMIT_CHUNK = 500
 
 
-def _decode_str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _decode_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -215,14 +219,14 @@ class TaskStore:
         raw = await self.client.hget(self.keys.results, task_id)
         if raw is None:
             raise NotFound("NOT_FOUND", f"no result for task {task_id}")
-        return unpack(raw)
+        return unpack(_bytes(raw))
 
     async def results(self, task_ids: Sequence[str]) -> dict[str, Any]:
         """Results of the completed tasks among ``task_ids`` (others are absent)."""
         if not task_ids:
             return {}
         raws = await self.client.hmget(self.keys.results, list(task_ids))
-        return {t: unpack(r) for t, r in zip(task_ids, raws) if r is not None}
+        return {t: unpack(_bytes(r)) for t, r in zip(task_ids, raws) if r is not None}
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
         """Tasks of one status (or all), most recently updated first."""

@@ -10,6 +10,7 @@ for ``grace_s``, hands back what is still running (release_tasks.lua) and leaves
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -122,7 +123,8 @@ class Worker:
 
     async def _drain(self) -> None:
         if self._running:
-            log.info("waiting up to %.0f s for %d in-flight tasks", self.grace_s, len(self._running))
+            log.info("waiting up to %.0f s for %d in-flight tasks", self.grace_s,
+                     len(self._running))
             await asyncio.wait(self._running, timeout=self.grace_s)
         held = {tid: h.claimed.token for tid, h in self.held.items()}
         for t in self._running:
@@ -167,17 +169,16 @@ class Worker:
                 self._running.add(t)
                 t.add_done_callback(self._running.discard)
             if not claimed:
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=0.5)
-                except asyncio.TimeoutError:
-                    pass
 
     async def _execute(self, swarm_id: str, agent: AgentProcess, c: Claimed) -> None:
         try:
-            deps = {}
+            deps: dict[str, bytes] = {}
             if c.deps:
                 raws = await self.client.hmget(self.keys.results, c.deps)
-                deps = {d: r for d, r in zip(c.deps, raws) if r is not None}
+                deps = {d: r if isinstance(r, bytes) else r.encode()
+                        for d, r in zip(c.deps, raws) if r is not None}
             kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
                                          c.timeout_ms / 1000)
             if kind == "ok":
@@ -217,21 +218,20 @@ class Worker:
                 await self._save_progress()
             except MultiswarmError as e:
                 log.warning("heartbeat failed: %s", e)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
-            except asyncio.TimeoutError:
-                pass
 
     async def _save_progress(self) -> None:
         """Versioned per-swarm state: what this worker holds and has done, per swarm."""
         for spec in self.specs:
             running = sorted(t for t, h in self.held.items() if h.swarm == spec.id)
 
-            def merge(data: dict[str, Any], running: list[str] = running) -> dict[str, Any]:
+            def merge(data: dict[str, Any], running: list[str] = running,
+                      agents: int = spec.max_agents, swarm: str = spec.id) -> dict[str, Any]:
                 workers = dict(data.get("workers", {}))
-                workers[self.id] = {"running": running, "agents": spec.max_agents,
+                workers[self.id] = {"running": running, "agents": agents,
                                     "at_ms": int(time.time() * 1000)}
-                return {**data, "swarm": spec.id, "workers": workers}
+                return {**data, "swarm": swarm, "workers": workers}
 
             await self.state.update_state(spec.id, merge)
 
@@ -251,10 +251,8 @@ class Worker:
                         log.info("leases lost for %s", lost)
                 except MultiswarmError as e:
                     log.warning("lease renewal failed: %s", e)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
-            except asyncio.TimeoutError:
-                pass
 
     async def _listen(self) -> None:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):

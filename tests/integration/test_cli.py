@@ -91,7 +91,7 @@ def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
     code, out = _invoke(settings, "tasks", "submit", "m:f", "--after", "ghost")
     assert code == 1 and "UnknownDependency" in out
     code, out = _invoke(settings, "tasks", "show", "bad:id")
-    assert code == 1 and "InvalidIdError" in out or "invalid task id" in out
+    assert (code == 1 and "InvalidIdError" in out) or "invalid task id" in out
 
 
 @pytest.mark.parametrize("args", [

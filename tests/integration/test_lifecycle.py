@@ -101,7 +101,7 @@ async def test_stale_failure_report_is_ignored(world) -> None:  # type: ignore[n
     store, coord = world
     await store.submit([(task_spec(NOOP, id="t"), None)])
     await coord.dispatch_once()
-    (c,) = await store.claim("s", "w1", 1)
+    await store.claim("s", "w1", 1)
     assert await store.fail("t", "1@someone-else", "not mine") == "stale"
     assert (await store.get("t")).status == "running"
 
@@ -122,7 +122,7 @@ async def test_expired_lease_requeues_and_first_result_wins(world) -> None:  # t
     (first,) = await store.claim("s", "w1", 1)
 
     async def reaped() -> bool:
-        retried, dead = await coord.reap_once()
+        retried, _dead = await coord.reap_once()
         return retried == 1
     await eventually(reaped, what="lease expiry")
     t = await store.get("t")

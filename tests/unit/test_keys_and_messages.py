@@ -7,7 +7,12 @@ import redis.exceptions
 from multiswarm import errors
 from multiswarm.keys import TASK_STATUSES, Keys
 from multiswarm.messages import (
-    Envelope, decode_envelope, decode_task, encode_envelope, pack, unpack,
+    Envelope,
+    decode_envelope,
+    decode_task,
+    encode_envelope,
+    pack,
+    unpack,
 )
 from multiswarm.scripts import sources, translate
 
