@@ -112,10 +112,12 @@ class LeaderElection:
 
 async def current_leader(scripts: Scripts, keys: Keys) -> tuple[LeaderInfo | None, int]:
     """The leader record and the milliseconds left on its lease (``None, 0`` when vacant)."""
-    pipe = scripts.client.pipeline(transaction=False)
-    pipe.get(keys.leader)
-    pipe.pttl(keys.leader)
-    raw, pttl = await pipe.execute()
+    async def read() -> list[Any]:
+        pipe = scripts.client.pipeline(transaction=False)
+        pipe.get(keys.leader)
+        pipe.pttl(keys.leader)
+        return await pipe.execute()
+    raw, pttl = await scripts.read(read)
     if raw is None:
         return None, 0
     return decode_leader(raw), max(0, int(pttl))

@@ -149,10 +149,11 @@ class SwarmRegistry:
     # -- readers -------------------------------------------------------------------------------
     async def swarm_ids(self, status: str | None = None) -> list[str]:
         key = self.keys.swarm_status(status) if status else self.keys.index
-        return sorted(_s(m) for m in await self.client.smembers(key))
+        return sorted(_s(m) for m in await self.scripts.read(lambda: self.client.smembers(key)))
 
     async def get(self, swarm_id: str) -> Swarm:
-        raw = await self.client.hget(self.keys.swarms, check_id(swarm_id, "swarm id"))
+        sid = check_id(swarm_id, "swarm id")
+        raw = await self.scripts.read(lambda: self.client.hget(self.keys.swarms, sid))
         if raw is None:
             raise NotFound("NOT_FOUND", f"swarm {swarm_id}")
         return decode_swarm(raw)
@@ -164,11 +165,11 @@ class SwarmRegistry:
         ids = await self.swarm_ids(status)
         if not ids:
             return []
-        raws = await self.client.hmget(self.keys.swarms, ids)
+        raws = await self.scripts.read(lambda: self.client.hmget(self.keys.swarms, ids))
         return [decode_swarm(r) for r in raws if r is not None]
 
     async def workers(self) -> list[WorkerInfo]:
-        raws = await self.client.hgetall(self.keys.workers)
+        raws = await self.scripts.read(lambda: self.client.hgetall(self.keys.workers))
         return sorted((decode_worker(v) for v in raws.values()), key=lambda w: w.id)
 
 

@@ -8,15 +8,18 @@ after a Redis restart). Error replies ``"<CODE> <detail>"`` become typed errors 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from multiswarm import errors
 from multiswarm.connection import Client, with_retry
+
+T = TypeVar("T")
 
 
 def lua_dir() -> Path:
@@ -109,3 +112,7 @@ class Scripts:
                 raise translate(e) from e
 
         return await with_retry(run, self.reconnect_timeout_s)
+
+    async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run a plain read (``lambda: client.hget(...)``) with the same reconnect backoff."""
+        return await with_retry(fn, self.reconnect_timeout_s)

@@ -203,7 +203,8 @@ class TaskStore:
     # -- readers -------------------------------------------------------------------------------
     async def get(self, task_id: str) -> Task:
         """The task record. Raises NotFound, MessageDecodeError (corrupt record)."""
-        raw = await self.client.hget(self.keys.tasks, check_id(task_id, "task id"))
+        tid = check_id(task_id, "task id")
+        raw = await self.scripts.read(lambda: self.client.hget(self.keys.tasks, tid))
         if raw is None:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return decode_task(raw)
@@ -211,12 +212,12 @@ class TaskStore:
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         if not task_ids:
             return []
-        raws = await self.client.hmget(self.keys.tasks, list(task_ids))
+        raws = await self.scripts.read(lambda: self.client.hmget(self.keys.tasks, list(task_ids)))
         return [decode_task(r) if r is not None else None for r in raws]
 
     async def result(self, task_id: str) -> Any:
         """The decoded result of a completed task. Raises NotFound when there is none."""
-        raw = await self.client.hget(self.keys.results, task_id)
+        raw = await self.scripts.read(lambda: self.client.hget(self.keys.results, task_id))
         if raw is None:
             raise NotFound("NOT_FOUND", f"no result for task {task_id}")
         return unpack(_bytes(raw))
@@ -225,7 +226,8 @@ class TaskStore:
         """Results of the completed tasks among ``task_ids`` (others are absent)."""
         if not task_ids:
             return {}
-        raws = await self.client.hmget(self.keys.results, list(task_ids))
+        raws = await self.scripts.read(
+            lambda: self.client.hmget(self.keys.results, list(task_ids)))
         return {t: unpack(_bytes(r)) for t, r in zip(task_ids, raws) if r is not None}
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
@@ -234,24 +236,28 @@ class TaskStore:
         for s in statuses:
             if s not in TASK_STATUSES:
                 raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
-        ids: list[str] = []
-        for s in statuses:
-            ids += [_decode_str(i) for i in
-                    await self.client.zrevrange(self.keys.task_status(s), 0, limit - 1)]
+        async def newest() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for s in statuses:
+                pipe.zrevrange(self.keys.task_status(s), 0, limit - 1)
+            return await pipe.execute()
+        ids = [_decode_str(i) for group in await self.scripts.read(newest) for i in group]
         tasks = [t for t in await self.get_many(ids) if t is not None]
         tasks.sort(key=lambda t: t.updated_ms, reverse=True)
         return tasks[:limit]
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per status."""
-        pipe = self.client.pipeline(transaction=False)
-        for s in TASK_STATUSES:
-            pipe.zcard(self.keys.task_status(s))
-        return dict(zip(TASK_STATUSES, [int(n) for n in await pipe.execute()]))
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for s in TASK_STATUSES:
+                pipe.zcard(self.keys.task_status(s))
+            return await pipe.execute()
+        return dict(zip(TASK_STATUSES, [int(n) for n in await self.scripts.read(read)]))
 
     async def stats(self) -> dict[str, int]:
         """Counters: submitted, completed, executions, retries, dead, cancelled, ..."""
-        raw = await self.client.hgetall(self.keys.stats)
+        raw = await self.scripts.read(lambda: self.client.hgetall(self.keys.stats))
         return {_decode_str(k): int(v) for k, v in raw.items()}
 
     async def prune(self, retention_ms: int, limit: int = 1000) -> int:

@@ -4,9 +4,10 @@ Importing this package does not import Numba (the CLI starts fast); the names be
 it are loaded on first access:
 
 * :func:`schedule`, :class:`ScheduleResult`, :func:`deps_to_csr` from :mod:`.scheduling`;
-  :func:`schedule_kernel` is the compiled core.
-* :class:`RegionPool`, :class:`Allocation`, :class:`Eviction`, :class:`PoolUsage`,
-  :class:`AgentUsage` from :mod:`.memory`; its kernels are in :mod:`.memory_kernels`.
+  :func:`schedule_kernel`, the compiled core, lives in :mod:`.scheduling_kernel`.
+* :class:`RegionPool` from :mod:`.memory`, whose kernels are in :mod:`.memory_kernels`;
+  :class:`Allocation`, :class:`Eviction`, :class:`PoolUsage`, :class:`AgentUsage` from
+  :mod:`.pool_types`.
 
 Every kernel has a plain-Python reference defining the expected answer
 (:mod:`.reference`, :mod:`.reference_memory`), selected with ``backend="python"``.
@@ -51,7 +52,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .memory import AgentUsage, Allocation, Eviction, PoolUsage, RegionPool
+    from .memory import RegionPool
+    from .pool_types import AgentUsage, Allocation, Eviction, PoolUsage
     from .scheduling import ScheduleResult, deps_to_csr, schedule, schedule_kernel
 
 __all__ = [
@@ -97,10 +99,10 @@ _LAZY = {
     "deps_to_csr": "scheduling",
     "ScheduleResult": "scheduling",
     "RegionPool": "memory",
-    "Allocation": "memory",
-    "Eviction": "memory",
-    "PoolUsage": "memory",
-    "AgentUsage": "memory",
+    "Allocation": "pool_types",
+    "Eviction": "pool_types",
+    "PoolUsage": "pool_types",
+    "AgentUsage": "pool_types",
 }
 
 

@@ -95,7 +95,13 @@ class _PoolOps(Protocol):
     def touch(self, meta: I64, times: F64, alloc_id: int, start: int, now: float) -> int: ...
 
     def transfer(
-        self, meta: I64, alloc_id: int, start: int, from_agent: int, to_agent: int, limit: int
+        self,
+        meta: I64,
+        alloc_id: int,
+        start: int,
+        from_agent: int,
+        to_agent: int,
+        limit_regions: int,
     ) -> int: ...
 
     def gc(self, meta: I64, times: F64, dead_agents: I64, freed: I64) -> int: ...
