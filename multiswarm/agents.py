@@ -115,6 +115,8 @@ class AgentProcess:
         self.allowed = tuple(allowed)
         self.restarts = 0
         self.failures = 0
+        #: failures since the last success: the agent's health (see multiswarm.placement)
+        self.consecutive_failures = 0
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self.start()
@@ -154,13 +156,20 @@ class AgentProcess:
             await asyncio.to_thread(conn.send, (task_id, attempt, handler, payload, deps))
             await asyncio.wait_for(done, timeout=timeout_s)
             reply: tuple[str, Any] = conn.recv()
+            if reply[0] == "ok":
+                self.consecutive_failures = 0
+            elif reply[0] == "error":
+                self.failures += 1
+                self.consecutive_failures += 1
             return reply
         except asyncio.TimeoutError:
             self.failures += 1
+            self.consecutive_failures += 1
             self.restart()
             return ("error", f"timed out after {timeout_s:.1f} s (agent {self.agent_id} killed)")
         except (EOFError, OSError, BrokenPipeError) as e:
             self.failures += 1
+            self.consecutive_failures += 1
             self.restart()
             return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:

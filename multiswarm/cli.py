@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from multiswarm.coordinator import STRATEGIES, current_leader, leader_report
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.messages import Task
+from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
@@ -97,6 +99,9 @@ def cli(ctx: click.Context, redis_url: str | None, namespace: str | None, verbos
 @cli.group()
 def run() -> None:
     """Run one role in this process until SIGTERM (clean shutdown)."""
+    # A SIGTERM that arrives while the role is still starting (nothing claimed or led yet) is a
+    # clean exit too; serve() installs the real handler once the event loop runs.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
 
 
 def _lease_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -145,9 +150,14 @@ def run_state_cmd(ctx: click.Context) -> None:
               help="Import-path prefix of handlers this worker may run [default: multiswarm.].")
 @click.option("--grace-s", type=float, default=10.0, show_default=True,
               help="On SIGTERM, how long in-flight tasks may finish before being handed back.")
+@click.option("--agent-strategy", type=click.Choice(AGENT_STRATEGIES), default="least_loaded",
+              show_default=True, help="How claimed tasks are placed on a swarm's agents.")
+@click.option("--memory-mb", type=click.IntRange(1, 1 << 20), default=28, show_default=True,
+              help="The node's working-memory pool (64 KiB regions).")
 @click.pass_context
 def run_worker_cmd(ctx: click.Context, swarms: tuple[str, ...], worker_id: str | None,
-                   allow_handlers: tuple[str, ...], grace_s: float) -> None:
+                   allow_handlers: tuple[str, ...], grace_s: float, agent_strategy: str,
+                   memory_mb: int) -> None:
     """Host swarms; their agents claim and run tasks."""
     from multiswarm.agents import DEFAULT_ALLOWED
     from multiswarm.roles import serve, worker_role
@@ -156,7 +166,7 @@ def run_worker_cmd(ctx: click.Context, swarms: tuple[str, ...], worker_id: str |
     except (ValueError, MultiswarmError) as e:
         raise click.BadParameter(str(e), param_hint="--swarm") from e
     serve(worker_role(_settings(ctx), specs, worker_id, allow_handlers or DEFAULT_ALLOWED,
-                      grace_s))
+                      grace_s, agent_strategy, memory_mb * 1024 * 1024))
 
 
 # -- local system ------------------------------------------------------------------------------

@@ -277,13 +277,21 @@ async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scrip
                              "worker-0-replacement")
             task = (await store.get_many([final_id]))[0]
             if task is not None and task.status in ("completed", "dead", "cancelled") and (
-                    not opts.kill_leader or "failover_seconds" in events):
+                    not opts.kill_leader or "failover_seconds" in events) and (
+                    not opts.kill_worker or await _replacement_up(scripts, keys)):
                 break
             await asyncio.sleep(0.2)
     finally:
         if progress is not None:
             progress.stop()
     return events
+
+
+async def _replacement_up(scripts: Scripts, keys: Keys) -> bool:
+    """The replacement worker has registered (so stopping the run stops it cleanly)."""
+    ids = await scripts.read(lambda: scripts.client.hkeys(keys.workers))
+    return any(b"worker-0-replacement" in (i if isinstance(i, bytes) else i.encode())
+               for i in ids)
 
 
 async def _cleanup(settings: Settings) -> None:

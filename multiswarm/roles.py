@@ -84,10 +84,11 @@ def state_manager_role(settings: Settings) -> Role:
 
 def worker_role(
     settings: Settings, swarms: Sequence[SwarmSpec], worker_id: str | None,
-    allowed: Sequence[str], grace_s: float,
+    allowed: Sequence[str], grace_s: float, agent_strategy: str = "least_loaded",
+    pool_bytes: int = 28 * 1024 * 1024,
 ) -> Role:
     async def role(stop: asyncio.Event) -> None:
         worker = Worker(settings, swarms, worker_id=worker_id, allowed_handlers=allowed,
-                        grace_s=grace_s)
+                        grace_s=grace_s, agent_strategy=agent_strategy, pool_bytes=pool_bytes)
         await worker.run(stop)
     return role

@@ -25,6 +25,14 @@ from multiswarm.connection import connect
 from multiswarm.errors import MultiswarmError, NotFound, WorkerUnknown
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.placement import (
+    AGENT_STRATEGIES,
+    POOL_BYTES,
+    NodeMemory,
+    SwarmAgents,
+    health_code,
+    warm_up,
+)
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -57,6 +65,10 @@ class Worker:
         Import-path prefixes of handlers this worker may run.
     grace_s:
         On shutdown, how long in-flight tasks may still finish before they are handed back.
+    agent_strategy:
+        How claimed tasks are placed on a swarm's agents (:data:`AGENT_STRATEGIES`).
+    pool_bytes:
+        The node's working-memory pool (28 MiB), shared by all agents of this worker.
     """
 
     def __init__(
@@ -67,6 +79,8 @@ class Worker:
         worker_id: str | None = None,
         allowed_handlers: Sequence[str] = DEFAULT_ALLOWED,
         grace_s: float = 10.0,
+        agent_strategy: str = "least_loaded",
+        pool_bytes: int = POOL_BYTES,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
@@ -80,8 +94,13 @@ class Worker:
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
         self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)
-        self.idle: dict[str, list[AgentProcess]] = {}
+        if agent_strategy not in AGENT_STRATEGIES:
+            raise ValueError(f"unknown agent strategy {agent_strategy!r}")
+        self.agent_strategy = agent_strategy
+        self.pool_bytes = pool_bytes
+        self.placement: dict[str, SwarmAgents] = {}
         self.agents: list[AgentProcess] = []
+        self.memory: NodeMemory | None = None
         self.held: dict[str, _Held] = {}
         self.wake: dict[str, asyncio.Event] = {}
         self.completed = 0
@@ -98,9 +117,12 @@ class Worker:
         """Serve until ``stop`` is set, then shut down cleanly."""
         for spec in self.specs:
             agents = [AgentProcess(f"{spec.id}.a{i}", self.allowed) for i in range(spec.max_agents)]
-            self.idle[spec.id] = agents
+            self.placement[spec.id] = SwarmAgents(agents, len(self.agents), self.agent_strategy)
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
+        # compile or load the kernels before registering, so no claim waits on Numba
+        await asyncio.to_thread(warm_up)
+        self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
         await self.register()
         # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
         drained = asyncio.Event()
@@ -147,13 +169,14 @@ class Worker:
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         wake = self.wake[swarm_id]
+        swarm = self.placement[swarm_id]
         while not stop.is_set():
-            idle = self.idle[swarm_id]
+            free = swarm.placeable()
             claimed: list[Claimed] = []
-            if idle:
+            if free:
                 wake.clear()
                 try:
-                    claimed = await self.tasks.claim(swarm_id, self.id, len(idle))
+                    claimed = await self.tasks.claim(swarm_id, self.id, free)
                 except WorkerUnknown:
                     log.warning("declared dead by the registry; registering again")
                     await self.register()
@@ -162,25 +185,45 @@ class Worker:
                     log.warning("claim failed: %s", e)
                     await asyncio.sleep(0.5)
                     continue
-            for c in claimed:
-                agent = idle.pop(0)
+            unplaced: dict[str, str] = {}
+            for c, pick in zip(claimed, swarm.place(len(claimed)) if claimed else []):
+                if pick < 0:
+                    unplaced[c.id] = c.token
+                    continue
                 self.held[c.id] = _Held(c, swarm_id)
-                t = asyncio.create_task(self._execute(swarm_id, agent, c))
+                t = asyncio.create_task(self._execute(swarm_id, pick, c))
                 self._running.add(t)
                 t.add_done_callback(self._running.discard)
+            if unplaced:  # no healthy agent after all: hand back, attempt not counted
+                await self.tasks.release(unplaced)
             if not claimed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=0.5)
 
-    async def _execute(self, swarm_id: str, agent: AgentProcess, c: Claimed) -> None:
+    async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
+        swarm = self.placement[swarm_id]
+        agent = swarm.agents[index]
+        alloc = None
         try:
             deps: dict[str, bytes] = {}
             if c.deps:
-                raws = await self.client.hmget(self.keys.results, c.deps)
+                raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, c.deps))
                 deps = {d: r if isinstance(r, bytes) else r.encode()
                         for d, r in zip(c.deps, raws) if r is not None}
+            assert self.memory is not None
+            alloc = self.memory.admit(swarm.first_index + index, [c.payload, *deps.values()])
+            if alloc is None:
+                log.warning("task %s: input does not fit the node's memory pool; handed back",
+                            c.id)
+                await self.tasks.release({c.id: c.token})
+                return
             kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
                                          c.timeout_ms / 1000)
+            if health_code(agent.consecutive_failures) >= 2:
+                log.warning("agent %s unhealthy after %d failures in a row: restarting it",
+                            agent.agent_id, agent.consecutive_failures)
+                agent.restart()
+                agent.consecutive_failures = 0
             if kind == "ok":
                 outcome = await self._record(c, data)
                 self.completed += outcome == "completed"
@@ -197,7 +240,9 @@ class Worker:
             log.error("could not record task %s (its lease will expire): %s", c.id, e)
         finally:
             self.held.pop(c.id, None)
-            self.idle[swarm_id].append(agent)
+            if alloc is not None and self.memory is not None:
+                self.memory.release(alloc)
+            swarm.done(index)
             self.wake[swarm_id].set()
 
     async def _record(self, c: Claimed, data: bytes) -> str:
@@ -209,10 +254,12 @@ class Worker:
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         period = self.settings.heartbeat_timeout_ms / 3000
         while not stop.is_set():
+            used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)
             report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
-                                      "completed": self.completed, "failed": self.failed}
+                                      "completed": self.completed, "failed": self.failed,
+                                      "mem_used": used, "mem_total": total}
             try:
-                if not await self.registry.heartbeat(self.id, report, 0.0):
+                if not await self.registry.heartbeat(self.id, report, share):
                     log.warning("declared dead by the registry; registering again")
                     await self.register()
                 await self._save_progress()

@@ -82,6 +82,10 @@ async def test_heartbeats_continue_during_minutes_of_cpu(settings: Settings,
         assert stats["executions"] == 1 and stats.get("retries", 0) == 0
         workers = await store.client.hkeys(Keys(settings.namespace).workers)
         assert workers == [b"w1"]
+        # the node's memory pool is reported with the beats (28 MiB by default)
+        from multiswarm.messages import decode_worker
+        record = decode_worker(await store.client.hget(Keys(settings.namespace).workers, "w1"))
+        assert record.mem_total == 28 * 1024 * 1024 and record.agents == 1
     finally:
         await store.client.aclose()
         group.stop_all()

@@ -1,0 +1,140 @@
+"""Which agent of a swarm runs which claimed task, and the node's working memory.
+
+Per batch of claimed tasks the worker asks the Numba scheduling kernel
+(:func:`multiswarm.kernels.scheduling.schedule`) for an agent per task, by the swarm's agent
+strategy (round_robin, least_loaded, load_balanced, capability), over arrays of agent load
+(running tasks), capacity (one task per agent process) and health from consecutive failures
+(healthy 0, degraded 1-2, unhealthy 3-5, dead 6+; DESIGN.md, Resilience). The task's input
+(payload and dependency results) is copied into a region of the node's pool
+(:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default), pinned while
+it runs: a task whose input does not fit is handed back instead of started, and the pool's use is
+reported to the registry so the leader's least_loaded choice sees memory load.
+
+Numba is imported here on first use, not when ``multiswarm`` is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from multiswarm.agents import AgentProcess
+
+#: Default node pool (DESIGN.md, Memory regions).
+POOL_BYTES = 28 * 1024 * 1024
+REGION_BYTES = 64 * 1024
+#: Agent strategies of the scheduling kernel.
+AGENT_STRATEGIES = ("round_robin", "least_loaded", "load_balanced", "capability")
+
+
+def health_code(consecutive_failures: int) -> int:
+    """0 healthy (0), 1 degraded (1-2), 2 unhealthy (3-5), 3 dead (6+)."""
+    if consecutive_failures == 0:
+        return 0
+    if consecutive_failures <= 2:
+        return 1
+    return 2 if consecutive_failures <= 5 else 3
+
+
+class NodeMemory:
+    """The worker's region pool; agent ids are indexes into the worker's agent list."""
+
+    def __init__(self, total_bytes: int = POOL_BYTES, region_bytes: int = REGION_BYTES,
+                 n_agents: int = 1) -> None:
+        from multiswarm.kernels.memory import RegionPool
+
+        self.pool = RegionPool(total_bytes, region_bytes, policy="lru")
+        per_agent = max(region_bytes, total_bytes // max(1, n_agents))
+        for agent in range(n_agents):
+            self.pool.set_limit(agent, max_bytes=per_agent)
+        self.refused = 0
+
+    def admit(self, agent: int, data: list[bytes]) -> Any | None:
+        """Copy ``data`` into a pinned allocation of ``agent``; None when it does not fit."""
+        from multiswarm.kernels.errors import PoolError
+
+        nbytes = max(1, sum(len(d) for d in data))
+        try:
+            alloc = self.pool.allocate(agent, nbytes, pinned=True)
+        except PoolError:
+            self.refused += 1
+            return None
+        view = self.pool.view(alloc)
+        offset = 0
+        for d in data:
+            view[offset : offset + len(d)] = d
+            offset += len(d)
+        return alloc
+
+    def release(self, alloc: Any) -> None:
+        self.pool.free(alloc)
+
+    def collect(self, agents: list[int]) -> int:
+        """Free everything held by agents whose process died."""
+        return len(self.pool.gc(agents))
+
+    def load(self) -> tuple[int, int, float]:
+        """(bytes used, bytes total, used share in [0, 1])."""
+        usage = self.pool.usage()
+        return usage.used_bytes, usage.total_bytes, usage.used_bytes / usage.total_bytes
+
+
+class SwarmAgents:
+    """The agent processes of one swarm on this worker and the placement of tasks on them.
+
+    Parameters
+    ----------
+    agents:
+        The swarm's agent processes; ``first_index`` is the first one's id in the node pool.
+    strategy:
+        One of :data:`AGENT_STRATEGIES`.
+    """
+
+    def __init__(self, agents: list[AgentProcess], first_index: int, strategy: str) -> None:
+        if strategy not in AGENT_STRATEGIES:
+            raise ValueError(f"unknown agent strategy {strategy!r}; one of {AGENT_STRATEGIES}")
+        self.agents = agents
+        self.first_index = first_index
+        self.strategy = strategy
+        self.busy = [False] * len(agents)
+        self.cursor = 0
+
+    def placeable(self) -> int:
+        """Idle agents that may take work (healthy or degraded)."""
+        return sum(1 for a, busy in zip(self.agents, self.busy)
+                   if not busy and health_code(a.consecutive_failures) <= 1)
+
+    def place(self, n_tasks: int) -> list[int]:
+        """Agent index (within the swarm) per task, ``-1`` where none can take it."""
+        from multiswarm.kernels.scheduling import schedule
+
+        m = len(self.agents)
+        result = schedule(
+            np.zeros(n_tasks, np.int64),  # the claim already came in priority order
+            np.zeros(n_tasks, np.uint64),  # the swarm's agents all hold its capabilities
+            np.ones(n_tasks, np.float64),
+            np.array([1.0 if b else 0.0 for b in self.busy], np.float64),
+            np.ones(m, np.float64),
+            np.zeros(m, np.uint64),
+            np.array([health_code(a.consecutive_failures) for a in self.agents], np.int8),
+            strategy=self.strategy, cursor=self.cursor)
+        self.cursor = int(result.cursor)
+        picks = [int(i) for i in result.assignment]
+        for i in picks:
+            if i >= 0:
+                self.busy[i] = True
+        return picks
+
+    def done(self, index: int) -> None:
+        self.busy[index] = False
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the kernels before the worker registers."""
+    from multiswarm.agents import AgentProcess as _  # noqa: F401
+    from multiswarm.kernels.scheduling import schedule
+
+    schedule(np.zeros(1, np.int64), np.zeros(1, np.uint64), np.ones(1), np.zeros(1),
+             np.ones(1), np.zeros(1, np.uint64), np.zeros(1, np.int8), strategy="least_loaded")
+    NodeMemory(REGION_BYTES * 4, REGION_BYTES).admit(0, [b"x"])

@@ -1,0 +1,68 @@
+"""Worker-side placement: the scheduling kernel picks agents by strategy and health; the node's
+region pool admits task inputs."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from multiswarm.placement import NodeMemory, SwarmAgents, health_code
+
+
+class FakeAgent:
+    def __init__(self, failures: int = 0) -> None:
+        self.consecutive_failures = failures
+
+
+def _swarm(failures: list[int], strategy: str) -> SwarmAgents:
+    return SwarmAgents(cast(Any, [FakeAgent(f) for f in failures]), 0, strategy)
+
+
+@pytest.mark.parametrize(("failures", "code"), [(0, 0), (1, 1), (2, 1), (3, 2), (5, 2), (6, 3)])
+def test_health_from_consecutive_failures(failures: int, code: int) -> None:
+    assert health_code(failures) == code
+
+
+def test_unhealthy_and_dead_agents_get_no_work() -> None:
+    swarm = _swarm([0, 4, 1, 7], "least_loaded")
+    assert swarm.placeable() == 2
+    assert sorted(swarm.place(4)) == [-1, -1, 0, 2]  # two tasks find no agent: reported
+    assert swarm.placeable() == 0
+    swarm.done(2)
+    assert swarm.place(1) == [2]
+
+
+def test_round_robin_rotates_across_batches() -> None:
+    swarm = _swarm([0, 0, 0], "round_robin")
+    picks = []
+    for _ in range(6):
+        (i,) = swarm.place(1)
+        picks.append(i)
+        swarm.done(i)
+    assert picks == [0, 1, 2, 0, 1, 2]
+
+
+def test_busy_agents_are_skipped_by_every_strategy() -> None:
+    for strategy in ("round_robin", "least_loaded", "load_balanced", "capability"):
+        swarm = _swarm([0, 0, 0], strategy)
+        first = swarm.place(2)
+        assert sorted(first) == sorted(set(first)) and -1 not in first, strategy
+        assert swarm.place(2) == [3 - sum(first), -1], strategy
+
+
+def test_memory_admission_and_release() -> None:
+    region = 64 * 1024
+    memory = NodeMemory(total_bytes=4 * region, region_bytes=region, n_agents=2)
+    a = memory.admit(0, [b"x" * region, b"y" * 10])  # two regions
+    assert a is not None
+    assert bytes(memory.pool.view(a)[region : region + 10]) == b"y" * 10
+    assert memory.admit(0, [b"z"]) is None  # agent 0's limit (half the pool) reached
+    b = memory.admit(1, [b"z" * region])
+    assert b is not None
+    used, total, share = memory.load()
+    assert (used, total, share) == (3 * region, 4 * region, 0.75)
+    memory.release(a)
+    assert memory.load()[0] == region
+    assert memory.admit(1, [b"w" * (3 * region)]) is None  # over agent 1's limit
+    assert memory.refused == 2
