@@ -190,16 +190,23 @@ def up(ctx: click.Context, workers: int, swarms: int, agents: int, lease_ms: int
     settings = _settings(ctx)
     if lease_ms:
         settings = settings.replace(lease_ms=lease_ms)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    # Explicit handlers: a shell may start us with SIGINT ignored, and SIGTERM must stop the
+    # children too instead of orphaning them.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     with ensure_redis(settings, echo=click.echo) as settings:
         group = start_system(settings, workers=workers, swarms=swarms, agents=agents,
                              strategy=strategy, log_dir=None)
         click.echo(f"multiswarm up: {len(group.children)} processes on {settings.redis_url} "
-                   f"(namespace {settings.namespace}); Ctrl-C to stop")
+                   f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop")
         try:
-            while all(c.alive() for c in group.children):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+            while not stopping and all(c.alive() for c in group.children):
+                time.sleep(0.2)
         finally:
             codes = group.stop_all()
             click.echo(f"stopped: {codes}")

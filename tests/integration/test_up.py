@@ -1,0 +1,57 @@
+"""`multiswarm-cli up` starts the whole local system and stops all of it on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.coordinator import current_leader
+from multiswarm.keys import Keys
+from multiswarm.registry import SwarmRegistry
+from multiswarm.scripts import Scripts
+
+from .helpers import eventually
+
+pytestmark = pytest.mark.slow
+
+
+async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "multiswarm.cli", "--redis-url", settings.redis_url,
+         "--namespace", settings.namespace, "up", "--lease-ms", "2000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as from a non-interactive shell's background job: SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    client = connect(settings)
+    scripts, keys = Scripts(client), Keys(settings.namespace)
+    registry = SwarmRegistry(scripts, keys)
+    try:
+        async def ready() -> bool:
+            info, _ = await current_leader(scripts, keys)
+            return info is not None and len(await registry.swarm_ids("active")) == 3 and len(
+                await registry.workers()) == 2
+        await eventually(ready, timeout_s=60, what="a leader, 3 active swarms and 2 workers")
+        pids = {w.pid for w in await registry.workers()}
+        up.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(up.communicate, None, 60)
+        assert up.returncode == 0, out
+        codes = out.split("stopped:", 1)[1]
+        # every child exited 0: registry, two coordinators, state manager, two workers
+        assert codes.count(": 0") == 6, codes
+        for pid in pids:  # the workers are gone, not orphaned
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        info, _ = await current_leader(scripts, keys)
+        assert info is None  # the leader released its lease on the way out
+        assert await registry.workers() == []  # and the workers left the registry
+    finally:
+        if up.poll() is None:
+            up.kill()
+        await client.aclose()
