@@ -19,6 +19,8 @@ from multiswarm.coordinator import current_leader, leader_report
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.messages import Swarm, Task
+from multiswarm.recovery import SwarmRecovery
+from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.state import StateRecord, SwarmStateManager
@@ -118,6 +120,21 @@ class Multiswarm:
 
     async def create_snapshot(self, swarm_id: str, label: str = "manual") -> int:
         return await self.state.create_snapshot(swarm_id, label)
+
+    async def plan_recovery(self, swarm_id: str, source: str | None = None) -> RecoveryPlan:
+        """Dry run: chosen source, confidence, tasks to re-queue (see docs/recovery.md)."""
+        return await SwarmRecovery(self.state).plan(swarm_id, source)
+
+    async def recover_swarm(self, swarm_id: str, source: str | None = None,
+                            min_confidence: float | None = None) -> RecoveryOutcome:
+        """Plan and apply; applying twice does nothing the second time."""
+        return await SwarmRecovery(self.state).recover(swarm_id, source, min_confidence)
+
+    async def pause_swarm(self, swarm_id: str) -> bool:
+        return await self.registry.set_paused(swarm_id, True)
+
+    async def resume_swarm(self, swarm_id: str) -> bool:
+        return await self.registry.set_paused(swarm_id, False)
 
     async def statistics(self) -> dict[str, Any]:
         """Task counts per status, counters, swarms per status and the leader."""

@@ -136,7 +136,9 @@ def run_coordinator_cmd(ctx: click.Context, lease_ms: int | None, strategy: str,
 @run.command("state-manager")
 @click.pass_context
 def run_state_cmd(ctx: click.Context) -> None:
-    """Automatic snapshots of active swarms (SNAPSHOT_INTERVAL)."""
+    """Automatic snapshots of active swarms (SNAPSHOT_INTERVAL), and automatic recovery of
+    interrupted swarms whose best plan reaches MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE (0.75);
+    the rest wait for `multiswarm-cli recover`."""
     from multiswarm.roles import serve, state_manager_role
     serve(state_manager_role(_settings(ctx)))
 
@@ -315,6 +317,39 @@ def status(ctx: click.Context, as_json: bool) -> None:
         console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in report["tasks"].items()))
 
     _emit(report, as_json, table)
+
+
+# -- recovery, snapshots, checkpoints (multiswarm/cli_recover.py) ------------------------------
+def _register_groups() -> None:
+    from multiswarm.cli_recover import checkpoint, recover, snapshot
+
+    for group in (recover, snapshot, checkpoint):
+        cli.add_command(group)
+
+
+_register_groups()
+
+
+# -- swarm operations --------------------------------------------------------------------------
+def _pause_command(paused: bool) -> click.Command:
+    verb = "pause" if paused else "resume"
+
+    @click.command(verb, help=(
+        "Stop dispatch to SWARM and claims by its workers; running tasks finish, queued ones "
+        "wait." if paused else "Let SWARM take work again after a pause."))
+    @click.argument("swarm_id", metavar="SWARM")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_context
+    def command(ctx: click.Context, swarm_id: str, as_json: bool) -> None:
+        changed = _run(ctx, lambda s, k: SwarmRegistry(s, k).set_paused(swarm_id, paused))
+        _emit({"swarm": swarm_id, "paused": paused, "changed": changed}, as_json,
+              lambda: click.echo(f"{swarm_id} {verb}d" if changed
+                                 else f"{swarm_id} was already {verb}d"))
+    return command
+
+
+cli.add_command(_pause_command(True))
+cli.add_command(_pause_command(False))
 
 
 # -- tasks -------------------------------------------------------------------------------------

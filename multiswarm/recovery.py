@@ -18,37 +18,57 @@ namespace's hash slot while the recovery log and state live in the swarm's slot:
 
 A crash between steps leaves the swarm ``recovering`` with its plan recorded;
 :meth:`SwarmRecovery.discover` returns it and applying again finishes it without re-queueing.
-The plan id is ``<swarm>@<ms the swarm became interrupted>``, the same for every planner of one
-interruption, so an operator and the state-manager process cannot both apply.
+The plan id is ``<swarm>@<ms the swarm became interrupted>.<recoveries so far>``, the same for
+every planner of one interruption, so an operator and the state-manager process cannot both
+apply it.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
-import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis.exceptions
 
-from multiswarm.confidence import Confidence, score
 from multiswarm.connection import with_retry
 from multiswarm.errors import (
-    CorruptState, LowConfidence, MessageDecodeError, MultiswarmError, NoRecoverySource, NotFound,
-    NotInterrupted, RecoveryError, ScriptError, StalePlan,
+    CorruptState,
+    LowConfidence,
+    MessageDecodeError,
+    MultiswarmError,
+    NotFound,
+    NotInterrupted,
+    RecoveryError,
+    ScriptError,
+    StalePlan,
 )
 from multiswarm.keys import check_id
 from multiswarm.messages import Swarm, Task, decode_swarm, decode_task
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.recovery_plan import (
+    PlanFacts,
+    RecoveryOutcome,
+    RecoveryPlan,
+    Rejected,
+    build_plan,
+)
 from multiswarm.scripts import translate
-from multiswarm.state import SOURCE_KINDS, RecoveryPoint, verify_entry, verify_state
+from multiswarm.state import (
+    SCHEMA_VERSION,
+    SOURCE_KINDS,
+    RecoveryPoint,
+    verify_entry,
+    verify_state,
+)
 
 if TYPE_CHECKING:
     from multiswarm.state import SwarmStateManager
+
+__all__ = ["RecoveryOutcome", "RecoveryPlan", "SwarmRecovery"]
 
 #: Swarms whose sources are read per pipelined round trip.
 PLAN_CHUNK = 250
@@ -56,146 +76,11 @@ PLAN_CHUNK = 250
 APPLY_CHUNK = 100
 #: Recovery log entries kept per swarm (the idempotency check of step 2 reads this many).
 LOG_KEPT = 50
-#: Task duration assumed by the time estimate when the source gives no evidence (ms).
-DEFAULT_TASK_MS = 1_000
-#: Time of the three apply steps themselves, for the estimate (ms).
-APPLY_OVERHEAD_MS = 10
-
 _STATE_FIELDS = ["version", "data", "checksum", "updated_ms", "schema"]
 
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-class Rejected(msgspec.Struct, frozen=True):
-    """A source entry that failed verification, and whether it was moved to quarantine."""
-
-    source: str
-    id: str
-    reason: str
-    quarantined: bool
-
-
-class Alternative(msgspec.Struct, frozen=True):
-    """Another valid source, with the confidence a plan from it would have."""
-
-    source: str
-    id: str
-    label: str
-    confidence: float
-    age_ms: int
-
-
-class RecoveryPlan(msgspec.Struct, kw_only=True):
-    """What applying would do, and how sure the system is. Times are milliseconds.
-
-    Attributes
-    ----------
-    plan_id:
-        ``<swarm>@<interrupted_ms>``: one id per interruption (idempotency of apply).
-    status:
-        Registry status when planned (``interrupted``, or ``recovering`` when resuming).
-    source, source_id, source_label, source_version, source_ms:
-        The chosen recovery point (``none`` when no source is valid) and when it was captured.
-    confidence, evidence:
-        In [0.5, 0.95], and the factors it was computed from (:mod:`multiswarm.confidence`).
-    requeue:
-        Tasks of the swarm assigned to it or running on a dead worker: back to ready on apply.
-    completed:
-        Tasks the source lists that are already completed (nothing to redo).
-    elsewhere:
-        Tasks the source lists that moved on (retrying, ready, running on a live worker, ended).
-    missing:
-        Tasks concerned whose definition (record, handler, payload) is incomplete.
-    agents:
-        Agent ids of dead hosts to restart when a worker hosts the swarm again.
-    estimated_ms:
-        Rough time until the re-queued work is redone (``docs/recovery.md``).
-    rejected, alternatives:
-        Corrupted entries met; other valid sources.
-    resume:
-        True when an earlier apply of this plan stopped between steps.
-    """
-
-    plan_id: str
-    swarm: str
-    status: str
-    interrupted_ms: int
-    source: str
-    source_id: str
-    source_label: str
-    source_version: int
-    source_ms: int
-    confidence: float
-    evidence: Confidence
-    requeue: list[str]
-    completed: list[str]
-    elsewhere: list[str]
-    missing: list[str]
-    agents: list[str]
-    estimated_ms: int
-    rejected: list[Rejected]
-    alternatives: list[Alternative]
-    resume: bool
-    created_ms: int
-    #: data of the chosen checkpoint or snapshot, restored as current state on apply
-    restore: bytes = b""
-    restore_checksum: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, without the restore data."""
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        out.pop("restore", None)
-        out.pop("restore_checksum", None)
-        return out
-
-
-class RecoveryOutcome(msgspec.Struct, kw_only=True):
-    """What an apply did.
-
-    Attributes
-    ----------
-    outcome:
-        ``applied`` (done now) | ``resumed`` (an interrupted apply finished now) |
-        ``already_applied`` (nothing done) | ``superseded`` (the swarm moved on meanwhile) |
-        ``not_interrupted`` | ``stale_plan`` (planned for an earlier interruption) |
-        ``below_threshold`` (confidence under the minimum; nothing done) | ``error``.
-    requeued:
-        Tasks made ready by this plan (by this call, or by the earlier one when resumed).
-    """
-
-    plan_id: str
-    swarm: str
-    outcome: str
-    requeued: list[str]
-    source: str
-    confidence: float
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        return out
-
-
-class _Evaluated(msgspec.Struct):
-    point: RecoveryPoint | None
-    confidence: Confidence
-    completed: list[str]
-    elsewhere: list[str]
-    missing: list[str]
-    agents: list[str]
-    durations: list[int]
-
-
-class _Batch(msgspec.Struct):
-    """Facts shared by the swarms of one planning batch."""
-
-    now_ms: int
-    workers: set[str]
-    tasks: dict[str, Task | None]
-    with_payload: set[str]
-    running: list[Task]
 
 
 class SwarmRecovery:
@@ -237,7 +122,9 @@ class SwarmRecovery:
         ids = {_s(m) for m in interrupted}
         stuck = sorted(_s(m) for m in recovering)
         if stuck:
-            for sid, raw in zip(stuck, await self.client.hmget(self.keys.recoveries, stuck)):
+            raws = await self.manager.read(
+                lambda: self.client.hmget(self.keys.recoveries, stuck))
+            for sid, raw in zip(stuck, raws):
                 rec = _record(raw)
                 if rec.get("state") == "recovering":
                     ids.add(sid)
@@ -320,8 +207,7 @@ class SwarmRecovery:
     async def _tasks(self, ids: Sequence[str]) -> dict[str, Task | None]:
         if not ids:
             return {}
-        raws = await with_retry(lambda: self.client.hmget(self.keys.tasks, list(ids)),
-                                self.scripts.reconnect_timeout_s)
+        raws = await self.manager.read(lambda: self.client.hmget(self.keys.tasks, list(ids)))
         out: dict[str, Task | None] = {}
         for tid, raw in zip(ids, raws):
             try:
@@ -371,13 +257,13 @@ class SwarmRecovery:
         flags = await self._pipe(payloads) if wanted_ids or running else []
         with_payload = {tid for tid, ok in zip([*wanted_ids, *(t.id for t in running)], flags)
                         if ok is True or ok == 1}
-        batch = _Batch(now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload,
+        batch = PlanFacts(now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload,
                        running=running)
         out: dict[str, RecoveryPlan | MultiswarmError] = {}
         for swarm, rec in chunk:
             points, rejected, queue = per_swarm[swarm.id]
             try:
-                out[swarm.id] = _build_plan(swarm, rec, points, rejected, queue, batch, source)
+                out[swarm.id] = build_plan(swarm, rec, points, rejected, queue, batch, source)
             except RecoveryError as e:
                 out[swarm.id] = e
         return out
@@ -395,9 +281,8 @@ class SwarmRecovery:
                 points["state"] = state
         except CorruptState as e:
             moved = False
-            if quarantine:
-                moved = await self.manager.quarantine_state(sid, int(fields[0]) if
-                                                            _is_int(fields[0]) else 0, e.reason)
+            if quarantine and _is_int(fields[0]):
+                moved = await self.manager.quarantine_state(sid, int(fields[0]), e.reason)
             rejected.append(Rejected(source="state", id=e.entry_id, reason=e.reason,
                                      quarantined=moved))
         for kind in ("checkpoint", "snapshot"):
@@ -410,8 +295,7 @@ class SwarmRecovery:
             except CorruptState:
                 pass
             # the newest is corrupt: read the whole (bounded) list and take the first valid
-            key = self.keys.checkpoints(sid) if kind == "checkpoint" else self.keys.snapshots(sid)
-            for raw in await self.client.lrange(key, 0, -1):
+            for raw in await self._entries(sid, kind):
                 try:
                     points[kind] = verify_entry(sid, kind, raw)
                     break
@@ -422,6 +306,11 @@ class SwarmRecovery:
                     rejected.append(Rejected(source=kind, id=e.entry_id, reason=e.reason,
                                              quarantined=moved))
         return points, rejected
+
+    async def _entries(self, sid: str, kind: str) -> list[bytes | str]:
+        key = self.keys.checkpoints(sid) if kind == "checkpoint" else self.keys.snapshots(sid)
+        raws: list[bytes | str] = await self.manager.read(lambda: self.client.lrange(key, 0, -1))
+        return raws
 
     # -- applying ------------------------------------------------------------------------------
     async def apply(self, plan: RecoveryPlan, min_confidence: float | None = None
@@ -520,8 +409,8 @@ class SwarmRecovery:
                 "at_ms": now_ms})
             record_calls.append((
                 [keys.state(p.swarm), keys.recovery_log(p.swarm)],
-                [p.plan_id, entry, p.restore, p.restore_checksum, 1, self.manager.ttl_ms,
-                 LOG_KEPT]))
+                [p.plan_id, entry, p.restore, p.restore_checksum, SCHEMA_VERSION,
+                 self.manager.ttl_ms, LOG_KEPT]))
         recorded = await self._call_many("record_recovery", record_calls)
         finish_calls = [([keys.swarms, *keys.swarm_status_all, keys.recoveries],
                          [p.plan_id, p.swarm]) for _, p, _, _ in going]
@@ -531,17 +420,12 @@ class SwarmRecovery:
                 outcomes[i] = _outcome(p, "error", requeued, f"recovery log: {rec}")
             elif isinstance(fin, MultiswarmError):
                 outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
+            elif _s(fin) == "superseded":
+                outcomes[i] = _outcome(p, "superseded", requeued,
+                                       "the swarm left 'recovering' before the plan finished")
             else:
-                done = _s(fin)
-                if done == "superseded":
-                    kind = "superseded"
-                elif state == "begun" and done == "applied":
-                    kind = "applied"
-                elif done == "already":
-                    kind = "already_applied" if state == "begun" else "resumed"
-                else:
-                    kind = "resumed"
-                outcomes[i] = _outcome(p, kind, requeued)
+                # 'already' here means a concurrent applier of the same plan finished first
+                outcomes[i] = _outcome(p, "applied" if state == "begun" else "resumed", requeued)
         return [outcomes[i] for i in range(len(plans))]
 
     # -- whole recoveries ----------------------------------------------------------------------
@@ -559,11 +443,15 @@ class SwarmRecovery:
                                    requeued=[], source="", confidence=0.0, detail=str(e))
         return await self.apply(plan, min_confidence)
 
-    async def auto_recover(self, min_confidence: float
-                           ) -> tuple[list[RecoveryOutcome], list[RecoveryPlan]]:
+    async def auto_recover(
+        self, min_confidence: float, skip: Collection[str] = ()
+    ) -> tuple[list[RecoveryOutcome], list[RecoveryPlan]]:
         """One round of the state-manager process: apply every plan at or above
-        ``min_confidence`` (and finish begun ones); returns (outcomes, plans left over)."""
-        ids = await self.discover()
+        ``min_confidence`` (and finish begun ones); returns (outcomes, plans left over).
+
+        ``skip``: swarm ids not to plan this round (left to an operator recently).
+        """
+        ids = [s for s in await self.discover() if s not in skip]
         if not ids:
             return [], []
         plans = [p for p in (await self.plan_many(ids, quarantine=True)).values()
@@ -580,10 +468,11 @@ class SwarmRecovery:
     async def log(self, swarm_id: str) -> list[dict[str, Any]]:
         """The swarm's recovery log, newest first."""
         out = []
-        for raw in await self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1):
+        for raw in await self.manager.read(
+                lambda: self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1)):
             try:
                 out.append(msgspec.json.decode(raw))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 continue
         return out
 
@@ -594,7 +483,7 @@ def _record(raw: bytes | str | None) -> dict[str, Any]:
         return {}
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -619,107 +508,3 @@ def _outcome(p: RecoveryPlan, kind: str, requeued: list[str], detail: str = ""
              ) -> RecoveryOutcome:
     return RecoveryOutcome(plan_id=p.plan_id, swarm=p.swarm, outcome=kind, requeued=requeued,
                            source=p.source, confidence=p.confidence, detail=detail)
-
-
-def _complete(tid: str, batch: _Batch) -> bool:
-    """A task's definition is complete when its record decodes, names a handler and its
-    payload is stored: everything needed to run it again."""
-    t = batch.tasks.get(tid)
-    return t is not None and bool(t.handler) and tid in batch.with_payload
-
-
-def _in_flight(t: Task | None, sid: str, live: set[str]) -> bool:
-    """The re-queue condition of begin_recovery.lua."""
-    return t is not None and t.swarm == sid and (
-        t.status == "assigned" or (t.status == "running" and t.worker not in live))
-
-
-def _evaluate(swarm: Swarm, point: RecoveryPoint | None, requeue: list[str],
-              interrupted_ms: int, batch: _Batch) -> _Evaluated:
-    workers = point.doc.workers if point else {}
-    listed: set[str] = set()
-    for entry in workers.values():
-        listed.update(entry.running)
-        listed.update(entry.completed)
-    referenced = listed | set(requeue)
-    complete = {t for t in referenced if _complete(t, batch)}
-    completed = sorted(t for t in listed if (batch.tasks.get(t) or _NONE).status == "completed")
-    missing = sorted(referenced - complete)
-    elsewhere = sorted(listed - set(requeue) - set(completed) - set(missing))
-    recorded = max((len(e.agent_ids) or e.agents for e in workers.values()), default=0)
-    agents: set[str] = set()
-    for wid, entry in workers.items():
-        if wid not in batch.workers:
-            agents.update(entry.agent_ids or [f"{swarm.id}.a{i}" for i in range(entry.agents)])
-    conf = score(point.kind if point else "none",
-                 age_ms=interrupted_ms - point.captured_ms if point else 0,
-                 tasks_known=len(referenced), tasks_complete=len(complete),
-                 tracks_tasks=bool(workers), agents_recorded=recorded,
-                 agents_expected=swarm.max_agents)
-    durations = []
-    for tid in completed:
-        t = batch.tasks.get(tid)
-        if t is not None and t.finished_ms > t.started_ms > 0:
-            durations.append(t.finished_ms - t.started_ms)
-    return _Evaluated(point=point, confidence=conf, completed=completed, elsewhere=elsewhere,
-                      missing=missing, agents=sorted(agents), durations=durations)
-
-
-_NONE = Task(id="", handler="", status="")
-
-
-def _estimate(ev: _Evaluated, requeue: list[str], swarm: Swarm, interrupted_ms: int,
-              batch: _Batch) -> int:
-    """Apply overhead plus waves of re-queued tasks over the swarm's agents, each wave as long as
-    the median task the source shows completed (else the median age of the interrupted runs,
-    else :data:`DEFAULT_TASK_MS`)."""
-    durations = ev.durations or [
-        interrupted_ms - t.started_ms for tid in requeue
-        if (t := batch.tasks.get(tid)) is not None and 0 < t.started_ms < interrupted_ms]
-    per_task = int(statistics.median(durations)) if durations else DEFAULT_TASK_MS
-    waves = math.ceil(len(requeue) / max(1, swarm.max_agents))
-    return APPLY_OVERHEAD_MS + waves * per_task
-
-
-def _build_plan(
-    swarm: Swarm, rec: dict[str, Any], points: dict[str, RecoveryPoint], rejected: list[Rejected],
-    queue: Iterable[str], batch: _Batch, source: str | None,
-) -> RecoveryPlan:
-    resume = swarm.status == "recovering"
-    interrupted_ms = int(rec.get("interrupted_ms", swarm.status_ms)) if resume else swarm.status_ms
-    plan_id = str(rec["plan"]) if resume else f"{swarm.id}@{swarm.status_ms}"
-    sid = swarm.id
-    candidates = set(queue) | {t.id for t in batch.running if t.swarm == sid}
-    for p in points.values():
-        for entry in p.doc.workers.values():
-            candidates.update(entry.running)
-    requeue = sorted(c for c in candidates if _in_flight(batch.tasks.get(c), sid, batch.workers))
-
-    order = [source] if source else list(SOURCE_KINDS)
-    chosen = next((points[k] for k in order if k in points), None)
-    if source and chosen is None:
-        why = "; ".join(f"{r.id or '?'}: {r.reason}" for r in rejected if r.source == source)
-        raise NoRecoverySource(f"{sid}: no valid {source}" + (f" ({why})" if why else ""))
-    ev = _evaluate(swarm, chosen, requeue, interrupted_ms, batch)
-    alternatives = []
-    for kind in SOURCE_KINDS:
-        p = points.get(kind)
-        if p is not None and p is not chosen:
-            alt = _evaluate(swarm, p, requeue, interrupted_ms, batch)
-            alternatives.append(Alternative(source=kind, id=p.id, label=p.label,
-                                            confidence=alt.confidence.value,
-                                            age_ms=alt.confidence.age_ms))
-    restore = chosen is not None and chosen.kind != "state"
-    return RecoveryPlan(
-        plan_id=plan_id, swarm=sid, status=swarm.status, interrupted_ms=interrupted_ms,
-        source=chosen.kind if chosen else "none", source_id=chosen.id if chosen else "",
-        source_label=chosen.label if chosen else "",
-        source_version=chosen.version if chosen else 0,
-        source_ms=chosen.captured_ms if chosen else 0, confidence=ev.confidence.value,
-        evidence=ev.confidence, requeue=requeue, completed=ev.completed, elsewhere=ev.elsewhere,
-        missing=ev.missing, agents=ev.agents,
-        estimated_ms=_estimate(ev, requeue, swarm, interrupted_ms, batch), rejected=rejected,
-        alternatives=alternatives, resume=resume, created_ms=batch.now_ms,
-        restore=chosen.text if restore and chosen else b"",
-        restore_checksum=chosen.checksum if restore and chosen else "",
-    )

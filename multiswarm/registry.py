@@ -140,6 +140,22 @@ class SwarmRegistry:
              *swarm_ids])
         return [_s(w) for w in reply]
 
+    async def set_paused(self, swarm_id: str, paused: bool) -> bool:
+        """Pause (or resume) a swarm: no dispatch to it and no claims from it while paused;
+        running tasks finish and queued ones wait. Announces ``swarm.paused|resumed`` on
+        ``<ns>:events``. Returns False when it already was so. Raises NotFound,
+        IllegalTransition (finished swarm)."""
+        changed = bool(await self.scripts.call(
+            "pause_swarm", [self.keys.swarms],
+            [check_id(swarm_id, "swarm id"), "1" if paused else "0"]))
+        if changed:
+            messenger = SwarmMessenger(self.client, self.keys, sender="registry")
+            await messenger.publish(self.keys.ch_events,
+                                    "swarm.paused" if paused else "swarm.resumed",
+                                    {"swarm": swarm_id})
+            await messenger.publish(self.keys.ch_tasks, "swarm_changed", {"swarm": swarm_id})
+        return changed
+
     async def archive(self, retention_ms: int, limit: int = 100) -> list[str]:
         """Forget finished swarms archived longer than ``retention_ms``."""
         reply = await self.scripts.call(

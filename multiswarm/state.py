@@ -13,19 +13,26 @@ planning and applying live in :mod:`multiswarm.recovery`; this class exposes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import random
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from multiswarm.connection import with_retry
 from multiswarm.errors import (
-    BadRequest, ConfigError, CorruptState, MultiswarmError, NotFound, VersionConflict,
+    BadRequest,
+    ConfigError,
+    CorruptState,
+    MultiswarmError,
+    NotFound,
+    VersionConflict,
 )
 from multiswarm.keys import Keys, check_id
 from multiswarm.scripts import Scripts
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from multiswarm.recovery import RecoveryOutcome, RecoveryPlan
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Version of the state document layout (:class:`StateDoc`); entries of another version are
 #: rejected as "wrong schema" rather than misread.
@@ -165,7 +173,7 @@ def verify_data(
     """
     try:
         data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise CorruptState(kind, entry_id, f"bad encoding: {e}") from e
     if checksum(raw) != digest:
         raise CorruptState(kind, entry_id, "checksum mismatch")
@@ -201,13 +209,13 @@ def verify_state(swarm_id: str, fields: list[Any]) -> RecoveryPoint | None:
                          text=raw_bytes, checksum=_text(digest))
 
 
-def verify_entry(swarm_id: str, kind: str, raw: bytes) -> RecoveryPoint:
+def verify_entry(swarm_id: str, kind: str, raw: bytes | str) -> RecoveryPoint:
     """A snapshot or checkpoint from its stored JSON. Raises CorruptState."""
     try:
         entry = _entry_decoder.decode(raw)
     except msgspec.ValidationError as e:
         raise CorruptState(kind, "", f"wrong schema: {e}") from e
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise CorruptState(kind, "", f"bad encoding: {e}") from e
     text = entry.data.encode()
     data, doc = verify_data(swarm_id, kind, entry.id, text, entry.checksum, entry.schema)
@@ -216,11 +224,11 @@ def verify_entry(swarm_id: str, kind: str, raw: bytes) -> RecoveryPoint:
                          doc=doc, text=text, checksum=entry.checksum)
 
 
-def _entry_id(raw: bytes) -> str:
+def _entry_id(raw: bytes | str) -> str:
     """Best-effort id of a stored entry that failed verification (for the quarantine record)."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return ""
     return str(value.get("id", "")) if isinstance(value, dict) else ""
 
@@ -281,9 +289,20 @@ class SwarmStateManager:
         self.ttl_ms = ttl_ms
         self.snapshots_kept = snapshots_kept
         self.checkpoints_kept = checkpoints_kept
-        self.auto_recover_min_confidence = (
-            auto_recover_threshold() if auto_recover_min_confidence is None
-            else auto_recover_min_confidence)
+        self._auto_recover = auto_recover_min_confidence
+
+    @property
+    def auto_recover_min_confidence(self) -> float:
+        """The auto-recovery threshold; the environment is read on first use only, so clients
+        that never recover (workers) are not affected by it."""
+        if self._auto_recover is None:
+            self._auto_recover = auto_recover_threshold()
+        return self._auto_recover
+
+    async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run a read command, retrying connection errors like script calls do (a Redis restart
+        or fail-over), then RedisUnavailable."""
+        return await with_retry(fn, self.scripts.reconnect_timeout_s)
 
     # -- current state -------------------------------------------------------------------------
     async def save_state(
@@ -316,7 +335,8 @@ class SwarmStateManager:
             [expected, raw, checksum(raw), self.ttl_ms, SCHEMA_VERSION]))
 
     async def _read_state(self, swarm_id: str) -> tuple[int, RecoveryPoint | None]:
-        fields = await self.client.hmget(self.keys.state(swarm_id), _STATE_FIELDS)
+        key = self.keys.state(swarm_id)
+        fields = await self.read(lambda: self.client.hmget(key, _STATE_FIELDS))
         try:
             version = int(fields[0] or 0)
         except ValueError:
@@ -343,15 +363,25 @@ class SwarmStateManager:
         """Read-modify-write with optimistic concurrency: ``fn(data) -> data``, retried on
         conflict with a short random backoff. Returns the new version.
 
+        A stored state that fails verification is moved to quarantine (with its reason) and
+        ``fn`` gets ``{}``: a live writer, such as a worker saving its progress, must not stall on
+        a bad copy, and the bad copy stays available for inspection.
+
         Raises
         ------
         VersionConflict
             Still conflicting after ``attempts`` tries.
-        CorruptState
-            The stored state is corrupt (quarantine it, or save without ``expected_version``).
         """
+        key = self.keys.state(swarm_id)
         for attempt in range(attempts):
-            version, current = await self._read_state(swarm_id)
+            try:
+                version, current = await self._read_state(swarm_id)
+            except CorruptState as e:
+                stored = await self.read(lambda: self.client.hget(key, "version"))
+                if stored is not None and await self.quarantine_state(
+                        swarm_id, _text(stored), e.reason):
+                    log.warning("state of %s quarantined: %s", swarm_id, e.reason)
+                continue
             data = fn(dict(current.data) if current else {})
             try:
                 return await self.save_state(swarm_id, data, expected_version=version)
@@ -397,7 +427,8 @@ class SwarmStateManager:
         return version
 
     async def _points(self, swarm_id: str, kind: str) -> list[dict[str, Any]]:
-        raws = await self.client.lrange(self._list_key(kind, swarm_id), 0, -1)
+        raws = await self.read(
+            lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
         out = []
         for raw in raws:
             try:
@@ -421,7 +452,8 @@ class SwarmStateManager:
 
     async def _load_point(self, swarm_id: str, kind: str, match: str | None,
                           by_label: bool) -> RecoveryPoint:
-        raws = await self.client.lrange(self._list_key(kind, swarm_id), 0, -1)
+        raws = await self.read(
+            lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
         for raw in raws:
             try:
                 point = verify_entry(swarm_id, kind, raw)
@@ -466,14 +498,16 @@ class SwarmStateManager:
         return await self._restore(swarm_id, await self.load_checkpoint(swarm_id, name))
 
     # -- quarantine ----------------------------------------------------------------------------
-    async def quarantine_state(self, swarm_id: str, version: int, reason: str) -> bool:
+    async def quarantine_state(self, swarm_id: str, version: int | str, reason: str) -> bool:
         """Move the current state aside if it still has ``version``; keeps the version counter.
         Returns False when another version is stored now (nothing moved)."""
         return bool(int(await self.scripts.call(
             "quarantine_state", [self.keys.state(swarm_id), self.keys.quarantine(swarm_id)],
             [str(version), reason, QUARANTINE_KEPT, self.ttl_ms])))
 
-    async def quarantine_entry(self, swarm_id: str, kind: str, raw: bytes, reason: str) -> bool:
+    async def quarantine_entry(
+        self, swarm_id: str, kind: str, raw: bytes | str, reason: str
+    ) -> bool:
         """Move one snapshot or checkpoint entry (exactly as read) to quarantine. Returns False
         when it is no longer in its list."""
         return bool(int(await self.scripts.call(
@@ -484,11 +518,13 @@ class SwarmStateManager:
     async def list_quarantine(self, swarm_id: str) -> list[dict[str, Any]]:
         """Quarantined entries, newest first: kind, id, reason, at_ms (stored bytes omitted)."""
         out = []
-        for raw in await self.client.lrange(self.keys.quarantine(swarm_id), 0, -1):
+        for raw in await self.read(
+                lambda: self.client.lrange(self.keys.quarantine(swarm_id), 0, -1)):
+            # the bytes of a corrupt state need not be UTF-8: decode leniently to show the rest
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             try:
-                entry = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                # the raw bytes of a corrupt state may not be UTF-8; keep the record readable
+                entry = msgspec.json.decode(text)
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 out.append({"kind": "?", "id": "", "reason": "unreadable quarantine record",
                             "at_ms": 0})
                 continue
@@ -530,7 +566,8 @@ class SwarmStateManager:
         took it), so several managers do not multiply snapshots.
         """
         ids = sorted(_text(m) for m in
-                     await self.client.smembers(self.keys.swarm_status("active")))
+                     await self.read(
+                         lambda: self.client.smembers(self.keys.swarm_status("active"))))
         taken = 0
         for sid in ids:
             _, did = await self._capture(sid, "snapshot", "auto",
@@ -543,38 +580,37 @@ class SwarmStateManager:
     ) -> None:
         """State-manager process until ``stop``: automatic snapshots of active swarms every
         ``interval_ms`` (``SNAPSHOT_INTERVAL``), and every ``recovery_poll_ms`` a recovery round
-        that applies plans at or above ``auto_recover_min_confidence`` and logs the others once
-        for an operator (``multiswarm-cli recover list``)."""
+        that applies plans at or above ``auto_recover_min_confidence`` and logs the others for an
+        operator (``multiswarm-cli recover list``). A swarm left to an operator is planned again
+        only after ``interval_ms``, so many of them do not cost a full planning pass per poll."""
         from multiswarm.recovery import SwarmRecovery
         recovery = SwarmRecovery(self, actor=f"state-manager-{os.getpid()}")
         last_snapshot = float("-inf")
-        reported: set[str] = set()
+        left_at: dict[str, float] = {}  # swarm id -> when it was last left to an operator
         while not stop.is_set():
-            if time.monotonic() - last_snapshot >= interval_ms / 1000:
-                last_snapshot = time.monotonic()
+            now = time.monotonic()
+            if now - last_snapshot >= interval_ms / 1000:
+                last_snapshot = now
                 try:
                     taken = await self.snapshot_round(interval_ms)
                     await recovery.prune()
                     log.info("automatic snapshots: %d taken", taken)
                 except MultiswarmError as e:
                     log.warning("snapshot round failed: %s", e)
+            left_at = {s: t for s, t in left_at.items() if now - t < interval_ms / 1000}
             try:
-                outcomes, left = await recovery.auto_recover(self.auto_recover_min_confidence)
+                outcomes, left = await recovery.auto_recover(self.auto_recover_min_confidence,
+                                                             skip=left_at.keys())
                 for o in outcomes:
                     log.warning("recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
                                 o.swarm, o.source, o.confidence, o.outcome, len(o.requeued))
                 for p in left:
-                    if p.plan_id not in reported:
-                        log.warning("%s left for an operator: best source %s, confidence %.2f "
-                                    "< %.2f", p.swarm, p.source, p.confidence,
-                                    self.auto_recover_min_confidence)
-                        reported.add(p.plan_id)
-                if len(reported) > 10_000:  # plan ids of long-recovered swarms: forget them
-                    reported.clear()
+                    log.warning("%s left for an operator: best source %s, confidence %.2f "
+                                "< %.2f", p.swarm, p.source, p.confidence,
+                                self.auto_recover_min_confidence)
+                    left_at[p.swarm] = now
             except MultiswarmError as e:
                 log.warning("recovery round failed: %s", e)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(),
                                        timeout=min(recovery_poll_ms, interval_ms) / 1000)
-            except asyncio.TimeoutError:
-                pass

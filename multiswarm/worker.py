@@ -10,7 +10,9 @@ for ``grace_s``, hands back what is still running (release_tasks.lua) and leaves
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -105,6 +107,8 @@ class Worker:
         self.wake: dict[str, asyncio.Event] = {}
         self.completed = 0
         self.failed = 0
+        #: per swarm, the last ids this worker completed (recovery plans report them)
+        self.recent: dict[str, collections.deque[str]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def register(self) -> None:
@@ -120,6 +124,7 @@ class Worker:
             self.placement[spec.id] = SwarmAgents(agents, len(self.agents), self.agent_strategy)
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
+            self.recent[spec.id] = collections.deque(maxlen=100)
         # compile or load the kernels before registering, so no claim waits on Numba
         await asyncio.to_thread(warm_up)
         self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
@@ -137,6 +142,10 @@ class Worker:
                 c.cancel()
             await asyncio.gather(*claimers, return_exceptions=True)
             await self._drain()
+            try:  # a clean leave records that nothing is running any more
+                await self._save_progress()
+            except MultiswarmError as e:
+                log.warning("could not save final progress: %s", e)
             drained.set()
             for t in loops:
                 t.cancel()
@@ -227,6 +236,7 @@ class Worker:
             if kind == "ok":
                 outcome = await self._record(c, data)
                 self.completed += outcome == "completed"
+                self.recent[swarm_id].append(c.id)
             else:
                 self.failed += 1
                 outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
@@ -270,17 +280,17 @@ class Worker:
 
     async def _save_progress(self) -> None:
         """Versioned per-swarm state: what this worker holds and has done, per swarm."""
+        now_ms = int(time.time() * 1000)
         for spec in self.specs:
-            running = sorted(t for t, h in self.held.items() if h.swarm == spec.id)
-
-            def merge(data: dict[str, Any], running: list[str] = running,
-                      agents: int = spec.max_agents, swarm: str = spec.id) -> dict[str, Any]:
-                workers = dict(data.get("workers", {}))
-                workers[self.id] = {"running": running, "agents": agents,
-                                    "at_ms": int(time.time() * 1000)}
-                return {**data, "swarm": swarm, "workers": workers}
-
-            await self.state.update_state(spec.id, merge)
+            mine = {
+                "running": sorted(t for t, h in self.held.items() if h.swarm == spec.id),
+                "agents": spec.max_agents,
+                "agent_ids": [a.agent_id for a in self.placement[spec.id].agents],
+                "completed": list(self.recent[spec.id]),
+                "at_ms": now_ms,
+            }
+            await self.state.update_state(
+                spec.id, functools.partial(_merge_progress, self.id, spec.id, mine))
 
     async def _renew_leases(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -305,3 +315,11 @@ class Worker:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
             if env.type == "task_assignment" and env.target in self.wake:
                 self.wake[env.target].set()
+
+
+def _merge_progress(worker_id: str, swarm_id: str, mine: dict[str, Any],
+                    data: dict[str, Any]) -> dict[str, Any]:
+    """Put this worker's entry into a swarm's state, leaving other workers' entries alone."""
+    workers = dict(data.get("workers", {}))
+    workers[worker_id] = mine
+    return {**data, "swarm": swarm_id, "workers": workers}

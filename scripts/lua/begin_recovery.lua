@@ -5,8 +5,9 @@
 -- KEYS[29]     - the swarm's queue ({ns}:queue:<swarm>)
 -- KEYS[30]     - recoveries hash ({ns}:recoveries, swarm id -> JSON of its latest plan:
 --                {plan, swarm, state recovering|applied|superseded, requeued (csv), ...})
--- ARGV[1] - plan id ('<swarm>@<interrupted ms>': every planner of one interruption makes the
---           same id, so an operator and the state manager cannot both apply)
+-- ARGV[1] - plan id ('<swarm>@<interrupted ms>.<recoveries>': every planner of one
+--           interruption makes the same id, so an operator and the state manager cannot both
+--           apply it)
 -- ARGV[2] - swarm id
 -- ARGV[3] - status_ms of the interruption the plan was made for
 -- ARGV[4] - plan summary JSON {source, confidence, ...}, kept in the recoveries record
