@@ -7,6 +7,7 @@ from multiswarm.agents import TaskContext
 from multiswarm.api import Multiswarm, TaskFailed
 from multiswarm.config import Settings, from_env
 from multiswarm.coordinator import STRATEGIES, LeaderElection, SwarmCoordinator
+from multiswarm.envelopes import Delivered
 from multiswarm.errors import (
     AlreadyExists,
     BadRequest,
@@ -18,18 +19,22 @@ from multiswarm.errors import (
     InvalidIdError,
     LeaseLost,
     MessageDecodeError,
+    MessageRejected,
     MessageTooLargeError,
     MultiswarmError,
     NotFound,
     NotLeader,
     RedisUnavailable,
+    RequestFailed,
+    RequestTimeout,
     ScriptError,
     StaleEpoch,
     UnknownDependency,
     VersionConflict,
 )
 from multiswarm.messages import Envelope, Swarm, Task
-from multiswarm.messenger import SwarmMessenger
+from multiswarm.messenger import Sent, SwarmMessenger
+from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
@@ -38,11 +43,48 @@ from multiswarm.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "STRATEGIES", "AlreadyExists", "BadRequest", "CapacityExceeded", "ConfigError",
-    "CoordinationError", "Envelope", "HandlerError", "IllegalTransition", "InvalidIdError",
-    "LeaderElection", "LeaseLost", "MessageDecodeError", "MessageTooLargeError", "Multiswarm",
-    "MultiswarmError", "NotFound", "NotLeader", "RedisUnavailable", "ScriptError", "Settings",
-    "StaleEpoch", "Swarm", "SwarmCoordinator", "SwarmMessenger", "SwarmRegistry", "SwarmSpec",
-    "SwarmStateManager", "Task", "TaskContext", "TaskFailed", "TaskStore", "UnknownDependency",
-    "VersionConflict", "Worker", "from_env", "swarm_spec", "task_spec",
+    "STRATEGIES",
+    "AlreadyExists",
+    "BadRequest",
+    "CapacityExceeded",
+    "ConfigError",
+    "CoordinationError",
+    "Delivered",
+    "Envelope",
+    "HandlerError",
+    "IllegalTransition",
+    "InvalidIdError",
+    "LeaderElection",
+    "LeaseLost",
+    "MessageDecodeError",
+    "MessageRejected",
+    "MessageTooLargeError",
+    "Multiswarm",
+    "MultiswarmError",
+    "NotFound",
+    "NotLeader",
+    "RedisUnavailable",
+    "RequestFailed",
+    "RequestTimeout",
+    "ScriptError",
+    "Sent",
+    "Settings",
+    "StaleEpoch",
+    "Swarm",
+    "SwarmCoordinator",
+    "SwarmMessenger",
+    "SwarmRecovery",
+    "SwarmRegistry",
+    "SwarmSpec",
+    "SwarmStateManager",
+    "Task",
+    "TaskContext",
+    "TaskFailed",
+    "TaskStore",
+    "UnknownDependency",
+    "VersionConflict",
+    "Worker",
+    "from_env",
+    "swarm_spec",
+    "task_spec",
 ]

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from multiswarm import messaging_api
 from multiswarm.config import Settings, from_env
 from multiswarm.connection import Client, connect
 from multiswarm.coordinator import current_leader, leader_report
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
-from multiswarm.messages import Swarm, Task
+from multiswarm.messages import Envelope, Swarm, Task
+from multiswarm.messenger import Sent, SwarmMessenger
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
 from multiswarm.registry import SwarmRegistry, swarm_spec
@@ -58,6 +60,7 @@ class Multiswarm:
         return cls(client, settings)
 
     async def close(self) -> None:
+        await messaging_api.close_messengers(self)
         await self.client.aclose()
 
     async def __aenter__(self) -> Multiswarm:
@@ -135,6 +138,19 @@ class Multiswarm:
 
     async def resume_swarm(self, swarm_id: str) -> bool:
         return await self.registry.set_paused(swarm_id, False)
+
+    def get_messenger(self, swarm_id: str, **options: Any) -> SwarmMessenger:
+        """The messenger of one swarm (its channel, history, request/response)."""
+        return messaging_api.get_messenger(self, swarm_id, **options)
+
+    async def send_message(self, from_swarm: str, to_swarm: str,
+                           message: Mapping[str, Any] | Envelope) -> Sent:
+        """A targeted message, recorded in the target channel's history."""
+        return await messaging_api.send_message(self, from_swarm, to_swarm, message)
+
+    async def broadcast(self, from_swarm: str, message: Mapping[str, Any] | Envelope) -> Sent:
+        """A message on ``<ns>:global`` for every swarm."""
+        return await messaging_api.broadcast(self, from_swarm, message)
 
     async def statistics(self) -> dict[str, Any]:
         """Task counts per status, counters, swarms per status and the leader."""

@@ -450,6 +450,11 @@ def tasks_list(ctx: click.Context, status_: str | None, limit: int, as_json: boo
     _emit(rows, as_json, table)
 
 
+from multiswarm.cli_messages import messages  # noqa: E402  (it imports _run, _emit from here)
+
+cli.add_command(messages)
+
+
 def main() -> None:
     cli(prog_name="multiswarm-cli")
 

@@ -91,7 +91,7 @@ def tail(ctx: click.Context, channel: str, since: str | None, count: int | None,
 @messages.command("send")
 @click.argument("target", required=False)
 @click.option("--from", "sender", default="cli", show_default=True, help="Sender (swarm) id.")
-@click.option("--type", "type_", default="message", show_default=True, help="Message type.")
+@click.option("--type", "type_", default=None, help="Message type [default: message].")
 @click.option("--payload", default="{}", show_default=True, help="JSON object.")
 @click.option("--broadcast", "to_all", is_flag=True, help="Send to every swarm (no TARGET).")
 @click.option("--agent", is_flag=True, help="TARGET is an agent id (agents channel).")
@@ -101,7 +101,7 @@ def tail(ctx: click.Context, channel: str, since: str | None, count: int | None,
               help="With --request: how long to wait for the response.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def send(ctx: click.Context, target: str | None, sender: str, type_: str, payload: str,
+def send(ctx: click.Context, target: str | None, sender: str, type_: str | None, payload: str,
          to_all: bool, agent: bool, as_request: bool, timeout_s: float, as_json: bool) -> None:
     """Send one message to swarm TARGET (or an agent, or everyone); recorded in history.
 
@@ -115,6 +115,9 @@ def send(ctx: click.Context, target: str | None, sender: str, type_: str, payloa
         raise click.BadParameter("must be a JSON object", param_hint="--payload")
     if to_all == (target is not None):
         raise click.UsageError("give a TARGET or --broadcast (not both)")
+    if as_request and (to_all or agent or type_):
+        raise click.UsageError("--request goes to a swarm TARGET with type 'request'")
+    kind = type_ or "message"
 
     async def go(scripts: Scripts, keys: Keys) -> dict[str, Any]:
         messenger = SwarmMessenger(scripts.client, keys, sender=sender,
@@ -122,16 +125,16 @@ def send(ctx: click.Context, target: str | None, sender: str, type_: str, payloa
         try:
             if as_request:
                 assert target is not None
-                response = await messenger.request(target, data, timeout_s, type=type_)
+                response = await messenger.request(target, data, timeout_s)
                 return {"response": message_dict(response)}
             if to_all:
-                sent = await messenger.broadcast(type_, data)
+                sent = await messenger.broadcast(kind, data)
             elif agent:
                 assert target is not None
-                sent = await messenger.send_to_agent(target, type_, data)
+                sent = await messenger.send_to_agent(target, kind, data)
             else:
                 assert target is not None
-                sent = await messenger.send(target, type_, data)
+                sent = await messenger.send(target, kind, data)
             return {"id": sent.id, "channel": sent.channel, "sid": sent.stream_id,
                     "receivers": sent.receivers}
         finally:

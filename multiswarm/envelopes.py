@@ -32,7 +32,7 @@ MESSAGE_TYPES = (
 )
 
 #: Message types: ids plus ':' (e.g. ``swarm.agent.started``, ``myapp:ping``).
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 #: Envelope schema versions this code understands.
 SUPPORTED_VERSIONS = frozenset({1})
@@ -90,7 +90,7 @@ def check_channel(keys: Keys, channel: str) -> str:
         rest = channel[len(prefix):]
         if rest.startswith("reply:"):
             rest = rest[len("reply:"):]
-        if ID_PATTERN.match(rest):
+        if ID_PATTERN.fullmatch(rest):
             return channel
     raise InvalidIdError(f"invalid channel {channel!r}: expected {prefix}<id> or "
                          f"{prefix}reply:<id>")
@@ -108,7 +108,7 @@ def resolve_channel(keys: Keys, name: str) -> str:
 
 def check_type(type: str) -> str:
     """Return ``type`` if it matches :data:`TYPE_PATTERN`, else raise InvalidIdError."""
-    if not isinstance(type, str) or not TYPE_PATTERN.match(type):
+    if not isinstance(type, str) or not TYPE_PATTERN.fullmatch(type):
         raise InvalidIdError(f"invalid message type {type!r}: expected [A-Za-z0-9_.:-]{{1,64}}")
     return type
 
@@ -232,7 +232,7 @@ def decode_message(channel: str, raw: bytes | str, *, limit: int = MAX_MESSAGE_B
         raise MessageRejected("malformed", str(e)) from e
     if env.v not in SUPPORTED_VERSIONS:
         raise MessageRejected("unsupported_version", f"schema version {env.v}")
-    if not TYPE_PATTERN.match(env.type):
+    if not TYPE_PATTERN.fullmatch(env.type):
         raise MessageRejected("invalid_type", f"type {env.type[:80]!r}")
     if sid:
         env.sid = sid

@@ -187,3 +187,32 @@ class NoRecoverySource(RecoveryError, LookupError):
 
 class LowConfidence(RecoveryError):
     """A plan's confidence is below the minimum the caller asked for; nothing was applied."""
+
+
+class CircuitOpenError(MultiswarmError):
+    """A shared circuit breaker refused a call (open, or every half-open trial permit taken).
+
+    Parameters
+    ----------
+    name:
+        The breaker's name.
+    state:
+        ``open`` | ``half_open``.
+    retry_after_ms:
+        Server-clock ms until the breaker may admit a call again (open: until half-open;
+        half-open: at most until the outstanding trial calls time out).
+    """
+
+    def __init__(self, name: str, state: str, retry_after_ms: int) -> None:
+        self.name = name
+        self.state = state
+        self.retry_after_ms = retry_after_ms
+        super().__init__(f"circuit breaker {name} is {state}; retry in {retry_after_ms} ms")
+
+
+class ResourceExhausted(CapacityExceeded):
+    """A resource pool has less free than an allocation asked for; nothing was allocated."""
+
+
+class NotEligible(ScriptError):
+    """A vote came from an id that is not one of the proposal's voters."""

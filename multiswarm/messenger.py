@@ -185,7 +185,8 @@ class SwarmMessenger:
         self.client = client
         self.keys = keys
         self.sender = sender
-        self.address = sender if ID_PATTERN.match(sender) else f"anon-{uuid.uuid4().hex[:12]}"
+        self.address = (sender if ID_PATTERN.fullmatch(sender)
+                        else f"anon-{uuid.uuid4().hex[:12]}")
         self.agents = {check_id(a, "agent id") for a in agents}
         self._key = secret_key(os.environ.get("MULTISWARM_SECRET") if secret is None else secret)
         self.hear_own_broadcasts = hear_own_broadcasts
@@ -449,8 +450,12 @@ class SwarmMessenger:
                        reverse: bool = False) -> list[tuple[str, bytes | str | None]]:
         """History entries ``(stream id, envelope)`` from ``lo`` (XRANGE syntax)."""
         key = self.keys.history(channel)
-        raw: Any = await (self.client.xrevrange(key, "+", lo, count=count) if reverse
-                          else self.client.xrange(key, lo, "+", count=count))
+        try:
+            raw: Any = await (self.client.xrevrange(key, "+", lo, count=count) if reverse
+                              else self.client.xrange(key, lo, "+", count=count))
+        except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
+            log.warning("cannot read history %s: %s", key, e)
+            return []
         return [(_text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
 
     async def _tip(self, channel: str) -> StreamId:
@@ -534,11 +539,6 @@ class SwarmMessenger:
                             yield channel, env
                         continue
                     # A subscription (first, or redone after a reconnect): replay the gap.
-                    if pos.cursor is None:
-                        pos.cursor = await self._tip(channel)
-                    else:
-                        for env in await self._replay(channel, pos, seen):
-                            yield channel, env
                     if channel not in confirmed:
                         confirmed.add(channel)
                         self.counts["active_subscriptions"] += 1
@@ -546,6 +546,11 @@ class SwarmMessenger:
                         delay = 0.05
                         if ready is not None:
                             ready.set()
+                    if pos.cursor is None:
+                        pos.cursor = await self._tip(channel)
+                    else:
+                        for env in await self._replay(channel, pos, seen):
+                            yield channel, env
             except CONNECTION_ERRORS as e:
                 if ready is not None:
                     ready.clear()
@@ -711,8 +716,7 @@ class SwarmMessenger:
             await self._wait_ready(self._reply_task, self._reply_ready)
 
     async def request(self, target: str, payload: dict[str, Any] | None = None,
-                      timeout_s: float | None = None, *, type: str = "request",
-                      agent: str = "") -> Delivered:
+                      timeout_s: float | None = None, *, agent: str = "") -> Delivered:
         """Send a request to swarm ``target`` and wait for its response.
 
         The responder (any process whose messenger for ``target`` was started with an
@@ -745,7 +749,7 @@ class SwarmMessenger:
         timeout = self.request_timeout_s if timeout_s is None else timeout_s
         channel = swarm_channel(self.keys, target)
         await self._ensure_replies()
-        env = self._envelope(type, payload, target, agent, sender=self.address)
+        env = self._envelope("request", payload, target, agent, sender=self.address)
         fut: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
         self._pending[env.id] = fut
         try:

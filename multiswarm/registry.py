@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.errors import MultiswarmError, NotFound
+from multiswarm.errors import InvalidIdError, MultiswarmError, NotFound
 from multiswarm.keys import SWARM_STATUSES, Keys, check_id
 from multiswarm.messages import (
     PRIORITIES,
@@ -53,6 +53,10 @@ class SwarmSpec(msgspec.Struct, kw_only=True):
     objective: str = ""
 
 
+#: Ids whose targeted channel ``<ns>:<id>`` would be a system channel (docs/messaging.md).
+RESERVED_SWARM_IDS = frozenset({"global", "coordination", "agents", "tasks", "events", "reply"})
+
+
 def swarm_spec(
     swarm_id: str,
     capabilities: Iterable[str] = (),
@@ -65,6 +69,9 @@ def swarm_spec(
     """Build and validate a :class:`SwarmSpec`. Raises InvalidIdError, ValueError."""
     if priority not in PRIORITIES:
         raise ValueError(f"priority {priority!r} not in {sorted(PRIORITIES)}")
+    if swarm_id in RESERVED_SWARM_IDS:
+        raise InvalidIdError(f"swarm id {swarm_id!r} is reserved: its channel "
+                             f"<ns>:{swarm_id} is a system channel")
     if agents < 1:
         raise ValueError("a swarm needs at least one agent")
     return SwarmSpec(
