@@ -115,6 +115,8 @@ class AgentProcess:
         self.allowed = tuple(allowed)
         self.restarts = 0
         self.failures = 0
+        #: True for a member started to replace one that could not be restarted
+        self.replacement = False
         #: failures since the last success: the agent's health (see multiswarm.placement)
         self.consecutive_failures = 0
         self._proc: multiprocessing.process.BaseProcess | None = None
@@ -130,9 +132,15 @@ class AgentProcess:
         child.close()
         self._proc, self._conn = proc, parent
 
+    kind = "python"
+
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def pid(self) -> int:
+        return (self._proc.pid or 0) if self._proc is not None else 0
 
     async def run(
         self, task_id: str, attempt: int, handler: str, payload: bytes,
@@ -140,9 +148,8 @@ class AgentProcess:
     ) -> tuple[str, Any]:
         """Run one task. Returns ``("ok", result bytes)``, ``("error", text)`` (retryable) or
         ``("permanent", text)``. On timeout or a dead process the process is replaced."""
-        if not self.alive:
-            self.restart()
-        assert self._conn is not None
+        if not self.alive or self._conn is None:
+            return ("error", f"agent {self.agent_id} is not running")
         conn = self._conn
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -163,14 +170,15 @@ class AgentProcess:
                 self.consecutive_failures += 1
             return reply
         except asyncio.TimeoutError:
+            # a hung handler cannot be interrupted: its process goes; the supervisor restarts it
             self.failures += 1
             self.consecutive_failures += 1
-            self.restart()
+            self.kill()
             return ("error", f"timed out after {timeout_s:.1f} s (agent {self.agent_id} killed)")
         except (EOFError, OSError, BrokenPipeError) as e:
             self.failures += 1
             self.consecutive_failures += 1
-            self.restart()
+            self.kill()
             return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
             loop.remove_reader(fd)

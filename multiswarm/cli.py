@@ -6,19 +6,18 @@ Every command takes ``--redis-url`` (default: ``MULTISWARM_REDIS_URL`` or the cl
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from multiswarm.config import Settings, from_env
-from multiswarm.connection import connect
+from multiswarm.cli_common import emit, run_async, settings_of
+from multiswarm.config import from_env
 from multiswarm.coordinator import STRATEGIES, current_leader, leader_report
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
@@ -28,35 +27,10 @@ from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
-T = TypeVar("T")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    s: Settings = ctx.obj["settings"]
-    return s
-
-
-def _run(ctx: click.Context, fn: Callable[[Scripts, Keys], Awaitable[T]]) -> T:
-    settings = _settings(ctx)
-
-    async def main() -> T:
-        client = connect(settings)
-        try:
-            return await fn(Scripts(client, reconnect_timeout_s=5.0), Keys(settings.namespace))
-        finally:
-            await client.aclose()
-
-    try:
-        return asyncio.run(main())
-    except MultiswarmError as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from e
-
-
-def _emit(data: Any, as_json: bool, table: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        table()
+# the shared helpers, under the names the commands below use
+_settings = settings_of
+_run = run_async
+_emit = emit
 
 
 def parse_swarm(text: str) -> SwarmSpec:
@@ -156,19 +130,40 @@ def run_state_cmd(ctx: click.Context) -> None:
               show_default=True, help="How claimed tasks are placed on a swarm's agents.")
 @click.option("--memory-mb", type=click.IntRange(1, 1 << 20), default=28, show_default=True,
               help="The node's working-memory pool (64 KiB regions).")
+@click.option("--external", "externals", multiple=True, metavar="SWARM=COMMAND",
+              help="Run COMMAND (any executable) as an external member of SWARM, supervised "
+                   "like the Python agents (repeatable).")
+@click.option("--restart-base-s", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="First restart delay of a dead member; doubles per attempt.")
+@click.option("--restart-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option("--restart-cooldown-s", type=click.FloatRange(0), default=60.0,
+              show_default=True, help="Wait before replacing a member whose restarts failed.")
+@click.option("--probation-s", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="A restarted member must stay up this long for the restart to count.")
 @click.pass_context
 def run_worker_cmd(ctx: click.Context, swarms: tuple[str, ...], worker_id: str | None,
                    allow_handlers: tuple[str, ...], grace_s: float, agent_strategy: str,
-                   memory_mb: int) -> None:
+                   memory_mb: int, externals: tuple[str, ...], restart_base_s: float,
+                   restart_attempts: int, restart_cooldown_s: float,
+                   probation_s: float) -> None:
     """Host swarms; their agents claim and run tasks."""
     from multiswarm.agents import DEFAULT_ALLOWED
     from multiswarm.roles import serve, worker_role
+    from multiswarm.supervisor import Backoff
     try:
         specs = [parse_swarm(s) for s in swarms]
     except (ValueError, MultiswarmError) as e:
         raise click.BadParameter(str(e), param_hint="--swarm") from e
-    serve(worker_role(_settings(ctx), specs, worker_id, allow_handlers or DEFAULT_ALLOWED,
-                      grace_s, agent_strategy, memory_mb * 1024 * 1024))
+    external = dict(e.split("=", 1) for e in externals if "=" in e)
+    if len(external) != len(externals) or not set(external) <= {s.id for s in specs}:
+        raise click.BadParameter("expected SWARM=COMMAND for a swarm given with --swarm",
+                                 param_hint="--external")
+    serve(worker_role(
+        _settings(ctx), specs, worker_id=worker_id,
+        allowed_handlers=allow_handlers or DEFAULT_ALLOWED, grace_s=grace_s,
+        agent_strategy=agent_strategy, pool_bytes=memory_mb * 1024 * 1024, external=external,
+        backoff=Backoff(base_s=restart_base_s, attempts=restart_attempts,
+                        cooldown_s=restart_cooldown_s, probation_s=probation_s)))
 
 
 # -- local system ------------------------------------------------------------------------------
@@ -350,6 +345,54 @@ def _pause_command(paused: bool) -> click.Command:
 
 cli.add_command(_pause_command(True))
 cli.add_command(_pause_command(False))
+
+
+# -- agents ------------------------------------------------------------------------------------
+#: An agent is stale when its worker has not reported for this long (DESIGN.md: 30 s).
+AGENT_TIMEOUT_MS = 30_000
+HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "dead")
+
+
+@cli.group()
+def agents() -> None:
+    """The members of swarms (Python agents and external processes) and their health."""
+
+
+@agents.command("list")
+@click.option("--swarm", "swarm_id", default=None, help="Only this swarm's members.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def agents_list(ctx: click.Context, swarm_id: str | None, as_json: bool) -> None:
+    """Every member as its worker last reported it; ``stale`` when that report is older than
+    30 s."""
+    workers = _run(ctx, lambda s, k: SwarmRegistry(s, k).workers())
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for w in workers:
+        age = now_ms - (w.beat_ms or w.registered_ms)
+        for agent_id, a in sorted(w.agent_states.items()):
+            if swarm_id and a.get("swarm") != swarm_id:
+                continue
+            health = int(a.get("health", 0))
+            rows.append({"agent": agent_id, "swarm": a.get("swarm"), "worker": w.id,
+                         "kind": a.get("kind"), "state": a.get("state"),
+                         "health": HEALTH_NAMES[min(health, 3)],
+                         "failures": a.get("failures", 0), "restarts": a.get("restarts", 0),
+                         "pid": a.get("pid"), "stale": age > AGENT_TIMEOUT_MS,
+                         "reported_ms_ago": age})
+
+    def table() -> None:
+        from rich.console import Console
+        from rich.table import Table
+        t = Table("agent", "swarm", "worker", "kind", "state", "health", "failures",
+                  "restarts", "stale")
+        for r in rows:
+            t.add_row(r["agent"], str(r["swarm"]), r["worker"], str(r["kind"]),
+                      str(r["state"]), r["health"], str(r["failures"]), str(r["restarts"]),
+                      "stale" if r["stale"] else "")
+        Console().print(t)
+
+    _emit(rows, as_json, table)
 
 
 # -- tasks -------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from multiswarm.cli import _emit, _run
+from multiswarm.cli_common import emit as _emit
+from multiswarm.cli_common import run_async as _run
 from multiswarm.envelopes import Delivered, resolve_channel
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys

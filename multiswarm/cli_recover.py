@@ -36,12 +36,12 @@ _source_option = click.option(
 
 def _run(ctx: click.Context, fn: Callable[[Scripts, Keys], Awaitable[T]]) -> T:
     # imported here: multiswarm.cli imports this module to register the groups
-    from multiswarm.cli import _run as run
+    from multiswarm.cli_common import run_async as run
     return run(ctx, fn)
 
 
 def _emit(data: Any, as_json: bool, table: Callable[[], None]) -> None:
-    from multiswarm.cli import _emit as emit
+    from multiswarm.cli_common import emit
     emit(data, as_json, table)
 
 

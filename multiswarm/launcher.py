@@ -48,7 +48,7 @@ class ProcessGroup:
         self.children: list[RoleProcess] = []
 
     def spawn(self, name: str, role_args: Sequence[str]) -> RoleProcess:
-        cmd = [sys.executable, "-m", "multiswarm.cli", "--redis-url", self.settings.redis_url,
+        cmd = [sys.executable, "-m", "multiswarm", "--redis-url", self.settings.redis_url,
                "--namespace", self.settings.namespace, *(["-v"] if self.verbose else []),
                "run", *role_args]
         env = dict(os.environ)

@@ -129,6 +129,8 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     agents: int = 0
     mem_used: int = 0
     mem_total: int = 0
+    #: agent id -> {swarm, kind, state, health, failures, restarts, pid} (last heartbeat)
+    agent_states: dict[str, dict[str, Any]] = {}
 
 
 class LeaderInfo(msgspec.Struct, kw_only=True):

@@ -98,12 +98,25 @@ class SwarmAgents:
         self.first_index = first_index
         self.strategy = strategy
         self.busy = [False] * len(agents)
+        #: members taken out of service for good (replaced or scaled down); indexes stay stable
+        self.retired = [False] * len(agents)
         self.cursor = 0
+
+    def add(self, agent: AgentProcess) -> int:
+        """A new member (scale-up or replacement); returns its index."""
+        self.agents.append(agent)
+        self.busy.append(False)
+        self.retired.append(False)
+        return len(self.agents) - 1
+
+    def usable(self, index: int) -> bool:
+        agent = self.agents[index]
+        return (not self.retired[index] and agent.alive
+                and health_code(agent.consecutive_failures) <= 1)
 
     def placeable(self) -> int:
         """Idle agents that may take work (healthy or degraded)."""
-        return sum(1 for a, busy in zip(self.agents, self.busy)
-                   if not busy and health_code(a.consecutive_failures) <= 1)
+        return sum(1 for i, busy in enumerate(self.busy) if not busy and self.usable(i))
 
     def place(self, n_tasks: int) -> list[int]:
         """Agent index (within the swarm) per task, ``-1`` where none can take it."""
@@ -117,7 +130,8 @@ class SwarmAgents:
             np.array([1.0 if b else 0.0 for b in self.busy], np.float64),
             np.ones(m, np.float64),
             np.zeros(m, np.uint64),
-            np.array([health_code(a.consecutive_failures) for a in self.agents], np.int8),
+            np.array([health_code(a.consecutive_failures) if self.usable(i) or self.busy[i]
+                      else 3 for i, a in enumerate(self.agents)], np.int8),
             strategy=self.strategy, cursor=self.cursor)
         self.cursor = int(result.cursor)
         picks = [int(i) for i in result.assignment]

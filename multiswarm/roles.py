@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
@@ -82,13 +83,8 @@ def state_manager_role(settings: Settings) -> Role:
     return role
 
 
-def worker_role(
-    settings: Settings, swarms: Sequence[SwarmSpec], worker_id: str | None,
-    allowed: Sequence[str], grace_s: float, agent_strategy: str = "least_loaded",
-    pool_bytes: int = 28 * 1024 * 1024,
-) -> Role:
+def worker_role(settings: Settings, swarms: Sequence[SwarmSpec], **options: Any) -> Role:
+    """``options`` are :class:`~multiswarm.worker.Worker` keyword arguments."""
     async def role(stop: asyncio.Event) -> None:
-        worker = Worker(settings, swarms, worker_id=worker_id, allowed_handlers=allowed,
-                        grace_s=grace_s, agent_strategy=agent_strategy, pool_bytes=pool_bytes)
-        await worker.run(stop)
+        await Worker(settings, swarms, **options).run(stop)
     return role

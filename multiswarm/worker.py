@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
@@ -38,6 +38,7 @@ from multiswarm.placement import (
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
+from multiswarm.supervisor import Backoff, ExternalMember, Member, restart_with_backoff
 from multiswarm.tasks import Claimed, TaskStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,13 @@ class Worker:
         How claimed tasks are placed on a swarm's agents (:data:`AGENT_STRATEGIES`).
     pool_bytes:
         The node's working-memory pool (28 MiB), shared by all agents of this worker.
+    external:
+        Swarm id -> command line of an external member (any executable) to run beside the
+        swarm's Python agents, supervised the same way (:mod:`multiswarm.supervisor`).
+    backoff:
+        Restart policy of dead or unhealthy members (5 s doubling, 3 attempts, 60 s cooldown).
+    check_s:
+        How often members' processes are checked.
     """
 
     def __init__(
@@ -83,6 +91,9 @@ class Worker:
         grace_s: float = 10.0,
         agent_strategy: str = "least_loaded",
         pool_bytes: int = POOL_BYTES,
+        external: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+        check_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
@@ -103,6 +114,14 @@ class Worker:
         self.placement: dict[str, SwarmAgents] = {}
         self.agents: list[AgentProcess] = []
         self.memory: NodeMemory | None = None
+        self.external_commands = dict(external or {})
+        self.external: dict[str, list[ExternalMember]] = {}
+        self.backoff = backoff or Backoff()
+        self.check_s = check_s
+        self._recovering: set[str] = set()
+        self._gave_up: set[str] = set()
+        self._alerted: set[str] = set()
+        self._member_seq = 0
         self.held: dict[str, _Held] = {}
         self.wake: dict[str, asyncio.Event] = {}
         self.completed = 0
@@ -128,11 +147,17 @@ class Worker:
         # compile or load the kernels before registering, so no claim waits on Numba
         await asyncio.to_thread(warm_up)
         self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
+        for sid, command in self.external_commands.items():
+            self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
+        for sid in self.placement:
+            for member in self._members(sid):
+                await self._event("swarm.agent.started", sid, member)
         # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
         drained = asyncio.Event()
         loops = [asyncio.create_task(self._heartbeats(drained)),
                  asyncio.create_task(self._renew_leases(drained)),
+                 asyncio.create_task(self._supervise(drained)),
                  asyncio.create_task(self._listen())]
         claimers = [asyncio.create_task(self._claim_loop(s.id, stop)) for s in self.specs]
         try:
@@ -172,8 +197,10 @@ class Worker:
             await self.registry.reap_workers(0, worker_id=self.id, graceful=True)
         except MultiswarmError as e:
             log.warning("could not leave the registry: %s", e)
-        for a in self.agents:
-            a.stop()
+        for sid in self.placement:
+            for member in self._members(sid):
+                member.stop()
+                await self._event("swarm.agent.stopped", sid, member)
         await self.client.aclose()
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
@@ -228,11 +255,9 @@ class Worker:
                 return
             kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
                                          c.timeout_ms / 1000)
-            if health_code(agent.consecutive_failures) >= 2:
-                log.warning("agent %s unhealthy after %d failures in a row: restarting it",
-                            agent.agent_id, agent.consecutive_failures)
-                agent.restart()
-                agent.consecutive_failures = 0
+            if kind == "error":
+                # the supervisor restarts it once it is unhealthy (3+ failures) or dead
+                await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
             if kind == "ok":
                 outcome = await self._record(c, data)
                 self.completed += outcome == "completed"
@@ -267,7 +292,8 @@ class Worker:
             used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)
             report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
                                       "completed": self.completed, "failed": self.failed,
-                                      "mem_used": used, "mem_total": total}
+                                      "mem_used": used, "mem_total": total,
+                                      "agent_states": self.member_states()}
             try:
                 if not await self.registry.heartbeat(self.id, report, share):
                     log.warning("declared dead by the registry; registering again")
@@ -310,6 +336,116 @@ class Worker:
                     log.warning("lease renewal failed: %s", e)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
+
+    # -- supervision ---------------------------------------------------------------------------
+    def _members(self, sid: str) -> list[AgentProcess | ExternalMember]:
+        return [*self.placement[sid].agents, *self.external.get(sid, [])]
+
+    async def _event(self, kind: str, swarm_id: str, member: Member | None = None,
+                     **detail: Any) -> None:
+        payload: dict[str, Any] = {"swarm": swarm_id, "worker": self.id, **detail}
+        if member is not None:
+            payload.update(agent=member.agent_id, kind=getattr(member, "kind", "python"),
+                           failures=getattr(member, "consecutive_failures", 0))
+        await self.messenger.publish(self.keys.ch_events, kind, payload)
+
+    async def _supervise(self, done: asyncio.Event) -> None:
+        """Find dead or unhealthy members and recover each (restart with backoff, replace)."""
+        while not done.is_set():
+            for sid, swarm in self.placement.items():
+                for i, agent in enumerate(swarm.agents):
+                    sick = not agent.alive or health_code(agent.consecutive_failures) >= 2
+                    if sick and not swarm.busy[i] and not swarm.retired[i]:
+                        self._recover_soon(sid, agent, functools.partial(self._replace_agent,
+                                                                         sid, i))
+                for member in self.external.get(sid, []):
+                    if not member.alive and member.agent_id not in self._gave_up:
+                        self._recover_soon(sid, member, functools.partial(
+                            self._replace_external, sid, member))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self.check_s)
+
+    def _recover_soon(self, sid: str, member: Member, replace: Callable[[], Member]) -> None:
+        if member.agent_id in self._recovering:
+            return
+        self._recovering.add(member.agent_id)
+        t = asyncio.create_task(self._recover(sid, member, replace))
+        t.add_done_callback(lambda _t: self._recovering.discard(member.agent_id))
+
+    async def _recover(self, sid: str, member: Member, replace: Callable[[], Member]) -> None:
+        await self._event("swarm.agent.failed", sid, member, alive=member.alive)
+
+        async def emit(kind: str, detail: dict[str, Any]) -> None:
+            await self._event(kind, sid, member, **detail)
+
+        if await restart_with_backoff(member, self.backoff, emit):
+            if isinstance(member, (AgentProcess, ExternalMember)):
+                member.consecutive_failures = 0
+            await self._event("swarm.agent.recovered", sid, member)
+            return
+        self._gave_up.add(member.agent_id)
+        if getattr(member, "replacement", False):
+            # a replacement that cannot stay up either: stop trying, say so
+            await self._event("swarm.agent.abandoned", sid, member)
+            self._alert_if_no_external(sid)
+            return
+        await self._event("swarm.agent.retired", sid, member,
+                          cooldown_s=self.backoff.cooldown_s)
+        await asyncio.sleep(self.backoff.cooldown_s)
+        new = replace()
+        await self._event("swarm.agent.replaced", sid, new, replaces=member.agent_id)
+        await self._event("swarm.agent.started", sid, new)
+
+    def _next_id(self, sid: str, kind: str) -> str:
+        self._member_seq += 1
+        return f"{sid}.{kind}r{self._member_seq}"
+
+    def _replace_agent(self, sid: str, index: int) -> Member:
+        swarm = self.placement[sid]
+        old = swarm.agents[index]
+        old.kill()
+        swarm.retired[index] = True
+        new = AgentProcess(self._next_id(sid, "a"), self.allowed)
+        new.replacement = True
+        swarm.add(new)
+        self.agents.append(new)
+        assert self.memory is not None
+        self.memory.collect([swarm.first_index + index])
+        return new
+
+    def _replace_external(self, sid: str, old: ExternalMember) -> Member:
+        old.stop(timeout_s=5)
+        members = self.external[sid]
+        new = ExternalMember(self._next_id(sid, "x"), old.command, sid)
+        new.replacement = True
+        members[members.index(old)] = new
+        return new
+
+    def _alert_if_no_external(self, sid: str) -> None:
+        members = self.external.get(sid, [])
+        if members and sid not in self._alerted and all(
+                m.agent_id in self._gave_up for m in members):
+            self._alerted.add(sid)
+            asyncio.get_running_loop().create_task(self._event(
+                "swarm.alert", sid, reason="every external member failed; the swarm continues "
+                "on its Python agents"))
+
+    def member_states(self) -> dict[str, dict[str, Any]]:
+        """Agent id -> {swarm, kind, state, health, failures, restarts, pid} for reports."""
+        out: dict[str, dict[str, Any]] = {}
+        for sid, swarm in self.placement.items():
+            for i, a in enumerate(swarm.agents):
+                state = ("retired" if swarm.retired[i] else "busy" if swarm.busy[i]
+                         else "idle" if a.alive else "failed")
+                out[a.agent_id] = {"swarm": sid, "kind": "python", "state": state,
+                                   "health": health_code(a.consecutive_failures),
+                                   "failures": a.failures, "restarts": a.restarts,
+                                   "pid": a.pid}
+            for m in self.external.get(sid, []):
+                out[m.agent_id] = {"swarm": sid, "kind": "external", "state": m.state,
+                                   "health": m.health, "failures": m.failures,
+                                   "restarts": m.restarts, "pid": m.pid}
+        return out
 
     async def _listen(self) -> None:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):

@@ -101,3 +101,15 @@ def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
 def test_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, [*args, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+@pytest.mark.parametrize("module", ["multiswarm", "multiswarm.cli"])
+def test_module_entry_points_import_cleanly(module: str) -> None:
+    """Role processes start as ``python -m multiswarm``; a circular import between the command
+    modules would kill every one of them at start."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", module, "run", "worker", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--external" in out.stdout

@@ -11,8 +11,9 @@ from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 
 
 class FakeAgent:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, alive: bool = True) -> None:
         self.consecutive_failures = failures
+        self.alive = alive
 
 
 def _swarm(failures: list[int], strategy: str) -> SwarmAgents:
@@ -31,6 +32,17 @@ def test_unhealthy_and_dead_agents_get_no_work() -> None:
     assert swarm.placeable() == 0
     swarm.done(2)
     assert swarm.place(1) == [2]
+
+
+def test_dead_and_retired_members_get_no_work() -> None:
+    swarm = SwarmAgents(cast(Any, [FakeAgent(), FakeAgent(alive=False), FakeAgent()]), 0,
+                        "round_robin")
+    swarm.retired[2] = True
+    assert swarm.placeable() == 1
+    assert swarm.place(3) == [0, -1, -1]
+    new = swarm.add(cast(Any, FakeAgent()))
+    swarm.done(0)
+    assert sorted(swarm.place(2)) == [0, new]
 
 
 def test_round_robin_rotates_across_batches() -> None:

@@ -1,0 +1,215 @@
+"""Supervision of a swarm's members: Python agent processes and external executables.
+
+A member that dies (or, for a Python agent, turns unhealthy) is restarted with exponential
+backoff: 5 s, then 10 s, then 20 s (base 5 s doubling, at most 3 attempts; DESIGN.md,
+Resilience), retried by tenacity. A restart counts as failed when the member dies again within
+its probation period. After 3 failed restarts the member is retired and, after a 60 s cooldown,
+replaced by a fresh member with a new id. If every external member of a swarm has failed for good,
+the swarm keeps running on its Python agents and an alert event is raised.
+
+External members are any executable given on the command line (a Rust service, a script): the
+worker starts it, maps its process state (starting, running, stopping, stopped, failed) to health,
+restarts and replaces it. Events on ``<ns>:events``: ``swarm.agent.started|stopped|failed|
+recovered``, ``swarm.agent.replaced``, ``swarm.alert``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+import tenacity
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+#: External member states and the health they map to (healthy 0 ... dead 3).
+EXTERNAL_HEALTH = {"starting": 1, "running": 0, "stopping": 1, "stopped": 3, "failed": 3}
+
+
+class Backoff(msgspec.Struct, frozen=True, kw_only=True):
+    """Restart policy (defaults from DESIGN.md: 5 s base, doubling, 3 attempts, 60 s cooldown).
+
+    ``probation_s`` is how long a restarted member must stay up for the restart to count."""
+
+    base_s: float = 5.0
+    attempts: int = 3
+    cooldown_s: float = 60.0
+    probation_s: float = 2.0
+    max_s: float = 60.0
+
+
+class Member(Protocol):
+    """What the supervisor needs of a member (an AgentProcess or an ExternalMember)."""
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def restart(self) -> None: ...
+
+
+class ExternalMember:
+    """An external process as a swarm member.
+
+    Parameters
+    ----------
+    agent_id:
+        Member id (``<swarm>.x<n>``).
+    command:
+        The command line (split with shlex); ``MULTISWARM_MEMBER_ID`` and
+        ``MULTISWARM_SWARM_ID`` are set in its environment.
+    """
+
+    kind = "external"
+
+    def __init__(self, agent_id: str, command: str, swarm_id: str) -> None:
+        self.agent_id = agent_id
+        self.command = command
+        self.swarm_id = swarm_id
+        self.state = "stopped"
+        self.restarts = 0
+        self.failures = 0
+        self.consecutive_failures = 0
+        self.exit_code: int | None = None
+        self.replacement = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        env = dict(os.environ, MULTISWARM_MEMBER_ID=self.agent_id,
+                   MULTISWARM_SWARM_ID=self.swarm_id)
+        self.state = "starting"
+        try:
+            self._proc = subprocess.Popen(shlex.split(self.command), env=env,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:
+            log.warning("external member %s cannot start: %s", self.agent_id, e)
+            self._proc = None
+            self.state = "failed"
+            return
+        self.state = "running"
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc else 0
+
+    @property
+    def alive(self) -> bool:
+        """Polls the process; a member found dead becomes ``failed`` (or ``stopped`` if asked)."""
+        if self._proc is None:
+            return False
+        code = self._proc.poll()
+        if code is None:
+            return True
+        if self.state not in ("stopping", "stopped", "failed"):
+            self.exit_code = code
+            self.state = "failed"
+            self.failures += 1
+            self.consecutive_failures += 1
+        elif self.state == "stopping":
+            self.state = "stopped"
+        return False
+
+    @property
+    def health(self) -> int:
+        return EXTERNAL_HEALTH[self.state]
+
+    def restart(self) -> None:
+        self.stop(timeout_s=5)
+        self.restarts += 1
+        self.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``."""
+        if self._proc is not None and self._proc.poll() is None:
+            self.state = "stopping"
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self.state = "stopped" if self.state != "failed" else "failed"
+
+
+class RestartFailed(Exception):
+    """A restarted member died again within its probation period."""
+
+
+async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> bool:
+    """Restart ``member`` until it stays up for ``probation_s``; True if it recovered.
+
+    Attempt ``k`` (1-based) waits ``base_s * 2**(k-1)`` seconds first (capped at ``max_s``);
+    at most ``policy.attempts`` attempts.
+    """
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(RestartFailed),
+        wait=tenacity.wait_exponential(multiplier=policy.base_s, exp_base=2,
+                                       max=policy.max_s),
+        stop=tenacity.stop_after_attempt(policy.attempts),
+        before=lambda state: None,
+        reraise=True,
+    )
+    attempt_no = 0
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempt_no += 1
+                # tenacity waits only between attempts: the first restart waits base_s too
+                if attempt_no == 1:
+                    await asyncio.sleep(policy.base_s)
+                member.restart()
+                await emit("swarm.agent.restarting", {"agent": member.agent_id,
+                                                      "attempt": attempt_no})
+                deadline = time.monotonic() + policy.probation_s
+                while time.monotonic() < deadline:
+                    if not member.alive:
+                        raise RestartFailed(member.agent_id)
+                    await asyncio.sleep(min(0.05, policy.probation_s / 10))
+    except RestartFailed:
+        return False
+    return True
+
+
+def split_scaling(python: int, external: int, target: int, external_share: float = 0.3,
+                  has_external: bool = True) -> tuple[int, int]:
+    """New member counts ``(python, external)`` for a swarm scaled to ``target`` members.
+
+    Growth is split ``1 - external_share`` Python / ``external_share`` external (70/30 by
+    default, DESIGN.md); shrinking removes Python agents first; at least one member of each kind
+    is kept (of external ones only when the swarm has an external command).
+
+    Raises ValueError for a target below the minimum.
+    """
+    minimum = 2 if has_external else 1
+    if target < minimum:
+        raise ValueError(f"target {target} below the minimum of {minimum} (one of each kind)")
+    if not has_external:
+        return target, 0
+    current = python + external
+    if target >= current:
+        add = target - current
+        new_external = external + round(add * external_share)
+        new_python = target - new_external
+    else:
+        remove = current - target
+        from_python = min(remove, python - 1)
+        new_python = python - from_python
+        new_external = external - (remove - from_python)
+    if new_external < 1:
+        new_external, new_python = 1, new_python - 1
+    if new_python < 1:
+        new_python, new_external = 1, new_external - 1
+    return new_python, new_external
