@@ -133,6 +133,10 @@ class Multiswarm:
         """Plan and apply; applying twice does nothing the second time."""
         return await SwarmRecovery(self.state).recover(swarm_id, source, min_confidence)
 
+    async def scale_swarm(self, swarm_id: str, target: int) -> tuple[int, int]:
+        """Members per hosting worker; returns the ``(python, external)`` split (70/30)."""
+        return await self.registry.scale(swarm_id, target)
+
     async def pause_swarm(self, swarm_id: str) -> bool:
         return await self.registry.set_paused(swarm_id, True)
 

@@ -347,6 +347,24 @@ cli.add_command(_pause_command(True))
 cli.add_command(_pause_command(False))
 
 
+@cli.command()
+@click.argument("swarm_id", metavar="SWARM")
+@click.argument("target", type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def scale(ctx: click.Context, swarm_id: str, target: int, as_json: bool) -> None:
+    """Scale SWARM to TARGET members per hosting worker: growth split 70% Python agents / 30%
+    external members, Python agents removed first, at least one of each kind kept."""
+    async def call(s: Scripts, k: Keys) -> tuple[int, int]:
+        try:
+            return await SwarmRegistry(s, k).scale(swarm_id, target)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="TARGET") from e
+    python, external = _run(ctx, call)
+    _emit({"swarm": swarm_id, "python": python, "external": external}, as_json,
+          lambda: click.echo(f"{swarm_id}: {python} Python agents, {external} external members"))
+
+
 # -- agents ------------------------------------------------------------------------------------
 #: An agent is stale when its worker has not reported for this long (DESIGN.md: 30 s).
 AGENT_TIMEOUT_MS = 30_000

@@ -106,6 +106,8 @@ class Swarm(msgspec.Struct, kw_only=True):
     mem_load: float = 0.0
     recoveries: int = 0
     paused: bool = False
+    #: external members per hosting worker (0 when the swarm has no external command)
+    external: int = 0
 
     @property
     def capabilities(self) -> list[str]:

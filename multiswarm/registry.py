@@ -29,6 +29,7 @@ from multiswarm.messages import (
 )
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
+from multiswarm.supervisor import split_scaling
 from multiswarm.tasks import TaskStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SwarmSpec(msgspec.Struct, kw_only=True):
     max_agents: int = 4
     capacity: int = 0
     objective: str = ""
+    external: int = 0
 
 
 #: Ids whose targeted channel ``<ns>:<id>`` would be a system channel (docs/messaging.md).
@@ -162,6 +164,25 @@ class SwarmRegistry:
                                     {"swarm": swarm_id})
             await messenger.publish(self.keys.ch_tasks, "swarm_changed", {"swarm": swarm_id})
         return changed
+
+    async def scale(self, swarm_id: str, target: int,
+                    external_share: float = 0.3) -> tuple[int, int]:
+        """Scale a swarm to ``target`` members per hosting worker; returns the new
+        ``(python, external)`` split (:func:`multiswarm.supervisor.split_scaling`: growth 70/30,
+        Python agents removed first, one of each kind kept). Hosting workers reconcile at once
+        (notification) or at their next heartbeat. Raises NotFound, IllegalTransition,
+        ValueError (target below one of each kind)."""
+        swarm = await self.get(swarm_id)
+        python, external = split_scaling(swarm.max_agents, swarm.external, target,
+                                         external_share, has_external=swarm.external > 0)
+        await self.scripts.call("scale_swarm", [self.keys.swarms],
+                                [swarm_id, python, external])
+        messenger = SwarmMessenger(self.client, self.keys, sender="registry")
+        await messenger.publish(self.keys.ch_tasks, "swarm_scaled", {"swarm": swarm_id},
+                                target=swarm_id)
+        await messenger.publish(self.keys.ch_events, "swarm.scaled",
+                                {"swarm": swarm_id, "python": python, "external": external})
+        return python, external
 
     async def archive(self, retention_ms: int, limit: int = 100) -> list[str]:
         """Forget finished swarms archived longer than ``retention_ms``."""

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
@@ -115,6 +117,9 @@ class Worker:
         self.agents: list[AgentProcess] = []
         self.memory: NodeMemory | None = None
         self.external_commands = dict(external or {})
+        # a swarm with an external command starts with one external member (scale for more)
+        self.specs = [msgspec.structs.replace(s, external=1) if s.id in self.external_commands
+                      else s for s in self.specs]
         self.external: dict[str, list[ExternalMember]] = {}
         self.backoff = backoff or Backoff()
         self.check_s = check_s
@@ -299,6 +304,7 @@ class Worker:
                     log.warning("declared dead by the registry; registering again")
                     await self.register()
                 await self._save_progress()
+                await self._reconcile()
             except MultiswarmError as e:
                 log.warning("heartbeat failed: %s", e)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -430,6 +436,42 @@ class Worker:
                 "swarm.alert", sid, reason="every external member failed; the swarm continues "
                 "on its Python agents"))
 
+    async def _reconcile(self) -> None:
+        """Bring each swarm's members to the targets in its record (``scale_swarm``)."""
+        for swarm in await self.registry.swarms():
+            if swarm.id in self.placement:
+                await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
+
+    async def _scale_to(self, sid: str, python: int, external: int) -> None:
+        placement = self.placement[sid]
+        live = [i for i in range(len(placement.agents)) if not placement.retired[i]]
+        for _ in range(python - len(live)):
+            agent = AgentProcess(self._next_id(sid, "a"), self.allowed)
+            index = placement.add(agent)
+            self.agents.append(agent)
+            assert self.memory is not None
+            self.memory.pool.set_limit(placement.first_index + index,
+                                       max_bytes=self.pool_bytes // max(1, len(self.agents)))
+            await self._event("swarm.agent.started", sid, agent, scaled=True)
+        # scale down idle Python agents, newest first; busy ones go at a later round
+        for i in reversed(live):
+            if len([j for j in live if not placement.retired[j]]) <= python:
+                break
+            if not placement.busy[i]:
+                placement.retired[i] = True
+                placement.agents[i].stop()
+                await self._event("swarm.agent.stopped", sid, placement.agents[i], scaled=True)
+        members = self.external.setdefault(sid, [])
+        command = self.external_commands.get(sid)
+        while command and len(members) < external:
+            member = ExternalMember(self._next_id(sid, "x"), command, sid)
+            members.append(member)
+            await self._event("swarm.agent.started", sid, member, scaled=True)
+        while len(members) > max(external, 1 if command else 0):
+            member = members.pop()
+            member.stop(timeout_s=5)
+            await self._event("swarm.agent.stopped", sid, member, scaled=True)
+
     def member_states(self) -> dict[str, dict[str, Any]]:
         """Agent id -> {swarm, kind, state, health, failures, restarts, pid} for reports."""
         out: dict[str, dict[str, Any]] = {}
@@ -451,6 +493,12 @@ class Worker:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
             if env.type == "task_assignment" and env.target in self.wake:
                 self.wake[env.target].set()
+            elif env.type == "swarm_scaled" and env.target in self.placement:
+                try:
+                    swarm = await self.registry.get(env.target)
+                    await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
+                except MultiswarmError as e:
+                    log.warning("could not scale %s: %s", env.target, e)
 
 
 def _merge_progress(worker_id: str, swarm_id: str, mine: dict[str, Any],

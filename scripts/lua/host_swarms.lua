@@ -7,7 +7,7 @@
 -- ARGV[1] - worker id
 -- ARGV[2] - worker info JSON {host, pid, ...}
 -- ARGV[3] - most live swarms allowed (SWARM_MAX_COUNT)
--- ARGV[4..] - swarm spec JSON {id, caps, prio, max_agents, capacity, objective} per swarm
+-- ARGV[4..] - swarm spec JSON {id, caps, prio, max_agents, capacity, objective, external}
 -- New swarms go initializing -> active; an interrupted swarm goes interrupted -> recovering ->
 -- active (its recoveries counted). A finished swarm cannot be hosted (ILLEGAL_TRANSITION).
 -- Everything is checked before anything is written.
@@ -48,6 +48,7 @@ for _, e in ipairs(entries) do
   end
   swarm.caps, swarm.prio, swarm.capacity = spec.caps or '', spec.prio, spec.capacity
   swarm.max_agents, swarm.objective = spec.max_agents, spec.objective or ''
+  swarm.external = spec.external or 0
   local hosts = split(swarm.hosts)
   if not contains(hosts, wid) then hosts[#hosts + 1] = wid end
   swarm.hosts = join(hosts)

@@ -175,3 +175,31 @@ async def test_killed_python_agent_restarts_then_is_replaced(world) -> None:  # 
     assert len(events.of("swarm.agent.restarting", agent="s.a0")) >= 1 + 3
     await _run_a_task(client, keys, "after-replacement")  # the replacement works
     await events.wait("swarm.agent.started", agent=replaced.payload["agent"])
+
+
+async def test_scale_swarm_splits_70_30_and_keeps_one_of_each(world) -> None:  # type: ignore[no-untyped-def]
+    from multiswarm.registry import SwarmRegistry
+
+    group, client, keys, events = world
+    sleeper = shlex.join([sys.executable, "-c", "import time; time.sleep(120)"])
+    group.spawn("w1", ["worker", "--id", "w1", "--swarm", "s:work:2",
+                       "--external", f"s={sleeper}", *FAST])
+    registry = SwarmRegistry(Scripts(client), keys)
+
+    async def members(kind: str) -> int:
+        return sum(1 for a in (await _states(client, keys, "w1")).values()
+                   if a["kind"] == kind and a["state"] not in ("retired", "stopped", "failed"))
+
+    async def counts_are(python: int, external: int) -> bool:
+        return (await members("python"), await members("external")) == (python, external)
+
+    await eventually(lambda: counts_are(2, 1), what="2 Python + 1 external")
+    assert await registry.scale("s", 13) == (9, 4)  # +10: 7 Python, 3 external
+    await eventually(lambda: counts_are(9, 4), what="scaled up")
+    assert await registry.scale("s", 3) == (1, 2)  # Python agents go first
+    await eventually(lambda: counts_are(1, 2), what="scaled down")
+    assert await registry.scale("s", 2) == (1, 1)
+    await eventually(lambda: counts_are(1, 1), what="one of each")
+    with pytest.raises(ValueError):
+        await registry.scale("s", 1)
+    assert len(events.of("swarm.scaled")) == 3
