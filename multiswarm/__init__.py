@@ -5,13 +5,16 @@ The public API; importing it does not import Numba (kernels load on first use).
 
 from multiswarm.agents import TaskContext
 from multiswarm.api import Multiswarm, TaskFailed
+from multiswarm.breakers import BreakerConfig, BreakerRegistry, CircuitBreaker
 from multiswarm.config import Settings, from_env
+from multiswarm.consensus import Consensus
 from multiswarm.coordinator import STRATEGIES, LeaderElection, SwarmCoordinator
 from multiswarm.envelopes import Delivered
 from multiswarm.errors import (
     AlreadyExists,
     BadRequest,
     CapacityExceeded,
+    CircuitOpenError,
     ConfigError,
     CoordinationError,
     HandlerError,
@@ -27,6 +30,7 @@ from multiswarm.errors import (
     RedisUnavailable,
     RequestFailed,
     RequestTimeout,
+    ResourceExhausted,
     ScriptError,
     StaleEpoch,
     UnknownDependency,
@@ -36,6 +40,7 @@ from multiswarm.messages import Envelope, Swarm, Task
 from multiswarm.messenger import Sent, SwarmMessenger
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
+from multiswarm.resources import ResourcePools
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
 from multiswarm.worker import Worker
@@ -46,8 +51,13 @@ __all__ = [
     "STRATEGIES",
     "AlreadyExists",
     "BadRequest",
+    "BreakerConfig",
+    "BreakerRegistry",
     "CapacityExceeded",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConfigError",
+    "Consensus",
     "CoordinationError",
     "Delivered",
     "Envelope",
@@ -66,6 +76,8 @@ __all__ = [
     "RedisUnavailable",
     "RequestFailed",
     "RequestTimeout",
+    "ResourceExhausted",
+    "ResourcePools",
     "ScriptError",
     "Sent",
     "Settings",

@@ -314,11 +314,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     _emit(report, as_json, table)
 
 
-# -- recovery, snapshots, checkpoints (multiswarm/cli_recover.py) ------------------------------
+# -- recovery, snapshots, checkpoints, breakers, resources, votes (cli_recover, cli_ops) -------
 def _register_groups() -> None:
+    from multiswarm.cli_ops import breakers, resources, votes
     from multiswarm.cli_recover import checkpoint, recover, snapshot
 
-    for group in (recover, snapshot, checkpoint):
+    for group in (recover, snapshot, checkpoint, breakers, resources, votes):
         cli.add_command(group)
 
 

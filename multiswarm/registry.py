@@ -28,6 +28,7 @@ from multiswarm.messages import (
     encode_json,
 )
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.resources import ResourcePools, release_swarm_resources
 from multiswarm.scripts import Scripts
 from multiswarm.supervisor import split_scaling
 from multiswarm.tasks import TaskStore
@@ -110,9 +111,14 @@ class SwarmRegistry:
 
         Raises NotFound, IllegalTransition.
         """
-        return _s(await self.scripts.call(
+        before = _s(await self.scripts.call(
             "transition_swarm", [*self._swarm_keys, self.keys.archive],
             [check_id(swarm_id, "swarm id"), status, expected]))
+        if status in ("completed", "failed"):
+            # a finished swarm gives back its resources (idempotent; the registry's
+            # housekeeping reclaims them too if this process dies first)
+            await release_swarm_resources(self.scripts, self.keys, swarm_id)
+        return before
 
     async def host_swarms(
         self, worker_id: str, info: dict[str, Any], specs: Sequence[SwarmSpec]
@@ -239,6 +245,7 @@ async def run_registry(
                 last_housekeeping = time.monotonic()
                 await registry.archive(archive_ms)
                 await tasks.prune(result_ttl_ms)
+                await ResourcePools(registry.scripts, registry.keys).reclaim()
         except MultiswarmError as e:
             log.warning("registry round failed: %s", e)
         with contextlib.suppress(asyncio.TimeoutError):

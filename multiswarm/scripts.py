@@ -51,6 +51,8 @@ _ERRORS: dict[str, type[errors.ScriptError]] = {
     "WORKER_UNKNOWN": errors.WorkerUnknown,
     "NOT_INTERRUPTED": errors.NotInterrupted,
     "STALE_PLAN": errors.StalePlan,
+    "RESOURCE_EXHAUSTED": errors.ResourceExhausted,
+    "NOT_ELIGIBLE": errors.NotEligible,
 }
 
 
