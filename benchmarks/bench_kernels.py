@@ -34,7 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _results import update_section  # benchmarks/_results.py, shared by the bench scripts
+from _results import (  # benchmarks/_results.py, shared by the bench scripts
+    cpu_model,
+    update_section,
+)
 
 from multiswarm.kernels import constants as c
 from multiswarm.kernels.memory import RegionPool
@@ -132,14 +135,7 @@ def bench_pool(backend: str, n_ops: int, full: bool, seed: int = 0) -> float:
 def machine() -> dict[str, Any]:
     import numba
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "platform": platform.platform(),
         "cpu": cpu,

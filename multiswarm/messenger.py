@@ -33,9 +33,8 @@ from typing import Any, Protocol
 
 import msgspec
 import redis.exceptions
-from redis.commands.core import AsyncScript
 
-from multiswarm.connection import CONNECTION_ERRORS, Client, with_retry
+from multiswarm.connection import CONNECTION_ERRORS, Client
 from multiswarm.envelopes import (
     Delivered,
     SeenWindow,
@@ -59,7 +58,7 @@ from multiswarm.errors import (
 )
 from multiswarm.keys import ID_PATTERN, Keys, check_id
 from multiswarm.messages import MAX_MESSAGE_BYTES, Envelope
-from multiswarm.scripts import sources, translate
+from multiswarm.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +199,7 @@ class SwarmMessenger:
         self.dead_letter_len = dead_letter_len
         self.counts: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.reasons: dict[str, int] = {}
-        self._publish_script: AsyncScript = client.register_script(sources()["publish_message"])
-        self._dlq_script: AsyncScript = client.register_script(sources()["dead_letter_message"])
+        self._scripts = Scripts(client, reconnect_timeout_s)
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._request_handler: RequestHandler | None = None
         self._request_slots = asyncio.Semaphore(max_concurrent_requests)
@@ -252,20 +250,6 @@ class SwarmMessenger:
                         sender_agent=agent, target=target, payload=payload or {},
                         correlation_id=correlation_id)
 
-    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any],
-                    retry: bool) -> Any:
-        async def run() -> Any:
-            try:
-                return await script(keys=keys, args=args)
-            except redis.exceptions.ResponseError as e:
-                if isinstance(e, redis.exceptions.NoScriptError):
-                    raise
-                raise translate(e) from e
-
-        if retry:
-            return await with_retry(run, self.reconnect_timeout_s)
-        return await run()
-
     async def _send(self, channel: str, env: Envelope, record: bool, strict: bool) -> Sent:
         try:
             data = encode_message(env, channel, self._key, self.max_bytes)
@@ -275,8 +259,8 @@ class SwarmMessenger:
         sid = ""
         try:
             if record:
-                reply = await self._call(
-                    self._publish_script, [self.keys.history(channel)],
+                reply = await self._scripts.call(
+                    "publish_message", [self.keys.history(channel)],
                     [channel, data, self.history_len, self.history_ttl_ms, self.max_bytes],
                     retry=strict)
                 receivers, sid = int(reply[0]), _text(reply[1])
@@ -405,8 +389,8 @@ class SwarmMessenger:
             return
         data = raw.encode() if isinstance(raw, str) else raw
         try:
-            await self._call(
-                self._dlq_script, [self.keys.message_dlq, self.keys.message_stats],
+            await self._scripts.call(
+                "dead_letter_message", [self.keys.message_dlq, self.keys.message_stats],
                 [err.reason, err.detail[:500], channel, self.address, data[:_DLQ_RAW_BYTES],
                  self.dead_letter_len], retry=False)
             self.counts["dead_lettered"] += 1

@@ -93,8 +93,9 @@ class Scripts:
             script = self._bound[name] = self.client.register_script(text)
         return script
 
-    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run script ``name``; retry connection errors; translate refusals.
+    async def call(self, name: str, keys: list[str], args: list[Any], retry: bool = True) -> Any:
+        """Run script ``name``; retry connection errors (unless ``retry`` is False: best-effort
+        callers that would rather drop than wait); translate refusals.
 
         Raises
         ------
@@ -113,6 +114,8 @@ class Scripts:
                     raise
                 raise translate(e) from e
 
+        if not retry:
+            return await run()
         return await with_retry(run, self.reconnect_timeout_s)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:

@@ -15,21 +15,9 @@ if not b then return fail('NOT_FOUND', 'breaker ' .. name) end
 local now = now_ms()
 local before = b.gen
 
-local function open(reason)
-  b.state = 'open'; b.gen = b.gen + 1; b.opened_ms = now; b.changed_ms = now
-  b.opens = b.opens + 1; b.failures = 0; b.successes = 0; b.trials = 0
-  if reason then b.last_error = reason end
-end
+local function open(reason) breaker_open(b, now, reason) end
 
--- lazy transitions, the same in record_breaker.lua
-if b.state == 'half_open' and b.trials > b.successes
-   and now >= b.trial_ms + b.trial_timeout_ms then
-  open('trial call unreported for ' .. b.trial_timeout_ms .. ' ms')
-end
-if b.state == 'open' and now >= b.opened_ms + b.open_ms then
-  b.state = 'half_open'; b.gen = b.gen + 1; b.half_open_ms = now; b.changed_ms = now
-  b.trials = 0; b.successes = 0
-end
+breaker_advance(b, now)  -- lazy, time-driven transitions (lib/04_breakers.lua)
 
 local reply
 if b.state == 'closed' then

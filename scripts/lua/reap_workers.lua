@@ -35,12 +35,7 @@ for _, id in ipairs(redis.call('ZRANGE', TK.leases, 0, -1)) do
   local task = get_task(id)
   if task and task.status == 'running' and gone[task.worker] then
     if graceful then
-      release_swarm_slot(task)
-      unqueue(task)
-      task.attempts = math.max(0, task.attempts - 1)
-      task.reason = 'released by ' .. task.worker
-      make_ready(task, now)
-      put_task(task, now)
+      hand_back(task, now)
     else
       fail_attempt(task, 'worker ' .. task.worker .. ' died (heartbeat expired)', false,
                    0.5 + 0.5 * math.random(), now)

@@ -8,12 +8,7 @@ local released = 0
 for i = 1, #ARGV, 2 do
   local task = get_task(ARGV[i])
   if task and task.status == 'running' and task.token == ARGV[i + 1] then
-    release_swarm_slot(task)
-    unqueue(task)
-    task.attempts = math.max(0, task.attempts - 1)
-    task.reason = 'released by ' .. task.worker
-    make_ready(task, now)
-    put_task(task, now)
+    hand_back(task, now)
     released = released + 1
   end
 end

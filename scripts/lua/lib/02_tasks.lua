@@ -138,6 +138,16 @@ local function release_dependents(id, now)
   return released
 end
 
+-- A running task handed back unrun (clean worker shutdown): ready again, attempt not counted.
+local function hand_back(task, now)
+  release_swarm_slot(task)
+  unqueue(task)
+  task.attempts = math.max(0, task.attempts - 1)
+  task.reason = 'released by ' .. task.worker
+  make_ready(task, now)
+  put_task(task, now)
+end
+
 -- A failed attempt (handler error, timeout, expired lease): retry after exponential backoff
 -- base * 2^(attempts-1), capped, scaled by the caller's jitter factor; dead after max_attempts.
 local function fail_attempt(task, err, permanent, jitter, now)
