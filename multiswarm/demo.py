@@ -157,6 +157,8 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     log_dir = Path(tempfile.mkdtemp(prefix="multiswarm-demo-"))
     echo(f"corpus: {len(files)} files under {root}; logs in {log_dir}")
     with ensure_redis(settings, echo) as settings:
+        echo("starting registry, 2 coordinators, state manager and workers (the first run also "
+             "compiles the Numba kernels, ~15 s)")
         group = start_system(settings, workers=opts.workers, swarms=opts.swarms,
                              agents=opts.agents, strategy="capability", log_dir=log_dir)
         try:
@@ -180,7 +182,7 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
 
 
 async def _wait_ready(store: TaskStore, registry: SwarmRegistry, scripts: Scripts, keys: Keys,
-                      swarms: int, timeout_s: float = 60.0) -> None:
+                      swarms: int, timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info, _ = await current_leader(scripts, keys)

@@ -29,6 +29,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def numba_cache() -> None:
+    """Compile the kernels into Numba's on-disk cache once, before any worker process starts:
+    on a fresh clone every worker would otherwise compile them at once (~15 s each)."""
+    from multiswarm.placement import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
