@@ -7,6 +7,7 @@ reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailab
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -69,10 +70,25 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
         raise ConfigError(f"cannot parse Redis URL {url!r}: {e}") from e
 
 
+def cancel_requested() -> bool:
+    """True when the current task is being cancelled.
+
+    redis-py can surface a cancellation that lands mid-read as a ``ConnectionError``; a reconnect
+    loop that catches it must re-raise instead of reconnecting, or the task never ends.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(task is not None and cancelling is not None and cancelling())
+
+
+def _retryable(e: BaseException) -> bool:
+    return isinstance(e, CONNECTION_ERRORS) and not cancel_requested()
+
+
 def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
     """Exponential backoff with jitter (50 ms doubling to 2 s) for up to ``timeout_s``."""
     return tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+        retry=tenacity.retry_if_exception(_retryable),
         wait=tenacity.wait_exponential(multiplier=0.05, max=2.0) + tenacity.wait_random(0, 0.05),
         stop=tenacity.stop_after_delay(timeout_s),
         reraise=True,
@@ -86,6 +102,8 @@ async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
             with attempt:
                 return await fn()
     except CONNECTION_ERRORS as e:
+        if cancel_requested():
+            raise asyncio.CancelledError() from e
         raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {e}") from e
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import msgspec
 import redis.exceptions
 
-from multiswarm.connection import CONNECTION_ERRORS, Client
+from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested
 from multiswarm.envelopes import (
     Delivered,
     SeenWindow,
@@ -536,6 +536,8 @@ class SwarmMessenger:
                         for env in await self._replay(channel, pos, seen):
                             yield channel, env
             except CONNECTION_ERRORS as e:
+                if cancel_requested():  # a cancellation redis-py reported as a lost connection
+                    raise asyncio.CancelledError() from e
                 if ready is not None:
                     ready.clear()
                 log.info("subscription lost (%s); resubscribing in %.2f s", e, delay)
