@@ -14,6 +14,10 @@ import msgspec
 from multiswarm.errors import ConfigError
 from multiswarm.keys import check_id
 
+#: How long a script's outcome is kept under its request id (must match ``REQUEST_TTL_MS`` in
+#: scripts/lua/lib/01_common.lua); every retry window must be shorter.
+REQUEST_TTL_MS = 300_000
+
 #: Used when neither MULTISWARM_REDIS_URL nor REDIS_HOST is set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -44,6 +48,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_lease_ms:
         ``MULTISWARM_TASK_LEASE_MS``: visibility timeout of a running task (30 s), renewed every
         third while the handler runs.
+    socket_timeout_ms:
+        ``MULTISWARM_SOCKET_TIMEOUT_MS``: longest wait for one reply (5 s). A Redis stalled
+        longer (``DEBUG SLEEP``, a slow fork, a lost reply) surfaces as a timeout and the call is
+        retried with the same request id, so retried scripts act once (docs/decisions.md).
+    connect_timeout_ms:
+        ``MULTISWARM_CONNECT_TIMEOUT_MS``: longest wait for a TCP/TLS connection (2 s).
+    reconnect_timeout_s:
+        How long connection errors and timeouts are retried with backoff (60 s) before
+        :class:`~multiswarm.errors.RedisUnavailable`. Must stay below the 300 s for which a
+        script's recorded outcome is kept (``REQUEST_TTL_MS`` in ``scripts/lua/lib``).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -58,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_lease_ms: int = 30_000
     result_ttl_ms: int = 24 * 3600 * 1000
     archive_ms: int = 7 * 24 * 3600 * 1000
+    socket_timeout_ms: int = 5_000
+    connect_timeout_ms: int = 2_000
     reconnect_timeout_s: float = 60.0
 
     def replace(self, **changes: object) -> Settings:
@@ -89,11 +105,16 @@ def validate(s: Settings) -> Settings:
     ):
         raise ConfigError(f"unsupported Redis URL scheme in {s.redis_url!r}")
     for name in ("max_swarms", "heartbeat_timeout_ms", "lease_ms", "task_lease_ms",
-                 "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept"):
+                 "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept",
+                 "socket_timeout_ms", "connect_timeout_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
+    if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
+        raise ConfigError(
+            f"reconnect_timeout_s must be in (0, {REQUEST_TTL_MS // 1000}) s: a retry after a "
+            "script's recorded outcome expired could run it twice")
     return s
 
 
@@ -129,6 +150,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         snapshot_interval_ms=_int(env, "SNAPSHOT_INTERVAL", 5 * 60 * 1000),
         lease_ms=_int(env, "MULTISWARM_LEASE_MS", 30_000),
         task_lease_ms=_int(env, "MULTISWARM_TASK_LEASE_MS", 30_000),
+        socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
+        connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

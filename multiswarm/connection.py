@@ -48,7 +48,10 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
         The URL cannot be parsed.
     """
     url = settings.redis_url
-    kwargs.setdefault("socket_connect_timeout", 5)
+    # Explicit timeouts: without a socket timeout a stalled server hangs a call forever; with
+    # one, the call fails, is retried with its request id and acts once (scripts.py).
+    kwargs.setdefault("socket_timeout", settings.socket_timeout_ms / 1000)
+    kwargs.setdefault("socket_connect_timeout", settings.connect_timeout_ms / 1000)
     kwargs.setdefault("health_check_interval", 15)
     try:
         if url.startswith("redis+sentinel://"):
@@ -63,7 +66,10 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             master: Client = sentinel.master_for(parts[0], db=db, **kwargs)
             return master
         if url.startswith("redis+cluster://"):
-            cluster: Any = RedisCluster.from_url("redis://" + url.split("://", 1)[1])
+            cluster: Any = RedisCluster.from_url(
+                "redis://" + url.split("://", 1)[1],
+                socket_timeout=kwargs["socket_timeout"],
+                socket_connect_timeout=kwargs["socket_connect_timeout"])
             return cluster  # type: ignore[no-any-return]
         return aioredis.from_url(url, **kwargs)
     except (ValueError, IndexError) as e:

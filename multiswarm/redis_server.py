@@ -55,12 +55,17 @@ class RedisServer:
         TCP port on 127.0.0.1 (a free one by default). Kept across :meth:`restart`.
     appendonly:
         Turn AOF on (``appendfsync always``) for tests that restart the server and expect data.
+    extra_args:
+        More ``--option value`` words for the server, e.g. ``["--enable-debug-command",
+        "local"]`` so a fault test can stall it with ``DEBUG SLEEP``.
     """
 
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False,
+                 extra_args: list[str] | None = None) -> None:
         self.binary = find_server_binary()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = list(extra_args or [])
         self.dir = Path(tempfile.mkdtemp(prefix="multiswarm-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -75,6 +80,7 @@ class RedisServer:
                 "--appendonly", "yes" if self.appendonly else "no"]
         if self.appendonly:
             args += ["--appendfsync", "always"]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
