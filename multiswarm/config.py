@@ -16,7 +16,7 @@ from multiswarm.keys import check_id
 
 #: How long a script's outcome is kept under its request id (must match ``REQUEST_TTL_MS`` in
 #: scripts/lua/lib/01_common.lua); every retry window must be shorter.
-REQUEST_TTL_MS = 300_000
+REQUEST_TTL_MS = 120_000
 
 #: Used when neither MULTISWARM_REDIS_URL nor REDIS_HOST is set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -56,7 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ``MULTISWARM_CONNECT_TIMEOUT_MS``: longest wait for a TCP/TLS connection (2 s).
     reconnect_timeout_s:
         How long connection errors and timeouts are retried with backoff (60 s) before
-        :class:`~multiswarm.errors.RedisUnavailable`. Must stay below the 300 s for which a
+        :class:`~multiswarm.errors.RedisUnavailable`. Must stay below the 120 s for which a
         script's recorded outcome is kept (``REQUEST_TTL_MS`` in ``scripts/lua/lib``).
     """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from multiswarm.errors import InvalidIdError
+from multiswarm.errors import ConfigError, InvalidIdError
 
 #: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
 #: forge another key, hash tag or list element.
@@ -217,3 +217,17 @@ class Keys:
 
     def ch_swarm(self, swarm_id: str) -> str:
         return f"{self.ns}:{check_id(swarm_id, 'swarm id')}"
+
+
+def request_key(first_key: str, request_id: str) -> str:
+    """Where a script records its outcome under ``request_id``: in the hash slot of
+    ``first_key`` (one of the script's own keys), so the script still touches one slot.
+
+    ``{swarm}:tasks`` gives ``{swarm}:req:<id>``; ``swarm:state:{s1}`` gives
+    ``swarm:state:{s1}:req:<id>``. Raises ConfigError when ``first_key`` has no hash tag.
+    """
+    start = first_key.find("{")
+    end = first_key.find("}", start + 1) if start >= 0 else -1
+    if end < 0:
+        raise ConfigError(f"key {first_key!r} has no hash tag")
+    return f"{first_key[: end + 1]}:req:{check_id(request_id, 'request id')}"

@@ -8,6 +8,7 @@ after a Redis restart). Error replies ``"<CODE> <detail>"`` become typed errors 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from redis.commands.core import AsyncScript
 
 from multiswarm import errors
 from multiswarm.connection import Client, with_retry
+from multiswarm.keys import request_key
 
 T = TypeVar("T")
 
@@ -31,12 +33,69 @@ def lua_dir() -> Path:
     raise errors.ConfigError(f"Lua scripts not found next to {here}")
 
 
+#: Scripts whose outcome is recorded under a request id and replayed on a retry (the prelude's
+#: ``with_request_id``): running them twice would act twice (claim, count, book, publish) or
+#: answer differently (a replayed submit would say ALREADY_EXISTS). Value: True when the script
+#: replays itself from ``REPLAY`` (it records something smaller than its reply).
+REQUEST_ID: dict[str, bool] = {
+    "acquire_breaker": False, "acquire_leadership": False, "allocate_resource": False,
+    "begin_recovery": False, "cancel_task": False, "cast_vote": False, "claim_tasks": True,
+    "complete_task": False, "dead_letter_message": False, "dispatch_tasks": False,
+    "fail_task": False, "finish_recovery": False, "host_swarms": False, "init_pool": False,
+    "pause_swarm": False, "propose_vote": False, "publish_message": False,
+    "quarantine_entry": False, "quarantine_state": False, "reap_workers": False,
+    "record_breaker": False, "record_recovery": False, "register_swarm": False,
+    "release_leadership": False, "release_resource": False, "release_tasks": False,
+    "save_state": False, "snapshot_state": False, "submit_tasks": False, "tally_vote": False,
+    "transition_swarm": False,
+}
+
+#: Scripts retried without a request id, and why running one twice is harmless.
+BY_NATURE: dict[str, str] = {
+    "archive_swarms": "forgets swarms archived before a cutoff; a repeat finds fewer",
+    "extend_leases": "sets each held lease to now + its length; a repeat sets it again",
+    "heartbeat_worker": "records the latest beat time; a repeat records a later one",
+    "prune_recoveries": "deletes records of swarms that are gone; a repeat finds none",
+    "prune_tasks": "deletes terminal tasks past their retention; a repeat finds fewer",
+    "read_resources": "read only",
+    "reap_leases": "fenced periodic sweep: a repeat finds the expired leases already handled "
+                   "and its counts only feed a log line",
+    "reclaim_resources": "releases what ended swarms hold; a repeat finds nothing held",
+    "release_swarm_resources": "releases everything one swarm holds; a repeat finds nothing",
+    "renew_leadership": "compare-and-extend by holder and epoch; a repeat extends again",
+    "reset_breakers": "forces breakers closed; a repeat leaves them closed",
+    "scale_swarm": "sets absolute member targets; a repeat sets the same targets",
+}
+
+
+def _wrapped(name: str, body: str) -> str:
+    """The body of a request-id script inside ``with_request_id`` (lib/01_common.lua)."""
+    custom = "true" if REQUEST_ID[name] else "false"
+    return (f"local function request_body()\n{body}\nend\n"
+            f"return with_request_id(request_body, {custom})\n")
+
+
 @cache
 def sources() -> dict[str, str]:
-    """Script name -> full source (lib prelude + body), read once per process."""
+    """Script name -> full source (lib prelude + body), read once per process.
+
+    Raises
+    ------
+    ConfigError
+        A script is in neither :data:`REQUEST_ID` nor :data:`BY_NATURE`: every script is
+        retried on connection errors, so each must say why a retry is safe.
+    """
     root = lua_dir()
     prelude = "\n".join(p.read_text() for p in sorted((root / "lib").glob("*.lua")))
-    return {p.stem: prelude + "\n" + p.read_text() for p in sorted(root.glob("*.lua"))}
+    out: dict[str, str] = {}
+    for p in sorted(root.glob("*.lua")):
+        name, body = p.stem, p.read_text()
+        if name in REQUEST_ID:
+            body = _wrapped(name, body)
+        elif name not in BY_NATURE:
+            raise errors.ConfigError(f"script {name} does not say why a retry is safe")
+        out[name] = prelude + "\n" + body
+    return out
 
 
 _ERRORS: dict[str, type[errors.ScriptError]] = {
@@ -94,8 +153,12 @@ class Scripts:
         return script
 
     async def call(self, name: str, keys: list[str], args: list[Any], retry: bool = True) -> Any:
-        """Run script ``name``; retry connection errors (unless ``retry`` is False: best-effort
-        callers that would rather drop than wait); translate refusals.
+        """Run script ``name``; retry connection errors and timeouts (unless ``retry`` is False:
+        best-effort callers that would rather drop than wait); translate refusals.
+
+        A script of :data:`REQUEST_ID` gets one request id per call, the same on every retry,
+        so a retry after a lost reply or a stall returns the first run's outcome instead of
+        acting twice.
 
         Raises
         ------
@@ -105,6 +168,8 @@ class Scripts:
             Redis stayed unreachable for ``reconnect_timeout_s``.
         """
         script = self._script(name)
+        if name in REQUEST_ID:
+            keys = [*keys, request_key(keys[0], uuid.uuid4().hex)]
 
         async def run() -> Any:
             try:

@@ -4,11 +4,31 @@
 -- ARGV[1] - swarm id
 -- ARGV[2] - worker id (must be registered; error WORKER_UNKNOWN tells it to register again)
 -- ARGV[3] - most tasks to claim
+-- KEYS[24]    - request key (scripts.py): a retry replays this call's claims, never takes more
 -- Queue entries whose task moved on (cancelled, completed, requeued) are dropped here.
 -- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, deps}
 local n = load_task_keys()
 local queue = KEYS[n + 1]
 local sid, wid, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+local function row(task)
+  return {task.id, task.token, task.handler, redis.call('HGET', TK.payload, task.id) or '',
+          task.timeout_ms, task.lease_ms, task.attempts, task.deps}
+end
+
+if REPLAY then
+  -- A retry of a call that ran: hand over what it claimed and this attempt still holds (a
+  -- lease that expired meanwhile was reaped and is no longer ours). Payloads are read again,
+  -- so the record keeps only ids and fencing tokens.
+  local out = {}
+  for _, claimed in ipairs(REPLAY) do
+    local task = get_task(claimed[1])
+    if task and task.status == 'running' and task.token == claimed[2] then
+      out[#out + 1] = row(task)
+    end
+  end
+  return out
+end
 if redis.call('HEXISTS', TK.workers, wid) == 0 then return fail('WORKER_UNKNOWN', wid) end
 local swarm = hget_json(TK.swarms, sid)
 if not swarm or swarm.status ~= 'active' or swarm.paused
@@ -16,7 +36,7 @@ if not swarm or swarm.status ~= 'active' or swarm.paused
   return {}
 end
 local now = now_ms()
-local out = {}
+local out, record = {}, {}
 while #out < want do
   local popped = redis.call('ZPOPMIN', queue)
   if #popped == 0 then break end
@@ -32,8 +52,9 @@ while #out < want do
     redis.call('ZADD', TK.leases, task.lease_until, id)
     put_task(task, now)
     redis.call('HINCRBY', TK.stats, 'executions', 1)
-    out[#out + 1] = {id, task.token, task.handler, redis.call('HGET', TK.payload, id) or '',
-                     task.timeout_ms, task.lease_ms, task.attempts, task.deps}
+    out[#out + 1] = row(task)
+    record[#record + 1] = {id, task.token}
   end
 end
+REQUEST.record = record
 return out

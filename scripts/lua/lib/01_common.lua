@@ -66,3 +66,34 @@ local function check_epoch(epoch_key, epoch)
   end
   return true, current
 end
+
+-- Request ids: a call the client may retry (a stall past the socket timeout, a reply lost after
+-- the script ran) carries one extra key, last in KEYS, named after a request id made once per
+-- logical call ({tag}:...:req:<id>, multiswarm/keys.py request_key). The first run records its
+-- outcome there for REQUEST_TTL_MS; a retry finds it and returns that outcome without acting
+-- again (multiswarm/scripts.py wraps each such script in with_request_id). Refusals (error
+-- replies) are not recorded: a refused script wrote nothing, so running it again is safe.
+-- REQUEST_TTL_MS must equal multiswarm/config.py REQUEST_TTL_MS and exceed every retry window.
+local REQUEST_TTL_MS = 120000
+-- A script with a custom replay reads what its first run recorded from REPLAY (nil on a first
+-- run) and may set REQUEST.record to keep something smaller than its reply (claim_tasks keeps
+-- ids and fencing tokens, not payloads).
+local REPLAY = nil
+local REQUEST = {}
+
+local function with_request_id(body, custom_replay)
+  local key = KEYS[#KEYS]
+  local raw = redis.call('GET', key)
+  if raw then
+    local recorded = cjson.decode(raw)
+    if not custom_replay then return recorded.v end
+    REPLAY = recorded.v
+    return body()
+  end
+  local reply = body()
+  if type(reply) == 'table' and reply.err then return reply end
+  local record = REQUEST.record
+  if record == nil then record = reply end
+  redis.call('SET', key, cjson.encode({v = record}), 'PX', REQUEST_TTL_MS)
+  return reply
+end
