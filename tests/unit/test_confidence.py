@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multiswarm.confidence import (
     CEILING,
@@ -57,17 +59,29 @@ def test_no_task_tracking_is_no_evidence_but_an_idle_tracked_swarm_is_complete()
     assert _score(known=0, complete=0, tracks=True) == CEILING
 
 
-@pytest.mark.parametrize("age_ms", [0, 59_000, 120_000, 299_000, 3_600_000])
-@pytest.mark.parametrize("complete", [0, 1, 3])
-@pytest.mark.parametrize("recorded", [0, 1, 2, 5])
-@pytest.mark.parametrize("kind", ["state", "checkpoint", "snapshot", "none"])
-def test_range_and_monotonicity(age_ms: int, complete: int, recorded: int, kind: str) -> None:
-    value = _score(kind, age_ms=age_ms, known=3, complete=complete, recorded=recorded)
+KINDS = st.sampled_from(["state", "checkpoint", "snapshot", "none"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=KINDS, age_ms=st.integers(-10_000, 10**9), later_ms=st.integers(0, 10**9),
+       known=st.integers(0, 1000), data=st.data(), tracks=st.booleans(),
+       expected=st.integers(0, 64))
+def test_range_and_monotonicity(kind: str, age_ms: int, later_ms: int, known: int,
+                                data: st.DataObject, tracks: bool, expected: int) -> None:
+    """Always within [FLOOR, CEILING]; never rises with age; never falls with more complete
+    task definitions or more agents recorded."""
+    complete = data.draw(st.integers(0, known), label="complete")
+    recorded = data.draw(st.integers(0, expected), label="recorded")
+
+    def at(age: int = age_ms, done: int = complete, agents: int = recorded) -> float:
+        return _score(kind, age_ms=age, known=known, complete=done, tracks=tracks,
+                      recorded=agents, expected=expected)
+
+    value = at()
     assert FLOOR <= value <= CEILING
-    assert _score(kind, age_ms=age_ms + 60_000, known=3, complete=complete,
-                  recorded=recorded) <= value
-    assert _score(kind, age_ms=age_ms, known=3, complete=min(3, complete + 1),
-                  recorded=recorded) >= value
+    assert at(age=age_ms + later_ms) <= value
+    assert at(done=min(known, complete + 1)) >= value
+    assert at(agents=min(expected, recorded + 1)) >= value
 
 
 def test_original_formula_rewarded_mere_presence() -> None:

@@ -14,7 +14,7 @@ from multiswarm.messages import (
     pack,
     unpack,
 )
-from multiswarm.scripts import sources, translate
+from multiswarm.scripts import lua_dir, sources, translate
 
 
 def _slot_tag(key: str) -> str:
@@ -48,11 +48,18 @@ def test_task_keyset_order_matches_the_lua_prelude() -> None:
 
 
 def test_every_script_has_a_contract_header() -> None:
-    for name, text in sources().items():
-        body = text.split("\n-- " + name.split("_")[0], 1)
-        assert f"-- {name}:" in text, f"{name}.lua lacks its header"
-        assert "returns" in text, name
-        assert len(body) == 2
+    """Each script's own file opens with its contract: name, KEYS, ARGV (when it takes any)
+    and what it returns — read from the file alone, not the prelude prepended to it."""
+    for path in sorted(lua_dir().glob("*.lua")):
+        text = path.read_text()
+        lines = text.splitlines()
+        n = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
+        header, body = "\n".join(lines[:n]), "\n".join(lines[n:])
+        assert text.startswith(f"-- {path.stem}: "), f"{path.name} lacks its name line"
+        assert " returns " in f" {header} ".replace("\n", " "), f"{path.name}: no returns"
+        assert "KEYS[1" in header, f"{path.name}: no KEYS"
+        if "ARGV[" in body:
+            assert "ARGV[" in header, f"{path.name} uses ARGV but its header names none"
 
 
 def test_envelope_roundtrip_and_limits_in_bytes() -> None:
