@@ -10,13 +10,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
+from tests.integration.helpers import wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +41,14 @@ def start_demo(url: str, corpus: Path) -> subprocess.Popen[str]:
 def wait_for_completions(url: str, at_least: int, timeout_s: float = 120.0) -> None:
     """Block until the demo's namespace has recorded ``at_least`` completions."""
     client = redis.Redis.from_url(url, socket_timeout=2)
-    deadline = time.monotonic() + timeout_s
+
+    def enough() -> bool:
+        return any(int(client.hget(key, "completed") or 0) >= at_least
+                   for key in client.scan_iter(match="*:stats", count=1000))
     try:
-        while time.monotonic() < deadline:
-            for key in client.scan_iter(match="*:stats", count=1000):
-                if int(client.hget(key, "completed") or 0) >= at_least:
-                    return
-            time.sleep(0.1)
+        wait_sync(enough, timeout_s, what=f"{at_least} completions")
     finally:
         client.close()
-    raise AssertionError(f"fewer than {at_least} completions within {timeout_s} s")
 
 
 def finish(proc: subprocess.Popen[str]) -> dict[str, object]:
