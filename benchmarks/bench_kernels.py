@@ -19,6 +19,7 @@ Usage: ``python benchmarks/bench_kernels.py [--quick] [--write | --no-write]``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -88,12 +89,12 @@ def bench_schedule(n_tasks: int, n_agents: int, repeat: int, ref_repeat: int) ->
     out: dict[str, Any] = {"tasks": n_tasks, "agents": n_agents, "strategies": {}}
     for name in c.STRATEGIES:
         args = {**batch, "strategy": name}
-        kernel = schedule(**args)  # warm-up: compile, or load from the cache
-        reference = schedule(**args, backend="python")
+        kernel: Any = schedule(**args)  # warm-up: compile, or load from the cache
+        reference: Any = schedule(**args, backend="python")
         for got, want in zip(kernel, reference, strict=True):
             assert np.array_equal(got, want), f"{name}: kernel and reference disagree"
-        kernel_ms = time_ms(lambda args=args: schedule(**args), repeat)
-        ref_ms = time_ms(lambda args=args: schedule(**args, backend="python"), ref_repeat)
+        kernel_ms = time_ms(functools.partial(schedule, **args), repeat)
+        ref_ms = time_ms(functools.partial(schedule, **args, backend="python"), ref_repeat)
         out["strategies"][name] = {
             "kernel_ms": round(kernel_ms, 4),
             "kernel_us_per_task": round(kernel_ms * 1e3 / n_tasks, 4),

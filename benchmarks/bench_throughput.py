@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, update_section
@@ -106,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.tasks or (300 if args.quick else 2000)
     with RedisServer() as server:
-        result = {
+        result: dict[str, Any] = {
             "machine": machine(),
             "command": "python3 benchmarks/bench_throughput.py"
                        + (" --quick" if args.quick else ""),

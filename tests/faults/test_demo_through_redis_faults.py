@@ -80,7 +80,8 @@ def test_demo_verified_through_a_stall(stallable_redis: RedisServer, corpus: Pat
         wait_for_completions(stallable_redis.url, 20)
         client = redis.Redis.from_url(stallable_redis.url, socket_timeout=30)
         try:
-            client.execute_command("DEBUG", "SLEEP", "7")
+            client.execute_command(  # type: ignore[no-untyped-call]
+            "DEBUG", "SLEEP", "7")
         finally:
             client.close()
         finish(proc)

@@ -162,7 +162,8 @@ async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: S
     tid = await one_assigned_task(direct)
     sleeper = aioredis.from_url(stallable_redis.url)
     try:
-        stalled = asyncio.ensure_future(sleeper.execute_command("DEBUG", "SLEEP", "2.5"))
+        stalled = asyncio.ensure_future(sleeper.execute_command(  # type: ignore[no-untyped-call]
+            "DEBUG", "SLEEP", "2.5"))
         await asyncio.sleep(0.2)  # the server is asleep now
         claimed = await TaskStore(direct, KEYS).claim("s1", "w1", 10)
         await stalled

@@ -38,7 +38,8 @@ def emit(obj: dict[str, Any]) -> None:
 
 
 async def line() -> str:
-    return (await asyncio.to_thread(sys.stdin.readline)).strip()
+    text: str = await asyncio.to_thread(sys.stdin.readline)
+    return text.strip()
 
 
 async def breaker_fail(scripts: Scripts, keys: Keys, name: str, count: str, cfg: str) -> None:

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from multiswarm.breakers import BreakerConfig, BreakerRegistry, CircuitBreaker
+from multiswarm.breakers import BreakerConfig, BreakerRegistry, CircuitBreaker, Permit
 from multiswarm.cli import cli
 from multiswarm.cli_ops import breakers
 from multiswarm.config import Settings
@@ -101,7 +101,7 @@ async def test_failure_in_half_open_reopens_and_release_returns_a_permit(
     breaker = await registry.get_or_create("db", FAST)
     await open_breaker(breaker)
     first = await eventually(lambda: _try_acquire(breaker), what="a trial permit")
-    assert first.kind == "half_open"
+    assert first is not None and first.kind == "half_open"
     await breaker.record(first, "release")  # cancelled: proves nothing, permit back
     permits = [await breaker.acquire() for _ in range(3)]
     with pytest.raises(CircuitOpenError):
@@ -113,7 +113,7 @@ async def test_failure_in_half_open_reopens_and_release_returns_a_permit(
     assert (state.state, state.opens, state.last_error) == ("open", 2, "still down")
 
 
-async def _try_acquire(breaker: CircuitBreaker) -> object:
+async def _try_acquire(breaker: CircuitBreaker) -> Permit | None:
     try:
         return await breaker.acquire()
     except CircuitOpenError:
@@ -128,6 +128,7 @@ async def test_unreported_trial_calls_count_as_a_failure(scripts: Scripts, keys:
     lost = await eventually(lambda: _try_acquire(breaker), what="a trial permit")
     await eventually(lambda: _is(registry, "lost", "open"), what="trial timeout")
     again = await eventually(lambda: _try_acquire(breaker), what="a new trial round")
+    assert again is not None and lost is not None
     assert again.kind == "half_open" and again.gen != lost.gen
     assert (await breaker.state()).opens == 2
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import fakeredis
 import pytest
 
+from multiswarm.connection import Client
 from multiswarm.errors import IllegalTransition
 from multiswarm.keys import SWARM_STATUSES, Keys
 from multiswarm.registry import SwarmRegistry, swarm_spec
@@ -24,6 +25,7 @@ ALLOWED = {
 
 @pytest.fixture(params=["fakeredis", "redis-server"])
 async def registry(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[SwarmRegistry]:
+    client: Client
     if request.param == "fakeredis":
         client = fakeredis.FakeAsyncRedis()
     else:

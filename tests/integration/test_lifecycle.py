@@ -123,7 +123,7 @@ async def test_expired_lease_requeues_and_first_result_wins(world) -> None:  # t
 
     async def reaped() -> bool:
         retried, _dead = await coord.reap_once()
-        return retried == 1
+        return bool(retried == 1)
     await eventually(reaped, what="lease expiry")
     t = await store.get("t")
     assert t.status == "failed" and t.error.startswith("lease expired")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,9 @@ async def test_running_system_finishes_through_a_restart(own_redis: RedisServer,
         async def all_done() -> bool:
             return (await store.counts())["completed"] == n
         await eventually(all_done, timeout_s=90, what="all tasks completed after the restart")
-        recorded = [f[b"task"] for _, f in await client.xrange(Keys(namespace).completions)]
+        entries: Any = await client.xrange(
+            Keys(namespace).completions)
+        recorded = [f[b"task"] for _, f in entries]
         assert sorted(recorded) == sorted(f"t{i}".encode() for i in range(n))
         assert all(c.alive() for c in group.children)  # nobody crashed on the way
     finally:

@@ -57,7 +57,7 @@ class Events:
 
 
 @pytest.fixture
-async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[  # type: ignore[type-arg]
+async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[
         ProcessGroup, Client, Keys, Events]]:
     group = ProcessGroup(settings.replace(heartbeat_timeout_ms=1500), tmp_path)
     client = connect(settings)

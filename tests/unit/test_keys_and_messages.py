@@ -93,4 +93,4 @@ def test_error_replies_become_typed_errors(reply: str, cls: type) -> None:
     err = translate(redis.exceptions.ResponseError(reply))
     assert type(err) is cls and isinstance(err, errors.MultiswarmError)
     if cls is errors.StaleEpoch:
-        assert isinstance(err, errors.CoordinationError) and err.code == "STALE_EPOCH"
+        assert isinstance(err, errors.StaleEpoch) and err.code == "STALE_EPOCH"
