@@ -40,6 +40,9 @@ Echo = Callable[[str], None]
 #: Capabilities of the demo's swarms, in order; swarms past the third offer everything.
 DEMO_SWARMS = [("parsers", "parse"), ("compressors", "compress"), ("reducers", "reduce+parse")]
 
+#: Folders of installed packages, skipped below the corpus root (not above it).
+_INSTALLED = frozenset({"site-packages", "dist-packages"})
+
 
 @contextlib.contextmanager
 def ensure_redis(settings: Settings, echo: Echo) -> Iterator[Settings]:
@@ -113,12 +116,15 @@ class DemoOptions(msgspec.Struct, kw_only=True):
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
-    """The demo's files: ``*.py`` under ``corpus`` (default: the standard library, without
-    site-packages), sorted."""
+    """The demo's files: ``*.py`` under ``corpus`` (default: the standard library), sorted.
+
+    Installed packages below the root (``site-packages``, ``dist-packages``) are left out. Only
+    the path below the root is looked at: a corpus that itself lies inside a virtualenv or an
+    installed package keeps its files.
+    """
     root = Path(corpus) if corpus else Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in root.rglob("*.py")
-                   if p.is_file() and "site-packages" not in p.parts
-                   and "dist-packages" not in p.parts)
+                   if p.is_file() and not _INSTALLED.intersection(p.relative_to(root).parts))
     if not files:
         raise MultiswarmError(f"no .py files under {root}")
     return root, files
