@@ -34,6 +34,7 @@ from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.urls import redact
 
 Echo = Callable[[str], None]
 
@@ -52,16 +53,16 @@ def ensure_redis(settings: Settings, echo: Echo) -> Iterator[Settings]:
     else a private ``redis-server`` is started (loopback, temp dir) and stopped on exit.
     """
     if settings.redis_url_explicit:
-        echo(f"Redis: {settings.redis_url} (configured)")
+        echo(f"Redis: {redact(settings.redis_url)} (configured)")
         yield settings
         return
     if asyncio.run(ping(settings.redis_url)):
-        echo(f"Redis: {settings.redis_url} (found running; nothing configured)")
+        echo(f"Redis: {redact(settings.redis_url)} (found running; nothing configured)")
         yield settings
         return
     server = RedisServer()
     server.start()
-    echo(f"Redis: started private {server.binary} at {server.url} in {server.dir} "
+    echo(f"Redis: started private {server.binary} at {redact(server.url)} in {server.dir} "
          "(stopped on exit)")
     try:
         yield settings.replace(redis_url=server.url)
@@ -183,7 +184,7 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     report["verified"] = bool(report["result_matches_reference"] and report["tasks_lost"] == 0
                               and report["duplicate_completions"] == 0)
     report.update(corpus=str(root), files=len(files), logs=str(log_dir), namespace=namespace,
-                  redis_url=settings.redis_url)
+                  redis_url=redact(settings.redis_url))
     return report
 
 

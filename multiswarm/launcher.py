@@ -36,7 +36,9 @@ class ProcessGroup:
     Parameters
     ----------
     settings:
-        Passed to every child through ``--redis-url`` and ``--namespace``.
+        Passed to every child: the Redis URL through the environment (``MULTISWARM_REDIS_URL``),
+        which only the same user can read, never on the command line, which ``ps`` shows every
+        local user; the namespace through ``--namespace``.
     log_dir:
         Where each child's output goes (``<name>.log``); None to inherit this terminal.
     """
@@ -48,10 +50,11 @@ class ProcessGroup:
         self.children: list[RoleProcess] = []
 
     def spawn(self, name: str, role_args: Sequence[str]) -> RoleProcess:
-        cmd = [sys.executable, "-m", "multiswarm", "--redis-url", self.settings.redis_url,
-               "--namespace", self.settings.namespace, *(["-v"] if self.verbose else []),
-               "run", *role_args]
+        cmd = [sys.executable, "-m", "multiswarm", "--namespace", self.settings.namespace,
+               *(["-v"] if self.verbose else []), "run", *role_args]
         env = dict(os.environ)
+        # the URL may hold a password: environment, not argv (docs/security.md)
+        env["MULTISWARM_REDIS_URL"] = self.settings.redis_url
         env["HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_timeout_ms)
         env["MULTISWARM_TASK_LEASE_MS"] = str(self.settings.task_lease_ms)
         env["MULTISWARM_LEASE_MS"] = str(self.settings.lease_ms)
