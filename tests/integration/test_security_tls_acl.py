@@ -239,7 +239,7 @@ async def test_tls_host_name_is_verified(tmp_path: Path) -> None:
     """A certificate the CA signed for another host is refused."""
     other = make_certificates(tmp_path / "other", ["db.example.net"])
     with RedisServer(tls=other, requirepass=PASSWORD) as server:
-        with pytest.raises(redis.exceptions.ConnectionError, match=r"(?i)hostname|match|IP"):
+        with pytest.raises(redis.exceptions.ConnectionError, match=r"(?i)IP address mismatch"):
             await _ping(server.url_for(None, PASSWORD))
         # the same with host-name checking explicitly off connects: what was refused is the name
         assert await _ping(server.url_for(None, PASSWORD) + "&ssl_check_hostname=false")
