@@ -80,11 +80,13 @@ def demo_swarm_args(index: int, agents: int) -> str:
 
 def start_system(
     settings: Settings, *, workers: int, swarms: int, agents: int, strategy: str,
-    log_dir: Path | None, verbose: bool = False,
+    log_dir: Path | None, verbose: bool = False, corpus: Path | None = None,
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
-    ``swarms`` swarms (swarm i on worker i mod workers)."""
-    group = ProcessGroup(settings, log_dir, verbose=verbose)
+    ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
+    map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing."""
+    env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
+    group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
     for name in ("coordinator-a", "coordinator-b"):
         group.spawn(name, ["coordinator", "--id", f"{name}-{uuid.uuid4().hex[:4]}",
@@ -167,7 +169,8 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
         echo("starting registry, 2 coordinators, state manager and workers (the first run also "
              "compiles the Numba kernels, ~15 s)")
         group = start_system(settings, workers=opts.workers, swarms=opts.swarms,
-                             agents=opts.agents, strategy="capability", log_dir=log_dir)
+                             agents=opts.agents, strategy="capability", log_dir=log_dir,
+                             corpus=root)
         try:
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:
