@@ -26,6 +26,7 @@ from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.urls import redact
 
 # the shared helpers, under the names the commands below use
 _settings = settings_of
@@ -45,7 +46,8 @@ def parse_swarm(text: str) -> SwarmSpec:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--redis-url", envvar="MULTISWARM_REDIS_URL", default=None,
               help="redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
-                   "[default: $MULTISWARM_REDIS_URL, else $REDIS_HOST..., else localhost:6379]")
+                   "[default: $MULTISWARM_REDIS_URL, else $REDIS_HOST..., else localhost:6379]. "
+                   "A password given here shows in `ps`: put it in $MULTISWARM_REDIS_URL.")
 @click.option("--namespace", envvar="MULTISWARM_NAMESPACE", default=None,
               help="Key prefix and hash tag of the deployment [default: swarm]")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
@@ -199,7 +201,8 @@ def up(ctx: click.Context, workers: int, swarms: int, agents: int, lease_ms: int
     with ensure_redis(settings, echo=click.echo) as settings:
         group = start_system(settings, workers=workers, swarms=swarms, agents=agents,
                              strategy=strategy, log_dir=None)
-        click.echo(f"multiswarm up: {len(group.children)} processes on {settings.redis_url} "
+        click.echo(f"multiswarm up: {len(group.children)} processes on "
+                   f"{redact(settings.redis_url)} "
                    f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop")
         try:
             while not stopping and all(c.alive() for c in group.children):

@@ -7,12 +7,14 @@ leader lease, 24 h state TTL, 10 snapshots, 5 min snapshot interval, 100 swarms.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 
 import msgspec
 
 from multiswarm.errors import ConfigError
 from multiswarm.keys import check_id
+from multiswarm.urls import redact
 
 #: How long a script's outcome is kept under its request id (must match ``REQUEST_TTL_MS`` in
 #: scripts/lua/lib/01_common.lua); every retry window must be shorter.
@@ -103,7 +105,7 @@ def validate(s: Settings) -> Settings:
     if s.redis_url.split("://", 1)[0] not in (
         "redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
     ):
-        raise ConfigError(f"unsupported Redis URL scheme in {s.redis_url!r}")
+        raise ConfigError(f"unsupported Redis URL scheme in {redact(s.redis_url)!r}")
     for name in ("max_swarms", "heartbeat_timeout_ms", "lease_ms", "task_lease_ms",
                  "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept",
                  "socket_timeout_ms", "connect_timeout_ms"):
@@ -136,7 +138,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     if not url and env.get("REDIS_HOST"):
         explicit = True
         password = env.get("REDIS_PASSWORD")
-        auth = f":{password}@" if password else ""
+        # percent-encoded: a password with '@', '/' or ':' must not change the URL's shape
+        auth = f":{urllib.parse.quote(password, safe='')}@" if password else ""
         port = _int(env, "REDIS_PORT", 6379)
         db = _int(env, "REDIS_DB", 0, minimum=0)
         url = f"redis://{auth}{env['REDIS_HOST']}:{port}/{db}"

@@ -8,7 +8,7 @@ reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailab
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,8 +20,10 @@ from redis.asyncio.sentinel import Sentinel
 
 from multiswarm.config import Settings
 from multiswarm.errors import ConfigError, RedisUnavailable
+from multiswarm.urls import parse_sentinel, redact, tls_verification_off
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Errors that mean "Redis is (momentarily) unreachable", as opposed to a refused command.
 CONNECTION_ERRORS = (
@@ -40,12 +42,19 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
 
     Sentinel URLs (``redis+sentinel://h1:26379,h2:26379/mymaster/0``) return the master client of
     the named service; cluster URLs (``redis+cluster://h:p``) a ``RedisCluster`` (same command
-    surface; every multiswarm script stays in one slot).
+    surface; every multiswarm script stays in one slot). A user name and password in any form
+    (``redis://user:password@h``, ``redis+sentinel://user:password@h:p/master``,
+    ``redis+cluster://user:password@h:p``) authenticate as that ACL user.
+
+    ``rediss://`` is TLS with the server's certificate and host name verified against the
+    system's CAs, or against the CA file named in the URL: ``rediss://h:6380/0?ssl_ca_certs=
+    /etc/multiswarm/ca.pem`` (``ssl_certfile``/``ssl_keyfile`` add a client certificate).
+    ``ssl_cert_reqs=none`` turns verification off; a warning is logged.
 
     Raises
     ------
     ConfigError
-        The URL cannot be parsed.
+        The URL cannot be parsed (the message shows it with the password redacted).
     """
     url = settings.redis_url
     # Explicit timeouts: without a socket timeout a stalled server hangs a call forever; with
@@ -53,17 +62,14 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
     kwargs.setdefault("socket_timeout", settings.socket_timeout_ms / 1000)
     kwargs.setdefault("socket_connect_timeout", settings.connect_timeout_ms / 1000)
     kwargs.setdefault("health_check_interval", 15)
+    if tls_verification_off(url):
+        log.warning("TLS certificate verification is off for %s", redact(url))
     try:
         if url.startswith("redis+sentinel://"):
-            parsed = urllib.parse.urlsplit(url)
-            hosts = [h.rsplit(":", 1) for h in parsed.netloc.split("@")[-1].split(",")]
-            parts = [p for p in parsed.path.split("/") if p]
-            if not parts:
-                raise ConfigError(f"sentinel URL needs a master name: {url!r}")
+            target = parse_sentinel(url)
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                [(h, int(p)) for h, p in hosts], password=parsed.password)
-            db = int(parts[1]) if len(parts) > 1 else 0
-            master: Client = sentinel.master_for(parts[0], db=db, **kwargs)
+                target.sentinels, username=target.username, password=target.password)
+            master: Client = sentinel.master_for(target.service, db=target.db, **kwargs)
             return master
         if url.startswith("redis+cluster://"):
             cluster: Any = RedisCluster.from_url(
@@ -73,7 +79,9 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             return cluster  # type: ignore[no-any-return]
         return aioredis.from_url(url, **kwargs)
     except (ValueError, IndexError) as e:
-        raise ConfigError(f"cannot parse Redis URL {url!r}: {e}") from e
+        # not chained: redis-py's message may quote the URL, password included
+        detail = str(e).replace(url, redact(url))
+        raise ConfigError(f"cannot parse Redis URL {redact(url)!r}: {detail}") from None
 
 
 def cancel_requested() -> bool:

