@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ from multiswarm.errors import (
     ScriptError,
     StalePlan,
 )
-from multiswarm.keys import check_id
+from multiswarm.keys import check_id, request_key
 from multiswarm.messages import Swarm, Task, decode_swarm, decode_task
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.recovery_plan import (
@@ -56,7 +57,7 @@ from multiswarm.recovery_plan import (
     Rejected,
     build_plan,
 )
-from multiswarm.scripts import translate
+from multiswarm.scripts import REQUEST_ID, translate
 from multiswarm.state import (
     SCHEMA_VERSION,
     SOURCE_KINDS,
@@ -352,11 +353,16 @@ class SwarmRecovery:
     async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]
                          ) -> list[Any]:
         """One pipelined round trip of script ``name``; errors come back translated, in place.
-        Safe to retry as a whole: every step is idempotent by plan id."""
+        Safe to retry as a whole: every step is idempotent by plan id, and each call carries
+        a request key made once, so a retried round trip replays the recorded outcomes."""
         script = self.scripts._script(name)  # the Script object bound by scripts.py
+        # Scripts.call appends the request key for scripts wrapped in with_request_id; this
+        # pipeline bypasses it, so it must append one too (the wrapper takes the last key).
+        sent = [[*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
+                for keys, _ in calls]
 
         async def fill(pipe: Any) -> None:
-            for keys, args in calls:
+            for keys, (_, args) in zip(sent, calls):
                 await script(keys=keys, args=args, client=pipe)
         results = await self._pipe(fill)
         out: list[Any] = []
