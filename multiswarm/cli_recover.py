@@ -24,7 +24,8 @@ from multiswarm.errors import MultiswarmError, NotInterrupted
 from multiswarm.keys import Keys, check_id
 from multiswarm.recovery import RecoveryOutcome, RecoveryPlan, SwarmRecovery
 from multiswarm.scripts import Scripts
-from multiswarm.state import SOURCE_KINDS, SwarmStateManager
+from multiswarm.state import SwarmStateManager
+from multiswarm.state_codec import SOURCE_KINDS
 
 T = TypeVar("T")
 
@@ -109,7 +110,7 @@ def recover_list(ctx: click.Context, as_json: bool) -> None:
     """Interrupted swarms: best source, confidence, and whether auto-recovery would apply."""
     async def fetch(scripts: Scripts, keys: Keys) -> list[dict[str, Any]]:
         r = _recovery(ctx, scripts, keys)
-        threshold = r.manager.auto_recover_min_confidence
+        threshold = ctx.obj["settings"].auto_recover_min_confidence
         rows: list[dict[str, Any]] = []
         for sid, p in (await r.plan_many(await r.discover())).items():
             if isinstance(p, MultiswarmError):
@@ -218,7 +219,7 @@ def recover_all(ctx: click.Context, min_confidence: float | None, source: str | 
     async def make(scripts: Scripts, keys: Keys) -> tuple[list[RecoveryPlan], list[dict[str, Any]],
                                                           float]:
         r = _recovery(ctx, scripts, keys)
-        floor = r.manager.auto_recover_min_confidence if min_confidence is None \
+        floor = ctx.obj["settings"].auto_recover_min_confidence if min_confidence is None \
             else min_confidence
         plans = await r.plan_many(await r.discover(), source=source, quarantine=True)
         go: list[RecoveryPlan] = []

@@ -22,6 +22,8 @@ REQUEST_TTL_MS = 120_000
 
 #: Used when neither MULTISWARM_REDIS_URL nor REDIS_HOST is set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Confidence at or above which the state-manager process recovers a swarm on its own.
+DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE = 0.75
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,6 +62,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         How long connection errors and timeouts are retried with backoff (60 s) before
         :class:`~multiswarm.errors.RedisUnavailable`. Must stay below the 120 s for which a
         script's recorded outcome is kept (``REQUEST_TTL_MS`` in ``scripts/lua/lib``).
+    message_secret:
+        ``MULTISWARM_SECRET``: HMAC-SHA256 secret; messengers given it sign every envelope and
+        refuse unsigned, forged or replayed ones (empty: none).
+    auto_recover_min_confidence:
+        ``MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE``: the state-manager process applies recovery
+        plans at or above this confidence, in [0, 1], and leaves the rest to an operator (0.75).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -77,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     socket_timeout_ms: int = 5_000
     connect_timeout_ms: int = 2_000
     reconnect_timeout_s: float = 60.0
+    message_secret: str = ""
+    auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -96,6 +106,21 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def env_secret(env: Mapping[str, str] | None = None) -> str:
+    """``MULTISWARM_SECRET`` (``""`` when unset): the default of a messenger given no secret."""
+    return (os.environ if env is None else env).get("MULTISWARM_SECRET", "")
+
+
 def validate(s: Settings) -> Settings:
     """Check ranges; raise :class:`ConfigError` for the first bad value."""
     try:
@@ -111,6 +136,9 @@ def validate(s: Settings) -> Settings:
                  "socket_timeout_ms", "connect_timeout_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
+    if not 0.0 <= s.auto_recover_min_confidence <= 1.0:
+        raise ConfigError(f"auto_recover_min_confidence (MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE)"
+                          f" must be in [0, 1], not {s.auto_recover_min_confidence}")
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
     if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
@@ -155,6 +183,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         task_lease_ms=_int(env, "MULTISWARM_TASK_LEASE_MS", 30_000),
         socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
         connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
+        message_secret=env_secret(env),
+        auto_recover_min_confidence=_float(env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE",
+                                           DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

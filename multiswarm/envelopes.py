@@ -1,4 +1,4 @@
-"""Pure logic of the messenger: channel names, wire framing, signing, replay windows.
+"""Pure logic of the messenger: channel names, wire framing, signing, replay windows, records.
 
 Nothing here talks to Redis, so every rule is unit-testable. The wire format (see
 ``docs/messaging.md``):
@@ -64,6 +64,27 @@ class Delivered(Envelope, kw_only=True, omit_defaults=True):
 
     sid: str = ""
     channel: str = ""
+
+
+class Sent(msgspec.Struct, frozen=True):
+    """What a send returned.
+
+    Attributes
+    ----------
+    id:
+        Envelope id (requests: the correlation id of the response).
+    channel:
+        Channel it was published on.
+    stream_id:
+        History entry id (``"<ms>-<seq>"``) of a recorded message, ``""`` otherwise.
+    receivers:
+        Subscribers that got it (0 when a best-effort publish failed).
+    """
+
+    id: str
+    channel: str
+    stream_id: str
+    receivers: int
 
 
 _delivered_decoder = msgspec.json.Decoder(Delivered)

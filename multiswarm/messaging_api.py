@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from multiswarm.config import Settings
 from multiswarm.connection import Client
+from multiswarm.envelopes import Sent
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import Envelope
-from multiswarm.messenger import Sent, SwarmMessenger
+from multiswarm.messenger import SwarmMessenger
 
 #: Message type used when a message dict names none.
 DEFAULT_TYPE = "message"
@@ -52,13 +53,16 @@ def split_message(message: Mapping[str, Any] | Envelope) -> tuple[str, dict[str,
 def get_messenger(host: Host, swarm_id: str, **options: Any) -> SwarmMessenger:
     """The messenger of ``swarm_id`` on this facade (created on first use, then reused).
 
-    ``options`` go to :class:`SwarmMessenger` on creation (``agents``, ``secret``...). Call
+    ``options`` go to :class:`SwarmMessenger` on creation (``agents``, ``secret``...); the
+    secret defaults to ``settings.message_secret`` when that is set. Call
     ``await messenger.start()`` to receive (handlers, requests). Raises InvalidIdError.
     """
     check_id(swarm_id, "swarm id")
     per_host = _messengers.setdefault(host, {})
     messenger = per_host.get(swarm_id)
     if messenger is None:
+        if host.settings.message_secret:
+            options.setdefault("secret", host.settings.message_secret)
         messenger = per_host[swarm_id] = SwarmMessenger(
             host.client, host.keys, sender=swarm_id,
             reconnect_timeout_s=host.settings.reconnect_timeout_s, **options)

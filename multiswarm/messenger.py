@@ -14,114 +14,50 @@ Two ways to publish, chosen per call:
 Subscribers (:meth:`SwarmMessenger.listen`, and :meth:`SwarmMessenger.start` for handler
 dispatch) resubscribe by themselves after a connection loss or a Redis restart and replay the
 recorded messages they missed; duplicates between the replay and live delivery are dropped by
-stream id. Malformed, unknown and (with ``MULTISWARM_SECRET``) unsigned, forged or replayed
-messages are counted and dead-lettered with their reason; they never reach a handler.
+stream id. Malformed, unknown and (with a secret) unsigned, forged or replayed messages are
+counted and dead-lettered with their reason; they never reach a handler.
 See ``docs/messaging.md``.
+
+This module sends; receiving is :mod:`multiswarm.subscription` and handler dispatch with
+request/response :mod:`multiswarm.rpc`, both owned by the :class:`SwarmMessenger`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import os
-import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from typing import Any
 
-import msgspec
-import redis.exceptions
-
-from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested
+from multiswarm.config import env_secret
+from multiswarm.connection import CONNECTION_ERRORS, Client
 from multiswarm.envelopes import (
     Delivered,
-    SeenWindow,
-    StreamId,
+    Sent,
     check_channel,
     check_type,
-    decode_message,
     encode_message,
-    format_stream_id,
-    parse_stream_id,
     secret_key,
     swarm_channel,
 )
-from multiswarm.errors import (
-    MessageRejected,
-    MessageTooLargeError,
-    MultiswarmError,
-    RedisUnavailable,
-    RequestFailed,
-    RequestTimeout,
-)
+from multiswarm.errors import MessageTooLargeError, MultiswarmError, RedisUnavailable
 from multiswarm.keys import ID_PATTERN, Keys, check_id
 from multiswarm.messages import MAX_MESSAGE_BYTES, Envelope
+from multiswarm.rpc import Dispatcher, MessageHandler, RequestHandler
 from multiswarm.scripts import Scripts
+from multiswarm.subscription import Subscription
+
+__all__ = ["STAT_NAMES", "MessageHandler", "RequestHandler", "Sent", "SwarmMessenger"]
 
 log = logging.getLogger(__name__)
-
-#: Rejection reasons counted as ``rejected`` (signing); the others count as ``dropped``.
-_SECURITY_REASONS = frozenset({"unsigned", "forged", "stale", "replayed"})
-#: Bytes of a refused message kept in its dead-letter entry.
-_DLQ_RAW_BYTES = 4096
-#: History entries read per XRANGE while replaying.
-_REPLAY_BATCH = 500
-#: A live frame's stream id further than this in the future is not trusted for dedup.
-_MAX_SID_SKEW_MS = 60_000
 
 STAT_NAMES = (
     "sent", "received", "broadcasts", "targeted", "dropped", "rejected", "handler_errors",
     "active_subscriptions", "replayed", "duplicates", "requests", "responses", "timeouts",
     "too_large", "dead_lettered",
 )
-
-
-class MessageHandler(Protocol):
-    """``handler(envelope)``; may be ``async``. What it returns is ignored."""
-
-    def __call__(self, env: Delivered, /) -> Awaitable[None] | None: ...
-
-
-class RequestHandler(Protocol):
-    """``handler(request) -> response payload`` (a dict; None means ``{}``); may be async."""
-
-    def __call__(
-        self, env: Delivered, /
-    ) -> Awaitable[dict[str, Any] | None] | dict[str, Any] | None: ...
-
-
-class Sent(msgspec.Struct, frozen=True):
-    """What a send returned.
-
-    Attributes
-    ----------
-    id:
-        Envelope id (requests: the correlation id of the response).
-    channel:
-        Channel it was published on.
-    stream_id:
-        History entry id (``"<ms>-<seq>"``) of a recorded message, ``""`` otherwise.
-    receivers:
-        Subscribers that got it (0 when a best-effort publish failed).
-    """
-
-    id: str
-    channel: str
-    stream_id: str
-    receivers: int
-
-
-class _Cursor:
-    """Per-channel position of one subscriber: replay after ``cursor``; live frames with a
-    stream id at or below ``delivered`` were replayed already."""
-
-    __slots__ = ("cursor", "delivered")
-
-    def __init__(self, cursor: StreamId | None) -> None:
-        self.cursor = cursor
-        self.delivered: StreamId = (0, 0)
 
 
 def _text(value: bytes | str) -> str:
@@ -147,9 +83,9 @@ class SwarmMessenger:
         Agent ids hosted here: ``agents``-channel messages addressed to others are skipped, and
         :meth:`start` subscribes to the agents channel when there are any.
     secret:
-        HMAC-SHA256 secret. None (default) reads ``MULTISWARM_SECRET``; ``""`` turns signing off.
-        With a secret every envelope sent is signed and unsigned, forged or replayed ones are
-        refused.
+        HMAC-SHA256 secret (``Settings.message_secret``); ``""`` turns signing off. None (the
+        default) takes ``MULTISWARM_SECRET`` (:func:`multiswarm.config.env_secret`). With a
+        secret every envelope sent is signed and unsigned, forged or replayed ones are refused.
     hear_own_broadcasts:
         Deliver this sender's own messages on the global channel (default False).
     history_len:
@@ -187,30 +123,30 @@ class SwarmMessenger:
         self.address = (sender if ID_PATTERN.fullmatch(sender)
                         else f"anon-{uuid.uuid4().hex[:12]}")
         self.agents = {check_id(a, "agent id") for a in agents}
-        self._key = secret_key(os.environ.get("MULTISWARM_SECRET") if secret is None else secret)
-        self.hear_own_broadcasts = hear_own_broadcasts
+        self._key = secret_key(env_secret() if secret is None else secret)
         self.history_len = history_len
         self.history_ttl_ms = history_ttl_ms
         self.max_bytes = max_bytes
-        self.replay_window_ms = replay_window_ms
-        self.max_seen = max_seen
         self.request_timeout_s = request_timeout_s
         self.reconnect_timeout_s = reconnect_timeout_s
-        self.dead_letter_len = dead_letter_len
         self.counts: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.reasons: dict[str, int] = {}
         self._scripts = Scripts(client, reconnect_timeout_s)
-        self._handlers: dict[str, list[MessageHandler]] = {}
-        self._request_handler: RequestHandler | None = None
-        self._request_slots = asyncio.Semaphore(max_concurrent_requests)
-        self._pending: dict[str, asyncio.Future[Delivered]] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._loop_channels: list[str] = []
-        self._loop_ready = asyncio.Event()
-        self._reply_task: asyncio.Task[None] | None = None
-        self._reply_ready = asyncio.Event()
-        self._reply_lock = asyncio.Lock()
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._inbox = Subscription(
+            client, keys, self._scripts, sender=sender, address=self.address, agents=self.agents,
+            key=self._key, hear_own_broadcasts=hear_own_broadcasts, max_bytes=max_bytes,
+            replay_window_ms=replay_window_ms, max_seen=max_seen,
+            dead_letter_len=dead_letter_len, counts=self.counts, reasons=self.reasons)
+        self._rpc = Dispatcher(
+            keys, self._inbox, envelope=self._envelope, send=self._send_recorded,
+            reply_channel=self.reply_channel,
+            request_timeout_s=request_timeout_s, reconnect_timeout_s=reconnect_timeout_s,
+            max_concurrent_requests=max_concurrent_requests, counts=self.counts)
+
+    @property
+    def hear_own_broadcasts(self) -> bool:
+        """Whether own messages on the global channel are delivered."""
+        return self._inbox.hear_own_broadcasts
 
     # -- compatibility counters ------------------------------------------------------------------
     @property
@@ -238,7 +174,7 @@ class SwarmMessenger:
         """Counters of this messenger: sent, received, broadcasts, targeted, dropped, rejected,
         handler_errors, active_subscriptions, replayed, duplicates, requests, responses,
         timeouts, too_large, dead_lettered, and ``reasons`` (refusals per reason)."""
-        return {**self.counts, "pending_requests": len(self._pending),
+        return {**self.counts, "pending_requests": self._rpc.pending,
                 "reasons": dict(self.reasons)}
 
     # -- sending ---------------------------------------------------------------------------------
@@ -279,6 +215,9 @@ class SwarmMessenger:
         elif env.target:
             self.counts["targeted"] += 1
         return Sent(env.id, channel, sid, receivers)
+
+    async def _send_recorded(self, channel: str, env: Envelope) -> Sent:
+        return await self._send(channel, env, True, strict=True)
 
     async def publish(
         self, channel: str, type: str, payload: dict[str, Any] | None = None, target: str = "",
@@ -348,9 +287,7 @@ class SwarmMessenger:
         Async handlers are awaited in arrival order. An exception in a handler is logged and
         counted in ``handler_errors``; delivery goes on.
         """
-        if type != "*":
-            check_type(type)
-        self._handlers.setdefault(type, []).append(handler)
+        self._rpc.on_message(type, handler)
 
     def on_request(self, handler: RequestHandler) -> None:
         """Answer ``request`` messages with ``handler(request)``'s return value.
@@ -358,7 +295,7 @@ class SwarmMessenger:
         Handlers run concurrently (``max_concurrent_requests``); an exception is sent back as a
         ``response_error`` (the requester raises :class:`~multiswarm.errors.RequestFailed`).
         """
-        self._request_handler = handler
+        self._rpc.on_request(handler)
 
     def default_channels(self) -> list[str]:
         """What :meth:`start` subscribes to: the own swarm channel (when ``sender`` is a valid,
@@ -372,280 +309,25 @@ class SwarmMessenger:
             channels.append(self.keys.ch_agents)
         return channels
 
-    def _wanted(self, channel: str, env: Delivered) -> bool:
-        if channel == self.keys.ch_global:
-            return self.hear_own_broadcasts or env.sender not in (self.sender, self.address)
-        if channel == self.keys.ch_agents and self.agents:
-            return env.target in self.agents
-        return True
-
-    async def _reject(self, channel: str, raw: bytes | str, err: MessageRejected,
-                      dead_letter: bool = True) -> None:
-        kind = "rejected" if err.reason in _SECURITY_REASONS else "dropped"
-        self.counts[kind] += 1
-        self.reasons[err.reason] = self.reasons.get(err.reason, 0) + 1
-        log.info("refused message on %s: %s", channel, err)
-        if not dead_letter:
-            return
-        data = raw.encode() if isinstance(raw, str) else raw
-        try:
-            await self._scripts.call(
-                "dead_letter_message", [self.keys.message_dlq, self.keys.message_stats],
-                [err.reason, err.detail[:500], channel, self.address, data[:_DLQ_RAW_BYTES],
-                 self.dead_letter_len], retry=False)
-            self.counts["dead_lettered"] += 1
-        except (*CONNECTION_ERRORS, MultiswarmError) as e:
-            log.warning("could not dead-letter a message from %s: %s", channel, e)
-
-    async def _accept(self, channel: str, raw: bytes | str, seen: SeenWindow | None,
-                      pos: _Cursor, sid: str = "", ref_ms: int | None = None) -> Delivered | None:
-        """Decode, verify and de-duplicate one message; None when refused or not for us."""
-        try:
-            env = decode_message(channel, raw, limit=self.max_bytes, key=self._key,
-                                 now_ms=ref_ms, window_ms=self.replay_window_ms, sid=sid)
-        except MessageRejected as e:
-            await self._reject(channel, raw, e)
-            return None
-        if env.sid:
-            try:
-                at = parse_stream_id(env.sid)
-            except ValueError:
-                env.sid = ""
-            else:
-                if at <= pos.delivered:
-                    self.counts["duplicates"] += 1
-                    return None
-                if at[0] <= time.time() * 1000 + _MAX_SID_SKEW_MS:
-                    pos.delivered = at
-                    if pos.cursor is None or at > pos.cursor:
-                        pos.cursor = at
-        if seen is not None:
-            try:
-                seen.check(env.id)
-            except MessageRejected as e:
-                await self._reject(channel, raw, e)
-                return None
-        if not self._wanted(channel, env):
-            return None
-        self.counts["received"] += 1
-        return env
-
-    async def _entries(self, channel: str, lo: str, count: int | None,
-                       reverse: bool = False) -> list[tuple[str, bytes | str | None]]:
-        """History entries ``(stream id, envelope)`` from ``lo`` (XRANGE syntax)."""
-        key = self.keys.history(channel)
-        try:
-            raw: Any = await (self.client.xrevrange(key, "+", lo, count=count) if reverse
-                              else self.client.xrange(key, lo, "+", count=count))
-        except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
-            log.warning("cannot read history %s: %s", key, e)
-            return []
-        return [(_text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
-
-    async def _tip(self, channel: str) -> StreamId:
-        entries = await self._entries(channel, "-", 1, reverse=True)
-        return parse_stream_id(entries[0][0]) if entries else (0, 0)
-
-    async def _replay(self, channel: str, pos: _Cursor,
-                      seen: SeenWindow | None) -> list[Delivered]:
-        out: list[Delivered] = []
-        start = pos.cursor or (0, 0)
-        while True:
-            entries = await self._entries(channel, f"({format_stream_id(start)}",
-                                          _REPLAY_BATCH)
-            for sid, raw in entries:
-                start = parse_stream_id(sid)
-                if raw is None:
-                    continue
-                env = await self._accept(channel, raw, seen, pos, sid=sid, ref_ms=start[0])
-                if env is not None:
-                    self.counts["replayed"] += 1
-                    out.append(env)
-            if len(entries) < _REPLAY_BATCH:
-                break
-        if pos.cursor is None or start > pos.cursor:
-            pos.cursor = start
-        return out
-
-    async def listen(
+    def listen(
         self, channels: Sequence[str], ready: asyncio.Event | None = None, *,
         since: str | int | None = None,
     ) -> AsyncGenerator[tuple[str, Delivered], None]:
-        """Yield ``(channel, envelope)`` forever; resubscribe by itself when Redis restarts.
-
-        After each (re)subscription the recorded messages published while this subscriber was
-        away are replayed from history before live ones; a message is yielded once.
-        Malformed, unknown or (with signing) unsigned/forged/stale/replayed messages are counted,
-        dead-lettered and skipped. Own broadcasts are skipped unless ``hear_own_broadcasts``;
-        on the agents channel, with ``agents`` set, messages addressed to others are skipped.
-
-        Parameters
-        ----------
-        channels:
-            Channels to subscribe to (validated).
-        ready:
-            Set once every channel is subscribed (and set again after each reconnect; cleared
-            while disconnected).
-        since:
-            Replay history after this stream id (exclusive; ``"0"`` for everything kept) or
-            from this time in ms (inclusive) before the live messages. Default: live only.
-
+        """Yield ``(channel, envelope)`` forever, resubscribing by itself when Redis restarts
+        and replaying the recorded messages missed meanwhile; each message once, refused ones
+        dead-lettered. Parameters and rules: :meth:`multiswarm.subscription.Subscription.listen`.
         Use it with :func:`contextlib.aclosing` when leaving the loop early.
         """
-        chans = list(dict.fromkeys(check_channel(self.keys, c) for c in channels))
-        start: StreamId | None = None
-        if isinstance(since, int):  # inclusive of ``since`` ms: start after the ms before
-            start = (since - 1, 2**64 - 1) if since > 0 else (0, 0)
-        elif since is not None:
-            start = parse_stream_id(since)
-        positions = {c: _Cursor(start) for c in chans}
-        seen = SeenWindow(self.replay_window_ms, self.max_seen) if self._key else None
-        delay = 0.05
-        while True:
-            pubsub: Any = self.client.pubsub()
-            confirmed: set[str] = set()
-            try:
-                await pubsub.subscribe(*chans)
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    kind = _text(msg["type"])
-                    if kind not in ("message", "subscribe"):
-                        continue
-                    channel = _text(msg["channel"])
-                    pos = positions.get(channel)
-                    if pos is None:
-                        continue
-                    if kind == "message":
-                        env = await self._accept(channel, msg["data"], seen, pos)
-                        if env is not None:
-                            yield channel, env
-                        continue
-                    # A subscription (first, or redone after a reconnect): replay the gap.
-                    if channel not in confirmed:
-                        confirmed.add(channel)
-                        self.counts["active_subscriptions"] += 1
-                    if len(confirmed) == len(chans):
-                        delay = 0.05
-                        if ready is not None:
-                            ready.set()
-                    if pos.cursor is None:
-                        pos.cursor = await self._tip(channel)
-                    else:
-                        for env in await self._replay(channel, pos, seen):
-                            yield channel, env
-            except CONNECTION_ERRORS as e:
-                if cancel_requested():  # a cancellation redis-py reported as a lost connection
-                    raise asyncio.CancelledError() from e
-                if ready is not None:
-                    ready.clear()
-                log.info("subscription lost (%s); resubscribing in %.2f s", e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                self.counts["active_subscriptions"] -= len(confirmed)
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await pubsub.aclose()
+        return self._inbox.listen(channels, ready, since=since)
 
     async def history(self, channel: str, since: str | int | None = None,
                       count: int | None = None) -> list[Delivered]:
-        """Recorded messages of ``channel``, oldest first (at most ``history_len``, 1 h).
+        """Recorded messages of ``channel``, oldest first (at most ``history_len``, 1 h), after
+        ``since`` (a stream id, exclusive, or a time in ms, inclusive); at most ``count``.
+        See :meth:`multiswarm.subscription.Subscription.history`."""
+        return await self._inbox.history(channel, since, count)
 
-        Parameters
-        ----------
-        channel:
-            Channel name (validated).
-        since:
-            Stream id (exclusive, e.g. the ``sid`` of the last message seen) or a time in ms
-            (inclusive). Default: everything kept.
-        count:
-            Most messages returned (the oldest after ``since``).
-
-        Entries that fail decoding or verification are counted and skipped.
-        """
-        channel = check_channel(self.keys, channel)
-        if since is None:
-            lo = "-"
-        elif isinstance(since, int):
-            lo = f"{since}-0"
-        else:
-            lo = f"({format_stream_id(parse_stream_id(since))}"
-        out: list[Delivered] = []
-        for sid, raw in await self._entries(channel, lo, count or None):
-            if raw is None:
-                continue
-            try:
-                out.append(decode_message(
-                    channel, raw, limit=self.max_bytes, key=self._key,
-                    now_ms=parse_stream_id(sid)[0], window_ms=self.replay_window_ms, sid=sid))
-            except MessageRejected as e:
-                await self._reject(channel, raw, e, dead_letter=False)
-        return out
-
-    # -- handler dispatch ------------------------------------------------------------------------
-    async def _dispatch(self, channel: str, env: Delivered) -> None:
-        if env.type in ("response", "response_error") and channel == self.reply_channel:
-            fut = self._pending.get(env.correlation_id)
-            if fut is not None and not fut.done():
-                self.counts["responses"] += 1
-                fut.set_result(env)
-            return
-        if env.type == "request" and self._request_handler is not None:
-            job = asyncio.create_task(self._answer(self._request_handler, env))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
-        for handler in (*self._handlers.get(env.type, ()), *self._handlers.get("*", ())):
-            try:
-                result = handler(env)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self.counts["handler_errors"] += 1
-                log.exception("handler for %r failed on message %s", env.type, env.id)
-
-    async def _answer(self, handler: RequestHandler, request: Delivered) -> None:
-        async with self._request_slots:
-            try:
-                result = handler(request)
-                if inspect.isawaitable(result):
-                    result = await result
-                await self.reply(request, result)
-            except Exception as e:
-                self.counts["handler_errors"] += 1
-                log.exception("request handler failed on %s", request.id)
-                with contextlib.suppress(MultiswarmError):
-                    await self.reply(request, error=f"{type(e).__name__}: {e}")
-
-    async def reply(self, request: Envelope, payload: dict[str, Any] | None = None, *,
-                    error: str | None = None) -> Sent:
-        """Answer ``request`` on its sender's reply channel (``response`` or, with ``error``,
-        ``response_error``). Raises InvalidIdError when the request has no valid sender."""
-        requester = check_id(request.sender, "requester id")
-        if error is not None:
-            env = self._envelope("response_error", {"error": error}, requester, "", request.id)
-        else:
-            env = self._envelope("response", payload, requester, "", request.id)
-        return await self._send(self.keys.ch_reply(requester), env, True, strict=True)
-
-    async def _run(self, channels: list[str], ready: asyncio.Event,
-                   since: str | int | None) -> None:
-        async with contextlib.aclosing(self.listen(channels, ready, since=since)) as stream:
-            async for channel, env in stream:
-                await self._dispatch(channel, env)
-
-    async def _wait_ready(self, task: asyncio.Task[None], ready: asyncio.Event) -> None:
-        waiter = asyncio.ensure_future(ready.wait())
-        try:
-            done, _ = await asyncio.wait({waiter, task}, timeout=self.reconnect_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if task in done:
-            task.result()
-        if not ready.is_set():
-            raise RedisUnavailable(f"could not subscribe within {self.reconnect_timeout_s} s")
-
+    # -- handler dispatch and request/response (multiswarm.rpc) ---------------------------------
     async def start(self, channels: Sequence[str] = (), *,
                     since: str | int | None = None) -> SwarmMessenger:
         """Subscribe to :meth:`default_channels` plus ``channels`` and dispatch to the handlers
@@ -656,30 +338,15 @@ class SwarmMessenger:
         RedisUnavailable
             Not subscribed within ``reconnect_timeout_s`` (the loop is stopped).
         """
-        if self._loop_task is not None and not self._loop_task.done():
-            return self
-        self._loop_channels = list(dict.fromkeys(
-            [*self.default_channels(), *(check_channel(self.keys, c) for c in channels)]))
-        self._loop_ready = asyncio.Event()
-        self._loop_task = asyncio.create_task(
-            self._run(self._loop_channels, self._loop_ready, since))
-        try:
-            await self._wait_ready(self._loop_task, self._loop_ready)
-        except BaseException:
-            await self.stop()
-            raise
+        if not self._rpc.running:
+            await self._rpc.start(list(dict.fromkeys(
+                [*self.default_channels(), *(check_channel(self.keys, c) for c in channels)])),
+                since)
         return self
 
     async def stop(self) -> None:
         """Stop the dispatch loop, the reply listener and running request handlers."""
-        tasks = [t for t in (self._loop_task, self._reply_task, *self._jobs) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = self._reply_task = None
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(MultiswarmError("messenger stopped"))
+        await self._rpc.stop()
 
     async def __aenter__(self) -> SwarmMessenger:
         return await self.start()
@@ -687,69 +354,17 @@ class SwarmMessenger:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # -- request/response ------------------------------------------------------------------------
-    async def _ensure_replies(self) -> None:
-        loop_task = self._loop_task
-        if loop_task is not None and not loop_task.done() \
-                and self.reply_channel in self._loop_channels:
-            await self._wait_ready(loop_task, self._loop_ready)
-            return
-        async with self._reply_lock:
-            if self._reply_task is None or self._reply_task.done():
-                self._reply_ready = asyncio.Event()
-                self._reply_task = asyncio.create_task(
-                    self._run([self.reply_channel], self._reply_ready, None))
-            await self._wait_ready(self._reply_task, self._reply_ready)
+    async def reply(self, request: Envelope, payload: dict[str, Any] | None = None, *,
+                    error: str | None = None) -> Sent:
+        """Answer ``request`` on its sender's reply channel (``response`` or, with ``error``,
+        ``response_error``). Raises InvalidIdError when the request has no valid sender."""
+        return await self._rpc.reply(request, payload, error=error)
 
     async def request(self, target: str, payload: dict[str, Any] | None = None,
                       timeout_s: float | None = None, *, agent: str = "") -> Delivered:
-        """Send a request to swarm ``target`` and wait for its response.
-
-        The responder (any process whose messenger for ``target`` was started with an
-        :meth:`on_request` handler) answers on this messenger's reply channel, matched by
-        correlation id. The reply listener starts by itself on first use.
-
-        Parameters
-        ----------
-        target:
-            Swarm id.
-        payload:
-            Request payload.
-        timeout_s:
-            Seconds to wait for the response (default ``request_timeout_s``, 30).
-
-        Returns
-        -------
-        Delivered
-            The response envelope; its ``payload`` is what the handler returned.
-
-        Raises
-        ------
-        RequestTimeout
-            No response within ``timeout_s`` (also a ``TimeoutError``).
-        RequestFailed
-            The responder's handler raised.
-        InvalidIdError, MessageTooLargeError, RedisUnavailable
-            As :meth:`send`.
-        """
-        timeout = self.request_timeout_s if timeout_s is None else timeout_s
-        channel = swarm_channel(self.keys, target)
-        await self._ensure_replies()
-        env = self._envelope("request", payload, target, agent, sender=self.address)
-        fut: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
-        self._pending[env.id] = fut
-        try:
-            await self._send(channel, env, True, strict=True)
-            self.counts["requests"] += 1
-            try:
-                response = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
-                self.counts["timeouts"] += 1
-                raise RequestTimeout(
-                    f"no response from {target} to request {env.id} within {timeout} s"
-                ) from None
-        finally:
-            self._pending.pop(env.id, None)
-        if response.type == "response_error":
-            raise RequestFailed(str(response.payload.get("error", "")), response.sender)
-        return response
+        """Send a request to swarm ``target`` and wait for its response (a
+        :class:`~multiswarm.envelopes.Delivered` whose ``payload`` the responder's handler
+        returned). Raises RequestTimeout after ``timeout_s`` (default ``request_timeout_s``),
+        RequestFailed when the handler raised. See :meth:`multiswarm.rpc.Dispatcher.request`."""
+        return await self._rpc.request(target, payload, timeout_s, agent=agent,
+                                       sender=self.address)

@@ -3,20 +3,14 @@
 Planning reads, for a batch of swarms, in a few pipelined round trips: the registry records, the
 workers alive, every running task, and per swarm its current state, newest checkpoint, newest
 snapshot and queue. Sources are tried in the order state -> checkpoint -> snapshot; each is
-decoded and verified (:func:`multiswarm.state.verify_state`, ``verify_entry``) and a corrupted
-entry is reported, or, when the plan is made to be applied, moved to the swarm's quarantine list
-and the next entry or source is tried. Confidence follows :mod:`multiswarm.confidence`.
+decoded and verified (:func:`multiswarm.state_codec.verify_state`, ``verify_entry``) and a
+corrupted entry is reported, or, when the plan is made to be applied, moved to the swarm's
+quarantine list and the next entry or source is tried. The plan itself is built by
+:func:`multiswarm.recovery_plan.build_plan`; confidence follows :mod:`multiswarm.confidence`.
 
-Applying a plan is three idempotent steps, because the registry and tasks live in the
-namespace's hash slot while the recovery log and state live in the swarm's slot:
-
-1. ``begin_recovery.lua`` (global slot): ``interrupted -> recovering``, re-queue the in-flight
-   tasks, record the plan id in ``{ns}:recoveries``; a plan id seen before does nothing.
-2. ``record_recovery.lua`` (swarm slot): restore the chosen checkpoint or snapshot as current
-   state, append to the recovery log; once per plan id.
-3. ``finish_recovery.lua`` (global slot): ``recovering -> active``; once per plan id.
-
-A crash between steps leaves the swarm ``recovering`` with its plan recorded;
+Applying a plan is three idempotent steps (:mod:`multiswarm.recovery_apply`), because the registry
+and tasks live in the namespace's hash slot while the recovery log and state live in the swarm's
+slot. A crash between steps leaves the swarm ``recovering`` with its plan recorded;
 :meth:`SwarmRecovery.discover` returns it and applying again finishes it without re-queueing.
 The plan id is ``<swarm>@<ms the swarm became interrupted>.<recoveries so far>``, the same for
 every planner of one interruption, so an operator and the state-manager process cannot both
@@ -27,14 +21,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Protocol, TypeVar
 
 import msgspec
-import redis.exceptions
 
-from multiswarm.connection import with_retry
+from multiswarm.connection import Client
 from multiswarm.errors import (
     CorruptState,
     LowConfidence,
@@ -43,12 +35,10 @@ from multiswarm.errors import (
     NotFound,
     NotInterrupted,
     RecoveryError,
-    ScriptError,
-    StalePlan,
 )
-from multiswarm.keys import check_id
+from multiswarm.keys import Keys, check_id
 from multiswarm.messages import Swarm, Task, decode_swarm, decode_task
-from multiswarm.messenger import SwarmMessenger
+from multiswarm.recovery_apply import PlanApplier, pipelined
 from multiswarm.recovery_plan import (
     PlanFacts,
     RecoveryOutcome,
@@ -56,31 +46,46 @@ from multiswarm.recovery_plan import (
     Rejected,
     build_plan,
 )
-from multiswarm.scripts import translate
-from multiswarm.state import (
-    SCHEMA_VERSION,
+from multiswarm.scripts import Scripts
+from multiswarm.state_codec import (
     SOURCE_KINDS,
+    STATE_FIELDS,
     RecoveryPoint,
     verify_entry,
     verify_state,
 )
 
-if TYPE_CHECKING:
-    from multiswarm.state import SwarmStateManager
+__all__ = ["RecoveryOutcome", "RecoveryPlan", "StateStore", "SwarmRecovery"]
 
-__all__ = ["RecoveryOutcome", "RecoveryPlan", "SwarmRecovery"]
+T = TypeVar("T")
 
 #: Swarms whose sources are read per pipelined round trip.
 PLAN_CHUNK = 250
-#: Plans applied per pipelined round trip (each step is one script call per plan).
-APPLY_CHUNK = 100
-#: Recovery log entries kept per swarm (the idempotency check of step 2 reads this many).
-LOG_KEPT = 50
-_STATE_FIELDS = ["version", "data", "checksum", "updated_ms", "schema"]
 
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class StateStore(Protocol):
+    """What recovery uses of :class:`~multiswarm.state.SwarmStateManager`.
+
+    A protocol rather than an import: the state-manager process loop (``state.py``) runs
+    recovery, so recovery must not import ``state.py`` back.
+    """
+
+    scripts: Scripts
+    keys: Keys
+    client: Client
+    ttl_ms: int
+
+    async def read(self, fn: Callable[[], Awaitable[T]]) -> T: ...
+
+    async def quarantine_state(self, swarm_id: str, version: int | str, reason: str) -> bool: ...
+
+    async def quarantine_entry(
+        self, swarm_id: str, kind: str, raw: bytes | str, reason: str
+    ) -> bool: ...
 
 
 class SwarmRecovery:
@@ -89,12 +94,12 @@ class SwarmRecovery:
     Parameters
     ----------
     manager:
-        Gives the client, scripts, keys and TTL.
+        Gives the client, scripts, keys, TTL and quarantine (any :class:`StateStore`).
     actor:
         Who applies (recorded in the recovery log), default ``<host>-<pid>``.
     """
 
-    def __init__(self, manager: SwarmStateManager, actor: str = "") -> None:
+    def __init__(self, manager: StateStore, actor: str = "") -> None:
         self.manager = manager
         self.scripts = manager.scripts
         self.keys = manager.keys
@@ -102,15 +107,9 @@ class SwarmRecovery:
         self.actor = actor or f"{socket.gethostname()}-{os.getpid()}"
 
     # -- reading -------------------------------------------------------------------------------
-    async def _pipe(self, fill: Any) -> list[Any]:
-        """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
-        errors (everything sent is a read or an idempotent script)."""
-        async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            await fill(pipe)
-            result: list[Any] = await pipe.execute(raise_on_error=False)
-            return result
-        return await with_retry(run, self.scripts.reconnect_timeout_s)
+    async def _pipe(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
+        """One pipeline of reads (:func:`~multiswarm.recovery_apply.pipelined`)."""
+        return await pipelined(self.scripts, fill)
 
     async def discover(self) -> list[str]:
         """Ids of swarms to recover: ``interrupted``, plus ``recovering`` ones whose recorded
@@ -224,7 +223,7 @@ class SwarmRecovery:
 
         async def read(pipe: Any) -> None:
             for swarm, _ in chunk:
-                pipe.hmget(keys.state(swarm.id), _STATE_FIELDS)
+                pipe.hmget(keys.state(swarm.id), STATE_FIELDS)
                 pipe.lrange(keys.checkpoints(swarm.id), 0, 0)
                 pipe.lrange(keys.snapshots(swarm.id), 0, 0)
                 pipe.zrange(keys.queue(swarm.id), 0, -1)
@@ -315,7 +314,7 @@ class SwarmRecovery:
     # -- applying ------------------------------------------------------------------------------
     async def apply(self, plan: RecoveryPlan, min_confidence: float | None = None
                     ) -> RecoveryOutcome:
-        """Apply one plan (see the module docstring); applying it again does nothing.
+        """Apply one plan (:mod:`multiswarm.recovery_apply`); applying it again does nothing.
 
         Raises
         ------
@@ -333,100 +332,9 @@ class SwarmRecovery:
         A refusal for one swarm (not interrupted, stale plan) is its outcome; it does not stop
         the others.
         """
-        outcomes: list[RecoveryOutcome] = []
-        for start in range(0, len(plans), APPLY_CHUNK):
-            outcomes += await self._apply_chunk(list(plans[start : start + APPLY_CHUNK]))
-        applied = [o for o in outcomes if o.outcome in ("applied", "resumed")]
-        if applied:
-            messenger = SwarmMessenger(self.client, self.keys, sender=self.actor)
-            # notifications only: the leader wakes to dispatch the re-queued tasks
-            await messenger.publish(self.keys.ch_tasks, "swarm_changed",
-                                    {"recovered": [o.swarm for o in applied]})
-            for o in applied:
-                await messenger.publish(self.keys.ch_events, "swarm.recovered",
-                                        {"swarm": o.swarm, "plan": o.plan_id,
-                                         "source": o.source, "confidence": o.confidence,
-                                         "requeued": len(o.requeued)})
-        return outcomes
-
-    async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]
-                         ) -> list[Any]:
-        """One pipelined round trip of script ``name``; errors come back translated, in place.
-        Safe to retry as a whole: every step is idempotent by plan id."""
-        script = self.scripts._script(name)  # the Script object bound by scripts.py
-
-        async def fill(pipe: Any) -> None:
-            for keys, args in calls:
-                await script(keys=keys, args=args, client=pipe)
-        results = await self._pipe(fill)
-        out: list[Any] = []
-        for (keys, args), r in zip(calls, results):
-            if isinstance(r, redis.exceptions.NoScriptError):
-                try:
-                    r = await self.scripts.call(name, keys, args)
-                except ScriptError as e:
-                    r = e
-            elif isinstance(r, redis.exceptions.ResponseError):
-                r = translate(r)
-            out.append(r)
-        return out
-
-    async def _apply_chunk(self, plans: list[RecoveryPlan]) -> list[RecoveryOutcome]:
-        keys = self.keys
-        begin_calls = []
-        for p in plans:
-            summary = msgspec.json.encode({
-                "source": p.source, "source_id": p.source_id, "confidence": p.confidence,
-                "interrupted_ms": p.interrupted_ms, "by": self.actor})
-            begin_calls.append((
-                [*keys.task_keyset, *keys.swarm_status_all, keys.queue(p.swarm), keys.recoveries],
-                [p.plan_id, p.swarm, p.interrupted_ms, summary, *p.requeue]))
-        begun = await self._call_many("begin_recovery", begin_calls)
-
-        outcomes: dict[int, RecoveryOutcome] = {}
-        going: list[tuple[int, RecoveryPlan, str, list[str]]] = []
-        for i, (p, r) in enumerate(zip(plans, begun)):
-            if isinstance(r, MultiswarmError):
-                outcomes[i] = _outcome(p, _refusal(r), [], str(r))
-                continue
-            state, requeued = _s(r[0]), [_s(x) for x in r[1:]]
-            if state in ("begun", "recovering"):
-                going.append((i, p, state, requeued))
-            else:
-                outcomes[i] = _outcome(p, "already_applied", requeued,
-                                       f"plan {p.plan_id} ended {state} before")
-
-        now_ms = int(time.time() * 1000)
-        record_calls = []
-        for _, p, _, requeued in going:
-            entry = msgspec.json.encode({
-                "plan": p.plan_id, "swarm": p.swarm, "source": p.source,
-                "source_id": p.source_id, "source_label": p.source_label,
-                "source_version": p.source_version, "confidence": p.confidence,
-                "interrupted_ms": p.interrupted_ms, "requeued": requeued,
-                "completed": len(p.completed), "missing": p.missing, "agents": p.agents,
-                "rejected": [msgspec.to_builtins(r) for r in p.rejected], "by": self.actor,
-                "at_ms": now_ms})
-            record_calls.append((
-                [keys.state(p.swarm), keys.recovery_log(p.swarm)],
-                [p.plan_id, entry, p.restore, p.restore_checksum, SCHEMA_VERSION,
-                 self.manager.ttl_ms, LOG_KEPT]))
-        recorded = await self._call_many("record_recovery", record_calls)
-        finish_calls = [([keys.swarms, *keys.swarm_status_all, keys.recoveries],
-                         [p.plan_id, p.swarm]) for _, p, _, _ in going]
-        finished = await self._call_many("finish_recovery", finish_calls)
-        for (i, p, state, requeued), rec, fin in zip(going, recorded, finished):
-            if isinstance(rec, MultiswarmError):
-                outcomes[i] = _outcome(p, "error", requeued, f"recovery log: {rec}")
-            elif isinstance(fin, MultiswarmError):
-                outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
-            elif _s(fin) == "superseded":
-                outcomes[i] = _outcome(p, "superseded", requeued,
-                                       "the swarm left 'recovering' before the plan finished")
-            else:
-                # 'already' here means a concurrent applier of the same plan finished first
-                outcomes[i] = _outcome(p, "applied" if state == "begun" else "resumed", requeued)
-        return [outcomes[i] for i in range(len(plans))]
+        applier = PlanApplier(self.scripts, self.keys, ttl_ms=self.manager.ttl_ms,
+                              actor=self.actor)
+        return await applier.apply_many(plans)
 
     # -- whole recoveries ----------------------------------------------------------------------
     async def recover(self, swarm_id: str, source: str | None = None,
@@ -494,17 +402,3 @@ def _is_int(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _refusal(e: MultiswarmError) -> str:
-    if isinstance(e, NotInterrupted):
-        return "not_interrupted"
-    if isinstance(e, StalePlan):
-        return "stale_plan"
-    return "error"
-
-
-def _outcome(p: RecoveryPlan, kind: str, requeued: list[str], detail: str = ""
-             ) -> RecoveryOutcome:
-    return RecoveryOutcome(plan_id=p.plan_id, swarm=p.swarm, outcome=kind, requeued=requeued,
-                           source=p.source, confidence=p.confidence, detail=detail)

@@ -18,7 +18,7 @@ import msgspec
 from multiswarm.confidence import Confidence, score
 from multiswarm.errors import NoRecoverySource
 from multiswarm.messages import Swarm, Task
-from multiswarm.state import SOURCE_KINDS, RecoveryPoint
+from multiswarm.state_codec import SOURCE_KINDS, RecoveryPoint
 
 #: Task duration assumed by the time estimate when the source gives no evidence (ms).
 DEFAULT_TASK_MS = 1_000

@@ -74,8 +74,9 @@ def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = 
 def state_manager_role(settings: Settings) -> Role:
     async def role(stop: asyncio.Event) -> None:
         scripts, keys = _scripts(settings)
-        manager = SwarmStateManager(scripts, keys, ttl_ms=settings.state_ttl_ms,
-                                    snapshots_kept=settings.snapshots_kept)
+        manager = SwarmStateManager(
+            scripts, keys, ttl_ms=settings.state_ttl_ms, snapshots_kept=settings.snapshots_kept,
+            auto_recover_min_confidence=settings.auto_recover_min_confidence)
         try:
             await manager.run(stop, settings.snapshot_interval_ms)
         finally:

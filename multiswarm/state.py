@@ -1,30 +1,31 @@
-"""SwarmStateManager: versioned per-swarm state, snapshots, checkpoints and recovery.
+"""SwarmStateManager: versioned swarm state, snapshots, checkpoints; the state-manager process.
 
 State lives at ``<ns>:state:{<swarm>}`` (its own hash slot per swarm): a hash of ``version``,
 ``data`` (JSON text), ``checksum`` (hex SHA-256 of ``data``), ``updated_ms`` and ``schema``, saved
 by compare-and-set on the version (save_state.lua) with the ``SWARM_TTL``. Snapshots (automatic,
 every ``SNAPSHOT_INTERVAL``, taken by the state-manager process) and checkpoints (named, manual)
 are bounded lists of copies with the same checksum (snapshot_state.lua trims in the same step).
-Everything read back is verified (encoding, checksum, schema); a corrupted entry raises
-:class:`~multiswarm.errors.CorruptState` and can be moved to the swarm's quarantine list. Recovery
-planning and applying live in :mod:`multiswarm.recovery`; this class exposes them too.
+Everything read back is verified by :mod:`multiswarm.state_codec` (encoding, checksum, schema); a
+corrupted entry raises :class:`~multiswarm.errors.CorruptState` and can be moved to the swarm's
+quarantine list. Recovery planning and applying live in :mod:`multiswarm.recovery`
+(:class:`~multiswarm.recovery.SwarmRecovery` over this manager).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
+from multiswarm.config import DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
 from multiswarm.connection import with_retry
 from multiswarm.errors import (
     BadRequest,
@@ -35,219 +36,28 @@ from multiswarm.errors import (
     VersionConflict,
 )
 from multiswarm.keys import Keys, check_id
+from multiswarm.recovery import SwarmRecovery
 from multiswarm.scripts import Scripts
+from multiswarm.state_codec import (
+    SCHEMA_VERSION,
+    STATE_FIELDS,
+    RecoveryPoint,
+    StateRecord,
+    checksum,
+    entry_id,
+    text,
+    verify_data,
+    verify_entry,
+    verify_state,
+)
 
-if TYPE_CHECKING:
-    from multiswarm.recovery import RecoveryOutcome, RecoveryPlan
+__all__ = ["QUARANTINE_KEPT", "StateRecord", "SwarmStateManager"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Version of the state document layout (:class:`StateDoc`); entries of another version are
-#: rejected as "wrong schema" rather than misread.
-SCHEMA_VERSION = 1
-#: Recovery sources, in the order recovery tries them.
-SOURCE_KINDS = ("state", "checkpoint", "snapshot")
 #: Quarantined entries kept per swarm (newest first).
 QUARANTINE_KEPT = 50
-#: Default confidence at or above which the state-manager process recovers on its own.
-DEFAULT_AUTO_RECOVER = 0.75
-#: Environment variable overriding :data:`DEFAULT_AUTO_RECOVER` (a number in [0, 1]).
-AUTO_RECOVER_ENV = "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE"
-_STATE_FIELDS = ["version", "data", "checksum", "updated_ms", "schema"]
-
-
-class WorkerEntry(msgspec.Struct, kw_only=True):
-    """What one worker records about itself in a swarm's state (worker.py ``_save_progress``).
-
-    Attributes
-    ----------
-    running:
-        Ids of the swarm's tasks the worker was running.
-    agents:
-        Agent processes the worker runs for the swarm.
-    at_ms:
-        Wall-clock time of the record, in milliseconds.
-    completed, agent_ids:
-        Optional: recently completed task ids; the agents' ids.
-    """
-
-    running: list[str] = []
-    agents: int = 0
-    at_ms: int = 0
-    completed: list[str] = []
-    agent_ids: list[str] = []
-
-
-class StateDoc(msgspec.Struct, kw_only=True):
-    """The fields of state data that recovery reads; other fields pass through untouched."""
-
-    swarm: str = ""
-    workers: dict[str, WorkerEntry] = {}
-
-
-class StateRecord(msgspec.Struct, frozen=True):
-    """A decoded, checksum-verified current state."""
-
-    version: int
-    data: dict[str, Any]
-    updated_ms: int
-    checksum: str = ""
-
-
-class RecoveryPoint(msgspec.Struct, frozen=True, kw_only=True):
-    """A verified recovery source: the current state, a checkpoint or a snapshot.
-
-    Attributes
-    ----------
-    kind:
-        ``state`` | ``checkpoint`` | ``snapshot``.
-    id:
-        ``v<version>`` for the state, else the entry id.
-    label:
-        Snapshot label (``auto``, ``manual``...) or checkpoint name; ``current`` for the state.
-    version:
-        State version the data had when saved.
-    captured_ms:
-        When the data was saved (server clock, ms).
-    taken_ms:
-        When the snapshot or checkpoint was taken (``captured_ms`` for the state).
-    data, doc:
-        The data, and its fields recovery reads.
-    text, checksum:
-        The data as stored, and its SHA-256.
-    """
-
-    kind: str
-    id: str
-    label: str
-    version: int
-    captured_ms: int
-    taken_ms: int
-    data: dict[str, Any]
-    doc: StateDoc
-    text: bytes
-    checksum: str
-
-
-class _Entry(msgspec.Struct):
-    """A snapshot or checkpoint as stored (snapshot_state.lua)."""
-
-    id: str
-    kind: str
-    label: str
-    version: int
-    data: str
-    checksum: str
-    state_updated_ms: int
-    taken_ms: int
-    schema: int = SCHEMA_VERSION
-
-
-_entry_decoder = msgspec.json.Decoder(_Entry)
-
-
-def checksum(data: bytes) -> str:
-    """Hex SHA-256 of ``data`` (the integrity check stored next to every state copy)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def verify_data(
-    swarm_id: str, kind: str, entry_id: str, raw: bytes, digest: str, schema: int
-) -> tuple[dict[str, Any], StateDoc]:
-    """Decode and check state data; returns ``(data, doc)``.
-
-    Checked in this order, the first failure naming the reason: JSON encoding, checksum, schema
-    (layout version, a JSON object, the known fields' types, the swarm it names).
-
-    Raises
-    ------
-    CorruptState
-        With reason ``bad encoding: ...``, ``checksum mismatch`` or ``wrong schema: ...``.
-    """
-    try:
-        data = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise CorruptState(kind, entry_id, f"bad encoding: {e}") from e
-    if checksum(raw) != digest:
-        raise CorruptState(kind, entry_id, "checksum mismatch")
-    if schema != SCHEMA_VERSION:
-        raise CorruptState(kind, entry_id, f"wrong schema: layout version {schema}")
-    if not isinstance(data, dict):
-        raise CorruptState(kind, entry_id, f"wrong schema: {type(data).__name__}, not an object")
-    try:
-        doc = msgspec.convert(data, StateDoc)
-    except msgspec.ValidationError as e:
-        raise CorruptState(kind, entry_id, f"wrong schema: {e}") from e
-    if doc.swarm and doc.swarm != swarm_id:
-        raise CorruptState(kind, entry_id, f"wrong schema: state of swarm {doc.swarm!r}")
-    return data, doc
-
-
-def verify_state(swarm_id: str, fields: list[Any]) -> RecoveryPoint | None:
-    """The current state from its hash fields (``HMGET`` of version, data, checksum, updated_ms,
-    schema); None when there is no data. Raises CorruptState."""
-    version, raw, digest, updated, schema = fields
-    if version is None or raw is None:
-        return None
-    try:
-        v = int(version)
-        updated_ms = int(updated or 0)
-        layout = int(schema) if schema not in (None, b"", "") else SCHEMA_VERSION
-    except ValueError as e:
-        raise CorruptState("state", f"v{_text(version)}", f"bad encoding: {e}") from e
-    raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode()
-    data, doc = verify_data(swarm_id, "state", f"v{v}", raw_bytes, _text(digest), layout)
-    return RecoveryPoint(kind="state", id=f"v{v}", label="current", version=v,
-                         captured_ms=updated_ms, taken_ms=updated_ms, data=data, doc=doc,
-                         text=raw_bytes, checksum=_text(digest))
-
-
-def verify_entry(swarm_id: str, kind: str, raw: bytes | str) -> RecoveryPoint:
-    """A snapshot or checkpoint from its stored JSON. Raises CorruptState."""
-    try:
-        entry = _entry_decoder.decode(raw)
-    except msgspec.ValidationError as e:
-        raise CorruptState(kind, "", f"wrong schema: {e}") from e
-    except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise CorruptState(kind, "", f"bad encoding: {e}") from e
-    text = entry.data.encode()
-    data, doc = verify_data(swarm_id, kind, entry.id, text, entry.checksum, entry.schema)
-    return RecoveryPoint(kind=kind, id=entry.id, label=entry.label, version=entry.version,
-                         captured_ms=entry.state_updated_ms, taken_ms=entry.taken_ms, data=data,
-                         doc=doc, text=text, checksum=entry.checksum)
-
-
-def _entry_id(raw: bytes | str) -> str:
-    """Best-effort id of a stored entry that failed verification (for the quarantine record)."""
-    try:
-        value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return ""
-    return str(value.get("id", "")) if isinstance(value, dict) else ""
-
-
-def auto_recover_threshold(env: dict[str, str] | None = None) -> float:
-    """Confidence at or above which the state manager recovers by itself (default 0.75).
-
-    Raises ConfigError when ``MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE`` is not in [0, 1].
-    """
-    raw = (os.environ if env is None else env).get(AUTO_RECOVER_ENV, "")
-    if raw == "":
-        return DEFAULT_AUTO_RECOVER
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{AUTO_RECOVER_ENV}={raw!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{AUTO_RECOVER_ENV}={value} is not in [0, 1]")
-    return value
 
 
 class SwarmStateManager:
@@ -268,7 +78,7 @@ class SwarmStateManager:
         Checkpoints retained per swarm (10).
     auto_recover_min_confidence:
         The state-manager process (:meth:`run`) applies plans at or above this confidence and
-        leaves the rest to an operator; default :func:`auto_recover_threshold`.
+        leaves the rest to an operator (``Settings.auto_recover_min_confidence``, 0.75).
     """
 
     def __init__(
@@ -279,7 +89,7 @@ class SwarmStateManager:
         ttl_ms: int = 86_400_000,
         snapshots_kept: int = 10,
         checkpoints_kept: int = 10,
-        auto_recover_min_confidence: float | None = None,
+        auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE,
     ) -> None:
         if ttl_ms < 1 or snapshots_kept < 1 or checkpoints_kept < 1:
             raise ConfigError("ttl_ms, snapshots_kept and checkpoints_kept must be positive")
@@ -289,15 +99,7 @@ class SwarmStateManager:
         self.ttl_ms = ttl_ms
         self.snapshots_kept = snapshots_kept
         self.checkpoints_kept = checkpoints_kept
-        self._auto_recover = auto_recover_min_confidence
-
-    @property
-    def auto_recover_min_confidence(self) -> float:
-        """The auto-recovery threshold; the environment is read on first use only, so clients
-        that never recover (workers) are not affected by it."""
-        if self._auto_recover is None:
-            self._auto_recover = auto_recover_threshold()
-        return self._auto_recover
+        self.auto_recover_min_confidence = auto_recover_min_confidence
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a read command, retrying connection errors like script calls do (a Redis restart
@@ -336,7 +138,7 @@ class SwarmStateManager:
 
     async def _read_state(self, swarm_id: str) -> tuple[int, RecoveryPoint | None]:
         key = self.keys.state(swarm_id)
-        fields = await self.read(lambda: self.client.hmget(key, _STATE_FIELDS))
+        fields = await self.read(lambda: self.client.hmget(key, STATE_FIELDS))
         try:
             version = int(fields[0] or 0)
         except ValueError:
@@ -379,7 +181,7 @@ class SwarmStateManager:
             except CorruptState as e:
                 stored = await self.read(lambda: self.client.hget(key, "version"))
                 if stored is not None and await self.quarantine_state(
-                        swarm_id, _text(stored), e.reason):
+                        swarm_id, text(stored), e.reason):
                     log.warning("state of %s quarantined: %s", swarm_id, e.reason)
                 continue
             data = fn(dict(current.data) if current else {})
@@ -513,7 +315,7 @@ class SwarmStateManager:
         return bool(int(await self.scripts.call(
             "quarantine_entry",
             [self._list_key(kind, swarm_id), self.keys.quarantine(swarm_id)],
-            [kind, raw, _entry_id(raw), reason, QUARANTINE_KEPT, self.ttl_ms])))
+            [kind, raw, entry_id(raw), reason, QUARANTINE_KEPT, self.ttl_ms])))
 
     async def list_quarantine(self, swarm_id: str) -> list[dict[str, Any]]:
         """Quarantined entries, newest first: kind, id, reason, at_ms (stored bytes omitted)."""
@@ -531,32 +333,6 @@ class SwarmStateManager:
             out.append({k: entry.get(k) for k in ("kind", "id", "reason", "at_ms")})
         return out
 
-    # -- recovery (multiswarm.recovery) ---------------------------------------------------------
-    async def discover_interrupted_swarms(self) -> list[str]:
-        """Swarms to recover: ``interrupted``, and ``recovering`` ones whose plan was begun but
-        not finished (a crash between the steps of an apply)."""
-        from multiswarm.recovery import SwarmRecovery
-        return await SwarmRecovery(self).discover()
-
-    async def plan_recovery(self, swarm_id: str, source: str | None = None) -> RecoveryPlan:
-        """A dry-run plan: nothing is written (corrupted entries are reported, not moved).
-
-        Raises NotFound, NotInterrupted, NoRecoverySource (``source`` given and not valid).
-        """
-        from multiswarm.recovery import SwarmRecovery
-        return await SwarmRecovery(self).plan(swarm_id, source=source)
-
-    async def recover_swarm(
-        self, swarm_id: str, source: str | None = None, min_confidence: float | None = None
-    ) -> RecoveryOutcome:
-        """Plan (quarantining corrupted entries) and apply; see :mod:`multiswarm.recovery`.
-
-        Raises NotFound, NoRecoverySource, LowConfidence.
-        """
-        from multiswarm.recovery import SwarmRecovery
-        return await SwarmRecovery(self).recover(swarm_id, source=source,
-                                                 min_confidence=min_confidence)
-
     # -- the state-manager process -------------------------------------------------------------
     async def snapshot_round(self, interval_ms: int) -> int:
         """Automatic snapshots of every ``active`` swarm; returns how many were taken.
@@ -565,7 +341,7 @@ class SwarmStateManager:
         automatic one is younger than 90 % of ``interval_ms`` (another state-manager process
         took it), so several managers do not multiply snapshots.
         """
-        ids = sorted(_text(m) for m in
+        ids = sorted(text(m) for m in
                      await self.read(
                          lambda: self.client.smembers(self.keys.swarm_status("active"))))
         taken = 0
@@ -583,7 +359,6 @@ class SwarmStateManager:
         that applies plans at or above ``auto_recover_min_confidence`` and logs the others for an
         operator (``multiswarm-cli recover list``). A swarm left to an operator is planned again
         only after ``interval_ms``, so many of them do not cost a full planning pass per poll."""
-        from multiswarm.recovery import SwarmRecovery
         recovery = SwarmRecovery(self, actor=f"state-manager-{os.getpid()}")
         last_snapshot = float("-inf")
         left_at: dict[str, float] = {}  # swarm id -> when it was last left to an operator

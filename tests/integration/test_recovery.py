@@ -19,6 +19,7 @@ from multiswarm.connection import Client, connect
 from multiswarm.errors import NoRecoverySource, NotInterrupted
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -81,7 +82,7 @@ async def test_plan_then_apply_requeues_in_flight_tasks_exactly_once(
     store, registry = TaskStore(scripts, keys), SwarmRegistry(scripts, keys)
     before = await task_states(store, ids["all"])
 
-    plan = await manager.plan_recovery("s1")  # dry run: writes nothing
+    plan = await SwarmRecovery(manager).plan("s1")  # dry run: writes nothing
     assert await task_states(store, ids["all"]) == before
     assert (await registry.get("s1")).status == "interrupted"
     assert plan.source == "state" and plan.status == "interrupted"
@@ -92,7 +93,7 @@ async def test_plan_then_apply_requeues_in_flight_tasks_exactly_once(
     assert plan.confidence == 0.95
     assert plan.estimated_ms > 0
 
-    outcome = await manager.recover_swarm("s1")
+    outcome = await SwarmRecovery(manager).recover("s1")
     assert outcome.outcome == "applied" and outcome.plan_id == plan.plan_id
     assert sorted(outcome.requeued) == plan.requeue
     swarm = await registry.get("s1")
@@ -105,7 +106,6 @@ async def test_plan_then_apply_requeues_in_flight_tasks_exactly_once(
     assert [json.loads(e)["plan"] for e in log] == [plan.plan_id]
 
     # the same plan again: nothing changes, not even a timestamp
-    from multiswarm.recovery import SwarmRecovery
     again = await SwarmRecovery(manager).apply(plan)
     assert again.outcome == "already_applied" and sorted(again.requeued) == plan.requeue
     assert await task_states(store, ids["all"]) == after
@@ -113,9 +113,9 @@ async def test_plan_then_apply_requeues_in_flight_tasks_exactly_once(
     assert await client.llen(keys.recovery_log("s1")) == 1
     assert (await registry.get("s1")).recoveries == 1
     # a new apply of an active swarm: nothing to recover
-    assert (await manager.recover_swarm("s1")).outcome == "not_interrupted"
+    assert (await SwarmRecovery(manager).recover("s1")).outcome == "not_interrupted"
     with pytest.raises(NotInterrupted):
-        await manager.plan_recovery("s1")
+        await SwarmRecovery(manager).plan("s1")
 
 
 async def test_tasks_running_on_a_live_worker_are_left_alone(
@@ -125,10 +125,10 @@ async def test_tasks_running_on_a_live_worker_are_left_alone(
     # the worker is alive after all (e.g. a network split healed): its tasks keep their leases
     await SwarmRegistry(scripts, keys).host_swarms("w-other", {}, [swarm_spec("x", ["c"])])
     await scripts.client.hset(keys.workers, "w-s1", b'{"id": "w-s1"}')
-    plan = await manager.plan_recovery("s1")
+    plan = await SwarmRecovery(manager).plan("s1")
     assert plan.requeue == ids["assigned"]
     assert plan.elsewhere == sorted(ids["running"])
-    outcome = await manager.recover_swarm("s1")
+    outcome = await SwarmRecovery(manager).recover("s1")
     assert outcome.requeued == ids["assigned"]
     tasks = await TaskStore(scripts, keys).get_many(ids["running"])
     assert all(t is not None and t.status == "running" for t in tasks)
@@ -137,7 +137,6 @@ async def test_tasks_running_on_a_live_worker_are_left_alone(
 async def test_crash_between_steps_is_resumed_without_requeueing_again(
     scripts: Scripts, keys: Keys, manager: SwarmStateManager
 ) -> None:
-    from multiswarm.recovery import SwarmRecovery
     await interrupted_swarm(scripts, keys, manager, "s1")
     recovery = SwarmRecovery(manager)
     plan = await recovery.plan("s1", quarantine=True)
@@ -148,25 +147,24 @@ async def test_crash_between_steps_is_resumed_without_requeueing_again(
         [plan.plan_id, "s1", plan.interrupted_ms, b"{}", *plan.requeue])
     registry = SwarmRegistry(scripts, keys)
     assert (await registry.get("s1")).status == "recovering"
-    assert await manager.discover_interrupted_swarms() == ["s1"]
+    assert await SwarmRecovery(manager).discover() == ["s1"]
     resumed = await recovery.plan("s1")
     assert resumed.resume and resumed.plan_id == plan.plan_id and resumed.requeue == []
     outcome = await recovery.apply(resumed)
     assert outcome.outcome == "resumed" and sorted(outcome.requeued) == plan.requeue
     assert (await registry.get("s1")).status == "active"
     assert int((await TaskStore(scripts, keys).stats())["recovered_tasks"]) == len(plan.requeue)
-    assert await manager.discover_interrupted_swarms() == []
+    assert await SwarmRecovery(manager).discover() == []
 
 
 async def test_a_plan_for_an_earlier_interruption_is_refused(
     scripts: Scripts, keys: Keys, manager: SwarmStateManager
 ) -> None:
     await interrupted_swarm(scripts, keys, manager, "s1")
-    plan = await manager.plan_recovery("s1")
+    plan = await SwarmRecovery(manager).plan("s1")
     registry = SwarmRegistry(scripts, keys)
     await registry.host_swarms("w2", {}, [swarm_spec("s1", ["c"])])  # re-hosted: active
     await registry.transition("s1", "interrupted")  # and lost again
-    from multiswarm.recovery import SwarmRecovery
     outcome = await SwarmRecovery(manager).apply(plan)
     assert outcome.outcome == "stale_plan"
     assert (await registry.get("s1")).status == "interrupted"
@@ -175,7 +173,6 @@ async def test_a_plan_for_an_earlier_interruption_is_refused(
 async def test_many_swarms_planned_and_applied_in_batches(
     scripts: Scripts, keys: Keys, manager: SwarmStateManager
 ) -> None:
-    from multiswarm.recovery import SwarmRecovery
     sids = [f"b{i}" for i in range(12)]
     for sid in sids:
         await interrupted_swarm(scripts, keys, manager, sid, tasks=2, claim=1, complete=0)
@@ -220,13 +217,13 @@ async def test_each_corrupted_source_is_quarantined_and_the_next_one_used(
     await _corrupt_head(client, keys.checkpoints("s1"), "checksum")
     await _corrupt_head(client, keys.snapshots("s1"), "schema")
 
-    dry = await manager.plan_recovery("s1")
+    dry = await SwarmRecovery(manager).plan("s1")
     assert dry.source == "snapshot" and dry.source_label == "older"
     assert [(r.source, r.quarantined) for r in dry.rejected] == [
         ("state", False), ("checkpoint", False), ("snapshot", False)]
     assert await client.llen(keys.quarantine("s1")) == 0  # a dry run moves nothing
 
-    outcome = await manager.recover_swarm("s1")
+    outcome = await SwarmRecovery(manager).recover("s1")
     assert outcome.outcome == "applied" and outcome.source == "snapshot"
     quarantined = await manager.list_quarantine("s1")
     reasons = {q["kind"]: q["reason"] for q in quarantined}
@@ -259,7 +256,7 @@ async def test_fallback_from_each_corrupted_source(
             await client.delete(keys.checkpoints("s1"))
             await _corrupt_head(client, keys.snapshots("s1"), "schema")
             expected = "none"
-    outcome = await manager.recover_swarm("s1")
+    outcome = await SwarmRecovery(manager).recover("s1")
     assert outcome.source == expected and outcome.outcome == "applied"
     assert [q["kind"] for q in await manager.list_quarantine("s1")] == [broken]
     if expected == "none":
@@ -271,9 +268,9 @@ async def test_requested_source_must_be_valid(
 ) -> None:
     await interrupted_swarm(scripts, keys, manager, "s1")
     with pytest.raises(NoRecoverySource):
-        await manager.plan_recovery("s1", source="checkpoint")
+        await SwarmRecovery(manager).plan("s1", source="checkpoint")
     await manager.create_checkpoint("s1", "cp")
-    plan = await manager.plan_recovery("s1", source="checkpoint")
+    plan = await SwarmRecovery(manager).plan("s1", source="checkpoint")
     assert plan.source == "checkpoint" and plan.confidence == pytest.approx(0.905)
     assert [a.source for a in plan.alternatives] == ["state"]
 
@@ -304,7 +301,7 @@ async def test_confidence_of_fresh_old_partial_and_complete_sources(
         await manager.update_state("s1", lambda d: {"swarm": "s1", "workers": {"w-s1": {
             **d["workers"]["w-s1"], "agents": 1,
             "running": [*d["workers"]["w-s1"]["running"], "s1.lost"]}}})
-    plan = await manager.plan_recovery("s1")
+    plan = await SwarmRecovery(manager).plan("s1")
     assert plan.confidence == pytest.approx(expected, abs=1e-4)
     auto = plan.confidence >= 0.75
     assert auto is (case in ("fresh_complete", "five_minutes"))

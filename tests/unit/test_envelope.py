@@ -203,3 +203,29 @@ def test_messenger_scripts_have_their_contract_header() -> None:
     for name in ("publish_message", "dead_letter_message"):
         body = sources()[name].split("\n-- " + name + ":", 1)[1]
         assert "KEYS[1]" in body and "ARGV[1]" in body and "-- returns" in body
+
+
+def test_the_message_secret_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.asyncio import Redis
+
+    from multiswarm.config import Settings, from_env
+    from multiswarm.messaging_api import get_messenger
+    from multiswarm.messenger import SwarmMessenger
+
+    assert from_env({"MULTISWARM_SECRET": "s3cret"}).message_secret == "s3cret"
+    assert from_env({}).message_secret == ""
+    client = Redis()  # never connected: building a messenger does no I/O
+    monkeypatch.delenv("MULTISWARM_SECRET", raising=False)
+    assert not SwarmMessenger(client, KEYS).signing
+
+    class Host:
+        def __init__(self, settings: Settings) -> None:
+            self.client, self.keys, self.settings = client, KEYS, settings
+
+    assert get_messenger(Host(Settings(message_secret="s3cret")), "alpha").signing
+    assert not get_messenger(Host(Settings()), "alpha").signing
+    # a messenger given no secret still takes the environment's (callers not passing
+    # Settings.message_secret yet keep signing)
+    monkeypatch.setenv("MULTISWARM_SECRET", "s3cret")
+    assert SwarmMessenger(client, KEYS).signing
+    assert not SwarmMessenger(client, KEYS, secret="").signing

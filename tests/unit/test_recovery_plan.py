@@ -10,7 +10,7 @@ import pytest
 from multiswarm.errors import NoRecoverySource
 from multiswarm.messages import Swarm, Task
 from multiswarm.recovery_plan import APPLY_OVERHEAD_MS, PlanFacts, build_plan
-from multiswarm.state import RecoveryPoint, StateDoc
+from multiswarm.state_codec import RecoveryPoint, StateDoc
 
 INTERRUPTED_MS = 1_000_000
 
@@ -86,10 +86,11 @@ def test_a_begun_plan_resumes_with_its_recorded_id() -> None:
 
 
 def test_auto_recover_threshold_from_the_environment() -> None:
+    from multiswarm.config import from_env
     from multiswarm.errors import ConfigError
-    from multiswarm.state import AUTO_RECOVER_ENV, auto_recover_threshold
-    assert auto_recover_threshold({}) == 0.75
-    assert auto_recover_threshold({AUTO_RECOVER_ENV: "0.9"}) == 0.9
-    for bad in ("high", "1.5"):
+    name = "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE"
+    assert from_env({}).auto_recover_min_confidence == 0.75
+    assert from_env({name: "0.9"}).auto_recover_min_confidence == 0.9
+    for bad in ("high", "1.5", "-0.1", "nan"):
         with pytest.raises(ConfigError):
-            auto_recover_threshold({AUTO_RECOVER_ENV: bad})
+            from_env({name: bad})

@@ -1,0 +1,301 @@
+"""The receiving side of a messenger: subscribe, replay the gap, de-duplicate, dead-letter.
+
+:meth:`Subscription.listen` resubscribes by itself after a connection loss or a Redis restart and
+replays from the channel's history stream the recorded messages it missed; duplicates between the
+replay and live delivery are dropped by stream id. Malformed, unknown and (with a secret)
+unsigned, forged or replayed messages are counted and dead-lettered with their reason
+(``dead_letter_message.lua``); they are never yielded. :class:`~multiswarm.messenger.SwarmMessenger`
+owns one :class:`Subscription` and exposes ``listen`` and ``history``. See ``docs/messaging.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import redis.exceptions
+
+from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested
+from multiswarm.envelopes import (
+    Delivered,
+    SeenWindow,
+    StreamId,
+    check_channel,
+    decode_message,
+    format_stream_id,
+    parse_stream_id,
+)
+from multiswarm.errors import MessageRejected, MultiswarmError
+from multiswarm.keys import Keys
+from multiswarm.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+#: Rejection reasons counted as ``rejected`` (signing); the others count as ``dropped``.
+_SECURITY_REASONS = frozenset({"unsigned", "forged", "stale", "replayed"})
+#: Bytes of a refused message kept in its dead-letter entry.
+_DLQ_RAW_BYTES = 4096
+#: History entries read per XRANGE while replaying.
+_REPLAY_BATCH = 500
+#: A live frame's stream id further than this in the future is not trusted for dedup.
+_MAX_SID_SKEW_MS = 60_000
+
+
+class _Cursor:
+    """Per-channel position of one subscriber: replay after ``cursor``; live frames with a
+    stream id at or below ``delivered`` were replayed already."""
+
+    __slots__ = ("cursor", "delivered")
+
+    def __init__(self, cursor: StreamId | None) -> None:
+        self.cursor = cursor
+        self.delivered: StreamId = (0, 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Subscription:
+    """Receives, verifies and de-duplicates the messages of one messenger.
+
+    Parameters are those of :class:`~multiswarm.messenger.SwarmMessenger` of the same names;
+    ``key`` is the HMAC key (None: unsigned), ``address`` the messenger's reply address, and
+    ``counts``/``reasons`` the messenger's counters, updated in place.
+    """
+
+    def __init__(
+        self, client: Client, keys: Keys, scripts: Scripts, *, sender: str, address: str,
+        agents: set[str], key: bytes | None, hear_own_broadcasts: bool, max_bytes: int,
+        replay_window_ms: int, max_seen: int, dead_letter_len: int, counts: dict[str, int],
+        reasons: dict[str, int],
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self._scripts = scripts
+        self.sender = sender
+        self.address = address
+        self.agents = agents
+        self._key = key
+        self.hear_own_broadcasts = hear_own_broadcasts
+        self.max_bytes = max_bytes
+        self.replay_window_ms = replay_window_ms
+        self.max_seen = max_seen
+        self.dead_letter_len = dead_letter_len
+        self.counts = counts
+        self.reasons = reasons
+
+    def _wanted(self, channel: str, env: Delivered) -> bool:
+        if channel == self.keys.ch_global:
+            return self.hear_own_broadcasts or env.sender not in (self.sender, self.address)
+        if channel == self.keys.ch_agents and self.agents:
+            return env.target in self.agents
+        return True
+
+    async def _reject(self, channel: str, raw: bytes | str, err: MessageRejected,
+                      dead_letter: bool = True) -> None:
+        kind = "rejected" if err.reason in _SECURITY_REASONS else "dropped"
+        self.counts[kind] += 1
+        self.reasons[err.reason] = self.reasons.get(err.reason, 0) + 1
+        log.info("refused message on %s: %s", channel, err)
+        if not dead_letter:
+            return
+        data = raw.encode() if isinstance(raw, str) else raw
+        try:
+            await self._scripts.call(
+                "dead_letter_message", [self.keys.message_dlq, self.keys.message_stats],
+                [err.reason, err.detail[:500], channel, self.address, data[:_DLQ_RAW_BYTES],
+                 self.dead_letter_len], retry=False)
+            self.counts["dead_lettered"] += 1
+        except (*CONNECTION_ERRORS, MultiswarmError) as e:
+            log.warning("could not dead-letter a message from %s: %s", channel, e)
+
+    async def _accept(self, channel: str, raw: bytes | str, seen: SeenWindow | None,
+                      pos: _Cursor, sid: str = "", ref_ms: int | None = None) -> Delivered | None:
+        """Decode, verify and de-duplicate one message; None when refused or not for us."""
+        try:
+            env = decode_message(channel, raw, limit=self.max_bytes, key=self._key,
+                                 now_ms=ref_ms, window_ms=self.replay_window_ms, sid=sid)
+        except MessageRejected as e:
+            await self._reject(channel, raw, e)
+            return None
+        if env.sid:
+            try:
+                at = parse_stream_id(env.sid)
+            except ValueError:
+                env.sid = ""
+            else:
+                if at <= pos.delivered:
+                    self.counts["duplicates"] += 1
+                    return None
+                if at[0] <= time.time() * 1000 + _MAX_SID_SKEW_MS:
+                    pos.delivered = at
+                    if pos.cursor is None or at > pos.cursor:
+                        pos.cursor = at
+        if seen is not None:
+            try:
+                seen.check(env.id)
+            except MessageRejected as e:
+                await self._reject(channel, raw, e)
+                return None
+        if not self._wanted(channel, env):
+            return None
+        self.counts["received"] += 1
+        return env
+
+    async def _entries(self, channel: str, lo: str, count: int | None,
+                       reverse: bool = False) -> list[tuple[str, bytes | str | None]]:
+        """History entries ``(stream id, envelope)`` from ``lo`` (XRANGE syntax)."""
+        key = self.keys.history(channel)
+        try:
+            raw: Any = await (self.client.xrevrange(key, "+", lo, count=count) if reverse
+                              else self.client.xrange(key, lo, "+", count=count))
+        except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
+            log.warning("cannot read history %s: %s", key, e)
+            return []
+        return [(_text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
+
+    async def _tip(self, channel: str) -> StreamId:
+        entries = await self._entries(channel, "-", 1, reverse=True)
+        return parse_stream_id(entries[0][0]) if entries else (0, 0)
+
+    async def _replay(self, channel: str, pos: _Cursor,
+                      seen: SeenWindow | None) -> list[Delivered]:
+        out: list[Delivered] = []
+        start = pos.cursor or (0, 0)
+        while True:
+            entries = await self._entries(channel, f"({format_stream_id(start)}",
+                                          _REPLAY_BATCH)
+            for sid, raw in entries:
+                start = parse_stream_id(sid)
+                if raw is None:
+                    continue
+                env = await self._accept(channel, raw, seen, pos, sid=sid, ref_ms=start[0])
+                if env is not None:
+                    self.counts["replayed"] += 1
+                    out.append(env)
+            if len(entries) < _REPLAY_BATCH:
+                break
+        if pos.cursor is None or start > pos.cursor:
+            pos.cursor = start
+        return out
+
+    async def listen(
+        self, channels: Sequence[str], ready: asyncio.Event | None = None, *,
+        since: str | int | None = None,
+    ) -> AsyncGenerator[tuple[str, Delivered], None]:
+        """Yield ``(channel, envelope)`` forever; resubscribe by itself when Redis restarts.
+
+        After each (re)subscription the recorded messages published while this subscriber was
+        away are replayed from history before live ones; a message is yielded once.
+        Malformed, unknown or (with signing) unsigned/forged/stale/replayed messages are counted,
+        dead-lettered and skipped. Own broadcasts are skipped unless ``hear_own_broadcasts``;
+        on the agents channel, with ``agents`` set, messages addressed to others are skipped.
+
+        Parameters
+        ----------
+        channels:
+            Channels to subscribe to (validated).
+        ready:
+            Set once every channel is subscribed (and set again after each reconnect; cleared
+            while disconnected).
+        since:
+            Replay history after this stream id (exclusive; ``"0"`` for everything kept) or
+            from this time in ms (inclusive) before the live messages. Default: live only.
+
+        Use it with :func:`contextlib.aclosing` when leaving the loop early.
+        """
+        chans = list(dict.fromkeys(check_channel(self.keys, c) for c in channels))
+        start: StreamId | None = None
+        if isinstance(since, int):  # inclusive of ``since`` ms: start after the ms before
+            start = (since - 1, 2**64 - 1) if since > 0 else (0, 0)
+        elif since is not None:
+            start = parse_stream_id(since)
+        positions = {c: _Cursor(start) for c in chans}
+        seen = SeenWindow(self.replay_window_ms, self.max_seen) if self._key else None
+        delay = 0.05
+        while True:
+            pubsub: Any = self.client.pubsub()
+            confirmed: set[str] = set()
+            try:
+                await pubsub.subscribe(*chans)
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None:
+                        continue
+                    kind = _text(msg["type"])
+                    if kind not in ("message", "subscribe"):
+                        continue
+                    channel = _text(msg["channel"])
+                    pos = positions.get(channel)
+                    if pos is None:
+                        continue
+                    if kind == "message":
+                        env = await self._accept(channel, msg["data"], seen, pos)
+                        if env is not None:
+                            yield channel, env
+                        continue
+                    # A subscription (first, or redone after a reconnect): replay the gap.
+                    if channel not in confirmed:
+                        confirmed.add(channel)
+                        self.counts["active_subscriptions"] += 1
+                    if len(confirmed) == len(chans):
+                        delay = 0.05
+                        if ready is not None:
+                            ready.set()
+                    if pos.cursor is None:
+                        pos.cursor = await self._tip(channel)
+                    else:
+                        for env in await self._replay(channel, pos, seen):
+                            yield channel, env
+            except CONNECTION_ERRORS as e:
+                if cancel_requested():  # a cancellation redis-py reported as a lost connection
+                    raise asyncio.CancelledError() from e
+                if ready is not None:
+                    ready.clear()
+                log.info("subscription lost (%s); resubscribing in %.2f s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                self.counts["active_subscriptions"] -= len(confirmed)
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await pubsub.aclose()
+
+    async def history(self, channel: str, since: str | int | None = None,
+                      count: int | None = None) -> list[Delivered]:
+        """Recorded messages of ``channel``, oldest first (at most ``history_len``, 1 h).
+
+        Parameters
+        ----------
+        channel:
+            Channel name (validated).
+        since:
+            Stream id (exclusive, e.g. the ``sid`` of the last message seen) or a time in ms
+            (inclusive). Default: everything kept.
+        count:
+            Most messages returned (the oldest after ``since``).
+
+        Entries that fail decoding or verification are counted and skipped.
+        """
+        channel = check_channel(self.keys, channel)
+        if since is None:
+            lo = "-"
+        elif isinstance(since, int):
+            lo = f"{since}-0"
+        else:
+            lo = f"({format_stream_id(parse_stream_id(since))}"
+        out: list[Delivered] = []
+        for sid, raw in await self._entries(channel, lo, count or None):
+            if raw is None:
+                continue
+            try:
+                out.append(decode_message(
+                    channel, raw, limit=self.max_bytes, key=self._key,
+                    now_ms=parse_stream_id(sid)[0], window_ms=self.replay_window_ms, sid=sid))
+            except MessageRejected as e:
+                await self._reject(channel, raw, e, dead_letter=False)
+        return out
