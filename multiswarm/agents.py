@@ -3,8 +3,10 @@
 Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
 hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
 renewals on time. A handler that overruns its timeout is killed with its process, which is
-replaced. Handlers are resolved from ``package.module:function`` and must live under one of the
-worker's allowed prefixes: a task names code to run, so a hostile task must not pick any import.
+replaced. Nothing here blocks that loop: pipe reads and writes run in threads, and stopping or
+killing an agent polls for its exit instead of joining it. Handlers are resolved from
+``package.module:function`` and must live under one of the worker's allowed prefixes: a task
+names code to run, so a hostile task must not pick any import.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import logging
 import multiprocessing
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -24,8 +28,12 @@ import msgspec
 from multiswarm.errors import HandlerError, MessageDecodeError
 from multiswarm.messages import pack, unpack
 
+log = logging.getLogger(__name__)
+
 #: Handlers importable by default: the package's own (the demo's, the no-op benchmark's).
 DEFAULT_ALLOWED = ("multiswarm.",)
+#: Longest wait for a SIGKILLed agent process to be reaped, in seconds.
+KILL_WAIT_S = 5.0
 
 
 class TaskContext(msgspec.Struct, frozen=True):
@@ -72,7 +80,7 @@ def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
     while True:
         try:
             msg = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except (EOFError, OSError, KeyboardInterrupt):  # the worker went away
             return
         if msg is None:
             return
@@ -160,9 +168,11 @@ class AgentProcess:
 
         loop.add_reader(fd, readable)
         try:
-            await asyncio.to_thread(conn.send, (task_id, attempt, handler, payload, deps))
+            await self._in_thread(conn.send, (task_id, attempt, handler, payload, deps))
             await asyncio.wait_for(done, timeout=timeout_s)
-            reply: tuple[str, Any] = conn.recv()
+            # readable means the reply has begun, not that all of it is here: a large result
+            # is read in a thread, so the loop keeps renewing leases meanwhile
+            reply: tuple[str, Any] = await self._in_thread(conn.recv)
             if reply[0] == "ok":
                 self.consecutive_failures = 0
             elif reply[0] == "error":
@@ -173,34 +183,69 @@ class AgentProcess:
             # a hung handler cannot be interrupted: its process goes; the supervisor restarts it
             self.failures += 1
             self.consecutive_failures += 1
-            self.kill()
+            await self.kill()
             return ("error", f"timed out after {timeout_s:.1f} s (agent {self.agent_id} killed)")
         except (EOFError, OSError, BrokenPipeError) as e:
             self.failures += 1
             self.consecutive_failures += 1
-            self.kill()
+            await self.kill()
             return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
             loop.remove_reader(fd)
 
-    def restart(self) -> None:
-        self.kill()
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (a blocking pipe send or receive) in a thread.
+
+        If the caller is cancelled meanwhile, the child is killed, so the thread's read or write
+        ends (EOF, broken pipe) before anyone closes the pipe under it, and only then does the
+        cancellation go on.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if self._proc is not None and self._proc.is_alive():
+                self._proc.kill()
+            await asyncio.wait([work], timeout=KILL_WAIT_S)
+            if work.done() and not work.cancelled():
+                work.exception()  # retrieved: it is the expected EOF of a killed child
+            raise
+
+    async def restart(self) -> None:
+        await self.kill()
         self.restarts += 1
         self.start()
 
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=5)
-        if self._conn is not None:
-            self._conn.close()
+    async def kill(self) -> None:
+        """SIGKILL the process and wait (without blocking the event loop) until it is gone."""
+        proc, conn = self._proc, self._conn
         self._proc, self._conn = None, None
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            if not await _exited(proc, KILL_WAIT_S):
+                log.warning("agent %s (pid %s) still alive %.0f s after SIGKILL", self.agent_id,
+                            proc.pid, KILL_WAIT_S)
+        if conn is not None:
+            conn.close()
 
-    def stop(self, timeout_s: float = 2.0) -> None:
-        """Ask the child to exit; kill it if it does not."""
-        if self._conn is not None and self.alive:
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Ask the child to exit (it does once its current task ends); kill it if it does not
+        within ``timeout_s``. The event loop is not blocked meanwhile."""
+        proc = self._proc
+        if self._conn is not None and proc is not None and proc.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
-            assert self._proc is not None
-            self._proc.join(timeout=timeout_s)
-        self.kill()
+            await _exited(proc, timeout_s)
+        await self.kill()
+
+
+async def _exited(proc: multiprocessing.process.BaseProcess, timeout_s: float) -> bool:
+    """Poll (``waitpid`` without blocking) until ``proc`` has exited; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    while proc.is_alive():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(0.05, delay * 2)
+    return True

@@ -81,7 +81,10 @@ class Multiswarm:
         return await self.registry.get(swarm_id)
 
     async def distribute_task(self, handler: str, payload: Any = None, **options: Any) -> str:
-        """Submit one task; options as :func:`multiswarm.tasks.task_spec`. Returns its id."""
+        """Submit one task; options as :func:`multiswarm.tasks.task_spec`, ``lease_ms``
+        defaulting to ``settings.task_lease_ms`` (``MULTISWARM_TASK_LEASE_MS``). Returns its id.
+        """
+        options.setdefault("lease_ms", self.settings.task_lease_ms)
         spec = task_spec(handler, **options)
         await self.tasks.submit([(spec, payload)])
         return spec.id

@@ -111,6 +111,26 @@ class WorkerUnknown(ScriptError):
     """The worker is not registered (declared dead after missing heartbeats): register again."""
 
 
+class WorkerFailed(MultiswarmError):
+    """A worker stopped because one of its loops raised: it handed back its tasks and left.
+
+    Parameters
+    ----------
+    worker_id:
+        The worker's id.
+    loop:
+        Which loop failed (``claim loop of swarm <id>``, ``heartbeat loop``, ...).
+    cause:
+        What it raised, ``"<ExceptionType>: <message>"`` on one line.
+    """
+
+    def __init__(self, worker_id: str, loop: str, cause: str) -> None:
+        self.worker_id = worker_id
+        self.loop = loop
+        self.cause = cause
+        super().__init__(f"worker {worker_id} stopped: its {loop} failed: {cause}")
+
+
 class RequestTimeout(MultiswarmError, TimeoutError):
     """``SwarmMessenger.request`` got no response within its timeout."""
 

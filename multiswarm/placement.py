@@ -7,8 +7,9 @@ strategy (round_robin, least_loaded, load_balanced, capability), over arrays of 
 (healthy 0, degraded 1-2, unhealthy 3-5, dead 6+; DESIGN.md, Resilience). The task's input
 (payload and dependency results) is copied into a region of the node's pool
 (:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default), pinned while
-it runs: a task whose input does not fit is handed back instead of started, and the pool's use is
-reported to the registry so the leader's least_loaded choice sees memory load.
+it runs. An input larger than the agent's share of the pool can never fit: its task is
+dead-lettered with that reason. One that does not fit for now (a fragmented pool) is handed back.
+The pool's use is reported to the registry so the leader's least_loaded choice sees memory load.
 
 Numba is imported here on first use, not when ``multiswarm`` is imported.
 """
@@ -66,6 +67,13 @@ class NodeMemory:
             view[offset : offset + len(d)] = d
             offset += len(d)
         return alloc
+
+    def share_bytes(self, agent: int) -> int:
+        """The most input ``agent`` may ever hold, in bytes: its limit in whole regions."""
+        regions = self.pool.limit(agent)
+        if regions is None:
+            return self.pool.total_bytes
+        return min(regions * self.pool.region_bytes, self.pool.total_bytes)
 
     def release(self, alloc: Any) -> None:
         self.pool.free(alloc)

@@ -2,7 +2,9 @@
 
 ``multiswarm-cli run <role>`` calls :func:`serve` with one of the ``*_role`` coroutines: SIGTERM or
 SIGINT sets the stop event, the role finishes its shutdown (a leader releases its lease, a worker
-drains and hands back tasks) and the process exits 0.
+drains and hands back tasks) and the process exits 0. A role that fails instead (a worker whose
+loop raised: :class:`~multiswarm.errors.WorkerFailed`) ends the process with exit code 1 and a
+one-line error as the last line on stderr, so a supervisor (systemd, Kubernetes) restarts it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.registry import SwarmRegistry, SwarmSpec, run_registry
 from multiswarm.scripts import Scripts
@@ -28,7 +32,14 @@ Role = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def serve(role: Role) -> None:
-    """Run ``role`` until SIGTERM/SIGINT, then let it shut down cleanly."""
+    """Run ``role`` until SIGTERM/SIGINT, then let it shut down cleanly.
+
+    Raises
+    ------
+    SystemExit
+        With code 1 when the role failed; its error is the last line written to stderr (an
+        unexpected exception's traceback is logged before it).
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -37,7 +48,16 @@ def serve(role: Role) -> None:
             loop.add_signal_handler(sig, stop.set)
         await role(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as e:
+        if not isinstance(e, MultiswarmError):  # a bug: keep its traceback for the report
+            log.error("role failed", exc_info=e)
+        line = " ".join(f"{e}".split()) or type(e).__name__
+        if not isinstance(e, MultiswarmError):
+            line = f"{type(e).__name__}: {line}"
+        print(f"multiswarm: error: {line}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def _scripts(settings: Settings) -> tuple[Scripts, Keys]:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
+#: Longest wait for a SIGKILLed member to be reaped, in seconds.
+KILL_WAIT_S = 5.0
 #: External member states and the health they map to (healthy 0 ... dead 3).
 EXTERNAL_HEALTH = {"starting": 1, "running": 0, "stopping": 1, "stopped": 3, "failed": 3}
 
@@ -57,7 +59,7 @@ class Member(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    def restart(self) -> None: ...
+    async def restart(self) -> None: ...
 
 
 class ExternalMember:
@@ -126,22 +128,36 @@ class ExternalMember:
     def health(self) -> int:
         return EXTERNAL_HEALTH[self.state]
 
-    def restart(self) -> None:
-        self.stop(timeout_s=5)
+    async def restart(self) -> None:
+        await self.stop(timeout_s=5)
         self.restarts += 1
         self.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout_s``."""
-        if self._proc is not None and self._proc.poll() is None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``. Waits by polling, so a member that ignores
+        SIGTERM does not block the worker's event loop (its leases and heartbeats) meanwhile."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
             self.state = "stopping"
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            proc.send_signal(signal.SIGTERM)
+            if not await _exited(proc, timeout_s):
+                proc.kill()
+                if not await _exited(proc, KILL_WAIT_S):
+                    log.warning("external member %s (pid %d) still alive after SIGKILL",
+                                self.agent_id, proc.pid)
         self.state = "stopped" if self.state != "failed" else "failed"
+
+
+async def _exited(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Poll (``waitpid`` without blocking) until ``proc`` has exited; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(0.05, delay * 2)
+    return True
 
 
 class RestartFailed(Exception):
@@ -170,7 +186,7 @@ async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> b
                 # tenacity waits only between attempts: the first restart waits base_s too
                 if attempt_no == 1:
                     await asyncio.sleep(policy.base_s)
-                member.restart()
+                await member.restart()
                 await emit("swarm.agent.restarting", {"agent": member.agent_id,
                                                       "attempt": attempt_no})
                 deadline = time.monotonic() + policy.probation_s

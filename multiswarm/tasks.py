@@ -48,6 +48,11 @@ class Claimed(msgspec.Struct, frozen=True):
     deps: list[str]
 
 
+#: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
+#: that third with room for a Redis round trip and a busy event loop.
+MIN_LEASE_MS = 1_000
+
+
 def task_spec(
     handler: str,
     *,
@@ -74,6 +79,7 @@ def task_spec(
         ``high`` | ``normal`` | ``low``.
     lease_ms:
         Visibility timeout: a running task whose worker stops renewing is re-queued after it.
+        At least :data:`MIN_LEASE_MS`.
     timeout_ms:
         Longest a single execution may run; a timeout counts as a failed attempt.
     backoff_ms, backoff_max_ms:
@@ -89,8 +95,12 @@ def task_spec(
         raise BadRequest("BAD_REQUEST", f"priority {priority!r} not in {sorted(PRIORITIES)}")
     caps = [check_id(c, "capability") for c in capabilities]
     deps = [check_id(d, "dependency id") for d in depends_on]
-    if max_attempts < 1 or lease_ms < 100 or timeout_ms < 1 or backoff_ms < 0:
-        raise BadRequest("BAD_REQUEST", "max_attempts, lease_ms and timeout_ms must be positive")
+    if max_attempts < 1 or timeout_ms < 1 or backoff_ms < 0:
+        raise BadRequest("BAD_REQUEST", "max_attempts and timeout_ms must be positive, "
+                         "backoff_ms not negative")
+    if lease_ms < MIN_LEASE_MS:
+        raise BadRequest("BAD_REQUEST", f"lease_ms={lease_ms} is below the minimum of "
+                         f"{MIN_LEASE_MS} ms (a worker renews every third of a lease)")
     return TaskSpec(
         id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
         caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
@@ -166,11 +176,12 @@ class TaskStore:
             for r in reply
         ]
 
-    async def extend(self, worker_id: str, held: dict[str, str], lease_ms: int) -> list[str]:
-        """Renew leases of ``{task id: token}``; returns ids whose lease was lost."""
+    async def extend(self, worker_id: str, held: dict[str, str]) -> list[str]:
+        """Renew leases of ``{task id: token}``, each by its task's own ``lease_ms``; returns
+        ids whose lease was lost."""
         if not held:
             return []
-        args: list[Any] = [worker_id, lease_ms]
+        args: list[Any] = [worker_id]
         for tid, token in held.items():
             args += [tid, token]
         reply = await self.scripts.call("extend_leases", self.keys.task_keyset, args)

@@ -2,9 +2,16 @@
 
 A worker registers as host of its swarms (host_swarms.lua), beats every third of the heartbeat
 timeout, claims tasks of its swarms only as fast as it has idle agents, runs each in an agent
-process (:mod:`multiswarm.agents`), renews the lease of every running task every third of its
-lease, and records results idempotently. On SIGTERM it stops claiming, lets in-flight tasks finish
-for ``grace_s``, hands back what is still running (release_tasks.lua) and leaves the registry.
+process (:mod:`multiswarm.agents`), renews the lease of every running task every third of that
+task's own lease, and records results idempotently. On SIGTERM it stops claiming, lets in-flight
+tasks finish for ``grace_s``, hands back what is still running (release_tasks.lua) and leaves the
+registry.
+
+Each periodic duty is its own loop, so none delays another: heartbeats, lease renewals, progress
+(state saving and reconciling members), supervision of members, the notification listener and
+one claim loop per swarm. A loop that raises anything it does not handle stops the whole worker:
+it hands back its tasks, leaves the registry and fails with :class:`~multiswarm.errors.WorkerFailed`
+naming the loop, rather than living on as a zombie that beats but claims or renews nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +19,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -26,36 +31,26 @@ import msgspec
 from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
-from multiswarm.errors import MultiswarmError, NotFound, WorkerUnknown
+from multiswarm.errors import (
+    MultiswarmError,
+    NotFound,
+    WorkerFailed,
+    WorkerUnknown,
+)
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
-from multiswarm.placement import (
-    AGENT_STRATEGIES,
-    POOL_BYTES,
-    NodeMemory,
-    SwarmAgents,
-    health_code,
-    warm_up,
-)
+from multiswarm.placement import AGENT_STRATEGIES, POOL_BYTES, NodeMemory, SwarmAgents, warm_up
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
-from multiswarm.supervisor import Backoff, ExternalMember, Member, restart_with_backoff
+from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
+from multiswarm.worker_liveness import HeldTask, WorkerLiveness
 
 log = logging.getLogger(__name__)
 
 
-class _Held:
-    __slots__ = ("claimed", "renewed", "swarm")
-
-    def __init__(self, claimed: Claimed, swarm: str) -> None:
-        self.claimed = claimed
-        self.swarm = swarm
-        self.renewed = time.monotonic()
-
-
-class Worker:
+class Worker(WorkerLiveness):
     """One worker process.
 
     Parameters
@@ -81,6 +76,11 @@ class Worker:
         Restart policy of dead or unhealthy members (5 s doubling, 3 attempts, 60 s cooldown).
     check_s:
         How often members' processes are checked.
+
+    Raises
+    ------
+    WorkerFailed
+        From :meth:`run`, after a clean leave, when one of its loops raised.
     """
 
     def __init__(
@@ -127,22 +127,95 @@ class Worker:
         self._gave_up: set[str] = set()
         self._alerted: set[str] = set()
         self._member_seq = 0
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, HeldTask] = {}
         self.wake: dict[str, asyncio.Event] = {}
         self.completed = 0
         self.failed = 0
         #: per swarm, the last ids this worker completed (recovery plans report them)
         self.recent: dict[str, collections.deque[str]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        #: every background task, referenced so none is garbage-collected while it runs
+        self._background: set[asyncio.Task[None]] = set()
+        self._scaling = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._shutting_down = False
+        #: the first loop that failed and what it raised; set once, ends run()
+        self._failure: tuple[str, BaseException] | None = None
+        self._failed = asyncio.Event()
 
-    async def register(self) -> None:
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "agents": len(self.agents)}
-        before = await self.registry.host_swarms(self.id, info, self.specs)
-        log.info("worker %s hosts %s", self.id, before)
-        await self.messenger.publish(self.keys.ch_tasks, "swarm_changed", {"worker": self.id})
+    def _watch(self, task: asyncio.Task[None], name: str, *, endless: bool) -> None:
+        """Keep a reference to ``task``; if it raises (or, ``endless``, returns before the
+        worker stops), record the failure that ends :meth:`run`."""
+        self._background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._background.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            stopping = self._shutting_down or self._stop.is_set()
+            if exc is None and (not endless or stopping):
+                return
+            if self._failure is None:
+                self._failure = (name, exc or RuntimeError("returned before the worker stopped"))
+                self._failed.set()
+
+        task.add_done_callback(done)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._watch(task, name, endless=False)
+        return task
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set, then shut down cleanly."""
+        """Serve until ``stop`` is set, then shut down cleanly.
+
+        Raises
+        ------
+        WorkerFailed
+            One of the worker's loops raised; the worker handed back its tasks and left first.
+        """
+        self._stop = stop
+        try:
+            await self._start()
+        except BaseException:
+            # e.g. registration refused: no loop runs yet, but members do and must not linger
+            with contextlib.suppress(Exception):
+                await self._stop_members(announce=False)
+            await self.client.aclose()
+            raise
+        for sid in self.placement:
+            for member in self._members(sid):
+                await self._event("swarm.agent.started", sid, member)
+        # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
+        drained = asyncio.Event()
+        loops = {"heartbeat loop": self._heartbeats(drained),
+                 "lease renewal loop": self._renew_leases(drained),
+                 "progress loop": self._progress(drained),
+                 "supervision loop": self._supervise(drained),
+                 "listen loop": self._listen()}
+        tasks = []
+        for name, coro in loops.items():
+            tasks.append(asyncio.create_task(coro, name=name))
+            self._watch(tasks[-1], name, endless=True)
+        claimers = []
+        for spec in self.specs:
+            name = f"claim loop of swarm {spec.id}"
+            claimers.append(asyncio.create_task(self._claim_loop(spec.id, stop), name=name))
+            self._watch(claimers[-1], name, endless=True)
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._failed.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await self._shut_down(claimers, tasks, drained)
+        if self._failure is not None:
+            name, exc = self._failure
+            cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise WorkerFailed(self.id, name, cause) from exc
+
+    async def _start(self) -> None:
         for spec in self.specs:
             agents = [AgentProcess(f"{spec.id}.a{i}", self.allowed) for i in range(spec.max_agents)]
             self.placement[spec.id] = SwarmAgents(agents, len(self.agents), self.agent_strategy)
@@ -155,41 +228,34 @@ class Worker:
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
-        for sid in self.placement:
-            for member in self._members(sid):
-                await self._event("swarm.agent.started", sid, member)
-        # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
-        drained = asyncio.Event()
-        loops = [asyncio.create_task(self._heartbeats(drained)),
-                 asyncio.create_task(self._renew_leases(drained)),
-                 asyncio.create_task(self._supervise(drained)),
-                 asyncio.create_task(self._listen())]
-        claimers = [asyncio.create_task(self._claim_loop(s.id, stop)) for s in self.specs]
-        try:
-            await stop.wait()
-        finally:
-            for c in claimers:
-                c.cancel()
-            await asyncio.gather(*claimers, return_exceptions=True)
-            await self._drain()
-            try:  # a clean leave records that nothing is running any more
-                await self._save_progress()
-            except MultiswarmError as e:
-                log.warning("could not save final progress: %s", e)
-            drained.set()
-            for t in loops:
-                t.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            await self._leave()
 
-    async def _drain(self) -> None:
-        if self._running:
-            log.info("waiting up to %.0f s for %d in-flight tasks", self.grace_s,
-                     len(self._running))
-            await asyncio.wait(self._running, timeout=self.grace_s)
+    async def _shut_down(self, claimers: list[asyncio.Task[None]],
+                         loops: list[asyncio.Task[None]], drained: asyncio.Event) -> None:
+        """Stop claiming, drain (at once after a failure), hand back, leave. Every step runs even
+        if one before it failed: a worker that stops must not keep tasks or a registration."""
+        self._shutting_down = True
+        failure = self._failure
+        if failure is not None:
+            log.error("worker %s: its %s failed; handing back its tasks and leaving", self.id,
+                      failure[0], exc_info=failure[1])
+        await _cancel(claimers)
+        await self._drain(0.0 if failure else self.grace_s)
+        try:  # a clean leave records that nothing is running any more
+            await self._save_progress()
+        except Exception as e:
+            log.warning("could not save final progress: %s", e)
+        drained.set()
+        await _cancel(loops)
+        await self._leave()
+
+    async def _drain(self, grace_s: float) -> None:
+        if self._running and grace_s > 0:
+            log.info("waiting up to %.0f s for %d in-flight tasks", grace_s, len(self._running))
+            await asyncio.wait(self._running, timeout=grace_s)
         held = {tid: h.claimed.token for tid, h in self.held.items()}
         for t in self._running:
             t.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         if held:
             try:
                 n = await self.tasks.release(held)
@@ -200,13 +266,12 @@ class Worker:
     async def _leave(self) -> None:
         try:
             await self.registry.reap_workers(0, worker_id=self.id, graceful=True)
-        except MultiswarmError as e:
+        except Exception as e:
             log.warning("could not leave the registry: %s", e)
-        for sid in self.placement:
-            for member in self._members(sid):
-                member.stop()
-                await self._event("swarm.agent.stopped", sid, member)
-        await self.client.aclose()
+        try:
+            await self._stop_members()
+        finally:
+            await self.client.aclose()
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         wake = self.wake[swarm_id]
@@ -219,8 +284,8 @@ class Worker:
                 try:
                     claimed = await self.tasks.claim(swarm_id, self.id, free)
                 except WorkerUnknown:
-                    log.warning("declared dead by the registry; registering again")
-                    await self.register()
+                    await self._rejoin()
+                    await asyncio.sleep(0.1)
                     continue
                 except MultiswarmError as e:
                     log.warning("claim failed: %s", e)
@@ -231,12 +296,16 @@ class Worker:
                 if pick < 0:
                     unplaced[c.id] = c.token
                     continue
-                self.held[c.id] = _Held(c, swarm_id)
-                t = asyncio.create_task(self._execute(swarm_id, pick, c))
+                self.held[c.id] = HeldTask(c, swarm_id)
+                t = self._spawn(self._execute(swarm_id, pick, c), f"run of task {c.id}")
                 self._running.add(t)
                 t.add_done_callback(self._running.discard)
             if unplaced:  # no healthy agent after all: hand back, attempt not counted
-                await self.tasks.release(unplaced)
+                try:
+                    await self.tasks.release(unplaced)
+                except MultiswarmError as e:
+                    log.warning("could not hand back %s (their leases will expire): %s",
+                                list(unplaced), e)
             if not claimed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=0.5)
@@ -252,10 +321,18 @@ class Worker:
                 deps = {d: r if isinstance(r, bytes) else r.encode()
                         for d, r in zip(c.deps, raws) if r is not None}
             assert self.memory is not None
-            alloc = self.memory.admit(swarm.first_index + index, [c.payload, *deps.values()])
+            node = swarm.first_index + index
+            size = len(c.payload) + sum(len(d) for d in deps.values())
+            share = self.memory.share_bytes(node)
+            if size > share:
+                # it can never fit: handing it back would loop forever (the attempt uncounted)
+                await self._finish(swarm_id, c, "permanent", (
+                    f"input of {size} bytes exceeds the agent's memory share of {share} bytes "
+                    f"(node pool {self.pool_bytes} bytes over {len(self.agents)} agents)"))
+                return
+            alloc = self.memory.admit(node, [c.payload, *deps.values()])
             if alloc is None:
-                log.warning("task %s: input does not fit the node's memory pool; handed back",
-                            c.id)
+                log.warning("task %s: the node's memory pool is full for now; handed back", c.id)
                 await self.tasks.release({c.id: c.token})
                 return
             kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
@@ -263,21 +340,21 @@ class Worker:
             if kind == "error":
                 # the supervisor restarts it once it is unhealthy (3+ failures) or dead
                 await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
-            if kind == "ok":
-                outcome = await self._record(c, data)
-                self.completed += outcome == "completed"
-                self.recent[swarm_id].append(c.id)
-            else:
-                self.failed += 1
-                outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
-                log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
-            await self.messenger.publish(
-                self.keys.ch_tasks, "task_completed" if kind == "ok" else "task_failed",
-                {"task": c.id, "swarm": swarm_id, "outcome": outcome})
+            await self._finish(swarm_id, c, kind, data)
         except NotFound:
             log.warning("task %s vanished while running", c.id)
         except MultiswarmError as e:
             log.error("could not record task %s (its lease will expire): %s", c.id, e)
+        except Exception as e:
+            # a bug or an unexpected reply: fail this attempt now rather than leave the task
+            # running until its lease runs out; it retries after backoff, or ends dead
+            log.exception("task %s: unexpected error in worker %s", c.id, self.id)
+            try:
+                outcome = await self.tasks.fail(
+                    c.id, c.token, f"worker {self.id} error: {type(e).__name__}: {e}")
+                log.info("task %s failed (%s)", c.id, outcome)
+            except MultiswarmError as e2:
+                log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
         finally:
             self.held.pop(c.id, None)
             if alloc is not None and self.memory is not None:
@@ -285,209 +362,25 @@ class Worker:
             swarm.done(index)
             self.wake[swarm_id].set()
 
+    async def _finish(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
+        """Record an attempt's outcome: ``ok`` (result bytes), ``error`` or ``permanent``."""
+        if kind == "ok":
+            outcome = await self._record(c, data)
+            self.completed += outcome == "completed"
+            self.recent[swarm_id].append(c.id)
+        else:
+            self.failed += 1
+            outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
+            log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
+        await self.messenger.publish(
+            self.keys.ch_tasks, "task_completed" if kind == "ok" else "task_failed",
+            {"task": c.id, "swarm": swarm_id, "outcome": outcome})
+
     async def _record(self, c: Claimed, data: bytes) -> str:
         # The result is already packed by the agent; complete_task stores the bytes as they are.
         reply = await self.scripts.call(
             "complete_task", self.keys.task_keyset, [c.id, c.token, self.id, data])
         return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-    async def _heartbeats(self, stop: asyncio.Event) -> None:
-        period = self.settings.heartbeat_timeout_ms / 3000
-        while not stop.is_set():
-            used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)
-            report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
-                                      "completed": self.completed, "failed": self.failed,
-                                      "mem_used": used, "mem_total": total,
-                                      "agent_states": self.member_states()}
-            try:
-                if not await self.registry.heartbeat(self.id, report, share):
-                    log.warning("declared dead by the registry; registering again")
-                    await self.register()
-                await self._save_progress()
-                await self._reconcile()
-            except MultiswarmError as e:
-                log.warning("heartbeat failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=period)
-
-    async def _save_progress(self) -> None:
-        """Versioned per-swarm state: what this worker holds and has done, per swarm."""
-        now_ms = int(time.time() * 1000)
-        for spec in self.specs:
-            mine = {
-                "running": sorted(t for t, h in self.held.items() if h.swarm == spec.id),
-                "agents": spec.max_agents,
-                "agent_ids": [a.agent_id for a in self.placement[spec.id].agents],
-                "completed": list(self.recent[spec.id]),
-                "at_ms": now_ms,
-            }
-            await self.state.update_state(
-                spec.id, functools.partial(_merge_progress, self.id, spec.id, mine))
-
-    async def _renew_leases(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            due = {tid: h for tid, h in self.held.items()
-                   if time.monotonic() - h.renewed >= h.claimed.lease_ms / 3000}
-            if due:
-                lease_ms = min(h.claimed.lease_ms for h in due.values())
-                try:
-                    lost = await self.tasks.extend(
-                        self.id, {t: h.claimed.token for t, h in due.items()}, lease_ms)
-                    now = time.monotonic()
-                    for h in due.values():
-                        h.renewed = now
-                    if lost:
-                        log.info("leases lost for %s", lost)
-                except MultiswarmError as e:
-                    log.warning("lease renewal failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.25)
-
-    # -- supervision ---------------------------------------------------------------------------
-    def _members(self, sid: str) -> list[AgentProcess | ExternalMember]:
-        return [*self.placement[sid].agents, *self.external.get(sid, [])]
-
-    async def _event(self, kind: str, swarm_id: str, member: Member | None = None,
-                     **detail: Any) -> None:
-        payload: dict[str, Any] = {"swarm": swarm_id, "worker": self.id, **detail}
-        if member is not None:
-            payload.update(agent=member.agent_id, kind=getattr(member, "kind", "python"),
-                           failures=getattr(member, "consecutive_failures", 0))
-        await self.messenger.publish(self.keys.ch_events, kind, payload)
-
-    async def _supervise(self, done: asyncio.Event) -> None:
-        """Find dead or unhealthy members and recover each (restart with backoff, replace)."""
-        while not done.is_set():
-            for sid, swarm in self.placement.items():
-                for i, agent in enumerate(swarm.agents):
-                    sick = not agent.alive or health_code(agent.consecutive_failures) >= 2
-                    if sick and not swarm.busy[i] and not swarm.retired[i]:
-                        self._recover_soon(sid, agent, functools.partial(self._replace_agent,
-                                                                         sid, i))
-                for member in self.external.get(sid, []):
-                    if not member.alive and member.agent_id not in self._gave_up:
-                        self._recover_soon(sid, member, functools.partial(
-                            self._replace_external, sid, member))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(done.wait(), timeout=self.check_s)
-
-    def _recover_soon(self, sid: str, member: Member, replace: Callable[[], Member]) -> None:
-        if member.agent_id in self._recovering:
-            return
-        self._recovering.add(member.agent_id)
-        t = asyncio.create_task(self._recover(sid, member, replace))
-        t.add_done_callback(lambda _t: self._recovering.discard(member.agent_id))
-
-    async def _recover(self, sid: str, member: Member, replace: Callable[[], Member]) -> None:
-        await self._event("swarm.agent.failed", sid, member, alive=member.alive)
-
-        async def emit(kind: str, detail: dict[str, Any]) -> None:
-            await self._event(kind, sid, member, **detail)
-
-        if await restart_with_backoff(member, self.backoff, emit):
-            if isinstance(member, (AgentProcess, ExternalMember)):
-                member.consecutive_failures = 0
-            await self._event("swarm.agent.recovered", sid, member)
-            return
-        self._gave_up.add(member.agent_id)
-        if getattr(member, "replacement", False):
-            # a replacement that cannot stay up either: stop trying, say so
-            await self._event("swarm.agent.abandoned", sid, member)
-            self._alert_if_no_external(sid)
-            return
-        await self._event("swarm.agent.retired", sid, member,
-                          cooldown_s=self.backoff.cooldown_s)
-        await asyncio.sleep(self.backoff.cooldown_s)
-        new = replace()
-        await self._event("swarm.agent.replaced", sid, new, replaces=member.agent_id)
-        await self._event("swarm.agent.started", sid, new)
-
-    def _next_id(self, sid: str, kind: str) -> str:
-        self._member_seq += 1
-        return f"{sid}.{kind}r{self._member_seq}"
-
-    def _replace_agent(self, sid: str, index: int) -> Member:
-        swarm = self.placement[sid]
-        old = swarm.agents[index]
-        old.kill()
-        swarm.retired[index] = True
-        new = AgentProcess(self._next_id(sid, "a"), self.allowed)
-        new.replacement = True
-        swarm.add(new)
-        self.agents.append(new)
-        assert self.memory is not None
-        self.memory.collect([swarm.first_index + index])
-        return new
-
-    def _replace_external(self, sid: str, old: ExternalMember) -> Member:
-        old.stop(timeout_s=5)
-        members = self.external[sid]
-        new = ExternalMember(self._next_id(sid, "x"), old.command, sid)
-        new.replacement = True
-        members[members.index(old)] = new
-        return new
-
-    def _alert_if_no_external(self, sid: str) -> None:
-        members = self.external.get(sid, [])
-        if members and sid not in self._alerted and all(
-                m.agent_id in self._gave_up for m in members):
-            self._alerted.add(sid)
-            asyncio.get_running_loop().create_task(self._event(
-                "swarm.alert", sid, reason="every external member failed; the swarm continues "
-                "on its Python agents"))
-
-    async def _reconcile(self) -> None:
-        """Bring each swarm's members to the targets in its record (``scale_swarm``)."""
-        for swarm in await self.registry.swarms():
-            if swarm.id in self.placement:
-                await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
-
-    async def _scale_to(self, sid: str, python: int, external: int) -> None:
-        placement = self.placement[sid]
-        live = [i for i in range(len(placement.agents)) if not placement.retired[i]]
-        for _ in range(python - len(live)):
-            agent = AgentProcess(self._next_id(sid, "a"), self.allowed)
-            index = placement.add(agent)
-            self.agents.append(agent)
-            assert self.memory is not None
-            self.memory.pool.set_limit(placement.first_index + index,
-                                       max_bytes=self.pool_bytes // max(1, len(self.agents)))
-            await self._event("swarm.agent.started", sid, agent, scaled=True)
-        # scale down idle Python agents, newest first; busy ones go at a later round
-        for i in reversed(live):
-            if len([j for j in live if not placement.retired[j]]) <= python:
-                break
-            if not placement.busy[i]:
-                placement.retired[i] = True
-                placement.agents[i].stop()
-                await self._event("swarm.agent.stopped", sid, placement.agents[i], scaled=True)
-        members = self.external.setdefault(sid, [])
-        command = self.external_commands.get(sid)
-        while command and len(members) < external:
-            member = ExternalMember(self._next_id(sid, "x"), command, sid)
-            members.append(member)
-            await self._event("swarm.agent.started", sid, member, scaled=True)
-        while len(members) > max(external, 1 if command else 0):
-            member = members.pop()
-            member.stop(timeout_s=5)
-            await self._event("swarm.agent.stopped", sid, member, scaled=True)
-
-    def member_states(self) -> dict[str, dict[str, Any]]:
-        """Agent id -> {swarm, kind, state, health, failures, restarts, pid} for reports."""
-        out: dict[str, dict[str, Any]] = {}
-        for sid, swarm in self.placement.items():
-            for i, a in enumerate(swarm.agents):
-                state = ("retired" if swarm.retired[i] else "busy" if swarm.busy[i]
-                         else "idle" if a.alive else "failed")
-                out[a.agent_id] = {"swarm": sid, "kind": "python", "state": state,
-                                   "health": health_code(a.consecutive_failures),
-                                   "failures": a.failures, "restarts": a.restarts,
-                                   "pid": a.pid}
-            for m in self.external.get(sid, []):
-                out[m.agent_id] = {"swarm": sid, "kind": "external", "state": m.state,
-                                   "health": m.health, "failures": m.failures,
-                                   "restarts": m.restarts, "pid": m.pid}
-        return out
 
     async def _listen(self) -> None:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
@@ -501,9 +394,15 @@ class Worker:
                     log.warning("could not scale %s: %s", env.target, e)
 
 
-def _merge_progress(worker_id: str, swarm_id: str, mine: dict[str, Any],
-                    data: dict[str, Any]) -> dict[str, Any]:
-    """Put this worker's entry into a swarm's state, leaving other workers' entries alone."""
-    workers = dict(data.get("workers", {}))
-    workers[worker_id] = mine
-    return {**data, "swarm": swarm_id, "workers": workers}
+async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them, but not forever: redis-py can swallow a cancellation
+    that lands while a pub/sub read times out (the listener then blocks in a read with no
+    timeout). Such a task is cancelled once more and left; closing the client ends its read."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=wait_s)
+    for t in pending:
+        log.warning("%s did not stop within %.0f s of being cancelled", t.get_name(), wait_s)
+        t.cancel()

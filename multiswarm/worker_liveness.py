@@ -1,0 +1,165 @@
+"""The worker's liveness: registration, heartbeats, progress reports and lease renewals.
+
+A mixin of :class:`multiswarm.worker.Worker`, kept apart so each module stays small. Each duty is
+a loop of its own, so none delays another: heartbeats every third of the heartbeat timeout and
+nothing else (a slow state save must not get a healthy worker reaped), progress (per-swarm state
+and reconciling members) at the same pace, and lease renewals every third of each task's own
+lease, looked for often enough for the shortest lease held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from multiswarm.config import Settings
+from multiswarm.errors import MultiswarmError, RedisUnavailable
+from multiswarm.registry import SwarmSpec
+from multiswarm.state import SwarmStateManager
+from multiswarm.tasks import MIN_LEASE_MS, Claimed, TaskStore
+from multiswarm.worker_members import WorkerMembers
+
+log = logging.getLogger("multiswarm.worker")
+
+
+class HeldTask:
+    """A claimed task this worker runs, and when its lease was last renewed (monotonic s)."""
+
+    __slots__ = ("claimed", "renewed", "swarm")
+
+    def __init__(self, claimed: Claimed, swarm: str) -> None:
+        self.claimed = claimed
+        self.swarm = swarm
+        self.renewed = time.monotonic()
+
+
+class WorkerLiveness(WorkerMembers):
+    """Registration, heartbeats, progress and lease renewals (mixin of ``Worker``)."""
+
+    settings: Settings
+    specs: list[SwarmSpec]
+    tasks: TaskStore
+    state: SwarmStateManager
+    held: dict[str, HeldTask]
+    completed: int
+    failed: int
+    recent: dict[str, collections.deque[str]]
+
+    async def register(self) -> None:
+        """Become host of this worker's swarms (host_swarms.lua) and wake the leader."""
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "agents": len(self.agents)}
+        before = await self.registry.host_swarms(self.id, info, self.specs)
+        log.info("worker %s hosts %s", self.id, before)
+        await self.messenger.publish(self.keys.ch_tasks, "swarm_changed", {"worker": self.id})
+
+    async def _rejoin(self) -> None:
+        """Register again after the registry declared this worker dead.
+
+        Redis being unreachable is retried by the caller's loop; a refusal (a ScriptError, e.g.
+        a swarm that cannot be hosted) propagates and stops the worker: it must not linger,
+        beating and claiming nothing.
+        """
+        log.warning("declared dead by the registry; registering again")
+        try:
+            await self.register()
+        except RedisUnavailable as e:
+            log.warning("could not register again (retrying): %s", e)
+
+    def _report(self) -> tuple[dict[str, Any], float]:
+        used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)
+        report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
+                                  "completed": self.completed, "failed": self.failed,
+                                  "mem_used": used, "mem_total": total,
+                                  "agent_states": self.member_states()}
+        return report, share
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        """Beat every third of the heartbeat timeout, and nothing else: a slow state save or
+        reconcile (the progress loop) must not delay a beat and get a healthy worker reaped."""
+        period = self.settings.heartbeat_timeout_ms / 3000
+        while not stop.is_set():
+            started = time.monotonic()
+            alive = True
+            try:
+                report, share = self._report()
+                alive = await self.registry.heartbeat(self.id, report, share)
+            except MultiswarmError as e:
+                log.warning("heartbeat failed: %s", e)
+            if not alive:
+                await self._rejoin()
+            await _wait(stop, period - (time.monotonic() - started))
+
+    async def _progress(self, stop: asyncio.Event) -> None:
+        """Save this worker's progress into each swarm's state and reconcile its members with
+        the swarms' targets, at the heartbeat's pace but in a loop of their own."""
+        period = self.settings.heartbeat_timeout_ms / 3000
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._save_progress()
+                await self._reconcile()
+            except MultiswarmError as e:
+                log.warning("saving progress failed: %s", e)
+            await _wait(stop, period - (time.monotonic() - started))
+
+    async def _save_progress(self) -> None:
+        """Versioned per-swarm state: what this worker holds and has done, per swarm."""
+        now_ms = int(time.time() * 1000)
+        for spec in self.specs:
+            mine = {
+                "running": sorted(t for t, h in self.held.items() if h.swarm == spec.id),
+                "agents": spec.max_agents,
+                "agent_ids": [a.agent_id for a in self.placement[spec.id].agents],
+                "completed": list(self.recent[spec.id]),
+                "at_ms": now_ms,
+            }
+            await self.state.update_state(
+                spec.id, functools.partial(_merge_progress, self.id, spec.id, mine))
+
+    def _renew_tick_s(self) -> float:
+        """How often the renewal loop looks for due leases: often enough for the shortest
+        lease held (a twelfth of it, so a renewal is at most a quarter late), at most 250 ms."""
+        shortest = min((h.claimed.lease_ms for h in self.held.values()), default=MIN_LEASE_MS)
+        return max(0.02, min(0.25, shortest / 12_000))
+
+    async def _renew_leases(self, stop: asyncio.Event) -> None:
+        """Renew each held task's lease once a third of it has passed; extend_leases.lua renews
+        each by the task's own lease_ms, so tasks of different leases share one call."""
+        while not stop.is_set():
+            now = time.monotonic()
+            due = {tid: h for tid, h in self.held.items()
+                   if now - h.renewed >= h.claimed.lease_ms / 3000}
+            if due:
+                try:
+                    lost = await self.tasks.extend(
+                        self.id, {t: h.claimed.token for t, h in due.items()})
+                    # the new lease runs from about when we asked, not from the reply
+                    for h in due.values():
+                        h.renewed = now
+                    if lost:
+                        log.info("leases lost for %s", lost)
+                except MultiswarmError as e:
+                    log.warning("lease renewal failed: %s", e)
+            await _wait(stop, self._renew_tick_s())
+
+
+def _merge_progress(worker_id: str, swarm_id: str, mine: dict[str, Any],
+                    data: dict[str, Any]) -> dict[str, Any]:
+    """Put this worker's entry into a swarm's state, leaving other workers' entries alone."""
+    workers = dict(data.get("workers", {}))
+    workers[worker_id] = mine
+    return {**data, "swarm": swarm_id, "workers": workers}
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until ``event`` is set or ``timeout_s`` passed (at once if it is not positive)."""
+    if timeout_s > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=timeout_s)

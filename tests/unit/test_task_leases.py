@@ -1,0 +1,67 @@
+"""Task leases: a sound minimum, the configured default, a renew tick that follows the shortest
+lease held, and each agent's share of the node pool (what an input may never exceed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from multiswarm.api import Multiswarm
+from multiswarm.config import Settings
+from multiswarm.errors import BadRequest
+from multiswarm.placement import REGION_BYTES, NodeMemory
+from multiswarm.tasks import MIN_LEASE_MS, Claimed, task_spec
+from multiswarm.worker import Worker
+from multiswarm.worker_liveness import HeldTask
+
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+def test_a_lease_below_the_minimum_is_refused_with_the_reason() -> None:
+    with pytest.raises(BadRequest, match=r"lease_ms=100 is below the minimum of 1000 ms"):
+        task_spec(NOOP, lease_ms=100)
+    assert task_spec(NOOP, lease_ms=MIN_LEASE_MS).lease_ms == 1000
+
+
+async def test_distribute_task_defaults_to_the_configured_task_lease() -> None:
+    settings = Settings(task_lease_ms=7_000)
+    ms = Multiswarm(redis.asyncio.Redis(), settings)  # never connects: submit is captured
+    submitted: list[Any] = []
+
+    async def capture(tasks: Any) -> dict[str, str]:
+        submitted.extend(spec for spec, _payload in tasks)
+        return {}
+    ms.tasks.submit = capture  # type: ignore[method-assign]
+    await ms.distribute_task(NOOP, 1)
+    await ms.distribute_task(NOOP, 2, lease_ms=2_000)
+    assert [s.lease_ms for s in submitted] == [7_000, 2_000]
+    await ms.client.aclose()
+
+
+def _held(lease_ms: int) -> HeldTask:
+    return HeldTask(Claimed(id=f"t{lease_ms}", token="k", handler=NOOP, payload=b"",
+                            timeout_ms=1000, lease_ms=lease_ms, attempts=1, deps=[]), "s")
+
+
+async def test_renew_tick_follows_the_shortest_lease() -> None:
+    worker = Worker(Settings(), [])
+    try:
+        assert worker._renew_tick_s() <= MIN_LEASE_MS / 12_000  # nothing held yet
+        worker.held = {"a": _held(30_000)}
+        assert worker._renew_tick_s() == 0.25
+        worker.held["b"] = _held(1_000)
+        # a renewal is due every third of the lease; looking 4x as often keeps it on time
+        assert worker._renew_tick_s() * 4 <= 1.0 / 3
+    finally:
+        await worker.client.aclose()
+
+
+def test_agent_share_of_the_node_pool() -> None:
+    memory = NodeMemory(1024 * 1024, n_agents=2)
+    assert memory.share_bytes(0) == memory.share_bytes(1) == 512 * 1024
+    assert memory.admit(0, [b"x" * (512 * 1024)]) is not None  # exactly the share fits
+    assert memory.admit(1, [b"x" * (512 * 1024 + 1)]) is None  # one byte more never does
+    memory.pool.set_limit(1, max_bytes=REGION_BYTES + 5)  # whole regions only
+    assert memory.share_bytes(1) == REGION_BYTES
