@@ -9,6 +9,7 @@ record is exactly-once (complete_task.lua).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,9 @@ from multiswarm.scripts import Scripts
 MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Tasks per submit_tasks.lua call: keeps one script run short (Redis serves nothing meanwhile).
 SUBMIT_CHUNK = 500
+#: Index entries one prune_tasks.lua call examines: ~10 µs each, so a call holds Redis for a
+#: few milliseconds, and pruning still keeps up with tens of thousands of tasks per second.
+PRUNE_BATCH = 250
 
 
 def _decode_str(value: Any) -> str:
@@ -61,6 +65,7 @@ def task_spec(
     timeout_ms: int = 300_000,
     backoff_ms: int = 1_000,
     backoff_max_ms: int = 60_000,
+    result_ttl_ms: int | None = None,
 ) -> TaskSpec:
     """Build and validate one task definition.
 
@@ -78,6 +83,10 @@ def task_spec(
         Longest a single execution may run; a timeout counts as a failed attempt.
     backoff_ms, backoff_max_ms:
         Retry delay ``backoff_ms * 2**(attempt-1)``, capped, times a jitter in [0.5, 1).
+    result_ttl_ms:
+        How long, in milliseconds, the task is kept once finished (record and result), in place
+        of the deployment's ``MULTISWARM_RESULT_TTL_MS``. A completed task is kept longer while
+        a task depending on it has not ended, since that one reads its result.
 
     Raises
     ------
@@ -91,11 +100,14 @@ def task_spec(
     deps = [check_id(d, "dependency id") for d in depends_on]
     if max_attempts < 1 or lease_ms < 100 or timeout_ms < 1 or backoff_ms < 0:
         raise BadRequest("BAD_REQUEST", "max_attempts, lease_ms and timeout_ms must be positive")
+    if result_ttl_ms is not None and result_ttl_ms < 1:
+        raise BadRequest("BAD_REQUEST", f"result_ttl_ms must be positive, not {result_ttl_ms}")
     return TaskSpec(
         id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
         caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
         lease_ms=lease_ms, timeout_ms=timeout_ms, backoff_ms=backoff_ms,
         backoff_max_ms=max(backoff_ms, backoff_max_ms), deps=",".join(deps),
+        result_ttl_ms=result_ttl_ms or 0,
     )
 
 
@@ -260,7 +272,27 @@ class TaskStore:
         raw = await self.scripts.read(lambda: self.client.hgetall(self.keys.stats))
         return {_decode_str(k): int(v) for k, v in raw.items()}
 
-    async def prune(self, retention_ms: int, limit: int = 1000) -> int:
-        """Forget terminal tasks older than ``retention_ms``."""
-        return int(await self.scripts.call(
-            "prune_tasks", self.keys.task_keyset, [retention_ms, limit]))
+    async def prune(self, retention_ms: int, batch: int = PRUNE_BATCH) -> int:
+        """Forget every finished task past its retention; returns how many were forgotten.
+
+        Calls prune_tasks.lua, each call examining at most ``batch`` entries, until nothing is
+        left that is due, so pruning keeps up with any completion rate while no single call
+        holds Redis for long.
+
+        Parameters
+        ----------
+        retention_ms:
+            Deployment result TTL in milliseconds (``MULTISWARM_RESULT_TTL_MS``); a task's own
+            ``result_ttl_ms`` replaces it. A completed task is also kept while a task that
+            depends on it is unfinished.
+        batch:
+            Budget of one script call (index entries and dependents examined).
+        """
+        keys = [*self.keys.task_keyset, self.keys.task_retained, self.keys.task_prune_cursor]
+        total = 0
+        while True:
+            pruned, more = await self.scripts.call("prune_tasks", keys, [retention_ms, batch])
+            total += int(pruned)
+            if not int(more):
+                return total
+            await asyncio.sleep(0)  # let this process's other coroutines run between calls
