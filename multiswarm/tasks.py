@@ -29,6 +29,8 @@ SUBMIT_CHUNK = 500
 #: Index entries one prune_tasks.lua call examines: ~10 µs each, so a call holds Redis for a
 #: few milliseconds, and pruning still keeps up with tens of thousands of tasks per second.
 PRUNE_BATCH = 250
+#: Longest per-task result TTL (10 years, in ms): keeps it an exact integer in the record's JSON.
+MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
 
 
 def _decode_str(value: Any) -> str:
@@ -100,8 +102,9 @@ def task_spec(
     deps = [check_id(d, "dependency id") for d in depends_on]
     if max_attempts < 1 or lease_ms < 100 or timeout_ms < 1 or backoff_ms < 0:
         raise BadRequest("BAD_REQUEST", "max_attempts, lease_ms and timeout_ms must be positive")
-    if result_ttl_ms is not None and result_ttl_ms < 1:
-        raise BadRequest("BAD_REQUEST", f"result_ttl_ms must be positive, not {result_ttl_ms}")
+    if result_ttl_ms is not None and not 1 <= result_ttl_ms <= MAX_RESULT_TTL_MS:
+        raise BadRequest("BAD_REQUEST",
+                         f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]")
     return TaskSpec(
         id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
         caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
@@ -289,9 +292,12 @@ class TaskStore:
             Budget of one script call (index entries and dependents examined).
         """
         keys = [*self.keys.task_keyset, self.keys.task_retained, self.keys.task_prune_cursor]
-        total = 0
+        total, asof = 0, 0
         while True:
-            pruned, more = await self.scripts.call("prune_tasks", keys, [retention_ms, batch])
+            # every call after the first judges as of the first one's server time, so the
+            # round's work is fixed when it starts and the loop ends under any load
+            pruned, more, asof = await self.scripts.call(
+                "prune_tasks", keys, [retention_ms, batch, int(asof)])
             total += int(pruned)
             if not int(more):
                 return total

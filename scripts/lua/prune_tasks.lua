@@ -11,23 +11,30 @@
 --           result_ttl_ms (submit_tasks.lua), when set, replaces it
 -- ARGV[2] - budget: most index entries and dependents examined in this call, so one run stays
 --           short (Redis serves nobody meanwhile); the caller repeats while `more` is 1
+-- ARGV[3] - 'as of' ms returned by the first call of this round ('0' on the first call): every
+--           call of a round judges against that instant, so a round's work is fixed when it
+--           starts and the round ends even while tasks keep finishing or stay held
 -- A task is forgotten once it has been finished (completed, dead, cancelled) for its TTL and,
 -- when completed, no task that depends on it is still unfinished; then everything it owned goes:
 -- record, payload, result, status index entry, dependents and readers fields, retained entry.
 -- The sweep reads each terminal status index once, in finish order, from its cursor up to
--- now - horizon (horizon = the smallest TTL in use: deployment TTL or stats
+-- as of - horizon (horizon = the smallest TTL in use: deployment TTL or stats
 -- min_result_ttl_ms); tasks it finds not due move to `retained`, so they never block it.
 -- The completions stream is trimmed to the deployment TTL as well (exact MINID).
--- returns {pruned, more}: more is 1 when the budget ran out before all that is due was seen
+-- returns {pruned, more, as of}: more is 1 when the budget ran out before all that was due as of
+--   `as of` was seen
 load_task_keys()
 local retained, cursors = KEYS[23], KEYS[24]
 local default_ttl, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
 if not default_ttl or default_ttl < 1 or not budget or budget < 1 then
   return fail('BAD_REQUEST', 'ttl and budget must be positive integers')
 end
--- a completed task held by a running dependent is looked at again after this long at most
+-- a completed task held by an unfinished dependent is looked at again after min(its TTL, 60 s)
+-- (at most once a round: a round judges as of its start)
 local HOLD_RECHECK_MS = 60000
 local now = now_ms()
+local asof = tonumber(ARGV[3]) or 0
+if asof <= 0 or asof > now then asof = now end
 local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 
@@ -68,7 +75,8 @@ local function held_until(id, ttl)
       for j = live and i or i + 1, #readers do rest[#rest + 1] = readers[j] end
       redis.call('HSET', TK.dependents, field, join(rest))
       -- out of budget: the unchecked rest waits for the next call
-      return live and (now + math.min(ttl, HOLD_RECHECK_MS)) or now
+      if not live then return asof end  -- due again within this round
+      return now + math.min(ttl, HOLD_RECHECK_MS)
     end
   end
   return nil
@@ -105,13 +113,13 @@ local function settle(id, status)
   local ttl = tonumber(task.result_ttl_ms) or 0
   if ttl <= 0 then ttl = default_ttl end
   local due = (tonumber(task.updated_ms) or 0) + ttl
-  if due <= now and task.status == 'completed' then
+  if due <= asof and task.status == 'completed' then
     local again = held_until(id, ttl)
     if again then
       redis.call('ZADD', retained, string.format('%d', again), id)
       return true
     end
-  elseif due > now then
+  elseif due > asof then
     redis.call('ZADD', retained, string.format('%d', due), id)
     return true
   end
@@ -120,7 +128,7 @@ local function settle(id, status)
 end
 
 -- 1. retained tasks whose time has come
-local due_now = redis.call('ZRANGEBYSCORE', retained, '-inf', string.format('%d', now),
+local due_now = redis.call('ZRANGEBYSCORE', retained, '-inf', string.format('%d', asof),
                           'LIMIT', 0, budget)
 more = #due_now >= budget
 for _, id in ipairs(due_now) do
@@ -129,11 +137,11 @@ for _, id in ipairs(due_now) do
   settle(id, nil)
 end
 
--- 2. the sweep: terminal status indexes from their cursor up to now - horizon
+-- 2. the sweep: terminal status indexes from their cursor up to as of - horizon
 local horizon = default_ttl
 local min_ttl = tonumber(redis.call('HGET', TK.stats, 'min_result_ttl_ms') or '')
 if min_ttl and min_ttl > 0 and min_ttl < horizon then horizon = min_ttl end
-local cutoff = now - horizon
+local cutoff = asof - horizon
 -- Deadlines in `retained` were reckoned with the deployment TTL the cursor was read under: when
 -- that changes (a restart with another MULTISWARM_RESULT_TTL_MS), sweep again from the start
 -- so every finished task is judged, and re-filed, under the new one.
@@ -176,5 +184,7 @@ for _, status in ipairs({'completed', 'dead', 'cancelled'}) do
   end
 end
 
-redis.call('XTRIM', TK.completions, 'MINID', string.format('%d', now - default_ttl))
-return {pruned, (more or budget <= 0) and 1 or 0}
+if asof > default_ttl then
+  redis.call('XTRIM', TK.completions, 'MINID', string.format('%d', asof - default_ttl))
+end
+return {pruned, (more or budget <= 0) and 1 or 0, string.format('%d', asof)}

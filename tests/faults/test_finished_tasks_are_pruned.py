@@ -171,3 +171,19 @@ async def test_result_kept_while_a_dependent_may_read_it(scripts: Scripts, keys:
     assert await _round(store, 100) == 3
     assert await _exists(store, "a", "b", "c") == [False, False, False]
     assert await store.client.hlen(keys.task_keyset[3]) == 0  # no dependents entry left behind
+
+
+async def test_round_ends_while_many_results_are_held(scripts: Scripts, keys: Keys) -> None:
+    """More held tasks than one call examines, each due again within a millisecond: a round
+    judges as of its start, so it still ends (instead of re-checking them forever)."""
+    await host(scripts, keys, "w1", ("s", []), capacity=1000)
+    store, coord = TaskStore(scripts, keys), await leader(scripts, keys, batch_size=1000)
+    deps = [f"d{i}" for i in range(600)]
+    await store.submit([(task_spec(NOOP, id=d, result_ttl_ms=1), None) for d in deps])
+    await _finish(store, coord, *deps)
+    # each dependent is ready (its dependency completed) and never runs in this test
+    await store.submit([(task_spec(NOOP, id=f"after-{d}", depends_on=[d]), None) for d in deps])
+    await asyncio.sleep(0.1)
+    for _ in range(3):
+        assert await asyncio.wait_for(_round(store, 60_000), 30) == 0
+    assert all(await _exists(store, *deps))
