@@ -52,6 +52,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_lease_ms:
         ``MULTISWARM_TASK_LEASE_MS``: visibility timeout of a running task (30 s), renewed every
         third while the handler runs.
+    result_ttl_ms:
+        ``MULTISWARM_RESULT_TTL_MS``: how long a finished task (record, payload, result) is kept
+        (24 h); a task's own ``result_ttl_ms`` replaces it. Memory held by finished tasks is
+        about completion rate x TTL x size per task (~1 KB for a small result).
     socket_timeout_ms:
         ``MULTISWARM_SOCKET_TIMEOUT_MS``: longest wait for one reply (5 s). A Redis stalled
         longer (``DEBUG SLEEP``, a slow fork, a lost reply) surfaces as a timeout and the call is
@@ -133,7 +137,7 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"unsupported Redis URL scheme in {redact(s.redis_url)!r}")
     for name in ("max_swarms", "heartbeat_timeout_ms", "lease_ms", "task_lease_ms",
                  "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept",
-                 "socket_timeout_ms", "connect_timeout_ms"):
+                 "socket_timeout_ms", "connect_timeout_ms", "result_ttl_ms"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
     if not 0.0 <= s.auto_recover_min_confidence <= 1.0:
@@ -181,6 +185,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         snapshot_interval_ms=_int(env, "SNAPSHOT_INTERVAL", 5 * 60 * 1000),
         lease_ms=_int(env, "MULTISWARM_LEASE_MS", 30_000),
         task_lease_ms=_int(env, "MULTISWARM_TASK_LEASE_MS", 30_000),
+        result_ttl_ms=_int(env, "MULTISWARM_RESULT_TTL_MS", 24 * 3600 * 1000),
         socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
         connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
         message_secret=env_secret(env),

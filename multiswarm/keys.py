@@ -152,6 +152,17 @@ class Keys:
     def stats(self) -> str:
         return f"{self._g}:stats"
 
+    @property
+    def task_retained(self) -> str:
+        """Finished tasks the prune sweep passed but kept (own longer TTL, or a dependent still
+        to read the result), by the ms they are looked at again (prune_tasks.lua)."""
+        return f"{self._g}:tasks:retained"
+
+    @property
+    def task_prune_cursor(self) -> str:
+        """Hash terminal status -> finish ms up to which the prune sweep has read its index."""
+        return f"{self._g}:tasks:prune"
+
     # -- per-swarm state (own slot per swarm) --------------------------------------------------
     def state(self, swarm_id: str) -> str:
         return f"{self.ns}:state:{{{check_id(swarm_id, 'swarm id')}}}"

@@ -41,6 +41,9 @@ class TaskSpec(msgspec.Struct, kw_only=True):
     backoff_ms: int = 1_000
     backoff_max_ms: int = 60_000
     deps: str = ""
+    #: How long the finished task and its result are kept; 0: the deployment's
+    #: ``MULTISWARM_RESULT_TTL_MS`` (prune_tasks.lua)
+    result_ttl_ms: int = 0
 
 
 class Task(msgspec.Struct, kw_only=True):
@@ -75,6 +78,7 @@ class Task(msgspec.Struct, kw_only=True):
     error: str = ""
     completed_by: str = ""
     epoch: int = 0
+    result_ttl_ms: int = 0
 
     @property
     def capabilities(self) -> list[str]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -223,30 +222,70 @@ class SwarmRegistry:
         return sorted((decode_worker(v) for v in raws.values()), key=lambda w: w.id)
 
 
-async def run_registry(
-    registry: SwarmRegistry, stop: asyncio.Event, *, heartbeat_timeout_ms: int, archive_ms: int,
-    result_ttl_ms: int,
-) -> None:
-    """Registry process: reap workers whose heartbeat expired (every sixth of the timeout), then
-    every minute forget swarms archived past ``archive_ms`` and tasks past ``result_ttl_ms``."""
-    tasks = TaskStore(registry.scripts, registry.keys)
-    messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
-    last_housekeeping = 0.0
+#: Longest pause between two housekeeping rounds, in seconds (shorter when the result TTL is).
+HOUSEKEEPING_S = 10.0
+
+
+async def housekeeping(registry: SwarmRegistry, *, archive_ms: int, result_ttl_ms: int) -> int:
+    """One housekeeping round; returns the number of finished tasks forgotten.
+
+    Forgets swarms archived longer than ``archive_ms``, then every finished task past its result
+    TTL (``result_ttl_ms`` or the task's own; bounded script calls repeated until none is due,
+    so pruning keeps up with any completion rate), then reclaims resources of finished swarms.
+    """
+    await registry.archive(archive_ms)
+    pruned = await TaskStore(registry.scripts, registry.keys).prune(result_ttl_ms)
+    await ResourcePools(registry.scripts, registry.keys).reclaim()
+    return pruned
+
+
+async def _keep_house(registry: SwarmRegistry, stop: asyncio.Event, interval_s: float,
+                      archive_ms: int, result_ttl_ms: int) -> None:
     while not stop.is_set():
         try:
-            dead = await registry.reap_workers(heartbeat_timeout_ms)
-            if dead:
-                log.warning("workers declared dead (no heartbeat for %d ms): %s",
-                            heartbeat_timeout_ms, dead)
-                await messenger.publish(registry.keys.ch_events, "swarm.worker.dead",
-                                        {"workers": dead})
-                await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
-            if time.monotonic() - last_housekeeping > 60:
-                last_housekeeping = time.monotonic()
-                await registry.archive(archive_ms)
-                await tasks.prune(result_ttl_ms)
-                await ResourcePools(registry.scripts, registry.keys).reclaim()
+            pruned = await housekeeping(registry, archive_ms=archive_ms,
+                                        result_ttl_ms=result_ttl_ms)
+            if pruned:
+                log.debug("pruned %d finished tasks", pruned)
         except MultiswarmError as e:
-            log.warning("registry round failed: %s", e)
+            log.warning("housekeeping round failed: %s", e)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+async def run_registry(
+    registry: SwarmRegistry, stop: asyncio.Event, *, heartbeat_timeout_ms: int, archive_ms: int,
+    result_ttl_ms: int, housekeeping_s: float | None = None,
+) -> None:
+    """Registry process: reap workers whose heartbeat expired (every sixth of the timeout) and,
+    in its own loop so a long round never delays reaping, run :func:`housekeeping` every
+    ``housekeeping_s`` (default: half the result TTL, between 1 and :data:`HOUSEKEEPING_S` s).
+
+    Raises whatever unexpected error stops the housekeeping loop, so the process exits
+    non-zero instead of running on without pruning.
+    """
+    interval_s = housekeeping_s if housekeeping_s is not None else min(
+        HOUSEKEEPING_S, max(1.0, result_ttl_ms / 2000))
+    keeper = asyncio.create_task(
+        _keep_house(registry, stop, interval_s, archive_ms, result_ttl_ms))
+    messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
+    try:
+        while not stop.is_set():
+            if keeper.done():
+                keeper.result()  # raises what stopped it
+            try:
+                dead = await registry.reap_workers(heartbeat_timeout_ms)
+                if dead:
+                    log.warning("workers declared dead (no heartbeat for %d ms): %s",
+                                heartbeat_timeout_ms, dead)
+                    await messenger.publish(registry.keys.ch_events, "swarm.worker.dead",
+                                            {"workers": dead})
+                    await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
+            except MultiswarmError as e:
+                log.warning("registry round failed: %s", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper

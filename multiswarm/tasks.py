@@ -9,6 +9,7 @@ record is exactly-once (complete_task.lua).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,11 @@ from multiswarm.scripts import Scripts
 MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Tasks per submit_tasks.lua call: keeps one script run short (Redis serves nothing meanwhile).
 SUBMIT_CHUNK = 500
+#: Index entries one prune_tasks.lua call examines: ~10 µs each, so a call holds Redis for a
+#: few milliseconds, and pruning still keeps up with tens of thousands of tasks per second.
+PRUNE_BATCH = 250
+#: Longest per-task result TTL (10 years, in ms): keeps it an exact integer in the record's JSON.
+MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
 
 
 def _decode_str(value: Any) -> str:
@@ -66,6 +72,7 @@ def task_spec(
     timeout_ms: int = 300_000,
     backoff_ms: int = 1_000,
     backoff_max_ms: int = 60_000,
+    result_ttl_ms: int | None = None,
 ) -> TaskSpec:
     """Build and validate one task definition.
 
@@ -84,6 +91,10 @@ def task_spec(
         Longest a single execution may run; a timeout counts as a failed attempt.
     backoff_ms, backoff_max_ms:
         Retry delay ``backoff_ms * 2**(attempt-1)``, capped, times a jitter in [0.5, 1).
+    result_ttl_ms:
+        How long, in milliseconds, the task is kept once finished (record and result), in place
+        of the deployment's ``MULTISWARM_RESULT_TTL_MS``. A completed task is kept longer while
+        a task depending on it has not ended, since that one reads its result.
 
     Raises
     ------
@@ -101,11 +112,15 @@ def task_spec(
     if lease_ms < MIN_LEASE_MS:
         raise BadRequest("BAD_REQUEST", f"lease_ms={lease_ms} is below the minimum of "
                          f"{MIN_LEASE_MS} ms (a worker renews every third of a lease)")
+    if result_ttl_ms is not None and not 1 <= result_ttl_ms <= MAX_RESULT_TTL_MS:
+        raise BadRequest("BAD_REQUEST",
+                         f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]")
     return TaskSpec(
         id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
         caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
         lease_ms=lease_ms, timeout_ms=timeout_ms, backoff_ms=backoff_ms,
         backoff_max_ms=max(backoff_ms, backoff_max_ms), deps=",".join(deps),
+        result_ttl_ms=result_ttl_ms or 0,
     )
 
 
@@ -271,7 +286,30 @@ class TaskStore:
         raw = await self.scripts.read(lambda: self.client.hgetall(self.keys.stats))
         return {_decode_str(k): int(v) for k, v in raw.items()}
 
-    async def prune(self, retention_ms: int, limit: int = 1000) -> int:
-        """Forget terminal tasks older than ``retention_ms``."""
-        return int(await self.scripts.call(
-            "prune_tasks", self.keys.task_keyset, [retention_ms, limit]))
+    async def prune(self, retention_ms: int, batch: int = PRUNE_BATCH) -> int:
+        """Forget every finished task past its retention; returns how many were forgotten.
+
+        Calls prune_tasks.lua, each call examining at most ``batch`` entries, until nothing is
+        left that is due, so pruning keeps up with any completion rate while no single call
+        holds Redis for long.
+
+        Parameters
+        ----------
+        retention_ms:
+            Deployment result TTL in milliseconds (``MULTISWARM_RESULT_TTL_MS``); a task's own
+            ``result_ttl_ms`` replaces it. A completed task is also kept while a task that
+            depends on it is unfinished.
+        batch:
+            Budget of one script call (index entries and dependents examined).
+        """
+        keys = [*self.keys.task_keyset, self.keys.task_retained, self.keys.task_prune_cursor]
+        total, asof = 0, 0
+        while True:
+            # every call after the first judges as of the first one's server time, so the
+            # round's work is fixed when it starts and the loop ends under any load
+            pruned, more, asof = await self.scripts.call(
+                "prune_tasks", keys, [retention_ms, batch, int(asof)])
+            total += int(pruned)
+            if not int(more):
+                return total
+            await asyncio.sleep(0)  # let this process's other coroutines run between calls

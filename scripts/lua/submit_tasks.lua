@@ -3,7 +3,11 @@
 -- ARGV[1] - number of tasks N
 -- ARGV[2i], ARGV[2i+1] for i = 1..N - task spec JSON {id, name, handler, caps (csv), prio
 --           (0 high, 1 normal, 2 low), max_attempts, lease_ms, timeout_ms, backoff_ms,
---           backoff_max_ms, deps (csv)}, and the opaque payload bytes
+--           backoff_max_ms, deps (csv), result_ttl_ms (0: the deployment's)}, and the opaque
+--           payload bytes
+-- Each new task is added to 'r:<dep>' (dependents hash) of every dependency: the readers of
+-- that dependency's result, which prune_tasks.lua keeps while one of them is unfinished. A
+-- result_ttl_ms below stats 'min_result_ttl_ms' lowers it (the prune sweep's horizon).
 -- Dependencies must already exist or come earlier in the batch, so the graph is acyclic.
 -- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
 --   before: idempotent); errors BAD_REQUEST, ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
@@ -37,6 +41,7 @@ end
 
 local now = now_ms()
 local out = {}
+local readers, reader_deps = {}, {}  -- dependency id -> new tasks that will read its result
 for i, spec in ipairs(specs) do
   if spec.exists then
     out[i] = 'exists'
@@ -49,7 +54,14 @@ for i, spec in ipairs(specs) do
       backoff_max_ms = spec.backoff_max_ms, deps = spec.deps or '', deps_left = 0,
       seq = redis.call('HINCRBY', TK.stats, 'seq', 1), created_ms = now, updated_ms = now,
       lease_until = 0, due_ms = 0, reason = '', error = '', finished_ms = 0,
+      result_ttl_ms = tonumber(spec.result_ttl_ms) or 0,
     }
+    if task.result_ttl_ms > 0 then
+      local floor = tonumber(redis.call('HGET', TK.stats, 'min_result_ttl_ms') or '')
+      if not floor or task.result_ttl_ms < floor then
+        redis.call('HSET', TK.stats, 'min_result_ttl_ms', string.format('%d', task.result_ttl_ms))
+      end
+    end
     redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
     redis.call('HINCRBY', TK.stats, 'submitted', 1)
     local ended_dep = nil
@@ -66,6 +78,8 @@ for i, spec in ipairs(specs) do
       redis.call('HINCRBY', TK.stats, 'cancelled', 1)
     else
       for _, d in ipairs(deps) do
+        if not readers[d] then readers[d] = {}; reader_deps[#reader_deps + 1] = d end
+        table.insert(readers[d], task.id)
         local dep = get_task(d)
         if dep.status ~= 'completed' then
           task.deps_left = task.deps_left + 1
@@ -83,5 +97,11 @@ for i, spec in ipairs(specs) do
     put_task(task, now)
     out[i] = task.status
   end
+end
+-- one write per dependency, not per dependent: a wide fan-out appends in one go
+for _, d in ipairs(reader_deps) do
+  local cur = redis.call('HGET', TK.dependents, 'r:' .. d)
+  local add = join(readers[d])
+  redis.call('HSET', TK.dependents, 'r:' .. d, (cur and cur ~= '') and (cur .. ',' .. add) or add)
 end
 return out
