@@ -33,6 +33,7 @@ from _results import machine, update_section  # benchmarks/_results.py, shared b
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
+from multiswarm.coordinator import LeaderElection
 from multiswarm.keys import Keys
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.redis_server import RedisServer
@@ -51,6 +52,8 @@ async def setup(scripts: Scripts, keys: Keys, swarms: int) -> None:
     registry = SwarmRegistry(scripts, keys, max_swarms=swarms + 1)
     store = TaskStore(scripts, keys)
     state = SwarmStateManager(scripts, keys)
+    election = LeaderElection(scripts, keys, lease_ms=600_000)
+    assert await election.try_acquire()
     for i in range(swarms):
         sid, wid = f"s{i}", f"w{i}"
         await registry.host_swarms(wid, {"host": "bench"},
@@ -58,8 +61,11 @@ async def setup(scripts: Scripts, keys: Keys, swarms: int) -> None:
         await store.submit([(task_spec("multiswarm.demo_tasks:noop", id=f"{sid}.t{j}",
                                        capabilities=[f"c{i}"]), {"j": j})
                             for j in range(TASKS_PER_SWARM)])
-        await scripts.call("dispatch_tasks", [*keys.task_keyset, keys.rr_cursor, keys.queue(sid)],
-                           [1, "least_loaded", 100, 400, sid])
+        await scripts.call("dispatch_tasks",
+                           [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index,
+                            keys.queue(sid)],
+                           [election.epoch, election.holder_id, election.instance,
+                            "least_loaded", 100, 400, 30_000, 0, 0, sid])
         running = [c.id for c in await store.claim(sid, wid, RUNNING_PER_SWARM)]
         now = int(time.time() * 1000)
         await state.save_state(sid, {"swarm": sid, "workers": {

@@ -106,7 +106,10 @@ def run_coordinator_cmd(ctx: click.Context, lease_ms: int | None, strategy: str,
     settings = _settings(ctx)
     if lease_ms:
         settings = settings.replace(lease_ms=lease_ms)
-    serve(coordinator_role(settings, strategy, holder_id))
+    try:
+        serve(coordinator_role(settings, strategy, holder_id))
+    except MultiswarmError as e:  # e.g. its --id is taken by a live coordinator
+        raise click.ClickException(str(e)) from e
 
 
 @run.command("state-manager")

@@ -5,8 +5,12 @@ epoch from ``INCR {ns}:leader:epoch``, so epochs only grow. The leader renews by
 every third of the lease and steps down when a renewal fails or when its local view of the lease
 runs out (measured from *before* the renewal was sent, so a slow reply never extends it). Standbys
 try every third of the lease, and at once when a leader announces a clean release. Leader-only
-writes (dispatch, lease reaping) carry the epoch; scripts refuse one below the counter
-(StaleEpoch), so a leader paused past its lease cannot act after a successor was elected.
+writes (dispatch, lease reaping) carry the epoch and the holder; scripts refuse an epoch below the
+counter, and a lease that does not name this holder, process instance and epoch (StaleEpoch), so
+a leader paused past its lease cannot act after a successor was elected, even when the counter
+rolled back (failover to a lagging replica, AOF ``everysec`` loss) and both hold one epoch.
+Each lease records the process instance that took it: a second process started with the same
+``--id`` is refused (AlreadyExists) instead of leading alongside the first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import uuid
 from typing import Any
 
 from multiswarm.errors import (
+    AlreadyExists,
     CoordinationError,
     MultiswarmError,
     RedisUnavailable,
@@ -38,6 +43,14 @@ log = logging.getLogger(__name__)
 #: Task distribution strategies of the leader (see dispatch_tasks.lua).
 STRATEGIES = ("least_loaded", "round_robin", "priority", "capability")
 
+#: Most dispatch script calls in one round. Each call examines at most 4 x batch ready tasks
+#: and every call that asks for more has parked, assigned or dropped some (or met a new
+#: capability set, whose tasks the next call parks), so a round ends; this only bounds it.
+DISPATCH_CALLS_PER_ROUND = 256
+
+#: Most lease deadlines handled per reap_leases call.
+REAP_LIMIT = 500
+
 
 class LeaderElection:
     """One contender for the leader lease.
@@ -47,7 +60,8 @@ class LeaderElection:
     lease_ms:
         Lease length (30 s default, ``--lease-ms`` / ``MULTISWARM_LEASE_MS``).
     holder_id:
-        Unique id of this contender (default: host-pid-random).
+        Unique id of this contender (default: host-pid-random). A second process using an id
+        whose lease is live is refused (:class:`~multiswarm.errors.AlreadyExists`).
     """
 
     def __init__(
@@ -57,6 +71,8 @@ class LeaderElection:
         self.keys = keys
         self.lease_ms = lease_ms
         self.holder_id = holder_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        #: Tells this contender from another process started with the same ``holder_id``.
+        self.instance = uuid.uuid4().hex
         self.epoch = 0
         self._valid_until = 0.0
         self.terms = 0
@@ -67,9 +83,15 @@ class LeaderElection:
         return self.epoch > 0 and time.monotonic() < self._valid_until
 
     async def try_acquire(self) -> bool:
-        """Take the lease if free (or extend it if already ours). Returns True when leader."""
+        """Take the lease if free (or extend it if already ours). Returns True when leader.
+
+        Raises
+        ------
+        AlreadyExists
+            A live lease names this ``holder_id`` but was taken by another process.
+        """
         sent = time.monotonic()
-        info = {"host": socket.gethostname(), "pid": os.getpid()}
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "instance": self.instance}
         reply = await self.scripts.call(
             "acquire_leadership", [self.keys.leader, self.keys.epoch],
             [self.holder_id, encode_json(info), self.lease_ms])
@@ -89,7 +111,8 @@ class LeaderElection:
             return False
         sent = time.monotonic()
         ok = await self.scripts.call(
-            "renew_leadership", [self.keys.leader], [self.holder_id, self.epoch, self.lease_ms])
+            "renew_leadership", [self.keys.leader],
+            [self.holder_id, self.epoch, self.lease_ms, self.instance])
         if int(ok) == 1:
             self._valid_until = sent + self.lease_ms / 1000
             return True
@@ -101,7 +124,7 @@ class LeaderElection:
         if self.epoch == 0:
             return False
         ok = await self.scripts.call(
-            "release_leadership", [self.keys.leader], [self.holder_id, self.epoch])
+            "release_leadership", [self.keys.leader], [self.holder_id, self.epoch, self.instance])
         self._step_down()
         return int(ok) == 1
 
@@ -131,9 +154,18 @@ class SwarmCoordinator:
     strategy:
         One of :data:`STRATEGIES` (``least_loaded`` default).
     batch_size:
-        Most tasks assigned per dispatch script call (keeps each Lua run short).
+        Most tasks assigned per dispatch round; each script call examines at most four times
+        as many ready tasks (keeps each Lua run short).
     reap_interval_s:
-        How often the leader reaps expired task leases.
+        How often the leader handles passed deadlines (expired task leases, unclaimed
+        assignments), on its own timer: a failing dispatch does not stop it.
+    assign_timeout_ms:
+        Assignment deadline: a task assigned to a swarm and unclaimed this long is looked at
+        again; it goes back to ready (attempt not counted) unless its swarm is active with a
+        live host (reap_leases.lua). Covers deployments where no registry process runs.
+    heartbeat_timeout_ms:
+        A swarm none of whose hosts beat within this long gets no tasks and keeps none past
+        their deadline (``HEARTBEAT_INTERVAL``; 0: any host the registry lists counts).
     """
 
     def __init__(
@@ -146,6 +178,8 @@ class SwarmCoordinator:
         batch_size: int = 200,
         reap_interval_s: float = 0.5,
         holder_id: str | None = None,
+        assign_timeout_ms: int = 30_000,
+        heartbeat_timeout_ms: int = 0,
     ) -> None:
         if strategy not in STRATEGIES:
             raise CoordinationError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
@@ -154,52 +188,95 @@ class SwarmCoordinator:
         self.strategy = strategy
         self.batch_size = batch_size
         self.reap_interval_s = reap_interval_s
+        self.assign_timeout_ms = assign_timeout_ms
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.election = LeaderElection(scripts, keys, lease_ms, holder_id)
         self.registry = SwarmRegistry(scripts, keys)
         self.messenger = SwarmMessenger(scripts.client, keys, sender=self.election.holder_id)
         self._wake = asyncio.Event()
         self._contend = asyncio.Event()
+        self._more = False
+        self._refused: AlreadyExists | None = None
         self.dispatched = 0
+        #: Assigned tasks put back to ready when their assignment deadline passed.
+        self.requeued = 0
 
     async def dispatch_once(self) -> int:
-        """One fenced dispatch batch; returns tasks assigned. Raises StaleEpoch, NotLeader."""
-        swarm_ids = await self.registry.swarm_ids("active")
+        """One fenced dispatch round; returns tasks assigned (at most ``batch_size``).
+
+        Calls dispatch_tasks.lua until it has nothing more to do now: tasks no swarm can take
+        are parked per capability set on the way, so whatever waits ahead, a placeable task is
+        assigned within the round. Raises StaleEpoch.
+        """
+        total, self._more = 0, False
+        for _ in range(DISPATCH_CALLS_PER_ROUND):
+            assigned, more = await self._dispatch_call(self.batch_size - total)
+            total += assigned
+            self._more = more
+            if not more or total >= self.batch_size:
+                break
+        return total
+
+    async def _dispatch_call(self, batch: int) -> tuple[int, bool]:
+        async def read() -> list[Any]:
+            pipe = self.scripts.client.pipeline(transaction=False)
+            pipe.smembers(self.keys.swarm_status("active"))
+            pipe.hkeys(self.keys.parked_index)
+            return await pipe.execute()
+        raw_swarms, raw_sets = await self.scripts.read(read)
+        swarm_ids = sorted(_text(s) for s in raw_swarms)
+        capsets = sorted(_text(c) for c in raw_sets)
         reply = await self.scripts.call(
             "dispatch_tasks",
-            [*self.keys.task_keyset, self.keys.rr_cursor,
+            [*self.keys.task_keyset, self.keys.rr_cursor, self.keys.leader,
+             self.keys.parked_index, *[self.keys.parked(c) for c in capsets],
              *[self.keys.queue(s) for s in swarm_ids]],
-            [self.election.epoch, self.strategy, self.batch_size, 4 * self.batch_size,
-             *swarm_ids])
+            [self.election.epoch, self.election.holder_id, self.election.instance,
+             self.strategy, batch, 4 * self.batch_size, self.assign_timeout_ms,
+             self.heartbeat_timeout_ms,
+             len(capsets), *capsets, *swarm_ids])
         assigned = int(reply[0])
         if assigned:
             per_swarm: dict[str, int] = {}
-            for i in range(2, len(reply), 2):
-                sid = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
+            for i in range(4, len(reply), 2):
+                sid = _text(reply[i])
                 per_swarm[sid] = per_swarm.get(sid, 0) + 1
             for sid, count in per_swarm.items():
                 await self.messenger.publish(
                     self.keys.ch_tasks, "task_assignment", {"swarm": sid, "count": count},
                     target=sid)
             self.dispatched += assigned
-        return assigned
+        return assigned, int(reply[3]) == 1
 
     async def reap_once(self) -> tuple[int, int]:
-        """Fail attempts whose lease expired (fenced). Returns (retried, dead)."""
+        """Handle passed deadlines (fenced): expired leases fail their attempt, unclaimed
+        assignments of swarms without a live host go back to ready (counted in
+        :attr:`requeued`).
+
+        Returns (retried, dead) of the expired leases. Raises StaleEpoch.
+        """
         reply = await self.scripts.call(
-            "reap_leases", self.keys.task_keyset,
-            [self.election.epoch, 500, random.getrandbits(31)])
+            "reap_leases", [*self.keys.task_keyset, self.keys.leader],
+            [self.election.epoch, self.election.holder_id, self.election.instance, REAP_LIMIT,
+             random.getrandbits(31), self.assign_timeout_ms, self.heartbeat_timeout_ms])
+        self.requeued += int(reply[2])
         return int(reply[0]), int(reply[1])
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Contend, lead, and on ``stop`` hand leadership over at once."""
+        """Contend, lead, and on ``stop`` hand leadership over at once.
+
+        Raises
+        ------
+        AlreadyExists
+            Another live process leads under this coordinator's id: this one must not run.
+        """
         listener = asyncio.create_task(self._listen())
         elector = asyncio.create_task(self._elect(stop))
+        reaper = asyncio.create_task(self._reap(stop))
         try:
             await self._lead(stop)
         finally:
-            elector.cancel()
-            listener.cancel()
-            await asyncio.gather(elector, listener, return_exceptions=True)
+            await _cancel_all((elector, listener, reaper))
             if self.election.is_leader:
                 try:
                     await self.election.release()
@@ -209,6 +286,8 @@ class SwarmCoordinator:
                     log.info("released leadership")
                 except MultiswarmError as e:
                     log.warning("could not release leadership: %s", e)
+        if self._refused is not None:
+            raise self._refused
 
     async def _elect(self, stop: asyncio.Event) -> None:
         third = self.election.lease_ms / 3000
@@ -220,6 +299,11 @@ class SwarmCoordinator:
                         log.warning("lease lost at renewal; stepping down")
                 else:
                     await self.election.try_acquire()
+            except AlreadyExists as e:
+                # another process leads under our id: both would pass the fencing check
+                self._refused = e
+                self._wake.set()
+                return
             except RedisUnavailable as e:
                 log.warning("election round failed: %s", e)
             except MultiswarmError as e:
@@ -245,8 +329,7 @@ class SwarmCoordinator:
                 self._wake.set()
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        last_reap = 0.0
-        while not stop.is_set():
+        while not stop.is_set() and self._refused is None:
             if not self.election.is_leader:
                 await _wait_any(stop, self._wake, timeout=0.2)
                 self._wake.clear()
@@ -254,11 +337,6 @@ class SwarmCoordinator:
             assigned = 0
             try:
                 assigned = await self.dispatch_once()
-                if time.monotonic() - last_reap >= self.reap_interval_s:
-                    last_reap = time.monotonic()
-                    retried, dead = await self.reap_once()
-                    if retried or dead:
-                        log.info("leases expired: %d retried, %d dead", retried, dead)
             except StaleEpoch:
                 log.warning("fenced off (stale epoch %d); stepping down", self.election.epoch)
                 self.election._step_down()
@@ -267,9 +345,50 @@ class SwarmCoordinator:
                 log.warning("leader round failed: %s", e)
                 await asyncio.sleep(0.2)
                 continue
-            if assigned < self.batch_size:
+            if assigned < self.batch_size and not self._more:
                 self._wake.clear()
                 await _wait_any(stop, self._wake, timeout=0.2)
+
+    async def _reap(self, stop: asyncio.Event) -> None:
+        """The leader's deadline timer, apart from dispatch so that neither stops the other."""
+        while not stop.is_set():
+            if self.election.is_leader:
+                try:
+                    before = self.requeued
+                    retried, dead = await self.reap_once()
+                    requeued = self.requeued - before
+                    if retried or dead or requeued:
+                        log.info("deadlines passed: %d retried, %d dead, %d assignments "
+                                 "requeued", retried, dead, requeued)
+                    if retried + dead + requeued >= REAP_LIMIT:
+                        continue  # more are due: no pause
+                except StaleEpoch:
+                    log.warning("fenced off while reaping (epoch %d); stepping down",
+                                self.election.epoch)
+                    self.election._step_down()
+                except MultiswarmError as e:
+                    log.warning("reaping failed: %s", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.reap_interval_s)
+
+
+async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again those still running.
+
+    On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around every command send when a
+    socket timeout is set) drops a cancellation that lands as the send completes; the task then
+    runs on, so a single cancel-and-gather could wait forever.
+    """
+    for _ in range(20):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: a loop's own failure is logged where it happened
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
@@ -279,6 +398,10 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
     finally:
         for w in waiters:
             w.cancel()
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def leader_report(info: LeaderInfo | None, lease_ms_left: int) -> dict[str, Any]:

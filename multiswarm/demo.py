@@ -313,9 +313,11 @@ async def _cleanup(settings: Settings) -> None:
     try:
         ids = [m.decode() if isinstance(m, bytes) else m
                for m in await client.smembers(keys.index)]
+        capsets = [c.decode() if isinstance(c, bytes) else c
+                   for c in await client.hkeys(keys.parked_index)]
         names = [*keys.task_keyset, keys.index, *keys.swarm_status_all, keys.archive,
-                 keys.archive_records, keys.leader, keys.rr_cursor,
-                 *[keys.queue(s) for s in ids]]
+                 keys.archive_records, keys.leader, keys.rr_cursor, keys.parked_index,
+                 *[keys.parked(c) for c in capsets], *[keys.queue(s) for s in ids]]
         await client.delete(*names)
         for s in ids:  # per-swarm keys live in their own slots: one DEL each
             await client.delete(keys.state(s), keys.snapshots(s))

@@ -141,6 +141,18 @@ class Keys:
         return f"{self._g}:tasks:leases"
 
     @property
+    def parked_index(self) -> str:
+        """Capability sets with parked ready tasks (hash set -> JSON {reason, sweep})."""
+        return f"{self._g}:tasks:parked"
+
+    def parked(self, capset: str) -> str:
+        """Ready tasks of one capability set (sorted csv) that no swarm can take now.
+
+        The set comes from task records (ids, commas); the brackets keep ``''`` readable.
+        """
+        return f"{self._g}:tasks:parked:[{capset}]"
+
+    @property
     def dlq(self) -> str:
         return f"{self._g}:tasks:dlq"
 

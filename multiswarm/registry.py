@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.errors import InvalidIdError, MultiswarmError, NotFound
+from multiswarm.errors import InvalidIdError, MessageDecodeError, MultiswarmError, NotFound
 from multiswarm.keys import SWARM_STATUSES, Keys, check_id
 from multiswarm.messages import (
     PRIORITIES,
@@ -108,11 +108,15 @@ class SwarmRegistry:
     async def transition(self, swarm_id: str, status: str, expected: str = "") -> str:
         """Move a swarm to ``status``; returns the previous status.
 
-        Raises NotFound, IllegalTransition.
+        A finished swarm (``completed``, ``failed``) hands its queued, unclaimed tasks back to
+        ready for other swarms and its queue is deleted. Raises NotFound, IllegalTransition.
         """
+        sid = check_id(swarm_id, "swarm id")
         before = _s(await self.scripts.call(
-            "transition_swarm", [*self._swarm_keys, self.keys.archive],
-            [check_id(swarm_id, "swarm id"), status, expected]))
+            "transition_swarm",
+            [*self.keys.task_keyset, self.keys.index, *self.keys.swarm_status_all,
+             self.keys.archive, self.keys.queue(sid)],
+            [sid, status, expected]))
         if status in ("completed", "failed"):
             # a finished swarm gives back its resources (idempotent; the registry's
             # housekeeping reclaims them too if this process dies first)
@@ -122,13 +126,29 @@ class SwarmRegistry:
     async def host_swarms(
         self, worker_id: str, info: dict[str, Any], specs: Sequence[SwarmSpec]
     ) -> dict[str, str]:
-        """Register a worker as host of ``specs`` (creating swarms as needed).
+        """Register a worker as host of exactly ``specs`` (creating swarms as needed).
 
-        Returns swarm id -> status before (``new`` for created swarms).
+        A finished swarm (completed, failed) is skipped, not hosted: its entry reads
+        ``completed`` or ``failed`` and the worker should stop serving it. Re-registering under
+        the same id drops the worker from swarms it hosted before and ``specs`` no longer name;
+        one left without a host is interrupted and its queued tasks go back to ready.
+
+        Returns swarm id -> status before (``new`` for created swarms). Raises
+        CapacityExceeded.
         """
+        wid = check_id(worker_id, "worker id")
+        raw = await self.scripts.read(lambda: self.client.hget(self.keys.workers, wid))
+        try:
+            hosted = decode_worker(raw).swarms.split(",") if raw is not None else []
+        except MessageDecodeError:
+            hosted = []  # an unreadable record: the assignment deadline covers its queues
+        wanted = {s.id for s in specs}
+        dropped = [s for s in dict.fromkeys(hosted) if s and s not in wanted]
         reply = await self.scripts.call(
-            "host_swarms", [*self._swarm_keys, self.keys.workers, self.keys.heartbeats],
-            [check_id(worker_id, "worker id"), encode_json(info), self.max_swarms,
+            "host_swarms",
+            [*self.keys.task_keyset, self.keys.index, *self.keys.swarm_status_all,
+             *[self.keys.queue(s) for s in dropped]],
+            [wid, encode_json(info), self.max_swarms, ",".join(dropped),
              *[encode_json(s) for s in specs]])
         return {_s(reply[i]): _s(reply[i + 1]) for i in range(0, len(reply), 2)}
 

@@ -81,7 +81,8 @@ def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = 
     async def role(stop: asyncio.Event) -> None:
         scripts, keys = _scripts(settings)
         coordinator = SwarmCoordinator(scripts, keys, lease_ms=settings.lease_ms,
-                                       strategy=strategy, holder_id=holder_id)
+                                       strategy=strategy, holder_id=holder_id,
+                                       heartbeat_timeout_ms=settings.heartbeat_timeout_ms)
         log.info("coordinator %s (lease %d ms, strategy %s)", coordinator.election.holder_id,
                  settings.lease_ms, strategy)
         try:

@@ -1,28 +1,52 @@
--- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced by epoch).
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
--- KEYS[23]    - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
--- KEYS[24..]  - queue of each swarm named in ARGV[5..], same order
+-- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced: epoch and lease).
+-- KEYS[1..22]    - task keyset (lib/02_tasks.lua)
+-- KEYS[23]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
+-- KEYS[24]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[25]       - parked index ({ns}:tasks:parked, hash capability set -> JSON {reason, sweep})
+-- KEYS[26..25+P] - parked zset of each capability set named in ARGV[10..9+P], same order
+-- KEYS[26+P..]   - queue of each swarm named in ARGV[10+P..], same order
 -- ARGV[1] - leader epoch
--- ARGV[2] - strategy: least_loaded | round_robin | priority | capability
--- ARGV[3] - most tasks to assign
--- ARGV[4] - most ready tasks to examine (blocked tasks stay ready with their reason)
--- ARGV[5..] - candidate swarm ids
--- Every strategy considers only active swarms whose capabilities cover the task's and whose
--- active count is below capacity; it then picks: least_loaded fewest active tasks;
--- round_robin next id after the cursor; priority the swarm whose priority is nearest the
--- task's (higher first); capability the best fit (fewest extra capabilities). Ties go to the
--- least loaded, then memory load, then id.
--- returns {assigned, promoted, swarm_id_1, task_id_1, swarm_id_2, task_id_2, ...}
+-- ARGV[2] - holder id
+-- ARGV[3] - holder instance (acquire_leadership.lua)
+-- ARGV[4] - strategy: least_loaded | round_robin | priority | capability
+-- ARGV[5] - most tasks to assign
+-- ARGV[6] - most ready tasks to examine (bounds the work of one call; parking one counts twice)
+-- ARGV[7] - assignment deadline in ms: an assigned task sits in the leases zset with this
+--           deadline and reap_leases.lua looks at it again when it passes
+-- ARGV[8] - host heartbeat timeout in ms: a swarm none of whose hosts beat within it gets
+--           nothing (0: any listed host counts)
+-- ARGV[9] - P, the number of capability sets whose parked zsets are passed
+-- ARGV[10..9+P] - those capability sets (sorted csv; '' for none)
+-- ARGV[10+P..]  - candidate swarm ids
+-- Every strategy considers only active, unpaused swarms with a live host whose capabilities
+-- cover the task's and whose active count is below capacity; it then picks: least_loaded fewest
+-- active tasks; round_robin next id after the cursor; priority the swarm whose priority is
+-- nearest the task's (higher first); capability the best fit (fewest extra capabilities). Ties
+-- go to the least loaded, then memory load, then id.
+-- No head-of-line blocking: a ready task no swarm can take now (no swarm covers its
+-- capabilities, or all that do are at capacity) is parked: it moves from the ready zset to the
+-- parked zset of its capability set with the same score, keeps status 'ready' and gets the
+-- reason in its record. Each call first looks at every parked set: when swarms covering it have
+-- room, that many tasks go back to the ready zset (priority order kept); otherwise a few entries
+-- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
+-- was not passed stays in ready, the set enters the index, and the reply asks for another call.
+-- returns {assigned, promoted, parked, more, swarm_id_1, task_id_1, swarm_id_2, task_id_2, ...};
+--   more = 1 when calling again at once would do more (work bound reached, new set to pass)
 local n = load_task_keys()
-local cursor_key = KEYS[n + 1]
-local epoch, strategy = ARGV[1], ARGV[2]
-local batch, scan = tonumber(ARGV[3]), tonumber(ARGV[4])
-local fresh, current = check_epoch(TK.epoch, epoch)
-if not fresh then return fail('STALE_EPOCH', 'epoch ' .. epoch .. ' < ' .. current) end
+local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
+local epoch, holder, instance, strategy = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local batch, scan = tonumber(ARGV[5]), tonumber(ARGV[6])
+local assign_ms, beat_ms, nsets = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local fresh, why_not = check_epoch(TK.epoch, epoch, leader_key, holder, instance)
+if not fresh then return fail('STALE_EPOCH', why_not) end
 if strategy ~= 'least_loaded' and strategy ~= 'round_robin' and strategy ~= 'priority'
     and strategy ~= 'capability' then
   return fail('BAD_REQUEST', 'unknown strategy ' .. tostring(strategy))
 end
+if not (batch and scan and assign_ms and beat_ms and nsets) then
+  return fail('BAD_REQUEST', 'argument count')
+end
+local SWEEP = 16  -- parked entries checked per set and call while nothing changes
 local now = now_ms()
 
 local promoted = 0
@@ -37,17 +61,82 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', now, 'LIMIT'
   end
 end
 
-local swarms, spare = {}, 0
-for i = 5, #ARGV do
+local parked_key, sets = {}, {}
+for j = 1, nsets do
+  sets[j] = ARGV[9 + j]
+  parked_key[sets[j]] = KEYS[n + 3 + j]
+end
+local first_swarm, first_queue = 10 + nsets, n + 4 + nsets
+
+local swarms = {}
+for i = first_swarm, #ARGV do
   local s = hget_json(TK.swarms, ARGV[i])
-  if s and s.status == 'active' and s.hosts ~= '' and not s.paused then
-    s._queue = KEYS[n + 1 + (i - 4)]
+  if s and s.status == 'active' and s.hosts ~= '' and not s.paused
+      and has_live_host(s, TK.heartbeats, now, beat_ms) then
+    s._queue = KEYS[first_queue + (i - first_swarm)]
     s._caps = split(s.caps)
     swarms[#swarms + 1] = s
-    spare = spare + math.max(0, s.capacity - s.active)
   end
 end
 table.sort(swarms, function(a, b) return a.id < b.id end)
+
+-- "b,a" and "a,b" are one capability set
+local capsets = {}
+local function capset_of(caps)
+  local known = capsets[caps]
+  if not known then
+    local need = split(caps)
+    table.sort(need)
+    known = {join(need), need}
+    capsets[caps] = known
+  end
+  return known[1], known[2]
+end
+
+-- nil and the room of the swarms covering `need`, or why a task needing it waits
+local function blocked(need, capset)
+  local capable, room = false, 0
+  for _, s in ipairs(swarms) do
+    if covers(s._caps, need) then
+      capable = true
+      room = room + math.max(0, s.capacity - s.active)
+    end
+  end
+  if room > 0 then return nil, room end
+  if capable then return 'all capable swarms at capacity', 0 end
+  return 'no active swarm has capabilities [' .. capset .. ']', 0
+end
+
+for _, capset in ipairs(sets) do
+  local key = parked_key[capset]
+  local why, room = blocked(split(capset), capset)
+  local meta = hget_json(parked_index, capset) or {}
+  if not why then
+    local items = redis.call('ZRANGE', key, 0, math.min(room, batch) - 1, 'WITHSCORES')
+    for i = 1, #items, 2 do
+      redis.call('ZADD', TK.ready, items[i + 1], items[i])
+      redis.call('ZREM', key, items[i])
+    end
+  else
+    if meta.reason ~= why then meta.reason, meta.sweep, meta.refresh = why, nil, true end
+    local m = meta.refresh and math.max(SWEEP, math.floor(scan / nsets)) or SWEEP
+    local items = redis.call('ZRANGEBYSCORE', key, meta.sweep or '-inf', '+inf', 'WITHSCORES',
+                             'LIMIT', 0, m)
+    for i = 1, #items, 2 do
+      local task = get_task(items[i])
+      if not task or task.status ~= 'ready' then
+        redis.call('ZREM', key, items[i])
+      elseif task.reason ~= why then
+        task.reason = why
+        put_task(task, now)
+      end
+    end
+    if #items < 2 * m then meta.sweep, meta.refresh = nil, nil
+    else meta.sweep = '(' .. items[#items] end
+  end
+  if redis.call('ZCARD', key) == 0 then redis.call('HDEL', parked_index, capset)
+  else hset_json(parked_index, capset, meta) end
+end
 
 local function lighter(a, b)
   if a.active ~= b.active then return a.active < b.active end
@@ -85,32 +174,48 @@ local function choose(task, need, eligible)
   return best
 end
 
-local out = {0, promoted}
-local assigned = 0
--- With no room anywhere only the head of the queue is examined, so its reason stays visible
--- without decoding the whole scan window on every round.
-local window = spare > 0 and scan or math.min(scan, 10)
-do
-  for _, id in ipairs(redis.call('ZRANGE', TK.ready, 0, window - 1)) do
+local function park(task, capset, why)
+  if redis.call('HEXISTS', parked_index, capset) == 0 then
+    hset_json(parked_index, capset, {reason = why})
+  end
+  local key = parked_key[capset]
+  if not key then return false end
+  redis.call('ZREM', TK.ready, task.id)
+  redis.call('ZADD', key, ready_score(task), task.id)
+  return true
+end
+
+local out = {0, promoted, 0, 0}
+local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
+local at_end = false
+while assigned < batch and examined < scan do
+  -- entries left in place (sets without a parked zset yet) are stepped over by offset
+  local ids = redis.call('ZRANGE', TK.ready, skipped, skipped + math.min(100, scan - examined) - 1)
+  if #ids == 0 then at_end = true break end
+  for _, id in ipairs(ids) do
     if assigned >= batch then break end
+    examined = examined + 1
     local task = get_task(id)
     if not task or task.status ~= 'ready' then
       redis.call('ZREM', TK.ready, id)
     else
-      local need = split(task.caps)
-      local eligible, capable = {}, false
+      local capset, need = capset_of(task.caps)
+      local eligible = {}
       for _, s in ipairs(swarms) do
-        if covers(s._caps, need) then
-          capable = true
-          if s.active < s.capacity then eligible[#eligible + 1] = s end
-        end
+        if s.active < s.capacity and covers(s._caps, need) then eligible[#eligible + 1] = s end
       end
       if #eligible == 0 then
-        local why = capable and 'all capable swarms at capacity'
-          or ('no active swarm has capabilities [' .. task.caps .. ']')
+        local why = blocked(need, capset)
         if task.reason ~= why then
           task.reason = why
           put_task(task, now)
+        end
+        if park(task, capset, why) then
+          parked = parked + 1
+          examined = examined + 1  -- a move and a rewrite: twice the work of a look
+        else
+          skipped = skipped + 1
+          more = 1
         end
       else
         local s = choose(task, need, eligible)
@@ -119,11 +224,13 @@ do
         task.swarm = s.id
         task.reason = ''
         task.epoch = tonumber(epoch)
+        task.assigned_ms = now
+        task.lease_until = now + assign_ms
+        redis.call('ZADD', TK.leases, task.lease_until, id)
         redis.call('ZADD', s._queue, ready_score(task), id)
         put_task(task, now)
         s.active = s.active + 1
         s._dirty = true
-        spare = spare - 1
         assigned = assigned + 1
         out[#out + 1] = s.id
         out[#out + 1] = id
@@ -131,6 +238,7 @@ do
     end
   end
 end
+if not at_end and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
 for _, s in ipairs(swarms) do
   if s._dirty then
     s._dirty, s._queue, s._caps = nil, nil, nil
@@ -138,5 +246,5 @@ for _, s in ipairs(swarms) do
   end
 end
 if strategy == 'round_robin' and cursor ~= '' then redis.call('SET', cursor_key, cursor) end
-out[1] = assigned
+out[1], out[3], out[4] = assigned, parked, more
 return out

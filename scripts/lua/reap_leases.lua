@@ -1,24 +1,57 @@
--- reap_leases: the leader fails attempts whose lease (visibility timeout) ran out (fenced).
+-- reap_leases: the leader acts on deadlines that passed in the leases zset (fenced).
 -- KEYS[1..22] - task keyset (lib/02_tasks.lua)
+-- KEYS[23]    - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
 -- ARGV[1] - leader epoch
--- ARGV[2] - most leases to reap in this call
--- ARGV[3] - random seed for the backoff jitter
--- An expired lease counts as a failed attempt (timeouts count as failures): the task retries
--- after backoff, or is dead-lettered after max_attempts.
--- returns {retried, dead}
+-- ARGV[2] - holder id
+-- ARGV[3] - holder instance (acquire_leadership.lua)
+-- ARGV[4] - most deadlines to handle in this call
+-- ARGV[5] - random seed for the backoff jitter
+-- ARGV[6] - assignment deadline in ms (the extension an assigned task waiting in a healthy
+--           swarm gets)
+-- ARGV[7] - host heartbeat timeout in ms (0: any listed host counts)
+-- A running task whose lease (visibility timeout) ran out: a failed attempt (timeouts count as
+-- failures), retried after backoff or dead-lettered after max_attempts.
+-- An assigned task whose deadline passed: if its swarm is active with a live host and the task
+-- waited less than its own timeout_ms + lease_ms + the deadline (one full run of the task ahead
+-- of it; a host that beats but never claims must not hold it forever), or the swarm is paused
+-- on purpose, the deadline is extended; otherwise it goes back to ready, attempt not counted
+-- (it never ran). This needs no registry process: it covers a swarm whose hosts died unseen.
+-- returns {retried, dead, requeued}
 load_task_keys()
-local fresh, current = check_epoch(TK.epoch, ARGV[1])
-if not fresh then return fail('STALE_EPOCH', 'epoch ' .. ARGV[1] .. ' < ' .. current) end
-math.randomseed(tonumber(ARGV[3]) or 0)
+local fresh, why_not = check_epoch(TK.epoch, ARGV[1], KEYS[23], ARGV[2], ARGV[3])
+if not fresh then return fail('STALE_EPOCH', why_not) end
+math.randomseed(tonumber(ARGV[5]) or 0)
+local assign_ms, beat_ms = tonumber(ARGV[6]) or 30000, tonumber(ARGV[7]) or 0
 local now = now_ms()
-local retried, dead = 0, 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'LIMIT', 0, ARGV[2])) do
+local retried, dead, requeued = 0, 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'LIMIT', 0, ARGV[4])) do
   local task = get_task(id)
   redis.call('ZREM', TK.leases, id)
   if task and task.status == 'running' then
     local outcome = fail_attempt(task, 'lease expired (worker ' .. task.worker .. ')', false,
                                  0.5 + 0.5 * math.random(), now)
     if outcome == 'dead' then dead = dead + 1 else retried = retried + 1 end
+  elseif task and task.status == 'assigned' then
+    local swarm = task.swarm ~= '' and hget_json(TK.swarms, task.swarm) or nil
+    local waited = now - (task.assigned_ms or task.updated_ms or now)
+    local why
+    if not swarm then
+      why = 'swarm ' .. task.swarm .. ' is gone'
+    elseif swarm.status ~= 'active' then
+      why = 'swarm ' .. task.swarm .. ' is ' .. tostring(swarm.status)
+    elseif not has_live_host(swarm, TK.heartbeats, now, beat_ms) then
+      why = 'swarm ' .. task.swarm .. ' has no live host'
+    elseif not swarm.paused and waited >= task.timeout_ms + task.lease_ms + assign_ms then
+      why = 'unclaimed by swarm ' .. task.swarm .. ' for ' .. waited .. ' ms'
+    end
+    if why then
+      requeue_assigned(task, why, now)
+      requeued = requeued + 1
+    else
+      task.lease_until = now + assign_ms
+      redis.call('ZADD', TK.leases, task.lease_until, id)
+      put_task(task, now)
+    end
   end
 end
-return {retried, dead}
+return {retried, dead, requeued}

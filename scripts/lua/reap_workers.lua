@@ -58,17 +58,7 @@ for i = 5, #ARGV do
       if orphaned then transition_swarm(swarm, 'interrupted', now) end
       hset_json(TK.swarms, sid, swarm)
       if orphaned then
-        local queue = KEYS[28 + (i - 4)]
-        for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
-          local task = get_task(id)
-          if task and task.status == 'assigned' and task.swarm == sid then
-            release_swarm_slot(task)
-            task.reason = 'swarm ' .. sid .. ' interrupted'
-            make_ready(task, now)
-            put_task(task, now)
-          end
-        end
-        redis.call('DEL', queue)
+        requeue_swarm_queue(sid, KEYS[28 + (i - 4)], 'swarm ' .. sid .. ' interrupted', now)
       end
     end
   end

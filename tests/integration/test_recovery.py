@@ -25,6 +25,8 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
 
+from .helpers import leader
+
 HANDLER = "multiswarm.demo_tasks:noop"
 
 
@@ -52,8 +54,14 @@ async def interrupted_swarm(
                                [swarm_spec(sid, ["c"], agents=agents, capacity=2 * tasks)])
     ids = [f"{sid}.t{i}" for i in range(tasks)]
     await store.submit([(task_spec(HANDLER, id=t, capabilities=["c"]), {"i": t}) for t in ids])
-    await scripts.call("dispatch_tasks", [*keys.task_keyset, keys.rr_cursor, keys.queue(sid)],
-                       [1, "least_loaded", 100, 400, sid])
+    # a leader dispatches to this swarm alone (each call elects its own: a failover)
+    await client.delete(keys.leader)
+    e = (await leader(scripts, keys)).election
+    await scripts.call("dispatch_tasks",
+                       [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index,
+                        keys.queue(sid)],
+                       [e.epoch, e.holder_id, e.instance, "least_loaded", 100, 400, 30_000, 0,
+                        0, sid])
     claimed = await store.claim(sid, wid, claim)
     for c in claimed[:complete]:
         assert await store.complete(c.id, c.token, wid, {"ok": c.id}) == "completed"

@@ -121,8 +121,8 @@ async def test_reclaim_releases_what_ended_swarms_hold(scripts: Scripts, keys: K
     for sid, path in (("done", ["active", "completed"]), ("broken", ["failed"])):
         for status in path:
             await scripts.call("transition_swarm",
-                               [keys.index, keys.swarms, *keys.swarm_status_all, keys.archive],
-                               [sid, status, ""])
+                               [*keys.task_keyset, keys.index, *keys.swarm_status_all,
+                                keys.archive, keys.queue(sid)], [sid, status, ""])
     assert sorted(await pools.reclaim()) == [("broken", "cpu", 3), ("done", "cpu", 3)]
     assert await pools.reclaim() == []
     cpu = (await pools.usage())["cpu"]

@@ -58,11 +58,27 @@ end
 
 -- Fencing: a leader-only write carries the epoch it was elected with; the epoch counter only
 -- grows (acquire_leadership.lua), so an epoch below it belongs to a deposed leader.
-local function check_epoch(epoch_key, epoch)
+-- With leader_key and holder, the live lease must also name the caller (holder id, process
+-- instance, epoch): after the counter rolled back (failover to a lagging replica, AOF everysec
+-- loss) a deposed leader and its successor can hold equal epochs, and only the lease tells them
+-- apart. Returns true, current epoch; or false and why.
+local function check_epoch(epoch_key, epoch, leader_key, holder, instance)
   local current = tonumber(redis.call('GET', epoch_key) or '0')
   epoch = tonumber(epoch)
   if epoch == nil or epoch < current then
-    return false, current
+    return false, 'epoch ' .. tostring(epoch) .. ' < ' .. current
+  end
+  if leader_key then
+    local raw = redis.call('GET', leader_key)
+    local ok, lease = pcall(cjson.decode, raw or '')
+    if not raw or not ok or type(lease) ~= 'table' then
+      return false, 'no live leader lease (epoch ' .. epoch .. ')'
+    end
+    if lease.holder ~= holder or tonumber(lease.epoch) ~= epoch
+        or (instance and instance ~= '' and lease.instance ~= instance) then
+      return false, 'the lease is held by ' .. tostring(lease.holder) .. ' epoch '
+        .. tostring(lease.epoch) .. ', not ' .. tostring(holder) .. ' epoch ' .. epoch
+    end
   end
   return true, current
 end

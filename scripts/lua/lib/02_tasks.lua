@@ -2,7 +2,8 @@
 -- Task scripts pass the same first 22 KEYS (multiswarm/keys.py Keys.task_keyset):
 --   1 tasks (hash id->JSON)   2 payload (hash)   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
---   7 leases (zset score=lease deadline ms)   8 dlq (stream)   9 completions (stream)
+--   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
+--     assigned one)   8 dlq (stream)   9 completions (stream)
 --   10 stats (hash)   11 swarms (hash id->JSON)   12 leader epoch   13 workers   14 heartbeats
 --   15..22 status indexes (zset id->updated ms): pending ready assigned running completed
 --          failed dead cancelled
@@ -136,6 +137,16 @@ local function release_dependents(id, now)
     end
   end
   return released
+end
+
+-- An assigned task its swarm will not claim (the swarm finished, lost its hosts, or the
+-- assignment deadline passed): ready again for any swarm, attempt not counted (it never ran).
+local function requeue_assigned(task, reason, now)
+  release_swarm_slot(task)
+  unqueue(task)
+  task.reason = reason
+  make_ready(task, now)
+  put_task(task, now)
 end
 
 -- A running task handed back unrun (clean worker shutdown): ready again, attempt not counted.

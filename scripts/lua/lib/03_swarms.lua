@@ -38,3 +38,31 @@ local function transition_swarm(swarm, status, now)
   swarm.status_ms = now
   return nil
 end
+
+-- true when a host of the swarm beat within timeout_ms (timeout_ms <= 0: any listed host counts;
+-- reap_workers.lua removes the hosts it declares dead). Used where no registry may run.
+local function has_live_host(swarm, heartbeats_key, now, timeout_ms)
+  for _, h in ipairs(split(swarm.hosts)) do
+    if timeout_ms <= 0 then return true end
+    local beat = tonumber(redis.call('ZSCORE', heartbeats_key, h) or '')
+    if beat and beat >= now - timeout_ms then return true end
+  end
+  return false
+end
+
+-- A swarm that will claim nothing more (finished, or left without a host): its queued tasks go
+-- back to ready for other swarms and the queue key is deleted. Needs the task keyset loaded
+-- (lib/02_tasks.lua). Reads the swarm record again afterwards: release_swarm_slot rewrites it.
+-- Returns how many tasks went back to ready.
+local function requeue_swarm_queue(sid, queue, reason, now)
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+    local task = get_task(id)
+    if task and task.status == 'assigned' and task.swarm == sid then
+      requeue_assigned(task, reason, now)
+      n = n + 1
+    end
+  end
+  redis.call('DEL', queue)
+  return n
+end
