@@ -225,6 +225,11 @@ class Subscription:
                 await pubsub.subscribe(*chans)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
+                    if cancel_requested():
+                        # redis-py reads through asyncio.wait_for when a socket timeout is set;
+                        # on Python 3.11 it can return a reply and drop a cancellation that
+                        # arrived meanwhile. The task still counts it: honour it here.
+                        raise asyncio.CancelledError()
                     if msg is None:
                         continue
                     kind = _text(msg["type"])

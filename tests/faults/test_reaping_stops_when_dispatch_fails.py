@@ -24,7 +24,7 @@ async def test_expired_lease_reaped_while_dispatch_fails(scripts: Scripts, keys:
     await host(scripts, keys, "w1", ("s", []))
     coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, reap_interval_s=0.1)
     assert await coord.election.try_acquire()
-    await store.submit([(task_spec(NOOP, id="t", lease_ms=200, backoff_ms=60_000), None)])
+    await store.submit([(task_spec(NOOP, id="t", lease_ms=1000, backoff_ms=60_000), None)])
     assert await coord.dispatch_once() == 1
     assert len(await store.claim("s", "w1", 1)) == 1  # ... and the worker dies: nobody renews
 
