@@ -61,7 +61,9 @@ QUARANTINE_KEPT = 50
 
 
 class SwarmStateManager:
-    """Versioned state of swarms, their snapshots and checkpoints, and their recovery.
+    """Versioned state of swarms, their snapshots and checkpoints, and the state-manager process
+    (:meth:`run`: automatic snapshots and recovery rounds through
+    :class:`~multiswarm.recovery.SwarmRecovery`).
 
     Parameters
     ----------
