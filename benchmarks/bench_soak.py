@@ -127,7 +127,12 @@ async def soak(url: str, n: int, ttl_ms: int, window: int, sample_s: float,
             while not await client.get(keys.leader) or not await client.hlen(keys.workers):
                 await asyncio.sleep(0.05)
         start = time.monotonic()
-        samples.append(await sample(client, keys, start))
+
+        async def take() -> None:
+            samples.append(await sample(client, keys, start))
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # progress
+
+        await take()
         work = [asyncio.create_task(submitter(store, n, window))]
         if mode == "direct":
             work.append(asyncio.create_task(fake_worker(store, scripts, keys, n, ttl_ms)))
@@ -140,8 +145,7 @@ async def soak(url: str, n: int, ttl_ms: int, window: int, sample_s: float,
             for t in work:
                 if t.done():
                     t.result()  # a failure ends the run
-            samples.append(await sample(client, keys, start))
-            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # progress
+            await take()
             if samples[-1]["completed"] >= n and all(t.done() for t in work):
                 break
             if group is not None and not all(c.alive() for c in group.children):
@@ -151,7 +155,7 @@ async def soak(url: str, n: int, ttl_ms: int, window: int, sample_s: float,
         drain_until = time.monotonic() + ttl_ms / 1000 + 15
         while time.monotonic() < drain_until and samples[-1]["tasks"] > 0:
             await asyncio.sleep(1)
-            samples.append(await sample(client, keys, start))
+            await take()
         return summarize(samples, n, ttl_ms, wall, mode)
     finally:
         await client.aclose()
@@ -172,6 +176,10 @@ def summarize(samples: list[dict[str, Any]], n: int, ttl_ms: int, wall: float,
                 "last_during_run": run[-1][name], "after_drain": samples[-1][name]}
 
     peak = max(samples, key=lambda s: s["used_memory"])
+    # the sample nearest each share of the tasks completed: flat means these stay level
+    upto_end = samples[:len(run) + 1]  # the run and the sample that saw the last completion
+    checkpoints = {f"{pct}%": min(upto_end, key=lambda s, p=pct: abs(s["completed"] - n * p / 100))
+                   for pct in (10, 25, 50, 75, 100)}
     per_task = (peak["used_memory"] - samples[0]["used_memory"]) / max(1, peak["tasks"])
     return {
         "mode": mode, "tasks": n, "result_ttl_ms": ttl_ms, "seconds": round(wall, 1),
@@ -182,6 +190,9 @@ def summarize(samples: list[dict[str, Any]], n: int, ttl_ms: int, wall: float,
         "completions_stream": series("completions"),
         "used_memory_peak_first_half_warm": max(s["used_memory"] for s in early),
         "used_memory_peak_second_half_warm": max(s["used_memory"] for s in late),
+        "checkpoints": {k: {"completed": s["completed"], "used_memory": s["used_memory"],
+                            "dbsize": s["dbsize"], "tasks": s["tasks"]}
+                        for k, s in checkpoints.items()},
         "bytes_per_kept_task": round(per_task),
         "used_memory_if_never_pruned_estimate": round(samples[0]["used_memory"] + per_task * n),
     }
@@ -236,6 +247,10 @@ def main() -> None:
         f"{report['seconds']} s ({report['tasks_per_second']} tasks/s).", "",
         "| series | first | peak | last sample of the run | after drain (TTL + 15 s) |",
         "|---|---|---|---|---|", *rows, "",
+        "Along the run (sample nearest each share of the tasks completed):", "",
+        "| completed | used_memory | DBSIZE | task records |", "|---|---|---|---|",
+        *[f"| {c['completed']} ({k}) | {mib(c['used_memory'])} | {c['dbsize']} | {c['tasks']} |"
+          for k, c in report["checkpoints"].items()], "",
         f"Once warm (after 10% of the tasks), peak used_memory in the first half of the run "
         f"{mib(report['used_memory_peak_first_half_warm'])}, in the second half "
         f"{mib(report['used_memory_peak_second_half_warm'])}: flat, bounded by completion rate x "

@@ -55,7 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     result_ttl_ms:
         ``MULTISWARM_RESULT_TTL_MS``: how long a finished task (record, payload, result) is kept
         (24 h); a task's own ``result_ttl_ms`` replaces it. Memory held by finished tasks is
-        about completion rate x TTL x size per task (~1 KB for a small result).
+        about completion rate x TTL x size per task (~1.5 KB with 300-byte payload and result).
     socket_timeout_ms:
         ``MULTISWARM_SOCKET_TIMEOUT_MS``: longest wait for one reply (5 s). A Redis stalled
         longer (``DEBUG SLEEP``, a slow fork, a lost reply) surfaces as a timeout and the call is
