@@ -1,0 +1,60 @@
+"""Smoke test of benchmarks/bench_peers.py: one tiny pass per system, the JSON it prints.
+
+Each system runs in its own subprocess of the benchmark (its own private redis-server); a peer
+that is not installed (the ``bench`` extra) is skipped. No timing is asserted: only the shape of
+the report, that every multiswarm task ran exactly once and was recorded (a peer's extra runs are
+its own behaviour, reported, not failed on), and that no process is left.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multiswarm.redis_server import environment_without_redis
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_peers.py"
+#: The module each system needs, None for multiswarm itself.
+SYSTEMS = {"multiswarm": None, "dramatiq": "dramatiq", "saq": "saq", "celery": "celery",
+           "rq": "rq"}
+N, ROUND_TRIPS = 20, 3
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_one_pass_counts_every_task_once(system: str) -> None:
+    module = SYSTEMS[system]
+    if module:
+        pytest.importorskip(module)
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--systems", system, "--tasks", str(N),
+         "--round-trips", str(ROUND_TRIPS), "--passes", "1", "--no-warmup", "--no-write",
+         "--phase-timeout-s", "90"],
+        capture_output=True, text=True, timeout=280, env=environment_without_redis(),
+        check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["tasks"] == N and report["leftover_processes"] == 0
+    assert list(report["systems"]) == [system]
+    (run,) = report["systems"][system]["passes"]
+    assert "error" not in run, run["error"]
+    for phase in ("drain", "end_to_end"):
+        assert run[phase]["expected"] == N and run[phase]["tasks_per_s"] > 0
+        if module is None:  # multiswarm: every task run and recorded exactly once
+            assert run[phase]["count"] == N and run[phase]["recorded"] == N, run[phase]
+            assert run[phase]["exact"] is True
+        else:  # a peer may run a task twice (SAQ's start-up sweep does): the count shows it
+            assert run[phase]["count"] >= N and run[phase]["exact"] == (run[phase]["count"] == N)
+    assert run["end_to_end"]["redis_cpu_usec_per_task"] > 0
+    trips = run["round_trip"]
+    assert trips["samples"] == ROUND_TRIPS and trips["failed"] == []
+    assert trips["count"] >= trips["expected"] == 5 + ROUND_TRIPS
+    assert 0 < trips["p50_ms"] <= trips["p90_ms"]
+    if system == "multiswarm":
+        stats = run["end_to_end"]["commandstats"]
+        assert stats["scripts_usec_per_task"] > 0 and "evalsha" in stats["per_task"]
