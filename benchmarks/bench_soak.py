@@ -37,7 +37,7 @@ from multiswarm.launcher import ProcessGroup
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, housekeeping, swarm_spec
 from multiswarm.scripts import Scripts
-from multiswarm.tasks import SUBMIT_CHUNK, TaskStore, task_spec
+from multiswarm.tasks import PRUNE_BATCH, SUBMIT_CHUNK, TaskStore, task_spec
 
 NS = "soak"
 NOOP = "multiswarm.demo_tasks:noop"
@@ -241,7 +241,8 @@ def main() -> None:
         f"Machine: {report['machine']}  ",
         f"Command: `{report['command']}`  ",
         f"How: {how}; result TTL {args.ttl_ms} ms (`MULTISWARM_RESULT_TTL_MS`), housekeeping "
-        f"every half TTL, at most {args.window} tasks unfinished; sampled every "
+        f"every half TTL ({PRUNE_BATCH} entries per prune_tasks call), at most {args.window} "
+        f"tasks unfinished; sampled every "
         f"{args.sample_s} s ({report['samples']} samples).  ",
         f"Run: {report['tasks']} no-op tasks (~1 KB each with payload and result) in "
         f"{report['seconds']} s ({report['tasks_per_second']} tasks/s).", "",

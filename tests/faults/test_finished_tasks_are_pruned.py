@@ -74,7 +74,9 @@ async def test_one_round_prunes_thousands_of_finished_tasks(scripts: Scripts, ke
         "record": 0, "payload": 0, "result": 0, "dependents": 0, "completed": 0, "dead": 0,
         "cancelled": 0, "completions": 0}
     assert await store.client.hlen(keys.task_keyset[3]) == 0  # no readers fields either
-    assert await store.client.zcard(keys.task_retained) == 0
+    for queue in (keys.task_retained, keys.ready, keys.task_keyset[5], keys.leases,
+                  keys.queue("s")):
+        assert await store.client.zcard(queue) == 0, queue
     assert set(await store.stats()) <= {  # counters only: nothing kept per task
         "seq", "submitted", "executions", "completed", "dead", "cancelled", "retries"}
     assert await _round(store, 200) == 0
