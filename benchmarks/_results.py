@@ -21,8 +21,10 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
-    return (f"{platform.system()} {platform.release()}, {cpu_model()}, {os.cpu_count()} CPUs, "
-            f"Python {sys.version.split()[0]}")
+    return (
+        f"{platform.system()} {platform.release()}, {cpu_model()}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
 def update_section(name: str, body: str) -> None:

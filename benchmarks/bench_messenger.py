@@ -72,8 +72,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(publish: Publish, arrivals: Arrivals, samples: int, messages: int,
-                  window: int) -> dict[str, float]:
+async def measure(
+    publish: Publish, arrivals: Arrivals, samples: int, messages: int, window: int
+) -> dict[str, float]:
     for i in range(min(200, samples)):  # warm-up: connections, script cache
         await publish(i)
         await arrivals.wait_for(arrivals.count + 1)
@@ -95,9 +96,13 @@ async def measure(publish: Publish, arrivals: Arrivals, samples: int, messages: 
     await asyncio.gather(*(one(i) for i in range(messages)))
     await arrivals.wait_for(base + messages)
     elapsed = time.perf_counter() - t0
-    return {"p50_us": round(statistics.median(lat_us), 1), "p99_us": round(pct(lat_us, 0.99), 1),
-            "msgs_per_s": round(messages / elapsed), "latency_samples": samples,
-            "messages": messages}
+    return {
+        "p50_us": round(statistics.median(lat_us), 1),
+        "p99_us": round(pct(lat_us, 0.99), 1),
+        "msgs_per_s": round(messages / elapsed),
+        "latency_samples": samples,
+        "messages": messages,
+    }
 
 
 async def bench_raw(url: str, keys: Keys, args: argparse.Namespace) -> dict[str, float]:
@@ -116,8 +121,13 @@ async def bench_raw(url: str, keys: Keys, args: argparse.Namespace) -> dict[str,
 
     task = asyncio.create_task(pump())
     try:
-        return await measure(lambda i: client.publish(channel, data), arrivals, args.samples,
-                             args.messages, args.window)
+        return await measure(
+            lambda i: client.publish(channel, data),
+            arrivals,
+            args.samples,
+            args.messages,
+            args.window,
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -125,8 +135,9 @@ async def bench_raw(url: str, keys: Keys, args: argparse.Namespace) -> dict[str,
         await client.aclose()
 
 
-async def bench_messenger(url: str, keys: Keys, args: argparse.Namespace, mode: str,
-                          secret: str = "") -> dict[str, float]:
+async def bench_messenger(
+    url: str, keys: Keys, args: argparse.Namespace, mode: str, secret: str = ""
+) -> dict[str, float]:
     client = aioredis.from_url(url)
     arrivals = Arrivals()
     sub = SwarmMessenger(client, keys, f"sub-{mode}", secret=secret)
@@ -157,17 +168,20 @@ async def bench_messenger(url: str, keys: Keys, args: argparse.Namespace, mode: 
 def write_results(report: dict[str, Any]) -> None:
     rows = "\n".join(
         f"| {name} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['msgs_per_s']:,} |"
-        for name, r in report["results"].items())
-    update_section("messenger", f"""## Messenger (`benchmarks/bench_messenger.py`)
+        for name, r in report["results"].items()
+    )
+    update_section(
+        "messenger",
+        f"""## Messenger (`benchmarks/bench_messenger.py`)
 
-Machine: {report['machine']}; redis-server {report['redis_server']} on loopback, redis-py
-{report['redis_py']} (hiredis).
+Machine: {report["machine"]}; redis-server {report["redis_server"]} on loopback, redis-py
+{report["redis_py"]} (hiredis).
 
-Command: `{report['command']}` ({report['date']})
+Command: `{report["command"]}` ({report["date"]})
 
-Publish-to-handler latency, one message at a time ({report['latency_samples']} samples), and
-throughput ({report['messages']} messages, {report['window']} publishes in flight); publisher and
-subscriber in one asyncio process; each value the median of {report['rounds']} interleaved
+Publish-to-handler latency, one message at a time ({report["latency_samples"]} samples), and
+throughput ({report["messages"]} messages, {report["window"]} publishes in flight); publisher and
+subscriber in one asyncio process; each value the median of {report["rounds"]} interleaved
 rounds.
 
 | path | p50 µs | p99 µs | messages/s |
@@ -179,12 +193,17 @@ rounds.
 - `send_recorded`: `SwarmMessenger.send`, one Lua script (XADD to history + PUBLISH).
 - `send_signed`: `send_recorded` with HMAC-SHA256 signing and verification.
 
-A shared 2-CPU VM is noisy, p99 most of all; compare paths within one run.""")
+A shared 2-CPU VM is noisy, p99 most of all; compare paths within one run.""",
+    )
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     paths: dict[str, list[dict[str, float]]] = {
-        "raw_pubsub": [], "notify": [], "send_recorded": [], "send_signed": []}
+        "raw_pubsub": [],
+        "notify": [],
+        "send_recorded": [],
+        "send_signed": [],
+    }
     with RedisServer() as server:
         info = redis.Redis(port=server.port).info("server")
         for r in range(args.rounds):
@@ -193,15 +212,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             paths["notify"].append(await bench_messenger(server.url, keys, args, "notify"))
             paths["send_recorded"].append(await bench_messenger(server.url, keys, args, "send"))
             paths["send_signed"].append(
-                await bench_messenger(server.url, keys, args, "signed", "bench-secret"))
-    results = {name: {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-               for name, runs in paths.items()}
-    return {"benchmark": "messenger", "results": results, "rounds_detail": paths,
-            "machine": machine(), "redis_server": info.get("redis_version"),
-            "redis_py": redis.__version__, "window": args.window, "rounds": args.rounds,
-            "latency_samples": args.samples, "messages": args.messages,
-            "command": "python " + " ".join(["benchmarks/bench_messenger.py", *sys.argv[1:]]),
-            "date": time.strftime("%Y-%m-%d")}
+                await bench_messenger(server.url, keys, args, "signed", "bench-secret")
+            )
+    results = {
+        name: {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        for name, runs in paths.items()
+    }
+    return {
+        "benchmark": "messenger",
+        "results": results,
+        "rounds_detail": paths,
+        "machine": machine(),
+        "redis_server": info.get("redis_version"),
+        "redis_py": redis.__version__,
+        "window": args.window,
+        "rounds": args.rounds,
+        "latency_samples": args.samples,
+        "messages": args.messages,
+        "command": "python " + " ".join(["benchmarks/bench_messenger.py", *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def main() -> None:

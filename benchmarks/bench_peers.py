@@ -65,8 +65,9 @@ async def server_time(r: aioredis.Redis) -> float:
     return float(sec) + float(usec) / 1e6
 
 
-async def wait_done(r: aioredis.Redis, system: System, counter: str,
-                    timeout_s: float) -> tuple[float, float]:
+async def wait_done(
+    r: aioredis.Redis, system: System, counter: str, timeout_s: float
+) -> tuple[float, float]:
     """Server times of the first and the target-th handler run; bounded by ``timeout_s``."""
     done_key = phase_keys(counter)[2]
     target = int(await r.get(phase_keys(counter)[1]) or 0)
@@ -104,8 +105,9 @@ def nearest_rank(samples: list[float], q: float) -> float | None:
     return round(1e3 * ordered[max(0, math.ceil(q * len(ordered)) - 1)], 2)
 
 
-async def run_system(name: str, pass_no: int, n: int, round_trips: int, timeout_s: float,
-                     url: str, log_dir: Path) -> dict[str, Any]:
+async def run_system(
+    name: str, pass_no: int, n: int, round_trips: int, timeout_s: float, url: str, log_dir: Path
+) -> dict[str, Any]:
     """Drain, end to end and round trip of one system; its processes stopped before returning."""
     tag = f"{pass_no}{uuid.uuid4().hex[:6]}"
     system = CLASSES[name](url, tag, log_dir)
@@ -127,10 +129,12 @@ async def run_system(name: str, pass_no: int, n: int, round_trips: int, timeout_
         t0 = await server_time(r)
         await system.start_workers()
         first, last = await wait_done(r, system, counter, timeout_s)
-        out["drain"] = {"tasks_per_s": round(n / (last - t0), 1),
-                        "seconds": round(last - t0, 3),
-                        "first_run_after_s": round(first - t0, 3),
-                        "recorded": await recorded(system, handles)}
+        out["drain"] = {
+            "tasks_per_s": round(n / (last - t0), 1),
+            "seconds": round(last - t0, 3),
+            "first_run_after_s": round(first - t0, 3),
+            "recorded": await recorded(system, handles),
+        }
 
         counter = await start_phase("end_to_end", n)
         before = await redis_snapshot(r)
@@ -139,13 +143,17 @@ async def run_system(name: str, pass_no: int, n: int, round_trips: int, timeout_
         first, last = await wait_done(r, system, counter, timeout_s)
         after = await redis_snapshot(r)
         out["end_to_end"] = {
-            "tasks_per_s": round(n / (last - t0), 1), "seconds": round(last - t0, 3),
+            "tasks_per_s": round(n / (last - t0), 1),
+            "seconds": round(last - t0, 3),
             "redis_cpu_usec_per_task": round(
-                1e6 * (cpu_seconds(after["cpu"]) - cpu_seconds(before["cpu"])) / n, 1),
-            "recorded": await recorded(system, handles)}
+                1e6 * (cpu_seconds(after["cpu"]) - cpu_seconds(before["cpu"])) / n, 1
+            ),
+            "recorded": await recorded(system, handles),
+        }
         if name == "multiswarm":
             out["end_to_end"]["commandstats"] = commandstats_report(
-                before["commandstats"], after["commandstats"], n)
+                before["commandstats"], after["commandstats"], n
+            )
 
         counter = await start_phase("round_trip", WARMUP + round_trips)
         samples: list[float] = []
@@ -166,9 +174,13 @@ async def run_system(name: str, pass_no: int, n: int, round_trips: int, timeout_
             if i >= WARMUP:
                 samples.append(time.perf_counter() - start)
         expected["round_trip"] = (counter, submitted)
-        out["round_trip"] = {"p50_ms": nearest_rank(samples, 0.5),
-                             "p90_ms": nearest_rank(samples, 0.9),
-                             "samples": len(samples), "failed": failed, "api": system.rtt_api}
+        out["round_trip"] = {
+            "p50_ms": nearest_rank(samples, 0.5),
+            "p90_ms": nearest_rank(samples, 0.9),
+            "samples": len(samples),
+            "failed": failed,
+            "api": system.rtt_api,
+        }
     except Exception as e:
         out["error"] = f"{type(e).__name__}: {e}"
     finally:
@@ -176,8 +188,9 @@ async def run_system(name: str, pass_no: int, n: int, round_trips: int, timeout_
         # counted once every worker has stopped: a late second run of a task shows too
         for phase, (counter, count) in expected.items():
             runs = int(await r.get(phase_keys(counter)[0]) or 0)
-            out.setdefault(phase, {}).update({"count": runs, "expected": count,
-                                              "exact": runs == count})
+            out.setdefault(phase, {}).update(
+                {"count": runs, "expected": count, "exact": runs == count}
+            )
         await r.flushall()
         await r.aclose()
         out["load_avg_1min"].append(os.getloadavg()[0])
@@ -213,13 +226,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=None, help="N per phase [3000; quick 300]")
     parser.add_argument("--round-trips", type=int, default=None, help="[200; quick 50]")
     parser.add_argument("--passes", type=int, default=2)
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated subset of {','.join(SYSTEMS)}")
-    parser.add_argument("--phase-timeout-s", type=float, default=None,
-                        help="longest wait for one drain or end-to-end phase [120 + N/20]")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)}",
+    )
+    parser.add_argument(
+        "--phase-timeout-s",
+        type=float,
+        default=None,
+        help="longest wait for one drain or end-to-end phase [120 + N/20]",
+    )
     parser.add_argument("--max-s", type=int, default=3600, help="bound of the whole run")
-    parser.add_argument("--no-warmup", action="store_true",
-                        help="skip the discarded 20-task run of each system before pass 1")
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the discarded 20-task run of each system before pass 1",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args()
     args.tasks = args.tasks or (300 if args.quick else 3000)
@@ -246,29 +269,54 @@ def main() -> int:
     result: dict[str, Any] = {}
     try:
         with RedisServer() as server:
-            os.environ.update({URL_ENV: server.url, RUN_MARK: run_id, "PYTHONPATH": os.pathsep.join(
-                [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])})
+            os.environ.update(
+                {
+                    URL_ENV: server.url,
+                    RUN_MARK: run_id,
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+                    ),
+                }
+            )
             with redis.Redis.from_url(server.url) as r:
                 redis_version = str(r.info("server")["redis_version"])
-            result = {"machine": machine(), "redis_server": redis_version,
-                      "command": "python3 benchmarks/bench_peers.py " + " ".join(sys.argv[1:]),
-                      "date": datetime.date.today().isoformat(), "versions": versions(),
-                      "tasks": args.tasks, "round_trips": args.round_trips,
-                      "passes": args.passes, "orders": [], "warmup": {},
-                      "systems": {s: {"passes": []} for s in args.systems}}
+            result = {
+                "machine": machine(),
+                "redis_server": redis_version,
+                "command": "python3 benchmarks/bench_peers.py " + " ".join(sys.argv[1:]),
+                "date": datetime.date.today().isoformat(),
+                "versions": versions(),
+                "tasks": args.tasks,
+                "round_trips": args.round_trips,
+                "passes": args.passes,
+                "orders": [],
+                "warmup": {},
+                "systems": {s: {"passes": []} for s in args.systems},
+            }
             if not args.no_warmup:  # caches (Numba, bytecode, files) warm for every system
                 for name in args.systems:
                     print(f"warm-up: {name}", file=sys.stderr, flush=True)
-                    result["warmup"][name] = asyncio.run(run_system(
-                        name, 0, 20, 1, args.phase_timeout_s, server.url, log_dir))
+                    result["warmup"][name] = asyncio.run(
+                        run_system(name, 0, 20, 1, args.phase_timeout_s, server.url, log_dir)
+                    )
             for p in range(1, args.passes + 1):
                 order = args.systems if p % 2 else args.systems[::-1]
                 result["orders"].append(order)
                 for name in order:
                     print(f"pass {p}: {name}", file=sys.stderr, flush=True)
-                    result["systems"][name]["passes"].append(asyncio.run(run_system(
-                        name, p, args.tasks, args.round_trips, args.phase_timeout_s,
-                        server.url, log_dir)))
+                    result["systems"][name]["passes"].append(
+                        asyncio.run(
+                            run_system(
+                                name,
+                                p,
+                                args.tasks,
+                                args.round_trips,
+                                args.phase_timeout_s,
+                                server.url,
+                                log_dir,
+                            )
+                        )
+                    )
     finally:
         signal.alarm(0)
         result["leftover_processes"] = leftovers(run_id)

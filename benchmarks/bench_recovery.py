@@ -56,20 +56,41 @@ async def setup(scripts: Scripts, keys: Keys, swarms: int) -> None:
     assert await election.try_acquire()
     for i in range(swarms):
         sid, wid = f"s{i}", f"w{i}"
-        await registry.host_swarms(wid, {"host": "bench"},
-                                   [swarm_spec(sid, [f"c{i}"], agents=2, capacity=8)])
-        await store.submit([(task_spec("multiswarm.demo_tasks:noop", id=f"{sid}.t{j}",
-                                       capabilities=[f"c{i}"]), {"j": j})
-                            for j in range(TASKS_PER_SWARM)])
-        await scripts.call("dispatch_tasks",
-                           [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index,
-                            keys.queue(sid)],
-                           [election.epoch, election.holder_id, election.instance,
-                            "least_loaded", 100, 400, 30_000, 0, 0, sid])
+        await registry.host_swarms(
+            wid, {"host": "bench"}, [swarm_spec(sid, [f"c{i}"], agents=2, capacity=8)]
+        )
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:noop", id=f"{sid}.t{j}", capabilities=[f"c{i}"]
+                    ),
+                    {"j": j},
+                )
+                for j in range(TASKS_PER_SWARM)
+            ]
+        )
+        await scripts.call(
+            "dispatch_tasks",
+            [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index, keys.queue(sid)],
+            [
+                election.epoch,
+                election.holder_id,
+                election.instance,
+                "least_loaded",
+                100,
+                400,
+                30_000,
+                0,
+                0,
+                sid,
+            ],
+        )
         running = [c.id for c in await store.claim(sid, wid, RUNNING_PER_SWARM)]
         now = int(time.time() * 1000)
-        await state.save_state(sid, {"swarm": sid, "workers": {
-            wid: {"running": running, "agents": 2, "at_ms": now}}})
+        await state.save_state(
+            sid, {"swarm": sid, "workers": {wid: {"running": running, "agents": 2, "at_ms": now}}}
+        )
         await state.create_snapshot(sid, "auto")
     pipe = client.pipeline(transaction=False)
     pipe.delete(keys.workers, keys.heartbeats)  # every host died without being reaped
@@ -127,10 +148,14 @@ async def measure(url: str, swarms: int) -> dict[str, Any]:
             counts = await TaskStore(scripts, keys).counts()
             assert counts["ready"] == swarms * TASKS_PER_SWARM, counts
             total = plan_s + apply_s
-            out[mode] = {"plan_s": round(plan_s, 3), "apply_s": round(apply_s, 3),
-                         "total_s": round(total, 3),
-                         "swarms_per_s": round(swarms / total, 1) if total else None,
-                         "tasks_requeued": requeued, "setup_s": round(setup_s, 1)}
+            out[mode] = {
+                "plan_s": round(plan_s, 3),
+                "apply_s": round(apply_s, 3),
+                "total_s": round(total, 3),
+                "swarms_per_s": round(swarms / total, 1) if total else None,
+                "tasks_requeued": requeued,
+                "setup_s": round(setup_s, 1),
+            }
         finally:
             await client.aclose()
     return out
@@ -138,27 +163,32 @@ async def measure(url: str, swarms: int) -> dict[str, Any]:
 
 def update_results(report: dict[str, Any]) -> None:
     b, p, s = report["batched"], report["per_swarm"], report["speedup"]
-    update_section("recovery", "\n".join([
-        "## Recovery: plan and apply interrupted swarms (`benchmarks/bench_recovery.py`)",
-        "",
-        f"Machine: {report['machine']}; {report['redis']} on loopback  ",
-        f"Command: `{report['command']}`",
-        "",
-        f"{report['swarms']} interrupted swarms, {report['tasks_per_swarm']} in-flight tasks "
-        f"each ({report['swarms'] * report['tasks_per_swarm']} re-queued, each exactly once).",
-        "",
-        "| mode | plan s | apply s | total s | swarms/s |",
-        "|---|---:|---:|---:|---:|",
-        f"| per swarm: plan + apply one after another (baseline) | {p['plan_s']} | "
-        f"{p['apply_s']} | {p['total_s']} | {p['swarms_per_s']} |",
-        f"| batched: `plan_many` + `apply_many` (`recover all`) | {b['plan_s']} | "
-        f"{b['apply_s']} | {b['total_s']} | {b['swarms_per_s']} |",
-        "",
-        f"Batched / baseline: {s['total']}x faster in total (plan {s['plan']}x, "
-        f"apply {s['apply']}x). Planning reads every running task of the namespace once per "
-        "call, to find tasks running on workers that are gone; the baseline pays that per "
-        "swarm, the batch once.",
-    ]))
+    update_section(
+        "recovery",
+        "\n".join(
+            [
+                "## Recovery: plan and apply interrupted swarms (`benchmarks/bench_recovery.py`)",
+                "",
+                f"Machine: {report['machine']}; {report['redis']} on loopback  ",
+                f"Command: `{report['command']}`",
+                "",
+                f"{report['swarms']} interrupted swarms, {report['tasks_per_swarm']} in-flight tasks "
+                f"each ({report['swarms'] * report['tasks_per_swarm']} re-queued, each exactly once).",
+                "",
+                "| mode | plan s | apply s | total s | swarms/s |",
+                "|---|---:|---:|---:|---:|",
+                f"| per swarm: plan + apply one after another (baseline) | {p['plan_s']} | "
+                f"{p['apply_s']} | {p['total_s']} | {p['swarms_per_s']} |",
+                f"| batched: `plan_many` + `apply_many` (`recover all`) | {b['plan_s']} | "
+                f"{b['apply_s']} | {b['total_s']} | {b['swarms_per_s']} |",
+                "",
+                f"Batched / baseline: {s['total']}x faster in total (plan {s['plan']}x, "
+                f"apply {s['apply']}x). Planning reads every running task of the namespace once per "
+                "call, to find tasks running on workers that are gone; the baseline pays that per "
+                "swarm, the batch once.",
+            ]
+        ),
+    )
 
 
 def main() -> None:
@@ -169,20 +199,26 @@ def main() -> None:
     args = parser.parse_args()
     swarms = args.swarms or (100 if args.quick else 1000)
     with RedisServer() as server:
-        version = subprocess.run([server.binary, "--version"], capture_output=True, text=True,
-                                 check=False).stdout.split()
+        version = subprocess.run(
+            [server.binary, "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
         redis = next((w.split("=", 1)[1] for w in version if w.startswith("v=")), "?")
         runs = asyncio.run(measure(server.url, swarms))
     p, b = runs["per_swarm"], runs["batched"]
 
     def ratio(key: str) -> float | None:
         return round(p[key] / b[key], 1) if b[key] else None
+
     report = {
-        "benchmark": "recovery", "swarms": swarms, "tasks_per_swarm": TASKS_PER_SWARM, **runs,
-        "speedup": {"plan": ratio("plan_s"), "apply": ratio("apply_s"),
-                    "total": ratio("total_s")},
-        "machine": machine(), "redis": f"{Path(server.binary).name} {redis}",
-        "command": "python benchmarks/bench_recovery.py" + (" --quick" if args.quick else "")
+        "benchmark": "recovery",
+        "swarms": swarms,
+        "tasks_per_swarm": TASKS_PER_SWARM,
+        **runs,
+        "speedup": {"plan": ratio("plan_s"), "apply": ratio("apply_s"), "total": ratio("total_s")},
+        "machine": machine(),
+        "redis": f"{Path(server.binary).name} {redis}",
+        "command": "python benchmarks/bench_recovery.py"
+        + (" --quick" if args.quick else "")
         + (f" --swarms {args.swarms}" if args.swarms else ""),
     }
     print(json.dumps(report, indent=2))

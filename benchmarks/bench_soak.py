@@ -55,12 +55,29 @@ async def sample(client: Client, keys: Keys, start: float) -> dict[str, Any]:
     pipe.zcard(keys.task_retained)
     pipe.xlen(keys.completions)
     pipe.hget(keys.stats, "completed")
-    mem, dbsize, tasks, payloads, results, dependents, retained, completions, done = \
-        await pipe.execute()
-    return {"t": round(time.monotonic() - start, 1), "completed": int(done or 0),
-            "used_memory": int(mem["used_memory"]), "dbsize": dbsize, "tasks": tasks,
-            "payloads": payloads, "results": results, "dependents": dependents,
-            "retained": retained, "completions": completions}
+    (
+        mem,
+        dbsize,
+        tasks,
+        payloads,
+        results,
+        dependents,
+        retained,
+        completions,
+        done,
+    ) = await pipe.execute()
+    return {
+        "t": round(time.monotonic() - start, 1),
+        "completed": int(done or 0),
+        "used_memory": int(mem["used_memory"]),
+        "dbsize": dbsize,
+        "tasks": tasks,
+        "payloads": payloads,
+        "results": results,
+        "dependents": dependents,
+        "retained": retained,
+        "completions": completions,
+    }
 
 
 async def submitter(store: TaskStore, n: int, window: int) -> None:
@@ -72,20 +89,24 @@ async def submitter(store: TaskStore, n: int, window: int) -> None:
         if room < SUBMIT_CHUNK // 2 and sent - done > 0:
             await asyncio.sleep(0.05)
             continue
-        chunk = [(task_spec(NOOP, id=f"n{i}", capabilities=["noop"]), {"i": i, "pad": PAD})
-                 for i in range(sent, sent + max(1, min(room, SUBMIT_CHUNK)))]
+        chunk = [
+            (task_spec(NOOP, id=f"n{i}", capabilities=["noop"]), {"i": i, "pad": PAD})
+            for i in range(sent, sent + max(1, min(room, SUBMIT_CHUNK)))
+        ]
         await store.submit(chunk)
         sent += len(chunk)
 
 
-async def fake_worker(store: TaskStore, scripts: Scripts, keys: Keys, n: int,
-                      ttl_ms: int) -> None:
+async def fake_worker(store: TaskStore, scripts: Scripts, keys: Keys, n: int, ttl_ms: int) -> None:
     """``direct`` mode: leader dispatch, claim, complete and housekeeping from this process."""
     from multiswarm.coordinator import SwarmCoordinator
 
     registry = SwarmRegistry(scripts, keys)
-    await registry.host_swarms("w1", {"host": "soak", "pid": os.getpid()},
-                               [swarm_spec("s", ["noop"], agents=2, capacity=1000)])
+    await registry.host_swarms(
+        "w1",
+        {"host": "soak", "pid": os.getpid()},
+        [swarm_spec("s", ["noop"], agents=2, capacity=1000)],
+    )
     coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, batch_size=500)
     assert await coord.election.try_acquire()
     last_round = time.monotonic()
@@ -108,8 +129,9 @@ async def fake_worker(store: TaskStore, scripts: Scripts, keys: Keys, n: int,
         await housekeeping(registry, archive_ms=7 * 24 * 3600 * 1000, result_ttl_ms=ttl_ms)
 
 
-async def soak(url: str, n: int, ttl_ms: int, window: int, sample_s: float,
-               mode: str) -> dict[str, Any]:
+async def soak(
+    url: str, n: int, ttl_ms: int, window: int, sample_s: float, mode: str
+) -> dict[str, Any]:
     settings = Settings(redis_url=url, redis_url_explicit=True, namespace=NS)
     keys = Keys(NS)
     client = connect(settings)
@@ -163,8 +185,9 @@ async def soak(url: str, n: int, ttl_ms: int, window: int, sample_s: float,
             group.stop_all()
 
 
-def summarize(samples: list[dict[str, Any]], n: int, ttl_ms: int, wall: float,
-              mode: str) -> dict[str, Any]:
+def summarize(
+    samples: list[dict[str, Any]], n: int, ttl_ms: int, wall: float, mode: str
+) -> dict[str, Any]:
     """First/peak/last of each series, and the memory growth once the system is warm."""
     run = [s for s in samples if s["completed"] < n] or samples
     warm = [s for s in run if s["completed"] >= n // 10] or run
@@ -172,27 +195,46 @@ def summarize(samples: list[dict[str, Any]], n: int, ttl_ms: int, wall: float,
     early, late = warm[:half] or warm, warm[half:] or warm
 
     def series(name: str) -> dict[str, int]:
-        return {"first": samples[0][name], "peak": max(s[name] for s in samples),
-                "last_during_run": run[-1][name], "after_drain": samples[-1][name]}
+        return {
+            "first": samples[0][name],
+            "peak": max(s[name] for s in samples),
+            "last_during_run": run[-1][name],
+            "after_drain": samples[-1][name],
+        }
 
     peak = max(samples, key=lambda s: s["used_memory"])
     # the sample nearest each share of the tasks completed: flat means these stay level
-    upto_end = samples[:len(run) + 1]  # the run and the sample that saw the last completion
-    checkpoints = {f"{pct}%": min(upto_end, key=lambda s, p=pct: abs(s["completed"] - n * p / 100))
-                   for pct in (10, 25, 50, 75, 100)}
+    upto_end = samples[: len(run) + 1]  # the run and the sample that saw the last completion
+    checkpoints = {
+        f"{pct}%": min(upto_end, key=lambda s, p=pct: abs(s["completed"] - n * p / 100))
+        for pct in (10, 25, 50, 75, 100)
+    }
     per_task = (peak["used_memory"] - samples[0]["used_memory"]) / max(1, peak["tasks"])
     return {
-        "mode": mode, "tasks": n, "result_ttl_ms": ttl_ms, "seconds": round(wall, 1),
-        "tasks_per_second": round(n / wall, 1), "samples": len(samples),
-        "used_memory": series("used_memory"), "dbsize": series("dbsize"),
-        "task_records": series("tasks"), "payloads": series("payloads"),
-        "results": series("results"), "retained": series("retained"),
+        "mode": mode,
+        "tasks": n,
+        "result_ttl_ms": ttl_ms,
+        "seconds": round(wall, 1),
+        "tasks_per_second": round(n / wall, 1),
+        "samples": len(samples),
+        "used_memory": series("used_memory"),
+        "dbsize": series("dbsize"),
+        "task_records": series("tasks"),
+        "payloads": series("payloads"),
+        "results": series("results"),
+        "retained": series("retained"),
         "completions_stream": series("completions"),
         "used_memory_peak_first_half_warm": max(s["used_memory"] for s in early),
         "used_memory_peak_second_half_warm": max(s["used_memory"] for s in late),
-        "checkpoints": {k: {"completed": s["completed"], "used_memory": s["used_memory"],
-                            "dbsize": s["dbsize"], "tasks": s["tasks"]}
-                        for k, s in checkpoints.items()},
+        "checkpoints": {
+            k: {
+                "completed": s["completed"],
+                "used_memory": s["used_memory"],
+                "dbsize": s["dbsize"],
+                "tasks": s["tasks"],
+            }
+            for k, s in checkpoints.items()
+        },
         "bytes_per_kept_task": round(per_task),
         "used_memory_if_never_pruned_estimate": round(samples[0]["used_memory"] + per_task * n),
     }
@@ -212,53 +254,76 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args()
     with RedisServer() as server:
-        report = asyncio.run(soak(server.url, args.tasks, args.ttl_ms, args.window,
-                                  args.sample_s, args.mode))
+        report = asyncio.run(
+            soak(server.url, args.tasks, args.ttl_ms, args.window, args.sample_s, args.mode)
+        )
     report["machine"] = machine()
-    report["command"] = ("python3 benchmarks/bench_soak.py"
-                         + (f" --tasks {args.tasks}" if args.tasks != 200_000 else "")
-                         + (f" --mode {args.mode}" if args.mode != "system" else ""))
+    report["command"] = (
+        "python3 benchmarks/bench_soak.py"
+        + (f" --tasks {args.tasks}" if args.tasks != 200_000 else "")
+        + (f" --mode {args.mode}" if args.mode != "system" else "")
+    )
     print(json.dumps(report, indent=2))
     if args.no_write:
         return
-    how = ("real processes: registry + coordinator + worker (1 swarm, 2 agent processes)"
-           if args.mode == "system" else
-           "scripts driven from one process: leader dispatch, claim/complete via TaskStore, "
-           "housekeeping rounds")
+    how = (
+        "real processes: registry + coordinator + worker (1 swarm, 2 agent processes)"
+        if args.mode == "system"
+        else "scripts driven from one process: leader dispatch, claim/complete via TaskStore, "
+        "housekeeping rounds"
+    )
     rows = []
-    for label, key, fmt in (("Redis used_memory", "used_memory", mib),
-                            ("DBSIZE (keys)", "dbsize", str),
-                            ("task records (HLEN tasks)", "task_records", str),
-                            ("payloads (HLEN)", "payloads", str),
-                            ("results (HLEN)", "results", str),
-                            ("retained set (ZCARD)", "retained", str),
-                            ("completions stream (XLEN)", "completions_stream", str)):
+    for label, key, fmt in (
+        ("Redis used_memory", "used_memory", mib),
+        ("DBSIZE (keys)", "dbsize", str),
+        ("task records (HLEN tasks)", "task_records", str),
+        ("payloads (HLEN)", "payloads", str),
+        ("results (HLEN)", "results", str),
+        ("retained set (ZCARD)", "retained", str),
+        ("completions stream (XLEN)", "completions_stream", str),
+    ):
         s = report[key]
-        rows.append(f"| {label} | {fmt(s['first'])} | {fmt(s['peak'])} | "
-                    f"{fmt(s['last_during_run'])} | {fmt(s['after_drain'])} |")
-    update_section("soak", "\n".join([
-        "## Soak: memory over a long run (`benchmarks/bench_soak.py`)", "",
-        f"Machine: {report['machine']}  ",
-        f"Command: `{report['command']}`  ",
-        f"How: {how}; result TTL {args.ttl_ms} ms (`MULTISWARM_RESULT_TTL_MS`), housekeeping "
-        f"every half TTL ({PRUNE_BATCH} entries per prune_tasks call), at most {args.window} "
-        f"tasks unfinished; sampled every "
-        f"{args.sample_s} s ({report['samples']} samples).  ",
-        f"Run: {report['tasks']} no-op tasks (~1 KB each with payload and result) in "
-        f"{report['seconds']} s ({report['tasks_per_second']} tasks/s).", "",
-        "| series | first | peak | last sample of the run | after drain (TTL + 15 s) |",
-        "|---|---|---|---|---|", *rows, "",
-        "Along the run (sample nearest each share of the tasks completed):", "",
-        "| completed | used_memory | DBSIZE | task records |", "|---|---|---|---|",
-        *[f"| {c['completed']} ({k}) | {mib(c['used_memory'])} | {c['dbsize']} | {c['tasks']} |"
-          for k, c in report["checkpoints"].items()], "",
-        f"Once warm (after 10% of the tasks), peak used_memory in the first half of the run "
-        f"{mib(report['used_memory_peak_first_half_warm'])}, in the second half "
-        f"{mib(report['used_memory_peak_second_half_warm'])}: flat, bounded by completion rate x "
-        f"(TTL + housekeeping interval). Kept, a finished task costs "
-        f"~{report['bytes_per_kept_task']} B, so never pruning {report['tasks']} tasks would "
-        f"need ~{mib(report['used_memory_if_never_pruned_estimate'])}.",
-    ]))
+        rows.append(
+            f"| {label} | {fmt(s['first'])} | {fmt(s['peak'])} | "
+            f"{fmt(s['last_during_run'])} | {fmt(s['after_drain'])} |"
+        )
+    update_section(
+        "soak",
+        "\n".join(
+            [
+                "## Soak: memory over a long run (`benchmarks/bench_soak.py`)",
+                "",
+                f"Machine: {report['machine']}  ",
+                f"Command: `{report['command']}`  ",
+                f"How: {how}; result TTL {args.ttl_ms} ms (`MULTISWARM_RESULT_TTL_MS`), housekeeping "
+                f"every half TTL ({PRUNE_BATCH} entries per prune_tasks call), at most {args.window} "
+                f"tasks unfinished; sampled every "
+                f"{args.sample_s} s ({report['samples']} samples).  ",
+                f"Run: {report['tasks']} no-op tasks (~1 KB each with payload and result) in "
+                f"{report['seconds']} s ({report['tasks_per_second']} tasks/s).",
+                "",
+                "| series | first | peak | last sample of the run | after drain (TTL + 15 s) |",
+                "|---|---|---|---|---|",
+                *rows,
+                "",
+                "Along the run (sample nearest each share of the tasks completed):",
+                "",
+                "| completed | used_memory | DBSIZE | task records |",
+                "|---|---|---|---|",
+                *[
+                    f"| {c['completed']} ({k}) | {mib(c['used_memory'])} | {c['dbsize']} | {c['tasks']} |"
+                    for k, c in report["checkpoints"].items()
+                ],
+                "",
+                f"Once warm (after 10% of the tasks), peak used_memory in the first half of the run "
+                f"{mib(report['used_memory_peak_first_half_warm'])}, in the second half "
+                f"{mib(report['used_memory_peak_second_half_warm'])}: flat, bounded by completion rate x "
+                f"(TTL + housekeeping interval). Kept, a finished task costs "
+                f"~{report['bytes_per_kept_task']} B, so never pruning {report['tasks']} tasks would "
+                f"need ~{mib(report['used_memory_if_never_pruned_estimate'])}.",
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,13 @@ async def multiswarm_noop(url: str, n: int) -> dict[str, float]:
     store = TaskStore(Scripts(client), Keys(settings.namespace))
     try:
         while not await client.get(Keys(settings.namespace).leader) or not await client.hlen(
-                Keys(settings.namespace).workers):
+            Keys(settings.namespace).workers
+        ):
             await asyncio.sleep(0.05)
-        tasks = [(task_spec("multiswarm.demo_tasks:noop", id=f"n{i}", capabilities=["noop"]), i)
-                 for i in range(n)]
+        tasks = [
+            (task_spec("multiswarm.demo_tasks:noop", id=f"n{i}", capabilities=["noop"]), i)
+            for i in range(n)
+        ]
         start = time.perf_counter()
         await store.submit(tasks)
         while (await store.counts())["completed"] < n:
@@ -74,30 +77,73 @@ def rq_noop(url: str, n: int, worker_class: str) -> dict[str, float]:
         for i in range(n):
             queue.enqueue(rq_jobs.noop, i, pipeline=pipe)
         pipe.execute()
-    workers = [subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url",
-                                 url, "--worker-class", worker_class, "-q", queue.name],
-                                cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--burst",
+                "--url",
+                url,
+                "--worker-class",
+                worker_class,
+                "-q",
+                queue.name,
+            ],
+            cwd=HERE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     for w in workers:
         w.wait()
     wall = time.perf_counter() - start
     done = queue.finished_job_registry.count
-    return {"tasks": n, "completed": done, "seconds": round(wall, 3),
-            "tasks_per_second": round(done / wall, 1)}
+    return {
+        "tasks": n,
+        "completed": done,
+        "seconds": round(wall, 3),
+        "tasks_per_second": round(done / wall, 1),
+    }
 
 
 def demo(url: str, quick: bool) -> dict[str, object]:
-    cmd = [sys.executable, "-m", "multiswarm.cli", "--redis-url", url, "demo", "--json",
-           "--kill-leader", "--kill-worker"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "multiswarm.cli",
+        "--redis-url",
+        url,
+        "demo",
+        "--json",
+        "--kill-leader",
+        "--kill-worker",
+    ]
     if quick:
         import sysconfig
+
         cmd += ["--corpus", str(Path(sysconfig.get_paths()["stdlib"]) / "email")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
     report = json.loads(out.stdout)
-    return {k: report[k] for k in ("files", "tasks_completed", "tasks_lost",
-                                   "duplicate_completions", "executions", "failovers",
-                                   "failover_seconds", "wall_seconds", "tasks_per_second",
-                                   "reference_seconds", "verified")}
+    return {
+        k: report[k]
+        for k in (
+            "files",
+            "tasks_completed",
+            "tasks_lost",
+            "duplicate_completions",
+            "executions",
+            "failovers",
+            "failover_seconds",
+            "wall_seconds",
+            "tasks_per_second",
+            "reference_seconds",
+            "verified",
+        )
+    }
 
 
 def main() -> None:
@@ -110,7 +156,7 @@ def main() -> None:
         result: dict[str, Any] = {
             "machine": machine(),
             "command": "python3 benchmarks/bench_throughput.py"
-                       + (" --quick" if args.quick else ""),
+            + (" --quick" if args.quick else ""),
             "demo": demo(server.url, args.quick),
             "noop_multiswarm": asyncio.run(multiswarm_noop(server.url, n)),
             "noop_rq_fork": rq_noop(server.url, n, "rq.Worker"),
@@ -121,25 +167,33 @@ def main() -> None:
     result["ratio_vs_rq_simple"] = round(ms / result["noop_rq_simple"]["tasks_per_second"], 2)
     print(json.dumps(result, indent=2))
     d = result["demo"]
-    update_section("throughput", "\n".join([
-        "## End-to-end throughput", "",
-        f"Machine: {result['machine']}  ",
-        f"Command: `{result['command']}`", "",
-        "| workload | tasks | seconds | tasks/s | ratio (multiswarm / baseline) |",
-        "|---|---|---|---|---|",
-        f"| demo, {d['files']} files, `--kill-leader --kill-worker` (verified: {d['verified']}, "
-        f"{d['failovers']} fail-over in {d['failover_seconds']} s) | {d['tasks_completed']} | "
-        f"{d['wall_seconds']} | {d['tasks_per_second']} | single-process reference: "
-        f"{d['reference_seconds']} s |",
-        f"| no-op, multiswarm (1 swarm, 2 agent processes) | {n} | "
-        f"{result['noop_multiswarm']['seconds']} | {ms} | |",
-        f"| no-op, RQ 2 workers (fork per job) | {n} | {result['noop_rq_fork']['seconds']} | "
-        f"{result['noop_rq_fork']['tasks_per_second']} | {result['ratio_vs_rq_fork']} |",
-        f"| no-op, RQ 2 SimpleWorkers (no fork) | {n} | {result['noop_rq_simple']['seconds']} | "
-        f"{result['noop_rq_simple']['tasks_per_second']} | {result['ratio_vs_rq_simple']} |",
-        "", "No-op tasks measure the coordination overhead per task: submit, leader dispatch, "
-        "claim with lease, run in an agent process, exactly-once completion record.",
-    ]))
+    update_section(
+        "throughput",
+        "\n".join(
+            [
+                "## End-to-end throughput",
+                "",
+                f"Machine: {result['machine']}  ",
+                f"Command: `{result['command']}`",
+                "",
+                "| workload | tasks | seconds | tasks/s | ratio (multiswarm / baseline) |",
+                "|---|---|---|---|---|",
+                f"| demo, {d['files']} files, `--kill-leader --kill-worker` (verified: {d['verified']}, "
+                f"{d['failovers']} fail-over in {d['failover_seconds']} s) | {d['tasks_completed']} | "
+                f"{d['wall_seconds']} | {d['tasks_per_second']} | single-process reference: "
+                f"{d['reference_seconds']} s |",
+                f"| no-op, multiswarm (1 swarm, 2 agent processes) | {n} | "
+                f"{result['noop_multiswarm']['seconds']} | {ms} | |",
+                f"| no-op, RQ 2 workers (fork per job) | {n} | {result['noop_rq_fork']['seconds']} | "
+                f"{result['noop_rq_fork']['tasks_per_second']} | {result['ratio_vs_rq_fork']} |",
+                f"| no-op, RQ 2 SimpleWorkers (no fork) | {n} | {result['noop_rq_simple']['seconds']} | "
+                f"{result['noop_rq_simple']['tasks_per_second']} | {result['ratio_vs_rq_simple']} |",
+                "",
+                "No-op tasks measure the coordination overhead per task: submit, leader dispatch, "
+                "claim with lease, run in an agent process, exactly-once completion record.",
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def lua_commands() -> set[str]:
     return found
 
 
-def commandstats_report(before: Mapping[str, Any], after: Mapping[str, Any],
-                        n: int) -> dict[str, Any]:
+def commandstats_report(
+    before: Mapping[str, Any], after: Mapping[str, Any], n: int
+) -> dict[str, Any]:
     """Per task: µs in multiswarm's scripts, µs in its other commands, and calls per command.
 
     Redis counts a command a script runs both under the script and under its own name, so the
@@ -53,15 +54,18 @@ def commandstats_report(before: Mapping[str, Any], after: Mapping[str, Any],
             delta[key.removeprefix("cmdstat_")] = (calls, usec)
     inner = lua_commands()
     scripts = sum(u for c, (_, u) in delta.items() if c in SCRIPT_COMMANDS)
-    direct = sum(u for c, (_, u) in delta.items()
-                 if c not in SCRIPT_COMMANDS and c not in inner and c != "eval"
-                 and c not in DRIVER_COMMANDS)
+    direct = sum(
+        u
+        for c, (_, u) in delta.items()
+        if c not in SCRIPT_COMMANDS and c not in inner and c != "eval" and c not in DRIVER_COMMANDS
+    )
     top = sorted(delta.items(), key=lambda kv: -kv[1][1])[:12]
-    return {"scripts_usec_per_task": round(scripts / n, 1),
-            "direct_usec_per_task": round(direct / n, 1),
-            "handler_eval_usec_per_task": round(delta.get("eval", (0, 0))[1] / n, 1),
-            "per_task": {c: {"calls": round(k / n, 2), "usec": round(u / n, 1)}
-                         for c, (k, u) in top}}
+    return {
+        "scripts_usec_per_task": round(scripts / n, 1),
+        "direct_usec_per_task": round(direct / n, 1),
+        "handler_eval_usec_per_task": round(delta.get("eval", (0, 0))[1] / n, 1),
+        "per_task": {c: {"calls": round(k / n, 2), "usec": round(u / n, 1)} for c, (k, u) in top},
+    }
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -81,14 +85,26 @@ def _both(passes: list[dict[str, Any]], phase: str, metric: str, unit: str = "")
 
 
 def _exact(passes: list[dict[str, Any]]) -> str:
-    bad = [f"pass {p['pass']} {ph}: {v['count']} of {v['expected']}" for p in passes
-           for ph, v in p.items() if isinstance(v, dict) and "exact" in v and not v["exact"]]
-    missing = [f"pass {p['pass']} {ph}: recorded {v['recorded']}" for p in passes
-               for ph, v in p.items() if isinstance(v, dict) and v.get("recorded") is not None
-               and v["recorded"] != v.get("expected")]
-    failed = [f"pass {p['pass']}: {len(p['round_trip']['failed'])} round trips failed "
-              f"({p['round_trip']['failed'][0]})" for p in passes
-              if p.get("round_trip", {}).get("failed")]
+    bad = [
+        f"pass {p['pass']} {ph}: {v['count']} of {v['expected']}"
+        for p in passes
+        for ph, v in p.items()
+        if isinstance(v, dict) and "exact" in v and not v["exact"]
+    ]
+    missing = [
+        f"pass {p['pass']} {ph}: recorded {v['recorded']}"
+        for p in passes
+        for ph, v in p.items()
+        if isinstance(v, dict)
+        and v.get("recorded") is not None
+        and v["recorded"] != v.get("expected")
+    ]
+    failed = [
+        f"pass {p['pass']}: {len(p['round_trip']['failed'])} round trips failed "
+        f"({p['round_trip']['failed'][0]})"
+        for p in passes
+        if p.get("round_trip", {}).get("failed")
+    ]
     problems = bad + missing + failed
     return "yes" if not problems else "NO: " + "; ".join(problems)
 
@@ -105,8 +121,12 @@ def _ratio(result: Mapping[str, Any], a: str, b: str, phase: str, metric: str) -
 
 
 def _load(result: Mapping[str, Any]) -> str:
-    loads = [x for d in result["systems"].values() for p in d["passes"]
-             for x in p.get("load_avg_1min", [])]
+    loads = [
+        x
+        for d in result["systems"].values()
+        for p in d["passes"]
+        for x in p.get("load_avg_1min", [])
+    ]
     return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
 
 
@@ -114,16 +134,19 @@ def markdown(result: Mapping[str, Any]) -> str:
     """The "peers" section of RESULTS.md."""
     v = result["versions"]
     lines = [
-        "## multiswarm against its peers (`benchmarks/bench_peers.py`)", "",
+        "## multiswarm against its peers (`benchmarks/bench_peers.py`)",
+        "",
         f"Machine: {result['machine']}; redis-server {result['redis_server']} on loopback; "
         f"1-minute load average during the runs {_load(result)} (other processes share the "
         "machine)  ",
-        f"Command: `{result['command'].strip()}` ({result['date']})", "",
+        f"Command: `{result['command'].strip()}` ({result['date']})",
+        "",
         f"N = {result['tasks']} no-op tasks per phase, 2 processes running handlers for every "
         f"system, one private Redis and one driver for all; {result['passes']} passes "
         f"(order {' then '.join(', '.join(o) for o in result['orders'])}); each cell is "
         "pass 1 / pass 2. Round trip: "
-        f"{result['round_trips']} sequential tasks after 5 warm-up ones.", "",
+        f"{result['round_trips']} sequential tasks after 5 warm-up ones.",
+        "",
         "| system | end-to-end tasks/s | drain tasks/s | round trip p50 | round trip p90 "
         "| Redis CPU µs/task | every count exact |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -138,7 +161,8 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"{_both(passes, 'round_trip', 'p50_ms', ' ms')} | "
             f"{_both(passes, 'round_trip', 'p90_ms', ' ms')} | "
             f"{_both(passes, 'end_to_end', 'redis_cpu_usec_per_task')} | "
-            f"{_exact(passes)}{' (' + errors + ')' if errors else ''} |")
+            f"{_exact(passes)}{' (' + errors + ')' if errors else ''} |"
+        )
     lines += [
         "",
         "Ratios in the same pass (targets of issue 11): multiswarm / Dramatiq end-to-end "
@@ -148,11 +172,14 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"**{_ratio(result, 'multiswarm', 'saq', 'round_trip', 'p50_ms')}** (<= 1).",
     ]
     ms = result["systems"].get("multiswarm", {}).get("passes", [])
-    stats = [p["end_to_end"]["commandstats"] for p in ms
-             if "commandstats" in p.get("end_to_end", {})]
+    stats = [
+        p["end_to_end"]["commandstats"] for p in ms if "commandstats" in p.get("end_to_end", {})
+    ]
     if stats:
-        top = ", ".join(f"{c} {d['calls']} calls / {d['usec']} µs"
-                        for c, d in list(stats[0]["per_task"].items())[:8])
+        top = ", ".join(
+            f"{c} {d['calls']} calls / {d['usec']} µs"
+            for c, d in list(stats[0]["per_task"].items())[:8]
+        )
         lines += [
             "",
             "multiswarm Redis cost per task over the end-to-end window (target <= 40 µs): "
@@ -165,8 +192,11 @@ def markdown(result: Mapping[str, Any]) -> str:
             + " / ".join(f"{s['handler_eval_usec_per_task']} µs" for s in stats)
             + f". Per task in pass 1: {top}.",
         ]
-    api = {n: d["passes"][0].get("round_trip", {}).get("api", "") for n, d in
-           result["systems"].items() if d["passes"]}
+    api = {
+        n: d["passes"][0].get("round_trip", {}).get("api", "")
+        for n, d in result["systems"].items()
+        if d["passes"]
+    }
     lines += [
         "",
         "- end to end: workers running, N / (N-th handler run - first submit); "
@@ -181,7 +211,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         "script calls), Dramatiq `actor.send` per task, SAQ `Queue.enqueue` gathered, Celery "
         "`apply_async` per task, RQ `Queue.enqueue_many`.",
         "- round trip, one task at a time through each library's own API: "
-        + "; ".join(f"{n}: {a}" for n, a in api.items()) + ".",
+        + "; ".join(f"{n}: {a}" for n, a in api.items())
+        + ".",
         "- Celery workers run with `--without-mingle --without-gossip --without-heartbeat`.",
     ]
     return "\n".join(lines)

@@ -39,9 +39,16 @@ class Children:
 
     def spawn(self, name: str, args: list[str]) -> None:
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            self.procs.append(subprocess.Popen(
-                [sys.executable, *args], cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, *args],
+                    cwd=HERE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
 
     def check(self) -> None:
         for p in self.procs:
@@ -99,8 +106,9 @@ class MultiswarmSystem(System):
     rtt_api = "Multiswarm.distribute_task + Multiswarm.wait_for (default poll_s)"
 
     async def setup(self) -> None:
-        self.settings = Settings(redis_url=self.url, redis_url_explicit=True,
-                                 namespace=f"peers{self.tag}")
+        self.settings = Settings(
+            redis_url=self.url, redis_url_explicit=True, namespace=f"peers{self.tag}"
+        )
         self.group = ProcessGroup(self.settings, self.log_dir)
         self.group.spawn("registry", ["registry"])
         self.group.spawn("coordinator", ["coordinator", "--id", "c1"])
@@ -120,8 +128,10 @@ class MultiswarmSystem(System):
         return [spec.id for spec, _ in batch]
 
     async def start_workers(self) -> None:
-        self.group.spawn("worker", ["worker", "--id", "w1", "--swarm", f"s:{QUEUE}:2",
-                                    "--allow-handlers", "peer_tasks:"])
+        self.group.spawn(
+            "worker",
+            ["worker", "--id", "w1", "--swarm", f"s:{QUEUE}:2", "--allow-handlers", "peer_tasks:"],
+        )
 
     async def round_trip(self, counter: str) -> None:
         tid = await self.ms.distribute_task(MS_HANDLER, counter, capabilities=[QUEUE])
@@ -159,8 +169,10 @@ class DramatiqSystem(System):
         return [self.actor.send(counter) for _ in range(n)]
 
     async def start_workers(self) -> None:
-        self.children.spawn("dramatiq", ["-m", "dramatiq", "peer_tasks:dramatiq_setup",
-                                         "--processes", "2", "--threads", "8"])
+        self.children.spawn(
+            "dramatiq",
+            ["-m", "dramatiq", "peer_tasks:dramatiq_setup", "--processes", "2", "--threads", "8"],
+        )
 
     async def round_trip(self, counter: str) -> None:
         self.actor.send(counter).get_result(block=True, timeout=RTT_TIMEOUT_S * 1000)
@@ -190,8 +202,9 @@ class SaqSystem(System):
 
     async def submit(self, counter: str, n: int) -> list[Any]:
         # SAQ bounds concurrent operations per queue itself (max_concurrent_ops)
-        return list(await asyncio.gather(*(self.queue.enqueue("count", counter=counter)
-                                           for _ in range(n))))
+        return list(
+            await asyncio.gather(*(self.queue.enqueue("count", counter=counter) for _ in range(n)))
+        )
 
     async def start_workers(self) -> None:
         self.children.spawn("saq", ["-m", "saq", "peer_tasks.saq_settings", "--workers", "2"])
@@ -229,10 +242,25 @@ class CelerySystem(System):
 
     async def start_workers(self) -> None:
         for i in (1, 2):
-            self.children.spawn(f"celery{i}", [
-                "-m", "celery", "-A", "peer_tasks:celery_app", "worker", "--pool", "solo",
-                "-n", f"w{i}-{self.tag}@bench", "--without-mingle", "--without-gossip",
-                "--without-heartbeat", "--loglevel", "WARNING"])
+            self.children.spawn(
+                f"celery{i}",
+                [
+                    "-m",
+                    "celery",
+                    "-A",
+                    "peer_tasks:celery_app",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "-n",
+                    f"w{i}-{self.tag}@bench",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--without-heartbeat",
+                    "--loglevel",
+                    "WARNING",
+                ],
+            )
 
     async def round_trip(self, counter: str) -> None:
         self.task.delay(counter).get(timeout=RTT_TIMEOUT_S)
@@ -259,9 +287,21 @@ class RqSystem(System):
 
     async def start_workers(self) -> None:
         for i in (1, 2):
-            self.children.spawn(f"rq{i}", [
-                "-m", "rq.cli", "worker", "--worker-class", "rq.SimpleWorker", "--url", self.url,
-                "-n", f"w{i}-{self.tag}", QUEUE])
+            self.children.spawn(
+                f"rq{i}",
+                [
+                    "-m",
+                    "rq.cli",
+                    "worker",
+                    "--worker-class",
+                    "rq.SimpleWorker",
+                    "--url",
+                    self.url,
+                    "-n",
+                    f"w{i}-{self.tag}",
+                    QUEUE,
+                ],
+            )
 
     async def round_trip(self, counter: str) -> None:
         from peer_tasks import count
@@ -283,5 +323,9 @@ class RqSystem(System):
 
 
 CLASSES: dict[str, type[System]] = {
-    "multiswarm": MultiswarmSystem, "dramatiq": DramatiqSystem, "saq": SaqSystem,
-    "celery": CelerySystem, "rq": RqSystem}
+    "multiswarm": MultiswarmSystem,
+    "dramatiq": DramatiqSystem,
+    "saq": SaqSystem,
+    "celery": CelerySystem,
+    "rq": RqSystem,
+}

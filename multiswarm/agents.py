@@ -87,8 +87,11 @@ def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
         task_id, attempt, handler, payload, deps = msg
         try:
             fn = cache.get(handler) or cache.setdefault(handler, resolve(handler, allowed))
-            ctx = TaskContext(task_id=task_id, attempt=attempt,
-                              dependencies={k: unpack(v) for k, v in deps.items()})
+            ctx = TaskContext(
+                task_id=task_id,
+                attempt=attempt,
+                dependencies={k: unpack(v) for k, v in deps.items()},
+            )
             result = fn(unpack(payload), ctx)
             if inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
@@ -134,8 +137,12 @@ class AgentProcess:
     def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_agent_main, args=(child, self.allowed),
-                           name=f"agent-{self.agent_id}", daemon=True)
+        proc = ctx.Process(
+            target=_agent_main,
+            args=(child, self.allowed),
+            name=f"agent-{self.agent_id}",
+            daemon=True,
+        )
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -151,8 +158,13 @@ class AgentProcess:
         return (self._proc.pid or 0) if self._proc is not None else 0
 
     async def run(
-        self, task_id: str, attempt: int, handler: str, payload: bytes,
-        deps: dict[str, bytes], timeout_s: float,
+        self,
+        task_id: str,
+        attempt: int,
+        handler: str,
+        payload: bytes,
+        deps: dict[str, bytes],
+        timeout_s: float,
     ) -> tuple[str, Any]:
         """Run one task. Returns ``("ok", result bytes)``, ``("error", text)`` (retryable) or
         ``("permanent", text)``. On timeout or a dead process the process is replaced."""
@@ -162,6 +174,7 @@ class AgentProcess:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         fd = conn.fileno()
+
         def readable() -> None:
             if not done.done():
                 done.set_result(None)
@@ -223,8 +236,12 @@ class AgentProcess:
         if proc is not None and proc.is_alive():
             proc.kill()
             if not await _exited(proc, KILL_WAIT_S):
-                log.warning("agent %s (pid %s) still alive %.0f s after SIGKILL", self.agent_id,
-                            proc.pid, KILL_WAIT_S)
+                log.warning(
+                    "agent %s (pid %s) still alive %.0f s after SIGKILL",
+                    self.agent_id,
+                    proc.pid,
+                    KILL_WAIT_S,
+                )
         if conn is not None:
             conn.close()
 

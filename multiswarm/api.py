@@ -47,12 +47,20 @@ class Multiswarm:
         self.scripts = Scripts(client, settings.reconnect_timeout_s)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.tasks = TaskStore(self.scripts, self.keys)
-        self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms,
-                                       snapshots_kept=settings.snapshots_kept)
+        self.state = SwarmStateManager(
+            self.scripts,
+            self.keys,
+            ttl_ms=settings.state_ttl_ms,
+            snapshots_kept=settings.snapshots_kept,
+        )
 
     @classmethod
-    async def connect(cls, redis_url: str | None = None, namespace: str | None = None,
-                      settings: Settings | None = None) -> Multiswarm:
+    async def connect(
+        cls,
+        redis_url: str | None = None,
+        namespace: str | None = None,
+        settings: Settings | None = None,
+    ) -> Multiswarm:
         """Connect (settings from the environment unless given). Raises ConfigError."""
         settings = settings or from_env(redis_url=redis_url, namespace=namespace)
         client = connect(settings)
@@ -69,13 +77,21 @@ class Multiswarm:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def create_swarm(self, swarm_id: str, capabilities: Iterable[str] = (), *,
-                           priority: str = "normal", agents: int = 4,
-                           objective: str = "") -> str:
+    async def create_swarm(
+        self,
+        swarm_id: str,
+        capabilities: Iterable[str] = (),
+        *,
+        priority: str = "normal",
+        agents: int = 4,
+        objective: str = "",
+    ) -> str:
         """Register a swarm (``initializing`` until a worker hosts it). ``created``/``exists``."""
         return await self.registry.register_swarm(
-            swarm_spec(swarm_id, capabilities, priority=priority, agents=agents,
-                       objective=objective))
+            swarm_spec(
+                swarm_id, capabilities, priority=priority, agents=agents, objective=objective
+            )
+        )
 
     async def get_swarm(self, swarm_id: str) -> Swarm:
         return await self.registry.get(swarm_id)
@@ -95,8 +111,7 @@ class Multiswarm:
     async def cancel_task(self, task_id: str, reason: str = "cancelled") -> str:
         return await self.tasks.cancel(task_id, reason)
 
-    async def wait_for(self, task_id: str, timeout_s: float = 60.0,
-                       poll_s: float = 0.1) -> Any:
+    async def wait_for(self, task_id: str, timeout_s: float = 60.0, poll_s: float = 0.1) -> Any:
         """The task's result once completed.
 
         Raises
@@ -117,8 +132,9 @@ class Multiswarm:
                 raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s} s")
             await asyncio.sleep(poll_s)
 
-    async def save_state(self, swarm_id: str, data: dict[str, Any],
-                         expected_version: int | None = None) -> int:
+    async def save_state(
+        self, swarm_id: str, data: dict[str, Any], expected_version: int | None = None
+    ) -> int:
         return await self.state.save_state(swarm_id, data, expected_version)
 
     async def load_state(self, swarm_id: str) -> StateRecord | None:
@@ -131,8 +147,9 @@ class Multiswarm:
         """Dry run: chosen source, confidence, tasks to re-queue (see docs/recovery.md)."""
         return await SwarmRecovery(self.state).plan(swarm_id, source)
 
-    async def recover_swarm(self, swarm_id: str, source: str | None = None,
-                            min_confidence: float | None = None) -> RecoveryOutcome:
+    async def recover_swarm(
+        self, swarm_id: str, source: str | None = None, min_confidence: float | None = None
+    ) -> RecoveryOutcome:
         """Plan and apply; applying twice does nothing the second time."""
         return await SwarmRecovery(self.state).recover(swarm_id, source, min_confidence)
 
@@ -150,8 +167,9 @@ class Multiswarm:
         """The messenger of one swarm (its channel, history, request/response)."""
         return messaging_api.get_messenger(self, swarm_id, **options)
 
-    async def send_message(self, from_swarm: str, to_swarm: str,
-                           message: Mapping[str, Any] | Envelope) -> Sent:
+    async def send_message(
+        self, from_swarm: str, to_swarm: str, message: Mapping[str, Any] | Envelope
+    ) -> Sent:
         """A targeted message, recorded in the target channel's history."""
         return await messaging_api.send_message(self, from_swarm, to_swarm, message)
 
@@ -166,5 +184,9 @@ class Multiswarm:
         by_status: dict[str, int] = {}
         for s in swarms:
             by_status[s.status] = by_status.get(s.status, 0) + 1
-        return {"tasks": await self.tasks.counts(), "counters": await self.tasks.stats(),
-                "swarms": by_status, "leader": leader_report(info, left)}
+        return {
+            "tasks": await self.tasks.counts(),
+            "counters": await self.tasks.stats(),
+            "swarms": by_status,
+            "leader": leader_report(info, left),
+        }

@@ -93,11 +93,14 @@ class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True):
         for field in self.__struct_fields__:
             value = getattr(self, field)
             if not isinstance(value, int) or not 1 <= value <= MAX_SETTING:
-                raise ConfigError(f"breaker {field} must be an integer in [1, {MAX_SETTING}], "
-                                  f"got {value!r}")
+                raise ConfigError(
+                    f"breaker {field} must be an integer in [1, {MAX_SETTING}], got {value!r}"
+                )
         if self.success_threshold > self.half_open_calls:
-            raise ConfigError(f"success_threshold {self.success_threshold} cannot exceed "
-                              f"half_open_calls {self.half_open_calls}: it could never close")
+            raise ConfigError(
+                f"success_threshold {self.success_threshold} cannot exceed "
+                f"half_open_calls {self.half_open_calls}: it could never close"
+            )
 
 
 class BreakerRecord(msgspec.Struct, kw_only=True):
@@ -123,9 +126,12 @@ class BreakerRecord(msgspec.Struct, kw_only=True):
     @property
     def config(self) -> BreakerConfig:
         return BreakerConfig(
-            failure_threshold=self.failure_threshold, success_threshold=self.success_threshold,
-            open_ms=self.open_ms, half_open_calls=self.half_open_calls,
-            trial_timeout_ms=self.trial_timeout_ms)
+            failure_threshold=self.failure_threshold,
+            success_threshold=self.success_threshold,
+            open_ms=self.open_ms,
+            half_open_calls=self.half_open_calls,
+            trial_timeout_ms=self.trial_timeout_ms,
+        )
 
 
 _record_decoder = msgspec.json.Decoder(BreakerRecord)
@@ -187,8 +193,11 @@ def view(name: str, rec: BreakerRecord, now_ms: int) -> BreakerState:
     Mirrors the lazy rules of ``acquire_breaker.lua`` for display only; the scripts decide.
     """
     state, retry, trials, successes = rec.state, 0, rec.trials, rec.successes
-    if (state == "half_open" and rec.trials > rec.successes
-            and now_ms >= rec.trial_ms + rec.trial_timeout_ms):
+    if (
+        state == "half_open"
+        and rec.trials > rec.successes
+        and now_ms >= rec.trial_ms + rec.trial_timeout_ms
+    ):
         state, trials, successes = "open", 0, 0
     if state == "open":
         opened = rec.opened_ms if rec.state == "open" else now_ms
@@ -196,9 +205,18 @@ def view(name: str, rec: BreakerRecord, now_ms: int) -> BreakerState:
         if retry == 0:
             state, trials, successes = "half_open", 0, 0
     return BreakerState(
-        name=name, state=state, stored_state=rec.state, failures=rec.failures,
-        successes=successes, trials=trials, opens=rec.opens, retry_after_ms=retry,
-        changed_ms=rec.changed_ms, last_error=rec.last_error, config=rec.config)
+        name=name,
+        state=state,
+        stored_state=rec.state,
+        failures=rec.failures,
+        successes=successes,
+        trials=trials,
+        opens=rec.opens,
+        retry_after_ms=retry,
+        changed_ms=rec.changed_ms,
+        last_error=rec.last_error,
+        config=rec.config,
+    )
 
 
 class Permit(msgspec.Struct, frozen=True):
@@ -238,8 +256,12 @@ class CircuitBreaker:
         counting. Default: every ``Exception``.
     """
 
-    def __init__(self, registry: BreakerRegistry, name: str,
-                 failure_types: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    def __init__(
+        self,
+        registry: BreakerRegistry,
+        name: str,
+        failure_types: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
         self.registry = registry
         self.name = check_id(name, "breaker name")
         self.failure_types = failure_types
@@ -263,7 +285,8 @@ class CircuitBreaker:
             The breaker was deleted from Redis (use ``get_or_create``).
         """
         reply = await self.registry.scripts.call(
-            "acquire_breaker", [self.registry.key], [self.name])
+            "acquire_breaker", [self.registry.key], [self.name]
+        )
         allowed, state, gen, retry = int(reply[0]), _s(reply[1]), int(reply[2]), int(reply[3])
         if not allowed:
             raise CircuitOpenError(self.name, state, retry)
@@ -283,7 +306,8 @@ class CircuitBreaker:
         """
         text = error.encode()[:MAX_ERROR_BYTES].decode(errors="ignore")  # whole characters
         reply = await self.registry.scripts.call(
-            "record_breaker", [self.registry.key], [self.name, permit.gen, outcome, text])
+            "record_breaker", [self.registry.key], [self.name, permit.gen, outcome, text]
+        )
         return _s(reply[0])
 
     async def success(self, permit: Permit) -> str:
@@ -313,14 +337,14 @@ class CircuitBreaker:
             raise
         await self.record(permit, "success")
 
-    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args,
-                   **kwargs: P.kwargs) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """``await breaker.call(fn, *args)``: run ``fn`` under :meth:`protect`."""
         async with self.protect():
             return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate a coroutine function so every call runs under :meth:`protect`."""
+
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             async with self.protect():
@@ -349,8 +373,7 @@ class BreakerRegistry:
         Thresholds of breakers created without their own (:class:`BreakerConfig` defaults).
     """
 
-    def __init__(self, scripts: Scripts, keys: Keys,
-                 defaults: BreakerConfig | None = None) -> None:
+    def __init__(self, scripts: Scripts, keys: Keys, defaults: BreakerConfig | None = None) -> None:
         self.scripts = scripts
         self.keys = keys
         self.client = scripts.client
@@ -358,7 +381,10 @@ class BreakerRegistry:
         self.key = breakers_key(keys)
 
     async def get_or_create(
-        self, name: str, config: BreakerConfig | None = None, *,
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
         failure_types: tuple[type[BaseException], ...] = (Exception,),
     ) -> CircuitBreaker:
         """The breaker ``name``, created closed with ``config`` (else the defaults) if new.
@@ -369,7 +395,8 @@ class BreakerRegistry:
         cfg = config or self.defaults
         rec = BreakerRecord(
             changed_ms=int(time.time() * 1000),
-            **{f: getattr(cfg, f) for f in cfg.__struct_fields__})
+            **{f: getattr(cfg, f) for f in cfg.__struct_fields__},
+        )
         data = _encoder.encode(rec)
         await self.scripts.read(lambda: self.client.hsetnx(self.key, breaker.name, data))
         return breaker
@@ -382,8 +409,9 @@ class BreakerRegistry:
 
     async def reset(self, name: str) -> bool:
         """Force ``name`` closed (counts cleared, in-flight permits stale). False if unknown."""
-        reply = await self.scripts.call("reset_breakers", [self.key],
-                                        [check_id(name, "breaker name")])
+        reply = await self.scripts.call(
+            "reset_breakers", [self.key], [check_id(name, "breaker name")]
+        )
         return bool(reply)
 
     async def reset_all(self) -> list[str]:
@@ -399,8 +427,10 @@ class BreakerRegistry:
             A stored record is corrupt.
         """
         if names is None:
-            raws = {_s(k): v for k, v in (await self.scripts.read(
-                lambda: self.client.hgetall(self.key))).items()}
+            raws = {
+                _s(k): v
+                for k, v in (await self.scripts.read(lambda: self.client.hgetall(self.key))).items()
+            }
         else:
             wanted = [check_id(n, "breaker name") for n in names]
             values = await self.scripts.read(lambda: self.client.hmget(self.key, wanted))
@@ -408,4 +438,3 @@ class BreakerRegistry:
         seconds, micros = await self.scripts.read(self.client.time)
         now = int(seconds) * 1000 + int(micros) // 1000
         return {n: view(n, decode_record(raws[n]), now) for n in sorted(raws)}
-

@@ -27,10 +27,19 @@ from multiswarm.scripts import Scripts
 
 def message_dict(env: Delivered) -> dict[str, Any]:
     """One message as printed by ``tail --json`` (one JSON object per line)."""
-    return {"channel": env.channel, "sid": env.sid, "id": env.id, "type": env.type,
-            "sender": env.sender, "sender_agent": env.sender_agent, "target": env.target,
-            "ts_ms": env.ts_ms, "correlation_id": env.correlation_id, "signed": bool(env.sig),
-            "payload": env.payload}
+    return {
+        "channel": env.channel,
+        "sid": env.sid,
+        "id": env.id,
+        "type": env.type,
+        "sender": env.sender,
+        "sender_agent": env.sender_agent,
+        "target": env.target,
+        "ts_ms": env.ts_ms,
+        "correlation_id": env.correlation_id,
+        "signed": bool(env.sig),
+        "payload": env.payload,
+    }
 
 
 def _line(env: Delivered) -> str:
@@ -38,8 +47,10 @@ def _line(env: Delivered) -> str:
     who = env.sender + (f"/{env.sender_agent}" if env.sender_agent else "")
     to = f" -> {env.target}" if env.target else ""
     body = json.dumps(env.payload, sort_keys=True, default=str)
-    return f"{stamp}.{env.ts_ms % 1000:03d} {env.channel} [{env.sid or '-'}] {env.type} " \
-           f"{who or '?'}{to} {body}"
+    return (
+        f"{stamp}.{env.ts_ms % 1000:03d} {env.channel} [{env.sid or '-'}] {env.type} "
+        f"{who or '?'}{to} {body}"
+    )
 
 
 def _channel(keys: Keys, name: str) -> str:
@@ -56,16 +67,31 @@ def messages() -> None:
 
 @messages.command("tail")
 @click.argument("channel")
-@click.option("--since", default=None, metavar="ID",
-              help="First replay the channel history after this stream id ('0': all kept).")
-@click.option("--count", type=click.IntRange(min=1), default=None,
-              help="Exit after printing this many messages.")
+@click.option(
+    "--since",
+    default=None,
+    metavar="ID",
+    help="First replay the channel history after this stream id ('0': all kept).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Exit after printing this many messages.",
+)
 @click.option("--timeout-s", type=float, default=None, help="Exit after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
-def tail(ctx: click.Context, channel: str, since: str | None, count: int | None,
-         timeout_s: float | None, as_json: bool) -> None:
+def tail(
+    ctx: click.Context,
+    channel: str,
+    since: str | None,
+    count: int | None,
+    timeout_s: float | None,
+    as_json: bool,
+) -> None:
     """Print messages of CHANNEL as they arrive (history first with --since)."""
+
     async def follow(scripts: Scripts, keys: Keys) -> int:
         ch = _channel(keys, channel)
         messenger = SwarmMessenger(scripts.client, keys, sender="cli", hear_own_broadcasts=True)
@@ -75,8 +101,11 @@ def tail(ctx: click.Context, channel: str, since: str | None, count: int | None,
             nonlocal printed
             async with contextlib.aclosing(messenger.listen([ch], since=since)) as stream:
                 async for _ch, env in stream:
-                    click.echo(json.dumps(message_dict(env), sort_keys=True, default=str)
-                               if as_json else _line(env))
+                    click.echo(
+                        json.dumps(message_dict(env), sort_keys=True, default=str)
+                        if as_json
+                        else _line(env)
+                    )
                     printed += 1
                     if count is not None and printed >= count:
                         return
@@ -96,14 +125,33 @@ def tail(ctx: click.Context, channel: str, since: str | None, count: int | None,
 @click.option("--payload", default="{}", show_default=True, help="JSON object.")
 @click.option("--broadcast", "to_all", is_flag=True, help="Send to every swarm (no TARGET).")
 @click.option("--agent", is_flag=True, help="TARGET is an agent id (agents channel).")
-@click.option("--request", "as_request", is_flag=True,
-              help="Send a request to swarm TARGET and print its response.")
-@click.option("--timeout-s", type=float, default=30.0, show_default=True,
-              help="With --request: how long to wait for the response.")
+@click.option(
+    "--request",
+    "as_request",
+    is_flag=True,
+    help="Send a request to swarm TARGET and print its response.",
+)
+@click.option(
+    "--timeout-s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="With --request: how long to wait for the response.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def send(ctx: click.Context, target: str | None, sender: str, type_: str | None, payload: str,
-         to_all: bool, agent: bool, as_request: bool, timeout_s: float, as_json: bool) -> None:
+def send(
+    ctx: click.Context,
+    target: str | None,
+    sender: str,
+    type_: str | None,
+    payload: str,
+    to_all: bool,
+    agent: bool,
+    as_request: bool,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
     """Send one message to swarm TARGET (or an agent, or everyone); recorded in history.
 
     Signed when MULTISWARM_SECRET is set.
@@ -121,8 +169,7 @@ def send(ctx: click.Context, target: str | None, sender: str, type_: str | None,
     kind = type_ or "message"
 
     async def go(scripts: Scripts, keys: Keys) -> dict[str, Any]:
-        messenger = SwarmMessenger(scripts.client, keys, sender=sender,
-                                   reconnect_timeout_s=5.0)
+        messenger = SwarmMessenger(scripts.client, keys, sender=sender, reconnect_timeout_s=5.0)
         try:
             if as_request:
                 assert target is not None
@@ -136,15 +183,25 @@ def send(ctx: click.Context, target: str | None, sender: str, type_: str | None,
             else:
                 assert target is not None
                 sent = await messenger.send(target, kind, data)
-            return {"id": sent.id, "channel": sent.channel, "sid": sent.stream_id,
-                    "receivers": sent.receivers}
+            return {
+                "id": sent.id,
+                "channel": sent.channel,
+                "sid": sent.stream_id,
+                "receivers": sent.receivers,
+            }
         finally:
             await messenger.stop()
 
     out = _run(ctx, go)
-    _emit(out, as_json, lambda: click.echo(
-        json.dumps(out["response"]["payload"], sort_keys=True) if "response" in out else
-        f"{out['id']} on {out['channel']} [{out['sid']}] to {out['receivers']} subscriber(s)"))
+    _emit(
+        out,
+        as_json,
+        lambda: click.echo(
+            json.dumps(out["response"]["payload"], sort_keys=True)
+            if "response" in out
+            else f"{out['id']} on {out['channel']} [{out['sid']}] to {out['receivers']} subscriber(s)"
+        ),
+    )
 
 
 @messages.command("dead-letters")
@@ -153,6 +210,7 @@ def send(ctx: click.Context, target: str | None, sender: str, type_: str | None,
 @click.pass_context
 def dead_letters(ctx: click.Context, count: int, as_json: bool) -> None:
     """Refused messages, newest first, with their reason; and the counts per reason."""
+
     async def read(scripts: Scripts, keys: Keys) -> dict[str, Any]:
         raw: Any = await scripts.client.xrevrange(keys.message_dlq, "+", "-", count=count)
         stats: Any = await scripts.client.hgetall(keys.message_stats)
@@ -166,10 +224,13 @@ def dead_letters(ctx: click.Context, count: int, as_json: bool) -> None:
     out = _run(ctx, read)
 
     def table() -> None:
-        click.echo("counts: " + (", ".join(f"{k} {v}" for k, v in sorted(out["counts"].items()))
-                                 or "none"))
+        click.echo(
+            "counts: " + (", ".join(f"{k} {v}" for k, v in sorted(out["counts"].items())) or "none")
+        )
         for e in out["entries"]:
-            click.echo(f"{e['id']} {e.get('reason')} on {e.get('channel')} at "
-                       f"{e.get('receiver')}: {e.get('detail')}")
+            click.echo(
+                f"{e['id']} {e.get('reason')} on {e.get('channel')} at "
+                f"{e.get('receiver')}: {e.get('detail')}"
+            )
 
     _emit(out, as_json, table)

@@ -43,6 +43,7 @@ def _emit(data: Any, as_json: bool, table: Callable[[], None]) -> None:
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title=title)
     for i, column in enumerate(columns):  # the first column names the row: never cut it
         t.add_column(column, no_wrap=i == 0)
@@ -68,12 +69,26 @@ def breakers_list(ctx: click.Context, as_json: bool) -> None:
     """Every breaker: state, failures, trial calls, times opened, last error."""
     states = _run(ctx, lambda s, k: BreakerRegistry(s, k).states())
     data = [msgspec.to_builtins(v) for v in states.values()]
-    _emit(data, as_json, lambda: _print_table(
-        "circuit breakers", ["name", "state", "failures", "trials", "opens", "retry in",
-                             "last error"],
-        [[b.name, b.state, f"{b.failures}/{b.config.failure_threshold}",
-          f"{b.trials}/{b.config.half_open_calls}" if b.state == "half_open" else "",
-          str(b.opens), _ms(b.retry_after_ms), b.last_error[:60]] for b in states.values()]))
+    _emit(
+        data,
+        as_json,
+        lambda: _print_table(
+            "circuit breakers",
+            ["name", "state", "failures", "trials", "opens", "retry in", "last error"],
+            [
+                [
+                    b.name,
+                    b.state,
+                    f"{b.failures}/{b.config.failure_threshold}",
+                    f"{b.trials}/{b.config.half_open_calls}" if b.state == "half_open" else "",
+                    str(b.opens),
+                    _ms(b.retry_after_ms),
+                    b.last_error[:60],
+                ]
+                for b in states.values()
+            ],
+        ),
+    )
 
 
 @breakers.command("reset")
@@ -93,8 +108,13 @@ def breakers_reset(ctx: click.Context, name: str, as_json: bool) -> None:
 def breakers_reset_all(ctx: click.Context, as_json: bool) -> None:
     """Force every breaker closed."""
     names = _run(ctx, lambda s, k: BreakerRegistry(s, k).reset_all())
-    _emit({"reset": names}, as_json, lambda: click.echo(
-        f"{len(names)} breakers closed" + (": " + ", ".join(names) if names else "")))
+    _emit(
+        {"reset": names},
+        as_json,
+        lambda: click.echo(
+            f"{len(names)} breakers closed" + (": " + ", ".join(names) if names else "")
+        ),
+    )
 
 
 # -- resources ------------------------------------------------------------------------------------
@@ -107,11 +127,25 @@ def resources(ctx: click.Context, as_json: bool) -> None:
         return
     usage = _run(ctx, lambda s, k: ResourcePools(s, k).usage())
     data = {t: msgspec.to_builtins(u) for t, u in usage.items()}
-    _emit(data, as_json, lambda: _print_table(
-        "resource pools", ["type", "unit", "capacity", "allocated", "free", "holders"],
-        [[u.type, STANDARD_TYPES.get(u.type, ""), str(u.capacity), str(u.allocated),
-          str(u.free), ", ".join(f"{s}={a}" for s, a in u.holders.items())]
-         for u in usage.values()]))
+    _emit(
+        data,
+        as_json,
+        lambda: _print_table(
+            "resource pools",
+            ["type", "unit", "capacity", "allocated", "free", "holders"],
+            [
+                [
+                    u.type,
+                    STANDARD_TYPES.get(u.type, ""),
+                    str(u.capacity),
+                    str(u.allocated),
+                    str(u.free),
+                    ", ".join(f"{s}={a}" for s, a in u.holders.items()),
+                ]
+                for u in usage.values()
+            ],
+        ),
+    )
 
 
 @resources.command("init")
@@ -122,8 +156,11 @@ def resources(ctx: click.Context, as_json: bool) -> None:
 def resources_init(ctx: click.Context, type_: str, capacity: int, as_json: bool) -> None:
     """Create pool TYPE with CAPACITY (cpu in millicores, memory in MiB), or resize it."""
     out = _run(ctx, lambda s, k: ResourcePools(s, k).init_pool(type_, capacity))
-    _emit({"type": type_, "capacity": capacity, "outcome": out}, as_json,
-          lambda: click.echo(f"{type_} {out}: capacity {capacity}"))
+    _emit(
+        {"type": type_, "capacity": capacity, "outcome": out},
+        as_json,
+        lambda: click.echo(f"{type_} {out}: capacity {capacity}"),
+    )
 
 
 @resources.command("release")
@@ -133,8 +170,13 @@ def resources_init(ctx: click.Context, type_: str, capacity: int, as_json: bool)
 def resources_release(ctx: click.Context, swarm_id: str, as_json: bool) -> None:
     """Give back everything SWARM holds, in every pool."""
     out = _run(ctx, lambda s, k: ResourcePools(s, k).release_all(swarm_id))
-    _emit({"swarm": swarm_id, "released": out}, as_json, lambda: click.echo(
-        f"{swarm_id}: released " + (", ".join(f"{t} {a}" for t, a in out.items()) or "nothing")))
+    _emit(
+        {"swarm": swarm_id, "released": out},
+        as_json,
+        lambda: click.echo(
+            f"{swarm_id}: released " + (", ".join(f"{t} {a}" for t, a in out.items()) or "nothing")
+        ),
+    )
 
 
 # -- votes ----------------------------------------------------------------------------------------
@@ -146,8 +188,14 @@ def votes() -> None:
 def _vote_row(v: VoteResult) -> list[str]:
     left = max(0, v.deadline_ms - int(time.time() * 1000)) if v.status == "open" else 0
     counts = ", ".join(f"{o}={c}" for o, c in v.counts.items())
-    return [v.id, v.topic[:40], v.status, v.result,
-            f"{counts} (q={v.quorum}/n={v.n}, {len(v.equivocators)} equivocated)", _ms(left)]
+    return [
+        v.id,
+        v.topic[:40],
+        v.status,
+        v.result,
+        f"{counts} (q={v.quorum}/n={v.n}, {len(v.equivocators)} equivocated)",
+        _ms(left),
+    ]
 
 
 _VOTE_COLUMNS = ["proposal", "topic", "status", "result", "votes", "closes in"]
@@ -160,8 +208,11 @@ _VOTE_COLUMNS = ["proposal", "topic", "status", "result", "votes", "closes in"]
 def votes_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """The newest proposals with their status and counts."""
     found = _run(ctx, lambda s, k: Consensus(s, k, sender="operator").proposals(limit))
-    _emit([msgspec.to_builtins(v) for v in found], as_json, lambda: _print_table(
-        "votes", _VOTE_COLUMNS, [_vote_row(v) for v in found]))
+    _emit(
+        [msgspec.to_builtins(v) for v in found],
+        as_json,
+        lambda: _print_table("votes", _VOTE_COLUMNS, [_vote_row(v) for v in found]),
+    )
 
 
 @votes.command("show")

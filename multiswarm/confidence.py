@@ -135,9 +135,15 @@ def score(
     a = agent_share(agents_recorded, agents_expected)
     value = min(CEILING, max(FLOOR, FLOOR + (CEILING - FLOOR) * k * f * t * a))
     return Confidence(
-        value=round(value, 4), kind=k, freshness=round(f, 4), tasks=round(t, 4),
-        agents=round(a, 4), age_ms=max(0, age_ms), tasks_known=tasks_known,
-        tasks_complete=tasks_complete, agents_recorded=agents_recorded,
+        value=round(value, 4),
+        kind=k,
+        freshness=round(f, 4),
+        tasks=round(t, 4),
+        agents=round(a, 4),
+        age_ms=max(0, age_ms),
+        tasks_known=tasks_known,
+        tasks_complete=tasks_complete,
+        agents_recorded=agents_recorded,
         agents_expected=agents_expected,
     )
 

@@ -132,23 +132,39 @@ def validate(s: Settings) -> Settings:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if s.redis_url.split("://", 1)[0] not in (
-        "redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
+        "redis",
+        "rediss",
+        "unix",
+        "redis+sentinel",
+        "redis+cluster",
     ):
         raise ConfigError(f"unsupported Redis URL scheme in {redact(s.redis_url)!r}")
-    for name in ("max_swarms", "heartbeat_timeout_ms", "lease_ms", "task_lease_ms",
-                 "snapshot_interval_ms", "state_ttl_ms", "snapshots_kept",
-                 "socket_timeout_ms", "connect_timeout_ms", "result_ttl_ms"):
+    for name in (
+        "max_swarms",
+        "heartbeat_timeout_ms",
+        "lease_ms",
+        "task_lease_ms",
+        "snapshot_interval_ms",
+        "state_ttl_ms",
+        "snapshots_kept",
+        "socket_timeout_ms",
+        "connect_timeout_ms",
+        "result_ttl_ms",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
     if not 0.0 <= s.auto_recover_min_confidence <= 1.0:
-        raise ConfigError(f"auto_recover_min_confidence (MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE)"
-                          f" must be in [0, 1], not {s.auto_recover_min_confidence}")
+        raise ConfigError(
+            f"auto_recover_min_confidence (MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE)"
+            f" must be in [0, 1], not {s.auto_recover_min_confidence}"
+        )
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
     if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
         raise ConfigError(
             f"reconnect_timeout_s must be in (0, {REQUEST_TTL_MS // 1000}) s: a retry after a "
-            "script's recorded outcome expired could run it twice")
+            "script's recorded outcome expired could run it twice"
+        )
     return s
 
 
@@ -189,8 +205,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
         connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
         message_secret=env_secret(env),
-        auto_recover_min_confidence=_float(env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE",
-                                           DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE),
+        auto_recover_min_confidence=_float(
+            env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE", DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
+        ),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

@@ -68,14 +68,16 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
         if url.startswith("redis+sentinel://"):
             target = parse_sentinel(url)
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                target.sentinels, username=target.username, password=target.password)
+                target.sentinels, username=target.username, password=target.password
+            )
             master: Client = sentinel.master_for(target.service, db=target.db, **kwargs)
             return master
         if url.startswith("redis+cluster://"):
             cluster: Any = RedisCluster.from_url(
                 "redis://" + url.split("://", 1)[1],
                 socket_timeout=kwargs["socket_timeout"],
-                socket_connect_timeout=kwargs["socket_connect_timeout"])
+                socket_connect_timeout=kwargs["socket_connect_timeout"],
+            )
             return cluster  # type: ignore[no-any-return]
         return aioredis.from_url(url, **kwargs)
     except (ValueError, IndexError) as e:

@@ -61,8 +61,12 @@ DEFAULT_INDEX_LEN = 1000
 def votes_key(keys: Keys, proposal_id: str = "") -> str:
     """The one key builder of this module, in the namespace's slot: ``{ns}:votes`` (index zset)
     and ``{ns}:votes:<proposal id>`` (one proposal's hash)."""
-    return "{" + keys.ns + "}:votes" + (":" + check_id(proposal_id, "proposal id")
-                                        if proposal_id else "")
+    return (
+        "{"
+        + keys.ns
+        + "}:votes"
+        + (":" + check_id(proposal_id, "proposal id") if proposal_id else "")
+    )
 
 
 def quorum(n: int) -> int:
@@ -248,10 +252,18 @@ class VoteResult(msgspec.Struct, frozen=True, kw_only=True):
 
     def announcement(self) -> dict[str, Any]:
         """Payload of the ``consensus_result`` message."""
-        return {"proposal": self.id, "topic": self.topic, "status": self.status,
-                "result": self.result or None, "quorum": self.quorum, "n": self.n,
-                "counts": self.counts, "equivocators": sorted(self.equivocators),
-                "missing": len(self.missing), "closed_ms": self.closed_ms}
+        return {
+            "proposal": self.id,
+            "topic": self.topic,
+            "status": self.status,
+            "result": self.result or None,
+            "quorum": self.quorum,
+            "n": self.n,
+            "counts": self.counts,
+            "equivocators": sorted(self.equivocators),
+            "missing": len(self.missing),
+            "closed_ms": self.closed_ms,
+        }
 
 
 _meta_decoder = msgspec.json.Decoder(VoteMeta)
@@ -286,12 +298,23 @@ def parse_tally(meta_raw: bytes | str, flat: Sequence[bytes | str]) -> VoteResul
     votes = {v: o for v, o in sorted(stored.items()) if v not in equivocators}
     voted = set(stored) | set(equivocators)
     return VoteResult(
-        id=meta.id, topic=meta.topic, proposer=meta.proposer, options=options,
-        status=meta.status, result=meta.result, n=meta.n, quorum=meta.quorum,
-        max_faulty=max_faulty(meta.n) if meta.n else 0, counts=counts, votes=votes,
+        id=meta.id,
+        topic=meta.topic,
+        proposer=meta.proposer,
+        options=options,
+        status=meta.status,
+        result=meta.result,
+        n=meta.n,
+        quorum=meta.quorum,
+        max_faulty=max_faulty(meta.n) if meta.n else 0,
+        counts=counts,
+        votes=votes,
         equivocators=dict(sorted(equivocators.items())),
         missing=sorted(v for v in eligible if v not in voted),
-        created_ms=meta.created_ms, deadline_ms=meta.deadline_ms, closed_ms=meta.closed_ms)
+        created_ms=meta.created_ms,
+        deadline_ms=meta.deadline_ms,
+        closed_ms=meta.closed_ms,
+    )
 
 
 class Consensus:
@@ -315,9 +338,15 @@ class Consensus:
         Proposals kept in the index ``{ns}:votes`` (1000).
     """
 
-    def __init__(self, scripts: Scripts, keys: Keys, sender: str = "consensus", *,
-                 retention_ms: int = DEFAULT_RETENTION_MS,
-                 index_len: int = DEFAULT_INDEX_LEN) -> None:
+    def __init__(
+        self,
+        scripts: Scripts,
+        keys: Keys,
+        sender: str = "consensus",
+        *,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+        index_len: int = DEFAULT_INDEX_LEN,
+    ) -> None:
         self.scripts = scripts
         self.keys = keys
         self.client = scripts.client
@@ -335,8 +364,15 @@ class Consensus:
     async def _announce(self, type: str, payload: dict[str, Any]) -> None:
         await self.messenger.publish(self.keys.ch_coordination, type, payload, record=True)
 
-    async def propose(self, topic: str, options: Sequence[str], voters: Iterable[str],
-                      deadline_ms: int, *, proposal_id: str | None = None) -> str:
+    async def propose(
+        self,
+        topic: str,
+        options: Sequence[str],
+        voters: Iterable[str],
+        deadline_ms: int,
+        *,
+        proposal_id: str | None = None,
+    ) -> str:
         """Open a vote; returns its proposal id. Announced as ``consensus_proposal``.
 
         Parameters
@@ -367,16 +403,35 @@ class Consensus:
         if not who or len(set(who)) != len(who) or len(who) > MAX_VOTERS:
             raise ValueError(f"voters must be distinct, 1 to {MAX_VOTERS} of them")
         if not isinstance(deadline_ms, int) or not 1 <= deadline_ms <= MAX_DEADLINE_MS:
-            raise ValueError(f"deadline_ms must be an integer in [1, {MAX_DEADLINE_MS}], "
-                             f"got {deadline_ms!r}")
+            raise ValueError(
+                f"deadline_ms must be an integer in [1, {MAX_DEADLINE_MS}], got {deadline_ms!r}"
+            )
         topic = topic.encode()[:MAX_TOPIC_BYTES].decode(errors="ignore")  # whole characters
         deadline_at, q = await self.scripts.call(
-            "propose_vote", [votes_key(self.keys, pid), votes_key(self.keys)],
-            [pid, topic, self.sender, ",".join(opts), deadline_ms, self.retention_ms,
-             self.index_len, *who])
-        await self._announce("consensus_proposal", {
-            "proposal": pid, "topic": topic, "options": opts, "voters": who,
-            "quorum": int(q), "deadline_ms": int(deadline_at)})
+            "propose_vote",
+            [votes_key(self.keys, pid), votes_key(self.keys)],
+            [
+                pid,
+                topic,
+                self.sender,
+                ",".join(opts),
+                deadline_ms,
+                self.retention_ms,
+                self.index_len,
+                *who,
+            ],
+        )
+        await self._announce(
+            "consensus_proposal",
+            {
+                "proposal": pid,
+                "topic": topic,
+                "options": opts,
+                "voters": who,
+                "quorum": int(q),
+                "deadline_ms": int(deadline_at),
+            },
+        )
         return pid
 
     async def vote(self, proposal_id: str, voter: str, option: str) -> VoteReceipt:
@@ -393,7 +448,8 @@ class Consensus:
         """
         key = votes_key(self.keys, proposal_id)
         outcome, status, result, closed_now = await self.scripts.call(
-            "cast_vote", [key], [check_id(voter, "voter id"), check_id(option, "option")])
+            "cast_vote", [key], [check_id(voter, "voter id"), check_id(option, "option")]
+        )
         if int(closed_now):
             await self._announce("consensus_result", (await self.tally(proposal_id)).announcement())
         return VoteReceipt(outcome=_s(outcome), status=_s(status), result=_s(result))
@@ -402,14 +458,16 @@ class Consensus:
         """The proposal as recorded; ends it ``no_quorum`` (and announces) once past the
         deadline undecided. Idempotent. Raises NotFound."""
         closed_now, meta, flat = await self.scripts.call(
-            "tally_vote", [votes_key(self.keys, proposal_id)], [])
+            "tally_vote", [votes_key(self.keys, proposal_id)], []
+        )
         result = parse_tally(meta, flat)
         if int(closed_now):
             await self._announce("consensus_result", result.announcement())
         return result
 
-    async def wait(self, proposal_id: str, timeout_s: float | None = None,
-                   poll_s: float = 0.1) -> VoteResult:
+    async def wait(
+        self, proposal_id: str, timeout_s: float | None = None, poll_s: float = 0.1
+    ) -> VoteResult:
         """Poll :meth:`tally` until the vote is decided or ended without quorum.
 
         Without ``timeout_s`` it returns by the deadline (server clock) at the latest.
@@ -431,7 +489,8 @@ class Consensus:
     async def proposals(self, limit: int = 20) -> list[VoteResult]:
         """The newest proposals still kept (by expiry, newest first)."""
         raw = await self.scripts.read(
-            lambda: self.client.zrevrange(votes_key(self.keys), 0, max(0, limit - 1)))
+            lambda: self.client.zrevrange(votes_key(self.keys), 0, max(0, limit - 1))
+        )
         ids = [_s(i) for i in raw if isinstance(i, (bytes, str))]
         out = []
         for pid in ids:
@@ -441,9 +500,16 @@ class Consensus:
                 continue
         return out
 
-    async def resolve(self, conflict: Sequence[Claim], strategy: str = "priority", *,
-                      voters: Iterable[str] = (), deadline_ms: int = 30_000, topic: str = "",
-                      fallback: str | None = None) -> Resolution:
+    async def resolve(
+        self,
+        conflict: Sequence[Claim],
+        strategy: str = "priority",
+        *,
+        voters: Iterable[str] = (),
+        deadline_ms: int = 30_000,
+        topic: str = "",
+        fallback: str | None = None,
+    ) -> Resolution:
         """Resolve a conflict by any strategy; ``voting`` proposes, then waits for the vote.
 
         Parameters
@@ -473,15 +539,27 @@ class Consensus:
         if fallback is not None and fallback not in ("priority", "timestamp"):
             raise ValueError(f"fallback must be priority or timestamp, got {fallback!r}")
         ids = [c.swarm_id for c in conflict]
-        pid = await self.propose(topic or "conflict between " + ",".join(ids), ids, voters,
-                                 deadline_ms)
+        pid = await self.propose(
+            topic or "conflict between " + ",".join(ids), ids, voters, deadline_ms
+        )
         result = await self.wait(pid)
         if result.status == "decided":
-            return Resolution(strategy="voting", winner=result.result, ranking=[result.result],
-                              proposal_id=pid, status="decided")
+            return Resolution(
+                strategy="voting",
+                winner=result.result,
+                ranking=[result.result],
+                proposal_id=pid,
+                status="decided",
+            )
         if fallback is not None:
             ranked = resolve(conflict, fallback)
-            return Resolution(strategy=fallback, winner=ranked.winner, ranking=ranked.ranking,
-                              proposal_id=pid, status="no_quorum")
-        return Resolution(strategy="voting", winner=None, ranking=[], proposal_id=pid,
-                          status="no_quorum")
+            return Resolution(
+                strategy=fallback,
+                winner=ranked.winner,
+                ranking=ranked.ranking,
+                proposal_id=pid,
+                status="no_quorum",
+            )
+        return Resolution(
+            strategy="voting", winner=None, ranking=[], proposal_id=pid, status="no_quorum"
+        )

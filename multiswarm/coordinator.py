@@ -93,8 +93,10 @@ class LeaderElection:
         sent = time.monotonic()
         info = {"host": socket.gethostname(), "pid": os.getpid(), "instance": self.instance}
         reply = await self.scripts.call(
-            "acquire_leadership", [self.keys.leader, self.keys.epoch],
-            [self.holder_id, encode_json(info), self.lease_ms])
+            "acquire_leadership",
+            [self.keys.leader, self.keys.epoch],
+            [self.holder_id, encode_json(info), self.lease_ms],
+        )
         epoch = int(reply[0])
         if epoch == 0:
             self._step_down()
@@ -111,8 +113,10 @@ class LeaderElection:
             return False
         sent = time.monotonic()
         ok = await self.scripts.call(
-            "renew_leadership", [self.keys.leader],
-            [self.holder_id, self.epoch, self.lease_ms, self.instance])
+            "renew_leadership",
+            [self.keys.leader],
+            [self.holder_id, self.epoch, self.lease_ms, self.instance],
+        )
         if int(ok) == 1:
             self._valid_until = sent + self.lease_ms / 1000
             return True
@@ -124,7 +128,8 @@ class LeaderElection:
         if self.epoch == 0:
             return False
         ok = await self.scripts.call(
-            "release_leadership", [self.keys.leader], [self.holder_id, self.epoch, self.instance])
+            "release_leadership", [self.keys.leader], [self.holder_id, self.epoch, self.instance]
+        )
         self._step_down()
         return int(ok) == 1
 
@@ -135,11 +140,13 @@ class LeaderElection:
 
 async def current_leader(scripts: Scripts, keys: Keys) -> tuple[LeaderInfo | None, int]:
     """The leader record and the milliseconds left on its lease (``None, 0`` when vacant)."""
+
     async def read() -> list[Any]:
         pipe = scripts.client.pipeline(transaction=False)
         pipe.get(keys.leader)
         pipe.pttl(keys.leader)
         return await pipe.execute()
+
     raw, pttl = await scripts.read(read)
     if raw is None:
         return None, 0
@@ -223,18 +230,34 @@ class SwarmCoordinator:
             pipe.smembers(self.keys.swarm_status("active"))
             pipe.hkeys(self.keys.parked_index)
             return await pipe.execute()
+
         raw_swarms, raw_sets = await self.scripts.read(read)
         swarm_ids = sorted(_text(s) for s in raw_swarms)
         capsets = sorted(_text(c) for c in raw_sets)
         reply = await self.scripts.call(
             "dispatch_tasks",
-            [*self.keys.task_keyset, self.keys.rr_cursor, self.keys.leader,
-             self.keys.parked_index, *[self.keys.parked(c) for c in capsets],
-             *[self.keys.queue(s) for s in swarm_ids]],
-            [self.election.epoch, self.election.holder_id, self.election.instance,
-             self.strategy, batch, 4 * self.batch_size, self.assign_timeout_ms,
-             self.heartbeat_timeout_ms,
-             len(capsets), *capsets, *swarm_ids])
+            [
+                *self.keys.task_keyset,
+                self.keys.rr_cursor,
+                self.keys.leader,
+                self.keys.parked_index,
+                *[self.keys.parked(c) for c in capsets],
+                *[self.keys.queue(s) for s in swarm_ids],
+            ],
+            [
+                self.election.epoch,
+                self.election.holder_id,
+                self.election.instance,
+                self.strategy,
+                batch,
+                4 * self.batch_size,
+                self.assign_timeout_ms,
+                self.heartbeat_timeout_ms,
+                len(capsets),
+                *capsets,
+                *swarm_ids,
+            ],
+        )
         assigned = int(reply[0])
         if assigned:
             per_swarm: dict[str, int] = {}
@@ -243,8 +266,11 @@ class SwarmCoordinator:
                 per_swarm[sid] = per_swarm.get(sid, 0) + 1
             for sid, count in per_swarm.items():
                 await self.messenger.publish(
-                    self.keys.ch_tasks, "task_assignment", {"swarm": sid, "count": count},
-                    target=sid)
+                    self.keys.ch_tasks,
+                    "task_assignment",
+                    {"swarm": sid, "count": count},
+                    target=sid,
+                )
             self.dispatched += assigned
         return assigned, int(reply[3]) == 1
 
@@ -256,9 +282,18 @@ class SwarmCoordinator:
         Returns (retried, dead) of the expired leases. Raises StaleEpoch.
         """
         reply = await self.scripts.call(
-            "reap_leases", [*self.keys.task_keyset, self.keys.leader],
-            [self.election.epoch, self.election.holder_id, self.election.instance, REAP_LIMIT,
-             random.getrandbits(31), self.assign_timeout_ms, self.heartbeat_timeout_ms])
+            "reap_leases",
+            [*self.keys.task_keyset, self.keys.leader],
+            [
+                self.election.epoch,
+                self.election.holder_id,
+                self.election.instance,
+                REAP_LIMIT,
+                random.getrandbits(31),
+                self.assign_timeout_ms,
+                self.heartbeat_timeout_ms,
+            ],
+        )
         self.requeued += int(reply[2])
         return int(reply[0]), int(reply[1])
 
@@ -281,8 +316,10 @@ class SwarmCoordinator:
                 try:
                     await self.election.release()
                     await self.messenger.publish(
-                        self.keys.ch_coordination, "leadership_released",
-                        {"holder": self.election.holder_id})
+                        self.keys.ch_coordination,
+                        "leadership_released",
+                        {"holder": self.election.holder_id},
+                    )
                     log.info("released leadership")
                 except MultiswarmError as e:
                     log.warning("could not release leadership: %s", e)
@@ -311,9 +348,14 @@ class SwarmCoordinator:
             if self.election.is_leader and not was_leader:
                 log.info("elected leader, epoch %d", self.election.epoch)
                 await self.messenger.publish(
-                    self.keys.ch_coordination, "leadership_announcement",
-                    {"holder": self.election.holder_id, "epoch": self.election.epoch,
-                     "pid": os.getpid()})
+                    self.keys.ch_coordination,
+                    "leadership_announcement",
+                    {
+                        "holder": self.election.holder_id,
+                        "epoch": self.election.epoch,
+                        "pid": os.getpid(),
+                    },
+                )
                 self._wake.set()
             self._contend.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -358,13 +400,18 @@ class SwarmCoordinator:
                     retried, dead = await self.reap_once()
                     requeued = self.requeued - before
                     if retried or dead or requeued:
-                        log.info("deadlines passed: %d retried, %d dead, %d assignments "
-                                 "requeued", retried, dead, requeued)
+                        log.info(
+                            "deadlines passed: %d retried, %d dead, %d assignments requeued",
+                            retried,
+                            dead,
+                            requeued,
+                        )
                     if retried + dead + requeued >= REAP_LIMIT:
                         continue  # more are due: no pause
                 except StaleEpoch:
-                    log.warning("fenced off while reaping (epoch %d); stepping down",
-                                self.election.epoch)
+                    log.warning(
+                        "fenced off while reaping (epoch %d); stepping down", self.election.epoch
+                    )
                     self.election._step_down()
                 except MultiswarmError as e:
                     log.warning("reaping failed: %s", e)
@@ -408,5 +455,10 @@ def leader_report(info: LeaderInfo | None, lease_ms_left: int) -> dict[str, Any]
     """The ``multiswarm-cli leader --json`` object."""
     if info is None:
         return {"holder": None, "host": None, "pid": None, "epoch": None, "lease_ms_left": 0}
-    return {"holder": info.holder, "host": info.host, "pid": info.pid, "epoch": info.epoch,
-            "lease_ms_left": lease_ms_left}
+    return {
+        "holder": info.holder,
+        "host": info.host,
+        "pid": info.pid,
+        "epoch": info.epoch,
+        "lease_ms_left": lease_ms_left,
+    }

@@ -62,8 +62,10 @@ def ensure_redis(settings: Settings, echo: Echo) -> Iterator[Settings]:
         return
     server = RedisServer()
     server.start()
-    echo(f"Redis: started private {server.binary} at {redact(server.url)} in {server.dir} "
-         "(stopped on exit)")
+    echo(
+        f"Redis: started private {server.binary} at {redact(server.url)} in {server.dir} "
+        "(stopped on exit)"
+    )
     try:
         yield settings.replace(redis_url=server.url)
     finally:
@@ -79,8 +81,15 @@ def demo_swarm_args(index: int, agents: int) -> str:
 
 
 def start_system(
-    settings: Settings, *, workers: int, swarms: int, agents: int, strategy: str,
-    log_dir: Path | None, verbose: bool = False, corpus: Path | None = None,
+    settings: Settings,
+    *,
+    workers: int,
+    swarms: int,
+    agents: int,
+    strategy: str,
+    log_dir: Path | None,
+    verbose: bool = False,
+    corpus: Path | None = None,
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
     ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
@@ -89,16 +98,18 @@ def start_system(
     group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
     for name in ("coordinator-a", "coordinator-b"):
-        group.spawn(name, ["coordinator", "--id", f"{name}-{uuid.uuid4().hex[:4]}",
-                           "--strategy", strategy])
+        group.spawn(
+            name, ["coordinator", "--id", f"{name}-{uuid.uuid4().hex[:4]}", "--strategy", strategy]
+        )
     group.spawn("state-manager", ["state-manager"])
     for w in range(workers):
         spawn_worker(group, w, workers, swarms, agents, f"worker-{w}")
     return group
 
 
-def spawn_worker(group: ProcessGroup, w: int, workers: int, swarms: int, agents: int,
-                 name: str) -> RoleProcess:
+def spawn_worker(
+    group: ProcessGroup, w: int, workers: int, swarms: int, agents: int, name: str
+) -> RoleProcess:
     args = ["worker", "--id", f"{name}-{uuid.uuid4().hex[:4]}"]
     for i in range(w, swarms, workers):
         args += ["--swarm", demo_swarm_args(i, agents)]
@@ -126,8 +137,11 @@ def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
     installed package keeps its files.
     """
     root = Path(corpus) if corpus else Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py")
-                   if p.is_file() and not _INSTALLED.intersection(p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*.py")
+        if p.is_file() and not _INSTALLED.intersection(p.relative_to(root).parts)
+    )
     if not files:
         raise MultiswarmError(f"no .py files under {root}")
     return root, files
@@ -142,35 +156,70 @@ def build_tasks(files: list[Path], group_size: int) -> tuple[list[tuple[TaskSpec
         members: list[str] = []
         for i, path in enumerate(files[g : g + group_size], start=g):
             for kind, cap in (("parse", "parse"), ("compress", "compress")):
-                spec = task_spec(f"multiswarm.demo_tasks:{kind}_file", id=f"{run}.{kind}.{i}",
-                                 capabilities=[cap], lease_ms=5000)
+                spec = task_spec(
+                    f"multiswarm.demo_tasks:{kind}_file",
+                    id=f"{run}.{kind}.{i}",
+                    capabilities=[cap],
+                    lease_ms=5000,
+                )
                 out.append((spec, {"path": str(path)}))
                 members.append(spec.id)
         gid = f"{run}.group.{g // group_size}"
-        out.append((task_spec("multiswarm.demo_tasks:reduce_group", id=gid,
-                              capabilities=["reduce"], depends_on=members, lease_ms=5000), {}))
+        out.append(
+            (
+                task_spec(
+                    "multiswarm.demo_tasks:reduce_group",
+                    id=gid,
+                    capabilities=["reduce"],
+                    depends_on=members,
+                    lease_ms=5000,
+                ),
+                {},
+            )
+        )
         groups.append(gid)
     final = f"{run}.final"
-    out.append((task_spec("multiswarm.demo_tasks:reduce_final", id=final, capabilities=["reduce"],
-                          depends_on=groups, priority="high", lease_ms=5000), {}))
+    out.append(
+        (
+            task_spec(
+                "multiswarm.demo_tasks:reduce_final",
+                id=final,
+                capabilities=["reduce"],
+                depends_on=groups,
+                priority="high",
+                lease_ms=5000,
+            ),
+            {},
+        )
+    )
     return out, final
 
 
 def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any]:
     """Run the demo end to end; returns the report (see ``multiswarm-cli demo --help``)."""
     root, files = corpus_files(opts.corpus)
-    namespace = (settings.namespace if settings.namespace != "swarm"
-                 else f"demo-{uuid.uuid4().hex[:6]}")
-    settings = settings.replace(namespace=namespace, lease_ms=opts.lease_ms,
-                                heartbeat_timeout_ms=3000, task_lease_ms=5000)
+    namespace = (
+        settings.namespace if settings.namespace != "swarm" else f"demo-{uuid.uuid4().hex[:6]}"
+    )
+    settings = settings.replace(
+        namespace=namespace, lease_ms=opts.lease_ms, heartbeat_timeout_ms=3000, task_lease_ms=5000
+    )
     log_dir = Path(tempfile.mkdtemp(prefix="multiswarm-demo-"))
     echo(f"corpus: {len(files)} files under {root}; logs in {log_dir}")
     with ensure_redis(settings, echo) as settings:
-        echo("starting registry, 2 coordinators, state manager and workers (the first run also "
-             "compiles the Numba kernels, ~15 s)")
-        group = start_system(settings, workers=opts.workers, swarms=opts.swarms,
-                             agents=opts.agents, strategy="capability", log_dir=log_dir,
-                             corpus=root)
+        echo(
+            "starting registry, 2 coordinators, state manager and workers (the first run also "
+            "compiles the Numba kernels, ~15 s)"
+        )
+        group = start_system(
+            settings,
+            workers=opts.workers,
+            swarms=opts.swarms,
+            agents=opts.agents,
+            strategy="capability",
+            log_dir=log_dir,
+            corpus=root,
+        )
         try:
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:
@@ -182,29 +231,47 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     expected = demo_tasks.reference(files)
     report["reference_seconds"] = round(time.perf_counter() - started, 3)
     report["result_matches_reference"] = report.pop("result", None) == expected
-    report["summary"] = {k: expected[k] for k in ("files", "identifiers", "distinct", "top",
-                                                  "ratio", "tokenize_errors")}
-    report["verified"] = bool(report["result_matches_reference"] and report["tasks_lost"] == 0
-                              and report["duplicate_completions"] == 0)
-    report.update(corpus=str(root), files=len(files), logs=str(log_dir), namespace=namespace,
-                  redis_url=redact(settings.redis_url))
+    report["summary"] = {
+        k: expected[k]
+        for k in ("files", "identifiers", "distinct", "top", "ratio", "tokenize_errors")
+    }
+    report["verified"] = bool(
+        report["result_matches_reference"]
+        and report["tasks_lost"] == 0
+        and report["duplicate_completions"] == 0
+    )
+    report.update(
+        corpus=str(root),
+        files=len(files),
+        logs=str(log_dir),
+        namespace=namespace,
+        redis_url=redact(settings.redis_url),
+    )
     return report
 
 
-async def _wait_ready(store: TaskStore, registry: SwarmRegistry, scripts: Scripts, keys: Keys,
-                      swarms: int, timeout_s: float = 180.0) -> None:
+async def _wait_ready(
+    store: TaskStore,
+    registry: SwarmRegistry,
+    scripts: Scripts,
+    keys: Keys,
+    swarms: int,
+    timeout_s: float = 180.0,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info, _ = await current_leader(scripts, keys)
         if info is not None and len(await registry.swarm_ids("active")) >= swarms:
             return
         await asyncio.sleep(0.1)
-    raise MultiswarmError("the system did not come up (no leader or swarms not active); "
-                          "see the logs")
+    raise MultiswarmError(
+        "the system did not come up (no leader or swarms not active); see the logs"
+    )
 
 
-async def _drive(settings: Settings, opts: DemoOptions, group: ProcessGroup,
-                 files: list[Path]) -> dict[str, Any]:
+async def _drive(
+    settings: Settings, opts: DemoOptions, group: ProcessGroup, files: list[Path]
+) -> dict[str, Any]:
     client = connect(settings)
     scripts, keys = Scripts(client), Keys(settings.namespace)
     store, registry = TaskStore(scripts, keys), SwarmRegistry(scripts, keys)
@@ -233,7 +300,8 @@ async def _drive(settings: Settings, opts: DemoOptions, group: ProcessGroup,
             "duplicate_results_refused": stats.get("duplicate_results", 0),
             "executions": stats.get("executions", 0),
             "retries": stats.get("retries", 0),
-            "dead": counts["dead"], "cancelled": counts["cancelled"],
+            "dead": counts["dead"],
+            "cancelled": counts["cancelled"],
             "failovers": epoch_now - first.epoch,
             "failover_seconds": events.get("failover_seconds"),
             "leader_killed": events.get("leader_killed"),
@@ -241,15 +309,26 @@ async def _drive(settings: Settings, opts: DemoOptions, group: ProcessGroup,
             "leader_at_end": last.holder if last else None,
             "wall_seconds": round(wall, 3),
             "tasks_per_second": round(counts["completed"] / wall, 1) if wall else 0.0,
-            "swarms": opts.swarms, "workers": opts.workers, "agents_per_swarm": opts.agents,
-            "lease_ms": opts.lease_ms, "result": result,
+            "swarms": opts.swarms,
+            "workers": opts.workers,
+            "agents_per_swarm": opts.agents,
+            "lease_ms": opts.lease_ms,
+            "result": result,
         }
     finally:
         await client.aclose()
 
 
-async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scripts: Scripts,
-                 keys: Keys, total: int, final_id: str, started: float) -> dict[str, Any]:
+async def _watch(
+    opts: DemoOptions,
+    group: ProcessGroup,
+    store: TaskStore,
+    scripts: Scripts,
+    keys: Keys,
+    total: int,
+    final_id: str,
+    started: float,
+) -> dict[str, Any]:
     """Poll progress until the final task ends; inject the requested faults on the way."""
     events: dict[str, Any] = {}
     kill_at: float | None = None
@@ -257,8 +336,14 @@ async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scrip
     progress = None
     if opts.progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-        progress = Progress("[progress.description]{task.description}", BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+        )
         progress.start()
         bar = progress.add_task("tasks", total=total)
     try:
@@ -266,12 +351,14 @@ async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scrip
             counts = await store.counts()
             done = counts["completed"] + counts["dead"] + counts["cancelled"]
             if progress is not None:
-                progress.update(bar, completed=done,
-                                description=f"tasks (running {counts['running']})")
+                progress.update(
+                    bar, completed=done, description=f"tasks (running {counts['running']})"
+                )
             if opts.kill_leader and "leader_killed" not in events and counts["completed"] > 0:
                 info, _ = await current_leader(scripts, keys)
-                victim = next((c for c in group.children
-                               if info and c.pid == info.pid and c.alive()), None)
+                victim = next(
+                    (c for c in group.children if info and c.pid == info.pid and c.alive()), None
+                )
                 if victim is not None and info is not None:
                     group.kill(victim)
                     kill_at, killed_holder = time.time(), info.holder
@@ -280,17 +367,24 @@ async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scrip
                 info, _ = await current_leader(scripts, keys)
                 if info is not None and info.holder != killed_holder:
                     events["failover_seconds"] = round(info.acquired_ms / 1000 - kill_at, 3)
-            if (opts.kill_worker and "worker_killed" not in events
-                    and counts["completed"] >= 0.3 * total):
+            if (
+                opts.kill_worker
+                and "worker_killed" not in events
+                and counts["completed"] >= 0.3 * total
+            ):
                 victim = next(c for c in group.children if c.name == "worker-0")
                 group.kill(victim)
                 events["worker_killed"] = {"name": victim.name, "pid": victim.pid}
-                spawn_worker(group, 0, opts.workers, opts.swarms, opts.agents,
-                             "worker-0-replacement")
+                spawn_worker(
+                    group, 0, opts.workers, opts.swarms, opts.agents, "worker-0-replacement"
+                )
             task = (await store.get_many([final_id]))[0]
-            if task is not None and task.status in ("completed", "dead", "cancelled") and (
-                    not opts.kill_leader or "failover_seconds" in events) and (
-                    not opts.kill_worker or await _replacement_up(scripts, keys)):
+            if (
+                task is not None
+                and task.status in ("completed", "dead", "cancelled")
+                and (not opts.kill_leader or "failover_seconds" in events)
+                and (not opts.kill_worker or await _replacement_up(scripts, keys))
+            ):
                 break
             await asyncio.sleep(0.2)
     finally:
@@ -302,8 +396,7 @@ async def _watch(opts: DemoOptions, group: ProcessGroup, store: TaskStore, scrip
 async def _replacement_up(scripts: Scripts, keys: Keys) -> bool:
     """The replacement worker has registered (so stopping the run stops it cleanly)."""
     ids = await scripts.read(lambda: scripts.client.hkeys(keys.workers))
-    return any(b"worker-0-replacement" in (i if isinstance(i, bytes) else i.encode())
-               for i in ids)
+    return any(b"worker-0-replacement" in (i if isinstance(i, bytes) else i.encode()) for i in ids)
 
 
 async def _cleanup(settings: Settings) -> None:
@@ -311,13 +404,22 @@ async def _cleanup(settings: Settings) -> None:
     client = connect(settings)
     keys = Keys(settings.namespace)
     try:
-        ids = [m.decode() if isinstance(m, bytes) else m
-               for m in await client.smembers(keys.index)]
-        capsets = [c.decode() if isinstance(c, bytes) else c
-                   for c in await client.hkeys(keys.parked_index)]
-        names = [*keys.task_keyset, keys.index, *keys.swarm_status_all, keys.archive,
-                 keys.archive_records, keys.leader, keys.rr_cursor, keys.parked_index,
-                 *[keys.parked(c) for c in capsets], *[keys.queue(s) for s in ids]]
+        ids = [m.decode() if isinstance(m, bytes) else m for m in await client.smembers(keys.index)]
+        capsets = [
+            c.decode() if isinstance(c, bytes) else c for c in await client.hkeys(keys.parked_index)
+        ]
+        names = [
+            *keys.task_keyset,
+            keys.index,
+            *keys.swarm_status_all,
+            keys.archive,
+            keys.archive_records,
+            keys.leader,
+            keys.rr_cursor,
+            keys.parked_index,
+            *[keys.parked(c) for c in capsets],
+            *[keys.queue(s) for s in ids],
+        ]
         await client.delete(*names)
         for s in ids:  # per-swarm keys live in their own slots: one DEL each
             await client.delete(keys.state(s), keys.snapshots(s))
@@ -330,10 +432,21 @@ def print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table("measure", "value", title="multiswarm demo")
-    for key in ("files", "tasks_submitted", "tasks_completed", "tasks_lost",
-                "duplicate_completions", "executions", "retries", "failovers",
-                "failover_seconds", "wall_seconds", "tasks_per_second", "reference_seconds",
-                "verified"):
+    for key in (
+        "files",
+        "tasks_submitted",
+        "tasks_completed",
+        "tasks_lost",
+        "duplicate_completions",
+        "executions",
+        "retries",
+        "failovers",
+        "failover_seconds",
+        "wall_seconds",
+        "tasks_per_second",
+        "reference_seconds",
+        "verified",
+    ):
         table.add_row(key, str(report.get(key)))
     s = report["summary"]
     table.add_row("identifiers", f"{s['identifiers']} ({s['distinct']} distinct)")

@@ -50,11 +50,15 @@ def corpus_path(path: str) -> Path:
     """
     root = os.environ.get(CORPUS_ENV)
     if not root:
-        raise HandlerError(f"demo handlers read files only under ${CORPUS_ENV}, "
-                           "which is not set on this worker")
+        raise HandlerError(
+            f"demo handlers read files only under ${CORPUS_ENV}, which is not set on this worker"
+        )
     top, absolute = Path(os.path.abspath(root)), Path(os.path.abspath(path))
-    if (absolute.suffix != ".py" or not absolute.is_relative_to(top)
-            or not absolute.parent.resolve().is_relative_to(top.resolve())):
+    if (
+        absolute.suffix != ".py"
+        or not absolute.is_relative_to(top)
+        or not absolute.parent.resolve().is_relative_to(top.resolve())
+    ):
         raise HandlerError(f"{path!r} is not a .py file under ${CORPUS_ENV}")
     return absolute
 
@@ -109,8 +113,13 @@ def merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
             compressed += part["compressed"]
             files += part["files"]
             errors += part["errors"]
-    return {"counts": dict(counts), "raw": raw, "compressed": compressed, "files": files,
-            "errors": sorted(errors)}
+    return {
+        "counts": dict(counts),
+        "raw": raw,
+        "compressed": compressed,
+        "files": files,
+        "errors": sorted(errors),
+    }
 
 
 def reduce_group(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
@@ -122,9 +131,13 @@ def summarize(group: dict[str, Any]) -> dict[str, Any]:
     canonical = json.dumps(sorted(counts.items()), separators=(",", ":")).encode()
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
     return {
-        "files": group["files"], "identifiers": sum(counts.values()), "distinct": len(counts),
-        "top": [list(kv) for kv in top], "digest": hashlib.sha256(canonical).hexdigest(),
-        "raw_bytes": group["raw"], "compressed_bytes": group["compressed"],
+        "files": group["files"],
+        "identifiers": sum(counts.values()),
+        "distinct": len(counts),
+        "top": [list(kv) for kv in top],
+        "digest": hashlib.sha256(canonical).hexdigest(),
+        "raw_bytes": group["raw"],
+        "compressed_bytes": group["compressed"],
         "ratio": round(group["compressed"] / group["raw"], 6) if group["raw"] else 0.0,
         "tokenize_errors": len(group["errors"]),
     }

@@ -27,8 +27,15 @@ from multiswarm.messages import MAX_MESSAGE_BYTES, Envelope
 
 #: The message types the system itself sends; any other type matching TYPE_PATTERN is allowed.
 MESSAGE_TYPES = (
-    "coordination_request", "task_assignment", "task_completed", "resource_allocation_request",
-    "leadership_announcement", "conflict_detected", "request", "response", "response_error",
+    "coordination_request",
+    "task_assignment",
+    "task_completed",
+    "resource_allocation_request",
+    "leadership_announcement",
+    "conflict_detected",
+    "request",
+    "response",
+    "response_error",
 )
 
 #: Message types: ids plus ':' (e.g. ``swarm.agent.started``, ``myapp:ping``).
@@ -38,12 +45,19 @@ TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 SUPPORTED_VERSIONS = frozenset({1})
 
 #: Channel suffixes with a fixed meaning; a swarm may not use them as its id on the bus.
-RESERVED_CHANNEL_NAMES = frozenset({"global", "coordination", "agents", "tasks", "events",
-                                    "reply"})
+RESERVED_CHANNEL_NAMES = frozenset({"global", "coordination", "agents", "tasks", "events", "reply"})
 
 #: Rejection reasons (dead-letter ``reason`` field and stats keys).
-REASONS = ("malformed", "too_large", "unsupported_version", "invalid_type", "unsigned",
-           "forged", "stale", "replayed")
+REASONS = (
+    "malformed",
+    "too_large",
+    "unsupported_version",
+    "invalid_type",
+    "unsigned",
+    "forged",
+    "stale",
+    "replayed",
+)
 
 _SIG_PREFIX = b',"sig":"'
 _SIG_SUFFIX_LEN = len(_SIG_PREFIX) + 64 + 2  # ,"sig":"<64 hex>"}
@@ -108,13 +122,14 @@ def check_channel(keys: Keys, channel: str) -> str:
     """
     prefix = keys.ns + ":"
     if isinstance(channel, str) and channel.startswith(prefix):
-        rest = channel[len(prefix):]
+        rest = channel[len(prefix) :]
         if rest.startswith("reply:"):
-            rest = rest[len("reply:"):]
+            rest = rest[len("reply:") :]
         if ID_PATTERN.fullmatch(rest):
             return channel
-    raise InvalidIdError(f"invalid channel {channel!r}: expected {prefix}<id> or "
-                         f"{prefix}reply:<id>")
+    raise InvalidIdError(
+        f"invalid channel {channel!r}: expected {prefix}<id> or {prefix}reply:<id>"
+    )
 
 
 def resolve_channel(keys: Keys, name: str) -> str:
@@ -162,8 +177,9 @@ def _mac(key: bytes, channel: str, body: bytes) -> bytes:
     return hmac.new(key, channel.encode() + b"\n" + body, hashlib.sha256).hexdigest().encode()
 
 
-def encode_message(env: Envelope, channel: str, key: bytes | None = None,
-                   limit: int = MAX_MESSAGE_BYTES) -> bytes:
+def encode_message(
+    env: Envelope, channel: str, key: bytes | None = None, limit: int = MAX_MESSAGE_BYTES
+) -> bytes:
     """The wire bytes of ``env`` on ``channel``, signed when ``key`` is given.
 
     Parameters
@@ -194,8 +210,8 @@ def unframe(raw: bytes) -> bytes:
     """The envelope bytes of a published frame (the spliced-in ``"sid"`` member removed)."""
     if raw.startswith(_SID_PREFIX):
         end = raw.find(b'"', len(_SID_PREFIX))
-        if end > 0 and raw[end + 1:end + 2] == b",":
-            return b"{" + raw[end + 2:]
+        if end > 0 and raw[end + 1 : end + 2] == b",":
+            return b"{" + raw[end + 2 :]
     return raw
 
 
@@ -208,18 +224,28 @@ def verify_signature(key: bytes, channel: str, body: bytes) -> None:
         ``unsigned`` (no trailing ``sig`` member) or ``forged`` (wrong HMAC).
     """
     n = len(body)
-    if n < _SIG_SUFFIX_LEN + 2 or body[n - _SIG_SUFFIX_LEN:n - 66] != _SIG_PREFIX \
-            or body[-2:] != b'"}':
+    if (
+        n < _SIG_SUFFIX_LEN + 2
+        or body[n - _SIG_SUFFIX_LEN : n - 66] != _SIG_PREFIX
+        or body[-2:] != b'"}'
+    ):
         raise MessageRejected("unsigned", "no signature")
-    sig = body[n - 66:n - 2]
-    signed = body[:n - _SIG_SUFFIX_LEN] + b"}"
+    sig = body[n - 66 : n - 2]
+    signed = body[: n - _SIG_SUFFIX_LEN] + b"}"
     if not hmac.compare_digest(sig, _mac(key, channel, signed)):
         raise MessageRejected("forged", "signature does not match")
 
 
-def decode_message(channel: str, raw: bytes | str, *, limit: int = MAX_MESSAGE_BYTES,
-                   key: bytes | None = None, now_ms: int | None = None,
-                   window_ms: int = 300_000, sid: str = "") -> Delivered:
+def decode_message(
+    channel: str,
+    raw: bytes | str,
+    *,
+    limit: int = MAX_MESSAGE_BYTES,
+    key: bytes | None = None,
+    now_ms: int | None = None,
+    window_ms: int = 300_000,
+    sid: str = "",
+) -> Delivered:
     """Decode and check one received message (live frame or history entry).
 
     Parameters
@@ -262,8 +288,9 @@ def decode_message(channel: str, raw: bytes | str, *, limit: int = MAX_MESSAGE_B
         verify_signature(key, channel, unframe(data))
         now = int(time.time() * 1000) if now_ms is None else now_ms
         if abs(now - env.ts_ms) > window_ms:
-            raise MessageRejected("stale", f"sent {now - env.ts_ms} ms from the reference time, "
-                                           f"window {window_ms} ms")
+            raise MessageRejected(
+                "stale", f"sent {now - env.ts_ms} ms from the reference time, window {window_ms} ms"
+            )
     return env
 
 

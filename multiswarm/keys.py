@@ -22,7 +22,14 @@ SWARM_STATUSES = ("initializing", "active", "recovering", "interrupted", "comple
 
 #: Task statuses, in the order the status-index keys are passed to scripts (see lib/tasks.lua).
 TASK_STATUSES = (
-    "pending", "ready", "assigned", "running", "completed", "failed", "dead", "cancelled",
+    "pending",
+    "ready",
+    "assigned",
+    "running",
+    "completed",
+    "failed",
+    "dead",
+    "cancelled",
 )
 
 

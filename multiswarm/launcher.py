@@ -45,8 +45,13 @@ class ProcessGroup:
         More environment variables for every child (e.g. the demo's corpus directory).
     """
 
-    def __init__(self, settings: Settings, log_dir: Path | None = None, verbose: bool = False,
-                 env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path | None = None,
+        verbose: bool = False,
+        env: Mapping[str, str] | None = None,
+    ):
         self.settings = settings
         self.log_dir = log_dir
         self.verbose = verbose
@@ -54,8 +59,16 @@ class ProcessGroup:
         self.children: list[RoleProcess] = []
 
     def spawn(self, name: str, role_args: Sequence[str]) -> RoleProcess:
-        cmd = [sys.executable, "-m", "multiswarm", "--namespace", self.settings.namespace,
-               *(["-v"] if self.verbose else []), "run", *role_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "multiswarm",
+            "--namespace",
+            self.settings.namespace,
+            *(["-v"] if self.verbose else []),
+            "run",
+            *role_args,
+        ]
         env = {**os.environ, **self.env}
         # the URL may hold a password: environment, not argv (docs/security.md)
         env["MULTISWARM_REDIS_URL"] = self.settings.redis_url
@@ -68,8 +81,13 @@ class ProcessGroup:
         if self.log_dir is not None:
             log = self.log_dir / f"{name}.log"
             out = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+        )
         if out is not None and not isinstance(out, int):
             out.close()
         child = RoleProcess(name, proc, log)

@@ -172,8 +172,14 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 MessageType = Literal[
-    "coordination_request", "task_assignment", "task_completed", "resource_allocation_request",
-    "leadership_announcement", "conflict_detected", "request", "response",
+    "coordination_request",
+    "task_assignment",
+    "task_completed",
+    "resource_allocation_request",
+    "leadership_announcement",
+    "conflict_detected",
+    "request",
+    "response",
 ]
 
 _json_encoder = msgspec.json.Encoder()

@@ -31,8 +31,7 @@ class Host(Protocol):
     settings: Settings
 
 
-_messengers: weakref.WeakKeyDictionary[Any, dict[str, SwarmMessenger]] = \
-    weakref.WeakKeyDictionary()
+_messengers: weakref.WeakKeyDictionary[Any, dict[str, SwarmMessenger]] = weakref.WeakKeyDictionary()
 
 
 def split_message(message: Mapping[str, Any] | Envelope) -> tuple[str, dict[str, Any]]:
@@ -64,13 +63,18 @@ def get_messenger(host: Host, swarm_id: str, **options: Any) -> SwarmMessenger:
         if host.settings.message_secret:
             options.setdefault("secret", host.settings.message_secret)
         messenger = per_host[swarm_id] = SwarmMessenger(
-            host.client, host.keys, sender=swarm_id,
-            reconnect_timeout_s=host.settings.reconnect_timeout_s, **options)
+            host.client,
+            host.keys,
+            sender=swarm_id,
+            reconnect_timeout_s=host.settings.reconnect_timeout_s,
+            **options,
+        )
     return messenger
 
 
-async def send_message(host: Host, from_swarm: str, to_swarm: str,
-                       message: Mapping[str, Any] | Envelope) -> Sent:
+async def send_message(
+    host: Host, from_swarm: str, to_swarm: str, message: Mapping[str, Any] | Envelope
+) -> Sent:
     """Send ``message`` from swarm ``from_swarm`` to swarm ``to_swarm`` (recorded in history).
 
     Raises

@@ -54,9 +54,21 @@ __all__ = ["STAT_NAMES", "MessageHandler", "RequestHandler", "Sent", "SwarmMesse
 log = logging.getLogger(__name__)
 
 STAT_NAMES = (
-    "sent", "received", "broadcasts", "targeted", "dropped", "rejected", "handler_errors",
-    "active_subscriptions", "replayed", "duplicates", "requests", "responses", "timeouts",
-    "too_large", "dead_lettered",
+    "sent",
+    "received",
+    "broadcasts",
+    "targeted",
+    "dropped",
+    "rejected",
+    "handler_errors",
+    "active_subscriptions",
+    "replayed",
+    "duplicates",
+    "requests",
+    "responses",
+    "timeouts",
+    "too_large",
+    "dead_lettered",
 )
 
 
@@ -109,19 +121,28 @@ class SwarmMessenger:
     """
 
     def __init__(
-        self, client: Client, keys: Keys, sender: str = "", *, agents: Iterable[str] = (),
-        secret: str | bytes | None = None, hear_own_broadcasts: bool = False,
-        history_len: int = 1000, history_ttl_ms: int = 3_600_000,
-        max_bytes: int = MAX_MESSAGE_BYTES, replay_window_ms: int = 300_000,
-        max_seen: int = 100_000, request_timeout_s: float = 30.0,
-        reconnect_timeout_s: float = 10.0, dead_letter_len: int = 1000,
+        self,
+        client: Client,
+        keys: Keys,
+        sender: str = "",
+        *,
+        agents: Iterable[str] = (),
+        secret: str | bytes | None = None,
+        hear_own_broadcasts: bool = False,
+        history_len: int = 1000,
+        history_ttl_ms: int = 3_600_000,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        replay_window_ms: int = 300_000,
+        max_seen: int = 100_000,
+        request_timeout_s: float = 30.0,
+        reconnect_timeout_s: float = 10.0,
+        dead_letter_len: int = 1000,
         max_concurrent_requests: int = 64,
     ) -> None:
         self.client = client
         self.keys = keys
         self.sender = sender
-        self.address = (sender if ID_PATTERN.fullmatch(sender)
-                        else f"anon-{uuid.uuid4().hex[:12]}")
+        self.address = sender if ID_PATTERN.fullmatch(sender) else f"anon-{uuid.uuid4().hex[:12]}"
         self.agents = {check_id(a, "agent id") for a in agents}
         self._key = secret_key(env_secret() if secret is None else secret)
         self.history_len = history_len
@@ -133,15 +154,32 @@ class SwarmMessenger:
         self.reasons: dict[str, int] = {}
         self._scripts = Scripts(client, reconnect_timeout_s)
         self._inbox = Subscription(
-            client, keys, self._scripts, sender=sender, address=self.address, agents=self.agents,
-            key=self._key, hear_own_broadcasts=hear_own_broadcasts, max_bytes=max_bytes,
-            replay_window_ms=replay_window_ms, max_seen=max_seen,
-            dead_letter_len=dead_letter_len, counts=self.counts, reasons=self.reasons)
+            client,
+            keys,
+            self._scripts,
+            sender=sender,
+            address=self.address,
+            agents=self.agents,
+            key=self._key,
+            hear_own_broadcasts=hear_own_broadcasts,
+            max_bytes=max_bytes,
+            replay_window_ms=replay_window_ms,
+            max_seen=max_seen,
+            dead_letter_len=dead_letter_len,
+            counts=self.counts,
+            reasons=self.reasons,
+        )
         self._rpc = Dispatcher(
-            keys, self._inbox, envelope=self._envelope, send=self._send_recorded,
+            keys,
+            self._inbox,
+            envelope=self._envelope,
+            send=self._send_recorded,
             reply_channel=self.reply_channel,
-            request_timeout_s=request_timeout_s, reconnect_timeout_s=reconnect_timeout_s,
-            max_concurrent_requests=max_concurrent_requests, counts=self.counts)
+            request_timeout_s=request_timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
+            max_concurrent_requests=max_concurrent_requests,
+            counts=self.counts,
+        )
 
     @property
     def hear_own_broadcasts(self) -> bool:
@@ -174,17 +212,28 @@ class SwarmMessenger:
         """Counters of this messenger: sent, received, broadcasts, targeted, dropped, rejected,
         handler_errors, active_subscriptions, replayed, duplicates, requests, responses,
         timeouts, too_large, dead_lettered, and ``reasons`` (refusals per reason)."""
-        return {**self.counts, "pending_requests": self._rpc.pending,
-                "reasons": dict(self.reasons)}
+        return {**self.counts, "pending_requests": self._rpc.pending, "reasons": dict(self.reasons)}
 
     # -- sending ---------------------------------------------------------------------------------
-    def _envelope(self, type: str, payload: dict[str, Any] | None, target: str, agent: str,
-                  correlation_id: str = "", sender: str | None = None) -> Envelope:
+    def _envelope(
+        self,
+        type: str,
+        payload: dict[str, Any] | None,
+        target: str,
+        agent: str,
+        correlation_id: str = "",
+        sender: str | None = None,
+    ) -> Envelope:
         if agent:
             check_id(agent, "agent id")
-        return Envelope(type=check_type(type), sender=self.sender if sender is None else sender,
-                        sender_agent=agent, target=target, payload=payload or {},
-                        correlation_id=correlation_id)
+        return Envelope(
+            type=check_type(type),
+            sender=self.sender if sender is None else sender,
+            sender_agent=agent,
+            target=target,
+            payload=payload or {},
+            correlation_id=correlation_id,
+        )
 
     async def _send(self, channel: str, env: Envelope, record: bool, strict: bool) -> Sent:
         try:
@@ -196,9 +245,11 @@ class SwarmMessenger:
         try:
             if record:
                 reply = await self._scripts.call(
-                    "publish_message", [self.keys.history(channel)],
+                    "publish_message",
+                    [self.keys.history(channel)],
                     [channel, data, self.history_len, self.history_ttl_ms, self.max_bytes],
-                    retry=strict)
+                    retry=strict,
+                )
                 receivers, sid = int(reply[0]), _text(reply[1])
             else:
                 receivers = int(await self.client.publish(channel, data))
@@ -220,8 +271,13 @@ class SwarmMessenger:
         return await self._send(channel, env, True, strict=True)
 
     async def publish(
-        self, channel: str, type: str, payload: dict[str, Any] | None = None, target: str = "",
-        *, record: bool = False,
+        self,
+        channel: str,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        target: str = "",
+        *,
+        record: bool = False,
     ) -> int:
         """Publish one notification; returns the number of subscribers that got it.
 
@@ -248,8 +304,16 @@ class SwarmMessenger:
         sent = await self._send(check_channel(self.keys, channel), env, record, strict=False)
         return sent.receivers
 
-    async def send(self, to: str, type: str, payload: dict[str, Any] | None = None, *,
-                   agent: str = "", correlation_id: str = "", record: bool = True) -> Sent:
+    async def send(
+        self,
+        to: str,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        agent: str = "",
+        correlation_id: str = "",
+        record: bool = True,
+    ) -> Sent:
         """Send a message to swarm ``to`` (its channel ``<ns>:<to>``), recorded in history.
 
         Raises
@@ -264,14 +328,27 @@ class SwarmMessenger:
         env = self._envelope(type, payload, check_id(to, "swarm id"), agent, correlation_id)
         return await self._send(swarm_channel(self.keys, to), env, record, strict=True)
 
-    async def broadcast(self, type: str, payload: dict[str, Any] | None = None, *,
-                        agent: str = "", record: bool = True) -> Sent:
+    async def broadcast(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        agent: str = "",
+        record: bool = True,
+    ) -> Sent:
         """Send a message to every swarm (``<ns>:global``). Errors as :meth:`send`."""
         env = self._envelope(type, payload, "", agent)
         return await self._send(self.keys.ch_global, env, record, strict=True)
 
-    async def send_to_agent(self, agent_id: str, type: str, payload: dict[str, Any] | None = None,
-                            *, from_agent: str = "", record: bool = True) -> Sent:
+    async def send_to_agent(
+        self,
+        agent_id: str,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        from_agent: str = "",
+        record: bool = True,
+    ) -> Sent:
         """Agent-to-agent: a message on ``<ns>:agents`` addressed to ``agent_id``.
 
         Messengers hosting that agent (``agents=``) deliver it; others skip it.
@@ -310,7 +387,10 @@ class SwarmMessenger:
         return channels
 
     def listen(
-        self, channels: Sequence[str], ready: asyncio.Event | None = None, *,
+        self,
+        channels: Sequence[str],
+        ready: asyncio.Event | None = None,
+        *,
         since: str | int | None = None,
     ) -> AsyncGenerator[tuple[str, Delivered], None]:
         """Yield ``(channel, envelope)`` forever, resubscribing by itself when Redis restarts
@@ -320,16 +400,18 @@ class SwarmMessenger:
         """
         return self._inbox.listen(channels, ready, since=since)
 
-    async def history(self, channel: str, since: str | int | None = None,
-                      count: int | None = None) -> list[Delivered]:
+    async def history(
+        self, channel: str, since: str | int | None = None, count: int | None = None
+    ) -> list[Delivered]:
         """Recorded messages of ``channel``, oldest first (at most ``history_len``, 1 h), after
         ``since`` (a stream id, exclusive, or a time in ms, inclusive); at most ``count``.
         See :meth:`multiswarm.subscription.Subscription.history`."""
         return await self._inbox.history(channel, since, count)
 
     # -- handler dispatch and request/response (multiswarm.rpc) ---------------------------------
-    async def start(self, channels: Sequence[str] = (), *,
-                    since: str | int | None = None) -> SwarmMessenger:
+    async def start(
+        self, channels: Sequence[str] = (), *, since: str | int | None = None
+    ) -> SwarmMessenger:
         """Subscribe to :meth:`default_channels` plus ``channels`` and dispatch to the handlers
         in a background task; returns once subscribed.
 
@@ -339,9 +421,14 @@ class SwarmMessenger:
             Not subscribed within ``reconnect_timeout_s`` (the loop is stopped).
         """
         if not self._rpc.running:
-            await self._rpc.start(list(dict.fromkeys(
-                [*self.default_channels(), *(check_channel(self.keys, c) for c in channels)])),
-                since)
+            await self._rpc.start(
+                list(
+                    dict.fromkeys(
+                        [*self.default_channels(), *(check_channel(self.keys, c) for c in channels)]
+                    )
+                ),
+                since,
+            )
         return self
 
     async def stop(self) -> None:
@@ -354,17 +441,23 @@ class SwarmMessenger:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def reply(self, request: Envelope, payload: dict[str, Any] | None = None, *,
-                    error: str | None = None) -> Sent:
+    async def reply(
+        self, request: Envelope, payload: dict[str, Any] | None = None, *, error: str | None = None
+    ) -> Sent:
         """Answer ``request`` on its sender's reply channel (``response`` or, with ``error``,
         ``response_error``). Raises InvalidIdError when the request has no valid sender."""
         return await self._rpc.reply(request, payload, error=error)
 
-    async def request(self, target: str, payload: dict[str, Any] | None = None,
-                      timeout_s: float | None = None, *, agent: str = "") -> Delivered:
+    async def request(
+        self,
+        target: str,
+        payload: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        *,
+        agent: str = "",
+    ) -> Delivered:
         """Send a request to swarm ``target`` and wait for its response (a
         :class:`~multiswarm.envelopes.Delivered` whose ``payload`` the responder's handler
         returned). Raises RequestTimeout after ``timeout_s`` (default ``request_timeout_s``),
         RequestFailed when the handler raised. See :meth:`multiswarm.rpc.Dispatcher.request`."""
-        return await self._rpc.request(target, payload, timeout_s, agent=agent,
-                                       sender=self.address)
+        return await self._rpc.request(target, payload, timeout_s, agent=agent, sender=self.address)

@@ -41,8 +41,9 @@ def health_code(consecutive_failures: int) -> int:
 class NodeMemory:
     """The worker's region pool; agent ids are indexes into the worker's agent list."""
 
-    def __init__(self, total_bytes: int = POOL_BYTES, region_bytes: int = REGION_BYTES,
-                 n_agents: int = 1) -> None:
+    def __init__(
+        self, total_bytes: int = POOL_BYTES, region_bytes: int = REGION_BYTES, n_agents: int = 1
+    ) -> None:
         from multiswarm.kernels.memory import RegionPool
 
         self.pool = RegionPool(total_bytes, region_bytes, policy="lru")
@@ -119,8 +120,9 @@ class SwarmAgents:
 
     def usable(self, index: int) -> bool:
         agent = self.agents[index]
-        return (not self.retired[index] and agent.alive
-                and health_code(agent.consecutive_failures) <= 1)
+        return (
+            not self.retired[index] and agent.alive and health_code(agent.consecutive_failures) <= 1
+        )
 
     def placeable(self) -> int:
         """Idle agents that may take work (healthy or degraded)."""
@@ -138,9 +140,16 @@ class SwarmAgents:
             np.array([1.0 if b else 0.0 for b in self.busy], np.float64),
             np.ones(m, np.float64),
             np.zeros(m, np.uint64),
-            np.array([health_code(a.consecutive_failures) if self.usable(i) or self.busy[i]
-                      else 3 for i, a in enumerate(self.agents)], np.int8),
-            strategy=self.strategy, cursor=self.cursor)
+            np.array(
+                [
+                    health_code(a.consecutive_failures) if self.usable(i) or self.busy[i] else 3
+                    for i, a in enumerate(self.agents)
+                ],
+                np.int8,
+            ),
+            strategy=self.strategy,
+            cursor=self.cursor,
+        )
         self.cursor = int(result.cursor)
         picks = [int(i) for i in result.assignment]
         for i in picks:
@@ -157,6 +166,14 @@ def warm_up() -> None:
     from multiswarm.agents import AgentProcess as _  # noqa: F401
     from multiswarm.kernels.scheduling import schedule
 
-    schedule(np.zeros(1, np.int64), np.zeros(1, np.uint64), np.ones(1), np.zeros(1),
-             np.ones(1), np.zeros(1, np.uint64), np.zeros(1, np.int8), strategy="least_loaded")
+    schedule(
+        np.zeros(1, np.int64),
+        np.zeros(1, np.uint64),
+        np.ones(1),
+        np.zeros(1),
+        np.ones(1),
+        np.zeros(1, np.uint64),
+        np.zeros(1, np.int8),
+        strategy="least_loaded",
+    )
     NodeMemory(REGION_BYTES * 4, REGION_BYTES).admit(0, [b"x"])

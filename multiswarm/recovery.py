@@ -114,23 +114,25 @@ class SwarmRecovery:
     async def discover(self) -> list[str]:
         """Ids of swarms to recover: ``interrupted``, plus ``recovering`` ones whose recorded
         plan never finished. Sorted."""
+
         async def fill(pipe: Any) -> None:
             pipe.smembers(self.keys.swarm_status("interrupted"))
             pipe.smembers(self.keys.swarm_status("recovering"))
+
         interrupted, recovering = await self._pipe(fill)
         ids = {_s(m) for m in interrupted}
         stuck = sorted(_s(m) for m in recovering)
         if stuck:
-            raws = await self.manager.read(
-                lambda: self.client.hmget(self.keys.recoveries, stuck))
+            raws = await self.manager.read(lambda: self.client.hmget(self.keys.recoveries, stuck))
             for sid, raw in zip(stuck, raws):
                 rec = _record(raw)
                 if rec.get("state") == "recovering":
                     ids.add(sid)
         return sorted(ids)
 
-    async def plan(self, swarm_id: str, source: str | None = None,
-                   quarantine: bool = False) -> RecoveryPlan:
+    async def plan(
+        self, swarm_id: str, source: str | None = None, quarantine: bool = False
+    ) -> RecoveryPlan:
         """Plan one swarm's recovery (see :meth:`plan_many`).
 
         Raises
@@ -175,6 +177,7 @@ class SwarmRecovery:
             pipe.hmget(self.keys.recoveries, ids)
             pipe.hkeys(self.keys.workers)
             pipe.zrange(self.keys.leases, 0, -1)
+
         now, raw_swarms, raw_recs, workers, leased = await self._pipe(first)
         now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
         live = {_s(w) for w in workers}
@@ -216,8 +219,13 @@ class SwarmRecovery:
         return out
 
     async def _plan_chunk(
-        self, chunk: list[tuple[Swarm, dict[str, Any]]], live: set[str], running: list[Task],
-        now_ms: int, source: str | None, quarantine: bool,
+        self,
+        chunk: list[tuple[Swarm, dict[str, Any]]],
+        live: set[str],
+        running: list[Task],
+        now_ms: int,
+        source: str | None,
+        quarantine: bool,
     ) -> dict[str, RecoveryPlan | MultiswarmError]:
         keys = self.keys
 
@@ -227,13 +235,14 @@ class SwarmRecovery:
                 pipe.lrange(keys.checkpoints(swarm.id), 0, 0)
                 pipe.lrange(keys.snapshots(swarm.id), 0, 0)
                 pipe.zrange(keys.queue(swarm.id), 0, -1)
+
         raw = await self._pipe(read)
         per_swarm: dict[str, tuple[dict[str, RecoveryPoint], list[Rejected], list[str]]] = {}
         for i, (swarm, _) in enumerate(chunk):
             fields, ckpt, snap, queue = raw[4 * i : 4 * i + 4]
-            points, rejected = await self._verify(swarm.id, fields, {"checkpoint": ckpt,
-                                                                     "snapshot": snap},
-                                                  quarantine)
+            points, rejected = await self._verify(
+                swarm.id, fields, {"checkpoint": ckpt, "snapshot": snap}, quarantine
+            )
             per_swarm[swarm.id] = (points, rejected, [_s(q) for q in queue])
 
         # every task any source lists, plus the queues: one read of records and payloads
@@ -253,11 +262,16 @@ class SwarmRecovery:
                 pipe.hexists(keys.payloads, tid)
             for t in running:
                 pipe.hexists(keys.payloads, t.id)
+
         flags = await self._pipe(payloads) if wanted_ids or running else []
-        with_payload = {tid for tid, ok in zip([*wanted_ids, *(t.id for t in running)], flags)
-                        if ok is True or ok == 1}
-        batch = PlanFacts(now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload,
-                       running=running)
+        with_payload = {
+            tid
+            for tid, ok in zip([*wanted_ids, *(t.id for t in running)], flags)
+            if ok is True or ok == 1
+        }
+        batch = PlanFacts(
+            now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload, running=running
+        )
         out: dict[str, RecoveryPlan | MultiswarmError] = {}
         for swarm, rec in chunk:
             points, rejected, queue = per_swarm[swarm.id]
@@ -282,8 +296,9 @@ class SwarmRecovery:
             moved = False
             if quarantine and _is_int(fields[0]):
                 moved = await self.manager.quarantine_state(sid, int(fields[0]), e.reason)
-            rejected.append(Rejected(source="state", id=e.entry_id, reason=e.reason,
-                                     quarantined=moved))
+            rejected.append(
+                Rejected(source="state", id=e.entry_id, reason=e.reason, quarantined=moved)
+            )
         for kind in ("checkpoint", "snapshot"):
             entries = heads[kind]
             if not entries:
@@ -302,8 +317,9 @@ class SwarmRecovery:
                     moved = False
                     if quarantine:
                         moved = await self.manager.quarantine_entry(sid, kind, raw, e.reason)
-                    rejected.append(Rejected(source=kind, id=e.entry_id, reason=e.reason,
-                                             quarantined=moved))
+                    rejected.append(
+                        Rejected(source=kind, id=e.entry_id, reason=e.reason, quarantined=moved)
+                    )
         return points, rejected
 
     async def _entries(self, sid: str, kind: str) -> list[bytes | str]:
@@ -312,8 +328,9 @@ class SwarmRecovery:
         return raws
 
     # -- applying ------------------------------------------------------------------------------
-    async def apply(self, plan: RecoveryPlan, min_confidence: float | None = None
-                    ) -> RecoveryOutcome:
+    async def apply(
+        self, plan: RecoveryPlan, min_confidence: float | None = None
+    ) -> RecoveryOutcome:
         """Apply one plan (:mod:`multiswarm.recovery_apply`); applying it again does nothing.
 
         Raises
@@ -322,8 +339,10 @@ class SwarmRecovery:
             ``plan.confidence`` is below ``min_confidence`` (nothing written).
         """
         if min_confidence is not None and plan.confidence < min_confidence and not plan.resume:
-            raise LowConfidence(f"{plan.swarm}: confidence {plan.confidence:.2f} is below "
-                                f"{min_confidence:.2f}; nothing applied")
+            raise LowConfidence(
+                f"{plan.swarm}: confidence {plan.confidence:.2f} is below "
+                f"{min_confidence:.2f}; nothing applied"
+            )
         return (await self.apply_many([plan]))[0]
 
     async def apply_many(self, plans: Sequence[RecoveryPlan]) -> list[RecoveryOutcome]:
@@ -332,13 +351,13 @@ class SwarmRecovery:
         A refusal for one swarm (not interrupted, stale plan) is its outcome; it does not stop
         the others.
         """
-        applier = PlanApplier(self.scripts, self.keys, ttl_ms=self.manager.ttl_ms,
-                              actor=self.actor)
+        applier = PlanApplier(self.scripts, self.keys, ttl_ms=self.manager.ttl_ms, actor=self.actor)
         return await applier.apply_many(plans)
 
     # -- whole recoveries ----------------------------------------------------------------------
-    async def recover(self, swarm_id: str, source: str | None = None,
-                      min_confidence: float | None = None) -> RecoveryOutcome:
+    async def recover(
+        self, swarm_id: str, source: str | None = None, min_confidence: float | None = None
+    ) -> RecoveryOutcome:
         """Plan with quarantine and apply. A swarm that is not interrupted gives outcome
         ``not_interrupted`` (so applying twice succeeds and does nothing the second time).
 
@@ -347,8 +366,15 @@ class SwarmRecovery:
         try:
             plan = await self.plan(swarm_id, source=source, quarantine=True)
         except NotInterrupted as e:
-            return RecoveryOutcome(plan_id="", swarm=swarm_id, outcome="not_interrupted",
-                                   requeued=[], source="", confidence=0.0, detail=str(e))
+            return RecoveryOutcome(
+                plan_id="",
+                swarm=swarm_id,
+                outcome="not_interrupted",
+                requeued=[],
+                source="",
+                confidence=0.0,
+                detail=str(e),
+            )
         return await self.apply(plan, min_confidence)
 
     async def auto_recover(
@@ -362,22 +388,27 @@ class SwarmRecovery:
         ids = [s for s in await self.discover() if s not in skip]
         if not ids:
             return [], []
-        plans = [p for p in (await self.plan_many(ids, quarantine=True)).values()
-                 if isinstance(p, RecoveryPlan)]
+        plans = [
+            p
+            for p in (await self.plan_many(ids, quarantine=True)).values()
+            if isinstance(p, RecoveryPlan)
+        ]
         go = [p for p in plans if p.resume or p.confidence >= min_confidence]
         left = [p for p in plans if not (p.resume or p.confidence >= min_confidence)]
         return await self.apply_many(go), left
 
     async def prune(self) -> int:
         """Forget recovery records of swarms no longer registered."""
-        return int(await self.scripts.call(
-            "prune_recoveries", [self.keys.index, self.keys.recoveries], []))
+        return int(
+            await self.scripts.call("prune_recoveries", [self.keys.index, self.keys.recoveries], [])
+        )
 
     async def log(self, swarm_id: str) -> list[dict[str, Any]]:
         """The swarm's recovery log, newest first."""
         out = []
         for raw in await self.manager.read(
-                lambda: self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1)):
+            lambda: self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1)
+        ):
             try:
                 out.append(msgspec.json.decode(raw))
             except (msgspec.DecodeError, UnicodeDecodeError):

@@ -45,11 +45,13 @@ async def pipelined(scripts: Scripts, fill: Callable[[Any], Awaitable[None]]) ->
     """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection errors
     for ``scripts.reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
     single commands come back in place."""
+
     async def run() -> list[Any]:
         pipe = scripts.client.pipeline(transaction=False)
         await fill(pipe)
         result: list[Any] = await pipe.execute(raise_on_error=False)
         return result
+
     return await with_retry(run, scripts.reconnect_timeout_s)
 
 
@@ -82,29 +84,39 @@ class PlanApplier:
         if applied:
             messenger = SwarmMessenger(self.scripts.client, self.keys, sender=self.actor)
             # notifications only: the leader wakes to dispatch the re-queued tasks
-            await messenger.publish(self.keys.ch_tasks, "swarm_changed",
-                                    {"recovered": [o.swarm for o in applied]})
+            await messenger.publish(
+                self.keys.ch_tasks, "swarm_changed", {"recovered": [o.swarm for o in applied]}
+            )
             for o in applied:
-                await messenger.publish(self.keys.ch_events, "swarm.recovered",
-                                        {"swarm": o.swarm, "plan": o.plan_id,
-                                         "source": o.source, "confidence": o.confidence,
-                                         "requeued": len(o.requeued)})
+                await messenger.publish(
+                    self.keys.ch_events,
+                    "swarm.recovered",
+                    {
+                        "swarm": o.swarm,
+                        "plan": o.plan_id,
+                        "source": o.source,
+                        "confidence": o.confidence,
+                        "requeued": len(o.requeued),
+                    },
+                )
         return outcomes
 
-    async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]
-                         ) -> list[Any]:
+    async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """One pipelined round trip of script ``name``; errors come back translated, in place.
         Safe to retry as a whole: every step is idempotent by plan id, and each call carries
         a request key made once, so a retried round trip replays the recorded outcomes."""
         script = self.scripts._script(name)  # the Script object bound by scripts.py
         # Scripts.call appends the request key for scripts wrapped in with_request_id; this
         # pipeline bypasses it, so it must append one too (the wrapper takes the last key).
-        sent = [[*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
-                for keys, _ in calls]
+        sent = [
+            [*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
+            for keys, _ in calls
+        ]
 
         async def fill(pipe: Any) -> None:
             for keys, (_, args) in zip(sent, calls):
                 await script(keys=keys, args=args, client=pipe)
+
         results = await pipelined(self.scripts, fill)
         out: list[Any] = []
         for (keys, args), r in zip(calls, results):
@@ -122,12 +134,26 @@ class PlanApplier:
         keys = self.keys
         begin_calls = []
         for p in plans:
-            summary = msgspec.json.encode({
-                "source": p.source, "source_id": p.source_id, "confidence": p.confidence,
-                "interrupted_ms": p.interrupted_ms, "by": self.actor})
-            begin_calls.append((
-                [*keys.task_keyset, *keys.swarm_status_all, keys.queue(p.swarm), keys.recoveries],
-                [p.plan_id, p.swarm, p.interrupted_ms, summary, *p.requeue]))
+            summary = msgspec.json.encode(
+                {
+                    "source": p.source,
+                    "source_id": p.source_id,
+                    "confidence": p.confidence,
+                    "interrupted_ms": p.interrupted_ms,
+                    "by": self.actor,
+                }
+            )
+            begin_calls.append(
+                (
+                    [
+                        *keys.task_keyset,
+                        *keys.swarm_status_all,
+                        keys.queue(p.swarm),
+                        keys.recoveries,
+                    ],
+                    [p.plan_id, p.swarm, p.interrupted_ms, summary, *p.requeue],
+                )
+            )
         begun = await self._call_many("begin_recovery", begin_calls)
 
         outcomes: dict[int, RecoveryOutcome] = {}
@@ -140,27 +166,51 @@ class PlanApplier:
             if state in ("begun", "recovering"):
                 going.append((i, p, state, requeued))
             else:
-                outcomes[i] = _outcome(p, "already_applied", requeued,
-                                       f"plan {p.plan_id} ended {state} before")
+                outcomes[i] = _outcome(
+                    p, "already_applied", requeued, f"plan {p.plan_id} ended {state} before"
+                )
 
         now_ms = int(time.time() * 1000)
         record_calls = []
         for _, p, _, requeued in going:
-            entry = msgspec.json.encode({
-                "plan": p.plan_id, "swarm": p.swarm, "source": p.source,
-                "source_id": p.source_id, "source_label": p.source_label,
-                "source_version": p.source_version, "confidence": p.confidence,
-                "interrupted_ms": p.interrupted_ms, "requeued": requeued,
-                "completed": len(p.completed), "missing": p.missing, "agents": p.agents,
-                "rejected": [msgspec.to_builtins(r) for r in p.rejected], "by": self.actor,
-                "at_ms": now_ms})
-            record_calls.append((
-                [keys.state(p.swarm), keys.recovery_log(p.swarm)],
-                [p.plan_id, entry, p.restore, p.restore_checksum, SCHEMA_VERSION,
-                 self.ttl_ms, LOG_KEPT]))
+            entry = msgspec.json.encode(
+                {
+                    "plan": p.plan_id,
+                    "swarm": p.swarm,
+                    "source": p.source,
+                    "source_id": p.source_id,
+                    "source_label": p.source_label,
+                    "source_version": p.source_version,
+                    "confidence": p.confidence,
+                    "interrupted_ms": p.interrupted_ms,
+                    "requeued": requeued,
+                    "completed": len(p.completed),
+                    "missing": p.missing,
+                    "agents": p.agents,
+                    "rejected": [msgspec.to_builtins(r) for r in p.rejected],
+                    "by": self.actor,
+                    "at_ms": now_ms,
+                }
+            )
+            record_calls.append(
+                (
+                    [keys.state(p.swarm), keys.recovery_log(p.swarm)],
+                    [
+                        p.plan_id,
+                        entry,
+                        p.restore,
+                        p.restore_checksum,
+                        SCHEMA_VERSION,
+                        self.ttl_ms,
+                        LOG_KEPT,
+                    ],
+                )
+            )
         recorded = await self._call_many("record_recovery", record_calls)
-        finish_calls = [([keys.swarms, *keys.swarm_status_all, keys.recoveries],
-                         [p.plan_id, p.swarm]) for _, p, _, _ in going]
+        finish_calls = [
+            ([keys.swarms, *keys.swarm_status_all, keys.recoveries], [p.plan_id, p.swarm])
+            for _, p, _, _ in going
+        ]
         finished = await self._call_many("finish_recovery", finish_calls)
         for (i, p, state, requeued), rec, fin in zip(going, recorded, finished):
             if isinstance(rec, MultiswarmError):
@@ -168,8 +218,12 @@ class PlanApplier:
             elif isinstance(fin, MultiswarmError):
                 outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
             elif _s(fin) == "superseded":
-                outcomes[i] = _outcome(p, "superseded", requeued,
-                                       "the swarm left 'recovering' before the plan finished")
+                outcomes[i] = _outcome(
+                    p,
+                    "superseded",
+                    requeued,
+                    "the swarm left 'recovering' before the plan finished",
+                )
             else:
                 # 'already' here means a concurrent applier of the same plan finished first
                 outcomes[i] = _outcome(p, "applied" if state == "begun" else "resumed", requeued)
@@ -184,7 +238,13 @@ def _refusal(e: MultiswarmError) -> str:
     return "error"
 
 
-def _outcome(p: RecoveryPlan, kind: str, requeued: list[str], detail: str = ""
-             ) -> RecoveryOutcome:
-    return RecoveryOutcome(plan_id=p.plan_id, swarm=p.swarm, outcome=kind, requeued=requeued,
-                           source=p.source, confidence=p.confidence, detail=detail)
+def _outcome(p: RecoveryPlan, kind: str, requeued: list[str], detail: str = "") -> RecoveryOutcome:
+    return RecoveryOutcome(
+        plan_id=p.plan_id,
+        swarm=p.swarm,
+        outcome=kind,
+        requeued=requeued,
+        source=p.source,
+        confidence=p.confidence,
+        detail=detail,
+    )

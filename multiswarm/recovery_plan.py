@@ -165,12 +165,20 @@ def _complete(tid: str, batch: PlanFacts) -> bool:
 
 def _in_flight(t: Task | None, sid: str, live: set[str]) -> bool:
     """The re-queue condition of begin_recovery.lua."""
-    return t is not None and t.swarm == sid and (
-        t.status == "assigned" or (t.status == "running" and t.worker not in live))
+    return (
+        t is not None
+        and t.swarm == sid
+        and (t.status == "assigned" or (t.status == "running" and t.worker not in live))
+    )
 
 
-def _evaluate(swarm: Swarm, point: RecoveryPoint | None, requeue: list[str],
-              interrupted_ms: int, batch: PlanFacts) -> _Evaluated:
+def _evaluate(
+    swarm: Swarm,
+    point: RecoveryPoint | None,
+    requeue: list[str],
+    interrupted_ms: int,
+    batch: PlanFacts,
+) -> _Evaluated:
     workers = point.doc.workers if point else {}
     listed: set[str] = set()
     for entry in workers.values():
@@ -186,39 +194,58 @@ def _evaluate(swarm: Swarm, point: RecoveryPoint | None, requeue: list[str],
     for wid, entry in workers.items():
         if wid not in batch.workers:
             agents.update(entry.agent_ids or [f"{swarm.id}.a{i}" for i in range(entry.agents)])
-    conf = score(point.kind if point else "none",
-                 age_ms=interrupted_ms - point.captured_ms if point else 0,
-                 tasks_known=len(referenced), tasks_complete=len(complete),
-                 tracks_tasks=bool(workers), agents_recorded=recorded,
-                 agents_expected=swarm.max_agents)
+    conf = score(
+        point.kind if point else "none",
+        age_ms=interrupted_ms - point.captured_ms if point else 0,
+        tasks_known=len(referenced),
+        tasks_complete=len(complete),
+        tracks_tasks=bool(workers),
+        agents_recorded=recorded,
+        agents_expected=swarm.max_agents,
+    )
     durations = []
     for tid in completed:
         t = batch.tasks.get(tid)
         if t is not None and t.finished_ms > t.started_ms > 0:
             durations.append(t.finished_ms - t.started_ms)
-    return _Evaluated(point=point, confidence=conf, completed=completed, elsewhere=elsewhere,
-                      missing=missing, agents=sorted(agents), durations=durations)
+    return _Evaluated(
+        point=point,
+        confidence=conf,
+        completed=completed,
+        elsewhere=elsewhere,
+        missing=missing,
+        agents=sorted(agents),
+        durations=durations,
+    )
 
 
 _NONE = Task(id="", handler="", status="")
 
 
-def _estimate(ev: _Evaluated, requeue: list[str], swarm: Swarm, interrupted_ms: int,
-              batch: PlanFacts) -> int:
+def _estimate(
+    ev: _Evaluated, requeue: list[str], swarm: Swarm, interrupted_ms: int, batch: PlanFacts
+) -> int:
     """Apply overhead plus waves of re-queued tasks over the swarm's agents, each wave as long as
     the median task the source shows completed (else the median age of the interrupted runs,
     else :data:`DEFAULT_TASK_MS`)."""
     durations = ev.durations or [
-        interrupted_ms - t.started_ms for tid in requeue
-        if (t := batch.tasks.get(tid)) is not None and 0 < t.started_ms < interrupted_ms]
+        interrupted_ms - t.started_ms
+        for tid in requeue
+        if (t := batch.tasks.get(tid)) is not None and 0 < t.started_ms < interrupted_ms
+    ]
     per_task = int(statistics.median(durations)) if durations else DEFAULT_TASK_MS
     waves = math.ceil(len(requeue) / max(1, swarm.max_agents))
     return APPLY_OVERHEAD_MS + waves * per_task
 
 
 def build_plan(
-    swarm: Swarm, rec: dict[str, Any], points: dict[str, RecoveryPoint], rejected: list[Rejected],
-    queue: Iterable[str], batch: PlanFacts, source: str | None,
+    swarm: Swarm,
+    rec: dict[str, Any],
+    points: dict[str, RecoveryPoint],
+    rejected: list[Rejected],
+    queue: Iterable[str],
+    batch: PlanFacts,
+    source: str | None,
 ) -> RecoveryPlan:
     resume = swarm.status == "recovering"
     interrupted_ms = int(rec.get("interrupted_ms", swarm.status_ms)) if resume else swarm.status_ms
@@ -241,20 +268,38 @@ def build_plan(
         p = points.get(kind)
         if p is not None and p is not chosen:
             alt = _evaluate(swarm, p, requeue, interrupted_ms, batch)
-            alternatives.append(Alternative(source=kind, id=p.id, label=p.label,
-                                            confidence=alt.confidence.value,
-                                            age_ms=alt.confidence.age_ms))
+            alternatives.append(
+                Alternative(
+                    source=kind,
+                    id=p.id,
+                    label=p.label,
+                    confidence=alt.confidence.value,
+                    age_ms=alt.confidence.age_ms,
+                )
+            )
     restore = chosen is not None and chosen.kind != "state"
     return RecoveryPlan(
-        plan_id=plan_id, swarm=sid, status=swarm.status, interrupted_ms=interrupted_ms,
-        source=chosen.kind if chosen else "none", source_id=chosen.id if chosen else "",
+        plan_id=plan_id,
+        swarm=sid,
+        status=swarm.status,
+        interrupted_ms=interrupted_ms,
+        source=chosen.kind if chosen else "none",
+        source_id=chosen.id if chosen else "",
         source_label=chosen.label if chosen else "",
         source_version=chosen.version if chosen else 0,
-        source_ms=chosen.captured_ms if chosen else 0, confidence=ev.confidence.value,
-        evidence=ev.confidence, requeue=requeue, completed=ev.completed, elsewhere=ev.elsewhere,
-        missing=ev.missing, agents=ev.agents,
-        estimated_ms=_estimate(ev, requeue, swarm, interrupted_ms, batch), rejected=rejected,
-        alternatives=alternatives, resume=resume, created_ms=batch.now_ms,
+        source_ms=chosen.captured_ms if chosen else 0,
+        confidence=ev.confidence.value,
+        evidence=ev.confidence,
+        requeue=requeue,
+        completed=ev.completed,
+        elsewhere=ev.elsewhere,
+        missing=ev.missing,
+        agents=ev.agents,
+        estimated_ms=_estimate(ev, requeue, swarm, interrupted_ms, batch),
+        rejected=rejected,
+        alternatives=alternatives,
+        resume=resume,
+        created_ms=batch.now_ms,
         restore=chosen.text if restore and chosen else b"",
         restore_checksum=chosen.checksum if restore and chosen else "",
     )

@@ -42,7 +42,8 @@ def find_server_binary() -> str:
                 return str(shipped)
     raise RedisServerError(
         "no redis-server found: install one (apt-get install redis-server) or set "
-        "MULTISWARM_REDIS_URL to a running server")
+        "MULTISWARM_REDIS_URL to a running server"
+    )
 
 
 class TlsFiles(msgspec.Struct, frozen=True):
@@ -81,9 +82,16 @@ class RedisServer:
         An ACL file (``--aclfile``), e.g. ``deploy/acl.conf`` with passwords filled in.
     """
 
-    def __init__(self, port: int | None = None, appendonly: bool = False,
-                 extra_args: list[str] | None = None, *, tls: TlsFiles | None = None,
-                 requirepass: str | None = None, aclfile: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra_args: list[str] | None = None,
+        *,
+        tls: TlsFiles | None = None,
+        requirepass: str | None = None,
+        aclfile: str | Path | None = None,
+    ) -> None:
         self.binary = find_server_binary()
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -124,15 +132,38 @@ class RedisServer:
         if self.tls is None:
             args += ["--port", str(self.port)]
         else:
-            args += ["--port", "0", "--tls-port", str(self.port),
-                     "--tls-cert-file", self.tls.cert_file, "--tls-key-file", self.tls.key_file,
-                     "--tls-ca-cert-file", self.tls.ca_file, "--tls-auth-clients", "no"]
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                self.tls.cert_file,
+                "--tls-key-file",
+                self.tls.key_file,
+                "--tls-ca-cert-file",
+                self.tls.ca_file,
+                "--tls-auth-clients",
+                "no",
+            ]
         if self.aclfile is not None:
             args += ["--aclfile", self.aclfile]
-        args += ["--bind", "127.0.0.1",
-                 "--dir", str(self.dir), "--save", "", "--daemonize", "no",
-                 "--protected-mode", "yes", "--logfile", str(self.dir / "redis.log"),
-                 "--appendonly", "yes" if self.appendonly else "no"]
+        args += [
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+        ]
         if self.appendonly:
             args += ["--appendfsync", "always"]
         return args + self.extra_args
@@ -153,14 +184,16 @@ class RedisServer:
             return False
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
-        self.proc = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                log = (self.dir / "redis.log")
-                raise RedisServerError(f"{self.binary} exited: "
-                                       f"{log.read_text()[-500:] if log.exists() else ''}")
+                log = self.dir / "redis.log"
+                raise RedisServerError(
+                    f"{self.binary} exited: {log.read_text()[-500:] if log.exists() else ''}"
+                )
             if self._answers():
                 return self
             time.sleep(0.05)
@@ -193,8 +226,9 @@ class RedisServer:
     def __enter__(self) -> RedisServer:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.cleanup()
 
 

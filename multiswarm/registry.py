@@ -72,15 +72,18 @@ def swarm_spec(
     if priority not in PRIORITIES:
         raise ValueError(f"priority {priority!r} not in {sorted(PRIORITIES)}")
     if swarm_id in RESERVED_SWARM_IDS:
-        raise InvalidIdError(f"swarm id {swarm_id!r} is reserved: its channel "
-                             f"<ns>:{swarm_id} is a system channel")
+        raise InvalidIdError(
+            f"swarm id {swarm_id!r} is reserved: its channel <ns>:{swarm_id} is a system channel"
+        )
     if agents < 1:
         raise ValueError("a swarm needs at least one agent")
     return SwarmSpec(
         id=check_id(swarm_id, "swarm id"),
         caps=",".join(check_id(c, "capability") for c in capabilities),
-        prio=PRIORITIES[priority], max_agents=agents,
-        capacity=capacity if capacity is not None else 2 * agents, objective=objective,
+        prio=PRIORITIES[priority],
+        max_agents=agents,
+        capacity=capacity if capacity is not None else 2 * agents,
+        objective=objective,
     )
 
 
@@ -102,8 +105,11 @@ class SwarmRegistry:
 
         Raises CapacityExceeded past ``SWARM_MAX_COUNT`` live swarms.
         """
-        return _s(await self.scripts.call(
-            "register_swarm", self._swarm_keys, [encode_json(spec), self.max_swarms]))
+        return _s(
+            await self.scripts.call(
+                "register_swarm", self._swarm_keys, [encode_json(spec), self.max_swarms]
+            )
+        )
 
     async def transition(self, swarm_id: str, status: str, expected: str = "") -> str:
         """Move a swarm to ``status``; returns the previous status.
@@ -112,11 +118,19 @@ class SwarmRegistry:
         ready for other swarms and its queue is deleted. Raises NotFound, IllegalTransition.
         """
         sid = check_id(swarm_id, "swarm id")
-        before = _s(await self.scripts.call(
-            "transition_swarm",
-            [*self.keys.task_keyset, self.keys.index, *self.keys.swarm_status_all,
-             self.keys.archive, self.keys.queue(sid)],
-            [sid, status, expected]))
+        before = _s(
+            await self.scripts.call(
+                "transition_swarm",
+                [
+                    *self.keys.task_keyset,
+                    self.keys.index,
+                    *self.keys.swarm_status_all,
+                    self.keys.archive,
+                    self.keys.queue(sid),
+                ],
+                [sid, status, expected],
+            )
+        )
         if status in ("completed", "failed"):
             # a finished swarm gives back its resources (idempotent; the registry's
             # housekeeping reclaims them too if this process dies first)
@@ -146,17 +160,31 @@ class SwarmRegistry:
         dropped = [s for s in dict.fromkeys(hosted) if s and s not in wanted]
         reply = await self.scripts.call(
             "host_swarms",
-            [*self.keys.task_keyset, self.keys.index, *self.keys.swarm_status_all,
-             *[self.keys.queue(s) for s in dropped]],
-            [wid, encode_json(info), self.max_swarms, ",".join(dropped),
-             *[encode_json(s) for s in specs]])
+            [
+                *self.keys.task_keyset,
+                self.keys.index,
+                *self.keys.swarm_status_all,
+                *[self.keys.queue(s) for s in dropped],
+            ],
+            [
+                wid,
+                encode_json(info),
+                self.max_swarms,
+                ",".join(dropped),
+                *[encode_json(s) for s in specs],
+            ],
+        )
         return {_s(reply[i]): _s(reply[i + 1]) for i in range(0, len(reply), 2)}
 
     async def heartbeat(self, worker_id: str, report: dict[str, Any], mem_load: float) -> bool:
         """Record a beat; False when the worker was declared dead and must register again."""
-        return bool(await self.scripts.call(
-            "heartbeat_worker", [self.keys.workers, self.keys.heartbeats, self.keys.swarms],
-            [worker_id, encode_json(report), f"{mem_load:.3f}"]))
+        return bool(
+            await self.scripts.call(
+                "heartbeat_worker",
+                [self.keys.workers, self.keys.heartbeats, self.keys.swarms],
+                [worker_id, encode_json(report), f"{mem_load:.3f}"],
+            )
+        )
 
     async def reap_workers(
         self, timeout_ms: int, worker_id: str = "", graceful: bool = False
@@ -168,10 +196,13 @@ class SwarmRegistry:
         swarm_ids = await self.swarm_ids()
         reply = await self.scripts.call(
             "reap_workers",
-            [*self.keys.task_keyset, *self.keys.swarm_status_all,
-             *[self.keys.queue(s) for s in swarm_ids]],
-            [timeout_ms, worker_id, "1" if graceful else "0", random.getrandbits(31),
-             *swarm_ids])
+            [
+                *self.keys.task_keyset,
+                *self.keys.swarm_status_all,
+                *[self.keys.queue(s) for s in swarm_ids],
+            ],
+            [timeout_ms, worker_id, "1" if graceful else "0", random.getrandbits(31), *swarm_ids],
+        )
         return [_s(w) for w in reply]
 
     async def set_paused(self, swarm_id: str, paused: bool) -> bool:
@@ -179,40 +210,56 @@ class SwarmRegistry:
         running tasks finish and queued ones wait. Announces ``swarm.paused|resumed`` on
         ``<ns>:events``. Returns False when it already was so. Raises NotFound,
         IllegalTransition (finished swarm)."""
-        changed = bool(await self.scripts.call(
-            "pause_swarm", [self.keys.swarms],
-            [check_id(swarm_id, "swarm id"), "1" if paused else "0"]))
+        changed = bool(
+            await self.scripts.call(
+                "pause_swarm",
+                [self.keys.swarms],
+                [check_id(swarm_id, "swarm id"), "1" if paused else "0"],
+            )
+        )
         if changed:
             messenger = SwarmMessenger(self.client, self.keys, sender="registry")
-            await messenger.publish(self.keys.ch_events,
-                                    "swarm.paused" if paused else "swarm.resumed",
-                                    {"swarm": swarm_id})
+            await messenger.publish(
+                self.keys.ch_events,
+                "swarm.paused" if paused else "swarm.resumed",
+                {"swarm": swarm_id},
+            )
             await messenger.publish(self.keys.ch_tasks, "swarm_changed", {"swarm": swarm_id})
         return changed
 
-    async def scale(self, swarm_id: str, target: int,
-                    external_share: float = 0.3) -> tuple[int, int]:
+    async def scale(
+        self, swarm_id: str, target: int, external_share: float = 0.3
+    ) -> tuple[int, int]:
         """Scale a swarm to ``target`` members per hosting worker; returns the new
         ``(python, external)`` split (:func:`multiswarm.supervisor.split_scaling`: growth 70/30,
         Python agents removed first, one of each kind kept). Hosting workers reconcile at once
         (notification) or at their next heartbeat. Raises NotFound, IllegalTransition,
         ValueError (target below one of each kind)."""
         swarm = await self.get(swarm_id)
-        python, external = split_scaling(swarm.max_agents, swarm.external, target,
-                                         external_share, has_external=swarm.external > 0)
-        await self.scripts.call("scale_swarm", [self.keys.swarms],
-                                [swarm_id, python, external])
+        python, external = split_scaling(
+            swarm.max_agents,
+            swarm.external,
+            target,
+            external_share,
+            has_external=swarm.external > 0,
+        )
+        await self.scripts.call("scale_swarm", [self.keys.swarms], [swarm_id, python, external])
         messenger = SwarmMessenger(self.client, self.keys, sender="registry")
-        await messenger.publish(self.keys.ch_tasks, "swarm_scaled", {"swarm": swarm_id},
-                                target=swarm_id)
-        await messenger.publish(self.keys.ch_events, "swarm.scaled",
-                                {"swarm": swarm_id, "python": python, "external": external})
+        await messenger.publish(
+            self.keys.ch_tasks, "swarm_scaled", {"swarm": swarm_id}, target=swarm_id
+        )
+        await messenger.publish(
+            self.keys.ch_events,
+            "swarm.scaled",
+            {"swarm": swarm_id, "python": python, "external": external},
+        )
         return python, external
 
     async def archive(self, retention_ms: int, limit: int = 100) -> list[str]:
         """Forget finished swarms archived longer than ``retention_ms``."""
         reply = await self.scripts.call(
-            "archive_swarms", [*self._swarm_keys, self.keys.archive], [retention_ms, limit])
+            "archive_swarms", [*self._swarm_keys, self.keys.archive], [retention_ms, limit]
+        )
         return [_s(w) for w in reply]
 
     # -- readers -------------------------------------------------------------------------------
@@ -259,12 +306,18 @@ async def housekeeping(registry: SwarmRegistry, *, archive_ms: int, result_ttl_m
     return pruned
 
 
-async def _keep_house(registry: SwarmRegistry, stop: asyncio.Event, interval_s: float,
-                      archive_ms: int, result_ttl_ms: int) -> None:
+async def _keep_house(
+    registry: SwarmRegistry,
+    stop: asyncio.Event,
+    interval_s: float,
+    archive_ms: int,
+    result_ttl_ms: int,
+) -> None:
     while not stop.is_set():
         try:
-            pruned = await housekeeping(registry, archive_ms=archive_ms,
-                                        result_ttl_ms=result_ttl_ms)
+            pruned = await housekeeping(
+                registry, archive_ms=archive_ms, result_ttl_ms=result_ttl_ms
+            )
             if pruned:
                 log.debug("pruned %d finished tasks", pruned)
         except MultiswarmError as e:
@@ -274,8 +327,13 @@ async def _keep_house(registry: SwarmRegistry, stop: asyncio.Event, interval_s: 
 
 
 async def run_registry(
-    registry: SwarmRegistry, stop: asyncio.Event, *, heartbeat_timeout_ms: int, archive_ms: int,
-    result_ttl_ms: int, housekeeping_s: float | None = None,
+    registry: SwarmRegistry,
+    stop: asyncio.Event,
+    *,
+    heartbeat_timeout_ms: int,
+    archive_ms: int,
+    result_ttl_ms: int,
+    housekeeping_s: float | None = None,
 ) -> None:
     """Registry process: reap workers whose heartbeat expired (every sixth of the timeout) and,
     in its own loop so a long round never delays reaping, run :func:`housekeeping` every
@@ -284,10 +342,12 @@ async def run_registry(
     Raises whatever unexpected error stops the housekeeping loop, so the process exits
     non-zero instead of running on without pruning.
     """
-    interval_s = housekeeping_s if housekeeping_s is not None else min(
-        HOUSEKEEPING_S, max(1.0, result_ttl_ms / 2000))
-    keeper = asyncio.create_task(
-        _keep_house(registry, stop, interval_s, archive_ms, result_ttl_ms))
+    interval_s = (
+        housekeeping_s
+        if housekeeping_s is not None
+        else min(HOUSEKEEPING_S, max(1.0, result_ttl_ms / 2000))
+    )
+    keeper = asyncio.create_task(_keep_house(registry, stop, interval_s, archive_ms, result_ttl_ms))
     messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
     try:
         while not stop.is_set():
@@ -296,10 +356,14 @@ async def run_registry(
             try:
                 dead = await registry.reap_workers(heartbeat_timeout_ms)
                 if dead:
-                    log.warning("workers declared dead (no heartbeat for %d ms): %s",
-                                heartbeat_timeout_ms, dead)
-                    await messenger.publish(registry.keys.ch_events, "swarm.worker.dead",
-                                            {"workers": dead})
+                    log.warning(
+                        "workers declared dead (no heartbeat for %d ms): %s",
+                        heartbeat_timeout_ms,
+                        dead,
+                    )
+                    await messenger.publish(
+                        registry.keys.ch_events, "swarm.worker.dead", {"workers": dead}
+                    )
                     await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
             except MultiswarmError as e:
                 log.warning("registry round failed: %s", e)

@@ -142,10 +142,18 @@ class ResourcePools:
         sid, rtype = check_id(swarm_id, "swarm id"), check_id(type, "resource type")
         n = _amount(amount, "amount", 1)
         held, used, cap = await self.scripts.call(
-            "allocate_resource", [self.pools_key, self.holders_key, self.keys.swarms],
-            [sid, rtype, n])
-        return Allocation(swarm_id=sid, type=rtype, amount=n, held=int(held),
-                          allocated=int(used), capacity=int(cap))
+            "allocate_resource",
+            [self.pools_key, self.holders_key, self.keys.swarms],
+            [sid, rtype, n],
+        )
+        return Allocation(
+            swarm_id=sid,
+            type=rtype,
+            amount=n,
+            held=int(held),
+            allocated=int(used),
+            capacity=int(cap),
+        )
 
     async def release(self, swarm_id: str, type: str, amount: int | None = None) -> int:
         """Give back ``amount`` (None: everything held) of pool ``type``; returns what was
@@ -153,7 +161,8 @@ class ResourcePools:
         sid, rtype = check_id(swarm_id, "swarm id"), check_id(type, "resource type")
         n = "" if amount is None else _amount(amount, "amount", 1)
         released, _held = await self.scripts.call(
-            "release_resource", [self.pools_key, self.holders_key], [sid, rtype, n])
+            "release_resource", [self.pools_key, self.holders_key], [sid, rtype, n]
+        )
         return int(released)
 
     async def release_all(self, swarm_id: str) -> dict[str, int]:
@@ -168,14 +177,17 @@ class ResourcePools:
         list of (swarm id, type, amount released)
         """
         reply = await self.scripts.call(
-            "reclaim_resources", [self.pools_key, self.holders_key, self.keys.swarms], [])
-        return [(_s(reply[i]), _s(reply[i + 1]), int(reply[i + 2]))
-                for i in range(0, len(reply), 3)]
+            "reclaim_resources", [self.pools_key, self.holders_key, self.keys.swarms], []
+        )
+        return [
+            (_s(reply[i]), _s(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)
+        ]
 
     async def usage(self, types: Sequence[str] | None = None) -> dict[str, PoolUsage]:
         """Every pool (or those of ``types``), by type, read in one atomic step."""
         pools, holdings = await self.scripts.call(
-            "read_resources", [self.pools_key, self.holders_key], [])
+            "read_resources", [self.pools_key, self.holders_key], []
+        )
         caps: dict[str, int] = {}
         used: dict[str, int] = {}
         for i in range(0, len(pools), 2):
@@ -186,10 +198,16 @@ class ResourcePools:
             rtype, _, sid = _s(holdings[i]).partition(":")
             holders.setdefault(rtype, {})[sid] = int(holdings[i + 1])
         wanted = sorted(caps) if types is None else [t for t in types if t in caps]
-        return {t: PoolUsage(type=t, capacity=caps[t], allocated=used.get(t, 0),
-                             free=caps[t] - used.get(t, 0),
-                             holders=dict(sorted(holders[t].items())))
-                for t in wanted}
+        return {
+            t: PoolUsage(
+                type=t,
+                capacity=caps[t],
+                allocated=used.get(t, 0),
+                free=caps[t] - used.get(t, 0),
+                holders=dict(sorted(holders[t].items())),
+            )
+            for t in wanted
+        }
 
     async def held(self, swarm_id: str) -> dict[str, int]:
         """What ``swarm_id`` holds, by type."""
@@ -203,6 +221,8 @@ async def release_swarm_resources(scripts: Scripts, keys: Keys, swarm_id: str) -
     Idempotent: a second call releases nothing. Returns type -> amount released.
     """
     reply = await scripts.call(
-        "release_swarm_resources", [resources_key(keys), resources_key(keys, "holders")],
-        [check_id(swarm_id, "swarm id")])
+        "release_swarm_resources",
+        [resources_key(keys), resources_key(keys, "holders")],
+        [check_id(swarm_id, "swarm id")],
+    )
     return {_s(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}

@@ -69,26 +69,40 @@ def registry_role(settings: Settings) -> Role:
         scripts, keys = _scripts(settings)
         try:
             await run_registry(
-                SwarmRegistry(scripts, keys, settings.max_swarms), stop,
+                SwarmRegistry(scripts, keys, settings.max_swarms),
+                stop,
                 heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
-                archive_ms=settings.archive_ms, result_ttl_ms=settings.result_ttl_ms)
+                archive_ms=settings.archive_ms,
+                result_ttl_ms=settings.result_ttl_ms,
+            )
         finally:
             await scripts.client.aclose()
+
     return role
 
 
 def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = None) -> Role:
     async def role(stop: asyncio.Event) -> None:
         scripts, keys = _scripts(settings)
-        coordinator = SwarmCoordinator(scripts, keys, lease_ms=settings.lease_ms,
-                                       strategy=strategy, holder_id=holder_id,
-                                       heartbeat_timeout_ms=settings.heartbeat_timeout_ms)
-        log.info("coordinator %s (lease %d ms, strategy %s)", coordinator.election.holder_id,
-                 settings.lease_ms, strategy)
+        coordinator = SwarmCoordinator(
+            scripts,
+            keys,
+            lease_ms=settings.lease_ms,
+            strategy=strategy,
+            holder_id=holder_id,
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+        )
+        log.info(
+            "coordinator %s (lease %d ms, strategy %s)",
+            coordinator.election.holder_id,
+            settings.lease_ms,
+            strategy,
+        )
         try:
             await coordinator.run(stop)
         finally:
             await scripts.client.aclose()
+
     return role
 
 
@@ -96,17 +110,24 @@ def state_manager_role(settings: Settings) -> Role:
     async def role(stop: asyncio.Event) -> None:
         scripts, keys = _scripts(settings)
         manager = SwarmStateManager(
-            scripts, keys, ttl_ms=settings.state_ttl_ms, snapshots_kept=settings.snapshots_kept,
-            auto_recover_min_confidence=settings.auto_recover_min_confidence)
+            scripts,
+            keys,
+            ttl_ms=settings.state_ttl_ms,
+            snapshots_kept=settings.snapshots_kept,
+            auto_recover_min_confidence=settings.auto_recover_min_confidence,
+        )
         try:
             await manager.run(stop, settings.snapshot_interval_ms)
         finally:
             await scripts.client.aclose()
+
     return role
 
 
 def worker_role(settings: Settings, swarms: Sequence[SwarmSpec], **options: Any) -> Role:
     """``options`` are :class:`~multiswarm.worker.Worker` keyword arguments."""
+
     async def role(stop: asyncio.Event) -> None:
         await Worker(settings, swarms, **options).run(stop)
+
     return role

@@ -42,8 +42,15 @@ class RequestHandler(Protocol):
 class EnvelopeFactory(Protocol):
     """Builds an envelope of the messenger's sender (``sender`` overrides it)."""
 
-    def __call__(self, type: str, payload: dict[str, Any] | None, target: str, agent: str,
-                 correlation_id: str = "", sender: str | None = None) -> Envelope: ...
+    def __call__(
+        self,
+        type: str,
+        payload: dict[str, Any] | None,
+        target: str,
+        agent: str,
+        correlation_id: str = "",
+        sender: str | None = None,
+    ) -> Envelope: ...
 
 
 #: Records and publishes an envelope on a channel, retrying connection errors.
@@ -68,9 +75,16 @@ class Dispatcher:
     """
 
     def __init__(
-        self, keys: Keys, subscription: Subscription, *, envelope: EnvelopeFactory,
-        send: SendRecorded, reply_channel: str,
-        request_timeout_s: float, reconnect_timeout_s: float, max_concurrent_requests: int,
+        self,
+        keys: Keys,
+        subscription: Subscription,
+        *,
+        envelope: EnvelopeFactory,
+        send: SendRecorded,
+        reply_channel: str,
+        request_timeout_s: float,
+        reconnect_timeout_s: float,
+        max_concurrent_requests: int,
         counts: dict[str, int],
     ) -> None:
         self.keys = keys
@@ -147,20 +161,21 @@ class Dispatcher:
                 with contextlib.suppress(MultiswarmError):
                     await self.reply(request, error=f"{type(e).__name__}: {e}")
 
-    async def reply(self, request: Envelope, payload: dict[str, Any] | None = None, *,
-                    error: str | None = None) -> Sent:
+    async def reply(
+        self, request: Envelope, payload: dict[str, Any] | None = None, *, error: str | None = None
+    ) -> Sent:
         """See :meth:`multiswarm.messenger.SwarmMessenger.reply`."""
         requester = check_id(request.sender, "requester id")
         if error is not None:
-            env = self._envelope("response_error", {"error": error}, requester, "",
-                                       request.id)
+            env = self._envelope("response_error", {"error": error}, requester, "", request.id)
         else:
             env = self._envelope("response", payload, requester, "", request.id)
         return await self._send(self.keys.ch_reply(requester), env)
 
     # -- loops ---------------------------------------------------------------------------------
-    async def _run(self, channels: list[str], ready: asyncio.Event,
-                   since: str | int | None) -> None:
+    async def _run(
+        self, channels: list[str], ready: asyncio.Event, since: str | int | None
+    ) -> None:
         stream = self.subscription.listen(channels, ready, since=since)
         async with contextlib.aclosing(stream) as messages:
             async for channel, env in messages:
@@ -169,8 +184,11 @@ class Dispatcher:
     async def _wait_ready(self, task: asyncio.Task[None], ready: asyncio.Event) -> None:
         waiter = asyncio.ensure_future(ready.wait())
         try:
-            done, _ = await asyncio.wait({waiter, task}, timeout=self.reconnect_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, task},
+                timeout=self.reconnect_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             waiter.cancel()
         if task in done:
@@ -187,7 +205,8 @@ class Dispatcher:
         self._loop_channels = list(channels)
         self._loop_ready = asyncio.Event()
         self._loop_task = asyncio.create_task(
-            self._run(self._loop_channels, self._loop_ready, since))
+            self._run(self._loop_channels, self._loop_ready, since)
+        )
         try:
             await self._wait_ready(self._loop_task, self._loop_ready)
         except BaseException:
@@ -209,19 +228,30 @@ class Dispatcher:
     # -- request/response ------------------------------------------------------------------------
     async def _ensure_replies(self) -> None:
         loop_task = self._loop_task
-        if loop_task is not None and not loop_task.done() \
-                and self.reply_channel in self._loop_channels:
+        if (
+            loop_task is not None
+            and not loop_task.done()
+            and self.reply_channel in self._loop_channels
+        ):
             await self._wait_ready(loop_task, self._loop_ready)
             return
         async with self._reply_lock:
             if self._reply_task is None or self._reply_task.done():
                 self._reply_ready = asyncio.Event()
                 self._reply_task = asyncio.create_task(
-                    self._run([self.reply_channel], self._reply_ready, None))
+                    self._run([self.reply_channel], self._reply_ready, None)
+                )
             await self._wait_ready(self._reply_task, self._reply_ready)
 
-    async def request(self, target: str, payload: dict[str, Any] | None, timeout_s: float | None,
-                      *, agent: str, sender: str) -> Delivered:
+    async def request(
+        self,
+        target: str,
+        payload: dict[str, Any] | None,
+        timeout_s: float | None,
+        *,
+        agent: str,
+        sender: str,
+    ) -> Delivered:
         """Send a request to swarm ``target`` and wait for its response.
 
         The responder (any process whose messenger for ``target`` was started with an

@@ -38,15 +38,36 @@ def lua_dir() -> Path:
 #: answer differently (a replayed submit would say ALREADY_EXISTS). Value: True when the script
 #: replays itself from ``REPLAY`` (it records something smaller than its reply).
 REQUEST_ID: dict[str, bool] = {
-    "acquire_breaker": False, "acquire_leadership": False, "allocate_resource": False,
-    "begin_recovery": False, "cancel_task": False, "cast_vote": False, "claim_tasks": True,
-    "complete_task": False, "dead_letter_message": False, "dispatch_tasks": False,
-    "fail_task": False, "finish_recovery": False, "host_swarms": False, "init_pool": False,
-    "pause_swarm": False, "propose_vote": False, "publish_message": False,
-    "quarantine_entry": False, "quarantine_state": False, "reap_workers": False,
-    "record_breaker": False, "record_recovery": False, "register_swarm": False,
-    "release_leadership": False, "release_resource": False, "release_tasks": False,
-    "save_state": False, "snapshot_state": False, "submit_tasks": False, "tally_vote": False,
+    "acquire_breaker": False,
+    "acquire_leadership": False,
+    "allocate_resource": False,
+    "begin_recovery": False,
+    "cancel_task": False,
+    "cast_vote": False,
+    "claim_tasks": True,
+    "complete_task": False,
+    "dead_letter_message": False,
+    "dispatch_tasks": False,
+    "fail_task": False,
+    "finish_recovery": False,
+    "host_swarms": False,
+    "init_pool": False,
+    "pause_swarm": False,
+    "propose_vote": False,
+    "publish_message": False,
+    "quarantine_entry": False,
+    "quarantine_state": False,
+    "reap_workers": False,
+    "record_breaker": False,
+    "record_recovery": False,
+    "register_swarm": False,
+    "release_leadership": False,
+    "release_resource": False,
+    "release_tasks": False,
+    "save_state": False,
+    "snapshot_state": False,
+    "submit_tasks": False,
+    "tally_vote": False,
     "transition_swarm": False,
 }
 
@@ -59,7 +80,7 @@ BY_NATURE: dict[str, str] = {
     "prune_tasks": "deletes terminal tasks past their retention; a repeat finds fewer",
     "read_resources": "read only",
     "reap_leases": "fenced periodic sweep: a repeat finds the expired leases already handled "
-                   "and its counts only feed a log line",
+    "and its counts only feed a log line",
     "reclaim_resources": "releases what ended swarms hold; a repeat finds nothing held",
     "release_swarm_resources": "releases everything one swarm holds; a repeat finds nothing",
     "renew_leadership": "compare-and-extend by holder and epoch; a repeat extends again",
@@ -71,8 +92,10 @@ BY_NATURE: dict[str, str] = {
 def _wrapped(name: str, body: str) -> str:
     """The body of a request-id script inside ``with_request_id`` (lib/01_common.lua)."""
     custom = "true" if REQUEST_ID[name] else "false"
-    return (f"local function request_body()\n{body}\nend\n"
-            f"return with_request_id(request_body, {custom})\n")
+    return (
+        f"local function request_body()\n{body}\nend\n"
+        f"return with_request_id(request_body, {custom})\n"
+    )
 
 
 @cache

@@ -134,9 +134,13 @@ class SwarmStateManager:
         except CorruptState as e:
             raise BadRequest("BAD_REQUEST", f"state of {swarm_id}: {e.reason}") from e
         expected = "" if expected_version is None else str(expected_version)
-        return int(await self.scripts.call(
-            "save_state", [self.keys.state(swarm_id)],
-            [expected, raw, checksum(raw), self.ttl_ms, SCHEMA_VERSION]))
+        return int(
+            await self.scripts.call(
+                "save_state",
+                [self.keys.state(swarm_id)],
+                [expected, raw, checksum(raw), self.ttl_ms, SCHEMA_VERSION],
+            )
+        )
 
     async def _read_state(self, swarm_id: str) -> tuple[int, RecoveryPoint | None]:
         key = self.keys.state(swarm_id)
@@ -158,8 +162,12 @@ class SwarmStateManager:
         _, point = await self._read_state(swarm_id)
         if point is None:
             return None
-        return StateRecord(version=point.version, data=point.data, updated_ms=point.captured_ms,
-                           checksum=point.checksum)
+        return StateRecord(
+            version=point.version,
+            data=point.data,
+            updated_ms=point.captured_ms,
+            checksum=point.checksum,
+        )
 
     async def update_state(
         self, swarm_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]], attempts: int = 20
@@ -183,7 +191,8 @@ class SwarmStateManager:
             except CorruptState as e:
                 stored = await self.read(lambda: self.client.hget(key, "version"))
                 if stored is not None and await self.quarantine_state(
-                        swarm_id, text(stored), e.reason):
+                    swarm_id, text(stored), e.reason
+                ):
                     log.warning("state of %s quarantined: %s", swarm_id, e.reason)
                 continue
             data = fn(dict(current.data) if current else {})
@@ -203,14 +212,30 @@ class SwarmStateManager:
         raise ValueError(f"unknown recovery point kind {kind!r}")
 
     async def _capture(
-        self, swarm_id: str, kind: str, label: str, *, replace: bool = False,
-        min_gap_ms: int = 0, skip_unchanged: bool = False,
+        self,
+        swarm_id: str,
+        kind: str,
+        label: str,
+        *,
+        replace: bool = False,
+        min_gap_ms: int = 0,
+        skip_unchanged: bool = False,
     ) -> tuple[int, bool]:
         kept = self.snapshots_kept if kind == "snapshot" else self.checkpoints_kept
         reply = await self.scripts.call(
-            "snapshot_state", [self.keys.state(swarm_id), self._list_key(kind, swarm_id)],
-            [uuid.uuid4().hex[:16], kind, label, kept, self.ttl_ms, "1" if replace else "0",
-             min_gap_ms, "1" if skip_unchanged else "0"])
+            "snapshot_state",
+            [self.keys.state(swarm_id), self._list_key(kind, swarm_id)],
+            [
+                uuid.uuid4().hex[:16],
+                kind,
+                label,
+                kept,
+                self.ttl_ms,
+                "1" if replace else "0",
+                min_gap_ms,
+                "1" if skip_unchanged else "0",
+            ],
+        )
         return int(reply[0]), bool(int(reply[1]))
 
     async def create_snapshot(self, swarm_id: str, label: str = "manual") -> int:
@@ -226,23 +251,40 @@ class SwarmStateManager:
 
         Raises InvalidIdError when ``name`` is not an id.
         """
-        version, _ = await self._capture(swarm_id, "checkpoint", check_id(name, "checkpoint"),
-                                         replace=True)
+        version, _ = await self._capture(
+            swarm_id, "checkpoint", check_id(name, "checkpoint"), replace=True
+        )
         return version
 
     async def _points(self, swarm_id: str, kind: str) -> list[dict[str, Any]]:
-        raws = await self.read(
-            lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
+        raws = await self.read(lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
         out = []
         for raw in raws:
             try:
                 p = verify_entry(swarm_id, kind, raw)
-                out.append({"id": p.id, "label": p.label, "version": p.version,
-                            "state_updated_ms": p.captured_ms, "taken_ms": p.taken_ms,
-                            "bytes": len(p.text), "integrity": "ok"})
+                out.append(
+                    {
+                        "id": p.id,
+                        "label": p.label,
+                        "version": p.version,
+                        "state_updated_ms": p.captured_ms,
+                        "taken_ms": p.taken_ms,
+                        "bytes": len(p.text),
+                        "integrity": "ok",
+                    }
+                )
             except CorruptState as e:
-                out.append({"id": e.entry_id, "label": "", "version": 0, "state_updated_ms": 0,
-                            "taken_ms": 0, "bytes": len(raw), "integrity": e.reason})
+                out.append(
+                    {
+                        "id": e.entry_id,
+                        "label": "",
+                        "version": 0,
+                        "state_updated_ms": 0,
+                        "taken_ms": 0,
+                        "bytes": len(raw),
+                        "integrity": e.reason,
+                    }
+                )
         return out
 
     async def list_snapshots(self, swarm_id: str) -> list[dict[str, Any]]:
@@ -254,10 +296,10 @@ class SwarmStateManager:
         """Checkpoints, newest first (fields as :meth:`list_snapshots`; ``label`` is the name)."""
         return await self._points(swarm_id, "checkpoint")
 
-    async def _load_point(self, swarm_id: str, kind: str, match: str | None,
-                          by_label: bool) -> RecoveryPoint:
-        raws = await self.read(
-            lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
+    async def _load_point(
+        self, swarm_id: str, kind: str, match: str | None, by_label: bool
+    ) -> RecoveryPoint:
+        raws = await self.read(lambda: self.client.lrange(self._list_key(kind, swarm_id), 0, -1))
         for raw in raws:
             try:
                 point = verify_entry(swarm_id, kind, raw)
@@ -305,32 +347,45 @@ class SwarmStateManager:
     async def quarantine_state(self, swarm_id: str, version: int | str, reason: str) -> bool:
         """Move the current state aside if it still has ``version``; keeps the version counter.
         Returns False when another version is stored now (nothing moved)."""
-        return bool(int(await self.scripts.call(
-            "quarantine_state", [self.keys.state(swarm_id), self.keys.quarantine(swarm_id)],
-            [str(version), reason, QUARANTINE_KEPT, self.ttl_ms])))
+        return bool(
+            int(
+                await self.scripts.call(
+                    "quarantine_state",
+                    [self.keys.state(swarm_id), self.keys.quarantine(swarm_id)],
+                    [str(version), reason, QUARANTINE_KEPT, self.ttl_ms],
+                )
+            )
+        )
 
     async def quarantine_entry(
         self, swarm_id: str, kind: str, raw: bytes | str, reason: str
     ) -> bool:
         """Move one snapshot or checkpoint entry (exactly as read) to quarantine. Returns False
         when it is no longer in its list."""
-        return bool(int(await self.scripts.call(
-            "quarantine_entry",
-            [self._list_key(kind, swarm_id), self.keys.quarantine(swarm_id)],
-            [kind, raw, entry_id(raw), reason, QUARANTINE_KEPT, self.ttl_ms])))
+        return bool(
+            int(
+                await self.scripts.call(
+                    "quarantine_entry",
+                    [self._list_key(kind, swarm_id), self.keys.quarantine(swarm_id)],
+                    [kind, raw, entry_id(raw), reason, QUARANTINE_KEPT, self.ttl_ms],
+                )
+            )
+        )
 
     async def list_quarantine(self, swarm_id: str) -> list[dict[str, Any]]:
         """Quarantined entries, newest first: kind, id, reason, at_ms (stored bytes omitted)."""
         out = []
         for raw in await self.read(
-                lambda: self.client.lrange(self.keys.quarantine(swarm_id), 0, -1)):
+            lambda: self.client.lrange(self.keys.quarantine(swarm_id), 0, -1)
+        ):
             # the bytes of a corrupt state need not be UTF-8: decode leniently to show the rest
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             try:
                 entry = msgspec.json.decode(text)
             except (msgspec.DecodeError, UnicodeDecodeError):
-                out.append({"kind": "?", "id": "", "reason": "unreadable quarantine record",
-                            "at_ms": 0})
+                out.append(
+                    {"kind": "?", "id": "", "reason": "unreadable quarantine record", "at_ms": 0}
+                )
                 continue
             out.append({k: entry.get(k) for k in ("kind", "id", "reason", "at_ms")})
         return out
@@ -343,13 +398,15 @@ class SwarmStateManager:
         automatic one is younger than 90 % of ``interval_ms`` (another state-manager process
         took it), so several managers do not multiply snapshots.
         """
-        ids = sorted(text(m) for m in
-                     await self.read(
-                         lambda: self.client.smembers(self.keys.swarm_status("active"))))
+        ids = sorted(
+            text(m)
+            for m in await self.read(lambda: self.client.smembers(self.keys.swarm_status("active")))
+        )
         taken = 0
         for sid in ids:
-            _, did = await self._capture(sid, "snapshot", "auto",
-                                         min_gap_ms=int(interval_ms * 0.9), skip_unchanged=True)
+            _, did = await self._capture(
+                sid, "snapshot", "auto", min_gap_ms=int(interval_ms * 0.9), skip_unchanged=True
+            )
             taken += did
         return taken
 
@@ -376,18 +433,30 @@ class SwarmStateManager:
                     log.warning("snapshot round failed: %s", e)
             left_at = {s: t for s, t in left_at.items() if now - t < interval_ms / 1000}
             try:
-                outcomes, left = await recovery.auto_recover(self.auto_recover_min_confidence,
-                                                             skip=left_at.keys())
+                outcomes, left = await recovery.auto_recover(
+                    self.auto_recover_min_confidence, skip=left_at.keys()
+                )
                 for o in outcomes:
-                    log.warning("recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
-                                o.swarm, o.source, o.confidence, o.outcome, len(o.requeued))
+                    log.warning(
+                        "recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
+                        o.swarm,
+                        o.source,
+                        o.confidence,
+                        o.outcome,
+                        len(o.requeued),
+                    )
                 for p in left:
-                    log.warning("%s left for an operator: best source %s, confidence %.2f "
-                                "< %.2f", p.swarm, p.source, p.confidence,
-                                self.auto_recover_min_confidence)
+                    log.warning(
+                        "%s left for an operator: best source %s, confidence %.2f < %.2f",
+                        p.swarm,
+                        p.source,
+                        p.confidence,
+                        self.auto_recover_min_confidence,
+                    )
                     left_at[p.swarm] = now
             except MultiswarmError as e:
                 log.warning("recovery round failed: %s", e)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(),
-                                       timeout=min(recovery_poll_ms, interval_ms) / 1000)
+                await asyncio.wait_for(
+                    stop.wait(), timeout=min(recovery_poll_ms, interval_ms) / 1000
+                )

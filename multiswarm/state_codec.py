@@ -175,9 +175,18 @@ def verify_state(swarm_id: str, fields: list[Any]) -> RecoveryPoint | None:
         raise CorruptState("state", f"v{text(version)}", f"bad encoding: {e}") from e
     raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode()
     data, doc = verify_data(swarm_id, "state", f"v{v}", raw_bytes, text(digest), layout)
-    return RecoveryPoint(kind="state", id=f"v{v}", label="current", version=v,
-                         captured_ms=updated_ms, taken_ms=updated_ms, data=data, doc=doc,
-                         text=raw_bytes, checksum=text(digest))
+    return RecoveryPoint(
+        kind="state",
+        id=f"v{v}",
+        label="current",
+        version=v,
+        captured_ms=updated_ms,
+        taken_ms=updated_ms,
+        data=data,
+        doc=doc,
+        text=raw_bytes,
+        checksum=text(digest),
+    )
 
 
 def verify_entry(swarm_id: str, kind: str, raw: bytes | str) -> RecoveryPoint:
@@ -190,9 +199,18 @@ def verify_entry(swarm_id: str, kind: str, raw: bytes | str) -> RecoveryPoint:
         raise CorruptState(kind, "", f"bad encoding: {e}") from e
     data_text = entry.data.encode()
     data, doc = verify_data(swarm_id, kind, entry.id, data_text, entry.checksum, entry.schema)
-    return RecoveryPoint(kind=kind, id=entry.id, label=entry.label, version=entry.version,
-                         captured_ms=entry.state_updated_ms, taken_ms=entry.taken_ms, data=data,
-                         doc=doc, text=data_text, checksum=entry.checksum)
+    return RecoveryPoint(
+        kind=kind,
+        id=entry.id,
+        label=entry.label,
+        version=entry.version,
+        captured_ms=entry.state_updated_ms,
+        taken_ms=entry.taken_ms,
+        data=data,
+        doc=doc,
+        text=data_text,
+        checksum=entry.checksum,
+    )
 
 
 def entry_id(raw: bytes | str) -> str:

@@ -69,9 +69,21 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Client, keys: Keys, scripts: Scripts, *, sender: str, address: str,
-        agents: set[str], key: bytes | None, hear_own_broadcasts: bool, max_bytes: int,
-        replay_window_ms: int, max_seen: int, dead_letter_len: int, counts: dict[str, int],
+        self,
+        client: Client,
+        keys: Keys,
+        scripts: Scripts,
+        *,
+        sender: str,
+        address: str,
+        agents: set[str],
+        key: bytes | None,
+        hear_own_broadcasts: bool,
+        max_bytes: int,
+        replay_window_ms: int,
+        max_seen: int,
+        dead_letter_len: int,
+        counts: dict[str, int],
         reasons: dict[str, int],
     ) -> None:
         self.client = client
@@ -96,8 +108,9 @@ class Subscription:
             return env.target in self.agents
         return True
 
-    async def _reject(self, channel: str, raw: bytes | str, err: MessageRejected,
-                      dead_letter: bool = True) -> None:
+    async def _reject(
+        self, channel: str, raw: bytes | str, err: MessageRejected, dead_letter: bool = True
+    ) -> None:
         kind = "rejected" if err.reason in _SECURITY_REASONS else "dropped"
         self.counts[kind] += 1
         self.reasons[err.reason] = self.reasons.get(err.reason, 0) + 1
@@ -107,19 +120,42 @@ class Subscription:
         data = raw.encode() if isinstance(raw, str) else raw
         try:
             await self._scripts.call(
-                "dead_letter_message", [self.keys.message_dlq, self.keys.message_stats],
-                [err.reason, err.detail[:500], channel, self.address, data[:_DLQ_RAW_BYTES],
-                 self.dead_letter_len], retry=False)
+                "dead_letter_message",
+                [self.keys.message_dlq, self.keys.message_stats],
+                [
+                    err.reason,
+                    err.detail[:500],
+                    channel,
+                    self.address,
+                    data[:_DLQ_RAW_BYTES],
+                    self.dead_letter_len,
+                ],
+                retry=False,
+            )
             self.counts["dead_lettered"] += 1
         except (*CONNECTION_ERRORS, MultiswarmError) as e:
             log.warning("could not dead-letter a message from %s: %s", channel, e)
 
-    async def _accept(self, channel: str, raw: bytes | str, seen: SeenWindow | None,
-                      pos: _Cursor, sid: str = "", ref_ms: int | None = None) -> Delivered | None:
+    async def _accept(
+        self,
+        channel: str,
+        raw: bytes | str,
+        seen: SeenWindow | None,
+        pos: _Cursor,
+        sid: str = "",
+        ref_ms: int | None = None,
+    ) -> Delivered | None:
         """Decode, verify and de-duplicate one message; None when refused or not for us."""
         try:
-            env = decode_message(channel, raw, limit=self.max_bytes, key=self._key,
-                                 now_ms=ref_ms, window_ms=self.replay_window_ms, sid=sid)
+            env = decode_message(
+                channel,
+                raw,
+                limit=self.max_bytes,
+                key=self._key,
+                now_ms=ref_ms,
+                window_ms=self.replay_window_ms,
+                sid=sid,
+            )
         except MessageRejected as e:
             await self._reject(channel, raw, e)
             return None
@@ -147,13 +183,17 @@ class Subscription:
         self.counts["received"] += 1
         return env
 
-    async def _entries(self, channel: str, lo: str, count: int | None,
-                       reverse: bool = False) -> list[tuple[str, bytes | str | None]]:
+    async def _entries(
+        self, channel: str, lo: str, count: int | None, reverse: bool = False
+    ) -> list[tuple[str, bytes | str | None]]:
         """History entries ``(stream id, envelope)`` from ``lo`` (XRANGE syntax)."""
         key = self.keys.history(channel)
         try:
-            raw: Any = await (self.client.xrevrange(key, "+", lo, count=count) if reverse
-                              else self.client.xrange(key, lo, "+", count=count))
+            raw: Any = await (
+                self.client.xrevrange(key, "+", lo, count=count)
+                if reverse
+                else self.client.xrange(key, lo, "+", count=count)
+            )
         except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
             log.warning("cannot read history %s: %s", key, e)
             return []
@@ -163,13 +203,11 @@ class Subscription:
         entries = await self._entries(channel, "-", 1, reverse=True)
         return parse_stream_id(entries[0][0]) if entries else (0, 0)
 
-    async def _replay(self, channel: str, pos: _Cursor,
-                      seen: SeenWindow | None) -> list[Delivered]:
+    async def _replay(self, channel: str, pos: _Cursor, seen: SeenWindow | None) -> list[Delivered]:
         out: list[Delivered] = []
         start = pos.cursor or (0, 0)
         while True:
-            entries = await self._entries(channel, f"({format_stream_id(start)}",
-                                          _REPLAY_BATCH)
+            entries = await self._entries(channel, f"({format_stream_id(start)}", _REPLAY_BATCH)
             for sid, raw in entries:
                 start = parse_stream_id(sid)
                 if raw is None:
@@ -185,7 +223,10 @@ class Subscription:
         return out
 
     async def listen(
-        self, channels: Sequence[str], ready: asyncio.Event | None = None, *,
+        self,
+        channels: Sequence[str],
+        ready: asyncio.Event | None = None,
+        *,
         since: str | int | None = None,
     ) -> AsyncGenerator[tuple[str, Delivered], None]:
         """Yield ``(channel, envelope)`` forever; resubscribe by itself when Redis restarts.
@@ -270,8 +311,9 @@ class Subscription:
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     await pubsub.aclose()
 
-    async def history(self, channel: str, since: str | int | None = None,
-                      count: int | None = None) -> list[Delivered]:
+    async def history(
+        self, channel: str, since: str | int | None = None, count: int | None = None
+    ) -> list[Delivered]:
         """Recorded messages of ``channel``, oldest first (at most ``history_len``, 1 h).
 
         Parameters
@@ -298,9 +340,17 @@ class Subscription:
             if raw is None:
                 continue
             try:
-                out.append(decode_message(
-                    channel, raw, limit=self.max_bytes, key=self._key,
-                    now_ms=parse_stream_id(sid)[0], window_ms=self.replay_window_ms, sid=sid))
+                out.append(
+                    decode_message(
+                        channel,
+                        raw,
+                        limit=self.max_bytes,
+                        key=self._key,
+                        now_ms=parse_stream_id(sid)[0],
+                        window_ms=self.replay_window_ms,
+                        sid=sid,
+                    )
+                )
             except MessageRejected as e:
                 await self._reject(channel, raw, e, dead_letter=False)
         return out

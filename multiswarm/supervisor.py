@@ -90,12 +90,14 @@ class ExternalMember:
         self.start()
 
     def start(self) -> None:
-        env = dict(os.environ, MULTISWARM_MEMBER_ID=self.agent_id,
-                   MULTISWARM_SWARM_ID=self.swarm_id)
+        env = dict(
+            os.environ, MULTISWARM_MEMBER_ID=self.agent_id, MULTISWARM_SWARM_ID=self.swarm_id
+        )
         self.state = "starting"
         try:
-            self._proc = subprocess.Popen(shlex.split(self.command), env=env,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self._proc = subprocess.Popen(
+                shlex.split(self.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         except OSError as e:
             log.warning("external member %s cannot start: %s", self.agent_id, e)
             self._proc = None
@@ -143,8 +145,11 @@ class ExternalMember:
             if not await _exited(proc, timeout_s):
                 proc.kill()
                 if not await _exited(proc, KILL_WAIT_S):
-                    log.warning("external member %s (pid %d) still alive after SIGKILL",
-                                self.agent_id, proc.pid)
+                    log.warning(
+                        "external member %s (pid %d) still alive after SIGKILL",
+                        self.agent_id,
+                        proc.pid,
+                    )
         self.state = "stopped" if self.state != "failed" else "failed"
 
 
@@ -172,8 +177,7 @@ async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> b
     """
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception_type(RestartFailed),
-        wait=tenacity.wait_exponential(multiplier=policy.base_s, exp_base=2,
-                                       max=policy.max_s),
+        wait=tenacity.wait_exponential(multiplier=policy.base_s, exp_base=2, max=policy.max_s),
         stop=tenacity.stop_after_attempt(policy.attempts),
         before=lambda state: None,
         reraise=True,
@@ -187,8 +191,9 @@ async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> b
                 if attempt_no == 1:
                     await asyncio.sleep(policy.base_s)
                 await member.restart()
-                await emit("swarm.agent.restarting", {"agent": member.agent_id,
-                                                      "attempt": attempt_no})
+                await emit(
+                    "swarm.agent.restarting", {"agent": member.agent_id, "attempt": attempt_no}
+                )
                 deadline = time.monotonic() + policy.probation_s
                 while time.monotonic() < deadline:
                     if not member.alive:
@@ -199,8 +204,9 @@ async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> b
     return True
 
 
-def split_scaling(python: int, external: int, target: int, external_share: float = 0.3,
-                  has_external: bool = True) -> tuple[int, int]:
+def split_scaling(
+    python: int, external: int, target: int, external_share: float = 0.3, has_external: bool = True
+) -> tuple[int, int]:
     """New member counts ``(python, external)`` for a swarm scaled to ``target`` members.
 
     Growth is split ``1 - external_share`` Python / ``external_share`` external (70/30 by

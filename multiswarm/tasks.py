@@ -107,19 +107,31 @@ def task_spec(
     caps = [check_id(c, "capability") for c in capabilities]
     deps = [check_id(d, "dependency id") for d in depends_on]
     if max_attempts < 1 or timeout_ms < 1 or backoff_ms < 0:
-        raise BadRequest("BAD_REQUEST", "max_attempts and timeout_ms must be positive, "
-                         "backoff_ms not negative")
+        raise BadRequest(
+            "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"
+        )
     if lease_ms < MIN_LEASE_MS:
-        raise BadRequest("BAD_REQUEST", f"lease_ms={lease_ms} is below the minimum of "
-                         f"{MIN_LEASE_MS} ms (a worker renews every third of a lease)")
+        raise BadRequest(
+            "BAD_REQUEST",
+            f"lease_ms={lease_ms} is below the minimum of "
+            f"{MIN_LEASE_MS} ms (a worker renews every third of a lease)",
+        )
     if result_ttl_ms is not None and not 1 <= result_ttl_ms <= MAX_RESULT_TTL_MS:
-        raise BadRequest("BAD_REQUEST",
-                         f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]")
+        raise BadRequest(
+            "BAD_REQUEST", f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]"
+        )
     return TaskSpec(
-        id=check_id(id or uuid.uuid4().hex, "task id"), handler=handler, name=name,
-        caps=",".join(caps), prio=PRIORITIES[priority], max_attempts=max_attempts,
-        lease_ms=lease_ms, timeout_ms=timeout_ms, backoff_ms=backoff_ms,
-        backoff_max_ms=max(backoff_ms, backoff_max_ms), deps=",".join(deps),
+        id=check_id(id or uuid.uuid4().hex, "task id"),
+        handler=handler,
+        name=name,
+        caps=",".join(caps),
+        prio=PRIORITIES[priority],
+        max_attempts=max_attempts,
+        lease_ms=lease_ms,
+        timeout_ms=timeout_ms,
+        backoff_ms=backoff_ms,
+        backoff_max_ms=max(backoff_ms, backoff_max_ms),
+        deps=",".join(deps),
         result_ttl_ms=result_ttl_ms or 0,
     )
 
@@ -178,14 +190,19 @@ class TaskStore:
     async def claim(self, swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
         """Lease up to ``count`` tasks from the swarm's queue. Raises WorkerUnknown."""
         reply = await self.scripts.call(
-            "claim_tasks", [*self.keys.task_keyset, self.keys.queue(swarm_id)],
+            "claim_tasks",
+            [*self.keys.task_keyset, self.keys.queue(swarm_id)],
             [swarm_id, worker_id, count],
         )
         return [
             Claimed(
-                id=_decode_str(r[0]), token=_decode_str(r[1]), handler=_decode_str(r[2]),
+                id=_decode_str(r[0]),
+                token=_decode_str(r[1]),
+                handler=_decode_str(r[2]),
                 payload=r[3] if isinstance(r[3], bytes) else str(r[3]).encode(),
-                timeout_ms=int(r[4]), lease_ms=int(r[5]), attempts=int(r[6]),
+                timeout_ms=int(r[4]),
+                lease_ms=int(r[5]),
+                attempts=int(r[6]),
                 deps=[d for d in _decode_str(r[7]).split(",") if d],
             )
             for r in reply
@@ -212,7 +229,8 @@ class TaskStore:
     async def fail(self, task_id: str, token: str, error: str, permanent: bool = False) -> str:
         """Record a failed attempt: ``retry`` | ``dead`` | ``stale``."""
         reply = await self.scripts.call(
-            "fail_task", self.keys.task_keyset,
+            "fail_task",
+            self.keys.task_keyset,
             [task_id, token, error[:4000], "1" if permanent else "0", random.getrandbits(31)],
         )
         return _decode_str(reply)
@@ -252,8 +270,7 @@ class TaskStore:
         """Results of the completed tasks among ``task_ids`` (others are absent)."""
         if not task_ids:
             return {}
-        raws = await self.scripts.read(
-            lambda: self.client.hmget(self.keys.results, list(task_ids)))
+        raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, list(task_ids)))
         return {t: unpack(_bytes(r)) for t, r in zip(task_ids, raws) if r is not None}
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
@@ -262,11 +279,13 @@ class TaskStore:
         for s in statuses:
             if s not in TASK_STATUSES:
                 raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
+
         async def newest() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for s in statuses:
                 pipe.zrevrange(self.keys.task_status(s), 0, limit - 1)
             return await pipe.execute()
+
         ids = [_decode_str(i) for group in await self.scripts.read(newest) for i in group]
         tasks = [t for t in await self.get_many(ids) if t is not None]
         tasks.sort(key=lambda t: t.updated_ms, reverse=True)
@@ -274,11 +293,13 @@ class TaskStore:
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per status."""
+
         async def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for s in TASK_STATUSES:
                 pipe.zcard(self.keys.task_status(s))
             return await pipe.execute()
+
         return dict(zip(TASK_STATUSES, [int(n) for n in await self.scripts.read(read)]))
 
     async def stats(self) -> dict[str, int]:
@@ -308,7 +329,8 @@ class TaskStore:
             # every call after the first judges as of the first one's server time, so the
             # round's work is fixed when it starts and the loop ends under any load
             pruned, more, asof = await self.scripts.call(
-                "prune_tasks", keys, [retention_ms, batch, int(asof)])
+                "prune_tasks", keys, [retention_ms, batch, int(asof)]
+            )
             total += int(pruned)
             if not int(more):
                 return total

@@ -53,11 +53,16 @@ def redact(url: str) -> str:
         netloc = f"{user}:{MASK}@{hosts}" if colon else f"{MASK}@{hosts}"
     query = "&".join(
         f"{name}={MASK}" if _SECRET_PARAM.search(urllib.parse.unquote(name)) else item
-        for item in parts.query.split("&") if item
-        for name in [item.partition("=")[0]])
+        for item in parts.query.split("&")
+        if item
+        for name in [item.partition("=")[0]]
+    )
     # built by hand: urlunsplit would turn "unix:///path" into "unix:/path"
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 class SentinelTarget(msgspec.Struct, frozen=True):
@@ -91,9 +96,12 @@ def parse_sentinel(url: str) -> SentinelTarget:
         raise ConfigError(f"cannot parse Sentinel URL {redact(url)!r}: {e}") from None
     user, colon, password = userinfo.partition(":")
     return SentinelTarget(
-        sentinels=sentinels, service=urllib.parse.unquote(parts[0]), db=db,
+        sentinels=sentinels,
+        service=urllib.parse.unquote(parts[0]),
+        db=db,
         username=urllib.parse.unquote(user) or None,
-        password=urllib.parse.unquote(password) if colon and password else None)
+        password=urllib.parse.unquote(password) if colon and password else None,
+    )
 
 
 def tls_verification_off(url: str) -> bool:
@@ -101,7 +109,10 @@ def tls_verification_off(url: str) -> bool:
     (``ssl_cert_reqs=none|optional``, ``ssl_check_hostname=false``)."""
     if not url.startswith("rediss://"):
         return False
-    query = {k.lower(): v[-1].lower()
-             for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).items()}
-    return (query.get("ssl_cert_reqs") in ("none", "optional")
-            or query.get("ssl_check_hostname") in ("false", "no", "0", "n", "f"))
+    query = {
+        k.lower(): v[-1].lower()
+        for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).items()
+    }
+    return query.get("ssl_cert_reqs") in ("none", "optional") or query.get(
+        "ssl_check_hostname"
+    ) in ("false", "no", "0", "n", "f")

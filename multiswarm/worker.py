@@ -118,8 +118,10 @@ class Worker(WorkerLiveness):
         self.memory: NodeMemory | None = None
         self.external_commands = dict(external or {})
         # a swarm with an external command starts with one external member (scale for more)
-        self.specs = [msgspec.structs.replace(s, external=1) if s.id in self.external_commands
-                      else s for s in self.specs]
+        self.specs = [
+            msgspec.structs.replace(s, external=1) if s.id in self.external_commands else s
+            for s in self.specs
+        ]
         self.external: dict[str, list[ExternalMember]] = {}
         self.backoff = backoff or Backoff()
         self.check_s = check_s
@@ -189,11 +191,13 @@ class Worker(WorkerLiveness):
                 await self._event("swarm.agent.started", sid, member)
         # Beats and lease renewals outlive `stop`: they must go on while in-flight tasks drain.
         drained = asyncio.Event()
-        loops = {"heartbeat loop": self._heartbeats(drained),
-                 "lease renewal loop": self._renew_leases(drained),
-                 "progress loop": self._progress(drained),
-                 "supervision loop": self._supervise(drained),
-                 "listen loop": self._listen()}
+        loops = {
+            "heartbeat loop": self._heartbeats(drained),
+            "lease renewal loop": self._renew_leases(drained),
+            "progress loop": self._progress(drained),
+            "supervision loop": self._supervise(drained),
+            "listen loop": self._listen(),
+        }
         tasks = []
         for name, coro in loops.items():
             tasks.append(asyncio.create_task(coro, name=name))
@@ -229,15 +233,23 @@ class Worker(WorkerLiveness):
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
 
-    async def _shut_down(self, claimers: list[asyncio.Task[None]],
-                         loops: list[asyncio.Task[None]], drained: asyncio.Event) -> None:
+    async def _shut_down(
+        self,
+        claimers: list[asyncio.Task[None]],
+        loops: list[asyncio.Task[None]],
+        drained: asyncio.Event,
+    ) -> None:
         """Stop claiming, drain (at once after a failure), hand back, leave. Every step runs even
         if one before it failed: a worker that stops must not keep tasks or a registration."""
         self._shutting_down = True
         failure = self._failure
         if failure is not None:
-            log.error("worker %s: its %s failed; handing back its tasks and leaving", self.id,
-                      failure[0], exc_info=failure[1])
+            log.error(
+                "worker %s: its %s failed; handing back its tasks and leaving",
+                self.id,
+                failure[0],
+                exc_info=failure[1],
+            )
         await _cancel(claimers)
         await self._drain(0.0 if failure else self.grace_s)
         try:  # a clean leave records that nothing is running any more
@@ -304,8 +316,9 @@ class Worker(WorkerLiveness):
                 try:
                     await self.tasks.release(unplaced)
                 except MultiswarmError as e:
-                    log.warning("could not hand back %s (their leases will expire): %s",
-                                list(unplaced), e)
+                    log.warning(
+                        "could not hand back %s (their leases will expire): %s", list(unplaced), e
+                    )
             if not claimed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=0.5)
@@ -318,25 +331,35 @@ class Worker(WorkerLiveness):
             deps: dict[str, bytes] = {}
             if c.deps:
                 raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, c.deps))
-                deps = {d: r if isinstance(r, bytes) else r.encode()
-                        for d, r in zip(c.deps, raws) if r is not None}
+                deps = {
+                    d: r if isinstance(r, bytes) else r.encode()
+                    for d, r in zip(c.deps, raws)
+                    if r is not None
+                }
             assert self.memory is not None
             node = swarm.first_index + index
             size = len(c.payload) + sum(len(d) for d in deps.values())
             share = self.memory.share_bytes(node)
             if size > share:
                 # it can never fit: handing it back would loop forever (the attempt uncounted)
-                await self._finish(swarm_id, c, "permanent", (
-                    f"input of {size} bytes exceeds the agent's memory share of {share} bytes "
-                    f"(node pool {self.pool_bytes} bytes over {len(self.agents)} agents)"))
+                await self._finish(
+                    swarm_id,
+                    c,
+                    "permanent",
+                    (
+                        f"input of {size} bytes exceeds the agent's memory share of {share} bytes "
+                        f"(node pool {self.pool_bytes} bytes over {len(self.agents)} agents)"
+                    ),
+                )
                 return
             alloc = self.memory.admit(node, [c.payload, *deps.values()])
             if alloc is None:
                 log.warning("task %s: the node's memory pool is full for now; handed back", c.id)
                 await self.tasks.release({c.id: c.token})
                 return
-            kind, data = await agent.run(c.id, c.attempts, c.handler, c.payload, deps,
-                                         c.timeout_ms / 1000)
+            kind, data = await agent.run(
+                c.id, c.attempts, c.handler, c.payload, deps, c.timeout_ms / 1000
+            )
             if kind == "error":
                 # the supervisor restarts it once it is unhealthy (3+ failures) or dead
                 await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
@@ -351,7 +374,8 @@ class Worker(WorkerLiveness):
             log.exception("task %s: unexpected error in worker %s", c.id, self.id)
             try:
                 outcome = await self.tasks.fail(
-                    c.id, c.token, f"worker {self.id} error: {type(e).__name__}: {e}")
+                    c.id, c.token, f"worker {self.id} error: {type(e).__name__}: {e}"
+                )
                 log.info("task %s failed (%s)", c.id, outcome)
             except MultiswarmError as e2:
                 log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
@@ -373,13 +397,16 @@ class Worker(WorkerLiveness):
             outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
             log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
         await self.messenger.publish(
-            self.keys.ch_tasks, "task_completed" if kind == "ok" else "task_failed",
-            {"task": c.id, "swarm": swarm_id, "outcome": outcome})
+            self.keys.ch_tasks,
+            "task_completed" if kind == "ok" else "task_failed",
+            {"task": c.id, "swarm": swarm_id, "outcome": outcome},
+        )
 
     async def _record(self, c: Claimed, data: bytes) -> str:
         # The result is already packed by the agent; complete_task stores the bytes as they are.
         reply = await self.scripts.call(
-            "complete_task", self.keys.task_keyset, [c.id, c.token, self.id, data])
+            "complete_task", self.keys.task_keyset, [c.id, c.token, self.id, data]
+        )
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def _listen(self) -> None:

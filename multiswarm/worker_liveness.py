@@ -74,10 +74,15 @@ class WorkerLiveness(WorkerMembers):
 
     def _report(self) -> tuple[dict[str, Any], float]:
         used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)
-        report: dict[str, Any] = {"running": len(self.held), "agents": len(self.agents),
-                                  "completed": self.completed, "failed": self.failed,
-                                  "mem_used": used, "mem_total": total,
-                                  "agent_states": self.member_states()}
+        report: dict[str, Any] = {
+            "running": len(self.held),
+            "agents": len(self.agents),
+            "completed": self.completed,
+            "failed": self.failed,
+            "mem_used": used,
+            "mem_total": total,
+            "agent_states": self.member_states(),
+        }
         return report, share
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
@@ -121,7 +126,8 @@ class WorkerLiveness(WorkerMembers):
                 "at_ms": now_ms,
             }
             await self.state.update_state(
-                spec.id, functools.partial(_merge_progress, self.id, spec.id, mine))
+                spec.id, functools.partial(_merge_progress, self.id, spec.id, mine)
+            )
 
     def _renew_tick_s(self) -> float:
         """How often the renewal loop looks for due leases: often enough for the shortest
@@ -134,12 +140,16 @@ class WorkerLiveness(WorkerMembers):
         each by the task's own lease_ms, so tasks of different leases share one call."""
         while not stop.is_set():
             now = time.monotonic()
-            due = {tid: h for tid, h in self.held.items()
-                   if now - h.renewed >= h.claimed.lease_ms / 3000}
+            due = {
+                tid: h
+                for tid, h in self.held.items()
+                if now - h.renewed >= h.claimed.lease_ms / 3000
+            }
             if due:
                 try:
                     lost = await self.tasks.extend(
-                        self.id, {t: h.claimed.token for t, h in due.items()})
+                        self.id, {t: h.claimed.token for t, h in due.items()}
+                    )
                     # the new lease runs from about when we asked, not from the reply
                     for h in due.values():
                         h.renewed = now
@@ -150,8 +160,9 @@ class WorkerLiveness(WorkerMembers):
             await _wait(stop, self._renew_tick_s())
 
 
-def _merge_progress(worker_id: str, swarm_id: str, mine: dict[str, Any],
-                    data: dict[str, Any]) -> dict[str, Any]:
+def _merge_progress(
+    worker_id: str, swarm_id: str, mine: dict[str, Any], data: dict[str, Any]
+) -> dict[str, Any]:
     """Put this worker's entry into a swarm's state, leaving other workers' entries alone."""
     workers = dict(data.get("workers", {}))
     workers[worker_id] = mine

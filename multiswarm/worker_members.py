@@ -52,12 +52,16 @@ class WorkerMembers:
     def _members(self, sid: str) -> list[AgentProcess | ExternalMember]:
         return [*self.placement[sid].agents, *self.external.get(sid, [])]
 
-    async def _event(self, kind: str, swarm_id: str, member: Member | None = None,
-                     **detail: Any) -> None:
+    async def _event(
+        self, kind: str, swarm_id: str, member: Member | None = None, **detail: Any
+    ) -> None:
         payload: dict[str, Any] = {"swarm": swarm_id, "worker": self.id, **detail}
         if member is not None:
-            payload.update(agent=member.agent_id, kind=getattr(member, "kind", "python"),
-                           failures=getattr(member, "consecutive_failures", 0))
+            payload.update(
+                agent=member.agent_id,
+                kind=getattr(member, "kind", "python"),
+                failures=getattr(member, "consecutive_failures", 0),
+            )
         await self.messenger.publish(self.keys.ch_events, kind, payload)
 
     async def _supervise(self, done: asyncio.Event) -> None:
@@ -67,25 +71,29 @@ class WorkerMembers:
                 for i, agent in enumerate(swarm.agents):
                     sick = not agent.alive or health_code(agent.consecutive_failures) >= 2
                     if sick and not swarm.busy[i] and not swarm.retired[i]:
-                        self._recover_soon(sid, agent, functools.partial(self._replace_agent,
-                                                                         sid, i))
+                        self._recover_soon(
+                            sid, agent, functools.partial(self._replace_agent, sid, i)
+                        )
                 for member in self.external.get(sid, []):
                     if not member.alive and member.agent_id not in self._gave_up:
-                        self._recover_soon(sid, member, functools.partial(
-                            self._replace_external, sid, member))
+                        self._recover_soon(
+                            sid, member, functools.partial(self._replace_external, sid, member)
+                        )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout=self.check_s)
 
-    def _recover_soon(self, sid: str, member: Member,
-                      replace: Callable[[], Awaitable[Member]]) -> None:
+    def _recover_soon(
+        self, sid: str, member: Member, replace: Callable[[], Awaitable[Member]]
+    ) -> None:
         if member.agent_id in self._recovering:
             return
         self._recovering.add(member.agent_id)
         t = self._spawn(self._recover(sid, member, replace), f"recovery of {member.agent_id}")
         t.add_done_callback(lambda _t: self._recovering.discard(member.agent_id))
 
-    async def _recover(self, sid: str, member: Member,
-                       replace: Callable[[], Awaitable[Member]]) -> None:
+    async def _recover(
+        self, sid: str, member: Member, replace: Callable[[], Awaitable[Member]]
+    ) -> None:
         await self._event("swarm.agent.failed", sid, member, alive=member.alive)
 
         async def emit(kind: str, detail: dict[str, Any]) -> None:
@@ -102,8 +110,7 @@ class WorkerMembers:
             await self._event("swarm.agent.abandoned", sid, member)
             self._alert_if_no_external(sid)
             return
-        await self._event("swarm.agent.retired", sid, member,
-                          cooldown_s=self.backoff.cooldown_s)
+        await self._event("swarm.agent.retired", sid, member, cooldown_s=self.backoff.cooldown_s)
         await asyncio.sleep(self.backoff.cooldown_s)
         new = await replace()
         await self._event("swarm.agent.replaced", sid, new, replaces=member.agent_id)
@@ -136,12 +143,20 @@ class WorkerMembers:
 
     def _alert_if_no_external(self, sid: str) -> None:
         members = self.external.get(sid, [])
-        if members and sid not in self._alerted and all(
-                m.agent_id in self._gave_up for m in members):
+        if (
+            members
+            and sid not in self._alerted
+            and all(m.agent_id in self._gave_up for m in members)
+        ):
             self._alerted.add(sid)
-            self._spawn(self._event(
-                "swarm.alert", sid, reason="every external member failed; the swarm continues "
-                "on its Python agents"), f"alert of swarm {sid}")
+            self._spawn(
+                self._event(
+                    "swarm.alert",
+                    sid,
+                    reason="every external member failed; the swarm continues on its Python agents",
+                ),
+                f"alert of swarm {sid}",
+            )
 
     async def _reconcile(self) -> None:
         """Bring each swarm's members to the targets in its record (``scale_swarm``)."""
@@ -162,8 +177,9 @@ class WorkerMembers:
             index = placement.add(agent)
             self.agents.append(agent)
             assert self.memory is not None
-            self.memory.pool.set_limit(placement.first_index + index,
-                                       max_bytes=self.pool_bytes // max(1, len(self.agents)))
+            self.memory.pool.set_limit(
+                placement.first_index + index, max_bytes=self.pool_bytes // max(1, len(self.agents))
+            )
             await self._event("swarm.agent.started", sid, agent, scaled=True)
         # scale down idle Python agents, newest first; busy ones go at a later round
         for i in reversed(live):
@@ -196,14 +212,32 @@ class WorkerMembers:
         out: dict[str, dict[str, Any]] = {}
         for sid, swarm in self.placement.items():
             for i, a in enumerate(swarm.agents):
-                state = ("retired" if swarm.retired[i] else "busy" if swarm.busy[i]
-                         else "idle" if a.alive else "failed")
-                out[a.agent_id] = {"swarm": sid, "kind": "python", "state": state,
-                                   "health": health_code(a.consecutive_failures),
-                                   "failures": a.failures, "restarts": a.restarts,
-                                   "pid": a.pid}
+                state = (
+                    "retired"
+                    if swarm.retired[i]
+                    else "busy"
+                    if swarm.busy[i]
+                    else "idle"
+                    if a.alive
+                    else "failed"
+                )
+                out[a.agent_id] = {
+                    "swarm": sid,
+                    "kind": "python",
+                    "state": state,
+                    "health": health_code(a.consecutive_failures),
+                    "failures": a.failures,
+                    "restarts": a.restarts,
+                    "pid": a.pid,
+                }
             for m in self.external.get(sid, []):
-                out[m.agent_id] = {"swarm": sid, "kind": "external", "state": m.state,
-                                   "health": m.health, "failures": m.failures,
-                                   "restarts": m.restarts, "pid": m.pid}
+                out[m.agent_id] = {
+                    "swarm": sid,
+                    "kind": "external",
+                    "state": m.state,
+                    "health": m.health,
+                    "failures": m.failures,
+                    "restarts": m.restarts,
+                    "pid": m.pid,
+                }
         return out

@@ -58,8 +58,12 @@ def namespace() -> str:
 
 @pytest.fixture
 def settings(redis_server: RedisServer, namespace: str) -> Settings:
-    return Settings(redis_url=redis_server.url, redis_url_explicit=True, namespace=namespace,
-                    reconnect_timeout_s=10.0)
+    return Settings(
+        redis_url=redis_server.url,
+        redis_url_explicit=True,
+        namespace=namespace,
+        reconnect_timeout_s=10.0,
+    )
 
 
 @pytest.fixture

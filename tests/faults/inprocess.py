@@ -37,15 +37,23 @@ class System(msgspec.Struct, kw_only=True):
 
     async def running(self, task_id: str) -> None:
         """Wait until ``task_id`` runs on this worker."""
+
         async def on_worker() -> bool:
             t = await self.store.get(task_id)
             return t.status == "running" and t.worker == self.worker.id
+
         await eventually(on_worker, timeout_s=60, what=f"{task_id} running")
 
 
 @contextlib.asynccontextmanager
-async def worker_system(settings: Settings, swarms: Sequence[SwarmSpec], log_dir: Path, *,
-                        worker_id: str = "w1", **options: Any) -> AsyncIterator[System]:
+async def worker_system(
+    settings: Settings,
+    swarms: Sequence[SwarmSpec],
+    log_dir: Path,
+    *,
+    worker_id: str = "w1",
+    **options: Any,
+) -> AsyncIterator[System]:
     """Start a coordinator process and a worker; on exit stop both (bounded waits)."""
     keys = Keys(settings.namespace)
     group = ProcessGroup(settings, log_dir)

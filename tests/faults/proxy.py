@@ -60,13 +60,12 @@ class ReplyDroppingProxy:
                 client.close()
                 continue
             doomed = threading.Event()
-            threading.Thread(target=self._up, args=(client, upstream, doomed),
-                             daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, doomed),
-                             daemon=True).start()
+            threading.Thread(target=self._up, args=(client, upstream, doomed), daemon=True).start()
+            threading.Thread(
+                target=self._down, args=(upstream, client, doomed), daemon=True
+            ).start()
 
-    def _up(self, client: socket.socket, upstream: socket.socket,
-            doomed: threading.Event) -> None:
+    def _up(self, client: socket.socket, upstream: socket.socket, doomed: threading.Event) -> None:
         try:
             while data := client.recv(65536):
                 if self._take(data):
@@ -77,8 +76,9 @@ class ReplyDroppingProxy:
         finally:
             _close(upstream)
 
-    def _down(self, upstream: socket.socket, client: socket.socket,
-              doomed: threading.Event) -> None:
+    def _down(
+        self, upstream: socket.socket, client: socket.socket, doomed: threading.Event
+    ) -> None:
         try:
             while data := upstream.recv(65536):
                 if doomed.is_set():
@@ -99,8 +99,9 @@ class ReplyDroppingProxy:
     def __enter__(self) -> ReplyDroppingProxy:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

@@ -20,8 +20,9 @@ from tests.integration.helpers import eventually, host
 NOOP = "multiswarm.demo_tasks:noop"
 
 
-async def test_assignment_deadline_requeues_without_a_registry(scripts: Scripts,
-                                                               keys: Keys) -> None:
+async def test_assignment_deadline_requeues_without_a_registry(
+    scripts: Scripts, keys: Keys
+) -> None:
     registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("a", ["c"]), capacity=3)
     await host(scripts, keys, "w2", ("b", ["c"]), capacity=3)
@@ -45,6 +46,7 @@ async def test_assignment_deadline_requeues_without_a_registry(scripts: Scripts,
         await coord.reap_once()
         tasks = await store.get_many(on_a)
         return all(t is not None and t.status == "ready" for t in tasks)
+
     await eventually(requeued, timeout_s=5, what="a's queue back to ready")
     assert {t.attempts for t in await store.get_many(on_a) if t} == {0}
 

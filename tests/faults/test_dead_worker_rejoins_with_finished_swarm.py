@@ -23,7 +23,8 @@ async def test_rejoin_skips_finished_swarms(scripts: Scripts, keys: Keys) -> Non
     assert not await registry.heartbeat("w1", {}, 0.0)  # told to register again
 
     before = await registry.host_swarms(
-        "w1", {"host": "test"}, [swarm_spec("s1"), swarm_spec("s2"), swarm_spec("s3")])
+        "w1", {"host": "test"}, [swarm_spec("s1"), swarm_spec("s2"), swarm_spec("s3")]
+    )
     assert before == {"s1": "failed", "s2": "interrupted", "s3": "failed"}
     s1, s2 = await registry.get("s1"), await registry.get("s2")
     assert (s1.status, s1.host_workers) == ("failed", [])

@@ -32,10 +32,24 @@ def corpus(tmp_path: Path) -> Path:
 
 def start_demo(url: str, corpus: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "multiswarm", "--redis-url", url, "demo", "--corpus",
-         str(corpus), "--group-size", "4", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=environment_without_redis())
+        [
+            sys.executable,
+            "-m",
+            "multiswarm",
+            "--redis-url",
+            url,
+            "demo",
+            "--corpus",
+            str(corpus),
+            "--group-size",
+            "4",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment_without_redis(),
+    )
 
 
 def wait_for_completions(url: str, at_least: int, timeout_s: float = 120.0) -> None:
@@ -43,8 +57,11 @@ def wait_for_completions(url: str, at_least: int, timeout_s: float = 120.0) -> N
     client = redis.Redis.from_url(url, socket_timeout=2)
 
     def enough() -> bool:
-        return any(int(client.hget(key, "completed") or 0) >= at_least
-                   for key in client.scan_iter(match="*:stats", count=1000))
+        return any(
+            int(client.hget(key, "completed") or 0) >= at_least
+            for key in client.scan_iter(match="*:stats", count=1000)
+        )
+
     try:
         wait_sync(enough, timeout_s, what=f"{at_least} completions")
     finally:
@@ -81,7 +98,8 @@ def test_demo_verified_through_a_stall(stallable_redis: RedisServer, corpus: Pat
         client = redis.Redis.from_url(stallable_redis.url, socket_timeout=30)
         try:
             client.execute_command(  # type: ignore[no-untyped-call]
-            "DEBUG", "SLEEP", "7")
+                "DEBUG", "SLEEP", "7"
+            )
         finally:
             client.close()
         finish(proc)

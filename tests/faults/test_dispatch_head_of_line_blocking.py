@@ -18,10 +18,13 @@ NOOP = "multiswarm.demo_tasks:noop"
 BLOCKED = 800
 
 
-async def _submit(store: TaskStore, prefix: str, n: int, caps: list[str],
-                  priority: str = "normal") -> list[str]:
-    specs = [task_spec(NOOP, id=f"{prefix}{i:04d}", capabilities=caps, priority=priority)
-             for i in range(n)]
+async def _submit(
+    store: TaskStore, prefix: str, n: int, caps: list[str], priority: str = "normal"
+) -> list[str]:
+    specs = [
+        task_spec(NOOP, id=f"{prefix}{i:04d}", capabilities=caps, priority=priority)
+        for i in range(n)
+    ]
     await store.submit([(s, None) for s in specs])
     return [s.id for s in specs]
 
@@ -30,8 +33,7 @@ async def _tasks(store: TaskStore, ids: list[str]) -> list[Task]:
     return [t for t in await store.get_many(ids) if isinstance(t, Task)]
 
 
-async def test_missing_capability_does_not_starve_later_tasks(scripts: Scripts,
-                                                              keys: Keys) -> None:
+async def test_missing_capability_does_not_starve_later_tasks(scripts: Scripts, keys: Keys) -> None:
     store = TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("cpu", ["parse"]))
     coord = await leader(scripts, keys)  # batch 200: the old window was 800 tasks
@@ -42,7 +44,8 @@ async def test_missing_capability_does_not_starve_later_tasks(scripts: Scripts,
     stuck = await _tasks(store, blocked)
     assert len(stuck) == BLOCKED
     assert {(t.status, t.reason) for t in stuck} == {
-        ("ready", "no active swarm has capabilities [gpu]")}
+        ("ready", "no active swarm has capabilities [gpu]")
+    }
     # once a capable swarm appears, the parked tasks are dispatched
     await host(scripts, keys, "w2", ("gpus", ["gpu"]), capacity=BLOCKED)
     assert await coord.dispatch_once() == 200
@@ -51,8 +54,9 @@ async def test_missing_capability_does_not_starve_later_tasks(scripts: Scripts,
     assert {t.status for t in await _tasks(store, blocked)} == {"assigned"}
 
 
-async def test_full_swarms_do_not_starve_a_later_high_priority_task(scripts: Scripts,
-                                                                    keys: Keys) -> None:
+async def test_full_swarms_do_not_starve_a_later_high_priority_task(
+    scripts: Scripts, keys: Keys
+) -> None:
     store = TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("small", ["slow"]), capacity=2)
     await host(scripts, keys, "w2", ("other", ["fast"]), capacity=100)

@@ -39,9 +39,23 @@ async def test_same_id_in_another_process_is_refused(scripts: Scripts, keys: Key
 def test_cli_exits_non_zero_naming_the_id(settings: Settings) -> None:
     assert asyncio.run(_acquire(settings, "c-dup"))  # a live coordinator leads as c-dup
     proc = subprocess.Popen(
-        [sys.executable, "-m", "multiswarm", "--redis-url", settings.redis_url,
-         "--namespace", settings.namespace, "run", "coordinator", "--id", "c-dup"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "multiswarm",
+            "--redis-url",
+            settings.redis_url,
+            "--namespace",
+            settings.namespace,
+            "run",
+            "coordinator",
+            "--id",
+            "c-dup",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -56,7 +70,8 @@ def test_cli_exits_non_zero_naming_the_id(settings: Settings) -> None:
 async def _acquire(settings: Settings, holder: str) -> bool:
     client = connect(settings)
     try:
-        return await LeaderElection(Scripts(client), Keys(settings.namespace), 60_000,
-                                    holder_id=holder).try_acquire()
+        return await LeaderElection(
+            Scripts(client), Keys(settings.namespace), 60_000, holder_id=holder
+        ).try_acquire()
     finally:
         await client.aclose()

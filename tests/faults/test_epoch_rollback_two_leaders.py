@@ -20,8 +20,7 @@ from tests.integration.helpers import host
 NOOP = "multiswarm.demo_tasks:noop"
 
 
-async def test_equal_epoch_after_rollback_is_fenced_by_holder(scripts: Scripts,
-                                                              keys: Keys) -> None:
+async def test_equal_epoch_after_rollback_is_fenced_by_holder(scripts: Scripts, keys: Keys) -> None:
     old = SwarmCoordinator(scripts, keys, lease_ms=30_000, holder_id="old")
     assert await old.election.try_acquire() and old.election.epoch == 1
     await host(scripts, keys, "w1", ("s", []))

@@ -19,8 +19,7 @@ NOOP = "multiswarm.demo_tasks:noop"
 
 
 @pytest.mark.parametrize("end", ["completed", "failed"])
-async def test_finishing_a_swarm_requeues_its_queue(scripts: Scripts, keys: Keys,
-                                                    end: str) -> None:
+async def test_finishing_a_swarm_requeues_its_queue(scripts: Scripts, keys: Keys, end: str) -> None:
     registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("done", ["c"]), capacity=4)
     coord = await leader(scripts, keys)

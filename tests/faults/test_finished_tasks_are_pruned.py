@@ -20,8 +20,11 @@ NOOP = "multiswarm.demo_tasks:noop"
 
 async def _round(store: TaskStore, ttl_ms: int) -> int:
     """One housekeeping round of the registry with a deployment result TTL of ``ttl_ms``."""
-    return await housekeeping(SwarmRegistry(store.scripts, store.keys),
-                              archive_ms=7 * 24 * 3600 * 1000, result_ttl_ms=ttl_ms)
+    return await housekeeping(
+        SwarmRegistry(store.scripts, store.keys),
+        archive_ms=7 * 24 * 3600 * 1000,
+        result_ttl_ms=ttl_ms,
+    )
 
 
 async def _run_all(store: TaskStore, coord, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -37,8 +40,12 @@ async def _leftovers(store: TaskStore, keys: Keys, ids: list[str]) -> dict[str, 
     """How many of ``ids`` still have a trace in each per-task structure."""
     c = store.client
     out = {}
-    for name, key in (("record", keys.tasks), ("payload", keys.payloads),
-                      ("result", keys.results), ("dependents", keys.task_keyset[3])):
+    for name, key in (
+        ("record", keys.tasks),
+        ("payload", keys.payloads),
+        ("result", keys.results),
+        ("dependents", keys.task_keyset[3]),
+    ):
         out[name] = sum(v is not None for v in await c.hmget(key, ids))
     for status in ("completed", "dead", "cancelled"):
         pipe = c.pipeline(transaction=False)
@@ -57,28 +64,59 @@ async def test_one_round_prunes_thousands_of_finished_tasks(scripts: Scripts, ke
     await store.submit([(task_spec(NOOP, id=i), {"in": i}) for i in ids])
     await _run_all(store, coord, n)
     # and the other ways to finish: dead-lettered, cancelled, cancelled by a dead dependency
-    await store.submit([(task_spec(NOOP, id="doomed"), None),
-                        (task_spec(NOOP, id="orphan", depends_on=["doomed"]), None),
-                        (task_spec(NOOP, id="unwanted"), None)])
+    await store.submit(
+        [
+            (task_spec(NOOP, id="doomed"), None),
+            (task_spec(NOOP, id="orphan", depends_on=["doomed"]), None),
+            (task_spec(NOOP, id="unwanted"), None),
+        ]
+    )
     assert await store.cancel("unwanted") == "cancelled"
     await coord.dispatch_once()
     (c,) = await store.claim("s", "w1", 10)
     assert await store.fail(c.id, c.token, "boom", permanent=True) == "dead"
     ids += ["doomed", "orphan", "unwanted"]
-    assert await store.counts() == {"pending": 0, "ready": 0, "assigned": 0, "running": 0,
-                                    "completed": n, "failed": 0, "dead": 1, "cancelled": 2}
+    assert await store.counts() == {
+        "pending": 0,
+        "ready": 0,
+        "assigned": 0,
+        "running": 0,
+        "completed": n,
+        "failed": 0,
+        "dead": 1,
+        "cancelled": 2,
+    }
     await asyncio.sleep(0.3)
     pruned = await _round(store, 200)
     assert pruned == n + 3 > 1000  # the old prune stopped at 1000 per status per round
     assert await _leftovers(store, keys, ids) == {
-        "record": 0, "payload": 0, "result": 0, "dependents": 0, "completed": 0, "dead": 0,
-        "cancelled": 0, "completions": 0}
+        "record": 0,
+        "payload": 0,
+        "result": 0,
+        "dependents": 0,
+        "completed": 0,
+        "dead": 0,
+        "cancelled": 0,
+        "completions": 0,
+    }
     assert await store.client.hlen(keys.task_keyset[3]) == 0  # no readers fields either
-    for queue in (keys.task_retained, keys.ready, keys.task_keyset[5], keys.leases,
-                  keys.queue("s")):
+    for queue in (
+        keys.task_retained,
+        keys.ready,
+        keys.task_keyset[5],
+        keys.leases,
+        keys.queue("s"),
+    ):
         assert await store.client.zcard(queue) == 0, queue
     assert set(await store.stats()) <= {  # counters only: nothing kept per task
-        "seq", "submitted", "executions", "completed", "dead", "cancelled", "retries"}
+        "seq",
+        "submitted",
+        "executions",
+        "completed",
+        "dead",
+        "cancelled",
+        "retries",
+    }
     assert await _round(store, 200) == 0
 
 
@@ -86,9 +124,16 @@ async def test_registry_process_prunes_as_it_goes(scripts: Scripts, keys: Keys) 
     await host(scripts, keys, "w1", ("s", []))
     store, coord = TaskStore(scripts, keys), await leader(scripts, keys)
     stop = asyncio.Event()
-    registry = asyncio.create_task(run_registry(
-        SwarmRegistry(scripts, keys), stop, heartbeat_timeout_ms=30_000,
-        archive_ms=7 * 24 * 3600 * 1000, result_ttl_ms=100, housekeeping_s=0.1))
+    registry = asyncio.create_task(
+        run_registry(
+            SwarmRegistry(scripts, keys),
+            stop,
+            heartbeat_timeout_ms=30_000,
+            archive_ms=7 * 24 * 3600 * 1000,
+            result_ttl_ms=100,
+            housekeeping_s=0.1,
+        )
+    )
     try:
         for wave in range(3):
             batch = [f"w{wave}-{i}" for i in range(50)]
@@ -117,8 +162,9 @@ async def _finish(store: TaskStore, coord, *ids: str) -> None:  # type: ignore[n
     """Dispatch and complete exactly the tasks ``ids`` (they must be ready)."""
     left = set(ids)
     while left:
-        assert await coord.dispatch_once() or await store.client.zcard(
-            store.keys.queue("s")), f"{sorted(left)} not dispatchable"
+        assert await coord.dispatch_once() or await store.client.zcard(store.keys.queue("s")), (
+            f"{sorted(left)} not dispatchable"
+        )
         for c in await store.claim("s", "w1", 500):
             assert c.id in left, c.id
             assert await store.complete(c.id, c.token, "w1", c.id) == "completed"
@@ -135,11 +181,14 @@ async def test_per_task_ttl_overrides_the_deployment_ttl(scripts: Scripts, keys:
     # more long-lived tasks than one prune call examines, finished first: they must not stand
     # in the way of the ones behind them
     long_ids = [f"long{i}" for i in range(700)]
-    await store.submit([(task_spec(NOOP, id=i, result_ttl_ms=3_600_000), None)
-                        for i in long_ids])
+    await store.submit([(task_spec(NOOP, id=i, result_ttl_ms=3_600_000), None) for i in long_ids])
     await _finish(store, coord, *long_ids)
-    await store.submit([(task_spec(NOOP, id="short", result_ttl_ms=100), None),
-                        (task_spec(NOOP, id="plain"), None)])
+    await store.submit(
+        [
+            (task_spec(NOOP, id="short", result_ttl_ms=100), None),
+            (task_spec(NOOP, id="plain"), None),
+        ]
+    )
     await _finish(store, coord, "short", "plain")
     await asyncio.sleep(0.3)
     # deployment TTL one minute: only the task with its own 100 ms TTL is due
@@ -155,8 +204,9 @@ async def test_per_task_ttl_overrides_the_deployment_ttl(scripts: Scripts, keys:
 async def test_result_kept_while_a_dependent_may_read_it(scripts: Scripts, keys: Keys) -> None:
     await host(scripts, keys, "w1", ("s", []))
     store, coord = TaskStore(scripts, keys), await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id="a"), None),
-                        (task_spec(NOOP, id="b", depends_on=["a"]), None)])
+    await store.submit(
+        [(task_spec(NOOP, id="a"), None), (task_spec(NOOP, id="b", depends_on=["a"]), None)]
+    )
     await _finish(store, coord, "a")
     await store.submit([(task_spec(NOOP, id="c", depends_on=["a"]), None)])  # a already done
     await asyncio.sleep(0.3)

@@ -23,8 +23,9 @@ from tests.integration.helpers import eventually
 pytestmark = pytest.mark.slow
 
 
-async def test_slow_state_save_does_not_make_a_healthy_worker_dead(settings: Settings,
-                                                                  tmp_path: Path) -> None:
+async def test_slow_state_save_does_not_make_a_healthy_worker_dead(
+    settings: Settings, tmp_path: Path
+) -> None:
     timeout_ms = 1500
     settings = settings.replace(heartbeat_timeout_ms=timeout_ms, lease_ms=2000)
     async with worker_system(settings, [swarm_spec("s", ["x"], agents=1)], tmp_path) as system:
@@ -32,6 +33,7 @@ async def test_slow_state_save_does_not_make_a_healthy_worker_dead(settings: Set
 
         async def registered() -> bool:
             return await system.store.client.hexists(system.keys.workers, "w1")
+
         await eventually(registered, what="w1 registered")
 
         save = system.worker.state.update_state
@@ -39,6 +41,7 @@ async def test_slow_state_save_does_not_make_a_healthy_worker_dead(settings: Set
         async def slow_save(*args: Any, **kwargs: Any) -> int:
             await asyncio.sleep(2 * timeout_ms / 1000)  # contention, a slow Redis, many swarms
             return await save(*args, **kwargs)
+
         system.worker.state.update_state = slow_save  # type: ignore[method-assign]
 
         # reap as the registry process does, for four heartbeat timeouts

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 SLEEP = "multiswarm.demo_tasks:sleep_then_return"
 
 
-async def test_long_lease_is_not_cut_to_the_shortest_one(settings: Settings,
-                                                         tmp_path: Path) -> None:
+async def test_long_lease_is_not_cut_to_the_shortest_one(
+    settings: Settings, tmp_path: Path
+) -> None:
     group = ProcessGroup(settings.replace(heartbeat_timeout_ms=3000, lease_ms=2000), tmp_path)
     group.spawn("registry", ["registry"])
     group.spawn("coordinator", ["coordinator", "--id", "coord"])
@@ -34,17 +35,27 @@ async def test_long_lease_is_not_cut_to_the_shortest_one(settings: Settings,
     keys = Keys(settings.namespace)
     store = TaskStore(Scripts(connect(settings)), keys)
     try:
-        await store.submit([
-            (task_spec(SLEEP, id="short", capabilities=["sleep"], lease_ms=1000), {"seconds": 8}),
-            (task_spec(SLEEP, id="long", capabilities=["sleep"], lease_ms=6000), {"seconds": 8}),
-        ])
+        await store.submit(
+            [
+                (
+                    task_spec(SLEEP, id="short", capabilities=["sleep"], lease_ms=1000),
+                    {"seconds": 8},
+                ),
+                (
+                    task_spec(SLEEP, id="long", capabilities=["sleep"], lease_ms=6000),
+                    {"seconds": 8},
+                ),
+            ]
+        )
 
         async def both_running() -> bool:
             return len(await store.list("running")) == 2
+
         await eventually(both_running, timeout_s=60, what="both tasks running on w1")
 
         async def both_completed() -> bool:
             return (await store.counts())["completed"] == 2
+
         await eventually(both_completed, timeout_s=60, what="both tasks completed")
 
         stats = await store.stats()

@@ -24,23 +24,41 @@ from tests.integration.helpers import eventually
 pytestmark = pytest.mark.slow
 
 #: an external member that ignores SIGTERM: stopping it takes the whole stop timeout
-STUBBORN = shlex.join([sys.executable, "-c", "import signal, time; "
-                       "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+STUBBORN = shlex.join(
+    [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
+    ]
+)
 
 
-async def test_scaling_down_a_stubborn_member_keeps_leases(settings: Settings,
-                                                           tmp_path: Path) -> None:
+async def test_scaling_down_a_stubborn_member_keeps_leases(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = settings.replace(heartbeat_timeout_ms=3000, lease_ms=2000)
-    async with worker_system(settings, [swarm_spec("s", ["x"], agents=2)], tmp_path,
-                             external={"s": STUBBORN}) as system:
+    async with worker_system(
+        settings, [swarm_spec("s", ["x"], agents=2)], tmp_path, external={"s": STUBBORN}
+    ) as system:
         registry = SwarmRegistry(Scripts(system.store.client), system.keys)
-        await system.store.submit([(task_spec("multiswarm.demo_tasks:sleep_then_return",
-                                              id="t", capabilities=["x"], lease_ms=1000),
-                                    {"seconds": 12})])
+        await system.store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:sleep_then_return",
+                        id="t",
+                        capabilities=["x"],
+                        lease_ms=1000,
+                    ),
+                    {"seconds": 12},
+                )
+            ]
+        )
         await system.running("t")
 
         async def externals(n: int) -> bool:
             return len(system.worker.external.get("s", [])) == n
+
         assert await registry.scale("s", 5) == (3, 2)
         await eventually(lambda: externals(2), what="a second external member")
         assert await registry.scale("s", 2) == (1, 1)  # one external member is stopped
@@ -48,6 +66,7 @@ async def test_scaling_down_a_stubborn_member_keeps_leases(settings: Settings,
 
         async def completed() -> bool:
             return (await system.store.get("t")).status == "completed"
+
         await eventually(completed, timeout_s=30, what="t completed")
         stats = await system.store.stats()
         assert (stats.get("retries", 0), stats["executions"]) == (0, 1), stats

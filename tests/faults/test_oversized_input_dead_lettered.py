@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 NOOP = "multiswarm.demo_tasks:noop"
 
 
-async def test_input_larger_than_the_agent_share_is_dead_lettered(settings: Settings,
-                                                                  tmp_path: Path) -> None:
+async def test_input_larger_than_the_agent_share_is_dead_lettered(
+    settings: Settings, tmp_path: Path
+) -> None:
     group = ProcessGroup(settings.replace(heartbeat_timeout_ms=3000, lease_ms=2000), tmp_path)
     group.spawn("registry", ["registry"])
     group.spawn("coordinator", ["coordinator", "--id", "coord"])
@@ -37,6 +38,7 @@ async def test_input_larger_than_the_agent_share_is_dead_lettered(settings: Sett
 
         async def ended() -> bool:
             return (await store.get("big")).status in ("dead", "completed", "cancelled")
+
         await eventually(ended, timeout_s=30, what="the oversized task ending")
 
         t = await store.get("big")
@@ -49,6 +51,7 @@ async def test_input_larger_than_the_agent_share_is_dead_lettered(settings: Sett
 
         async def small_done() -> bool:
             return (await store.get("small")).status == "completed"
+
         await eventually(small_done, timeout_s=30, what="a small task completing")
     finally:
         await store.client.aclose()

@@ -33,8 +33,10 @@ async def test_expired_lease_reaped_while_dispatch_fails(scripts: Scripts, keys:
     stop = asyncio.Event()
     runner = asyncio.create_task(coord.run(stop))
     try:
+
         async def reaped() -> bool:
             return (await store.get("t")).status == "failed"
+
         await eventually(reaped, timeout_s=5, what="the expired lease reaped")
         task = await store.get("t")
         assert task.attempts == 1 and "lease expired" in task.error

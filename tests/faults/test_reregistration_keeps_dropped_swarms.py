@@ -17,8 +17,7 @@ from tests.integration.helpers import host, leader
 NOOP = "multiswarm.demo_tasks:noop"
 
 
-async def test_reregistration_drops_swarms_no_longer_hosted(scripts: Scripts,
-                                                            keys: Keys) -> None:
+async def test_reregistration_drops_swarms_no_longer_hosted(scripts: Scripts, keys: Keys) -> None:
     registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("old", ["c"]), ("shared", ["d"]), capacity=3)
     await host(scripts, keys, "w2", ("shared", ["d"]), capacity=3)
@@ -29,7 +28,8 @@ async def test_reregistration_drops_swarms_no_longer_hosted(scripts: Scripts,
 
     # w1 restarts under the same id, now hosting "new" (and still "shared") instead of "old"
     before = await registry.host_swarms(
-        "w1", {"host": "test"}, [swarm_spec("new", ["c"]), swarm_spec("shared", ["d"])])
+        "w1", {"host": "test"}, [swarm_spec("new", ["c"]), swarm_spec("shared", ["d"])]
+    )
     assert before == {"new": "new", "shared": "active"}
     old = await registry.get("old")
     assert (old.status, old.host_workers, old.active) == ("interrupted", [], 0)

@@ -34,8 +34,14 @@ KEYS = Keys("f")
 
 
 def fast_settings(url: str) -> Settings:
-    return Settings(redis_url=url, redis_url_explicit=True, namespace=KEYS.ns,
-                    socket_timeout_ms=1000, connect_timeout_ms=1000, reconnect_timeout_s=20.0)
+    return Settings(
+        redis_url=url,
+        redis_url_explicit=True,
+        namespace=KEYS.ns,
+        socket_timeout_ms=1000,
+        connect_timeout_ms=1000,
+        reconnect_timeout_s=20.0,
+    )
 
 
 @pytest.fixture
@@ -116,8 +122,9 @@ async def test_submit(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy
     assert (await stats(direct))["submitted"] == 1
 
 
-async def test_allocate_resource(direct: Scripts, lossy: Scripts,
-                                 proxy: ReplyDroppingProxy) -> None:
+async def test_allocate_resource(
+    direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy
+) -> None:
     await SwarmRegistry(direct, KEYS).register_swarm(swarm_spec("s1"))
     await ResourcePools(direct, KEYS).init_pool("gpu", 10)
     lose_next_reply(proxy, lossy, "allocate_resource")
@@ -128,8 +135,9 @@ async def test_allocate_resource(direct: Scripts, lossy: Scripts,
     assert usage.allocated == 4 and usage.holders == {"s1": 4}
 
 
-async def test_propose_and_cast_vote(direct: Scripts, lossy: Scripts,
-                                     proxy: ReplyDroppingProxy) -> None:
+async def test_propose_and_cast_vote(
+    direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy
+) -> None:
     lose_next_reply(proxy, lossy, "propose_vote")
     pid = await Consensus(lossy, KEYS).propose("t", ["yes", "no"], ["a", "b", "c"], 60_000)
     lose_next_reply(proxy, lossy, "cast_vote")
@@ -142,8 +150,9 @@ async def test_propose_and_cast_vote(direct: Scripts, lossy: Scripts,
     assert [p.id for p in await Consensus(direct, KEYS).proposals()] == [pid]
 
 
-async def test_breaker_permit_and_record(direct: Scripts, lossy: Scripts,
-                                         proxy: ReplyDroppingProxy) -> None:
+async def test_breaker_permit_and_record(
+    direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy
+) -> None:
     config = BreakerConfig(failure_threshold=2, open_ms=60_000)
     breaker = await BreakerRegistry(lossy, KEYS).get_or_create("llm", config)
     permit = await breaker.acquire()
@@ -162,8 +171,11 @@ async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: S
     tid = await one_assigned_task(direct)
     sleeper = aioredis.from_url(stallable_redis.url)
     try:
-        stalled = asyncio.ensure_future(sleeper.execute_command(  # type: ignore[no-untyped-call]
-            "DEBUG", "SLEEP", "2.5"))
+        stalled = asyncio.ensure_future(
+            sleeper.execute_command(  # type: ignore[no-untyped-call]
+                "DEBUG", "SLEEP", "2.5"
+            )
+        )
         await asyncio.sleep(0.2)  # the server is asleep now
         claimed = await TaskStore(direct, KEYS).claim("s1", "w1", 10)
         await stalled

@@ -52,23 +52,28 @@ async def _inject(system: System, loop: str) -> None:
         w.state.update_state = _boom  # type: ignore[method-assign]
     elif loop == "supervision":
         w._recover_soon = _boom_now  # type: ignore[method-assign]
-        idle = next(a for i, a in enumerate(w.placement["s"].agents)
-                    if not w.placement["s"].busy[i])
+        idle = next(
+            a for i, a in enumerate(w.placement["s"].agents) if not w.placement["s"].busy[i]
+        )
         os.kill(idle.pid, signal.SIGKILL)  # a dead agent: the supervisor must act on it
     elif loop == "listen":
         w.registry.get = _boom  # type: ignore[method-assign]
         await SwarmMessenger(system.store.client, system.keys).publish(
-            system.keys.ch_tasks, "swarm_scaled", {"swarm": "s"}, target="s")
+            system.keys.ch_tasks, "swarm_scaled", {"swarm": "s"}, target="s"
+        )
 
 
-@pytest.mark.parametrize("loop", ["claim", "renewal", "heartbeat", "progress", "supervision",
-                                  "listen"])
-async def test_a_failing_loop_stops_the_worker(settings: Settings, loop: str,
-                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "loop", ["claim", "renewal", "heartbeat", "progress", "supervision", "listen"]
+)
+async def test_a_failing_loop_stops_the_worker(
+    settings: Settings, loop: str, tmp_path: Path
+) -> None:
     settings = settings.replace(heartbeat_timeout_ms=1500, lease_ms=2000)
     async with worker_system(settings, [swarm_spec("s", ["x"], agents=2)], tmp_path) as system:
-        await system.store.submit([(task_spec(SLEEP, id="long", capabilities=["x"],
-                                              lease_ms=1000), {"seconds": 60})])
+        await system.store.submit(
+            [(task_spec(SLEEP, id="long", capabilities=["x"], lease_ms=1000), {"seconds": 60})]
+        )
         await system.running("long")
         await _inject(system, loop)
 
@@ -87,15 +92,29 @@ async def test_a_failing_loop_stops_the_worker(settings: Settings, loop: str,
 def _start_faulty_worker(settings: Settings, stderr: Path) -> subprocess.Popen[bytes]:
     with open(stderr, "wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.faulty_worker", "--redis-url",
-             settings.redis_url, "--namespace", settings.namespace, "run", "worker", "--id",
-             "w1", "--swarm", "s:x:1"],
-            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
-            env=dict(os.environ, HEARTBEAT_INTERVAL="1500"))
+            [
+                sys.executable,
+                "-m",
+                "tests.faults.faulty_worker",
+                "--redis-url",
+                settings.redis_url,
+                "--namespace",
+                settings.namespace,
+                "run",
+                "worker",
+                "--id",
+                "w1",
+                "--swarm",
+                "s:x:1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, HEARTBEAT_INTERVAL="1500"),
+        )
 
 
-async def test_run_worker_exits_1_with_a_one_line_error(settings: Settings,
-                                                         tmp_path: Path) -> None:
+async def test_run_worker_exits_1_with_a_one_line_error(settings: Settings, tmp_path: Path) -> None:
     """The real CLI in a child process, with the claim of tasks made to fail unexpectedly."""
     stderr = tmp_path / "worker.err"
     proc = _start_faulty_worker(settings, stderr)
@@ -115,8 +134,10 @@ async def test_run_worker_exits_1_with_a_one_line_error(settings: Settings,
 
     client = connect(settings)
     try:
+
         async def left() -> bool:
             return await client.hkeys(Keys(settings.namespace).workers) == []
+
         await eventually(left, timeout_s=5, what="w1 leaving the registry")
     finally:
         await client.aclose()

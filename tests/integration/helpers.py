@@ -15,8 +15,12 @@ from multiswarm.scripts import Scripts
 T = TypeVar("T")
 
 
-async def eventually(fn: Callable[[], Awaitable[T]], timeout_s: float = 30.0,
-                     interval_s: float = 0.05, what: str = "condition") -> T:
+async def eventually(
+    fn: Callable[[], Awaitable[T]],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll ``fn`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -39,20 +43,32 @@ def wait_sync(fn: Callable[[], Any], timeout_s: float = 30.0, what: str = "condi
         time.sleep(0.05)
 
 
-async def leader(scripts: Scripts, keys: Keys, strategy: str = "least_loaded",
-                 batch_size: int = 200) -> SwarmCoordinator:
+async def leader(
+    scripts: Scripts, keys: Keys, strategy: str = "least_loaded", batch_size: int = 200
+) -> SwarmCoordinator:
     """A coordinator that has won the election (no background loops)."""
-    coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, strategy=strategy,
-                             batch_size=batch_size)
+    coord = SwarmCoordinator(
+        scripts, keys, lease_ms=30_000, strategy=strategy, batch_size=batch_size
+    )
     assert await coord.election.try_acquire()
     return coord
 
 
-async def host(scripts: Scripts, keys: Keys, worker: str, *swarms: tuple[str, list[str]],
-               capacity: int = 100, priority: dict[str, str] | None = None) -> None:
+async def host(
+    scripts: Scripts,
+    keys: Keys,
+    worker: str,
+    *swarms: tuple[str, list[str]],
+    capacity: int = 100,
+    priority: dict[str, str] | None = None,
+) -> None:
     """Register ``worker`` as host of swarms given as (id, capabilities)."""
     prio = priority or {}
     await SwarmRegistry(scripts, keys).host_swarms(
-        worker, {"host": "test", "pid": 0},
-        [swarm_spec(s, caps, capacity=capacity, priority=prio.get(s, "normal"))
-         for s, caps in swarms])
+        worker,
+        {"host": "test", "pid": 0},
+        [
+            swarm_spec(s, caps, capacity=capacity, priority=prio.get(s, "normal"))
+            for s, caps in swarms
+        ],
+    )

@@ -39,16 +39,31 @@ async def main(argv: list[str]) -> None:
     p.add_argument("--respond", action="store_true")
     args = p.parse_args(argv)
 
-    settings = Settings(redis_url=args.url, redis_url_explicit=True, namespace=args.namespace,
-                        reconnect_timeout_s=30.0)
+    settings = Settings(
+        redis_url=args.url,
+        redis_url_explicit=True,
+        namespace=args.namespace,
+        reconnect_timeout_s=30.0,
+    )
     client = connect(settings)
-    messenger = SwarmMessenger(client, Keys(args.namespace), sender=args.swarm,
-                               agents=args.agent, reconnect_timeout_s=30.0)
+    messenger = SwarmMessenger(
+        client, Keys(args.namespace), sender=args.swarm, agents=args.agent, reconnect_timeout_s=30.0
+    )
 
     def record(env: Delivered) -> None:
-        emit({"event": "message", "channel": env.channel, "type": env.type, "sid": env.sid,
-              "id": env.id, "sender": env.sender, "target": env.target,
-              "payload": env.payload, "stats": messenger.stats()})
+        emit(
+            {
+                "event": "message",
+                "channel": env.channel,
+                "type": env.type,
+                "sid": env.sid,
+                "id": env.id,
+                "sender": env.sender,
+                "target": env.target,
+                "payload": env.payload,
+                "stats": messenger.stats(),
+            }
+        )
 
     async def boom(env: Delivered) -> None:
         raise RuntimeError(f"handler failure on purpose ({env.id})")

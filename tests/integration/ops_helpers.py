@@ -29,8 +29,9 @@ class OpsPeer:
         line = await asyncio.wait_for(self.proc.stdout.readline(), WAIT_S)
         if not line:
             await self.proc.wait()
-            raise AssertionError(f"peer exited ({self.proc.returncode}); its log:\n"
-                                 f"{self.log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"peer exited ({self.proc.returncode}); its log:\n{self.log.read_text()[-3000:]}"
+            )
         event: dict[str, Any] = json.loads(line)
         return event
 
@@ -57,8 +58,15 @@ async def ops_peers(settings: Settings, tmp_path: Path) -> AsyncIterator[Spawn]:
         log = tmp_path / f"peer-{len(running)}.log"
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(PEER), settings.redis_url, settings.namespace, *args,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err)
+                sys.executable,
+                str(PEER),
+                settings.redis_url,
+                settings.namespace,
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+            )
         peer = OpsPeer(proc, log)
         running.append(peer)
         event = await peer.event()

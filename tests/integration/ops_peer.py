@@ -74,8 +74,9 @@ async def breaker_trial(scripts: Scripts, keys: Keys, name: str, tries: str) -> 
     emit({"event": "recorded", "state": (await breaker.state()).state})
 
 
-async def allocate(scripts: Scripts, keys: Keys, swarm: str, rtype: str, iterations: str,
-                   seed: str) -> None:
+async def allocate(
+    scripts: Scripts, keys: Keys, swarm: str, rtype: str, iterations: str, seed: str
+) -> None:
     pools = ResourcePools(scripts, keys)
     rng = random.Random(int(seed))
     emit({"event": "ready"})
@@ -98,16 +99,24 @@ async def allocate(scripts: Scripts, keys: Keys, swarm: str, rtype: str, iterati
     emit({"event": "done", "held": held, "granted": granted, "refused": refused})
 
 
-async def vote(scripts: Scripts, keys: Keys, voter: str, mode: str, honest: str,
-               other: str) -> None:
+async def vote(
+    scripts: Scripts, keys: Keys, voter: str, mode: str, honest: str, other: str
+) -> None:
     consensus = Consensus(scripts, keys, sender=voter)
     emit({"event": "ready"})
     proposal = await line()
-    choices = {"honest": [honest], "liar": [other], "equivocate": [other, honest],
-               "silent": []}[mode]
+    choices = {"honest": [honest], "liar": [other], "equivocate": [other, honest], "silent": []}[
+        mode
+    ]
     receipts = [await consensus.vote(proposal, voter, c) for c in choices]
-    emit({"event": "voted", "voter": voter, "outcomes": [r.outcome for r in receipts],
-          "statuses": [r.status for r in receipts]})
+    emit(
+        {
+            "event": "voted",
+            "voter": voter,
+            "outcomes": [r.outcome for r in receipts],
+            "statuses": [r.status for r in receipts],
+        }
+    )
 
 
 async def main(argv: list[str]) -> None:
@@ -116,8 +125,12 @@ async def main(argv: list[str]) -> None:
     client = connect(settings)
     scripts, keys = Scripts(client, reconnect_timeout_s=30.0), Keys(namespace)
     try:
-        commands: dict[str, Any] = {"breaker-fail": breaker_fail, "breaker-trial": breaker_trial,
-                                    "allocate": allocate, "vote": vote}
+        commands: dict[str, Any] = {
+            "breaker-fail": breaker_fail,
+            "breaker-trial": breaker_trial,
+            "allocate": allocate,
+            "vote": vote,
+        }
         await commands[command](scripts, keys, *args)
     finally:
         await client.aclose()

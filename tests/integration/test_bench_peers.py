@@ -21,8 +21,7 @@ pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_peers.py"
 #: The module each system needs, None for multiswarm itself.
-SYSTEMS = {"multiswarm": None, "dramatiq": "dramatiq", "saq": "saq", "celery": "celery",
-           "rq": "rq"}
+SYSTEMS = {"multiswarm": None, "dramatiq": "dramatiq", "saq": "saq", "celery": "celery", "rq": "rq"}
 N, ROUND_TRIPS = 20, 3
 
 
@@ -32,11 +31,29 @@ def test_one_pass_counts_every_task_once(system: str) -> None:
     if module:
         pytest.importorskip(module)
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--systems", system, "--tasks", str(N),
-         "--round-trips", str(ROUND_TRIPS), "--passes", "1", "--no-warmup", "--no-write",
-         "--phase-timeout-s", "90"],
-        capture_output=True, text=True, timeout=280, env=environment_without_redis(),
-        check=False)
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--systems",
+            system,
+            "--tasks",
+            str(N),
+            "--round-trips",
+            str(ROUND_TRIPS),
+            "--passes",
+            "1",
+            "--no-warmup",
+            "--no-write",
+            "--phase-timeout-s",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=environment_without_redis(),
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert report["tasks"] == N and report["leftover_processes"] == 0

@@ -37,8 +37,9 @@ async def open_breaker(breaker: CircuitBreaker, failures: int = 5) -> None:
         await breaker.failure(await breaker.acquire(), f"boom {i}")
 
 
-async def test_state_is_one_for_every_process(scripts: Scripts, keys: Keys,
-                                              ops_peers: Spawn) -> None:
+async def test_state_is_one_for_every_process(
+    scripts: Scripts, keys: Keys, ops_peers: Spawn
+) -> None:
     registry = BreakerRegistry(scripts, keys)
     slow = msgspec.json.encode(BreakerConfig(open_ms=60_000)).decode()
     # four failures in another process, a success here: the count starts again
@@ -62,8 +63,9 @@ async def test_state_is_one_for_every_process(scripts: Scripts, keys: Keys,
     assert (await peer.event())["state"] == "closed"
 
 
-async def test_half_open_admits_exactly_the_trial_calls(scripts: Scripts, keys: Keys,
-                                                       ops_peers: Spawn) -> None:
+async def test_half_open_admits_exactly_the_trial_calls(
+    scripts: Scripts, keys: Keys, ops_peers: Spawn
+) -> None:
     registry = BreakerRegistry(scripts, keys)
     breaker = await registry.get_or_create("model", FAST)
     peers = await spawn_all(ops_peers, [("breaker-trial", "model", "4")] * 6)
@@ -95,7 +97,8 @@ async def _is(registry: BreakerRegistry, name: str, state: str) -> bool:
 
 
 async def test_failure_in_half_open_reopens_and_release_returns_a_permit(
-    scripts: Scripts, keys: Keys,
+    scripts: Scripts,
+    keys: Keys,
 ) -> None:
     registry = BreakerRegistry(scripts, keys)
     breaker = await registry.get_or_create("db", FAST)
@@ -122,8 +125,7 @@ async def _try_acquire(breaker: CircuitBreaker) -> Permit | None:
 
 async def test_unreported_trial_calls_count_as_a_failure(scripts: Scripts, keys: Keys) -> None:
     registry = BreakerRegistry(scripts, keys)
-    breaker = await registry.get_or_create("lost", BreakerConfig(open_ms=200,
-                                                                 trial_timeout_ms=200))
+    breaker = await registry.get_or_create("lost", BreakerConfig(open_ms=200, trial_timeout_ms=200))
     await open_breaker(breaker)
     lost = await eventually(lambda: _try_acquire(breaker), what="a trial permit")
     await eventually(lambda: _is(registry, "lost", "open"), what="trial timeout")
@@ -136,8 +138,10 @@ async def test_unreported_trial_calls_count_as_a_failure(scripts: Scripts, keys:
 async def test_protect_and_decorator(scripts: Scripts, keys: Keys) -> None:
     registry = BreakerRegistry(scripts, keys)
     breaker = await registry.get_or_create(
-        "tool", BreakerConfig(failure_threshold=2, success_threshold=1, half_open_calls=1,
-                              open_ms=200), failure_types=(ValueError,))
+        "tool",
+        BreakerConfig(failure_threshold=2, success_threshold=1, half_open_calls=1, open_ms=200),
+        failure_types=(ValueError,),
+    )
     calls = []
 
     @breaker
@@ -186,8 +190,7 @@ async def test_registry(scripts: Scripts, keys: Keys) -> None:
     await a.failure(await a.acquire(), "é" * 150)  # 300 bytes: cut to 200, on a character
     await b.failure(await b.acquire())
     assert (await a.state()).last_error == "é" * 100
-    assert {n: s.state for n, s in (await registry.states()).items()} == {"a": "open",
-                                                                          "b": "open"}
+    assert {n: s.state for n, s in (await registry.states()).items()} == {"a": "open", "b": "open"}
     assert not await registry.reset("missing")
     assert await registry.reset_all() == ["a", "b"]
     assert {s.state for s in (await registry.states()).values()} == {"closed"}
@@ -200,8 +203,10 @@ async def test_registry(scripts: Scripts, keys: Keys) -> None:
 def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
     cli.add_command(breakers)
     result = CliRunner().invoke(
-        cli, ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False)
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
     return result.exit_code, result.output
 
 

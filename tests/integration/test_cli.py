@@ -18,8 +18,10 @@ from .helpers import host, leader
 
 def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
-        cli, ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False)
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
     return result.exit_code, result.output
 
 
@@ -35,8 +37,13 @@ async def _json(settings: Settings, *args: str) -> object:
 
 
 async def test_leader_json(settings: Settings, scripts: Scripts, keys: Keys) -> None:
-    assert await _json(settings, "leader") == {"holder": None, "host": None, "pid": None,
-                                         "epoch": None, "lease_ms_left": 0}
+    assert await _json(settings, "leader") == {
+        "holder": None,
+        "host": None,
+        "pid": None,
+        "epoch": None,
+        "lease_ms_left": 0,
+    }
     coord = await leader(scripts, keys)
     report = await _json(settings, "leader")
     assert isinstance(report, dict)
@@ -46,17 +53,30 @@ async def test_leader_json(settings: Settings, scripts: Scripts, keys: Keys) -> 
     assert code == 0 and "epoch 1" in out
 
 
-async def test_tasks_submit_show_list_cancel(settings: Settings, scripts: Scripts,
-                                             keys: Keys) -> None:
+async def test_tasks_submit_show_list_cancel(
+    settings: Settings, scripts: Scripts, keys: Keys
+) -> None:
     await host(scripts, keys, "w1", ("s", ["parse"]))
-    sub = await _json(settings, "tasks", "submit", "multiswarm.demo_tasks:noop", "--id", "a",
-                "--cap", "parse", "--payload", '{"x": 1}')
+    sub = await _json(
+        settings,
+        "tasks",
+        "submit",
+        "multiswarm.demo_tasks:noop",
+        "--id",
+        "a",
+        "--cap",
+        "parse",
+        "--payload",
+        '{"x": 1}',
+    )
     assert sub == {"id": "a", "status": "ready"}
-    assert await _json(settings, "tasks", "submit", "multiswarm.demo_tasks:noop", "--id", "b",
-                 "--after", "a") == {"id": "b", "status": "pending"}
+    assert await _json(
+        settings, "tasks", "submit", "multiswarm.demo_tasks:noop", "--id", "b", "--after", "a"
+    ) == {"id": "b", "status": "pending"}
     coord = await leader(scripts, keys)
     await coord.dispatch_once()
     from multiswarm.tasks import TaskStore
+
     store = TaskStore(scripts, keys)
     await store.claim("s", "w1", 1)
 
@@ -94,10 +114,21 @@ def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
     assert (code == 1 and "InvalidIdError" in out) or "invalid task id" in out
 
 
-@pytest.mark.parametrize("args", [
-    [], ["run"], ["run", "worker"], ["run", "coordinator"], ["up"], ["demo"], ["tasks"],
-    ["tasks", "list"], ["leader"], ["status"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["run"],
+        ["run", "worker"],
+        ["run", "coordinator"],
+        ["up"],
+        ["demo"],
+        ["tasks"],
+        ["tasks", "list"],
+        ["leader"],
+        ["status"],
+    ],
+)
 def test_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, [*args, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -109,7 +140,12 @@ def test_module_entry_points_import_cleanly(module: str) -> None:
     modules would kill every one of them at start."""
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", module, "run", "worker", "--help"],
-                         capture_output=True, text=True, timeout=60)
+
+    out = subprocess.run(
+        [sys.executable, "-m", module, "run", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "--external" in out.stdout

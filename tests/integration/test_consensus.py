@@ -37,8 +37,9 @@ async def announcement(client: Client, keys: Keys, proposal: str) -> dict[str, A
     listener = SwarmMessenger(client, keys, "observer")
 
     async def first() -> dict[str, Any]:
-        async with contextlib.aclosing(listener.listen([keys.ch_coordination],
-                                                       since="0")) as stream:
+        async with contextlib.aclosing(
+            listener.listen([keys.ch_coordination], since="0")
+        ) as stream:
             async for _channel, env in stream:
                 if env.type == "consensus_result" and env.payload["proposal"] == proposal:
                     return env.payload
@@ -47,13 +48,15 @@ async def announcement(client: Client, keys: Keys, proposal: str) -> dict[str, A
     return await asyncio.wait_for(first(), 30)
 
 
-async def start_voters(ops_peers: Spawn, n: int, faulty: int) -> tuple[list[str], list[OpsPeer],
-                                                                       list[OpsPeer]]:
+async def start_voters(
+    ops_peers: Spawn, n: int, faulty: int
+) -> tuple[list[str], list[OpsPeer], list[OpsPeer]]:
     """n voters v0..; the first ``faulty`` cycle through FAULTY_MODES. (ids, faulty, honest)"""
     ids = [f"v{i}" for i in range(n)]
     modes = [FAULTY_MODES[i % 3] if i < faulty else "honest" for i in range(n)]
-    peers = await asyncio.gather(*(ops_peers("vote", v, m, "approve", "reject")
-                                   for v, m in zip(ids, modes)))
+    peers = await asyncio.gather(
+        *(ops_peers("vote", v, m, "approve", "reject") for v, m in zip(ids, modes))
+    )
     return ids, list(peers[:faulty]), list(peers[faulty:])
 
 
@@ -64,7 +67,11 @@ async def cast(peers: list[OpsPeer], proposal: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("f", [1, 2])
 async def test_decides_with_f_faulty_out_of_3f_plus_1(
-    scripts: Scripts, keys: Keys, client: Client, ops_peers: Spawn, f: int,
+    scripts: Scripts,
+    keys: Keys,
+    client: Client,
+    ops_peers: Spawn,
+    f: int,
 ) -> None:
     n = 3 * f + 1
     ids, faulty, honest = await start_voters(ops_peers, n, f)
@@ -90,7 +97,11 @@ async def test_decides_with_f_faulty_out_of_3f_plus_1(
 
 @pytest.mark.parametrize("f", [1, 2])
 async def test_no_quorum_with_more_than_f_faulty(
-    scripts: Scripts, keys: Keys, client: Client, ops_peers: Spawn, f: int,
+    scripts: Scripts,
+    keys: Keys,
+    client: Client,
+    ops_peers: Spawn,
+    f: int,
 ) -> None:
     n = 3 * f + 1
     ids, faulty, honest = await start_voters(ops_peers, n, f + 1)
@@ -110,8 +121,9 @@ async def test_no_quorum_with_more_than_f_faulty(
 
 async def test_vote_rules(scripts: Scripts, keys: Keys) -> None:
     consensus = Consensus(scripts, keys)
-    pid = await consensus.propose("pick", ["x", "y"], ["a", "b", "c", "d"], 60_000,
-                                  proposal_id="p1")
+    pid = await consensus.propose(
+        "pick", ["x", "y"], ["a", "b", "c", "d"], 60_000, proposal_id="p1"
+    )
     assert pid == "p1"
     with pytest.raises(AlreadyExists):
         await consensus.propose("again", ["x"], ["a"], 1000, proposal_id="p1")
@@ -143,33 +155,45 @@ async def test_vote_rules(scripts: Scripts, keys: Keys) -> None:
 
 async def test_resolve_by_each_strategy(scripts: Scripts, keys: Keys) -> None:
     consensus = Consensus(scripts, keys)
-    claims = [Claim(swarm_id="late-high", priority="high", ts_ms=30),
-              Claim(swarm_id="early-low", priority="low", ts_ms=10),
-              Claim(swarm_id="mid-normal", priority="normal", ts_ms=20)]
+    claims = [
+        Claim(swarm_id="late-high", priority="high", ts_ms=30),
+        Claim(swarm_id="early-low", priority="low", ts_ms=10),
+        Claim(swarm_id="mid-normal", priority="normal", ts_ms=20),
+    ]
     assert (await consensus.resolve(claims, "priority")).winner == "late-high"
     assert (await consensus.resolve(claims, "timestamp")).ranking == [
-        "early-low", "mid-normal", "late-high"]
+        "early-low",
+        "mid-normal",
+        "late-high",
+    ]
 
     voters = ["a", "b", "c", "d"]
-    task = asyncio.create_task(consensus.resolve(claims, "voting", voters=voters,
-                                                 deadline_ms=60_000))
+    task = asyncio.create_task(
+        consensus.resolve(claims, "voting", voters=voters, deadline_ms=60_000)
+    )
     proposals = await eventually(consensus.proposals, what="the proposal")
     for v in voters[:3]:
         await consensus.vote(proposals[0].id, v, "mid-normal")
     res = await asyncio.wait_for(task, 30)
     assert (res.strategy, res.winner, res.status) == ("voting", "mid-normal", "decided")
 
-    silent = await consensus.resolve(claims, "voting", voters=voters, deadline_ms=300,
-                                     fallback="timestamp")
-    assert (silent.status, silent.strategy, silent.winner) == ("no_quorum", "timestamp",
-                                                               "early-low")
+    silent = await consensus.resolve(
+        claims, "voting", voters=voters, deadline_ms=300, fallback="timestamp"
+    )
+    assert (silent.status, silent.strategy, silent.winner) == (
+        "no_quorum",
+        "timestamp",
+        "early-low",
+    )
 
 
 def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
     cli.add_command(votes)
     result = CliRunner().invoke(
-        cli, ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False)
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
     return result.exit_code, result.output
 
 
@@ -180,8 +204,7 @@ async def test_cli(settings: Settings, scripts: Scripts, keys: Keys) -> None:
     code, out = await asyncio.to_thread(_invoke, settings, "votes", "list", "--json")
     assert code == 0, out
     [listed] = json.loads(out)
-    assert (listed["id"], listed["status"], listed["counts"]) == (pid, "open",
-                                                                  {"yes": 1, "no": 0})
+    assert (listed["id"], listed["status"], listed["counts"]) == (pid, "open", {"yes": 1, "no": 0})
     code, out = await asyncio.to_thread(_invoke, settings, "votes", "show", pid, "--json")
     assert code == 0 and json.loads(out)["missing"] == ["b", "c"]
     code, out = await asyncio.to_thread(_invoke, settings, "votes", "list")

@@ -29,7 +29,7 @@ def _docker_answers() -> str | None:
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return None  # a remote engine: let testcontainers try it
-    path = host[len("unix://"):]
+    path = host[len("unix://") :]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(3)
@@ -48,6 +48,7 @@ def container_url() -> Iterator[str]:
     if reason:
         pytest.skip(reason)
     from testcontainers.redis import RedisContainer
+
     with RedisContainer("redis:7-alpine") as redis:
         yield f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
 

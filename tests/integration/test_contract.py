@@ -16,10 +16,17 @@ from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 
 ALLOWED = {
-    ("initializing", "active"), ("initializing", "failed"), ("initializing", "interrupted"),
-    ("active", "completed"), ("active", "failed"), ("active", "interrupted"),
-    ("interrupted", "recovering"), ("interrupted", "failed"),
-    ("recovering", "active"), ("recovering", "failed"), ("recovering", "interrupted"),
+    ("initializing", "active"),
+    ("initializing", "failed"),
+    ("initializing", "interrupted"),
+    ("active", "completed"),
+    ("active", "failed"),
+    ("active", "interrupted"),
+    ("interrupted", "recovering"),
+    ("interrupted", "failed"),
+    ("recovering", "active"),
+    ("recovering", "failed"),
+    ("recovering", "interrupted"),
 }
 
 
@@ -30,6 +37,7 @@ async def registry(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
         client = fakeredis.FakeAsyncRedis()
     else:
         from multiswarm.connection import connect
+
         client = connect(request.getfixturevalue("settings"))
     yield SwarmRegistry(Scripts(client), Keys(namespace))
     await client.aclose()
@@ -37,9 +45,14 @@ async def registry(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
 
 async def _put_in(registry: SwarmRegistry, swarm_id: str, status: str) -> None:
     """Walk a new swarm to ``status`` by allowed steps only."""
-    path = {"initializing": [], "active": ["active"], "failed": ["failed"],
-            "interrupted": ["interrupted"], "recovering": ["interrupted", "recovering"],
-            "completed": ["active", "completed"]}[status]
+    path = {
+        "initializing": [],
+        "active": ["active"],
+        "failed": ["failed"],
+        "interrupted": ["interrupted"],
+        "recovering": ["interrupted", "recovering"],
+        "completed": ["active", "completed"],
+    }[status]
     await registry.register_swarm(swarm_spec(swarm_id))
     for step in path:
         await registry.transition(swarm_id, step)

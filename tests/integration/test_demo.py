@@ -28,9 +28,25 @@ def corpus(tmp_path: Path) -> Path:
 
 def _demo(url: str, corpus: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
     proc = subprocess.run(
-        [sys.executable, "-m", "multiswarm.cli", "--redis-url", url, "demo", "--corpus",
-         str(corpus), "--group-size", "8", "--json", *extra],
-        capture_output=True, text=True, timeout=600, env=environment_without_redis())
+        [
+            sys.executable,
+            "-m",
+            "multiswarm.cli",
+            "--redis-url",
+            url,
+            "demo",
+            "--corpus",
+            str(corpus),
+            "--group-size",
+            "8",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment_without_redis(),
+    )
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -46,17 +62,30 @@ def test_demo_survives_leader_and_worker_kills(redis_server: RedisServer, corpus
     assert report["executions"] >= report["tasks_completed"]
     assert report["summary"]["tokenize_errors"] == 1
     assert report["exit_codes"]["worker-0"] == -9
-    assert all(code == 0 for name, code in report["exit_codes"].items()
-               if name not in (report["leader_killed"]["name"], "worker-0"))
-    for key in ("tasks_submitted", "tasks_completed", "tasks_lost", "duplicate_completions",
-                "executions", "failovers", "failover_seconds", "wall_seconds",
-                "tasks_per_second", "verified"):
+    assert all(
+        code == 0
+        for name, code in report["exit_codes"].items()
+        if name not in (report["leader_killed"]["name"], "worker-0")
+    )
+    for key in (
+        "tasks_submitted",
+        "tasks_completed",
+        "tasks_lost",
+        "duplicate_completions",
+        "executions",
+        "failovers",
+        "failover_seconds",
+        "wall_seconds",
+        "tasks_per_second",
+        "verified",
+    ):
         assert key in report
 
 
 def test_demo_more_swarms_and_workers(redis_server: RedisServer, corpus: Path) -> None:
-    code, report = _demo(redis_server.url, corpus, "--swarms", "4", "--workers", "3",
-                         "--agents", "1")
+    code, report = _demo(
+        redis_server.url, corpus, "--swarms", "4", "--workers", "3", "--agents", "1"
+    )
     assert code == 0 and report["verified"], report
     assert (report["swarms"], report["workers"]) == (4, 3)
 
@@ -66,9 +95,20 @@ def test_demo_starts_a_private_server_when_none_is_configured(corpus: Path) -> N
     answers (a developer machine), the same command uses it instead: both are the documented
     behaviour, and the report says which was used."""
     proc = subprocess.run(
-        [sys.executable, "-m", "multiswarm.cli", "demo", "--corpus", str(corpus / "json"),
-         "--json"], capture_output=True, text=True, timeout=600,
-        env=environment_without_redis())
+        [
+            sys.executable,
+            "-m",
+            "multiswarm.cli",
+            "demo",
+            "--corpus",
+            str(corpus / "json"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment_without_redis(),
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["verified"] is True
     assert ("started private" in proc.stderr) or ("found running" in proc.stderr)

@@ -57,8 +57,15 @@ async def test_round_robin_cursor_survives_failover(scripts: Scripts, keys: Keys
 
 async def test_priority_matches_task_to_swarm_priority(scripts: Scripts, keys: Keys) -> None:
     store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("hi", []), ("mid", []), ("lo", []),
-               priority={"hi": "high", "mid": "normal", "lo": "low"})
+    await host(
+        scripts,
+        keys,
+        "w1",
+        ("hi", []),
+        ("mid", []),
+        ("lo", []),
+        priority={"hi": "high", "mid": "normal", "lo": "low"},
+    )
     coord = await leader(scripts, keys, "priority")
     placed = {}
     for prio in ("low", "high", "normal"):
@@ -71,8 +78,9 @@ async def test_priority_matches_task_to_swarm_priority(scripts: Scripts, keys: K
 
 async def test_priority_falls_back_to_the_nearest_tier(scripts: Scripts, keys: Keys) -> None:
     store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("mid", []), ("lo", []),
-               priority={"mid": "normal", "lo": "low"})
+    await host(
+        scripts, keys, "w1", ("mid", []), ("lo", []), priority={"mid": "normal", "lo": "low"}
+    )
     coord = await leader(scripts, keys, "priority")
     (tid,) = await _submit(store, 1, priority="high")
     await coord.dispatch_once()
@@ -81,8 +89,14 @@ async def test_priority_falls_back_to_the_nearest_tier(scripts: Scripts, keys: K
 
 async def test_capability_best_fit_and_unplaceable_tasks(scripts: Scripts, keys: Keys) -> None:
     store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("generalist", ["parse", "compress", "reduce"]),
-               ("parser", ["parse"]), ("packer", ["parse", "compress"]))
+    await host(
+        scripts,
+        keys,
+        "w1",
+        ("generalist", ["parse", "compress", "reduce"]),
+        ("parser", ["parse"]),
+        ("packer", ["parse", "compress"]),
+    )
     coord = await leader(scripts, keys, "capability")
     parse = await _submit(store, 3, prefix="p", capabilities=["parse"])
     both = await _submit(store, 1, prefix="b", capabilities=["parse", "compress"])

@@ -46,9 +46,14 @@ def test_exactly_one_leader_among_racing_processes(settings: Settings) -> None:
     for round_ in range(3):
         ns = f"{settings.namespace}r{round_}"
         start_at = time.time() + 2.0
-        procs = [subprocess.Popen([sys.executable, "-c", RACER, settings.redis_url, ns,
-                                   str(start_at), f"racer{i}"], stdout=subprocess.PIPE, text=True)
-                 for i in range(6)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, settings.redis_url, ns, str(start_at), f"racer{i}"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(6)
+        ]
         outs = [p.communicate(timeout=60)[0].split() for p in procs]
         winners = [o for o in outs if o[0] == "WON"]
         assert len(winners) == 1, outs
@@ -59,8 +64,9 @@ async def test_exactly_one_leader_among_racing_clients(settings: Settings) -> No
     clients = [connect(settings) for _ in range(10)]
     try:
         for _ in range(20):
-            elections = [LeaderElection(Scripts(c), Keys(settings.namespace), 30_000)
-                         for c in clients]
+            elections = [
+                LeaderElection(Scripts(c), Keys(settings.namespace), 30_000) for c in clients
+            ]
             won = await asyncio.gather(*(e.try_acquire() for e in elections))
             assert sum(won) == 1
             winner = elections[won.index(True)]
@@ -115,6 +121,7 @@ def _leader_pid(settings: Settings) -> tuple[int, int, str] | None:
             return (info.pid, left, info.holder) if info else None
         finally:
             await client.aclose()
+
     return asyncio.run(read())
 
 
@@ -126,6 +133,7 @@ def _server_ms(settings: Settings) -> int:
             return int(sec) * 1000 + int(usec) // 1000
         finally:
             await client.aclose()
+
     return asyncio.run(read())
 
 
@@ -138,6 +146,7 @@ def _acquired_ms(settings: Settings) -> int:
             return info.acquired_ms
         finally:
             await client.aclose()
+
     return asyncio.run(read())
 
 
@@ -152,8 +161,9 @@ def test_failover_after_sigkill_within_lease_plus_renewal(settings: Settings, tm
         victim = next(c for c in group.children if c.pid == first[0])
         killed_at = _server_ms(settings)
         group.kill(victim)
-        new = wait_sync(lambda: (lp := _leader_pid(settings)) and lp[2] != first[2] and lp,
-                        what="a new leader")
+        new = wait_sync(
+            lambda: (lp := _leader_pid(settings)) and lp[2] != first[2] and lp, what="a new leader"
+        )
         gap_ms = _acquired_ms(settings) - killed_at
         # The lease left at the kill must run out, then a standby's next try (every third of
         # the lease) wins; 1 s of slack for process scheduling on a loaded machine.
@@ -175,8 +185,11 @@ def test_sigterm_hands_over_before_the_lease_would_expire(settings: Settings, tm
         stopped_at = _server_ms(settings)
         victim.proc.terminate()
         assert victim.proc.wait(timeout=30) == 0  # clean exit
-        wait_sync(lambda: (lp := _leader_pid(settings)) and lp[2] != first[2],
-                  timeout_s=15, what="hand-over")
+        wait_sync(
+            lambda: (lp := _leader_pid(settings)) and lp[2] != first[2],
+            timeout_s=15,
+            what="hand-over",
+        )
         # Taken over before the old lease would have expired: it was released, not waited out.
         assert _acquired_ms(settings) < stopped_at + first[1]
     finally:

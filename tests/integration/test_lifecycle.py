@@ -38,7 +38,11 @@ async def test_dependencies_run_in_order(world) -> None:  # type: ignore[no-unty
     c = task_spec(NOOP, id="c", depends_on=["a", "b"])
     d = task_spec(NOOP, id="d", depends_on=["c"])
     assert await store.submit([(a, 1), (b, 2), (c, 3), (d, 4)]) == {
-        "a": "ready", "b": "ready", "c": "pending", "d": "pending"}
+        "a": "ready",
+        "b": "ready",
+        "c": "pending",
+        "d": "pending",
+    }
     assert await coord.dispatch_once() == 2  # only a and b can go
     order = [await _run_one(store, coord)]
     assert await _status(store, "c", "d") == ["pending", "pending"]  # c still waits on one
@@ -48,8 +52,7 @@ async def test_dependencies_run_in_order(world) -> None:  # type: ignore[no-unty
     order.append(await _run_one(store, coord))
     assert order[2:] == ["c", "d"] and sorted(order[:2]) == ["a", "b"]
     # a task whose dependency already completed is ready at once
-    assert await store.submit([(task_spec(NOOP, id="e", depends_on=["a"]), None)]) == {
-        "e": "ready"}
+    assert await store.submit([(task_spec(NOOP, id="e", depends_on=["a"]), None)]) == {"e": "ready"}
 
 
 async def test_completion_is_recorded_exactly_once(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
@@ -124,6 +127,7 @@ async def test_expired_lease_requeues_and_first_result_wins(world) -> None:  # t
     async def reaped() -> bool:
         retried, _dead = await coord.reap_once()
         return bool(retried == 1)
+
     await eventually(reaped, what="lease expiry")
     t = await store.get("t")
     assert t.status == "failed" and t.error.startswith("lease expired")
@@ -149,14 +153,22 @@ async def test_lease_renewal_keeps_a_long_task(world) -> None:  # type: ignore[n
 
 async def test_cancel_cascades_and_terminal_is_final(world) -> None:  # type: ignore[no-untyped-def]
     store, coord = world
-    await store.submit([(task_spec(NOOP, id="root"), None),
-                        (task_spec(NOOP, id="mid", depends_on=["root"]), None),
-                        (task_spec(NOOP, id="leaf", depends_on=["mid"]), None),
-                        (task_spec(NOOP, id="other"), None)])
+    await store.submit(
+        [
+            (task_spec(NOOP, id="root"), None),
+            (task_spec(NOOP, id="mid", depends_on=["root"]), None),
+            (task_spec(NOOP, id="leaf", depends_on=["mid"]), None),
+            (task_spec(NOOP, id="other"), None),
+        ]
+    )
     await coord.dispatch_once()
     assert await store.cancel("root", "no longer needed") == "cancelled"
     assert await _status(store, "root", "mid", "leaf", "other") == [
-        "cancelled", "cancelled", "cancelled", "assigned"]
+        "cancelled",
+        "cancelled",
+        "cancelled",
+        "assigned",
+    ]
     assert await store.cancel("root") == "ended:cancelled"
     # the cancelled task's queue entry is dropped when claimed; the swarm slot was freed
     claimed = await store.claim("s", "w1", 10)
@@ -188,6 +200,7 @@ async def test_submit_is_all_or_nothing_and_idempotent(world) -> None:  # type: 
 
 async def test_corrupt_task_record_is_a_typed_error(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
     from multiswarm.errors import MessageDecodeError
+
     store, _ = world
     await store.client.hset(keys.tasks, "broken", b"\xff{not json")
     with pytest.raises(MessageDecodeError):

@@ -83,17 +83,29 @@ PeerFactory = Callable[..., Awaitable[Peer]]
 async def peers(tmp_path: Path) -> AsyncIterator[PeerFactory]:
     running: list[Peer] = []
 
-    async def start(url: str, namespace: str, swarm: str, *args: str,
-                    secret: str | None = None) -> Peer:
+    async def start(
+        url: str, namespace: str, swarm: str, *args: str, secret: str | None = None
+    ) -> Peer:
         env = {k: v for k, v in os.environ.items() if k != "MULTISWARM_SECRET"}
         if secret is not None:
             env["MULTISWARM_SECRET"] = secret
         log = tmp_path / f"peer-{swarm}-{len(running)}.log"
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(PEER), "--url", url, "--namespace", namespace,
-                "--swarm", swarm, *args, stdout=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL, stderr=err, env=env)
+                sys.executable,
+                str(PEER),
+                "--url",
+                url,
+                "--namespace",
+                namespace,
+                "--swarm",
+                swarm,
+                *args,
+                stdout=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
         peer = Peer(proc, log)
         running.append(peer)
         event = await peer.event()
@@ -124,17 +136,22 @@ async def next_item(queue: asyncio.Queue[Delivered]) -> Delivered:
 
 # -- delivery across processes --------------------------------------------------------------------
 async def test_targeted_and_agent_messages_reach_only_their_addressee(
-    settings: Settings, client: Client, keys: Keys, peers: PeerFactory,
+    settings: Settings,
+    client: Client,
+    keys: Keys,
+    peers: PeerFactory,
 ) -> None:
     beta = await peers(settings.redis_url, keys.ns, "beta", "--agent", "beta.a1")
     alpha = SwarmMessenger(client, keys, "alpha")
-    await alpha.send("gamma", "coordination_request", {"n": 0})      # another swarm's channel
-    await alpha.send_to_agent("other.a1", "note", {"n": 1})          # another swarm's agent
+    await alpha.send("gamma", "coordination_request", {"n": 0})  # another swarm's channel
+    await alpha.send_to_agent("other.a1", "note", {"n": 1})  # another swarm's agent
     sent = await alpha.send("beta", "coordination_request", {"n": 2}, agent="alpha.a0")
     await alpha.send_to_agent("beta.a1", "note", {"n": 3}, from_agent="alpha.a0")
     got = [await beta.message(), await beta.message()]
     assert [(e["channel"], e["type"], e["payload"]["n"]) for e in got] == [
-        (keys.ch_swarm("beta"), "coordination_request", 2), (keys.ch_agents, "note", 3)]
+        (keys.ch_swarm("beta"), "coordination_request", 2),
+        (keys.ch_agents, "note", 3),
+    ]
     assert got[0]["sid"] == sent.stream_id and got[0]["sender"] == "alpha"
     assert got[1]["target"] == "beta.a1"
     assert sent.receivers == 1
@@ -142,7 +159,10 @@ async def test_targeted_and_agent_messages_reach_only_their_addressee(
 
 
 async def test_broadcast_reaches_every_swarm_and_own_only_on_request(
-    settings: Settings, client: Client, keys: Keys, peers: PeerFactory,
+    settings: Settings,
+    client: Client,
+    keys: Keys,
+    peers: PeerFactory,
 ) -> None:
     alpha = await peers(settings.redis_url, keys.ns, "alpha")
     beta = await peers(settings.redis_url, keys.ns, "beta")
@@ -156,13 +176,19 @@ async def test_broadcast_reaches_every_swarm_and_own_only_on_request(
         for peer in (alpha, beta):
             event = await peer.message()
             assert (event["channel"], event["sender"], event["payload"]) == (
-                keys.ch_global, "gamma", {"leader": "gamma"})
+                keys.ch_global,
+                "gamma",
+                {"leader": "gamma"},
+            )
         await loud.broadcast("note", {"from": "loud"})
         await delta.broadcast("note", {"from": "delta"})
         # gamma skipped its own broadcast: the first message it handles is loud's
         assert (await next_item(gamma_q)).payload == {"from": "loud"}
         assert [(await next_item(loud_q)).payload for _ in range(3)] == [
-            {"leader": "gamma"}, {"from": "loud"}, {"from": "delta"}]
+            {"leader": "gamma"},
+            {"from": "loud"},
+            {"from": "delta"},
+        ]
         assert gamma.stats()["broadcasts"] == 1
     finally:
         await gamma.stop()
@@ -170,7 +196,10 @@ async def test_broadcast_reaches_every_swarm_and_own_only_on_request(
 
 
 async def test_request_response_across_processes(
-    settings: Settings, client: Client, keys: Keys, peers: PeerFactory,
+    settings: Settings,
+    client: Client,
+    keys: Keys,
+    peers: PeerFactory,
 ) -> None:
     beta = await peers(settings.redis_url, keys.ns, "beta", "--respond")
     alpha = SwarmMessenger(client, keys, "alpha")  # never started: replies work out of the box
@@ -179,8 +208,9 @@ async def test_request_response_across_processes(
         assert response.type == "response" and response.sender == "beta"
         assert response.payload == {"pid": beta.pid, "echo": {"q": 41}, "swarm": "beta"}
         assert beta.pid != os.getpid()
-        many = await asyncio.gather(*(alpha.request("beta", {"i": i}, timeout_s=WAIT_S)
-                                      for i in range(20)))
+        many = await asyncio.gather(
+            *(alpha.request("beta", {"i": i}, timeout_s=WAIT_S) for i in range(20))
+        )
         assert [r.payload["echo"]["i"] for r in many] == list(range(20))
         with pytest.raises(RequestFailed, match="asked to fail") as failed:
             await alpha.request("beta", {"fail": True}, timeout_s=WAIT_S)
@@ -192,8 +222,7 @@ async def test_request_response_across_processes(
         await alpha.stop()
 
 
-async def test_request_without_responder_raises_typed_timeout(client: Client,
-                                                              keys: Keys) -> None:
+async def test_request_without_responder_raises_typed_timeout(client: Client, keys: Keys) -> None:
     alpha = SwarmMessenger(client, keys, "alpha")
     try:
         with pytest.raises(RequestTimeout) as caught:
@@ -205,7 +234,10 @@ async def test_request_without_responder_raises_typed_timeout(client: Client,
 
 
 async def test_handler_that_raises_does_not_stop_delivery(
-    settings: Settings, client: Client, keys: Keys, peers: PeerFactory,
+    settings: Settings,
+    client: Client,
+    keys: Keys,
+    peers: PeerFactory,
 ) -> None:
     beta = await peers(settings.redis_url, keys.ns, "beta")
     alpha = SwarmMessenger(client, keys, "alpha")
@@ -219,7 +251,8 @@ async def test_handler_that_raises_does_not_stop_delivery(
 
 # -- limits and bad input -------------------------------------------------------------------------
 async def test_size_limit_counts_bytes_and_refuses_before_publishing(
-    client: Client, keys: Keys,
+    client: Client,
+    keys: Keys,
 ) -> None:
     alpha = SwarmMessenger(client, keys, "alpha")
     beta = SwarmMessenger(client, keys, "beta")
@@ -240,7 +273,8 @@ async def test_size_limit_counts_bytes_and_refuses_before_publishing(
 
 
 async def test_malformed_and_unknown_messages_are_counted_and_dead_lettered(
-    client: Client, keys: Keys,
+    client: Client,
+    keys: Keys,
 ) -> None:
     beta = SwarmMessenger(client, keys, "beta")
     queue = await started(beta)
@@ -257,7 +291,11 @@ async def test_malformed_and_unknown_messages_are_counted_and_dead_lettered(
         assert stats["reasons"] == {"malformed": 2, "unsupported_version": 1, "invalid_type": 1}
         entries = await client.xrange(keys.message_dlq)
         assert [f[b"reason"] for _, f in entries] == [
-            b"malformed", b"unsupported_version", b"invalid_type", b"malformed"]
+            b"malformed",
+            b"unsupported_version",
+            b"invalid_type",
+            b"malformed",
+        ]
         assert entries[0][1][b"raw"] == b"not json at all"
         assert entries[0][1][b"channel"] == channel.encode()
         counts = await client.hgetall(keys.message_stats)
@@ -291,7 +329,10 @@ async def test_ids_channels_and_types_are_validated(client: Client, keys: Keys) 
 
 # -- signing --------------------------------------------------------------------------------------
 async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
-    settings: Settings, client: Client, keys: Keys, peers: PeerFactory,
+    settings: Settings,
+    client: Client,
+    keys: Keys,
+    peers: PeerFactory,
 ) -> None:
     beta = await peers(settings.redis_url, keys.ns, "beta", "--respond", secret="s3cret")
     channel = keys.ch_swarm("beta")
@@ -299,13 +340,19 @@ async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
     await SwarmMessenger(client, keys, "alpha", secret="").send("beta", "note", {"n": 1})
     await SwarmMessenger(client, keys, "alpha", secret="guess").send("beta", "note", {"n": 2})
     first = await signed.send("beta", "note", {"n": 3})
-    (_, fields), = await client.xrange(keys.history(channel), first.stream_id, first.stream_id)
+    ((_, fields),) = await client.xrange(keys.history(channel), first.stream_id, first.stream_id)
     await client.publish(channel, fields[b"m"])  # the same signed bytes again
-    old = Envelope(type="note", sender="alpha", target="beta", payload={"n": 4},
-                   ts_ms=int(time.time() * 1000) - 10 * 60 * 1000)
+    old = Envelope(
+        type="note",
+        sender="alpha",
+        target="beta",
+        payload={"n": 4},
+        ts_ms=int(time.time() * 1000) - 10 * 60 * 1000,
+    )
     await client.publish(channel, encode_message(old, channel, b"s3cret"))
-    moved = encode_message(Envelope(type="note", sender="alpha", payload={"n": 5}),
-                           keys.ch_swarm("other"), b"s3cret")
+    moved = encode_message(
+        Envelope(type="note", sender="alpha", payload={"n": 5}), keys.ch_swarm("other"), b"s3cret"
+    )
     await client.publish(channel, moved)  # signed for another channel
     await signed.send("beta", "note", {"n": 6})
     got = await beta.messages_until("note")
@@ -331,7 +378,10 @@ async def test_history_since_ttl_and_bound(client: Client, keys: Keys) -> None:
     assert [m.payload["n"] for m in history] == list(range(5))
     assert [m.sid for m in history] == [s.stream_id for s in sent]
     assert [m.payload["n"] for m in await alpha.history(channel, since=sent[1].stream_id)] == [
-        2, 3, 4]
+        2,
+        3,
+        4,
+    ]
     assert len(await alpha.history(channel, count=2)) == 2
     assert 0 < await client.pttl(keys.history(channel)) <= 3_600_000
     # a late joiner replays what it missed, then gets live messages
@@ -350,8 +400,7 @@ async def test_history_since_ttl_and_bound(client: Client, keys: Keys) -> None:
     assert 1000 <= await client.xlen(keys.history(keys.ch_swarm("trim"))) < 1100
 
 
-async def test_notifications_are_plain_publish_unless_recorded(client: Client,
-                                                               keys: Keys) -> None:
+async def test_notifications_are_plain_publish_unless_recorded(client: Client, keys: Keys) -> None:
     """The coordinator/worker contract: publish() -> subscriber count; listen() yields."""
     alpha = SwarmMessenger(client, keys, "worker-1")
     ready = asyncio.Event()
@@ -368,9 +417,14 @@ async def test_notifications_are_plain_publish_unless_recorded(client: Client,
         assert await alpha.publish(keys.ch_tasks, "task_completed", {"task": "t1"}) == 1
         channel, env = await asyncio.wait_for(queue.get(), WAIT_S)
         assert (channel, env.type, env.payload, env.sid) == (
-            keys.ch_tasks, "task_completed", {"task": "t1"}, "")
-        assert await alpha.publish(keys.ch_tasks, "task_assignment", {}, target="s1",
-                                   record=True) == 1
+            keys.ch_tasks,
+            "task_completed",
+            {"task": "t1"},
+            "",
+        )
+        assert (
+            await alpha.publish(keys.ch_tasks, "task_assignment", {}, target="s1", record=True) == 1
+        )
         _, env = await asyncio.wait_for(queue.get(), WAIT_S)
         assert env.target == "s1" and env.sid
     finally:
@@ -381,8 +435,10 @@ async def test_notifications_are_plain_publish_unless_recorded(client: Client,
 
 
 async def test_publish_swallows_connection_errors() -> None:
-    dead = connect(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0",
-                            redis_url_explicit=True), retry=Retry(NoBackoff(), 0))
+    dead = connect(
+        Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_url_explicit=True),
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         messenger = SwarmMessenger(dead, Keys("x"), "w", reconnect_timeout_s=0.2)
         assert await messenger.publish("x:tasks", "task_completed", {}) == 0
@@ -449,11 +505,14 @@ class GatedProxy:
 
 
 async def test_subscriber_survives_redis_restart_and_replays_the_gap(
-    own_redis: RedisServer, namespace: str, peers: PeerFactory,
+    own_redis: RedisServer,
+    namespace: str,
+    peers: PeerFactory,
 ) -> None:
     keys = Keys(namespace)
-    client = connect(Settings(redis_url=own_redis.url, redis_url_explicit=True,
-                              namespace=namespace))
+    client = connect(
+        Settings(redis_url=own_redis.url, redis_url_explicit=True, namespace=namespace)
+    )
     try:
         async with GatedProxy(own_redis.port) as proxy:
             beta = await peers(f"redis://127.0.0.1:{proxy.port}/0", namespace, "beta")
@@ -479,23 +538,28 @@ async def test_subscriber_survives_redis_restart_and_replays_the_gap(
 
 
 # -- facade and CLI -------------------------------------------------------------------------------
-async def test_facade_functions(settings: Settings, client: Client, keys: Keys,
-                                peers: PeerFactory) -> None:
+async def test_facade_functions(
+    settings: Settings, client: Client, keys: Keys, peers: PeerFactory
+) -> None:
     from multiswarm import messaging_api as api
     from multiswarm.api import Multiswarm
 
     beta = await peers(settings.redis_url, keys.ns, "beta")
     ms = Multiswarm(client, settings)
     assert api.get_messenger(ms, "alpha") is api.get_messenger(ms, "alpha")
-    sent = await api.send_message(ms, "alpha", "beta", {"type": "coordination_request",
-                                                        "payload": {"need": "cpu"}})
+    sent = await api.send_message(
+        ms, "alpha", "beta", {"type": "coordination_request", "payload": {"need": "cpu"}}
+    )
     await api.broadcast(ms, "alpha", {"type": "conflict_detected", "resource": "gpu0"})
-    await api.send_message(ms, "alpha", "beta", Envelope(type="task_completed",
-                                                         payload={"task": "t9"}))
+    await api.send_message(
+        ms, "alpha", "beta", Envelope(type="task_completed", payload={"task": "t9"})
+    )
     got = [await beta.message() for _ in range(3)]
     assert [(e["type"], e["payload"]) for e in got] == [
-        ("coordination_request", {"need": "cpu"}), ("conflict_detected", {"resource": "gpu0"}),
-        ("task_completed", {"task": "t9"})]
+        ("coordination_request", {"need": "cpu"}),
+        ("conflict_detected", {"resource": "gpu0"}),
+        ("task_completed", {"task": "t9"}),
+    ]
     assert got[0]["sid"] == sent.stream_id
     await api.close_messengers(ms)
 
@@ -503,47 +567,82 @@ async def test_facade_functions(settings: Settings, client: Client, keys: Keys,
 def _invoke(settings: Settings, *args: str) -> Any:
     from multiswarm.cli import cli
     from multiswarm.cli_messages import messages
+
     cli.add_command(messages)
     result = CliRunner().invoke(
-        cli, ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False)
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
 
 def test_cli_send_and_tail(settings: Settings) -> None:
-    out = json.loads(_invoke(settings, "messages", "send", "beta", "--from", "alpha",
-                             "--type", "coordination_request", "--payload", '{"n": 1}',
-                             "--json"))
+    out = json.loads(
+        _invoke(
+            settings,
+            "messages",
+            "send",
+            "beta",
+            "--from",
+            "alpha",
+            "--type",
+            "coordination_request",
+            "--payload",
+            '{"n": 1}',
+            "--json",
+        )
+    )
     assert out["channel"] == f"{settings.namespace}:beta" and out["sid"]
     _invoke(settings, "messages", "send", "--broadcast", "--type", "note")
     _invoke(settings, "messages", "send", "beta.a1", "--agent", "--payload", '{"n": 2}')
-    lines = _invoke(settings, "messages", "tail", "beta", "--since", "0", "--count", "1",
-                    "--json").splitlines()
+    lines = _invoke(
+        settings, "messages", "tail", "beta", "--since", "0", "--count", "1", "--json"
+    ).splitlines()
     assert len(lines) == 1
     msg = json.loads(lines[0])
     assert (msg["type"], msg["sender"], msg["payload"], msg["sid"]) == (
-        "coordination_request", "alpha", {"n": 1}, out["sid"])
+        "coordination_request",
+        "alpha",
+        {"n": 1},
+        out["sid"],
+    )
     text = _invoke(settings, "messages", "tail", "global", "--since", "0", "--count", "1")
     assert "note" in text and f"{settings.namespace}:global" in text
-    assert "beta.a1" in _invoke(settings, "messages", "tail", "agents", "--since", "0",
-                                "--count", "1")
+    assert "beta.a1" in _invoke(
+        settings, "messages", "tail", "agents", "--since", "0", "--count", "1"
+    )
     idle = _invoke(settings, "messages", "tail", "tasks", "--timeout-s", "0.2")
     assert idle == ""
 
 
-async def test_cli_request_and_dead_letters(settings: Settings, client: Client, keys: Keys,
-                                            peers: PeerFactory) -> None:
+async def test_cli_request_and_dead_letters(
+    settings: Settings, client: Client, keys: Keys, peers: PeerFactory
+) -> None:
     beta = await peers(settings.redis_url, keys.ns, "beta", "--respond")
-    out = await asyncio.to_thread(_invoke, settings, "messages", "send", "beta", "--request",
-                                  "--payload", '{"q": 7}', "--json")
-    assert json.loads(out)["response"]["payload"] == {"pid": beta.pid, "echo": {"q": 7},
-                                                      "swarm": "beta"}
+    out = await asyncio.to_thread(
+        _invoke,
+        settings,
+        "messages",
+        "send",
+        "beta",
+        "--request",
+        "--payload",
+        '{"q": 7}',
+        "--json",
+    )
+    assert json.loads(out)["response"]["payload"] == {
+        "pid": beta.pid,
+        "echo": {"q": 7},
+        "swarm": "beta",
+    }
     await client.publish(keys.ch_swarm("beta"), b"garbage")
     await SwarmMessenger(client, keys, "alpha").send("beta", "note", {})
     await beta.messages_until("note")
-    report = json.loads(await asyncio.to_thread(_invoke, settings, "messages", "dead-letters",
-                                                "--json"))
+    report = json.loads(
+        await asyncio.to_thread(_invoke, settings, "messages", "dead-letters", "--json")
+    )
     assert report["counts"] == {"dlq": 1, "dlq:malformed": 1}
     assert report["entries"][0]["reason"] == "malformed"
     assert report["entries"][0]["receiver"] == "beta"

@@ -36,6 +36,7 @@ async def test_paused_swarm_gets_nothing_and_claims_nothing(scripts: Scripts, ke
     async def listen() -> None:
         async for _ch, env in SwarmMessenger(scripts.client, keys).listen([keys.ch_events], ready):
             events.append(env.type)
+
     listener = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 10)
 
@@ -63,8 +64,9 @@ async def test_paused_swarm_gets_nothing_and_claims_nothing(scripts: Scripts, ke
 
 
 @pytest.mark.slow
-async def test_pause_and_resume_with_real_processes_loses_nothing(settings: Settings,
-                                                                  tmp_path: Path) -> None:
+async def test_pause_and_resume_with_real_processes_loses_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
     group = ProcessGroup(settings.replace(heartbeat_timeout_ms=3000, lease_ms=2000), tmp_path)
     group.spawn("coordinator", ["coordinator", "--id", "c1"])
     group.spawn("worker", ["worker", "--id", "w1", "--swarm", "s:work:2"])
@@ -73,17 +75,27 @@ async def test_pause_and_resume_with_real_processes_loses_nothing(settings: Sett
     store, registry = TaskStore(scripts, keys), SwarmRegistry(scripts, keys)
     try:
         n = 20
-        await store.submit([(task_spec("multiswarm.demo_tasks:sleep_then_return", id=f"t{i}",
-                                       capabilities=["work"]), {"seconds": 0.1})
-                            for i in range(n)])
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:sleep_then_return", id=f"t{i}", capabilities=["work"]
+                    ),
+                    {"seconds": 0.1},
+                )
+                for i in range(n)
+            ]
+        )
 
         async def started() -> bool:
             return (await store.counts())["completed"] >= 2
+
         await eventually(started, what="work under way")
         await registry.set_paused("s", True)
 
         async def drained() -> bool:
             return (await store.counts())["running"] == 0
+
         await eventually(drained, what="running tasks finished")
         held = (await store.counts())["completed"]
         assert held < n
@@ -95,6 +107,7 @@ async def test_pause_and_resume_with_real_processes_loses_nothing(settings: Sett
 
         async def all_done() -> bool:
             return (await store.counts())["completed"] == n
+
         await eventually(all_done, timeout_s=60, what="all completed after resume")
         assert (await store.stats())["executions"] == n  # none ran twice, none lost
     finally:

@@ -41,8 +41,16 @@ async def server_ms(client: Client) -> int:
 
 
 async def interrupted_swarm(
-    scripts: Scripts, keys: Keys, manager: SwarmStateManager, sid: str, *, tasks: int = 4,
-    claim: int = 3, complete: int = 1, agents: int = 2, save: bool = True,
+    scripts: Scripts,
+    keys: Keys,
+    manager: SwarmStateManager,
+    sid: str,
+    *,
+    tasks: int = 4,
+    claim: int = 3,
+    complete: int = 1,
+    agents: int = 2,
+    save: bool = True,
 ) -> dict[str, list[str]]:
     """A swarm hosted by worker w-<sid> that claimed ``claim`` tasks and completed ``complete``,
     saved its progress, then vanished without the registry reaping it; the swarm is then marked
@@ -50,32 +58,42 @@ async def interrupted_swarm(
     client = scripts.client
     registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
     wid = f"w-{sid}"
-    await registry.host_swarms(wid, {"host": "test"},
-                               [swarm_spec(sid, ["c"], agents=agents, capacity=2 * tasks)])
+    await registry.host_swarms(
+        wid, {"host": "test"}, [swarm_spec(sid, ["c"], agents=agents, capacity=2 * tasks)]
+    )
     ids = [f"{sid}.t{i}" for i in range(tasks)]
     await store.submit([(task_spec(HANDLER, id=t, capabilities=["c"]), {"i": t}) for t in ids])
     # a leader dispatches to this swarm alone (each call elects its own: a failover)
     await client.delete(keys.leader)
     e = (await leader(scripts, keys)).election
-    await scripts.call("dispatch_tasks",
-                       [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index,
-                        keys.queue(sid)],
-                       [e.epoch, e.holder_id, e.instance, "least_loaded", 100, 400, 30_000, 0,
-                        0, sid])
+    await scripts.call(
+        "dispatch_tasks",
+        [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index, keys.queue(sid)],
+        [e.epoch, e.holder_id, e.instance, "least_loaded", 100, 400, 30_000, 0, 0, sid],
+    )
     claimed = await store.claim(sid, wid, claim)
     for c in claimed[:complete]:
         assert await store.complete(c.id, c.token, wid, {"ok": c.id}) == "completed"
     running = [c.id for c in claimed]
     if save:
         now = int(time.time() * 1000)
-        await manager.update_state(sid, lambda d: {"swarm": sid, "workers": {
-            wid: {"running": running, "agents": agents, "at_ms": now}}})
+        await manager.update_state(
+            sid,
+            lambda d: {
+                "swarm": sid,
+                "workers": {wid: {"running": running, "agents": agents, "at_ms": now}},
+            },
+        )
     await client.hdel(keys.workers, wid)
     await client.zrem(keys.heartbeats, wid)
     await registry.transition(sid, "interrupted")
     done = [c.id for c in claimed[:complete]]
-    return {"completed": done, "running": running[complete:],
-            "assigned": [t for t in ids if t not in running], "all": ids}
+    return {
+        "completed": done,
+        "running": running[complete:],
+        "assigned": [t for t in ids if t not in running],
+        "all": ids,
+    }
 
 
 async def task_states(store: TaskStore, ids: list[str]) -> dict[str, tuple[str, int]]:
@@ -108,7 +126,9 @@ async def test_plan_then_apply_requeues_in_flight_tasks_exactly_once(
     assert (swarm.status, swarm.active, swarm.recoveries) == ("active", 0, 1)
     after = await task_states(store, ids["all"])
     assert {t: s for t, (s, _) in after.items()} == {
-        **{t: "ready" for t in plan.requeue}, **{t: "completed" for t in ids["completed"]}}
+        **{t: "ready" for t in plan.requeue},
+        **{t: "completed" for t in ids["completed"]},
+    }
     assert int((await store.stats())["recovered_tasks"]) == len(plan.requeue)
     log = await client.lrange(keys.recovery_log("s1"), 0, -1)
     assert [json.loads(e)["plan"] for e in log] == [plan.plan_id]
@@ -152,7 +172,8 @@ async def test_crash_between_steps_is_resumed_without_requeueing_again(
     await scripts.call(
         "begin_recovery",
         [*keys.task_keyset, *keys.swarm_status_all, keys.queue("s1"), keys.recoveries],
-        [plan.plan_id, "s1", plan.interrupted_ms, b"{}", *plan.requeue])
+        [plan.plan_id, "s1", plan.interrupted_ms, b"{}", *plan.requeue],
+    )
     registry = SwarmRegistry(scripts, keys)
     assert (await registry.get("s1")).status == "recovering"
     assert await SwarmRecovery(manager).discover() == ["s1"]
@@ -208,6 +229,7 @@ async def _corrupt_head(client: Client, key: str, how: str) -> None:
     elif how == "schema":
         entry["data"] = json.dumps([1, 2, 3])
         import hashlib
+
         entry["checksum"] = hashlib.sha256(entry["data"].encode()).hexdigest()
     await client.lset(key, 0, json.dumps(entry))
 
@@ -228,7 +250,10 @@ async def test_each_corrupted_source_is_quarantined_and_the_next_one_used(
     dry = await SwarmRecovery(manager).plan("s1")
     assert dry.source == "snapshot" and dry.source_label == "older"
     assert [(r.source, r.quarantined) for r in dry.rejected] == [
-        ("state", False), ("checkpoint", False), ("snapshot", False)]
+        ("state", False),
+        ("checkpoint", False),
+        ("snapshot", False),
+    ]
     assert await client.llen(keys.quarantine("s1")) == 0  # a dry run moves nothing
 
     outcome = await SwarmRecovery(manager).recover("s1")
@@ -289,14 +314,21 @@ async def _age_state(client: Client, keys: Keys, sid: str, before_interruption_m
     await client.hset(keys.state(sid), "updated_ms", swarm["status_ms"] - before_interruption_ms)
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    ("fresh_complete", 0.95),
-    ("old_complete", 0.5 + 0.45 * 2 ** (-(1_800_000 - 60_000) / 300_000)),
-    ("fresh_partial", 0.5 + 0.45 * (3 / 4) * (1 / 2)),
-    ("five_minutes", 0.5 + 0.45 * 2 ** (-(300_000 - 60_000) / 300_000)),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("fresh_complete", 0.95),
+        ("old_complete", 0.5 + 0.45 * 2 ** (-(1_800_000 - 60_000) / 300_000)),
+        ("fresh_partial", 0.5 + 0.45 * (3 / 4) * (1 / 2)),
+        ("five_minutes", 0.5 + 0.45 * 2 ** (-(300_000 - 60_000) / 300_000)),
+    ],
+)
 async def test_confidence_of_fresh_old_partial_and_complete_sources(
-    case: str, expected: float, scripts: Scripts, keys: Keys, manager: SwarmStateManager,
+    case: str,
+    expected: float,
+    scripts: Scripts,
+    keys: Keys,
+    manager: SwarmStateManager,
     client: Client,
 ) -> None:
     await interrupted_swarm(scripts, keys, manager, "s1", tasks=3, claim=2, complete=1)
@@ -306,9 +338,19 @@ async def test_confidence_of_fresh_old_partial_and_complete_sources(
         await _age_state(client, keys, "s1", 300_000)
     elif case == "fresh_partial":
         # the state names a task whose record is gone and knows 1 of the 2 agents
-        await manager.update_state("s1", lambda d: {"swarm": "s1", "workers": {"w-s1": {
-            **d["workers"]["w-s1"], "agents": 1,
-            "running": [*d["workers"]["w-s1"]["running"], "s1.lost"]}}})
+        await manager.update_state(
+            "s1",
+            lambda d: {
+                "swarm": "s1",
+                "workers": {
+                    "w-s1": {
+                        **d["workers"]["w-s1"],
+                        "agents": 1,
+                        "running": [*d["workers"]["w-s1"]["running"], "s1.lost"],
+                    }
+                },
+            },
+        )
     plan = await SwarmRecovery(manager).plan("s1")
     assert plan.confidence == pytest.approx(expected, abs=1e-4)
     auto = plan.confidence >= 0.75
@@ -338,8 +380,10 @@ async def test_state_manager_recovers_confident_plans_and_leaves_the_rest(
     stop = asyncio.Event()
     runner = asyncio.create_task(manager.run(stop, 60_000, recovery_poll_ms=50))
     try:
+
         async def recovered() -> bool:
             return (await registry.get("sure")).status == "active"
+
         await _until(recovered)
         # active swarms get their automatic snapshots from the same process
         await _until(lambda: _has_snapshot(client, keys, "live"))
@@ -359,6 +403,7 @@ async def _has_snapshot(client: Client, keys: Keys, sid: str) -> bool:
 def _cli() -> click.Group:
     from multiswarm.cli import cli
     from multiswarm.cli_recover import checkpoint, recover, snapshot
+
     for group in (recover, snapshot, checkpoint):
         if group.name not in cli.commands:
             cli.add_command(group)
@@ -367,13 +412,15 @@ def _cli() -> click.Group:
 
 def invoke(settings: Settings, *args: str, code: int = 0) -> Any:
     result = CliRunner().invoke(
-        _cli(), ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args])
+        _cli(), ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args]
+    )
     assert result.exit_code == code, (result.output, result.exception)
     return json.loads(result.stdout) if "--json" in args and code == 0 else result.output
 
 
-def run(coro_fn: Callable[[Scripts, Keys, SwarmStateManager], Awaitable[Any]],
-        settings: Settings) -> Any:
+def run(
+    coro_fn: Callable[[Scripts, Keys, SwarmStateManager], Awaitable[Any]], settings: Settings
+) -> Any:
     async def main() -> Any:
         client = connect(settings)
         try:
@@ -381,6 +428,7 @@ def run(coro_fn: Callable[[Scripts, Keys, SwarmStateManager], Awaitable[Any]],
             return await coro_fn(scripts, keys, SwarmStateManager(scripts, keys))
         finally:
             await client.aclose()
+
     return asyncio.run(main())
 
 
@@ -390,11 +438,15 @@ def test_cli_list_plan_apply_twice_and_all(settings: Settings) -> None:
             await interrupted_swarm(scripts, keys, m, sid)
         swarm = json.loads(await scripts.client.hget(keys.swarms, "c3"))
         await scripts.client.hset(keys.state("c3"), "updated_ms", swarm["status_ms"] - 3_600_000)
+
     run(setup, settings)
 
     rows = invoke(settings, "recover", "list", "--json")
     assert [(r["swarm"], r["source"], r["auto"]) for r in rows] == [
-        ("c1", "state", True), ("c2", "state", True), ("c3", "state", False)]
+        ("c1", "state", True),
+        ("c2", "state", True),
+        ("c3", "state", False),
+    ]
     assert "c1" in invoke(settings, "recover", "list")
 
     out = invoke(settings, "recover", "plan", "c1", "--json")
@@ -421,6 +473,7 @@ def test_cli_list_plan_apply_twice_and_all(settings: Settings) -> None:
 def test_cli_snapshots_checkpoints_and_quarantine(settings: Settings) -> None:
     async def setup(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
         await m.save_state("k1", {"swarm": "k1", "n": 1})
+
     run(setup, settings)
     assert invoke(settings, "snapshot", "create", "k1", "--json")["version"] == 1
     invoke(settings, "snapshot", "create", "nothing-here", code=1)
@@ -429,21 +482,25 @@ def test_cli_snapshots_checkpoints_and_quarantine(settings: Settings) -> None:
     assert invoke(settings, "checkpoint", "create", "k1", "before", "--json")["version"] == 1
     invoke(settings, "checkpoint", "create", "k1", "bad:name", code=2)
     assert [c["label"] for c in invoke(settings, "checkpoint", "list", "k1", "--json")] == [
-        "before"]
+        "before"
+    ]
 
     async def change(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
         await m.save_state("k1", {"swarm": "k1", "n": 2})
+
     run(change, settings)
     out = invoke(settings, "snapshot", "restore", "k1", snaps[0]["id"], "--yes", "--json")
     assert out["version"] == 3
-    assert invoke(settings, "checkpoint", "restore", "k1", "before", "--yes", "--json")[
-        "version"] == 4
+    assert (
+        invoke(settings, "checkpoint", "restore", "k1", "before", "--yes", "--json")["version"] == 4
+    )
     assert "manual" in invoke(settings, "snapshot", "list", "k1")
     assert invoke(settings, "recover", "quarantine", "k1", "--json") == []
     assert "nothing quarantined" in invoke(settings, "recover", "quarantine", "k1")
 
     async def final(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> Any:
         return await m.load_state("k1")
+
     record = run(final, settings)
     assert record.data == {"swarm": "k1", "n": 1} and record.version == 4
 
@@ -464,22 +521,34 @@ def test_sigkilled_worker_swarm_recovered_by_cli_and_every_task_completed_once(
         async def start(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
             registry = SwarmRegistry(scripts, keys)
             await _until(lambda: _status_is(registry, "rs", "active"), 60)
-            await TaskStore(scripts, keys).submit([
-                (task_spec("multiswarm.demo_tasks:sleep_then_return", id=f"r{i}",
-                           capabilities=["work"], lease_ms=3000), {"seconds": 0.25})
-                for i in range(total)])
+            await TaskStore(scripts, keys).submit(
+                [
+                    (
+                        task_spec(
+                            "multiswarm.demo_tasks:sleep_then_return",
+                            id=f"r{i}",
+                            capabilities=["work"],
+                            lease_ms=3000,
+                        ),
+                        {"seconds": 0.25},
+                    )
+                    for i in range(total)
+                ]
+            )
             store = TaskStore(scripts, keys)
 
             async def some_done() -> bool:
                 counts = await store.counts()
                 return counts["completed"] >= 4 and counts["running"] >= 1
+
             await _until(some_done, 60)
+
         run(start, settings)
         group.kill(victim)
 
         async def wait_interrupted(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
-            await _until(lambda: _status_is(SwarmRegistry(scripts, keys), "rs", "interrupted"),
-                         60)
+            await _until(lambda: _status_is(SwarmRegistry(scripts, keys), "rs", "interrupted"), 60)
+
         run(wait_interrupted, settings)
 
         plan = invoke(settings, "recover", "plan", "rs", "--json")["plan"]
@@ -487,8 +556,10 @@ def test_sigkilled_worker_swarm_recovered_by_cli_and_every_task_completed_once(
         assert plan["agents"] == ["rs.a0", "rs.a1"]
         applied = invoke(settings, "recover", "apply", "rs", "--yes", "--json")
         assert applied["outcome"] == "applied"
-        assert invoke(settings, "recover", "apply", "rs", "--yes", "--json")["outcome"] == \
-            "not_interrupted"
+        assert (
+            invoke(settings, "recover", "apply", "rs", "--yes", "--json")["outcome"]
+            == "not_interrupted"
+        )
         group.spawn("worker-b", ["worker", "--id", "wb", "--swarm", "rs:work:2"])
 
         async def finish(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> Any:
@@ -496,10 +567,12 @@ def test_sigkilled_worker_swarm_recovered_by_cli_and_every_task_completed_once(
 
             async def all_done() -> bool:
                 return (await store.counts())["completed"] == total
+
             await _until(all_done, 120)
             completions = await scripts.client.xrange(keys.completions, "-", "+")
             swarm = await SwarmRegistry(scripts, keys).get("rs")
             return [f[b"task"].decode() for _, f in completions], await store.counts(), swarm
+
         recorded, counts, swarm = run(finish, settings)
         assert sorted(recorded) == sorted(f"r{i}" for i in range(total))  # each exactly once
         assert counts["completed"] == total and counts["dead"] == 0
@@ -513,4 +586,3 @@ async def _status_is(registry: SwarmRegistry, sid: str, status: str) -> bool:
         return (await registry.get(sid)).status == status
     except Exception:
         return False
-

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 def _settings(server: RedisServer, namespace: str) -> Settings:
-    return Settings(redis_url=server.url, redis_url_explicit=True, namespace=namespace,
-                    reconnect_timeout_s=30.0)
+    return Settings(
+        redis_url=server.url, redis_url_explicit=True, namespace=namespace, reconnect_timeout_s=30.0
+    )
 
 
 async def test_scripts_survive_a_restart(own_redis: RedisServer, namespace: str) -> None:
@@ -46,8 +47,9 @@ async def test_scripts_survive_a_restart(own_redis: RedisServer, namespace: str)
         await client.aclose()
 
 
-async def test_running_system_finishes_through_a_restart(own_redis: RedisServer, namespace: str,
-                                                         tmp_path: Path) -> None:
+async def test_running_system_finishes_through_a_restart(
+    own_redis: RedisServer, namespace: str, tmp_path: Path
+) -> None:
     settings = _settings(own_redis, namespace).replace(heartbeat_timeout_ms=5000, lease_ms=3000)
     group = ProcessGroup(settings, tmp_path)
     group.spawn("registry", ["registry"])
@@ -57,21 +59,33 @@ async def test_running_system_finishes_through_a_restart(own_redis: RedisServer,
     store = TaskStore(Scripts(client, reconnect_timeout_s=30.0), Keys(namespace))
     try:
         n = 30
-        await store.submit([(task_spec("multiswarm.demo_tasks:sleep_then_return", id=f"t{i}",
-                                       capabilities=["work"], lease_ms=4000),
-                             {"seconds": 0.2}) for i in range(n)])
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:sleep_then_return",
+                        id=f"t{i}",
+                        capabilities=["work"],
+                        lease_ms=4000,
+                    ),
+                    {"seconds": 0.2},
+                )
+                for i in range(n)
+            ]
+        )
 
         async def some_done() -> bool:
             return (await store.counts())["completed"] >= 3
+
         await eventually(some_done, what="first completions")
         own_redis.kill()
         await asyncio.to_thread(own_redis.start)
 
         async def all_done() -> bool:
             return (await store.counts())["completed"] == n
+
         await eventually(all_done, timeout_s=90, what="all tasks completed after the restart")
-        entries: Any = await client.xrange(
-            Keys(namespace).completions)
+        entries: Any = await client.xrange(Keys(namespace).completions)
         recorded = [f[b"task"] for _, f in entries]
         assert sorted(recorded) == sorted(f"t{i}".encode() for i in range(n))
         assert all(c.alive() for c in group.children)  # nobody crashed on the way

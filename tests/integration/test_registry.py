@@ -15,6 +15,7 @@ from .helpers import host, leader
 
 async def _status_sets(registry: SwarmRegistry) -> dict[str, list[str]]:
     from multiswarm.keys import SWARM_STATUSES
+
     return {s: await registry.swarm_ids(s) for s in SWARM_STATUSES}
 
 
@@ -80,8 +81,12 @@ async def test_hosting_and_worker_loss(scripts: Scripts, keys: Keys) -> None:
     assert (swarm.status, swarm.host_workers) == ("active", ["w1"])
 
     coord = await leader(scripts, keys)
-    await store.submit([(task_spec("multiswarm.demo_tasks:noop", id=f"t{i}",
-                                   capabilities=["parse"]), i) for i in range(3)])
+    await store.submit(
+        [
+            (task_spec("multiswarm.demo_tasks:noop", id=f"t{i}", capabilities=["parse"]), i)
+            for i in range(3)
+        ]
+    )
     assert await coord.dispatch_once() == 3
     claimed = await store.claim("s1", "w1", 1)
     assert [c.id for c in claimed] == ["t0"]

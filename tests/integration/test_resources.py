@@ -36,14 +36,16 @@ def check_consistent(pool: PoolUsage) -> None:
     assert all(v > 0 for v in pool.holders.values()), pool
 
 
-async def test_concurrent_allocations_never_overdraw(scripts: Scripts, keys: Keys,
-                                                    ops_peers: Spawn) -> None:
+async def test_concurrent_allocations_never_overdraw(
+    scripts: Scripts, keys: Keys, ops_peers: Spawn
+) -> None:
     swarms = [f"s{i}" for i in range(8)]
     await register(scripts, keys, *swarms)
     pools = ResourcePools(scripts, keys)
     assert await pools.init_pool("cpu", 100) == "created"
-    peers = await spawn_all(ops_peers, [("allocate", s, "cpu", "150", str(i))
-                                        for i, s in enumerate(swarms)])
+    peers = await spawn_all(
+        ops_peers, [("allocate", s, "cpu", "150", str(i)) for i, s in enumerate(swarms)]
+    )
     await asyncio.gather(*(p.send("go") for p in peers))
     done = asyncio.gather(*(p.event() for p in peers))
     observed = 0
@@ -62,8 +64,9 @@ async def test_concurrent_allocations_never_overdraw(scripts: Scripts, keys: Key
     assert sum(r["granted"] for r in reports) > 0
     for sid in swarms:
         await pools.release_all(sid)
-    assert (await pools.usage())["cpu"] == PoolUsage(type="cpu", capacity=100, allocated=0,
-                                                     free=100, holders={})
+    assert (await pools.usage())["cpu"] == PoolUsage(
+        type="cpu", capacity=100, allocated=0, free=100, holders={}
+    )
 
 
 async def test_pool_rules(scripts: Scripts, keys: Keys) -> None:
@@ -120,9 +123,17 @@ async def test_reclaim_releases_what_ended_swarms_hold(scripts: Scripts, keys: K
     # back (the script alone, without SwarmRegistry.transition's release), then reclaim
     for sid, path in (("done", ["active", "completed"]), ("broken", ["failed"])):
         for status in path:
-            await scripts.call("transition_swarm",
-                               [*keys.task_keyset, keys.index, *keys.swarm_status_all,
-                                keys.archive, keys.queue(sid)], [sid, status, ""])
+            await scripts.call(
+                "transition_swarm",
+                [
+                    *keys.task_keyset,
+                    keys.index,
+                    *keys.swarm_status_all,
+                    keys.archive,
+                    keys.queue(sid),
+                ],
+                [sid, status, ""],
+            )
     assert sorted(await pools.reclaim()) == [("broken", "cpu", 3), ("done", "cpu", 3)]
     assert await pools.reclaim() == []
     cpu = (await pools.usage())["cpu"]
@@ -133,24 +144,32 @@ async def test_reclaim_releases_what_ended_swarms_hold(scripts: Scripts, keys: K
 def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
     cli.add_command(resources)
     result = CliRunner().invoke(
-        cli, ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False)
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
     return result.exit_code, result.output
 
 
 async def test_cli(settings: Settings, scripts: Scripts, keys: Keys) -> None:
     await register(scripts, keys, "s1")
-    code, out = await asyncio.to_thread(_invoke, settings, "resources", "init", "cpu", "4000",
-                                        "--json")
-    assert code == 0 and json.loads(out) == {"type": "cpu", "capacity": 4000,
-                                             "outcome": "created"}
+    code, out = await asyncio.to_thread(
+        _invoke, settings, "resources", "init", "cpu", "4000", "--json"
+    )
+    assert code == 0 and json.loads(out) == {"type": "cpu", "capacity": 4000, "outcome": "created"}
     await ResourcePools(scripts, keys).allocate("s1", "cpu", 1500)
     code, out = await asyncio.to_thread(_invoke, settings, "resources", "--json")
     assert code == 0, out
-    assert json.loads(out) == {"cpu": {"type": "cpu", "capacity": 4000, "allocated": 1500,
-                                       "free": 2500, "holders": {"s1": 1500}}}
+    assert json.loads(out) == {
+        "cpu": {
+            "type": "cpu",
+            "capacity": 4000,
+            "allocated": 1500,
+            "free": 2500,
+            "holders": {"s1": 1500},
+        }
+    }
     code, out = await asyncio.to_thread(_invoke, settings, "resources")
     assert code == 0 and "cpu" in out and "millicores" in out and "s1=1500" in out
-    code, out = await asyncio.to_thread(_invoke, settings, "resources", "release", "s1",
-                                        "--json")
+    code, out = await asyncio.to_thread(_invoke, settings, "resources", "release", "s1", "--json")
     assert code == 0 and json.loads(out) == {"swarm": "s1", "released": {"cpu": 1500}}

@@ -81,22 +81,37 @@ def _assert_no_password(where: str, text: str | bytes) -> None:
     assert PASSWORD.encode() not in raw, f"the Redis password appears in {where}"
 
 
-async def test_up_keeps_the_password_out_of_output_and_command_lines(
-        secured: RedisServer) -> None:
+async def test_up_keeps_the_password_out_of_output_and_command_lines(secured: RedisServer) -> None:
     url = secured.url_for(password=PASSWORD)
     namespace = f"t{uuid.uuid4().hex[:10]}"
     up = subprocess.Popen(
-        [sys.executable, "-m", "multiswarm.cli", "--namespace", namespace, "up",
-         "--lease-ms", "2000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(url))
+        [
+            sys.executable,
+            "-m",
+            "multiswarm.cli",
+            "--namespace",
+            namespace,
+            "up",
+            "--lease-ms",
+            "2000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_env(url),
+    )
     client = connect(Settings(redis_url=url, namespace=namespace))
     scripts, keys = Scripts(client), Keys(namespace)
     registry = SwarmRegistry(scripts, keys)
     try:
+
         async def ready() -> bool:
             info, _ = await current_leader(scripts, keys)
-            return info is not None and len(await registry.swarm_ids("active")) == 3 and len(
-                await registry.workers()) == 2
+            return (
+                info is not None
+                and len(await registry.swarm_ids("active")) == 3
+                and len(await registry.workers()) == 2
+            )
+
         await eventually(ready, timeout_s=90, what="a leader, 3 active swarms and 2 workers")
         cmdlines = descendant_cmdlines(up.pid)
         # registry, two coordinators, state manager, two workers, and the workers' agents
@@ -116,15 +131,31 @@ async def test_up_keeps_the_password_out_of_output_and_command_lines(
 
 
 def test_demo_keeps_the_password_out_of_output_logs_and_command_lines(
-        secured: RedisServer, tmp_path: Path) -> None:
+    secured: RedisServer, tmp_path: Path
+) -> None:
     corpus = tmp_path / "corpus"
-    shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "json", corpus,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(sysconfig.get_paths()["stdlib"]) / "json",
+        corpus,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     demo = subprocess.Popen(
-        [sys.executable, "-m", "multiswarm.cli", "-v", "demo", "--corpus", str(corpus),
-         "--group-size", "4", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_env(secured.url_for(password=PASSWORD)))
+        [
+            sys.executable,
+            "-m",
+            "multiswarm.cli",
+            "-v",
+            "demo",
+            "--corpus",
+            str(corpus),
+            "--group-size",
+            "4",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(secured.url_for(password=PASSWORD)),
+    )
     seen: dict[int, bytes] = {}
     finished = threading.Event()
 

@@ -27,7 +27,8 @@ SECRET = "hunter2xyz"
 
 
 async def test_a_worker_outside_the_demo_reads_no_file_for_a_demo_handler(
-        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(demo_tasks.CORPUS_ENV, raising=False)
     secret = tmp_path / "app.env"
     secret.write_text(f"API_TOKEN = {SECRET}\n")
@@ -37,12 +38,23 @@ async def test_a_worker_outside_the_demo_reads_no_file_for_a_demo_handler(
     group.spawn("w1", ["worker", "--id", "w1", "--swarm", "s:parse:1"])
     store = TaskStore(Scripts(connect(settings)), Keys(settings.namespace))
     try:
-        await store.submit([(task_spec("multiswarm.demo_tasks:parse_file", id="steal",
-                                       capabilities=["parse"], max_attempts=1),
-                             {"path": str(secret)})])
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:parse_file",
+                        id="steal",
+                        capabilities=["parse"],
+                        max_attempts=1,
+                    ),
+                    {"path": str(secret)},
+                )
+            ]
+        )
 
         async def ended() -> bool:
             return (await store.get("steal")).status in ("completed", "dead")
+
         await eventually(ended, timeout_s=90, what="the task to end")
         task = await store.get("steal")
         assert task.status == "dead", await store.result("steal")
@@ -54,7 +66,8 @@ async def test_a_worker_outside_the_demo_reads_no_file_for_a_demo_handler(
 
 
 def test_demo_handlers_read_only_python_files_under_the_corpus(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.py").write_text("alpha = 1\n")
@@ -64,8 +77,13 @@ def test_demo_handlers_read_only_python_files_under_the_corpus(
     monkeypatch.setenv(demo_tasks.CORPUS_ENV, str(corpus))
     ctx = demo_tasks.TaskContext(task_id="t", attempt=1, dependencies={})
     assert demo_tasks.parse_file({"path": str(corpus / "a.py")}, ctx)["counts"] == {"alpha": 1}
-    for path in (corpus / "notes.txt", tmp_path / "outside.py", corpus / "../outside.py",
-                 corpus / "up" / "outside.py", Path("/etc/passwd")):
+    for path in (
+        corpus / "notes.txt",
+        tmp_path / "outside.py",
+        corpus / "../outside.py",
+        corpus / "up" / "outside.py",
+        Path("/etc/passwd"),
+    ):
         for handler in (demo_tasks.parse_file, demo_tasks.compress_file):
             with pytest.raises(HandlerError):
                 handler({"path": str(path)}, ctx)

@@ -48,9 +48,13 @@ def _name(common: str) -> Any:
 
 
 def _write(path: Path, key: Any, cert: Any) -> None:
-    path.with_suffix(".key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -58,19 +62,34 @@ def make_certificates(folder: Path, names: list[str]) -> TlsFiles:
     """A CA, and a server certificate it signs for ``names`` (IP addresses or DNS names)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("multiswarm test CA"))
-          .issuer_name(_name("multiswarm test CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(
-              digital_signature=True, key_cert_sign=True, crl_sign=True,
-              content_commitment=False, key_encipherment=False, data_encipherment=False,
-              key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("multiswarm test CA"))
+        .issuer_name(_name("multiswarm test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     alt: list[Any] = []
     for n in names:
@@ -78,23 +97,32 @@ def make_certificates(folder: Path, names: list[str]) -> TlsFiles:
             alt.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
             alt.append(x509.DNSName(n))
-    cert = (x509.CertificateBuilder().subject_name(_name(names[0]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(names[0]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder / "ca", ca_key, ca)
     _write(folder / "server", key, cert)
-    return TlsFiles(cert_file=str(folder / "server.pem"), key_file=str(folder / "server.key"),
-                    ca_file=str(folder / "ca.pem"))
+    return TlsFiles(
+        cert_file=str(folder / "server.pem"),
+        key_file=str(folder / "server.key"),
+        ca_file=str(folder / "ca.pem"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +147,11 @@ def acl_file(folder: Path, namespace: str = "swarm") -> Path:
     text = ACL_CONF.read_text()
     assert f"user {USER} off resetpass " in text
     text = text.replace(f"user {USER} off resetpass ", f"user {USER} on >{PASSWORD} ")
-    text = (text.replace("~{swarm}:*", f"~{{{namespace}}}:*")
-            .replace("~swarm:*", f"~{namespace}:*").replace("&swarm:*", f"&{namespace}:*"))
+    text = (
+        text.replace("~{swarm}:*", f"~{{{namespace}}}:*")
+        .replace("~swarm:*", f"~{namespace}:*")
+        .replace("&swarm:*", f"&{namespace}:*")
+    )
     path = folder / "users.acl"
     path.write_text(text + f"user {ADMIN} on >{ADMIN_PASSWORD} ~* &* +@all\n")
     path.chmod(0o600)
@@ -129,9 +160,13 @@ def acl_file(folder: Path, namespace: str = "swarm") -> Path:
 
 def refusals(server: RedisServer) -> list[dict[str, Any]]:
     """The server's ACL LOG entries for the multiswarm user (commands or keys refused)."""
-    admin = redis.Redis(port=server.port, username=ADMIN, password=ADMIN_PASSWORD,
-                        ssl=server.tls is not None,
-                        ssl_ca_certs=server.tls.ca_file if server.tls else None)
+    admin = redis.Redis(
+        port=server.port,
+        username=ADMIN,
+        password=ADMIN_PASSWORD,
+        ssl=server.tls is not None,
+        ssl_ca_certs=server.tls.ca_file if server.tls else None,
+    )
     try:
         entries: list[dict[Any, Any]] = admin.execute_command("ACL", "LOG", "1000")
     finally:
@@ -147,8 +182,11 @@ def refusals(server: RedisServer) -> list[dict[str, Any]]:
 def test_acl_allows_every_command_the_lua_scripts_call() -> None:
     """A command added to a script must be added to deploy/acl.conf (and so to this review)."""
     allowed = {w[1:].lower() for w in acl_rules() if w.startswith("+")}
-    called = {m.lower() for text in sources().values()
-              for m in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", text)}
+    called = {
+        m.lower()
+        for text in sources().values()
+        for m in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", text)
+    }
     assert called, lua_dir()
     assert called <= allowed, f"not in deploy/acl.conf: {sorted(called - allowed)}"
     assert "-@all" in acl_rules() and "~*" not in acl_rules()  # nothing beyond the list
@@ -162,7 +200,8 @@ def acl_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 async def test_acl_user_runs_scripts_in_its_namespace_and_nothing_else(
-        acl_server: RedisServer) -> None:
+    acl_server: RedisServer,
+) -> None:
     settings = Settings(redis_url=acl_server.url_for(USER, PASSWORD), namespace="swarm")
     client = connect(settings)
     try:
@@ -171,14 +210,21 @@ async def test_acl_user_runs_scripts_in_its_namespace_and_nothing_else(
         await registry.register_swarm(swarm_spec("s1", ["parse"]))
         assert await registry.swarm_ids() == ["s1"]
         await client.set("{swarm}:x", 1)
-        for refused in (client.flushall(), client.keys("*"), client.config_get("requirepass"),
-                        client.get("other:x"), client.get("{other}:index"),
-                        client.publish("other:chan", "x"), client.acl_list()):
+        for refused in (
+            client.flushall(),
+            client.keys("*"),
+            client.config_get("requirepass"),
+            client.get("other:x"),
+            client.get("{other}:index"),
+            client.publish("other:chan", "x"),
+            client.acl_list(),
+        ):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 await refused
         # a script loaded by the user is held to the same rules inside Lua
-        with pytest.raises((redis.exceptions.NoPermissionError, redis.exceptions.ResponseError,
-                            ScriptError)):
+        with pytest.raises(
+            (redis.exceptions.NoPermissionError, redis.exceptions.ResponseError, ScriptError)
+        ):
             await client.eval("return redis.call('SET', 'other:x', 1)", 0)
         sneaky = client.register_script("return redis.call('SET', KEYS[1], 1)")
         with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)no permissions"):
@@ -211,8 +257,7 @@ async def _ping(url: str) -> bool:
         await client.aclose()
 
 
-async def test_tls_with_the_ca_authenticates_as_the_acl_user(
-        tls_acl_server: RedisServer) -> None:
+async def test_tls_with_the_ca_authenticates_as_the_acl_user(tls_acl_server: RedisServer) -> None:
     url = tls_acl_server.url_for(USER, PASSWORD)
     assert url.startswith("rediss://") and "ssl_ca_certs=" in url
     assert await _ping(url)
@@ -249,24 +294,45 @@ async def test_tls_host_name_is_verified(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "json"
-    shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "json", root,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(sysconfig.get_paths()["stdlib"]) / "json",
+        root,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return root
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_demo_runs_as_the_least_privilege_acl_user(
-        transport: str, tls_files: TlsFiles, corpus: Path, tmp_path: Path) -> None:
+    transport: str, tls_files: TlsFiles, corpus: Path, tmp_path: Path
+) -> None:
     namespace = f"acl{uuid.uuid4().hex[:8]}"  # the demo would pick a random one for "swarm"
     tls = tls_files if transport == "tls" else None
     with RedisServer(tls=tls, aclfile=acl_file(tmp_path, namespace)) as server:
-        env = {**environment_without_redis(),
-               "MULTISWARM_REDIS_URL": server.url_for(USER, PASSWORD)}
+        env = {
+            **environment_without_redis(),
+            "MULTISWARM_REDIS_URL": server.url_for(USER, PASSWORD),
+        }
         proc = subprocess.run(
-            [sys.executable, "-m", "multiswarm.cli", "--namespace", namespace, "demo",
-             "--corpus", str(corpus), "--group-size", "4", "--json"],
-            capture_output=True, text=True, timeout=600, env=env)
+            [
+                sys.executable,
+                "-m",
+                "multiswarm.cli",
+                "--namespace",
+                namespace,
+                "demo",
+                "--corpus",
+                str(corpus),
+                "--group-size",
+                "4",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         report = json.loads(proc.stdout)
         assert report["verified"] is True and report["tasks_lost"] == 0

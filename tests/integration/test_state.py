@@ -47,7 +47,7 @@ async def test_stale_version_is_a_typed_conflict(manager: SwarmStateManager) -> 
 
 
 async def test_update_state_retries_conflicts_so_no_increment_is_lost(
-    manager: SwarmStateManager
+    manager: SwarmStateManager,
 ) -> None:
     def bump(data: dict[str, Any]) -> dict[str, Any]:
         return {**data, "n": data.get("n", 0) + 1}
@@ -86,7 +86,7 @@ async def test_snapshot_pruning_keeps_exactly_ten_newest_first(
 
 
 async def test_restore_snapshot_makes_it_current_with_a_new_version(
-    manager: SwarmStateManager
+    manager: SwarmStateManager,
 ) -> None:
     await manager.save_state("s1", {"n": 1})
     await manager.create_snapshot("s1")
@@ -142,7 +142,8 @@ async def test_corrupt_state_is_detected_quarantined_and_versions_keep_growing(
     assert await manager.load_state("s1") is None
     quarantined = await manager.list_quarantine("s1")
     assert [(q["kind"], q["id"], q["reason"]) for q in quarantined] == [
-        ("state", "v2", "checksum mismatch")]
+        ("state", "v2", "checksum mismatch")
+    ]
     with pytest.raises(VersionConflict):  # a writer that read version 2 before the move
         await manager.save_state("s1", {"n": 9}, expected_version=0)
     assert await manager.update_state("s1", lambda d: {"n": 4}) == 3
@@ -161,8 +162,9 @@ async def test_corrupt_snapshot_reported_by_list_and_load(
 
 
 async def test_state_survives_a_redis_restart_with_aof(own_redis: RedisServer) -> None:
-    settings = Settings(redis_url=own_redis.url, redis_url_explicit=True, namespace="aof",
-                        reconnect_timeout_s=20.0)
+    settings = Settings(
+        redis_url=own_redis.url, redis_url_explicit=True, namespace="aof", reconnect_timeout_s=20.0
+    )
     keys = Keys(settings.namespace)
     client = connect(settings)
     try:
@@ -170,8 +172,7 @@ async def test_state_survives_a_redis_restart_with_aof(own_redis: RedisServer) -
         await manager.save_state("s1", {"swarm": "s1", "workers": {}, "n": 1})
         await manager.create_snapshot("s1", "before")
         await manager.create_checkpoint("s1", "cp")
-        await manager.save_state("s1", {"swarm": "s1", "workers": {}, "n": 2},
-                                 expected_version=1)
+        await manager.save_state("s1", {"swarm": "s1", "workers": {}, "n": 2}, expected_version=1)
         own_redis.restart()  # SIGKILL, then start on the same dir: only the AOF is left
         record = await manager.load_state("s1")
         assert record is not None and record.version == 2 and record.data["n"] == 2

@@ -42,14 +42,19 @@ class Events:
             self.seen.append(env)
 
     def of(self, kind: str, agent: str | None = None) -> list[Envelope]:
-        return [e for e in self.seen
-                if e.type == kind and (agent is None or e.payload.get("agent") == agent)]
+        return [
+            e
+            for e in self.seen
+            if e.type == kind and (agent is None or e.payload.get("agent") == agent)
+        ]
 
-    async def wait(self, kind: str, n: int = 1, agent: str | None = None,
-                   timeout_s: float = 60) -> list[Envelope]:
+    async def wait(
+        self, kind: str, n: int = 1, agent: str | None = None, timeout_s: float = 60
+    ) -> list[Envelope]:
         async def enough() -> list[Envelope]:
             found = self.of(kind, agent)
             return found if len(found) >= n else []
+
         return await eventually(enough, timeout_s=timeout_s, what=f"{n} x {kind}")
 
     async def close(self) -> None:
@@ -57,8 +62,9 @@ class Events:
 
 
 @pytest.fixture
-async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[
-        ProcessGroup, Client, Keys, Events]]:
+async def world(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[ProcessGroup, Client, Keys, Events]]:
     group = ProcessGroup(settings.replace(heartbeat_timeout_ms=1500), tmp_path)
     client = connect(settings)
     keys = Keys(settings.namespace)
@@ -77,11 +83,13 @@ async def _states(client: Client, keys: Keys, worker: str) -> dict[str, dict]:  
 
 async def _run_a_task(client: Client, keys: Keys, tid: str) -> None:
     group_store = TaskStore(Scripts(client), keys)
-    await group_store.submit([(task_spec("multiswarm.demo_tasks:noop", id=tid,
-                                         capabilities=["work"]), tid)])
+    await group_store.submit(
+        [(task_spec("multiswarm.demo_tasks:noop", id=tid, capabilities=["work"]), tid)]
+    )
 
     async def done() -> bool:
         return (await group_store.get(tid)).status == "completed"
+
     await eventually(done, timeout_s=60, what=f"{tid} completed")
 
 
@@ -89,8 +97,9 @@ async def test_external_member_that_exits_is_restarted_replaced_then_alerts(worl
     group, client, keys, events = world
     exits = shlex.join([sys.executable, "-c", "import sys; sys.exit(3)"])
     group.spawn("coordinator", ["coordinator", "--id", "c1"])
-    group.spawn("w1", ["worker", "--id", "w1", "--swarm", "s:work:1",
-                       "--external", f"s={exits}", *FAST])
+    group.spawn(
+        "w1", ["worker", "--id", "w1", "--swarm", "s:work:1", "--external", f"s={exits}", *FAST]
+    )
     await events.wait("swarm.agent.failed", agent="s.x0")
     restarts = await events.wait("swarm.agent.restarting", n=3, agent="s.x0")
     assert [e.payload["attempt"] for e in restarts[:3]] == [1, 2, 3]
@@ -109,12 +118,14 @@ async def test_external_member_that_exits_is_restarted_replaced_then_alerts(worl
 async def test_killed_external_member_is_restarted_and_recovers(world) -> None:  # type: ignore[no-untyped-def]
     group, client, keys, events = world
     sleeper = shlex.join([sys.executable, "-c", "import time; time.sleep(120)"])
-    group.spawn("w1", ["worker", "--id", "w1", "--swarm", "s:work:1",
-                       "--external", f"s={sleeper}", *FAST])
+    group.spawn(
+        "w1", ["worker", "--id", "w1", "--swarm", "s:work:1", "--external", f"s={sleeper}", *FAST]
+    )
 
     async def running_pid() -> int:
         st = (await _states(client, keys, "w1")).get("s.x0", {})
         return int(st.get("pid") or 0) if st.get("state") == "running" else 0
+
     pid = await eventually(running_pid, what="external member running")
     os.kill(pid, signal.SIGKILL)
     await events.wait("swarm.agent.failed", agent="s.x0")
@@ -123,6 +134,7 @@ async def test_killed_external_member_is_restarted_and_recovers(world) -> None: 
     async def restarted() -> bool:
         st = (await _states(client, keys, "w1")).get("s.x0", {})
         return st.get("state") == "running" and st.get("restarts") == 1 and st.get("pid") != pid
+
     await eventually(restarted, what="member running again under a new pid")
     assert not events.of("swarm.agent.replaced")
 
@@ -165,6 +177,7 @@ async def test_killed_python_agent_restarts_then_is_replaced(world) -> None:  # 
                 if not events.of("swarm.agent.replaced"):
                     os.kill(pid, signal.SIGKILL)
             await asyncio.sleep(0.02)
+
     k = asyncio.create_task(killer())
     try:
         (replaced,) = await events.wait("swarm.agent.replaced")
@@ -182,13 +195,17 @@ async def test_scale_swarm_splits_70_30_and_keeps_one_of_each(world) -> None:  #
 
     group, client, keys, events = world
     sleeper = shlex.join([sys.executable, "-c", "import time; time.sleep(120)"])
-    group.spawn("w1", ["worker", "--id", "w1", "--swarm", "s:work:2",
-                       "--external", f"s={sleeper}", *FAST])
+    group.spawn(
+        "w1", ["worker", "--id", "w1", "--swarm", "s:work:2", "--external", f"s={sleeper}", *FAST]
+    )
     registry = SwarmRegistry(Scripts(client), keys)
 
     async def members(kind: str) -> int:
-        return sum(1 for a in (await _states(client, keys, "w1")).values()
-                   if a["kind"] == kind and a["state"] not in ("retired", "stopped", "failed"))
+        return sum(
+            1
+            for a in (await _states(client, keys, "w1")).values()
+            if a["kind"] == kind and a["state"] not in ("retired", "stopped", "failed")
+        )
 
     async def counts_are(python: int, external: int) -> bool:
         return (await members("python"), await members("external")) == (python, external)

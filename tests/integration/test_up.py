@@ -24,19 +24,37 @@ pytestmark = pytest.mark.slow
 
 async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings) -> None:
     up = subprocess.Popen(
-        [sys.executable, "-m", "multiswarm.cli", "--redis-url", settings.redis_url,
-         "--namespace", settings.namespace, "up", "--lease-ms", "2000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "multiswarm.cli",
+            "--redis-url",
+            settings.redis_url,
+            "--namespace",
+            settings.namespace,
+            "up",
+            "--lease-ms",
+            "2000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         # as from a non-interactive shell's background job: SIGINT ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     client = connect(settings)
     scripts, keys = Scripts(client), Keys(settings.namespace)
     registry = SwarmRegistry(scripts, keys)
     try:
+
         async def ready() -> bool:
             info, _ = await current_leader(scripts, keys)
-            return info is not None and len(await registry.swarm_ids("active")) == 3 and len(
-                await registry.workers()) == 2
+            return (
+                info is not None
+                and len(await registry.swarm_ids("active")) == 3
+                and len(await registry.workers()) == 2
+            )
+
         await eventually(ready, timeout_s=60, what="a leader, 3 active swarms and 2 workers")
         pids = {w.pid for w in await registry.workers()}
         up.send_signal(signal.SIGTERM)

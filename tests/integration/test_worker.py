@@ -40,16 +40,27 @@ async def _all_completed(store: TaskStore, n: int) -> bool:
 
 
 async def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     group = _system(settings, tmp_path, [("w1", "s:work:2"), ("w2", "s:work:2")])
     store = await _store(settings)
     try:
         n = 12
-        await store.submit([(task_spec(SLEEP, id=f"t{i}", capabilities=["work"], lease_ms=3000,
-                                       backoff_ms=100), {"seconds": 0.5}) for i in range(n)])
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        SLEEP, id=f"t{i}", capabilities=["work"], lease_ms=3000, backoff_ms=100
+                    ),
+                    {"seconds": 0.5},
+                )
+                for i in range(n)
+            ]
+        )
 
         async def w1_busy() -> bool:
             return any(t.worker == "w1" for t in await store.list("running"))
+
         await eventually(w1_busy, what="w1 running a task")
         group.kill(next(c for c in group.children if c.name == "w1"))
 
@@ -66,15 +77,27 @@ async def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
         group.stop_all()
 
 
-async def test_heartbeats_continue_during_minutes_of_cpu(settings: Settings,
-                                                         tmp_path: Path) -> None:
+async def test_heartbeats_continue_during_minutes_of_cpu(
+    settings: Settings, tmp_path: Path
+) -> None:
     """A handler spinning the CPU for 4x the heartbeat timeout and 3x its lease: the worker is
     never declared dead and the lease never lapses, so the task runs exactly once."""
     group = _system(settings, tmp_path, [("w1", "s:cpu:1")])
     store = await _store(settings)
     try:
-        await store.submit([(task_spec("multiswarm.demo_tasks:burn_cpu", id="burn",
-                                       capabilities=["cpu"], lease_ms=2000), {"seconds": 6})])
+        await store.submit(
+            [
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:burn_cpu",
+                        id="burn",
+                        capabilities=["cpu"],
+                        lease_ms=2000,
+                    ),
+                    {"seconds": 6},
+                )
+            ]
+        )
         await eventually(lambda: _all_completed(store, 1), timeout_s=60, what="completion")
         t = await store.get("burn")
         assert (t.attempts, t.worker) == (1, "w1")
@@ -84,6 +107,7 @@ async def test_heartbeats_continue_during_minutes_of_cpu(settings: Settings,
         assert workers == [b"w1"]
         # the node's memory pool is reported with the beats (28 MiB by default)
         from multiswarm.messages import decode_worker
+
         record = decode_worker(await store.client.hget(Keys(settings.namespace).workers, "w1"))
         assert record.mem_total == 28 * 1024 * 1024 and record.agents == 1
     finally:
@@ -95,11 +119,11 @@ async def test_sigterm_hands_back_running_tasks(settings: Settings, tmp_path: Pa
     group = _system(settings, tmp_path, [("w1", "s:slow:1")])
     store = await _store(settings)
     try:
-        await store.submit([(task_spec(SLEEP, id="long", capabilities=["slow"]),
-                             {"seconds": 30})])
+        await store.submit([(task_spec(SLEEP, id="long", capabilities=["slow"]), {"seconds": 30})])
 
         async def running() -> bool:
             return (await store.get("long")).status == "running"
+
         await eventually(running, what="long task running")
         w1 = next(c for c in group.children if c.name == "w1")
         w1.proc.terminate()
@@ -115,22 +139,33 @@ async def test_sigterm_hands_back_running_tasks(settings: Settings, tmp_path: Pa
         group.stop_all()
 
 
-async def test_bad_handlers_are_dead_lettered_not_crashes(settings: Settings,
-                                                          tmp_path: Path) -> None:
+async def test_bad_handlers_are_dead_lettered_not_crashes(
+    settings: Settings, tmp_path: Path
+) -> None:
     group = _system(settings, tmp_path, [("w1", "s::1")])
     store = await _store(settings)
     try:
-        await store.submit([
-            (task_spec("os:system", id="hostile", max_attempts=3), "echo pwned"),
-            (task_spec("multiswarm.nope:fn", id="missing", max_attempts=3), None),
-            (task_spec("multiswarm.demo_tasks:fail_always", id="raises", max_attempts=2,
-                       backoff_ms=50), None),
-            (task_spec("multiswarm.demo_tasks:noop", id="fine"), {"ok": True}),
-        ])
+        await store.submit(
+            [
+                (task_spec("os:system", id="hostile", max_attempts=3), "echo pwned"),
+                (task_spec("multiswarm.nope:fn", id="missing", max_attempts=3), None),
+                (
+                    task_spec(
+                        "multiswarm.demo_tasks:fail_always",
+                        id="raises",
+                        max_attempts=2,
+                        backoff_ms=50,
+                    ),
+                    None,
+                ),
+                (task_spec("multiswarm.demo_tasks:noop", id="fine"), {"ok": True}),
+            ]
+        )
 
         async def settled() -> bool:
             c = await store.counts()
             return c["dead"] == 3 and c["completed"] == 1
+
         await eventually(settled, timeout_s=60, what="all settled")
         hostile = await store.get("hostile")
         assert hostile.attempts == 1 and "not under an allowed prefix" in hostile.error

@@ -17,10 +17,24 @@ from multiswarm.confidence import (
 )
 
 
-def _score(kind: str = "state", age_ms: int = 0, known: int = 4, complete: int = 4,
-           tracks: bool = True, recorded: int = 2, expected: int = 2) -> float:
-    return score(kind, age_ms=age_ms, tasks_known=known, tasks_complete=complete,
-                 tracks_tasks=tracks, agents_recorded=recorded, agents_expected=expected).value
+def _score(
+    kind: str = "state",
+    age_ms: int = 0,
+    known: int = 4,
+    complete: int = 4,
+    tracks: bool = True,
+    recorded: int = 2,
+    expected: int = 2,
+) -> float:
+    return score(
+        kind,
+        age_ms=age_ms,
+        tasks_known=known,
+        tasks_complete=complete,
+        tracks_tasks=tracks,
+        agents_recorded=recorded,
+        agents_expected=expected,
+    ).value
 
 
 def test_fresh_complete_state_is_the_ceiling() -> None:
@@ -38,8 +52,9 @@ def test_old_source_scores_near_the_floor_and_below_the_auto_threshold() -> None
     old = _score(age_ms=30 * 60_000)
     assert FLOOR <= old < 0.55
     five_min = _score(age_ms=5 * 60_000)
-    assert five_min == pytest.approx(0.5 + 0.45 * 2 ** (-(300_000 - FRESH_MS) / HALF_LIFE_MS),
-                                     abs=1e-4)
+    assert five_min == pytest.approx(
+        0.5 + 0.45 * 2 ** (-(300_000 - FRESH_MS) / HALF_LIFE_MS), abs=1e-4
+    )
 
 
 def test_partial_evidence_multiplies() -> None:
@@ -63,19 +78,39 @@ KINDS = st.sampled_from(["state", "checkpoint", "snapshot", "none"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(kind=KINDS, age_ms=st.integers(-10_000, 10**9), later_ms=st.integers(0, 10**9),
-       known=st.integers(0, 1000), data=st.data(), tracks=st.booleans(),
-       expected=st.integers(0, 64))
-def test_range_and_monotonicity(kind: str, age_ms: int, later_ms: int, known: int,
-                                data: st.DataObject, tracks: bool, expected: int) -> None:
+@given(
+    kind=KINDS,
+    age_ms=st.integers(-10_000, 10**9),
+    later_ms=st.integers(0, 10**9),
+    known=st.integers(0, 1000),
+    data=st.data(),
+    tracks=st.booleans(),
+    expected=st.integers(0, 64),
+)
+def test_range_and_monotonicity(
+    kind: str,
+    age_ms: int,
+    later_ms: int,
+    known: int,
+    data: st.DataObject,
+    tracks: bool,
+    expected: int,
+) -> None:
     """Always within [FLOOR, CEILING]; never rises with age; never falls with more complete
     task definitions or more agents recorded."""
     complete = data.draw(st.integers(0, known), label="complete")
     recorded = data.draw(st.integers(0, expected), label="recorded")
 
     def at(age: int = age_ms, done: int = complete, agents: int = recorded) -> float:
-        return _score(kind, age_ms=age, known=known, complete=done, tracks=tracks,
-                      recorded=agents, expected=expected)
+        return _score(
+            kind,
+            age_ms=age,
+            known=known,
+            complete=done,
+            tracks=tracks,
+            recorded=agents,
+            expected=expected,
+        )
 
     value = at()
     assert FLOOR <= value <= CEILING

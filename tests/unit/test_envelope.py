@@ -73,25 +73,33 @@ def test_frame_round_trip_keeps_envelope_and_sid() -> None:
     data = encode_message(e, CH)
     got = decode_message(CH, frame(data))
     assert (got.sid, got.channel, got.payload, got.correlation_id, got.id) == (
-        "1700000000000-0", CH, {"n": 1}, "c1", e.id)
+        "1700000000000-0",
+        CH,
+        {"n": 1},
+        "c1",
+        e.id,
+    )
     assert unframe(frame(data)) == data
     assert unframe(data) == data
     assert decode_message(CH, data).sid == ""
     assert json.loads(frame(data))["sid"] == "1700000000000-0"  # still plain JSON for redis-cli
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"", "malformed"),
-    (b"not json", "malformed"),
-    (b"[1, 2]", "malformed"),
-    (b'{"payload": {}}', "malformed"),                       # no type
-    (b'{"type": "note", "payload": [1]}', "malformed"),     # payload not an object
-    (b'{"type": "note", "ts_ms": "soon"}', "malformed"),
-    (b'{"type": "note", "v": 2}', "unsupported_version"),
-    (b'{"type": "bad type"}', "invalid_type"),
-    (b'{"type": "note\\n"}', "invalid_type"),
-    (b'{"type": ""}', "invalid_type"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "malformed"),
+        (b"not json", "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b'{"payload": {}}', "malformed"),  # no type
+        (b'{"type": "note", "payload": [1]}', "malformed"),  # payload not an object
+        (b'{"type": "note", "ts_ms": "soon"}', "malformed"),
+        (b'{"type": "note", "v": 2}', "unsupported_version"),
+        (b'{"type": "bad type"}', "invalid_type"),
+        (b'{"type": "note\\n"}', "invalid_type"),
+        (b'{"type": ""}', "invalid_type"),
+    ],
+)
 def test_bad_messages_are_rejected_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(MessageRejected) as caught:
         decode_message(CH, raw)
@@ -119,14 +127,17 @@ def test_signed_message_verifies_live_and_framed() -> None:
     assert decode_message(CH, frame(data), key=KEY).sig == json.loads(data)["sig"]
 
 
-@pytest.mark.parametrize(("mutate", "reason"), [
-    (lambda d: encode_message(env(), CH), "unsigned"),
-    (lambda d: d.replace(b'"alpha"', b'"mallory"'), "forged"),
-    (lambda d: d[:-10] + b'00000000"}', "forged"),
-    (lambda d: encode_message(env(), CH, b"other key"), "forged"),
-    (lambda d: encode_message(env(), "swarm:gamma", KEY), "forged"),  # moved to another channel
-    (lambda d: d[:-3] + b'"}', "unsigned"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda d: encode_message(env(), CH), "unsigned"),
+        (lambda d: d.replace(b'"alpha"', b'"mallory"'), "forged"),
+        (lambda d: d[:-10] + b'00000000"}', "forged"),
+        (lambda d: encode_message(env(), CH, b"other key"), "forged"),
+        (lambda d: encode_message(env(), "swarm:gamma", KEY), "forged"),  # moved to another channel
+        (lambda d: d[:-3] + b'"}', "unsigned"),
+    ],
+)
 def test_unsigned_and_forged_messages_are_refused(mutate, reason) -> None:  # type: ignore[no-untyped-def]
     data = mutate(encode_message(env(), CH, KEY))
     with pytest.raises(MessageRejected) as caught:
@@ -192,7 +203,9 @@ def test_stream_ids_compare_numerically() -> None:
 
 def test_split_message() -> None:
     assert split_message({"type": "conflict_detected", "payload": {"r": 1}}) == (
-        "conflict_detected", {"r": 1})
+        "conflict_detected",
+        {"r": 1},
+    )
     assert split_message({"type": "t", "a": 1, "b": 2}) == ("t", {"a": 1, "b": 2})
     assert split_message({"a": 1}) == ("message", {"a": 1})
     assert split_message({"payload": 5}) == ("message", {"value": 5})

@@ -24,8 +24,18 @@ def _slot_tag(key: str) -> str:
 
 def test_global_keys_share_one_hash_tag() -> None:
     k = Keys("swarm")
-    globals_ = [*k.task_keyset, k.index, *k.swarm_status_all, k.leader, k.epoch, k.rr_cursor,
-                k.queue("s1"), k.archive, k.recoveries, k.message_dlq]
+    globals_ = [
+        *k.task_keyset,
+        k.index,
+        *k.swarm_status_all,
+        k.leader,
+        k.epoch,
+        k.rr_cursor,
+        k.queue("s1"),
+        k.archive,
+        k.recoveries,
+        k.message_dlq,
+    ]
     assert {_slot_tag(key) for key in globals_} == {"swarm"}
     assert k.index == "{swarm}:index" and k.leader == "{swarm}:leader"
     assert k.swarm_status("active") == "{swarm}:status:active"
@@ -35,7 +45,12 @@ def test_per_swarm_keys_are_tagged_by_swarm_and_channels_keep_seed_names() -> No
     k = Keys("swarm")
     assert k.state("abc") == "swarm:state:{abc}" and _slot_tag(k.snapshots("abc")) == "abc"
     assert (k.ch_global, k.ch_coordination, k.ch_agents, k.ch_tasks, k.ch_events) == (
-        "swarm:global", "swarm:coordination", "swarm:agents", "swarm:tasks", "swarm:events")
+        "swarm:global",
+        "swarm:coordination",
+        "swarm:agents",
+        "swarm:tasks",
+        "swarm:events",
+    )
 
 
 def test_task_keyset_order_matches_the_lua_prelude() -> None:
@@ -83,12 +98,15 @@ def test_corrupt_records_and_payloads_are_typed_errors() -> None:
     assert unpack(pack({"a": [1, 2]})) == {"a": [1, 2]}
 
 
-@pytest.mark.parametrize(("reply", "cls"), [
-    ("ILLEGAL_TRANSITION s1 active -> initializing", errors.IllegalTransition),
-    ("STALE_EPOCH epoch 1 < 2", errors.StaleEpoch),
-    ("NOT_FOUND task x", errors.NotFound),
-    ("user_script:1: Something else", errors.ScriptError),
-])
+@pytest.mark.parametrize(
+    ("reply", "cls"),
+    [
+        ("ILLEGAL_TRANSITION s1 active -> initializing", errors.IllegalTransition),
+        ("STALE_EPOCH epoch 1 < 2", errors.StaleEpoch),
+        ("NOT_FOUND task x", errors.NotFound),
+        ("user_script:1: Something else", errors.ScriptError),
+    ],
+)
 def test_error_replies_become_typed_errors(reply: str, cls: type) -> None:
     err = translate(redis.exceptions.ResponseError(reply))
     assert type(err) is cls and isinstance(err, errors.MultiswarmError)

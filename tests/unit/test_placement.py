@@ -35,8 +35,9 @@ def test_unhealthy_and_dead_agents_get_no_work() -> None:
 
 
 def test_dead_and_retired_members_get_no_work() -> None:
-    swarm = SwarmAgents(cast(Any, [FakeAgent(), FakeAgent(alive=False), FakeAgent()]), 0,
-                        "round_robin")
+    swarm = SwarmAgents(
+        cast(Any, [FakeAgent(), FakeAgent(alive=False), FakeAgent()]), 0, "round_robin"
+    )
     swarm.retired[2] = True
     assert swarm.placeable() == 1
     assert swarm.place(3) == [0, -1, -1]

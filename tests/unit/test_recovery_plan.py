@@ -15,37 +15,77 @@ from multiswarm.state_codec import RecoveryPoint, StateDoc
 INTERRUPTED_MS = 1_000_000
 
 
-def point(kind: str, running: list[str], agents: int = 2, age_ms: int = 1_000,
-          completed: list[str] | None = None) -> RecoveryPoint:
-    data: dict[str, Any] = {"swarm": "s", "workers": {"dead": {
-        "running": running, "agents": agents, "at_ms": 0, "completed": completed or []}}}
-    return RecoveryPoint(kind=kind, id=f"{kind}-1", label=kind, version=1,
-                         captured_ms=INTERRUPTED_MS - age_ms, taken_ms=0, data=data,
-                         doc=msgspec.convert(data, StateDoc), text=b"{}", checksum="")
+def point(
+    kind: str,
+    running: list[str],
+    agents: int = 2,
+    age_ms: int = 1_000,
+    completed: list[str] | None = None,
+) -> RecoveryPoint:
+    data: dict[str, Any] = {
+        "swarm": "s",
+        "workers": {
+            "dead": {"running": running, "agents": agents, "at_ms": 0, "completed": completed or []}
+        },
+    }
+    return RecoveryPoint(
+        kind=kind,
+        id=f"{kind}-1",
+        label=kind,
+        version=1,
+        captured_ms=INTERRUPTED_MS - age_ms,
+        taken_ms=0,
+        data=data,
+        doc=msgspec.convert(data, StateDoc),
+        text=b"{}",
+        checksum="",
+    )
 
 
-def task(tid: str, status: str, swarm: str = "s", worker: str = "", started: int = 0,
-         finished: int = 0) -> Task:
-    return Task(id=tid, handler="m:f", status=status, swarm=swarm, worker=worker,
-                started_ms=started, finished_ms=finished)
+def task(
+    tid: str, status: str, swarm: str = "s", worker: str = "", started: int = 0, finished: int = 0
+) -> Task:
+    return Task(
+        id=tid,
+        handler="m:f",
+        status=status,
+        swarm=swarm,
+        worker=worker,
+        started_ms=started,
+        finished_ms=finished,
+    )
 
 
 def facts(*tasks: Task, live: tuple[str, ...] = ("alive",)) -> PlanFacts:
-    return PlanFacts(now_ms=INTERRUPTED_MS + 5, workers=set(live),
-                     tasks={t.id: t for t in tasks}, with_payload={t.id for t in tasks},
-                     running=[t for t in tasks if t.status == "running"])
+    return PlanFacts(
+        now_ms=INTERRUPTED_MS + 5,
+        workers=set(live),
+        tasks={t.id: t for t in tasks},
+        with_payload={t.id for t in tasks},
+        running=[t for t in tasks if t.status == "running"],
+    )
 
 
 SWARM = Swarm(id="s", status="interrupted", max_agents=2, status_ms=INTERRUPTED_MS)
 
 
 def test_requeue_only_tasks_assigned_or_running_on_dead_workers() -> None:
-    f = facts(task("a", "assigned"), task("r-dead", "running", worker="dead"),
-              task("r-live", "running", worker="alive"),
-              task("other", "running", swarm="x", worker="dead"),
-              task("done", "completed", started=100, finished=400))
-    plan = build_plan(SWARM, {}, {"state": point("state", ["r-dead", "r-live", "other", "done"])},
-                      [], ["a"], f, None)
+    f = facts(
+        task("a", "assigned"),
+        task("r-dead", "running", worker="dead"),
+        task("r-live", "running", worker="alive"),
+        task("other", "running", swarm="x", worker="dead"),
+        task("done", "completed", started=100, finished=400),
+    )
+    plan = build_plan(
+        SWARM,
+        {},
+        {"state": point("state", ["r-dead", "r-live", "other", "done"])},
+        [],
+        ["a"],
+        f,
+        None,
+    )
     assert plan.requeue == ["a", "r-dead"]
     assert plan.completed == ["done"]
     assert plan.elsewhere == ["other", "r-live"]
@@ -88,6 +128,7 @@ def test_a_begun_plan_resumes_with_its_recorded_id() -> None:
 def test_auto_recover_threshold_from_the_environment() -> None:
     from multiswarm.config import from_env
     from multiswarm.errors import ConfigError
+
     name = "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE"
     assert from_env({}).auto_recover_min_confidence == 0.75
     assert from_env({name: "0.9"}).auto_recover_min_confidence == 0.9

@@ -17,22 +17,29 @@ from multiswarm.errors import ConfigError
 from multiswarm.urls import SentinelTarget, parse_sentinel, redact, tls_verification_off
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-    ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
-    ("redis://app:s3cret@h:6379/0", "redis://app:***@h:6379/0"),
-    ("redis://s3cret@h:6379/0", "redis://***@h:6379/0"),  # a lone user-info may be a password
-    ("redis://app:p%40ss%3Aw@h/0", "redis://app:***@h/0"),
-    ("rediss://app:s3cret@h:6380/0?ssl_ca_certs=/etc/ca.pem",
-     "rediss://app:***@h:6380/0?ssl_ca_certs=/etc/ca.pem"),
-    ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock?db=1&password=***"),
-    ("rediss://h/0?ssl_password=s3cret&x=1", "rediss://h/0?ssl_password=***&x=1"),
-    ("redis+sentinel://app:s3cret@s1:26379,s2:26379/mymaster/0",
-     "redis+sentinel://app:***@s1:26379,s2:26379/mymaster/0"),
-    ("redis+cluster://app:s3cret@n1:7000", "redis+cluster://app:***@n1:7000"),
-    ("redis://app:s3cret@[::1:6379/0", "redis://***@[::1:6379/0"),  # unparseable: still masked
-    ("not a url", "not a url"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://app:s3cret@h:6379/0", "redis://app:***@h:6379/0"),
+        ("redis://s3cret@h:6379/0", "redis://***@h:6379/0"),  # a lone user-info may be a password
+        ("redis://app:p%40ss%3Aw@h/0", "redis://app:***@h/0"),
+        (
+            "rediss://app:s3cret@h:6380/0?ssl_ca_certs=/etc/ca.pem",
+            "rediss://app:***@h:6380/0?ssl_ca_certs=/etc/ca.pem",
+        ),
+        ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock?db=1&password=***"),
+        ("rediss://h/0?ssl_password=s3cret&x=1", "rediss://h/0?ssl_password=***&x=1"),
+        (
+            "redis+sentinel://app:s3cret@s1:26379,s2:26379/mymaster/0",
+            "redis+sentinel://app:***@s1:26379,s2:26379/mymaster/0",
+        ),
+        ("redis+cluster://app:s3cret@n1:7000", "redis+cluster://app:***@n1:7000"),
+        ("redis://app:s3cret@[::1:6379/0", "redis://***@[::1:6379/0"),  # unparseable: still masked
+        ("not a url", "not a url"),
+    ],
+)
 def test_redact_masks_every_password(url: str, shown: str) -> None:
     assert redact(url) == shown
     assert "s3cret" not in redact(url)
@@ -40,15 +47,23 @@ def test_redact_masks_every_password(url: str, shown: str) -> None:
 
 def test_parse_sentinel_keeps_user_password_service_and_db() -> None:
     assert parse_sentinel("redis+sentinel://app:p%40ss@s1:26379,[::1]:26380/my%20master/3") == (
-        SentinelTarget(sentinels=[("s1", 26379), ("::1", 26380)], service="my master", db=3,
-                       username="app", password="p@ss"))
+        SentinelTarget(
+            sentinels=[("s1", 26379), ("::1", 26380)],
+            service="my master",
+            db=3,
+            username="app",
+            password="p@ss",
+        )
+    )
     assert parse_sentinel("redis+sentinel://:pw@s1:26379/m") == SentinelTarget(
-        sentinels=[("s1", 26379)], service="m", password="pw")
+        sentinels=[("s1", 26379)], service="m", password="pw"
+    )
     assert parse_sentinel("redis+sentinel://s1:26379/m").username is None
 
 
-@pytest.mark.parametrize("url", ["redis+sentinel://app:s3cret@s1:26379",
-                                 "redis+sentinel://app:s3cret@s1:port/m"])
+@pytest.mark.parametrize(
+    "url", ["redis+sentinel://app:s3cret@s1:26379", "redis+sentinel://app:s3cret@s1:port/m"]
+)
 def test_a_bad_sentinel_url_is_a_config_error_without_the_password(url: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_sentinel(url)
@@ -70,8 +85,7 @@ async def test_plain_and_tls_urls_authenticate_as_the_user() -> None:
     client = connect(Settings(redis_url="rediss://app:pw@h:6380/0?ssl_ca_certs=/etc/ca.pem"))
     try:
         kw = _kwargs(client)
-        assert (kw["username"], kw["password"], kw["ssl_ca_certs"]) == ("app", "pw",
-                                                                        "/etc/ca.pem")
+        assert (kw["username"], kw["password"], kw["ssl_ca_certs"]) == ("app", "pw", "/etc/ca.pem")
         # verification stays on: nothing in the URL turned it off
         assert kw.get("ssl_cert_reqs", "required") == "required"
         assert kw.get("ssl_check_hostname", True) is True
@@ -100,7 +114,11 @@ async def test_cluster_url_authenticates_as_the_user() -> None:
         (node,) = client.nodes_manager.startup_nodes.values()
         kw = node.connection_kwargs
         assert (kw["username"], kw["password"], kw["host"], kw["port"]) == (
-            "app", "p@ss", "n1", 7000)
+            "app",
+            "p@ss",
+            "n1",
+            7000,
+        )
     finally:
         await client.aclose()
 

@@ -23,6 +23,6 @@ def test_request_id_scripts_are_wrapped() -> None:
 
 def test_decisions_name_every_script() -> None:
     text = (ROOT / "docs" / "decisions.md").read_text()
-    section = text[text.index("by a request id or by"):]
+    section = text[text.index("by a request id or by") :]
     missing = [n for n in (*REQUEST_ID, *BY_NATURE) if f"`{n}`" not in section]
     assert not missing, missing

@@ -33,6 +33,7 @@ async def test_distribute_task_defaults_to_the_configured_task_lease() -> None:
     async def capture(tasks: Any) -> dict[str, str]:
         submitted.extend(spec for spec, _payload in tasks)
         return {}
+
     ms.tasks.submit = capture  # type: ignore[method-assign]
     await ms.distribute_task(NOOP, 1)
     await ms.distribute_task(NOOP, 2, lease_ms=2_000)
@@ -41,8 +42,19 @@ async def test_distribute_task_defaults_to_the_configured_task_lease() -> None:
 
 
 def _held(lease_ms: int) -> HeldTask:
-    return HeldTask(Claimed(id=f"t{lease_ms}", token="k", handler=NOOP, payload=b"",
-                            timeout_ms=1000, lease_ms=lease_ms, attempts=1, deps=[]), "s")
+    return HeldTask(
+        Claimed(
+            id=f"t{lease_ms}",
+            token="k",
+            handler=NOOP,
+            payload=b"",
+            timeout_ms=1000,
+            lease_ms=lease_ms,
+            attempts=1,
+            deps=[],
+        ),
+        "s",
+    )
 
 
 async def test_renew_tick_follows_the_shortest_lease() -> None:
