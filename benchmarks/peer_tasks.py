@@ -115,7 +115,7 @@ def saq_settings() -> dict[str, Any]:
 @functools.cache
 def celery_setup() -> tuple[Any, Any]:
     """The app and its task."""
-    from celery import Celery  # type: ignore[import-untyped]
+    from celery import Celery
 
     app = Celery("peer_tasks", broker=redis_url(), backend=redis_url())
     app.conf.broker_connection_retry_on_startup = True
