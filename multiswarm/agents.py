@@ -17,6 +17,8 @@ import importlib
 import inspect
 import logging
 import multiprocessing
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +36,25 @@ log = logging.getLogger(__name__)
 DEFAULT_ALLOWED = ("multiswarm.",)
 #: Longest wait for a SIGKILLed agent process to be reaped, in seconds.
 KILL_WAIT_S = 5.0
+#: How long a stopped handler may take to unwind (its ``finally`` blocks) before its agent
+#: process is killed, in seconds.
+STOP_GRACE_S = 2.0
+#: Signal that asks an agent to stop the handler it is running (raises TaskStopped in it).
+STOP_SIGNAL = signal.SIGUSR1
+
+
+class TaskStopped(BaseException):
+    """Raised inside a handler whose task was cancelled: a BaseException, so a handler's
+    ``except Exception`` does not swallow it, while its ``finally`` blocks and context
+    managers still run."""
+
+
+_handling = False
+
+
+def _stop_handler(signum: int, frame: object) -> None:
+    if _handling:
+        raise TaskStopped()
 
 
 class TaskContext(msgspec.Struct, frozen=True):
@@ -75,7 +96,12 @@ def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
 
 
 def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
-    """Child process loop: receive a task, run it, send ``(kind, data)`` back."""
+    """Child process loop: receive a task, run it, send ``(kind, data)`` back.
+
+    :data:`STOP_SIGNAL` stops the running handler (reply ``("stopped", "")``); the agent then
+    takes the next task."""
+    global _handling
+    signal.signal(STOP_SIGNAL, _stop_handler)
     cache: dict[str, Callable[..., Any]] = {}
     while True:
         try:
@@ -85,6 +111,7 @@ def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
         if msg is None:
             return
         task_id, attempt, handler, payload, deps = msg
+        reply: tuple[str, Any]
         try:
             fn = cache.get(handler) or cache.setdefault(handler, resolve(handler, allowed))
             ctx = TaskContext(
@@ -92,10 +119,16 @@ def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
                 attempt=attempt,
                 dependencies={k: unpack(v) for k, v in deps.items()},
             )
-            result = fn(unpack(payload), ctx)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-            reply: tuple[str, Any] = ("ok", pack(result))
+            _handling = True
+            try:
+                result = fn(unpack(payload), ctx)
+                if inspect.isawaitable(result):
+                    result = asyncio.run(_await(result))
+            finally:
+                _handling = False
+            reply = ("ok", pack(result))
+        except TaskStopped:
+            reply = ("stopped", "")
         except (HandlerError, MessageDecodeError) as e:
             reply = ("permanent", f"{type(e).__name__}: {e}")
         except Exception as e:  # a handler's bug must not kill the agent
@@ -192,6 +225,10 @@ class AgentProcess:
                 self.failures += 1
                 self.consecutive_failures += 1
             return reply
+        except asyncio.CancelledError:
+            # the task was cancelled (or the worker is shutting down): stop the handler
+            await self._stop_handler()
+            raise
         except asyncio.TimeoutError:
             # a hung handler cannot be interrupted: its process goes; the supervisor restarts it
             self.failures += 1
@@ -205,6 +242,28 @@ class AgentProcess:
             return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
             loop.remove_reader(fd)
+
+    async def _stop_handler(self) -> None:
+        """Stop the running handler: cooperatively first (:data:`STOP_SIGNAL` raises
+        :class:`TaskStopped` in it, and the agent stays up), then, if it has not answered
+        within :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it)."""
+        proc, conn = self._proc, self._conn
+        if proc is None or conn is None or not proc.is_alive() or proc.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, STOP_SIGNAL)
+        try:
+            # poll with a bound, then read: a thread is never left blocked on the pipe
+            if await asyncio.to_thread(conn.poll, STOP_GRACE_S):
+                reply = await asyncio.to_thread(conn.recv)
+                log.info("agent %s stopped its handler (%s)", self.agent_id, reply[0])
+                return
+        except (EOFError, OSError):
+            pass
+        log.warning(
+            "agent %s did not stop its handler within %.0f s: killed", self.agent_id, STOP_GRACE_S
+        )
+        await self.kill()
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` (a blocking pipe send or receive) in a thread.

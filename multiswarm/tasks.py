@@ -20,6 +20,7 @@ import msgspec
 from multiswarm.errors import BadRequest, NotFound
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
 from multiswarm.messages import PRIORITIES, Task, TaskSpec, decode_task, encode_json, pack, unpack
+from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
 
 #: Largest payload accepted per task, in bytes (same limit as a message).
@@ -177,14 +178,20 @@ class TaskStore:
         return out
 
     async def cancel(self, task_id: str, reason: str = "cancelled by operator") -> str:
-        """Cancel a non-terminal task (and, transitively, its dependents).
+        """Cancel a non-terminal task (and, transitively, its dependents). A running handler is
+        stopped: the worker running it is told at once (``task_cancelled`` on ``<ns>:tasks``)
+        and finds out at its next lease renewal at the latest.
 
         Returns ``cancelled`` or ``ended:<status>``. Raises NotFound.
         """
         reply = await self.scripts.call(
             "cancel_task", self.keys.task_keyset, [check_id(task_id, "task id"), reason]
         )
-        return _decode_str(reply)
+        outcome = _decode_str(reply)
+        if outcome == "cancelled":
+            messenger = SwarmMessenger(self.client, self.keys, sender="tasks")
+            await messenger.publish(self.keys.ch_tasks, "task_cancelled", {"task": task_id})
+        return outcome
 
     # -- workers -------------------------------------------------------------------------------
     async def claim(self, swarm_id: str, worker_id: str, count: int) -> list[Claimed]:

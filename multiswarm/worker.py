@@ -136,6 +136,9 @@ class Worker(WorkerLiveness):
         #: per swarm, the last ids this worker completed (recovery plans report them)
         self.recent: dict[str, collections.deque[str]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        #: task id -> the run whose handler is executing now (what stop_task cancels)
+        self._handlers: dict[str, asyncio.Task[Any]] = {}
+        self._stopped: set[str] = set()
         #: every background task, referenced so none is garbage-collected while it runs
         self._background: set[asyncio.Task[None]] = set()
         self._scaling = asyncio.Lock()
@@ -357,13 +360,21 @@ class Worker(WorkerLiveness):
                 log.warning("task %s: the node's memory pool is full for now; handed back", c.id)
                 await self.tasks.release({c.id: c.token})
                 return
-            kind, data = await agent.run(
-                c.id, c.attempts, c.handler, c.payload, deps, c.timeout_ms / 1000
-            )
+            self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
+            try:
+                kind, data = await agent.run(
+                    c.id, c.attempts, c.handler, c.payload, deps, c.timeout_ms / 1000
+                )
+            finally:
+                self._handlers.pop(c.id, None)
             if kind == "error":
                 # the supervisor restarts it once it is unhealthy (3+ failures) or dead
                 await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
             await self._finish(swarm_id, c, kind, data)
+        except asyncio.CancelledError:
+            if c.id not in self._stopped:
+                raise  # shutting down: the drain hands the task back
+            log.info("task %s stopped: it no longer belongs to this worker", c.id)
         except NotFound:
             log.warning("task %s vanished while running", c.id)
         except MultiswarmError as e:
@@ -380,6 +391,7 @@ class Worker(WorkerLiveness):
             except MultiswarmError as e2:
                 log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
         finally:
+            self._stopped.discard(c.id)
             self.held.pop(c.id, None)
             if alloc is not None and self.memory is not None:
                 self.memory.release(alloc)
@@ -413,6 +425,8 @@ class Worker(WorkerLiveness):
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
             if env.type == "task_assignment" and env.target in self.wake:
                 self.wake[env.target].set()
+            elif env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
+                await self._stop_if_cancelled(env.payload["task"])
             elif env.type == "swarm_scaled" and env.target in self.placement:
                 try:
                     swarm = await self.registry.get(env.target)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from multiswarm.config import Settings
-from multiswarm.errors import MultiswarmError, RedisUnavailable
+from multiswarm.errors import MultiswarmError, NotFound, RedisUnavailable
 from multiswarm.registry import SwarmSpec
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import MIN_LEASE_MS, Claimed, TaskStore
@@ -51,6 +51,33 @@ class WorkerLiveness(WorkerMembers):
     completed: int
     failed: int
     recent: dict[str, collections.deque[str]]
+    _handlers: dict[str, asyncio.Task[Any]]
+    _stopped: set[str]
+
+    def stop_task(self, task_id: str) -> bool:
+        """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
+        cooperatively first, then by killing its agent (:meth:`AgentProcess.run`), and free
+        the agent. Nothing is recorded: the task's record has moved on. True if one was
+        running."""
+        run = self._handlers.get(task_id)
+        if run is None or run.done():
+            return False
+        self._stopped.add(task_id)
+        run.cancel()
+        return True
+
+    async def _stop_if_cancelled(self, task_id: str) -> None:
+        """A ``task_cancelled`` notice is only a hint (anyone may publish): stop the handler
+        when the record confirms this attempt no longer holds the task."""
+        held = self.held.get(task_id)
+        if held is None:
+            return
+        try:
+            task = await self.tasks.get(task_id)
+        except NotFound:
+            task = None
+        if task is None or task.status != "running" or task.token != held.claimed.token:
+            self.stop_task(task_id)
 
     async def register(self) -> None:
         """Become host of this worker's swarms (host_swarms.lua) and wake the leader."""
@@ -154,7 +181,9 @@ class WorkerLiveness(WorkerMembers):
                     for h in due.values():
                         h.renewed = now
                     if lost:
-                        log.info("leases lost for %s", lost)
+                        log.info("leases lost for %s: stopping their handlers", lost)
+                        for tid in lost:
+                            self.stop_task(tid)
                 except MultiswarmError as e:
                     log.warning("lease renewal failed: %s", e)
             await _wait(stop, self._renew_tick_s())
