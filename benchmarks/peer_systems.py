@@ -283,7 +283,10 @@ class RqSystem(System):
         from peer_tasks import count
         from rq import Queue
 
-        return self.queue.enqueue_many([Queue.prepare_data(count, (counter,)) for _ in range(n)])
+        jobs: list[Any] = self.queue.enqueue_many(
+            [Queue.prepare_data(count, (counter,)) for _ in range(n)]
+        )
+        return jobs
 
     async def start_workers(self) -> None:
         for i in (1, 2):
