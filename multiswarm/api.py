@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,6 +27,10 @@ from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.state import StateRecord, SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
+
+#: Longest blocking read of :meth:`Multiswarm.wait_for` before the record is read again, in
+#: seconds: the safety net for tasks that end without a completion (dead, cancelled).
+SAFETY_NET_S = 1.0
 
 
 class TaskFailed(MultiswarmError):
@@ -111,8 +115,19 @@ class Multiswarm:
     async def cancel_task(self, task_id: str, reason: str = "cancelled") -> str:
         return await self.tasks.cancel(task_id, reason)
 
-    async def wait_for(self, task_id: str, timeout_s: float = 60.0, poll_s: float = 0.1) -> Any:
-        """The task's result once completed.
+    async def wait_for(self, task_id: str, timeout_s: float = 60.0) -> Any:
+        """The task's result once completed, waiting without polling.
+
+        Blocks on the completions stream (``XREAD BLOCK``), so a completion wakes the waiter at
+        once; the record is read again at least every :data:`SAFETY_NET_S` (1 s), because a
+        task that ends dead or cancelled adds no completion entry.
+
+        Parameters
+        ----------
+        task_id:
+            The id :meth:`distribute_task` returned.
+        timeout_s:
+            Longest wait, in seconds.
 
         Raises
         ------
@@ -120,17 +135,36 @@ class Multiswarm:
             It ended dead or cancelled.
         TimeoutError
             Not finished within ``timeout_s``.
+        NotFound
+            No such task.
         """
         deadline = time.monotonic() + timeout_s
+        stream = self.keys.completions
+        tip: Any = await self.scripts.read(lambda: self.client.xrevrange(stream, count=1))
+        cursor: bytes | str = tip[0][0] if tip else "0-0"
+        wanted = task_id.encode()
         while True:
             task = await self.tasks.get(task_id)
             if task.status == "completed":
                 return await self.tasks.result(task_id)
             if task.status in ("dead", "cancelled"):
                 raise TaskFailed(task)
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s} s")
-            await asyncio.sleep(poll_s)
+            block_ms = max(1, int(min(left, SAFETY_NET_S) * 1000))
+            read: Any = await self.scripts.read(
+                functools.partial(self.client.xread, {stream: cursor}, count=1000, block=block_ms)
+            )
+            for _stream, entries in read or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    if fields.get(b"task") == wanted:
+                        break  # completed: the record says so now
+
+    async def result(self, task_id: str, timeout_s: float = 60.0) -> Any:
+        """``await ms.result(task_id)``: the same as :meth:`wait_for`."""
+        return await self.wait_for(task_id, timeout_s)
 
     async def save_state(
         self, swarm_id: str, data: dict[str, Any], expected_version: int | None = None

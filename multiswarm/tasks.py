@@ -175,6 +175,10 @@ class TaskStore:
             reply = await self.scripts.call("submit_tasks", self.keys.task_keyset, args)
             for (spec, _), status in zip(chunk, reply):
                 out[spec.id] = _decode_str(status)
+        if "ready" in out.values():
+            # wakes the leader at once; its 0.2 s round is only the safety net
+            messenger = SwarmMessenger(self.client, self.keys, sender="tasks")
+            await messenger.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
         return out
 
     async def cancel(self, task_id: str, reason: str = "cancelled by operator") -> str:
