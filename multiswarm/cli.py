@@ -43,7 +43,45 @@ def parse_swarm(text: str) -> SwarmSpec:
     return swarm_spec(parts[0], caps, agents=agents, priority=priority)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: Options of the root command that may also be given after the subcommand
+#: (``multiswarm-cli tasks list --redis-url X``), as users of other CLIs expect.
+GLOBAL_OPTIONS = ("--redis-url", "--namespace")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move :data:`GLOBAL_OPTIONS` (``--opt value`` or ``--opt=value``) found anywhere before a
+    ``--`` to the front, where the root command parses them; everything else keeps its order."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        elif name in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class RootGroup(click.Group):
+    """The root group: global options are accepted before or after the subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+
+@click.group(
+    cls=RootGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--redis-url",
     envvar="MULTISWARM_REDIS_URL",
