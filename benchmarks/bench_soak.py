@@ -205,10 +205,11 @@ def summarize(
     peak = max(samples, key=lambda s: s["used_memory"])
     # the sample nearest each share of the tasks completed: flat means these stay level
     upto_end = samples[: len(run) + 1]  # the run and the sample that saw the last completion
-    checkpoints = {
-        f"{pct}%": min(upto_end, key=lambda s, p=pct: abs(s["completed"] - n * p / 100))
-        for pct in (10, 25, 50, 75, 100)
-    }
+
+    def nearest(pct: int) -> dict[str, Any]:
+        return min(upto_end, key=lambda s: abs(s["completed"] - n * pct / 100))
+
+    checkpoints = {f"{pct}%": nearest(pct) for pct in (10, 25, 50, 75, 100)}
     per_task = (peak["used_memory"] - samples[0]["used_memory"]) / max(1, peak["tasks"])
     return {
         "mode": mode,

@@ -4,6 +4,7 @@ retention, however many there are, and everything the task owned with it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -139,7 +140,7 @@ async def test_registry_process_prunes_as_it_goes(scripts: Scripts, keys: Keys) 
             batch = [f"w{wave}-{i}" for i in range(50)]
             await store.submit([(task_spec(NOOP, id=i), None) for i in batch])
             await _finish(store, coord, *batch)
-            await eventually(lambda b=batch: _gone(store, b), timeout_s=10, what="pruned")
+            await eventually(functools.partial(_gone, store, batch), timeout_s=10, what="pruned")
     finally:
         stop.set()
         await asyncio.wait_for(registry, 10)

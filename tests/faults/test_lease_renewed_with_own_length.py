@@ -18,7 +18,7 @@ from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, stream_entries
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ async def test_long_lease_is_not_cut_to_the_shortest_one(
         for tid in ("short", "long"):
             t = await store.get(tid)
             assert (t.status, t.attempts, t.worker, t.error) == ("completed", 1, "w1", ""), tid
-        completions = await store.client.xrange(keys.completions)
+        completions = await stream_entries(store.client, keys.completions)
         assert sorted(f[b"task"] for _, f in completions) == [b"long", b"short"]
     finally:
         await store.client.aclose()

@@ -5,14 +5,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from multiswarm.connection import Client
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 
 T = TypeVar("T")
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+"""One entry of a stream read by a client without ``decode_responses``: (id, fields)."""
+
+
+async def stream_entries(
+    client: Client, key: str, start: str = "-", end: str = "+"
+) -> list[StreamEntry]:
+    """``XRANGE key start end`` with the reply typed as the raw bytes it is (redis-py types it
+    loosely: str or bytes, and None)."""
+    return cast(list[StreamEntry], await client.xrange(key, start, end))
+
+
+async def hash_fields(client: Client, key: str) -> dict[bytes, bytes]:
+    """``HGETALL key`` with the reply typed as the raw bytes it is."""
+    return cast(dict[bytes, bytes], await client.hgetall(key))
+
+
+async def hash_value(client: Client, key: str, field: str) -> bytes:
+    """``HGET key field`` of a field the caller expects to exist, typed as its raw bytes."""
+    return cast(bytes, await client.hget(key, field))
 
 
 async def eventually(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,7 +152,9 @@ def _acquired_ms(settings: Settings) -> int:
 
 
 @pytest.mark.slow
-def test_failover_after_sigkill_within_lease_plus_renewal(settings: Settings, tmp_path) -> None:
+def test_failover_after_sigkill_within_lease_plus_renewal(
+    settings: Settings, tmp_path: Path
+) -> None:
     lease_ms = 1500
     group = ProcessGroup(settings.replace(lease_ms=lease_ms), tmp_path)
     try:
@@ -174,7 +177,9 @@ def test_failover_after_sigkill_within_lease_plus_renewal(settings: Settings, tm
 
 
 @pytest.mark.slow
-def test_sigterm_hands_over_before_the_lease_would_expire(settings: Settings, tmp_path) -> None:
+def test_sigterm_hands_over_before_the_lease_would_expire(
+    settings: Settings, tmp_path: Path
+) -> None:
     lease_ms = 20_000
     group = ProcessGroup(settings.replace(lease_ms=lease_ms), tmp_path)
     try:

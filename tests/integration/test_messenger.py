@@ -37,6 +37,8 @@ from multiswarm.messages import Envelope
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.redis_server import RedisServer, free_port
 
+from .helpers import stream_entries
+
 PEER = Path(__file__).with_name("messenger_peer.py")
 WAIT_S = 30.0
 
@@ -65,7 +67,7 @@ class Peer:
 
     async def messages_until(self, type: str) -> list[dict[str, Any]]:
         """Messages up to and including the first of ``type``."""
-        out = []
+        out: list[dict[str, Any]] = []
         while not out or out[-1]["type"] != type:
             out.append(await self.message())
         return out
@@ -289,7 +291,7 @@ async def test_malformed_and_unknown_messages_are_counted_and_dead_lettered(
         stats = beta.stats()
         assert stats["dropped"] == 4 and stats["received"] == 1
         assert stats["reasons"] == {"malformed": 2, "unsupported_version": 1, "invalid_type": 1}
-        entries = await client.xrange(keys.message_dlq)
+        entries = await stream_entries(client, keys.message_dlq)
         assert [f[b"reason"] for _, f in entries] == [
             b"malformed",
             b"unsupported_version",
@@ -340,7 +342,9 @@ async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
     await SwarmMessenger(client, keys, "alpha", secret="").send("beta", "note", {"n": 1})
     await SwarmMessenger(client, keys, "alpha", secret="guess").send("beta", "note", {"n": 2})
     first = await signed.send("beta", "note", {"n": 3})
-    ((_, fields),) = await client.xrange(keys.history(channel), first.stream_id, first.stream_id)
+    ((_, fields),) = await stream_entries(
+        client, keys.history(channel), first.stream_id, first.stream_id
+    )
     await client.publish(channel, fields[b"m"])  # the same signed bytes again
     old = Envelope(
         type="note",
@@ -361,7 +365,7 @@ async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
     stats = got[-1]["stats"]
     assert stats["rejected"] == 5 and stats["received"] == 2
     assert stats["reasons"] == {"unsigned": 1, "forged": 2, "replayed": 1, "stale": 1}
-    reasons = [f[b"reason"] for _, f in await client.xrange(keys.message_dlq)]
+    reasons = [f[b"reason"] for _, f in await stream_entries(client, keys.message_dlq)]
     assert sorted(reasons) == sorted([b"unsigned", b"forged", b"replayed", b"stale", b"forged"])
     # request/response is signed end to end
     response = await signed.request("beta", {"q": 1}, timeout_s=WAIT_S)

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import pytest
@@ -25,7 +25,7 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
 
-from .helpers import leader
+from .helpers import hash_value, leader, stream_entries
 
 HANDLER = "multiswarm.demo_tasks:noop"
 
@@ -223,7 +223,7 @@ async def _corrupt_state(client: Client, keys: Keys, sid: str) -> None:
 
 
 async def _corrupt_head(client: Client, key: str, how: str) -> None:
-    entry = json.loads(await client.lindex(key, 0))
+    entry = json.loads(cast(bytes, await client.lindex(key, 0)))
     if how == "checksum":
         entry["data"] = entry["data"].replace("running", "runnin_")
     elif how == "schema":
@@ -310,7 +310,7 @@ async def test_requested_source_must_be_valid(
 
 # -- confidence ----------------------------------------------------------------------------------
 async def _age_state(client: Client, keys: Keys, sid: str, before_interruption_ms: int) -> None:
-    swarm = json.loads(await client.hget(keys.swarms, sid))
+    swarm = json.loads(await hash_value(client, keys.swarms, sid))
     await client.hset(keys.state(sid), "updated_ms", swarm["status_ms"] - before_interruption_ms)
 
 
@@ -436,7 +436,7 @@ def test_cli_list_plan_apply_twice_and_all(settings: Settings) -> None:
     async def setup(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
         for sid in ("c1", "c2", "c3"):
             await interrupted_swarm(scripts, keys, m, sid)
-        swarm = json.loads(await scripts.client.hget(keys.swarms, "c3"))
+        swarm = json.loads(await hash_value(scripts.client, keys.swarms, "c3"))
         await scripts.client.hset(keys.state("c3"), "updated_ms", swarm["status_ms"] - 3_600_000)
 
     run(setup, settings)
@@ -569,7 +569,7 @@ def test_sigkilled_worker_swarm_recovered_by_cli_and_every_task_completed_once(
                 return (await store.counts())["completed"] == total
 
             await _until(all_done, 120)
-            completions = await scripts.client.xrange(keys.completions, "-", "+")
+            completions = await stream_entries(scripts.client, keys.completions, "-", "+")
             swarm = await SwarmRegistry(scripts, keys).get("rs")
             return [f[b"task"].decode() for _, f in completions], await store.counts(), swarm
 

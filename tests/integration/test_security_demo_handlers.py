@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from multiswarm import demo_tasks
+from multiswarm.agents import TaskContext
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.errors import HandlerError
@@ -75,7 +76,7 @@ def test_demo_handlers_read_only_python_files_under_the_corpus(
     (tmp_path / "outside.py").write_text(f"{SECRET} = 1\n")
     (corpus / "up").symlink_to(tmp_path, target_is_directory=True)
     monkeypatch.setenv(demo_tasks.CORPUS_ENV, str(corpus))
-    ctx = demo_tasks.TaskContext(task_id="t", attempt=1, dependencies={})
+    ctx = TaskContext(task_id="t", attempt=1, dependencies={})
     assert demo_tasks.parse_file({"path": str(corpus / "a.py")}, ctx)["counts"] == {"alpha": 1}
     for path in (
         corpus / "notes.txt",

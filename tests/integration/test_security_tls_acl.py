@@ -168,7 +168,9 @@ def refusals(server: RedisServer) -> list[dict[str, Any]]:
         ssl_ca_certs=server.tls.ca_file if server.tls else None,
     )
     try:
-        entries: list[dict[Any, Any]] = admin.execute_command("ACL", "LOG", "1000")
+        entries: list[dict[Any, Any]] = admin.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "LOG", "1000"
+        )
     finally:
         admin.close()
     out = []

@@ -15,6 +15,8 @@ from multiswarm.redis_server import RedisServer
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 
+from .helpers import hash_fields
+
 
 @pytest.fixture
 def manager(scripts: Scripts, keys: Keys) -> SwarmStateManager:
@@ -30,7 +32,7 @@ async def test_save_load_versions_checksum_and_ttl(
     record = await manager.load_state("s1")
     assert record is not None
     assert (record.version, record.data) == (2, {"swarm": "s1", "n": 2})
-    stored = await client.hgetall(keys.state("s1"))
+    stored = await hash_fields(client, keys.state("s1"))
     assert stored[b"checksum"].decode() == record.checksum and len(record.checksum) == 64
     assert 0 < await client.pttl(keys.state("s1")) <= 86_400_000
 
@@ -154,7 +156,7 @@ async def test_corrupt_snapshot_reported_by_list_and_load(
 ) -> None:
     await manager.save_state("s1", {"n": 1})
     await manager.create_snapshot("s1")
-    await client.lset(keys.snapshots("s1"), 0, b"{not json")
+    await client.lset(keys.snapshots("s1"), 0, "{not json")
     snaps = await manager.list_snapshots("s1")
     assert snaps[0]["integrity"].startswith("bad encoding")
     with pytest.raises(CorruptState):

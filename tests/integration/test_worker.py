@@ -14,7 +14,7 @@ from multiswarm.launcher import ProcessGroup
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
-from .helpers import eventually
+from .helpers import eventually, hash_value, stream_entries
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ async def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
         group.kill(next(c for c in group.children if c.name == "w1"))
 
         await eventually(lambda: _all_completed(store, n), timeout_s=60, what="all completed")
-        completions = await store.client.xrange(Keys(settings.namespace).completions)
+        completions = await stream_entries(store.client, Keys(settings.namespace).completions)
         recorded = [f[b"task"] for _, f in completions]
         assert sorted(recorded) == sorted(f"t{i}".encode() for i in range(n))  # once each
         stats = await store.stats()
@@ -108,7 +108,9 @@ async def test_heartbeats_continue_during_minutes_of_cpu(
         # the node's memory pool is reported with the beats (28 MiB by default)
         from multiswarm.messages import decode_worker
 
-        record = decode_worker(await store.client.hget(Keys(settings.namespace).workers, "w1"))
+        record = decode_worker(
+            await hash_value(store.client, Keys(settings.namespace).workers, "w1")
+        )
         assert record.mem_total == 28 * 1024 * 1024 and record.agents == 1
     finally:
         await store.client.aclose()
