@@ -4,7 +4,7 @@ The public API; importing it does not import Numba (kernels load on first use).
 """
 
 from multiswarm.agents import TaskContext
-from multiswarm.api import Multiswarm, TaskFailed
+from multiswarm.api import Multiswarm
 from multiswarm.breakers import BreakerConfig, BreakerRegistry, CircuitBreaker
 from multiswarm.config import Settings, from_env
 from multiswarm.consensus import Consensus
@@ -19,20 +19,20 @@ from multiswarm.errors import (
     CoordinationError,
     HandlerError,
     IllegalTransition,
+    InvalidArgumentError,
     InvalidIdError,
-    LeaseLost,
     MessageDecodeError,
     MessageRejected,
     MessageTooLargeError,
     MultiswarmError,
     NotFound,
-    NotLeader,
     RedisUnavailable,
     RequestFailed,
     RequestTimeout,
     ResourceExhausted,
     ScriptError,
     StaleEpoch,
+    TaskFailed,
     UnknownDependency,
     VersionConflict,
 )
@@ -63,16 +63,15 @@ __all__ = [
     "Envelope",
     "HandlerError",
     "IllegalTransition",
+    "InvalidArgumentError",
     "InvalidIdError",
     "LeaderElection",
-    "LeaseLost",
     "MessageDecodeError",
     "MessageRejected",
     "MessageTooLargeError",
     "Multiswarm",
     "MultiswarmError",
     "NotFound",
-    "NotLeader",
     "RedisUnavailable",
     "RequestFailed",
     "RequestTimeout",

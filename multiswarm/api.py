@@ -17,7 +17,7 @@ from multiswarm import messaging_api
 from multiswarm.config import Settings, from_env
 from multiswarm.connection import Client, connect
 from multiswarm.coordinator import current_leader, leader_report
-from multiswarm.errors import MultiswarmError
+from multiswarm.errors import TaskFailed
 from multiswarm.keys import Keys
 from multiswarm.messages import Envelope, Swarm, Task
 from multiswarm.messenger import Sent, SwarmMessenger
@@ -31,14 +31,6 @@ from multiswarm.tasks import TaskStore, task_spec
 #: Longest blocking read of :meth:`Multiswarm.wait_for` before the record is read again, in
 #: seconds: the safety net for tasks that end without a completion (dead, cancelled).
 SAFETY_NET_S = 1.0
-
-
-class TaskFailed(MultiswarmError):
-    """``wait_for`` saw the task end dead or cancelled; ``task`` holds the record."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        super().__init__(f"task {task.id} ended {task.status}: {task.reason or task.error}")
 
 
 class Multiswarm:

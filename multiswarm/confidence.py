@@ -18,6 +18,8 @@ import math
 
 import msgspec
 
+from multiswarm.errors import InvalidArgumentError
+
 #: Lowest and highest confidence (the original system's range).
 FLOOR = 0.5
 CEILING = 0.95
@@ -129,7 +131,7 @@ def score(
         ``kind`` is not one of :data:`KIND_WEIGHT`.
     """
     if kind not in KIND_WEIGHT:
-        raise ValueError(f"unknown source kind {kind!r}; one of {sorted(KIND_WEIGHT)}")
+        raise InvalidArgumentError(f"unknown source kind {kind!r}; one of {sorted(KIND_WEIGHT)}")
     k, f = KIND_WEIGHT[kind], freshness(age_ms)
     t = task_share(tasks_known, tasks_complete, tracks_tasks)
     a = agent_share(agents_recorded, agents_expected)

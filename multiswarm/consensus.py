@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.errors import MessageDecodeError, NotFound
+from multiswarm.errors import InvalidArgumentError, MessageDecodeError, NotFound
 from multiswarm.keys import Keys, check_id
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
@@ -76,14 +76,14 @@ def quorum(n: int) -> int:
     so they share an honest one, who votes once: no two options can both reach it.
     """
     if n < 1:
-        raise ValueError("a vote needs at least one voter")
+        raise InvalidArgumentError("a vote needs at least one voter")
     return 2 * n // 3 + 1
 
 
 def max_faulty(n: int) -> int:
     """Most faulty voters a vote among ``n`` tolerates: the largest ``f`` with ``n >= 3f + 1``."""
     if n < 1:
-        raise ValueError("a vote needs at least one voter")
+        raise InvalidArgumentError("a vote needs at least one voter")
     return (n - 1) // 3
 
 
@@ -109,7 +109,9 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         check_id(self.swarm_id, "swarm id")
         if self.priority not in PRIORITY_WEIGHTS:
-            raise ValueError(f"priority {self.priority!r} not in {sorted(PRIORITY_WEIGHTS)}")
+            raise InvalidArgumentError(
+                f"priority {self.priority!r} not in {sorted(PRIORITY_WEIGHTS)}"
+            )
 
 
 class Resolution(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,8 +145,8 @@ def rank(conflict: Sequence[Claim], strategy: str) -> list[Claim]:
     if strategy == "timestamp":
         return sorted(conflict, key=lambda c: (c.ts_ms, c.swarm_id))
     if strategy == "voting":
-        raise ValueError("the voting strategy needs Redis: use Consensus.resolve")
-    raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
+        raise InvalidArgumentError("the voting strategy needs Redis: use Consensus.resolve")
+    raise InvalidArgumentError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
 
 
 def resolve(conflict: Sequence[Claim], strategy: str = "priority") -> Resolution:
@@ -163,10 +165,10 @@ def resolve(conflict: Sequence[Claim], strategy: str = "priority") -> Resolution
 
 def _check_claims(conflict: Sequence[Claim]) -> None:
     if not conflict:
-        raise ValueError("a conflict needs at least one claim")
+        raise InvalidArgumentError("a conflict needs at least one claim")
     ids = [c.swarm_id for c in conflict]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"a swarm claims more than once: {ids}")
+        raise InvalidArgumentError(f"a swarm claims more than once: {ids}")
 
 
 # -- voting -------------------------------------------------------------------------------------
@@ -399,11 +401,11 @@ class Consensus:
         opts = [check_id(o, "option") for o in options]
         who = [check_id(v, "voter id") for v in voters]
         if not opts or len(set(opts)) != len(opts):
-            raise ValueError(f"options must be distinct and not empty: {opts}")
+            raise InvalidArgumentError(f"options must be distinct and not empty: {opts}")
         if not who or len(set(who)) != len(who) or len(who) > MAX_VOTERS:
-            raise ValueError(f"voters must be distinct, 1 to {MAX_VOTERS} of them")
+            raise InvalidArgumentError(f"voters must be distinct, 1 to {MAX_VOTERS} of them")
         if not isinstance(deadline_ms, int) or not 1 <= deadline_ms <= MAX_DEADLINE_MS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"deadline_ms must be an integer in [1, {MAX_DEADLINE_MS}], got {deadline_ms!r}"
             )
         topic = topic.encode()[:MAX_TOPIC_BYTES].decode(errors="ignore")  # whole characters
@@ -537,7 +539,7 @@ class Consensus:
             return resolve(conflict, strategy)
         _check_claims(conflict)
         if fallback is not None and fallback not in ("priority", "timestamp"):
-            raise ValueError(f"fallback must be priority or timestamp, got {fallback!r}")
+            raise InvalidArgumentError(f"fallback must be priority or timestamp, got {fallback!r}")
         ids = [c.swarm_id for c in conflict]
         pid = await self.propose(
             topic or "conflict between " + ",".join(ids), ids, voters, deadline_ms

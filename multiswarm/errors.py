@@ -7,6 +7,18 @@ catch as a builtin carry it as a second base (``ConfigError`` is also a ``ValueE
 
 from __future__ import annotations
 
+from typing import Protocol
+
+
+class TaskRecord(Protocol):
+    """What an error needs of a task record (multiswarm.messages.Task); a Protocol, so this
+    module imports no other module of the package."""
+
+    id: str
+    status: str
+    reason: str
+    error: str
+
 
 class MultiswarmError(Exception):
     """Root of every multiswarm error."""
@@ -14,6 +26,11 @@ class MultiswarmError(Exception):
 
 class ConfigError(MultiswarmError, ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class InvalidArgumentError(MultiswarmError, ValueError):
+    """A caller passed a value out of range or of the wrong kind (an unknown strategy, a
+    negative amount, duplicate voters...). A ValueError too, as Python callers expect."""
 
 
 class InvalidIdError(MultiswarmError, ValueError):
@@ -70,14 +87,6 @@ class CapacityExceeded(ScriptError):
 
 class CoordinationError(MultiswarmError):
     """Leader election or a leader-only write failed."""
-
-
-class NotLeader(CoordinationError):
-    """This process does not hold the leader lease."""
-
-
-class LeaseLost(CoordinationError):
-    """The leader lease expired or was taken by another process before it could be renewed."""
 
 
 class StaleEpoch(CoordinationError, ScriptError):
@@ -236,3 +245,11 @@ class ResourceExhausted(CapacityExceeded):
 
 class NotEligible(ScriptError):
     """A vote came from an id that is not one of the proposal's voters."""
+
+
+class TaskFailed(MultiswarmError):
+    """``wait_for`` saw the task end dead or cancelled; ``task`` holds the record."""
+
+    def __init__(self, task: TaskRecord) -> None:
+        self.task = task
+        super().__init__(f"task {task.id} ended {task.status}: {task.reason or task.error}")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from multiswarm.agents import AgentProcess
+from multiswarm.errors import InvalidArgumentError
 
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
@@ -102,7 +103,9 @@ class SwarmAgents:
 
     def __init__(self, agents: list[AgentProcess], first_index: int, strategy: str) -> None:
         if strategy not in AGENT_STRATEGIES:
-            raise ValueError(f"unknown agent strategy {strategy!r}; one of {AGENT_STRATEGIES}")
+            raise InvalidArgumentError(
+                f"unknown agent strategy {strategy!r}; one of {AGENT_STRATEGIES}"
+            )
         self.agents = agents
         self.first_index = first_index
         self.strategy = strategy

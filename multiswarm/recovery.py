@@ -29,6 +29,7 @@ import msgspec
 from multiswarm.connection import Client
 from multiswarm.errors import (
     CorruptState,
+    InvalidArgumentError,
     LowConfidence,
     MessageDecodeError,
     MultiswarmError,
@@ -165,7 +166,7 @@ class SwarmRecovery:
             NoRecoverySource).
         """
         if source is not None and source not in SOURCE_KINDS:
-            raise ValueError(f"unknown source {source!r}; one of {SOURCE_KINDS}")
+            raise InvalidArgumentError(f"unknown source {source!r}; one of {SOURCE_KINDS}")
         ids = [check_id(s, "swarm id") for s in dict.fromkeys(swarm_ids)]
         out: dict[str, RecoveryPlan | MultiswarmError] = {}
         if not ids:

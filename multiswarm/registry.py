@@ -16,7 +16,13 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.errors import InvalidIdError, MessageDecodeError, MultiswarmError, NotFound
+from multiswarm.errors import (
+    InvalidArgumentError,
+    InvalidIdError,
+    MessageDecodeError,
+    MultiswarmError,
+    NotFound,
+)
 from multiswarm.keys import SWARM_STATUSES, Keys, check_id
 from multiswarm.messages import (
     PRIORITIES,
@@ -70,13 +76,13 @@ def swarm_spec(
 ) -> SwarmSpec:
     """Build and validate a :class:`SwarmSpec`. Raises InvalidIdError, ValueError."""
     if priority not in PRIORITIES:
-        raise ValueError(f"priority {priority!r} not in {sorted(PRIORITIES)}")
+        raise InvalidArgumentError(f"priority {priority!r} not in {sorted(PRIORITIES)}")
     if swarm_id in RESERVED_SWARM_IDS:
         raise InvalidIdError(
             f"swarm id {swarm_id!r} is reserved: its channel <ns>:{swarm_id} is a system channel"
         )
     if agents < 1:
-        raise ValueError("a swarm needs at least one agent")
+        raise InvalidArgumentError("a swarm needs at least one agent")
     return SwarmSpec(
         id=check_id(swarm_id, "swarm id"),
         caps=",".join(check_id(c, "capability") for c in capabilities),
@@ -277,7 +283,7 @@ class SwarmRegistry:
     async def swarms(self, status: str | None = None) -> list[Swarm]:
         """Every swarm (or those of one status), by id."""
         if status is not None and status not in SWARM_STATUSES:
-            raise ValueError(f"unknown status {status!r}; one of {SWARM_STATUSES}")
+            raise InvalidArgumentError(f"unknown status {status!r}; one of {SWARM_STATUSES}")
         ids = await self.swarm_ids(status)
         if not ids:
             return []

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from multiswarm.errors import InvalidArgumentError
 from multiswarm.keys import Keys, check_id
 from multiswarm.scripts import Scripts
 
@@ -86,7 +87,9 @@ def _s(v: bytes | str) -> str:
 
 def _amount(value: int, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_AMOUNT:
-        raise ValueError(f"{what} must be an integer in [{minimum}, {MAX_AMOUNT}], got {value!r}")
+        raise InvalidArgumentError(
+            f"{what} must be an integer in [{minimum}, {MAX_AMOUNT}], got {value!r}"
+        )
     return value
 
 

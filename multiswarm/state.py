@@ -31,6 +31,7 @@ from multiswarm.errors import (
     BadRequest,
     ConfigError,
     CorruptState,
+    InvalidArgumentError,
     MultiswarmError,
     NotFound,
     VersionConflict,
@@ -209,7 +210,7 @@ class SwarmStateManager:
             return self.keys.snapshots(swarm_id)
         if kind == "checkpoint":
             return self.keys.checkpoints(swarm_id)
-        raise ValueError(f"unknown recovery point kind {kind!r}")
+        raise InvalidArgumentError(f"unknown recovery point kind {kind!r}")
 
     async def _capture(
         self,

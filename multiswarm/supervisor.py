@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import msgspec
 import tenacity
 
+from multiswarm.errors import InvalidArgumentError, MultiswarmError
+
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -165,7 +167,7 @@ async def _exited(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     return True
 
 
-class RestartFailed(Exception):
+class RestartFailed(MultiswarmError):
     """A restarted member died again within its probation period."""
 
 
@@ -217,7 +219,9 @@ def split_scaling(
     """
     minimum = 2 if has_external else 1
     if target < minimum:
-        raise ValueError(f"target {target} below the minimum of {minimum} (one of each kind)")
+        raise InvalidArgumentError(
+            f"target {target} below the minimum of {minimum} (one of each kind)"
+        )
     if not has_external:
         return target, 0
     current = python + external

@@ -89,11 +89,14 @@ def parse_sentinel(url: str) -> SentinelTarget:
             host, _, port = item.rpartition(":")
             sentinels.append((host.strip("[]"), int(port)))
         parts = [p for p in parsed.path.split("/") if p]
-        if not parts:
-            raise ValueError("a master (service) name is needed after the hosts")
         db = int(parts[1]) if len(parts) > 1 else 0
     except ValueError as e:
         raise ConfigError(f"cannot parse Sentinel URL {redact(url)!r}: {e}") from None
+    if not parts:
+        raise ConfigError(
+            f"cannot parse Sentinel URL {redact(url)!r}: a master (service) name is needed "
+            "after the hosts"
+        )
     user, colon, password = userinfo.partition(":")
     return SentinelTarget(
         sentinels=sentinels,

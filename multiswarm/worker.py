@@ -32,6 +32,7 @@ from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.errors import (
+    InvalidArgumentError,
     MultiswarmError,
     NotFound,
     WorkerFailed,
@@ -110,7 +111,7 @@ class Worker(WorkerLiveness):
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
         self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)
         if agent_strategy not in AGENT_STRATEGIES:
-            raise ValueError(f"unknown agent strategy {agent_strategy!r}")
+            raise InvalidArgumentError(f"unknown agent strategy {agent_strategy!r}")
         self.agent_strategy = agent_strategy
         self.pool_bytes = pool_bytes
         self.placement: dict[str, SwarmAgents] = {}

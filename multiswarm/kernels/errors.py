@@ -1,12 +1,14 @@
 """Errors raised by the kernels' Python wrappers.
 
 The kernels themselves never raise: they return status codes, and the wrappers translate each
-code into one of these at the call site. The package-wide hierarchy lives in
-``multiswarm.errors``; this module stays independent of it so that the kernels can be used, and
-tested, on their own.
+code into one of these at the call site. They belong to the package-wide
+tree (``multiswarm.errors.MultiswarmError``), which imports nothing heavy, so the kernels can
+still be used and tested on their own.
 """
 
 from __future__ import annotations
+
+from multiswarm.errors import MultiswarmError
 
 __all__ = [
     "AgentOverLimit",
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 
-class KernelError(Exception):
+class KernelError(MultiswarmError):
     """Base of every error raised by ``multiswarm.kernels``."""
 
 

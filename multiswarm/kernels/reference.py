@@ -12,6 +12,8 @@ import heapq
 import numpy as np
 import numpy.typing as npt
 
+from multiswarm.kernels.errors import KernelInputError
+
 from .constants import (
     ALL_CAPABLE_AGENTS_FULL,
     ASSIGNED,
@@ -96,7 +98,7 @@ def reference_schedule(
                         key=lambda a: ((caps[a] & ~need).bit_count(), load[a] / capacity[a], a),
                     )
                 else:
-                    raise ValueError(f"unknown strategy code {strategy}")
+                    raise KernelInputError(f"unknown strategy code {strategy}")
                 assignment[t] = a
                 reason[t] = ASSIGNED
                 load[a] += cost

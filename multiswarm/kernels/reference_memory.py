@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from multiswarm.kernels.errors import KernelInputError
+
 from .constants import (
     EVICT_FIFO,
     EVICT_LFU,
@@ -97,7 +99,7 @@ def eviction_order(meta: I64, times: F64, policy: int) -> I64:
             return (inserted, 0.0, alloc_id)
         if policy == EVICT_TTL:
             return (float(times[ROW_DEADLINE, s]), inserted, alloc_id)
-        raise ValueError(f"unknown eviction policy code {policy}")
+        raise KernelInputError(f"unknown eviction policy code {policy}")
 
     victims = [s for s in _starts(meta) if meta[ROW_PINNED, s] == 0]
     return np.array(sorted(victims, key=key), dtype=np.int64)
