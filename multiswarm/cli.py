@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -267,8 +268,14 @@ def run_worker_cmd(
     restart_cooldown_s: float,
     probation_s: float,
 ) -> None:
-    """Host swarms; their agents claim and run tasks."""
+    """Host swarms; their agents claim and run tasks.
+
+    Handlers are imported with the current directory first on the import path (as
+    ``rq worker`` does), so a worker started beside ``myapp/`` finds ``myapp.tasks``."""
     from multiswarm.agents import DEFAULT_ALLOWED
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # agent processes (spawn) inherit sys.path
     from multiswarm.roles import serve, worker_role
     from multiswarm.supervisor import Backoff
 
@@ -314,9 +321,30 @@ def run_worker_cmd(
 )
 @_lease_option
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="capability", show_default=True)
+@click.option(
+    "--allow-handlers",
+    multiple=True,
+    metavar="PREFIX",
+    help="Import-path prefix the workers may run, e.g. myapp. (repeatable) "
+    "[default: multiswarm.]. Workers import from the directory `up` starts in.",
+)
+@click.option(
+    "--swarm",
+    "user_swarms",
+    multiple=True,
+    metavar="ID:CAPS:AGENTS[:PRIO]",
+    help="One more swarm for the workers to host, e.g. parsers:parse:4:high (repeatable).",
+)
 @click.pass_context
 def up(
-    ctx: click.Context, workers: int, swarms: int, agents: int, lease_ms: int | None, strategy: str
+    ctx: click.Context,
+    workers: int,
+    swarms: int,
+    agents: int,
+    lease_ms: int | None,
+    strategy: str,
+    allow_handlers: tuple[str, ...],
+    user_swarms: tuple[str, ...],
 ) -> None:
     """Start a local system (registry, two coordinators, state manager, workers) until Ctrl-C.
 
@@ -328,6 +356,14 @@ def up(
     settings = _settings(ctx)
     if lease_ms:
         settings = settings.replace(lease_ms=lease_ms)
+    for spec in user_swarms:
+        try:
+            parse_swarm(spec)
+        except (ValueError, MultiswarmError) as e:
+            raise click.BadParameter(str(e), param_hint="--swarm") from e
+    worker_args: list[str] = []
+    for prefix in allow_handlers:
+        worker_args += ["--allow-handlers", prefix]
     stopping: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:
@@ -339,7 +375,14 @@ def up(
     signal.signal(signal.SIGTERM, stop)
     with ensure_redis(settings, echo=click.echo) as settings:
         group = start_system(
-            settings, workers=workers, swarms=swarms, agents=agents, strategy=strategy, log_dir=None
+            settings,
+            workers=workers,
+            swarms=swarms,
+            agents=agents,
+            strategy=strategy,
+            log_dir=None,
+            worker_args=worker_args,
+            user_swarms=user_swarms,
         )
         click.echo(
             f"multiswarm up: {len(group.children)} processes on "

@@ -16,7 +16,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,14 @@ def start_system(
     log_dir: Path | None,
     verbose: bool = False,
     corpus: Path | None = None,
+    worker_args: Sequence[str] = (),
+    user_swarms: Sequence[str] = (),
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
     ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
-    map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing."""
+    map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing.
+    ``worker_args`` go to every worker (``--allow-handlers myapp.``); ``user_swarms`` are
+    ``--swarm`` specs spread over the workers (spec j on worker j mod workers)."""
     env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
     group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
@@ -103,17 +107,26 @@ def start_system(
         )
     group.spawn("state-manager", ["state-manager"])
     for w in range(workers):
-        spawn_worker(group, w, workers, swarms, agents, f"worker-{w}")
+        extra = list(worker_args)
+        for spec in user_swarms[w::workers]:
+            extra += ["--swarm", spec]
+        spawn_worker(group, w, workers, swarms, agents, f"worker-{w}", extra)
     return group
 
 
 def spawn_worker(
-    group: ProcessGroup, w: int, workers: int, swarms: int, agents: int, name: str
+    group: ProcessGroup,
+    w: int,
+    workers: int,
+    swarms: int,
+    agents: int,
+    name: str,
+    extra: Sequence[str] = (),
 ) -> RoleProcess:
     args = ["worker", "--id", f"{name}-{uuid.uuid4().hex[:4]}"]
     for i in range(w, swarms, workers):
         args += ["--swarm", demo_swarm_args(i, agents)]
-    return group.spawn(name, args)
+    return group.spawn(name, [*args, *extra])
 
 
 class DemoOptions(msgspec.Struct, kw_only=True):
