@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +23,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module", autouse=True)
 def tools() -> None:
     for tool in ("ruff", "mypy"):
-        if shutil.which(tool) is None:
+        if importlib.util.find_spec(tool) is None:
             pytest.fail(f"{tool} is missing: pip install -e '.[test]' installs it")
 
 
