@@ -152,6 +152,8 @@ class TaskStore:
         self.scripts = scripts
         self.keys = keys
         self.client = scripts.client
+        #: wake-ups for the leader (task_submitted) and workers (task_cancelled)
+        self.notices = SwarmMessenger(self.client, keys, sender="tasks")
 
     # -- producers -----------------------------------------------------------------------------
     async def submit(self, tasks: Sequence[tuple[TaskSpec, Any]]) -> dict[str, str]:
@@ -177,8 +179,7 @@ class TaskStore:
                 out[spec.id] = _decode_str(status)
         if "ready" in out.values():
             # wakes the leader at once; its 0.2 s round is only the safety net
-            messenger = SwarmMessenger(self.client, self.keys, sender="tasks")
-            await messenger.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
+            await self.notices.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
         return out
 
     async def cancel(self, task_id: str, reason: str = "cancelled by operator") -> str:
@@ -193,8 +194,7 @@ class TaskStore:
         )
         outcome = _decode_str(reply)
         if outcome == "cancelled":
-            messenger = SwarmMessenger(self.client, self.keys, sender="tasks")
-            await messenger.publish(self.keys.ch_tasks, "task_cancelled", {"task": task_id})
+            await self.notices.publish(self.keys.ch_tasks, "task_cancelled", {"task": task_id})
         return outcome
 
     # -- workers -------------------------------------------------------------------------------

@@ -6,27 +6,22 @@ its Redis is SIGKILLed and restarted from the AOF, and while it stalls past the 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 import redis
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
-from tests.integration.helpers import wait_sync
+from tests.integration.helpers import stdlib_corpus, wait_sync
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    root = tmp_path / "corpus"
-    for pkg in ("json", "email", "logging"):
-        shutil.copytree(stdlib / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    root = stdlib_corpus(tmp_path / "corpus")
     return root
 
 

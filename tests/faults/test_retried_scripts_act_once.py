@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
 from multiswarm.config import Settings
-from multiswarm.connection import connect
+from multiswarm.connection import connect, ping
 from multiswarm.consensus import Consensus
 from multiswarm.keys import Keys
 from multiswarm.redis_server import RedisServer
@@ -28,7 +28,7 @@ from multiswarm.resources import ResourcePools
 from multiswarm.scripts import Scripts, sources
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.proxy import ReplyDroppingProxy
-from tests.integration.helpers import host, leader
+from tests.integration.helpers import eventually, host, leader
 
 KEYS = Keys("f")
 
@@ -165,6 +165,11 @@ async def test_breaker_permit_and_record(
     assert state.state == "closed" and state.failures == 1
 
 
+async def asleep(url: str) -> bool:
+    """True once the server no longer answers PING within 100 ms (DEBUG SLEEP has begun)."""
+    return not await ping(url, timeout_s=0.1)
+
+
 async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: Scripts) -> None:
     """The server sleeps longer than the socket timeout with a claim queued behind the sleep;
     the client gives up on the first send and retries: both run after the stall, one acts."""
@@ -176,7 +181,7 @@ async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: S
                 "DEBUG", "SLEEP", "2.5"
             )
         )
-        await asyncio.sleep(0.2)  # the server is asleep now
+        await eventually(lambda: asleep(stallable_redis.url), what="the server asleep")
         claimed = await TaskStore(direct, KEYS).claim("s1", "w1", 10)
         await stalled
     finally:

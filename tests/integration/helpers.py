@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sysconfig
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from multiswarm.connection import Client
@@ -94,3 +97,11 @@ async def host(
             for s, caps in swarms
         ],
     )
+
+
+def stdlib_corpus(root: Path) -> Path:
+    """A demo corpus at ``root``: copies of three stdlib packages (json, email, logging)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for pkg in ("json", "email", "logging"):
+        shutil.copytree(stdlib / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return root

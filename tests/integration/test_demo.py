@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
+from tests.integration.helpers import stdlib_corpus
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    root = tmp_path / "corpus"
-    for pkg in ("json", "email", "logging"):
-        shutil.copytree(stdlib / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    root = stdlib_corpus(tmp_path / "corpus")
     (root / "broken.py").write_bytes(b"def f(:\n  '''unterminated\n")  # tokenize error path
     return root
 
