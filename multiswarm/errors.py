@@ -253,3 +253,8 @@ class TaskFailed(MultiswarmError):
     def __init__(self, task: TaskRecord) -> None:
         self.task = task
         super().__init__(f"task {task.id} ended {task.status}: {task.reason or task.error}")
+
+
+class ScriptReplyError(MessageDecodeError):
+    """A Lua script answered with a reply of another shape than its declaration in
+    ``multiswarm/ops`` says (a script and its Python declaration out of step)."""

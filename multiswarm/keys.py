@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+
 from multiswarm.errors import ConfigError, InvalidIdError
 
 #: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
@@ -31,6 +33,35 @@ TASK_STATUSES = (
     "dead",
     "cancelled",
 )
+
+
+class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """KEYS[1..22] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
+    reads them in this field order, under the same names (``TK.<field>``); a unit test keeps the
+    two in step.
+    """
+
+    tasks: str
+    payload: str
+    result: str
+    dependents: str
+    ready: str
+    delayed: str
+    leases: str
+    dlq: str
+    completions: str
+    stats: str
+    swarms: str
+    epoch: str
+    workers: str
+    heartbeats: str
+    #: one status index per :data:`TASK_STATUSES`, in that order
+    statuses: tuple[str, ...]
+
+    def as_list(self) -> list[str]:
+        """The keys in the order the Lua side reads them."""
+        *named, statuses = msgspec.structs.astuple(self)
+        return [*named, *statuses]
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -110,26 +141,31 @@ class Keys:
         return f"{self._g}:tasks:status:{status}"
 
     @property
-    def task_keyset(self) -> list[str]:
-        """KEYS[1..22] of every task script, in the order ``scripts/lua/lib/tasks.lua`` reads."""
+    def task_keys(self) -> TaskKeys:
+        """The keys every task script takes first, by name (:class:`TaskKeys`)."""
         g = self._g
-        return [
-            self.tasks,
-            f"{g}:tasks:payload",
-            f"{g}:tasks:result",
-            f"{g}:tasks:dependents",
-            f"{g}:tasks:ready",
-            f"{g}:tasks:delayed",
-            f"{g}:tasks:leases",
-            f"{g}:tasks:dlq",
-            f"{g}:tasks:completions",
-            f"{g}:stats",
-            self.swarms,
-            self.epoch,
-            self.workers,
-            self.heartbeats,
-            *[self.task_status(s) for s in TASK_STATUSES],
-        ]
+        return TaskKeys(
+            tasks=self.tasks,
+            payload=self.payloads,
+            result=self.results,
+            dependents=f"{g}:tasks:dependents",
+            ready=self.ready,
+            delayed=f"{g}:tasks:delayed",
+            leases=self.leases,
+            dlq=self.dlq,
+            completions=self.completions,
+            stats=self.stats,
+            swarms=self.swarms,
+            epoch=self.epoch,
+            workers=self.workers,
+            heartbeats=self.heartbeats,
+            statuses=tuple(self.task_status(s) for s in TASK_STATUSES),
+        )
+
+    @property
+    def task_keyset(self) -> list[str]:
+        """KEYS[1..22] of every task script: :attr:`task_keys` in its field order."""
+        return self.task_keys.as_list()
 
     @property
     def payloads(self) -> str:
@@ -181,6 +217,31 @@ class Keys:
     def task_prune_cursor(self) -> str:
         """Hash terminal status -> finish ms up to which the prune sweep has read its index."""
         return f"{self._g}:tasks:prune"
+
+    # -- resources, breakers, votes (namespace slot) -------------------------------------------
+    @property
+    def resources(self) -> str:
+        """Resource pools: hash ``cap:<type>`` / ``used:<type>`` -> amount."""
+        return f"{self._g}:resources"
+
+    @property
+    def resource_holders(self) -> str:
+        """Hash ``<type>:<swarm id>`` -> amount the swarm holds."""
+        return f"{self._g}:resources:holders"
+
+    @property
+    def breakers(self) -> str:
+        """Hash breaker name -> JSON record."""
+        return f"{self._g}:breakers"
+
+    @property
+    def votes_index(self) -> str:
+        """Zset of open proposals by deadline."""
+        return f"{self._g}:votes"
+
+    def votes(self, proposal_id: str) -> str:
+        """One proposal's hash (meta and ballots)."""
+        return f"{self._g}:votes:{check_id(proposal_id, 'proposal id')}"
 
     # -- per-swarm state (own slot per swarm) --------------------------------------------------
     def state(self, swarm_id: str) -> str:

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import msgspec
-
 from multiswarm.errors import BadRequest, NotFound
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
 from multiswarm.messages import PRIORITIES, Task, TaskSpec, decode_task, encode_json, pack, unpack
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops import tasks as ops
+from multiswarm.ops.script import decode
+from multiswarm.ops.tasks import Claimed as Claimed
 from multiswarm.scripts import Scripts
 
 #: Largest payload accepted per task, in bytes (same limit as a message).
@@ -32,27 +33,6 @@ SUBMIT_CHUNK = 500
 PRUNE_BATCH = 100
 #: Longest per-task result TTL (10 years, in ms): keeps it an exact integer in the record's JSON.
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
-
-
-def _decode_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
-class Claimed(msgspec.Struct, frozen=True):
-    """A task a worker holds: run ``handler`` on ``payload`` and report with ``token``."""
-
-    id: str
-    token: str
-    handler: str
-    payload: bytes
-    timeout_ms: int
-    lease_ms: int
-    attempts: int
-    deps: list[str]
 
 
 #: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
@@ -168,15 +148,15 @@ class TaskStore:
         out: dict[str, str] = {}
         for start in range(0, len(tasks), SUBMIT_CHUNK):
             chunk = tasks[start : start + SUBMIT_CHUNK]
-            args: list[Any] = [len(chunk)]
+            encoded: list[tuple[bytes, bytes]] = []
             for spec, payload in chunk:
                 data = pack(payload)
                 if len(data) > MAX_PAYLOAD_BYTES:
                     raise BadRequest("BAD_REQUEST", f"payload of {spec.id} is {len(data)} bytes")
-                args += [encode_json(spec), data]
-            reply = await self.scripts.call("submit_tasks", self.keys.task_keyset, args)
-            for (spec, _), status in zip(chunk, reply):
-                out[spec.id] = _decode_str(status)
+                encoded.append((encode_json(spec), data))
+            statuses = await ops.submit_tasks(self.scripts, self.keys, encoded)
+            for (spec, _), status in zip(chunk, statuses):
+                out[spec.id] = status
         if "ready" in out.values():
             # wakes the leader at once; its 0.2 s round is only the safety net
             await self.notices.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
@@ -189,10 +169,9 @@ class TaskStore:
 
         Returns ``cancelled`` or ``ended:<status>``. Raises NotFound.
         """
-        reply = await self.scripts.call(
-            "cancel_task", self.keys.task_keyset, [check_id(task_id, "task id"), reason]
+        outcome = await ops.cancel_task(
+            self.scripts, self.keys, check_id(task_id, "task id"), reason
         )
-        outcome = _decode_str(reply)
         if outcome == "cancelled":
             await self.notices.publish(self.keys.ch_tasks, "task_cancelled", {"task": task_id})
         return outcome
@@ -200,60 +179,42 @@ class TaskStore:
     # -- workers -------------------------------------------------------------------------------
     async def claim(self, swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
         """Lease up to ``count`` tasks from the swarm's queue. Raises WorkerUnknown."""
-        reply = await self.scripts.call(
-            "claim_tasks",
-            [*self.keys.task_keyset, self.keys.queue(swarm_id)],
-            [swarm_id, worker_id, count],
+        return await ops.claim_tasks(
+            self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count
         )
-        return [
-            Claimed(
-                id=_decode_str(r[0]),
-                token=_decode_str(r[1]),
-                handler=_decode_str(r[2]),
-                payload=r[3] if isinstance(r[3], bytes) else str(r[3]).encode(),
-                timeout_ms=int(r[4]),
-                lease_ms=int(r[5]),
-                attempts=int(r[6]),
-                deps=[d for d in _decode_str(r[7]).split(",") if d],
-            )
-            for r in reply
-        ]
 
     async def extend(self, worker_id: str, held: dict[str, str]) -> list[str]:
         """Renew leases of ``{task id: token}``, each by its task's own ``lease_ms``; returns
         ids whose lease was lost."""
         if not held:
             return []
-        args: list[Any] = [worker_id]
-        for tid, token in held.items():
-            args += [tid, token]
-        reply = await self.scripts.call("extend_leases", self.keys.task_keyset, args)
-        return [_decode_str(r) for r in reply]
+        return await ops.extend_leases(self.scripts, self.keys, worker_id, held)
 
     async def complete(self, task_id: str, token: str, worker_id: str, result: Any) -> str:
         """Record the result once: ``completed`` | ``duplicate`` | ``ended:<status>``."""
-        reply = await self.scripts.call(
-            "complete_task", self.keys.task_keyset, [task_id, token, worker_id, pack(result)]
-        )
-        return _decode_str(reply)
+        return await self.complete_packed(task_id, token, worker_id, pack(result))
+
+    async def complete_packed(self, task_id: str, token: str, worker_id: str, data: bytes) -> str:
+        """:meth:`complete` with a result already packed (msgpack bytes, stored as they are)."""
+        return await ops.complete_task(self.scripts, self.keys, task_id, token, worker_id, data)
 
     async def fail(self, task_id: str, token: str, error: str, permanent: bool = False) -> str:
         """Record a failed attempt: ``retry`` | ``dead`` | ``stale``."""
-        reply = await self.scripts.call(
-            "fail_task",
-            self.keys.task_keyset,
-            [task_id, token, error[:4000], "1" if permanent else "0", random.getrandbits(31)],
+        return await ops.fail_task(
+            self.scripts,
+            self.keys,
+            task_id,
+            token,
+            error[:4000],
+            permanent=permanent,
+            seed=random.getrandbits(31),
         )
-        return _decode_str(reply)
 
     async def release(self, held: dict[str, str]) -> int:
         """Hand running tasks back (clean shutdown); the attempt is not counted."""
         if not held:
             return 0
-        args: list[Any] = []
-        for tid, token in held.items():
-            args += [tid, token]
-        return int(await self.scripts.call("release_tasks", self.keys.task_keyset, args))
+        return await ops.release_tasks(self.scripts, self.keys, held)
 
     # -- readers -------------------------------------------------------------------------------
     async def get(self, task_id: str) -> Task:
@@ -275,14 +236,21 @@ class TaskStore:
         raw = await self.scripts.read(lambda: self.client.hget(self.keys.results, task_id))
         if raw is None:
             raise NotFound("NOT_FOUND", f"no result for task {task_id}")
-        return unpack(_bytes(raw))
+        return unpack(decode(raw, bytes))
 
     async def results(self, task_ids: Sequence[str]) -> dict[str, Any]:
         """Results of the completed tasks among ``task_ids`` (others are absent)."""
         if not task_ids:
             return {}
         raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, list(task_ids)))
-        return {t: unpack(_bytes(r)) for t, r in zip(task_ids, raws) if r is not None}
+        return {t: unpack(decode(r, bytes)) for t, r in zip(task_ids, raws) if r is not None}
+
+    async def packed_results(self, task_ids: Sequence[str]) -> list[bytes | None]:
+        """The stored (msgpack) results of ``task_ids``, in order; None where there is none."""
+        if not task_ids:
+            return []
+        raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, list(task_ids)))
+        return decode(raws, list[bytes | None])
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
         """Tasks of one status (or all), most recently updated first."""
@@ -297,7 +265,9 @@ class TaskStore:
                 pipe.zrevrange(self.keys.task_status(s), 0, limit - 1)
             return await pipe.execute()
 
-        ids = [_decode_str(i) for group in await self.scripts.read(newest) for i in group]
+        ids = [
+            i for group in decode(await self.scripts.read(newest), list[list[str]]) for i in group
+        ]
         tasks = [t for t in await self.get_many(ids) if t is not None]
         tasks.sort(key=lambda t: t.updated_ms, reverse=True)
         return tasks[:limit]
@@ -311,12 +281,12 @@ class TaskStore:
                 pipe.zcard(self.keys.task_status(s))
             return await pipe.execute()
 
-        return dict(zip(TASK_STATUSES, [int(n) for n in await self.scripts.read(read)]))
+        return dict(zip(TASK_STATUSES, decode(await self.scripts.read(read), list[int])))
 
     async def stats(self) -> dict[str, int]:
         """Counters: submitted, completed, executions, retries, dead, cancelled, ..."""
         raw = await self.scripts.read(lambda: self.client.hgetall(self.keys.stats))
-        return {_decode_str(k): int(v) for k, v in raw.items()}
+        return decode(raw, dict[str, int])
 
     async def prune(self, retention_ms: int, batch: int = PRUNE_BATCH) -> int:
         """Forget every finished task past its retention; returns how many were forgotten.
@@ -334,15 +304,14 @@ class TaskStore:
         batch:
             Budget of one script call (index entries and dependents examined).
         """
-        keys = [*self.keys.task_keyset, self.keys.task_retained, self.keys.task_prune_cursor]
         total, asof = 0, 0
         while True:
             # every call after the first judges as of the first one's server time, so the
             # round's work is fixed when it starts and the loop ends under any load
-            pruned, more, asof = await self.scripts.call(
-                "prune_tasks", keys, [retention_ms, batch, int(asof)]
+            round_ = await ops.prune_tasks(
+                self.scripts, self.keys, retention_ms=retention_ms, batch=batch, asof=asof
             )
-            total += int(pruned)
-            if not int(more):
+            total, asof = total + round_.pruned, round_.asof
+            if not round_.more:
                 return total
             await asyncio.sleep(0)  # let this process's other coroutines run between calls

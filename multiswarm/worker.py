@@ -334,12 +334,8 @@ class Worker(WorkerLiveness):
         try:
             deps: dict[str, bytes] = {}
             if c.deps:
-                raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, c.deps))
-                deps = {
-                    d: r if isinstance(r, bytes) else r.encode()
-                    for d, r in zip(c.deps, raws)
-                    if r is not None
-                }
+                packed = await self.tasks.packed_results(c.deps)
+                deps = {d: r for d, r in zip(c.deps, packed) if r is not None}
             assert self.memory is not None
             node = swarm.first_index + index
             size = len(c.payload) + sum(len(d) for d in deps.values())
@@ -417,10 +413,7 @@ class Worker(WorkerLiveness):
 
     async def _record(self, c: Claimed, data: bytes) -> str:
         # The result is already packed by the agent; complete_task stores the bytes as they are.
-        reply = await self.scripts.call(
-            "complete_task", self.keys.task_keyset, [c.id, c.token, self.id, data]
-        )
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+        return await self.tasks.complete_packed(c.id, c.token, self.id, data)
 
     async def _listen(self) -> None:
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):

@@ -6,14 +6,14 @@
 -- ARGV[3] - most tasks to claim
 -- KEYS[24]    - request key (scripts.py): a retry replays this call's claims, never takes more
 -- Queue entries whose task moved on (cancelled, completed, requeued) are dropped here.
--- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, deps}
+-- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, {deps...}}
 local n = load_task_keys()
 local queue = KEYS[n + 1]
 local sid, wid, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local function row(task)
   return {task.id, task.token, task.handler, redis.call('HGET', TK.payload, task.id) or '',
-          task.timeout_ms, task.lease_ms, task.attempts, task.deps}
+          task.timeout_ms, task.lease_ms, task.attempts, split(task.deps)}
 end
 
 if REPLAY then

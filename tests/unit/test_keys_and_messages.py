@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import msgspec
 import pytest
 import redis.exceptions
 
 from multiswarm import errors
-from multiswarm.keys import TASK_STATUSES, Keys
+from multiswarm.keys import TASK_STATUSES, Keys, TaskKeys
 from multiswarm.messages import (
     Envelope,
     decode_envelope,
@@ -14,7 +16,7 @@ from multiswarm.messages import (
     pack,
     unpack,
 )
-from multiswarm.scripts import lua_dir, sources, translate
+from multiswarm.scripts import lua_dir, translate
 
 
 def _slot_tag(key: str) -> str:
@@ -54,12 +56,23 @@ def test_per_swarm_keys_are_tagged_by_swarm_and_channels_keep_seed_names() -> No
 
 
 def test_task_keyset_order_matches_the_lua_prelude() -> None:
+    """TaskKeys' fields are the names load_task_keys gives KEYS[i], in the same order."""
     k = Keys("n")
     ks = k.task_keyset
     assert len(ks) == 22 and ks[0] == k.tasks and ks[11] == k.epoch
     assert ks[14:] == [k.task_status(s) for s in TASK_STATUSES]
-    prelude = sources()["claim_tasks"]
-    assert "for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[14 + i] end" in prelude
+    lua = (lua_dir() / "lib" / "02_tasks.lua").read_text()
+    body = lua[lua.index("local function load_task_keys()") :].split("\nend\n", 1)[0]
+    by_index: dict[int, str] = {}
+    for names, indexes in re.findall(r"^\s*(TK\.[\w., ]+?)\s*=\s*(KEYS\[[^\n]+)$", body, re.M):
+        fields = [n.strip().removeprefix("TK.") for n in names.split(",")]
+        numbers = [int(i) for i in re.findall(r"KEYS\[(\d+)\]", indexes)]
+        by_index.update(zip(numbers, fields))
+    named = [f for f in TaskKeys.__struct_fields__ if f != "statuses"]
+    assert [by_index[i] for i in sorted(by_index)] == named
+    assert "for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[14 + i] end" in body
+    assert "'pending', 'ready', 'assigned', 'running', 'completed', 'failed', 'dead'" in lua
+    assert TaskKeys.__struct_fields__[-1] == "statuses" and len(named) == 14
 
 
 def test_every_script_has_a_contract_header() -> None:

@@ -1,0 +1,173 @@
+"""A Lua script declared once: its name, reply type and retry idempotency; one reply decoder.
+
+Redis answers a script with nested lists of bytes and integers. :func:`decode` walks such a
+reply guided by the declared type (``msgspec.inspect.type_info``): bytes become ``str`` where
+the type says ``str``, numbers where it says ``int``/``float``, stay bytes where it says
+``bytes`` (task payloads and results are msgpack bytes), a flat ``[k1, v1, k2, v2...]`` list
+becomes a dict where it says ``dict``; then :func:`msgspec.convert` checks the whole shape. A
+reply of another shape raises :class:`~multiswarm.errors.ScriptReplyError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import msgspec.inspect as mi
+
+from multiswarm.errors import ConfigError, ScriptReplyError
+from multiswarm.scripts import BY_NATURE, REQUEST_ID, Scripts
+
+R = TypeVar("R")
+
+#: Every declared script by name; a test checks it names each ``scripts/lua/*.lua`` once.
+DECLARED: dict[str, Script[Any]] = {}
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode()
+    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+        return str(raw)
+    raise ScriptReplyError(f"expected text, got {raw!r}")
+
+
+def _walk(raw: Any, info: mi.Type) -> Any:
+    """``raw`` with its leaves turned into what ``info`` expects; shape checked by convert."""
+    if isinstance(info, mi.StrType):
+        return _text(raw)
+    if isinstance(info, (mi.IntType, mi.FloatType)):
+        if isinstance(raw, (bytes, str)):
+            try:
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                return int(text) if isinstance(info, mi.IntType) else float(text)
+            except ValueError:
+                raise ScriptReplyError(f"expected a number, got {raw!r}") from None
+        return raw
+    if isinstance(info, mi.BoolType):
+        return bool(int(raw)) if isinstance(raw, (int, bytes, str)) else raw
+    if isinstance(info, mi.BytesType):
+        return raw.encode() if isinstance(raw, str) else raw
+    if isinstance(info, (mi.ListType, mi.VarTupleType)):
+        return [_walk(r, info.item_type) for r in _items(raw)]
+    if isinstance(info, mi.TupleType):
+        items = _items(raw)
+        return [_walk(r, t) for r, t in zip(items, info.item_types)] + items[len(info.item_types) :]
+    if isinstance(info, mi.StructType):
+        items = _items(raw)
+        fields = info.fields
+        return [_walk(r, f.type) for r, f in zip(items, fields)] + items[len(fields) :]
+    if isinstance(info, mi.DictType):
+        pairs = list(raw.items()) if isinstance(raw, dict) else _pairs(_items(raw))
+        return {_walk(k, info.key_type): _walk(v, info.value_type) for k, v in pairs}
+    if isinstance(info, mi.UnionType):
+        if raw is None and info.includes_none:
+            return None
+        others = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        return _walk(raw, others[0]) if len(others) == 1 else raw
+    return raw
+
+
+def _items(raw: Any) -> list[Any]:
+    if not isinstance(raw, (list, tuple)):
+        raise ScriptReplyError(f"expected a list, got {raw!r}")
+    return list(raw)
+
+
+def _pairs(items: Sequence[Any]) -> list[tuple[Any, Any]]:
+    if len(items) % 2:
+        raise ScriptReplyError(f"expected key/value pairs, got {len(items)} items")
+    return list(zip(items[::2], items[1::2]))
+
+
+_INFO: dict[Any, mi.Type] = {}
+
+
+def _info(tp: Any) -> mi.Type:
+    info = _INFO.get(tp)
+    if info is None:
+        info = _INFO[tp] = mi.type_info(tp)
+    return info
+
+
+def decode(raw: Any, tp: type[R]) -> R:
+    """A raw Redis reply as a value of type ``tp``.
+
+    Parameters
+    ----------
+    raw:
+        What redis-py returned (bytes, ints, nested lists; or None).
+    tp:
+        The declared type: ``str``, ``int``, ``bytes``, ``list[str]``, ``dict[str, int]`` (from
+        a flat key/value list), a ``msgspec.Struct`` with ``array_like=True`` (from a positional
+        list), or nestings of these.
+
+    Raises
+    ------
+    ScriptReplyError
+        The reply does not have that shape.
+    """
+    try:
+        return msgspec.convert(_walk(raw, _info(tp)), tp)
+    except (msgspec.ValidationError, TypeError, ValueError) as e:
+        if isinstance(e, ScriptReplyError):
+            raise
+        raise ScriptReplyError(f"reply {raw!r} is not a {tp}: {e}") from e
+
+
+class Script(Generic[R]):
+    """One Lua script (``scripts/lua/<name>.lua``) and the type of its reply.
+
+    Its retry idempotency is its entry in :data:`multiswarm.scripts.REQUEST_ID` (a request id
+    is added as the last key, and a retry replays the first outcome) or
+    :data:`multiswarm.scripts.BY_NATURE`; a declaration of an unclassified script is refused.
+
+    Parameters
+    ----------
+    name:
+        File stem of the script.
+    reply:
+        Type its reply decodes into (see :func:`decode`).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is in neither table, or declared twice.
+    """
+
+    def __init__(self, name: str, reply: type[R]) -> None:
+        if name not in REQUEST_ID and name not in BY_NATURE:
+            raise ConfigError(f"script {name} does not say why a retry is safe")
+        if name in DECLARED:
+            raise ConfigError(f"script {name} declared twice")
+        self.name = name
+        self.reply = reply
+        DECLARED[name] = self
+
+    @property
+    def request_id(self) -> bool:
+        """True when a retry is made safe by a request id (:data:`REQUEST_ID`)."""
+        return self.name in REQUEST_ID
+
+    async def __call__(
+        self, scripts: Scripts, keys: Sequence[str], args: Sequence[Any], retry: bool = True
+    ) -> R:
+        """Run the script and decode its reply.
+
+        Raises
+        ------
+        ScriptError
+            (or a subclass) when the script refused the operation.
+        RedisUnavailable
+            Redis stayed unreachable for the scripts' reconnect timeout.
+        ScriptReplyError
+            The reply is not of the declared type.
+        """
+        raw = await scripts.call(self.name, list(keys), list(args), retry=retry)
+        return decode(raw, self.reply)
+
+
+def text(raw: bytes | str) -> str:
+    """A field or member name read by a plain command (``hkeys``, ``smembers``) as text."""
+    return decode(raw, str)

@@ -1,0 +1,124 @@
+"""The task scripts: declarations and typed calls (KEYS start with :class:`~multiswarm.keys.TaskKeys`).
+
+Every task script takes the 22 task keys first, in :meth:`TaskKeys.as_list` order, and its own
+keys after them (each script's header lists them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from multiswarm.keys import Keys
+from multiswarm.ops.script import Script
+from multiswarm.scripts import Scripts
+
+
+class Claimed(msgspec.Struct, array_like=True, frozen=True):
+    """A task a worker holds: run ``handler`` on ``payload`` and report with ``token``.
+
+    One row of claim_tasks' reply, in the script's order.
+    """
+
+    id: str
+    token: str
+    handler: str
+    payload: bytes
+    timeout_ms: int
+    lease_ms: int
+    attempts: int
+    deps: list[str]
+
+
+class Pruned(msgspec.Struct, array_like=True, frozen=True):
+    """prune_tasks' reply: how many were forgotten, whether more is due, the round's instant."""
+
+    pruned: int
+    more: bool
+    asof: int
+
+
+SUBMIT = Script("submit_tasks", list[str])
+CANCEL = Script("cancel_task", str)
+CLAIM = Script("claim_tasks", list[Claimed])
+EXTEND = Script("extend_leases", list[str])
+COMPLETE = Script("complete_task", str)
+FAIL = Script("fail_task", str)
+RELEASE = Script("release_tasks", int)
+PRUNE = Script("prune_tasks", Pruned)
+
+
+def _pairs(held: dict[str, str]) -> list[str]:
+    return [x for tid, token in held.items() for x in (tid, token)]
+
+
+async def submit_tasks(
+    scripts: Scripts, keys: Keys, specs: Sequence[tuple[bytes, bytes]]
+) -> list[str]:
+    """Submit ``(spec JSON, payload bytes)`` pairs, all or nothing; per task its status."""
+    args: list[Any] = [len(specs)]
+    for spec, payload in specs:
+        args += [spec, payload]
+    return await SUBMIT(scripts, keys.task_keyset, args)
+
+
+async def cancel_task(scripts: Scripts, keys: Keys, task_id: str, reason: str) -> str:
+    """``cancelled`` | ``ended:<status>``."""
+    return await CANCEL(scripts, keys.task_keyset, [task_id, reason])
+
+
+async def claim_tasks(
+    scripts: Scripts, keys: Keys, *, swarm_id: str, worker_id: str, count: int
+) -> list[Claimed]:
+    """Lease up to ``count`` tasks of the swarm's queue to ``worker_id``."""
+    return await CLAIM(
+        scripts, [*keys.task_keyset, keys.queue(swarm_id)], [swarm_id, worker_id, count]
+    )
+
+
+async def extend_leases(
+    scripts: Scripts, keys: Keys, worker_id: str, held: dict[str, str]
+) -> list[str]:
+    """Renew the leases of ``{task id: token}``; the ids whose lease was lost."""
+    return await EXTEND(scripts, keys.task_keyset, [worker_id, *_pairs(held)])
+
+
+async def complete_task(
+    scripts: Scripts, keys: Keys, task_id: str, token: str, worker_id: str, result: bytes
+) -> str:
+    """``completed`` | ``duplicate`` | ``ended:<status>``."""
+    return await COMPLETE(scripts, keys.task_keyset, [task_id, token, worker_id, result])
+
+
+async def fail_task(
+    scripts: Scripts,
+    keys: Keys,
+    task_id: str,
+    token: str,
+    error: str,
+    *,
+    permanent: bool,
+    seed: int,
+) -> str:
+    """``retry`` | ``dead`` | ``stale``."""
+    return await FAIL(
+        scripts, keys.task_keyset, [task_id, token, error, "1" if permanent else "0", seed]
+    )
+
+
+async def release_tasks(scripts: Scripts, keys: Keys, held: dict[str, str]) -> int:
+    """Hand ``{task id: token}`` back; how many went back to ready."""
+    return await RELEASE(scripts, keys.task_keyset, _pairs(held))
+
+
+async def prune_tasks(
+    scripts: Scripts, keys: Keys, *, retention_ms: int, batch: int, asof: int
+) -> Pruned:
+    """One bounded prune call (prune_tasks.lua)."""
+    return await PRUNE(
+        scripts,
+        [*keys.task_keyset, keys.task_retained, keys.task_prune_cursor],
+        [retention_ms, batch, asof],
+    )
