@@ -33,16 +33,14 @@ from multiswarm.messages import (
     encode_json,
 )
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops import swarms as ops
+from multiswarm.ops.script import decode
 from multiswarm.resources import ResourcePools, release_swarm_resources
 from multiswarm.scripts import Scripts
 from multiswarm.supervisor import split_scaling
 from multiswarm.tasks import TaskStore
 
 log = logging.getLogger(__name__)
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 class SwarmSpec(msgspec.Struct, kw_only=True):
@@ -102,20 +100,12 @@ class SwarmRegistry:
         self.client = scripts.client
         self.max_swarms = max_swarms
 
-    @property
-    def _swarm_keys(self) -> list[str]:
-        return [self.keys.index, self.keys.swarms, *self.keys.swarm_status_all]
-
     async def register_swarm(self, spec: SwarmSpec) -> str:
         """Add a swarm (``initializing``). Returns ``created`` or ``exists``.
 
         Raises CapacityExceeded past ``SWARM_MAX_COUNT`` live swarms.
         """
-        return _s(
-            await self.scripts.call(
-                "register_swarm", self._swarm_keys, [encode_json(spec), self.max_swarms]
-            )
-        )
+        return await ops.register_swarm(self.scripts, self.keys, encode_json(spec), self.max_swarms)
 
     async def transition(self, swarm_id: str, status: str, expected: str = "") -> str:
         """Move a swarm to ``status``; returns the previous status.
@@ -124,19 +114,7 @@ class SwarmRegistry:
         ready for other swarms and its queue is deleted. Raises NotFound, IllegalTransition.
         """
         sid = check_id(swarm_id, "swarm id")
-        before = _s(
-            await self.scripts.call(
-                "transition_swarm",
-                [
-                    *self.keys.task_keyset,
-                    self.keys.index,
-                    *self.keys.swarm_status_all,
-                    self.keys.archive,
-                    self.keys.queue(sid),
-                ],
-                [sid, status, expected],
-            )
-        )
+        before = await ops.transition_swarm(self.scripts, self.keys, sid, status, expected)
         if status in ("completed", "failed"):
             # a finished swarm gives back its resources (idempotent; the registry's
             # housekeeping reclaims them too if this process dies first)
@@ -164,32 +142,20 @@ class SwarmRegistry:
             hosted = []  # an unreadable record: the assignment deadline covers its queues
         wanted = {s.id for s in specs}
         dropped = [s for s in dict.fromkeys(hosted) if s and s not in wanted]
-        reply = await self.scripts.call(
-            "host_swarms",
-            [
-                *self.keys.task_keyset,
-                self.keys.index,
-                *self.keys.swarm_status_all,
-                *[self.keys.queue(s) for s in dropped],
-            ],
-            [
-                wid,
-                encode_json(info),
-                self.max_swarms,
-                ",".join(dropped),
-                *[encode_json(s) for s in specs],
-            ],
+        return await ops.host_swarms(
+            self.scripts,
+            self.keys,
+            wid,
+            encode_json(info),
+            self.max_swarms,
+            dropped,
+            [encode_json(s) for s in specs],
         )
-        return {_s(reply[i]): _s(reply[i + 1]) for i in range(0, len(reply), 2)}
 
     async def heartbeat(self, worker_id: str, report: dict[str, Any], mem_load: float) -> bool:
         """Record a beat; False when the worker was declared dead and must register again."""
-        return bool(
-            await self.scripts.call(
-                "heartbeat_worker",
-                [self.keys.workers, self.keys.heartbeats, self.keys.swarms],
-                [worker_id, encode_json(report), f"{mem_load:.3f}"],
-            )
+        return await ops.heartbeat_worker(
+            self.scripts, self.keys, worker_id, encode_json(report), mem_load
         )
 
     async def reap_workers(
@@ -200,28 +166,23 @@ class SwarmRegistry:
         Swarms left with no live host become ``interrupted``. Returns removed worker ids.
         """
         swarm_ids = await self.swarm_ids()
-        reply = await self.scripts.call(
-            "reap_workers",
-            [
-                *self.keys.task_keyset,
-                *self.keys.swarm_status_all,
-                *[self.keys.queue(s) for s in swarm_ids],
-            ],
-            [timeout_ms, worker_id, "1" if graceful else "0", random.getrandbits(31), *swarm_ids],
+        return await ops.reap_workers(
+            self.scripts,
+            self.keys,
+            timeout_ms=timeout_ms,
+            worker_id=worker_id,
+            graceful=graceful,
+            seed=random.getrandbits(31),
+            swarm_ids=swarm_ids,
         )
-        return [_s(w) for w in reply]
 
     async def set_paused(self, swarm_id: str, paused: bool) -> bool:
         """Pause (or resume) a swarm: no dispatch to it and no claims from it while paused;
         running tasks finish and queued ones wait. Announces ``swarm.paused|resumed`` on
         ``<ns>:events``. Returns False when it already was so. Raises NotFound,
         IllegalTransition (finished swarm)."""
-        changed = bool(
-            await self.scripts.call(
-                "pause_swarm",
-                [self.keys.swarms],
-                [check_id(swarm_id, "swarm id"), "1" if paused else "0"],
-            )
+        changed = await ops.pause_swarm(
+            self.scripts, self.keys, check_id(swarm_id, "swarm id"), paused
         )
         if changed:
             messenger = SwarmMessenger(self.client, self.keys, sender="registry")
@@ -249,7 +210,7 @@ class SwarmRegistry:
             external_share,
             has_external=swarm.external > 0,
         )
-        await self.scripts.call("scale_swarm", [self.keys.swarms], [swarm_id, python, external])
+        await ops.scale_swarm(self.scripts, self.keys, swarm_id, python, external)
         messenger = SwarmMessenger(self.client, self.keys, sender="registry")
         await messenger.publish(
             self.keys.ch_tasks, "swarm_scaled", {"swarm": swarm_id}, target=swarm_id
@@ -263,15 +224,12 @@ class SwarmRegistry:
 
     async def archive(self, retention_ms: int, limit: int = 100) -> list[str]:
         """Forget finished swarms archived longer than ``retention_ms``."""
-        reply = await self.scripts.call(
-            "archive_swarms", [*self._swarm_keys, self.keys.archive], [retention_ms, limit]
-        )
-        return [_s(w) for w in reply]
+        return await ops.archive_swarms(self.scripts, self.keys, retention_ms, limit)
 
     # -- readers -------------------------------------------------------------------------------
     async def swarm_ids(self, status: str | None = None) -> list[str]:
         key = self.keys.swarm_status(status) if status else self.keys.index
-        return sorted(_s(m) for m in await self.scripts.read(lambda: self.client.smembers(key)))
+        return sorted(decode(await self.scripts.read(lambda: self.client.smembers(key)), list[str]))
 
     async def get(self, swarm_id: str) -> Swarm:
         sid = check_id(swarm_id, "swarm id")

@@ -20,6 +20,7 @@ import msgspec
 
 from multiswarm.errors import InvalidArgumentError
 from multiswarm.keys import Keys, check_id
+from multiswarm.ops import resources as ops
 from multiswarm.scripts import Scripts
 
 #: Largest capacity or amount: Lua numbers are doubles, exact up to 2**53.
@@ -27,15 +28,6 @@ MAX_AMOUNT = 2**53 - 1
 
 #: Pool types with a conventional unit; any other id is a custom pool.
 STANDARD_TYPES = {"cpu": "millicores", "memory": "MiB"}
-
-
-def resources_key(keys: Keys, part: str = "") -> str:
-    """The one key builder of this module, in the namespace's slot.
-
-    ``{ns}:resources`` (pools: ``cap:<type>``, ``used:<type>``) and
-    ``{ns}:resources:holders`` (``<type>:<swarm id>`` -> amount held).
-    """
-    return "{" + keys.ns + "}:resources" + (":" + part if part else "")
 
 
 class PoolUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,10 +73,6 @@ class Allocation(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
 
 
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def _amount(value: int, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_AMOUNT:
         raise InvalidArgumentError(
@@ -107,8 +95,6 @@ class ResourcePools:
     def __init__(self, scripts: Scripts, keys: Keys) -> None:
         self.scripts = scripts
         self.keys = keys
-        self.pools_key = resources_key(keys)
-        self.holders_key = resources_key(keys, "holders")
 
     async def init_pool(self, type: str, capacity: int) -> str:
         """Create pool ``type`` with ``capacity``, or change its capacity.
@@ -128,7 +114,7 @@ class ResourcePools:
         """
         rtype = check_id(type, "resource type")
         cap = _amount(capacity, "capacity", 0)
-        return _s(await self.scripts.call("init_pool", [self.pools_key], [rtype, cap]))
+        return await ops.init_pool(self.scripts, self.keys, rtype, cap)
 
     async def allocate(self, swarm_id: str, type: str, amount: int) -> Allocation:
         """Book ``amount`` of pool ``type`` for ``swarm_id``, atomically.
@@ -144,29 +130,22 @@ class ResourcePools:
         """
         sid, rtype = check_id(swarm_id, "swarm id"), check_id(type, "resource type")
         n = _amount(amount, "amount", 1)
-        held, used, cap = await self.scripts.call(
-            "allocate_resource",
-            [self.pools_key, self.holders_key, self.keys.swarms],
-            [sid, rtype, n],
-        )
+        booked = await ops.allocate_resource(self.scripts, self.keys, sid, rtype, n)
         return Allocation(
             swarm_id=sid,
             type=rtype,
             amount=n,
-            held=int(held),
-            allocated=int(used),
-            capacity=int(cap),
+            held=booked.held,
+            allocated=booked.allocated,
+            capacity=booked.capacity,
         )
 
     async def release(self, swarm_id: str, type: str, amount: int | None = None) -> int:
         """Give back ``amount`` (None: everything held) of pool ``type``; returns what was
         released, at most what the swarm held (so a retried release is harmless)."""
         sid, rtype = check_id(swarm_id, "swarm id"), check_id(type, "resource type")
-        n = "" if amount is None else _amount(amount, "amount", 1)
-        released, _held = await self.scripts.call(
-            "release_resource", [self.pools_key, self.holders_key], [sid, rtype, n]
-        )
-        return int(released)
+        n = None if amount is None else _amount(amount, "amount", 1)
+        return (await ops.release_resource(self.scripts, self.keys, sid, rtype, n)).released
 
     async def release_all(self, swarm_id: str) -> dict[str, int]:
         """Give back everything ``swarm_id`` holds; returns type -> amount released."""
@@ -179,27 +158,23 @@ class ResourcePools:
         -------
         list of (swarm id, type, amount released)
         """
-        reply = await self.scripts.call(
-            "reclaim_resources", [self.pools_key, self.holders_key, self.keys.swarms], []
-        )
         return [
-            (_s(reply[i]), _s(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)
+            (r.swarm_id, r.type, r.amount)
+            for r in await ops.reclaim_resources(self.scripts, self.keys)
         ]
 
     async def usage(self, types: Sequence[str] | None = None) -> dict[str, PoolUsage]:
         """Every pool (or those of ``types``), by type, read in one atomic step."""
-        pools, holdings = await self.scripts.call(
-            "read_resources", [self.pools_key, self.holders_key], []
-        )
+        read = await ops.read_resources(self.scripts, self.keys)
         caps: dict[str, int] = {}
         used: dict[str, int] = {}
-        for i in range(0, len(pools), 2):
-            kind, _, rtype = _s(pools[i]).partition(":")
-            (caps if kind == "cap" else used)[rtype] = int(pools[i + 1])
+        for field, amount in read.pools.items():
+            kind, _, rtype = field.partition(":")
+            (caps if kind == "cap" else used)[rtype] = amount
         holders: dict[str, dict[str, int]] = {t: {} for t in caps}
-        for i in range(0, len(holdings), 2):
-            rtype, _, sid = _s(holdings[i]).partition(":")
-            holders.setdefault(rtype, {})[sid] = int(holdings[i + 1])
+        for field, amount in read.holders.items():
+            rtype, _, sid = field.partition(":")
+            holders.setdefault(rtype, {})[sid] = amount
         wanted = sorted(caps) if types is None else [t for t in types if t in caps]
         return {
             t: PoolUsage(
@@ -223,9 +198,4 @@ async def release_swarm_resources(scripts: Scripts, keys: Keys, swarm_id: str) -
 
     Idempotent: a second call releases nothing. Returns type -> amount released.
     """
-    reply = await scripts.call(
-        "release_swarm_resources",
-        [resources_key(keys), resources_key(keys, "holders")],
-        [check_id(swarm_id, "swarm id")],
-    )
-    return {_s(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
+    return await ops.release_swarm_resources(scripts, keys, check_id(swarm_id, "swarm id"))

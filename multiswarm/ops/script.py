@@ -70,7 +70,7 @@ def _walk(raw: Any, info: mi.Type) -> Any:
 
 
 def _items(raw: Any) -> list[Any]:
-    if not isinstance(raw, (list, tuple)):
+    if not isinstance(raw, (list, tuple, set, frozenset)):  # sets: SMEMBERS of plain reads
         raise ScriptReplyError(f"expected a list, got {raw!r}")
     return list(raw)
 

@@ -3,7 +3,7 @@
 -- KEYS[1] - pools hash ({ns}:resources: cap:<type>, used:<type>)
 -- KEYS[2] - holdings hash ({ns}:resources:holders: <type>:<swarm id> -> amount held)
 -- KEYS[3] - swarms hash ({ns}:swarms, id -> JSON record with status)
--- returns {swarm id, type, amount released, ...}
+-- returns {{swarm id, type, amount released}, ...}
 local out = {}
 local live = {}
 local holdings = redis.call('HGETALL', KEYS[2])
@@ -18,7 +18,7 @@ for i = 1, #holdings, 2 do
   if not live[swarm] then
     redis.call('HINCRBY', KEYS[1], 'used:' .. rtype, -held)
     redis.call('HDEL', KEYS[2], field)
-    out[#out + 1] = swarm; out[#out + 1] = rtype; out[#out + 1] = held
+    out[#out + 1] = {swarm, rtype, held}
   end
 end
 return out

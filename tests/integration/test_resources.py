@@ -13,6 +13,7 @@ from multiswarm.cli_ops import resources
 from multiswarm.config import Settings
 from multiswarm.errors import BadRequest, InvalidIdError, NotFound, ResourceExhausted
 from multiswarm.keys import Keys
+from multiswarm.ops.swarms import transition_swarm
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import PoolUsage, ResourcePools, release_swarm_resources
 from multiswarm.scripts import Scripts
@@ -123,17 +124,7 @@ async def test_reclaim_releases_what_ended_swarms_hold(scripts: Scripts, keys: K
     # back (the script alone, without SwarmRegistry.transition's release), then reclaim
     for sid, path in (("done", ["active", "completed"]), ("broken", ["failed"])):
         for status in path:
-            await scripts.call(
-                "transition_swarm",
-                [
-                    *keys.task_keyset,
-                    keys.index,
-                    *keys.swarm_status_all,
-                    keys.archive,
-                    keys.queue(sid),
-                ],
-                [sid, status, ""],
-            )
+            await transition_swarm(scripts, keys, sid, status, "")
     assert sorted(await pools.reclaim()) == [("broken", "cpu", 3), ("done", "cpu", 3)]
     assert await pools.reclaim() == []
     cpu = (await pools.usage())["cpu"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from multiswarm.breakers import BreakerConfig, BreakerRecord, breakers_key, view
+from multiswarm.breakers import BreakerConfig, BreakerRecord, view
 from multiswarm.consensus import (
     Claim,
     max_faulty,
@@ -13,22 +13,20 @@ from multiswarm.consensus import (
     quorum,
     rank,
     resolve,
-    votes_key,
 )
 from multiswarm.errors import ConfigError, InvalidIdError, MessageDecodeError
 from multiswarm.keys import Keys
-from multiswarm.resources import resources_key
 
 
 def test_keys_share_the_namespace_slot() -> None:
     keys = Keys("swarm")
-    assert breakers_key(keys) == "{swarm}:breakers"
-    assert resources_key(keys) == "{swarm}:resources"
-    assert resources_key(keys, "holders") == "{swarm}:resources:holders"
-    assert votes_key(keys) == "{swarm}:votes"
-    assert votes_key(keys, "p1") == "{swarm}:votes:p1"
+    assert keys.breakers == "{swarm}:breakers"
+    assert keys.resources == "{swarm}:resources"
+    assert keys.resource_holders == "{swarm}:resources:holders"
+    assert keys.votes_index == "{swarm}:votes"
+    assert keys.votes("p1") == "{swarm}:votes:p1"
     with pytest.raises(InvalidIdError):
-        votes_key(keys, "p1}:x")
+        keys.votes("p1}:x")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,115 @@
+"""The registry scripts: swarms, their status state machine, workers and heartbeats.
+
+Swarm scripts take the index set and the status index sets (``lib/03_swarms.lua`` order); those
+that move tasks take the 22 task keys first (:class:`~multiswarm.keys.TaskKeys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from multiswarm.keys import Keys
+from multiswarm.ops.script import Script
+from multiswarm.scripts import Scripts
+
+REGISTER = Script("register_swarm", str)
+TRANSITION = Script("transition_swarm", str)
+HOST = Script("host_swarms", dict[str, str])
+HEARTBEAT = Script("heartbeat_worker", bool)
+REAP = Script("reap_workers", list[str])
+PAUSE = Script("pause_swarm", bool)
+SCALE = Script("scale_swarm", int)
+ARCHIVE = Script("archive_swarms", list[str])
+
+
+def _swarm_keys(keys: Keys) -> list[str]:
+    return [keys.index, keys.swarms, *keys.swarm_status_all]
+
+
+async def register_swarm(scripts: Scripts, keys: Keys, spec: bytes, max_swarms: int) -> str:
+    """``created`` | ``exists``."""
+    return await REGISTER(scripts, _swarm_keys(keys), [spec, max_swarms])
+
+
+async def transition_swarm(
+    scripts: Scripts, keys: Keys, swarm_id: str, status: str, expected: str
+) -> str:
+    """The previous status."""
+    return await TRANSITION(
+        scripts,
+        [
+            *keys.task_keyset,
+            keys.index,
+            *keys.swarm_status_all,
+            keys.archive,
+            keys.queue(swarm_id),
+        ],
+        [swarm_id, status, expected],
+    )
+
+
+async def host_swarms(
+    scripts: Scripts,
+    keys: Keys,
+    worker_id: str,
+    info: bytes,
+    max_swarms: int,
+    dropped: Sequence[str],
+    specs: Sequence[bytes],
+) -> dict[str, str]:
+    """Swarm id -> status before (``new`` when created)."""
+    return await HOST(
+        scripts,
+        [
+            *keys.task_keyset,
+            keys.index,
+            *keys.swarm_status_all,
+            *[keys.queue(s) for s in dropped],
+        ],
+        [worker_id, info, max_swarms, ",".join(dropped), *specs],
+    )
+
+
+async def heartbeat_worker(
+    scripts: Scripts, keys: Keys, worker_id: str, report: bytes, mem_load: float
+) -> bool:
+    """False when the worker was declared dead meanwhile."""
+    return await HEARTBEAT(
+        scripts,
+        [keys.workers, keys.heartbeats, keys.swarms],
+        [worker_id, report, f"{mem_load:.3f}"],
+    )
+
+
+async def reap_workers(
+    scripts: Scripts,
+    keys: Keys,
+    *,
+    timeout_ms: int,
+    worker_id: str,
+    graceful: bool,
+    seed: int,
+    swarm_ids: Sequence[str],
+) -> list[str]:
+    """The worker ids removed."""
+    return await REAP(
+        scripts,
+        [*keys.task_keyset, *keys.swarm_status_all, *[keys.queue(s) for s in swarm_ids]],
+        [timeout_ms, worker_id, "1" if graceful else "0", seed, *swarm_ids],
+    )
+
+
+async def pause_swarm(scripts: Scripts, keys: Keys, swarm_id: str, paused: bool) -> bool:
+    """True when the flag changed."""
+    return await PAUSE(scripts, [keys.swarms], [swarm_id, "1" if paused else "0"])
+
+
+async def scale_swarm(
+    scripts: Scripts, keys: Keys, swarm_id: str, python: int, external: int
+) -> None:
+    await SCALE(scripts, [keys.swarms], [swarm_id, python, external])
+
+
+async def archive_swarms(scripts: Scripts, keys: Keys, retention_ms: int, limit: int) -> list[str]:
+    """The ids forgotten."""
+    return await ARCHIVE(scripts, [*_swarm_keys(keys), keys.archive], [retention_ms, limit])
