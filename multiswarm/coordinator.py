@@ -35,6 +35,9 @@ from multiswarm.errors import (
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops import leadership as ops
+from multiswarm.ops.leadership import Fence
+from multiswarm.ops.script import decode
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
@@ -92,12 +95,10 @@ class LeaderElection:
         """
         sent = time.monotonic()
         info = {"host": socket.gethostname(), "pid": os.getpid(), "instance": self.instance}
-        reply = await self.scripts.call(
-            "acquire_leadership",
-            [self.keys.leader, self.keys.epoch],
-            [self.holder_id, encode_json(info), self.lease_ms],
+        reply = await ops.acquire_leadership(
+            self.scripts, self.keys, self.holder_id, encode_json(info), self.lease_ms
         )
-        epoch = int(reply[0])
+        epoch = reply.epoch
         if epoch == 0:
             self._step_down()
             return False
@@ -112,12 +113,7 @@ class LeaderElection:
         if self.epoch == 0:
             return False
         sent = time.monotonic()
-        ok = await self.scripts.call(
-            "renew_leadership",
-            [self.keys.leader],
-            [self.holder_id, self.epoch, self.lease_ms, self.instance],
-        )
-        if int(ok) == 1:
+        if await ops.renew_leadership(self.scripts, self.keys, self.fence, self.lease_ms):
             self._valid_until = sent + self.lease_ms / 1000
             return True
         self._step_down()
@@ -127,11 +123,14 @@ class LeaderElection:
         """Give the lease up now (clean shutdown) so a standby takes over at once."""
         if self.epoch == 0:
             return False
-        ok = await self.scripts.call(
-            "release_leadership", [self.keys.leader], [self.holder_id, self.epoch, self.instance]
-        )
+        released = await ops.release_leadership(self.scripts, self.keys, self.fence)
         self._step_down()
-        return int(ok) == 1
+        return released
+
+    @property
+    def fence(self) -> Fence:
+        """What fenced scripts check: this contender's epoch, holder id and instance."""
+        return Fence(self.epoch, self.holder_id, self.instance)
 
     def _step_down(self) -> None:
         self.epoch = 0
@@ -231,39 +230,23 @@ class SwarmCoordinator:
             pipe.hkeys(self.keys.parked_index)
             return await pipe.execute()
 
-        raw_swarms, raw_sets = await self.scripts.read(read)
-        swarm_ids = sorted(_text(s) for s in raw_swarms)
-        capsets = sorted(_text(c) for c in raw_sets)
-        reply = await self.scripts.call(
-            "dispatch_tasks",
-            [
-                *self.keys.task_keyset,
-                self.keys.rr_cursor,
-                self.keys.leader,
-                self.keys.parked_index,
-                *[self.keys.parked(c) for c in capsets],
-                *[self.keys.queue(s) for s in swarm_ids],
-            ],
-            [
-                self.election.epoch,
-                self.election.holder_id,
-                self.election.instance,
-                self.strategy,
-                batch,
-                4 * self.batch_size,
-                self.assign_timeout_ms,
-                self.heartbeat_timeout_ms,
-                len(capsets),
-                *capsets,
-                *swarm_ids,
-            ],
+        active, parked = decode(await self.scripts.read(read), tuple[list[str], list[str]])
+        reply = await ops.dispatch_tasks(
+            self.scripts,
+            self.keys,
+            self.election.fence,
+            strategy=self.strategy,
+            batch=batch,
+            scan=4 * self.batch_size,
+            assign_timeout_ms=self.assign_timeout_ms,
+            heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+            capsets=sorted(parked),
+            swarm_ids=sorted(active),
         )
-        assigned = int(reply[0])
-        if assigned:
+        if reply.assigned:
             per_swarm: dict[str, int] = {}
-            for i in range(4, len(reply), 2):
-                sid = _text(reply[i])
-                per_swarm[sid] = per_swarm.get(sid, 0) + 1
+            for a in reply.assignments:
+                per_swarm[a.swarm_id] = per_swarm.get(a.swarm_id, 0) + 1
             for sid, count in per_swarm.items():
                 await self.messenger.publish(
                     self.keys.ch_tasks,
@@ -271,8 +254,8 @@ class SwarmCoordinator:
                     {"swarm": sid, "count": count},
                     target=sid,
                 )
-            self.dispatched += assigned
-        return assigned, int(reply[3]) == 1
+            self.dispatched += reply.assigned
+        return reply.assigned, reply.more
 
     async def reap_once(self) -> tuple[int, int]:
         """Handle passed deadlines (fenced): expired leases fail their attempt, unclaimed
@@ -281,21 +264,17 @@ class SwarmCoordinator:
 
         Returns (retried, dead) of the expired leases. Raises StaleEpoch.
         """
-        reply = await self.scripts.call(
-            "reap_leases",
-            [*self.keys.task_keyset, self.keys.leader],
-            [
-                self.election.epoch,
-                self.election.holder_id,
-                self.election.instance,
-                REAP_LIMIT,
-                random.getrandbits(31),
-                self.assign_timeout_ms,
-                self.heartbeat_timeout_ms,
-            ],
+        reply = await ops.reap_leases(
+            self.scripts,
+            self.keys,
+            self.election.fence,
+            limit=REAP_LIMIT,
+            seed=random.getrandbits(31),
+            assign_timeout_ms=self.assign_timeout_ms,
+            heartbeat_timeout_ms=self.heartbeat_timeout_ms,
         )
-        self.requeued += int(reply[2])
-        return int(reply[0]), int(reply[1])
+        self.requeued += reply.requeued
+        return reply.retried, reply.dead
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend, lead, and on ``stop`` hand leadership over at once.
@@ -445,10 +424,6 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
     finally:
         for w in waiters:
             w.cancel()
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def leader_report(info: LeaderInfo | None, lease_ms_left: int) -> dict[str, Any]:

@@ -30,7 +30,7 @@
 -- room, that many tasks go back to the ready zset (priority order kept); otherwise a few entries
 -- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
 -- was not passed stays in ready, the set enters the index, and the reply asks for another call.
--- returns {assigned, promoted, parked, more, swarm_id_1, task_id_1, swarm_id_2, task_id_2, ...};
+-- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
 --   more = 1 when calling again at once would do more (work bound reached, new set to pass)
 local n = load_task_keys()
 local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
@@ -185,7 +185,7 @@ local function park(task, capset, why)
   return true
 end
 
-local out = {0, promoted, 0, 0}
+local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
 local at_end = false
 while assigned < batch and examined < scan do
@@ -232,8 +232,7 @@ while assigned < batch and examined < scan do
         s.active = s.active + 1
         s._dirty = true
         assigned = assigned + 1
-        out[#out + 1] = s.id
-        out[#out + 1] = id
+        out[5][#out[5] + 1] = {s.id, id}
       end
     end
   end

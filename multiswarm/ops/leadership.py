@@ -1,0 +1,145 @@
+"""The leader's scripts: the election lease, and the fenced task distribution rounds.
+
+Fenced scripts take the leader key and the caller's :class:`Fence` (epoch, holder id, holder
+instance): a deposed leader is refused (``STALE_EPOCH``, lib/01_common.lua ``check_epoch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from multiswarm.keys import Keys
+from multiswarm.ops.script import Script
+from multiswarm.scripts import Scripts
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """Who leads: the epoch it was elected with, its holder id and process instance."""
+
+    epoch: int
+    holder: str
+    instance: str
+
+
+class Acquired(msgspec.Struct, array_like=True, frozen=True):
+    """acquire_leadership's reply: ``epoch`` 0 and the current holder when another leads,
+    else this holder's epoch and ``acquired`` | ``held``."""
+
+    epoch: int
+    detail: str
+
+
+class Assignment(msgspec.Struct, array_like=True, frozen=True):
+    swarm_id: str
+    task_id: str
+
+
+class Dispatched(msgspec.Struct, array_like=True, frozen=True):
+    """dispatch_tasks' reply; ``more`` when calling again at once would do more."""
+
+    assigned: int
+    promoted: int
+    parked: int
+    more: bool
+    assignments: list[Assignment]
+
+
+class Reaped(msgspec.Struct, array_like=True, frozen=True):
+    """reap_leases' reply: expired leases retried and dead-lettered, assignments requeued."""
+
+    retried: int
+    dead: int
+    requeued: int
+
+
+ACQUIRE = Script("acquire_leadership", Acquired)
+RENEW = Script("renew_leadership", bool)
+RELEASE = Script("release_leadership", bool)
+DISPATCH = Script("dispatch_tasks", Dispatched)
+REAP = Script("reap_leases", Reaped)
+
+
+async def acquire_leadership(
+    scripts: Scripts, keys: Keys, holder: str, info: bytes, lease_ms: int
+) -> Acquired:
+    return await ACQUIRE(scripts, [keys.leader, keys.epoch], [holder, info, lease_ms])
+
+
+async def renew_leadership(scripts: Scripts, keys: Keys, fence: Fence, lease_ms: int) -> bool:
+    """True when the lease was extended."""
+    return await RENEW(
+        scripts, [keys.leader], [fence.holder, fence.epoch, lease_ms, fence.instance]
+    )
+
+
+async def release_leadership(scripts: Scripts, keys: Keys, fence: Fence) -> bool:
+    """True when this holder had the lease and gave it up."""
+    return await RELEASE(scripts, [keys.leader], [fence.holder, fence.epoch, fence.instance])
+
+
+async def dispatch_tasks(
+    scripts: Scripts,
+    keys: Keys,
+    fence: Fence,
+    *,
+    strategy: str,
+    batch: int,
+    scan: int,
+    assign_timeout_ms: int,
+    heartbeat_timeout_ms: int,
+    capsets: Sequence[str],
+    swarm_ids: Sequence[str],
+) -> Dispatched:
+    """One bounded dispatch round over the active ``swarm_ids`` and the parked ``capsets``."""
+    return await DISPATCH(
+        scripts,
+        [
+            *keys.task_keyset,
+            keys.rr_cursor,
+            keys.leader,
+            keys.parked_index,
+            *[keys.parked(c) for c in capsets],
+            *[keys.queue(s) for s in swarm_ids],
+        ],
+        [
+            fence.epoch,
+            fence.holder,
+            fence.instance,
+            strategy,
+            batch,
+            scan,
+            assign_timeout_ms,
+            heartbeat_timeout_ms,
+            len(capsets),
+            *capsets,
+            *swarm_ids,
+        ],
+    )
+
+
+async def reap_leases(
+    scripts: Scripts,
+    keys: Keys,
+    fence: Fence,
+    *,
+    limit: int,
+    seed: int,
+    assign_timeout_ms: int,
+    heartbeat_timeout_ms: int,
+) -> Reaped:
+    """Act on passed lease and assignment deadlines (at most ``limit``)."""
+    return await REAP(
+        scripts,
+        [*keys.task_keyset, keys.leader],
+        [
+            fence.epoch,
+            fence.holder,
+            fence.instance,
+            limit,
+            seed,
+            assign_timeout_ms,
+            heartbeat_timeout_ms,
+        ],
+    )
