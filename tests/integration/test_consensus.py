@@ -18,11 +18,12 @@ from multiswarm.cli import cli
 from multiswarm.cli_ops import votes
 from multiswarm.config import Settings
 from multiswarm.connection import Client
-from multiswarm.consensus import Claim, Consensus, max_faulty, quorum
+from multiswarm.consensus import Claim, Consensus
 from multiswarm.errors import AlreadyExists, BadRequest, NotEligible, NotFound
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
+from multiswarm.votes import max_faulty, quorum
 
 from .helpers import eventually
 from .ops_helpers import OpsPeer, Spawn, ops_peers

@@ -6,7 +6,9 @@ import msgspec
 import pytest
 
 from multiswarm.breakers import BreakerConfig, BreakerRecord, view
-from multiswarm.consensus import (
+from multiswarm.errors import ConfigError, InvalidIdError, MessageDecodeError
+from multiswarm.keys import Keys
+from multiswarm.votes import (
     Claim,
     max_faulty,
     parse_tally,
@@ -14,8 +16,6 @@ from multiswarm.consensus import (
     rank,
     resolve,
 )
-from multiswarm.errors import ConfigError, InvalidIdError, MessageDecodeError
-from multiswarm.keys import Keys
 
 
 def test_keys_share_the_namespace_slot() -> None:
