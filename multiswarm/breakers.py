@@ -35,6 +35,8 @@ import msgspec
 
 from multiswarm.errors import CircuitOpenError, ConfigError, MessageDecodeError, NotFound
 from multiswarm.keys import Keys, check_id
+from multiswarm.ops import breakers as ops
+from multiswarm.ops.script import decode
 from multiswarm.scripts import Scripts
 
 P = ParamSpec("P")
@@ -51,11 +53,6 @@ MAX_SETTING = 10**12
 
 #: Bytes of a failure's text kept as ``last_error``.
 MAX_ERROR_BYTES = 200
-
-
-def breakers_key(keys: Keys) -> str:
-    """The one key of this module: hash breaker name -> JSON record, in the namespace's slot."""
-    return "{" + keys.ns + "}:breakers"
 
 
 class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -237,10 +234,6 @@ class Permit(msgspec.Struct, frozen=True):
     kind: str
 
 
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 class CircuitBreaker:
     """Handle on one shared breaker; cheap, holds no state of its own (Redis does).
 
@@ -284,13 +277,10 @@ class CircuitBreaker:
         NotFound
             The breaker was deleted from Redis (use ``get_or_create``).
         """
-        reply = await self.registry.scripts.call(
-            "acquire_breaker", [self.registry.key], [self.name]
-        )
-        allowed, state, gen, retry = int(reply[0]), _s(reply[1]), int(reply[2]), int(reply[3])
-        if not allowed:
-            raise CircuitOpenError(self.name, state, retry)
-        return Permit(self.name, gen, state)
+        got = await ops.acquire_breaker(self.registry.scripts, self.registry.keys, self.name)
+        if not got.allowed:
+            raise CircuitOpenError(self.name, got.state, got.retry_after_ms)
+        return Permit(self.name, got.gen, got.state)
 
     async def record(self, permit: Permit, outcome: Outcome, error: str = "") -> str:
         """Report how a permitted call ended; returns the breaker's state afterwards.
@@ -305,10 +295,10 @@ class CircuitBreaker:
             Failure text kept as ``last_error`` (first 200 bytes, whole characters).
         """
         text = error.encode()[:MAX_ERROR_BYTES].decode(errors="ignore")  # whole characters
-        reply = await self.registry.scripts.call(
-            "record_breaker", [self.registry.key], [self.name, permit.gen, outcome, text]
+        recorded = await ops.record_breaker(
+            self.registry.scripts, self.registry.keys, self.name, permit.gen, outcome, text
         )
-        return _s(reply[0])
+        return recorded.state
 
     async def success(self, permit: Permit) -> str:
         return await self.record(permit, "success")
@@ -378,7 +368,7 @@ class BreakerRegistry:
         self.keys = keys
         self.client = scripts.client
         self.defaults = defaults or BreakerConfig()
-        self.key = breakers_key(keys)
+        self.key = keys.breakers
 
     async def get_or_create(
         self,
@@ -409,14 +399,13 @@ class BreakerRegistry:
 
     async def reset(self, name: str) -> bool:
         """Force ``name`` closed (counts cleared, in-flight permits stale). False if unknown."""
-        reply = await self.scripts.call(
-            "reset_breakers", [self.key], [check_id(name, "breaker name")]
+        return bool(
+            await ops.reset_breakers(self.scripts, self.keys, [check_id(name, "breaker name")])
         )
-        return bool(reply)
 
     async def reset_all(self) -> list[str]:
         """Force every breaker closed; returns their names."""
-        return sorted(_s(n) for n in await self.scripts.call("reset_breakers", [self.key], []))
+        return sorted(await ops.reset_breakers(self.scripts, self.keys, []))
 
     async def states(self, names: list[str] | None = None) -> dict[str, BreakerState]:
         """Every breaker's view (or those of ``names`` that exist), by name, on the server clock.
@@ -427,14 +416,14 @@ class BreakerRegistry:
             A stored record is corrupt.
         """
         if names is None:
-            raws = {
-                _s(k): v
-                for k, v in (await self.scripts.read(lambda: self.client.hgetall(self.key))).items()
-            }
+            raws = decode(
+                await self.scripts.read(lambda: self.client.hgetall(self.key)), dict[str, bytes]
+            )
         else:
             wanted = [check_id(n, "breaker name") for n in names]
             values = await self.scripts.read(lambda: self.client.hmget(self.key, wanted))
-            raws = {n: v for n, v in zip(wanted, values) if v is not None}
-        seconds, micros = await self.scripts.read(self.client.time)
-        now = int(seconds) * 1000 + int(micros) // 1000
+            found = decode(values, list[bytes | None])
+            raws = {n: v for n, v in zip(wanted, found) if v is not None}
+        seconds, micros = decode(await self.scripts.read(self.client.time), tuple[int, int])
+        now = seconds * 1000 + micros // 1000
         return {n: view(n, decode_record(raws[n]), now) for n in sorted(raws)}
