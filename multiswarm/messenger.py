@@ -18,8 +18,9 @@ stream id. Malformed, unknown and (with a secret) unsigned, forged or replayed m
 counted and dead-lettered with their reason; they never reach a handler.
 See ``docs/messaging.md``.
 
-This module sends; receiving is :mod:`multiswarm.subscription` and handler dispatch with
-request/response :mod:`multiswarm.rpc`, both owned by the :class:`SwarmMessenger`.
+This module is the facade; sending is :mod:`multiswarm.publisher`, receiving
+:mod:`multiswarm.subscription` and handler dispatch with request/response :mod:`multiswarm.rpc`,
+all three owned by the :class:`SwarmMessenger`.
 """
 
 from __future__ import annotations
@@ -32,19 +33,18 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from multiswarm.config import env_secret
-from multiswarm.connection import CONNECTION_ERRORS, Client
+from multiswarm.connection import Client
 from multiswarm.envelopes import (
     Delivered,
     Sent,
     check_channel,
-    check_type,
-    encode_message,
     secret_key,
     swarm_channel,
 )
-from multiswarm.errors import MessageTooLargeError, MultiswarmError, RedisUnavailable
+from multiswarm.errors import MultiswarmError
 from multiswarm.keys import ID_PATTERN, Keys, check_id
 from multiswarm.messages import MAX_MESSAGE_BYTES, Envelope
+from multiswarm.publisher import Publisher
 from multiswarm.rpc import Dispatcher, MessageHandler, RequestHandler
 from multiswarm.scripts import Scripts
 from multiswarm.subscription import Subscription
@@ -70,10 +70,6 @@ STAT_NAMES = (
     "too_large",
     "dead_lettered",
 )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class SwarmMessenger:
@@ -153,6 +149,16 @@ class SwarmMessenger:
         self.counts: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.reasons: dict[str, int] = {}
         self._scripts = Scripts(client, reconnect_timeout_s)
+        self._out = Publisher(
+            keys,
+            self._scripts,
+            sender=sender,
+            key=self._key,
+            history_len=history_len,
+            history_ttl_ms=history_ttl_ms,
+            max_bytes=max_bytes,
+            counts=self.counts,
+        )
         self._inbox = Subscription(
             client,
             keys,
@@ -172,8 +178,8 @@ class SwarmMessenger:
         self._rpc = Dispatcher(
             keys,
             self._inbox,
-            envelope=self._envelope,
-            send=self._send_recorded,
+            envelope=self._out.envelope,
+            send=self._out.send_recorded,
             reply_channel=self.reply_channel,
             request_timeout_s=request_timeout_s,
             reconnect_timeout_s=reconnect_timeout_s,
@@ -214,62 +220,7 @@ class SwarmMessenger:
         timeouts, too_large, dead_lettered, and ``reasons`` (refusals per reason)."""
         return {**self.counts, "pending_requests": self._rpc.pending, "reasons": dict(self.reasons)}
 
-    # -- sending ---------------------------------------------------------------------------------
-    def _envelope(
-        self,
-        type: str,
-        payload: dict[str, Any] | None,
-        target: str,
-        agent: str,
-        correlation_id: str = "",
-        sender: str | None = None,
-    ) -> Envelope:
-        if agent:
-            check_id(agent, "agent id")
-        return Envelope(
-            type=check_type(type),
-            sender=self.sender if sender is None else sender,
-            sender_agent=agent,
-            target=target,
-            payload=payload or {},
-            correlation_id=correlation_id,
-        )
-
-    async def _send(self, channel: str, env: Envelope, record: bool, strict: bool) -> Sent:
-        try:
-            data = encode_message(env, channel, self._key, self.max_bytes)
-        except MessageTooLargeError:
-            self.counts["too_large"] += 1
-            raise
-        sid = ""
-        try:
-            if record:
-                reply = await self._scripts.call(
-                    "publish_message",
-                    [self.keys.history(channel)],
-                    [channel, data, self.history_len, self.history_ttl_ms, self.max_bytes],
-                    retry=strict,
-                )
-                receivers, sid = int(reply[0]), _text(reply[1])
-            else:
-                receivers = int(await self.client.publish(channel, data))
-        except (*CONNECTION_ERRORS, RedisUnavailable) as e:
-            if strict:
-                if isinstance(e, RedisUnavailable):
-                    raise
-                raise RedisUnavailable(f"publish on {channel} failed: {e}") from e
-            log.debug("publish on %s failed: %s", channel, e)
-            return Sent(env.id, channel, "", 0)
-        self.counts["sent"] += 1
-        if channel == self.keys.ch_global:
-            self.counts["broadcasts"] += 1
-        elif env.target:
-            self.counts["targeted"] += 1
-        return Sent(env.id, channel, sid, receivers)
-
-    async def _send_recorded(self, channel: str, env: Envelope) -> Sent:
-        return await self._send(channel, env, True, strict=True)
-
+    # -- sending (multiswarm.publisher) -------------------------------------------------------
     async def publish(
         self,
         channel: str,
@@ -300,8 +251,8 @@ class SwarmMessenger:
         InvalidIdError
             Malformed channel or type.
         """
-        env = self._envelope(type, payload, target, "")
-        sent = await self._send(check_channel(self.keys, channel), env, record, strict=False)
+        env = self._out.envelope(type, payload, target, "")
+        sent = await self._out.send(check_channel(self.keys, channel), env, record, strict=False)
         return sent.receivers
 
     async def send(
@@ -325,8 +276,8 @@ class SwarmMessenger:
         RedisUnavailable
             Redis unreachable for ``reconnect_timeout_s``.
         """
-        env = self._envelope(type, payload, check_id(to, "swarm id"), agent, correlation_id)
-        return await self._send(swarm_channel(self.keys, to), env, record, strict=True)
+        env = self._out.envelope(type, payload, check_id(to, "swarm id"), agent, correlation_id)
+        return await self._out.send(swarm_channel(self.keys, to), env, record, strict=True)
 
     async def broadcast(
         self,
@@ -337,8 +288,8 @@ class SwarmMessenger:
         record: bool = True,
     ) -> Sent:
         """Send a message to every swarm (``<ns>:global``). Errors as :meth:`send`."""
-        env = self._envelope(type, payload, "", agent)
-        return await self._send(self.keys.ch_global, env, record, strict=True)
+        env = self._out.envelope(type, payload, "", agent)
+        return await self._out.send(self.keys.ch_global, env, record, strict=True)
 
     async def send_to_agent(
         self,
@@ -354,8 +305,8 @@ class SwarmMessenger:
         Messengers hosting that agent (``agents=``) deliver it; others skip it.
         Errors as :meth:`send`.
         """
-        env = self._envelope(type, payload, check_id(agent_id, "agent id"), from_agent)
-        return await self._send(self.keys.ch_agents, env, record, strict=True)
+        env = self._out.envelope(type, payload, check_id(agent_id, "agent id"), from_agent)
+        return await self._out.send(self.keys.ch_agents, env, record, strict=True)
 
     # -- receiving -------------------------------------------------------------------------------
     def on_message(self, type: str, handler: MessageHandler) -> None:

@@ -31,6 +31,9 @@ from multiswarm.envelopes import (
 )
 from multiswarm.errors import MessageRejected, MultiswarmError
 from multiswarm.keys import Keys
+from multiswarm.ops import messages as ops
+from multiswarm.ops.messages import DeadLetter
+from multiswarm.ops.script import text
 from multiswarm.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,6 @@ class _Cursor:
     def __init__(self, cursor: StreamId | None) -> None:
         self.cursor = cursor
         self.delivered: StreamId = (0, 0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Subscription:
@@ -119,18 +118,15 @@ class Subscription:
             return
         data = raw.encode() if isinstance(raw, str) else raw
         try:
-            await self._scripts.call(
-                "dead_letter_message",
-                [self.keys.message_dlq, self.keys.message_stats],
-                [
-                    err.reason,
-                    err.detail[:500],
-                    channel,
-                    self.address,
-                    data[:_DLQ_RAW_BYTES],
-                    self.dead_letter_len,
-                ],
-                retry=False,
+            letter = DeadLetter(
+                reason=err.reason,
+                detail=err.detail[:500],
+                channel=channel,
+                receiver=self.address,
+                raw=data[:_DLQ_RAW_BYTES],
+            )
+            await ops.dead_letter_message(
+                self._scripts, self.keys, letter, keep=self.dead_letter_len, retry=False
             )
             self.counts["dead_lettered"] += 1
         except (*CONNECTION_ERRORS, MultiswarmError) as e:
@@ -197,7 +193,7 @@ class Subscription:
         except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
             log.warning("cannot read history %s: %s", key, e)
             return []
-        return [(_text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
+        return [(text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
 
     async def _tip(self, channel: str) -> StreamId:
         entries = await self._entries(channel, "-", 1, reverse=True)
@@ -273,10 +269,10 @@ class Subscription:
                         raise asyncio.CancelledError()
                     if msg is None:
                         continue
-                    kind = _text(msg["type"])
+                    kind = text(msg["type"])
                     if kind not in ("message", "subscribe"):
                         continue
-                    channel = _text(msg["channel"])
+                    channel = text(msg["channel"])
                     pos = positions.get(channel)
                     if pos is None:
                         continue

@@ -1,0 +1,62 @@
+"""The messaging scripts: a channel's history stream, and the message dead-letter stream."""
+
+from __future__ import annotations
+
+import msgspec
+
+from multiswarm.keys import Keys
+from multiswarm.ops.script import Script
+from multiswarm.scripts import Scripts
+
+
+class Published(msgspec.Struct, array_like=True, frozen=True):
+    """publish_message's reply: subscribers reached and the history stream id."""
+
+    receivers: int
+    stream_id: str
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """What dead_letter_message records (ARGV of the script)."""
+
+    reason: str
+    detail: str
+    channel: str
+    receiver: str
+    raw: bytes
+
+
+PUBLISH = Script("publish_message", Published)
+DEAD_LETTER = Script("dead_letter_message", str)
+
+
+async def publish_message(
+    scripts: Scripts,
+    keys: Keys,
+    channel: str,
+    data: bytes,
+    *,
+    history_len: int,
+    history_ttl_ms: int,
+    max_bytes: int,
+    retry: bool,
+) -> Published:
+    """Append ``data`` to the channel's history and publish it, in one step."""
+    return await PUBLISH(
+        scripts,
+        [keys.history(channel)],
+        [channel, data, history_len, history_ttl_ms, max_bytes],
+        retry=retry,
+    )
+
+
+async def dead_letter_message(
+    scripts: Scripts, keys: Keys, letter: DeadLetter, *, keep: int, retry: bool
+) -> str:
+    """Record a refused message; the dead-letter entry id."""
+    return await DEAD_LETTER(
+        scripts,
+        [keys.message_dlq, keys.message_stats],
+        [letter.reason, letter.detail, letter.channel, letter.receiver, letter.raw, keep],
+        retry=retry,
+    )
