@@ -37,6 +37,8 @@ from multiswarm.errors import (
     VersionConflict,
 )
 from multiswarm.keys import Keys, check_id
+from multiswarm.ops import state as ops
+from multiswarm.ops.state import Capture
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.scripts import Scripts
 from multiswarm.state_codec import (
@@ -135,12 +137,15 @@ class SwarmStateManager:
         except CorruptState as e:
             raise BadRequest("BAD_REQUEST", f"state of {swarm_id}: {e.reason}") from e
         expected = "" if expected_version is None else str(expected_version)
-        return int(
-            await self.scripts.call(
-                "save_state",
-                [self.keys.state(swarm_id)],
-                [expected, raw, checksum(raw), self.ttl_ms, SCHEMA_VERSION],
-            )
+        return await ops.save_state(
+            self.scripts,
+            self.keys,
+            swarm_id,
+            expected=expected,
+            data=raw,
+            checksum=checksum(raw),
+            ttl_ms=self.ttl_ms,
+            schema=SCHEMA_VERSION,
         )
 
     async def _read_state(self, swarm_id: str) -> tuple[int, RecoveryPoint | None]:
@@ -223,21 +228,20 @@ class SwarmStateManager:
         skip_unchanged: bool = False,
     ) -> tuple[int, bool]:
         kept = self.snapshots_kept if kind == "snapshot" else self.checkpoints_kept
-        reply = await self.scripts.call(
-            "snapshot_state",
-            [self.keys.state(swarm_id), self._list_key(kind, swarm_id)],
-            [
-                uuid.uuid4().hex[:16],
-                kind,
-                label,
-                kept,
-                self.ttl_ms,
-                "1" if replace else "0",
-                min_gap_ms,
-                "1" if skip_unchanged else "0",
-            ],
+        capture = Capture(
+            entry_id=uuid.uuid4().hex[:16],
+            kind=kind,
+            label=label,
+            kept=kept,
+            ttl_ms=self.ttl_ms,
+            replace=replace,
+            min_gap_ms=min_gap_ms,
+            skip_unchanged=skip_unchanged,
         )
-        return int(reply[0]), bool(int(reply[1]))
+        got = await ops.snapshot_state(
+            self.scripts, self.keys, swarm_id, self._list_key(kind, swarm_id), capture
+        )
+        return got.version, got.taken
 
     async def create_snapshot(self, swarm_id: str, label: str = "manual") -> int:
         """Copy the current state into the snapshot list (the oldest beyond
@@ -348,14 +352,14 @@ class SwarmStateManager:
     async def quarantine_state(self, swarm_id: str, version: int | str, reason: str) -> bool:
         """Move the current state aside if it still has ``version``; keeps the version counter.
         Returns False when another version is stored now (nothing moved)."""
-        return bool(
-            int(
-                await self.scripts.call(
-                    "quarantine_state",
-                    [self.keys.state(swarm_id), self.keys.quarantine(swarm_id)],
-                    [str(version), reason, QUARANTINE_KEPT, self.ttl_ms],
-                )
-            )
+        return await ops.quarantine_state(
+            self.scripts,
+            self.keys,
+            swarm_id,
+            str(version),
+            reason,
+            kept=QUARANTINE_KEPT,
+            ttl_ms=self.ttl_ms,
         )
 
     async def quarantine_entry(
@@ -363,14 +367,17 @@ class SwarmStateManager:
     ) -> bool:
         """Move one snapshot or checkpoint entry (exactly as read) to quarantine. Returns False
         when it is no longer in its list."""
-        return bool(
-            int(
-                await self.scripts.call(
-                    "quarantine_entry",
-                    [self._list_key(kind, swarm_id), self.keys.quarantine(swarm_id)],
-                    [kind, raw, entry_id(raw), reason, QUARANTINE_KEPT, self.ttl_ms],
-                )
-            )
+        return await ops.quarantine_entry(
+            self.scripts,
+            self.keys,
+            swarm_id,
+            self._list_key(kind, swarm_id),
+            kind=kind,
+            raw=raw,
+            entry_id=entry_id(raw),
+            reason=reason,
+            kept=QUARANTINE_KEPT,
+            ttl_ms=self.ttl_ms,
         )
 
     async def list_quarantine(self, swarm_id: str) -> list[dict[str, Any]]:
