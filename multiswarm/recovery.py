@@ -39,7 +39,9 @@ from multiswarm.errors import (
 )
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import Swarm, Task, decode_swarm, decode_task
-from multiswarm.recovery_apply import PlanApplier, pipelined
+from multiswarm.ops.recovery import prune_recoveries
+from multiswarm.ops.script import decode
+from multiswarm.recovery_apply import PlanApplier
 from multiswarm.recovery_plan import (
     PlanFacts,
     RecoveryOutcome,
@@ -62,10 +64,6 @@ T = TypeVar("T")
 
 #: Swarms whose sources are read per pipelined round trip.
 PLAN_CHUNK = 250
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class StateStore(Protocol):
@@ -109,8 +107,8 @@ class SwarmRecovery:
 
     # -- reading -------------------------------------------------------------------------------
     async def _pipe(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
-        """One pipeline of reads (:func:`~multiswarm.recovery_apply.pipelined`)."""
-        return await pipelined(self.scripts, fill)
+        """One pipeline of reads (:meth:`~multiswarm.scripts.Scripts.pipelined`)."""
+        return await self.scripts.pipelined(fill)
 
     async def discover(self) -> list[str]:
         """Ids of swarms to recover: ``interrupted``, plus ``recovering`` ones whose recorded
@@ -121,8 +119,8 @@ class SwarmRecovery:
             pipe.smembers(self.keys.swarm_status("recovering"))
 
         interrupted, recovering = await self._pipe(fill)
-        ids = {_s(m) for m in interrupted}
-        stuck = sorted(_s(m) for m in recovering)
+        ids = set(decode(interrupted, list[str]))
+        stuck = sorted(decode(recovering, list[str]))
         if stuck:
             raws = await self.manager.read(lambda: self.client.hmget(self.keys.recoveries, stuck))
             for sid, raw in zip(stuck, raws):
@@ -180,8 +178,9 @@ class SwarmRecovery:
             pipe.zrange(self.keys.leases, 0, -1)
 
         now, raw_swarms, raw_recs, workers, leased = await self._pipe(first)
-        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-        live = {_s(w) for w in workers}
+        seconds, micros = decode(now, tuple[int, int])
+        now_ms = seconds * 1000 + micros // 1000
+        live = set(decode(workers, list[str]))
         todo: list[tuple[Swarm, dict[str, Any]]] = []
         for sid, raw, raw_rec in zip(ids, raw_swarms, raw_recs):
             if raw is None:
@@ -199,7 +198,7 @@ class SwarmRecovery:
                 continue
             todo.append((swarm, rec))
 
-        lease_ids = [_s(i) for i in leased]
+        lease_ids = decode(leased, list[str])
         running = [t for t in (await self._tasks(lease_ids)).values() if t is not None]
         for start in range(0, len(todo), PLAN_CHUNK):
             chunk = todo[start : start + PLAN_CHUNK]
@@ -244,7 +243,7 @@ class SwarmRecovery:
             points, rejected = await self._verify(
                 swarm.id, fields, {"checkpoint": ckpt, "snapshot": snap}, quarantine
             )
-            per_swarm[swarm.id] = (points, rejected, [_s(q) for q in queue])
+            per_swarm[swarm.id] = (points, rejected, decode(queue, list[str]))
 
         # every task any source lists, plus the queues: one read of records and payloads
         wanted: set[str] = set()
@@ -400,9 +399,7 @@ class SwarmRecovery:
 
     async def prune(self) -> int:
         """Forget recovery records of swarms no longer registered."""
-        return int(
-            await self.scripts.call("prune_recoveries", [self.keys.index, self.keys.recoveries], [])
-        )
+        return await prune_recoveries(self.scripts, self.keys)
 
     async def log(self, swarm_id: str) -> list[dict[str, Any]]:
         """The swarm's recovery log, newest first."""

@@ -16,43 +16,23 @@ Each step is one pipelined round trip for up to :data:`APPLY_CHUNK` plans. Plans
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
-import redis.exceptions
 
-from multiswarm.connection import with_retry
-from multiswarm.errors import MultiswarmError, NotInterrupted, ScriptError, StalePlan
-from multiswarm.keys import Keys, request_key
+from multiswarm.errors import MultiswarmError, NotInterrupted, StalePlan
+from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops import recovery as ops
+from multiswarm.ops.recovery import Begin, Record
 from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
-from multiswarm.scripts import REQUEST_ID, Scripts, translate
+from multiswarm.scripts import Scripts
 from multiswarm.state_codec import SCHEMA_VERSION
 
 #: Plans applied per pipelined round trip (each step is one script call per plan).
 APPLY_CHUNK = 100
 #: Recovery log entries kept per swarm (the idempotency check of step 2 reads this many).
 LOG_KEPT = 50
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-async def pipelined(scripts: Scripts, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
-    """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection errors
-    for ``scripts.reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
-    single commands come back in place."""
-
-    async def run() -> list[Any]:
-        pipe = scripts.client.pipeline(transaction=False)
-        await fill(pipe)
-        result: list[Any] = await pipe.execute(raise_on_error=False)
-        return result
-
-    return await with_retry(run, scripts.reconnect_timeout_s)
 
 
 class PlanApplier:
@@ -101,35 +81,6 @@ class PlanApplier:
                 )
         return outcomes
 
-    async def _call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """One pipelined round trip of script ``name``; errors come back translated, in place.
-        Safe to retry as a whole: every step is idempotent by plan id, and each call carries
-        a request key made once, so a retried round trip replays the recorded outcomes."""
-        script = self.scripts._script(name)  # the Script object bound by scripts.py
-        # Scripts.call appends the request key for scripts wrapped in with_request_id; this
-        # pipeline bypasses it, so it must append one too (the wrapper takes the last key).
-        sent = [
-            [*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
-            for keys, _ in calls
-        ]
-
-        async def fill(pipe: Any) -> None:
-            for keys, (_, args) in zip(sent, calls):
-                await script(keys=keys, args=args, client=pipe)
-
-        results = await pipelined(self.scripts, fill)
-        out: list[Any] = []
-        for (keys, args), r in zip(calls, results):
-            if isinstance(r, redis.exceptions.NoScriptError):
-                try:
-                    r = await self.scripts.call(name, keys, args)
-                except ScriptError as e:
-                    r = e
-            elif isinstance(r, redis.exceptions.ResponseError):
-                r = translate(r)
-            out.append(r)
-        return out
-
     async def _apply_chunk(self, plans: list[RecoveryPlan]) -> list[RecoveryOutcome]:
         keys = self.keys
         begin_calls = []
@@ -144,17 +95,15 @@ class PlanApplier:
                 }
             )
             begin_calls.append(
-                (
-                    [
-                        *keys.task_keyset,
-                        *keys.swarm_status_all,
-                        keys.queue(p.swarm),
-                        keys.recoveries,
-                    ],
-                    [p.plan_id, p.swarm, p.interrupted_ms, summary, *p.requeue],
+                Begin(
+                    plan_id=p.plan_id,
+                    swarm=p.swarm,
+                    interrupted_ms=p.interrupted_ms,
+                    summary=summary,
+                    requeue=list(p.requeue),
                 )
             )
-        begun = await self._call_many("begin_recovery", begin_calls)
+        begun = await ops.begin_recoveries(self.scripts, keys, begin_calls)
 
         outcomes: dict[int, RecoveryOutcome] = {}
         going: list[tuple[int, RecoveryPlan, str, list[str]]] = []
@@ -162,7 +111,7 @@ class PlanApplier:
             if isinstance(r, MultiswarmError):
                 outcomes[i] = _outcome(p, _refusal(r), [], str(r))
                 continue
-            state, requeued = _s(r[0]), [_s(x) for x in r[1:]]
+            state, requeued = r.state, r.requeued
             if state in ("begun", "recovering"):
                 going.append((i, p, state, requeued))
             else:
@@ -193,31 +142,27 @@ class PlanApplier:
                 }
             )
             record_calls.append(
-                (
-                    [keys.state(p.swarm), keys.recovery_log(p.swarm)],
-                    [
-                        p.plan_id,
-                        entry,
-                        p.restore,
-                        p.restore_checksum,
-                        SCHEMA_VERSION,
-                        self.ttl_ms,
-                        LOG_KEPT,
-                    ],
+                Record(
+                    plan_id=p.plan_id,
+                    swarm=p.swarm,
+                    entry=entry,
+                    restore=p.restore,
+                    checksum=p.restore_checksum,
+                    schema=SCHEMA_VERSION,
+                    ttl_ms=self.ttl_ms,
+                    kept=LOG_KEPT,
                 )
             )
-        recorded = await self._call_many("record_recovery", record_calls)
-        finish_calls = [
-            ([keys.swarms, *keys.swarm_status_all, keys.recoveries], [p.plan_id, p.swarm])
-            for _, p, _, _ in going
-        ]
-        finished = await self._call_many("finish_recovery", finish_calls)
+        recorded = await ops.record_recoveries(self.scripts, keys, record_calls)
+        finished = await ops.finish_recoveries(
+            self.scripts, keys, [(p.plan_id, p.swarm) for _, p, _, _ in going]
+        )
         for (i, p, state, requeued), rec, fin in zip(going, recorded, finished):
             if isinstance(rec, MultiswarmError):
                 outcomes[i] = _outcome(p, "error", requeued, f"recovery log: {rec}")
             elif isinstance(fin, MultiswarmError):
                 outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
-            elif _s(fin) == "superseded":
+            elif fin == "superseded":
                 outcomes[i] = _outcome(
                     p,
                     "superseded",

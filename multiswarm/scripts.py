@@ -9,7 +9,7 @@ after a Redis restart). Error replies ``"<CODE> <detail>"`` become typed errors 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,6 +204,50 @@ class Scripts:
 
         if not retry:
             return await run()
+        return await with_retry(run, self.reconnect_timeout_s)
+
+    async def call_many(self, name: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run script ``name`` once per ``(keys, args)`` in one pipelined round trip; each
+        reply, or the :class:`~multiswarm.errors.ScriptError` of a refusal, in place.
+
+        Retried as a whole on connection errors, so use it for scripts idempotent per call:
+        each call of a :data:`REQUEST_ID` script gets its own request key, made once, and a
+        retried round trip replays the recorded outcomes.
+        """
+        script = self._script(name)
+        sent = [
+            [*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
+            for keys, _ in calls
+        ]
+
+        async def fill(pipe: Any) -> None:
+            for keys, (_, args) in zip(sent, calls):
+                await script(keys=keys, args=args, client=pipe)
+
+        results = await self.pipelined(fill)
+        out: list[Any] = []
+        for (keys, args), r in zip(calls, results):
+            if isinstance(r, redis.exceptions.NoScriptError):
+                try:
+                    r = await self.call(name, keys, args)
+                except errors.ScriptError as e:
+                    r = e
+            elif isinstance(r, redis.exceptions.ResponseError):
+                r = translate(r)
+            out.append(r)
+        return out
+
+    async def pipelined(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
+        """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
+        errors for ``reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
+        single commands come back in place."""
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            await fill(pipe)
+            result: list[Any] = await pipe.execute(raise_on_error=False)
+            return result
+
         return await with_retry(run, self.reconnect_timeout_s)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import msgspec.inspect as mi
 
-from multiswarm.errors import ConfigError, ScriptReplyError
+from multiswarm.errors import ConfigError, ScriptError, ScriptReplyError
 from multiswarm.scripts import BY_NATURE, REQUEST_ID, Scripts
 
 R = TypeVar("R")
@@ -166,6 +166,24 @@ class Script(Generic[R]):
         """
         raw = await scripts.call(self.name, list(keys), list(args), retry=retry)
         return decode(raw, self.reply)
+
+    async def many(
+        self, scripts: Scripts, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[R | ScriptError]:
+        """Run the script once per ``(keys, args)`` in one pipelined round trip
+        (:meth:`Scripts.call_many`): each decoded reply, or the refusal, in place.
+
+        Raises
+        ------
+        RedisUnavailable
+            Redis stayed unreachable for the scripts' reconnect timeout.
+        ScriptReplyError
+            A reply is not of the declared type.
+        """
+        out: list[R | ScriptError] = []
+        for raw in await scripts.call_many(self.name, calls):
+            out.append(raw if isinstance(raw, ScriptError) else decode(raw, self.reply))
+        return out
 
 
 def text(raw: bytes | str) -> str:
