@@ -15,8 +15,6 @@ Each lease records the process instance that took it: a second process started w
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -26,11 +24,7 @@ import uuid
 from typing import Any
 
 from multiswarm.errors import (
-    AlreadyExists,
     CoordinationError,
-    MultiswarmError,
-    RedisUnavailable,
-    StaleEpoch,
 )
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
@@ -100,7 +94,7 @@ class LeaderElection:
         )
         epoch = reply.epoch
         if epoch == 0:
-            self._step_down()
+            self.step_down()
             return False
         if epoch != self.epoch:
             self.terms += 1
@@ -116,7 +110,7 @@ class LeaderElection:
         if await ops.renew_leadership(self.scripts, self.keys, self.fence, self.lease_ms):
             self._valid_until = sent + self.lease_ms / 1000
             return True
-        self._step_down()
+        self.step_down()
         return False
 
     async def release(self) -> bool:
@@ -124,7 +118,7 @@ class LeaderElection:
         if self.epoch == 0:
             return False
         released = await ops.release_leadership(self.scripts, self.keys, self.fence)
-        self._step_down()
+        self.step_down()
         return released
 
     @property
@@ -132,7 +126,8 @@ class LeaderElection:
         """What fenced scripts check: this contender's epoch, holder id and instance."""
         return Fence(self.epoch, self.holder_id, self.instance)
 
-    def _step_down(self) -> None:
+    def step_down(self) -> None:
+        """Stop acting as leader now (the lease was lost, or a fenced script refused)."""
         self.epoch = 0
         self._valid_until = 0.0
 
@@ -199,10 +194,8 @@ class SwarmCoordinator:
         self.election = LeaderElection(scripts, keys, lease_ms, holder_id)
         self.registry = SwarmRegistry(scripts, keys)
         self.messenger = SwarmMessenger(scripts.client, keys, sender=self.election.holder_id)
-        self._wake = asyncio.Event()
-        self._contend = asyncio.Event()
-        self._more = False
-        self._refused: AlreadyExists | None = None
+        #: True when the last dispatch round stopped with work left (call again at once).
+        self.more = False
         self.dispatched = 0
         #: Assigned tasks put back to ready when their assignment deadline passed.
         self.requeued = 0
@@ -214,11 +207,11 @@ class SwarmCoordinator:
         are parked per capability set on the way, so whatever waits ahead, a placeable task is
         assigned within the round. Raises StaleEpoch.
         """
-        total, self._more = 0, False
+        total, self.more = 0, False
         for _ in range(DISPATCH_CALLS_PER_ROUND):
             assigned, more = await self._dispatch_call(self.batch_size - total)
             total += assigned
-            self._more = more
+            self.more = more
             if not more or total >= self.batch_size:
                 break
         return total
@@ -275,155 +268,6 @@ class SwarmCoordinator:
         )
         self.requeued += reply.requeued
         return reply.retried, reply.dead
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Contend, lead, and on ``stop`` hand leadership over at once.
-
-        Raises
-        ------
-        AlreadyExists
-            Another live process leads under this coordinator's id: this one must not run.
-        """
-        listener = asyncio.create_task(self._listen())
-        elector = asyncio.create_task(self._elect(stop))
-        reaper = asyncio.create_task(self._reap(stop))
-        try:
-            await self._lead(stop)
-        finally:
-            await _cancel_all((elector, listener, reaper))
-            if self.election.is_leader:
-                try:
-                    await self.election.release()
-                    await self.messenger.publish(
-                        self.keys.ch_coordination,
-                        "leadership_released",
-                        {"holder": self.election.holder_id},
-                    )
-                    log.info("released leadership")
-                except MultiswarmError as e:
-                    log.warning("could not release leadership: %s", e)
-        if self._refused is not None:
-            raise self._refused
-
-    async def _elect(self, stop: asyncio.Event) -> None:
-        third = self.election.lease_ms / 3000
-        while not stop.is_set():
-            was_leader = self.election.is_leader
-            try:
-                if was_leader:
-                    if not await self.election.renew():
-                        log.warning("lease lost at renewal; stepping down")
-                else:
-                    await self.election.try_acquire()
-            except AlreadyExists as e:
-                # another process leads under our id: both would pass the fencing check
-                self._refused = e
-                self._wake.set()
-                return
-            except RedisUnavailable as e:
-                log.warning("election round failed: %s", e)
-            except MultiswarmError as e:
-                log.warning("election round refused: %s", e)
-            if self.election.is_leader and not was_leader:
-                log.info("elected leader, epoch %d", self.election.epoch)
-                await self.messenger.publish(
-                    self.keys.ch_coordination,
-                    "leadership_announcement",
-                    {
-                        "holder": self.election.holder_id,
-                        "epoch": self.election.epoch,
-                        "pid": os.getpid(),
-                    },
-                )
-                self._wake.set()
-            self._contend.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._contend.wait(), timeout=third)
-
-    async def _listen(self) -> None:
-        async for _channel, env in self.messenger.listen(
-            [self.keys.ch_tasks, self.keys.ch_coordination]
-        ):
-            if env.type == "leadership_released" and env.sender != self.election.holder_id:
-                self._contend.set()
-            elif env.type in ("task_submitted", "task_completed", "swarm_changed"):
-                self._wake.set()
-
-    async def _lead(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() and self._refused is None:
-            if not self.election.is_leader:
-                await _wait_any(stop, self._wake, timeout=0.2)
-                self._wake.clear()
-                continue
-            assigned = 0
-            try:
-                assigned = await self.dispatch_once()
-            except StaleEpoch:
-                log.warning("fenced off (stale epoch %d); stepping down", self.election.epoch)
-                self.election._step_down()
-                continue
-            except MultiswarmError as e:
-                log.warning("leader round failed: %s", e)
-                await asyncio.sleep(0.2)
-                continue
-            if assigned < self.batch_size and not self._more:
-                self._wake.clear()
-                await _wait_any(stop, self._wake, timeout=0.2)
-
-    async def _reap(self, stop: asyncio.Event) -> None:
-        """The leader's deadline timer, apart from dispatch so that neither stops the other."""
-        while not stop.is_set():
-            if self.election.is_leader:
-                try:
-                    before = self.requeued
-                    retried, dead = await self.reap_once()
-                    requeued = self.requeued - before
-                    if retried or dead or requeued:
-                        log.info(
-                            "deadlines passed: %d retried, %d dead, %d assignments requeued",
-                            retried,
-                            dead,
-                            requeued,
-                        )
-                    if retried + dead + requeued >= REAP_LIMIT:
-                        continue  # more are due: no pause
-                except StaleEpoch:
-                    log.warning(
-                        "fenced off while reaping (epoch %d); stepping down", self.election.epoch
-                    )
-                    self.election._step_down()
-                except MultiswarmError as e:
-                    log.warning("reaping failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.reap_interval_s)
-
-
-async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
-    """Cancel ``tasks`` and wait for them, cancelling again those still running.
-
-    On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around every command send when a
-    socket timeout is set) drops a cancellation that lands as the send completes; the task then
-    runs on, so a single cancel-and-gather could wait forever.
-    """
-    for _ in range(20):
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            break
-        for t in pending:
-            t.cancel()
-        await asyncio.wait(pending, timeout=0.5)
-    for t in tasks:
-        if t.done() and not t.cancelled():
-            t.exception()  # retrieved: a loop's own failure is logged where it happened
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 def leader_report(info: LeaderInfo | None, lease_ms_left: int) -> dict[str, Any]:

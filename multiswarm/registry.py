@@ -7,8 +7,6 @@ allowed are in ``scripts/lua/lib/03_swarms.lua`` and an illegal one raises
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -20,7 +18,6 @@ from multiswarm.errors import (
     InvalidArgumentError,
     InvalidIdError,
     MessageDecodeError,
-    MultiswarmError,
     NotFound,
 )
 from multiswarm.keys import SWARM_STATUSES, Keys, check_id
@@ -37,7 +34,6 @@ from multiswarm.ops import swarms as ops
 from multiswarm.ops.script import decode
 from multiswarm.resources import ResourcePools, release_swarm_resources
 from multiswarm.scripts import Scripts
-from multiswarm.supervisor import split_scaling
 from multiswarm.tasks import TaskStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +85,41 @@ def swarm_spec(
         capacity=capacity if capacity is not None else 2 * agents,
         objective=objective,
     )
+
+
+def split_scaling(
+    python: int, external: int, target: int, external_share: float = 0.3, has_external: bool = True
+) -> tuple[int, int]:
+    """New member counts ``(python, external)`` for a swarm scaled to ``target`` members.
+
+    Growth is split ``1 - external_share`` Python / ``external_share`` external (70/30 by
+    default, DESIGN.md); shrinking removes Python agents first; at least one member of each kind
+    is kept (of external ones only when the swarm has an external command).
+
+    Raises ValueError for a target below the minimum.
+    """
+    minimum = 2 if has_external else 1
+    if target < minimum:
+        raise InvalidArgumentError(
+            f"target {target} below the minimum of {minimum} (one of each kind)"
+        )
+    if not has_external:
+        return target, 0
+    current = python + external
+    if target >= current:
+        add = target - current
+        new_external = external + round(add * external_share)
+        new_python = target - new_external
+    else:
+        remove = current - target
+        from_python = min(remove, python - 1)
+        new_python = python - from_python
+        new_external = external - (remove - from_python)
+    if new_external < 1:
+        new_external, new_python = 1, new_python - 1
+    if new_python < 1:
+        new_python, new_external = 1, new_external - 1
+    return new_python, new_external
 
 
 class SwarmRegistry:
@@ -198,7 +229,7 @@ class SwarmRegistry:
         self, swarm_id: str, target: int, external_share: float = 0.3
     ) -> tuple[int, int]:
         """Scale a swarm to ``target`` members per hosting worker; returns the new
-        ``(python, external)`` split (:func:`multiswarm.supervisor.split_scaling`: growth 70/30,
+        ``(python, external)`` split (:func:`split_scaling`: growth 70/30,
         Python agents removed first, one of each kind kept). Hosting workers reconcile at once
         (notification) or at their next heartbeat. Raises NotFound, IllegalTransition,
         ValueError (target below one of each kind)."""
@@ -253,10 +284,6 @@ class SwarmRegistry:
         return sorted((decode_worker(v) for v in raws.values()), key=lambda w: w.id)
 
 
-#: Longest pause between two housekeeping rounds, in seconds (shorter when the result TTL is).
-HOUSEKEEPING_S = 10.0
-
-
 async def housekeeping(registry: SwarmRegistry, *, archive_ms: int, result_ttl_ms: int) -> int:
     """One housekeeping round; returns the number of finished tasks forgotten.
 
@@ -268,72 +295,3 @@ async def housekeeping(registry: SwarmRegistry, *, archive_ms: int, result_ttl_m
     pruned = await TaskStore(registry.scripts, registry.keys).prune(result_ttl_ms)
     await ResourcePools(registry.scripts, registry.keys).reclaim()
     return pruned
-
-
-async def _keep_house(
-    registry: SwarmRegistry,
-    stop: asyncio.Event,
-    interval_s: float,
-    archive_ms: int,
-    result_ttl_ms: int,
-) -> None:
-    while not stop.is_set():
-        try:
-            pruned = await housekeeping(
-                registry, archive_ms=archive_ms, result_ttl_ms=result_ttl_ms
-            )
-            if pruned:
-                log.debug("pruned %d finished tasks", pruned)
-        except MultiswarmError as e:
-            log.warning("housekeeping round failed: %s", e)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-
-
-async def run_registry(
-    registry: SwarmRegistry,
-    stop: asyncio.Event,
-    *,
-    heartbeat_timeout_ms: int,
-    archive_ms: int,
-    result_ttl_ms: int,
-    housekeeping_s: float | None = None,
-) -> None:
-    """Registry process: reap workers whose heartbeat expired (every sixth of the timeout) and,
-    in its own loop so a long round never delays reaping, run :func:`housekeeping` every
-    ``housekeeping_s`` (default: half the result TTL, between 1 and :data:`HOUSEKEEPING_S` s).
-
-    Raises whatever unexpected error stops the housekeeping loop, so the process exits
-    non-zero instead of running on without pruning.
-    """
-    interval_s = (
-        housekeeping_s
-        if housekeeping_s is not None
-        else min(HOUSEKEEPING_S, max(1.0, result_ttl_ms / 2000))
-    )
-    keeper = asyncio.create_task(_keep_house(registry, stop, interval_s, archive_ms, result_ttl_ms))
-    messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
-    try:
-        while not stop.is_set():
-            if keeper.done():
-                keeper.result()  # raises what stopped it
-            try:
-                dead = await registry.reap_workers(heartbeat_timeout_ms)
-                if dead:
-                    log.warning(
-                        "workers declared dead (no heartbeat for %d ms): %s",
-                        heartbeat_timeout_ms,
-                        dead,
-                    )
-                    await messenger.publish(
-                        registry.keys.ch_events, "swarm.worker.dead", {"workers": dead}
-                    )
-                    await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
-            except MultiswarmError as e:
-                log.warning("registry round failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
-    finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper

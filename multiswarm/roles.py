@@ -21,8 +21,9 @@ from multiswarm.connection import connect
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
-from multiswarm.registry import SwarmRegistry, SwarmSpec, run_registry
+from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
+from multiswarm.services import run_coordinator, run_registry, run_state_manager
 from multiswarm.state import SwarmStateManager
 from multiswarm.worker import Worker
 
@@ -99,7 +100,7 @@ def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = 
             strategy,
         )
         try:
-            await coordinator.run(stop)
+            await run_coordinator(coordinator, stop)
         finally:
             await scripts.client.aclose()
 
@@ -117,7 +118,7 @@ def state_manager_role(settings: Settings) -> Role:
             auto_recover_min_confidence=settings.auto_recover_min_confidence,
         )
         try:
-            await manager.run(stop, settings.snapshot_interval_ms)
+            await run_state_manager(manager, stop, settings.snapshot_interval_ms)
         finally:
             await scripts.client.aclose()
 

@@ -14,11 +14,8 @@ quarantine list. Recovery planning and applying live in :mod:`multiswarm.recover
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -32,14 +29,12 @@ from multiswarm.errors import (
     ConfigError,
     CorruptState,
     InvalidArgumentError,
-    MultiswarmError,
     NotFound,
     VersionConflict,
 )
 from multiswarm.keys import Keys, check_id
 from multiswarm.ops import state as ops
 from multiswarm.ops.state import Capture
-from multiswarm.recovery import SwarmRecovery
 from multiswarm.scripts import Scripts
 from multiswarm.state_codec import (
     SCHEMA_VERSION,
@@ -417,54 +412,3 @@ class SwarmStateManager:
             )
             taken += did
         return taken
-
-    async def run(
-        self, stop: asyncio.Event, interval_ms: int, *, recovery_poll_ms: int = 5_000
-    ) -> None:
-        """State-manager process until ``stop``: automatic snapshots of active swarms every
-        ``interval_ms`` (``SNAPSHOT_INTERVAL``), and every ``recovery_poll_ms`` a recovery round
-        that applies plans at or above ``auto_recover_min_confidence`` and logs the others for an
-        operator (``multiswarm-cli recover list``). A swarm left to an operator is planned again
-        only after ``interval_ms``, so many of them do not cost a full planning pass per poll."""
-        recovery = SwarmRecovery(self, actor=f"state-manager-{os.getpid()}")
-        last_snapshot = float("-inf")
-        left_at: dict[str, float] = {}  # swarm id -> when it was last left to an operator
-        while not stop.is_set():
-            now = time.monotonic()
-            if now - last_snapshot >= interval_ms / 1000:
-                last_snapshot = now
-                try:
-                    taken = await self.snapshot_round(interval_ms)
-                    await recovery.prune()
-                    log.info("automatic snapshots: %d taken", taken)
-                except MultiswarmError as e:
-                    log.warning("snapshot round failed: %s", e)
-            left_at = {s: t for s, t in left_at.items() if now - t < interval_ms / 1000}
-            try:
-                outcomes, left = await recovery.auto_recover(
-                    self.auto_recover_min_confidence, skip=left_at.keys()
-                )
-                for o in outcomes:
-                    log.warning(
-                        "recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
-                        o.swarm,
-                        o.source,
-                        o.confidence,
-                        o.outcome,
-                        len(o.requeued),
-                    )
-                for p in left:
-                    log.warning(
-                        "%s left for an operator: best source %s, confidence %.2f < %.2f",
-                        p.swarm,
-                        p.source,
-                        p.confidence,
-                        self.auto_recover_min_confidence,
-                    )
-                    left_at[p.swarm] = now
-            except MultiswarmError as e:
-                log.warning("recovery round failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    stop.wait(), timeout=min(recovery_poll_ms, interval_ms) / 1000
-                )

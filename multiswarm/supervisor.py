@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import msgspec
 import tenacity
 
-from multiswarm.errors import InvalidArgumentError, MultiswarmError
+from multiswarm.errors import MultiswarmError
 
 log = logging.getLogger(__name__)
 
@@ -204,38 +204,3 @@ async def restart_with_backoff(member: Member, policy: Backoff, emit: Emit) -> b
     except RestartFailed:
         return False
     return True
-
-
-def split_scaling(
-    python: int, external: int, target: int, external_share: float = 0.3, has_external: bool = True
-) -> tuple[int, int]:
-    """New member counts ``(python, external)`` for a swarm scaled to ``target`` members.
-
-    Growth is split ``1 - external_share`` Python / ``external_share`` external (70/30 by
-    default, DESIGN.md); shrinking removes Python agents first; at least one member of each kind
-    is kept (of external ones only when the swarm has an external command).
-
-    Raises ValueError for a target below the minimum.
-    """
-    minimum = 2 if has_external else 1
-    if target < minimum:
-        raise InvalidArgumentError(
-            f"target {target} below the minimum of {minimum} (one of each kind)"
-        )
-    if not has_external:
-        return target, 0
-    current = python + external
-    if target >= current:
-        add = target - current
-        new_external = external + round(add * external_share)
-        new_python = target - new_external
-    else:
-        remove = current - target
-        from_python = min(remove, python - 1)
-        new_python = python - from_python
-        new_external = external - (remove - from_python)
-    if new_external < 1:
-        new_external, new_python = 1, new_python - 1
-    if new_python < 1:
-        new_python, new_external = 1, new_external - 1
-    return new_python, new_external

@@ -11,8 +11,9 @@ import pytest
 from multiswarm.config import from_env
 from multiswarm.errors import BadRequest, ConfigError
 from multiswarm.keys import Keys
-from multiswarm.registry import SwarmRegistry, housekeeping, run_registry
+from multiswarm.registry import SwarmRegistry, housekeeping
 from multiswarm.scripts import Scripts
+from multiswarm.services import run_registry
 from multiswarm.tasks import TaskStore, task_spec
 from tests.integration.helpers import eventually, host, leader
 

@@ -13,6 +13,7 @@ import contextlib
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
+from multiswarm.services import run_coordinator
 from multiswarm.tasks import TaskStore, task_spec
 from tests.integration.helpers import eventually, host
 
@@ -31,7 +32,7 @@ async def test_expired_lease_reaped_while_dispatch_fails(scripts: Scripts, keys:
     # from now on every dispatch fails (WRONGTYPE on the round-robin cursor)
     await scripts.client.rpush(keys.rr_cursor, "not-a-string")
     stop = asyncio.Event()
-    runner = asyncio.create_task(coord.run(stop))
+    runner = asyncio.create_task(run_coordinator(coord, stop))
     try:
 
         async def reaped() -> bool:

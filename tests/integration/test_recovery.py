@@ -22,6 +22,7 @@ from multiswarm.launcher import ProcessGroup
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
+from multiswarm.services import run_state_manager
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore, task_spec
 
@@ -378,7 +379,7 @@ async def test_state_manager_recovers_confident_plans_and_leaves_the_rest(
     await registry.host_swarms("w-live", {}, [swarm_spec("live", ["c"])])
     await manager.save_state("live", {"swarm": "live"})
     stop = asyncio.Event()
-    runner = asyncio.create_task(manager.run(stop, 60_000, recovery_poll_ms=50))
+    runner = asyncio.create_task(run_state_manager(manager, stop, 60_000, recovery_poll_ms=50))
     try:
 
         async def recovered() -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from multiswarm.supervisor import split_scaling
+from multiswarm.registry import split_scaling
 
 
 @pytest.mark.parametrize(

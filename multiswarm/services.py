@@ -1,0 +1,334 @@
+"""The long-running loops of the registry, coordinator and state-manager processes.
+
+Each loop drives one component (:class:`~multiswarm.registry.SwarmRegistry`,
+:class:`~multiswarm.coordinator.SwarmCoordinator`,
+:class:`~multiswarm.state.SwarmStateManager`) until its ``stop`` event is set; the components
+themselves only offer single rounds (``reap_workers``, ``dispatch_once``, ``snapshot_round``...).
+:mod:`multiswarm.roles` runs them as processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+from multiswarm.coordinator import REAP_LIMIT, SwarmCoordinator
+from multiswarm.errors import AlreadyExists, MultiswarmError, RedisUnavailable, StaleEpoch
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.recovery import SwarmRecovery
+from multiswarm.registry import SwarmRegistry, housekeeping
+from multiswarm.state import SwarmStateManager
+
+log = logging.getLogger(__name__)
+
+
+# -- registry ------------------------------------------------------------------------------------
+#: Longest pause between two housekeeping rounds, in seconds (shorter when the result TTL is).
+HOUSEKEEPING_S = 10.0
+
+
+async def _keep_house(
+    registry: SwarmRegistry,
+    stop: asyncio.Event,
+    interval_s: float,
+    archive_ms: int,
+    result_ttl_ms: int,
+) -> None:
+    while not stop.is_set():
+        try:
+            pruned = await housekeeping(
+                registry, archive_ms=archive_ms, result_ttl_ms=result_ttl_ms
+            )
+            if pruned:
+                log.debug("pruned %d finished tasks", pruned)
+        except MultiswarmError as e:
+            log.warning("housekeeping round failed: %s", e)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+async def run_registry(
+    registry: SwarmRegistry,
+    stop: asyncio.Event,
+    *,
+    heartbeat_timeout_ms: int,
+    archive_ms: int,
+    result_ttl_ms: int,
+    housekeeping_s: float | None = None,
+) -> None:
+    """Registry process: reap workers whose heartbeat expired (every sixth of the timeout) and,
+    in its own loop so a long round never delays reaping, run :func:`housekeeping` every
+    ``housekeeping_s`` (default: half the result TTL, between 1 and :data:`HOUSEKEEPING_S` s).
+
+    Raises whatever unexpected error stops the housekeeping loop, so the process exits
+    non-zero instead of running on without pruning.
+    """
+    interval_s = (
+        housekeeping_s
+        if housekeeping_s is not None
+        else min(HOUSEKEEPING_S, max(1.0, result_ttl_ms / 2000))
+    )
+    keeper = asyncio.create_task(_keep_house(registry, stop, interval_s, archive_ms, result_ttl_ms))
+    messenger = SwarmMessenger(registry.client, registry.keys, sender="registry")
+    try:
+        while not stop.is_set():
+            if keeper.done():
+                keeper.result()  # raises what stopped it
+            try:
+                dead = await registry.reap_workers(heartbeat_timeout_ms)
+                if dead:
+                    log.warning(
+                        "workers declared dead (no heartbeat for %d ms): %s",
+                        heartbeat_timeout_ms,
+                        dead,
+                    )
+                    await messenger.publish(
+                        registry.keys.ch_events, "swarm.worker.dead", {"workers": dead}
+                    )
+                    await messenger.publish(registry.keys.ch_tasks, "swarm_changed", {})
+            except MultiswarmError as e:
+                log.warning("registry round failed: %s", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=heartbeat_timeout_ms / 6000)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+
+
+# -- state manager -------------------------------------------------------------------------------
+async def run_state_manager(
+    manager: SwarmStateManager,
+    stop: asyncio.Event,
+    interval_ms: int,
+    *,
+    recovery_poll_ms: int = 5_000,
+) -> None:
+    """State-manager process until ``stop``: automatic snapshots of active swarms every
+    ``interval_ms`` (``SNAPSHOT_INTERVAL``), and every ``recovery_poll_ms`` a recovery round
+    that applies plans at or above ``auto_recover_min_confidence`` and logs the others for an
+    operator (``multiswarm-cli recover list``). A swarm left to an operator is planned again
+    only after ``interval_ms``, so many of them do not cost a full planning pass per poll."""
+    recovery = SwarmRecovery(manager, actor=f"state-manager-{os.getpid()}")
+    last_snapshot = float("-inf")
+    left_at: dict[str, float] = {}  # swarm id -> when it was last left to an operator
+    while not stop.is_set():
+        now = time.monotonic()
+        if now - last_snapshot >= interval_ms / 1000:
+            last_snapshot = now
+            try:
+                taken = await manager.snapshot_round(interval_ms)
+                await recovery.prune()
+                log.info("automatic snapshots: %d taken", taken)
+            except MultiswarmError as e:
+                log.warning("snapshot round failed: %s", e)
+        left_at = {s: t for s, t in left_at.items() if now - t < interval_ms / 1000}
+        try:
+            outcomes, left = await recovery.auto_recover(
+                manager.auto_recover_min_confidence, skip=left_at.keys()
+            )
+            for o in outcomes:
+                log.warning(
+                    "recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
+                    o.swarm,
+                    o.source,
+                    o.confidence,
+                    o.outcome,
+                    len(o.requeued),
+                )
+            for p in left:
+                log.warning(
+                    "%s left for an operator: best source %s, confidence %.2f < %.2f",
+                    p.swarm,
+                    p.source,
+                    p.confidence,
+                    manager.auto_recover_min_confidence,
+                )
+                left_at[p.swarm] = now
+        except MultiswarmError as e:
+            log.warning("recovery round failed: %s", e)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(recovery_poll_ms, interval_ms) / 1000)
+
+
+# -- coordinator ---------------------------------------------------------------------------------
+async def run_coordinator(coordinator: SwarmCoordinator, stop: asyncio.Event) -> None:
+    """Coordinator process: contend for leadership, lead, and on ``stop`` hand leadership over
+    at once (:class:`CoordinatorProcess`).
+
+    Raises
+    ------
+    AlreadyExists
+        Another live process leads under this coordinator's id: this one must not run.
+    """
+    await CoordinatorProcess(coordinator).run(stop)
+
+
+class CoordinatorProcess:
+    """The coordinator's loops: election (renew every third of the lease, or contend), the
+    leader's dispatch rounds (woken by submissions and completions), its deadline timer, and a
+    listener that wakes the others.
+
+    Parameters
+    ----------
+    coordinator:
+        The component whose rounds the loops run.
+    """
+
+    def __init__(self, coordinator: SwarmCoordinator) -> None:
+        self.c = coordinator
+        self.wake = asyncio.Event()
+        self.contend = asyncio.Event()
+        self.refused: AlreadyExists | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Contend, lead, and on ``stop`` hand leadership over at once.
+
+        Raises
+        ------
+        AlreadyExists
+            Another live process leads under this coordinator's id: this one must not run.
+        """
+        listener = asyncio.create_task(self._listen())
+        elector = asyncio.create_task(self._elect(stop))
+        reaper = asyncio.create_task(self._reap(stop))
+        try:
+            await self._lead(stop)
+        finally:
+            await _cancel_all((elector, listener, reaper))
+            if self.c.election.is_leader:
+                try:
+                    await self.c.election.release()
+                    await self.c.messenger.publish(
+                        self.c.keys.ch_coordination,
+                        "leadership_released",
+                        {"holder": self.c.election.holder_id},
+                    )
+                    log.info("released leadership")
+                except MultiswarmError as e:
+                    log.warning("could not release leadership: %s", e)
+        if self.refused is not None:
+            raise self.refused
+
+    async def _elect(self, stop: asyncio.Event) -> None:
+        third = self.c.election.lease_ms / 3000
+        while not stop.is_set():
+            was_leader = self.c.election.is_leader
+            try:
+                if was_leader:
+                    if not await self.c.election.renew():
+                        log.warning("lease lost at renewal; stepping down")
+                else:
+                    await self.c.election.try_acquire()
+            except AlreadyExists as e:
+                # another process leads under our id: both would pass the fencing check
+                self.refused = e
+                self.wake.set()
+                return
+            except RedisUnavailable as e:
+                log.warning("election round failed: %s", e)
+            except MultiswarmError as e:
+                log.warning("election round refused: %s", e)
+            if self.c.election.is_leader and not was_leader:
+                log.info("elected leader, epoch %d", self.c.election.epoch)
+                await self.c.messenger.publish(
+                    self.c.keys.ch_coordination,
+                    "leadership_announcement",
+                    {
+                        "holder": self.c.election.holder_id,
+                        "epoch": self.c.election.epoch,
+                        "pid": os.getpid(),
+                    },
+                )
+                self.wake.set()
+            self.contend.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.contend.wait(), timeout=third)
+
+    async def _listen(self) -> None:
+        async for _channel, env in self.c.messenger.listen(
+            [self.c.keys.ch_tasks, self.c.keys.ch_coordination]
+        ):
+            if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
+                self.contend.set()
+            elif env.type in ("task_submitted", "task_completed", "swarm_changed"):
+                self.wake.set()
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and self.refused is None:
+            if not self.c.election.is_leader:
+                await _wait_any(stop, self.wake, timeout=0.2)
+                self.wake.clear()
+                continue
+            assigned = 0
+            try:
+                assigned = await self.c.dispatch_once()
+            except StaleEpoch:
+                log.warning("fenced off (stale epoch %d); stepping down", self.c.election.epoch)
+                self.c.election.step_down()
+                continue
+            except MultiswarmError as e:
+                log.warning("leader round failed: %s", e)
+                await asyncio.sleep(0.2)
+                continue
+            if assigned < self.c.batch_size and not self.c.more:
+                self.wake.clear()
+                await _wait_any(stop, self.wake, timeout=0.2)
+
+    async def _reap(self, stop: asyncio.Event) -> None:
+        """The leader's deadline timer, apart from dispatch so that neither stops the other."""
+        while not stop.is_set():
+            if self.c.election.is_leader:
+                try:
+                    before = self.c.requeued
+                    retried, dead = await self.c.reap_once()
+                    requeued = self.c.requeued - before
+                    if retried or dead or requeued:
+                        log.info(
+                            "deadlines passed: %d retried, %d dead, %d assignments requeued",
+                            retried,
+                            dead,
+                            requeued,
+                        )
+                    if retried + dead + requeued >= REAP_LIMIT:
+                        continue  # more are due: no pause
+                except StaleEpoch:
+                    log.warning(
+                        "fenced off while reaping (epoch %d); stepping down", self.c.election.epoch
+                    )
+                    self.c.election.step_down()
+                except MultiswarmError as e:
+                    log.warning("reaping failed: %s", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.c.reap_interval_s)
+
+
+async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again those still running.
+
+    On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around every command send when a
+    socket timeout is set) drops a cancellation that lands as the send completes; the task then
+    runs on, so a single cancel-and-gather could wait forever.
+    """
+    for _ in range(20):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: a loop's own failure is logged where it happened
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
