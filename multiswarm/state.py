@@ -1,4 +1,4 @@
-"""SwarmStateManager: versioned swarm state, snapshots, checkpoints; the state-manager process.
+"""SwarmStateManager: versioned swarm state, snapshots, checkpoints.
 
 State lives at ``<ns>:state:{<swarm>}`` (its own hash slot per swarm): a hash of ``version``,
 ``data`` (JSON text), ``checksum`` (hex SHA-256 of ``data``), ``updated_ms`` and ``schema``, saved
@@ -8,7 +8,8 @@ are bounded lists of copies with the same checksum (snapshot_state.lua trims in 
 Everything read back is verified by :mod:`multiswarm.state_codec` (encoding, checksum, schema); a
 corrupted entry raises :class:`~multiswarm.errors.CorruptState` and can be moved to the swarm's
 quarantine list. Recovery planning and applying live in :mod:`multiswarm.recovery`
-(:class:`~multiswarm.recovery.SwarmRecovery` over this manager).
+(:class:`~multiswarm.recovery.SwarmRecovery` over this manager); the state-manager process loop
+is :func:`multiswarm.services.run_state_manager`.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ QUARANTINE_KEPT = 50
 
 
 class SwarmStateManager:
-    """Versioned state of swarms, their snapshots and checkpoints, and the state-manager process
-    (:meth:`run`: automatic snapshots and recovery rounds through
-    :class:`~multiswarm.recovery.SwarmRecovery`).
+    """Versioned state of swarms, their snapshots and checkpoints, and the rounds of the
+    state-manager process (:meth:`snapshot_round`; the loop with its recovery rounds is
+    :func:`multiswarm.services.run_state_manager`).
 
     Parameters
     ----------
@@ -77,7 +78,7 @@ class SwarmStateManager:
     checkpoints_kept:
         Checkpoints retained per swarm (10).
     auto_recover_min_confidence:
-        The state-manager process (:meth:`run`) applies plans at or above this confidence and
+        The state-manager process (:func:`~multiswarm.services.run_state_manager`) applies plans at or above this confidence and
         leaves the rest to an operator (``Settings.auto_recover_min_confidence``, 0.75).
     """
 
@@ -382,9 +383,8 @@ class SwarmStateManager:
             lambda: self.client.lrange(self.keys.quarantine(swarm_id), 0, -1)
         ):
             # the bytes of a corrupt state need not be UTF-8: decode leniently to show the rest
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             try:
-                entry = msgspec.json.decode(text)
+                entry = msgspec.json.decode(text(raw))
             except (msgspec.DecodeError, UnicodeDecodeError):
                 out.append(
                     {"kind": "?", "id": "", "reason": "unreadable quarantine record", "at_ms": 0}
