@@ -35,12 +35,14 @@ RESET = Script("reset_breakers", list[str])
 
 
 async def acquire_breaker(scripts: Scripts, keys: Keys, name: str) -> Admission:
+    """Ask a breaker for a permit. Raises NotFound."""
     return await ACQUIRE(scripts, [keys.breakers], [name])
 
 
 async def record_breaker(
     scripts: Scripts, keys: Keys, name: str, gen: int, outcome: str, error: str
 ) -> Recorded:
+    """Report a permitted call's outcome. Raises NotFound, BadRequest."""
     return await RECORD(scripts, [keys.breakers], [name, gen, outcome, error])
 
 

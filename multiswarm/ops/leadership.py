@@ -64,6 +64,7 @@ REAP = Script("reap_leases", Reaped)
 async def acquire_leadership(
     scripts: Scripts, keys: Keys, holder: str, info: bytes, lease_ms: int
 ) -> Acquired:
+    """Take the lease if free, or extend it if this holder has it. Raises AlreadyExists."""
     return await ACQUIRE(scripts, [keys.leader, keys.epoch], [holder, info, lease_ms])
 
 

@@ -57,6 +57,7 @@ async def init_pool(scripts: Scripts, keys: Keys, rtype: str, capacity: int) -> 
 async def allocate_resource(
     scripts: Scripts, keys: Keys, swarm_id: str, rtype: str, amount: int
 ) -> Booked:
+    """Book ``amount`` of pool ``rtype`` for a live swarm. Raises ResourceExhausted, NotFound."""
     return await ALLOCATE(
         scripts, [keys.resources, keys.resource_holders, keys.swarms], [swarm_id, rtype, amount]
     )
@@ -81,4 +82,5 @@ async def reclaim_resources(scripts: Scripts, keys: Keys) -> list[Reclaimed]:
 
 
 async def read_resources(scripts: Scripts, keys: Keys) -> Pools:
+    """Both hashes of the pools, read in one atomic step."""
     return await READ(scripts, [keys.resources, keys.resource_holders], [])

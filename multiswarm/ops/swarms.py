@@ -107,6 +107,7 @@ async def pause_swarm(scripts: Scripts, keys: Keys, swarm_id: str, paused: bool)
 async def scale_swarm(
     scripts: Scripts, keys: Keys, swarm_id: str, python: int, external: int
 ) -> None:
+    """Set a swarm's member targets. Raises NotFound, IllegalTransition."""
     await SCALE(scripts, [keys.swarms], [swarm_id, python, external])
 
 

@@ -53,6 +53,7 @@ async def propose_vote(
     index_len: int,
     voters: Sequence[str],
 ) -> Proposed:
+    """Open a proposal. Raises AlreadyExists, BadRequest."""
     return await PROPOSE(
         scripts,
         [keys.votes(proposal_id), keys.votes_index],
@@ -72,8 +73,10 @@ async def propose_vote(
 async def cast_vote(
     scripts: Scripts, keys: Keys, proposal_id: str, voter: str, option: str
 ) -> Cast:
+    """Record one vote. Raises NotFound, NotEligible, BadRequest."""
     return await CAST(scripts, [keys.votes(proposal_id)], [voter, option])
 
 
 async def tally_vote(scripts: Scripts, keys: Keys, proposal_id: str) -> Tally:
+    """Read the proposal, ending it ``no_quorum`` once past its deadline. Raises NotFound."""
     return await TALLY(scripts, [keys.votes(proposal_id)], [])

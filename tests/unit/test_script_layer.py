@@ -82,11 +82,20 @@ def violations(source: str) -> list[str]:
     """Raw script calls and key strings in one module's source (outside the layer)."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in ("call", "_script"):
+        if isinstance(node, ast.Attribute) and node.attr in ("call", "call_many", "_script"):
             base = node.value
             name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
-            if name == "scripts":
+            if name.endswith("scripts"):
                 found.append(f"{node.lineno}: scripts.{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "call"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append(f"{node.lineno}: a script called by name")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             # a key has no whitespace (docstrings may name keys)
             if KEY_LITERAL.search(node.value) and not re.search(r"\s", node.value):
@@ -105,11 +114,13 @@ def test_the_check_sees_planted_violations() -> None:
         "async def f(self, scripts):\n"
         "    await self.scripts.call('claim_tasks', [], [])\n"
         "    await scripts.call('x', [], [])\n"
+        "    await self._scripts.call_many('x', [])\n"
+        "    await runner.call('claim_tasks', [], [])\n"
         "    self.scripts._script('x')\n"
         "    key = '{swarm}:tasks'\n"
         "    other = f'{ns}:tasks:ready'\n"
     )
-    assert len(violations(planted)) == 5
+    assert {int(v.split(":")[0]) for v in violations(planted)} == set(range(2, 9))
 
 
 def test_only_the_script_layer_calls_scripts_or_spells_keys() -> None:
