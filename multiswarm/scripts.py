@@ -150,7 +150,10 @@ def translate(exc: redis.exceptions.ResponseError) -> errors.MultiswarmError:
 
 
 class Scripts:
-    """The scripts bound to one client. ``await scripts.call("claim_tasks", keys, args)``.
+    """The scripts bound to one client: the raw calls under the typed layer.
+
+    Components never call these by name: each script is declared once in :mod:`multiswarm.ops`
+    (its reply type, its keys and arguments) and called through a typed function there.
 
     Parameters
     ----------
