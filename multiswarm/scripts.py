@@ -20,6 +20,7 @@ from redis.commands.core import AsyncScript
 from multiswarm import errors
 from multiswarm.connection import Client, with_retry
 from multiswarm.keys import request_key
+from multiswarm.ops import DECLARED
 
 T = TypeVar("T")
 
@@ -36,56 +37,16 @@ def lua_dir() -> Path:
 #: Scripts whose outcome is recorded under a request id and replayed on a retry (the prelude's
 #: ``with_request_id``): running them twice would act twice (claim, count, book, publish) or
 #: answer differently (a replayed submit would say ALREADY_EXISTS). Value: True when the script
-#: replays itself from ``REPLAY`` (it records something smaller than its reply).
+#: replays itself from ``REPLAY`` (it records something smaller than its reply). Derived from
+#: the declarations in :mod:`multiswarm.ops` (``Script(..., request_id=True)``).
 REQUEST_ID: dict[str, bool] = {
-    "acquire_breaker": False,
-    "acquire_leadership": False,
-    "allocate_resource": False,
-    "begin_recovery": False,
-    "cancel_task": False,
-    "cast_vote": False,
-    "claim_tasks": True,
-    "complete_task": False,
-    "dead_letter_message": False,
-    "dispatch_tasks": False,
-    "fail_task": False,
-    "finish_recovery": False,
-    "host_swarms": False,
-    "init_pool": False,
-    "pause_swarm": False,
-    "propose_vote": False,
-    "publish_message": False,
-    "quarantine_entry": False,
-    "quarantine_state": False,
-    "reap_workers": False,
-    "record_breaker": False,
-    "record_recovery": False,
-    "register_swarm": False,
-    "release_leadership": False,
-    "release_resource": False,
-    "release_tasks": False,
-    "save_state": False,
-    "snapshot_state": False,
-    "submit_tasks": False,
-    "tally_vote": False,
-    "transition_swarm": False,
+    name: s.custom_replay for name, s in sorted(DECLARED.items()) if s.request_id
 }
 
-#: Scripts retried without a request id, and why running one twice is harmless.
+#: Scripts retried without a request id, and why running one twice is harmless
+#: (``Script(..., by_nature=...)``).
 BY_NATURE: dict[str, str] = {
-    "archive_swarms": "forgets swarms archived before a cutoff; a repeat finds fewer",
-    "extend_leases": "sets each held lease to now + its length; a repeat sets it again",
-    "heartbeat_worker": "records the latest beat time; a repeat records a later one",
-    "prune_recoveries": "deletes records of swarms that are gone; a repeat finds none",
-    "prune_tasks": "deletes terminal tasks past their retention; a repeat finds fewer",
-    "read_resources": "read only",
-    "reap_leases": "fenced periodic sweep: a repeat finds the expired leases already handled "
-    "and its counts only feed a log line",
-    "reclaim_resources": "releases what ended swarms hold; a repeat finds nothing held",
-    "release_swarm_resources": "releases everything one swarm holds; a repeat finds nothing",
-    "renew_leadership": "compare-and-extend by holder and epoch; a repeat extends again",
-    "reset_breakers": "forces breakers closed; a repeat leaves them closed",
-    "scale_swarm": "sets absolute member targets; a repeat sets the same targets",
+    name: s.by_nature for name, s in sorted(DECLARED.items()) if not s.request_id
 }
 
 
@@ -105,8 +66,9 @@ def sources() -> dict[str, str]:
     Raises
     ------
     ConfigError
-        A script is in neither :data:`REQUEST_ID` nor :data:`BY_NATURE`: every script is
-        retried on connection errors, so each must say why a retry is safe.
+        A script has no declaration in :mod:`multiswarm.ops` (so it says neither its reply type
+        nor why a retry is safe: every script is retried on connection errors), or a
+        declaration has no script.
     """
     root = lua_dir()
     prelude = "\n".join(p.read_text() for p in sorted((root / "lib").glob("*.lua")))
@@ -118,6 +80,8 @@ def sources() -> dict[str, str]:
         elif name not in BY_NATURE:
             raise errors.ConfigError(f"script {name} does not say why a retry is safe")
         out[name] = prelude + "\n" + body
+    if missing := sorted(set(DECLARED) - set(out)):
+        raise errors.ConfigError(f"declared scripts without a .lua file: {missing}")
     return out
 
 

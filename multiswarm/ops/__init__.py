@@ -7,3 +7,33 @@ scripts with their reply types and offers a typed function per script that build
 KEYS (from :mod:`multiswarm.keys`) and ARGV in the order the script's header documents. Components call those functions, never
 ``Scripts.call`` (a test forbids it).
 """
+
+# Every family is imported here, so importing the package declares every script: the loader
+# (multiswarm.scripts) builds its retry tables from DECLARED.
+from multiswarm.ops import (
+    breakers,
+    leadership,
+    messages,
+    recovery,
+    resources,
+    script,
+    state,
+    swarms,
+    tasks,
+    votes,
+)
+from multiswarm.ops.script import DECLARED
+
+__all__ = [
+    "DECLARED",
+    "breakers",
+    "leadership",
+    "messages",
+    "recovery",
+    "resources",
+    "script",
+    "state",
+    "swarms",
+    "tasks",
+    "votes",
+]

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Admission(msgspec.Struct, array_like=True, frozen=True):
@@ -29,23 +28,27 @@ class Recorded(msgspec.Struct, array_like=True, frozen=True):
     counted: bool
 
 
-ACQUIRE = Script("acquire_breaker", Admission)
-RECORD = Script("record_breaker", Recorded)
-RESET = Script("reset_breakers", list[str])
+ACQUIRE = Script("acquire_breaker", Admission, request_id=True)
+RECORD = Script("record_breaker", Recorded, request_id=True)
+RESET = Script(
+    "reset_breakers",
+    list[str],
+    by_nature="forces breakers closed; a repeat leaves them closed",
+)
 
 
-async def acquire_breaker(scripts: Scripts, keys: Keys, name: str) -> Admission:
+async def acquire_breaker(scripts: ScriptRunner, keys: Keys, name: str) -> Admission:
     """Ask a breaker for a permit. Raises NotFound."""
     return await ACQUIRE(scripts, [keys.breakers], [name])
 
 
 async def record_breaker(
-    scripts: Scripts, keys: Keys, name: str, gen: int, outcome: str, error: str
+    scripts: ScriptRunner, keys: Keys, name: str, gen: int, outcome: str, error: str
 ) -> Recorded:
     """Report a permitted call's outcome. Raises NotFound, BadRequest."""
     return await RECORD(scripts, [keys.breakers], [name, gen, outcome, error])
 
 
-async def reset_breakers(scripts: Scripts, keys: Keys, names: Sequence[str]) -> list[str]:
+async def reset_breakers(scripts: ScriptRunner, keys: Keys, names: Sequence[str]) -> list[str]:
     """Force ``names`` (none: every breaker) closed; the names reset."""
     return await RESET(scripts, [keys.breakers], list(names))

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Fence(msgspec.Struct, frozen=True):
@@ -54,34 +53,42 @@ class Reaped(msgspec.Struct, array_like=True, frozen=True):
     requeued: int
 
 
-ACQUIRE = Script("acquire_leadership", Acquired)
-RENEW = Script("renew_leadership", bool)
-RELEASE = Script("release_leadership", bool)
-DISPATCH = Script("dispatch_tasks", Dispatched)
-REAP = Script("reap_leases", Reaped)
+ACQUIRE = Script("acquire_leadership", Acquired, request_id=True)
+RENEW = Script(
+    "renew_leadership",
+    bool,
+    by_nature="compare-and-extend by holder and epoch; a repeat extends again",
+)
+RELEASE = Script("release_leadership", bool, request_id=True)
+DISPATCH = Script("dispatch_tasks", Dispatched, request_id=True)
+REAP = Script(
+    "reap_leases",
+    Reaped,
+    by_nature="fenced periodic sweep: a repeat finds the expired leases already handled and its counts only feed a log line",
+)
 
 
 async def acquire_leadership(
-    scripts: Scripts, keys: Keys, holder: str, info: bytes, lease_ms: int
+    scripts: ScriptRunner, keys: Keys, holder: str, info: bytes, lease_ms: int
 ) -> Acquired:
     """Take the lease if free, or extend it if this holder has it. Raises AlreadyExists."""
     return await ACQUIRE(scripts, [keys.leader, keys.epoch], [holder, info, lease_ms])
 
 
-async def renew_leadership(scripts: Scripts, keys: Keys, fence: Fence, lease_ms: int) -> bool:
+async def renew_leadership(scripts: ScriptRunner, keys: Keys, fence: Fence, lease_ms: int) -> bool:
     """True when the lease was extended."""
     return await RENEW(
         scripts, [keys.leader], [fence.holder, fence.epoch, lease_ms, fence.instance]
     )
 
 
-async def release_leadership(scripts: Scripts, keys: Keys, fence: Fence) -> bool:
+async def release_leadership(scripts: ScriptRunner, keys: Keys, fence: Fence) -> bool:
     """True when this holder had the lease and gave it up."""
     return await RELEASE(scripts, [keys.leader], [fence.holder, fence.epoch, fence.instance])
 
 
 async def dispatch_tasks(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     fence: Fence,
     *,
@@ -121,7 +128,7 @@ async def dispatch_tasks(
 
 
 async def reap_leases(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     fence: Fence,
     *,

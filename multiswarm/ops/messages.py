@@ -5,8 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Published(msgspec.Struct, array_like=True, frozen=True):
@@ -26,12 +25,12 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     raw: bytes
 
 
-PUBLISH = Script("publish_message", Published)
-DEAD_LETTER = Script("dead_letter_message", str)
+PUBLISH = Script("publish_message", Published, request_id=True)
+DEAD_LETTER = Script("dead_letter_message", str, request_id=True)
 
 
 async def publish_message(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     channel: str,
     data: bytes,
@@ -51,7 +50,7 @@ async def publish_message(
 
 
 async def dead_letter_message(
-    scripts: Scripts, keys: Keys, letter: DeadLetter, *, keep: int, retry: bool
+    scripts: ScriptRunner, keys: Keys, letter: DeadLetter, *, keep: int, retry: bool
 ) -> str:
     """Record a refused message; the dead-letter entry id."""
     return await DEAD_LETTER(

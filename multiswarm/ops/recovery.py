@@ -10,8 +10,7 @@ import msgspec
 
 from multiswarm.errors import ScriptError
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Begin(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,14 +51,18 @@ class Recorded(msgspec.Struct, array_like=True, frozen=True):
     version: int
 
 
-BEGIN = Script("begin_recovery", list[str])
-RECORD = Script("record_recovery", Recorded)
-FINISH = Script("finish_recovery", str)
-PRUNE = Script("prune_recoveries", int)
+BEGIN = Script("begin_recovery", list[str], request_id=True)
+RECORD = Script("record_recovery", Recorded, request_id=True)
+FINISH = Script("finish_recovery", str, request_id=True)
+PRUNE = Script(
+    "prune_recoveries",
+    int,
+    by_nature="deletes records of swarms that are gone; a repeat finds none",
+)
 
 
 async def begin_recoveries(
-    scripts: Scripts, keys: Keys, plans: Sequence[Begin]
+    scripts: ScriptRunner, keys: Keys, plans: Sequence[Begin]
 ) -> list[Begun | ScriptError]:
     """Begin each plan (``interrupted -> recovering``, re-queue its tasks)."""
     calls = [
@@ -76,7 +79,7 @@ async def begin_recoveries(
 
 
 async def record_recoveries(
-    scripts: Scripts, keys: Keys, records: Sequence[Record]
+    scripts: ScriptRunner, keys: Keys, records: Sequence[Record]
 ) -> list[Recorded | ScriptError]:
     """Restore each plan's state and append its recovery log entry."""
     calls = [
@@ -90,7 +93,7 @@ async def record_recoveries(
 
 
 async def finish_recoveries(
-    scripts: Scripts, keys: Keys, plans: Sequence[tuple[str, str]]
+    scripts: ScriptRunner, keys: Keys, plans: Sequence[tuple[str, str]]
 ) -> list[str | ScriptError]:
     """Finish each ``(plan id, swarm)``: ``applied`` | ``superseded`` | ``already``."""
     calls = [
@@ -100,6 +103,6 @@ async def finish_recoveries(
     return await FINISH.many(scripts, calls)
 
 
-async def prune_recoveries(scripts: Scripts, keys: Keys) -> int:
+async def prune_recoveries(scripts: ScriptRunner, keys: Keys) -> int:
     """Forget the recovery records of swarms that are gone; how many."""
     return await PRUNE(scripts, [keys.index, keys.recoveries], [])

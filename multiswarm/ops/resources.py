@@ -6,8 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Booked(msgspec.Struct, array_like=True, frozen=True):
@@ -41,21 +40,33 @@ class Pools(msgspec.Struct, array_like=True, frozen=True):
     holders: dict[str, int]
 
 
-INIT = Script("init_pool", str)
-ALLOCATE = Script("allocate_resource", Booked)
-RELEASE = Script("release_resource", Released)
-RELEASE_SWARM = Script("release_swarm_resources", dict[str, int])
-RECLAIM = Script("reclaim_resources", list[Reclaimed])
-READ = Script("read_resources", Pools)
+INIT = Script("init_pool", str, request_id=True)
+ALLOCATE = Script("allocate_resource", Booked, request_id=True)
+RELEASE = Script("release_resource", Released, request_id=True)
+RELEASE_SWARM = Script(
+    "release_swarm_resources",
+    dict[str, int],
+    by_nature="releases everything one swarm holds; a repeat finds nothing",
+)
+RECLAIM = Script(
+    "reclaim_resources",
+    list[Reclaimed],
+    by_nature="releases what ended swarms hold; a repeat finds nothing held",
+)
+READ = Script(
+    "read_resources",
+    Pools,
+    by_nature="read only",
+)
 
 
-async def init_pool(scripts: Scripts, keys: Keys, rtype: str, capacity: int) -> str:
+async def init_pool(scripts: ScriptRunner, keys: Keys, rtype: str, capacity: int) -> str:
     """``created`` | ``resized`` | ``unchanged``."""
     return await INIT(scripts, [keys.resources], [rtype, capacity])
 
 
 async def allocate_resource(
-    scripts: Scripts, keys: Keys, swarm_id: str, rtype: str, amount: int
+    scripts: ScriptRunner, keys: Keys, swarm_id: str, rtype: str, amount: int
 ) -> Booked:
     """Book ``amount`` of pool ``rtype`` for a live swarm. Raises ResourceExhausted, NotFound."""
     return await ALLOCATE(
@@ -64,23 +75,25 @@ async def allocate_resource(
 
 
 async def release_resource(
-    scripts: Scripts, keys: Keys, swarm_id: str, rtype: str, amount: int | None
+    scripts: ScriptRunner, keys: Keys, swarm_id: str, rtype: str, amount: int | None
 ) -> Released:
     """Give back ``amount`` (None: all the swarm holds)."""
     n = "" if amount is None else amount
     return await RELEASE(scripts, [keys.resources, keys.resource_holders], [swarm_id, rtype, n])
 
 
-async def release_swarm_resources(scripts: Scripts, keys: Keys, swarm_id: str) -> dict[str, int]:
+async def release_swarm_resources(
+    scripts: ScriptRunner, keys: Keys, swarm_id: str
+) -> dict[str, int]:
     """Type -> amount released of everything ``swarm_id`` held."""
     return await RELEASE_SWARM(scripts, [keys.resources, keys.resource_holders], [swarm_id])
 
 
-async def reclaim_resources(scripts: Scripts, keys: Keys) -> list[Reclaimed]:
+async def reclaim_resources(scripts: ScriptRunner, keys: Keys) -> list[Reclaimed]:
     """What ended or unknown swarms held, now released."""
     return await RECLAIM(scripts, [keys.resources, keys.resource_holders, keys.swarms], [])
 
 
-async def read_resources(scripts: Scripts, keys: Keys) -> Pools:
+async def read_resources(scripts: ScriptRunner, keys: Keys) -> Pools:
     """Both hashes of the pools, read in one atomic step."""
     return await READ(scripts, [keys.resources, keys.resource_holders], [])

@@ -11,18 +11,31 @@ reply of another shape raises :class:`~multiswarm.errors.ScriptReplyError`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
 
 from multiswarm.errors import ConfigError, ScriptError, ScriptReplyError
-from multiswarm.scripts import BY_NATURE, REQUEST_ID, Scripts
 
 R = TypeVar("R")
 
-#: Every declared script by name; a test checks it names each ``scripts/lua/*.lua`` once.
+#: Every declared script by name. :mod:`multiswarm.scripts` loads exactly these (a ``.lua``
+#: file without a declaration, or a declaration without a file, is refused at load time).
 DECLARED: dict[str, Script[Any]] = {}
+
+
+class ScriptRunner(Protocol):
+    """What runs scripts by name (:class:`multiswarm.scripts.Scripts`); a Protocol so that the
+    declarations do not import the loader, which imports them."""
+
+    async def call(
+        self, name: str, keys: list[str], args: list[Any], retry: bool = True
+    ) -> Any: ...
+
+    async def call_many(
+        self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]: ...
 
 
 def _text(raw: Any) -> str:
@@ -117,11 +130,17 @@ def decode(raw: Any, tp: type[R]) -> R:
 
 
 class Script(Generic[R]):
-    """One Lua script (``scripts/lua/<name>.lua``) and the type of its reply.
+    """One Lua script (``scripts/lua/<name>.lua``): the type of its reply and why a retry of it
+    is safe.
 
-    Its retry idempotency is its entry in :data:`multiswarm.scripts.REQUEST_ID` (a request id
-    is added as the last key, and a retry replays the first outcome) or
-    :data:`multiswarm.scripts.BY_NATURE`; a declaration of an unclassified script is refused.
+    Every script call is retried on connection errors and timeouts, after which the first run
+    may have happened (docs/decisions.md §19), so each declaration says which of two holds:
+
+    - ``request_id``: the loader wraps the script in ``with_request_id`` (lib/01_common.lua) and
+      each call carries one more key, a request key made once per logical call; a retry returns
+      the first run's recorded outcome. ``custom_replay``: the script replays itself from
+      ``REPLAY`` (it records something smaller than its reply).
+    - ``by_nature``: why running it twice is harmless.
 
     Parameters
     ----------
@@ -133,25 +152,36 @@ class Script(Generic[R]):
     Raises
     ------
     ConfigError
-        ``name`` is in neither table, or declared twice.
+        Neither or both of ``request_id`` and ``by_nature``; ``custom_replay`` without
+        ``request_id``; ``name`` declared twice.
     """
 
-    def __init__(self, name: str, reply: type[R]) -> None:
-        if name not in REQUEST_ID and name not in BY_NATURE:
-            raise ConfigError(f"script {name} does not say why a retry is safe")
+    def __init__(
+        self,
+        name: str,
+        reply: type[R],
+        *,
+        request_id: bool = False,
+        custom_replay: bool = False,
+        by_nature: str = "",
+    ) -> None:
+        if request_id == bool(by_nature):
+            raise ConfigError(
+                f"script {name} must say why a retry is safe: request_id or by_nature"
+            )
+        if custom_replay and not request_id:
+            raise ConfigError(f"script {name}: custom_replay needs request_id")
         if name in DECLARED:
             raise ConfigError(f"script {name} declared twice")
         self.name = name
         self.reply = reply
+        self.request_id = request_id
+        self.custom_replay = custom_replay
+        self.by_nature = by_nature
         DECLARED[name] = self
 
-    @property
-    def request_id(self) -> bool:
-        """True when a retry is made safe by a request id (:data:`REQUEST_ID`)."""
-        return self.name in REQUEST_ID
-
     async def __call__(
-        self, scripts: Scripts, keys: Sequence[str], args: Sequence[Any], retry: bool = True
+        self, scripts: ScriptRunner, keys: Sequence[str], args: Sequence[Any], retry: bool = True
     ) -> R:
         """Run the script and decode its reply.
 
@@ -168,10 +198,10 @@ class Script(Generic[R]):
         return decode(raw, self.reply)
 
     async def many(
-        self, scripts: Scripts, calls: Sequence[tuple[list[str], list[Any]]]
+        self, scripts: ScriptRunner, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[R | ScriptError]:
         """Run the script once per ``(keys, args)`` in one pipelined round trip
-        (:meth:`Scripts.call_many`): each decoded reply, or the refusal, in place.
+        (:meth:`multiswarm.scripts.Scripts.call_many`): each decoded reply, or the refusal, in place.
 
         Raises
         ------

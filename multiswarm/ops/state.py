@@ -6,8 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Captured(msgspec.Struct, array_like=True, frozen=True):
@@ -30,14 +29,14 @@ class Capture(msgspec.Struct, frozen=True, kw_only=True):
     skip_unchanged: bool = False
 
 
-SAVE = Script("save_state", int)
-SNAPSHOT = Script("snapshot_state", Captured)
-QUARANTINE_STATE = Script("quarantine_state", bool)
-QUARANTINE_ENTRY = Script("quarantine_entry", bool)
+SAVE = Script("save_state", int, request_id=True)
+SNAPSHOT = Script("snapshot_state", Captured, request_id=True)
+QUARANTINE_STATE = Script("quarantine_state", bool, request_id=True)
+QUARANTINE_ENTRY = Script("quarantine_entry", bool, request_id=True)
 
 
 async def save_state(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     swarm_id: str,
     *,
@@ -52,7 +51,7 @@ async def save_state(
 
 
 async def snapshot_state(
-    scripts: Scripts, keys: Keys, swarm_id: str, entry_list: str, capture: Capture
+    scripts: ScriptRunner, keys: Keys, swarm_id: str, entry_list: str, capture: Capture
 ) -> Captured:
     """Copy the state into ``entry_list`` (a snapshots or checkpoints key of the swarm)."""
     return await SNAPSHOT(
@@ -72,7 +71,7 @@ async def snapshot_state(
 
 
 async def quarantine_state(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     swarm_id: str,
     version: str,
@@ -90,7 +89,7 @@ async def quarantine_state(
 
 
 async def quarantine_entry(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     swarm_id: str,
     entry_list: str,

@@ -9,30 +9,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
-REGISTER = Script("register_swarm", str)
-TRANSITION = Script("transition_swarm", str)
-HOST = Script("host_swarms", dict[str, str])
-HEARTBEAT = Script("heartbeat_worker", bool)
-REAP = Script("reap_workers", list[str])
-PAUSE = Script("pause_swarm", bool)
-SCALE = Script("scale_swarm", int)
-ARCHIVE = Script("archive_swarms", list[str])
+REGISTER = Script("register_swarm", str, request_id=True)
+TRANSITION = Script("transition_swarm", str, request_id=True)
+HOST = Script("host_swarms", dict[str, str], request_id=True)
+HEARTBEAT = Script(
+    "heartbeat_worker",
+    bool,
+    by_nature="records the latest beat time; a repeat records a later one",
+)
+REAP = Script("reap_workers", list[str], request_id=True)
+PAUSE = Script("pause_swarm", bool, request_id=True)
+SCALE = Script(
+    "scale_swarm",
+    int,
+    by_nature="sets absolute member targets; a repeat sets the same targets",
+)
+ARCHIVE = Script(
+    "archive_swarms",
+    list[str],
+    by_nature="forgets swarms archived before a cutoff; a repeat finds fewer",
+)
 
 
 def _swarm_keys(keys: Keys) -> list[str]:
     return [keys.index, keys.swarms, *keys.swarm_status_all]
 
 
-async def register_swarm(scripts: Scripts, keys: Keys, spec: bytes, max_swarms: int) -> str:
+async def register_swarm(scripts: ScriptRunner, keys: Keys, spec: bytes, max_swarms: int) -> str:
     """``created`` | ``exists``."""
     return await REGISTER(scripts, _swarm_keys(keys), [spec, max_swarms])
 
 
 async def transition_swarm(
-    scripts: Scripts, keys: Keys, swarm_id: str, status: str, expected: str
+    scripts: ScriptRunner, keys: Keys, swarm_id: str, status: str, expected: str
 ) -> str:
     """The previous status."""
     return await TRANSITION(
@@ -49,7 +60,7 @@ async def transition_swarm(
 
 
 async def host_swarms(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     worker_id: str,
     info: bytes,
@@ -71,7 +82,7 @@ async def host_swarms(
 
 
 async def heartbeat_worker(
-    scripts: Scripts, keys: Keys, worker_id: str, report: bytes, mem_load: float
+    scripts: ScriptRunner, keys: Keys, worker_id: str, report: bytes, mem_load: float
 ) -> bool:
     """False when the worker was declared dead meanwhile."""
     return await HEARTBEAT(
@@ -82,7 +93,7 @@ async def heartbeat_worker(
 
 
 async def reap_workers(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     *,
     timeout_ms: int,
@@ -99,18 +110,20 @@ async def reap_workers(
     )
 
 
-async def pause_swarm(scripts: Scripts, keys: Keys, swarm_id: str, paused: bool) -> bool:
+async def pause_swarm(scripts: ScriptRunner, keys: Keys, swarm_id: str, paused: bool) -> bool:
     """True when the flag changed."""
     return await PAUSE(scripts, [keys.swarms], [swarm_id, "1" if paused else "0"])
 
 
 async def scale_swarm(
-    scripts: Scripts, keys: Keys, swarm_id: str, python: int, external: int
+    scripts: ScriptRunner, keys: Keys, swarm_id: str, python: int, external: int
 ) -> None:
     """Set a swarm's member targets. Raises NotFound, IllegalTransition."""
     await SCALE(scripts, [keys.swarms], [swarm_id, python, external])
 
 
-async def archive_swarms(scripts: Scripts, keys: Keys, retention_ms: int, limit: int) -> list[str]:
+async def archive_swarms(
+    scripts: ScriptRunner, keys: Keys, retention_ms: int, limit: int
+) -> list[str]:
     """The ids forgotten."""
     return await ARCHIVE(scripts, [*_swarm_keys(keys), keys.archive], [retention_ms, limit])

@@ -12,8 +12,7 @@ from typing import Any
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Claimed(msgspec.Struct, array_like=True, frozen=True):
@@ -40,14 +39,22 @@ class Pruned(msgspec.Struct, array_like=True, frozen=True):
     asof: int
 
 
-SUBMIT = Script("submit_tasks", list[str])
-CANCEL = Script("cancel_task", str)
-CLAIM = Script("claim_tasks", list[Claimed])
-EXTEND = Script("extend_leases", list[str])
-COMPLETE = Script("complete_task", str)
-FAIL = Script("fail_task", str)
-RELEASE = Script("release_tasks", int)
-PRUNE = Script("prune_tasks", Pruned)
+SUBMIT = Script("submit_tasks", list[str], request_id=True)
+CANCEL = Script("cancel_task", str, request_id=True)
+CLAIM = Script("claim_tasks", list[Claimed], request_id=True, custom_replay=True)
+EXTEND = Script(
+    "extend_leases",
+    list[str],
+    by_nature="sets each held lease to now + its length; a repeat sets it again",
+)
+COMPLETE = Script("complete_task", str, request_id=True)
+FAIL = Script("fail_task", str, request_id=True)
+RELEASE = Script("release_tasks", int, request_id=True)
+PRUNE = Script(
+    "prune_tasks",
+    Pruned,
+    by_nature="deletes terminal tasks past their retention; a repeat finds fewer",
+)
 
 
 def _pairs(held: dict[str, str]) -> list[str]:
@@ -55,7 +62,7 @@ def _pairs(held: dict[str, str]) -> list[str]:
 
 
 async def submit_tasks(
-    scripts: Scripts, keys: Keys, specs: Sequence[tuple[bytes, bytes]]
+    scripts: ScriptRunner, keys: Keys, specs: Sequence[tuple[bytes, bytes]]
 ) -> list[str]:
     """Submit ``(spec JSON, payload bytes)`` pairs, all or nothing; per task its status."""
     args: list[Any] = [len(specs)]
@@ -64,13 +71,13 @@ async def submit_tasks(
     return await SUBMIT(scripts, keys.task_keyset, args)
 
 
-async def cancel_task(scripts: Scripts, keys: Keys, task_id: str, reason: str) -> str:
+async def cancel_task(scripts: ScriptRunner, keys: Keys, task_id: str, reason: str) -> str:
     """``cancelled`` | ``ended:<status>``."""
     return await CANCEL(scripts, keys.task_keyset, [task_id, reason])
 
 
 async def claim_tasks(
-    scripts: Scripts, keys: Keys, *, swarm_id: str, worker_id: str, count: int
+    scripts: ScriptRunner, keys: Keys, *, swarm_id: str, worker_id: str, count: int
 ) -> list[Claimed]:
     """Lease up to ``count`` tasks of the swarm's queue to ``worker_id``."""
     return await CLAIM(
@@ -79,21 +86,21 @@ async def claim_tasks(
 
 
 async def extend_leases(
-    scripts: Scripts, keys: Keys, worker_id: str, held: dict[str, str]
+    scripts: ScriptRunner, keys: Keys, worker_id: str, held: dict[str, str]
 ) -> list[str]:
     """Renew the leases of ``{task id: token}``; the ids whose lease was lost."""
     return await EXTEND(scripts, keys.task_keyset, [worker_id, *_pairs(held)])
 
 
 async def complete_task(
-    scripts: Scripts, keys: Keys, task_id: str, token: str, worker_id: str, result: bytes
+    scripts: ScriptRunner, keys: Keys, task_id: str, token: str, worker_id: str, result: bytes
 ) -> str:
     """``completed`` | ``duplicate`` | ``ended:<status>``."""
     return await COMPLETE(scripts, keys.task_keyset, [task_id, token, worker_id, result])
 
 
 async def fail_task(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     task_id: str,
     token: str,
@@ -108,13 +115,13 @@ async def fail_task(
     )
 
 
-async def release_tasks(scripts: Scripts, keys: Keys, held: dict[str, str]) -> int:
+async def release_tasks(scripts: ScriptRunner, keys: Keys, held: dict[str, str]) -> int:
     """Hand ``{task id: token}`` back; how many went back to ready."""
     return await RELEASE(scripts, keys.task_keyset, _pairs(held))
 
 
 async def prune_tasks(
-    scripts: Scripts, keys: Keys, *, retention_ms: int, batch: int, asof: int
+    scripts: ScriptRunner, keys: Keys, *, retention_ms: int, batch: int, asof: int
 ) -> Pruned:
     """One bounded prune call (prune_tasks.lua)."""
     return await PRUNE(

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from multiswarm.keys import Keys
-from multiswarm.ops.script import Script
-from multiswarm.scripts import Scripts
+from multiswarm.ops.script import Script, ScriptRunner
 
 
 class Proposed(msgspec.Struct, array_like=True, frozen=True):
@@ -35,13 +34,13 @@ class Tally(msgspec.Struct, array_like=True, frozen=True):
     fields: list[str]
 
 
-PROPOSE = Script("propose_vote", Proposed)
-CAST = Script("cast_vote", Cast)
-TALLY = Script("tally_vote", Tally)
+PROPOSE = Script("propose_vote", Proposed, request_id=True)
+CAST = Script("cast_vote", Cast, request_id=True)
+TALLY = Script("tally_vote", Tally, request_id=True)
 
 
 async def propose_vote(
-    scripts: Scripts,
+    scripts: ScriptRunner,
     keys: Keys,
     proposal_id: str,
     *,
@@ -71,12 +70,12 @@ async def propose_vote(
 
 
 async def cast_vote(
-    scripts: Scripts, keys: Keys, proposal_id: str, voter: str, option: str
+    scripts: ScriptRunner, keys: Keys, proposal_id: str, voter: str, option: str
 ) -> Cast:
     """Record one vote. Raises NotFound, NotEligible, BadRequest."""
     return await CAST(scripts, [keys.votes(proposal_id)], [voter, option])
 
 
-async def tally_vote(scripts: Scripts, keys: Keys, proposal_id: str) -> Tally:
+async def tally_vote(scripts: ScriptRunner, keys: Keys, proposal_id: str) -> Tally:
     """Read the proposal, ending it ``no_quorum`` once past its deadline. Raises NotFound."""
     return await TALLY(scripts, [keys.votes(proposal_id)], [])

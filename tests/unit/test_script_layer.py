@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import pkgutil
 import re
 from pathlib import Path
@@ -60,18 +59,20 @@ def test_a_reply_of_another_shape_is_a_typed_error(raw: object, tp: type[object]
     assert isinstance(caught.value, MultiswarmError)
 
 
-def _declare_all() -> None:
-    for info in pkgutil.iter_modules(multiswarm.ops.__path__):
-        importlib.import_module(f"multiswarm.ops.{info.name}")
-
-
 def test_every_script_is_declared_once() -> None:
-    _declare_all()
+    # importing the package declares every family's scripts (the loader relies on it)
+    families = {i.name for i in pkgutil.iter_modules(multiswarm.ops.__path__)}
+    assert families <= set(multiswarm.ops.__all__)
     assert set(DECLARED) == {p.stem for p in lua_dir().glob("*.lua")}
     with pytest.raises(ConfigError):
-        Script("claim_tasks", list[str])  # a second declaration
+        Script("claim_tasks", list[str], request_id=True)  # a second declaration
     with pytest.raises(ConfigError):
-        Script("no_such_script", int)  # not classified in REQUEST_ID / BY_NATURE
+        Script("unclassified", int)  # says neither why a retry is safe
+    with pytest.raises(ConfigError):
+        Script("both", int, request_id=True, by_nature="a repeat is harmless")
+    with pytest.raises(ConfigError):
+        Script("replays", int, custom_replay=True, by_nature="custom replay needs a request id")
+    assert "unclassified" not in DECLARED and "both" not in DECLARED
 
 
 #: ``"{ns}:tasks"``-like literals: a hash tag, or the namespace prefix followed by a key part.
