@@ -78,8 +78,9 @@ class SwarmStateManager:
     checkpoints_kept:
         Checkpoints retained per swarm (10).
     auto_recover_min_confidence:
-        The state-manager process (:func:`~multiswarm.services.run_state_manager`) applies plans at or above this confidence and
-        leaves the rest to an operator (``Settings.auto_recover_min_confidence``, 0.75).
+        The state-manager process (:func:`~multiswarm.services.run_state_manager`) applies
+        plans at or above this confidence and leaves the rest to an operator
+        (``Settings.auto_recover_min_confidence``, 0.75).
     """
 
     def __init__(

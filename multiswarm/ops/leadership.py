@@ -64,7 +64,8 @@ DISPATCH = Script("dispatch_tasks", Dispatched, request_id=True)
 REAP = Script(
     "reap_leases",
     Reaped,
-    by_nature="fenced periodic sweep: a repeat finds the expired leases already handled and its counts only feed a log line",
+    by_nature="fenced periodic sweep: a repeat finds the expired leases already handled "
+    "and its counts only feed a log line",
 )
 
 

@@ -53,11 +53,7 @@ RECLAIM = Script(
     list[Reclaimed],
     by_nature="releases what ended swarms hold; a repeat finds nothing held",
 )
-READ = Script(
-    "read_resources",
-    Pools,
-    by_nature="read only",
-)
+READ = Script("read_resources", Pools, by_nature="read only")
 
 
 async def init_pool(scripts: ScriptRunner, keys: Keys, rtype: str, capacity: int) -> str:

@@ -201,7 +201,8 @@ class Script(Generic[R]):
         self, scripts: ScriptRunner, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[R | ScriptError]:
         """Run the script once per ``(keys, args)`` in one pipelined round trip
-        (:meth:`multiswarm.scripts.Scripts.call_many`): each decoded reply, or the refusal, in place.
+        (:meth:`multiswarm.scripts.Scripts.call_many`): each decoded reply, or the refusal, in
+        place.
 
         Raises
         ------

@@ -1,4 +1,4 @@
-"""The task scripts: declarations and typed calls (KEYS start with :class:`~multiswarm.keys.TaskKeys`).
+"""The task scripts: declarations and typed calls.
 
 Every task script takes the 22 task keys first, in :meth:`TaskKeys.as_list` order, and its own
 keys after them (each script's header lists them).
