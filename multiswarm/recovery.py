@@ -69,8 +69,8 @@ PLAN_CHUNK = 250
 class StateStore(Protocol):
     """What recovery uses of :class:`~multiswarm.state.SwarmStateManager`.
 
-    A protocol rather than an import: the state-manager process loop (``state.py``) runs
-    recovery, so recovery must not import ``state.py`` back.
+    A protocol rather than an import: recovery needs only these few members, and tests and
+    benchmarks may pass any store that has them.
     """
 
     scripts: Scripts

@@ -60,7 +60,7 @@ async def run_registry(
     housekeeping_s: float | None = None,
 ) -> None:
     """Registry process: reap workers whose heartbeat expired (every sixth of the timeout) and,
-    in its own loop so a long round never delays reaping, run :func:`housekeeping` every
+    in its own loop so a long round never delays reaping, run :func:`~multiswarm.registry.housekeeping` every
     ``housekeeping_s`` (default: half the result TTL, between 1 and :data:`HOUSEKEEPING_S` s).
 
     Raises whatever unexpected error stops the housekeeping loop, so the process exits
