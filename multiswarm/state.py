@@ -35,6 +35,7 @@ from multiswarm.errors import (
 )
 from multiswarm.keys import Keys, check_id
 from multiswarm.ops import state as ops
+from multiswarm.ops.script import decode
 from multiswarm.ops.state import Capture
 from multiswarm.scripts import Scripts
 from multiswarm.state_codec import (
@@ -402,10 +403,8 @@ class SwarmStateManager:
         automatic one is younger than 90 % of ``interval_ms`` (another state-manager process
         took it), so several managers do not multiply snapshots.
         """
-        ids = sorted(
-            text(m)
-            for m in await self.read(lambda: self.client.smembers(self.keys.swarm_status("active")))
-        )
+        active = await self.read(lambda: self.client.smembers(self.keys.swarm_status("active")))
+        ids = sorted(decode(active, list[str]))
         taken = 0
         for sid in ids:
             _, did = await self._capture(

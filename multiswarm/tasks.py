@@ -240,10 +240,8 @@ class TaskStore:
 
     async def results(self, task_ids: Sequence[str]) -> dict[str, Any]:
         """Results of the completed tasks among ``task_ids`` (others are absent)."""
-        if not task_ids:
-            return {}
-        raws = await self.scripts.read(lambda: self.client.hmget(self.keys.results, list(task_ids)))
-        return {t: unpack(decode(r, bytes)) for t, r in zip(task_ids, raws) if r is not None}
+        packed = await self.packed_results(task_ids)
+        return {t: unpack(r) for t, r in zip(task_ids, packed) if r is not None}
 
     async def packed_results(self, task_ids: Sequence[str]) -> list[bytes | None]:
         """The stored (msgpack) results of ``task_ids``, in order; None where there is none."""
