@@ -10,7 +10,7 @@ reply of another shape raises :class:`~multiswarm.errors.ScriptReplyError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -19,6 +19,7 @@ import msgspec.inspect as mi
 from multiswarm.errors import ConfigError, ScriptError, ScriptReplyError
 
 R = TypeVar("R")
+Convert = Callable[[Any], Any]
 
 #: Every declared script by name. :mod:`multiswarm.scripts` loads exactly these (a ``.lua``
 #: file without a declaration, or a declaration without a file, is refused at load time).
@@ -46,40 +47,75 @@ def _text(raw: Any) -> str:
     raise ScriptReplyError(f"expected text, got {raw!r}")
 
 
-def _walk(raw: Any, info: mi.Type) -> Any:
-    """``raw`` with its leaves turned into what ``info`` expects; shape checked by convert."""
-    if isinstance(info, mi.StrType):
-        return _text(raw)
-    if isinstance(info, (mi.IntType, mi.FloatType)):
+def _number(kind: Callable[[str], Any]) -> Convert:
+    def convert(raw: Any) -> Any:
         if isinstance(raw, (bytes, str)):
             try:
-                text = raw.decode() if isinstance(raw, bytes) else raw
-                return int(text) if isinstance(info, mi.IntType) else float(text)
+                return kind(raw.decode() if isinstance(raw, bytes) else raw)
             except ValueError:
                 raise ScriptReplyError(f"expected a number, got {raw!r}") from None
         return raw
-    if isinstance(info, mi.BoolType):
-        return bool(int(raw)) if isinstance(raw, (int, bytes, str)) else raw
-    if isinstance(info, mi.BytesType):
-        return raw.encode() if isinstance(raw, str) else raw
-    if isinstance(info, (mi.ListType, mi.VarTupleType)):
-        return [_walk(r, info.item_type) for r in _items(raw)]
-    if isinstance(info, mi.TupleType):
-        items = _items(raw)
-        return [_walk(r, t) for r, t in zip(items, info.item_types)] + items[len(info.item_types) :]
-    if isinstance(info, mi.StructType):
-        items = _items(raw)
-        fields = info.fields
-        return [_walk(r, f.type) for r, f in zip(items, fields)] + items[len(fields) :]
-    if isinstance(info, mi.DictType):
-        pairs = list(raw.items()) if isinstance(raw, dict) else _pairs(_items(raw))
-        return {_walk(k, info.key_type): _walk(v, info.value_type) for k, v in pairs}
-    if isinstance(info, mi.UnionType):
-        if raw is None and info.includes_none:
-            return None
-        others = [t for t in info.types if not isinstance(t, mi.NoneType)]
-        return _walk(raw, others[0]) if len(others) == 1 else raw
+
+    return convert
+
+
+def _bool(raw: Any) -> Any:
+    return bool(int(raw)) if isinstance(raw, (int, bytes, str)) else raw
+
+
+def _bytes(raw: Any) -> Any:
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _same(raw: Any) -> Any:
     return raw
+
+
+def _compile(info: mi.Type) -> Convert:
+    """A function turning the leaves of a raw reply into what ``info`` expects (bytes to str
+    where it says str...); the shape itself is checked by ``msgspec.convert`` afterwards."""
+    if isinstance(info, mi.StrType):
+        return _text
+    if isinstance(info, (mi.IntType, mi.FloatType)):
+        return _number(int if isinstance(info, mi.IntType) else float)
+    if isinstance(info, mi.BoolType):
+        return _bool
+    if isinstance(info, mi.BytesType):
+        return _bytes
+    if isinstance(info, (mi.ListType, mi.VarTupleType)):
+        item = _compile(info.item_type)
+
+        def convert_list(raw: Any) -> Any:
+            return [item(r) for r in _items(raw)]
+
+        return convert_list
+    if isinstance(info, (mi.TupleType, mi.StructType)):
+        types = info.item_types if isinstance(info, mi.TupleType) else [f.type for f in info.fields]
+        parts = [_compile(t) for t in types]
+
+        def convert_positions(raw: Any) -> Any:
+            items = _items(raw)  # extra items are kept, for convert to refuse
+            return [p(r) for p, r in zip(parts, items)] + items[len(parts) :]
+
+        return convert_positions
+    if isinstance(info, mi.DictType):
+        key, value = _compile(info.key_type), _compile(info.value_type)
+
+        def convert_dict(raw: Any) -> Any:
+            pairs = list(raw.items()) if isinstance(raw, dict) else _pairs(_items(raw))
+            return {key(k): value(v) for k, v in pairs}
+
+        return convert_dict
+    if isinstance(info, mi.UnionType):
+        others = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        inner = _compile(others[0]) if len(others) == 1 else _same
+        nullable = info.includes_none
+
+        def convert_optional(raw: Any) -> Any:
+            return None if raw is None and nullable else inner(raw)
+
+        return convert_optional
+    return _same
 
 
 def _items(raw: Any) -> list[Any]:
@@ -94,14 +130,14 @@ def _pairs(items: Sequence[Any]) -> list[tuple[Any, Any]]:
     return list(zip(items[::2], items[1::2]))
 
 
-_INFO: dict[Any, mi.Type] = {}
+_CONVERTERS: dict[Any, Convert] = {}
 
 
-def _info(tp: Any) -> mi.Type:
-    info = _INFO.get(tp)
-    if info is None:
-        info = _INFO[tp] = mi.type_info(tp)
-    return info
+def _converter(tp: Any) -> Convert:
+    convert = _CONVERTERS.get(tp)
+    if convert is None:
+        convert = _CONVERTERS[tp] = _compile(mi.type_info(tp))
+    return convert
 
 
 def decode(raw: Any, tp: type[R]) -> R:
@@ -122,7 +158,7 @@ def decode(raw: Any, tp: type[R]) -> R:
         The reply does not have that shape.
     """
     try:
-        return msgspec.convert(_walk(raw, _info(tp)), tp)
+        return msgspec.convert(_converter(tp)(raw), tp)
     except (msgspec.ValidationError, TypeError, ValueError) as e:
         if isinstance(e, ScriptReplyError):
             raise
