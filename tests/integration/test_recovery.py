@@ -19,6 +19,8 @@ from multiswarm.connection import Client, connect
 from multiswarm.errors import NoRecoverySource, NotInterrupted
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.ops.leadership import dispatch_tasks
+from multiswarm.ops.recovery import Begin, Begun, begin_recoveries
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
@@ -67,10 +69,17 @@ async def interrupted_swarm(
     # a leader dispatches to this swarm alone (each call elects its own: a failover)
     await client.delete(keys.leader)
     e = (await leader(scripts, keys)).election
-    await scripts.call(
-        "dispatch_tasks",
-        [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index, keys.queue(sid)],
-        [e.epoch, e.holder_id, e.instance, "least_loaded", 100, 400, 30_000, 0, 0, sid],
+    await dispatch_tasks(
+        scripts,
+        keys,
+        e.fence,
+        strategy="least_loaded",
+        batch=100,
+        scan=400,
+        assign_timeout_ms=30_000,
+        heartbeat_timeout_ms=0,
+        capsets=[],
+        swarm_ids=[sid],
     )
     claimed = await store.claim(sid, wid, claim)
     for c in claimed[:complete]:
@@ -170,11 +179,15 @@ async def test_crash_between_steps_is_resumed_without_requeueing_again(
     recovery = SwarmRecovery(manager)
     plan = await recovery.plan("s1", quarantine=True)
     # step 1 only, as if the applier died right after it
-    await scripts.call(
-        "begin_recovery",
-        [*keys.task_keyset, *keys.swarm_status_all, keys.queue("s1"), keys.recoveries],
-        [plan.plan_id, "s1", plan.interrupted_ms, b"{}", *plan.requeue],
+    step = Begin(
+        plan_id=plan.plan_id,
+        swarm="s1",
+        interrupted_ms=plan.interrupted_ms,
+        summary=b"{}",
+        requeue=list(plan.requeue),
     )
+    (begun,) = await begin_recoveries(scripts, keys, [step])
+    assert isinstance(begun, Begun) and begun.state == "begun"
     registry = SwarmRegistry(scripts, keys)
     assert (await registry.get("s1")).status == "recovering"
     assert await SwarmRecovery(manager).discover() == ["s1"]
