@@ -72,7 +72,7 @@ def leader(ctx: click.Context) -> None:
     emit(
         ctx,
         leader_dict(info),
-        lambda: click.echo(
+        (
             "no leader"
             if info is None
             else f"{info.holder} (host {info.host}, pid {info.pid}) epoch {info.epoch}, "
@@ -140,9 +140,7 @@ def _pause_command(paused: bool) -> click.Command:
         emit(
             ctx,
             {"swarm": swarm_id, "paused": paused, "changed": changed},
-            lambda: click.echo(
-                f"{swarm_id} {verb}d" if changed else f"{swarm_id} was already {verb}d"
-            ),
+            f"{swarm_id} {verb}d" if changed else f"{swarm_id} was already {verb}d",
         )
 
     return command
@@ -163,7 +161,7 @@ def scale(ctx: click.Context, swarm_id: str, target: int) -> None:
     emit(
         ctx,
         {"swarm": swarm_id, "python": python, "external": external},
-        lambda: click.echo(f"{swarm_id}: {python} Python agents, {external} external members"),
+        f"{swarm_id}: {python} Python agents, {external} external members",
     )
 
 
@@ -250,7 +248,7 @@ def tasks_submit(
         max_attempts=max_attempts,
     )
     receipt = call(ctx, lambda ms: ms.submit_task(handler, data, options))
-    emit(ctx, receipt, lambda: click.echo(f"{receipt.id} {receipt.status}"))
+    emit(ctx, receipt, f"{receipt.id} {receipt.status}")
 
 
 @tasks.command("show")
@@ -282,7 +280,7 @@ def tasks_show(ctx: click.Context, task_id: str) -> None:
 def tasks_cancel(ctx: click.Context, task_id: str, reason: str) -> None:
     """Cancel a task (its dependents end cancelled too)."""
     out = call(ctx, lambda ms: ms.cancel_task(task_id, reason))
-    emit(ctx, {"id": task_id, "outcome": out}, lambda: click.echo(f"{task_id} {out}"))
+    emit(ctx, {"id": task_id, "outcome": out}, f"{task_id} {out}")
 
 
 @tasks.command("list")

@@ -23,6 +23,7 @@ from multiswarm import BadRequest, InvalidArgumentError, InvalidIdError, Multisw
 from multiswarm.config import Settings, from_env
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors that mean the command was given bad input: exit 2, like a click usage error.
 USAGE_ERRORS = (BadRequest, InvalidArgumentError, InvalidIdError)
@@ -76,6 +77,12 @@ def add_global_options(command: click.Command) -> None:
         add_global_options(sub)
 
 
+def option(name: str, default: Any, help: str = "", **kw: Any) -> Callable[[F], F]:
+    """``click.option(name)`` showing its default in ``--help``; the type follows the default
+    unless ``type`` is given."""
+    return click.option(name, default=default, show_default=True, help=help, **kw)
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """Settings from the global options and the environment, built once per invocation."""
     cached: Settings | None = ctx.meta.get("multiswarm.settings")
@@ -120,11 +127,14 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
         raise UsageFailure(str(e)) from e
 
 
-def emit(ctx: click.Context, data: Any, text: Callable[[], None]) -> None:
-    """Print ``data`` (Structs, dicts, lists) as JSON with ``--json``, else call ``text``."""
+def emit(ctx: click.Context, data: Any, text: Callable[[], None] | str) -> None:
+    """Print ``data`` (Structs, dicts, lists) as JSON with ``--json``; else print ``text`` (a
+    line, or a function that prints)."""
     if as_json(ctx):
         builtins = msgspec.to_builtins(data)
         click.echo(json.dumps(builtins, indent=2, sort_keys=True, default=str))
+    elif isinstance(text, str):
+        click.echo(text)
     else:
         text()
 

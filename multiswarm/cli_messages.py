@@ -156,7 +156,7 @@ def send(
     emit(
         ctx,
         out,
-        lambda: click.echo(
+        (
             json.dumps(out["response"]["payload"], sort_keys=True)
             if "response" in out
             else f"{out['id']} on {out['channel']} [{out['sid']}] to {out['receivers']} subscriber(s)"

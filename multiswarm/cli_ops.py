@@ -59,7 +59,7 @@ def breakers_reset(ctx: click.Context, name: str) -> None:
     """Force breaker NAME closed (its counts cleared; calls in flight no longer count)."""
     if not call(ctx, lambda ms: ms.reset_breaker(name)):
         raise click.ClickException(f"no breaker named {name!r}")
-    emit(ctx, {"reset": [name]}, lambda: click.echo(f"{name} closed"))
+    emit(ctx, {"reset": [name]}, f"{name} closed")
 
 
 @breakers.command("reset-all")
@@ -68,7 +68,7 @@ def breakers_reset_all(ctx: click.Context) -> None:
     """Force every breaker closed."""
     names = call(ctx, Multiswarm.reset_breakers)
     listed = ": " + ", ".join(names) if names else ""
-    emit(ctx, {"reset": names}, lambda: click.echo(f"{len(names)} breakers closed{listed}"))
+    emit(ctx, {"reset": names}, f"{len(names)} breakers closed{listed}")
 
 
 # -- resources ------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def resources_init(ctx: click.Context, type_: str, capacity: int) -> None:
     emit(
         ctx,
         {"type": type_, "capacity": capacity, "outcome": out},
-        lambda: click.echo(f"{type_} {out}: capacity {capacity}"),
+        f"{type_} {out}: capacity {capacity}",
     )
 
 
@@ -124,7 +124,7 @@ def resources_release(ctx: click.Context, swarm_id: str) -> None:
     emit(
         ctx,
         {"swarm": swarm_id, "released": out},
-        lambda: click.echo(f"{swarm_id}: released {released}"),
+        f"{swarm_id}: released {released}",
     )
 
 

@@ -146,7 +146,7 @@ def recover_plan(ctx: click.Context, swarm: str, source: str | None) -> None:
     plan = _plan(ctx, swarm, source, apply=False)
     if isinstance(plan, str):
         out = {"swarm": swarm, "plan": None, "detail": plan}
-        emit(ctx, out, lambda: click.echo(f"nothing to recover: {plan}"))
+        emit(ctx, out, f"nothing to recover: {plan}")
     else:
         emit(ctx, {"swarm": swarm, "plan": plan.to_dict(), "detail": ""}, lambda: print_plan(plan))
 
@@ -171,7 +171,7 @@ def recover_apply(
     if isinstance(plan, str):
         detail = "nothing to recover (already recovered, or never interrupted)"
         out = {"swarm": swarm, "outcome": "not_interrupted", "plan": None, "detail": detail}
-        emit(ctx, out, lambda: click.echo(f"{swarm}: {detail}"))
+        emit(ctx, out, f"{swarm}: {detail}")
         return
     if not as_json(ctx):
         print_plan(plan)
@@ -186,7 +186,7 @@ def recover_apply(
     emit(
         ctx,
         {**outcome.to_dict(), "plan": plan.to_dict()},
-        lambda: click.echo(
+        (
             f"{swarm}: {outcome.outcome}; {len(outcome.requeued)} tasks re-queued"
             + (f" ({outcome.detail})" if outcome.detail else "")
         ),
@@ -335,7 +335,7 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
         emit(
             ctx,
             {"swarm": swarm, key: label, "version": version},
-            lambda: click.echo(f"{kind} {label} of {swarm} at version {version}"),
+            f"{kind} {label} of {swarm} at version {version}",
         )
 
     @group.command("list")
@@ -373,7 +373,7 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
         emit(
             ctx,
             {"swarm": swarm, kind: point, "version": version},
-            lambda: click.echo(f"{swarm} restored; state version {version}"),
+            f"{swarm} restored; state version {version}",
         )
 
     return group

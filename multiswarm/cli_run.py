@@ -17,7 +17,7 @@ import click
 
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
-from multiswarm.cli_common import as_json, settings_of
+from multiswarm.cli_common import as_json, option, settings_of
 from multiswarm.urls import redact
 
 
@@ -38,6 +38,8 @@ def _lease_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+#: A duration in seconds, not negative.
+_S = click.FloatRange(0)
 _allow_handlers = click.option(
     "--allow-handlers",
     multiple=True,
@@ -64,12 +66,11 @@ def run_registry_cmd(ctx: click.Context) -> None:
 
 @run.command("coordinator")
 @_lease_option
-@click.option(
+@option(
     "--strategy",
+    "least_loaded",
+    "How the leader assigns tasks to swarms.",
     type=click.Choice(node.COORDINATOR_STRATEGIES),
-    default="least_loaded",
-    show_default=True,
-    help="How the leader assigns tasks to swarms.",
 )
 @click.option("--id", "holder_id", default=None, help="Contender id [default: host-pid-rand].")
 @click.pass_context
@@ -106,26 +107,17 @@ def run_state_cmd(ctx: click.Context) -> None:
 )
 @click.option("--id", "worker_id", default=None, help="Worker id [default: host-pid-rand].")
 @_allow_handlers
-@click.option(
-    "--grace-s",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="On SIGTERM, how long in-flight tasks may finish before being handed back.",
+@option(
+    "--grace-s", 10.0, "On SIGTERM, how long in-flight tasks may finish before being handed back."
 )
-@click.option(
+@option(
     "--agent-strategy",
+    "least_loaded",
+    "How claimed tasks are placed on a swarm's agents.",
     type=click.Choice(node.PLACEMENT_STRATEGIES),
-    default="least_loaded",
-    show_default=True,
-    help="How claimed tasks are placed on a swarm's agents.",
 )
-@click.option(
-    "--memory-mb",
-    type=click.IntRange(1, 1 << 20),
-    default=28,
-    show_default=True,
-    help="The node's working-memory pool (64 KiB regions).",
+@option(
+    "--memory-mb", 28, "The node's memory pool (64 KiB regions).", type=click.IntRange(1, 1 << 20)
 )
 @click.option(
     "--external",
@@ -135,27 +127,18 @@ def run_state_cmd(ctx: click.Context) -> None:
     help="Run COMMAND (any executable) as an external member of SWARM, supervised "
     "like the Python agents (repeatable).",
 )
-@click.option(
-    "--restart-base-s",
-    type=click.FloatRange(0),
-    default=5.0,
-    show_default=True,
-    help="First restart delay of a dead member; doubles per attempt.",
+@option(
+    "--restart-base-s", 5.0, "First restart delay of a dead member; doubles per attempt.", type=_S
 )
-@click.option("--restart-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
-@click.option(
-    "--restart-cooldown-s",
-    type=click.FloatRange(0),
-    default=60.0,
-    show_default=True,
-    help="Wait before replacing a member whose restarts failed.",
+@option("--restart-attempts", 3, type=click.IntRange(1, 20))
+@option(
+    "--restart-cooldown-s", 60.0, "Wait before replacing a member whose restarts failed.", type=_S
 )
-@click.option(
+@option(
     "--probation-s",
-    type=click.FloatRange(0),
-    default=2.0,
-    show_default=True,
-    help="A restarted member must stay up this long for the restart to count.",
+    2.0,
+    "A restarted member must stay up this long for the restart to count.",
+    type=_S,
 )
 @click.pass_context
 def run_worker_cmd(
@@ -205,22 +188,11 @@ def run_worker_cmd(
 
 
 @click.command()
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--swarms", type=click.IntRange(1, 100), default=3, show_default=True)
-@click.option(
-    "--agents",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Agent processes per swarm.",
-)
+@option("--workers", 2, type=click.IntRange(1, 64))
+@option("--swarms", 3, type=click.IntRange(1, 100))
+@option("--agents", 2, "Agent processes per swarm.", type=click.IntRange(1, 64))
 @_lease_option
-@click.option(
-    "--strategy",
-    type=click.Choice(node.COORDINATOR_STRATEGIES),
-    default="capability",
-    show_default=True,
-)
+@option("--strategy", "capability", type=click.Choice(node.COORDINATOR_STRATEGIES))
 @_allow_handlers
 @click.option(
     "--swarm",
@@ -289,34 +261,21 @@ def up(
     default=None,
     help="Directory of .py files [default: this Python's standard library].",
 )
-@click.option("--swarms", type=click.IntRange(3, 50), default=3, show_default=True)
-@click.option("--workers", type=click.IntRange(2, 16), default=2, show_default=True)
-@click.option(
-    "--agents",
-    type=click.IntRange(1, 16),
-    default=2,
-    show_default=True,
-    help="Agent processes per swarm.",
-)
-@click.option(
+@option("--swarms", 3, type=click.IntRange(3, 50))
+@option("--workers", 2, type=click.IntRange(2, 16))
+@option("--agents", 2, "Agent processes per swarm.", type=click.IntRange(1, 16))
+@option(
     "--lease-ms",
+    3000,
+    "Leader lease (short: a failover fits in the run).",
     type=click.IntRange(min=500),
-    default=3000,
-    show_default=True,
-    help="Leader lease (short, so a failover fits in the run).",
 )
 @click.option("--kill-leader", is_flag=True, help="SIGKILL the leader mid-run.")
 @click.option(
     "--kill-worker", is_flag=True, help="SIGKILL a worker mid-run and start a replacement."
 )
-@click.option(
-    "--group-size",
-    type=click.IntRange(1, 10_000),
-    default=50,
-    show_default=True,
-    help="Files merged by one reduce task.",
-)
-@click.option("--timeout-s", type=float, default=900.0, show_default=True)
+@option("--group-size", 50, "Files merged by one reduce task.", type=click.IntRange(1, 10_000))
+@option("--timeout-s", 900.0)
 @click.pass_context
 def demo(ctx: click.Context, /, **options: Any) -> None:
     """Count identifiers and compression ratios of a source tree with swarms in many processes.
