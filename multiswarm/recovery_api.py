@@ -101,7 +101,8 @@ async def plan_recoveries(
 
 async def list_recoveries(host: Host) -> list[RecoveryPlan]:
     """Interrupted swarms with their best plan (a dry run), by swarm id; swarms that cannot
-    be planned are left out (:func:`plan_recoveries` says why)."""
+    be planned are left out (:func:`plan_recoveries` says why). A plan carries the data it
+    would restore (``restore``, bytes): show ``plan.to_dict()``, which leaves it out."""
     plans = await plan_recoveries(host)
     return [p for p in plans.values() if isinstance(p, RecoveryPlan)]
 
