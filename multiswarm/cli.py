@@ -312,19 +312,9 @@ def tasks_list(ctx: click.Context, status_: str | None, limit: int) -> None:
     )
 
 
-for _command in (
-    run,
-    up,
-    demo,
-    recover,
-    snapshot,
-    checkpoint,
-    breakers,
-    resources,
-    votes,
-    messages,
-):
-    cli.add_command(_command)
+for group in (run, up, demo, recover, snapshot, checkpoint, breakers, resources, votes):
+    cli.add_command(group)
+cli.add_command(messages)
 add_global_options(cli)
 
 
