@@ -141,3 +141,14 @@ def test_public_names_are_the_facade_records_and_errors() -> None:
             isinstance(value, type)
             and issubclass(value, (msgspec.Struct, multiswarm.MultiswarmError))
         ), name
+
+
+def test_every_facade_method_is_documented_with_its_errors() -> None:
+    methods = {
+        name: value
+        for name, value in vars(Multiswarm).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert {"status", "health", "distribute_task", "list_recoveries", "tail"} <= set(methods)
+    undocumented = [name for name, fn in methods.items() if not (fn.__doc__ or "").strip()]
+    assert undocumented == []
