@@ -37,7 +37,7 @@ async def test_database_out_of_range_is_a_config_error(redis_server: RedisServer
 
 async def test_cluster_url_at_a_single_server_says_so(redis_server: RedisServer) -> None:
     url = "redis+cluster://" + redis_server.url.split("://", 1)[1].rsplit("/", 1)[0]
-    with pytest.raises(ConfigError, match="not in cluster mode.*use redis://"):
+    with pytest.raises(ConfigError, match=r"not in cluster mode.*use redis://"):
         await _verify(url)
 
 
