@@ -432,6 +432,9 @@ def up(
     help="Files merged by one reduce task.",
 )
 @click.option("--timeout-s", type=float, default=900.0, show_default=True)
+@click.option(
+    "--keep-logs", is_flag=True, help="Keep the roles' log files (a failed run always keeps them)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.pass_context
 def demo(
@@ -445,6 +448,7 @@ def demo(
     kill_worker: bool,
     group_size: int,
     timeout_s: float,
+    keep_logs: bool,
     as_json: bool,
 ) -> None:
     """Count identifiers and compression ratios of a source tree with swarms in many processes.
@@ -464,6 +468,7 @@ def demo(
         group_size=group_size,
         timeout_s=timeout_s,
         progress=not as_json,
+        keep_logs=keep_logs,
     )
     try:
         report = run_demo(_settings(ctx), opts, echo=click.echo if not as_json else _stderr)
