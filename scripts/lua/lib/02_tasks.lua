@@ -181,3 +181,28 @@ local function fail_attempt(task, err, permanent, jitter, now)
   redis.call('HINCRBY', TK.stats, 'retries', 1)
   return 'retry'
 end
+
+-- Forget a finished task: record, payload, result, its dependents and readers fields and its
+-- entry in the index of `status` (every terminal index when the record was unreadable). Used by
+-- the retention sweep (prune_tasks.lua) and the operator's purge (purge_tasks.lua).
+local function forget_task(id, status)
+  redis.call('HDEL', TK.tasks, id)
+  redis.call('HDEL', TK.payload, id)
+  redis.call('HDEL', TK.result, id)
+  redis.call('HDEL', TK.dependents, id, 'r:' .. id)
+  -- (ready, delayed and leases were left when the task ended: the end paths above)
+  if status then
+    redis.call('ZREM', TASK_STATUS_KEY[status], id)
+  else
+    for s in pairs(TERMINAL) do redis.call('ZREM', TASK_STATUS_KEY[s], id) end
+  end
+end
+
+-- True when task `id` exists and has not finished (it may still read its dependencies' results).
+local function task_unfinished(id)
+  if redis.call('HEXISTS', TK.tasks, id) == 0 then return false end
+  for s in pairs(TERMINAL) do
+    if redis.call('ZSCORE', TASK_STATUS_KEY[s], id) then return false end
+  end
+  return true
+end
