@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -46,14 +47,12 @@ def tree(pid: int) -> list[int]:
         p = todo.pop()
         out.append(p)
         for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
+            with contextlib.suppress(OSError):  # the task ended meanwhile
                 todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
     return out
 
 
-def script_calls(port: int, seconds: float) -> dict[str, int]:
+def script_calls(port: int, seconds: float) -> dict[str, float]:
     """EVALSHA calls per script name over ``seconds``, from a MONITOR sample (redis-cli)."""
     names = {hashlib.sha1(text.encode()).hexdigest(): name for name, text in sources().items()}
     proc = subprocess.Popen(
@@ -68,10 +67,9 @@ def script_calls(port: int, seconds: float) -> dict[str, int]:
         if len(parts) > 3 and parts[1].lower() == "evalsha":
             name = names.get(parts[3], parts[3][:8])
             counts[name] = counts.get(name, 0) + 1
-        elif len(parts) > 1 and parts[1].lower() not in ("evalsha", "monitor"):
-            # plain commands sent by a client (not from inside a script: those say "lua")
-            if "lua]" not in line:
-                counts[parts[1].lower()] = counts.get(parts[1].lower(), 0) + 1
+        elif len(parts) > 1 and parts[1].lower() != "monitor" and "lua]" not in line:
+            # plain commands sent by a client (those run inside a script say "lua]")
+            counts[parts[1].lower()] = counts.get(parts[1].lower(), 0) + 1
     return {k: round(v / seconds, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
