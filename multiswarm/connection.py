@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 import tenacity
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
 from multiswarm.config import Settings
 from multiswarm.errors import ConfigError, MultiswarmError, RedisUnavailable
-from multiswarm.urls import parse_sentinel, redact, tls_verification_off
+from multiswarm.urls import parse_cluster, parse_sentinel, redact, tls_verification_off
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
     """A redis-py asyncio client for ``settings.redis_url`` (hiredis parser when installed).
 
     Sentinel URLs (``redis+sentinel://h1:26379,h2:26379/mymaster/0``) return the master client of
-    the named service; cluster URLs (``redis+cluster://h:p``) a ``RedisCluster`` (same command
-    surface; every multiswarm script stays in one slot). A user name and password in any form
+    the named service; cluster URLs (``redis+cluster://h1:p1[,h2:p2...]``: several seed nodes,
+    so a client starts while one is down) a ``RedisCluster`` with the same timeouts and health
+    checks (same command surface; every multiswarm script stays in one slot). A user name and password in any form
     (``redis://user:password@h``, ``redis+sentinel://user:password@h:p/master``,
     ``redis+cluster://user:password@h:p``) authenticate as that ACL user.
 
@@ -73,10 +74,12 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             master: Client = sentinel.master_for(target.service, db=target.db, **kwargs)
             return master
         if url.startswith("redis+cluster://"):
-            cluster: Any = RedisCluster.from_url(
-                "redis://" + url.split("://", 1)[1],
-                socket_timeout=kwargs["socket_timeout"],
-                socket_connect_timeout=kwargs["socket_connect_timeout"],
+            seeds = parse_cluster(url)
+            cluster: Any = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in seeds.nodes],
+                username=seeds.username,
+                password=seeds.password,
+                **kwargs,
             )
             return cluster  # type: ignore[no-any-return]
         return aioredis.from_url(url, **kwargs)
