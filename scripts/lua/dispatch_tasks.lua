@@ -220,9 +220,9 @@ while assigned < batch and examined < scan do
       else
         local s = choose(task, need, eligible)
         redis.call('ZREM', TK.ready, id)
-        set_task_status(task, 'assigned', now)
         task.swarm = s.id
         task.reason = ''
+        set_task_status(task, 'assigned', now)
         task.epoch = tonumber(epoch)
         task.assigned_ms = now
         task.lease_until = now + assign_ms

@@ -37,10 +37,48 @@ local function put_task(task, now)
   hset_json(TK.tasks, task.id, task)
 end
 
+-- Task lifecycle events: at every status change the script that makes it PUBLISHes one
+-- envelope (multiswarm/messages.py Envelope: type 'task.<event>', sender 'redis', the task's
+-- fields as payload) on '<ns>:events' (multiswarm/keys.py Keys.ch_events; the namespace is read
+-- off the tasks key '{<ns>}:tasks'). So no transition goes unreported (reaps and cascades
+-- included) and none costs a round trip. Fire and forget: no history; unsigned, because a
+-- script cannot sign: receivers accept these unsigned on that channel only (docs/messaging.md).
+local EVENT_OF = {running = 'task.started'}
+local EVENT_TEXT_MAX = 300
+local events_channel = nil
+
+local function task_event(task, previous, now)
+  if not events_channel then
+    events_channel = string.match(TK.tasks, '^{(.*)}:tasks$') .. ':events'
+  end
+  local status = task.status
+  local event = (previous == '' or previous == nil) and 'task.submitted'
+    or EVENT_OF[status] or ('task.' .. status)
+  local p = {task = task.id, handler = task.handler, status = status, from = previous or '',
+             swarm = task.swarm or '', worker = task.worker or '', attempt = task.attempts or 0}
+  if status == 'completed' or status == 'failed' or status == 'dead' then
+    local started = tonumber(task.started_ms) or 0
+    if started > 0 then p.run_ms = now - started end
+  end
+  if status ~= 'completed' and (task.reason or '') ~= '' then
+    p.reason = string.sub(task.reason, 1, EVENT_TEXT_MAX)
+  end
+  if (status == 'failed' or status == 'dead') and (task.error or '') ~= '' then
+    -- a traceback's last line names the exception; the record keeps the whole text
+    local last = string.match(task.error, '([^\n]+)\n*$') or task.error
+    p.error = string.sub(last, 1, EVENT_TEXT_MAX)
+  end
+  redis.call('PUBLISH', events_channel, cjson.encode({
+    type = event, sender = 'redis', payload = p, ts_ms = now, v = 1,
+    id = task.id .. '.' .. status .. '.' .. (task.attempts or 0) .. '.' .. now}))
+end
+
 local function set_task_status(task, status, now)
   if task.status ~= status then
-    if TASK_STATUS_KEY[task.status] then redis.call('ZREM', TASK_STATUS_KEY[task.status], task.id) end
+    local previous = task.status
+    if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
     task.status = status
+    task_event(task, previous, now)
   end
   redis.call('ZADD', TASK_STATUS_KEY[status], now, task.id)
 end
