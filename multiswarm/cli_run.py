@@ -276,6 +276,9 @@ def up(
 )
 @option("--group-size", 50, "Files merged by one reduce task.", type=click.IntRange(1, 10_000))
 @option("--timeout-s", 900.0)
+@click.option(
+    "--keep-logs", is_flag=True, help="Keep the roles' log files (a failed run always keeps them)."
+)
 @click.pass_context
 def demo(ctx: click.Context, /, **options: Any) -> None:
     """Count identifiers and compression ratios of a source tree with swarms in many processes.

@@ -22,6 +22,15 @@ REQUEST_TTL_MS = 120_000
 
 #: Used when neither MULTISWARM_REDIS_URL nor REDIS_HOST is set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Timings every process of a deployment must share, with the variable that sets each: a
+#: registry and a worker that disagree on the heartbeat declare each other dead, two leaders on
+#: different leases break the failover bound. Stored once in Redis (multiswarm.deployment).
+DEPLOYMENT_ENV = {
+    "heartbeat_timeout_ms": "HEARTBEAT_INTERVAL",
+    "lease_ms": "MULTISWARM_LEASE_MS",
+    "task_lease_ms": "MULTISWARM_TASK_LEASE_MS",
+    "result_ttl_ms": "MULTISWARM_RESULT_TTL_MS",
+}
 #: Confidence at or above which the state-manager process recovers a swarm on its own.
 DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE = 0.75
 
@@ -72,6 +81,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auto_recover_min_confidence:
         ``MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE``: the state-manager process applies recovery
         plans at or above this confidence, in [0, 1], and leaves the rest to an operator (0.75).
+    explicit:
+        Which of the deployment-wide timings (:data:`DEPLOYMENT_ENV`) this process was given
+        explicitly (environment or override) rather than by default: those must agree with
+        the values stored in Redis (multiswarm.deployment), the others adopt them.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -91,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconnect_timeout_s: float = 60.0
     message_secret: str = ""
     auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
+    explicit: frozenset[str] = frozenset()
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -212,4 +226,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:
         changes["redis_url_explicit"] = True
+    given = {f for f, var in DEPLOYMENT_ENV.items() if env.get(var)}
+    given |= changes.keys() & DEPLOYMENT_ENV.keys()
+    if given:
+        changes["explicit"] = frozenset(given)
     return validate(msgspec.structs.replace(settings, **changes) if changes else settings)

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 import tenacity
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
 from multiswarm.config import Settings
-from multiswarm.errors import ConfigError, RedisUnavailable
-from multiswarm.urls import parse_sentinel, redact, tls_verification_off
+from multiswarm.errors import ConfigError, MultiswarmError, RedisUnavailable
+from multiswarm.urls import parse_cluster, parse_sentinel, redact, tls_verification_off
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
     """A redis-py asyncio client for ``settings.redis_url`` (hiredis parser when installed).
 
     Sentinel URLs (``redis+sentinel://h1:26379,h2:26379/mymaster/0``) return the master client of
-    the named service; cluster URLs (``redis+cluster://h:p``) a ``RedisCluster`` (same command
-    surface; every multiswarm script stays in one slot). A user name and password in any form
+    the named service; cluster URLs (``redis+cluster://h1:p1[,h2:p2...]``: several seed nodes,
+    so a client starts while one is down) a ``RedisCluster`` with the same timeouts and health
+    checks (same command surface; every multiswarm script stays in one slot). A user name and password in any form
     (``redis://user:password@h``, ``redis+sentinel://user:password@h:p/master``,
     ``redis+cluster://user:password@h:p``) authenticate as that ACL user.
 
@@ -73,10 +74,12 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             master: Client = sentinel.master_for(target.service, db=target.db, **kwargs)
             return master
         if url.startswith("redis+cluster://"):
-            cluster: Any = RedisCluster.from_url(
-                "redis://" + url.split("://", 1)[1],
-                socket_timeout=kwargs["socket_timeout"],
-                socket_connect_timeout=kwargs["socket_connect_timeout"],
+            seeds = parse_cluster(url)
+            cluster: Any = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in seeds.nodes],
+                username=seeds.username,
+                password=seeds.password,
+                **kwargs,
             )
             return cluster  # type: ignore[no-any-return]
         return aioredis.from_url(url, **kwargs)
@@ -98,15 +101,50 @@ def cancel_requested() -> bool:
 
 
 def _retryable(e: BaseException) -> bool:
-    return isinstance(e, CONNECTION_ERRORS) and not cancel_requested()
+    # a refused password is an answer, not an outage: retrying it only delays the error
+    return (
+        isinstance(e, CONNECTION_ERRORS)
+        and not isinstance(e, redis.exceptions.AuthenticationError)
+        and not cancel_requested()
+    )
+
+
+def short(e: BaseException) -> str:
+    """One line describing a redis-py connection error, without the client repr some carry.
+
+    ``MasterNotFoundError`` quotes the whole Sentinel pool (1.5 KB) after `` : ``; the part
+    before it names the service, which is what an operator needs.
+    """
+    if isinstance(e, MasterNotFoundError):
+        return str(e).split(" : ", 1)[0]
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    # From the first failure, once per backoff step: an outage is visible at once in the log,
+    # and its length can be read off the timestamps.
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "Redis unreachable (attempt %d, %.1f s so far): %s; retrying in %.2f s",
+        state.attempt_number,
+        state.seconds_since_start or 0.0,
+        short(exc) if exc else "?",
+        wait,
+    )
 
 
 def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
-    """Exponential backoff with jitter (50 ms doubling to 2 s) for up to ``timeout_s``."""
+    """Exponential backoff with jitter (50 ms doubling to 2 s) for up to ``timeout_s``.
+
+    Each failed attempt is logged at WARNING before its backoff sleep.
+    """
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
         wait=tenacity.wait_exponential(multiplier=0.05, max=2.0) + tenacity.wait_random(0, 0.05),
         stop=tenacity.stop_after_delay(timeout_s),
+        before_sleep=_log_retry,
         reraise=True,
     )
 
@@ -117,11 +155,64 @@ async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
         async for attempt in retrying(timeout_s):
             with attempt:
                 return await fn()
+    except redis.exceptions.AuthenticationError as e:
+        raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
     except CONNECTION_ERRORS as e:
         if cancel_requested():
             raise asyncio.CancelledError() from e
-        raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {e}") from e
+        raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {short(e)}") from e
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def explain(e: Exception, url: str) -> MultiswarmError:
+    """The typed, one-line error for a failure to reach or select the server at ``url``.
+
+    Covers what a wrong URL looks like from redis-py: a database index the server lacks
+    (``DB index is out of range``), a ``redis+cluster://`` URL at a server not in cluster mode,
+    a Sentinel that knows no such master, refused credentials, and plain unreachability.
+    """
+    where = redact(url)
+    text = short(e)
+    if isinstance(e, MultiswarmError):
+        return e
+    if isinstance(e, redis.exceptions.ResponseError) and "DB index is out of range" in text:
+        return ConfigError(
+            f"{where}: the server has no such database (the default server has 0-15); "
+            "use a smaller /db in the URL"
+        )
+    if isinstance(e, redis.exceptions.RedisClusterException):
+        if "cluster mode is not enabled" in text.lower() or "cluster support disabled" in text:
+            return ConfigError(
+                f"{where} asks for a Redis Cluster, but the server is not in cluster mode: "
+                "use redis:// for a single server"
+            )
+        return RedisUnavailable(f"Redis Cluster at {where} unreachable: {text}")
+    if isinstance(e, redis.exceptions.AuthenticationError):
+        return ConfigError(f"{where}: Redis refused the credentials ({text})")
+    if isinstance(e, MasterNotFoundError):
+        return RedisUnavailable(f"{where}: {text}; check the Sentinel addresses and service name")
+    if isinstance(e, CONNECTION_ERRORS):
+        return RedisUnavailable(f"Redis at {where} unreachable: {text}")
+    return RedisUnavailable(f"Redis at {where} answered with an error: {text}")
+
+
+async def verify(client: Client, url: str, timeout_s: float) -> None:
+    """PING ``client`` (retrying connection errors for ``timeout_s``); raise :func:`explain`'s
+    typed error when the URL cannot work, before any role or command starts its work.
+
+    Raises
+    ------
+    ConfigError
+        The URL names a database, mode or credentials the server refuses.
+    RedisUnavailable
+        Nothing answered within ``timeout_s``.
+    """
+    try:
+        await with_retry(client.ping, timeout_s)
+    except RedisUnavailable as e:
+        raise explain(e.__cause__, url) if isinstance(e.__cause__, Exception) else e from e
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as e:
+        raise explain(e, url) from e
 
 
 async def ping(url: str, timeout_s: float = 0.5) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sysconfig
 import tempfile
 import time
@@ -140,6 +141,8 @@ class DemoOptions(msgspec.Struct, kw_only=True):
     group_size: int = 50
     timeout_s: float = 900.0
     progress: bool = True
+    #: Keep the role processes' log files when the run verifies (a failed run always keeps them).
+    keep_logs: bool = False
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
@@ -219,6 +222,30 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     )
     log_dir = Path(tempfile.mkdtemp(prefix="multiswarm-demo-"))
     echo(f"corpus: {len(files)} files under {root}; logs in {log_dir}")
+    verified = False
+    try:
+        report = _run(settings, opts, echo, root, files, log_dir)
+        verified = bool(report["verified"])
+    finally:
+        # kept for whoever must read why a run failed (or asked to keep them), else removed:
+        # every run used to leave a directory behind
+        if verified and not opts.keep_logs:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            echo(f"logs kept in {log_dir}")
+    report["logs"] = str(log_dir) if opts.keep_logs or not verified else None
+    return report
+
+
+def _run(
+    settings: Settings,
+    opts: DemoOptions,
+    echo: Echo,
+    root: Path,
+    files: list[Path],
+    log_dir: Path,
+) -> dict[str, Any]:
+    namespace = settings.namespace
     with ensure_redis(settings, echo) as settings:
         echo(
             "starting registry, 2 coordinators, state manager and workers (the first run also "
@@ -231,6 +258,7 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
             agents=opts.agents,
             strategy="capability",
             log_dir=log_dir,
+            verbose=True,  # INFO lines: the logs of a failed run must say what happened
             corpus=root,
         )
         try:
@@ -256,7 +284,6 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
     report.update(
         corpus=str(root),
         files=len(files),
-        logs=str(log_dir),
         namespace=namespace,
         redis_url=redact(settings.redis_url),
     )

@@ -236,6 +236,13 @@ def verify_signature(key: bytes, channel: str, body: bytes) -> None:
         raise MessageRejected("forged", "signature does not match")
 
 
+def is_task_event(raw: bytes | str) -> bool:
+    """True for a task lifecycle event as the Lua scripts publish it on ``<ns>:events``: an
+    unsigned envelope of type ``task.*`` from sender ``redis`` (scripts/lua/lib/02_tasks.lua)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    return b'"sender":"redis"' in data and b'"type":"task.' in data and b'"sig"' not in data
+
+
 def decode_message(
     channel: str,
     raw: bytes | str,

@@ -282,6 +282,11 @@ class Keys:
         """Recently seen signed-message ids (replay protection)."""
         return f"{self._g}:messages:seen"
 
+    @property
+    def deployment(self) -> str:
+        """Deployment-wide timings (JSON), written once (multiswarm.deployment)."""
+        return f"{self._g}:deployment"
+
     def ch_reply(self, requester: str) -> str:
         return f"{self.ns}:reply:{check_id(requester, 'requester id')}"
 

@@ -48,6 +48,7 @@ from multiswarm.recovery_plan import (
     RecoveryPlan,
     Rejected,
     build_plan,
+    waiting_for_a_host,
 )
 from multiswarm.scripts import Scripts
 from multiswarm.state_codec import (
@@ -386,6 +387,8 @@ class SwarmRecovery:
         ``skip``: swarm ids not to plan this round (left to an operator recently).
         """
         ids = [s for s in await self.discover() if s not in skip]
+        if ids:
+            ids = await self._not_waiting_for_a_host(ids)
         if not ids:
             return [], []
         plans = [
@@ -396,6 +399,17 @@ class SwarmRecovery:
         go = [p for p in plans if p.resume or p.confidence >= min_confidence]
         left = [p for p in plans if not (p.resume or p.confidence >= min_confidence)]
         return await self.apply_many(go), left
+
+    async def _not_waiting_for_a_host(self, ids: list[str]) -> list[str]:
+        """``ids`` without the swarms :func:`waiting_for_a_host` (planning them again each round
+        would only repeat their recovery)."""
+        swarms = await self.manager.read(lambda: self.client.hmget(self.keys.swarms, ids))
+        records = await self.manager.read(lambda: self.client.hmget(self.keys.recoveries, ids))
+        return [
+            sid
+            for sid, raw, rec in zip(ids, swarms, records)
+            if raw and not waiting_for_a_host(decode_swarm(raw), _record(rec))
+        ]
 
     async def prune(self) -> int:
         """Forget recovery records of swarms no longer registered."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -302,4 +302,17 @@ def build_plan(
         created_ms=batch.now_ms,
         restore=chosen.text if restore and chosen else b"",
         restore_checksum=chosen.checksum if restore and chosen else "",
+    )
+
+
+def waiting_for_a_host(swarm: Swarm, record: Mapping[str, Any]) -> bool:
+    """True when ``swarm`` was recovered since its interruption and waits for a host: recovery
+    of a swarm nobody hosts leaves it ``interrupted`` (never active without a live host,
+    finish_recovery.lua) and a worker that hosts it makes it active (host_swarms.lua).
+    ``record``: its recovery record (``{ns}:recoveries``)."""
+    return (
+        swarm.status == "interrupted"
+        and not swarm.host_workers
+        and record.get("state") == "applied"
+        and int(record.get("finished_ms", 0)) >= swarm.status_ms
     )

@@ -131,7 +131,7 @@ async def run_state_manager(
                 manager.auto_recover_min_confidence, skip=left_at.keys()
             )
             for o in outcomes:
-                log.warning(
+                log.info(  # the system doing its job: not a warning
                     "recovered %s from %s (confidence %.2f): %s, %d tasks re-queued",
                     o.swarm,
                     o.source,

@@ -27,6 +27,7 @@ from multiswarm.envelopes import (
     check_channel,
     decode_message,
     format_stream_id,
+    is_task_event,
     parse_stream_id,
 )
 from multiswarm.errors import MessageRejected, MultiswarmError
@@ -142,12 +143,17 @@ class Subscription:
         ref_ms: int | None = None,
     ) -> Delivered | None:
         """Decode, verify and de-duplicate one message; None when refused or not for us."""
+        key = self._key
+        if key is not None and channel == self.keys.ch_events and is_task_event(raw):
+            # task events come from inside Lua scripts, which cannot sign (lib/02_tasks.lua);
+            # nothing in multiswarm acts on them, they are for people and dashboards
+            key = None
         try:
             env = decode_message(
                 channel,
                 raw,
                 limit=self.max_bytes,
-                key=self._key,
+                key=key,
                 now_ms=ref_ms,
                 window_ms=self.replay_window_ms,
                 sid=sid,

@@ -313,3 +313,55 @@ class TaskStore:
             if not round_.more:
                 return total
             await asyncio.sleep(0)  # let this process's other coroutines run between calls
+
+    async def retry(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Make dead or cancelled tasks ready again, attempts reset (``tasks retry``).
+
+        Returns
+        -------
+        dict
+            id -> ``retried`` | ``not_found`` (or pruned) | ``status:<status>`` (not dead or
+            cancelled) | ``dependency:<id>`` (a dependency did not complete).
+        """
+        ids = [check_id(t, "task id") for t in task_ids]
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), SUBMIT_CHUNK):
+            chunk = ids[start : start + SUBMIT_CHUNK]
+            out.update(zip(chunk, await ops.retry_tasks(self.scripts, self.keys, chunk)))
+        if "retried" in out.values():
+            await self.notices.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
+        return out
+
+    async def purge(
+        self, status: str, older_than_ms: int = 0, batch: int = PRUNE_BATCH
+    ) -> tuple[int, Sequence[str]]:
+        """Forget finished tasks of ``status`` (completed | dead | cancelled) that finished at
+        least ``older_than_ms`` ago, before their retention ends (``tasks purge``).
+
+        Returns
+        -------
+        (purged, held)
+            How many were forgotten, and the completed ones kept because an unfinished task
+            depends on them (it will read their result).
+
+        Raises
+        ------
+        BadRequest
+            ``status`` is not a terminal status, or ``older_than_ms`` is negative.
+        """
+        total = 0
+        held: list[str] = []
+        while True:
+            call = await ops.purge_tasks(
+                self.scripts,
+                self.keys,
+                status=status,
+                older_than_ms=older_than_ms,
+                batch=batch,
+                skip=held,
+            )
+            total += call.purged
+            held += [h for h in call.held.split(",") if h]
+            if not call.more:
+                return total, held
+            await asyncio.sleep(0)

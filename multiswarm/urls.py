@@ -84,10 +84,7 @@ def parse_sentinel(url: str) -> SentinelTarget:
     try:
         parsed = urllib.parse.urlsplit(url)
         userinfo, _, hostlist = parsed.netloc.rpartition("@")
-        sentinels = []
-        for item in hostlist.split(","):
-            host, _, port = item.rpartition(":")
-            sentinels.append((host.strip("[]"), int(port)))
+        sentinels = _hosts(hostlist)
         parts = [p for p in parsed.path.split("/") if p]
         db = int(parts[1]) if len(parts) > 1 else 0
     except ValueError as e:
@@ -102,6 +99,41 @@ def parse_sentinel(url: str) -> SentinelTarget:
         sentinels=sentinels,
         service=urllib.parse.unquote(parts[0]),
         db=db,
+        username=urllib.parse.unquote(user) or None,
+        password=urllib.parse.unquote(password) if colon and password else None,
+    )
+
+
+class ClusterSeeds(msgspec.Struct, frozen=True):
+    """The parts of ``redis+cluster://[user:password@]h1:p1[,h2:p2...]``: seed nodes a client
+    asks for the slot map (any one that answers is enough), and the ACL user of every node."""
+
+    nodes: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+
+
+def _hosts(hostlist: str) -> list[tuple[str, int]]:
+    out = []
+    for item in hostlist.split(","):
+        host, _, port = item.rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def parse_cluster(url: str) -> ClusterSeeds:
+    """Split a cluster URL. Raises :class:`ConfigError` (with the URL redacted)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        userinfo, _, hostlist = parsed.netloc.rpartition("@")
+        nodes = _hosts(hostlist)
+    except ValueError as e:
+        raise ConfigError(
+            f"cannot parse cluster URL {redact(url)!r}: {e} (expected host:port[,host:port])"
+        ) from None
+    user, colon, password = userinfo.partition(":")
+    return ClusterSeeds(
+        nodes=nodes,
         username=urllib.parse.unquote(user) or None,
         password=urllib.parse.unquote(password) if colon and password else None,
     )

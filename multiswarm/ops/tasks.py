@@ -39,6 +39,15 @@ class Pruned(msgspec.Struct, array_like=True, frozen=True):
     asof: int
 
 
+class Purged(msgspec.Struct, array_like=True, frozen=True):
+    """purge_tasks' reply: how many were forgotten, the completed ids kept for a live
+    dependent (csv), whether the budget ran out before the end."""
+
+    purged: int
+    held: str
+    more: bool
+
+
 SUBMIT = Script("submit_tasks", list[str], request_id=True)
 CANCEL = Script("cancel_task", str, request_id=True)
 CLAIM = Script("claim_tasks", list[Claimed], request_id=True, custom_replay=True)
@@ -54,6 +63,13 @@ PRUNE = Script(
     "prune_tasks",
     Pruned,
     by_nature="deletes terminal tasks past their retention; a repeat finds fewer",
+)
+
+RETRY = Script("retry_tasks", list[str], request_id=True)
+PURGE = Script(
+    "purge_tasks",
+    Purged,
+    by_nature="forgets finished tasks an operator asked to purge; a repeat finds fewer",
 )
 
 
@@ -128,4 +144,26 @@ async def prune_tasks(
         scripts,
         [*keys.task_keyset, keys.task_retained, keys.task_prune_cursor],
         [retention_ms, batch, asof],
+    )
+
+
+async def retry_tasks(scripts: ScriptRunner, keys: Keys, task_ids: Sequence[str]) -> list[str]:
+    """Per id ``retried`` | ``not_found`` | ``status:<s>`` | ``dependency:<id>``."""
+    return await RETRY(scripts, keys.task_keyset, list(task_ids))
+
+
+async def purge_tasks(
+    scripts: ScriptRunner,
+    keys: Keys,
+    *,
+    status: str,
+    older_than_ms: int,
+    batch: int,
+    skip: Sequence[str],
+) -> Purged:
+    """One bounded purge call (purge_tasks.lua); ``skip``: ids held in earlier calls."""
+    return await PURGE(
+        scripts,
+        [*keys.task_keyset, keys.task_retained],
+        [status, older_than_ms, batch, ",".join(skip)],
     )

@@ -68,7 +68,7 @@ for j = 1, nsets do
 end
 local first_swarm, first_queue = 10 + nsets, n + 4 + nsets
 
-local swarms = {}
+local swarms, held = {}, {}  -- held: covering swarms that take no work now, and why
 for i = first_swarm, #ARGV do
   local s = hget_json(TK.swarms, ARGV[i])
   if s and s.status == 'active' and s.hosts ~= '' and not s.paused
@@ -76,9 +76,14 @@ for i = first_swarm, #ARGV do
     s._queue = KEYS[first_queue + (i - first_swarm)]
     s._caps = split(s.caps)
     swarms[#swarms + 1] = s
+  elseif s then
+    s._caps = split(s.caps)
+    s._why = s.paused and 'paused' or (s.status ~= 'active' and s.status or 'without a live host')
+    held[#held + 1] = s
   end
 end
 table.sort(swarms, function(a, b) return a.id < b.id end)
+table.sort(held, function(a, b) return a.id < b.id end)
 
 -- "b,a" and "a,b" are one capability set
 local capsets = {}
@@ -104,6 +109,15 @@ local function blocked(need, capset)
   end
   if room > 0 then return nil, room end
   if capable then return 'all capable swarms at capacity', 0 end
+  -- say which swarm would take it and why it does not: "no swarm has" would mislead when one
+  -- is only paused or waiting for a host
+  local why = {}
+  for _, s in ipairs(held) do
+    if covers(s._caps, need) and #why < 3 then why[#why + 1] = s.id .. ' ' .. s._why end
+  end
+  if #why > 0 then
+    return 'swarms with capabilities [' .. capset .. '] take no work: ' .. table.concat(why, ', '), 0
+  end
   return 'no active swarm has capabilities [' .. capset .. ']', 0
 end
 
@@ -220,9 +234,9 @@ while assigned < batch and examined < scan do
       else
         local s = choose(task, need, eligible)
         redis.call('ZREM', TK.ready, id)
-        set_task_status(task, 'assigned', now)
         task.swarm = s.id
         task.reason = ''
+        set_task_status(task, 'assigned', now)
         task.epoch = tonumber(epoch)
         task.assigned_ms = now
         task.lease_until = now + assign_ms

@@ -1,4 +1,5 @@
--- finish_recovery: last step of applying a recovery plan (global slot): recovering -> active.
+-- finish_recovery: last step of applying a recovery plan (global slot): recovering -> active,
+-- or back to interrupted when the swarm has no live host.
 -- KEYS[1]    - swarms hash ({ns}:swarms)
 -- KEYS[2..7] - swarm status index sets (lib/03_swarms.lua order)
 -- KEYS[8]    - recoveries hash ({ns}:recoveries)
@@ -20,7 +21,9 @@ if not swarm then return fail('NOT_FOUND', 'swarm ' .. ARGV[2]) end
 local now = now_ms()
 local outcome = 'applied'
 if swarm.status == 'recovering' then
-  local err = transition_swarm(swarm, 'active', now)
+  -- never active without a live host: it would take work nobody runs; hosting it again
+  -- (host_swarms.lua) starts the next recovery
+  local err = transition_swarm(swarm, (swarm.hosts or '') == '' and 'interrupted' or 'active', now)
   if err then return err end
 elseif swarm.status ~= 'active' then
   outcome = 'superseded'

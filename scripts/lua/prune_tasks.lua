@@ -39,26 +39,9 @@ local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 
 local function forget(id, status)
-  redis.call('HDEL', TK.tasks, id)
-  redis.call('HDEL', TK.payload, id)
-  redis.call('HDEL', TK.result, id)
-  redis.call('HDEL', TK.dependents, id, 'r:' .. id)
-  -- (ready, delayed and leases were left when the task ended: lib/02_tasks.lua end paths)
+  forget_task(id, status)
   redis.call('ZREM', retained, id)
-  if status then
-    redis.call('ZREM', TASK_STATUS_KEY[status], id)
-  else  -- record unreadable: its status is unknown
-    for s in pairs(TERMINAL) do redis.call('ZREM', TASK_STATUS_KEY[s], id) end
-  end
   pruned = pruned + 1
-end
-
-local function unfinished(id)
-  if redis.call('HEXISTS', TK.tasks, id) == 0 then return false end
-  for s in pairs(TERMINAL) do
-    if redis.call('ZSCORE', TASK_STATUS_KEY[s], id) then return false end
-  end
-  return true
 end
 
 -- Readers of a completed task: 'r:<id>' in the dependents hash lists every task submitted with
@@ -69,7 +52,7 @@ local function held_until(id, ttl)
   local readers = split(redis.call('HGET', TK.dependents, field))
   for i, reader in ipairs(readers) do
     budget = budget - 1
-    local live = unfinished(reader)
+    local live = task_unfinished(reader)
     if live or (budget <= 0 and i < #readers) then
       local rest = {}
       for j = live and i or i + 1, #readers do rest[#rest + 1] = readers[j] end

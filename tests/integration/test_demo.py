@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,10 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def _demo(url: str, corpus: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _demo(url: str, corpus: Path, *extra: str, tmpdir: Path | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    env = environment_without_redis()
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)  # where the demo makes its log directory
     proc = subprocess.run(
         [
             sys.executable,
@@ -41,15 +45,21 @@ def _demo(url: str, corpus: Path, *extra: str) -> tuple[int, dict]:  # type: ign
         capture_output=True,
         text=True,
         timeout=600,
-        env=environment_without_redis(),
+        env=env,
     )
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
 
-def test_demo_survives_leader_and_worker_kills(redis_server: RedisServer, corpus: Path) -> None:
-    code, report = _demo(redis_server.url, corpus, "--kill-leader", "--kill-worker")
+def test_demo_survives_leader_and_worker_kills(
+    redis_server: RedisServer, corpus: Path, tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    code, report = _demo(redis_server.url, corpus, "--kill-leader", "--kill-worker", tmpdir=temp)
     assert code == 0, report
+    # a verified run leaves no log directory behind (issue 14, item 14)
+    assert report["logs"] is None and not list(temp.glob("multiswarm-demo-*"))
     assert report["verified"] is True and report["result_matches_reference"] is True
     assert report["tasks_submitted"] == report["tasks_completed"] > 2 * report["files"]
     assert report["tasks_lost"] == 0 and report["duplicate_completions"] == 0
@@ -80,10 +90,17 @@ def test_demo_survives_leader_and_worker_kills(redis_server: RedisServer, corpus
 
 def test_demo_more_swarms_and_workers(redis_server: RedisServer, corpus: Path) -> None:
     code, report = _demo(
-        redis_server.url, corpus, "--swarms", "4", "--workers", "3", "--agents", "1"
+        redis_server.url, corpus, "--swarms", "4", "--workers", "3", "--agents", "1", "--keep-logs"
     )
     assert code == 0 and report["verified"], report
     assert (report["swarms"], report["workers"]) == (4, 3)
+    # --keep-logs keeps them, and they say what each role did
+    logs = Path(report["logs"])
+    try:
+        assert "coordinator" in (logs / "coordinator-a.log").read_text()
+        assert (logs / "worker-2.log").read_text().strip()
+    finally:
+        shutil.rmtree(logs)
 
 
 def test_demo_starts_a_private_server_when_none_is_configured(corpus: Path) -> None:

@@ -409,6 +409,36 @@ async def test_state_manager_recovers_confident_plans_and_leaves_the_rest(
     assert len(log) == 1 and log[0]["by"].startswith("state-manager")
 
 
+async def test_swarm_without_host_is_recovered_once_and_never_made_active(
+    scripts: Scripts, keys: Keys, manager: SwarmStateManager, client: Client
+) -> None:
+    """Its only worker left (re-registered without it): recovery restores its state but leaves
+    it interrupted, once, until a worker hosts it (issue 14, item 9)."""
+    registry = SwarmRegistry(scripts, keys)
+    await registry.host_swarms("w-lone", {}, [swarm_spec("lone", ["c"])])
+    await manager.save_state("lone", {"swarm": "lone"})
+    await registry.host_swarms("w-lone", {}, [])  # its host drops it: interrupted, no host
+    assert (await registry.get("lone")).status == "interrupted"
+    manager.auto_recover_min_confidence = 0.0  # a bare state: confidence 0.5, recover anyway
+    stop = asyncio.Event()
+    runner = asyncio.create_task(run_state_manager(manager, stop, 60_000, recovery_poll_ms=50))
+    try:
+
+        async def recovered() -> bool:
+            return bool(await client.llen(keys.recovery_log("lone")))
+
+        await _until(recovered)
+        await asyncio.sleep(0.5)  # ten more rounds: it is not recovered again
+    finally:
+        stop.set()
+        await runner
+    assert await client.llen(keys.recovery_log("lone")) == 1
+    lone = await registry.get("lone")
+    assert lone.status == "interrupted" and not lone.host_workers
+    await registry.host_swarms("w-new", {}, [swarm_spec("lone", ["c"])])
+    assert (await registry.get("lone")).status == "active"
+
+
 async def _has_snapshot(client: Client, keys: Keys, sid: str) -> bool:
     return bool(await client.llen(keys.snapshots(sid)))
 
@@ -570,11 +600,18 @@ def test_sigkilled_worker_swarm_recovered_by_cli_and_every_task_completed_once(
         assert plan["agents"] == ["rs.a0", "rs.a1"]
         applied = invoke(settings, "recover", "apply", "rs", "--yes", "--json")
         assert applied["outcome"] == "applied"
+        # nobody hosts it yet: recovered, it waits interrupted (never active without a host)
+        run(wait_interrupted, settings)
+        group.spawn("worker-b", ["worker", "--id", "wb", "--swarm", "rs:work:2"])
+
+        async def wait_active(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> None:
+            await _until(lambda: _status_is(SwarmRegistry(scripts, keys), "rs", "active"), 60)
+
+        run(wait_active, settings)
         assert (
             invoke(settings, "recover", "apply", "rs", "--yes", "--json")["outcome"]
             == "not_interrupted"
         )
-        group.spawn("worker-b", ["worker", "--id", "wb", "--swarm", "rs:work:2"])
 
         async def finish(scripts: Scripts, keys: Keys, m: SwarmStateManager) -> Any:
             store = TaskStore(scripts, keys)

@@ -37,10 +37,48 @@ local function put_task(task, now)
   hset_json(TK.tasks, task.id, task)
 end
 
+-- Task lifecycle events: at every status change the script that makes it PUBLISHes one
+-- envelope (multiswarm/messages.py Envelope: type 'task.<event>', sender 'redis', the task's
+-- fields as payload) on '<ns>:events' (multiswarm/keys.py Keys.ch_events; the namespace is read
+-- off the tasks key '{<ns>}:tasks'). So no transition goes unreported (reaps and cascades
+-- included) and none costs a round trip. Fire and forget: no history; unsigned, because a
+-- script cannot sign: receivers accept these unsigned on that channel only (docs/messaging.md).
+local EVENT_OF = {running = 'task.started'}
+local EVENT_TEXT_MAX = 300
+local events_channel = nil
+
+local function task_event(task, previous, now)
+  if not events_channel then
+    events_channel = string.match(TK.tasks, '^{(.*)}:tasks$') .. ':events'
+  end
+  local status = task.status
+  local event = (previous == '' or previous == nil) and 'task.submitted'
+    or EVENT_OF[status] or ('task.' .. status)
+  local p = {task = task.id, handler = task.handler, status = status, from = previous or '',
+             swarm = task.swarm or '', worker = task.worker or '', attempt = task.attempts or 0}
+  if status == 'completed' or status == 'failed' or status == 'dead' then
+    local started = tonumber(task.started_ms) or 0
+    if started > 0 then p.run_ms = now - started end
+  end
+  if status ~= 'completed' and (task.reason or '') ~= '' then
+    p.reason = string.sub(task.reason, 1, EVENT_TEXT_MAX)
+  end
+  if (status == 'failed' or status == 'dead') and (task.error or '') ~= '' then
+    -- a traceback's last line names the exception; the record keeps the whole text
+    local last = string.match(task.error, '([^\n]+)\n*$') or task.error
+    p.error = string.sub(last, 1, EVENT_TEXT_MAX)
+  end
+  redis.call('PUBLISH', events_channel, cjson.encode({
+    type = event, sender = 'redis', payload = p, ts_ms = now, v = 1,
+    id = task.id .. '.' .. status .. '.' .. (task.attempts or 0) .. '.' .. now}))
+end
+
 local function set_task_status(task, status, now)
   if task.status ~= status then
-    if TASK_STATUS_KEY[task.status] then redis.call('ZREM', TASK_STATUS_KEY[task.status], task.id) end
+    local previous = task.status
+    if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
     task.status = status
+    task_event(task, previous, now)
   end
   redis.call('ZADD', TASK_STATUS_KEY[status], now, task.id)
 end
@@ -180,4 +218,29 @@ local function fail_attempt(task, err, permanent, jitter, now)
   put_task(task, now)
   redis.call('HINCRBY', TK.stats, 'retries', 1)
   return 'retry'
+end
+
+-- Forget a finished task: record, payload, result, its dependents and readers fields and its
+-- entry in the index of `status` (every terminal index when the record was unreadable). Used by
+-- the retention sweep (prune_tasks.lua) and the operator's purge (purge_tasks.lua).
+local function forget_task(id, status)
+  redis.call('HDEL', TK.tasks, id)
+  redis.call('HDEL', TK.payload, id)
+  redis.call('HDEL', TK.result, id)
+  redis.call('HDEL', TK.dependents, id, 'r:' .. id)
+  -- (ready, delayed and leases were left when the task ended: the end paths above)
+  if status then
+    redis.call('ZREM', TASK_STATUS_KEY[status], id)
+  else
+    for s in pairs(TERMINAL) do redis.call('ZREM', TASK_STATUS_KEY[s], id) end
+  end
+end
+
+-- True when task `id` exists and has not finished (it may still read its dependencies' results).
+local function task_unfinished(id)
+  if redis.call('HEXISTS', TK.tasks, id) == 0 then return false end
+  for s in pairs(TERMINAL) do
+    if redis.call('ZSCORE', TASK_STATUS_KEY[s], id) then return false end
+  end
+  return true
 end

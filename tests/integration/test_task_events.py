@@ -1,0 +1,79 @@
+"""Task lifecycle events on ``<ns>:events`` (issue 14, item 7): every status change of a task is
+published by the script that makes it, and a subscriber with a signing secret still takes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.envelopes import Delivered
+from multiswarm.keys import Keys
+from multiswarm.messenger import SwarmMessenger
+from multiswarm.registry import swarm_spec
+from multiswarm.tasks import task_spec
+from tests.faults.inprocess import worker_system
+
+pytestmark = pytest.mark.slow
+
+
+async def test_lifecycle_events_of_a_task_that_completes_and_one_that_dies(
+    settings: Settings, tmp_path: Path
+) -> None:
+    keys = Keys(settings.namespace)
+    client = connect(settings)
+    # a secret: signed messages only, except task events, which Lua cannot sign
+    listener = SwarmMessenger(client, keys, "watcher", secret="s3cret")
+    events: list[Delivered] = []
+    ready = asyncio.Event()
+
+    async def collect() -> None:
+        async with contextlib.aclosing(listener.listen([keys.ch_events], ready)) as stream:
+            async for _, env in stream:
+                events.append(env)
+
+    collector = asyncio.create_task(collect())
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        swarms = [swarm_spec("s", ["x"], agents=1)]
+        async with worker_system(settings, swarms, tmp_path) as system:
+            await system.store.submit(
+                [
+                    (task_spec("multiswarm.demo_tasks:noop", id="ok", capabilities=["x"]), 1),
+                    (
+                        task_spec(
+                            "multiswarm.demo_tasks:fail_always",
+                            id="bad",
+                            capabilities=["x"],
+                            max_attempts=1,
+                        ),
+                        1,
+                    ),
+                ]
+            )
+
+            def kinds(task: str) -> list[str]:
+                return [e.type for e in events if e.payload.get("task") == task]
+
+            for _ in range(300):
+                if "task.completed" in kinds("ok") and "task.dead" in kinds("bad"):
+                    break
+                await asyncio.sleep(0.1)
+        assert kinds("ok") == ["task.submitted", "task.assigned", "task.started", "task.completed"]
+        assert kinds("bad") == ["task.submitted", "task.assigned", "task.started", "task.dead"]
+        done = next(e for e in events if e.type == "task.completed")
+        assert done.sender == "redis" and done.payload["swarm"] == "s"
+        assert done.payload["worker"] == "w1" and done.payload["attempt"] == 1
+        assert done.payload["run_ms"] >= 0 and done.payload["handler"].endswith(":noop")
+        dead = next(e for e in events if e.type == "task.dead")
+        assert "failing on purpose (attempt 1)" in dead.payload["error"]
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        await listener.stop()
+        await client.aclose()
