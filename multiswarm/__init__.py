@@ -28,6 +28,7 @@ from multiswarm.api_types import (
 from multiswarm.breakers import BreakerConfig, BreakerState
 from multiswarm.config import Settings
 from multiswarm.consensus import VoteResult
+from multiswarm.deployment import DeploymentConfig
 from multiswarm.envelopes import Delivered, Sent
 from multiswarm.errors import (
     AlreadyExists,
@@ -82,6 +83,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "Delivered",
+    "DeploymentConfig",
     "Envelope",
     "HandlerError",
     "HealthReport",

@@ -20,7 +20,8 @@ import socket
 
 from multiswarm import messaging_api, ops_api, recovery_api, tasks_api
 from multiswarm.config import Settings, from_env
-from multiswarm.connection import Client, connect
+from multiswarm.connection import Client, connect, verify
+from multiswarm.deployment import agree
 from multiswarm.keys import Keys
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
@@ -76,19 +77,21 @@ class Multiswarm:
         Raises
         ------
         ConfigError
-            Malformed settings or URL.
+            Malformed settings or URL, a URL the server refuses (database, cluster mode,
+            credentials), or a timing set explicitly that conflicts with the deployment's
+            (multiswarm.deployment: the deployment's timings are adopted otherwise).
         RedisUnavailable
             No answer within ``settings.reconnect_timeout_s`` seconds.
         """
         settings = settings or from_env(redis_url=redis_url, namespace=namespace)
         client = connect(settings)
-        ms = cls(client, settings, actor=actor)
         try:
-            await ms.scripts.read(client.ping)
+            await verify(client, settings.redis_url, settings.reconnect_timeout_s)
+            settings = await agree(client, settings, store=False)
         except BaseException:
             await client.aclose()
             raise
-        return ms
+        return cls(client, settings, actor=actor)
 
     async def close(self) -> None:
         """Stop the messengers this facade made and close the connection pool."""
@@ -116,6 +119,8 @@ class Multiswarm:
     get_task = tasks_api.get_task
     get_result = tasks_api.get_result
     cancel_task = tasks_api.cancel_task
+    retry_tasks = tasks_api.retry_tasks
+    purge_tasks = tasks_api.purge_tasks
     wait_for = tasks_api.wait_for
     result = tasks_api.result
 
@@ -134,6 +139,8 @@ class Multiswarm:
     release_resources = ops_api.release_resources
     list_votes = ops_api.list_votes
     get_vote = ops_api.get_vote
+    deployment = ops_api.deployment
+    configure_deployment = ops_api.configure_deployment
 
     # -- state and recovery (recovery_api) ------------------------------------------------------
     save_state = recovery_api.save_state

@@ -9,29 +9,25 @@ anything else.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 from typing import Any
 
 import click
 
-from multiswarm import LeaderInfo, Multiswarm, Task
-from multiswarm.api_types import PRIORITIES, TASK_STATUSES, TaskOptions
+from multiswarm import LeaderInfo, Multiswarm
 from multiswarm.cli_common import (
     add_global_options,
     call,
     emit,
     global_options,
-    seconds,
     table,
-    usage_failure,
 )
 from multiswarm.cli_messages import messages
-from multiswarm.cli_ops import breakers, resources, votes
+from multiswarm.cli_ops import breakers, config, resources, votes
 from multiswarm.cli_recover import checkpoint, recover, snapshot
 from multiswarm.cli_run import demo, run, up
+from multiswarm.cli_tasks import tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -188,131 +184,19 @@ def agents_list(ctx: click.Context, swarm_id: str | None) -> None:
     )
 
 
-# -- tasks -------------------------------------------------------------------------------------
-@cli.group()
-def tasks() -> None:
-    """Submit, inspect and cancel tasks."""
-
-
-def task_dict(t: Task, now_ms: int) -> dict[str, Any]:
-    """A task as ``tasks list|show --json`` print it: names instead of stored codes, the lease
-    time left while running."""
-    return {
-        "id": t.id,
-        "name": t.name,
-        "handler": t.handler,
-        "status": t.status,
-        "capabilities": t.capabilities,
-        "priority": t.priority,
-        "swarm": t.swarm,
-        "worker": t.worker,
-        "attempts": t.attempts,
-        "max_attempts": t.max_attempts,
-        "depends_on": t.dependencies,
-        "waiting_on": t.deps_left,
-        "lease_ms_left": max(0, t.lease_until - now_ms) if t.status == "running" else None,
-        "reason": t.reason,
-        "error": t.error,
-    }
-
-
-@tasks.command("submit")
-@click.argument("handler")
-@click.option("--id", "task_id", default=None)
-@click.option("--payload", default="null", help="JSON payload [default: null].")
-@click.option("--cap", "caps", multiple=True, help="Required capability (repeatable).")
-@click.option("--priority", type=click.Choice(list(PRIORITIES)), default="normal")
-@click.option("--after", "deps", multiple=True, help="Task id this one depends on (repeatable).")
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
-@click.pass_context
-def tasks_submit(
-    ctx: click.Context,
-    handler: str,
-    task_id: str | None,
-    payload: str,
-    caps: tuple[str, ...],
-    priority: str,
-    deps: tuple[str, ...],
-    max_attempts: int,
-) -> None:
-    """Submit one task running HANDLER (package.module:function)."""
-    try:
-        data = json.loads(payload)
-    except ValueError as e:
-        raise usage_failure(f"--payload is not JSON: {e}") from e
-    options = TaskOptions(
-        id=task_id,
-        capabilities=list(caps),
-        priority=priority,
-        depends_on=list(deps),
-        max_attempts=max_attempts,
-    )
-    receipt = call(ctx, lambda ms: ms.submit_task(handler, data, options))
-    emit(ctx, receipt, f"{receipt.id} {receipt.status}")
-
-
-@tasks.command("show")
-@click.argument("task_id")
-@click.pass_context
-def tasks_show(ctx: click.Context, task_id: str) -> None:
-    """One task, with its result when completed."""
-
-    async def fetch(ms: Multiswarm) -> dict[str, Any]:
-        t = await ms.get_task(task_id)
-        d = task_dict(t, int(time.time() * 1000))
-        if t.status == "completed":
-            d["result"] = await ms.get_result(task_id)
-        return d
-
-    d = call(ctx, fetch)
-
-    def text() -> None:
-        for k, v in d.items():
-            click.echo(f"{k:>14}: {v}")
-
-    emit(ctx, d, text)
-
-
-@tasks.command("cancel")
-@click.argument("task_id")
-@click.option("--reason", default="cancelled by operator", show_default=True)
-@click.pass_context
-def tasks_cancel(ctx: click.Context, task_id: str, reason: str) -> None:
-    """Cancel a task (its dependents end cancelled too)."""
-    out = call(ctx, lambda ms: ms.cancel_task(task_id, reason))
-    emit(ctx, {"id": task_id, "outcome": out}, f"{task_id} {out}")
-
-
-@tasks.command("list")
-@click.option("--status", "status_", default=None, type=click.Choice(TASK_STATUSES))
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.pass_context
-def tasks_list(ctx: click.Context, status_: str | None, limit: int) -> None:
-    """Tasks, newest first: what is running where, with lease time left."""
-    now_ms = int(time.time() * 1000)
-    rows = [task_dict(t, now_ms) for t in call(ctx, lambda ms: ms.list_tasks(status_, limit))]
-    emit(
-        ctx,
-        rows,
-        lambda: table(
-            ["id", "status", "swarm", "worker", "attempts", "lease left", "reason"],
-            [
-                [
-                    r["id"],
-                    r["status"],
-                    r["swarm"],
-                    r["worker"],
-                    f"{r['attempts']}/{r['max_attempts']}",
-                    seconds(r["lease_ms_left"]),
-                    r["reason"] or r["error"][:60],
-                ]
-                for r in rows
-            ],
-        ),
-    )
-
-
-for group in (run, up, demo, recover, snapshot, checkpoint, breakers, resources, votes):
+for group in (
+    run,
+    up,
+    demo,
+    recover,
+    snapshot,
+    checkpoint,
+    breakers,
+    resources,
+    votes,
+    tasks,
+    config,
+):
     cli.add_command(group)
 cli.add_command(messages)
 add_global_options(cli)

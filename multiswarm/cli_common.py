@@ -19,14 +19,22 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from multiswarm import BadRequest, InvalidArgumentError, InvalidIdError, Multiswarm, MultiswarmError
+from multiswarm import (
+    BadRequest,
+    ConfigError,
+    InvalidArgumentError,
+    InvalidIdError,
+    Multiswarm,
+    MultiswarmError,
+    ScriptError,
+)
 from multiswarm.config import Settings, from_env
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors that mean the command was given bad input: exit 2, like a click usage error.
-USAGE_ERRORS = (BadRequest, InvalidArgumentError, InvalidIdError)
+USAGE_ERRORS = (BadRequest, ConfigError, InvalidArgumentError, InvalidIdError)
 #: How long a command retries an unreachable Redis before giving up, in seconds.
 CLI_RECONNECT_S = 5.0
 #: Who the CLI acts as in recovery logs.
@@ -94,8 +102,8 @@ def settings_of(ctx: click.Context) -> Settings:
                 redis_url=ctx.meta.get("multiswarm.redis_url"),
                 namespace=ctx.meta.get("multiswarm.namespace"),
             )
-        except MultiswarmError as e:
-            raise click.ClickException(str(e)) from e
+        except MultiswarmError as e:  # a malformed URL or variable: bad input
+            raise usage_failure(describe(e)) from e
         ctx.meta["multiswarm.settings"] = cached
     return cached
 
@@ -122,11 +130,21 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except USAGE_ERRORS as e:
-        raise usage_failure(f"{type(e).__name__}: {e}") from e
+        raise usage_failure(describe(e)) from e
     except MultiswarmError as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from e
+        raise click.ClickException(describe(e)) from e
     except ValueError as e:  # a component's check of an argument (e.g. a scale target)
         raise usage_failure(str(e)) from e
+
+
+def describe(e: MultiswarmError) -> str:
+    """One line for an operator: a script's refusal as ``not found: task t1`` (its code in
+    words, then the detail), anything else as its message, whitespace folded."""
+    if isinstance(e, ScriptError):
+        text = e.code.lower().replace("_", " ") + (f": {e.detail}" if e.detail else "")
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 def emit(ctx: click.Context, data: Any, text: Callable[[], None] | str) -> None:

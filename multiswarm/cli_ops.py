@@ -6,6 +6,7 @@
   resources init TYPE CAPACITY              create a pool or change its capacity
   resources release SWARM                   give back everything a swarm holds
   votes list | show PROPOSAL                consensus votes and their results
+  config show | set NAME=MS...              deployment-wide timings
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from multiswarm import Multiswarm, VoteResult
 from multiswarm.api_types import RESOURCE_UNITS
-from multiswarm.cli_common import call, emit, seconds, table
+from multiswarm.cli_common import call, emit, seconds, table, usage_failure
 
 
 # -- breakers -------------------------------------------------------------------------------------
@@ -170,3 +171,49 @@ def votes_show(ctx: click.Context, proposal_id: str) -> None:
             click.echo(f"{field:>13}: {getattr(v, field)}")
 
     emit(ctx, v, text)
+
+
+# -- deployment-wide timings ----------------------------------------------------------------------
+@click.group()
+def config() -> None:
+    """Timings every process of the deployment shares (stored once in Redis)."""
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Heartbeat timeout, leader lease, task lease and result TTL, and who stored them."""
+    stored = call(ctx, Multiswarm.deployment)
+    if stored is None:
+        emit(ctx, None, "no timings stored yet: the first process to start stores its own")
+        return
+    emit(
+        ctx,
+        stored,
+        lambda: table(
+            ["setting", "ms"],
+            [
+                ["heartbeat_timeout_ms (HEARTBEAT_INTERVAL)", stored.heartbeat_timeout_ms],
+                ["lease_ms (MULTISWARM_LEASE_MS)", stored.lease_ms],
+                ["task_lease_ms (MULTISWARM_TASK_LEASE_MS)", stored.task_lease_ms],
+                ["result_ttl_ms (MULTISWARM_RESULT_TTL_MS)", stored.result_ttl_ms],
+            ],
+            f"set by {stored.set_by}",
+        ),
+    )
+
+
+@config.command("set")
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=MS...")
+@click.pass_context
+def config_set(ctx: click.Context, assignments: tuple[str, ...]) -> None:
+    """Change timings, e.g. ``config set heartbeat_timeout_ms=10000``. Running processes keep
+    theirs until restarted; processes started later adopt the new ones."""
+    changes: dict[str, int] = {}
+    for item in assignments:
+        name, eq, value = item.partition("=")
+        if not eq or not value.isdigit():
+            raise usage_failure(f"{item!r}: expected NAME=MILLISECONDS, e.g. lease_ms=30000")
+        changes[name] = int(value)
+    stored = call(ctx, lambda ms: ms.configure_deployment(**changes))
+    emit(ctx, stored, f"stored: {', '.join(f'{k}={v}' for k, v in changes.items())}")

@@ -17,7 +17,7 @@ import click
 
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
-from multiswarm.cli_common import as_json, option, settings_of
+from multiswarm.cli_common import as_json, describe, option, settings_of
 from multiswarm.urls import redact
 
 
@@ -219,8 +219,8 @@ def up(
     stopped on exit.
     """
     settings = settings_of(ctx)
-    if lease_ms:
-        settings = settings.replace(lease_ms=lease_ms)
+    if lease_ms:  # given: it must agree with the deployment's (multiswarm.deployment)
+        settings = settings.replace(lease_ms=lease_ms, explicit=settings.explicit | {"lease_ms"})
     _swarms(user_swarms)
     worker_args = [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
     stopping: list[int] = []
@@ -291,7 +291,7 @@ def demo(ctx: click.Context, /, **options: Any) -> None:
     try:
         report = node.run_demo(settings_of(ctx), opts, echo=_stderr if quiet else click.echo)
     except MultiswarmError as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from e
+        raise click.ClickException(describe(e)) from e
     if quiet:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -33,6 +33,7 @@ from multiswarm.launcher import ProcessGroup, RoleProcess
 from multiswarm.messages import TaskSpec
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry
+from multiswarm.roles import agreed
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 from multiswarm.urls import redact
@@ -100,6 +101,8 @@ def start_system(
     ``worker_args`` go to every worker (``--allow-handlers myapp.``); ``user_swarms`` are
     ``--swarm`` specs spread over the workers (spec j on worker j mod workers)."""
     env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
+    # the children get the deployment's timings, so none of them refuses to start over one
+    settings = asyncio.run(agreed(settings))
     group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
     for name in ("coordinator-a", "coordinator-b"):

@@ -59,9 +59,15 @@ def conflicts(settings: Settings, stored: DeploymentConfig) -> list[str]:
     ]
 
 
-async def agree(client: Client, settings: Settings, timeout_s: float | None = None) -> Settings:
-    """Store this process's timings if the deployment has none; return ``settings`` with the
-    deployment's timings.
+async def agree(
+    client: Client, settings: Settings, timeout_s: float | None = None, *, store: bool = True
+) -> Settings:
+    """Store this process's timings if the deployment has none (when ``store``); return
+    ``settings`` with the deployment's timings.
+
+    Role processes store (the first one of a deployment sets its timings); clients such as the
+    CLI and applications only adopt what is stored, so a query run before the roles start does
+    not fix the deployment's timings by accident.
 
     Raises
     ------
@@ -73,10 +79,13 @@ async def agree(client: Client, settings: Settings, timeout_s: float | None = No
     """
     key = Keys(settings.namespace).deployment
     mine = proposed(settings)
-    raw = await with_retry(
-        lambda: client.set(key, msgspec.json.encode(mine), nx=True, get=True),
-        settings.reconnect_timeout_s if timeout_s is None else timeout_s,
-    )
+    window = settings.reconnect_timeout_s if timeout_s is None else timeout_s
+    if store:
+        raw = await with_retry(
+            lambda: client.set(key, msgspec.json.encode(mine), nx=True, get=True), window
+        )
+    else:
+        raw = await with_retry(lambda: client.get(key), window)
     stored = mine if raw is None else _decode(raw)  # type: ignore[arg-type]  # GET: bytes
     wrong = conflicts(settings, stored)
     if wrong:
@@ -95,7 +104,7 @@ async def current(client: Client, settings: Settings) -> DeploymentConfig | None
     return None if raw is None else _decode(raw)
 
 
-async def store(client: Client, settings: Settings, **changes: int) -> DeploymentConfig:
+async def store_timings(client: Client, settings: Settings, **changes: int) -> DeploymentConfig:
     """Overwrite the stored timings with ``changes`` (the rest: stored, else ``settings``).
 
     One ``SET`` of the whole record after a read: two operators changing different fields at

@@ -24,6 +24,7 @@ from multiswarm.api_types import (
 from multiswarm.breakers import BreakerRegistry, BreakerState
 from multiswarm.consensus import Consensus, VoteResult
 from multiswarm.coordinator import current_leader
+from multiswarm.deployment import DeploymentConfig, current, store_timings
 from multiswarm.errors import RedisUnavailable
 from multiswarm.messages import PRIORITY_NAMES, WorkerInfo
 from multiswarm.resources import PoolUsage, ResourcePools
@@ -248,3 +249,22 @@ async def get_vote(host: Host, proposal_id: str) -> VoteResult:
         No such proposal (or it expired).
     """
     return await Consensus(host.scripts, host.keys, sender="operator").tally(proposal_id)
+
+
+async def deployment(host: Host) -> DeploymentConfig | None:
+    """The deployment-wide timings every process adopts (heartbeat, leader lease, task lease,
+    result TTL, in ms), who stored them and when; None before any process stored them."""
+    return await current(host.client, host.settings)
+
+
+async def configure_deployment(host: Host, **timings: int) -> DeploymentConfig:
+    """Change deployment-wide timings (``heartbeat_timeout_ms``, ``lease_ms``,
+    ``task_lease_ms``, ``result_ttl_ms``, in ms). Running processes keep theirs until they
+    restart; processes started afterwards adopt the new ones.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name or a value below 1 ms.
+    """
+    return await store_timings(host.client, host.settings, **timings)

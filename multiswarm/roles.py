@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from multiswarm.config import Settings
-from multiswarm.connection import connect
+from multiswarm.connection import connect, verify
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.deployment import agree
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.registry import SwarmRegistry, SwarmSpec
@@ -61,13 +62,33 @@ def serve(role: Role) -> None:
         raise SystemExit(1) from None
 
 
-def _scripts(settings: Settings) -> tuple[Scripts, Keys]:
-    return Scripts(connect(settings), settings.reconnect_timeout_s), Keys(settings.namespace)
+async def agreed(settings: Settings) -> Settings:
+    """``settings`` once Redis answers, with the deployment's timings (multiswarm.deployment).
+
+    Raises
+    ------
+    ConfigError
+        The URL cannot work, or a timing given explicitly conflicts with the deployment's.
+    RedisUnavailable
+        Redis did not answer within the reconnect window.
+    """
+    client = connect(settings)
+    try:
+        await verify(client, settings.redis_url, settings.reconnect_timeout_s)
+        return await agree(client, settings)
+    finally:
+        await client.aclose()
 
 
-def registry_role(settings: Settings) -> Role:
+async def _open(settings: Settings) -> tuple[Settings, Scripts, Keys]:
+    settings = await agreed(settings)
+    scripts = Scripts(connect(settings), settings.reconnect_timeout_s)
+    return settings, scripts, Keys(settings.namespace)
+
+
+def registry_role(config: Settings) -> Role:
     async def role(stop: asyncio.Event) -> None:
-        scripts, keys = _scripts(settings)
+        settings, scripts, keys = await _open(config)
         try:
             await run_registry(
                 SwarmRegistry(scripts, keys, settings.max_swarms),
@@ -82,9 +103,9 @@ def registry_role(settings: Settings) -> Role:
     return role
 
 
-def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = None) -> Role:
+def coordinator_role(config: Settings, strategy: str, holder_id: str | None = None) -> Role:
     async def role(stop: asyncio.Event) -> None:
-        scripts, keys = _scripts(settings)
+        settings, scripts, keys = await _open(config)
         coordinator = SwarmCoordinator(
             scripts,
             keys,
@@ -107,9 +128,9 @@ def coordinator_role(settings: Settings, strategy: str, holder_id: str | None = 
     return role
 
 
-def state_manager_role(settings: Settings) -> Role:
+def state_manager_role(config: Settings) -> Role:
     async def role(stop: asyncio.Event) -> None:
-        scripts, keys = _scripts(settings)
+        settings, scripts, keys = await _open(config)
         manager = SwarmStateManager(
             scripts,
             keys,
@@ -129,6 +150,6 @@ def worker_role(settings: Settings, swarms: Sequence[SwarmSpec], **options: Any)
     """``options`` are :class:`~multiswarm.worker.Worker` keyword arguments."""
 
     async def role(stop: asyncio.Event) -> None:
-        await Worker(settings, swarms, **options).run(stop)
+        await Worker(await agreed(settings), swarms, **options).run(stop)
 
     return role

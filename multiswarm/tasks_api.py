@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from multiswarm.api_types import Host, TaskOptions, TaskReceipt
-from multiswarm.errors import TaskFailed
+from multiswarm.errors import InvalidArgumentError, TaskFailed
 from multiswarm.messages import Swarm, Task
 from multiswarm.registry import swarm_spec
 from multiswarm.tasks import task_spec
@@ -332,3 +332,54 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
 async def result(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
     """``await ms.result(task_id)``: the same as :func:`wait_for`."""
     return await wait_for(host, task_id, timeout_s)
+
+
+async def retry_tasks(
+    host: Host, task_ids: Sequence[str] = (), *, status: str | None = None, limit: int = 1000
+) -> dict[str, str]:
+    """Make dead or cancelled tasks ready again, their attempts counted from zero.
+
+    Parameters
+    ----------
+    task_ids:
+        The tasks to retry.
+    status:
+        Also retry the newest ``limit`` tasks of this status (``dead`` or ``cancelled``).
+
+    Returns
+    -------
+    dict
+        Task id -> ``retried`` | ``not_found`` (or pruned) | ``status:<s>`` (it did not end
+        dead or cancelled) | ``dependency:<id>`` (a dependency did not complete: its result
+        would be missing).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``status`` is neither ``dead`` nor ``cancelled``.
+    InvalidIdError
+    """
+    ids = list(task_ids)
+    if status is not None:
+        if status not in ("dead", "cancelled"):
+            raise InvalidArgumentError(f"only dead or cancelled tasks are retried, not {status}")
+        ids += [t.id for t in await host.tasks.list(status, limit) if t.id not in ids]
+    return await host.tasks.retry(ids) if ids else {}
+
+
+async def purge_tasks(host: Host, status: str, older_than_ms: int = 0) -> tuple[int, Sequence[str]]:
+    """Forget finished tasks of ``status`` (``completed``, ``dead``, ``cancelled``) that
+    finished at least ``older_than_ms`` milliseconds ago, before their retention ends.
+
+    Returns
+    -------
+    (purged, held)
+        How many were forgotten, and the completed ones kept because an unfinished task
+        depends on them (it will read their result).
+
+    Raises
+    ------
+    BadRequest
+        Not a finished status, or a negative age.
+    """
+    return await host.tasks.purge(status, older_than_ms)

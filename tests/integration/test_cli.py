@@ -105,13 +105,14 @@ async def test_status_json_and_table(settings: Settings, scripts: Scripts, keys:
 
 def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
     code, out = _invoke(settings, "tasks", "show", "ghost")
-    assert code == 1 and "NotFound" in out
+    # one line naming what was wrong, no class names, no doubled code (issue 14, item 13)
+    assert (code, out.strip()) == (1, "Error: not found: task ghost")
     code, out = _invoke(settings, "tasks", "submit", "no-colon")
     assert code == 2 and "package.module:function" in out
     code, out = _invoke(settings, "tasks", "submit", "m:f", "--after", "ghost")
-    assert code == 1 and "UnknownDependency" in out
+    assert code == 1 and "unknown dependency" in out and "ghost" in out
     code, out = _invoke(settings, "tasks", "show", "bad:id")
-    assert (code == 1 and "InvalidIdError" in out) or "invalid task id" in out
+    assert code == 2 and "invalid task id 'bad:id'" in out  # bad input: always exit 2
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,11 @@ def test_bad_input_is_one_line_exit_2_and_runtime_errors_exit_1(
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
     missing = runner.invoke(cli, [*base, "tasks", "show", "ghost"])
     [line] = missing.output.strip().splitlines()
-    assert missing.exit_code == 1 and line.startswith("Error: NotFound") and "ghost" in line
+    assert missing.exit_code == 1 and line == "Error: not found: task ghost"
     unreachable = runner.invoke(cli, ["tasks", "list", "--redis-url", "redis://127.0.0.1:1/0"])
-    assert unreachable.exit_code == 1 and "RedisUnavailable" in unreachable.output
+    [line] = unreachable.output.strip().splitlines()
+    assert unreachable.exit_code == 1 and "Redis at redis://127.0.0.1:1/0 unreachable" in line
+    # a URL the server refuses is bad input: exit 2, one line saying what to change
+    wrong_db = runner.invoke(cli, ["status", "--redis-url", redis_server.url[:-1] + "99"])
+    [line] = wrong_db.output.strip().splitlines()
+    assert wrong_db.exit_code == 2 and "no such database" in line

@@ -211,5 +211,5 @@ async def test_cli(settings: Settings, scripts: Scripts, keys: Keys) -> None:
     code, out = await asyncio.to_thread(_invoke, settings, "votes", "list")
     assert code == 0 and pid in out
     code, out = await asyncio.to_thread(_invoke, settings, "votes", "show", "nope")
-    assert code != 0 and "NotFound" in out
+    assert code != 0 and "not found" in out
     assert max_faulty(3) == 0

@@ -6,7 +6,7 @@ import pytest
 
 from multiswarm.config import from_env
 from multiswarm.connection import Client
-from multiswarm.deployment import agree, current, store
+from multiswarm.deployment import agree, current, store_timings
 from multiswarm.errors import ConfigError
 from multiswarm.redis_server import RedisServer
 
@@ -50,12 +50,12 @@ async def test_store_changes_what_later_processes_adopt(
 ) -> None:
     s = from_env({"MULTISWARM_REDIS_URL": redis_server.url, "MULTISWARM_NAMESPACE": namespace})
     assert await current(client, s) is None
-    record = await store(client, s, lease_ms=5000)
+    record = await store_timings(client, s, lease_ms=5000)
     assert record.lease_ms == 5000 and record.heartbeat_timeout_ms == 30_000
     assert (await agree(client, s)).lease_ms == 5000
     with pytest.raises(ConfigError, match="not a deployment timing"):
-        await store(client, s, namespace_ms=1)
+        await store_timings(client, s, namespace_ms=1)
     with pytest.raises(ConfigError, match="at least 1 ms"):
-        await store(client, s, lease_ms=0)
+        await store_timings(client, s, lease_ms=0)
     stored = await current(client, s)
     assert stored is not None and stored.lease_ms == 5000  # refused changes changed nothing
