@@ -368,18 +368,7 @@ async def retry_tasks(
 
 
 async def purge_tasks(host: Host, status: str, older_than_ms: int = 0) -> tuple[int, Sequence[str]]:
-    """Forget finished tasks of ``status`` (``completed``, ``dead``, ``cancelled``) that
-    finished at least ``older_than_ms`` milliseconds ago, before their retention ends.
-
-    Returns
-    -------
-    (purged, held)
-        How many were forgotten, and the completed ones kept because an unfinished task
-        depends on them (it will read their result).
-
-    Raises
-    ------
-    BadRequest
-        Not a finished status, or a negative age.
-    """
+    """Forget finished tasks of ``status`` that finished at least ``older_than_ms`` ms ago,
+    before their retention ends; returns ``(purged, held)`` as
+    :meth:`multiswarm.tasks.TaskStore.purge` (which documents the errors)."""
     return await host.tasks.purge(status, older_than_ms)

@@ -13,9 +13,7 @@ from click.testing import CliRunner
 
 from multiswarm.cli import cli
 from multiswarm.config import Settings
-from multiswarm.registry import swarm_spec
-from multiswarm.tasks import task_spec
-from tests.faults.inprocess import worker_system
+from multiswarm.tasks import TaskStore, task_spec
 from tests.integration.helpers import eventually
 
 
@@ -26,35 +24,29 @@ def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-async def test_retry_and_purge_commands(settings: Settings, tmp_path: Path) -> None:
-    flag = tmp_path / "flag"
-    flag.touch()
-    swarms = [swarm_spec("s", ["x"], agents=1)]
-    async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests.handlers:", "multiswarm."]
-    ) as system:
-        store = system.store
-        spec = task_spec(
-            "tests.handlers:fail_while_file_exists", id="t", capabilities=["x"], max_attempts=1
-        )
-        await store.submit([(spec, {"flag": str(flag)})])
+async def test_retry_and_purge_commands(settings: Settings, flaky: tuple[TaskStore, Path]) -> None:
+    store, flag = flaky
+    spec = task_spec(
+        "tests.handlers:fail_while_file_exists", id="t", capabilities=["x"], max_attempts=1
+    )
+    await store.submit([(spec, {"flag": str(flag)})])
 
-        async def status(status: str) -> bool:
-            return (await store.get("t")).status == status
+    async def status(wanted: str) -> bool:
+        return bool((await store.get("t")).status == wanted)
 
-        await eventually(lambda: status("dead"), timeout_s=30, what="t dead")
-        flag.unlink()
-        code, out = await _run(settings, "tasks", "retry", "--status", "dead", "--all", "--json")
-        assert code == 0 and json.loads(out) == {"t": "retried"}, out
-        await eventually(lambda: status("completed"), timeout_s=30, what="t completed")
-        code, out = await _run(settings, "tasks", "purge", "--status", "completed")
-        assert (code, out.strip()) == (0, "1 completed tasks purged")
-        assert await store.get_many(["t"]) == [None]
-        # usage errors: one line, exit 2
-        code, out = await _run(settings, "tasks", "retry")
-        assert code == 2 and "name task ids, or --status" in out
-        code, out = await _run(settings, "tasks", "purge", "--status", "running")
-        assert code == 2
+    await eventually(lambda: status("dead"), timeout_s=30, what="t dead")
+    flag.unlink()
+    code, out = await _run(settings, "tasks", "retry", "--status", "dead", "--all", "--json")
+    assert code == 0 and json.loads(out) == {"t": "retried"}, out
+    await eventually(lambda: status("completed"), timeout_s=30, what="t completed")
+    code, out = await _run(settings, "tasks", "purge", "--status", "completed")
+    assert (code, out.strip()) == (0, "1 completed tasks purged")
+    assert await store.get_many(["t"]) == [None]
+    # usage errors: one line, exit 2
+    code, out = await _run(settings, "tasks", "retry")
+    assert code == 2 and "name task ids, or --status" in out
+    code, out = await _run(settings, "tasks", "purge", "--status", "running")
+    assert code == 2
 
 
 async def _run(settings: Settings, *args: str) -> tuple[int, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,6 @@ async def _status(store: TaskStore, task_id: str, status: str) -> None:
         return (await store.get(task_id)).status == status
 
     await eventually(reached, timeout_s=30, what=f"{task_id} {status}")
-
-
-@pytest.fixture
-async def flaky(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[TaskStore, Path]]:
-    """A worker hosting swarm ``s`` (capability ``x``) that may run the test handlers, and the
-    flag file that makes ``fail_while_file_exists`` fail while it exists (set)."""
-    flag = tmp_path / "flag"
-    flag.touch()
-    swarms = [swarm_spec("s", ["x"], agents=1)]
-    async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests.handlers:", "multiswarm."]
-    ) as system:
-        yield system.store, flag
 
 
 async def test_dead_task_retried_to_completion(flaky: tuple[TaskStore, Path]) -> None:
