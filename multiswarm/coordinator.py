@@ -11,6 +11,8 @@ a leader paused past its lease cannot act after a successor was elected, even wh
 rolled back (failover to a lagging replica, AOF ``everysec`` loss) and both hold one epoch.
 Each lease records the process instance that took it: a second process started with the same
 ``--id`` is refused (AlreadyExists) instead of leading alongside the first.
+The process loops (election, dispatch, deadline timer) are
+:func:`multiswarm.services.run_coordinator`; this module offers the rounds they run.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from multiswarm.errors import (
-    CoordinationError,
-)
+from multiswarm.errors import CoordinationError
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
 from multiswarm.messenger import SwarmMessenger
