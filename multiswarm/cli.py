@@ -240,6 +240,12 @@ def run_state_cmd(ctx: click.Context) -> None:
 )
 @click.option("--restart-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Tasks each agent process runs at once [default: MULTISWARM_AGENT_CONCURRENCY or 1].",
+)
+@click.option(
     "--restart-cooldown-s",
     type=click.FloatRange(0),
     default=60.0,
@@ -265,6 +271,7 @@ def run_worker_cmd(
     externals: tuple[str, ...],
     restart_base_s: float,
     restart_attempts: int,
+    concurrency: int | None,
     restart_cooldown_s: float,
     probation_s: float,
 ) -> None:
@@ -297,6 +304,7 @@ def run_worker_cmd(
             grace_s=grace_s,
             agent_strategy=agent_strategy,
             pool_bytes=memory_mb * 1024 * 1024,
+            concurrency=concurrency,
             external=external,
             backoff=Backoff(
                 base_s=restart_base_s,
@@ -320,6 +328,12 @@ def run_worker_cmd(
     help="Agent processes per swarm.",
 )
 @_lease_option
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Tasks each agent process runs at once [default: MULTISWARM_AGENT_CONCURRENCY or 1].",
+)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="capability", show_default=True)
 @click.option(
     "--allow-handlers",
@@ -342,6 +356,7 @@ def up(
     swarms: int,
     agents: int,
     lease_ms: int | None,
+    concurrency: int | None,
     strategy: str,
     allow_handlers: tuple[str, ...],
     user_swarms: tuple[str, ...],
@@ -361,7 +376,7 @@ def up(
             parse_swarm(spec)
         except (ValueError, MultiswarmError) as e:
             raise click.BadParameter(str(e), param_hint="--swarm") from e
-    worker_args: list[str] = []
+    worker_args: list[str] = ["--concurrency", str(concurrency)] if concurrency else []
     for prefix in allow_handlers:
         worker_args += ["--allow-handlers", prefix]
     stopping: list[int] = []

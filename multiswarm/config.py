@@ -72,6 +72,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auto_recover_min_confidence:
         ``MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE``: the state-manager process applies recovery
         plans at or above this confidence, in [0, 1], and leaves the rest to an operator (0.75).
+    agent_concurrency:
+        ``MULTISWARM_AGENT_CONCURRENCY``: tasks one agent process of a worker runs at once (1);
+        a worker's ``--concurrency`` replaces it.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -91,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconnect_timeout_s: float = 60.0
     message_secret: str = ""
     auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
+    agent_concurrency: int = 1
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -150,6 +154,7 @@ def validate(s: Settings) -> Settings:
         "socket_timeout_ms",
         "connect_timeout_ms",
         "result_ttl_ms",
+        "agent_concurrency",
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
@@ -208,6 +213,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         auto_recover_min_confidence=_float(
             env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE", DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
         ),
+        agent_concurrency=_int(env, "MULTISWARM_AGENT_CONCURRENCY", 1),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:
