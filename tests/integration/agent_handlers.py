@@ -11,13 +11,25 @@ from typing import Any
 from multiswarm.agents import TaskContext
 
 
-def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Busy-wait in Python for ``seconds`` (stoppable at any instruction); writes
-    ``<dir>/<task>.started`` first and ``<dir>/<task>.unwound`` from its ``finally``."""
+def _start(payload: dict[str, Any], ctx: TaskContext) -> float:
+    """Mark the task started (``<task>.started``, one line per run in ``<task>.runs``) and
+    return how long to run: ``seconds``, or ``again_seconds`` on a run after the first."""
     folder = Path(payload["dir"])
     (folder / f"{ctx.task_id}.started").write_text(str(os.getpid()))
+    runs = folder / f"{ctx.task_id}.runs"
+    again = runs.exists()
+    with runs.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    return float(payload.get("again_seconds", payload["seconds"]) if again else payload["seconds"])
+
+
+def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Busy-wait in Python (stoppable at any instruction) for as long as :func:`_start` says;
+    writes ``<dir>/<task>.unwound`` from its ``finally``."""
+    folder = Path(payload["dir"])
+    seconds = _start(payload, ctx)
     try:
-        end = time.monotonic() + float(payload["seconds"])
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
             pass
         return {"task": ctx.task_id, "pid": os.getpid()}
@@ -26,20 +38,33 @@ def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 
 
 async def nap(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Sleep ``seconds`` on the agent's event loop; ``<dir>/<task>.started`` when it begins."""
+    """Sleep on the agent's event loop (:func:`_start`); ``<task>.unwound`` from ``finally``."""
     folder = Path(payload["dir"])
-    (folder / f"{ctx.task_id}.started").write_text(str(os.getpid()))
+    seconds = _start(payload, ctx)
     try:
-        await asyncio.sleep(float(payload["seconds"]))
+        await asyncio.sleep(seconds)
         return {"task": ctx.task_id, "pid": os.getpid()}
     finally:
         (folder / f"{ctx.task_id}.unwound").write_text("")
 
 
 def block(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Block in C (``time.sleep``) for ``seconds``: no cooperative stop reaches it in a pool
+    """Block in C (``time.sleep``, :func:`_start`): no cooperative stop reaches it in a pool
     thread, so stopping it kills its agent."""
+    time.sleep(_start(payload, ctx))
+    return {"task": ctx.task_id}
+
+
+def rendezvous(payload: dict[str, Any], ctx: TaskContext) -> int:
+    """Mark this task started, then wait (at most ``timeout_s``) until ``count`` tasks have:
+    only tasks running at the same time all meet. Returns how many had started."""
     folder = Path(payload["dir"])
     (folder / f"{ctx.task_id}.started").write_text(str(os.getpid()))
-    time.sleep(float(payload["seconds"]))
-    return {"task": ctx.task_id}
+    end = time.monotonic() + float(payload.get("timeout_s", 20.0))
+    seen = 0
+    while time.monotonic() < end:
+        seen = len(list(folder.glob("*.started")))
+        if seen >= int(payload["count"]):
+            break
+        time.sleep(0.01)
+    return seen
