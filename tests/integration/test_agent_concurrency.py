@@ -67,7 +67,9 @@ async def test_stopping_one_task_stops_only_it(tmp_path: Path) -> None:
         pid = agent.pid
         runs["stop_sync"].cancel()
         runs["stop_async"].cancel()
-        done = dict(zip(runs, await asyncio.gather(*runs.values(), return_exceptions=True)))
+        done: dict[str, Any] = dict(
+            zip(runs, await asyncio.gather(*runs.values(), return_exceptions=True))
+        )
         assert isinstance(done["stop_sync"], asyncio.CancelledError)
         assert isinstance(done["stop_async"], asyncio.CancelledError)
         # each stopped handler unwound its own finally, inside the same live process

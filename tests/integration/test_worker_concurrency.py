@@ -4,6 +4,8 @@ completed once, nothing lost."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,23 @@ from .helpers import eventually
 pytestmark = pytest.mark.slow
 
 HANDLERS = "tests.integration.agent_handlers:"
+
+
+@asynccontextmanager
+async def _system(
+    settings: Settings, tmp_path: Path, concurrency: int
+) -> AsyncIterator[tuple[TaskStore, Path]]:
+    """A coordinator and one worker (one agent of ``concurrency``); yields a task store and the
+    directory where handlers leave their marks. Stops both after."""
+    group = _worker(settings, tmp_path, concurrency)
+    store = TaskStore(Scripts(connect(settings)), Keys(settings.namespace))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    try:
+        yield store, marks
+    finally:
+        await store.client.aclose()
+        group.stop_all()
 
 
 def _worker(settings: Settings, tmp_path: Path, concurrency: int) -> ProcessGroup:
@@ -67,11 +86,7 @@ async def _until(store: TaskStore, status: str, *ids: str) -> None:
 async def test_cancel_of_one_of_several_concurrent_tasks_stops_only_it(
     settings: Settings, tmp_path: Path
 ) -> None:
-    group = _worker(settings, tmp_path, concurrency=4)
-    store = TaskStore(Scripts(connect(settings)), Keys(settings.namespace))
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    try:
+    async with _system(settings, tmp_path, concurrency=4) as (store, marks):
         await _submit(
             store,
             {
@@ -93,19 +108,12 @@ async def test_cancel_of_one_of_several_concurrent_tasks_stops_only_it(
         assert [(marks / f"{t}.runs").read_text().count("\n") for t in "abc"] == [1, 1, 1]
         log = (tmp_path / "w1.log").read_text()
         assert "killed" not in log, log[-2000:]  # stopped cooperatively, agent kept
-    finally:
-        await store.client.aclose()
-        group.stop_all()
 
 
 async def test_kill_fallback_hands_the_other_tasks_back_and_loses_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
-    group = _worker(settings, tmp_path, concurrency=3)
-    store = TaskStore(Scripts(connect(settings)), Keys(settings.namespace))
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    try:
+    async with _system(settings, tmp_path, concurrency=3) as (store, marks):
         await _submit(
             store,
             # x and y cannot finish their first run within the test: only a rerun completes them
@@ -124,6 +132,3 @@ async def test_kill_fallback_hands_the_other_tasks_back_and_loses_nothing(
             assert (marks / f"{t.id}.runs").read_text().count("\n") == 2
         assert (await store.stats()).get("completed", 0) == 2
         assert (await store.get("deaf")).status == "cancelled"
-    finally:
-        await store.client.aclose()
-        group.stop_all()
