@@ -27,9 +27,8 @@ def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Busy-wait in Python (stoppable at any instruction) for as long as :func:`_start` says;
     writes ``<dir>/<task>.unwound`` from its ``finally``."""
     folder = Path(payload["dir"])
-    seconds = _start(payload, ctx)
-    try:
-        end = time.monotonic() + seconds
+    try:  # a stop may land anywhere after the start mark: inside this try
+        end = time.monotonic() + _start(payload, ctx)
         while time.monotonic() < end:
             pass
         return {"task": ctx.task_id, "pid": os.getpid()}
@@ -40,9 +39,8 @@ def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 async def nap(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Sleep on the agent's event loop (:func:`_start`); ``<task>.unwound`` from ``finally``."""
     folder = Path(payload["dir"])
-    seconds = _start(payload, ctx)
     try:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(_start(payload, ctx))
         return {"task": ctx.task_id, "pid": os.getpid()}
     finally:
         (folder / f"{ctx.task_id}.unwound").write_text("")
