@@ -38,7 +38,8 @@ I8 = npt.NDArray[np.int8]
 @njit
 def _before(priority: I64, a: int, b: int) -> bool:
     """Whether task ``a`` is taken before task ``b``: higher priority, then lower index."""
-    return bool(priority[a] > priority[b] or (priority[a] == priority[b] and a < b))
+    pa, pb = priority[np.uint64(a)], priority[np.uint64(b)]
+    return pa > pb or (pa == pb and a < b)
 
 
 @njit
@@ -354,8 +355,9 @@ def schedule_kernel(
     taken = 0
     heap = np.empty(n, dtype=np.int64)
     size = 0
-    while taken < queue.shape[0] or size > 0:
-        if size > 0 and (taken == queue.shape[0] or _before(priority, heap[0], queue[taken])):
+    n_queue = queue.shape[0]
+    while taken < n_queue or size > 0:
+        if size > 0 and (taken == n_queue or _before(priority, heap[0], queue[taken])):
             t = _heap_pop(heap, size, priority)
             size -= 1
         else:
