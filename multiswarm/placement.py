@@ -17,10 +17,12 @@ Numba is imported here on first use, not when ``multiswarm`` is imported.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
@@ -166,15 +168,13 @@ class SwarmAgents:
             Per task, its required capabilities (csv); a task needing one the swarm's agents
             lack is not placed. Default: none required.
         """
-        from multiswarm.kernels.scheduling import schedule
-
         prio = np.asarray(priorities, np.int64).reshape(-1)
         n, m = prio.shape[0], len(self.agents)
         need = np.zeros(n, np.uint64)
         for i, caps in enumerate(capabilities):
             if caps:
                 need[i] = capability_mask(self.bits, caps.split(","))
-        result = schedule(
+        assignment, cursor = _schedule(
             -prio,  # the kernel takes higher as more urgent
             need,
             np.ones(n, np.float64),
@@ -188,11 +188,11 @@ class SwarmAgents:
                 ],
                 np.int8,
             ),
-            strategy=self.strategy,
-            cursor=self.cursor,
+            self.strategy,
+            self.cursor,
         )
-        self.cursor = int(result.cursor)
-        picks = [int(i) for i in result.assignment]
+        self.cursor = cursor
+        picks = [int(i) for i in assignment]
         for i in picks:
             if i >= 0:
                 self.load[i] += 1
@@ -224,8 +224,63 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
+#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`); until then batches
+#: are placed by its pure-Python reference, which gives the same answer (tests/kernels), so a
+#: worker claims from its first moment instead of after Numba's half second.
+_kernel_ready = threading.Event()
+
+
+def _schedule(
+    priority: npt.NDArray[np.int64],
+    task_caps: npt.NDArray[np.uint64],
+    task_cost: npt.NDArray[np.float64],
+    agent_load: npt.NDArray[np.float64],
+    agent_capacity: npt.NDArray[np.float64],
+    agent_caps: npt.NDArray[np.uint64],
+    agent_health: npt.NDArray[np.int8],
+    strategy: str,
+    cursor: int,
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference
+    (inputs built here are valid, so it skips the wrapper's checks)."""
+    if _kernel_ready.is_set():
+        from multiswarm.kernels.scheduling import schedule
+
+        result = schedule(
+            priority,
+            task_caps,
+            task_cost,
+            agent_load,
+            agent_capacity,
+            agent_caps,
+            agent_health,
+            strategy=strategy,
+            cursor=cursor,
+        )
+        return result.assignment, int(result.cursor)
+    from multiswarm.kernels.constants import STRATEGIES
+    from multiswarm.kernels.reference import reference_schedule
+
+    n, m = priority.shape[0], agent_load.shape[0]
+    assignment, _reason, _load, new_cursor, _order = reference_schedule(
+        priority,
+        task_caps,
+        task_cost,
+        agent_load,
+        agent_capacity,
+        agent_caps,
+        agent_health,
+        np.zeros(n + 1, np.int64),
+        np.empty(0, np.int64),
+        STRATEGIES[strategy],
+        cursor % m if m else 0,
+    )
+    return assignment, int(new_cursor)
+
+
 def warm_up() -> None:
-    """Compile (or load from cache) the kernels before the worker registers."""
+    """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
+    then on. Run it in a thread beside the worker's start."""
     from multiswarm.agents import AgentProcess as _  # noqa: F401
     from multiswarm.kernels.scheduling import schedule
 
@@ -239,4 +294,4 @@ def warm_up() -> None:
         np.zeros(1, np.int8),
         strategy="least_loaded",
     )
-    NodeMemory(REGION_BYTES * 4, REGION_BYTES).admit(0, [b"x"])
+    _kernel_ready.set()

@@ -252,8 +252,9 @@ class Worker(WorkerLiveness):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # compile or load the kernels before registering, so no claim waits on Numba
-        await asyncio.to_thread(warm_up)
+        # the scheduling kernel loads in a thread meanwhile: claims do not wait for Numba, their
+        # batches are placed by its Python reference until then (multiswarm.placement)
+        self._spawn(asyncio.to_thread(warm_up), "warm-up of the scheduling kernel")
         self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]

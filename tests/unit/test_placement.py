@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 
+from multiswarm import placement
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 
 
@@ -102,3 +103,25 @@ def test_memory_admission_and_release() -> None:
     assert memory.load()[0] == region
     assert memory.admit(1, [b"w" * (3 * region)]) is None  # over agent 1's limit
     assert memory.refused == 2
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded", "load_balanced", "capability"])
+def test_the_kernel_places_as_its_reference_did_before_the_warm_up(strategy: str) -> None:
+    def placements() -> list[list[int]]:
+        swarm = SwarmAgents(
+            cast(Any, [FakeAgent(), FakeAgent(2), FakeAgent(), FakeAgent(4)]),
+            0,
+            strategy,
+            3,
+            ["a", "b"],
+        )
+        out = [swarm.place([1, 0, 2, 1, 1], ["a", "", "a,b", "b", ""])]
+        swarm.done(out[0][0])
+        out.append(swarm.place([2, 2, 0], ["b", "", ""]))
+        return out
+
+    placement._kernel_ready.clear()
+    before = placements()  # the Python reference
+    placement.warm_up()
+    assert placement._kernel_ready.is_set()
+    assert placements() == before
