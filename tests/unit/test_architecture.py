@@ -25,7 +25,6 @@ OVERSIZE = frozenset(
         "multiswarm.consensus",
         "multiswarm.coordinator",
         "multiswarm.demo",
-        "multiswarm.kernels.memory",
         "multiswarm.messenger",
         "multiswarm.state",
     }
