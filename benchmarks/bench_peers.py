@@ -6,7 +6,7 @@ Usage: python3 benchmarks/bench_peers.py [--quick] [--tasks N] [--passes P] [--s
 One private redis-server serves every system; systems alternate (pass 1 in order, pass 2
 reversed, ...) and the server is flushed between them. One driver (this process) submits and
 waits. 2 processes run handlers for every system: multiswarm (registry + coordinator + one worker
-hosting one swarm of 2 agents), Dramatiq (2 processes x 8 threads, results stored), SAQ (2
+hosting one swarm of 2 agents x 8 tasks at once), Dramatiq (2 processes x 8 threads, results stored), SAQ (2
 processes), Celery (solo pool, 2 processes), RQ (SimpleWorker, 2 processes). Every handler counts
 its run in Redis (benchmarks/peer_tasks.py), so a task run twice shows in the final count.
 

@@ -14,7 +14,7 @@ SCRIPT_COMMANDS = ("evalsha", "evalsha_ro", "fcall", "fcall_ro")
 DRIVER_COMMANDS = ("info", "time", "blpop", "set", "hello", "client|setinfo")
 
 LABELS = {
-    "multiswarm": "multiswarm {v} (registry + coordinator + worker, 2 agents)",
+    "multiswarm": "multiswarm {v} (registry + coordinator + worker, 2 agents x concurrency 8)",
     "dramatiq": "Dramatiq {v}, 2 procs x 8 threads, results stored",
     "saq": "SAQ {v}, 2 procs",
     "celery": "Celery {v}, solo pool, 2 procs",

@@ -28,6 +28,8 @@ from multiswarm.tasks import task_spec
 HERE = Path(__file__).resolve().parent
 #: Longest wait of one round trip, seconds.
 RTT_TIMEOUT_S = 10
+#: Tasks each multiswarm agent process runs at once (``run worker --concurrency``).
+MS_CONCURRENCY = 8
 
 
 class Children:
@@ -130,7 +132,18 @@ class MultiswarmSystem(System):
     async def start_workers(self) -> None:
         self.group.spawn(
             "worker",
-            ["worker", "--id", "w1", "--swarm", f"s:{QUEUE}:2", "--allow-handlers", "peer_tasks:"],
+            # 2 agent processes x 8 tasks at once, as Dramatiq's 2 processes x 8 threads
+            [
+                "worker",
+                "--id",
+                "w1",
+                "--swarm",
+                f"s:{QUEUE}:2",
+                "--allow-handlers",
+                "peer_tasks:",
+                "--concurrency",
+                str(MS_CONCURRENCY),
+            ],
         )
 
     async def round_trip(self, counter: str) -> None:

@@ -2,149 +2,126 @@
 
 Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
 hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
-renewals on time. A handler that overruns its timeout is killed with its process, which is
-replaced. Nothing here blocks that loop: pipe reads and writes run in threads, and stopping or
-killing an agent polls for its exit instead of joining it. Handlers are resolved from
-``package.module:function`` and must live under one of the worker's allowed prefixes: a task
-names code to run, so a hostile task must not pick any import.
+renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
+:mod:`multiswarm.agent_runtime`); replies carry their task id and one reader thread per agent
+hands them to the loop. Stopping one task stops only its handler, cooperatively; if it does not
+unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end ``lost`` so the
+worker hands their tasks back (their attempt not counted). A process that dies by itself fails
+every run it held (counted: one of them may be the cause). Nothing here blocks the loop: large
+pipe writes run in threads, and stopping or killing an agent polls for its exit instead of
+joining it. Handlers are resolved from ``package.module:function`` and must live under one of
+the worker's allowed prefixes: a task names code to run, so a hostile task must not pick any
+import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import multiprocessing
 import os
-import signal
+import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-import msgspec
+from multiswarm.agent_runtime import (
+    DEFAULT_ALLOWED,
+    STOP_SIGNAL,
+    TaskContext,
+    TaskStopped,
+    agent_main,
+    resolve,
+)
+from multiswarm.errors import InvalidArgumentError
 
-from multiswarm.errors import HandlerError, MessageDecodeError
-from multiswarm.messages import pack, unpack
+__all__ = [
+    "DEFAULT_ALLOWED",
+    "KILL_WAIT_S",
+    "STOP_GRACE_S",
+    "STOP_SIGNAL",
+    "AgentProcess",
+    "TaskContext",
+    "TaskStopped",
+    "resolve",
+]
 
 log = logging.getLogger(__name__)
 
-#: Handlers importable by default: the package's own (the demo's, the no-op benchmark's).
-DEFAULT_ALLOWED = ("multiswarm.",)
 #: Longest wait for a SIGKILLed agent process to be reaped, in seconds.
 KILL_WAIT_S = 5.0
 #: How long a stopped handler may take to unwind (its ``finally`` blocks) before its agent
 #: process is killed, in seconds.
 STOP_GRACE_S = 2.0
-#: Signal that asks an agent to stop the handler it is running (raises TaskStopped in it).
-STOP_SIGNAL = signal.SIGUSR1
+#: Task inputs up to this size are written to the pipe from the event loop's thread (the agent
+#: reads its pipe at all times); larger ones from a thread, so the loop never waits on a pipe.
+INLINE_SEND_BYTES = 2048
 
 
-class TaskStopped(BaseException):
-    """Raised inside a handler whose task was cancelled: a BaseException, so a handler's
-    ``except Exception`` does not swallow it, while its ``finally`` blocks and context
-    managers still run."""
+class _Channel:
+    """The pipe to one agent process and the runs waiting for its replies.
 
+    A reader thread receives every reply and hands it to the event loop, which resolves the
+    run's future; when the pipe ends, each run still waiting gets ``lost`` if the worker killed
+    the process on purpose (``killed``), else ``error`` (the process died under it)."""
 
-_handling = False
+    def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.proc, self.conn = proc, conn
+        self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
+        self.send_lock = threading.Lock()
+        self.reader: threading.Thread | None = None
+        self.killed = ""
 
-
-def _stop_handler(signum: int, frame: object) -> None:
-    if _handling:
-        raise TaskStopped()
-
-
-class TaskContext(msgspec.Struct, frozen=True):
-    """Second argument of every handler.
-
-    Attributes
-    ----------
-    task_id, attempt:
-        Which task and which attempt (1-based) this is.
-    dependencies:
-        Results of the tasks this one depends on, by task id.
-    """
-
-    task_id: str
-    attempt: int
-    dependencies: dict[str, Any]
-
-
-def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
-    """Import ``package.module:function`` if it is under an allowed prefix.
-
-    Raises
-    ------
-    HandlerError
-        Malformed path, prefix not allowed, module or attribute missing, not callable.
-    """
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise HandlerError(f"handler {path!r} is not 'package.module:function'")
-    if not any(path.startswith(p) for p in allowed):
-        raise HandlerError(f"handler {path!r} is not under an allowed prefix {list(allowed)}")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise HandlerError(f"handler {path!r} cannot be imported: {e}") from e
-    if not callable(fn):
-        raise HandlerError(f"handler {path!r} is not callable")
-    return fn  # type: ignore[no-any-return]
-
-
-def _agent_main(conn: Connection, allowed: Sequence[str]) -> None:
-    """Child process loop: receive a task, run it, send ``(kind, data)`` back.
-
-    :data:`STOP_SIGNAL` stops the running handler (reply ``("stopped", "")``); the agent then
-    takes the next task."""
-    global _handling
-    signal.signal(STOP_SIGNAL, _stop_handler)
-    cache: dict[str, Callable[..., Any]] = {}
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):  # the worker went away
-            return
-        if msg is None:
-            return
-        task_id, attempt, handler, payload, deps = msg
-        reply: tuple[str, Any]
-        try:
-            fn = cache.get(handler) or cache.setdefault(handler, resolve(handler, allowed))
-            ctx = TaskContext(
-                task_id=task_id,
-                attempt=attempt,
-                dependencies={k: unpack(v) for k, v in deps.items()},
+    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.reader is None:
+            self.reader = threading.Thread(
+                target=self._read, args=(loop,), name=f"pipe-{self.proc.name}", daemon=True
             )
-            _handling = True
-            try:
-                result = fn(unpack(payload), ctx)
-                if inspect.isawaitable(result):
-                    result = asyncio.run(_await(result))
-            finally:
-                _handling = False
-            reply = ("ok", pack(result))
-        except TaskStopped:
-            reply = ("stopped", "")
-        except (HandlerError, MessageDecodeError) as e:
-            reply = ("permanent", f"{type(e).__name__}: {e}")
-        except Exception as e:  # a handler's bug must not kill the agent
-            reply = ("error", "".join(traceback.format_exception(e))[-4000:])
+            self.reader.start()
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            conn.send(reply)
-        except (BrokenPipeError, EOFError):
+            while True:
+                loop.call_soon_threadsafe(self._deliver, self.conn.recv())
+        except (EOFError, OSError, TypeError):  # TypeError: closed under us
+            pass
+        except RuntimeError:  # the loop closed first: nobody waits any more
             return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self.end_runs)
 
+    def _deliver(self, reply: tuple[str, str, Any]) -> None:
+        future = self.pending.get(reply[0])
+        if future is not None and not future.done():
+            future.set_result((reply[1], reply[2]))
 
-async def _await(aw: Any) -> Any:
-    return await aw
+    def end_runs(self) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                if self.killed:
+                    future.set_result(("lost", self.killed))
+                else:
+                    future.set_result(("error", f"agent {self.proc.name} process died"))
+
+    def send_now(self, msg: Any) -> bool:
+        """Send ``msg`` from this thread unless a threaded send holds the pipe."""
+        if not self.send_lock.acquire(blocking=False):
+            return False
+        try:
+            self.conn.send(msg)
+        finally:
+            self.send_lock.release()
+        return True
+
+    def send_locked(self, msg: Any) -> None:
+        with self.send_lock:
+            self.conn.send(msg)
 
 
 class AgentProcess:
-    """One agent: a child process running one task at a time.
+    """One agent: a child process running up to ``concurrency`` tasks at once.
 
     Parameters
     ----------
@@ -152,43 +129,51 @@ class AgentProcess:
         Id reported in task records and heartbeats.
     allowed:
         Handler import-path prefixes this agent may run.
+    concurrency:
+        Most tasks running at once in the process: async handlers share its event loop, sync
+        handlers its pool of that many threads (:mod:`multiswarm.agent_runtime`). 1 runs each
+        handler in the main thread, where a signal can stop it even in a system call.
     """
 
-    def __init__(self, agent_id: str, allowed: Sequence[str] = DEFAULT_ALLOWED) -> None:
+    def __init__(
+        self, agent_id: str, allowed: Sequence[str] = DEFAULT_ALLOWED, concurrency: int = 1
+    ) -> None:
+        if concurrency < 1:
+            raise InvalidArgumentError(f"agent concurrency must be >= 1, not {concurrency}")
         self.agent_id = agent_id
         self.allowed = tuple(allowed)
+        self.concurrency = concurrency
         self.restarts = 0
         self.failures = 0
         #: True for a member started to replace one that could not be restarted
         self.replacement = False
         #: failures since the last success: the agent's health (see multiswarm.placement)
         self.consecutive_failures = 0
-        self._proc: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._channel: _Channel | None = None
         self.start()
 
     def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
-            target=_agent_main,
-            args=(child, self.allowed),
+            target=agent_main,
+            args=(child, self.allowed, self.concurrency),
             name=f"agent-{self.agent_id}",
             daemon=True,
         )
         proc.start()
         child.close()
-        self._proc, self._conn = proc, parent
+        self._channel = _Channel(proc, parent)
 
     kind = "python"
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._channel is not None and self._channel.proc.is_alive()
 
     @property
     def pid(self) -> int:
-        return (self._proc.pid or 0) if self._proc is not None else 0
+        return (self._channel.proc.pid or 0) if self._channel is not None else 0
 
     async def run(
         self,
@@ -199,26 +184,35 @@ class AgentProcess:
         deps: dict[str, bytes],
         timeout_s: float,
     ) -> tuple[str, Any]:
-        """Run one task. Returns ``("ok", result bytes)``, ``("error", text)`` (retryable) or
-        ``("permanent", text)``. On timeout or a dead process the process is replaced."""
-        if not self.alive or self._conn is None:
+        """Run one task beside the others this agent runs.
+
+        Returns
+        -------
+        tuple
+            ``("ok", result bytes)``, ``("error", text)`` (retryable: the handler raised, timed
+            out, or the process died under it), ``("permanent", text)``, or ``("lost", text)``:
+            the worker killed the process to stop another of its tasks, so this one never
+            finished through no fault of its own (hand it back).
+
+        Raises
+        ------
+        asyncio.CancelledError
+            The run was cancelled (``stop_task``, shutdown): its handler was stopped first,
+            cooperatively or, after :data:`STOP_GRACE_S`, with the process.
+        """
+        ch = self._channel
+        if ch is None or not ch.proc.is_alive():
             return ("error", f"agent {self.agent_id} is not running")
-        conn = self._conn
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        fd = conn.fileno()
-
-        def readable() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        loop.add_reader(fd, readable)
+        ch.listen(loop)
+        future: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        ch.pending[task_id] = future
         try:
-            await self._in_thread(conn.send, (task_id, attempt, handler, payload, deps))
-            await asyncio.wait_for(done, timeout=timeout_s)
-            # readable means the reply has begun, not that all of it is here: a large result
-            # is read in a thread, so the loop keeps renewing leases meanwhile
-            reply: tuple[str, Any] = await self._in_thread(conn.recv)
+            msg = ("run", task_id, attempt, handler, payload, deps)
+            size = len(payload) + sum(len(d) for d in deps.values())
+            if size > INLINE_SEND_BYTES or not ch.send_now(msg):
+                await self._in_thread(ch, ch.send_locked, msg)
+            reply = await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
             if reply[0] == "ok":
                 self.consecutive_failures = 0
             elif reply[0] == "error":
@@ -227,72 +221,91 @@ class AgentProcess:
             return reply
         except asyncio.CancelledError:
             # the task was cancelled (or the worker is shutting down): stop the handler
-            await self._stop_handler()
+            await self._stop(ch, task_id, future)
             raise
         except asyncio.TimeoutError:
-            # a hung handler cannot be interrupted: its process goes; the supervisor restarts it
             self.failures += 1
             self.consecutive_failures += 1
-            await self.kill()
-            return ("error", f"timed out after {timeout_s:.1f} s (agent {self.agent_id} killed)")
+            # a single-task agent's handler cannot be interrupted reliably: its process goes
+            # (the supervisor restarts it); a concurrent one is asked first, for the others
+            stopped = self.concurrency > 1 and await self._stop(ch, task_id, future)
+            if not stopped:
+                await self.kill(f"task {task_id} timed out")
+            how = "stopped" if stopped else f"agent {self.agent_id} killed"
+            return ("error", f"timed out after {timeout_s:.1f} s ({how})")
         except (EOFError, OSError, BrokenPipeError) as e:
             self.failures += 1
             self.consecutive_failures += 1
-            await self.kill()
+            await self.kill(f"the pipe of task {task_id} broke")
             return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
-            loop.remove_reader(fd)
+            ch.pending.pop(task_id, None)
 
-    async def _stop_handler(self) -> None:
-        """Stop the running handler: cooperatively first (:data:`STOP_SIGNAL` raises
-        :class:`TaskStopped` in it, and the agent stays up), then, if it has not answered
-        within :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it)."""
-        proc, conn = self._proc, self._conn
-        if proc is None or conn is None or not proc.is_alive() or proc.pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, STOP_SIGNAL)
+    async def _stop(
+        self, ch: _Channel, task_id: str, future: asyncio.Future[tuple[str, Any]]
+    ) -> bool:
+        """Stop the handler of ``task_id``: cooperatively first (it gets :class:`TaskStopped`
+        or a cancellation, and the agent stays up), then, if it has not answered within
+        :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it; the agent's
+        other runs end ``lost``). True if it stopped cooperatively (or had already ended)."""
+        if future.done():
+            return True
+        if not ch.proc.is_alive() or ch.proc.pid is None:
+            return False
         try:
-            # poll with a bound, then read: a thread is never left blocked on the pipe
-            if await asyncio.to_thread(conn.poll, STOP_GRACE_S):
-                reply = await asyncio.to_thread(conn.recv)
-                log.info("agent %s stopped its handler (%s)", self.agent_id, reply[0])
-                return
-        except (EOFError, OSError):
+            if self.concurrency == 1:
+                os.kill(ch.proc.pid, STOP_SIGNAL)
+            elif not ch.send_now(("stop", task_id)):
+                await asyncio.to_thread(ch.send_locked, ("stop", task_id))
+            reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
+            log.info("agent %s stopped the handler of %s (%s)", self.agent_id, task_id, reply[0])
+            return reply[0] != "lost"
+        except (ProcessLookupError, OSError, asyncio.TimeoutError):
             pass
         log.warning(
-            "agent %s did not stop its handler within %.0f s: killed", self.agent_id, STOP_GRACE_S
+            "agent %s did not stop the handler of %s within %.0f s: killed",
+            self.agent_id,
+            task_id,
+            STOP_GRACE_S,
         )
-        await self.kill()
+        await self.kill(f"killed to stop task {task_id}")
+        return False
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` (a blocking pipe send or receive) in a thread.
+    async def _in_thread(self, ch: _Channel, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (a blocking pipe send) in a thread.
 
-        If the caller is cancelled meanwhile, the child is killed, so the thread's read or write
-        ends (EOF, broken pipe) before anyone closes the pipe under it, and only then does the
+        If the caller is cancelled meanwhile, the child is killed, so the thread's write ends
+        (broken pipe) before anyone closes the pipe under it (a half-written message would
+        corrupt the stream for the agent's other runs anyway), and only then does the
         cancellation go on.
         """
         work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
-            if self._proc is not None and self._proc.is_alive():
-                self._proc.kill()
+            ch.killed = ch.killed or "a send to it was interrupted"
+            if ch.proc.is_alive():
+                ch.proc.kill()
             await asyncio.wait([work], timeout=KILL_WAIT_S)
             if work.done() and not work.cancelled():
                 work.exception()  # retrieved: it is the expected EOF of a killed child
             raise
 
     async def restart(self) -> None:
-        await self.kill()
+        await self.kill("restarted")
         self.restarts += 1
         self.start()
 
-    async def kill(self) -> None:
-        """SIGKILL the process and wait (without blocking the event loop) until it is gone."""
-        proc, conn = self._proc, self._conn
-        self._proc, self._conn = None, None
-        if proc is not None and proc.is_alive():
+    async def kill(self, why: str = "killed") -> None:
+        """SIGKILL the process and wait (without blocking the event loop) until it is gone.
+
+        Its runs still waiting end ``("lost", why)``: the worker hands their tasks back."""
+        ch, self._channel = self._channel, None
+        if ch is None:
+            return
+        ch.killed = ch.killed or f"agent {self.agent_id} {why}"
+        proc = ch.proc
+        if proc.is_alive():
             proc.kill()
             if not await _exited(proc, KILL_WAIT_S):
                 log.warning(
@@ -301,18 +314,21 @@ class AgentProcess:
                     proc.pid,
                     KILL_WAIT_S,
                 )
-        if conn is not None:
-            conn.close()
+        if ch.reader is not None:
+            # the child is gone: its reader sees EOF at once; close the pipe only after that
+            await asyncio.to_thread(ch.reader.join, KILL_WAIT_S)
+        ch.end_runs()  # also when no reader ever started
+        ch.conn.close()
 
     async def stop(self, timeout_s: float = 2.0) -> None:
-        """Ask the child to exit (it does once its current task ends); kill it if it does not
+        """Ask the child to exit (it does once its running tasks end); kill it if it does not
         within ``timeout_s``. The event loop is not blocked meanwhile."""
-        proc = self._proc
-        if self._conn is not None and proc is not None and proc.is_alive():
+        ch = self._channel
+        if ch is not None and ch.proc.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
-                self._conn.send(None)
-            await _exited(proc, timeout_s)
-        await self.kill()
+                ch.send_locked(None)
+            await _exited(ch.proc, timeout_s)
+        await self.kill("stopped")
 
 
 async def _exited(proc: multiprocessing.process.BaseProcess, timeout_s: float) -> bool:

@@ -28,6 +28,15 @@ def _swarms(texts: tuple[str, ...]) -> list[node.SwarmSpec]:
         raise click.BadParameter(str(e), param_hint="--swarm") from e
 
 
+def _concurrency_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(1, 1024),
+        default=None,
+        help="Tasks each agent process runs at once [default: MULTISWARM_AGENT_CONCURRENCY or 1].",
+    )(f)
+
+
 def _lease_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--lease-ms",
@@ -131,6 +140,7 @@ def run_state_cmd(ctx: click.Context) -> None:
     "--restart-base-s", 5.0, "First restart delay of a dead member; doubles per attempt.", type=_S
 )
 @option("--restart-attempts", 3, type=click.IntRange(1, 20))
+@_concurrency_option
 @option(
     "--restart-cooldown-s", 60.0, "Wait before replacing a member whose restarts failed.", type=_S
 )
@@ -152,6 +162,7 @@ def run_worker_cmd(
     externals: tuple[str, ...],
     restart_base_s: float,
     restart_attempts: int,
+    concurrency: int | None,
     restart_cooldown_s: float,
     probation_s: float,
 ) -> None:
@@ -176,6 +187,7 @@ def run_worker_cmd(
             grace_s=grace_s,
             agent_strategy=agent_strategy,
             pool_bytes=memory_mb * 1024 * 1024,
+            concurrency=concurrency,
             external=external,
             backoff=node.RestartPolicy(
                 base_s=restart_base_s,
@@ -192,6 +204,7 @@ def run_worker_cmd(
 @option("--swarms", 3, type=click.IntRange(1, 100))
 @option("--agents", 2, "Agent processes per swarm.", type=click.IntRange(1, 64))
 @_lease_option
+@_concurrency_option
 @option("--strategy", "capability", type=click.Choice(node.COORDINATOR_STRATEGIES))
 @_allow_handlers
 @click.option(
@@ -208,6 +221,7 @@ def up(
     swarms: int,
     agents: int,
     lease_ms: int | None,
+    concurrency: int | None,
     strategy: str,
     allow_handlers: tuple[str, ...],
     user_swarms: tuple[str, ...],
@@ -222,7 +236,8 @@ def up(
     if lease_ms:  # given: it must agree with the deployment's (multiswarm.deployment)
         settings = settings.replace(lease_ms=lease_ms, explicit=settings.explicit | {"lease_ms"})
     _swarms(user_swarms)
-    worker_args = [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
+    worker_args = ["--concurrency", str(concurrency)] if concurrency else []
+    worker_args += [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
     stopping: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:

@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         Which of the deployment-wide timings (:data:`DEPLOYMENT_ENV`) this process was given
         explicitly (environment or override) rather than by default: those must agree with
         the values stored in Redis (multiswarm.deployment), the others adopt them.
+    agent_concurrency:
+        ``MULTISWARM_AGENT_CONCURRENCY``: tasks one agent process of a worker runs at once (1);
+        a worker's ``--concurrency`` replaces it.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -105,6 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     message_secret: str = ""
     auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
     explicit: frozenset[str] = frozenset()
+    agent_concurrency: int = 1
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -164,6 +168,7 @@ def validate(s: Settings) -> Settings:
         "socket_timeout_ms",
         "connect_timeout_ms",
         "result_ttl_ms",
+        "agent_concurrency",
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
@@ -222,6 +227,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         auto_recover_min_confidence=_float(
             env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE", DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
         ),
+        agent_concurrency=_int(env, "MULTISWARM_AGENT_CONCURRENCY", 1),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

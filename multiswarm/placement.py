@@ -2,9 +2,10 @@
 
 Per batch of claimed tasks the worker asks the Numba scheduling kernel
 (:func:`multiswarm.kernels.scheduling.schedule`) for an agent per task, by the swarm's agent
-strategy (round_robin, least_loaded, load_balanced, capability), over arrays of agent load
-(running tasks), capacity (one task per agent process) and health from consecutive failures
-(healthy 0, degraded 1-2, unhealthy 3-5, dead 6+; DESIGN.md, Resilience). The task's input
+strategy (round_robin, least_loaded, load_balanced, capability), over the agents' real state:
+load (tasks in flight), capacity (the agent's concurrency), capability masks (bits of the
+swarm's capabilities) and health from consecutive failures (healthy 0, degraded 1-2, unhealthy
+3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities. The task's input
 (payload and dependency results) is copied into a region of the node's pool
 (:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default), pinned while
 it runs. An input larger than the agent's share of the pool can never fit: its task is
@@ -16,9 +17,12 @@ Numba is imported here on first use, not when ``multiswarm`` is imported.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
@@ -99,9 +103,21 @@ class SwarmAgents:
         The swarm's agent processes; ``first_index`` is the first one's id in the node pool.
     strategy:
         One of :data:`AGENT_STRATEGIES`.
+    concurrency:
+        Tasks one agent runs at once: its capacity in the scheduling kernel.
+    capabilities:
+        The swarm's capabilities, in order: bit ``i`` of a capability mask is the ``i``-th
+        (:func:`capability_bits`).
     """
 
-    def __init__(self, agents: list[AgentProcess], first_index: int, strategy: str) -> None:
+    def __init__(
+        self,
+        agents: list[AgentProcess],
+        first_index: int,
+        strategy: str,
+        concurrency: int = 1,
+        capabilities: Sequence[str] = (),
+    ) -> None:
         if strategy not in AGENT_STRATEGIES:
             raise InvalidArgumentError(
                 f"unknown agent strategy {strategy!r}; one of {AGENT_STRATEGIES}"
@@ -109,7 +125,13 @@ class SwarmAgents:
         self.agents = agents
         self.first_index = first_index
         self.strategy = strategy
-        self.busy = [False] * len(agents)
+        self.concurrency = concurrency
+        self.bits = capability_bits(capabilities)
+        every = capability_mask(self.bits, self.bits)
+        #: tasks in flight per agent
+        self.load = [0] * len(agents)
+        #: capability mask per agent: every Python agent holds all of the swarm's capabilities
+        self.caps = [every] * len(agents)
         #: members taken out of service for good (replaced or scaled down); indexes stay stable
         self.retired = [False] * len(agents)
         self.cursor = 0
@@ -117,7 +139,8 @@ class SwarmAgents:
     def add(self, agent: AgentProcess) -> int:
         """A new member (scale-up or replacement); returns its index."""
         self.agents.append(agent)
-        self.busy.append(False)
+        self.load.append(0)
+        self.caps.append(capability_mask(self.bits, self.bits))
         self.retired.append(False)
         return len(self.agents) - 1
 
@@ -128,44 +151,136 @@ class SwarmAgents:
         )
 
     def placeable(self) -> int:
-        """Idle agents that may take work (healthy or degraded)."""
-        return sum(1 for i, busy in enumerate(self.busy) if not busy and self.usable(i))
+        """Free slots (concurrency minus tasks in flight) of agents that may take work
+        (healthy or degraded): how many tasks to claim."""
+        return sum(max(0, self.concurrency - n) for i, n in enumerate(self.load) if self.usable(i))
 
-    def place(self, n_tasks: int) -> list[int]:
-        """Agent index (within the swarm) per task, ``-1`` where none can take it."""
-        from multiswarm.kernels.scheduling import schedule
+    def place(self, priorities: Sequence[int], capabilities: Sequence[str] = ()) -> list[int]:
+        """Agent index (within the swarm) per task of a claimed batch, ``-1`` where none can
+        take it, by the scheduling kernel over the agents' real state.
 
-        m = len(self.agents)
-        result = schedule(
-            np.zeros(n_tasks, np.int64),  # the claim already came in priority order
-            np.zeros(n_tasks, np.uint64),  # the swarm's agents all hold its capabilities
-            np.ones(n_tasks, np.float64),
-            np.array([1.0 if b else 0.0 for b in self.busy], np.float64),
-            np.ones(m, np.float64),
-            np.zeros(m, np.uint64),
+        Parameters
+        ----------
+        priorities:
+            Per task, the record's priority code (0 high, 1 normal, 2 low; lower is more
+            urgent); also gives the batch size. The kernel places the most urgent first.
+        capabilities:
+            Per task, its required capabilities (csv); a task needing one the swarm's agents
+            lack is not placed. Default: none required.
+        """
+        prio = np.asarray(priorities, np.int64).reshape(-1)
+        n, m = prio.shape[0], len(self.agents)
+        need = np.zeros(n, np.uint64)
+        for i, caps in enumerate(capabilities):
+            if caps:
+                need[i] = capability_mask(self.bits, caps.split(","))
+        assignment, cursor = _schedule(
+            -prio,  # the kernel takes higher as more urgent
+            need,
+            np.ones(n, np.float64),
+            np.asarray(self.load, np.float64),
+            np.full(m, float(self.concurrency)),
+            np.asarray(self.caps, np.uint64),
             np.array(
                 [
-                    health_code(a.consecutive_failures) if self.usable(i) or self.busy[i] else 3
+                    health_code(a.consecutive_failures) if self.usable(i) else 3
                     for i, a in enumerate(self.agents)
                 ],
                 np.int8,
             ),
-            strategy=self.strategy,
-            cursor=self.cursor,
+            self.strategy,
+            self.cursor,
         )
-        self.cursor = int(result.cursor)
-        picks = [int(i) for i in result.assignment]
+        self.cursor = cursor
+        picks = [int(i) for i in assignment]
         for i in picks:
             if i >= 0:
-                self.busy[i] = True
+                self.load[i] += 1
         return picks
 
     def done(self, index: int) -> None:
-        self.busy[index] = False
+        self.load[index] = max(0, self.load[index] - 1)
+
+
+#: The capability bit no agent holds: it marks a task needing a capability its swarm lacks.
+FOREIGN_BIT = 63
+
+
+def capability_bits(capabilities: Sequence[str]) -> dict[str, int]:
+    """Bit per capability of a swarm, in order; from the 64th on, ``-1`` (no bit: every agent
+    holds those, so they are not checked)."""
+    names = dict.fromkeys(capabilities)
+    return {c: (i if i < FOREIGN_BIT else -1) for i, c in enumerate(names)}
+
+
+def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
+    """The mask of ``names`` over a swarm's capability ``bits``; a name the swarm does not know
+    sets :data:`FOREIGN_BIT`."""
+    mask = 0
+    for name in names:
+        bit = bits.get(name, FOREIGN_BIT)
+        if bit >= 0:
+            mask |= 1 << bit
+    return mask
+
+
+#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`); until then batches
+#: are placed by its pure-Python reference, which gives the same answer (tests/kernels), so a
+#: worker claims from its first moment instead of after Numba's half second.
+_kernel_ready = threading.Event()
+
+
+def _schedule(
+    priority: npt.NDArray[np.int64],
+    task_caps: npt.NDArray[np.uint64],
+    task_cost: npt.NDArray[np.float64],
+    agent_load: npt.NDArray[np.float64],
+    agent_capacity: npt.NDArray[np.float64],
+    agent_caps: npt.NDArray[np.uint64],
+    agent_health: npt.NDArray[np.int8],
+    strategy: str,
+    cursor: int,
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference
+    (inputs built here are valid, so it skips the wrapper's checks)."""
+    if _kernel_ready.is_set():
+        from multiswarm.kernels.scheduling import schedule
+
+        result = schedule(
+            priority,
+            task_caps,
+            task_cost,
+            agent_load,
+            agent_capacity,
+            agent_caps,
+            agent_health,
+            strategy=strategy,
+            cursor=cursor,
+        )
+        return result.assignment, int(result.cursor)
+    from multiswarm.kernels.constants import STRATEGIES
+    from multiswarm.kernels.reference import reference_schedule
+
+    n, m = priority.shape[0], agent_load.shape[0]
+    assignment, _reason, _load, new_cursor, _order = reference_schedule(
+        priority,
+        task_caps,
+        task_cost,
+        agent_load,
+        agent_capacity,
+        agent_caps,
+        agent_health,
+        np.zeros(n + 1, np.int64),
+        np.empty(0, np.int64),
+        STRATEGIES[strategy],
+        cursor % m if m else 0,
+    )
+    return assignment, int(new_cursor)
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) the kernels before the worker registers."""
+    """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
+    then on. Run it in a thread beside the worker's start."""
     from multiswarm.agents import AgentProcess as _  # noqa: F401
     from multiswarm.kernels.scheduling import schedule
 
@@ -179,4 +294,4 @@ def warm_up() -> None:
         np.zeros(1, np.int8),
         strategy="least_loaded",
     )
-    NodeMemory(REGION_BYTES * 4, REGION_BYTES).admit(0, [b"x"])
+    _kernel_ready.set()

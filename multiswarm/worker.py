@@ -77,6 +77,10 @@ class Worker(WorkerLiveness):
         Restart policy of dead or unhealthy members (5 s doubling, 3 attempts, 60 s cooldown).
     check_s:
         How often members' processes are checked.
+    concurrency:
+        Tasks each agent process runs at once (default ``settings.agent_concurrency``,
+        ``MULTISWARM_AGENT_CONCURRENCY``, 1). Each hosted swarm's capacity (tasks assigned to
+        or running in it at once) becomes at least twice its agents times this.
 
     Raises
     ------
@@ -97,6 +101,7 @@ class Worker(WorkerLiveness):
         external: Mapping[str, str] | None = None,
         backoff: Backoff | None = None,
         check_s: float = 1.0,
+        concurrency: int | None = None,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
@@ -118,9 +123,17 @@ class Worker(WorkerLiveness):
         self.agents: list[AgentProcess] = []
         self.memory: NodeMemory | None = None
         self.external_commands = dict(external or {})
-        # a swarm with an external command starts with one external member (scale for more)
+        self.concurrency = concurrency if concurrency is not None else settings.agent_concurrency
+        if self.concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be >= 1, not {self.concurrency}")
+        # a swarm with an external command starts with one external member (scale for more);
+        # the window of tasks in flight follows the slots: one queued behind each running task
         self.specs = [
-            msgspec.structs.replace(s, external=1) if s.id in self.external_commands else s
+            msgspec.structs.replace(
+                s,
+                external=1 if s.id in self.external_commands else s.external,
+                capacity=max(s.capacity, 2 * s.max_agents * self.concurrency),
+            )
             for s in self.specs
         ]
         self.external: dict[str, list[ExternalMember]] = {}
@@ -225,69 +238,27 @@ class Worker(WorkerLiveness):
 
     async def _start(self) -> None:
         for spec in self.specs:
-            agents = [AgentProcess(f"{spec.id}.a{i}", self.allowed) for i in range(spec.max_agents)]
-            self.placement[spec.id] = SwarmAgents(agents, len(self.agents), self.agent_strategy)
+            agents = [
+                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency)
+                for i in range(spec.max_agents)
+            ]
+            self.placement[spec.id] = SwarmAgents(
+                agents,
+                len(self.agents),
+                self.agent_strategy,
+                self.concurrency,
+                [c for c in spec.caps.split(",") if c],
+            )
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # compile or load the kernels before registering, so no claim waits on Numba
-        await asyncio.to_thread(warm_up)
+        # the scheduling kernel loads in a thread meanwhile: claims do not wait for Numba, their
+        # batches are placed by its Python reference until then (multiswarm.placement)
+        self._spawn(asyncio.to_thread(warm_up), "warm-up of the scheduling kernel")
         self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
-
-    async def _shut_down(
-        self,
-        claimers: list[asyncio.Task[None]],
-        loops: list[asyncio.Task[None]],
-        drained: asyncio.Event,
-    ) -> None:
-        """Stop claiming, drain (at once after a failure), hand back, leave. Every step runs even
-        if one before it failed: a worker that stops must not keep tasks or a registration."""
-        self._shutting_down = True
-        failure = self._failure
-        if failure is not None:
-            log.error(
-                "worker %s: its %s failed; handing back its tasks and leaving",
-                self.id,
-                failure[0],
-                exc_info=failure[1],
-            )
-        await _cancel(claimers)
-        await self._drain(0.0 if failure else self.grace_s)
-        try:  # a clean leave records that nothing is running any more
-            await self._save_progress()
-        except Exception as e:
-            log.warning("could not save final progress: %s", e)
-        drained.set()
-        await _cancel(loops)
-        await self._leave()
-
-    async def _drain(self, grace_s: float) -> None:
-        if self._running and grace_s > 0:
-            log.info("waiting up to %.0f s for %d in-flight tasks", grace_s, len(self._running))
-            await asyncio.wait(self._running, timeout=grace_s)
-        held = {tid: h.claimed.token for tid, h in self.held.items()}
-        for t in self._running:
-            t.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
-        if held:
-            try:
-                n = await self.tasks.release(held)
-                log.info("handed back %d unfinished tasks", n)
-            except MultiswarmError as e:
-                log.warning("could not hand back tasks (their leases will expire): %s", e)
-
-    async def _leave(self) -> None:
-        try:
-            await self.registry.reap_workers(0, worker_id=self.id, graceful=True)
-        except Exception as e:
-            log.warning("could not leave the registry: %s", e)
-        try:
-            await self._stop_members()
-        finally:
-            await self.client.aclose()
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         wake = self.wake[swarm_id]
@@ -308,7 +279,7 @@ class Worker(WorkerLiveness):
                     await asyncio.sleep(0.5)
                     continue
             unplaced: dict[str, str] = {}
-            for c, pick in zip(claimed, swarm.place(len(claimed)) if claimed else []):
+            for c, pick in zip(claimed, _place(swarm, claimed) if claimed else []):
                 if pick < 0:
                     unplaced[c.id] = c.token
                     continue
@@ -364,6 +335,12 @@ class Worker(WorkerLiveness):
                 )
             finally:
                 self._handlers.pop(c.id, None)
+            if kind in ("lost", "stopped"):
+                # its agent was killed to stop another of its tasks (or it was stopped without
+                # being cancelled here): not its fault, so hand it back, the attempt uncounted
+                log.info("task %s handed back: %s", c.id, data or kind)
+                await self.tasks.release({c.id: c.token})
+                return
             if kind == "error":
                 # the supervisor restarts it once it is unhealthy (3+ failures) or dead
                 await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
@@ -429,15 +406,10 @@ class Worker(WorkerLiveness):
                     log.warning("could not scale %s: %s", env.target, e)
 
 
-async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
-    """Cancel ``tasks`` and wait for them, but not forever: redis-py can swallow a cancellation
-    that lands while a pub/sub read times out (the listener then blocks in a read with no
-    timeout). Such a task is cancelled once more and left; closing the client ends its read."""
-    for t in tasks:
-        t.cancel()
-    if not tasks:
-        return
-    _done, pending = await asyncio.wait(tasks, timeout=wait_s)
-    for t in pending:
-        log.warning("%s did not stop within %.0f s of being cancelled", t.get_name(), wait_s)
-        t.cancel()
+def _place(swarm: SwarmAgents, claimed: list[Claimed]) -> list[int]:
+    """Agent per claimed task by priority and required capabilities, where the claim reply
+    carries them (``prio``, ``caps`` of the task record); else in claim order (the queue's
+    priority order) with the swarm's capabilities."""
+    prios = [int(getattr(c, "prio", 1)) for c in claimed]
+    caps = [str(getattr(c, "caps", "")) for c in claimed]
+    return swarm.place(prios, caps)

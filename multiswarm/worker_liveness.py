@@ -1,10 +1,11 @@
-"""The worker's liveness: registration, heartbeats, progress reports and lease renewals.
+"""The worker's liveness: registration, heartbeats, progress reports, lease renewals, leaving.
 
 A mixin of :class:`multiswarm.worker.Worker`, kept apart so each module stays small. Each duty is
 a loop of its own, so none delays another: heartbeats every third of the heartbeat timeout and
 nothing else (a slow state save must not get a healthy worker reaped), progress (per-swarm state
 and reconciling members) at the same pace, and lease renewals every third of each task's own
-lease, looked for often enough for the shortest lease held.
+lease, looked for often enough for the shortest lease held. On the way out: stop claiming,
+drain, hand back what still runs, leave the registry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import socket
 import time
 from typing import Any
+
+from redis.asyncio import Redis
 
 from multiswarm.config import Settings
 from multiswarm.errors import MultiswarmError, NotFound, RedisUnavailable
@@ -53,6 +56,11 @@ class WorkerLiveness(WorkerMembers):
     recent: dict[str, collections.deque[str]]
     _handlers: dict[str, asyncio.Task[Any]]
     _stopped: set[str]
+    _running: set[asyncio.Task[None]]
+    _shutting_down: bool
+    _failure: tuple[str, BaseException] | None
+    grace_s: float
+    client: Redis
 
     def stop_task(self, task_id: str) -> bool:
         """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
@@ -188,6 +196,58 @@ class WorkerLiveness(WorkerMembers):
                     log.warning("lease renewal failed: %s", e)
             await _wait(stop, self._renew_tick_s())
 
+    async def _shut_down(
+        self,
+        claimers: list[asyncio.Task[None]],
+        loops: list[asyncio.Task[None]],
+        drained: asyncio.Event,
+    ) -> None:
+        """Stop claiming, drain (at once after a failure), hand back, leave. Every step runs even
+        if one before it failed: a worker that stops must not keep tasks or a registration."""
+        self._shutting_down = True
+        failure = self._failure
+        if failure is not None:
+            log.error(
+                "worker %s: its %s failed; handing back its tasks and leaving",
+                self.id,
+                failure[0],
+                exc_info=failure[1],
+            )
+        await _cancel(claimers)
+        await self._drain(0.0 if failure else self.grace_s)
+        try:  # a clean leave records that nothing is running any more
+            await self._save_progress()
+        except Exception as e:
+            log.warning("could not save final progress: %s", e)
+        drained.set()
+        await _cancel(loops)
+        await self._leave()
+
+    async def _drain(self, grace_s: float) -> None:
+        if self._running and grace_s > 0:
+            log.info("waiting up to %.0f s for %d in-flight tasks", grace_s, len(self._running))
+            await asyncio.wait(self._running, timeout=grace_s)
+        held = {tid: h.claimed.token for tid, h in self.held.items()}
+        for t in self._running:
+            t.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        if held:
+            try:
+                n = await self.tasks.release(held)
+                log.info("handed back %d unfinished tasks", n)
+            except MultiswarmError as e:
+                log.warning("could not hand back tasks (their leases will expire): %s", e)
+
+    async def _leave(self) -> None:
+        try:
+            await self.registry.reap_workers(0, worker_id=self.id, graceful=True)
+        except Exception as e:
+            log.warning("could not leave the registry: %s", e)
+        try:
+            await self._stop_members()
+        finally:
+            await self.client.aclose()
+
 
 def _merge_progress(
     worker_id: str, swarm_id: str, mine: dict[str, Any], data: dict[str, Any]
@@ -203,3 +263,17 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     if timeout_s > 0:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=timeout_s)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them, but not forever: redis-py can swallow a cancellation
+    that lands while a pub/sub read times out (the listener then blocks in a read with no
+    timeout). Such a task is cancelled once more and left; closing the client ends its read."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=wait_s)
+    for t in pending:
+        log.warning("%s did not stop within %.0f s of being cancelled", t.get_name(), wait_s)
+        t.cancel()

@@ -70,7 +70,7 @@ class WorkerMembers:
             for sid, swarm in self.placement.items():
                 for i, agent in enumerate(swarm.agents):
                     sick = not agent.alive or health_code(agent.consecutive_failures) >= 2
-                    if sick and not swarm.busy[i] and not swarm.retired[i]:
+                    if sick and not swarm.load[i] and not swarm.retired[i]:
                         self._recover_soon(
                             sid, agent, functools.partial(self._replace_agent, sid, i)
                         )
@@ -125,7 +125,7 @@ class WorkerMembers:
         old = swarm.agents[index]
         swarm.retired[index] = True
         await old.kill()
-        new = AgentProcess(self._next_id(sid, "a"), self.allowed)
+        new = AgentProcess(self._next_id(sid, "a"), self.allowed, swarm.concurrency)
         new.replacement = True
         swarm.add(new)
         self.agents.append(new)
@@ -173,7 +173,7 @@ class WorkerMembers:
         placement = self.placement[sid]
         live = [i for i in range(len(placement.agents)) if not placement.retired[i]]
         for _ in range(python - len(live)):
-            agent = AgentProcess(self._next_id(sid, "a"), self.allowed)
+            agent = AgentProcess(self._next_id(sid, "a"), self.allowed, placement.concurrency)
             index = placement.add(agent)
             self.agents.append(agent)
             assert self.memory is not None
@@ -185,7 +185,7 @@ class WorkerMembers:
         for i in reversed(live):
             if len([j for j in live if not placement.retired[j]]) <= python:
                 break
-            if not placement.busy[i]:
+            if not placement.load[i]:
                 placement.retired[i] = True
                 await placement.agents[i].stop()
                 await self._event("swarm.agent.stopped", sid, placement.agents[i], scaled=True)
@@ -216,7 +216,7 @@ class WorkerMembers:
                     "retired"
                     if swarm.retired[i]
                     else "busy"
-                    if swarm.busy[i]
+                    if swarm.load[i]
                     else "idle"
                     if a.alive
                     else "failed"
@@ -225,6 +225,7 @@ class WorkerMembers:
                     "swarm": sid,
                     "kind": "python",
                     "state": state,
+                    "running": swarm.load[i],
                     "health": health_code(a.consecutive_failures),
                     "failures": a.failures,
                     "restarts": a.restarts,

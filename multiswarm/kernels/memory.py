@@ -17,25 +17,18 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.shared_memory import SharedMemory
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from . import reference_memory
 from .constants import (
     EVICTION_POLICIES,
     N_FLOAT_ROWS,
     N_INT_ROWS,
     ROW_ALLOC,
-    ROW_COUNT,
-    ROW_DEADLINE,
-    ROW_INSERTED,
-    ROW_LAST_ACCESS,
     ROW_NBYTES,
-    ROW_NREGIONS,
     ROW_OWNER,
-    ROW_PINNED,
     ROW_START,
     STATUS_NOT_OWNER,
     STATUS_OK,
@@ -49,6 +42,7 @@ from .errors import (
     PoolOutOfMemory,
     UnknownAllocation,
 )
+from .pool_ops import agent_id, load_ops, longest_free_run, positive_int, region_table
 from .pool_types import AgentUsage, Allocation, Eviction, PoolUsage, RegionTable
 
 __all__ = [
@@ -69,68 +63,6 @@ F64 = npt.NDArray[np.float64]
 DEFAULT_POOL_BYTES = 28 * 1024 * 1024
 #: Region size in bytes (DESIGN.md, Memory regions: 64 KiB), so 448 regions by default.
 DEFAULT_REGION_BYTES = 64 * 1024
-
-
-class _PoolOps(Protocol):
-    """The kernel functions a pool runs on: :mod:`.memory_kernels` or :mod:`.reference_memory`."""
-
-    def allocate(
-        self,
-        meta: I64,
-        times: F64,
-        agent: int,
-        n_regions: int,
-        nbytes: int,
-        alloc_id: int,
-        now: float,
-        deadline: float,
-        pinned: bool,
-        limit_regions: int,
-        policy: int,
-        evicted: I64,
-    ) -> tuple[int, int, int]: ...
-
-    def free(self, meta: I64, times: F64, alloc_id: int, start: int) -> int: ...
-
-    def touch(self, meta: I64, times: F64, alloc_id: int, start: int, now: float) -> int: ...
-
-    def transfer(
-        self,
-        meta: I64,
-        alloc_id: int,
-        start: int,
-        from_agent: int,
-        to_agent: int,
-        limit_regions: int,
-    ) -> int: ...
-
-    def gc(self, meta: I64, times: F64, dead_agents: I64, freed: I64) -> int: ...
-
-    def expire(self, meta: I64, times: F64, now: float, freed: I64) -> int: ...
-
-    def eviction_order(self, meta: I64, times: F64, policy: int) -> I64: ...
-
-
-def _load_ops(backend: str) -> _PoolOps:
-    if backend == "numba":
-        from . import memory_kernels
-
-        return memory_kernels
-    if backend == "python":
-        return reference_memory
-    raise KernelInputError(f"unknown backend {backend!r}; expected 'numba' or 'python'")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise KernelInputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _agent_id(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise KernelInputError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
 
 
 class RegionPool:
@@ -182,8 +114,8 @@ class RegionPool:
         backend: Literal["numba", "python"] = "numba",
         evictions_kept: int = 1024,
     ) -> None:
-        self.total_bytes = _positive_int("total_bytes", total_bytes)
-        self.region_bytes = _positive_int("region_bytes", region_bytes)
+        self.total_bytes = positive_int("total_bytes", total_bytes)
+        self.region_bytes = positive_int("region_bytes", region_bytes)
         if self.total_bytes % self.region_bytes:
             raise KernelInputError(
                 f"total_bytes ({total_bytes}) must be a multiple of region_bytes ({region_bytes})"
@@ -197,7 +129,7 @@ class RegionPool:
         self.policy = policy
         self.n_regions = self.total_bytes // self.region_bytes
         self._policy_code = EVICTION_POLICIES[policy]
-        self._ops = _load_ops(backend)
+        self._ops = load_ops(backend)
         self._clock = clock
         self._meta = np.zeros((N_INT_ROWS, self.n_regions), dtype=np.int64)
         self._meta[(ROW_OWNER, ROW_ALLOC, ROW_START), :] = -1
@@ -251,12 +183,12 @@ class RegionPool:
         With both, the stricter applies. A cap below current holdings refuses new allocations
         and transfers to the agent but takes nothing away.
         """
-        agent = _agent_id("agent", agent)
+        agent = agent_id("agent", agent)
         caps = []
         if max_regions is not None:
-            caps.append(_agent_id("max_regions", max_regions))
+            caps.append(agent_id("max_regions", max_regions))
         if max_bytes is not None:
-            caps.append(_agent_id("max_bytes", max_bytes) // self.region_bytes)
+            caps.append(agent_id("max_bytes", max_bytes) // self.region_bytes)
         if caps:
             self._limits[agent] = min(caps)
         else:
@@ -295,8 +227,8 @@ class RegionPool:
         PoolOutOfMemory
             No run fits, even after evicting every unpinned allocation; nothing was evicted.
         """
-        agent = _agent_id("agent", agent)
-        nbytes = _positive_int("nbytes", nbytes)
+        agent = agent_id("agent", agent)
+        nbytes = positive_int("nbytes", nbytes)
         if ttl_s is not None and not ttl_s >= 0:
             raise KernelInputError(f"ttl_s must be >= 0, got {ttl_s!r}")
         n_regions = -(-nbytes // self.region_bytes)
@@ -375,11 +307,11 @@ class RegionPool:
             Not live; ``from_agent`` does not own it; ``to_agent`` would pass its limit.
         """
         handle = self._resolve(allocation)
-        to_agent = _agent_id("to_agent", to_agent)
+        to_agent = agent_id("to_agent", to_agent)
         if from_agent is None:
             src = allocation.agent if isinstance(allocation, Allocation) else handle.agent
         else:
-            src = _agent_id("from_agent", from_agent)
+            src = agent_id("from_agent", from_agent)
         limit = self._limits.get(to_agent, -1)
         status = self._ops.transfer(
             self._meta, handle.id, handle.start_region, src, to_agent, limit
@@ -405,7 +337,7 @@ class RegionPool:
 
     def gc(self, dead_agents: Iterable[int]) -> list[Allocation]:
         """Free every allocation, pinned or not, of the given agents; return what was freed."""
-        dead = np.unique(np.array([_agent_id("dead agent", a) for a in dead_agents], np.int64))
+        dead = np.unique(np.array([agent_id("dead agent", a) for a in dead_agents], np.int64))
         count = self._ops.gc(self._meta, self._times, dead, self._scratch)
         return [self._live.pop(i) for i in self._scratch[:count].tolist()]
 
@@ -461,7 +393,7 @@ class RegionPool:
             used_bytes=used_regions * self.region_bytes,
             free_bytes=(self.n_regions - used_regions) * self.region_bytes,
             requested_bytes=int(self._meta[ROW_NBYTES].sum()),
-            largest_free_bytes=_longest_free_run(owner) * self.region_bytes,
+            largest_free_bytes=longest_free_run(owner) * self.region_bytes,
             per_agent=per_agent,
         )
 
@@ -471,19 +403,7 @@ class RegionPool:
 
     def table(self) -> RegionTable:
         """Copy of the region table, for inspection and tests."""
-        m, t = self._meta, self._times
-        return RegionTable(
-            m[ROW_OWNER].copy(),
-            m[ROW_ALLOC].copy(),
-            m[ROW_START].copy(),
-            m[ROW_NREGIONS].copy(),
-            m[ROW_NBYTES].copy(),
-            m[ROW_COUNT].copy(),
-            m[ROW_PINNED].copy(),
-            t[ROW_LAST_ACCESS].copy(),
-            t[ROW_INSERTED].copy(),
-            t[ROW_DEADLINE].copy(),
-        )
+        return region_table(self._meta, self._times)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -504,9 +424,3 @@ class RegionPool:
 
     def _regions_of(self, agent: int) -> int:
         return int((self._meta[ROW_OWNER] == agent).sum())
-
-
-def _longest_free_run(owner: I64) -> int:
-    vacant = np.concatenate(([0], (owner < 0).astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(vacant))
-    return int((edges[1::2] - edges[::2]).max()) if edges.size else 0

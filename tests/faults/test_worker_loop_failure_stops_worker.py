@@ -53,7 +53,7 @@ async def _inject(system: System, loop: str) -> None:
     elif loop == "supervision":
         w._recover_soon = _boom_now  # type: ignore[method-assign]
         idle = next(
-            a for i, a in enumerate(w.placement["s"].agents) if not w.placement["s"].busy[i]
+            a for i, a in enumerate(w.placement["s"].agents) if not w.placement["s"].load[i]
         )
         os.kill(idle.pid, signal.SIGKILL)  # a dead agent: the supervisor must act on it
     elif loop == "listen":

@@ -20,7 +20,6 @@ OVERSIZE = frozenset(
     {
         # debt: split by concern
         "multiswarm.demo",
-        "multiswarm.kernels.memory",
     }
 )
 #: The node layer (processes hosting agents) and the components that must not import it: a

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 
+from multiswarm import placement
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 
 
@@ -28,10 +29,10 @@ def test_health_from_consecutive_failures(failures: int, code: int) -> None:
 def test_unhealthy_and_dead_agents_get_no_work() -> None:
     swarm = _swarm([0, 4, 1, 7], "least_loaded")
     assert swarm.placeable() == 2
-    assert sorted(swarm.place(4)) == [-1, -1, 0, 2]  # two tasks find no agent: reported
+    assert sorted(swarm.place([1] * 4)) == [-1, -1, 0, 2]  # two tasks find no agent: reported
     assert swarm.placeable() == 0
     swarm.done(2)
-    assert swarm.place(1) == [2]
+    assert swarm.place([1] * 1) == [2]
 
 
 def test_dead_and_retired_members_get_no_work() -> None:
@@ -40,17 +41,17 @@ def test_dead_and_retired_members_get_no_work() -> None:
     )
     swarm.retired[2] = True
     assert swarm.placeable() == 1
-    assert swarm.place(3) == [0, -1, -1]
+    assert swarm.place([1] * 3) == [0, -1, -1]
     new = swarm.add(cast(Any, FakeAgent()))
     swarm.done(0)
-    assert sorted(swarm.place(2)) == [0, new]
+    assert sorted(swarm.place([1] * 2)) == [0, new]
 
 
 def test_round_robin_rotates_across_batches() -> None:
     swarm = _swarm([0, 0, 0], "round_robin")
     picks = []
     for _ in range(6):
-        (i,) = swarm.place(1)
+        (i,) = swarm.place([1] * 1)
         picks.append(i)
         swarm.done(i)
     assert picks == [0, 1, 2, 0, 1, 2]
@@ -59,9 +60,32 @@ def test_round_robin_rotates_across_batches() -> None:
 def test_busy_agents_are_skipped_by_every_strategy() -> None:
     for strategy in ("round_robin", "least_loaded", "load_balanced", "capability"):
         swarm = _swarm([0, 0, 0], strategy)
-        first = swarm.place(2)
+        first = swarm.place([1] * 2)
         assert sorted(first) == sorted(set(first)) and -1 not in first, strategy
-        assert swarm.place(2) == [3 - sum(first), -1], strategy
+        assert swarm.place([1] * 2) == [3 - sum(first), -1], strategy
+
+
+def test_agents_take_up_to_their_concurrency_least_loaded_first() -> None:
+    swarm = SwarmAgents(cast(Any, [FakeAgent(), FakeAgent(), FakeAgent(1)]), 0, "least_loaded", 3)
+    assert swarm.placeable() == 9
+    assert swarm.place([1] * 4) == [0, 1, 2, 0]  # by load, ties to the lowest index
+    assert swarm.load == [2, 1, 1] and swarm.placeable() == 5
+    swarm.done(0)
+    swarm.done(0)
+    assert swarm.place([1] * 2) == [0, 0]
+    assert swarm.place([1] * 6) == [1, 2, 0, 1, 2, -1]  # nine slots, eight taken before
+    assert swarm.placeable() == 0
+
+
+def test_urgent_tasks_are_placed_first_when_slots_are_short() -> None:
+    swarm = SwarmAgents(cast(Any, [FakeAgent(), FakeAgent()]), 0, "least_loaded", 1)
+    assert swarm.place([2, 1, 0]) == [-1, 1, 0]  # low, normal, high: the low one waits
+
+
+def test_a_task_needing_a_capability_its_swarm_lacks_is_not_placed() -> None:
+    swarm = SwarmAgents(cast(Any, [FakeAgent()]), 0, "capability", 4, ["parse", "gpu"])
+    assert swarm.place([1, 1, 1, 1], ["gpu", "parse,gpu", "", "ocr"]) == [0, 0, 0, -1]
+    assert swarm.caps == [0b11]
 
 
 def test_memory_admission_and_release() -> None:
@@ -79,3 +103,25 @@ def test_memory_admission_and_release() -> None:
     assert memory.load()[0] == region
     assert memory.admit(1, [b"w" * (3 * region)]) is None  # over agent 1's limit
     assert memory.refused == 2
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded", "load_balanced", "capability"])
+def test_the_kernel_places_as_its_reference_did_before_the_warm_up(strategy: str) -> None:
+    def placements() -> list[list[int]]:
+        swarm = SwarmAgents(
+            cast(Any, [FakeAgent(), FakeAgent(2), FakeAgent(), FakeAgent(4)]),
+            0,
+            strategy,
+            3,
+            ["a", "b"],
+        )
+        out = [swarm.place([1, 0, 2, 1, 1], ["a", "", "a,b", "b", ""])]
+        swarm.done(out[0][0])
+        out.append(swarm.place([2, 2, 0], ["b", "", ""]))
+        return out
+
+    placement._kernel_ready.clear()
+    before = placements()  # the Python reference
+    placement.warm_up()
+    assert placement._kernel_ready.is_set()
+    assert placements() == before

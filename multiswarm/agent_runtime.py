@@ -1,0 +1,289 @@
+"""Inside an agent process: receive tasks over the pipe, run their handlers, send back results.
+
+The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples:
+
+* worker -> agent: ``("run", task_id, attempt, handler, payload, deps)``,
+  ``("stop", task_id)`` (concurrent agents only) and ``None`` (exit once idle);
+* agent -> worker: ``(task_id, kind, data)`` with ``kind`` one of ``ok`` (data: the packed
+  result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why) and ``stopped``.
+
+An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
+signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
+call (a ``time.sleep``). An agent of concurrency ``c > 1`` runs an event loop in its main
+thread: async handlers are tasks on it, sync handlers run on a pool of ``c`` threads. A signal
+cannot pick one of several threads, so a stop names its task: an async handler is cancelled
+(``CancelledError`` inside it), a sync one gets :class:`TaskStopped` raised in its own thread
+(``PyThreadState_SetAsyncExc``), which takes effect at its next Python instruction. A sync
+handler blocked in C code does not see it; the worker then kills the agent after its grace
+(:data:`multiswarm.agents.STOP_GRACE_S`) and hands the agent's other tasks back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import importlib
+import inspect
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from multiswarm.errors import HandlerError, MessageDecodeError
+from multiswarm.messages import pack, unpack
+
+#: Handlers importable by default: the package's own (the demo's, the no-op benchmark's).
+DEFAULT_ALLOWED = ("multiswarm.",)
+#: Signal that asks an agent of concurrency 1 to stop the handler it runs (TaskStopped in it).
+STOP_SIGNAL = signal.SIGUSR1
+#: Replies up to this size are written from the event loop's thread; larger ones from a thread,
+#: so a worker slow to read cannot stall the agent's other handlers. Bytes.
+INLINE_SEND_BYTES = 2048
+
+
+class TaskStopped(BaseException):
+    """Raised inside a handler whose task was cancelled: a BaseException, so a handler's
+    ``except Exception`` does not swallow it, while its ``finally`` blocks and context
+    managers still run."""
+
+
+class TaskContext(msgspec.Struct, frozen=True):
+    """Second argument of every handler.
+
+    Attributes
+    ----------
+    task_id, attempt:
+        Which task and which attempt (1-based) this is.
+    dependencies:
+        Results of the tasks this one depends on, by task id.
+    """
+
+    task_id: str
+    attempt: int
+    dependencies: dict[str, Any]
+
+
+def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
+    """Import ``package.module:function`` if it is under an allowed prefix.
+
+    Raises
+    ------
+    HandlerError
+        Malformed path, prefix not allowed, module or attribute missing, not callable.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise HandlerError(f"handler {path!r} is not 'package.module:function'")
+    if not any(path.startswith(p) for p in allowed):
+        raise HandlerError(f"handler {path!r} is not under an allowed prefix {list(allowed)}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise HandlerError(f"handler {path!r} cannot be imported: {e}") from e
+    if not callable(fn):
+        raise HandlerError(f"handler {path!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+class _Handlers:
+    """Resolved handlers by path, and the context of one run."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.allowed = tuple(allowed)
+        self.cache: dict[str, Callable[..., Any]] = {}
+
+    def prepare(self, msg: tuple[Any, ...]) -> tuple[Callable[..., Any], Any, TaskContext]:
+        """``(handler, input, context)`` of a ``run`` message. Raises HandlerError,
+        MessageDecodeError."""
+        _op, task_id, attempt, handler, payload, deps = msg
+        fn = self.cache.get(handler) or self.cache.setdefault(
+            handler, resolve(handler, self.allowed)
+        )
+        ctx = TaskContext(
+            task_id=task_id,
+            attempt=attempt,
+            dependencies={k: unpack(v) for k, v in deps.items()},
+        )
+        return fn, unpack(payload), ctx
+
+
+def _failure(e: BaseException) -> tuple[str, str]:
+    if isinstance(e, (HandlerError, MessageDecodeError)):
+        return ("permanent", f"{type(e).__name__}: {e}")
+    return ("error", "".join(traceback.format_exception(e))[-4000:])
+
+
+def agent_main(conn: Connection, allowed: Sequence[str], concurrency: int = 1) -> None:
+    """Entry point of an agent process (``spawn``): serve ``conn`` until ``None`` or EOF."""
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
+        if concurrency <= 1:
+            _serve_serially(conn, _Handlers(allowed))
+        else:
+            asyncio.run(_serve_concurrently(conn, _Handlers(allowed), concurrency))
+
+
+_handling = False
+
+
+def _stop_handler(signum: int, frame: object) -> None:
+    if _handling:
+        raise TaskStopped()
+
+
+def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
+    """One task at a time in the main thread; :data:`STOP_SIGNAL` stops it."""
+    global _handling
+    signal.signal(STOP_SIGNAL, _stop_handler)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the worker went away
+            return
+        if msg is None:
+            return
+        if msg[0] != "run":
+            continue  # a stop that came after its task ended
+        reply: tuple[str, Any]
+        try:
+            fn, payload, ctx = handlers.prepare(msg)
+            _handling = True
+            try:
+                result = fn(payload, ctx)
+                if inspect.isawaitable(result):
+                    result = asyncio.run(_await(result))
+            finally:
+                _handling = False
+            reply = ("ok", pack(result))
+        except TaskStopped:
+            reply = ("stopped", "")
+        except Exception as e:  # a handler's bug must not kill the agent
+            reply = _failure(e)
+        try:
+            conn.send((msg[1], *reply))
+        except (BrokenPipeError, EOFError, OSError):
+            return
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+class _Slot:
+    """One running task: its asyncio task, and the pool thread running its sync handler."""
+
+    __slots__ = ("lock", "stopping", "task", "thread")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: int | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+
+
+def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: clear)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
+def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext) -> Any:
+    """Run a sync handler in a pool thread, stoppable through ``slot`` while it runs."""
+    with slot.lock:
+        if slot.stopping:
+            raise TaskStopped()
+        slot.thread = threading.get_ident()
+    try:
+        return fn(payload, ctx)
+    finally:
+        with slot.lock:
+            slot.thread = None
+            # a stop that arrived as the handler returned must not hit the pool's own loop
+            _raise_in_thread(threading.get_ident(), None)
+
+
+async def _serve_concurrently(conn: Connection, handlers: _Handlers, concurrency: int) -> None:
+    """Up to ``concurrency`` tasks at once: async handlers on this loop, sync ones on a pool."""
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
+    pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="handler")
+    send_lock = threading.Lock()
+    slots: dict[str, _Slot] = {}
+
+    def read() -> None:
+        try:
+            while True:
+                msg = conn.recv()
+                loop.call_soon_threadsafe(inbox.put_nowait, msg)
+                if msg is None:
+                    return
+        except (EOFError, OSError):
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                loop.call_soon_threadsafe(inbox.put_nowait, None)
+
+    def send(reply: tuple[str, str, Any]) -> None:
+        with send_lock:
+            conn.send(reply)
+
+    async def run(msg: tuple[Any, ...], slot: _Slot) -> None:
+        task_id = msg[1]
+        reply: tuple[str, Any]
+        try:
+            fn, payload, ctx = handlers.prepare(msg)
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(payload, ctx)
+            else:
+                result = await loop.run_in_executor(pool, _call_in_slot, slot, fn, payload, ctx)
+                if inspect.isawaitable(result):
+                    result = await result
+            reply = ("ok", pack(result))
+        except (TaskStopped, asyncio.CancelledError):
+            reply = ("stopped", "")
+        except Exception as e:  # a handler's bug must not kill the agent
+            reply = _failure(e)
+        finally:
+            slots.pop(task_id, None)
+        data = reply[1]
+        try:
+            if len(data) <= INLINE_SEND_BYTES:
+                send((task_id, *reply))
+            else:
+                await asyncio.to_thread(send, (task_id, *reply))
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # the worker went away; the reader ends the loop
+
+    def stop(task_id: str) -> None:
+        slot = slots.get(task_id)
+        if slot is None:
+            return  # it already ended; its reply is on its way
+        with slot.lock:
+            slot.stopping = True
+            if slot.thread is not None:
+                _raise_in_thread(slot.thread, TaskStopped)
+                return
+        # not in a pool thread: awaiting (an async handler), cancel it there
+        if slot.task is not None:
+            slot.task.cancel()
+
+    reader = threading.Thread(target=read, name="agent-reader", daemon=True)
+    reader.start()
+    try:
+        while (msg := await inbox.get()) is not None:
+            if msg[0] == "run":
+                slot = _Slot()
+                slots[msg[1]] = slot
+                slot.task = asyncio.ensure_future(run(msg, slot))
+            elif msg[0] == "stop":
+                stop(msg[1])
+        # asked to exit: the tasks still running finish first
+        running = [s.task for s in slots.values() if s.task is not None]
+        if running:
+            await asyncio.wait(running)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

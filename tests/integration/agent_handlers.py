@@ -1,0 +1,68 @@
+"""Handlers for the agent concurrency tests (imported by agent processes, prefix ``tests.``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from multiswarm.agents import TaskContext
+
+
+def _start(payload: dict[str, Any], ctx: TaskContext) -> float:
+    """Mark the task started (``<task>.started``, one line per run in ``<task>.runs``) and
+    return how long to run: ``seconds``, or ``again_seconds`` on a run after the first."""
+    folder = Path(payload["dir"])
+    (folder / f"{ctx.task_id}.started").write_text(str(os.getpid()))
+    runs = folder / f"{ctx.task_id}.runs"
+    again = runs.exists()
+    with runs.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    return float(payload.get("again_seconds", payload["seconds"]) if again else payload["seconds"])
+
+
+def spin(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Busy-wait in Python (stoppable at any instruction) for as long as :func:`_start` says;
+    writes ``<dir>/<task>.unwound`` from its ``finally``."""
+    folder = Path(payload["dir"])
+    try:  # a stop may land anywhere after the start mark: inside this try
+        end = time.monotonic() + _start(payload, ctx)
+        while time.monotonic() < end:
+            pass
+        return {"task": ctx.task_id, "pid": os.getpid()}
+    finally:
+        (folder / f"{ctx.task_id}.unwound").write_text("")
+
+
+async def nap(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleep on the agent's event loop (:func:`_start`); ``<task>.unwound`` from ``finally``."""
+    folder = Path(payload["dir"])
+    try:
+        await asyncio.sleep(_start(payload, ctx))
+        return {"task": ctx.task_id, "pid": os.getpid()}
+    finally:
+        (folder / f"{ctx.task_id}.unwound").write_text("")
+
+
+def block(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Block in C (``time.sleep``, :func:`_start`): no cooperative stop reaches it in a pool
+    thread, so stopping it kills its agent."""
+    time.sleep(_start(payload, ctx))
+    return {"task": ctx.task_id}
+
+
+def rendezvous(payload: dict[str, Any], ctx: TaskContext) -> int:
+    """Mark this task started, then wait (at most ``timeout_s``) until ``count`` tasks have:
+    only tasks running at the same time all meet. Returns how many had started."""
+    folder = Path(payload["dir"])
+    (folder / f"{ctx.task_id}.started").write_text(str(os.getpid()))
+    end = time.monotonic() + float(payload.get("timeout_s", 20.0))
+    seen = 0
+    while time.monotonic() < end:
+        seen = len(list(folder.glob("*.started")))
+        if seen >= int(payload["count"]):
+            break
+        time.sleep(0.01)
+    return seen
