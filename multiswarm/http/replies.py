@@ -26,6 +26,7 @@ from multiswarm.errors import (
     NoRecoverySource,
     NotFound,
     RedisUnavailable,
+    ScriptError,
     StalePlan,
     UnknownDependency,
     VersionConflict,
@@ -174,7 +175,9 @@ def error_status(exc: BaseException) -> tuple[int, ErrorReply]:
         return exc.status, ErrorReply(code, exc.detail)
     for cls, status, code in _STATUSES:
         if isinstance(exc, cls):
-            return status, ErrorReply(code, str(exc))
+            # a script's refusal reads "task t1", not "NOT_FOUND: task t1": the code is above
+            detail = exc.detail if isinstance(exc, ScriptError) and exc.detail else str(exc)
+            return status, ErrorReply(code, detail)
     name = type(exc).__name__ if isinstance(exc, MultiswarmError) else "internal"
     return 500, ErrorReply("internal", f"{name}: {exc}")
 

@@ -1,0 +1,94 @@
+"""``GET /metrics`` after a known workload, parsed with ``prometheus_client.parser``: every
+metric present, each with the value the workload implies (this module's system is its own
+namespace, so the counters start at zero)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from multiswarm.api import Multiswarm
+from multiswarm.breakers import BreakerConfig, BreakerRegistry
+
+from .conftest import FAIL, NOOP, System
+
+pytestmark = pytest.mark.slow
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def workload(http: httpx.AsyncClient) -> None:
+    """3 completed, 1 dead after 2 attempts (1 retry), 1 waiting for a capability nobody has."""
+    ids = []
+    for i in range(3):
+        body = {"handler": NOOP, "payload": i, "capabilities": ["work"]}
+        ids.append((await http.post("/api/v1/tasks", json=body)).json()["id"])
+    body = {"handler": FAIL, "capabilities": ["work"], "max_attempts": 2}
+    ids.append((await http.post("/api/v1/tasks", json=body)).json()["id"])
+    await http.post("/api/v1/tasks", json={"handler": NOOP, "capabilities": ["nowhere"]})
+    deadline = time.monotonic() + 60
+    while True:
+        statuses = [(await http.get(f"/api/v1/tasks/{t}")).json()["status"] for t in ids]
+        if statuses == ["completed"] * 3 + ["dead"]:
+            return
+        assert time.monotonic() < deadline, statuses
+        await asyncio.sleep(0.2)
+
+
+async def test_metrics_after_a_known_workload(system: System) -> None:
+    async with await Multiswarm.connect(settings=system.settings) as ms:
+        breakers = BreakerRegistry(ms.scripts, ms.keys)
+        await breakers.get_or_create("closed-one")
+        tripped = await breakers.get_or_create("tripped", BreakerConfig(failure_threshold=1))
+        await tripped.failure(await tripped.acquire(), "down")
+    async with system.client() as http:
+        await workload(http)
+        await http.post("/api/v1/swarms/beta/pause")
+        resp = await http.get("/metrics")
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+        got = parse(resp.text)
+        leader: Any = (await http.get("/api/v1/leader")).json()
+        status: Any = (await http.get("/api/v1/status")).json()
+
+    def value(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    tasks = {s: value("multiswarm_tasks", status=s) for s in status["tasks"]}
+    assert tasks == {
+        **dict.fromkeys(status["tasks"], 0.0),
+        "completed": 3.0,
+        "dead": 1.0,
+        "ready": 1.0,
+    }
+    assert value("multiswarm_tasks_submitted_total") == 5
+    assert value("multiswarm_tasks_completed_total") == 3
+    assert value("multiswarm_tasks_failed_total") == 2  # both attempts of the failing task
+    assert value("multiswarm_tasks_dead_total") == 1
+    assert value("multiswarm_task_retries_total") == 1
+    assert value("multiswarm_leader_epoch") == leader["epoch"] >= 1
+    assert 0 < value("multiswarm_leader_lease_seconds_left") <= 3.0
+    for swarm in ("alpha", "beta"):
+        assert value("multiswarm_swarm_active_tasks", swarm=swarm) == 0
+        capacity = next(s["capacity"] for s in status["swarms"] if s["id"] == swarm)
+        assert value("multiswarm_swarm_capacity", swarm=swarm) == capacity > 0
+    assert value("multiswarm_swarms", status="active") == 2
+    assert value("multiswarm_workers") == 1
+    (worker,) = [w["id"] for w in status["workers"]]
+    assert 0 <= value("multiswarm_worker_heartbeat_age_seconds", worker=worker) < 6
+    assert value("multiswarm_breaker_state", breaker="closed-one") == 0
+    assert value("multiswarm_breaker_state", breaker="tripped") == 2
+    assert value("multiswarm_dead_letters") == 1
