@@ -1,15 +1,34 @@
 """multiswarm: coordinate many concurrent AI-agent swarms across machines through Redis.
 
-The public API; importing it does not import Numba (kernels load on first use).
+The public API: the :class:`Multiswarm` facade, the records and views it returns (msgspec
+Structs) and the errors it raises. Components (``multiswarm.tasks``, ``multiswarm.registry``...)
+stay importable from their modules. Importing this does not import Numba (kernels load on first
+use).
 """
 
 from multiswarm.agents import TaskContext
 from multiswarm.api import Multiswarm
-from multiswarm.breakers import BreakerConfig, BreakerRegistry, CircuitBreaker
-from multiswarm.config import Settings, from_env
-from multiswarm.consensus import Consensus
-from multiswarm.coordinator import STRATEGIES, LeaderElection, SwarmCoordinator
-from multiswarm.envelopes import Delivered
+from multiswarm.api_types import (
+    AgentInfo,
+    DeadLetter,
+    DeadLetters,
+    HealthReport,
+    LeaderInfo,
+    QuarantineEntry,
+    RecoveryLogEntry,
+    RecoveryPointInfo,
+    Statistics,
+    StatusReport,
+    SwarmStatus,
+    TaskCounters,
+    TaskOptions,
+    TaskReceipt,
+    WorkerStatus,
+)
+from multiswarm.breakers import BreakerConfig, BreakerState
+from multiswarm.config import Settings
+from multiswarm.consensus import VoteResult
+from multiswarm.envelopes import Delivered, Sent
 from multiswarm.errors import (
     AlreadyExists,
     BadRequest,
@@ -17,85 +36,98 @@ from multiswarm.errors import (
     CircuitOpenError,
     ConfigError,
     CoordinationError,
+    CorruptState,
     HandlerError,
     IllegalTransition,
     InvalidArgumentError,
     InvalidIdError,
+    LowConfidence,
     MessageDecodeError,
     MessageRejected,
     MessageTooLargeError,
     MultiswarmError,
+    NoRecoverySource,
     NotFound,
+    NotInterrupted,
+    RecoveryError,
     RedisUnavailable,
     RequestFailed,
     RequestTimeout,
     ResourceExhausted,
     ScriptError,
     StaleEpoch,
+    StalePlan,
     TaskFailed,
     UnknownDependency,
     VersionConflict,
 )
-from multiswarm.messages import Envelope, Swarm, Task
-from multiswarm.messenger import Sent, SwarmMessenger
-from multiswarm.recovery import SwarmRecovery
-from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
-from multiswarm.resources import ResourcePools
-from multiswarm.state import SwarmStateManager
-from multiswarm.tasks import TaskStore, task_spec
-from multiswarm.worker import Worker
+from multiswarm.messages import Envelope, Swarm, Task, WorkerInfo
+from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
+from multiswarm.resources import PoolUsage
+from multiswarm.state_codec import StateRecord
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "STRATEGIES",
+    "AgentInfo",
     "AlreadyExists",
     "BadRequest",
     "BreakerConfig",
-    "BreakerRegistry",
+    "BreakerState",
     "CapacityExceeded",
-    "CircuitBreaker",
     "CircuitOpenError",
     "ConfigError",
-    "Consensus",
     "CoordinationError",
+    "CorruptState",
+    "DeadLetter",
+    "DeadLetters",
     "Delivered",
     "Envelope",
     "HandlerError",
+    "HealthReport",
     "IllegalTransition",
     "InvalidArgumentError",
     "InvalidIdError",
-    "LeaderElection",
+    "LeaderInfo",
+    "LowConfidence",
     "MessageDecodeError",
     "MessageRejected",
     "MessageTooLargeError",
     "Multiswarm",
     "MultiswarmError",
+    "NoRecoverySource",
     "NotFound",
+    "NotInterrupted",
+    "PoolUsage",
+    "QuarantineEntry",
+    "RecoveryError",
+    "RecoveryLogEntry",
+    "RecoveryOutcome",
+    "RecoveryPlan",
+    "RecoveryPointInfo",
     "RedisUnavailable",
     "RequestFailed",
     "RequestTimeout",
     "ResourceExhausted",
-    "ResourcePools",
     "ScriptError",
     "Sent",
     "Settings",
     "StaleEpoch",
+    "StalePlan",
+    "StateRecord",
+    "Statistics",
+    "StatusReport",
     "Swarm",
-    "SwarmCoordinator",
-    "SwarmMessenger",
-    "SwarmRecovery",
-    "SwarmRegistry",
-    "SwarmSpec",
-    "SwarmStateManager",
+    "SwarmStatus",
     "Task",
     "TaskContext",
+    "TaskCounters",
     "TaskFailed",
-    "TaskStore",
+    "TaskOptions",
+    "TaskReceipt",
     "UnknownDependency",
     "VersionConflict",
-    "Worker",
-    "from_env",
-    "swarm_spec",
-    "task_spec",
+    "VoteResult",
+    "WorkerInfo",
+    "WorkerStatus",
 ]

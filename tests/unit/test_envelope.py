@@ -221,6 +221,7 @@ def test_messenger_scripts_have_their_contract_header() -> None:
 def test_the_message_secret_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.asyncio import Redis
 
+    from multiswarm.api import Multiswarm
     from multiswarm.config import Settings, from_env
     from multiswarm.messaging_api import get_messenger
     from multiswarm.messenger import SwarmMessenger
@@ -231,12 +232,11 @@ def test_the_message_secret_comes_from_settings(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("MULTISWARM_SECRET", raising=False)
     assert not SwarmMessenger(client, KEYS).signing
 
-    class Host:
-        def __init__(self, settings: Settings) -> None:
-            self.client, self.keys, self.settings = client, KEYS, settings
+    def host(settings: Settings) -> Multiswarm:  # building the facade does no I/O either
+        return Multiswarm(client, settings.replace(namespace=KEYS.ns))
 
-    assert get_messenger(Host(Settings(message_secret="s3cret")), "alpha").signing
-    assert not get_messenger(Host(Settings()), "alpha").signing
+    assert get_messenger(host(Settings(message_secret="s3cret")), "alpha").signing
+    assert not get_messenger(host(Settings()), "alpha").signing
     # a messenger given no secret still takes the environment's (callers not passing
     # Settings.message_secret yet keep signing)
     monkeypatch.setenv("MULTISWARM_SECRET", "s3cret")

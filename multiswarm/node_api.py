@@ -1,0 +1,65 @@
+"""What a launcher (the CLI's ``run``, ``up`` and ``demo``) needs to start processes: the role
+entry points, their choices and defaults, the restart policy, the local-system helpers.
+
+The public surface of the node layer, so front ends never reach into its modules
+(``agents``, ``placement``, ``supervisor``...); the facade for a running system is
+:class:`~multiswarm.api.Multiswarm`.
+"""
+
+from __future__ import annotations
+
+from multiswarm.agents import DEFAULT_ALLOWED
+from multiswarm.coordinator import STRATEGIES
+from multiswarm.demo import DemoOptions, ensure_redis, print_report, run_demo, start_system
+from multiswarm.placement import AGENT_STRATEGIES
+from multiswarm.registry import SwarmSpec, swarm_spec
+from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
+from multiswarm.supervisor import Backoff
+
+#: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
+COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
+#: How a worker places claimed tasks on a swarm's agents (``run worker --agent-strategy``).
+PLACEMENT_STRATEGIES: tuple[str, ...] = AGENT_STRATEGIES
+#: Import-path prefixes of the handlers a worker runs when given none.
+DEFAULT_ALLOWED_HANDLERS: tuple[str, ...] = DEFAULT_ALLOWED
+#: How a dead swarm member is restarted: ``RestartPolicy(base_s, attempts, cooldown_s,
+#: probation_s)``.
+RestartPolicy = Backoff
+
+__all__ = [
+    "COORDINATOR_STRATEGIES",
+    "DEFAULT_ALLOWED_HANDLERS",
+    "PLACEMENT_STRATEGIES",
+    "DemoOptions",
+    "RestartPolicy",
+    "SwarmSpec",
+    "coordinator_role",
+    "ensure_redis",
+    "parse_swarm",
+    "print_report",
+    "registry_role",
+    "run_demo",
+    "serve",
+    "start_system",
+    "state_manager_role",
+    "swarm_spec",
+    "worker_role",
+]
+
+
+def parse_swarm(text: str) -> SwarmSpec:
+    """``ID[:cap1+cap2[:agents[:priority]]]`` -> a swarm definition (``run worker --swarm``,
+    ``up --swarm``); agents default to 2, priority to ``normal``.
+
+    Raises
+    ------
+    ValueError
+        ``agents`` is not an integer.
+    InvalidIdError, BadRequest
+        Malformed id, capability or priority.
+    """
+    parts = text.split(":")
+    caps = [c for c in parts[1].split("+") if c] if len(parts) > 1 else []
+    agents = int(parts[2]) if len(parts) > 2 and parts[2] else 2
+    priority = parts[3] if len(parts) > 3 else "normal"
+    return swarm_spec(parts[0], caps, agents=agents, priority=priority)

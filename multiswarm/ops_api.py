@@ -1,0 +1,202 @@
+"""Operator reads and actions of the :class:`~multiswarm.api.Multiswarm` facade: status, leader,
+health, workers and agents, statistics, circuit breakers, resource pools and votes.
+
+Plain async functions over a :class:`~multiswarm.api_types.Host`, bound as facade methods; the
+data come from the components' public methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from multiswarm.api_types import (
+    AgentInfo,
+    HealthReport,
+    Host,
+    LeaderInfo,
+    Statistics,
+    StatusReport,
+    SwarmStatus,
+    TaskCounters,
+    WorkerStatus,
+)
+from multiswarm.breakers import BreakerRegistry, BreakerState
+from multiswarm.consensus import Consensus, VoteResult
+from multiswarm.coordinator import current_leader
+from multiswarm.errors import RedisUnavailable
+from multiswarm.messages import PRIORITY_NAMES, WorkerInfo
+from multiswarm.resources import PoolUsage, ResourcePools
+
+#: A member is stale when its worker has not reported for this long, in ms (DESIGN.md: 30 s).
+AGENT_TIMEOUT_MS = 30_000
+#: Member health codes (as workers report them) -> names.
+HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "dead")
+#: Longest wait of :func:`health` for Redis, in seconds: a health probe answers fast or fails.
+HEALTH_TIMEOUT_S = 2.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _beat_ms_ago(w: WorkerInfo, now_ms: int) -> int:
+    return now_ms - (w.beat_ms or w.registered_ms)
+
+
+# -- who leads, what runs ----------------------------------------------------------------------
+async def leader(host: Host) -> LeaderInfo | None:
+    """Who holds the leader lease, or None while it is vacant. Raises RedisUnavailable."""
+    info, left = await current_leader(host.scripts, host.keys)
+    if info is None:
+        return None
+    return LeaderInfo(
+        holder=info.holder, host=info.host, pid=info.pid, epoch=info.epoch, lease_ms_left=left
+    )
+
+
+async def health(host: Host) -> HealthReport:
+    """``ok`` when Redis answers within :data:`HEALTH_TIMEOUT_S` and a leader holds the lease.
+
+    Never raises for an unreachable Redis: that is ``ok=False`` with the reason.
+    """
+    try:
+        now = await asyncio.wait_for(leader(host), HEALTH_TIMEOUT_S)
+    except (RedisUnavailable, asyncio.TimeoutError, OSError) as e:
+        return HealthReport(False, f"redis unavailable: {e or type(e).__name__}")
+    if now is None:
+        return HealthReport(False, "no leader holds the lease")
+    return HealthReport(True, f"leader {now.holder} epoch {now.epoch}")
+
+
+async def list_workers(host: Host) -> list[WorkerInfo]:
+    """Every registered worker record (last heartbeat report included), by id."""
+    return await host.registry.workers()
+
+
+async def status(host: Host) -> StatusReport:
+    """Swarms (status, capacity, active tasks, paused), workers with their heartbeat age, the
+    leader, task counts per status and the task counters. Raises RedisUnavailable."""
+    now_ms = _now_ms()
+    return StatusReport(
+        namespace=host.keys.ns,
+        leader=await leader(host),
+        swarms=[
+            SwarmStatus(
+                id=s.id,
+                status=s.status,
+                capabilities=s.capabilities,
+                priority=PRIORITY_NAMES.get(s.prio, str(s.prio)),
+                active=s.active,
+                capacity=s.capacity,
+                paused=s.paused,
+                hosts=s.host_workers,
+                recoveries=s.recoveries,
+            )
+            for s in await host.registry.swarms()
+        ],
+        workers=[
+            WorkerStatus(
+                id=w.id,
+                host=w.host,
+                pid=w.pid,
+                swarms=[x for x in w.swarms.split(",") if x],
+                running=w.running,
+                beat_ms_ago=_beat_ms_ago(w, now_ms),
+            )
+            for w in await host.registry.workers()
+        ],
+        tasks=await host.tasks.counts(),
+        counters=await host.tasks.stats(),
+    )
+
+
+async def list_agents(host: Host, swarm_id: str | None = None) -> list[AgentInfo]:
+    """Every swarm member (Python agents and external processes) as its worker last reported
+    it, by worker then agent id; only ``swarm_id``'s when given."""
+    now_ms = _now_ms()
+    out = []
+    for w in await host.registry.workers():
+        age = _beat_ms_ago(w, now_ms)
+        for agent_id, a in sorted(w.agent_states.items()):
+            if swarm_id and a.get("swarm") != swarm_id:
+                continue
+            out.append(
+                AgentInfo(
+                    agent=agent_id,
+                    swarm=a.get("swarm"),
+                    worker=w.id,
+                    kind=a.get("kind"),
+                    state=a.get("state"),
+                    health=HEALTH_NAMES[min(int(a.get("health", 0)), 3)],
+                    failures=int(a.get("failures", 0)),
+                    restarts=int(a.get("restarts", 0)),
+                    pid=a.get("pid"),
+                    stale=age > AGENT_TIMEOUT_MS,
+                    reported_ms_ago=age,
+                )
+            )
+    return out
+
+
+async def statistics(host: Host) -> Statistics:
+    """Task counts per status now, the task counters since the start, swarms per status and
+    the leader."""
+    counters = await host.tasks.stats()
+    known = {f: counters.get(f, 0) for f in TaskCounters.__struct_fields__ if f != "failed"}
+    swarms: dict[str, int] = {}
+    for s in await host.registry.swarms():
+        swarms[s.status] = swarms.get(s.status, 0) + 1
+    return Statistics(
+        tasks=await host.tasks.counts(),
+        counters=TaskCounters(failed=known["retries"] + known["dead"], **known),
+        swarms=swarms,
+        leader=await leader(host),
+    )
+
+
+# -- breakers ----------------------------------------------------------------------------------
+async def list_breakers(host: Host) -> list[BreakerState]:
+    """Every circuit breaker (state, failures, trials, opens, last error), by name, as the next
+    call would find it (server clock). Raises MessageDecodeError for a corrupt record."""
+    return list((await BreakerRegistry(host.scripts, host.keys).states()).values())
+
+
+async def reset_breaker(host: Host, name: str) -> bool:
+    """Force breaker ``name`` closed (counts cleared, calls in flight no longer count). Returns
+    False when there is no such breaker. Raises InvalidIdError."""
+    return await BreakerRegistry(host.scripts, host.keys).reset(name)
+
+
+async def reset_breakers(host: Host) -> list[str]:
+    """Force every breaker closed; returns their names, sorted."""
+    return await BreakerRegistry(host.scripts, host.keys).reset_all()
+
+
+# -- resource pools ----------------------------------------------------------------------------
+async def list_resources(host: Host) -> list[PoolUsage]:
+    """Every pool (capacity, allocated, free, holders), by type, read in one atomic step."""
+    return list((await ResourcePools(host.scripts, host.keys).usage()).values())
+
+
+async def init_resource_pool(host: Host, type: str, capacity: int) -> str:
+    """Create pool ``type`` with ``capacity`` (cpu in millicores, memory in MiB...), or change
+    its capacity. Returns the outcome (``created`` / ``resized`` / ``unchanged``). Raises
+    InvalidIdError, BadRequest (capacity below what is allocated, or out of range)."""
+    return await ResourcePools(host.scripts, host.keys).init_pool(type, capacity)
+
+
+async def release_resources(host: Host, swarm_id: str) -> dict[str, int]:
+    """Give back everything ``swarm_id`` holds, in every pool; returns type -> amount."""
+    return await ResourcePools(host.scripts, host.keys).release_all(swarm_id)
+
+
+# -- votes -------------------------------------------------------------------------------------
+async def list_votes(host: Host, limit: int = 20) -> list[VoteResult]:
+    """The ``limit`` newest proposals still kept, with status and counts."""
+    return await Consensus(host.scripts, host.keys, sender="operator").proposals(limit)
+
+
+async def get_vote(host: Host, proposal_id: str) -> VoteResult:
+    """One proposal: every vote, equivocators, voters still missing. Raises NotFound."""
+    return await Consensus(host.scripts, host.keys, sender="operator").tally(proposal_id)

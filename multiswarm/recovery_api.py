@@ -1,0 +1,150 @@
+"""State and recovery methods of the :class:`~multiswarm.api.Multiswarm` facade: saved state,
+snapshots and checkpoints, interrupted swarms and their recovery.
+
+Plain async functions over a :class:`~multiswarm.api_types.Host`, bound as facade methods; the
+work is done by :class:`~multiswarm.state.SwarmStateManager` and
+:class:`~multiswarm.recovery.SwarmRecovery` (see docs/recovery.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from multiswarm.api_types import Host, QuarantineEntry, RecoveryLogEntry, RecoveryPointInfo
+from multiswarm.errors import MultiswarmError
+from multiswarm.recovery import SwarmRecovery
+from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
+from multiswarm.state import StateRecord
+
+#: Kinds of recovery points.
+PointKind = Literal["snapshot", "checkpoint"]
+
+
+def _recovery(host: Host) -> SwarmRecovery:
+    return SwarmRecovery(host.state, actor=host.actor)
+
+
+# -- state -----------------------------------------------------------------------------------
+async def save_state(
+    host: Host, swarm_id: str, data: dict[str, Any], expected_version: int | None = None
+) -> int:
+    """Store ``data`` (JSON-able) as the swarm's current state, checksummed; returns the new
+    version. Raises VersionConflict when ``expected_version`` is given and not the stored one."""
+    return await host.state.save_state(swarm_id, data, expected_version)
+
+
+async def load_state(host: Host, swarm_id: str) -> StateRecord | None:
+    """The current state (version, data, updated_ms), or None when there is none. Raises
+    CorruptState when it fails verification."""
+    return await host.state.load_state(swarm_id)
+
+
+# -- snapshots and checkpoints ---------------------------------------------------------------
+async def create_snapshot(host: Host, swarm_id: str, label: str = "manual") -> int:
+    """Copy the current state into the swarm's snapshots (the oldest beyond
+    ``settings.snapshots_kept`` is dropped). Returns the version captured, 0 when there is no
+    state."""
+    return await host.state.create_snapshot(swarm_id, label)
+
+
+async def create_checkpoint(host: Host, swarm_id: str, name: str) -> int:
+    """Copy the current state as checkpoint ``name`` (replacing an older one of that name).
+    Returns the version captured, 0 when there is no state. Raises InvalidIdError."""
+    return await host.state.create_checkpoint(swarm_id, name)
+
+
+async def list_recovery_points(
+    host: Host, swarm_id: str, kind: PointKind
+) -> list[RecoveryPointInfo]:
+    """The swarm's snapshots or checkpoints, newest first, each verified (``integrity``)."""
+    read = host.state.list_snapshots if kind == "snapshot" else host.state.list_checkpoints
+    return msgspec.convert(await read(swarm_id), list[RecoveryPointInfo])
+
+
+async def restore_recovery_point(
+    host: Host, swarm_id: str, kind: PointKind, point: str | None = None
+) -> int:
+    """Make a snapshot (by id) or checkpoint (by name), default the newest, the swarm's current
+    state. Returns the new state version. Raises NotFound, CorruptState."""
+    if kind == "snapshot":
+        return await host.state.restore_snapshot(swarm_id, point)
+    return await host.state.restore_checkpoint(swarm_id, point)
+
+
+async def quarantined(host: Host, swarm_id: str) -> list[QuarantineEntry]:
+    """Entries of the swarm moved aside as corrupt, newest first, with the reason."""
+    return msgspec.convert(await host.state.list_quarantine(swarm_id), list[QuarantineEntry])
+
+
+# -- recovery --------------------------------------------------------------------------------
+async def plan_recoveries(
+    host: Host, source: str | None = None, *, quarantine: bool = False
+) -> dict[str, RecoveryPlan | MultiswarmError]:
+    """A plan for every interrupted swarm (or why there is none: NotFound,
+    NoRecoverySource...), by swarm id.
+
+    Parameters
+    ----------
+    source:
+        ``state`` | ``checkpoint`` | ``snapshot``: use only this kind [default: the first valid
+        in that order].
+    quarantine:
+        Move corrupted entries aside (when the plans are made to be applied); a dry run only
+        reports them.
+    """
+    r = _recovery(host)
+    return await r.plan_many(await r.discover(), source=source, quarantine=quarantine)
+
+
+async def list_recoveries(host: Host) -> list[RecoveryPlan]:
+    """Interrupted swarms with their best plan (a dry run), by swarm id; swarms that cannot
+    be planned are left out (:func:`plan_recoveries` says why)."""
+    plans = await plan_recoveries(host)
+    return [p for p in plans.values() if isinstance(p, RecoveryPlan)]
+
+
+async def plan_recovery(
+    host: Host, swarm_id: str, source: str | None = None, *, quarantine: bool = False
+) -> RecoveryPlan:
+    """One swarm's plan: chosen source, confidence in [0.5, 0.95], tasks to re-queue.
+
+    Raises
+    ------
+    NotFound, NotInterrupted, NoRecoverySource
+    """
+    return await _recovery(host).plan(swarm_id, source, quarantine)
+
+
+async def apply_recovery(
+    host: Host, plan: RecoveryPlan, min_confidence: float | None = None
+) -> RecoveryOutcome:
+    """Apply a plan from :func:`plan_recovery`; applying it again does nothing. Raises
+    LowConfidence below ``min_confidence`` (nothing written)."""
+    return await _recovery(host).apply(plan, min_confidence)
+
+
+async def apply_recoveries(host: Host, plans: Sequence[RecoveryPlan]) -> list[RecoveryOutcome]:
+    """Apply many plans in pipelined batches; one outcome per plan, in order (a refusal for
+    one swarm is its outcome and does not stop the others)."""
+    return await _recovery(host).apply_many(plans)
+
+
+async def recover_swarm(
+    host: Host, swarm_id: str, source: str | None = None, min_confidence: float | None = None
+) -> RecoveryOutcome:
+    """Plan (quarantining corrupt entries) and apply; a swarm that is not interrupted gives
+    outcome ``not_interrupted``, so applying twice does nothing the second time.
+
+    Raises
+    ------
+    NotFound, NoRecoverySource, LowConfidence
+    """
+    return await _recovery(host).recover(swarm_id, source, min_confidence)
+
+
+async def recovery_log(host: Host, swarm_id: str) -> list[RecoveryLogEntry]:
+    """What each recovery of the swarm did, newest first."""
+    return msgspec.convert(await _recovery(host).log(swarm_id), list[RecoveryLogEntry])

@@ -1,0 +1,278 @@
+"""Swarm and task methods of the :class:`~multiswarm.api.Multiswarm` facade.
+
+Plain async functions over a :class:`~multiswarm.api_types.Host` (the facade binds each as a
+method, so ``ms.get_task(tid)`` is ``get_task(ms, tid)``); the work is done by
+:class:`~multiswarm.registry.SwarmRegistry` and :class:`~multiswarm.tasks.TaskStore`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from multiswarm.api_types import Host, TaskOptions, TaskReceipt
+from multiswarm.errors import TaskFailed
+from multiswarm.messages import Swarm, Task
+from multiswarm.registry import swarm_spec
+from multiswarm.tasks import task_spec
+
+#: Longest blocking read of :func:`wait_for` before the record is read again, in seconds: the
+#: safety net for tasks that end without a completion entry (dead, cancelled).
+SAFETY_NET_S = 1.0
+
+
+# -- swarms ----------------------------------------------------------------------------------
+async def create_swarm(
+    host: Host,
+    swarm_id: str,
+    capabilities: Iterable[str] = (),
+    *,
+    priority: str = "normal",
+    agents: int = 4,
+    objective: str = "",
+) -> str:
+    """Register a swarm; it stays ``initializing`` until a worker hosts it.
+
+    Parameters
+    ----------
+    capabilities:
+        What its agents can do (task capabilities must be a subset).
+    priority:
+        ``high`` | ``normal`` | ``low``.
+    agents:
+        Agent processes per hosting worker.
+
+    Returns
+    -------
+    str
+        ``created``, or ``exists`` when the id is taken (nothing changed).
+
+    Raises
+    ------
+    InvalidIdError
+        Malformed or reserved id or capability.
+    CapacityExceeded
+        ``SWARM_MAX_COUNT`` live swarms already.
+    """
+    spec = swarm_spec(swarm_id, capabilities, priority=priority, agents=agents, objective=objective)
+    return await host.registry.register_swarm(spec)
+
+
+async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:
+    """Every swarm record (or those of one ``status``), by id. Raises InvalidArgumentError for
+    an unknown status."""
+    return await host.registry.swarms(status)
+
+
+async def get_swarm(host: Host, swarm_id: str) -> Swarm:
+    """One swarm record. Raises NotFound, InvalidIdError."""
+    return await host.registry.get(swarm_id)
+
+
+async def pause_swarm(host: Host, swarm_id: str) -> bool:
+    """Stop dispatch to the swarm and claims by its workers; running tasks finish, queued ones
+    wait. Returns False when it was paused already. Raises NotFound, IllegalTransition (a
+    finished swarm)."""
+    return await host.registry.set_paused(swarm_id, True)
+
+
+async def resume_swarm(host: Host, swarm_id: str) -> bool:
+    """Undo :func:`pause_swarm`. Returns False when it was not paused. Raises as
+    :func:`pause_swarm`."""
+    return await host.registry.set_paused(swarm_id, False)
+
+
+async def scale_swarm(host: Host, swarm_id: str, target: int) -> tuple[int, int]:
+    """Scale to ``target`` members per hosting worker (growth 70 % Python agents / 30 % external
+    members, Python agents removed first, one of each kind kept).
+
+    Returns
+    -------
+    tuple of int
+        The new ``(python, external)`` split.
+
+    Raises
+    ------
+    NotFound, IllegalTransition
+        No such swarm; a finished one.
+    ValueError
+        ``target`` below one of each kind.
+    """
+    return await host.registry.scale(swarm_id, target)
+
+
+# -- tasks -----------------------------------------------------------------------------------
+async def submit_task(
+    host: Host, handler: str, payload: Any = None, options: TaskOptions | None = None
+) -> TaskReceipt:
+    """Submit one task and say how it stands (:func:`distribute_task` returns only the id).
+
+    Parameters
+    ----------
+    handler:
+        Import path ``package.module:function`` a worker runs (under its allowed prefixes).
+    payload:
+        Any msgpack-able value, at most 1 MiB encoded.
+    options:
+        :class:`~multiswarm.api_types.TaskOptions`; ``lease_ms`` defaults to
+        ``settings.task_lease_ms`` (``MULTISWARM_TASK_LEASE_MS``).
+
+    Raises
+    ------
+    BadRequest
+        Malformed handler, priority or limits; payload too large.
+    InvalidIdError
+        Malformed id, capability or dependency id.
+    UnknownDependency
+        A ``depends_on`` id names no task.
+    """
+    opts = options or TaskOptions()
+    spec = task_spec(
+        handler,
+        id=opts.id,
+        name=opts.name,
+        capabilities=opts.capabilities,
+        priority=opts.priority,
+        depends_on=opts.depends_on,
+        max_attempts=opts.max_attempts,
+        lease_ms=opts.lease_ms or host.settings.task_lease_ms,
+        timeout_ms=opts.timeout_ms,
+        backoff_ms=opts.backoff_ms,
+        backoff_max_ms=opts.backoff_max_ms,
+        result_ttl_ms=opts.result_ttl_ms,
+    )
+    out = await host.tasks.submit([(spec, payload)])
+    return TaskReceipt(spec.id, out[spec.id])
+
+
+async def distribute_task(
+    host: Host,
+    handler: str,
+    payload: Any = None,
+    options: TaskOptions | None = None,
+    *,
+    id: str | None = None,
+    name: str | None = None,
+    capabilities: Sequence[str] | None = None,
+    priority: str | None = None,
+    depends_on: Sequence[str] | None = None,
+    max_attempts: int | None = None,
+    lease_ms: int | None = None,
+    timeout_ms: int | None = None,
+    backoff_ms: int | None = None,
+    backoff_max_ms: int | None = None,
+    result_ttl_ms: int | None = None,
+) -> str:
+    """Submit one task; returns its id.
+
+    Options come as a :class:`~multiswarm.api_types.TaskOptions` or as keywords of the same
+    names (a keyword given wins over ``options``); meanings, defaults and errors as
+    :func:`submit_task`.
+    """
+    given = {
+        k: list(v) if isinstance(v, (list, tuple)) else v
+        for k, v in dict(
+            id=id,
+            name=name,
+            capabilities=capabilities,
+            priority=priority,
+            depends_on=depends_on,
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+            timeout_ms=timeout_ms,
+            backoff_ms=backoff_ms,
+            backoff_max_ms=backoff_max_ms,
+            result_ttl_ms=result_ttl_ms,
+        ).items()
+        if v is not None
+    }
+    opts = msgspec.structs.replace(options or TaskOptions(), **given)
+    return (await submit_task(host, handler, payload, opts)).id
+
+
+async def list_tasks(host: Host, status: str | None = None, limit: int = 50) -> list[Task]:
+    """Up to ``limit`` task records of one ``status`` (or all), most recently updated first.
+    Raises BadRequest for an unknown status."""
+    return await host.tasks.list(status, limit)
+
+
+async def get_task(host: Host, task_id: str) -> Task:
+    """One task record. Raises NotFound, InvalidIdError, MessageDecodeError (corrupt record)."""
+    return await host.tasks.get(task_id)
+
+
+async def get_result(host: Host, task_id: str) -> Any:
+    """The result of a completed task, without waiting. Raises NotFound when there is none."""
+    return await host.tasks.result(task_id)
+
+
+async def cancel_task(host: Host, task_id: str, reason: str = "cancelled") -> str:
+    """Cancel a task that has not ended; its dependents end cancelled too.
+
+    Returns
+    -------
+    str
+        ``cancelled``, or the status it had already ended in.
+
+    Raises
+    ------
+    NotFound, InvalidIdError
+    """
+    return await host.tasks.cancel(task_id, reason)
+
+
+async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
+    """The task's result once completed, waiting without polling.
+
+    Blocks on the completions stream (``XREAD BLOCK``), so a completion wakes the waiter at
+    once; the record is read again at least every :data:`SAFETY_NET_S` (1 s), because a task
+    that ends dead or cancelled adds no completion entry.
+
+    Parameters
+    ----------
+    task_id:
+        The id :func:`distribute_task` returned.
+    timeout_s:
+        Longest wait, in seconds.
+
+    Raises
+    ------
+    TaskFailed
+        It ended dead or cancelled.
+    TimeoutError
+        Not finished within ``timeout_s``.
+    NotFound
+        No such task.
+    """
+    deadline = time.monotonic() + timeout_s
+    stream, client = host.keys.completions, host.client
+    tip: Any = await host.scripts.read(lambda: client.xrevrange(stream, count=1))
+    cursor: bytes | str = tip[0][0] if tip else "0-0"
+    wanted = task_id.encode()
+    while True:
+        task = await host.tasks.get(task_id)
+        if task.status == "completed":
+            return await host.tasks.result(task_id)
+        if task.status in ("dead", "cancelled"):
+            raise TaskFailed(task)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s} s")
+        block_ms = max(1, int(min(left, SAFETY_NET_S) * 1000))
+        read: Any = await host.scripts.read(
+            functools.partial(client.xread, {stream: cursor}, count=1000, block=block_ms)
+        )
+        for _stream, entries in read or []:
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if fields.get(b"task") == wanted:
+                    break  # completed: the record says so now
+
+
+async def result(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
+    """``await ms.result(task_id)``: the same as :func:`wait_for`."""
+    return await wait_for(host, task_id, timeout_s)
