@@ -580,11 +580,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 # -- recovery, snapshots, checkpoints, breakers, resources, votes (cli_recover, cli_ops) -------
 def _register_groups() -> None:
+    from multiswarm.cli_api import run_api_cmd
     from multiswarm.cli_ops import breakers, resources, votes
     from multiswarm.cli_recover import checkpoint, recover, snapshot
 
     for group in (recover, snapshot, checkpoint, breakers, resources, votes):
         cli.add_command(group)
+    run.add_command(run_api_cmd)
 
 
 _register_groups()

@@ -6,9 +6,12 @@ writes it with a collector registered on a fresh ``CollectorRegistry`` (nothing 
 left behind between scrapes). Counters are Redis's own counters (``<ns>:tasks:stats``), so they
 survive API restarts and only reset when the namespace is wiped.
 
-``multiswarm_tasks_failed_total`` is not exported: Redis keeps no count of failed attempts
-(a failed attempt is counted as a retry, or as dead when it was the last), and a sum of other
-counters would double-count tasks dead-lettered for other reasons.
+``multiswarm_tasks_failed_total`` counts failed executions. Redis has no counter of its own for
+them: the facade derives it as ``retries + dead``, which is exact because every failed
+execution is either retried (``retries``) or the last one (``dead``), and a task ends dead in no
+other way (lib/02_tasks.lua, ``fail_attempt``). ``multiswarm_dead_letters`` counts refused
+messages (the messaging dead-letter stream, ``dlq`` in ``<ns>:messages:stats``); dead tasks are
+``multiswarm_tasks{status="dead"}`` and ``multiswarm_tasks_dead_total``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-#: Content type of the text exposition format (version 0.0.4).
+from multiswarm.api import Multiswarm
+
+#: Content type of the text exposition format (as prometheus_client writes it).
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: Value of ``multiswarm_breaker_state`` per state.
 BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -29,6 +34,7 @@ BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 COUNTERS = {
     "multiswarm_tasks_submitted": ("submitted", "Tasks submitted"),
     "multiswarm_tasks_completed": ("completed", "Tasks completed"),
+    "multiswarm_tasks_failed": ("failed", "Failed executions (retried or the last)"),
     "multiswarm_tasks_dead": ("dead", "Tasks dead-lettered (attempts exhausted or permanent)"),
     "multiswarm_task_retries": ("retries", "Failed attempts scheduled for a retry"),
 }
@@ -61,7 +67,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     breakers:
         Breaker name -> state (``closed`` | ``half_open`` | ``open``).
     dead_letters:
-        Entries in the dead-letter stream.
+        Messages refused and dead-lettered since the namespace was created.
     """
 
     tasks: dict[str, int]
@@ -133,8 +139,29 @@ class _SnapshotCollector(Collector):
             breakers.add_metric([name], BREAKER_STATES.get(state, -1.0))
         yield breakers
         yield GaugeMetricFamily(
-            "multiswarm_dead_letters", "Entries in the dead-letter stream", value=s.dead_letters
+            "multiswarm_dead_letters",
+            "Messages refused and dead-lettered (malformed, forged, stale...)",
+            value=s.dead_letters,
         )
+
+
+async def gather(ms: Multiswarm) -> Snapshot:
+    """One :class:`Snapshot`, read through the facade (several reads, not one transaction: a
+    scrape may straddle a change, as any scrape of a moving system does)."""
+    st = await ms.status()
+    stats = await ms.statistics()
+    breakers = await ms.list_breakers()
+    refused = await ms.dead_letters(1)
+    return Snapshot(
+        tasks=st.tasks,
+        counters=msgspec.structs.asdict(stats.counters),
+        leader_epoch=st.leader.epoch if st.leader else None,
+        lease_left_s=st.leader.lease_ms_left / 1000 if st.leader else 0.0,
+        swarms=[SwarmSample(s.id, s.status, s.active, s.capacity) for s in st.swarms],
+        worker_beat_age_s={w.id: max(0, w.beat_ms_ago) / 1000 for w in st.workers},
+        breakers={b.name: b.state for b in breakers},
+        dead_letters=refused.counts.get("dlq", 0),
+    )
 
 
 def exposition(snap: Snapshot) -> bytes:

@@ -9,14 +9,14 @@ so the two cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from multiswarm.api import Multiswarm, TaskOptions
-from multiswarm.errors import BadRequest, IllegalTransition
+from multiswarm.api import Multiswarm
+from multiswarm.api_types import TaskOptions
+from multiswarm.errors import BadRequest, IllegalTransition, NotFound
 from multiswarm.http.replies import (
     ApplyRecovery,
     BreakerReset,
@@ -32,6 +32,8 @@ from multiswarm.http.replies import (
 
 Handler = Callable[[Multiswarm, Request], Awaitable[Response]]
 
+#: Recovery outcomes that leave the swarm recovered (``already_applied``: by an earlier call).
+APPLIED = frozenset({"applied", "resumed", "already_applied"})
 #: Most items one list request returns (``limit`` is clamped to it).
 MAX_LIMIT = 1000
 
@@ -132,13 +134,14 @@ async def submit(ms: Multiswarm, req: Request) -> Response:
         priority=body.priority,
         depends_on=body.depends_on,
         name=body.name,
-        **{
-            k: v
-            for k, v in (("max_attempts", body.max_attempts), ("timeout_ms", body.timeout_ms))
-            if v is not None
-        },
     )
-    task_id = await ms.distribute_task(body.handler, body.payload, options=options)
+    task_id = await ms.distribute_task(
+        body.handler,
+        body.payload,
+        options,
+        max_attempts=body.max_attempts,
+        timeout_ms=body.timeout_ms,
+    )
     return reply(Submitted(task_id), 201)
 
 
@@ -157,7 +160,9 @@ async def breakers(ms: Multiswarm, req: Request) -> Response:
 
 async def breaker_reset(ms: Multiswarm, req: Request) -> Response:
     name = _param(req, "name")
-    return reply(BreakerReset(name, await ms.reset_breaker(name)))
+    if not await ms.reset_breaker(name):
+        raise NotFound("NOT_FOUND", f"breaker {name}")
+    return reply(BreakerReset(name, True))
 
 
 async def recoveries(ms: Multiswarm, req: Request) -> Response:
@@ -170,6 +175,11 @@ async def recover(ms: Multiswarm, req: Request) -> Response:
     outcome = await ms.recover_swarm(
         swarm_id, source=body.source, min_confidence=body.min_confidence
     )
+    if outcome.outcome not in APPLIED:  # not_interrupted, stale_plan, below_threshold...
+        detail = f"swarm {swarm_id}: {outcome.outcome}"
+        raise IllegalTransition(
+            outcome.outcome.upper(), detail + (f" ({outcome.detail})" if outcome.detail else "")
+        )
     return reply(outcome)
 
 
@@ -201,14 +211,15 @@ def _routes() -> tuple[Route, ...]:
         r("POST", "/breakers/{name}/reset", breaker_reset, "Close a breaker"),
         r("GET", "/recovery", recoveries, "Interrupted swarms with their recovery plans"),
         r("POST", "/recovery/{swarm}/apply", recover, "Recover a swarm", body=ApplyRecovery),
-        r("GET", "/dead-letters", dead_letters, "The last dead tasks", query=("limit",)),
+        r(
+            "GET",
+            "/dead-letters",
+            dead_letters,
+            "The newest refused messages, counts per reason",
+            query=("limit",),
+        ),
         r("GET", "/statistics", statistics, "Task counts, counters, swarms, leader"),
     )
 
 
 API: tuple[Route, ...] = _routes()
-
-
-def describe(value: Any) -> Any:
-    """``value`` as plain JSON builtins (what the routes send), for the metrics and tests."""
-    return msgspec.to_builtins(value)

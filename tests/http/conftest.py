@@ -36,6 +36,7 @@ SWARMS = ("alpha:work:1", "beta:other:1")
 NOOP = "multiswarm.demo_tasks:noop"
 FAIL = "multiswarm.demo_tasks:fail_always"
 SLEEP = "multiswarm.demo_tasks:sleep_then_return"
+AUTO_RECOVER = "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE"
 
 
 class ApiProcess(msgspec.Struct):
@@ -44,6 +45,7 @@ class ApiProcess(msgspec.Struct):
     proc: subprocess.Popen[str]
     url: str
     output: list[str]
+    drain: threading.Thread
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -53,6 +55,9 @@ class ApiProcess(msgspec.Struct):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.drain.join(timeout=10)  # it ends at EOF, once the process is gone
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 
@@ -112,6 +117,7 @@ def start_api(
         if not line:
             proc.kill()
             proc.wait()
+            proc.stdout.close()
             raise AssertionError(f"api printed no URL (exit {proc.returncode}): {output}")
         output.append(line)
         if line.startswith("multiswarm api: "):
@@ -123,8 +129,9 @@ def start_api(
         for rest in stream:
             output.append(rest)
 
-    threading.Thread(target=drain, daemon=True).start()
-    return ApiProcess(proc, url, output)
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    return ApiProcess(proc, url, output, thread)
 
 
 def wait_ready(url: str, headers: Mapping[str, str], swarms: int, timeout_s: float = 90.0) -> None:
@@ -171,15 +178,25 @@ def system(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         heartbeat_timeout_ms=6000,
     )
     log_dir = tmp_path_factory.mktemp("system")
-    group = start_system(
-        settings,
-        workers=1,
-        swarms=0,
-        agents=1,
-        strategy="capability",
-        log_dir=log_dir,
-        user_swarms=SWARMS,
-    )
+    # the recovery test applies a plan through the API: the state manager must not beat it
+    # (confidence never exceeds 0.95); the children inherit this process's environment
+    saved = os.environ.get(AUTO_RECOVER)
+    os.environ[AUTO_RECOVER] = "1.0"
+    try:
+        group = start_system(
+            settings,
+            workers=1,
+            swarms=0,
+            agents=1,
+            strategy="capability",
+            log_dir=log_dir,
+            user_swarms=SWARMS,
+        )
+    finally:
+        if saved is None:
+            del os.environ[AUTO_RECOVER]
+        else:
+            os.environ[AUTO_RECOVER] = saved
     api = start_api(
         settings,
         tokens={"MULTISWARM_API_TOKEN": ADMIN, "MULTISWARM_API_READ_TOKEN": READ},

@@ -94,9 +94,7 @@ async def test_status_health_leader_and_listings(system: System) -> None:
         assert alpha["id"] == "alpha" and alpha["status"] == "active"
         workers = (await http.get("/api/v1/workers")).json()
         assert [w["id"] for w in workers] == [st["workers"][0]["id"]]
-        agents = await until(
-            lambda: _json(http, "/api/v1/agents"), "agents reported by the worker"
-        )
+        agents = await until(lambda: _json(http, "/api/v1/agents"), "agents reported by the worker")
         assert {a["swarm"] for a in agents} == {"alpha", "beta"}
         assert {a["worker"] for a in agents} == {workers[0]["id"]}
         stats = (await http.get("/api/v1/statistics")).json()
@@ -218,15 +216,14 @@ async def test_recovery_listed_and_applied(system: System) -> None:
     async with await Multiswarm.connect(settings=system.settings) as ms:
         registry = SwarmRegistry(ms.scripts, ms.keys)
         await registry.host_swarms("ghost", {"host": "test"}, [swarm_spec("gamma", ["g"])])
+        await ms.save_state("gamma", {"progress": 1})  # something to recover from
         await ms.client.hdel(ms.keys.workers, "ghost")
         await ms.client.zrem(ms.keys.heartbeats, "ghost")
         await registry.transition("gamma", "interrupted")
     async with system.client() as http:
         plans = await _json(http, "/api/v1/recovery")
         assert "gamma" in [p["swarm"] for p in plans], plans
-        too_sure = await http.post(
-            "/api/v1/recovery/gamma/apply", json={"min_confidence": 1.0}
-        )
+        too_sure = await http.post("/api/v1/recovery/gamma/apply", json={"min_confidence": 1.0})
         assert_error(too_sure, 409, "conflict")
         assert (await _json(http, "/api/v1/swarms/gamma"))["status"] == "interrupted"
         resp = await http.post("/api/v1/recovery/gamma/apply", json={})

@@ -58,6 +58,8 @@ def test_with_a_token_it_listens_anywhere_and_scrape_may_be_open(settings: Setti
             assert authed.status_code == 200
             index = http.get("/")
             assert index.status_code == 200 and "<title>multiswarm</title>" in index.text
+            # scripts and styles from this origin only: no CDN, no inline code
+            assert index.headers["content-security-policy"].startswith("default-src 'self'")
             assert http.get("/static/app.js").status_code == 200
     finally:
         assert api.stop() == 0

@@ -54,7 +54,8 @@ def test_dashboard_signs_in_updates_live_and_pauses(
 ) -> None:
     import httpx
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # bypass_csp: the page's policy forbids eval, which Playwright's wait_for_function uses
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(system.url + "/")
@@ -115,7 +116,7 @@ def test_dashboard_signs_in_updates_live_and_pauses(
 def test_dashboard_with_read_token_has_no_buttons(system: System, browser: Any) -> None:
     from .conftest import READ
 
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     page.goto(system.url + "/")
     page.wait_for_selector("#login:not([hidden])")
     page.fill("#token", READ)
