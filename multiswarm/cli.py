@@ -335,6 +335,15 @@ def run_worker_cmd(
     metavar="ID:CAPS:AGENTS[:PRIO]",
     help="One more swarm for the workers to host, e.g. parsers:parse:4:high (repeatable).",
 )
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=8700,
+    show_default=True,
+    help="Port of the operations API and dashboard on 127.0.0.1 (`run api`; 0: a free one, "
+    "printed by the API).",
+)
+@click.option("--no-api", is_flag=True, help="Do not start the operations API.")
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -345,8 +354,11 @@ def up(
     strategy: str,
     allow_handlers: tuple[str, ...],
     user_swarms: tuple[str, ...],
+    api_port: int,
+    no_api: bool,
 ) -> None:
-    """Start a local system (registry, two coordinators, state manager, workers) until Ctrl-C.
+    """Start a local system (registry, two coordinators, state manager, workers, the operations
+    API on 127.0.0.1:8700) until Ctrl-C.
 
     With no Redis configured and none answering on localhost:6379, a private redis-server is
     started in a temp dir and stopped on exit.
@@ -383,14 +395,17 @@ def up(
             log_dir=None,
             worker_args=worker_args,
             user_swarms=user_swarms,
+            api_port=None if no_api else api_port,
         )
         click.echo(
             f"multiswarm up: {len(group.children)} processes on "
             f"{redact(settings.redis_url)} "
             f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop"
         )
+        # the API is optional: if it cannot start (port taken) the system runs on without it
+        roles = [c for c in group.children if c.name != "api"]
         try:
-            while not stopping and all(c.alive() for c in group.children):
+            while not stopping and all(c.alive() for c in roles):
                 time.sleep(0.2)
         finally:
             codes = group.stop_all()
@@ -433,6 +448,12 @@ def up(
 )
 @click.option("--timeout-s", type=float, default=900.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also run the operations API and dashboard on 127.0.0.1 at this port.",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -446,6 +467,7 @@ def demo(
     group_size: int,
     timeout_s: float,
     as_json: bool,
+    api_port: int | None,
 ) -> None:
     """Count identifiers and compression ratios of a source tree with swarms in many processes.
 
@@ -464,6 +486,7 @@ def demo(
         group_size=group_size,
         timeout_s=timeout_s,
         progress=not as_json,
+        api_port=api_port,
     )
     try:
         report = run_demo(_settings(ctx), opts, echo=click.echo if not as_json else _stderr)

@@ -92,12 +92,14 @@ def start_system(
     corpus: Path | None = None,
     worker_args: Sequence[str] = (),
     user_swarms: Sequence[str] = (),
+    api_port: int | None = None,
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
     ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
     map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing.
     ``worker_args`` go to every worker (``--allow-handlers myapp.``); ``user_swarms`` are
-    ``--swarm`` specs spread over the workers (spec j on worker j mod workers)."""
+    ``--swarm`` specs spread over the workers (spec j on worker j mod workers); ``api_port``:
+    also the operations API on 127.0.0.1 (``run api``), named ``api``."""
     env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
     group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
     group.spawn("registry", ["registry"])
@@ -111,6 +113,8 @@ def start_system(
         for spec in user_swarms[w::workers]:
             extra += ["--swarm", spec]
         spawn_worker(group, w, workers, swarms, agents, f"worker-{w}", extra)
+    if api_port is not None:
+        group.spawn("api", ["api", "--port", str(api_port)])
     return group
 
 
@@ -140,6 +144,7 @@ class DemoOptions(msgspec.Struct, kw_only=True):
     group_size: int = 50
     timeout_s: float = 900.0
     progress: bool = True
+    api_port: int | None = None
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
@@ -232,7 +237,10 @@ def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any
             strategy="capability",
             log_dir=log_dir,
             corpus=root,
+            api_port=opts.api_port,
         )
+        if opts.api_port is not None:
+            echo(f"dashboard and API: http://127.0.0.1:{opts.api_port}/ (log: {log_dir}/api.log)")
         try:
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:

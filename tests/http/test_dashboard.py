@@ -8,15 +8,20 @@ dir; the README's copy (docs/dashboard.png) is refreshed by hand from it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import ADMIN, NOOP, System
+from multiswarm.api import Multiswarm
+from multiswarm.breakers import BreakerConfig, BreakerRegistry
+
+from .conftest import ADMIN, FAIL, NOOP, System
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +48,14 @@ def artifact_dir(tmp_path: Path) -> Path:
     out = Path(os.environ.get("MULTISWARM_ARTIFACTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+async def trip_breaker(system: System) -> None:
+    async with await Multiswarm.connect(settings=system.settings) as ms:
+        breaker = await BreakerRegistry(ms.scripts, ms.keys).get_or_create(
+            "llm", BreakerConfig(failure_threshold=1)
+        )
+        await breaker.failure(await breaker.acquire(), "upstream timeout")
 
 
 def count(page: Any, status: str) -> int:
@@ -84,10 +97,19 @@ def test_dashboard_signs_in_updates_live_and_pauses(
                 json={"handler": NOOP, "payload": {"i": i}, "capabilities": ["work"]},
             )
             assert resp.status_code == 201, resp.text
+        doomed = http.post(
+            "/api/v1/tasks", json={"handler": FAIL, "capabilities": ["work"], "max_attempts": 1}
+        ).json()["id"]
     page.wait_for_function(
         f"Number(document.querySelector('#count-completed').textContent) >= {before + 3}",
         timeout=30_000,
     )
+    # the dead task reaches the dead-letter table, the open breaker the breakers table
+    page.wait_for_selector(f"#dead-letters tbody tr >> text={doomed}", timeout=30_000)
+    # Playwright's sync API runs an event loop in this thread: the facade runs in another
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, trip_breaker(system)).result()
+    page.wait_for_selector("#breakers tbody tr[data-breaker=llm] .state-open", timeout=15_000)
     assert page.evaluate("window.notReloaded") is True
 
     # pause beta with its button: its status cell turns 'paused', and the swarm is paused

@@ -117,12 +117,14 @@ function drawSpark() {
     const dt = (history[i].t - history[i - 1].t) / 1000;
     rates.push(dt > 0 ? Math.max(0, history[i].completed - history[i - 1].completed) / dt : 0);
   }
+  const now = rates.length ? rates[rates.length - 1] : 0;
+  // the window before the page opened reads as zero, so the line always spans the chart
+  while (rates.length < SPARK_POINTS - 1) rates.unshift(0);
   const top = Math.max(1, ...rates);
-  const step = 300 / Math.max(1, SPARK_POINTS - 1);
-  const offset = SPARK_POINTS - rates.length;
+  const step = 300 / (SPARK_POINTS - 2);
   $("#spark").setAttribute("points", rates.map((r, i) =>
-    `${((offset + i) * step).toFixed(1)},${(58 - (r / top) * 56).toFixed(1)}`).join(" "));
-  $("#rate").textContent = rates.length ? rates[rates.length - 1].toFixed(1) : "0";
+    `${(i * step).toFixed(1)},${(58 - (r / top) * 56).toFixed(1)}`).join(" "));
+  $("#rate").textContent = now.toFixed(1);
 }
 
 function drawWorkers(st, agents) {
@@ -168,7 +170,9 @@ function drawDead(tasks) {
   fill("dead-letters", tasks, (tr, t) => {
     cell(tr, t.id);
     cell(tr, t.reason);
-    cell(tr, t.error);
+    // a handler's error is its traceback: show the last line, the whole on hover
+    const lines = (t.error || "").trim().split("\n");
+    cell(tr, lines[lines.length - 1]).title = t.error || "";
   });
 }
 
