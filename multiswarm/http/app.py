@@ -7,6 +7,7 @@ and ``POST /login`` (which checks the token it is given before setting the cooki
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,10 +20,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from multiswarm.api import Multiswarm
+from multiswarm.errors import MultiswarmError
 from multiswarm.http import metrics, openapi
 from multiswarm.http.auth import COOKIE, AuthError, Role, Tokens, authorize, role_of
 from multiswarm.http.replies import Health, Whoami, decode_body, error_reply, http_error, reply
 from multiswarm.http.routes import API
+
+log = logging.getLogger(__name__)
 
 #: The dashboard's files (index.html, app.js, app.css), shipped as package data.
 STATIC = Path(__file__).resolve().parent / "static"
@@ -60,6 +64,8 @@ def _guard(tokens: Tokens, inner: Inner, public: bool = False) -> Endpoint:
                 )
             return await inner(req, role)
         except Exception as e:  # every error becomes the documented JSON reply
+            if not isinstance(e, MultiswarmError):  # a bug: keep its traceback for the report
+                log.error("%s %s failed", req.method, req.url.path, exc_info=e)
             return error_reply(e)
 
     return endpoint

@@ -20,7 +20,6 @@ from multiswarm.errors import (
     InvalidArgumentError,
     InvalidIdError,
     LowConfidence,
-    MessageDecodeError,
     MessageTooLargeError,
     MultiswarmError,
     NoRecoverySource,
@@ -67,6 +66,9 @@ class SubmitTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         Attempts before the task is dead-lettered (None: the default, 3).
     timeout_ms:
         Longest run of one attempt, in milliseconds (None: the default).
+    id:
+        The task's id (None: a random one). Submitting an id again does nothing, so a client
+        that retries after a lost reply or a 503 should give one.
     """
 
     handler: str
@@ -77,6 +79,7 @@ class SubmitTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     name: str = ""
     max_attempts: int | None = None
     timeout_ms: int | None = None
+    id: str | None = None
 
 
 class Submitted(msgspec.Struct, frozen=True):
@@ -151,7 +154,6 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidIdError, 400, "bad_request"),
     (InvalidArgumentError, 400, "bad_request"),
     (MessageTooLargeError, 413, "too_large"),
-    (MessageDecodeError, 400, "bad_request"),
     (msgspec.DecodeError, 400, "bad_request"),
     (msgspec.ValidationError, 400, "bad_request"),
     (IllegalTransition, 409, "conflict"),
@@ -167,8 +169,10 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
 def error_status(exc: BaseException) -> tuple[int, ErrorReply]:
     """The HTTP status and body of an error raised by a route.
 
-    Auth errors keep their own 401/403; a MultiswarmError not listed above is a 500 named by
-    its class, so a client can still tell what went wrong.
+    Auth errors keep their own 401/403; a MultiswarmError not listed above (a corrupt stored
+    record, a script error) is a 500 named by its class, so a client can still tell what went
+    wrong; any other exception is a 500 ``internal`` whose detail names only its class (the
+    traceback goes to the server's log, not to the client).
     """
     if isinstance(exc, AuthError):
         code = "unauthorized" if exc.status == 401 else "forbidden"
@@ -178,8 +182,9 @@ def error_status(exc: BaseException) -> tuple[int, ErrorReply]:
             # a script's refusal reads "task t1", not "NOT_FOUND: task t1": the code is above
             detail = exc.detail if isinstance(exc, ScriptError) and exc.detail else str(exc)
             return status, ErrorReply(code, detail)
-    name = type(exc).__name__ if isinstance(exc, MultiswarmError) else "internal"
-    return 500, ErrorReply("internal", f"{name}: {exc}")
+    if isinstance(exc, MultiswarmError):
+        return 500, ErrorReply("internal", f"{type(exc).__name__}: {exc}")
+    return 500, ErrorReply("internal", f"unexpected {type(exc).__name__}; see the server log")
 
 
 def error_reply(exc: BaseException) -> Response:

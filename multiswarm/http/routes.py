@@ -141,6 +141,7 @@ async def submit(ms: Multiswarm, req: Request) -> Response:
         options,
         max_attempts=body.max_attempts,
         timeout_ms=body.timeout_ms,
+        id=body.id,
     )
     return reply(Submitted(task_id), 201)
 

@@ -8,6 +8,7 @@ and a refused bind fails before anything else happens.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 
@@ -21,6 +22,9 @@ from multiswarm.http.auth import Tokens, check_bind
 
 #: Default port of the API (``--port``).
 DEFAULT_PORT = 8700
+#: Longest a request waits for Redis to come back before it is answered 503, in seconds: an
+#: HTTP client would rather hear "unavailable" than hang for the roles' 60 s reconnect budget.
+API_RECONNECT_S = 5.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -65,7 +69,11 @@ def serve_api(
     auth_line = check_bind(host, tokens)
 
     async def main() -> None:
-        ms = await Multiswarm.connect(settings=settings)
+        budget = min(settings.reconnect_timeout_s, API_RECONNECT_S)
+        ms = await Multiswarm.connect(
+            settings=settings.replace(reconnect_timeout_s=budget),
+            actor=f"api@{socket.gethostname()}-{os.getpid()}",  # who applied a recovery
+        )
         sock = bind(host, port)
         try:
             config = uvicorn.Config(

@@ -124,6 +124,13 @@ async def test_submit_get_list_and_cancel_tasks(system: System) -> None:
             return bool((await _json(http, f"/api/v1/tasks/{tid}"))["status"] == "completed")
 
         await until(completed, "the submitted task completed")
+        # with an id of its own a retried submission is one task
+        submitted = (await _json(http, "/api/v1/status"))["counters"]["submitted"]
+        body = {"handler": NOOP, "capabilities": ["work"], "id": "client-chosen-1"}
+        for _ in range(2):
+            resp = await http.post("/api/v1/tasks", json=body)
+            assert resp.status_code == 201 and resp.json() == {"id": "client-chosen-1"}
+        assert (await _json(http, "/api/v1/status"))["counters"]["submitted"] == submitted + 1
         listed = await _json(http, "/api/v1/tasks?status=completed&limit=5")
         assert tid in [t["id"] for t in listed]
         # no swarm offers 'nowhere': the task waits, so it can be cancelled

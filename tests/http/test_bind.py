@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from multiswarm.config import Settings
+from multiswarm.redis_server import RedisServer
 
 from .conftest import ADMIN, api_command, api_env, start_api
 
@@ -61,5 +62,22 @@ def test_with_a_token_it_listens_anywhere_and_scrape_may_be_open(settings: Setti
             # scripts and styles from this origin only: no CDN, no inline code
             assert index.headers["content-security-policy"].startswith("default-src 'self'")
             assert http.get("/static/app.js").status_code == 200
+    finally:
+        assert api.stop() == 0
+
+
+def test_redis_down_is_503_unavailable(own_redis: RedisServer, settings: Settings) -> None:
+    api = start_api(settings.replace(redis_url=own_redis.url))
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            assert http.get("/api/v1/status").status_code == 200
+            own_redis.kill()
+            resp = http.get("/api/v1/status")
+            assert resp.status_code == 503 and resp.json()["error"] == "unavailable", resp.text
+            health = http.get("/api/v1/health")
+            assert health.status_code == 503
+            assert health.json()["reason"].startswith("redis unavailable"), health.text
+            own_redis.start()
+            assert http.get("/api/v1/status").status_code == 200  # and back, no restart
     finally:
         assert api.stop() == 0
