@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from multiswarm.api import Multiswarm
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
+from multiswarm.worker_metrics import WorkerMetrics
 
 from .conftest import FAIL, NOOP, System
 
@@ -105,3 +106,48 @@ async def test_metrics_after_a_known_workload(system: System) -> None:
     assert value("multiswarm_breaker_state", breaker="tripped") == 2
     # every receiver dead-letters its copy: the count may grow while the scrape runs
     assert 1 <= refused_before <= value("multiswarm_dead_letters") <= refused_after
+
+
+async def test_worker_histograms_served_and_parsed(system: System) -> None:
+    # the worker hook is not in worker.py yet (see multiswarm/worker_metrics.py): feed the
+    # module what the hook would, from real task records this system ran
+    metrics = WorkerMetrics()
+    url = metrics.serve(0)
+    try:
+        await _feed_and_scrape(system, metrics, url)
+    finally:
+        metrics.close()
+
+
+async def _feed_and_scrape(system: System, metrics: WorkerMetrics, url: str) -> None:
+    async with system.client() as http:
+        ids = []
+        for i in range(2):
+            body = {"handler": NOOP, "payload": i, "capabilities": ["work"]}
+            ids.append((await http.post("/api/v1/tasks", json=body)).json()["id"])
+        deadline = time.monotonic() + 30
+        while [(await http.get(f"/api/v1/tasks/{t}")).json()["status"] for t in ids] != [
+            "completed"
+        ] * len(ids):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+    async with await Multiswarm.connect(settings=system.settings) as ms:
+        records = [await ms.get_task(t) for t in ids]
+        metrics.claimed(ms.tasks, "alpha", ids)
+        metrics.ran("alpha", "ok", 0.02)
+        metrics.ran("alpha", "error", 3.0)
+        await asyncio.gather(*metrics._pending)
+    async with httpx.AsyncClient() as plain:
+        got = parse((await plain.get(url)).text)
+    waits = [(r.started_ms - r.created_ms) / 1000 for r in records]
+    prefix = "multiswarm_worker_"
+    assert got[(f"{prefix}claim_batch_size_count", (("swarm", "alpha"),))] == 1
+    assert got[(f"{prefix}claim_batch_size_sum", (("swarm", "alpha"),))] == 2
+    assert got[(f"{prefix}task_queue_wait_seconds_count", (("swarm", "alpha"),))] == 2
+    assert got[(f"{prefix}task_queue_wait_seconds_sum", (("swarm", "alpha"),))] == pytest.approx(
+        sum(waits)
+    )
+    ok = (("outcome", "ok"), ("swarm", "alpha"))
+    assert got[(f"{prefix}task_run_seconds_count", ok)] == 1
+    assert got[(f"{prefix}task_run_seconds_bucket", (("le", "0.025"), *ok))] == 1
+    assert got[(f"{prefix}task_run_seconds_bucket", (("le", "0.01"), *ok))] == 0
