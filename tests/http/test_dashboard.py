@@ -125,6 +125,18 @@ def test_dashboard_signs_in_updates_live_and_pauses(
     assert page.evaluate("window.notReloaded") is True
     assert errors == []
 
+    # a task no swarm can take waits; its cancel button ends it
+    with httpx.Client(base_url=system.url, headers=headers) as http:
+        waiting = http.post(
+            "/api/v1/tasks", json={"handler": NOOP, "capabilities": ["nowhere"]}
+        ).json()["id"]
+    task_row = f"#tasks tbody tr[data-task='{waiting}']"
+    page.click(f"{task_row} button.cancel", timeout=15_000)
+    page.wait_for_selector(f"{task_row} .status-cancelled", timeout=15_000)
+    assert page.query_selector(f"{task_row} button.cancel") is None
+    with httpx.Client(base_url=system.url, headers=headers) as http:
+        assert http.get(f"/api/v1/tasks/{waiting}").json()["status"] == "cancelled"
+
     shot = artifact_dir(tmp_path) / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
