@@ -15,6 +15,10 @@ from typing import Any, Protocol
 
 import msgspec
 
+from multiswarm import keys as _keys
+from multiswarm import messages as _messages
+from multiswarm import resources as _resources
+from multiswarm import state_codec as _state_codec
 from multiswarm.config import Settings
 from multiswarm.connection import Client
 from multiswarm.keys import Keys
@@ -22,6 +26,15 @@ from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore
+
+#: Task statuses, in lifecycle order.
+TASK_STATUSES: tuple[str, ...] = tuple(_keys.TASK_STATUSES)
+#: Task and swarm priorities, highest first.
+PRIORITIES: tuple[str, ...] = tuple(_messages.PRIORITIES)
+#: Kinds of recovery source, in the order a plan tries them.
+RECOVERY_SOURCES: tuple[str, ...] = tuple(_state_codec.SOURCE_KINDS)
+#: Units of the standard resource pools (other pool types are unitless).
+RESOURCE_UNITS: dict[str, str] = dict(_resources.STANDARD_TYPES)
 
 
 class Host(Protocol):

@@ -5,27 +5,24 @@ from __future__ import annotations
 
 import click
 
-from multiswarm.cli_common import settings_of
-from multiswarm.errors import MultiswarmError
-from multiswarm.http.auth import tokens_from_env
-from multiswarm.http.server import DEFAULT_PORT, serve_api
+from multiswarm import MultiswarmError
+from multiswarm import node_api as node
+from multiswarm.cli_common import option, settings_of
 
 
 @click.command("api")
-@click.option(
+@option(
     "--host",
+    "127.0.0.1",
+    "Address to listen on; anything but loopback needs $MULTISWARM_API_TOKEN.",
     envvar="MULTISWARM_API_HOST",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; anything but loopback needs $MULTISWARM_API_TOKEN.",
 )
-@click.option(
+@option(
     "--port",
+    node.DEFAULT_API_PORT,
+    "TCP port (0: any free port; the URL printed at start names it).",
     type=click.IntRange(0, 65535),
     envvar="MULTISWARM_API_PORT",
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="TCP port (0: any free port; the URL printed at start names it).",
 )
 @click.option(
     "--open-scrape",
@@ -43,7 +40,6 @@ def run_api_cmd(ctx: click.Context, host: str, port: int, open_scrape: bool) -> 
     With neither set the API is open and listens on loopback only.
     """
     try:
-        tokens = tokens_from_env(open_scrape=open_scrape)
-        serve_api(settings_of(ctx), host, port, tokens, echo=click.echo)
+        node.serve_api(settings_of(ctx), host, port, open_scrape, echo=click.echo)
     except MultiswarmError as e:
         raise click.ClickException(f"{type(e).__name__}: {e}") from e

@@ -1,7 +1,5 @@
-"""Operator commands for recovery: ``recover``, ``snapshot`` and ``checkpoint`` groups.
-
-Registered on ``multiswarm-cli`` by :mod:`multiswarm.cli`; every command takes ``--json`` and
-reads the connection settings from ``ctx.obj["settings"]``.
+"""Operator commands for recovery: the ``recover`` group and the ``snapshot`` and
+``checkpoint`` groups (one definition, :func:`recovery_points_group`).
 
 \b
   recover list                        interrupted swarms, best source, confidence
@@ -14,203 +12,143 @@ reads the connection settings from ``ctx.obj["settings"]``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import click
 
-from multiswarm.errors import MultiswarmError, NotInterrupted
-from multiswarm.keys import Keys, check_id
-from multiswarm.recovery import RecoveryOutcome, RecoveryPlan, SwarmRecovery
-from multiswarm.scripts import Scripts
-from multiswarm.state import SwarmStateManager
-from multiswarm.state_codec import SOURCE_KINDS
+from multiswarm import Multiswarm, MultiswarmError, NotInterrupted, RecoveryOutcome, RecoveryPlan
+from multiswarm.api_types import RECOVERY_SOURCES
+from multiswarm.cli_common import ago, as_json, call, emit, settings_of, table
 
-T = TypeVar("T")
-
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 _source_option = click.option(
     "--source",
-    type=click.Choice(SOURCE_KINDS),
+    type=click.Choice(RECOVERY_SOURCES),
     default=None,
     help="Recover from this source only [default: first valid of state, checkpoint, snapshot].",
 )
+_yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+#: Plans applied per call of ``recover all`` (one progress step).
+APPLY_BATCH = 50
 
 
-def _run(ctx: click.Context, fn: Callable[[Scripts, Keys], Awaitable[T]]) -> T:
-    # imported here: multiswarm.cli imports this module to register the groups
-    from multiswarm.cli_common import run_async as run
-
-    return run(ctx, fn)
+def _ids(label: str, values: list[str]) -> str:
+    shown = ", ".join(values[:10]) + (f", ... (+{len(values) - 10})" if len(values) > 10 else "")
+    return f"{label}: {len(values)}" + (f" ({shown})" if values else "")
 
 
-def _emit(data: Any, as_json: bool, table: Callable[[], None]) -> None:
-    from multiswarm.cli_common import emit
-
-    emit(data, as_json, table)
-
-
-def _manager(ctx: click.Context, scripts: Scripts, keys: Keys) -> SwarmStateManager:
-    s = ctx.obj["settings"]
-    return SwarmStateManager(scripts, keys, ttl_ms=s.state_ttl_ms, snapshots_kept=s.snapshots_kept)
-
-
-def _recovery(ctx: click.Context, scripts: Scripts, keys: Keys) -> SwarmRecovery:
-    return SwarmRecovery(_manager(ctx, scripts, keys), actor="operator")
-
-
-def _ago(ms: int) -> str:
-    if ms <= 0:
-        return "-"
-    s = max(0.0, time.time() - ms / 1000)
-    return (
-        f"{s:.0f} s ago"
-        if s < 120
-        else f"{s / 60:.0f} min ago"
-        if s < 7200
-        else f"{s / 3600:.1f} h ago"
-    )
-
-
-def _print_plan(plan: dict[str, Any]) -> None:
-    ev = plan["evidence"]
-    echo = click.echo
+def print_plan(p: RecoveryPlan) -> None:
+    """A plan as ``recover plan`` prints it: source, confidence and its factors, the tasks."""
+    ev, echo = p.evidence, click.echo
     echo(
-        f"swarm {plan['swarm']} ({plan['status']} since {_ago(plan['interrupted_ms'])}), "
-        f"plan {plan['plan_id']}" + (" [resume]" if plan["resume"] else "")
+        f"swarm {p.swarm} ({p.status} since {ago(p.interrupted_ms)}), plan {p.plan_id}"
+        + (" [resume]" if p.resume else "")
     )
-    if plan["source"] == "none":
+    if p.source == "none":
         echo("source: none valid (tasks are re-queued from the registry only)")
     else:
         echo(
-            f"source: {plan['source']} {plan['source_id']} ({plan['source_label']}), "
-            f"version {plan['source_version']}, captured {ev['age_ms'] / 1000:.1f} s before "
-            "the interruption"
+            f"source: {p.source} {p.source_id} ({p.source_label}), version {p.source_version}, "
+            f"captured {ev.age_ms / 1000:.1f} s before the interruption"
         )
     echo(
-        f"confidence: {plan['confidence']:.2f} = 0.5 + 0.45 x kind {ev['kind']:.2f} x "
-        f"freshness {ev['freshness']:.2f} x tasks {ev['tasks']:.2f} "
-        f"({ev['tasks_complete']}/{ev['tasks_known']} complete) x agents {ev['agents']:.2f} "
-        f"({ev['agents_recorded']}/{ev['agents_expected']})"
+        f"confidence: {p.confidence:.2f} = 0.5 + 0.45 x kind {ev.kind:.2f} x freshness "
+        f"{ev.freshness:.2f} x tasks {ev.tasks:.2f} ({ev.tasks_complete}/{ev.tasks_known} "
+        f"complete) x agents {ev.agents:.2f} ({ev.agents_recorded}/{ev.agents_expected})"
     )
-
-    def ids(label: str, values: list[str]) -> None:
-        shown = ", ".join(values[:10]) + (
-            f", ... (+{len(values) - 10})" if len(values) > 10 else ""
-        )
-        echo(f"{label}: {len(values)}" + (f" ({shown})" if values else ""))
-
-    ids("tasks to re-queue", plan["requeue"])
-    ids("already completed", plan["completed"])
-    ids("moved on (retrying, elsewhere, ended)", plan["elsewhere"])
-    ids("incomplete definitions", plan["missing"])
-    ids("agents to restart", plan["agents"])
-    echo(f"estimated time: {plan['estimated_ms'] / 1000:.1f} s")
-    for r in plan["rejected"]:
-        echo(
-            f"rejected {r['source']} {r['id'] or '?'}: {r['reason']}"
-            + (" (quarantined)" if r["quarantined"] else "")
-        )
-    for a in plan["alternatives"]:
-        echo(
-            f"alternative: {a['source']} {a['id']} ({a['label']}) confidence {a['confidence']:.2f}"
-        )
+    echo(_ids("tasks to re-queue", p.requeue))
+    echo(_ids("already completed", p.completed))
+    echo(_ids("moved on (retrying, elsewhere, ended)", p.elsewhere))
+    echo(_ids("incomplete definitions", p.missing))
+    echo(_ids("agents to restart", p.agents))
+    echo(f"estimated time: {p.estimated_ms / 1000:.1f} s")
+    for r in p.rejected:
+        quarantined = " (quarantined)" if r.quarantined else ""
+        echo(f"rejected {r.source} {r.id or '?'}: {r.reason}{quarantined}")
+    for a in p.alternatives:
+        echo(f"alternative: {a.source} {a.id} ({a.label}) confidence {a.confidence:.2f}")
 
 
-# -- recover ---------------------------------------------------------------------------------
 @click.group()
 def recover() -> None:
     """See, plan and apply the recovery of interrupted swarms."""
 
 
 @recover.command("list")
-@_json_option
 @click.pass_context
-def recover_list(ctx: click.Context, as_json: bool) -> None:
+def recover_list(ctx: click.Context) -> None:
     """Interrupted swarms: best source, confidence, and whether auto-recovery would apply."""
+    threshold = settings_of(ctx).auto_recover_min_confidence
+    rows: list[dict[str, Any]] = []
+    for sid, p in call(ctx, Multiswarm.plan_recoveries).items():
+        if isinstance(p, MultiswarmError):
+            rows.append({"swarm": sid, "error": str(p)})
+            continue
+        rows.append(
+            {
+                "swarm": sid,
+                "status": p.status,
+                "interrupted_ms": p.interrupted_ms,
+                "source": p.source,
+                "source_id": p.source_id,
+                "confidence": p.confidence,
+                "auto": p.confidence >= threshold,
+                "requeue": len(p.requeue),
+                "rejected": len(p.rejected),
+                "plan_id": p.plan_id,
+            }
+        )
 
-    async def fetch(scripts: Scripts, keys: Keys) -> list[dict[str, Any]]:
-        r = _recovery(ctx, scripts, keys)
-        threshold = ctx.obj["settings"].auto_recover_min_confidence
-        rows: list[dict[str, Any]] = []
-        for sid, p in (await r.plan_many(await r.discover())).items():
-            if isinstance(p, MultiswarmError):
-                rows.append({"swarm": sid, "error": str(p)})
-                continue
-            rows.append(
-                {
-                    "swarm": sid,
-                    "status": p.status,
-                    "interrupted_ms": p.interrupted_ms,
-                    "source": p.source,
-                    "source_id": p.source_id,
-                    "confidence": p.confidence,
-                    "auto": p.confidence >= threshold,
-                    "requeue": len(p.requeue),
-                    "rejected": len(p.rejected),
-                    "plan_id": p.plan_id,
-                }
-            )
-        return rows
-
-    rows = _run(ctx, fetch)
-
-    def table() -> None:
-        from rich.console import Console
-        from rich.table import Table
-
+    def text() -> None:
         if not rows:
             click.echo("no interrupted swarms")
             return
-        t = Table(
-            "swarm", "status", "since", "source", "confidence", "auto", "re-queue", "rejected"
+        table(
+            ["swarm", "status", "since", "source", "confidence", "auto", "re-queue", "rejected"],
+            [
+                [r["swarm"], "error", "", r["error"], "", "", "", ""]
+                if "error" in r
+                else [
+                    r["swarm"],
+                    r["status"],
+                    ago(r["interrupted_ms"]),
+                    f"{r['source']} {r['source_id']}",
+                    f"{r['confidence']:.2f}",
+                    "yes" if r["auto"] else "no",
+                    r["requeue"],
+                    r["rejected"],
+                ]
+                for r in rows
+            ],
         )
-        for r in rows:
-            if "error" in r:
-                t.add_row(r["swarm"], "error", "", r["error"], "", "", "", "")
-                continue
-            t.add_row(
-                r["swarm"],
-                r["status"],
-                _ago(r["interrupted_ms"]),
-                f"{r['source']} {r['source_id']}",
-                f"{r['confidence']:.2f}",
-                "yes" if r["auto"] else "no",
-                str(r["requeue"]),
-                str(r["rejected"]),
-            )
-        Console().print(t)
 
-    _emit(rows, as_json, table)
+    emit(ctx, rows, text)
+
+
+def _plan(ctx: click.Context, swarm: str, source: str | None, apply: bool) -> RecoveryPlan | str:
+    """The plan, or why there is none (the swarm is not interrupted)."""
+
+    async def make(ms: Multiswarm) -> RecoveryPlan | str:
+        try:
+            return await ms.plan_recovery(swarm, source, quarantine=apply)
+        except NotInterrupted as e:
+            return str(e)
+
+    return call(ctx, make)
 
 
 @recover.command("plan")
 @click.argument("swarm")
 @_source_option
-@_json_option
 @click.pass_context
-def recover_plan(ctx: click.Context, swarm: str, source: str | None, as_json: bool) -> None:
+def recover_plan(ctx: click.Context, swarm: str, source: str | None) -> None:
     """Dry run: what `recover apply SWARM` would do. Nothing is written (corrupted entries are
     reported, not moved)."""
-
-    async def fetch(scripts: Scripts, keys: Keys) -> dict[str, Any]:
-        try:
-            plan = await _recovery(ctx, scripts, keys).plan(swarm, source=source)
-        except NotInterrupted as e:
-            return {"swarm": swarm, "plan": None, "detail": str(e)}
-        return {"swarm": swarm, "plan": plan.to_dict(), "detail": ""}
-
-    out = _run(ctx, fetch)
-    _emit(
-        out,
-        as_json,
-        lambda: (
-            click.echo(f"nothing to recover: {out['detail']}")
-            if out["plan"] is None
-            else _print_plan(out["plan"])
-        ),
-    )
+    plan = _plan(ctx, swarm, source, apply=False)
+    if isinstance(plan, str):
+        out = {"swarm": swarm, "plan": None, "detail": plan}
+        emit(ctx, out, f"nothing to recover: {plan}")
+    else:
+        emit(ctx, {"swarm": swarm, "plan": plan.to_dict(), "detail": ""}, lambda: print_plan(plan))
 
 
 @recover.command("apply")
@@ -222,38 +160,21 @@ def recover_plan(ctx: click.Context, swarm: str, source: str | None, as_json: bo
     default=None,
     help="Refuse (exit 1) when the plan's confidence is lower.",
 )
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_json_option
+@_yes_option
 @click.pass_context
 def recover_apply(
-    ctx: click.Context,
-    swarm: str,
-    source: str | None,
-    min_confidence: float | None,
-    yes: bool,
-    as_json: bool,
+    ctx: click.Context, swarm: str, source: str | None, min_confidence: float | None, yes: bool
 ) -> None:
     """Recover SWARM: re-queue its in-flight tasks once and move it interrupted -> recovering ->
     active. Applying again does nothing. Corrupted sources are quarantined on the way."""
-
-    async def make(scripts: Scripts, keys: Keys) -> RecoveryPlan | None:
-        try:
-            return await _recovery(ctx, scripts, keys).plan(swarm, source=source, quarantine=True)
-        except NotInterrupted:
-            return None
-
-    plan = _run(ctx, make)
-    if plan is None:
-        out = {
-            "swarm": swarm,
-            "outcome": "not_interrupted",
-            "plan": None,
-            "detail": "nothing to recover (already recovered, or never interrupted)",
-        }
-        _emit(out, as_json, lambda: click.echo(f"{swarm}: {out['detail']}"))
+    plan = _plan(ctx, swarm, source, apply=True)
+    if isinstance(plan, str):
+        detail = "nothing to recover (already recovered, or never interrupted)"
+        out = {"swarm": swarm, "outcome": "not_interrupted", "plan": None, "detail": detail}
+        emit(ctx, out, f"{swarm}: {detail}")
         return
-    if not as_json:
-        _print_plan(plan.to_dict())
+    if not as_json(ctx):
+        print_plan(plan)
     if min_confidence is not None and plan.confidence < min_confidence and not plan.resume:
         raise click.ClickException(
             f"confidence {plan.confidence:.2f} is below "
@@ -261,16 +182,11 @@ def recover_apply(
         )
     if not yes:
         click.confirm(f"apply plan {plan.plan_id}?", abort=True, err=True)
-
-    async def apply(scripts: Scripts, keys: Keys) -> RecoveryOutcome:
-        return await _recovery(ctx, scripts, keys).apply(plan, min_confidence)
-
-    outcome = _run(ctx, apply)
-    result = {**outcome.to_dict(), "plan": plan.to_dict()}
-    _emit(
-        result,
-        as_json,
-        lambda: click.echo(
+    outcome = call(ctx, lambda ms: ms.apply_recovery(plan, min_confidence))
+    emit(
+        ctx,
+        {**outcome.to_dict(), "plan": plan.to_dict()},
+        (
             f"{swarm}: {outcome.outcome}; {len(outcome.requeued)} tasks re-queued"
             + (f" ({outcome.detail})" if outcome.detail else "")
         ),
@@ -287,80 +203,52 @@ def recover_apply(
     help="Apply plans at or above this [default: the auto-recovery threshold, 0.75].",
 )
 @_source_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_json_option
+@_yes_option
 @click.pass_context
 def recover_all(
-    ctx: click.Context, min_confidence: float | None, source: str | None, yes: bool, as_json: bool
+    ctx: click.Context, min_confidence: float | None, source: str | None, yes: bool
 ) -> None:
     """Recover every interrupted swarm whose plan reaches the minimum confidence; list the
     rest for a closer look (`recover plan`)."""
-
-    async def make(
-        scripts: Scripts, keys: Keys
-    ) -> tuple[list[RecoveryPlan], list[dict[str, Any]], float]:
-        r = _recovery(ctx, scripts, keys)
-        floor = (
-            ctx.obj["settings"].auto_recover_min_confidence
-            if min_confidence is None
-            else min_confidence
-        )
-        plans = await r.plan_many(await r.discover(), source=source, quarantine=True)
-        go: list[RecoveryPlan] = []
-        skipped: list[dict[str, Any]] = []
-        for sid, p in plans.items():
-            if isinstance(p, MultiswarmError):
-                skipped.append({"swarm": sid, "reason": str(p)})
-            elif p.resume or p.confidence >= floor:
-                go.append(p)
-            else:
-                skipped.append(
-                    {
-                        "swarm": sid,
-                        "reason": f"confidence {p.confidence:.2f} < {floor:.2f}",
-                        "confidence": p.confidence,
-                        "source": p.source,
-                    }
-                )
-        return go, skipped, floor
-
-    go, skipped, floor = _run(ctx, make)
-    if not as_json:
+    floor = settings_of(ctx).auto_recover_min_confidence
+    floor = floor if min_confidence is None else min_confidence
+    go: list[RecoveryPlan] = []
+    skipped: list[dict[str, Any]] = []
+    plans = call(ctx, lambda ms: ms.plan_recoveries(source, quarantine=True))
+    for sid, p in plans.items():
+        if isinstance(p, MultiswarmError):
+            skipped.append({"swarm": sid, "reason": str(p)})
+        elif p.resume or p.confidence >= floor:
+            go.append(p)
+        else:
+            reason = f"confidence {p.confidence:.2f} < {floor:.2f}"
+            skipped.append(
+                {"swarm": sid, "reason": reason, "confidence": p.confidence, "source": p.source}
+            )
+    quiet = as_json(ctx)
+    if not quiet:
         click.echo(f"{len(go)} swarms at or above confidence {floor:.2f}; {len(skipped)} left")
     if go and not yes:
         click.confirm(f"recover {len(go)} swarms?", abort=True, err=True)
 
-    async def apply(scripts: Scripts, keys: Keys) -> list[RecoveryOutcome]:
+    async def apply(ms: Multiswarm) -> list[RecoveryOutcome]:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        r = _recovery(ctx, scripts, keys)
         outcomes: list[RecoveryOutcome] = []
-        with Progress(
-            "recovering",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=as_json,
-        ) as progress:
+        columns = ("recovering", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
             bar = progress.add_task("recover", total=len(go))
-            for start in range(0, len(go), 50):
-                chunk = go[start : start + 50]
-                outcomes += await r.apply_many(chunk)
-                progress.advance(bar, len(chunk))
+            for start in range(0, len(go), APPLY_BATCH):
+                outcomes += await ms.apply_recoveries(go[start : start + APPLY_BATCH])
+                progress.advance(bar, len(go[start : start + APPLY_BATCH]))
         return outcomes
 
-    outcomes = _run(ctx, apply) if go else []
+    outcomes = call(ctx, apply) if go else []
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.outcome] = counts.get(o.outcome, 0) + 1
-    report = {
-        "min_confidence": floor,
-        "outcomes": [o.to_dict() for o in outcomes],
-        "counts": counts,
-        "skipped": skipped,
-    }
+    report = {"min_confidence": floor, "outcomes": outcomes, "counts": counts, "skipped": skipped}
 
     def text() -> None:
         for o in outcomes:
@@ -371,191 +259,125 @@ def recover_all(
         for s in skipped:
             click.echo(f"{s['swarm']}: left ({s['reason']})")
 
-    _emit(report, as_json, text)
+    emit(ctx, report, text)
     if any(o.outcome == "error" for o in outcomes):
         ctx.exit(1)
 
 
 @recover.command("quarantine")
 @click.argument("swarm")
-@_json_option
 @click.pass_context
-def recover_quarantine(ctx: click.Context, swarm: str, as_json: bool) -> None:
+def recover_quarantine(ctx: click.Context, swarm: str) -> None:
     """Entries of SWARM moved to quarantine, with the reason (newest first)."""
-    rows = _run(ctx, lambda s, k: _manager(ctx, s, k).list_quarantine(swarm))
+    rows = call(ctx, lambda ms: ms.quarantined(swarm))
 
     def text() -> None:
         for r in rows:
-            click.echo(f"{r['kind']} {r['id'] or '?'} {_ago(r['at_ms'] or 0)}: {r['reason']}")
+            click.echo(f"{r.kind} {r.id or '?'} {ago(r.at_ms)}: {r.reason}")
         if not rows:
             click.echo("nothing quarantined")
 
-    _emit(rows, as_json, text)
+    emit(ctx, rows, text)
 
 
 @recover.command("log")
 @click.argument("swarm")
-@_json_option
 @click.pass_context
-def recover_log(ctx: click.Context, swarm: str, as_json: bool) -> None:
+def recover_log(ctx: click.Context, swarm: str) -> None:
     """What each recovery of SWARM did (newest first)."""
-    rows = _run(ctx, lambda s, k: _recovery(ctx, s, k).log(swarm))
+    rows = call(ctx, lambda ms: ms.recovery_log(swarm))
 
     def text() -> None:
         for r in rows:
             click.echo(
-                f"{r.get('plan')} {_ago(r.get('at_ms', 0))} by {r.get('by')}: from "
-                f"{r.get('source')} ({r.get('confidence')}), "
-                f"{len(r.get('requeued', []))} re-queued"
+                f"{r.plan} {ago(r.at_ms)} by {r.by}: from {r.source} ({r.confidence}), "
+                f"{len(r.requeued)} re-queued"
             )
         if not rows:
             click.echo("no recoveries")
 
-    _emit(rows, as_json, text)
+    emit(ctx, rows, text)
 
 
 # -- snapshots and checkpoints ---------------------------------------------------------------
-def _points_table(rows: list[dict[str, Any]], what: str) -> Callable[[], None]:
-    def table() -> None:
-        from rich.console import Console
-        from rich.table import Table
+def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Group:
+    """The ``snapshot`` or ``checkpoint`` group: create, list, restore. A snapshot is labelled
+    and found by id; a checkpoint is found by its name."""
+    named = kind == "checkpoint"
+    key = "name" if named else "label"
+    summary = (
+        "Named manual recovery points of a swarm's state (10 kept)."
+        if named
+        else "Snapshots of a swarm's state (automatic every SNAPSHOT_INTERVAL; 10 kept)."
+    )
+    group = click.Group(kind, help=summary)
 
-        if not rows:
-            click.echo(f"no {what}s")
+    @group.command("create")
+    @click.argument("swarm")
+    @(
+        click.argument("name")
+        if named
+        else click.option("--label", default="manual", show_default=True)
+    )
+    @click.pass_context
+    def create(ctx: click.Context, /, swarm: str, **given: str) -> None:
+        """Copy SWARM's current state into a new recovery point."""
+        label = given[key]
+
+        async def make(ms: Multiswarm) -> int:
+            if named:
+                return await ms.create_checkpoint(swarm, label)
+            return await ms.create_snapshot(swarm, label)
+
+        version = call(ctx, make)
+        if version == 0:
+            raise click.ClickException(f"{swarm} has no state to {kind}")
+        emit(
+            ctx,
+            {"swarm": swarm, key: label, "version": version},
+            f"{kind} {label} of {swarm} at version {version}",
+        )
+
+    @group.command("list")
+    @click.argument("swarm")
+    @click.pass_context
+    def list_(ctx: click.Context, swarm: str) -> None:
+        """SWARM's recovery points of this kind, newest first, each verified."""
+        rows = call(ctx, lambda ms: ms.list_recovery_points(swarm, kind))
+        if not rows and not as_json(ctx):
+            click.echo(f"no {kind}s")
             return
-        t = Table(
-            "id",
-            "label" if what == "snapshot" else "name",
-            "version",
-            "taken",
-            "bytes",
-            "integrity",
+        emit(
+            ctx,
+            rows,
+            lambda: table(
+                ["id", key, "version", "taken", "bytes", "integrity"],
+                [[r.id, r.label, r.version, ago(r.taken_ms), r.bytes, r.integrity] for r in rows],
+            ),
         )
-        for r in rows:
-            t.add_row(
-                r["id"],
-                r["label"],
-                str(r["version"]),
-                _ago(r["taken_ms"]),
-                str(r["bytes"]),
-                r["integrity"],
+
+    @group.command("restore")
+    @click.argument("swarm")
+    @click.argument("point", metavar="NAME" if named else "ID", required=False)
+    @_yes_option
+    @click.pass_context
+    def restore(ctx: click.Context, swarm: str, point: str | None, yes: bool) -> None:
+        """Make a recovery point (default: the newest) SWARM's current state."""
+        if not yes:
+            click.confirm(
+                f"replace the state of {swarm} with {kind} {point or '(newest)'}?",
+                abort=True,
+                err=True,
             )
-        Console().print(t)
-
-    return table
-
-
-@click.group()
-def snapshot() -> None:
-    """Snapshots of a swarm's state (automatic every SNAPSHOT_INTERVAL; 10 kept)."""
-
-
-@snapshot.command("create")
-@click.argument("swarm")
-@click.option("--label", default="manual", show_default=True)
-@_json_option
-@click.pass_context
-def snapshot_create(ctx: click.Context, swarm: str, label: str, as_json: bool) -> None:
-    """Copy SWARM's current state into its snapshots (the oldest beyond 10 is dropped)."""
-    version = _run(ctx, lambda s, k: _manager(ctx, s, k).create_snapshot(swarm, label))
-    if version == 0:
-        raise click.ClickException(f"{swarm} has no state to snapshot")
-    _emit(
-        {"swarm": swarm, "version": version, "label": label},
-        as_json,
-        lambda: click.echo(f"snapshot of {swarm} at version {version}"),
-    )
-
-
-@snapshot.command("list")
-@click.argument("swarm")
-@_json_option
-@click.pass_context
-def snapshot_list(ctx: click.Context, swarm: str, as_json: bool) -> None:
-    """SWARM's snapshots, newest first, each verified."""
-    rows = _run(ctx, lambda s, k: _manager(ctx, s, k).list_snapshots(swarm))
-    _emit(rows, as_json, _points_table(rows, "snapshot"))
-
-
-@snapshot.command("restore")
-@click.argument("swarm")
-@click.argument("snapshot_id", required=False)
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_json_option
-@click.pass_context
-def snapshot_restore(
-    ctx: click.Context, swarm: str, snapshot_id: str | None, yes: bool, as_json: bool
-) -> None:
-    """Make a snapshot (default: the newest) SWARM's current state."""
-    if not yes:
-        click.confirm(
-            f"replace the state of {swarm} with snapshot {snapshot_id or '(newest)'}?",
-            abort=True,
-            err=True,
+        version = call(ctx, lambda ms: ms.restore_recovery_point(swarm, kind, point))
+        emit(
+            ctx,
+            {"swarm": swarm, kind: point, "version": version},
+            f"{swarm} restored; state version {version}",
         )
-    version = _run(ctx, lambda s, k: _manager(ctx, s, k).restore_snapshot(swarm, snapshot_id))
-    _emit(
-        {"swarm": swarm, "snapshot": snapshot_id, "version": version},
-        as_json,
-        lambda: click.echo(f"{swarm} restored; state version {version}"),
-    )
+
+    return group
 
 
-@click.group()
-def checkpoint() -> None:
-    """Named manual recovery points of a swarm's state (10 kept)."""
-
-
-@checkpoint.command("create")
-@click.argument("swarm")
-@click.argument("name")
-@_json_option
-@click.pass_context
-def checkpoint_create(ctx: click.Context, swarm: str, name: str, as_json: bool) -> None:
-    """Copy SWARM's current state as checkpoint NAME (replacing an older one of that name)."""
-    try:
-        check_id(name, "checkpoint name")
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="NAME") from e
-    version = _run(ctx, lambda s, k: _manager(ctx, s, k).create_checkpoint(swarm, name))
-    if version == 0:
-        raise click.ClickException(f"{swarm} has no state to checkpoint")
-    _emit(
-        {"swarm": swarm, "name": name, "version": version},
-        as_json,
-        lambda: click.echo(f"checkpoint {name} of {swarm} at version {version}"),
-    )
-
-
-@checkpoint.command("list")
-@click.argument("swarm")
-@_json_option
-@click.pass_context
-def checkpoint_list(ctx: click.Context, swarm: str, as_json: bool) -> None:
-    """SWARM's checkpoints, newest first, each verified."""
-    rows = _run(ctx, lambda s, k: _manager(ctx, s, k).list_checkpoints(swarm))
-    _emit(rows, as_json, _points_table(rows, "checkpoint"))
-
-
-@checkpoint.command("restore")
-@click.argument("swarm")
-@click.argument("name", required=False)
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_json_option
-@click.pass_context
-def checkpoint_restore(
-    ctx: click.Context, swarm: str, name: str | None, yes: bool, as_json: bool
-) -> None:
-    """Make checkpoint NAME (default: the newest) SWARM's current state."""
-    if not yes:
-        click.confirm(
-            f"replace the state of {swarm} with checkpoint {name or '(newest)'}?",
-            abort=True,
-            err=True,
-        )
-    version = _run(ctx, lambda s, k: _manager(ctx, s, k).restore_checkpoint(swarm, name))
-    _emit(
-        {"swarm": swarm, "checkpoint": name, "version": version},
-        as_json,
-        lambda: click.echo(f"{swarm} restored; state version {version}"),
-    )
+snapshot = recovery_points_group("snapshot")
+checkpoint = recovery_points_group("checkpoint")

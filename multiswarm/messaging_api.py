@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from multiswarm.api_types import DeadLetter, DeadLetters, Host
@@ -117,7 +117,9 @@ async def request(
     return await get_messenger(host, from_swarm).request(to_swarm, payload, timeout_s)
 
 
-async def tail(host: Host, channel: str, since: str | None = None) -> AsyncIterator[Delivered]:
+async def tail(
+    host: Host, channel: str, since: str | None = None
+) -> AsyncGenerator[Delivered, None]:
     """Yield the messages of ``channel`` as they arrive, forever (history after stream id
     ``since`` first; ``"0"``: all kept). ``channel`` is short (``global``, ``tasks``,
     ``coordination``, ``agents``, ``events``, ``reply:<id>``, a swarm id) or full (``<ns>:...``).

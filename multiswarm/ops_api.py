@@ -46,7 +46,13 @@ def _beat_ms_ago(w: WorkerInfo, now_ms: int) -> int:
 
 # -- who leads, what runs ----------------------------------------------------------------------
 async def leader(host: Host) -> LeaderInfo | None:
-    """Who holds the leader lease, or None while it is vacant. Raises RedisUnavailable."""
+    """Who holds the leader lease, with the ms left on it; None while it is vacant.
+
+    Raises
+    ------
+    RedisUnavailable
+        Redis did not answer within ``settings.reconnect_timeout_s``.
+    """
     info, left = await current_leader(host.scripts, host.keys)
     if info is None:
         return None
@@ -75,8 +81,14 @@ async def list_workers(host: Host) -> list[WorkerInfo]:
 
 
 async def status(host: Host) -> StatusReport:
-    """Swarms (status, capacity, active tasks, paused), workers with their heartbeat age, the
-    leader, task counts per status and the task counters. Raises RedisUnavailable."""
+    """Swarms (status, capacity, active tasks, paused), workers with their heartbeat age in ms,
+    the leader, task counts per status and the task counters.
+
+    Raises
+    ------
+    RedisUnavailable
+        Redis did not answer within ``settings.reconnect_timeout_s``.
+    """
     now_ms = _now_ms()
     return StatusReport(
         namespace=host.keys.ns,
@@ -158,13 +170,29 @@ async def statistics(host: Host) -> Statistics:
 # -- breakers ----------------------------------------------------------------------------------
 async def list_breakers(host: Host) -> list[BreakerState]:
     """Every circuit breaker (state, failures, trials, opens, last error), by name, as the next
-    call would find it (server clock). Raises MessageDecodeError for a corrupt record."""
+    call would find it (server clock).
+
+    Raises
+    ------
+    MessageDecodeError
+        A stored breaker record is corrupt.
+    """
     return list((await BreakerRegistry(host.scripts, host.keys).states()).values())
 
 
 async def reset_breaker(host: Host, name: str) -> bool:
-    """Force breaker ``name`` closed (counts cleared, calls in flight no longer count). Returns
-    False when there is no such breaker. Raises InvalidIdError."""
+    """Force breaker ``name`` closed (counts cleared, calls in flight no longer count).
+
+    Returns
+    -------
+    bool
+        False when there is no such breaker.
+
+    Raises
+    ------
+    InvalidIdError
+        Malformed name.
+    """
     return await BreakerRegistry(host.scripts, host.keys).reset(name)
 
 
@@ -180,9 +208,23 @@ async def list_resources(host: Host) -> list[PoolUsage]:
 
 
 async def init_resource_pool(host: Host, type: str, capacity: int) -> str:
-    """Create pool ``type`` with ``capacity`` (cpu in millicores, memory in MiB...), or change
-    its capacity. Returns the outcome (``created`` / ``resized`` / ``unchanged``). Raises
-    InvalidIdError, BadRequest (capacity below what is allocated, or out of range)."""
+    """Create pool ``type`` with ``capacity`` (cpu in millicores, memory in MiB, other types in
+    their own unit), or change its capacity.
+
+    Returns
+    -------
+    str
+        ``created`` | ``resized`` | ``unchanged``.
+
+    Raises
+    ------
+    InvalidIdError
+        ``type`` is not an id.
+    BadRequest
+        ``capacity`` is below what is allocated now.
+    ValueError
+        ``capacity`` is not an integer in [0, 2**53).
+    """
     return await ResourcePools(host.scripts, host.keys).init_pool(type, capacity)
 
 
@@ -198,5 +240,11 @@ async def list_votes(host: Host, limit: int = 20) -> list[VoteResult]:
 
 
 async def get_vote(host: Host, proposal_id: str) -> VoteResult:
-    """One proposal: every vote, equivocators, voters still missing. Raises NotFound."""
+    """One proposal: every vote, equivocators, voters still missing (times in server ms).
+
+    Raises
+    ------
+    NotFound
+        No such proposal (or it expired).
+    """
     return await Consensus(host.scripts, host.keys, sender="operator").tally(proposal_id)

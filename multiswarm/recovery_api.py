@@ -31,14 +31,30 @@ def _recovery(host: Host) -> SwarmRecovery:
 async def save_state(
     host: Host, swarm_id: str, data: dict[str, Any], expected_version: int | None = None
 ) -> int:
-    """Store ``data`` (JSON-able) as the swarm's current state, checksummed; returns the new
-    version. Raises VersionConflict when ``expected_version`` is given and not the stored one."""
+    """Store ``data`` (JSON-able) as the swarm's current state, checksummed; kept
+    ``settings.state_ttl_ms``.
+
+    Returns
+    -------
+    int
+        The new version (1 for the first save).
+
+    Raises
+    ------
+    VersionConflict
+        ``expected_version`` is given and another version is stored.
+    """
     return await host.state.save_state(swarm_id, data, expected_version)
 
 
 async def load_state(host: Host, swarm_id: str) -> StateRecord | None:
-    """The current state (version, data, updated_ms), or None when there is none. Raises
-    CorruptState when it fails verification."""
+    """The current state (version, data, updated_ms), or None when there is none.
+
+    Raises
+    ------
+    CorruptState
+        The stored state fails verification (checksum, schema).
+    """
     return await host.state.load_state(swarm_id)
 
 
@@ -52,7 +68,17 @@ async def create_snapshot(host: Host, swarm_id: str, label: str = "manual") -> i
 
 async def create_checkpoint(host: Host, swarm_id: str, name: str) -> int:
     """Copy the current state as checkpoint ``name`` (replacing an older one of that name).
-    Returns the version captured, 0 when there is no state. Raises InvalidIdError."""
+
+    Returns
+    -------
+    int
+        The version captured, 0 when there is no state (nothing written).
+
+    Raises
+    ------
+    InvalidIdError
+        ``name`` is not an id.
+    """
     return await host.state.create_checkpoint(swarm_id, name)
 
 
@@ -68,7 +94,20 @@ async def restore_recovery_point(
     host: Host, swarm_id: str, kind: PointKind, point: str | None = None
 ) -> int:
     """Make a snapshot (by id) or checkpoint (by name), default the newest, the swarm's current
-    state. Returns the new state version. Raises NotFound, CorruptState."""
+    state.
+
+    Returns
+    -------
+    int
+        The new state version.
+
+    Raises
+    ------
+    NotFound
+        No such recovery point.
+    CorruptState
+        It fails verification (nothing restored).
+    """
     if kind == "snapshot":
         return await host.state.restore_snapshot(swarm_id, point)
     return await host.state.restore_checkpoint(swarm_id, point)
@@ -101,7 +140,8 @@ async def plan_recoveries(
 
 async def list_recoveries(host: Host) -> list[RecoveryPlan]:
     """Interrupted swarms with their best plan (a dry run), by swarm id; swarms that cannot
-    be planned are left out (:func:`plan_recoveries` says why)."""
+    be planned are left out (:func:`plan_recoveries` says why). A plan carries the data it
+    would restore (``restore``, bytes): show ``plan.to_dict()``, which leaves it out."""
     plans = await plan_recoveries(host)
     return [p for p in plans.values() if isinstance(p, RecoveryPlan)]
 
@@ -121,8 +161,19 @@ async def plan_recovery(
 async def apply_recovery(
     host: Host, plan: RecoveryPlan, min_confidence: float | None = None
 ) -> RecoveryOutcome:
-    """Apply a plan from :func:`plan_recovery`; applying it again does nothing. Raises
-    LowConfidence below ``min_confidence`` (nothing written)."""
+    """Apply a plan from :func:`plan_recovery`; applying it again does nothing.
+
+    Returns
+    -------
+    RecoveryOutcome
+        ``applied``, ``resumed``, ``already_applied``, ``superseded``, ``not_interrupted``,
+        ``stale_plan``... with the task ids re-queued.
+
+    Raises
+    ------
+    LowConfidence
+        ``plan.confidence`` is below ``min_confidence`` (nothing written).
+    """
     return await _recovery(host).apply(plan, min_confidence)
 
 

@@ -63,26 +63,61 @@ async def create_swarm(
 
 
 async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:
-    """Every swarm record (or those of one ``status``), by id. Raises InvalidArgumentError for
-    an unknown status."""
+    """Every swarm record (or those of one ``status``), by id.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``status`` is not a swarm status.
+    """
     return await host.registry.swarms(status)
 
 
 async def get_swarm(host: Host, swarm_id: str) -> Swarm:
-    """One swarm record. Raises NotFound, InvalidIdError."""
+    """One swarm record.
+
+    Raises
+    ------
+    NotFound
+        No such swarm.
+    InvalidIdError
+        Malformed id.
+    """
     return await host.registry.get(swarm_id)
 
 
 async def pause_swarm(host: Host, swarm_id: str) -> bool:
     """Stop dispatch to the swarm and claims by its workers; running tasks finish, queued ones
-    wait. Returns False when it was paused already. Raises NotFound, IllegalTransition (a
-    finished swarm)."""
+    wait. Announced as ``swarm.paused`` on ``<ns>:events``.
+
+    Returns
+    -------
+    bool
+        False when it was paused already (nothing changed).
+
+    Raises
+    ------
+    NotFound
+        No such swarm.
+    IllegalTransition
+        The swarm has finished.
+    """
     return await host.registry.set_paused(swarm_id, True)
 
 
 async def resume_swarm(host: Host, swarm_id: str) -> bool:
-    """Undo :func:`pause_swarm`. Returns False when it was not paused. Raises as
-    :func:`pause_swarm`."""
+    """Undo :func:`pause_swarm` (announced as ``swarm.resumed``).
+
+    Returns
+    -------
+    bool
+        False when it was not paused (nothing changed).
+
+    Raises
+    ------
+    NotFound, IllegalTransition
+        As :func:`pause_swarm`.
+    """
     return await host.registry.set_paused(swarm_id, False)
 
 
@@ -196,17 +231,38 @@ async def distribute_task(
 
 async def list_tasks(host: Host, status: str | None = None, limit: int = 50) -> list[Task]:
     """Up to ``limit`` task records of one ``status`` (or all), most recently updated first.
-    Raises BadRequest for an unknown status."""
+
+    Raises
+    ------
+    BadRequest
+        ``status`` is not a task status.
+    """
     return await host.tasks.list(status, limit)
 
 
 async def get_task(host: Host, task_id: str) -> Task:
-    """One task record. Raises NotFound, InvalidIdError, MessageDecodeError (corrupt record)."""
+    """One task record (times in ms; ``lease_until`` is when a running task's lease ends).
+
+    Raises
+    ------
+    NotFound
+        No such task (never submitted, or pruned after its result TTL).
+    InvalidIdError
+        Malformed id.
+    MessageDecodeError
+        The stored record is corrupt.
+    """
     return await host.tasks.get(task_id)
 
 
 async def get_result(host: Host, task_id: str) -> Any:
-    """The result of a completed task, without waiting. Raises NotFound when there is none."""
+    """The result of a completed task (as the handler returned it), without waiting.
+
+    Raises
+    ------
+    NotFound
+        No result: the task has not completed, or was pruned.
+    """
     return await host.tasks.result(task_id)
 
 

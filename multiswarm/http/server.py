@@ -19,12 +19,7 @@ from multiswarm.config import Settings
 from multiswarm.errors import ConfigError
 from multiswarm.http.app import create_app
 from multiswarm.http.auth import Tokens, check_bind
-
-#: Default port of the API (``--port``).
-DEFAULT_PORT = 8700
-#: Longest a request waits for Redis to come back before it is answered 503, in seconds: an
-#: HTTP client would rather hear "unavailable" than hang for the roles' 60 s reconnect budget.
-API_RECONNECT_S = 5.0
+from multiswarm.http.config import API_RECONNECT_S
 
 
 def bind(host: str, port: int) -> socket.socket:

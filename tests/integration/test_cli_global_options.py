@@ -1,21 +1,23 @@
-"""`--redis-url` and `--namespace` work before and after the subcommand, one definition."""
+"""`--redis-url`, `--namespace` and `--json` work before and after the subcommand, from one
+definition, against a private redis-server (through click's runner and the installed script)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
+import click
 from click.testing import CliRunner
 
-from multiswarm.cli import cli, hoist_global_options
-from multiswarm.redis_server import RedisServer
+from multiswarm.cli import cli
+from multiswarm.cli_common import global_options
+from multiswarm.redis_server import RedisServer, environment_without_redis
 
 
-def test_hoisting_keeps_everything_else_in_order() -> None:
-    args = ["tasks", "list", "--redis-url", "redis://h/0", "--json", "--namespace=n"]
-    assert hoist_global_options(args) == [
-        "--redis-url", "redis://h/0", "--namespace=n", "tasks", "list", "--json",
-    ]  # fmt: skip
-    assert hoist_global_options(["x", "--", "--namespace", "v"]) == ["x", "--", "--namespace", "v"]
+def _ids(output: str) -> list[str]:
+    return [t["id"] for t in json.loads(output)]
 
 
 def test_global_options_before_and_after_the_subcommand(
@@ -28,13 +30,71 @@ def test_global_options_before_and_after_the_subcommand(
               "--namespace", namespace, "--id", "g1", "--json"],
     )  # fmt: skip
     assert submitted.exit_code == 0, submitted.output
-    before = runner.invoke(
-        cli, ["--redis-url", url, "--namespace", namespace, "tasks", "list", "--json"]
+    assert json.loads(submitted.output) == {"id": "g1", "status": "ready"}
+    forms = [
+        ["--redis-url", url, "--namespace", namespace, "tasks", "list", "--json"],
+        ["tasks", "list", "--redis-url", url, "--json", f"--namespace={namespace}"],
+        ["--json", "--namespace", namespace, "tasks", "--redis-url", url, "list"],
+        # given twice, the one nearest the command wins
+        ["--namespace", "elsewhere", "tasks", "list", "--namespace", namespace,
+         "--redis-url", url, "--json"],
+    ]  # fmt: skip
+    for args in forms:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert _ids(result.output) == ["g1"], args
+    text = runner.invoke(cli, ["tasks", "list", "--redis-url", url, "--namespace", namespace])
+    assert text.exit_code == 0 and "g1" in text.output and not text.output.startswith("[")
+
+
+def test_the_installed_script_takes_them_on_either_side(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """`multiswarm-cli tasks list --redis-url X --json` and `multiswarm-cli --redis-url X tasks
+    list --json`, as separate processes running this tree's CLI."""
+    env = {**environment_without_redis(), "MULTISWARM_NAMESPACE": namespace,
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    cli_ = [sys.executable, "-m", "multiswarm"]
+    url = redis_server.url
+
+    def run(*args: str) -> list[str]:
+        out = subprocess.run([*cli_, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (args, out.stderr)
+        return _ids(out.stdout)
+
+    subprocess.run(
+        [*cli_, "tasks", "submit", "m.mod:f", "--id", "p1", "--redis-url", url],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
-    after = runner.invoke(
-        cli, ["tasks", "list", "--redis-url", url, "--json", f"--namespace={namespace}"]
-    )
-    assert before.exit_code == after.exit_code == 0, (before.output, after.output)
-    ids = [t["id"] for t in json.loads(after.output)]
-    assert ids == ["g1"]
-    assert [t["id"] for t in json.loads(before.output)] == ids
+    assert run("tasks", "list", "--redis-url", url, "--json") == ["p1"]
+    assert run("--redis-url", url, "tasks", "list", "--json") == ["p1"]
+
+
+def test_every_command_accepts_them_from_one_definition() -> None:
+    names = {o.name for o in global_options()}
+    assert names == {"redis_url", "namespace", "json"}
+
+    def walk(command: click.Command, path: str) -> list[str]:
+        missing = [path] if not names <= {p.name for p in command.params} else []
+        for name, sub in getattr(command, "commands", {}).items():
+            missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(cli, "multiswarm-cli") == []
+
+
+def test_bad_input_is_one_line_exit_2_and_runtime_errors_exit_1(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    base = ["--redis-url", redis_server.url, "--namespace", namespace]
+    runner = CliRunner()
+    bad = runner.invoke(cli, [*base, "tasks", "submit", "no-colon"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
+    missing = runner.invoke(cli, [*base, "tasks", "show", "ghost"])
+    [line] = missing.output.strip().splitlines()
+    assert missing.exit_code == 1 and line.startswith("Error: NotFound") and "ghost" in line
+    unreachable = runner.invoke(cli, ["tasks", "list", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert unreachable.exit_code == 1 and "RedisUnavailable" in unreachable.output

@@ -20,6 +20,7 @@ from multiswarm import (
 )
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
 from multiswarm.config import Settings
+from multiswarm.connection import connect
 from multiswarm.consensus import Consensus
 from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
@@ -63,6 +64,16 @@ async def test_status_leader_and_health(ms: Multiswarm, scripts: Scripts, keys: 
     assert await ms.pause_swarm("s") and not await ms.pause_swarm("s")
     assert (await ms.get_swarm("s")).paused
     assert await ms.resume_swarm("s")
+
+
+async def test_health_says_why_when_redis_does_not_answer(settings: Settings) -> None:
+    gone = settings.replace(redis_url="redis://127.0.0.1:1/0")
+    ms = Multiswarm(connect(gone), gone)
+    try:
+        report = await ms.health()
+    finally:
+        await ms.close()
+    assert not report.ok and report.reason.startswith("redis unavailable")
 
 
 async def test_tasks_options_as_struct_or_keywords(ms: Multiswarm) -> None:
@@ -130,3 +141,14 @@ def test_public_names_are_the_facade_records_and_errors() -> None:
             isinstance(value, type)
             and issubclass(value, (msgspec.Struct, multiswarm.MultiswarmError))
         ), name
+
+
+def test_every_facade_method_is_documented() -> None:
+    methods = {
+        name: value
+        for name, value in vars(Multiswarm).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert {"status", "health", "distribute_task", "list_recoveries", "tail"} <= set(methods)
+    undocumented = [name for name, fn in methods.items() if not (fn.__doc__ or "").strip()]
+    assert undocumented == []
