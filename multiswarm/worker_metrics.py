@@ -5,17 +5,20 @@ how long handlers ran, how long tasks waited before this worker claimed them, an
 tasks one claim took. Each worker process has its own registry and its own small HTTP server
 (prometheus_client's, in a daemon thread), so scraping never touches the event loop.
 
-Hooks: :class:`~multiswarm.worker.Worker` is to call :meth:`WorkerMetrics.claimed` after each
-non-empty claim and :meth:`WorkerMetrics.ran` after each handler run (both return at once).
-Not wired yet: worker.py is at the 450-line limit and being rewritten, so the three-line hook
-and the ``--metrics-port`` option wait for that rewrite to land.
+Hooks: :class:`~multiswarm.worker.Worker` is to hold one (``metrics or WorkerMetrics()``: a
+disabled one costs nothing), call :meth:`WorkerMetrics.claimed` after each claim and await
+each handler run through :meth:`WorkerMetrics.timed`. Not wired yet: worker.py is at the
+450-line limit and being rewritten, so the four-line hook and the ``--metrics-port`` option
+wait for that rewrite to land.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
@@ -24,6 +27,7 @@ from multiswarm.errors import ConfigError, MultiswarmError
 from multiswarm.tasks import TaskStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Handler run time buckets, in seconds (a no-op to a long LLM call).
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -47,7 +51,9 @@ class WorkerMetrics:
         Tasks taken by one non-empty claim.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        #: False: every hook returns at once (a worker started without ``--metrics-port``)
+        self.enabled = enabled
         self.registry = CollectorRegistry()
         self.run_s = Histogram(
             "multiswarm_worker_task_run_seconds",
@@ -95,8 +101,10 @@ class WorkerMetrics:
             self._server = None
 
     def claimed(self, store: TaskStore, swarm_id: str, task_ids: Sequence[str]) -> None:
-        """Count one claim; the queue waits are read from the records in the background (one
-        HMGET per claim, off the claim loop's path)."""
+        """Count one non-empty claim; the queue waits are read from the records in the
+        background (one HMGET per claim, off the claim loop's path)."""
+        if not self.enabled or not task_ids:
+            return
         self.claim_batch.labels(swarm_id).observe(len(task_ids))
         task = asyncio.get_running_loop().create_task(
             self._observe_waits(store, swarm_id, list(task_ids))
@@ -106,7 +114,16 @@ class WorkerMetrics:
 
     def ran(self, swarm_id: str, outcome: str, seconds: float) -> None:
         """Count one handler run of ``seconds`` that ended ``outcome``."""
-        self.run_s.labels(swarm_id, outcome).observe(seconds)
+        if self.enabled:
+            self.run_s.labels(swarm_id, outcome).observe(seconds)
+
+    async def timed(self, swarm_id: str, run: Awaitable[tuple[str, T]]) -> tuple[str, T]:
+        """Await an agent's run (``(outcome, data)``) and count its wall time under its
+        outcome; a run that raises is not counted."""
+        started = time.monotonic()
+        outcome, data = await run
+        self.ran(swarm_id, outcome, time.monotonic() - started)
+        return outcome, data
 
     async def _observe_waits(self, store: TaskStore, swarm_id: str, task_ids: list[str]) -> None:
         try:

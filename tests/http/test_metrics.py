@@ -134,9 +134,14 @@ async def _feed_and_scrape(system: System, metrics: WorkerMetrics, url: str) -> 
     async with await Multiswarm.connect(settings=system.settings) as ms:
         records = [await ms.get_task(t) for t in ids]
         metrics.claimed(ms.tasks, "alpha", ids)
+        metrics.claimed(ms.tasks, "alpha", [])  # an empty claim is not a batch
         metrics.ran("alpha", "ok", 0.02)
-        metrics.ran("alpha", "error", 3.0)
+        assert await metrics.timed("alpha", _run("error", 0.3)) == ("error", None)
         await asyncio.gather(*metrics._pending)
+        off = WorkerMetrics(enabled=False)  # what a worker without --metrics-port holds
+        off.claimed(ms.tasks, "alpha", ids)
+        assert await off.timed("alpha", _run("ok", 0.0)) == ("ok", None)
+        assert not off._pending and [m.samples for m in off.run_s.collect()] == [[]]
     async with httpx.AsyncClient() as plain:
         got = parse((await plain.get(url)).text)
     waits = [(r.started_ms - r.created_ms) / 1000 for r in records]
@@ -151,3 +156,12 @@ async def _feed_and_scrape(system: System, metrics: WorkerMetrics, url: str) -> 
     assert got[(f"{prefix}task_run_seconds_count", ok)] == 1
     assert got[(f"{prefix}task_run_seconds_bucket", (("le", "0.025"), *ok))] == 1
     assert got[(f"{prefix}task_run_seconds_bucket", (("le", "0.01"), *ok))] == 0
+    error = (("outcome", "error"), ("swarm", "alpha"))
+    assert got[(f"{prefix}task_run_seconds_count", error)] == 1
+    assert got[(f"{prefix}task_run_seconds_sum", error)] >= 0.3  # the awaited run's wall time
+
+
+async def _run(outcome: str, seconds: float) -> tuple[str, None]:
+    """Stands in for ``AgentProcess.run``: ``(outcome, data)`` after ``seconds``."""
+    await asyncio.sleep(seconds)
+    return outcome, None
