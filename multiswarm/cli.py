@@ -21,13 +21,13 @@ from multiswarm import LeaderInfo, Multiswarm, Task
 from multiswarm.api_types import PRIORITIES, TASK_STATUSES, TaskOptions
 from multiswarm.cli_api import run_api_cmd
 from multiswarm.cli_common import (
-    UsageFailure,
     add_global_options,
     call,
     emit,
     global_options,
     seconds,
     table,
+    usage_failure,
 )
 from multiswarm.cli_messages import messages
 from multiswarm.cli_ops import breakers, resources, votes
@@ -240,7 +240,7 @@ def tasks_submit(
     try:
         data = json.loads(payload)
     except ValueError as e:
-        raise UsageFailure(f"--payload is not JSON: {e}") from e
+        raise usage_failure(f"--payload is not JSON: {e}") from e
     options = TaskOptions(
         id=task_id,
         capabilities=list(caps),

@@ -33,10 +33,12 @@ CLI_RECONNECT_S = 5.0
 ACTOR = "operator"
 
 
-class UsageFailure(click.ClickException):
-    """Bad input found after parsing: one line on stderr, exit 2."""
-
-    exit_code = 2
+def usage_failure(message: str) -> click.ClickException:
+    """Bad input found after parsing: one line on stderr, exit 2 (click's usage errors print
+    the usage too)."""
+    error = click.ClickException(message)
+    error.exit_code = 2
+    return error
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -120,11 +122,11 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except USAGE_ERRORS as e:
-        raise UsageFailure(f"{type(e).__name__}: {e}") from e
+        raise usage_failure(f"{type(e).__name__}: {e}") from e
     except MultiswarmError as e:
         raise click.ClickException(f"{type(e).__name__}: {e}") from e
     except ValueError as e:  # a component's check of an argument (e.g. a scale target)
-        raise UsageFailure(str(e)) from e
+        raise usage_failure(str(e)) from e
 
 
 def emit(ctx: click.Context, data: Any, text: Callable[[], None] | str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from multiswarm import Delivered, Multiswarm
-from multiswarm.cli_common import UsageFailure, as_json, call, emit
+from multiswarm.cli_common import as_json, call, emit, usage_failure
 
 
 def message_dict(env: Delivered) -> dict[str, Any]:
@@ -126,13 +126,13 @@ def send(
     try:
         data = json.loads(payload)
     except ValueError as e:
-        raise UsageFailure(f"--payload is not JSON: {e}") from e
+        raise usage_failure(f"--payload is not JSON: {e}") from e
     if not isinstance(data, dict):
-        raise UsageFailure("--payload must be a JSON object")
+        raise usage_failure("--payload must be a JSON object")
     if to_all == (target is not None):
-        raise UsageFailure("give a TARGET or --broadcast (not both)")
+        raise usage_failure("give a TARGET or --broadcast (not both)")
     if as_request and (to_all or agent or type_):
-        raise UsageFailure("--request goes to a swarm TARGET with type 'request'")
+        raise usage_failure("--request goes to a swarm TARGET with type 'request'")
     message = {"type": type_ or "message", "payload": data}
 
     async def go(ms: Multiswarm) -> dict[str, Any]:

@@ -312,7 +312,13 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
     )
     group = click.Group(kind, help=summary)
 
-    @group.command("create")
+    create_help = (
+        "Copy SWARM's current state as checkpoint NAME (replacing an older one of that name)."
+        if named
+        else "Copy SWARM's current state into its snapshots (the oldest beyond 10 is dropped)."
+    )
+
+    @group.command("create", help=create_help)
     @click.argument("swarm")
     @(
         click.argument("name")
@@ -321,7 +327,6 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
     )
     @click.pass_context
     def create(ctx: click.Context, /, swarm: str, **given: str) -> None:
-        """Copy SWARM's current state into a new recovery point."""
         label = given[key]
 
         async def make(ms: Multiswarm) -> int:
@@ -338,11 +343,10 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
             f"{kind} {label} of {swarm} at version {version}",
         )
 
-    @group.command("list")
+    @group.command("list", help=f"SWARM's {kind}s, newest first, each verified.")
     @click.argument("swarm")
     @click.pass_context
     def list_(ctx: click.Context, swarm: str) -> None:
-        """SWARM's recovery points of this kind, newest first, each verified."""
         rows = call(ctx, lambda ms: ms.list_recovery_points(swarm, kind))
         if not rows and not as_json(ctx):
             click.echo(f"no {kind}s")
@@ -356,13 +360,15 @@ def recovery_points_group(kind: Literal["snapshot", "checkpoint"]) -> click.Grou
             ),
         )
 
-    @group.command("restore")
+    what = "checkpoint NAME" if named else "snapshot ID"
+    restore_help = f"Make {what} (default: the newest) SWARM's current state."
+
+    @group.command("restore", help=restore_help)
     @click.argument("swarm")
-    @click.argument("point", metavar="NAME" if named else "ID", required=False)
+    @click.argument("point", metavar="[NAME]" if named else "[ID]", required=False)
     @_yes_option
     @click.pass_context
     def restore(ctx: click.Context, swarm: str, point: str | None, yes: bool) -> None:
-        """Make a recovery point (default: the newest) SWARM's current state."""
         if not yes:
             click.confirm(
                 f"replace the state of {swarm} with {kind} {point or '(newest)'}?",

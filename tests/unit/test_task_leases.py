@@ -32,7 +32,7 @@ async def test_distribute_task_defaults_to_the_configured_task_lease() -> None:
 
     async def capture(tasks: Any) -> dict[str, str]:
         submitted.extend(spec for spec, _payload in tasks)
-        return {}
+        return {spec.id: "ready" for spec, _payload in tasks}
 
     ms.tasks.submit = capture  # type: ignore[method-assign]
     await ms.distribute_task(NOOP, 1)
