@@ -23,8 +23,8 @@ from multiswarm.api import Multiswarm
 from multiswarm.errors import MultiswarmError
 from multiswarm.http import metrics, openapi
 from multiswarm.http.auth import COOKIE, AuthError, Role, Tokens, authorize, role_of
-from multiswarm.http.replies import Health, Whoami, decode_body, error_reply, http_error, reply
-from multiswarm.http.routes import API
+from multiswarm.http.replies import Whoami, decode_body, error_reply, http_error, reply
+from multiswarm.http.routes import API, Handler, health
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def create_app(ms: Multiswarm, tokens: Tokens) -> Starlette:
         Configured tokens (:func:`multiswarm.http.auth.tokens_from_env`).
     """
 
-    def api_route(method: str, path: str, fn: Callable[..., Awaitable[Response]]) -> Route:
+    def api_route(method: str, path: str, fn: Handler) -> Route:
         async def inner(req: Request, _role: Role) -> Response:
             return await fn(ms, req)
 
@@ -91,31 +91,34 @@ def create_app(ms: Multiswarm, tokens: Tokens) -> Starlette:
     async def whoami(req: Request, role: Role) -> Response:
         return reply(Whoami(role, tokens.required))
 
+    document = openapi.document(API, PREFIX)  # the routes are fixed: built once
+
     async def doc(req: Request, _role: Role) -> Response:
-        return reply(openapi.document(API, PREFIX))
+        return reply(document)
 
     async def scrape(req: Request, _role: Role) -> Response:
         body = metrics.exposition(await metrics.gather(ms))
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def healthz(req: Request, _role: Role) -> Response:
-        report = await ms.health()
-        return reply(Health(report.ok, report.reason), 200 if report.ok else 503)
+        return await health(ms, req)
 
     async def login(req: Request, _role: Role) -> Response:
         given = decode_body(await req.body(), Login).token
-        if role_of(tokens, f"Bearer {given}", None) is None:
+        role = role_of(tokens, f"Bearer {given}", None)
+        if role is None:
             raise AuthError(401, "wrong token")
-        resp = reply(Whoami(role_of(tokens, f"Bearer {given}", None) or "open", tokens.required))
-        # HttpOnly: page scripts never read it; Strict: no other site can make us send it
-        resp.set_cookie(
-            COOKIE,
-            given,
-            httponly=True,
-            samesite="strict",
-            path="/",
-            secure=req.url.scheme == "https",
-        )
+        resp = reply(Whoami(role, tokens.required))
+        if tokens.required:
+            # HttpOnly: page scripts never read it; Strict: no other site can make us send it
+            resp.set_cookie(
+                COOKIE,
+                given,
+                httponly=True,
+                samesite="strict",
+                path="/",
+                secure=req.url.scheme == "https",
+            )
         return resp
 
     async def logout(req: Request, _role: Role) -> Response:

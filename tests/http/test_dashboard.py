@@ -158,4 +158,10 @@ def test_dashboard_with_read_token_has_no_buttons(system: System, browser: Any) 
     page.wait_for_selector("#swarms tbody tr[data-swarm=alpha]")
     assert page.inner_text("#role") == "read"
     assert page.query_selector_all("#swarms button") == []
+    # logging out forgets the cookie: the page asks for a token again, also after a reload
+    page.click("#logout")
+    page.wait_for_selector("#login:not([hidden])")
+    assert [c for c in page.context.cookies() if c["name"] == "multiswarm_token"] == []
+    page.reload()
+    page.wait_for_selector("#login:not([hidden])")
     page.close()
