@@ -173,7 +173,7 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     health:
         ``healthy`` | ``degraded`` | ``unhealthy`` | ``dead``.
     stale:
-        Its worker has not reported for :data:`multiswarm.agents_api.AGENT_TIMEOUT_MS`.
+        Its worker has not reported for :data:`multiswarm.ops_api.AGENT_TIMEOUT_MS`.
     reported_ms_ago:
         Age of that report.
     """
