@@ -192,6 +192,7 @@ function drawBreakers(breakers) {
 }
 
 async function refresh() {
+  if (document.hidden) return; // a background tab costs the API nothing
   try {
     const [st, agents, tasks, dead, breakers] = await Promise.all([
       call("GET", `${API}/status`),
@@ -245,7 +246,9 @@ $("#login").addEventListener("submit", async (ev) => {
     await call("POST", "/login", { token: $("#token").value });
     $("#token").value = "";
     $("#login-error").textContent = "";
-    await start();
+    await document.addEventListener("visibilitychange", () => { if (!document.hidden && timer) refresh(); });
+
+start();
   } catch (e) {
     $("#login-error").textContent = e.status === 401 ? "wrong token" : e.message;
   }
@@ -256,5 +259,7 @@ $("#logout").addEventListener("click", async () => {
   role = null;
   signedOut();
 });
+
+document.addEventListener("visibilitychange", () => { if (!document.hidden && timer) refresh(); });
 
 start();
