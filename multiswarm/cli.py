@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from multiswarm import LeaderInfo, Multiswarm
+from multiswarm.cli_api import run_api_cmd
 from multiswarm.cli_common import (
     add_global_options,
     call,
@@ -184,6 +185,7 @@ def agents_list(ctx: click.Context, swarm_id: str | None) -> None:
     )
 
 
+run.add_command(run_api_cmd)
 for group in (
     run,
     up,

@@ -214,6 +214,14 @@ def run_worker_cmd(
     metavar="ID:CAPS:AGENTS[:PRIO]",
     help="One more swarm for the workers to host, e.g. parsers:parse:4:high (repeatable).",
 )
+@option(
+    "--api-port",
+    node.DEFAULT_API_PORT,
+    "Port of the operations API and dashboard on 127.0.0.1 (`run api`; 0: a free one, "
+    "printed by the API).",
+    type=click.IntRange(0, 65535),
+)
+@click.option("--no-api", is_flag=True, help="Do not start the operations API.")
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -225,8 +233,11 @@ def up(
     strategy: str,
     allow_handlers: tuple[str, ...],
     user_swarms: tuple[str, ...],
+    api_port: int,
+    no_api: bool,
 ) -> None:
-    """Start a local system (registry, two coordinators, state manager, workers) until Ctrl-C.
+    """Start a local system (registry, two coordinators, state manager, workers, the operations
+    API on 127.0.0.1:8700) until Ctrl-C.
 
     Workers import handlers from the directory `up` starts in. With no Redis configured and
     none answering on localhost:6379, a private redis-server is started in a temp dir and
@@ -257,13 +268,16 @@ def up(
             log_dir=None,
             worker_args=worker_args,
             user_swarms=user_swarms,
+            api_port=None if no_api else api_port,
         )
         click.echo(
             f"multiswarm up: {len(group.children)} processes on {redact(settings.redis_url)} "
             f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop"
         )
+        # the API is optional: if it cannot start (port taken) the system runs on without it
+        roles = [c for c in group.children if c.name != "api"]
         try:
-            while not stopping and all(c.alive() for c in group.children):
+            while not stopping and all(c.alive() for c in roles):
                 time.sleep(0.2)
         finally:
             click.echo(f"stopped: {group.stop_all()}")
@@ -293,6 +307,12 @@ def up(
 @option("--timeout-s", 900.0)
 @click.option(
     "--keep-logs", is_flag=True, help="Keep the roles' log files (a failed run always keeps them)."
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also run the operations API and dashboard on 127.0.0.1 at this port.",
 )
 @click.pass_context
 def demo(ctx: click.Context, /, **options: Any) -> None:

@@ -94,12 +94,14 @@ def start_system(
     corpus: Path | None = None,
     worker_args: Sequence[str] = (),
     user_swarms: Sequence[str] = (),
+    api_port: int | None = None,
 ) -> ProcessGroup:
     """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
     ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
     map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing.
     ``worker_args`` go to every worker (``--allow-handlers myapp.``); ``user_swarms`` are
-    ``--swarm`` specs spread over the workers (spec j on worker j mod workers)."""
+    ``--swarm`` specs spread over the workers (spec j on worker j mod workers); ``api_port``:
+    also the operations API on 127.0.0.1 (``run api``), named ``api``."""
     env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
     # the children get the deployment's timings, so none of them refuses to start over one
     settings = asyncio.run(agreed(settings))
@@ -115,6 +117,8 @@ def start_system(
         for spec in user_swarms[w::workers]:
             extra += ["--swarm", spec]
         spawn_worker(group, w, workers, swarms, agents, f"worker-{w}", extra)
+    if api_port is not None:
+        group.spawn("api", ["api", "--port", str(api_port)])
     return group
 
 
@@ -146,6 +150,7 @@ class DemoOptions(msgspec.Struct, kw_only=True):
     progress: bool = True
     #: Keep the role processes' log files when the run verifies (a failed run always keeps them).
     keep_logs: bool = False
+    api_port: int | None = None
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
@@ -263,7 +268,10 @@ def _run(
             log_dir=log_dir,
             verbose=True,  # INFO lines: the logs of a failed run must say what happened
             corpus=root,
+            api_port=opts.api_port,
         )
+        if opts.api_port is not None:
+            echo(f"dashboard and API: http://127.0.0.1:{opts.api_port}/ (log: {log_dir}/api.log)")
         try:
             report = asyncio.run(_drive(settings, opts, group, files))
         finally:

@@ -8,9 +8,13 @@ The public surface of the node layer, so front ends never reach into its modules
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from multiswarm.agents import DEFAULT_ALLOWED
+from multiswarm.config import Settings
 from multiswarm.coordinator import STRATEGIES
 from multiswarm.demo import DemoOptions, ensure_redis, print_report, run_demo, start_system
+from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
@@ -29,6 +33,7 @@ RestartPolicy = Backoff
 __all__ = [
     "COORDINATOR_STRATEGIES",
     "DEFAULT_ALLOWED_HANDLERS",
+    "DEFAULT_API_PORT",
     "PLACEMENT_STRATEGIES",
     "DemoOptions",
     "RestartPolicy",
@@ -40,6 +45,7 @@ __all__ = [
     "registry_role",
     "run_demo",
     "serve",
+    "serve_api",
     "start_system",
     "state_manager_role",
     "swarm_spec",
@@ -63,3 +69,25 @@ def parse_swarm(text: str) -> SwarmSpec:
     agents = int(parts[2]) if len(parts) > 2 and parts[2] else 2
     priority = parts[3] if len(parts) > 3 else "normal"
     return swarm_spec(parts[0], caps, agents=agents, priority=priority)
+
+
+def serve_api(
+    settings: Settings, host: str, port: int, open_scrape: bool, echo: Callable[[str], None]
+) -> None:
+    """Run the operations API (``run api``: JSON API, ``/metrics``, dashboard) until SIGTERM,
+    with the tokens of ``$MULTISWARM_API_TOKEN`` / ``$MULTISWARM_API_READ_TOKEN``.
+
+    Starlette and uvicorn are imported here, not with this module, so other commands do not
+    pay for them.
+
+    Raises
+    ------
+    ConfigError
+        A malformed token; no token and a non-loopback ``host``; the port cannot be bound.
+    RedisUnavailable
+        Redis does not answer at start.
+    """
+    from multiswarm.http.auth import tokens_from_env
+    from multiswarm.http.server import serve_api as serve_http
+
+    serve_http(settings, host, port, tokens_from_env(open_scrape=open_scrape), echo)

@@ -27,6 +27,8 @@ def test_wheel_contains_every_lua_script(tmp_path: Path) -> None:
     }
     assert expected and expected <= names, sorted(expected - names)
     assert "multiswarm/py.typed" in names
+    # the dashboard's files ship in the package (no CDN)
+    assert {f"multiswarm/http/static/{f}" for f in ("index.html", "app.js", "app.css")} <= names
     # installed elsewhere, the loader finds the scripts inside the package
     target = tmp_path / "site"
     subprocess.run(

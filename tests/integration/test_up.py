@@ -35,6 +35,8 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
             "up",
             "--lease-ms",
             "2000",
+            "--api-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -61,8 +63,9 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         out, _ = await asyncio.to_thread(up.communicate, None, 60)
         assert up.returncode == 0, out
         codes = out.split("stopped:", 1)[1]
-        # every child exited 0: registry, two coordinators, state manager, two workers
-        assert codes.count(": 0") == 6, codes
+        # every child exited 0: registry, two coordinators, state manager, two workers, api
+        assert codes.count(": 0") == 7 and "'api': 0" in codes, codes
+        assert "multiswarm api: http://127.0.0.1:" in out  # the API said where it listens
         for pid in pids:  # the workers are gone, not orphaned
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
