@@ -31,8 +31,8 @@ from _results import machine, update_section
 
 from multiswarm.config import from_env
 from multiswarm.connection import connect
-from multiswarm.demo import start_system
 from multiswarm.keys import Keys
+from multiswarm.local_system import start_system
 from multiswarm.redis_server import RedisServer
 from multiswarm.scripts import sources
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from multiswarm.agents import DEFAULT_ALLOWED
 from multiswarm.config import Settings
 from multiswarm.coordinator import STRATEGIES
-from multiswarm.demo import DemoOptions, ensure_redis, print_report, run_demo, start_system
+from multiswarm.demo import DemoOptions, print_report, run_demo
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
+from multiswarm.local_system import ensure_redis, start_system
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role

@@ -23,8 +23,8 @@ import msgspec
 import pytest
 
 from multiswarm.config import Settings
-from multiswarm.demo import start_system
 from multiswarm.launcher import ProcessGroup
+from multiswarm.local_system import start_system
 from multiswarm.redis_server import RedisServer
 
 #: Tokens of the module-scoped API (at least 16 characters, as the server demands).

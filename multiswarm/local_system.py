@@ -1,0 +1,114 @@
+"""A whole local system in separate processes, as ``multiswarm-cli up`` and ``demo`` start it:
+registry, two coordinators, a state manager, workers hosting swarms and, optionally, the
+operations API; and a Redis to run it on when none is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from multiswarm import demo_tasks
+from multiswarm.config import Settings
+from multiswarm.connection import ping
+from multiswarm.launcher import ProcessGroup, RoleProcess
+from multiswarm.redis_server import RedisServer
+from multiswarm.roles import agreed
+from multiswarm.urls import redact
+
+Echo = Callable[[str], None]
+
+#: Capabilities of the demo's swarms, in order; swarms past the third offer everything.
+DEMO_SWARMS = [("parsers", "parse"), ("compressors", "compress"), ("reducers", "reduce+parse")]
+
+
+@contextlib.contextmanager
+def ensure_redis(settings: Settings, echo: Echo) -> Iterator[Settings]:
+    """Yield settings pointing at a Redis that answers.
+
+    An explicitly configured URL is used as is. Otherwise localhost:6379 is used when it answers,
+    else a private ``redis-server`` is started (loopback, temp dir) and stopped on exit.
+    """
+    if settings.redis_url_explicit:
+        echo(f"Redis: {redact(settings.redis_url)} (configured)")
+        yield settings
+        return
+    if asyncio.run(ping(settings.redis_url)):
+        echo(f"Redis: {redact(settings.redis_url)} (found running; nothing configured)")
+        yield settings
+        return
+    server = RedisServer()
+    server.start()
+    echo(
+        f"Redis: started private {server.binary} at {redact(server.url)} in {server.dir} "
+        "(stopped on exit)"
+    )
+    try:
+        yield settings.replace(redis_url=server.url)
+    finally:
+        server.cleanup()
+
+
+def demo_swarm_args(index: int, agents: int) -> str:
+    if index < len(DEMO_SWARMS):
+        name, caps = DEMO_SWARMS[index]
+    else:
+        name, caps = f"mixed{index}", "parse+compress+reduce"
+    return f"{name}:{caps}:{agents}"
+
+
+def start_system(
+    settings: Settings,
+    *,
+    workers: int,
+    swarms: int,
+    agents: int,
+    strategy: str,
+    log_dir: Path | None,
+    verbose: bool = False,
+    corpus: Path | None = None,
+    worker_args: Sequence[str] = (),
+    user_swarms: Sequence[str] = (),
+    api_port: int | None = None,
+) -> ProcessGroup:
+    """Spawn registry, two coordinators, a state manager and ``workers`` workers hosting
+    ``swarms`` swarms (swarm i on worker i mod workers). ``corpus``: the directory the demo's
+    map handlers may read (``MULTISWARM_DEMO_CORPUS``); without it they read nothing.
+    ``worker_args`` go to every worker (``--allow-handlers myapp.``); ``user_swarms`` are
+    ``--swarm`` specs spread over the workers (spec j on worker j mod workers); ``api_port``:
+    also the operations API on 127.0.0.1 (``run api``), named ``api``."""
+    env = {demo_tasks.CORPUS_ENV: str(corpus.absolute())} if corpus is not None else {}
+    # the children get the deployment's timings, so none of them refuses to start over one
+    settings = asyncio.run(agreed(settings))
+    group = ProcessGroup(settings, log_dir, verbose=verbose, env=env)
+    group.spawn("registry", ["registry"])
+    for name in ("coordinator-a", "coordinator-b"):
+        group.spawn(
+            name, ["coordinator", "--id", f"{name}-{uuid.uuid4().hex[:4]}", "--strategy", strategy]
+        )
+    group.spawn("state-manager", ["state-manager"])
+    for w in range(workers):
+        extra = list(worker_args)
+        for spec in user_swarms[w::workers]:
+            extra += ["--swarm", spec]
+        spawn_worker(group, w, workers, swarms, agents, f"worker-{w}", extra)
+    if api_port is not None:
+        group.spawn("api", ["api", "--port", str(api_port)])
+    return group
+
+
+def spawn_worker(
+    group: ProcessGroup,
+    w: int,
+    workers: int,
+    swarms: int,
+    agents: int,
+    name: str,
+    extra: Sequence[str] = (),
+) -> RoleProcess:
+    args = ["worker", "--id", f"{name}-{uuid.uuid4().hex[:4]}"]
+    for i in range(w, swarms, workers):
+        args += ["--swarm", demo_swarm_args(i, agents)]
+    return group.spawn(name, [*args, *extra])
