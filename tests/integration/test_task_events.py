@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from multiswarm import Multiswarm
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.envelopes import Delivered
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
 from multiswarm.tasks import task_spec
 from tests.faults.inprocess import worker_system
@@ -77,3 +84,41 @@ async def test_lifecycle_events_of_a_task_that_completes_and_one_that_dies(
             await collector
         await listener.stop()
         await client.aclose()
+
+
+def test_messages_tail_events_prints_task_events(redis_server: RedisServer, namespace: str) -> None:
+    """`multiswarm-cli messages tail events` follows the task events (it stayed empty before)."""
+    env = {
+        **os.environ,
+        "MULTISWARM_REDIS_URL": redis_server.url,
+        "MULTISWARM_NAMESPACE": namespace,
+    }
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "multiswarm", "messages", "tail", "events", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert tail.stdout is not None
+    out = tail.stdout
+    try:
+
+        async def submit() -> str:
+            async with await Multiswarm.connect(redis_server.url, namespace) as ms:
+                return await ms.distribute_task("myapp.tasks:parse", {"a": 1}, capabilities=["x"])
+
+        line = ""
+        for _ in range(50):  # the tail subscribes after it starts: submit until it sees one
+            task_id = asyncio.run(submit())
+            ready, _, _ = select.select([out], [], [], 0.2)
+            if ready:
+                line = out.readline()
+                break
+        event = json.loads(line)
+        assert event["type"] == "task.submitted" and event["sender"] == "redis", line
+        assert event["payload"]["handler"] == "myapp.tasks:parse" and event["payload"]["task"]
+        assert task_id
+    finally:
+        tail.terminate()
+        tail.communicate(timeout=10)
