@@ -35,6 +35,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import LeaderElection
 from multiswarm.keys import Keys
+from multiswarm.ops.leadership import Fence, dispatch_tasks
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
@@ -70,21 +71,17 @@ async def setup(scripts: Scripts, keys: Keys, swarms: int) -> None:
                 for j in range(TASKS_PER_SWARM)
             ]
         )
-        await scripts.call(
-            "dispatch_tasks",
-            [*keys.task_keyset, keys.rr_cursor, keys.leader, keys.parked_index, keys.queue(sid)],
-            [
-                election.epoch,
-                election.holder_id,
-                election.instance,
-                "least_loaded",
-                100,
-                400,
-                30_000,
-                0,
-                0,
-                sid,
-            ],
+        await dispatch_tasks(
+            scripts,
+            keys,
+            Fence(election.epoch, election.holder_id, election.instance),
+            strategy="least_loaded",
+            batch=100,
+            scan=400,
+            assign_timeout_ms=30_000,
+            heartbeat_timeout_ms=0,
+            capsets=[],
+            swarm_ids=[sid],
         )
         running = [c.id for c in await store.claim(sid, wid, RUNNING_PER_SWARM)]
         now = int(time.time() * 1000)
