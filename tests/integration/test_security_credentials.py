@@ -150,6 +150,7 @@ def test_demo_keeps_the_password_out_of_output_logs_and_command_lines(
             str(corpus),
             "--group-size",
             "4",
+            "--keep-logs",  # every log file is searched for the password below
             "--json",
         ],
         stdout=subprocess.PIPE,
@@ -185,3 +186,4 @@ def test_demo_keeps_the_password_out_of_output_logs_and_command_lines(
     assert logs
     for log in logs:
         _assert_no_password(f"log file {log}", log.read_bytes())
+    shutil.rmtree(report["logs"])
