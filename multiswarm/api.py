@@ -45,7 +45,7 @@ class Multiswarm:
         self.client = client
         self.actor = actor or f"{socket.gethostname()}-{os.getpid()}"
         self.keys = Keys(settings.namespace)
-        self.scripts = Scripts(client, settings.reconnect_timeout_s)
+        self.scripts = Scripts.for_settings(client, settings)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.tasks = TaskStore(self.scripts, self.keys)
         self.state = SwarmStateManager(

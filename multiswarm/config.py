@@ -81,6 +81,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auto_recover_min_confidence:
         ``MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE``: the state-manager process applies recovery
         plans at or above this confidence, in [0, 1], and leaves the rest to an operator (0.75).
+    wait_replicas:
+        ``MULTISWARM_WAIT_REPLICAS``: replicas that must acknowledge each submission, result,
+        lease change and leader election before the caller hears it succeeded (``WAIT``); 0
+        (default) answers after the master alone, so a failover may lose the last writes
+        (docs/decisions.md, "Durability at failover").
+    wait_timeout_ms:
+        ``MULTISWARM_WAIT_TIMEOUT_MS``: how long to wait for them (1000); fewer in time is a
+        :class:`~multiswarm.errors.ReplicaAckError`.
     explicit:
         Which of the deployment-wide timings (:data:`DEPLOYMENT_ENV`) this process was given
         explicitly (environment or override) rather than by default: those must agree with
@@ -108,6 +116,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     message_secret: str = ""
     auto_recover_min_confidence: float = DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
     explicit: frozenset[str] = frozenset()
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
     agent_concurrency: int = 1
 
     def replace(self, **changes: object) -> Settings:
@@ -177,6 +187,11 @@ def validate(s: Settings) -> Settings:
             f"auto_recover_min_confidence (MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE)"
             f" must be in [0, 1], not {s.auto_recover_min_confidence}"
         )
+    if s.wait_replicas and s.redis_url.startswith("redis+cluster://"):
+        raise ConfigError(
+            "MULTISWARM_WAIT_REPLICAS is not supported on Redis Cluster yet: use it with a "
+            "single master and replicas (Sentinel)"
+        )
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
     if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
@@ -222,6 +237,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         task_lease_ms=_int(env, "MULTISWARM_TASK_LEASE_MS", 30_000),
         result_ttl_ms=_int(env, "MULTISWARM_RESULT_TTL_MS", 24 * 3600 * 1000),
         socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
+        wait_replicas=_int(env, "MULTISWARM_WAIT_REPLICAS", 0, minimum=0),
+        wait_timeout_ms=_int(env, "MULTISWARM_WAIT_TIMEOUT_MS", 1000),
         connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
         message_secret=env_secret(env),
         auto_recover_min_confidence=_float(

@@ -37,6 +37,20 @@ CONNECTION_ERRORS = (
 Client = aioredis.Redis
 
 
+class SentinelMaster(aioredis.Redis):
+    """The master client of a Sentinel service: closing it also closes its connections to the
+    Sentinels, which the master's own pool does not own."""
+
+    # not `sentinel`: Redis has a SENTINEL command method of that name
+    watched_by: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.watched_by is not None:
+            for s in self.watched_by.sentinels:
+                await s.aclose()
+
+
 def connect(settings: Settings, **kwargs: Any) -> Client:
     """A redis-py asyncio client for ``settings.redis_url`` (hiredis parser when installed).
 
@@ -71,7 +85,10 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 target.sentinels, username=target.username, password=target.password
             )
-            master: Client = sentinel.master_for(target.service, db=target.db, **kwargs)
+            master: SentinelMaster = sentinel.master_for(
+                target.service, redis_class=SentinelMaster, db=target.db, **kwargs
+            )
+            master.watched_by = sentinel
             return master
         if url.startswith("redis+cluster://"):
             seeds = parse_cluster(url)

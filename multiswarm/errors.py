@@ -49,6 +49,11 @@ class RedisUnavailable(MultiswarmError, ConnectionError):
     """Redis did not answer after the configured retries."""
 
 
+class ReplicaAckError(MultiswarmError):
+    """A write that must survive a failover was acknowledged by fewer replicas than
+    ``MULTISWARM_WAIT_REPLICAS`` asks for: it is on the master only."""
+
+
 class ScriptError(MultiswarmError):
     """A Lua script refused an operation; ``code`` is the machine-readable reason.
 

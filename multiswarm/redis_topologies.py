@@ -161,7 +161,8 @@ class SentinelGroup:
     SERVICE = "mymaster"
 
     def __init__(self, replicas: int = 1) -> None:
-        self.master = RedisServer()
+        # no 5 s pause before the first full sync (repl-diskless-sync-delay's default)
+        self.master = RedisServer(extra_args=["--repl-diskless-sync-delay", "0"])
         self.replicas = [
             RedisServer(extra_args=["--replicaof", "127.0.0.1", str(self.master.port)])
             for _ in range(replicas)
@@ -177,8 +178,9 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
     def _synced(self) -> bool:
-        info = _ask(self.master.port, "INFO", "replication")
-        return f"connected_slaves:{len(self.replicas)}" in info
+        return all(
+            "master_link_status:up" in _ask(r.port, "INFO", "replication") for r in self.replicas
+        )
 
     def _watching(self) -> bool:
         return all(

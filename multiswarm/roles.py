@@ -82,7 +82,7 @@ async def agreed(settings: Settings) -> Settings:
 
 async def _open(settings: Settings) -> tuple[Settings, Scripts, Keys]:
     settings = await agreed(settings)
-    scripts = Scripts(connect(settings), settings.reconnect_timeout_s)
+    scripts = Scripts.for_settings(connect(settings), settings)
     return settings, scripts, Keys(settings.namespace)
 
 

@@ -18,6 +18,7 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from multiswarm import errors
+from multiswarm.config import Settings
 from multiswarm.connection import Client, with_retry
 from multiswarm.keys import request_key
 from multiswarm.ops import DECLARED
@@ -48,6 +49,11 @@ REQUEST_ID: dict[str, bool] = {
 BY_NATURE: dict[str, str] = {
     name: s.by_nature for name, s in sorted(DECLARED.items()) if not s.request_id
 }
+
+
+#: Scripts whose effect must survive a failover (``Script(..., durable=True)``): with
+#: ``wait_replicas`` set they are followed by ``WAIT`` on their own connection.
+DURABLE: frozenset[str] = frozenset(name for name, s in DECLARED.items() if s.durable)
 
 
 def _wrapped(name: str, body: str) -> str:
@@ -127,10 +133,29 @@ class Scripts:
         How long connection errors are retried with backoff before RedisUnavailable.
     """
 
-    def __init__(self, client: Client, reconnect_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        reconnect_timeout_s: float = 60.0,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self.client = client
         self.reconnect_timeout_s = reconnect_timeout_s
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._bound: dict[str, AsyncScript] = {}
+
+    @classmethod
+    def for_settings(cls, client: Client, settings: Settings) -> Scripts:
+        """Scripts with the settings' reconnect window and replica acknowledgement."""
+        return cls(
+            client,
+            settings.reconnect_timeout_s,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_ms=settings.wait_timeout_ms,
+        )
 
     def _script(self, name: str) -> AsyncScript:
         script = self._bound.get(name)
@@ -163,6 +188,8 @@ class Scripts:
 
         async def run() -> Any:
             try:
+                if self.wait_replicas and name in DURABLE:
+                    return await self._run_durable(script, keys, args)
                 return await script(keys=keys, args=args)
             except redis.exceptions.ResponseError as e:
                 if isinstance(e, redis.exceptions.NoScriptError):
@@ -172,6 +199,28 @@ class Scripts:
         if not retry:
             return await run()
         return await with_retry(run, self.reconnect_timeout_s)
+
+    async def _run_durable(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """The script, then ``WAIT replicas timeout`` in one pipeline, so both use the same
+        connection (WAIT covers the writes of its own connection only).
+
+        Raises
+        ------
+        ReplicaAckError
+            Fewer replicas than ``wait_replicas`` acknowledged within ``wait_timeout_ms``: the
+            write is on the master and may be lost at a failover (it is not undone).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        await script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        reply, acked = await pipe.execute()
+        if int(acked) < self.wait_replicas:
+            raise errors.ReplicaAckError(
+                f"{int(acked)} of {self.wait_replicas} replicas acknowledged within "
+                f"{self.wait_timeout_ms} ms: the write is on the master only and a failover "
+                "now could lose it (MULTISWARM_WAIT_REPLICAS)"
+            )
+        return reply
 
     async def call_many(self, name: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """Run script ``name`` once per ``(keys, args)`` in one pipelined round trip; each

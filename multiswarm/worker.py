@@ -110,7 +110,7 @@ class Worker(WorkerLiveness):
         self.grace_s = grace_s
         self.client = connect(settings)
         self.keys = Keys(settings.namespace)
-        self.scripts = Scripts(self.client, settings.reconnect_timeout_s)
+        self.scripts = Scripts.for_settings(self.client, settings)
         self.tasks = TaskStore(self.scripts, self.keys)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)

@@ -53,19 +53,20 @@ class Reaped(msgspec.Struct, array_like=True, frozen=True):
     requeued: int
 
 
-ACQUIRE = Script("acquire_leadership", Acquired, request_id=True)
+ACQUIRE = Script("acquire_leadership", Acquired, request_id=True, durable=True)
 RENEW = Script(
     "renew_leadership",
     bool,
     by_nature="compare-and-extend by holder and epoch; a repeat extends again",
 )
 RELEASE = Script("release_leadership", bool, request_id=True)
-DISPATCH = Script("dispatch_tasks", Dispatched, request_id=True)
+DISPATCH = Script("dispatch_tasks", Dispatched, request_id=True, durable=True)
 REAP = Script(
     "reap_leases",
     Reaped,
     by_nature="fenced periodic sweep: a repeat finds the expired leases already handled "
     "and its counts only feed a log line",
+    durable=True,
 )
 
 

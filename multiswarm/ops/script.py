@@ -178,6 +178,10 @@ class Script(Generic[R]):
       ``REPLAY`` (it records something smaller than its reply).
     - ``by_nature``: why running it twice is harmless.
 
+    ``durable``: its effect must survive a failover (submissions, results, leases, the fencing
+    epoch): with ``MULTISWARM_WAIT_REPLICAS`` set it is followed by ``WAIT`` on the same
+    connection (:meth:`multiswarm.scripts.Scripts.call`).
+
     Parameters
     ----------
     name:
@@ -200,6 +204,7 @@ class Script(Generic[R]):
         request_id: bool = False,
         custom_replay: bool = False,
         by_nature: str = "",
+        durable: bool = False,
     ) -> None:
         if request_id == bool(by_nature):
             raise ConfigError(
@@ -214,6 +219,7 @@ class Script(Generic[R]):
         self.request_id = request_id
         self.custom_replay = custom_replay
         self.by_nature = by_nature
+        self.durable = durable
         DECLARED[name] = self
 
     async def __call__(

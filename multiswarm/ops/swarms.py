@@ -13,13 +13,13 @@ from multiswarm.ops.script import Script, ScriptRunner
 
 REGISTER = Script("register_swarm", str, request_id=True)
 TRANSITION = Script("transition_swarm", str, request_id=True)
-HOST = Script("host_swarms", dict[str, str], request_id=True)
+HOST = Script("host_swarms", dict[str, str], request_id=True, durable=True)
 HEARTBEAT = Script(
     "heartbeat_worker",
     bool,
     by_nature="records the latest beat time; a repeat records a later one",
 )
-REAP = Script("reap_workers", list[str], request_id=True)
+REAP = Script("reap_workers", list[str], request_id=True, durable=True)
 PAUSE = Script("pause_swarm", bool, request_id=True)
 SCALE = Script(
     "scale_swarm",

@@ -48,24 +48,25 @@ class Purged(msgspec.Struct, array_like=True, frozen=True):
     more: bool
 
 
-SUBMIT = Script("submit_tasks", list[str], request_id=True)
-CANCEL = Script("cancel_task", str, request_id=True)
-CLAIM = Script("claim_tasks", list[Claimed], request_id=True, custom_replay=True)
+SUBMIT = Script("submit_tasks", list[str], request_id=True, durable=True)
+CANCEL = Script("cancel_task", str, request_id=True, durable=True)
+CLAIM = Script("claim_tasks", list[Claimed], request_id=True, custom_replay=True, durable=True)
 EXTEND = Script(
     "extend_leases",
     list[str],
     by_nature="sets each held lease to now + its length; a repeat sets it again",
+    durable=True,
 )
-COMPLETE = Script("complete_task", str, request_id=True)
-FAIL = Script("fail_task", str, request_id=True)
-RELEASE = Script("release_tasks", int, request_id=True)
+COMPLETE = Script("complete_task", str, request_id=True, durable=True)
+FAIL = Script("fail_task", str, request_id=True, durable=True)
+RELEASE = Script("release_tasks", int, request_id=True, durable=True)
 PRUNE = Script(
     "prune_tasks",
     Pruned,
     by_nature="deletes terminal tasks past their retention; a repeat finds fewer",
 )
 
-RETRY = Script("retry_tasks", list[str], request_id=True)
+RETRY = Script("retry_tasks", list[str], request_id=True, durable=True)
 PURGE = Script(
     "purge_tasks",
     Purged,

@@ -1,0 +1,93 @@
+"""Durability at failover (issue 12): with MULTISWARM_WAIT_REPLICAS, submissions, results, leases
+and elections are acknowledged by replicas before the caller hears success; too few is a typed
+error; a failover loses no acknowledged task and the fencing epoch only grows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from multiswarm import Multiswarm
+from multiswarm.config import from_env
+from multiswarm.coordinator import LeaderElection
+from multiswarm.errors import ConfigError, ReplicaAckError
+from multiswarm.redis_topologies import SentinelGroup
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelGroup]:
+    with SentinelGroup(replicas=1) as group:
+        yield group
+
+
+async def test_acknowledged_writes_survive_a_failover(sentinel: SentinelGroup) -> None:
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_TIMEOUT_MS": "2000",
+        }
+    )
+    ms = await Multiswarm.connect(settings=settings)
+    try:
+        ids = [await ms.distribute_task("myapp.tasks:parse", {"i": i}) for i in range(50)]
+        election = LeaderElection(ms.scripts, ms.keys, lease_ms=600_000)
+        assert await election.try_acquire()
+        epoch_before = election.epoch
+    finally:
+        await ms.close()
+    old_master = sentinel.master.port
+    sentinel.master.kill()  # SIGKILL: whatever was only on the master is gone
+    deadline = time.monotonic() + 60
+    while sentinel.current_master_port() == old_master:
+        assert time.monotonic() < deadline, "no failover within 60 s"
+        await asyncio.sleep(0.2)
+    # the promoted replica has no replica of its own: read and elect without WAIT
+    after = settings.replace(reconnect_timeout_s=30.0, wait_replicas=0)
+    ms = await Multiswarm.connect(settings=after)
+    try:
+        # every acknowledged submission is on the new master
+        assert [t.id for t in await ms.tasks.get_many(ids) if t is not None] == ids
+        # the fencing epoch did not go backwards: the next election is above the old one
+        await ms.client.delete(ms.keys.leader)  # the old leader's lease: let a new one win now
+        successor = LeaderElection(ms.scripts, ms.keys, lease_ms=600_000)
+        assert await successor.try_acquire()
+        assert successor.epoch > epoch_before
+    finally:
+        await ms.close()
+
+
+async def test_too_few_replicas_is_a_typed_error(sentinel: SentinelGroup) -> None:
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur2",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_TIMEOUT_MS": "300",
+        }
+    )
+    (replica,) = sentinel.replicas
+    assert replica.proc is not None
+    ms = await Multiswarm.connect(settings=settings)
+    os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
+    try:
+        with pytest.raises(ReplicaAckError, match="0 of 1 replicas acknowledged within 300 ms"):
+            await ms.distribute_task("myapp.tasks:parse", {})
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+        await ms.close()
+
+
+def test_wait_replicas_refused_on_a_cluster_url() -> None:
+    with pytest.raises(ConfigError, match="not supported on Redis Cluster"):
+        from_env(
+            {"MULTISWARM_REDIS_URL": "redis+cluster://h:7000", "MULTISWARM_WAIT_REPLICAS": "1"}
+        )
