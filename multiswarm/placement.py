@@ -29,6 +29,9 @@ from multiswarm.errors import InvalidArgumentError
 
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
+#: Task inputs (payload and dependency results) from this size on reach agents through the
+#: node's shared-memory pool, by offset, rather than through their pipe. Bytes.
+SHARED_INPUT_BYTES = 64 * 1024
 REGION_BYTES = 64 * 1024
 #: Agent strategies of the scheduling kernel.
 AGENT_STRATEGIES = ("round_robin", "least_loaded", "load_balanced", "capability")
@@ -44,14 +47,23 @@ def health_code(consecutive_failures: int) -> int:
 
 
 class NodeMemory:
-    """The worker's region pool; agent ids are indexes into the worker's agent list."""
+    """The worker's region pool; agent ids are indexes into the worker's agent list.
+
+    With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
+    offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
+    """
 
     def __init__(
-        self, total_bytes: int = POOL_BYTES, region_bytes: int = REGION_BYTES, n_agents: int = 1
+        self,
+        total_bytes: int = POOL_BYTES,
+        region_bytes: int = REGION_BYTES,
+        n_agents: int = 1,
+        *,
+        shared: bool = False,
     ) -> None:
         from multiswarm.kernels.memory import RegionPool
 
-        self.pool = RegionPool(total_bytes, region_bytes, policy="lru")
+        self.pool = RegionPool(total_bytes, region_bytes, policy="lru", shared=shared)
         per_agent = max(region_bytes, total_bytes // max(1, n_agents))
         for agent in range(n_agents):
             self.pool.set_limit(agent, max_bytes=per_agent)
@@ -83,6 +95,26 @@ class NodeMemory:
 
     def release(self, alloc: Any) -> None:
         self.pool.free(alloc)
+
+    def refs(self, alloc: Any, sizes: Sequence[int]) -> list[tuple[str, str, int, int]]:
+        """Where each part admitted into ``alloc`` lies, as agents read it
+        (:data:`multiswarm.agent_runtime.ShmRef`). Only for a shared pool."""
+        name = self.pool.shm_name
+        if name is None:
+            raise InvalidArgumentError("refs of a process-local pool: agents cannot read it")
+        out, offset = [], int(alloc.offset)
+        for size in sizes:
+            out.append(("shm", name, offset, size))
+            offset += size
+        return out
+
+    @property
+    def shared(self) -> bool:
+        return self.pool.shm_name is not None
+
+    def close(self) -> None:
+        """Release the pool (unlink a shared segment). Idempotent."""
+        self.pool.close()
 
     def collect(self, agents: list[int]) -> int:
         """Free everything held by agents whose process died."""
