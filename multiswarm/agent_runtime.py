@@ -32,7 +32,6 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, cast
@@ -114,9 +113,9 @@ class _Handlers:
         _kind, name, offset, size = data
         segment = self.segments.get(name)
         if segment is None:
+            # Attaching registers the name with the resource tracker this process shares with
+            # the worker (spawn passes it on): a no-op, and nothing is unlinked when it exits.
             segment = self.segments[name] = SharedMemory(name=name)
-            # the worker owns the segment: this process must not unlink it when it exits
-            resource_tracker.unregister(segment._name, "shared_memory")  # type: ignore[attr-defined]
         buf = segment.buf
         assert buf is not None  # None only after close(), which only this object calls
         view = buf[offset : offset + size]
