@@ -256,9 +256,9 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
-#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`); until then batches
-#: are placed by its pure-Python reference, which gives the same answer (tests/kernels), so a
-#: worker claims from its first moment instead of after Numba's half second.
+#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`, which a worker runs
+#: before it registers); a batch placed before that goes to the pure-Python reference, which
+#: gives the same answer (tests/kernels), rather than compile in the middle of a claim.
 _kernel_ready = threading.Event()
 
 
@@ -312,7 +312,7 @@ def _schedule(
 
 def warm_up() -> None:
     """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
-    then on. Run it in a thread beside the worker's start."""
+    then on."""
     from multiswarm.agents import AgentProcess as _  # noqa: F401
     from multiswarm.kernels.scheduling import schedule
 

@@ -262,9 +262,10 @@ class Worker(WorkerLiveness):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # the scheduling kernel loads in a thread meanwhile: claims do not wait for Numba, their
-        # batches are placed by its Python reference until then (multiswarm.placement)
-        self._spawn(asyncio.to_thread(warm_up), "warm-up of the scheduling kernel")
+        # load the kernels (while the agents start) before registering: loading Numba's cache
+        # holds the GIL for long stretches, so done beside held tasks it starves their lease
+        # renewals (a 1 s lease was lost that way)
+        await asyncio.to_thread(warm_up)
         # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
         self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents), shared=True)
         for sid, command in self.external_commands.items():
