@@ -5,12 +5,15 @@ Per batch of claimed tasks the worker asks the Numba scheduling kernel
 strategy (round_robin, least_loaded, load_balanced, capability), over the agents' real state:
 load (tasks in flight), capacity (the agent's concurrency), capability masks (bits of the
 swarm's capabilities) and health from consecutive failures (healthy 0, degraded 1-2, unhealthy
-3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities. The task's input
-(payload and dependency results) is copied into a region of the node's pool
-(:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default), pinned while
-it runs. An input larger than the agent's share of the pool can never fit: its task is
-dead-lettered with that reason. One that does not fit for now (a fragmented pool) is handed back.
-The pool's use is reported to the registry so the leader's least_loaded choice sees memory load.
+3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities.
+
+The task's input (payload and dependency results) is copied into a region of the node's pool
+(:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default, in a
+shared-memory segment), pinned while it runs; from :data:`SHARED_INPUT_BYTES` on, the agent
+reads it there by offset instead of receiving it through its pipe. An input larger than the
+agent's share of the pool can never fit: its task is dead-lettered with that reason. One that
+does not fit for now (a fragmented pool) is handed back. The pool's use is reported to the
+registry so the leader's least_loaded choice sees memory load.
 
 Numba is imported here on first use, not when ``multiswarm`` is imported.
 """

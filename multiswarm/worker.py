@@ -77,7 +77,9 @@ class Worker(WorkerLiveness):
     agent_strategy:
         How claimed tasks are placed on a swarm's agents (:data:`AGENT_STRATEGIES`).
     pool_bytes:
-        The node's working-memory pool (28 MiB), shared by all agents of this worker.
+        The node's working-memory pool (28 MiB), shared by all agents of this worker: a
+        shared-memory segment where each task's input is admitted, and where agents read inputs
+        of ``SHARED_INPUT_BYTES`` (64 KiB) and more in place instead of through their pipe.
     external:
         Swarm id -> command line of an external member (any executable) to run beside the
         swarm's Python agents, supervised the same way (:mod:`multiswarm.supervisor`).
