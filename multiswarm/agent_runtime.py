@@ -2,7 +2,9 @@
 
 The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples:
 
-* worker -> agent: ``("run", task_id, attempt, handler, payload, deps)``,
+* worker -> agent: ``("run", task_id, attempt, handler, payload, deps)`` (the payload and each
+  dependency result either packed bytes or, when large, a :data:`ShmRef` to their place in the
+  worker's shared-memory region pool, read there without a copy through the pipe),
   ``("stop", task_id)`` (concurrent agents only) and ``None`` (exit once idle);
 * agent -> worker: ``(task_id, kind, data)`` with ``kind`` one of ``ok`` (data: the packed
   result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why) and ``stopped``.
@@ -31,7 +33,8 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any, cast
 
 import msgspec
 
@@ -91,12 +94,35 @@ def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
+#: Where packed bytes wait in a worker's shared-memory pool: ``("shm", segment, offset, size)``.
+ShmRef = tuple[str, str, int, int]
+
+
 class _Handlers:
-    """Resolved handlers by path, and the context of one run."""
+    """Resolved handlers by path, attached shared-memory segments, and the context of a run."""
 
     def __init__(self, allowed: Sequence[str]) -> None:
         self.allowed = tuple(allowed)
         self.cache: dict[str, Callable[..., Any]] = {}
+        self.segments: dict[str, SharedMemory] = {}
+
+    def unpack(self, data: bytes | ShmRef) -> Any:
+        """Decode packed bytes, or the bytes a :data:`ShmRef` points at, in place."""
+        if isinstance(data, bytes):
+            return unpack(data)
+        _kind, name, offset, size = data
+        segment = self.segments.get(name)
+        if segment is None:
+            # Attaching registers the name with the resource tracker this process shares with
+            # the worker (spawn passes it on): a no-op, and nothing is unlinked when it exits.
+            segment = self.segments[name] = SharedMemory(name=name)
+        buf = segment.buf
+        assert buf is not None  # None only after close(), which only this object calls
+        view = buf[offset : offset + size]
+        try:
+            return unpack(cast(bytes, view))  # msgspec decodes any buffer, without a copy
+        finally:
+            view.release()
 
     def prepare(self, msg: tuple[Any, ...]) -> tuple[Callable[..., Any], Any, TaskContext]:
         """``(handler, input, context)`` of a ``run`` message. Raises HandlerError,
@@ -108,9 +134,9 @@ class _Handlers:
         ctx = TaskContext(
             task_id=task_id,
             attempt=attempt,
-            dependencies={k: unpack(v) for k, v in deps.items()},
+            dependencies={k: self.unpack(v) for k, v in deps.items()},
         )
-        return fn, unpack(payload), ctx
+        return fn, self.unpack(payload), ctx
 
 
 def _failure(e: BaseException) -> tuple[str, str]:

@@ -23,13 +23,14 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
+    ShmRef,
     TaskContext,
     TaskStopped,
     agent_main,
@@ -180,11 +181,15 @@ class AgentProcess:
         task_id: str,
         attempt: int,
         handler: str,
-        payload: bytes,
-        deps: dict[str, bytes],
+        payload: bytes | ShmRef,
+        deps: Mapping[str, bytes | ShmRef],
         timeout_s: float,
     ) -> tuple[str, Any]:
         """Run one task beside the others this agent runs.
+
+        ``payload`` and each of ``deps`` are packed bytes, or a :data:`ShmRef` to them in the
+        worker's shared-memory pool (the agent reads them there; they must stay until this
+        returns).
 
         Returns
         -------
@@ -208,8 +213,8 @@ class AgentProcess:
         future: asyncio.Future[tuple[str, Any]] = loop.create_future()
         ch.pending[task_id] = future
         try:
-            msg = ("run", task_id, attempt, handler, payload, deps)
-            size = len(payload) + sum(len(d) for d in deps.values())
+            msg = ("run", task_id, attempt, handler, payload, dict(deps))
+            size = sum(len(d) for d in (payload, *deps.values()) if isinstance(d, bytes))
             if size > INLINE_SEND_BYTES or not ch.send_now(msg):
                 await self._in_thread(ch, ch.send_locked, msg)
             reply = await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)

@@ -5,12 +5,15 @@ Per batch of claimed tasks the worker asks the Numba scheduling kernel
 strategy (round_robin, least_loaded, load_balanced, capability), over the agents' real state:
 load (tasks in flight), capacity (the agent's concurrency), capability masks (bits of the
 swarm's capabilities) and health from consecutive failures (healthy 0, degraded 1-2, unhealthy
-3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities. The task's input
-(payload and dependency results) is copied into a region of the node's pool
-(:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default), pinned while
-it runs. An input larger than the agent's share of the pool can never fit: its task is
-dead-lettered with that reason. One that does not fit for now (a fragmented pool) is handed back.
-The pool's use is reported to the registry so the leader's least_loaded choice sees memory load.
+3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities.
+
+The task's input (payload and dependency results) is copied into a region of the node's pool
+(:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default, in a
+shared-memory segment), pinned while it runs; from :data:`SHARED_INPUT_BYTES` on, the agent
+reads it there by offset instead of receiving it through its pipe. An input larger than the
+agent's share of the pool can never fit: its task is dead-lettered with that reason. One that
+does not fit for now (a fragmented pool) is handed back. The pool's use is reported to the
+registry so the leader's least_loaded choice sees memory load.
 
 Numba is imported here on first use, not when ``multiswarm`` is imported.
 """
@@ -29,6 +32,9 @@ from multiswarm.errors import InvalidArgumentError
 
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
+#: Task inputs (payload and dependency results) from this size on reach agents through the
+#: node's shared-memory pool, by offset, rather than through their pipe. Bytes.
+SHARED_INPUT_BYTES = 64 * 1024
 REGION_BYTES = 64 * 1024
 #: Agent strategies of the scheduling kernel.
 AGENT_STRATEGIES = ("round_robin", "least_loaded", "load_balanced", "capability")
@@ -44,14 +50,23 @@ def health_code(consecutive_failures: int) -> int:
 
 
 class NodeMemory:
-    """The worker's region pool; agent ids are indexes into the worker's agent list."""
+    """The worker's region pool; agent ids are indexes into the worker's agent list.
+
+    With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
+    offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
+    """
 
     def __init__(
-        self, total_bytes: int = POOL_BYTES, region_bytes: int = REGION_BYTES, n_agents: int = 1
+        self,
+        total_bytes: int = POOL_BYTES,
+        region_bytes: int = REGION_BYTES,
+        n_agents: int = 1,
+        *,
+        shared: bool = False,
     ) -> None:
         from multiswarm.kernels.memory import RegionPool
 
-        self.pool = RegionPool(total_bytes, region_bytes, policy="lru")
+        self.pool = RegionPool(total_bytes, region_bytes, policy="lru", shared=shared)
         per_agent = max(region_bytes, total_bytes // max(1, n_agents))
         for agent in range(n_agents):
             self.pool.set_limit(agent, max_bytes=per_agent)
@@ -83,6 +98,26 @@ class NodeMemory:
 
     def release(self, alloc: Any) -> None:
         self.pool.free(alloc)
+
+    def refs(self, alloc: Any, sizes: Sequence[int]) -> list[tuple[str, str, int, int]]:
+        """Where each part admitted into ``alloc`` lies, as agents read it
+        (:data:`multiswarm.agent_runtime.ShmRef`). Only for a shared pool."""
+        name = self.pool.shm_name
+        if name is None:
+            raise InvalidArgumentError("refs of a process-local pool: agents cannot read it")
+        out, offset = [], int(alloc.offset)
+        for size in sizes:
+            out.append(("shm", name, offset, size))
+            offset += size
+        return out
+
+    @property
+    def shared(self) -> bool:
+        return self.pool.shm_name is not None
+
+    def close(self) -> None:
+        """Release the pool (unlink a shared segment). Idempotent."""
+        self.pool.close()
 
     def collect(self, agents: list[int]) -> int:
         """Free everything held by agents whose process died."""
@@ -224,9 +259,9 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
-#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`); until then batches
-#: are placed by its pure-Python reference, which gives the same answer (tests/kernels), so a
-#: worker claims from its first moment instead of after Numba's half second.
+#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`, which a worker runs
+#: before it registers); a batch placed before that goes to the pure-Python reference, which
+#: gives the same answer (tests/kernels), rather than compile in the middle of a claim.
 _kernel_ready = threading.Event()
 
 
@@ -280,7 +315,7 @@ def _schedule(
 
 def warm_up() -> None:
     """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
-    then on. Run it in a thread beside the worker's start."""
+    then on."""
     from multiswarm.agents import AgentProcess as _  # noqa: F401
     from multiswarm.kernels.scheduling import schedule
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
@@ -40,7 +41,14 @@ from multiswarm.errors import (
 )
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
-from multiswarm.placement import AGENT_STRATEGIES, POOL_BYTES, NodeMemory, SwarmAgents, warm_up
+from multiswarm.placement import (
+    AGENT_STRATEGIES,
+    POOL_BYTES,
+    SHARED_INPUT_BYTES,
+    NodeMemory,
+    SwarmAgents,
+    warm_up,
+)
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -69,7 +77,9 @@ class Worker(WorkerLiveness):
     agent_strategy:
         How claimed tasks are placed on a swarm's agents (:data:`AGENT_STRATEGIES`).
     pool_bytes:
-        The node's working-memory pool (28 MiB), shared by all agents of this worker.
+        The node's working-memory pool (28 MiB), shared by all agents of this worker: a
+        shared-memory segment where each task's input is admitted, and where agents read inputs
+        of ``SHARED_INPUT_BYTES`` (64 KiB) and more in place instead of through their pipe.
     external:
         Swarm id -> command line of an external member (any executable) to run beside the
         swarm's Python agents, supervised the same way (:mod:`multiswarm.supervisor`).
@@ -201,6 +211,8 @@ class Worker(WorkerLiveness):
             # e.g. registration refused: no loop runs yet, but members do and must not linger
             with contextlib.suppress(Exception):
                 await self._stop_members(announce=False)
+            if self.memory is not None:
+                self.memory.close()
             await self.client.aclose()
             raise
         for sid in self.placement:
@@ -252,10 +264,12 @@ class Worker(WorkerLiveness):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # the scheduling kernel loads in a thread meanwhile: claims do not wait for Numba, their
-        # batches are placed by its Python reference until then (multiswarm.placement)
-        self._spawn(asyncio.to_thread(warm_up), "warm-up of the scheduling kernel")
-        self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents))
+        # load the kernels (while the agents start) before registering: loading Numba's cache
+        # holds the GIL for long stretches, so done beside held tasks it starves their lease
+        # renewals (a 1 s lease was lost that way)
+        await asyncio.to_thread(warm_up)
+        # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
+        self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents), shared=True)
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
@@ -329,9 +343,10 @@ class Worker(WorkerLiveness):
                 await self.tasks.release({c.id: c.token})
                 return
             self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
+            payload, inputs = _inputs(self.memory, alloc, size, c.payload, deps)
             try:
                 kind, data = await agent.run(
-                    c.id, c.attempts, c.handler, c.payload, deps, c.timeout_ms / 1000
+                    c.id, c.attempts, c.handler, payload, inputs, c.timeout_ms / 1000
                 )
             finally:
                 self._handlers.pop(c.id, None)
@@ -404,6 +419,17 @@ class Worker(WorkerLiveness):
                     await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
                 except MultiswarmError as e:
                     log.warning("could not scale %s: %s", env.target, e)
+
+
+def _inputs(
+    memory: NodeMemory, alloc: Any, size: int, payload: bytes, deps: dict[str, bytes]
+) -> tuple[bytes | ShmRef, dict[str, bytes | ShmRef]]:
+    """What the agent is sent: the input's bytes, or, from :data:`SHARED_INPUT_BYTES` on, where
+    :meth:`NodeMemory.admit` put them in the shared pool (the agent reads them in place)."""
+    if size < SHARED_INPUT_BYTES or not memory.shared:
+        return payload, dict(deps)
+    refs = memory.refs(alloc, [len(payload), *(len(d) for d in deps.values())])
+    return refs[0], dict(zip(deps, refs[1:]))
 
 
 def _place(swarm: SwarmAgents, claimed: list[Claimed]) -> list[int]:

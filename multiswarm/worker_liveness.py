@@ -246,6 +246,8 @@ class WorkerLiveness(WorkerMembers):
         try:
             await self._stop_members()
         finally:
+            if self.memory is not None:
+                self.memory.close()  # unlinks the shared segment
             await self.client.aclose()
 
 

@@ -130,14 +130,6 @@ def _pick_round_robin(
 
 
 @njit
-def _precedes(a: int, b: int, fit: I64, key: F64) -> bool:
-    """Whether agent ``a`` ranks before agent ``b``: by ``(fit, key, index)``."""
-    return bool(
-        fit[a] < fit[b] or (fit[a] == fit[b] and (key[a] < key[b] or (key[a] == key[b] and a < b)))
-    )
-
-
-@njit
 def _rank_agents(
     load: F64, capacity: F64, caps: U64, health: I8, strategy: int
 ) -> tuple[I64, I64, F64]:
@@ -194,8 +186,8 @@ def _demote(rank: I64, p: int, fit: I64, key: F64) -> None:
     lo, hi = p + 1, rank.shape[0]  # the place is the first q in [lo, hi) with a before rank[q]
     while lo < hi:
         mid = (lo + hi) // 2
-        # _precedes(a, b, fit, key) written out (a call per step costs more than the step);
-        # unsigned indexes skip Numba's negative-index wraparound
+        # whether a ranks before b, by (fit, key, index), written out here (a call per step
+        # costs more than the step); unsigned indexes skip Numba's negative-index wraparound
         b = rank[np.uint64(mid)]
         fb, kb = fit[np.uint64(b)], key[np.uint64(b)]
         if fa < fb or (fa == fb and (ka < kb or (ka == kb and a < b))):

@@ -66,3 +66,12 @@ def rendezvous(payload: dict[str, Any], ctx: TaskContext) -> int:
             break
         time.sleep(0.01)
     return seen
+
+
+def digest(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """SHA-256 of ``payload['blob']`` and of each dependency's ``blob``: proof the bytes came
+    through intact, whichever way."""
+    import hashlib
+
+    deps = {k: hashlib.sha256(v["blob"]).hexdigest() for k, v in ctx.dependencies.items()}
+    return {"blob": hashlib.sha256(payload["blob"]).hexdigest(), "deps": deps}

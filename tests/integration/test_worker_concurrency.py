@@ -76,6 +76,13 @@ async def _submit(
     )
 
 
+async def _started(marks: Path, *ids: str) -> None:
+    async def started() -> bool:
+        return all((marks / f"{t}.started").exists() for t in ids)
+
+    await eventually(started, timeout_s=60, what=f"{ids} started")
+
+
 async def _until(store: TaskStore, status: str, *ids: str) -> None:
     async def reached() -> bool:
         return all(t is not None and t.status == status for t in await store.get_many(list(ids)))
@@ -98,6 +105,8 @@ async def test_cancel_of_one_of_several_concurrent_tasks_stops_only_it(
             marks,
         )
         await _until(store, "running", "a", "long", "b", "c")  # one agent, four at once
+        # a stop that comes before the handler starts keeps it from starting: let it start
+        await _started(marks, "a", "long", "b", "c")
         assert await store.cancel("long") == "cancelled"
         await _until(store, "completed", "a", "b", "c")
         long = await store.get("long")
@@ -121,6 +130,7 @@ async def test_kill_fallback_hands_the_other_tasks_back_and_loses_nothing(
             marks,
         )
         await _until(store, "running", "deaf", "x", "y")
+        await _started(marks, "deaf", "x", "y")
         # blocked in C in a pool thread: the stop cannot reach it, so its agent is killed
         assert await store.cancel("deaf") == "cancelled"
         await _until(store, "completed", "x", "y")
