@@ -268,16 +268,3 @@ class SwarmCoordinator:
         )
         self.requeued += reply.requeued
         return reply.retried, reply.dead
-
-
-def leader_report(info: LeaderInfo | None, lease_ms_left: int) -> dict[str, Any]:
-    """The ``multiswarm-cli leader --json`` object."""
-    if info is None:
-        return {"holder": None, "host": None, "pid": None, "epoch": None, "lease_ms_left": 0}
-    return {
-        "holder": info.holder,
-        "host": info.host,
-        "pid": info.pid,
-        "epoch": info.epoch,
-        "lease_ms_left": lease_ms_left,
-    }
