@@ -9,14 +9,17 @@ anything else.
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from multiswarm import Multiswarm
 from multiswarm.cli_api import run_api_cmd
-from multiswarm.cli_common import add_global_options, call, emit, global_options
+from multiswarm.cli_common import (
+    add_global_options,
+    call,
+    configure_logging,
+    emit,
+    global_options,
+)
 from multiswarm.cli_messages import messages
 from multiswarm.cli_ops import breakers, config, resources, votes
 from multiswarm.cli_recover import checkpoint, recover, snapshot
@@ -28,7 +31,8 @@ from multiswarm.cli_tasks_view import tasks_list, tasks_show
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """multiswarm: coordinate many AI-agent swarms across machines through Redis.
 
     \b
@@ -37,12 +41,7 @@ def cli(verbose: int) -> None:
       multiswarm-cli up               a local system: registry, 2 coordinators, state, workers
       multiswarm-cli status           what is registered, who leads, task counts
     """
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(ctx, verbose)
 
 
 cli.params += global_options(root=True)

@@ -1,7 +1,8 @@
 """What every CLI module shares: the global options, one facade call per command with typed
 errors turned into one-line messages, and the ``--json`` / text switch.
 
-The global options (``--redis-url``, ``--namespace``, ``--json``) are defined once, in
+The global options (``--redis-url``, ``--namespace``, ``--json``, ``--log-format``) are
+defined once, in
 :func:`global_options`, and given to the root and to every subcommand, so they are accepted
 before and after the subcommand (``multiswarm-cli --json tasks list`` and ``multiswarm-cli tasks
 list --json``); the value given last wins. Kept apart from ``cli.py`` so the command modules
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +32,7 @@ from multiswarm import (
     Multiswarm,
     MultiswarmError,
     ScriptError,
+    node_api,
 )
 from multiswarm.config import Settings, from_env
 
@@ -61,8 +65,19 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _log_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    ctx.meta["multiswarm.log_format"] = value
+    level = ctx.meta.get("multiswarm.log_level")
+    if level is not None:  # given after the subcommand: the root configured logging already
+        node_api.configure_logging(level, value)
+    return value
+
+
 def global_options(root: bool = False) -> list[click.Option]:
-    """``--redis-url``, ``--namespace`` and ``--json``: full help on the root, short elsewhere."""
+    """``--redis-url``, ``--namespace``, ``--json`` and ``--log-format``: full help on the
+    root, short elsewhere."""
     more = " [see multiswarm-cli --help]"
     url_help = (
         "redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
@@ -81,6 +96,18 @@ def global_options(root: bool = False) -> list[click.Option]:
             **shared,
         ),
         click.Option(["--json"], is_flag=True, help="Print JSON instead of text.", **shared),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(node_api.LOG_FORMATS),
+            expose_value=False,
+            callback=_log_format,
+            is_eager=True,
+            help="Log lines as text, or as JSON objects (ts, level, logger, message, pid, "
+            "extras); processes started by up and demo inherit it [default: "
+            "$MULTISWARM_LOG_FORMAT, else text]"
+            if root
+            else "text or json" + more,
+        ),
     ]
 
 
@@ -98,6 +125,19 @@ def option(name: str, default: Any, help: str = "", **kw: Any) -> Callable[[F], 
     return click.option(name, default=default, show_default=True, help=help, **kw)
 
 
+def configure_logging(ctx: click.Context, verbose: int) -> None:
+    """The root's logging: WARNING, INFO with ``-v``, DEBUG with ``-vv``; text or JSON lines
+    (``--log-format``, else ``$MULTISWARM_LOG_FORMAT``). A ``--log-format`` given after the
+    subcommand configures it again when it is parsed."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    ctx.meta["multiswarm.log_level"] = level
+    fmt = ctx.meta.get("multiswarm.log_format") or os.environ.get("MULTISWARM_LOG_FORMAT") or "text"
+    try:
+        node_api.configure_logging(level, fmt)
+    except ValueError as e:
+        raise usage_failure(f"MULTISWARM_LOG_FORMAT: {e}") from e
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """Settings from the global options and the environment, built once per invocation."""
     cached: Settings | None = ctx.meta.get("multiswarm.settings")
@@ -106,6 +146,7 @@ def settings_of(ctx: click.Context) -> Settings:
             cached = from_env(
                 redis_url=ctx.meta.get("multiswarm.redis_url"),
                 namespace=ctx.meta.get("multiswarm.namespace"),
+                log_format=ctx.meta.get("multiswarm.log_format"),
             )
         except MultiswarmError as e:  # a malformed URL or variable: bad input
             raise usage_failure(describe(e)) from e

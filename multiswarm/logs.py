@@ -1,0 +1,67 @@
+"""Process logging: plain text lines or JSON lines (``--log-format``, ``MULTISWARM_LOG_FORMAT``).
+
+JSON lines carry ``ts`` (UTC, ISO 8601 with ms), ``level``, ``logger``, ``message``, ``pid``,
+every ``extra=`` field given to the log call, and ``exc`` when an exception is logged, so a log
+shipper (Loki, Elasticsearch, CloudWatch) can index them without parsing. A formatter of the
+standard library, not a dependency: the whole of it is the :meth:`JsonFormatter.format` below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Any
+
+#: ``--log-format`` choices.
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
+#: The text format every role used so far.
+TEXT_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: int, log_format: str = "text") -> None:
+    """Send the root logger's records at ``level`` and above to stderr as ``log_format``
+    (``text`` or ``json``), replacing what was configured before.
+
+    Raises
+    ------
+    ValueError
+        ``log_format`` is not one of :data:`LOG_FORMATS`.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
