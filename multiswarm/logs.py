@@ -26,6 +26,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+#: Attribute marking the handler :func:`configure_logging` installed.
+_MARK = "_multiswarm_handler"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
@@ -51,7 +55,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: int, log_format: str = "text") -> None:
     """Send the root logger's records at ``level`` and above to stderr as ``log_format``
-    (``text`` or ``json``), replacing what was configured before.
+    (``text`` or ``json``).
+
+    Like :func:`logging.basicConfig` it leaves a root logger configured by someone else alone
+    (an application embedding multiswarm, pytest's capture); called again, it changes the
+    format of the handler it installed (``--log-format`` given after the subcommand).
 
     Raises
     ------
@@ -60,8 +68,16 @@ def configure_logging(level: int, log_format: str = "text") -> None:
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, _MARK, False)]
+    if not ours and root.handlers:
+        return
+    if not ours:
+        handler = logging.StreamHandler(sys.stderr)
+        setattr(handler, _MARK, True)
+        root.addHandler(handler)
+        ours = [handler]
+    for h in ours:
+        h.setFormatter(formatter)
+    root.setLevel(level)

@@ -48,16 +48,31 @@ def test_configure_logging_switches_format(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("sys.stderr", stream)
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    root.handlers[:] = []  # a fresh process: nothing configured yet
     try:
         configure_logging(logging.INFO, "json")
         logging.getLogger("multiswarm.t").info("hello", extra={"swarm": "s"})
-        configure_logging(logging.INFO, "text")
+        configure_logging(logging.INFO, "text")  # again: the same handler, another format
         logging.getLogger("multiswarm.t").info("plain")
+        assert len(root.handlers) == 1
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
     first, second = stream.getvalue().splitlines()
     assert json.loads(first)["swarm"] == "s"
     assert second.endswith("multiswarm.t INFO plain")
+
+
+def test_a_root_configured_elsewhere_is_left_alone() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    other = logging.NullHandler()
+    root.handlers[:] = [other]
+    try:
+        configure_logging(logging.DEBUG, "json")
+        assert root.handlers == [other] and other.formatter is None
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     with pytest.raises(ValueError, match="not one of text, json"):
         configure_logging(logging.INFO, "xml")
