@@ -14,6 +14,8 @@ import logging
 import sys
 from typing import Any
 
+from multiswarm.errors import ConfigError
+
 #: ``--log-format`` choices.
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 #: The text format every role used so far.
@@ -63,11 +65,11 @@ def configure_logging(level: int, log_format: str = "text") -> None:
 
     Raises
     ------
-    ValueError
+    ConfigError
         ``log_format`` is not one of :data:`LOG_FORMATS`.
     """
     if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+        raise ConfigError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, _MARK, False)]
