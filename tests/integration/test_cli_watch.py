@@ -75,3 +75,36 @@ def test_watch_refuses_a_bad_interval(settings: Settings) -> None:
     proc = _watch(settings, "status", "--watch", "0")
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "--watch" in err and "Traceback" not in err
+
+
+def test_status_watch_on_a_terminal_redraws_until_ctrl_c(settings: Settings) -> None:
+    """On a terminal the view is redrawn in place (rich Live); Ctrl-C ends it with exit 0."""
+    import pty
+    import select
+
+    env = {**os.environ, "MULTISWARM_REDIS_URL": settings.redis_url}
+    args = ["-m", "multiswarm", "--namespace", settings.namespace, "status", "--watch", "0.2"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal on stdin/stdout/stderr
+        os.execve(sys.executable, [sys.executable, *args], env)
+    out = b""
+    try:
+        while out.count(b"namespace " + settings.namespace.encode()) < 2:  # two views drawn
+            select.select([fd], [], [], 30)
+            chunk = os.read(fd, 65536)
+            assert chunk, out.decode(errors="replace")
+            out += chunk
+        os.kill(pid, signal.SIGINT)
+        while True:  # drain until the child closes the terminal
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _pid, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"Traceback" not in out and b"\x1b[" in out  # redrawn with cursor moves
