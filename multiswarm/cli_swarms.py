@@ -3,7 +3,7 @@
 
 What runs where is read from the task records, which change as tasks start and end, not from
 the workers' last heartbeat (up to one interval old). A swarm id may be given as a unique prefix
-where the command can be undone (show, pause, resume, scale); ``complete``, ``fail`` and
+where the command can be undone (show, pause, resume, scale, ``agents list --swarm``); ``complete``, ``fail`` and
 ``delete`` cannot be undone and take the whole id.
 """
 
@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from multiswarm import Multiswarm, Swarm
-from multiswarm.api_types import PRIORITIES, SWARM_STATUSES, LeaderInfo, StatusReport
+from multiswarm.api_types import (
+    PRIORITIES,
+    SWARM_STATUSES,
+    AgentInfo,
+    LeaderInfo,
+    StatusReport,
+)
 from multiswarm.cli_common import (
     ago,
     call,
@@ -95,12 +101,18 @@ def agents() -> None:
 
 
 @agents.command("list")
-@click.option("--swarm", "swarm_id", default=None, help="Only this swarm's members.")
+@click.option(
+    "--swarm", "swarm_id", default=None, help="Only this swarm's members (id or unique prefix)."
+)
 @click.pass_context
 def agents_list(ctx: click.Context, swarm_id: str | None) -> None:
     """Every member and the task(s) it runs now; health as its worker last reported it,
     ``stale`` when that report is older than 30 s."""
-    rows = call(ctx, lambda ms: ms.list_agents(swarm_id))
+
+    async def list_(ms: Multiswarm) -> list[AgentInfo]:
+        return await ms.list_agents(swarm_id and await ms.resolve_swarm_id(swarm_id))
+
+    rows = call(ctx, list_)
     columns = ["agent", "swarm", "worker", "kind", "state"]
     emit(
         ctx,

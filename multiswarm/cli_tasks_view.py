@@ -11,7 +11,7 @@ import click
 
 from multiswarm import Multiswarm, Task
 from multiswarm.api_types import TASK_STATUSES
-from multiswarm.cli_common import make_table, report, seconds, watch_option
+from multiswarm.cli_common import ago, make_table, report, seconds, watch_option
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -67,6 +67,20 @@ def duration(ms: int | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+#: Fields of :func:`task_dict` that are epoch times, and that are durations, in ms.
+_TIMES = ("created_ms", "started_ms", "finished_ms")
+_DURATIONS = ("age_ms", "run_ms", "lease_ms_left")
+
+
+def _readable(field: str, value: Any) -> Any:
+    """``1795814543641 (12 s ago)`` for a time, ``2.1 s`` for a duration, else the value."""
+    if field in _TIMES and value:
+        return f"{value} ({ago(value)})"
+    if field in _DURATIONS and value is not None:
+        return duration(value)
+    return value
+
+
 @click.command("show")
 @click.argument("task_id", metavar="ID")
 @click.pass_context
@@ -78,8 +92,7 @@ def tasks_show(ctx: click.Context, task_id: str) -> None:
         d = task_dict(t, int(time.time() * 1000))
         if t.status == "completed":
             d["result"] = await ms.get_result(t.id)
-        lines = [f"{k:>14}: {v}" for k, v in d.items()]
-        return d, lines
+        return d, [f"{k:>14}: {_readable(k, v)}" for k, v in d.items()]
 
     report(ctx, render)
 
