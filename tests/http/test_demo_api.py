@@ -43,6 +43,7 @@ def test_demo_with_api_port_runs_and_stops_the_api(
             str(corpus),
             "--api-port",
             str(port),
+            "--keep-logs",  # a run that succeeds removes its logs otherwise
             "--json",
         ],
         capture_output=True,
