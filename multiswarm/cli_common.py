@@ -257,11 +257,7 @@ def report(ctx: click.Context, render: Render, watch_s: float | None = None) -> 
     JSON document per refresh (JSON lines), for ``jq`` and log shippers.
     """
     if watch_s is None:
-
-        async def once(ms: Multiswarm) -> tuple[Any, Sequence[RenderableType | str]]:
-            return await render(ms)
-
-        data, parts = call(ctx, once)
+        data, parts = call(ctx, render)
         emit(ctx, data, lambda: show(parts))
         return
     call(ctx, lambda ms: _watch(ctx, ms, render, watch_s))
