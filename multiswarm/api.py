@@ -5,9 +5,9 @@
 >>> tid = await ms.distribute_task("myapp.tasks:parse", {"path": "a.py"}, capabilities=["parse"])
 >>> result = await ms.wait_for(tid, timeout_s=60)
 
-Each method is a plain async function of a facade module (``tasks_api``, ``ops_api``,
-``recovery_api``, ``messaging_api``) bound here, so its signature and numpydoc live in one
-place: ``help(Multiswarm.status)`` shows them. Every reply is a msgspec Struct (records of
+Each method is a plain async function of a facade module (``swarms_api``, ``tasks_api``,
+``ops_api``, ``recovery_api``, ``messaging_api``) bound here, so its signature and numpydoc
+live in one place: ``help(Multiswarm.status)`` shows them. Every reply is a msgspec Struct (records of
 :mod:`multiswarm.messages`, views of :mod:`multiswarm.api_types`), so
 ``msgspec.json.encode(await ms.status())`` is the HTTP body; every error a
 :class:`~multiswarm.errors.MultiswarmError`.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 
-from multiswarm import messaging_api, ops_api, recovery_api, tasks_api
+from multiswarm import messaging_api, ops_api, recovery_api, swarms_api, tasks_api
 from multiswarm.config import Settings, from_env
 from multiswarm.connection import Client, connect, verify
 from multiswarm.deployment import agree
@@ -104,19 +104,24 @@ class Multiswarm:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- swarms (tasks_api) ---------------------------------------------------------------------
-    create_swarm = tasks_api.create_swarm
-    list_swarms = tasks_api.list_swarms
-    get_swarm = tasks_api.get_swarm
-    pause_swarm = tasks_api.pause_swarm
-    resume_swarm = tasks_api.resume_swarm
-    scale_swarm = tasks_api.scale_swarm
+    # -- swarms (swarms_api) --------------------------------------------------------------------
+    create_swarm = swarms_api.create_swarm
+    list_swarms = swarms_api.list_swarms
+    get_swarm = swarms_api.get_swarm
+    pause_swarm = swarms_api.pause_swarm
+    resume_swarm = swarms_api.resume_swarm
+    scale_swarm = swarms_api.scale_swarm
+    complete_swarm = swarms_api.complete_swarm
+    fail_swarm = swarms_api.fail_swarm
+    delete_swarm = swarms_api.delete_swarm
+    resolve_swarm_id = swarms_api.resolve_swarm_id
 
     # -- tasks (tasks_api) ----------------------------------------------------------------------
     distribute_task = tasks_api.distribute_task
     submit_task = tasks_api.submit_task
     list_tasks = tasks_api.list_tasks
     get_task = tasks_api.get_task
+    resolve_task_id = tasks_api.resolve_task_id
     get_result = tasks_api.get_result
     cancel_task = tasks_api.cancel_task
     retry_tasks = tasks_api.retry_tasks

@@ -31,6 +31,8 @@ from multiswarm.tasks import TaskStore
 TASK_STATUSES: tuple[str, ...] = tuple(_keys.TASK_STATUSES)
 #: Task and swarm priorities, highest first.
 PRIORITIES: tuple[str, ...] = tuple(_messages.PRIORITIES)
+#: Swarm statuses (the registry state machine, ``scripts/lua/lib/03_swarms.lua``).
+SWARM_STATUSES: tuple[str, ...] = tuple(_keys.SWARM_STATUSES)
 #: Kinds of recovery source, in the order a plan tries them.
 RECOVERY_SOURCES: tuple[str, ...] = tuple(_state_codec.SOURCE_KINDS)
 #: Units of the standard resource pools (other pool types are unitless).
@@ -134,13 +136,15 @@ class SwarmStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """One worker in :class:`StatusReport`; ``beat_ms_ago``: age of its last heartbeat."""
+    """One worker in :class:`StatusReport`: ``running`` and ``tasks`` (ids) from the task
+    records, live; ``beat_ms_ago``: age of its last heartbeat."""
 
     id: str
     host: str
     pid: int
     swarms: list[str]
     running: int
+    tasks: list[str] = []
     beat_ms_ago: int
 
 
@@ -164,12 +168,18 @@ class HealthReport(msgspec.Struct, frozen=True):
 
 
 class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One swarm member as its worker last reported it.
+    """One swarm member: what it runs now (live), its health as its worker last reported it.
 
     Attributes
     ----------
     kind:
         ``python`` (agent process) or ``external`` (a supervised command).
+    state:
+        ``busy`` while it runs a task (from the task records), else as reported (``idle``,
+        ``failed``, ``retired``...).
+    tasks:
+        Ids of the tasks it runs, from the task records (see
+        :func:`multiswarm.ops_api.list_agents` for how a task is tied to its agent).
     health:
         ``healthy`` | ``degraded`` | ``unhealthy`` | ``dead``.
     stale:
@@ -183,6 +193,7 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     worker: str
     kind: str | None
     state: str | None
+    tasks: list[str] = []
     health: str
     failures: int
     restarts: int

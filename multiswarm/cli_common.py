@@ -1,7 +1,8 @@
 """What every CLI module shares: the global options, one facade call per command with typed
 errors turned into one-line messages, and the ``--json`` / text switch.
 
-The global options (``--redis-url``, ``--namespace``, ``--json``) are defined once, in
+The global options (``--redis-url``, ``--namespace``, ``--json``, ``--log-format``) are
+defined once, in
 :func:`global_options`, and given to the root and to every subcommand, so they are accepted
 before and after the subcommand (``multiswarm-cli --json tasks list`` and ``multiswarm-cli tasks
 list --json``); the value given last wins. Kept apart from ``cli.py`` so the command modules
@@ -11,10 +12,14 @@ never import it (it imports them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
@@ -27,8 +32,12 @@ from multiswarm import (
     Multiswarm,
     MultiswarmError,
     ScriptError,
+    node_api,
 )
 from multiswarm.config import Settings, from_env
+
+if TYPE_CHECKING:  # rich is imported when something is printed: startup stays quick
+    from rich.console import Console, RenderableType
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,8 +65,19 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _log_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    ctx.meta["multiswarm.log_format"] = value
+    level = ctx.meta.get("multiswarm.log_level")
+    if level is not None:  # given after the subcommand: the root configured logging already
+        node_api.configure_logging(level, value)
+    return value
+
+
 def global_options(root: bool = False) -> list[click.Option]:
-    """``--redis-url``, ``--namespace`` and ``--json``: full help on the root, short elsewhere."""
+    """``--redis-url``, ``--namespace``, ``--json`` and ``--log-format``: full help on the
+    root, short elsewhere."""
     more = " [see multiswarm-cli --help]"
     url_help = (
         "redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
@@ -76,6 +96,18 @@ def global_options(root: bool = False) -> list[click.Option]:
             **shared,
         ),
         click.Option(["--json"], is_flag=True, help="Print JSON instead of text.", **shared),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(node_api.LOG_FORMATS),
+            expose_value=False,
+            callback=_log_format,
+            is_eager=True,
+            help="Log lines as text, or as JSON objects (ts, level, logger, message, pid, "
+            "extras); processes started by up and demo inherit it [default: "
+            "$MULTISWARM_LOG_FORMAT, else text]"
+            if root
+            else "text or json" + more,
+        ),
     ]
 
 
@@ -93,6 +125,19 @@ def option(name: str, default: Any, help: str = "", **kw: Any) -> Callable[[F], 
     return click.option(name, default=default, show_default=True, help=help, **kw)
 
 
+def configure_logging(ctx: click.Context, verbose: int) -> None:
+    """The root's logging: WARNING, INFO with ``-v``, DEBUG with ``-vv``; text or JSON lines
+    (``--log-format``, else ``$MULTISWARM_LOG_FORMAT``). A ``--log-format`` given after the
+    subcommand configures it again when it is parsed."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    ctx.meta["multiswarm.log_level"] = level
+    fmt = ctx.meta.get("multiswarm.log_format") or os.environ.get("MULTISWARM_LOG_FORMAT") or "text"
+    try:
+        node_api.configure_logging(level, fmt)
+    except ValueError as e:
+        raise usage_failure(f"MULTISWARM_LOG_FORMAT: {e}") from e
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """Settings from the global options and the environment, built once per invocation."""
     cached: Settings | None = ctx.meta.get("multiswarm.settings")
@@ -101,6 +146,7 @@ def settings_of(ctx: click.Context) -> Settings:
             cached = from_env(
                 redis_url=ctx.meta.get("multiswarm.redis_url"),
                 namespace=ctx.meta.get("multiswarm.namespace"),
+                log_format=ctx.meta.get("multiswarm.log_format"),
             )
         except MultiswarmError as e:  # a malformed URL or variable: bad input
             raise usage_failure(describe(e)) from e
@@ -159,17 +205,113 @@ def emit(ctx: click.Context, data: Any, text: Callable[[], None] | str) -> None:
         text()
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> None:
-    """A rich table; the first column names the row and is never cut."""
+#: Width of the text output when it is not a terminal (a pipe, a file): wide enough that no
+#: table is cut, ids above all (rich would assume 80 columns).
+PIPE_WIDTH = 1000
+
+
+def console() -> Console:
+    """A rich console on stdout: the terminal's width, or :data:`PIPE_WIDTH` when piped."""
     from rich.console import Console
+
+    out = click.get_text_stream("stdout")
+    return Console(file=out, width=None if out.isatty() else PIPE_WIDTH, highlight=False)
+
+
+def make_table(
+    columns: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""
+) -> RenderableType:
+    """A rich table; the first column names the row and is never cut (ids)."""
     from rich.table import Table
 
     t = Table(title=title or None)
     for i, column in enumerate(columns):
-        t.add_column(column, no_wrap=i == 0)
+        t.add_column(column, no_wrap=i == 0, overflow="fold")
     for r in rows:
         t.add_row(*(str(v) for v in r))
-    Console().print(t)
+    return t
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> None:
+    """Print :func:`make_table`."""
+    console().print(make_table(columns, rows, title))
+
+
+def show(parts: Sequence[RenderableType | str]) -> None:
+    """Print lines (as plain text: no rich markup) and tables."""
+    from rich.text import Text
+
+    out = console()
+    for p in parts:
+        out.print(Text(p) if isinstance(p, str) else p)
+
+
+Render = Callable[[Multiswarm], Awaitable[tuple[Any, Sequence["RenderableType | str"]]]]
+
+
+def report(ctx: click.Context, render: Render, watch_s: float | None = None) -> None:
+    """Print what ``render`` returns (data for ``--json``, parts for text) once; or, with
+    ``watch_s``, again every ``watch_s`` seconds until Ctrl-C or SIGTERM, which exit 0.
+
+    Watching redraws the text in place (rich ``Live``); with ``--json`` it prints one compact
+    JSON document per refresh (JSON lines), for ``jq`` and log shippers.
+    """
+    if watch_s is None:
+        data, parts = call(ctx, render)
+        emit(ctx, data, lambda: show(parts))
+        return
+    call(ctx, lambda ms: _watch(ctx, ms, render, watch_s))
+
+
+async def _watch(ctx: click.Context, ms: Multiswarm, render: Render, every_s: float) -> None:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    live: Live | None = None
+    try:
+        while not stop.is_set():
+            data, parts = await render(ms)
+            if as_json(ctx):
+                builtins = msgspec.to_builtins(data)
+                click.echo(json.dumps(builtins, sort_keys=True, default=str))
+            else:
+                view = Group(*(Text(p) if isinstance(p, str) else p for p in parts))
+                out = console()
+                if not out.is_terminal:  # nothing to redraw in place: one view after another
+                    out.print(view)
+                    out.file.flush()
+                elif live is None:
+                    live = Live(view, console=out, auto_refresh=False)
+                    live.start()
+                if live is not None:
+                    live.update(view, refresh=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+    finally:
+        if live is not None:
+            live.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def watch_option(f: F) -> F:
+    """``--watch SECONDS``: refresh until Ctrl-C (see :func:`report`)."""
+    return click.option(
+        "--watch",
+        "watch_s",
+        type=click.FloatRange(min=0.1),
+        default=None,
+        is_flag=False,
+        flag_value=2.0,
+        metavar="[SECONDS]",
+        help="Refresh every SECONDS (2 when not given) until Ctrl-C; with --json one JSON "
+        "document per line per refresh.",
+    )(f)
 
 
 def ago(ms: int | None) -> str:

@@ -57,7 +57,12 @@ def messages() -> None:
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Exit after this many messages."
 )
-@click.option("--timeout-s", type=float, default=None, help="Exit after this many seconds.")
+@click.option(
+    "--timeout-s",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Exit after this many seconds.",
+)
 @click.pass_context
 def tail(
     ctx: click.Context, channel: str, since: str | None, count: int | None, timeout_s: float | None
@@ -102,7 +107,7 @@ def tail(
 )
 @click.option(
     "--timeout-s",
-    type=float,
+    type=click.FloatRange(0, min_open=True),
     default=30.0,
     show_default=True,
     help="With --request: how long to wait for the response.",

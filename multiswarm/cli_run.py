@@ -49,6 +49,8 @@ def _lease_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 #: A duration in seconds, not negative.
 _S = click.FloatRange(0)
+#: A time limit in seconds, above zero.
+_POSITIVE_S = click.FloatRange(0, min_open=True)
 _allow_handlers = click.option(
     "--allow-handlers",
     multiple=True,
@@ -117,7 +119,10 @@ def run_state_cmd(ctx: click.Context) -> None:
 @click.option("--id", "worker_id", default=None, help="Worker id [default: host-pid-rand].")
 @_allow_handlers
 @option(
-    "--grace-s", 10.0, "On SIGTERM, how long in-flight tasks may finish before being handed back."
+    "--grace-s",
+    10.0,
+    "On SIGTERM, how long in-flight tasks may finish before being handed back.",
+    type=_S,
 )
 @option(
     "--agent-strategy",
@@ -304,7 +309,7 @@ def up(
     "--kill-worker", is_flag=True, help="SIGKILL a worker mid-run and start a replacement."
 )
 @option("--group-size", 50, "Files merged by one reduce task.", type=click.IntRange(1, 10_000))
-@option("--timeout-s", 900.0)
+@option("--timeout-s", 900.0, "Give up (and fail) after this many seconds.", type=_POSITIVE_S)
 @click.option(
     "--keep-logs", is_flag=True, help="Keep the roles' log files (a failed run always keeps them)."
 )

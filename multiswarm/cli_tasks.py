@@ -1,16 +1,21 @@
-"""``multiswarm-cli tasks``: submit, inspect, cancel, retry and purge tasks, over the facade."""
+"""``multiswarm-cli tasks``: submit, cancel, retry and purge tasks, over the facade (``list``
+and ``show`` are in :mod:`multiswarm.cli_tasks_view`).
+
+A task id may be given as a unique prefix of it (``tasks cancel 3f2a``), as ``tasks list``
+prints ids in full.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+import sys
 from typing import Any
 
 import click
 
-from multiswarm import Multiswarm, Task
-from multiswarm.api_types import PRIORITIES, TASK_STATUSES, TaskOptions
-from multiswarm.cli_common import call, emit, seconds, table, usage_failure
+from multiswarm import Multiswarm
+from multiswarm.api_types import PRIORITIES, TaskOptions
+from multiswarm.cli_common import call, emit, usage_failure
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -19,122 +24,128 @@ def tasks() -> None:
     """Submit, inspect, cancel, retry and purge tasks."""
 
 
-def task_dict(t: Task, now_ms: int) -> dict[str, Any]:
-    """A task as ``tasks list|show --json`` print it: names instead of stored codes, the lease
-    time left while running."""
-    return {
-        "id": t.id,
-        "name": t.name,
-        "handler": t.handler,
-        "status": t.status,
-        "capabilities": t.capabilities,
-        "priority": t.priority,
-        "swarm": t.swarm,
-        "worker": t.worker,
-        "attempts": t.attempts,
-        "max_attempts": t.max_attempts,
-        "depends_on": t.dependencies,
-        "waiting_on": t.deps_left,
-        "lease_ms_left": max(0, t.lease_until - now_ms) if t.status == "running" else None,
-        "reason": t.reason,
-        "error": t.error,
-    }
+def read_payload(text: str) -> Any:
+    """The ``--payload`` value: JSON given inline, ``@FILE`` (JSON read from FILE) or ``-``
+    (JSON read from stdin).
+
+    Raises
+    ------
+    click.ClickException
+        Exit 2, one line naming ``--payload``: unreadable file, not JSON.
+    """
+    source = "stdin" if text == "-" else text[1:] if text.startswith("@") else ""
+    try:
+        if text == "-":
+            text = sys.stdin.read()
+        elif source:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise usage_failure(f"--payload: cannot read {source}: {e}") from e
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        where = f" (read from {source})" if source else ""
+        raise usage_failure(f"--payload is not JSON{where}: {e}") from e
+
+
+_ms = click.IntRange(min=1)
 
 
 @tasks.command("submit")
 @click.argument("handler")
-@click.option("--id", "task_id", default=None)
-@click.option("--payload", default="null", help="JSON payload [default: null].")
+@click.option("--id", "task_id", default=None, help="Task id [default: a random hex id].")
+@click.option(
+    "--payload",
+    default="null",
+    metavar="JSON|@FILE|-",
+    help="JSON payload inline, from FILE (@FILE) or from stdin (-); at most 1 MiB once "
+    "encoded [default: null].",
+)
 @click.option("--cap", "caps", multiple=True, help="Required capability (repeatable).")
 @click.option("--priority", type=click.Choice(list(PRIORITIES)), default="normal")
-@click.option("--after", "deps", multiple=True, help="Task id this one depends on (repeatable).")
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--after",
+    "deps",
+    multiple=True,
+    help="Task id (or unique prefix) this one depends on (repeatable).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Executions before the task ends dead.",
+)
+@click.option(
+    "--lease-ms",
+    type=_ms,
+    default=None,
+    help="Visibility timeout: a running task whose worker stops renewing is handed back after "
+    "it (at least 1000) [default: the deployment's task lease].",
+)
+@click.option(
+    "--timeout-ms", type=_ms, default=300_000, show_default=True, help="Longest execution."
+)
+@click.option(
+    "--backoff-ms",
+    type=click.IntRange(min=0),
+    default=1_000,
+    show_default=True,
+    help="Retry delay, doubled per attempt.",
+)
+@click.option(
+    "--backoff-max-ms", type=_ms, default=60_000, show_default=True, help="Longest retry delay."
+)
+@click.option(
+    "--result-ttl-ms",
+    type=_ms,
+    default=None,
+    help="How long the finished task and its result are kept [default: the deployment's].",
+)
 @click.pass_context
 def tasks_submit(
     ctx: click.Context,
+    /,
     handler: str,
     task_id: str | None,
     payload: str,
     caps: tuple[str, ...],
     priority: str,
     deps: tuple[str, ...],
-    max_attempts: int,
+    **limits: int | None,
 ) -> None:
     """Submit one task running HANDLER (package.module:function)."""
-    try:
-        data = json.loads(payload)
-    except ValueError as e:
-        raise usage_failure(f"--payload is not JSON: {e}") from e
-    options = TaskOptions(
-        id=task_id,
-        capabilities=list(caps),
-        priority=priority,
-        depends_on=list(deps),
-        max_attempts=max_attempts,
-    )
-    receipt = call(ctx, lambda ms: ms.submit_task(handler, data, options))
+    data = read_payload(payload)
+
+    async def submit(ms: Multiswarm) -> Any:
+        options = TaskOptions(
+            id=task_id,
+            capabilities=list(caps),
+            priority=priority,
+            depends_on=[await ms.resolve_task_id(d) for d in deps],
+            **limits,  # type: ignore[arg-type]  # click gives each its declared type
+        )
+        return await ms.submit_task(handler, data, options)
+
+    receipt = call(ctx, submit)
     emit(ctx, receipt, f"{receipt.id} {receipt.status}")
 
 
-@tasks.command("show")
-@click.argument("task_id")
-@click.pass_context
-def tasks_show(ctx: click.Context, task_id: str) -> None:
-    """One task, with its result when completed."""
-
-    async def fetch(ms: Multiswarm) -> dict[str, Any]:
-        t = await ms.get_task(task_id)
-        d = task_dict(t, int(time.time() * 1000))
-        if t.status == "completed":
-            d["result"] = await ms.get_result(task_id)
-        return d
-
-    d = call(ctx, fetch)
-
-    def text() -> None:
-        for k, v in d.items():
-            click.echo(f"{k:>14}: {v}")
-
-    emit(ctx, d, text)
-
-
 @tasks.command("cancel")
-@click.argument("task_id")
+@click.argument("task_id", metavar="ID")
 @click.option("--reason", default="cancelled by operator", show_default=True)
 @click.pass_context
 def tasks_cancel(ctx: click.Context, task_id: str, reason: str) -> None:
-    """Cancel a task (its dependents end cancelled too)."""
-    out = call(ctx, lambda ms: ms.cancel_task(task_id, reason))
-    emit(ctx, {"id": task_id, "outcome": out}, f"{task_id} {out}")
+    """Cancel task ID (or unique prefix); a running handler is stopped, dependents end
+    cancelled too."""
 
+    async def cancel(ms: Multiswarm) -> tuple[str, str]:
+        tid = await ms.resolve_task_id(task_id)
+        return tid, await ms.cancel_task(tid, reason)
 
-@tasks.command("list")
-@click.option("--status", "status_", default=None, type=click.Choice(TASK_STATUSES))
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.pass_context
-def tasks_list(ctx: click.Context, status_: str | None, limit: int) -> None:
-    """Tasks, newest first: what is running where, with lease time left."""
-    now_ms = int(time.time() * 1000)
-    rows = [task_dict(t, now_ms) for t in call(ctx, lambda ms: ms.list_tasks(status_, limit))]
-    emit(
-        ctx,
-        rows,
-        lambda: table(
-            ["id", "status", "swarm", "worker", "attempts", "lease left", "reason"],
-            [
-                [
-                    r["id"],
-                    r["status"],
-                    r["swarm"],
-                    r["worker"],
-                    f"{r['attempts']}/{r['max_attempts']}",
-                    seconds(r["lease_ms_left"]),
-                    r["reason"] or r["error"][:60],
-                ]
-                for r in rows
-            ],
-        ),
-    )
+    tid, out = call(ctx, cancel)
+    emit(ctx, {"id": tid, "outcome": out}, f"{tid} {out}")
 
 
 @tasks.command("retry")
@@ -161,7 +172,12 @@ def tasks_retry(
     if all_ and status_ is None:
         raise usage_failure("--all needs --status")
     n = 1_000_000 if all_ else limit
-    out = call(ctx, lambda ms: ms.retry_tasks(task_ids, status=status_, limit=n))
+
+    async def retry(ms: Multiswarm) -> dict[str, str]:
+        ids = [await ms.resolve_task_id(t) for t in task_ids]
+        return await ms.retry_tasks(ids, status=status_, limit=n)
+
+    out = call(ctx, retry)
     retried = sum(1 for v in out.values() if v == "retried")
     emit(
         ctx,

@@ -14,6 +14,7 @@ import msgspec
 
 from multiswarm.errors import ConfigError
 from multiswarm.keys import check_id
+from multiswarm.logs import LOG_FORMATS
 from multiswarm.urls import redact
 
 #: How long a script's outcome is kept under its request id (must match ``REQUEST_TTL_MS`` in
@@ -96,6 +97,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_concurrency:
         ``MULTISWARM_AGENT_CONCURRENCY``: tasks one agent process of a worker runs at once (1);
         a worker's ``--concurrency`` replaces it.
+    log_format:
+        ``MULTISWARM_LOG_FORMAT``: ``text`` (default) or ``json`` (one JSON object per line,
+        :mod:`multiswarm.logs`); processes started by ``up`` and ``demo`` inherit it.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -119,6 +123,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
     agent_concurrency: int = 1
+    log_format: str = "text"
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -192,6 +197,11 @@ def validate(s: Settings) -> Settings:
             "MULTISWARM_WAIT_REPLICAS is not supported on Redis Cluster yet: use it with a "
             "single master and replicas (Sentinel)"
         )
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"log_format (MULTISWARM_LOG_FORMAT) must be one of {', '.join(LOG_FORMATS)}, "
+            f"not {s.log_format!r}"
+        )
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
     if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
@@ -245,6 +255,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE", DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
         ),
         agent_concurrency=_int(env, "MULTISWARM_AGENT_CONCURRENCY", 1),
+        log_format=env.get("MULTISWARM_LOG_FORMAT") or "text",
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

@@ -38,7 +38,8 @@ class ProcessGroup:
     settings:
         Passed to every child: the Redis URL through the environment (``MULTISWARM_REDIS_URL``),
         which only the same user can read, never on the command line, which ``ps`` shows every
-        local user; the namespace through ``--namespace``.
+        local user; the namespace through ``--namespace``; the log format
+        (``MULTISWARM_LOG_FORMAT``) and the deployment timings through the environment too.
     log_dir:
         Where each child's output goes (``<name>.log``); None to inherit this terminal.
     env:
@@ -75,6 +76,7 @@ class ProcessGroup:
         env["HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_timeout_ms)
         env["MULTISWARM_TASK_LEASE_MS"] = str(self.settings.task_lease_ms)
         env["MULTISWARM_LEASE_MS"] = str(self.settings.lease_ms)
+        env["MULTISWARM_LOG_FORMAT"] = self.settings.log_format
         env["PYTHONUNBUFFERED"] = "1"
         out: IO[bytes] | int | None = None
         log = None

@@ -16,6 +16,7 @@ from multiswarm.coordinator import STRATEGIES
 from multiswarm.demo import DemoOptions, print_report, run_demo
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
 from multiswarm.local_system import ensure_redis, start_system
+from multiswarm.logs import LOG_FORMATS, configure_logging
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
@@ -35,10 +36,12 @@ __all__ = [
     "COORDINATOR_STRATEGIES",
     "DEFAULT_ALLOWED_HANDLERS",
     "DEFAULT_API_PORT",
+    "LOG_FORMATS",
     "PLACEMENT_STRATEGIES",
     "DemoOptions",
     "RestartPolicy",
     "SwarmSpec",
+    "configure_logging",
     "coordinator_role",
     "ensure_redis",
     "parse_swarm",

@@ -26,7 +26,7 @@ from multiswarm.consensus import Consensus, VoteResult
 from multiswarm.coordinator import current_leader
 from multiswarm.deployment import DeploymentConfig, current, store_timings
 from multiswarm.errors import RedisUnavailable
-from multiswarm.messages import PRIORITY_NAMES, WorkerInfo
+from multiswarm.messages import PRIORITY_NAMES, Task, WorkerInfo
 from multiswarm.resources import PoolUsage, ResourcePools
 
 #: A member is stale when its worker has not reported for this long, in ms (DESIGN.md: 30 s).
@@ -35,6 +35,8 @@ AGENT_TIMEOUT_MS = 30_000
 HEALTH_NAMES = ("healthy", "degraded", "unhealthy", "dead")
 #: Longest wait of :func:`health` for Redis, in seconds: a health probe answers fast or fails.
 HEALTH_TIMEOUT_S = 2.0
+#: Most running task records :func:`status` and :func:`list_agents` read to say what runs where.
+RUNNING_READ = 10_000
 
 
 def _now_ms() -> int:
@@ -43,6 +45,33 @@ def _now_ms() -> int:
 
 def _beat_ms_ago(w: WorkerInfo, now_ms: int) -> int:
     return now_ms - (w.beat_ms or w.registered_ms)
+
+
+async def _running(host: Host) -> list[Task]:
+    """The running task records: live, where a worker's report is up to a heartbeat old."""
+    return await host.tasks.list("running", RUNNING_READ)
+
+
+def _by_agent(w: WorkerInfo, running: list[Task]) -> dict[str, list[str]]:
+    """Agent id -> ids of the tasks it runs, on worker ``w``.
+
+    A task record names its agent once the worker has recorded it; until then a task of a swarm
+    that has exactly one Python agent on ``w`` is that agent's (no other could run it), and one
+    of a swarm with several agents is not attributed.
+    """
+    agents_of: dict[str, list[str]] = {}
+    for agent_id, a in w.agent_states.items():
+        if a.get("kind", "python") == "python":
+            agents_of.setdefault(str(a.get("swarm")), []).append(agent_id)
+    out: dict[str, list[str]] = {}
+    for t in running:
+        if t.worker != w.id:
+            continue
+        candidates = agents_of.get(t.swarm, [])
+        agent = t.agent or (candidates[0] if len(candidates) == 1 else "")
+        if agent:
+            out.setdefault(agent, []).append(t.id)
+    return out
 
 
 # -- who leads, what runs ----------------------------------------------------------------------
@@ -82,8 +111,11 @@ async def list_workers(host: Host) -> list[WorkerInfo]:
 
 
 async def status(host: Host) -> StatusReport:
-    """Swarms (status, capacity, active tasks, paused), workers with their heartbeat age in ms,
-    the leader, task counts per status and the task counters.
+    """Swarms (status, capacity, active tasks, paused), workers with their heartbeat age in ms
+    and the tasks running on them, the leader, task counts per status and the task counters.
+
+    What runs where comes from the task records (live), not from the workers' last heartbeat
+    (up to one interval old).
 
     Raises
     ------
@@ -91,6 +123,7 @@ async def status(host: Host) -> StatusReport:
         Redis did not answer within ``settings.reconnect_timeout_s``.
     """
     now_ms = _now_ms()
+    running = await _running(host)
     return StatusReport(
         namespace=host.keys.ns,
         leader=await leader(host),
@@ -114,7 +147,8 @@ async def status(host: Host) -> StatusReport:
                 host=w.host,
                 pid=w.pid,
                 swarms=[x for x in w.swarms.split(",") if x],
-                running=w.running,
+                running=sum(1 for t in running if t.worker == w.id),
+                tasks=[t.id for t in running if t.worker == w.id],
                 beat_ms_ago=_beat_ms_ago(w, now_ms),
             )
             for w in await host.registry.workers()
@@ -125,22 +159,32 @@ async def status(host: Host) -> StatusReport:
 
 
 async def list_agents(host: Host, swarm_id: str | None = None) -> list[AgentInfo]:
-    """Every swarm member (Python agents and external processes) as its worker last reported
-    it, by worker then agent id; only ``swarm_id``'s when given."""
+    """Every swarm member (Python agents and external processes), by worker then agent id; only
+    ``swarm_id``'s when given.
+
+    Health, failures and restarts are as its worker last reported them (up to a heartbeat
+    old); the tasks it runs come from the task records (live), and a member running one is
+    ``busy`` whatever the report said.
+    """
     now_ms = _now_ms()
+    running = await _running(host)
     out = []
     for w in await host.registry.workers():
         age = _beat_ms_ago(w, now_ms)
+        tasks = _by_agent(w, running)
         for agent_id, a in sorted(w.agent_states.items()):
             if swarm_id and a.get("swarm") != swarm_id:
                 continue
+            mine = tasks.get(agent_id, [])
+            state = a.get("state")
             out.append(
                 AgentInfo(
                     agent=agent_id,
                     swarm=a.get("swarm"),
                     worker=w.id,
                     kind=a.get("kind"),
-                    state=a.get("state"),
+                    state="busy" if mine and state in ("idle", None) else state,
+                    tasks=mine,
                     health=HEALTH_NAMES[min(int(a.get("health", 0)), 3)],
                     failures=int(a.get("failures", 0)),
                     restarts=int(a.get("restarts", 0)),

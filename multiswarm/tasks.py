@@ -152,7 +152,11 @@ class TaskStore:
             for spec, payload in chunk:
                 data = pack(payload)
                 if len(data) > MAX_PAYLOAD_BYTES:
-                    raise BadRequest("BAD_REQUEST", f"payload of {spec.id} is {len(data)} bytes")
+                    raise BadRequest(
+                        "BAD_REQUEST",
+                        f"payload of {spec.id} is {len(data)} bytes encoded, above the limit "
+                        f"of {MAX_PAYLOAD_BYTES} (1 MiB): pass a reference (path, URL) instead",
+                    )
                 encoded.append((encode_json(spec), data))
             statuses = await ops.submit_tasks(self.scripts, self.keys, encoded)
             for (spec, _), status in zip(chunk, statuses):

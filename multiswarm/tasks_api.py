@@ -1,143 +1,50 @@
-"""Swarm and task methods of the :class:`~multiswarm.api.Multiswarm` facade.
+"""Task methods of the :class:`~multiswarm.api.Multiswarm` facade.
 
 Plain async functions over a :class:`~multiswarm.api_types.Host` (the facade binds each as a
 method, so ``ms.get_task(tid)`` is ``get_task(ms, tid)``); the work is done by
-:class:`~multiswarm.registry.SwarmRegistry` and :class:`~multiswarm.tasks.TaskStore`.
+:class:`~multiswarm.tasks.TaskStore` (swarm methods: :mod:`multiswarm.swarms_api`).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from multiswarm.api_types import Host, TaskOptions, TaskReceipt
 from multiswarm.errors import InvalidArgumentError, TaskFailed
-from multiswarm.messages import Swarm, Task
-from multiswarm.registry import swarm_spec
+from multiswarm.keys import check_id
+from multiswarm.messages import Task
 from multiswarm.tasks import task_spec
 
 #: Longest blocking read of :func:`wait_for` before the record is read again, in seconds: the
 #: safety net for tasks that end without a completion entry (dead, cancelled).
 SAFETY_NET_S = 1.0
+#: Most candidates an ambiguous id prefix error lists.
+CANDIDATES_SHOWN = 10
 
 
-# -- swarms ----------------------------------------------------------------------------------
-async def create_swarm(
-    host: Host,
-    swarm_id: str,
-    capabilities: Iterable[str] = (),
-    *,
-    priority: str = "normal",
-    agents: int = 4,
-    objective: str = "",
-) -> str:
-    """Register a swarm; it stays ``initializing`` until a worker hosts it.
-
-    Parameters
-    ----------
-    capabilities:
-        What its agents can do (task capabilities must be a subset).
-    priority:
-        ``high`` | ``normal`` | ``low``.
-    agents:
-        Agent processes per hosting worker.
-
-    Returns
-    -------
-    str
-        ``created``, or ``exists`` when the id is taken (nothing changed).
-
-    Raises
-    ------
-    InvalidIdError
-        Malformed or reserved id or capability.
-    CapacityExceeded
-        ``SWARM_MAX_COUNT`` live swarms already.
-    """
-    spec = swarm_spec(swarm_id, capabilities, priority=priority, agents=agents, objective=objective)
-    return await host.registry.register_swarm(spec)
-
-
-async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:
-    """Every swarm record (or those of one ``status``), by id.
+def pick_unique(what: str, prefix: str, candidates: Sequence[str]) -> str:
+    """The one candidate, or ``prefix`` itself when there is none (so the caller's next read
+    says NOT_FOUND).
 
     Raises
     ------
     InvalidArgumentError
-        ``status`` is not a swarm status.
+        More than one candidate; the message lists up to :data:`CANDIDATES_SHOWN` of them.
     """
-    return await host.registry.swarms(status)
-
-
-async def get_swarm(host: Host, swarm_id: str) -> Swarm:
-    """One swarm record.
-
-    Raises
-    ------
-    NotFound
-        No such swarm.
-    InvalidIdError
-        Malformed id.
-    """
-    return await host.registry.get(swarm_id)
-
-
-async def pause_swarm(host: Host, swarm_id: str) -> bool:
-    """Stop dispatch to the swarm and claims by its workers; running tasks finish, queued ones
-    wait. Announced as ``swarm.paused`` on ``<ns>:events``.
-
-    Returns
-    -------
-    bool
-        False when it was paused already (nothing changed).
-
-    Raises
-    ------
-    NotFound
-        No such swarm.
-    IllegalTransition
-        The swarm has finished.
-    """
-    return await host.registry.set_paused(swarm_id, True)
-
-
-async def resume_swarm(host: Host, swarm_id: str) -> bool:
-    """Undo :func:`pause_swarm` (announced as ``swarm.resumed``).
-
-    Returns
-    -------
-    bool
-        False when it was not paused (nothing changed).
-
-    Raises
-    ------
-    NotFound, IllegalTransition
-        As :func:`pause_swarm`.
-    """
-    return await host.registry.set_paused(swarm_id, False)
-
-
-async def scale_swarm(host: Host, swarm_id: str, target: int) -> tuple[int, int]:
-    """Scale to ``target`` members per hosting worker (growth 70 % Python agents / 30 % external
-    members, Python agents removed first, one of each kind kept).
-
-    Returns
-    -------
-    tuple of int
-        The new ``(python, external)`` split.
-
-    Raises
-    ------
-    NotFound, IllegalTransition
-        No such swarm; a finished one.
-    ValueError
-        ``target`` below one of each kind.
-    """
-    return await host.registry.scale(swarm_id, target)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return prefix
+    shown = sorted(candidates)[:CANDIDATES_SHOWN]
+    more = ", ..." if len(candidates) > len(shown) else ""
+    raise InvalidArgumentError(
+        f"{what} id prefix {prefix!r} is ambiguous: {', '.join(shown)}{more}; give more of it"
+    )
 
 
 # -- tasks -----------------------------------------------------------------------------------
@@ -253,6 +160,38 @@ async def get_task(host: Host, task_id: str) -> Task:
         The stored record is corrupt.
     """
     return await host.tasks.get(task_id)
+
+
+async def resolve_task_id(host: Host, id_or_prefix: str) -> str:
+    """The task id that ``id_or_prefix`` names: itself when such a task exists, else the one
+    task whose id starts with it, else it unchanged (the next call says NOT_FOUND).
+
+    Scans the task hash (``HSCAN MATCH``; ids hold no glob characters), so it costs a pass over
+    the kept tasks when the id is not exact: meant for operators, not for hot paths.
+
+    Raises
+    ------
+    InvalidArgumentError
+        More than one task id starts with it (the message lists some).
+    InvalidIdError
+        Malformed id.
+    """
+    prefix = check_id(id_or_prefix, "task id")
+    client, key = host.client, host.keys.tasks
+
+    async def scan() -> list[str]:
+        if await client.hexists(key, prefix):
+            return [prefix]
+        found: list[str] = []
+        cursor = 0
+        while True:
+            cursor, batch = await client.hscan(key, cursor, match=prefix + "*", count=1000)
+            found += [k.decode() if isinstance(k, bytes) else str(k) for k in batch]
+            # one more than shown is enough to say the list goes on
+            if not cursor or len(found) > CANDIDATES_SHOWN:
+                return found
+
+    return pick_unique("task", prefix, await host.scripts.read(scan))
 
 
 async def get_result(host: Host, task_id: str) -> Any:

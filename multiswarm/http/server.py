@@ -74,6 +74,9 @@ def serve_api(
             config = uvicorn.Config(
                 create_app(ms, tokens),
                 log_level="warning",
+                # uvicorn's own handlers would print text whatever --log-format says: its
+                # records go to the root logger the CLI configured instead
+                log_config=None,
                 access_log=False,
                 lifespan="off",
                 # a slow client must not hold a connection slot for long

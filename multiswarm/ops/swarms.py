@@ -31,6 +31,8 @@ ARCHIVE = Script(
     list[str],
     by_nature="forgets swarms archived before a cutoff; a repeat finds fewer",
 )
+#: a repeat after the swarm is gone would say NOT_FOUND: the request key replays "deleted"
+DELETE = Script("delete_swarm", str, request_id=True)
 
 
 def _swarm_keys(keys: Keys) -> list[str]:
@@ -127,3 +129,12 @@ async def archive_swarms(
 ) -> list[str]:
     """The ids forgotten."""
     return await ARCHIVE(scripts, [*_swarm_keys(keys), keys.archive], [retention_ms, limit])
+
+
+async def delete_swarm(scripts: ScriptRunner, keys: Keys, swarm_id: str) -> str:
+    """Forget a finished or interrupted swarm with nothing queued; the status it had.
+
+    Raises NotFound, IllegalTransition (not finished nor interrupted, or tasks queued)."""
+    return await DELETE(
+        scripts, [*_swarm_keys(keys), keys.archive, keys.queue(swarm_id)], [swarm_id]
+    )

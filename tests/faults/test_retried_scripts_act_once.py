@@ -22,6 +22,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect, ping
 from multiswarm.consensus import Consensus
 from multiswarm.keys import Keys
+from multiswarm.ops import swarms as ops_swarms
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import ResourcePools
@@ -120,6 +121,17 @@ async def test_submit(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy
     assert await TaskStore(lossy, KEYS).submit([(spec, 1)]) == {"t-once": "ready"}
     assert proxy.dropped == 1
     assert (await stats(direct))["submitted"] == 1
+
+
+async def test_delete_swarm(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
+    """The retry after a lost reply answers as the first run (the status the swarm had), not
+    NOT_FOUND for the swarm the first run deleted."""
+    await host(direct, KEYS, "w1", ("s1", []))
+    await SwarmRegistry(direct, KEYS).transition("s1", "completed")
+    lose_next_reply(proxy, lossy, "delete_swarm")
+    assert await ops_swarms.delete_swarm(lossy, KEYS, "s1") == "completed"
+    assert proxy.dropped == 1
+    assert await SwarmRegistry(direct, KEYS).swarm_ids() == []
 
 
 async def test_allocate_resource(

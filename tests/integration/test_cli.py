@@ -128,6 +128,10 @@ def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
         ["tasks", "list"],
         ["leader"],
         ["status"],
+        ["swarms"],
+        ["swarms", "delete"],
+        ["agents", "list"],
+        ["scale"],
     ],
 )
 def test_help(args: list[str]) -> None:

@@ -75,7 +75,7 @@ def test_the_installed_script_takes_them_on_either_side(
 
 def test_every_command_accepts_them_from_one_definition() -> None:
     names = {o.name for o in global_options()}
-    assert names == {"redis_url", "namespace", "json"}
+    assert names == {"redis_url", "namespace", "json", "log_format"}
 
     def walk(command: click.Command, path: str) -> list[str]:
         missing = [path] if not names <= {p.name for p in command.params} else []
