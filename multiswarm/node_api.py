@@ -24,7 +24,8 @@ from multiswarm.supervisor import Backoff
 COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
 #: How a worker places claimed tasks on a swarm's agents (``run worker --agent-strategy``).
 PLACEMENT_STRATEGIES: tuple[str, ...] = AGENT_STRATEGIES
-#: Import-path prefixes of the handlers a worker runs when given none.
+#: Import-path prefixes of the handlers a worker runs when given none (none: only registered
+#: handlers run, multiswarm.handlers).
 DEFAULT_ALLOWED_HANDLERS: tuple[str, ...] = DEFAULT_ALLOWED
 #: How a dead swarm member is restarted: ``RestartPolicy(base_s, attempts, cooldown_s,
 #: probation_s)``.

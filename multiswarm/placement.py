@@ -155,6 +155,13 @@ class SwarmAgents:
         (healthy or degraded): how many tasks to claim."""
         return sum(max(0, self.concurrency - n) for i, n in enumerate(self.load) if self.usable(i))
 
+    def place_claimed(self, claimed: Sequence[Any]) -> list[int]:
+        """:meth:`place` for claimed tasks, by their priority and required capabilities where
+        the claim reply carries them (``prio``, ``caps``); else in claim order (the queue's
+        priority order) with the swarm's capabilities."""
+        prios = [int(getattr(c, "prio", 1)) for c in claimed]
+        return self.place(prios, [str(getattr(c, "caps", "")) for c in claimed])
+
     def place(self, priorities: Sequence[int], capabilities: Sequence[str] = ()) -> list[int]:
         """Agent index (within the swarm) per task of a claimed batch, ``-1`` where none can
         take it, by the scheduling kernel over the agents' real state.

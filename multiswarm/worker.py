@@ -22,22 +22,25 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
+from multiswarm.agents import DEFAULT_ALLOWED, DEFAULT_IMPORTS, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.errors import (
+    HandlerError,
     InvalidArgumentError,
     MultiswarmError,
     NotFound,
     WorkerFailed,
     WorkerUnknown,
 )
+from multiswarm.handlers import import_handlers
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import AGENT_STRATEGIES, POOL_BYTES, NodeMemory, SwarmAgents, warm_up
@@ -63,7 +66,11 @@ class Worker(WorkerLiveness):
     worker_id:
         Unique id (default host-pid-random).
     allowed_handlers:
-        Import-path prefixes of handlers this worker may run.
+        Import-path prefixes of handlers this worker may run besides the registered ones
+        (opt-in; by default none).
+    imports:
+        Modules to import, whose ``@multiswarm.handler`` functions this worker runs, besides
+        :data:`~multiswarm.handlers.DEFAULT_IMPORTS` (the package's own).
     grace_s:
         On shutdown, how long in-flight tasks may still finish before they are handed back.
     agent_strategy:
@@ -84,6 +91,8 @@ class Worker(WorkerLiveness):
 
     Raises
     ------
+    HandlerError
+        A module of ``imports`` cannot be imported, or a prefix holds a comma.
     WorkerFailed
         From :meth:`run`, after a clean leave, when one of its loops raised.
     """
@@ -102,11 +111,17 @@ class Worker(WorkerLiveness):
         backoff: Backoff | None = None,
         check_s: float = 1.0,
         concurrency: int | None = None,
+        imports: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.allowed = tuple(allowed_handlers)
+        if any("," in p for p in self.allowed):
+            raise HandlerError(f"a handler prefix holds a comma: {list(self.allowed)}")
+        self.imports = tuple(dict.fromkeys([*DEFAULT_IMPORTS, *imports]))
+        #: registered handler names: with the prefixes, what this worker advertises it can run
+        self.handler_names = import_handlers(self.imports)
         self.grace_s = grace_s
         self.client = connect(settings)
         self.keys = Keys(settings.namespace)
@@ -133,6 +148,8 @@ class Worker(WorkerLiveness):
                 s,
                 external=1 if s.id in self.external_commands else s.external,
                 capacity=max(s.capacity, 2 * s.max_agents * self.concurrency),
+                handlers=",".join(self.handler_names),
+                prefixes=",".join(self.allowed),
             )
             for s in self.specs
         ]
@@ -239,7 +256,7 @@ class Worker(WorkerLiveness):
     async def _start(self) -> None:
         for spec in self.specs:
             agents = [
-                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency)
+                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency, self.imports)
                 for i in range(spec.max_agents)
             ]
             self.placement[spec.id] = SwarmAgents(
@@ -279,7 +296,7 @@ class Worker(WorkerLiveness):
                     await asyncio.sleep(0.5)
                     continue
             unplaced: dict[str, str] = {}
-            for c, pick in zip(claimed, _place(swarm, claimed) if claimed else []):
+            for c, pick in zip(claimed, swarm.place_claimed(claimed) if claimed else []):
                 if pick < 0:
                     unplaced[c.id] = c.token
                     continue
@@ -329,12 +346,22 @@ class Worker(WorkerLiveness):
                 await self.tasks.release({c.id: c.token})
                 return
             self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
+            started = time.monotonic()
             try:
                 kind, data = await agent.run(
                     c.id, c.attempts, c.handler, c.payload, deps, c.timeout_ms / 1000
                 )
             finally:
                 self._handlers.pop(c.id, None)
+            _log_run(c, swarm_id, agent.agent_id, kind, time.monotonic() - started)
+            if kind == "refused":
+                # the swarm's advert said it could run it (stale, or another host wrote it):
+                # advertise ours again, then hand the task back uncounted, so the leader routes
+                # it to a swarm that can run it (or parks it, saying why) instead of here again
+                log.warning("task %s handed back: %s", c.id, data)
+                await self.register()
+                await self.tasks.release({c.id: c.token})
+                return
             if kind in ("lost", "stopped"):
                 # its agent was killed to stop another of its tasks (or it was stopped without
                 # being cancelled here): not its fault, so hand it back, the attempt uncounted
@@ -406,10 +433,10 @@ class Worker(WorkerLiveness):
                     log.warning("could not scale %s: %s", env.target, e)
 
 
-def _place(swarm: SwarmAgents, claimed: list[Claimed]) -> list[int]:
-    """Agent per claimed task by priority and required capabilities, where the claim reply
-    carries them (``prio``, ``caps`` of the task record); else in claim order (the queue's
-    priority order) with the swarm's capabilities."""
-    prios = [int(getattr(c, "prio", 1)) for c in claimed]
-    caps = [str(getattr(c, "caps", "")) for c in claimed]
-    return swarm.place(prios, caps)
+def _log_run(c: Claimed, swarm_id: str, agent_id: str, kind: str, run_s: float) -> None:
+    """The one INFO line per finished run of a task (what ran where, how long, how it ended)."""
+    outcome = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
+    log.info(
+        "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
+        *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, outcome.get(kind, kind)),
+    )
