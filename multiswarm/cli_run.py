@@ -207,7 +207,8 @@ def run_worker_cmd(
                 cooldown_s=restart_cooldown_s,
                 probation_s=probation_s,
             ),
-        )
+        ),
+        grace_s=grace_s,
     )
 
 

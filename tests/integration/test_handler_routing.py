@@ -5,6 +5,7 @@ that one, none is burnt on the other, and a task no swarm can run waits saying w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from multiswarm.config import Settings
@@ -21,7 +22,9 @@ IMPORT = ["--import", "tests.handlers.registered"]
 
 
 def _group(settings: Settings, tmp_path: Path) -> ProcessGroup:
-    group = ProcessGroup(settings.replace(heartbeat_timeout_ms=1500, lease_ms=2000), tmp_path)
+    group = ProcessGroup(
+        settings.replace(heartbeat_timeout_ms=1500, lease_ms=2000), tmp_path, verbose=True
+    )
     group.spawn("registry", ["registry"])
     group.spawn("coordinator", ["coordinator", "--id", "coord", "--strategy", "least_loaded"])
     return group
@@ -54,6 +57,13 @@ async def test_tasks_go_only_to_the_swarm_whose_worker_registers_their_handler(
         assert await store.result("named") == "renamed"
         # the package's own handlers are registered on every worker
         assert (await store.get("own")).status == "completed"
+        # one INFO line per finished run: what ran where, which attempt, how long, how it ended
+        log = (tmp_path / "w1.log").read_text()
+        line = re.search(r"task t3 handler=(\S+) swarm=(\S+) agent=(\S+) attempt=1 run=\S+s "
+                         r"outcome=(\S+)", log)  # fmt: skip
+        assert line is not None, log[-2000:]
+        assert line.groups() == (WHERE, "sa", line.group(3), "completed")
+        assert line.group(3).startswith("sa.a")
     finally:
         await store.client.aclose()
         group.stop_all()
