@@ -9,7 +9,8 @@ registry.
 
 Each periodic duty is its own loop, so none delays another: heartbeats, lease renewals, progress
 (state saving and reconciling members), supervision of members, the notification listener and
-one claim loop per swarm. A loop that raises anything it does not handle stops the whole worker:
+one claim loop per swarm (woken by assignments and finished runs; one safety net per worker
+looks at all its queues every 2 s). A loop that raises anything it does not handle stops the whole worker:
 it hands back its tasks, leaves the registry and fails with :class:`~multiswarm.errors.WorkerFailed`
 naming the loop, rather than living on as a zombie that beats but claims or renews nothing.
 """
@@ -231,6 +232,7 @@ class Worker(WorkerLiveness):
             "progress loop": self._progress(drained),
             "supervision loop": self._supervise(drained),
             "listen loop": self._listen(),
+            "claim safety net": self._claim_safety_net(stop),
         }
         tasks = []
         for name, coro in loops.items():
@@ -281,10 +283,10 @@ class Worker(WorkerLiveness):
         wake = self.wake[swarm_id]
         swarm = self.placement[swarm_id]
         while not stop.is_set():
+            wake.clear()  # before looking: a wake-up from now on means look again
             free = swarm.placeable()
             claimed: list[Claimed] = []
             if free:
-                wake.clear()
                 try:
                     claimed = await self.tasks.claim(swarm_id, self.id, free)
                 except WorkerUnknown:
@@ -312,8 +314,9 @@ class Worker(WorkerLiveness):
                         "could not hand back %s (their leases will expire): %s", list(unplaced), e
                     )
             if not claimed:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=0.5)
+                # woken by an assignment, a finished run, or the worker's one safety net; on
+                # stop, shutdown cancels this loop
+                await wake.wait()
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         swarm = self.placement[swarm_id]

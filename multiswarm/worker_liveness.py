@@ -31,6 +31,11 @@ from multiswarm.worker_members import WorkerMembers
 
 log = logging.getLogger("multiswarm.worker")
 
+#: How often a worker looks whether any of its swarms' queues holds tasks its claim loops were
+#: not told about (a lost notification), in seconds: one command per worker, whatever its
+#: swarms; assignments and completions wake the claim loops at once.
+CLAIM_SAFETY_S = 2.0
+
 
 class HeldTask:
     """A claimed task this worker runs, and when its lease was last renewed (monotonic s)."""
@@ -61,6 +66,7 @@ class WorkerLiveness(WorkerMembers):
     _failure: tuple[str, BaseException] | None
     grace_s: float
     client: Redis
+    wake: dict[str, asyncio.Event]
 
     def stop_task(self, task_id: str) -> bool:
         """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
@@ -135,6 +141,21 @@ class WorkerLiveness(WorkerMembers):
             if not alive:
                 await self._rejoin()
             await _wait(stop, period - (time.monotonic() - started))
+
+    async def _claim_safety_net(self, stop: asyncio.Event) -> None:
+        """Wake every claim loop when some hosted swarm's queue holds tasks (one ``EXISTS``
+        over all queues: an empty queue is no key), every :data:`CLAIM_SAFETY_S`."""
+        queues = [self.keys.queue(sid) for sid in self.wake]
+        while not stop.is_set():
+            await _wait(stop, CLAIM_SAFETY_S)
+            try:
+                queued = await self.tasks.scripts.read(lambda: self.client.exists(*queues))
+            except MultiswarmError as e:
+                log.warning("could not look at the queues: %s", e)
+                continue
+            if queued:
+                for wake in self.wake.values():
+                    wake.set()
 
     async def _progress(self, stop: asyncio.Event) -> None:
         """Save this worker's progress into each swarm's state and reconcile its members with
