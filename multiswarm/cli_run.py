@@ -159,6 +159,14 @@ def run_state_cmd(ctx: click.Context) -> None:
     "A restarted member must stay up this long for the restart to count.",
     type=_S,
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this worker's histograms (run time, queue wait, claim batch) on /metrics "
+    "(0: a free port, printed at start).",
+)
+@option("--metrics-host", "127.0.0.1", "Address of --metrics-port.")
 @click.pass_context
 def run_worker_cmd(
     ctx: click.Context,
@@ -175,6 +183,8 @@ def run_worker_cmd(
     concurrency: int | None,
     restart_cooldown_s: float,
     probation_s: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Host swarms; their agents claim and run tasks.
 
@@ -189,6 +199,10 @@ def run_worker_cmd(
         raise click.BadParameter(
             "expected SWARM=COMMAND for a swarm given with --swarm", param_hint="--external"
         )
+    metrics = None
+    if metrics_port is not None:
+        metrics = node.WorkerMetrics()
+        click.echo(f"worker metrics: {metrics.serve(metrics_port, metrics_host)}")
     node.serve(
         node.worker_role(
             settings_of(ctx),
@@ -207,6 +221,7 @@ def run_worker_cmd(
                 cooldown_s=restart_cooldown_s,
                 probation_s=probation_s,
             ),
+            metrics=metrics,
         ),
         grace_s=grace_s,
     )

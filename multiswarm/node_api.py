@@ -19,6 +19,7 @@ from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
 from multiswarm.supervisor import Backoff
+from multiswarm.worker_metrics import WorkerMetrics
 
 #: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
 COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
@@ -39,6 +40,7 @@ __all__ = [
     "DemoOptions",
     "RestartPolicy",
     "SwarmSpec",
+    "WorkerMetrics",
     "coordinator_role",
     "ensure_redis",
     "parse_swarm",

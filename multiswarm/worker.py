@@ -50,7 +50,8 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
-from multiswarm.worker_liveness import HeldTask, WorkerLiveness
+from multiswarm.worker_liveness import HeldTask, WorkerLiveness, log_run
+from multiswarm.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Worker(WorkerLiveness):
         Restart policy of dead or unhealthy members (5 s doubling, 3 attempts, 60 s cooldown).
     check_s:
         How often members' processes are checked.
+    metrics:
+        This worker's histograms (:mod:`multiswarm.worker_metrics`; default: not collected).
     concurrency:
         Tasks each agent process runs at once (default ``settings.agent_concurrency``,
         ``MULTISWARM_AGENT_CONCURRENCY``, 1). Each hosted swarm's capacity (tasks assigned to
@@ -113,6 +116,7 @@ class Worker(WorkerLiveness):
         check_s: float = 1.0,
         concurrency: int | None = None,
         imports: Sequence[str] = (),
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
@@ -157,6 +161,7 @@ class Worker(WorkerLiveness):
         self.external: dict[str, list[ExternalMember]] = {}
         self.backoff = backoff or Backoff()
         self.check_s = check_s
+        self.metrics = metrics or WorkerMetrics(enabled=False)  # run worker --metrics-port
         self._recovering: set[str] = set()
         self._gave_up: set[str] = set()
         self._alerted: set[str] = set()
@@ -289,6 +294,7 @@ class Worker(WorkerLiveness):
             if free:
                 try:
                     claimed = await self.tasks.claim(swarm_id, self.id, free)
+                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
                 except WorkerUnknown:
                     await self._rejoin()
                     await asyncio.sleep(0.1)
@@ -356,7 +362,8 @@ class Worker(WorkerLiveness):
                 )
             finally:
                 self._handlers.pop(c.id, None)
-            _log_run(c, swarm_id, agent.agent_id, kind, time.monotonic() - started)
+            self.metrics.ran(swarm_id, kind, time.monotonic() - started)
+            log_run(c, swarm_id, agent.agent_id, kind, time.monotonic() - started)
             if kind == "refused":
                 # the swarm's advert said it could run it (stale, or another host wrote it):
                 # advertise ours again, then hand the task back uncounted, so the leader routes
@@ -434,12 +441,3 @@ class Worker(WorkerLiveness):
                     await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
                 except MultiswarmError as e:
                     log.warning("could not scale %s: %s", env.target, e)
-
-
-def _log_run(c: Claimed, swarm_id: str, agent_id: str, kind: str, run_s: float) -> None:
-    """The one INFO line per finished run of a task (what ran where, how long, how it ended)."""
-    outcome = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
-    log.info(
-        "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
-        *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, outcome.get(kind, kind)),
-    )

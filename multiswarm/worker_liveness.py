@@ -298,3 +298,12 @@ async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
     for t in pending:
         log.warning("%s did not stop within %.0f s of being cancelled", t.get_name(), wait_s)
         t.cancel()
+
+
+def log_run(c: Claimed, swarm_id: str, agent_id: str, kind: str, run_s: float) -> None:
+    """The one INFO line per finished run of a task (what ran where, how long, how it ended)."""
+    outcome = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
+    log.info(
+        "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
+        *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, outcome.get(kind, kind)),
+    )
