@@ -32,8 +32,7 @@ from _results import machine, update_section  # benchmarks/_results.py
 
 from multiswarm.agents import AgentProcess
 from multiswarm.messages import pack, unpack
-from multiswarm.placement import NodeMemory
-from multiswarm.worker import _inputs
+from multiswarm.placement import NodeMemory, agent_inputs
 
 HANDLER = "payload_tasks:size"
 
@@ -47,7 +46,9 @@ async def run_pass(
         alloc = memory.admit(0, [payload])
         assert alloc is not None
         try:
-            sent: Any = _inputs(memory, alloc, len(payload), payload, {})[0] if shared else payload
+            sent: Any = (
+                agent_inputs(memory, alloc, len(payload), payload, {})[0] if shared else payload
+            )
             kind, data = await agent.run(f"t{i}", 1, HANDLER, sent, {}, 60.0)
             assert kind == "ok" and unpack(data) > 0, (kind, data)
         finally:

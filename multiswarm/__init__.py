@@ -39,6 +39,7 @@ from multiswarm.errors import (
     CoordinationError,
     CorruptState,
     HandlerError,
+    HandlerNotRegistered,
     IllegalTransition,
     InvalidArgumentError,
     InvalidIdError,
@@ -62,6 +63,7 @@ from multiswarm.errors import (
     UnknownDependency,
     VersionConflict,
 )
+from multiswarm.handlers import handler
 from multiswarm.messages import Envelope, Swarm, Task, WorkerInfo
 from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
 from multiswarm.resources import PoolUsage
@@ -86,6 +88,7 @@ __all__ = [
     "DeploymentConfig",
     "Envelope",
     "HandlerError",
+    "HandlerNotRegistered",
     "HealthReport",
     "IllegalTransition",
     "InvalidArgumentError",
@@ -132,4 +135,5 @@ __all__ = [
     "VoteResult",
     "WorkerInfo",
     "WorkerStatus",
+    "handler",
 ]

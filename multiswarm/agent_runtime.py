@@ -7,7 +7,8 @@ The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples:
   worker's shared-memory region pool, read there without a copy through the pipe),
   ``("stop", task_id)`` (concurrent agents only) and ``None`` (exit once idle);
 * agent -> worker: ``(task_id, kind, data)`` with ``kind`` one of ``ok`` (data: the packed
-  result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why) and ``stopped``.
+  result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why), ``refused``
+  (the handler is not registered here; data: why) and ``stopped``.
 
 An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
 signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
@@ -38,11 +39,13 @@ from typing import Any, cast
 
 import msgspec
 
-from multiswarm.errors import HandlerError, MessageDecodeError
+from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
+from multiswarm.handlers import import_handlers, registered
 from multiswarm.messages import pack, unpack
 
-#: Handlers importable by default: the package's own (the demo's, the no-op benchmark's).
-DEFAULT_ALLOWED = ("multiswarm.",)
+#: Import-path prefixes allowed by default: none, only registered handlers run
+#: (:mod:`multiswarm.handlers`); ``--allow-handlers PREFIX`` opts in to a prefix.
+DEFAULT_ALLOWED: tuple[str, ...] = ()
 #: Signal that asks an agent of concurrency 1 to stop the handler it runs (TaskStopped in it).
 STOP_SIGNAL = signal.SIGUSR1
 #: Replies up to this size are written from the event loop's thread; larger ones from a thread,
@@ -73,18 +76,29 @@ class TaskContext(msgspec.Struct, frozen=True):
 
 
 def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
-    """Import ``package.module:function`` if it is under an allowed prefix.
+    """The handler a task names: registered in this process (:func:`multiswarm.handler`), else
+    imported from ``package.module:function`` if it is under an allowed prefix.
 
     Raises
     ------
+    HandlerNotRegistered
+        Neither registered nor under an allowed prefix: this worker refuses to run it.
     HandlerError
-        Malformed path, prefix not allowed, module or attribute missing, not callable.
+        Malformed path, module or attribute missing under an allowed prefix, not callable.
     """
+    fn = registered(path)
+    if fn is not None:
+        return fn
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise HandlerError(f"handler {path!r} is not 'package.module:function'")
     if not any(path.startswith(p) for p in allowed):
-        raise HandlerError(f"handler {path!r} is not under an allowed prefix {list(allowed)}")
+        hint = f" nor under an allowed prefix {list(allowed)}" if allowed else ""
+        raise HandlerNotRegistered(
+            f"handler {path!r} is not registered{hint}: decorate {attr} with "
+            f"@multiswarm.handler in {module_name} and start the worker with "
+            f"--import {module_name} (or allow its prefix with --allow-handlers)"
+        )
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
@@ -140,14 +154,23 @@ class _Handlers:
 
 
 def _failure(e: BaseException) -> tuple[str, str]:
+    if isinstance(e, HandlerNotRegistered):
+        return ("refused", str(e))
     if isinstance(e, (HandlerError, MessageDecodeError)):
         return ("permanent", f"{type(e).__name__}: {e}")
     return ("error", "".join(traceback.format_exception(e))[-4000:])
 
 
-def agent_main(conn: Connection, allowed: Sequence[str], concurrency: int = 1) -> None:
-    """Entry point of an agent process (``spawn``): serve ``conn`` until ``None`` or EOF."""
+def agent_main(
+    conn: Connection, allowed: Sequence[str], concurrency: int = 1, imports: Sequence[str] = ()
+) -> None:
+    """Entry point of an agent process (``spawn``): import the handler modules ``imports``
+    (registering their handlers), then serve ``conn`` until ``None`` or EOF."""
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
+        # the worker imported them already, so a failure here is rare (a module that changed
+        # on disk): the agent serves on and refuses those handlers, each task says why
+        with contextlib.suppress(HandlerError):
+            import_handlers(imports)
         if concurrency <= 1:
             _serve_serially(conn, _Handlers(allowed))
         else:

@@ -9,9 +9,10 @@ unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end
 worker hands their tasks back (their attempt not counted). A process that dies by itself fails
 every run it held (counted: one of them may be the cause). Nothing here blocks the loop: large
 pipe writes run in threads, and stopping or killing an agent polls for its exit instead of
-joining it. Handlers are resolved from ``package.module:function`` and must live under one of
-the worker's allowed prefixes: a task names code to run, so a hostile task must not pick any
-import.
+joining it. A task names its handler (``package.module:function``): an agent runs it only if it
+is registered (:mod:`multiswarm.handlers`, from the modules the worker imports) or, opted in,
+under one of the worker's allowed prefixes; a task names code to run, so a hostile task must
+not pick any import. Any other name is refused (``refused``: the worker hands the task back).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from multiswarm.agent_runtime import (
     resolve,
 )
 from multiswarm.errors import InvalidArgumentError
+from multiswarm.handlers import DEFAULT_IMPORTS
 
 __all__ = [
     "DEFAULT_ALLOWED",
+    "DEFAULT_IMPORTS",
     "KILL_WAIT_S",
     "STOP_GRACE_S",
     "STOP_SIGNAL",
@@ -129,21 +132,28 @@ class AgentProcess:
     agent_id:
         Id reported in task records and heartbeats.
     allowed:
-        Handler import-path prefixes this agent may run.
+        Handler import-path prefixes this agent may run besides the registered handlers.
     concurrency:
         Most tasks running at once in the process: async handlers share its event loop, sync
         handlers its pool of that many threads (:mod:`multiswarm.agent_runtime`). 1 runs each
         handler in the main thread, where a signal can stop it even in a system call.
+    imports:
+        Modules the process imports first, registering their handlers (``@multiswarm.handler``).
     """
 
     def __init__(
-        self, agent_id: str, allowed: Sequence[str] = DEFAULT_ALLOWED, concurrency: int = 1
+        self,
+        agent_id: str,
+        allowed: Sequence[str] = DEFAULT_ALLOWED,
+        concurrency: int = 1,
+        imports: Sequence[str] = DEFAULT_IMPORTS,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"agent concurrency must be >= 1, not {concurrency}")
         self.agent_id = agent_id
         self.allowed = tuple(allowed)
         self.concurrency = concurrency
+        self.imports = tuple(imports)
         self.restarts = 0
         self.failures = 0
         #: True for a member started to replace one that could not be restarted
@@ -158,7 +168,7 @@ class AgentProcess:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=agent_main,
-            args=(child, self.allowed, self.concurrency),
+            args=(child, self.allowed, self.concurrency, self.imports),
             name=f"agent-{self.agent_id}",
             daemon=True,
         )
@@ -195,7 +205,8 @@ class AgentProcess:
         -------
         tuple
             ``("ok", result bytes)``, ``("error", text)`` (retryable: the handler raised, timed
-            out, or the process died under it), ``("permanent", text)``, or ``("lost", text)``:
+            out, or the process died under it), ``("permanent", text)``, ``("refused", text)``
+            (the handler is not registered or allowed here: hand it back), or ``("lost", text)``:
             the worker killed the process to stop another of its tasks, so this one never
             finished through no fault of its own (hand it back).
 

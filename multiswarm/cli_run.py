@@ -55,8 +55,16 @@ _allow_handlers = click.option(
     "--allow-handlers",
     multiple=True,
     metavar="PREFIX",
-    help="Import-path prefix of handlers the workers may run, e.g. myapp. (repeatable) "
-    f"[default: {', '.join(node.DEFAULT_ALLOWED_HANDLERS)}].",
+    help="Opt-in: let workers run any function under this import-path prefix, e.g. myapp. "
+    "(repeatable) [default: none, only registered handlers].",
+)
+_imports = click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Module whose @multiswarm.handler functions the workers run, e.g. myapp.tasks "
+    "(repeatable).",
 )
 
 
@@ -117,6 +125,7 @@ def run_state_cmd(ctx: click.Context) -> None:
     help="A swarm to host, e.g. parsers:parse+compress:4:high (repeatable).",
 )
 @click.option("--id", "worker_id", default=None, help="Worker id [default: host-pid-rand].")
+@_imports
 @_allow_handlers
 @option(
     "--grace-s",
@@ -155,11 +164,20 @@ def run_state_cmd(ctx: click.Context) -> None:
     "A restarted member must stay up this long for the restart to count.",
     type=_S,
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this worker's histograms (run time, queue wait, claim batch) on /metrics "
+    "(0: a free port, printed at start).",
+)
+@option("--metrics-host", "127.0.0.1", "Address of --metrics-port.")
 @click.pass_context
 def run_worker_cmd(
     ctx: click.Context,
     swarms: tuple[str, ...],
     worker_id: str | None,
+    imports: tuple[str, ...],
     allow_handlers: tuple[str, ...],
     grace_s: float,
     agent_strategy: str,
@@ -170,11 +188,14 @@ def run_worker_cmd(
     concurrency: int | None,
     restart_cooldown_s: float,
     probation_s: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Host swarms; their agents claim and run tasks.
 
-    Handlers are imported with the current directory first on the import path (as
-    ``rq worker`` does), so a worker started beside ``myapp/`` finds ``myapp.tasks``."""
+    It runs the handlers registered (``@multiswarm.handler``) in the ``--import`` modules,
+    imported with the current directory first on the import path (as ``rq worker`` does), so
+    a worker started beside ``myapp/`` finds ``myapp.tasks``."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # agent processes (spawn) inherit sys.path
     specs = _swarms(swarms)
@@ -183,12 +204,17 @@ def run_worker_cmd(
         raise click.BadParameter(
             "expected SWARM=COMMAND for a swarm given with --swarm", param_hint="--external"
         )
+    metrics = None
+    if metrics_port is not None:
+        metrics = node.WorkerMetrics()
+        click.echo(f"worker metrics: {metrics.serve(metrics_port, metrics_host)}")
     node.serve(
         node.worker_role(
             settings_of(ctx),
             specs,
             worker_id=worker_id,
             allowed_handlers=allow_handlers or node.DEFAULT_ALLOWED_HANDLERS,
+            imports=imports,
             grace_s=grace_s,
             agent_strategy=agent_strategy,
             pool_bytes=memory_mb * 1024 * 1024,
@@ -200,7 +226,9 @@ def run_worker_cmd(
                 cooldown_s=restart_cooldown_s,
                 probation_s=probation_s,
             ),
-        )
+            metrics=metrics,
+        ),
+        grace_s=grace_s,
     )
 
 
@@ -211,6 +239,7 @@ def run_worker_cmd(
 @_lease_option
 @_concurrency_option
 @option("--strategy", "capability", type=click.Choice(node.COORDINATOR_STRATEGIES))
+@_imports
 @_allow_handlers
 @click.option(
     "--swarm",
@@ -236,6 +265,7 @@ def up(
     lease_ms: int | None,
     concurrency: int | None,
     strategy: str,
+    imports: tuple[str, ...],
     allow_handlers: tuple[str, ...],
     user_swarms: tuple[str, ...],
     api_port: int,
@@ -253,6 +283,7 @@ def up(
         settings = settings.replace(lease_ms=lease_ms, explicit=settings.explicit | {"lease_ms"})
     _swarms(user_swarms)
     worker_args = ["--concurrency", str(concurrency)] if concurrency else []
+    worker_args += [a for module in imports for a in ("--import", module)]
     worker_args += [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
     stopping: list[int] = []
 

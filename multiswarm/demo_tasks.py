@@ -6,8 +6,8 @@ Map tasks, one pair per file: ``parse_file`` tokenizes Python source and counts 
 ``reduce_final`` merges the groups into a summary whose ``digest`` covers every count. The same
 functions run in one process in :func:`reference`, so the distributed result can be checked.
 
-Whoever can write to Redis chooses a task's handler and payload, and these handlers are allowed
-on every worker by default (prefix ``multiswarm.``). So the map handlers read only ``.py`` files
+Whoever can write to Redis chooses a task's handler and payload, and these handlers are
+registered (``@handler``) on every worker by default (multiswarm.handlers.DEFAULT_IMPORTS). So the map handlers read only ``.py`` files
 under the directory in ``MULTISWARM_DEMO_CORPUS``, which ``multiswarm-cli demo`` sets for the
 processes it starts; on any other worker they read nothing (docs/security.md).
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 from multiswarm.agents import TaskContext
 from multiswarm.errors import HandlerError
+from multiswarm.handlers import handler
 
 #: zlib level used for the compression ratio (the library default).
 ZLIB_LEVEL = 6
@@ -85,10 +86,12 @@ def _compress(path: str, data: bytes) -> dict[str, Any]:
     return {"path": path, "raw": len(data), "compressed": len(zlib.compress(data, ZLIB_LEVEL))}
 
 
+@handler
 def parse_file(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return _parse(payload["path"], corpus_path(payload["path"]).read_bytes())
 
 
+@handler
 def compress_file(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return _compress(payload["path"], corpus_path(payload["path"]).read_bytes())
 
@@ -122,6 +125,7 @@ def merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@handler
 def reduce_group(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return merge(ctx.dependencies[d] for d in sorted(ctx.dependencies))
 
@@ -143,6 +147,7 @@ def summarize(group: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@handler
 def reduce_final(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return summarize(merge(ctx.dependencies[d] for d in sorted(ctx.dependencies)))
 
@@ -157,16 +162,19 @@ def reference(paths: Sequence[Path]) -> dict[str, Any]:
     return summarize(merge(parts))
 
 
+@handler
 def noop(payload: Any, ctx: TaskContext) -> Any:
     """The no-op handler of the throughput benchmark."""
     return payload
 
 
+@handler
 def fail_always(payload: Any, ctx: TaskContext) -> Any:
     """A handler that always raises (retry and dead-letter tests)."""
     raise RuntimeError(f"failing on purpose (attempt {ctx.attempt})")
 
 
+@handler
 def sleep_then_return(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Sleeps ``payload['seconds']`` then returns the payload (crash and lease tests)."""
     import time
@@ -175,6 +183,7 @@ def sleep_then_return(payload: dict[str, Any], ctx: TaskContext) -> dict[str, An
     return {"task": ctx.task_id, "slept": payload.get("seconds", 1.0)}
 
 
+@handler
 def burn_cpu(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Busy-loops for ``payload['seconds']`` (heartbeats must continue meanwhile)."""
     import time

@@ -105,6 +105,12 @@ class HandlerError(MultiswarmError):
     """A task handler could not be resolved or is not allowed on this worker."""
 
 
+class HandlerNotRegistered(HandlerError):
+    """A task names a handler this worker neither registered (``@multiswarm.handler`` in a
+    module it imports) nor allows by prefix: the worker refuses it, and the task goes back to
+    the leader for a swarm that can run it (its attempt not counted)."""
+
+
 class RedisServerError(MultiswarmError):
     """A private ``redis-server`` could not be found or started."""
 

@@ -21,12 +21,14 @@ from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
 from multiswarm.supervisor import Backoff
+from multiswarm.worker_metrics import WorkerMetrics
 
 #: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
 COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
 #: How a worker places claimed tasks on a swarm's agents (``run worker --agent-strategy``).
 PLACEMENT_STRATEGIES: tuple[str, ...] = AGENT_STRATEGIES
-#: Import-path prefixes of the handlers a worker runs when given none.
+#: Import-path prefixes of the handlers a worker runs when given none (none: only registered
+#: handlers run, multiswarm.handlers).
 DEFAULT_ALLOWED_HANDLERS: tuple[str, ...] = DEFAULT_ALLOWED
 #: How a dead swarm member is restarted: ``RestartPolicy(base_s, attempts, cooldown_s,
 #: probation_s)``.
@@ -41,6 +43,7 @@ __all__ = [
     "DemoOptions",
     "RestartPolicy",
     "SwarmSpec",
+    "WorkerMetrics",
     "configure_logging",
     "coordinator_role",
     "ensure_redis",

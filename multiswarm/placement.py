@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
 
@@ -190,6 +191,13 @@ class SwarmAgents:
         (healthy or degraded): how many tasks to claim."""
         return sum(max(0, self.concurrency - n) for i, n in enumerate(self.load) if self.usable(i))
 
+    def place_claimed(self, claimed: Sequence[Any]) -> list[int]:
+        """:meth:`place` for claimed tasks, by their priority and required capabilities where
+        the claim reply carries them (``prio``, ``caps``); else in claim order (the queue's
+        priority order) with the swarm's capabilities."""
+        prios = [int(getattr(c, "prio", 1)) for c in claimed]
+        return self.place(prios, [str(getattr(c, "caps", "")) for c in claimed])
+
     def place(self, priorities: Sequence[int], capabilities: Sequence[str] = ()) -> list[int]:
         """Agent index (within the swarm) per task of a claimed batch, ``-1`` where none can
         take it, by the scheduling kernel over the agents' real state.
@@ -330,3 +338,14 @@ def warm_up() -> None:
         strategy="least_loaded",
     )
     _kernel_ready.set()
+
+
+def agent_inputs(
+    memory: NodeMemory, alloc: Any, size: int, payload: bytes, deps: dict[str, bytes]
+) -> tuple[bytes | ShmRef, dict[str, bytes | ShmRef]]:
+    """What the agent is sent: the input's bytes, or, from :data:`SHARED_INPUT_BYTES` on, where
+    :meth:`NodeMemory.admit` put them in the shared pool (the agent reads them in place)."""
+    if size < SHARED_INPUT_BYTES or not memory.shared:
+        return payload, dict(deps)
+    refs = memory.refs(alloc, [len(payload), *(len(d) for d in deps.values())])
+    return refs[0], dict(zip(deps, refs[1:]))

@@ -53,6 +53,11 @@ class SwarmSpec(msgspec.Struct, kw_only=True):
     capacity: int = 0
     objective: str = ""
     external: int = 0
+    #: What the hosting worker can run (its advert, dispatch_tasks.lua routes by it): csv of
+    #: registered handler names, or None when not advertised (anything: an older worker).
+    handlers: str | None = None
+    #: csv of the import-path prefixes the hosting worker allows besides (opt-in).
+    prefixes: str = ""
 
 
 #: Ids whose targeted channel ``<ns>:<id>`` would be a system channel (docs/messaging.md).

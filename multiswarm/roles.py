@@ -5,12 +5,20 @@ SIGINT sets the stop event, the role finishes its shutdown (a leader releases it
 drains and hands back tasks) and the process exits 0. A role that fails instead (a worker whose
 loop raised: :class:`~multiswarm.errors.WorkerFailed`) ends the process with exit code 1 and a
 one-line error as the last line on stderr, so a supervisor (systemd, Kubernetes) restarts it.
+
+Shutdown is bounded whatever Redis does: once signalled, a role has its grace (a worker's
+``--grace-s``; 0 for the others) plus :data:`SHUTDOWN_MARGIN_S` to finish. A role still busy
+then (Redis down or stopped: every command waits out its reconnect window) is abandoned: its
+agent processes are killed and the process exits 1 with one line saying so, in time for
+Kubernetes' 30 s and systemd's 90 s before they SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,15 +40,28 @@ log = logging.getLogger(__name__)
 
 Role = Callable[[asyncio.Event], Awaitable[None]]
 
+#: Time a signalled role has beyond its grace to finish its shutdown, in seconds; the process
+#: then exits within about one more second.
+SHUTDOWN_MARGIN_S = 4.0
 
-def serve(role: Role) -> None:
-    """Run ``role`` until SIGTERM/SIGINT, then let it shut down cleanly.
+
+def serve(role: Role, grace_s: float = 0.0) -> None:
+    """Run ``role`` until SIGTERM/SIGINT, then let it shut down cleanly within
+    ``grace_s`` + :data:`SHUTDOWN_MARGIN_S` seconds.
+
+    Parameters
+    ----------
+    role:
+        The role's coroutine function; it returns once ``stop`` is set and its shutdown done.
+    grace_s:
+        The role's own shutdown allowance (a worker's in-flight tasks), in seconds.
 
     Raises
     ------
     SystemExit
-        With code 1 when the role failed; its error is the last line written to stderr (an
-        unexpected exception's traceback is logged before it).
+        With code 1 when the role failed, or did not finish within the bound (then the
+        process ends at once, its agent processes killed); the error is the last line
+        written to stderr (an unexpected exception's traceback is logged before it).
     """
 
     async def main() -> None:
@@ -48,7 +69,16 @@ def serve(role: Role) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await role(stop)
+        running = asyncio.ensure_future(role(stop))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            await asyncio.wait([running], timeout=grace_s + SHUTDOWN_MARGIN_S)
+        if not running.done():
+            _abandon(f"shutdown did not finish within {grace_s + SHUTDOWN_MARGIN_S:.0f} s "
+                     "(is Redis reachable?); exiting with work possibly not handed back")  # fmt: skip
+        await running
 
     try:
         asyncio.run(main())
@@ -60,6 +90,19 @@ def serve(role: Role) -> None:
             line = f"{type(e).__name__}: {line}"
         print(f"multiswarm: error: {line}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def _abandon(line: str) -> None:
+    """End the process now: kill its agent processes, write ``line`` last on stderr, exit 1.
+
+    ``os._exit``, because an orderly exit would wait for the very tasks and threads that are
+    stuck on Redis (asyncio.run cancels and awaits every task, then joins executor threads)."""
+    for child in multiprocessing.active_children():
+        child.kill()
+    logging.shutdown()
+    sys.stdout.flush()
+    print(f"multiswarm: error: {line}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 async def agreed(settings: Settings) -> Settings:

@@ -155,6 +155,29 @@ async def run_state_manager(
 
 
 # -- coordinator ---------------------------------------------------------------------------------
+#: Longest an idle leader waits for a notification before a dispatch round anyway, in seconds:
+#: only a safety net for a lost one (submissions, completions, failures, cancellations and
+#: swarm changes wake it at once; a delayed retry wakes it when it is due).
+DISPATCH_SAFETY_S = 2.0
+#: Longest pause of the leader's deadline timer, in seconds; it sleeps until the earliest lease
+#: or assignment deadline when that is sooner.
+REAP_SAFETY_S = 2.0
+
+
+async def _until_first_due_s(coordinator: SwarmCoordinator, zset: str, cap_s: float) -> float:
+    """Seconds until the earliest score (a deadline, ms since the epoch) in ``zset``, within
+    ``[0, cap_s]``; ``cap_s`` when it is empty or cannot be read (the caller's round will say).
+    Redis's clock and ours may differ a little: the cap bounds what that costs."""
+    client = coordinator.scripts.client
+    try:
+        first = await coordinator.scripts.read(lambda: client.zrange(zset, 0, 0, withscores=True))
+    except MultiswarmError:
+        return cap_s
+    if not first:
+        return cap_s
+    return max(0.0, min(cap_s, float(first[0][1]) / 1000 - time.time()))
+
+
 async def run_coordinator(coordinator: SwarmCoordinator, stop: asyncio.Event) -> None:
     """Coordinator process: contend for leadership, lead, and on ``stop`` hand leadership over
     at once (:class:`CoordinatorProcess`).
@@ -254,7 +277,13 @@ class CoordinatorProcess:
         ):
             if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
                 self.contend.set()
-            elif env.type in ("task_submitted", "task_completed", "swarm_changed"):
+            elif env.type in (
+                "task_submitted",
+                "task_completed",
+                "task_failed",  # a retry due soon: the round after it learns when
+                "task_cancelled",  # a slot freed
+                "swarm_changed",
+            ):
                 self.wake.set()
 
     async def _lead(self, stop: asyncio.Event) -> None:
@@ -276,7 +305,10 @@ class CoordinatorProcess:
                 continue
             if assigned < self.c.batch_size and not self.c.more:
                 self.wake.clear()
-                await _wait_any(stop, self.wake, timeout=0.2)
+                wait_s = await _until_first_due_s(
+                    self.c, self.c.keys.task_keys.delayed, DISPATCH_SAFETY_S
+                )
+                await _wait_any(stop, self.wake, timeout=max(wait_s, 0.05))
 
     async def _reap(self, stop: asyncio.Event) -> None:
         """The leader's deadline timer, apart from dispatch so that neither stops the other."""
@@ -302,8 +334,11 @@ class CoordinatorProcess:
                     self.c.election.step_down()
                 except MultiswarmError as e:
                     log.warning("reaping failed: %s", e)
+            wait_s = self.c.reap_interval_s
+            if self.c.election.is_leader:
+                wait_s = await _until_first_due_s(self.c, self.c.keys.leases, REAP_SAFETY_S)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.c.reap_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.05))
 
 
 async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:

@@ -9,7 +9,8 @@ registry.
 
 Each periodic duty is its own loop, so none delays another: heartbeats, lease renewals, progress
 (state saving and reconciling members), supervision of members, the notification listener and
-one claim loop per swarm. A loop that raises anything it does not handle stops the whole worker:
+one claim loop per swarm (woken by assignments and finished runs; one safety net per worker
+looks at all its queues every 2 s). A loop that raises anything it does not handle stops the whole worker:
 it hands back its tasks, leaves the registry and fails with :class:`~multiswarm.errors.WorkerFailed`
 naming the loop, rather than living on as a zombie that beats but claims or renews nothing.
 """
@@ -22,31 +23,33 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from multiswarm.agent_runtime import ShmRef
-from multiswarm.agents import DEFAULT_ALLOWED, AgentProcess
+from multiswarm.agents import DEFAULT_ALLOWED, DEFAULT_IMPORTS, AgentProcess
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.errors import (
+    HandlerError,
     InvalidArgumentError,
     MultiswarmError,
     NotFound,
     WorkerFailed,
     WorkerUnknown,
 )
+from multiswarm.handlers import import_handlers
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import (
     AGENT_STRATEGIES,
     POOL_BYTES,
-    SHARED_INPUT_BYTES,
     NodeMemory,
     SwarmAgents,
+    agent_inputs,
     warm_up,
 )
 from multiswarm.registry import SwarmRegistry, SwarmSpec
@@ -54,7 +57,8 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
-from multiswarm.worker_liveness import HeldTask, WorkerLiveness
+from multiswarm.worker_liveness import HeldTask, WorkerLiveness, log_run
+from multiswarm.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,11 @@ class Worker(WorkerLiveness):
     worker_id:
         Unique id (default host-pid-random).
     allowed_handlers:
-        Import-path prefixes of handlers this worker may run.
+        Import-path prefixes of handlers this worker may run besides the registered ones
+        (opt-in; by default none).
+    imports:
+        Modules to import, whose ``@multiswarm.handler`` functions this worker runs, besides
+        :data:`~multiswarm.handlers.DEFAULT_IMPORTS` (the package's own).
     grace_s:
         On shutdown, how long in-flight tasks may still finish before they are handed back.
     agent_strategy:
@@ -87,6 +95,8 @@ class Worker(WorkerLiveness):
         Restart policy of dead or unhealthy members (5 s doubling, 3 attempts, 60 s cooldown).
     check_s:
         How often members' processes are checked.
+    metrics:
+        This worker's histograms (:mod:`multiswarm.worker_metrics`; default: not collected).
     concurrency:
         Tasks each agent process runs at once (default ``settings.agent_concurrency``,
         ``MULTISWARM_AGENT_CONCURRENCY``, 1). Each hosted swarm's capacity (tasks assigned to
@@ -94,6 +104,8 @@ class Worker(WorkerLiveness):
 
     Raises
     ------
+    HandlerError
+        A module of ``imports`` cannot be imported, or a prefix holds a comma.
     WorkerFailed
         From :meth:`run`, after a clean leave, when one of its loops raised.
     """
@@ -112,11 +124,18 @@ class Worker(WorkerLiveness):
         backoff: Backoff | None = None,
         check_s: float = 1.0,
         concurrency: int | None = None,
+        imports: Sequence[str] = (),
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.allowed = tuple(allowed_handlers)
+        if any("," in p for p in self.allowed):
+            raise HandlerError(f"a handler prefix holds a comma: {list(self.allowed)}")
+        self.imports = tuple(dict.fromkeys([*DEFAULT_IMPORTS, *imports]))
+        #: registered handler names: with the prefixes, what this worker advertises it can run
+        self.handler_names = import_handlers(self.imports)
         self.grace_s = grace_s
         self.client = connect(settings)
         self.keys = Keys(settings.namespace)
@@ -143,12 +162,15 @@ class Worker(WorkerLiveness):
                 s,
                 external=1 if s.id in self.external_commands else s.external,
                 capacity=max(s.capacity, 2 * s.max_agents * self.concurrency),
+                handlers=",".join(self.handler_names),
+                prefixes=",".join(self.allowed),
             )
             for s in self.specs
         ]
         self.external: dict[str, list[ExternalMember]] = {}
         self.backoff = backoff or Backoff()
         self.check_s = check_s
+        self.metrics = metrics or WorkerMetrics(enabled=False)  # run worker --metrics-port
         self._recovering: set[str] = set()
         self._gave_up: set[str] = set()
         self._alerted: set[str] = set()
@@ -226,6 +248,7 @@ class Worker(WorkerLiveness):
             "progress loop": self._progress(drained),
             "supervision loop": self._supervise(drained),
             "listen loop": self._listen(),
+            "claim safety net": self._claim_safety_net(stop),
         }
         tasks = []
         for name, coro in loops.items():
@@ -251,7 +274,7 @@ class Worker(WorkerLiveness):
     async def _start(self) -> None:
         for spec in self.specs:
             agents = [
-                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency)
+                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency, self.imports)
                 for i in range(spec.max_agents)
             ]
             self.placement[spec.id] = SwarmAgents(
@@ -278,12 +301,13 @@ class Worker(WorkerLiveness):
         wake = self.wake[swarm_id]
         swarm = self.placement[swarm_id]
         while not stop.is_set():
+            wake.clear()  # before looking: a wake-up from now on means look again
             free = swarm.placeable()
             claimed: list[Claimed] = []
             if free:
-                wake.clear()
                 try:
                     claimed = await self.tasks.claim(swarm_id, self.id, free)
+                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
                 except WorkerUnknown:
                     await self._rejoin()
                     await asyncio.sleep(0.1)
@@ -293,7 +317,7 @@ class Worker(WorkerLiveness):
                     await asyncio.sleep(0.5)
                     continue
             unplaced: dict[str, str] = {}
-            for c, pick in zip(claimed, _place(swarm, claimed) if claimed else []):
+            for c, pick in zip(claimed, swarm.place_claimed(claimed) if claimed else []):
                 if pick < 0:
                     unplaced[c.id] = c.token
                     continue
@@ -309,8 +333,9 @@ class Worker(WorkerLiveness):
                         "could not hand back %s (their leases will expire): %s", list(unplaced), e
                     )
             if not claimed:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=0.5)
+                # woken by an assignment, a finished run, or the worker's one safety net; on
+                # stop, shutdown cancels this loop
+                await wake.wait()
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         swarm = self.placement[swarm_id]
@@ -343,13 +368,24 @@ class Worker(WorkerLiveness):
                 await self.tasks.release({c.id: c.token})
                 return
             self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
-            payload, inputs = _inputs(self.memory, alloc, size, c.payload, deps)
+            payload, inputs = agent_inputs(self.memory, alloc, size, c.payload, deps)
+            started = time.monotonic()
             try:
                 kind, data = await agent.run(
                     c.id, c.attempts, c.handler, payload, inputs, c.timeout_ms / 1000
                 )
             finally:
                 self._handlers.pop(c.id, None)
+            self.metrics.ran(swarm_id, kind, time.monotonic() - started)
+            log_run(c, swarm_id, agent.agent_id, kind, time.monotonic() - started)
+            if kind == "refused":
+                # the swarm's advert said it could run it (stale, or another host wrote it):
+                # advertise ours again, then hand the task back uncounted, so the leader routes
+                # it to a swarm that can run it (or parks it, saying why) instead of here again
+                log.warning("task %s handed back: %s", c.id, data)
+                await self.register()
+                await self.tasks.release({c.id: c.token})
+                return
             if kind in ("lost", "stopped"):
                 # its agent was killed to stop another of its tasks (or it was stopped without
                 # being cancelled here): not its fault, so hand it back, the attempt uncounted
@@ -406,36 +442,3 @@ class Worker(WorkerLiveness):
     async def _record(self, c: Claimed, data: bytes) -> str:
         # The result is already packed by the agent; complete_task stores the bytes as they are.
         return await self.tasks.complete_packed(c.id, c.token, self.id, data)
-
-    async def _listen(self) -> None:
-        async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
-            if env.type == "task_assignment" and env.target in self.wake:
-                self.wake[env.target].set()
-            elif env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
-                await self._stop_if_cancelled(env.payload["task"])
-            elif env.type == "swarm_scaled" and env.target in self.placement:
-                try:
-                    swarm = await self.registry.get(env.target)
-                    await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
-                except MultiswarmError as e:
-                    log.warning("could not scale %s: %s", env.target, e)
-
-
-def _inputs(
-    memory: NodeMemory, alloc: Any, size: int, payload: bytes, deps: dict[str, bytes]
-) -> tuple[bytes | ShmRef, dict[str, bytes | ShmRef]]:
-    """What the agent is sent: the input's bytes, or, from :data:`SHARED_INPUT_BYTES` on, where
-    :meth:`NodeMemory.admit` put them in the shared pool (the agent reads them in place)."""
-    if size < SHARED_INPUT_BYTES or not memory.shared:
-        return payload, dict(deps)
-    refs = memory.refs(alloc, [len(payload), *(len(d) for d in deps.values())])
-    return refs[0], dict(zip(deps, refs[1:]))
-
-
-def _place(swarm: SwarmAgents, claimed: list[Claimed]) -> list[int]:
-    """Agent per claimed task by priority and required capabilities, where the claim reply
-    carries them (``prio``, ``caps`` of the task record); else in claim order (the queue's
-    priority order) with the swarm's capabilities."""
-    prios = [int(getattr(c, "prio", 1)) for c in claimed]
-    caps = [str(getattr(c, "caps", "")) for c in claimed]
-    return swarm.place(prios, caps)

@@ -31,6 +31,11 @@ from multiswarm.worker_members import WorkerMembers
 
 log = logging.getLogger("multiswarm.worker")
 
+#: How often a worker looks whether any of its swarms' queues holds tasks its claim loops were
+#: not told about (a lost notification), in seconds: one command per worker, whatever its
+#: swarms; assignments and completions wake the claim loops at once.
+CLAIM_SAFETY_S = 2.0
+
 
 class HeldTask:
     """A claimed task this worker runs, and when its lease was last renewed (monotonic s)."""
@@ -61,6 +66,7 @@ class WorkerLiveness(WorkerMembers):
     _failure: tuple[str, BaseException] | None
     grace_s: float
     client: Redis
+    wake: dict[str, asyncio.Event]
 
     def stop_task(self, task_id: str) -> bool:
         """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
@@ -135,6 +141,36 @@ class WorkerLiveness(WorkerMembers):
             if not alive:
                 await self._rejoin()
             await _wait(stop, period - (time.monotonic() - started))
+
+    async def _listen(self) -> None:
+        """Notifications on the tasks channel: assignments wake a claim loop, a cancel stops
+        its running handler, a scale changes a swarm's members."""
+        async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
+            if env.type == "task_assignment" and env.target in self.wake:
+                self.wake[env.target].set()
+            elif env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
+                await self._stop_if_cancelled(env.payload["task"])
+            elif env.type == "swarm_scaled" and env.target in self.placement:
+                try:
+                    swarm = await self.registry.get(env.target)
+                    await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
+                except MultiswarmError as e:
+                    log.warning("could not scale %s: %s", env.target, e)
+
+    async def _claim_safety_net(self, stop: asyncio.Event) -> None:
+        """Wake every claim loop when some hosted swarm's queue holds tasks (one ``EXISTS``
+        over all queues: an empty queue is no key), every :data:`CLAIM_SAFETY_S`."""
+        queues = [self.keys.queue(sid) for sid in self.wake]
+        while not stop.is_set():
+            await _wait(stop, CLAIM_SAFETY_S)
+            try:
+                queued = await self.tasks.scripts.read(lambda: self.client.exists(*queues))
+            except MultiswarmError as e:
+                log.warning("could not look at the queues: %s", e)
+                continue
+            if queued:
+                for wake in self.wake.values():
+                    wake.set()
 
     async def _progress(self, stop: asyncio.Event) -> None:
         """Save this worker's progress into each swarm's state and reconcile its members with
@@ -279,3 +315,12 @@ async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
     for t in pending:
         log.warning("%s did not stop within %.0f s of being cancelled", t.get_name(), wait_s)
         t.cancel()
+
+
+def log_run(c: Claimed, swarm_id: str, agent_id: str, kind: str, run_s: float) -> None:
+    """The one INFO line per finished run of a task (what ran where, how long, how it ended)."""
+    outcome = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
+    log.info(
+        "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
+        *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, outcome.get(kind, kind)),
+    )

@@ -28,6 +28,7 @@ class WorkerMembers:
 
     id: str
     allowed: tuple[str, ...]
+    imports: tuple[str, ...]
     keys: Keys
     messenger: SwarmMessenger
     registry: SwarmRegistry
@@ -125,7 +126,7 @@ class WorkerMembers:
         old = swarm.agents[index]
         swarm.retired[index] = True
         await old.kill()
-        new = AgentProcess(self._next_id(sid, "a"), self.allowed, swarm.concurrency)
+        new = AgentProcess(self._next_id(sid, "a"), self.allowed, swarm.concurrency, self.imports)
         new.replacement = True
         swarm.add(new)
         self.agents.append(new)
@@ -173,7 +174,9 @@ class WorkerMembers:
         placement = self.placement[sid]
         live = [i for i in range(len(placement.agents)) if not placement.retired[i]]
         for _ in range(python - len(live)):
-            agent = AgentProcess(self._next_id(sid, "a"), self.allowed, placement.concurrency)
+            agent = AgentProcess(
+                self._next_id(sid, "a"), self.allowed, placement.concurrency, self.imports
+            )
             index = placement.add(agent)
             self.agents.append(agent)
             assert self.memory is not None

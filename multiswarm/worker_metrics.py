@@ -5,11 +5,9 @@ how long handlers ran, how long tasks waited before this worker claimed them, an
 tasks one claim took. Each worker process has its own registry and its own small HTTP server
 (prometheus_client's, in a daemon thread), so scraping never touches the event loop.
 
-Hooks: :class:`~multiswarm.worker.Worker` is to hold one (``metrics or WorkerMetrics()``: a
-disabled one costs nothing), call :meth:`WorkerMetrics.claimed` after each claim and await
-each handler run through :meth:`WorkerMetrics.timed`. Not wired yet: worker.py is at the
-450-line limit and being rewritten, so the four-line hook and the ``--metrics-port`` option
-wait for that rewrite to land.
+Hooks: :class:`~multiswarm.worker.Worker` holds one (``metrics or WorkerMetrics(enabled=False)``:
+a disabled one costs nothing), calls :meth:`WorkerMetrics.claimed` after each claim and
+:meth:`WorkerMetrics.ran` after each handler run (``run worker --metrics-port``).
 """
 
 from __future__ import annotations

@@ -102,7 +102,9 @@ async def dispatch_tasks(
     capsets: Sequence[str],
     swarm_ids: Sequence[str],
 ) -> Dispatched:
-    """One bounded dispatch round over the active ``swarm_ids`` and the parked ``capsets``."""
+    """One bounded dispatch round over the active ``swarm_ids`` and the parked sets ``capsets``
+    (the parked index's fields: a capability set, or ``CAPSET|HANDLER`` for tasks whose handler
+    a swarm covering the set may not run)."""
     return await DISPATCH(
         scripts,
         [

@@ -2,8 +2,8 @@
 -- KEYS[1..22]    - task keyset (lib/02_tasks.lua)
 -- KEYS[23]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
 -- KEYS[24]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
--- KEYS[25]       - parked index ({ns}:tasks:parked, hash capability set -> JSON {reason, sweep})
--- KEYS[26..25+P] - parked zset of each capability set named in ARGV[10..9+P], same order
+-- KEYS[25]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
+-- KEYS[26..25+P] - parked zset of each parked set named in ARGV[10..9+P], same order
 -- KEYS[26+P..]   - queue of each swarm named in ARGV[10+P..], same order
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
@@ -15,18 +15,23 @@
 --           deadline and reap_leases.lua looks at it again when it passes
 -- ARGV[8] - host heartbeat timeout in ms: a swarm none of whose hosts beat within it gets
 --           nothing (0: any listed host counts)
--- ARGV[9] - P, the number of capability sets whose parked zsets are passed
--- ARGV[10..9+P] - those capability sets (sorted csv; '' for none)
+-- ARGV[9] - P, the number of parked sets whose zsets are passed
+-- ARGV[10..9+P] - those sets: a capability set (sorted csv; '' for none), or 'CAPSET|HANDLER'
+--                 for tasks of that handler that a swarm covering the set may not run
 -- ARGV[10+P..]  - candidate swarm ids
 -- Every strategy considers only active, unpaused swarms with a live host whose capabilities
--- cover the task's and whose active count is below capacity; it then picks: least_loaded fewest
+-- cover the task's, that may run its handler (the host's advert in the record: a registered
+-- name, or under an allowed prefix; no advert: anything) and whose active count is below
+-- capacity; it then picks: least_loaded fewest
 -- active tasks; round_robin next id after the cursor; priority the swarm whose priority is
 -- nearest the task's (higher first); capability the best fit (fewest extra capabilities). Ties
 -- go to the least loaded, then memory load, then id.
 -- No head-of-line blocking: a ready task no swarm can take now (no swarm covers its
--- capabilities, or all that do are at capacity) is parked: it moves from the ready zset to the
--- parked zset of its capability set with the same score, keeps status 'ready' and gets the
--- reason in its record. Each call first looks at every parked set: when swarms covering it have
+-- capabilities and may run its handler, or all that do are at capacity) is parked: it moves
+-- from the ready zset to the parked zset of its set with the same score, keeps status 'ready'
+-- and gets the reason in its record. Its set is its capability set, or 'CAPSET|HANDLER' when a
+-- swarm covering the capabilities may not run the handler (room is then counted only on the
+-- swarms that may). Each call first looks at every parked set: when swarms covering it have
 -- room, that many tasks go back to the ready zset (priority order kept); otherwise a few entries
 -- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
 -- was not passed stays in ready, the set enters the index, and the reply asks for another call.
@@ -71,15 +76,20 @@ local first_swarm, first_queue = 10 + nsets, n + 4 + nsets
 local swarms, held = {}, {}  -- held: covering swarms that take no work now, and why
 for i = first_swarm, #ARGV do
   local s = hget_json(TK.swarms, ARGV[i])
-  if s and s.status == 'active' and s.hosts ~= '' and not s.paused
-      and has_live_host(s, TK.heartbeats, now, beat_ms) then
-    s._queue = KEYS[first_queue + (i - first_swarm)]
+  if s then
     s._caps = split(s.caps)
-    swarms[#swarms + 1] = s
-  elseif s then
-    s._caps = split(s.caps)
-    s._why = s.paused and 'paused' or (s.status ~= 'active' and s.status or 'without a live host')
-    held[#held + 1] = s
+    if type(s.handlers) == 'string' then  -- the host's advert (host_swarms.lua)
+      s._names, s._prefixes = {}, split(s.prefixes)
+      for _, h in ipairs(split(s.handlers)) do s._names[h] = true end
+    end
+    if s.status == 'active' and s.hosts ~= '' and not s.paused
+        and has_live_host(s, TK.heartbeats, now, beat_ms) then
+      s._queue = KEYS[first_queue + (i - first_swarm)]
+      swarms[#swarms + 1] = s
+    else
+      s._why = s.paused and 'paused' or (s.status ~= 'active' and s.status or 'without a live host')
+      held[#held + 1] = s
+    end
   end
 end
 table.sort(swarms, function(a, b) return a.id < b.id end)
@@ -98,33 +108,64 @@ local function capset_of(caps)
   return known[1], known[2]
 end
 
--- nil and the room of the swarms covering `need`, or why a task needing it waits
-local function blocked(need, capset)
-  local capable, room = false, 0
+-- whether swarm s may run `handler` (nil: any), by its host's advert
+local function may_run(s, handler)
+  if not handler or not s._names or s._names[handler] then return true end
+  for _, p in ipairs(s._prefixes) do
+    if p ~= '' and string.sub(handler, 1, #p) == p then return true end
+  end
+  return false
+end
+
+-- nil and the room of the swarms covering `need` that may run `handler`, or why a task
+-- needing them waits; third value: some live swarm covering `need` may not run `handler`
+local function blocked(need, capset, handler)
+  local capable, room, refusing = false, 0, {}
   for _, s in ipairs(swarms) do
     if covers(s._caps, need) then
-      capable = true
-      room = room + math.max(0, s.capacity - s.active)
+      if may_run(s, handler) then
+        capable = true
+        room = room + math.max(0, s.capacity - s.active)
+      elseif #refusing < 3 then
+        refusing[#refusing + 1] = s.id
+      end
     end
   end
-  if room > 0 then return nil, room end
-  if capable then return 'all capable swarms at capacity', 0 end
+  local restricted = #refusing > 0
+  if room > 0 then return nil, room, restricted end
+  if capable then return 'all capable swarms at capacity', 0, restricted end
   -- say which swarm would take it and why it does not: "no swarm has" would mislead when one
   -- is only paused or waiting for a host
   local why = {}
   for _, s in ipairs(held) do
-    if covers(s._caps, need) and #why < 3 then why[#why + 1] = s.id .. ' ' .. s._why end
+    if covers(s._caps, need) and may_run(s, handler) and #why < 3 then
+      why[#why + 1] = s.id .. ' ' .. s._why
+    end
   end
   if #why > 0 then
-    return 'swarms with capabilities [' .. capset .. '] take no work: ' .. table.concat(why, ', '), 0
+    return 'swarms with capabilities [' .. capset .. '] take no work: ' .. table.concat(why, ', '),
+           0, restricted
   end
-  return 'no active swarm has capabilities [' .. capset .. ']', 0
+  if restricted then
+    return 'no swarm with capabilities [' .. capset .. '] may run handler ' .. handler .. ' ('
+           .. table.concat(refusing, ', ') .. ' do not register it; start a worker with'
+           .. ' --import of its module)', 0, true
+  end
+  return 'no active swarm has capabilities [' .. capset .. ']', 0, false
 end
 
-for _, capset in ipairs(sets) do
-  local key = parked_key[capset]
-  local why, room = blocked(split(capset), capset)
-  local meta = hget_json(parked_index, capset) or {}
+-- a parked set: its capability set and, for 'CAPSET|HANDLER', the handler
+local function parse_set(set)
+  local capset, handler = string.match(set, '^([^|]*)|(.+)$')
+  if capset then return capset, handler end
+  return set, nil
+end
+
+for _, set in ipairs(sets) do
+  local key = parked_key[set]
+  local capset, handler = parse_set(set)
+  local why, room = blocked(split(capset), capset, handler)
+  local meta = hget_json(parked_index, set) or {}
   if not why then
     local items = redis.call('ZRANGE', key, 0, math.min(room, batch) - 1, 'WITHSCORES')
     for i = 1, #items, 2 do
@@ -148,8 +189,8 @@ for _, capset in ipairs(sets) do
     if #items < 2 * m then meta.sweep, meta.refresh = nil, nil
     else meta.sweep = '(' .. items[#items] end
   end
-  if redis.call('ZCARD', key) == 0 then redis.call('HDEL', parked_index, capset)
-  else hset_json(parked_index, capset, meta) end
+  if redis.call('ZCARD', key) == 0 then redis.call('HDEL', parked_index, set)
+  else hset_json(parked_index, set, meta) end
 end
 
 local function lighter(a, b)
@@ -188,11 +229,11 @@ local function choose(task, need, eligible)
   return best
 end
 
-local function park(task, capset, why)
-  if redis.call('HEXISTS', parked_index, capset) == 0 then
-    hset_json(parked_index, capset, {reason = why})
+local function park(task, set, why)
+  if redis.call('HEXISTS', parked_index, set) == 0 then
+    hset_json(parked_index, set, {reason = why})
   end
-  local key = parked_key[capset]
+  local key = parked_key[set]
   if not key then return false end
   redis.call('ZREM', TK.ready, task.id)
   redis.call('ZADD', key, ready_score(task), task.id)
@@ -216,15 +257,17 @@ while assigned < batch and examined < scan do
       local capset, need = capset_of(task.caps)
       local eligible = {}
       for _, s in ipairs(swarms) do
-        if s.active < s.capacity and covers(s._caps, need) then eligible[#eligible + 1] = s end
+        if s.active < s.capacity and covers(s._caps, need) and may_run(s, task.handler) then
+          eligible[#eligible + 1] = s
+        end
       end
       if #eligible == 0 then
-        local why = blocked(need, capset)
+        local why, _, restricted = blocked(need, capset, task.handler)
         if task.reason ~= why then
           task.reason = why
           put_task(task, now)
         end
-        if park(task, capset, why) then
+        if park(task, restricted and (capset .. '|' .. task.handler) or capset, why) then
           parked = parked + 1
           examined = examined + 1  -- a move and a rewrite: twice the work of a look
         else
@@ -254,7 +297,7 @@ end
 if not at_end and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
 for _, s in ipairs(swarms) do
   if s._dirty then
-    s._dirty, s._queue, s._caps = nil, nil, nil
+    s._dirty, s._queue, s._caps, s._names, s._prefixes = nil, nil, nil, nil, nil
     hset_json(TK.swarms, s.id, s)
   end
 end

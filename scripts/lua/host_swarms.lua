@@ -8,7 +8,9 @@
 -- ARGV[3] - most live swarms allowed (SWARM_MAX_COUNT)
 -- ARGV[4] - csv of the swarms whose queues are passed: those the worker's record lists and
 --           the specs do not (the caller reads the record first)
--- ARGV[5..] - swarm spec JSON {id, caps, prio, max_agents, capacity, objective, external}
+-- ARGV[5..] - swarm spec JSON {id, caps, prio, max_agents, capacity, objective, external,
+--             handlers, prefixes}: handlers (csv of registered names, or null: anything) and
+--             prefixes (csv) say what the worker can run; the last host to register sets them
 -- New swarms go initializing -> active; an interrupted swarm goes interrupted -> recovering ->
 -- active (its recoveries counted). A finished swarm (completed, failed) is skipped: not hosted,
 -- reported with its status so the worker stops serving it (a worker declared dead can rejoin
@@ -78,6 +80,12 @@ for _, e in ipairs(entries) do
     swarm.caps, swarm.prio, swarm.capacity = spec.caps or '', spec.prio, spec.capacity
     swarm.max_agents, swarm.objective = spec.max_agents, spec.objective or ''
     swarm.external = spec.external or 0
+    -- what the host can run (dispatch_tasks.lua routes by it); absent (JSON null): anything
+    if type(spec.handlers) == 'string' then
+      swarm.handlers, swarm.prefixes = spec.handlers, spec.prefixes or ''
+    else
+      swarm.handlers, swarm.prefixes = nil, nil
+    end
     local hosts = split(swarm.hosts)
     if not contains(hosts, wid) then hosts[#hosts + 1] = wid end
     swarm.hosts = join(hosts)

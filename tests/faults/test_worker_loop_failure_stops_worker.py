@@ -44,6 +44,8 @@ async def _inject(system: System, loop: str) -> None:
     w = system.worker
     if loop == "claim":
         w.tasks.claim = _boom  # type: ignore[method-assign]
+        # claim loops claim when told to (no polling): an assignment for the free agent
+        await system.store.submit([(task_spec(SLEEP, id="next", capabilities=["x"]), {})])
     elif loop == "renewal":
         w.tasks.extend = _boom  # type: ignore[method-assign]
     elif loop == "heartbeat":

@@ -137,9 +137,14 @@ async def test_state_points_and_recovery_reads(ms: Multiswarm) -> None:
 def test_public_names_are_the_facade_records_and_errors() -> None:
     for name in multiswarm.__all__:
         value = getattr(multiswarm, name)
-        assert value is Multiswarm or (
-            isinstance(value, type)
-            and issubclass(value, (msgspec.Struct, multiswarm.MultiswarmError))
+        # and the handler decorator (multiswarm.handlers), the one function
+        assert (
+            value is Multiswarm
+            or value is multiswarm.handler
+            or (
+                isinstance(value, type)
+                and issubclass(value, (msgspec.Struct, multiswarm.MultiswarmError))
+            )
         ), name
 
 

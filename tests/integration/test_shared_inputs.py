@@ -12,9 +12,8 @@ import pytest
 from multiswarm.agents import AgentProcess
 from multiswarm.config import Settings
 from multiswarm.messages import pack, unpack
-from multiswarm.placement import SHARED_INPUT_BYTES, NodeMemory
+from multiswarm.placement import SHARED_INPUT_BYTES, NodeMemory, agent_inputs
 from multiswarm.tasks import task_spec
-from multiswarm.worker import _inputs
 
 from .helpers import eventually
 from .test_worker_concurrency import _system
@@ -33,7 +32,7 @@ async def test_an_agent_reads_a_large_input_in_the_shared_pool() -> None:
         alloc = memory.admit(0, [payload, *deps.values()])
         assert alloc is not None
         size = len(payload) + len(deps["d1"])
-        sent_payload, sent_deps = _inputs(memory, alloc, size, payload, deps)
+        sent_payload, sent_deps = agent_inputs(memory, alloc, size, payload, deps)
         # references, not bytes: nothing large goes through the pipe
         assert sent_payload == ("shm", memory.pool.shm_name, alloc.offset, len(payload))
         assert sent_deps["d1"][2] == alloc.offset + len(payload)
@@ -55,10 +54,10 @@ def test_small_inputs_and_local_pools_go_through_the_pipe() -> None:
     try:
         small = b"x" * (SHARED_INPUT_BYTES - 1)
         alloc = shared.admit(0, [small])
-        assert _inputs(shared, alloc, len(small), small, {}) == (small, {})
+        assert agent_inputs(shared, alloc, len(small), small, {}) == (small, {})
         large = b"y" * SHARED_INPUT_BYTES
         alloc = local.admit(0, [large])
-        assert _inputs(local, alloc, len(large), large, {}) == (large, {})
+        assert agent_inputs(local, alloc, len(large), large, {}) == (large, {})
     finally:
         shared.close()
         local.close()
