@@ -29,6 +29,7 @@ from multiswarm.connection import connect, verify
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.deployment import agree
 from multiswarm.errors import MultiswarmError
+from multiswarm.kernels.memory import unlink_shared_segments
 from multiswarm.keys import Keys
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
@@ -99,6 +100,7 @@ def _abandon(line: str) -> None:
     stuck on Redis (asyncio.run cancels and awaits every task, then joins executor threads)."""
     for child in multiprocessing.active_children():
         child.kill()
+    unlink_shared_segments()  # the node's input pool, which close() would have unlinked
     logging.shutdown()
     sys.stdout.flush()
     print(f"multiswarm: error: {line}", file=sys.stderr, flush=True)

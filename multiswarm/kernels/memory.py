@@ -65,6 +65,24 @@ DEFAULT_POOL_BYTES = 28 * 1024 * 1024
 DEFAULT_REGION_BYTES = 64 * 1024
 
 
+#: Shared segments this process created and has not unlinked, by name (see
+#: :func:`unlink_shared_segments`).
+_CREATED: dict[str, SharedMemory] = {}
+
+
+def unlink_shared_segments() -> int:
+    """Unlink every shared segment this process created and still holds; returns how many.
+
+    For a process that must end at once (``os._exit``, skipping :meth:`RegionPool.close`): the
+    segment would outlive it in ``/dev/shm`` and the resource tracker would warn after the
+    process's last line. Views of the buffer stay valid until the process ends.
+    """
+    names = list(_CREATED)
+    for name in names:
+        _CREATED.pop(name).unlink()
+    return len(names)
+
+
 class RegionPool:
     """Contiguous-region allocator for agents' working memory.
 
@@ -142,6 +160,7 @@ class RegionPool:
         self._shm: SharedMemory | None = None
         if shared:
             self._shm = SharedMemory(name=name, create=True, size=self.total_bytes)
+            _CREATED[self._shm.name] = self._shm
             self._data = np.ndarray((self.total_bytes,), dtype=np.uint8, buffer=self._shm.buf)
         else:
             self._data = np.zeros(self.total_bytes, dtype=np.uint8)
@@ -158,6 +177,7 @@ class RegionPool:
         self._data = np.zeros(0, dtype=np.uint8)
         if self._shm is not None:
             shm, self._shm = self._shm, None
+            _CREATED.pop(shm.name, None)
             shm.close()
             shm.unlink()
 
