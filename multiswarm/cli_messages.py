@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import time
 from typing import Any
 
@@ -85,8 +86,24 @@ def tail(
                     return
 
     async def bounded(ms: Multiswarm) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(follow(ms), timeout_s)
+        # Ctrl-C, SIGTERM and --timeout-s end the tail with status 0; a failure (Redis gone
+        # for good) still ends it with its error
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        following = asyncio.ensure_future(follow(ms))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                [following, stopping], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+            if not following.done():
+                following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
 
     with contextlib.suppress(KeyboardInterrupt):
         call(ctx, bounded)

@@ -124,7 +124,8 @@ async def tail(
     ``since`` first; ``"0"``: all kept). ``channel`` is short (``global``, ``tasks``,
     ``coordination``, ``agents``, ``events``, ``reply:<id>``, a swarm id) or full (``<ns>:...``).
 
-    Raises InvalidIdError (bad channel name) on the first iteration.
+    Raises InvalidIdError (bad channel name) on the first iteration, RedisUnavailable when
+    Redis stays unreachable for ``settings.reconnect_timeout_s``.
     """
     full = resolve_channel(host.keys, channel)
     messenger = SwarmMessenger(
@@ -135,7 +136,11 @@ async def tail(
         hear_own_broadcasts=True,
         reconnect_timeout_s=host.settings.reconnect_timeout_s,
     )
-    async with contextlib.aclosing(messenger.listen([full], since=since)) as stream:
+    # a follower ends (RedisUnavailable) when Redis stays away past the reconnect window
+    give_up = host.settings.reconnect_timeout_s
+    async with contextlib.aclosing(
+        messenger.listen([full], since=since, give_up_s=give_up)
+    ) as stream:
         async for _channel, env in stream:
             yield env
 

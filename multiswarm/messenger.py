@@ -343,13 +343,14 @@ class SwarmMessenger:
         ready: asyncio.Event | None = None,
         *,
         since: str | int | None = None,
+        give_up_s: float | None = None,
     ) -> AsyncGenerator[tuple[str, Delivered], None]:
         """Yield ``(channel, envelope)`` forever, resubscribing by itself when Redis restarts
         and replaying the recorded messages missed meanwhile; each message once, refused ones
         dead-lettered. Parameters and rules: :meth:`multiswarm.subscription.Subscription.listen`.
         Use it with :func:`contextlib.aclosing` when leaving the loop early.
         """
-        return self._inbox.listen(channels, ready, since=since)
+        return self._inbox.listen(channels, ready, since=since, give_up_s=give_up_s)
 
     async def history(
         self, channel: str, since: str | int | None = None, count: int | None = None

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.exceptions
 
-from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested
+from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested, short
 from multiswarm.envelopes import (
     Delivered,
     SeenWindow,
@@ -30,7 +30,7 @@ from multiswarm.envelopes import (
     is_task_event,
     parse_stream_id,
 )
-from multiswarm.errors import MessageRejected, MultiswarmError
+from multiswarm.errors import MessageRejected, MultiswarmError, RedisUnavailable
 from multiswarm.keys import Keys
 from multiswarm.ops import messages as ops
 from multiswarm.ops.messages import DeadLetter
@@ -230,6 +230,7 @@ class Subscription:
         ready: asyncio.Event | None = None,
         *,
         since: str | int | None = None,
+        give_up_s: float | None = None,
     ) -> AsyncGenerator[tuple[str, Delivered], None]:
         """Yield ``(channel, envelope)`` forever; resubscribe by itself when Redis restarts.
 
@@ -249,6 +250,9 @@ class Subscription:
         since:
             Replay history after this stream id (exclusive; ``"0"`` for everything kept) or
             from this time in ms (inclusive) before the live messages. Default: live only.
+        give_up_s:
+            Raise :class:`~multiswarm.errors.RedisUnavailable` once Redis has been unreachable
+            this long (seconds); default: resubscribe forever (a role outlives outages).
 
         Use it with :func:`contextlib.aclosing` when leaving the loop early.
         """
@@ -261,6 +265,7 @@ class Subscription:
         positions = {c: _Cursor(start) for c in chans}
         seen = SeenWindow(self.replay_window_ms, self.max_seen) if self._key else None
         delay = 0.05
+        down_since: float | None = None
         while True:
             pubsub: Any = self.client.pubsub()
             confirmed: set[str] = set()
@@ -292,7 +297,7 @@ class Subscription:
                         confirmed.add(channel)
                         self.counts["active_subscriptions"] += 1
                     if len(confirmed) == len(chans):
-                        delay = 0.05
+                        delay, down_since = 0.05, None
                         if ready is not None:
                             ready.set()
                     if pos.cursor is None:
@@ -305,6 +310,11 @@ class Subscription:
                     raise asyncio.CancelledError() from e
                 if ready is not None:
                     ready.clear()
+                down_since = time.monotonic() if down_since is None else down_since
+                if give_up_s is not None and time.monotonic() - down_since > give_up_s:
+                    raise RedisUnavailable(
+                        f"Redis unreachable for {give_up_s:.0f} s: {short(e)}"
+                    ) from e
                 log.info("subscription lost (%s); resubscribing in %.2f s", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -122,3 +122,25 @@ def test_messages_tail_events_prints_task_events(redis_server: RedisServer, name
     finally:
         tail.terminate()
         tail.communicate(timeout=10)
+    assert tail.returncode == 0  # SIGTERM ends a tail cleanly
+
+
+def test_messages_tail_exits_1_when_redis_goes_away(own_redis: RedisServer) -> None:
+    """A tail whose Redis stays gone ends with status 1 and one line (issue 14, item 13)."""
+    env = {**os.environ, "MULTISWARM_REDIS_URL": own_redis.url}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "multiswarm", "messages", "tail", "events"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        asyncio.run(asyncio.sleep(3))  # subscribed by now
+        own_redis.kill()
+        _, err = tail.communicate(timeout=90)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    last = err.strip().splitlines()[-1]
+    assert tail.returncode == 1 and last.startswith("Error: ") and "Traceback" not in err, err
