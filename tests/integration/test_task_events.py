@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from multiswarm import Multiswarm
 from multiswarm.config import Settings
@@ -24,6 +25,7 @@ from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
 from multiswarm.tasks import task_spec
 from tests.faults.inprocess import worker_system
+from tests.integration.helpers import wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +138,15 @@ def test_messages_tail_exits_1_when_redis_goes_away(own_redis: RedisServer) -> N
         text=True,
     )
     try:
-        asyncio.run(asyncio.sleep(3))  # subscribed by now
+        probe = redis.Redis(port=own_redis.port)
+        try:  # killed once it listens: a subscriber on the events channel
+
+            def subscribed() -> bool:
+                return bool(probe.pubsub_numsub("swarm:events")[0][1])
+
+            wait_sync(subscribed, timeout_s=60, what="the tail subscribed")
+        finally:
+            probe.close()
         own_redis.kill()
         _, err = tail.communicate(timeout=90)
     finally:
