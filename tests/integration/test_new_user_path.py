@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from multiswarm.redis_server import RedisServer, environment_without_redis
-from tests.integration.test_readme_example import block
+from multiswarm.redis_server import RedisServer
+from tests.integration.helpers import wait_sync
+from tests.integration.test_readme_example import readme_system, run_readme_example
 
 pytestmark = pytest.mark.slow
 
@@ -69,40 +69,10 @@ def _until(env: dict[str, str], cwd: Path, task_id: str, status: str) -> dict[st
 
 
 def test_a_new_users_path(redis_server: RedisServer, tmp_path: Path) -> None:
-    app = tmp_path / "myapp"
-    app.mkdir()
-    (app / "__init__.py").write_text("")
-    (app / "tasks.py").write_text(block("myapp/tasks.py", "python") + EXTRA_HANDLERS)
-    command = block("In one terminal", "bash").strip()
-    assert command.startswith("multiswarm-cli up ")
-    env = {
-        **environment_without_redis(),
-        "MULTISWARM_REDIS_URL": redis_server.url,
-        "MULTISWARM_NAMESPACE": f"newuser{os.getpid()}",
-    }
-    up = subprocess.Popen(
-        [sys.executable, "-m", "multiswarm", *command.split()[1:], "--no-api"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert up.stdout is not None
-        up.stdout.readline()
-        example = tmp_path / "example.py"
-        example.write_text(block("in another terminal", "python"))
-        run = subprocess.run(
-            [sys.executable, str(example)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert run.stdout.splitlines()[0] == "{'files': 1, 'identifiers': 3}"
+    namespace = f"newuser{os.getpid()}"
+    with readme_system(redis_server, tmp_path, namespace, EXTRA_HANDLERS) as env:
+        lines = run_readme_example(tmp_path, env)
+        assert lines[0] == "{'files': 1, 'identifiers': 3}", lines
 
         # a running task cancelled: its handler stops (its finally block runs)
         stopped = tmp_path / "stopped"
@@ -115,10 +85,7 @@ def test_a_new_users_path(redis_server: RedisServer, tmp_path: Path) -> None:
         assert json.loads(_cli(env, tmp_path, "tasks", "cancel", sub["id"]))["outcome"] == (
             "cancelled"
         )
-        deadline = time.monotonic() + 30
-        while not stopped.exists():
-            assert time.monotonic() < deadline, "the cancelled handler kept running"
-            time.sleep(0.1)
+        wait_sync(stopped.exists, timeout_s=30, what="the cancelled handler's finally block")
 
         # a dead task retried to completion
         flag = tmp_path / "flag"
@@ -132,7 +99,3 @@ def test_a_new_users_path(redis_server: RedisServer, tmp_path: Path) -> None:
         retried = json.loads(_cli(env, tmp_path, "tasks", "retry", sub["id"]))
         assert retried == {sub["id"]: "retried"}
         _until(env, tmp_path, sub["id"], "completed")
-    finally:
-        up.send_signal(signal.SIGTERM)
-        out, _ = up.communicate(timeout=60)
-        assert up.returncode == 0, out[-3000:]
