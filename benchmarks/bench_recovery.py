@@ -81,7 +81,6 @@ async def setup(scripts: Scripts, keys: Keys, swarms: int) -> None:
             assign_timeout_ms=30_000,
             heartbeat_timeout_ms=0,
             capsets=[],
-            swarm_ids=[sid],
         )
         running = [c.id for c in await store.claim(sid, wid, RUNNING_PER_SWARM)]
         now = int(time.time() * 1000)

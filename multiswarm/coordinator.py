@@ -217,13 +217,10 @@ class SwarmCoordinator:
         return total
 
     async def _dispatch_call(self, batch: int) -> tuple[int, bool]:
-        async def read() -> list[Any]:
-            pipe = self.scripts.client.pipeline(transaction=False)
-            pipe.smembers(self.keys.swarm_status("active"))
-            pipe.hkeys(self.keys.parked_index)
-            return await pipe.execute()
-
-        active, parked = decode(await self.scripts.read(read), tuple[list[str], list[str]])
+        parked = decode(
+            await self.scripts.read(lambda: self.scripts.client.hkeys(self.keys.parked_index)),
+            list[str],
+        )
         reply = await ops.dispatch_tasks(
             self.scripts,
             self.keys,
@@ -234,7 +231,6 @@ class SwarmCoordinator:
             assign_timeout_ms=self.assign_timeout_ms,
             heartbeat_timeout_ms=self.heartbeat_timeout_ms,
             capsets=sorted(parked),
-            swarm_ids=sorted(active),
         )
         if reply.assigned:
             per_swarm: dict[str, int] = {}

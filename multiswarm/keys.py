@@ -100,6 +100,45 @@ class Keys:
     def swarms(self) -> str:
         return f"{self._g}:swarms"
 
+    # The dispatch index (scripts/lua/lib/01b_swarm_index.lua builds these same names from the
+    # swarms key it is passed; keep both in step).
+    @property
+    def swarm_active(self) -> str:
+        """Hash swarm id -> tasks assigned to or running in it."""
+        return f"{self.swarms}:active"
+
+    @property
+    def swarm_entries(self) -> str:
+        """Hash swarm id -> JSON {p: profile id, cap, st: open|held|'', why, hosts}."""
+        return f"{self.swarms}:entry"
+
+    @property
+    def swarm_profiles(self) -> str:
+        """Hash profile id -> JSON {caps, handlers, prefixes, prio, n}; ``s:<sig>`` -> id."""
+        return f"{self.swarms}:profiles"
+
+    @property
+    def swarm_room(self) -> str:
+        """Hash profile id -> free slots of its open swarms."""
+        return f"{self.swarms}:room"
+
+    def swarm_profile_index(self, kind: str, profile: str) -> str:
+        """Zset of one profile's swarms: ``open``, ``load`` (with room, by load), ``rr`` (with
+        room, by id) or ``held`` (active but paused or without a live host)."""
+        if kind not in ("open", "load", "rr", "held"):
+            raise ConfigError(f"no swarm index {kind!r}")
+        return f"{self.swarms}:{kind}:{profile}"
+
+    @property
+    def swarm_stale(self) -> str:
+        """Zset swarm id -> ms: swarms dispatch found without a live host."""
+        return f"{self.swarms}:stale"
+
+    @property
+    def worker_mem(self) -> str:
+        """Hash worker id -> memory load in [0, 1] of its last beat."""
+        return f"{self.swarms}:mem"
+
     @property
     def archive(self) -> str:
         return f"{self._g}:archive"

@@ -201,7 +201,6 @@ class SwarmRegistry:
 
         Swarms left with no live host become ``interrupted``. Returns removed worker ids.
         """
-        swarm_ids = await self.swarm_ids()
         return await ops.reap_workers(
             self.scripts,
             self.keys,
@@ -209,7 +208,6 @@ class SwarmRegistry:
             worker_id=worker_id,
             graceful=graceful,
             seed=random.getrandbits(31),
-            swarm_ids=swarm_ids,
         )
 
     async def set_paused(self, swarm_id: str, paused: bool) -> bool:
@@ -272,7 +270,7 @@ class SwarmRegistry:
         raw = await self.scripts.read(lambda: self.client.hget(self.keys.swarms, sid))
         if raw is None:
             raise NotFound("NOT_FOUND", f"swarm {swarm_id}")
-        return decode_swarm(raw)
+        return (await self._with_load([decode_swarm(raw)]))[0]
 
     async def swarms(self, status: str | None = None) -> list[Swarm]:
         """Every swarm (or those of one status), by id."""
@@ -282,7 +280,31 @@ class SwarmRegistry:
         if not ids:
             return []
         raws = await self.scripts.read(lambda: self.client.hmget(self.keys.swarms, ids))
-        return [decode_swarm(r) for r in raws if r is not None]
+        return await self._with_load([decode_swarm(r) for r in raws if r is not None])
+
+    async def _with_load(self, swarms: list[Swarm]) -> list[Swarm]:
+        """Fill the counts kept beside the records: active (the dispatch index) and the memory
+        load of a host (each worker's last beat)."""
+        if not swarms:
+            return swarms
+        hosts = sorted({s.host_workers[0] for s in swarms if s.host_workers})
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(self.keys.swarm_active, [s.id for s in swarms])
+            pipe.hmget(self.keys.worker_mem, hosts or ["-"])
+            return await pipe.execute()
+
+        active, mem = decode(await self.scripts.read(read), tuple[list[str | None], list[str | None]])
+        loads = dict(zip(hosts, mem, strict=False))
+        return [
+            msgspec.structs.replace(
+                s,
+                active=int(a or 0),
+                mem_load=float(loads.get(s.host_workers[0]) or 0) if s.host_workers else 0.0,
+            )
+            for s, a in zip(swarms, active, strict=True)
+        ]
 
     async def workers(self) -> list[WorkerInfo]:
         raws = await self.scripts.read(lambda: self.client.hgetall(self.keys.workers))

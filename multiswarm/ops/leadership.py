@@ -100,11 +100,10 @@ async def dispatch_tasks(
     assign_timeout_ms: int,
     heartbeat_timeout_ms: int,
     capsets: Sequence[str],
-    swarm_ids: Sequence[str],
 ) -> Dispatched:
-    """One bounded dispatch round over the active ``swarm_ids`` and the parked sets ``capsets``
-    (the parked index's fields: a capability set, or ``CAPSET|HANDLER`` for tasks whose handler
-    a swarm covering the set may not run)."""
+    """One bounded dispatch round over the parked sets ``capsets`` (the parked index's fields:
+    a capability set, or ``CAPSET|HANDLER`` for tasks whose handler a swarm covering the set may
+    not run). Swarms come from the dispatch index the registry scripts keep, not the caller."""
     return await DISPATCH(
         scripts,
         [
@@ -113,7 +112,6 @@ async def dispatch_tasks(
             keys.leader,
             keys.parked_index,
             *[keys.parked(c) for c in capsets],
-            *[keys.queue(s) for s in swarm_ids],
         ],
         [
             fence.epoch,
@@ -126,7 +124,6 @@ async def dispatch_tasks(
             heartbeat_timeout_ms,
             len(capsets),
             *capsets,
-            *swarm_ids,
         ],
     )
 

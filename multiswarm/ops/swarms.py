@@ -102,13 +102,12 @@ async def reap_workers(
     worker_id: str,
     graceful: bool,
     seed: int,
-    swarm_ids: Sequence[str],
 ) -> list[str]:
-    """The worker ids removed."""
+    """The worker ids removed (the swarms they hosted come from their records)."""
     return await REAP(
         scripts,
-        [*keys.task_keyset, *keys.swarm_status_all, *[keys.queue(s) for s in swarm_ids]],
-        [timeout_ms, worker_id, "1" if graceful else "0", seed, *swarm_ids],
+        [*keys.task_keyset, *keys.swarm_status_all],
+        [timeout_ms, worker_id, "1" if graceful else "0", seed],
     )
 
 

@@ -15,6 +15,7 @@ for _, id in ipairs(gone) do
     redis.call('SREM', SWARM_STATUS_KEY[swarm.status], id)
   end
   redis.call('HDEL', KEYS[2], id)
+  swarm_index_drop(KEYS[2], id)
   redis.call('SREM', KEYS[1], id)
   redis.call('ZREM', KEYS[9], id)
 end

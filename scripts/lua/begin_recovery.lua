@@ -61,12 +61,11 @@ for i = 5, #ARGV do requeue(ARGV[i]) end
 for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do requeue(id) end
 redis.call('DEL', queue)
 
--- read again: release_swarm_slot rewrote the record's active count
-swarm = hget_json(TK.swarms, sid)
 local err = transition_swarm(swarm, 'recovering', now)
 if err then return err end
 swarm.recovery_plan = plan_id
 hset_json(TK.swarms, sid, swarm)
+swarm_index_sync(TK.swarms, swarm)
 summary.plan, summary.swarm, summary.state = plan_id, sid, 'recovering'
 summary.requeued, summary.began_ms = join(requeued), now
 hset_json(recoveries, sid, summary)

@@ -25,6 +25,7 @@ if queued > 0 then
 end
 if SWARM_STATUS_KEY[s] then redis.call('SREM', SWARM_STATUS_KEY[s], sid) end
 redis.call('HDEL', KEYS[2], sid)
+swarm_index_drop(KEYS[2], sid)
 redis.call('SREM', KEYS[1], sid)
 redis.call('ZREM', KEYS[9], sid)
 return s

@@ -4,7 +4,8 @@
 -- KEYS[24]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
 -- KEYS[25]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
 -- KEYS[26..25+P] - parked zset of each parked set named in ARGV[10..9+P], same order
--- KEYS[26+P..]   - queue of each swarm named in ARGV[10+P..], same order
+-- Swarms come from the dispatch index (lib/01b_swarm_index.lua) next to the swarms hash
+-- (KEYS[11]), and the queue of the swarm picked is named from it ({ns}:queue:<id>).
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)
@@ -18,14 +19,14 @@
 -- ARGV[9] - P, the number of parked sets whose zsets are passed
 -- ARGV[10..9+P] - those sets: a capability set (sorted csv; '' for none), or 'CAPSET|HANDLER'
 --                 for tasks of that handler that a swarm covering the set may not run
--- ARGV[10+P..]  - candidate swarm ids
 -- Every strategy considers only active, unpaused swarms with a live host whose capabilities
 -- cover the task's, that may run its handler (the host's advert in the record: a registered
 -- name, or under an allowed prefix; no advert: anything) and whose active count is below
 -- capacity; it then picks: least_loaded fewest
 -- active tasks; round_robin next id after the cursor; priority the swarm whose priority is
 -- nearest the task's (higher first); capability the best fit (fewest extra capabilities). Ties
--- go to the least loaded, then memory load, then id.
+-- go to the least loaded, then memory load, then id. A picked swarm found without a live host is
+-- held in the index (at most HOLDS per call); a few held ones are looked at again each call.
 -- No head-of-line blocking: a ready task no swarm can take now (no swarm covers its
 -- capabilities and may run its handler, or all that do are at capacity) is parked: it moves
 -- from the ready zset to the parked zset of its set with the same score, keeps status 'ready'
@@ -71,29 +72,72 @@ for j = 1, nsets do
   sets[j] = ARGV[9 + j]
   parked_key[sets[j]] = KEYS[n + 3 + j]
 end
-local first_swarm, first_queue = 10 + nsets, n + 4 + nsets
 
-local swarms, held = {}, {}  -- held: covering swarms that take no work now, and why
-for i = first_swarm, #ARGV do
-  local s = hget_json(TK.swarms, ARGV[i])
-  if s then
-    s._caps = split(s.caps)
-    if type(s.handlers) == 'string' then  -- the host's advert (host_swarms.lua)
-      s._names, s._prefixes = {}, split(s.prefixes)
-      for _, h in ipairs(split(s.handlers)) do s._names[h] = true end
-    end
-    if s.status == 'active' and s.hosts ~= '' and not s.paused
-        and has_live_host(s, TK.heartbeats, now, beat_ms) then
-      s._queue = KEYS[first_queue + (i - first_swarm)]
-      swarms[#swarms + 1] = s
-    else
-      s._why = s.paused and 'paused' or (s.status ~= 'active' and s.status or 'without a live host')
-      held[#held + 1] = s
+swarm_index_keys(TK.swarms)
+local HOLDS, RECHECK = 64, 16
+local holds = 0
+
+local profiles = {}  -- pid -> {caps (list), names (set) or nil, prefixes, prio}
+local raw = redis.call('HGETALL', SX.profiles)
+for i = 1, #raw, 2 do
+  if tonumber(raw[i]) then
+    local ok, p = pcall(cjson.decode, raw[i + 1])
+    if ok and type(p) == 'table' then
+      p.id, p._caps = raw[i], split(p.caps)
+      if type(p.handlers) == 'string' then  -- the host's advert (host_swarms.lua)
+        p._names, p._prefixes = {}, split(p.prefixes)
+        for _, h in ipairs(split(p.handlers)) do p._names[h] = true end
+      end
+      profiles[#profiles + 1] = p
     end
   end
 end
-table.sort(swarms, function(a, b) return a.id < b.id end)
-table.sort(held, function(a, b) return a.id < b.id end)
+table.sort(profiles, function(a, b) return tonumber(a.id) < tonumber(b.id) end)
+
+local entries = {}
+local function entry(sid)
+  local e = entries[sid]
+  if e == nil then
+    e = hget_json(SX.entry, sid) or false
+    entries[sid] = e
+  end
+  return e
+end
+
+local function live(e)
+  return has_live_host(e, TK.heartbeats, now, beat_ms)
+end
+
+-- held for want of a live host: a few of them each call, oldest first, open again when one beat
+for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
+  local e = entry(sid)
+  if not e or e.st ~= 'held' or e.why ~= 'without a live host' or e.hosts == '' then
+    redis.call('ZREM', SX.stale, sid)
+  elseif live(e) then
+    swarm_index_hold(sid, e, false, now)
+  else
+    redis.call('ZADD', SX.stale, now, sid)
+  end
+end
+
+-- a swarm of profile `pid` from the index zset `kind`, checked for a live host (those without
+-- are held, up to HOLDS a call): the first at or after `from` (a ZRANGEBYLEX bound) or the first
+-- by score; nil when there is none, and true as second value when the hold budget ran out
+local function first_live(kind, pid, from)
+  local key = sx_key(kind, pid)
+  while true do
+    local top
+    if from then top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
+    else top = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES') end
+    if #top == 0 then return nil end
+    local e = entry(top[1])
+    if e and live(e) then return top[1], tonumber(top[2] or 0) end
+    if holds >= HOLDS then return nil, true end
+    holds = holds + 1
+    if e then swarm_index_hold(top[1], e, true, now)
+    else redis.call('ZREM', key, top[1]) end
+  end
+end
 
 -- "b,a" and "a,b" are one capability set
 local capsets = {}
@@ -108,27 +152,44 @@ local function capset_of(caps)
   return known[1], known[2]
 end
 
--- whether swarm s may run `handler` (nil: any), by its host's advert
-local function may_run(s, handler)
-  if not handler or not s._names or s._names[handler] then return true end
-  for _, p in ipairs(s._prefixes) do
-    if p ~= '' and string.sub(handler, 1, #p) == p then return true end
+-- whether swarms of profile p may run `handler` (nil: any), by their host's advert
+local function may_run(p, handler)
+  if not handler or not p._names or p._names[handler] then return true end
+  for _, pre in ipairs(p._prefixes) do
+    if pre ~= '' and string.sub(handler, 1, #pre) == pre then return true end
   end
   return false
 end
 
+-- up to n ids of index zset `kind` over `pids`, by id
+local function some_ids(kind, pids, n)
+  local ids = {}
+  for _, pid in ipairs(pids) do
+    for _, sid in ipairs(redis.call('ZRANGE', sx_key(kind, pid), 0, n - 1)) do
+      ids[#ids + 1] = sid
+    end
+  end
+  table.sort(ids)
+  while #ids > n do table.remove(ids) end
+  return ids
+end
+
 -- nil and the room of the swarms covering `need` that may run `handler`, or why a task
--- needing them waits; third value: some live swarm covering `need` may not run `handler`
+-- needing them waits; third value: some open swarm covering `need` may not run `handler`
 local function blocked(need, capset, handler)
-  local capable, room, refusing = false, 0, {}
-  for _, s in ipairs(swarms) do
-    if covers(s._caps, need) then
-      if may_run(s, handler) then
-        capable = true
-        room = room + math.max(0, s.capacity - s.active)
-      elseif #refusing < 3 then
-        refusing[#refusing + 1] = s.id
+  local capable, room, refusing, waiting = false, 0, {}, {}
+  for _, p in ipairs(profiles) do
+    if covers(p._caps, need) then
+      local allowed = may_run(p, handler)
+      if redis.call('ZCARD', sx_key('open', p.id)) > 0 then
+        if allowed then
+          capable = true
+          room = room + (tonumber(redis.call('HGET', SX.room, p.id) or '0') or 0)
+        else
+          refusing[#refusing + 1] = p.id
+        end
       end
+      if allowed then waiting[#waiting + 1] = p.id end
     end
   end
   local restricted = #refusing > 0
@@ -137,10 +198,9 @@ local function blocked(need, capset, handler)
   -- say which swarm would take it and why it does not: "no swarm has" would mislead when one
   -- is only paused or waiting for a host
   local why = {}
-  for _, s in ipairs(held) do
-    if covers(s._caps, need) and may_run(s, handler) and #why < 3 then
-      why[#why + 1] = s.id .. ' ' .. s._why
-    end
+  for _, sid in ipairs(some_ids('held', waiting, 3)) do
+    local e = entry(sid)
+    why[#why + 1] = sid .. ' ' .. (e and e.why or 'without a live host')
   end
   if #why > 0 then
     return 'swarms with capabilities [' .. capset .. '] take no work: ' .. table.concat(why, ', '),
@@ -148,8 +208,8 @@ local function blocked(need, capset, handler)
   end
   if restricted then
     return 'no swarm with capabilities [' .. capset .. '] may run handler ' .. handler .. ' ('
-           .. table.concat(refusing, ', ') .. ' do not register it; start a worker with'
-           .. ' --import of its module)', 0, true
+           .. table.concat(some_ids('open', refusing, 3), ', ') .. ' do not register it; start a'
+           .. ' worker with --import of its module)', 0, true
   end
   return 'no active swarm has capabilities [' .. capset .. ']', 0, false
 end
@@ -193,40 +253,59 @@ for _, set in ipairs(sets) do
   else hset_json(parked_index, set, meta) end
 end
 
-local function lighter(a, b)
-  if a.active ~= b.active then return a.active < b.active end
-  local ma, mb = a.mem_load or 0, b.mem_load or 0
-  if ma ~= mb then return ma < mb end
-  return a.id < b.id
+-- profiles whose swarms cover `need` and may run `handler`, by (capset, handler)
+local eligible_cache = {}
+local function eligible(capset, need, handler)
+  local k = capset .. '|' .. (handler or '')
+  local found = eligible_cache[k]
+  if not found then
+    found = {}
+    for _, p in ipairs(profiles) do
+      if covers(p._caps, need) and may_run(p, handler) then found[#found + 1] = p end
+    end
+    eligible_cache[k] = found
+  end
+  return found
 end
 
+-- the rank of profile p for `task` under the strategy (lower first; the load breaks ties)
+local function rank(p, task)
+  if strategy == 'priority' then
+    return math.abs(p.prio - task.prio) * 2 ^ 20 + p.prio
+  elseif strategy == 'capability' then
+    return #p._caps
+  end
+  return 0
+end
+
+-- the swarm for `task` among the profiles `ps`: nil, and true when the hold budget ran out
 local cursor = redis.call('GET', cursor_key) or ''
-local function choose(task, need, eligible)
+local function choose(task, ps)
+  local best, best_rank, best_score, starved = nil, nil, nil, false
   if strategy == 'round_robin' then
-    for _, s in ipairs(eligible) do
-      if s.id > cursor then cursor = s.id return s end
+    for _, from in ipairs({'(' .. cursor, '-'}) do
+      for _, p in ipairs(ps) do
+        local sid, _, out = first_live('rr', p.id, from)
+        starved = starved or out
+        if sid and (not best or sid < best) then best = sid end
+      end
+      if best or starved then break end
     end
-    cursor = eligible[1].id
-    return eligible[1]
+    if best then cursor = best end
+    return best, starved
   end
-  local best = eligible[1]
-  for k = 2, #eligible do
-    local s = eligible[k]
-    local better
-    if strategy == 'priority' then
-      local ds, db = math.abs(s.prio - task.prio), math.abs(best.prio - task.prio)
-      if ds ~= db then better = ds < db
-      elseif s.prio ~= best.prio then better = s.prio < best.prio
-      else better = lighter(s, best) end
-    elseif strategy == 'capability' then
-      local es, eb = #s._caps - #need, #best._caps - #need
-      if es ~= eb then better = es < eb else better = lighter(s, best) end
-    else
-      better = lighter(s, best)
+  for _, p in ipairs(ps) do
+    local r = rank(p, task)
+    if not best or r <= best_rank then
+      local sid, score, out = first_live('load', p.id)
+      starved = starved or out
+      if sid and (not best or r < best_rank or score < best_score
+                  or (score == best_score and sid < best)) then
+        best, best_rank, best_score = sid, r, score
+      end
     end
-    if better then best = s end
   end
-  return best
+  return best, starved
 end
 
 local function park(task, set, why)
@@ -242,26 +321,24 @@ end
 
 local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
-local at_end = false
-while assigned < batch and examined < scan do
+local at_end, starved = false, false
+while assigned < batch and examined < scan and not starved do
   -- entries left in place (sets without a parked zset yet) are stepped over by offset
   local ids = redis.call('ZRANGE', TK.ready, skipped, skipped + math.min(100, scan - examined) - 1)
   if #ids == 0 then at_end = true break end
   for _, id in ipairs(ids) do
-    if assigned >= batch then break end
+    if assigned >= batch or starved then break end
     examined = examined + 1
     local task = get_task(id)
     if not task or task.status ~= 'ready' then
       redis.call('ZREM', TK.ready, id)
     else
       local capset, need = capset_of(task.caps)
-      local eligible = {}
-      for _, s in ipairs(swarms) do
-        if s.active < s.capacity and covers(s._caps, need) and may_run(s, task.handler) then
-          eligible[#eligible + 1] = s
-        end
-      end
-      if #eligible == 0 then
+      local sid
+      sid, starved = choose(task, eligible(capset, need, task.handler))
+      if starved then
+        more = 1  -- the task stays ready: the next call holds more and looks again
+      elseif not sid then
         local why, _, restricted = blocked(need, capset, task.handler)
         if task.reason ~= why then
           task.reason = why
@@ -275,32 +352,24 @@ while assigned < batch and examined < scan do
           more = 1
         end
       else
-        local s = choose(task, need, eligible)
         redis.call('ZREM', TK.ready, id)
-        task.swarm = s.id
+        task.swarm = sid
         task.reason = ''
         set_task_status(task, 'assigned', now)
         task.epoch = tonumber(epoch)
         task.assigned_ms = now
         task.lease_until = now + assign_ms
         redis.call('ZADD', TK.leases, task.lease_until, id)
-        redis.call('ZADD', s._queue, ready_score(task), id)
+        redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score(task), id)
         put_task(task, now)
-        s.active = s.active + 1
-        s._dirty = true
+        swarm_slot_change(TK.swarms, sid, 1)
         assigned = assigned + 1
-        out[5][#out[5] + 1] = {s.id, id}
+        out[5][#out[5] + 1] = {sid, id}
       end
     end
   end
 end
 if not at_end and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
-for _, s in ipairs(swarms) do
-  if s._dirty then
-    s._dirty, s._queue, s._caps, s._names, s._prefixes = nil, nil, nil, nil, nil
-    hset_json(TK.swarms, s.id, s)
-  end
-end
 if strategy == 'round_robin' and cursor ~= '' then redis.call('SET', cursor_key, cursor) end
 out[1], out[3], out[4] = assigned, parked, more
 return out

@@ -31,6 +31,7 @@ end
 if outcome == 'applied' then
   swarm.recoveries = (swarm.recoveries or 0) + 1
   hset_json(KEYS[1], ARGV[2], swarm)
+  swarm_index_sync(KEYS[1], swarm)
 end
 rec.state, rec.finished_ms = outcome, now
 hset_json(KEYS[8], ARGV[2], rec)

@@ -1,10 +1,11 @@
 -- heartbeat_worker: a worker says it is alive, with its load figures.
 -- KEYS[1] - workers hash
 -- KEYS[2] - heartbeats zset
--- KEYS[3] - swarms hash
+-- KEYS[3] - swarms hash (the memory loads hang off it: lib/01b_swarm_index.lua)
 -- ARGV[1] - worker id
 -- ARGV[2] - report JSON {running, mem_used, mem_total, ...} merged into the worker record
--- ARGV[3] - memory load in [0, 1] to publish on each hosted swarm (for least_loaded ties)
+-- ARGV[3] - memory load in [0, 1], kept per worker (least_loaded ties); one field per beat,
+--           whatever the worker hosts
 -- returns 1, or 0 when the worker was declared dead meanwhile (it must register again)
 local worker = hget_json(KEYS[1], ARGV[1])
 if not worker then return 0 end
@@ -20,12 +21,7 @@ hset_json(KEYS[1], ARGV[1], worker)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 local mem = tonumber(ARGV[3])
 if mem then
-  for _, sid in ipairs(split(worker.swarms)) do
-    local swarm = hget_json(KEYS[3], sid)
-    if swarm and swarm.mem_load ~= mem then
-      swarm.mem_load = mem
-      hset_json(KEYS[3], sid, swarm)
-    end
-  end
+  swarm_index_keys(KEYS[3])
+  redis.call('HSET', SX.mem, ARGV[1], mem)
 end
 return 1

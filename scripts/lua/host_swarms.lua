@@ -57,6 +57,7 @@ for _, sid in ipairs(split(previous and previous.swarms)) do
                                       or swarm.status == 'initializing')
     if orphaned then transition_swarm(swarm, 'interrupted', now) end
     hset_json(TK.swarms, sid, swarm)
+    swarm_index_sync(TK.swarms, swarm)
     if orphaned and queues[sid] then
       requeue_swarm_queue(sid, queues[sid], 'swarm ' .. sid .. ' interrupted', now)
     end
@@ -72,8 +73,8 @@ for _, e in ipairs(entries) do
     out[#out + 1] = before
   else
     if not swarm then
-      swarm = {id = spec.id, status = 'initializing', active = 0, hosts = '', created_ms = now,
-               status_ms = now, mem_load = 0, recoveries = 0}
+      swarm = {id = spec.id, status = 'initializing', hosts = '', created_ms = now,
+               status_ms = now, recoveries = 0}
       redis.call('SADD', index, spec.id)
       redis.call('SADD', SWARM_STATUS_KEY.initializing, spec.id)
     end
@@ -95,6 +96,7 @@ for _, e in ipairs(entries) do
     end
     transition_swarm(swarm, 'active', now)
     hset_json(TK.swarms, swarm.id, swarm)
+    swarm_index_sync(TK.swarms, swarm)
     ids[#ids + 1] = swarm.id
     out[#out + 1] = swarm.id
     out[#out + 1] = before

@@ -15,4 +15,5 @@ if (swarm.paused or false) == paused then return 0 end
 swarm.paused = paused
 swarm.paused_ms = paused and now_ms() or 0
 hset_json(KEYS[1], ARGV[1], swarm)
+swarm_index_sync(KEYS[1], swarm)
 return 1

@@ -2,14 +2,15 @@
 -- running tasks, and mark swarms left without any live host 'interrupted'.
 -- KEYS[1..22] - task keyset (lib/02_tasks.lua)
 -- KEYS[23..28] - swarm status index sets (lib/03_swarms.lua order)
--- KEYS[29..] - queue of each swarm named in ARGV[5..], same order
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
 --           '0' for a death: each running task counts a failed attempt (retry with backoff)
 -- ARGV[4] - random seed for the backoff jitter
--- ARGV[5..] - ids of every registered swarm (hosts are removed from these)
--- An interrupted swarm's queued (assigned, unclaimed) tasks go back to ready for other swarms.
+-- The swarms a removed worker hosted are those its record lists (host_swarms.lua keeps the
+-- list); each loses the host. One left without a host is interrupted and its queued (assigned,
+-- unclaimed) tasks go back to ready for other swarms (its queue named from the swarms key, as
+-- lib/01b_swarm_index.lua does).
 -- returns {removed worker ids...}
 local n = load_task_keys()
 load_swarm_status_keys(n + 1)
@@ -22,11 +23,15 @@ else
   removed = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - tonumber(ARGV[1]))
 end
 if #removed == 0 then return {} end
-local gone = {}
+local gone, hosted = {}, {}
+swarm_index_keys(TK.swarms)
 for _, wid in ipairs(removed) do
   gone[wid] = true
+  local worker = hget_json(TK.workers, wid)
+  for _, sid in ipairs(split(worker and worker.swarms)) do hosted[#hosted + 1] = sid end
   redis.call('HDEL', TK.workers, wid)
   redis.call('ZREM', TK.heartbeats, wid)
+  redis.call('HDEL', SX.mem, wid)
 end
 local graceful = ARGV[3] == '1'
 math.randomseed(tonumber(ARGV[4]) or 0)
@@ -43,8 +48,7 @@ for _, id in ipairs(redis.call('ZRANGE', TK.leases, 0, -1)) do
   end
 end
 
-for i = 5, #ARGV do
-  local sid = ARGV[i]
+for _, sid in ipairs(hosted) do
   local swarm = hget_json(TK.swarms, sid)
   if swarm then
     local hosts, changed = {}, false
@@ -57,8 +61,10 @@ for i = 5, #ARGV do
                                         or swarm.status == 'initializing')
       if orphaned then transition_swarm(swarm, 'interrupted', now) end
       hset_json(TK.swarms, sid, swarm)
+      swarm_index_sync(TK.swarms, swarm)
       if orphaned then
-        requeue_swarm_queue(sid, KEYS[28 + (i - 4)], 'swarm ' .. sid .. ' interrupted', now)
+        requeue_swarm_queue(sid, swarm_queue_key(TK.swarms, sid), 'swarm ' .. sid
+                            .. ' interrupted', now)
       end
     end
   end

@@ -18,10 +18,11 @@ if live >= tonumber(ARGV[2]) then
 end
 local now = now_ms()
 local swarm = {id = spec.id, status = 'initializing', caps = spec.caps or '', prio = spec.prio,
-               max_agents = spec.max_agents, capacity = spec.capacity, active = 0, hosts = '',
+               max_agents = spec.max_agents, capacity = spec.capacity, hosts = '',
                objective = spec.objective or '', created_ms = now, status_ms = now,
-               mem_load = 0, recoveries = 0}
+               recoveries = 0}
 redis.call('SADD', KEYS[1], spec.id)
 redis.call('SADD', SWARM_STATUS_KEY.initializing, spec.id)
 hset_json(KEYS[2], spec.id, swarm)
+swarm_index_sync(KEYS[2], swarm)
 return 'created'

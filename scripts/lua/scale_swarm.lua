@@ -13,4 +13,5 @@ swarm.max_agents = tonumber(ARGV[2])
 swarm.external = tonumber(ARGV[3])
 swarm.capacity = math.max(swarm.capacity or 0, 2 * swarm.max_agents)
 hset_json(KEYS[1], ARGV[1], swarm)
+swarm_index_sync(KEYS[1], swarm)
 return 1

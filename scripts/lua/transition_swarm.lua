@@ -25,6 +25,7 @@ local now = now_ms()
 local err = transition_swarm(swarm, ARGV[2], now)
 if err then return err end
 hset_json(TK.swarms, swarm.id, swarm)
+swarm_index_sync(TK.swarms, swarm)
 if swarm.status == 'completed' or swarm.status == 'failed' then
   redis.call('ZADD', KEYS[n + 8], now, swarm.id)
   requeue_swarm_queue(sid, KEYS[n + 9], 'swarm ' .. sid .. ' ' .. swarm.status, now)

@@ -79,7 +79,6 @@ async def interrupted_swarm(
         assign_timeout_ms=30_000,
         heartbeat_timeout_ms=0,
         capsets=[],
-        swarm_ids=[sid],
     )
     claimed = await store.claim(sid, wid, claim)
     for c in claimed[:complete]:

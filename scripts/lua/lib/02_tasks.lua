@@ -97,11 +97,7 @@ end
 -- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task.
 local function release_swarm_slot(task)
   if (task.status == 'assigned' or task.status == 'running') and task.swarm ~= '' then
-    local swarm = hget_json(TK.swarms, task.swarm)
-    if swarm and (swarm.active or 0) > 0 then
-      swarm.active = swarm.active - 1
-      hset_json(TK.swarms, task.swarm, swarm)
-    end
+    swarm_slot_change(TK.swarms, task.swarm, -1)  -- lib/01b_swarm_index.lua
   end
 end
 

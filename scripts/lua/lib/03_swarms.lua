@@ -52,7 +52,7 @@ end
 
 -- A swarm that will claim nothing more (finished, or left without a host): its queued tasks go
 -- back to ready for other swarms and the queue key is deleted. Needs the task keyset loaded
--- (lib/02_tasks.lua). Reads the swarm record again afterwards: release_swarm_slot rewrites it.
+-- (lib/02_tasks.lua).
 -- Returns how many tasks went back to ready.
 local function requeue_swarm_queue(sid, queue, reason, now)
   local n = 0
