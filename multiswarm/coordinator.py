@@ -40,10 +40,14 @@ log = logging.getLogger(__name__)
 #: Task distribution strategies of the leader (see dispatch_tasks.lua).
 STRATEGIES = ("least_loaded", "round_robin", "priority", "capability")
 
-#: Most dispatch script calls in one round. Each call examines at most 4 x batch ready tasks
+#: Most dispatch script calls in one round. Each call examines at most 4 x its batch ready tasks
 #: and every call that asks for more has parked, assigned or dropped some (or met a new
 #: capability set, whose tasks the next call parks), so a round ends; this only bounds it.
 DISPATCH_CALLS_PER_ROUND = 256
+
+#: Most tasks one dispatch script call assigns: each assignment writes the task record, its
+#: indexes and event (tens of µs), so a call stays within a few ms whatever the round's batch.
+DISPATCH_CALL_BATCH = 50
 
 #: Most lease deadlines handled per reap_leases call.
 REAP_LIMIT = 500
@@ -155,8 +159,9 @@ class SwarmCoordinator:
     strategy:
         One of :data:`STRATEGIES` (``least_loaded`` default).
     batch_size:
-        Most tasks assigned per dispatch round; each script call examines at most four times
-        as many ready tasks (keeps each Lua run short).
+        Most tasks assigned per dispatch round, by script calls of at most
+        :data:`DISPATCH_CALL_BATCH` each; a call examines at most four times as many ready
+        tasks (keeps each Lua run short).
     reap_interval_s:
         How often the leader handles passed deadlines (expired task leases, unclaimed
         assignments), on its own timer: a failing dispatch does not stop it.
@@ -209,7 +214,9 @@ class SwarmCoordinator:
         """
         total, self.more = 0, False
         for _ in range(DISPATCH_CALLS_PER_ROUND):
-            assigned, more = await self._dispatch_call(self.batch_size - total)
+            assigned, more = await self._dispatch_call(
+                min(DISPATCH_CALL_BATCH, self.batch_size - total)
+            )
             total += assigned
             self.more = more
             if not more or total >= self.batch_size:
@@ -227,7 +234,7 @@ class SwarmCoordinator:
             self.election.fence,
             strategy=self.strategy,
             batch=batch,
-            scan=4 * self.batch_size,
+            scan=4 * min(self.batch_size, DISPATCH_CALL_BATCH),
             assign_timeout_ms=self.assign_timeout_ms,
             heartbeat_timeout_ms=self.heartbeat_timeout_ms,
             capsets=sorted(parked),

@@ -362,7 +362,7 @@ while assigned < batch and examined < scan and not starved do
         redis.call('ZADD', TK.leases, task.lease_until, id)
         redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score(task), id)
         put_task(task, now)
-        swarm_slot_change(TK.swarms, sid, 1)
+        swarm_slot_change(TK.swarms, sid, 1, entry(sid))
         assigned = assigned + 1
         out[5][#out[5] + 1] = {sid, id}
       end

@@ -141,15 +141,15 @@ local function swarm_index_drop(swarms_key, sid)
 end
 
 -- One more (delta 1) or one fewer (-1) task assigned to or running in swarm `sid`; the count
--- never goes below 0. Returns the new count.
-local function swarm_slot_change(swarms_key, sid, delta)
+-- never goes below 0. `known`: its entry when the caller has it decoded. Returns the new count.
+local function swarm_slot_change(swarms_key, sid, delta, known)
   swarm_index_keys(swarms_key)
   local active = swarm_active(sid)
   local new = math.max(0, active + delta)
   if new == active then return active end
   if new == 0 then redis.call('HDEL', SX.active, sid)
   else redis.call('HSET', SX.active, sid, new) end
-  local e = hget_json(SX.entry, sid)
+  local e = known or hget_json(SX.entry, sid)
   if e and e.st == 'open' then
     local r0, r1 = math.max(0, e.cap - active), math.max(0, e.cap - new)
     if r1 ~= r0 then redis.call('HINCRBY', SX.room, e.p, r1 - r0) end
