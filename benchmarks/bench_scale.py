@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
 import subprocess
 import time
@@ -187,9 +188,7 @@ async def measure(
             "submit_s": round(submit_s, 1),
             "redis_cpu_idle_pct": round(idle_cpu, 1),
             "idle_s": idle_s,
-            "idle_scripts": {
-                n: summary(idle_times, n) for n in sorted({n for n, _ in idle_times})
-            },
+            "idle_scripts": {n: summary(idle_times, n) for n in sorted({n for n, _ in idle_times})},
             "dispatch": {
                 **summary(dispatch_times, "dispatch_tasks"),
                 "rounds": rounds,
@@ -199,7 +198,10 @@ async def measure(
                 ),
                 "round_wall_ms": round(sum(walls) / len(walls) * 1000, 1),
             },
-            "heartbeat": {**summary(beat_times, "heartbeat_worker"), "wall_ms": round(beat_wall * 1000, 3)},
+            "heartbeat": {
+                **summary(beat_times, "heartbeat_worker"),
+                "wall_ms": round(beat_wall * 1000, 3),
+            },
             "reap_round": summary(reap_idle, "reap_workers"),
             "reap_one_worker": {**summary(reap_one, "reap_workers"), "tasks_in_leases": running},
             "slowest_script": {"name": slowest[0], "ms": round(slowest[1] / 1000, 3)},
@@ -213,7 +215,7 @@ def row(label: str, r: dict[str, Any]) -> str:
     d, h = r["dispatch"], r["heartbeat"]
     return (
         f"| {label} | {r['swarms']:,} | {d.get('mean_ms')} / {d.get('max_ms')} | "
-        f"{d['round_wall_ms']} | {h.get('mean_ms')} / {h.get('max_ms')} | "
+        f"{d['redis_ms_per_round']} | {d['round_wall_ms']} | {h.get('mean_ms')} / {h.get('max_ms')} | "
         f"{r['reap_round'].get('mean_ms')} | {r['reap_one_worker'].get('mean_ms')} "
         f"({r['reap_one_worker']['tasks_in_leases']:,}) | {r['redis_cpu_idle_pct']} | "
         f"{r['slowest_script']['name']} {r['slowest_script']['ms']} |"
@@ -224,19 +226,21 @@ def update_results(report: dict[str, Any]) -> None:
     lines = [
         "## Scale: costs per operation at 1,000 and 10,000 swarms (`benchmarks/bench_scale.py`)",
         "",
-        f"Machine: {report['machine']}; {report['redis']} on loopback  ",
+        f"Machine: {report['machine']}; {report['redis']} on loopback; 1-minute load average "
+        f"{report.get('load_avg', '?')} at the end (other jobs ran: times vary by up to 2x)  ",
         f"Command: `{report['command']}`",
         "",
-        f"{report['workers']} workers host the swarms (four capability sets, capacity 8 each) and "
-        f"beat; {report['tasks']:,} tasks queued; the leader dispatches {report['rounds']} rounds "
-        f"of {BATCH}. Times are Redis time per script call (SLOWLOG), mean / max in ms; "
-        "\"reap one\" is a worker leaving, with the tasks in the leases zset in brackets (the "
-        "task side's reap index is measured there); CPU at idle over "
-        f"{report['idle_s']} s of beats, reaps and safety-net rounds.",
+        f"Workers ({report['workers']}) host the swarms (four capability sets, capacity 8 each) "
+        f"and beat; {report['tasks']:,} tasks queued; the leader dispatches {report['rounds']} "
+        f"rounds of {BATCH}. Times are Redis time per script call (SLOWLOG), mean / max in ms; "
+        "a round is one or more dispatch calls (after: at most 32 tasks or 5 ms each). 'Reap "
+        "one' is a worker (100 swarms) leaving, with the tasks in the leases zset in brackets: "
+        "it walks them (the task side's running index removes that). CPU at idle over "
+        f"{report['idle_s']} s of beats, reaps and safety-net rounds, no tasks.",
         "",
-        "| code | swarms | dispatch call ms | dispatch round wall ms | heartbeat ms | reap round ms"
-        " | reap one ms (tasks) | Redis CPU idle % | slowest script ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| code | swarms | dispatch call ms | Redis ms per round | round wall ms | heartbeat ms"
+        " | reap round ms | reap one ms (tasks) | Redis CPU idle % | slowest script ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, runs in (("before (main)", report.get("baseline") or []), ("after", report["runs"])):
         lines += [row(label, r) for r in runs]
@@ -271,7 +275,9 @@ def main() -> None:
             redis = next((w.split("=", 1)[1] for w in version if w.startswith("v=")), "?")
             redis = f"{Path(server.binary).name} {redis}"
             runs.append(
-                asyncio.run(measure(server.url, swarms, workers, args.tasks, args.rounds, args.idle_s))
+                asyncio.run(
+                    measure(server.url, swarms, workers, args.tasks, args.rounds, args.idle_s)
+                )
             )
     report: dict[str, Any] = {
         "benchmark": "scale",
@@ -281,6 +287,7 @@ def main() -> None:
         "rounds": args.rounds,
         "idle_s": args.idle_s,
         "machine": machine(),
+        "load_avg": round(os.getloadavg()[0], 1),
         "redis": redis,
         "command": "python benchmarks/bench_scale.py"
         + (f" --sizes {args.sizes}" if args.sizes != "1000,10000" else "")

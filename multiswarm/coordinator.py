@@ -47,7 +47,7 @@ DISPATCH_CALLS_PER_ROUND = 256
 
 #: Most tasks one dispatch script call assigns: each assignment writes the task record, its
 #: indexes and event (tens of µs), so a call stays within a few ms whatever the round's batch.
-DISPATCH_CALL_BATCH = 50
+DISPATCH_CALL_BATCH = 32
 
 #: Most lease deadlines handled per reap_leases call.
 REAP_LIMIT = 500

@@ -295,7 +295,9 @@ class SwarmRegistry:
             pipe.hmget(self.keys.worker_mem, hosts or ["-"])
             return await pipe.execute()
 
-        active, mem = decode(await self.scripts.read(read), tuple[list[str | None], list[str | None]])
+        active, mem = decode(
+            await self.scripts.read(read), tuple[list[str | None], list[str | None]]
+        )
         loads = dict(zip(hosts, mem, strict=False))
         return [
             msgspec.structs.replace(

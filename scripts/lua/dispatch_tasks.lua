@@ -27,6 +27,7 @@
 -- nearest the task's (higher first); capability the best fit (fewest extra capabilities). Ties
 -- go to the least loaded, then memory load, then id. A picked swarm found without a live host is
 -- held in the index (at most HOLDS per call); a few held ones are looked at again each call.
+-- A call stops after BUDGET_US of Redis time and asks for another.
 -- No head-of-line blocking: a ready task no swarm can take now (no swarm covers its
 -- capabilities and may run its handler, or all that do are at capacity) is parked: it moves
 -- from the ready zset to the parked zset of its set with the same score, keeps status 'ready'
@@ -37,7 +38,7 @@
 -- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
 -- was not passed stays in ready, the set enters the index, and the reply asks for another call.
 -- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
---   more = 1 when calling again at once would do more (work bound reached, new set to pass)
+--   more = 1 when calling again at once would do more (work or time bound reached, new set)
 local n = load_task_keys()
 local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
 local epoch, holder, instance, strategy = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -53,6 +54,14 @@ if not (batch and scan and assign_ms and beat_ms and nsets) then
   return fail('BAD_REQUEST', 'argument count')
 end
 local SWEEP = 16  -- parked entries checked per set and call while nothing changes
+-- Redis time a call may take before it stops and asks for another (the bound holds whatever
+-- one assignment costs on this server)
+local BUDGET_US = 5000
+local started = redis.call('TIME')
+local function elapsed_us()
+  local t = redis.call('TIME')
+  return (tonumber(t[1]) - tonumber(started[1])) * 1000000 + tonumber(t[2]) - tonumber(started[2])
+end
 local now = now_ms()
 
 local promoted = 0
@@ -221,6 +230,7 @@ local function parse_set(set)
   return set, nil
 end
 
+local unparked_more = false  -- a parked set has room for more than this call's batch took
 for _, set in ipairs(sets) do
   local key = parked_key[set]
   local capset, handler = parse_set(set)
@@ -232,6 +242,7 @@ for _, set in ipairs(sets) do
       redis.call('ZADD', TK.ready, items[i + 1], items[i])
       redis.call('ZREM', key, items[i])
     end
+    if room > batch and #items == 2 * batch then unparked_more = true end
   else
     if meta.reason ~= why then meta.reason, meta.sweep, meta.refresh = why, nil, true end
     local m = meta.refresh and math.max(SWEEP, math.floor(scan / nsets)) or SWEEP
@@ -328,6 +339,10 @@ while assigned < batch and examined < scan and not starved do
   if #ids == 0 then at_end = true break end
   for _, id in ipairs(ids) do
     if assigned >= batch or starved then break end
+    if examined % 8 == 7 and elapsed_us() > BUDGET_US then
+      starved, more = true, 1
+      break
+    end
     examined = examined + 1
     local task = get_task(id)
     if not task or task.status ~= 'ready' then
@@ -369,7 +384,7 @@ while assigned < batch and examined < scan and not starved do
     end
   end
 end
-if not at_end and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
+if (not at_end and redis.call('ZCARD', TK.ready) > skipped) or unparked_more then more = 1 end
 if strategy == 'round_robin' and cursor ~= '' then redis.call('SET', cursor_key, cursor) end
 out[1], out[3], out[4] = assigned, parked, more
 return out

@@ -207,8 +207,14 @@ async def test_dispatch_at_2000_swarms_picks_as_the_strategy_says(
             spec = swarm_spec(sid, caps, priority=prio, capacity=rng.randint(1, 2))
             specs.append(SwarmSpec(**{**_fields(spec), "handlers": handlers}))
             swarms.append(
-                {"id": sid, "caps": caps, "prio": PRIORITIES[prio], "capacity": spec.capacity,
-                 "active": 0, "handlers": handlers}  # fmt: skip
+                {
+                    "id": sid,
+                    "caps": caps,
+                    "prio": PRIORITIES[prio],
+                    "capacity": spec.capacity,
+                    "active": 0,
+                    "handlers": handlers,
+                }
             )
         await registry.host_swarms(f"w{w}", {"host": "test"}, specs)
     tasks = []

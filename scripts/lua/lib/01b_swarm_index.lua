@@ -117,10 +117,10 @@ local function swarm_index_sync(swarms_key, swarm)
     return
   end
   local active = swarm_active(sid)
-  profile_count(e.p, 1)
+  if not old or old.p ~= e.p then profile_count(e.p, 1) end
   if old then
     sx_put(sid, old, active, -1)
-    profile_count(old.p, -1)
+    if old.p ~= e.p then profile_count(old.p, -1) end
   end
   sx_put(sid, e, active, 1)
   hset_json(SX.entry, sid, e)
@@ -144,11 +144,10 @@ end
 -- never goes below 0. `known`: its entry when the caller has it decoded. Returns the new count.
 local function swarm_slot_change(swarms_key, sid, delta, known)
   swarm_index_keys(swarms_key)
-  local active = swarm_active(sid)
-  local new = math.max(0, active + delta)
-  if new == active then return active end
-  if new == 0 then redis.call('HDEL', SX.active, sid)
-  else redis.call('HSET', SX.active, sid, new) end
+  local new = redis.call('HINCRBY', SX.active, sid, delta)
+  if new <= 0 then redis.call('HDEL', SX.active, sid) end  -- absent means 0
+  if new < 0 then return 0 end  -- nothing was counted (the swarm is gone, or freed twice)
+  local active = new - delta
   local e = known or hget_json(SX.entry, sid)
   if e and e.st == 'open' then
     local r0, r1 = math.max(0, e.cap - active), math.max(0, e.cap - new)
