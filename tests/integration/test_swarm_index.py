@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +32,7 @@ def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
 
 
 async def _zset(scripts: Scripts, key: str) -> list[tuple[str, float]]:
-    raw = await scripts.client.zrange(key, 0, -1, withscores=True)
+    raw = cast(list[tuple[bytes, float]], await scripts.client.zrange(key, 0, -1, withscores=True))
     return [(m.decode(), float(s)) for m, s in raw]
 
 
@@ -217,7 +217,7 @@ async def test_dispatch_at_2000_swarms_picks_as_the_strategy_says(
                 }
             )
         await registry.host_swarms(f"w{w}", {"host": "test"}, specs)
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for i in range(800):
         caps, prio = rng.choice(CAPSETS), rng.choice(sorted(PRIORITIES))
         tasks.append({"id": f"t{i:04d}", "caps": caps, "prio": PRIORITIES[prio], "name": prio})
