@@ -36,7 +36,7 @@ TASK_STATUSES = (
 
 
 class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """KEYS[1..22] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
+    """KEYS[1..23] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
     reads them in this field order, under the same names (``TK.<field>``); a unit test keeps the
     two in step.
     """
@@ -55,6 +55,8 @@ class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
     epoch: str
     workers: str
     heartbeats: str
+    #: present while someone listens to task events (:attr:`Keys.events_watch`)
+    events_watch: str
     #: one status index per :data:`TASK_STATUSES`, in that order
     statuses: tuple[str, ...]
 
@@ -159,12 +161,13 @@ class Keys:
             epoch=self.epoch,
             workers=self.workers,
             heartbeats=self.heartbeats,
+            events_watch=self.events_watch,
             statuses=tuple(self.task_status(s) for s in TASK_STATUSES),
         )
 
     @property
     def task_keyset(self) -> list[str]:
-        """KEYS[1..22] of every task script: :attr:`task_keys` in its field order."""
+        """KEYS[1..23] of every task script: :attr:`task_keys` in its field order."""
         return self.task_keys.as_list()
 
     @property
@@ -310,6 +313,12 @@ class Keys:
     @property
     def ch_events(self) -> str:
         return f"{self.ns}:events"
+
+    @property
+    def events_watch(self) -> str:
+        """String key, set with a TTL by every listener of :attr:`ch_events` and renewed while
+        it listens: task scripts publish lifecycle events only while it exists (decision 31)."""
+        return f"{self._g}:events:watch"
 
     def ch_swarm(self, swarm_id: str) -> str:
         return f"{self.ns}:{check_id(swarm_id, 'swarm id')}"

@@ -23,6 +23,7 @@ from multiswarm.connection import connect, ping
 from multiswarm.consensus import Consensus
 from multiswarm.keys import Keys
 from multiswarm.ops import swarms as ops_swarms
+from multiswarm.ops.tasks import Outcome
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import ResourcePools
@@ -98,7 +99,7 @@ async def test_claim(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy)
 async def test_complete(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
     await one_assigned_task(direct)
     (c,) = await TaskStore(direct, KEYS).claim("s1", "w1", 1)
-    lose_next_reply(proxy, lossy, "complete_task")
+    lose_next_reply(proxy, lossy, "finish_tasks")
     assert await TaskStore(lossy, KEYS).complete(c.id, c.token, "w1", {"ok": 1}) == "completed"
     assert proxy.dropped == 1
     counters = await stats(direct)
@@ -109,7 +110,7 @@ async def test_complete(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingPro
 async def test_fail(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
     tid = await one_assigned_task(direct)
     (c,) = await TaskStore(direct, KEYS).claim("s1", "w1", 1)
-    lose_next_reply(proxy, lossy, "fail_task")
+    lose_next_reply(proxy, lossy, "finish_tasks")
     assert await TaskStore(lossy, KEYS).fail(c.id, c.token, "boom") == "retry"
     assert proxy.dropped == 1
     assert (await TaskStore(direct, KEYS).get(tid)).attempts == 1
@@ -200,3 +201,25 @@ async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: S
         await sleeper.aclose()
     assert [c.id for c in claimed] == [tid]
     assert (await stats(direct))["executions"] == 1
+
+
+async def test_finish_batch(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
+    """A worker's group commit: one lost reply, and each outcome of the batch still acts once."""
+    await host(direct, KEYS, "w1", ("s1", []))
+    coord = await leader(direct, KEYS)
+    specs = [(task_spec("m.x:f"), 1) for _ in range(3)]
+    await TaskStore(direct, KEYS).submit(specs)
+    assert await coord.dispatch_once() == 3
+    a, b, c = await TaskStore(direct, KEYS).claim("s1", "w1", 3)
+    batch = [
+        Outcome(a.id, a.token, "ok", b"\xa1x"),
+        Outcome(b.id, b.token, "error", "boom"),
+        Outcome(c.id, c.token, "permanent", "bad input"),
+    ]
+    lose_next_reply(proxy, lossy, "finish_tasks")
+    assert await TaskStore(lossy, KEYS).finish("w1", batch) == ["completed", "retry", "dead"]
+    assert proxy.dropped == 1
+    counters = await stats(direct)
+    assert (counters["completed"], counters["retries"], counters["dead"]) == (1, 1, 1)
+    assert counters.get("duplicate_results", 0) == 0
+    assert (await TaskStore(direct, KEYS).get(b.id)).attempts == 1
