@@ -33,7 +33,9 @@
 -- swarm covering the capabilities may not run the handler (room is then counted only on the
 -- swarms that may). Each call first looks at every parked set: when swarms covering it have
 -- room, that many tasks go back to the ready zset (priority order kept); otherwise a few entries
--- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
+-- are swept (ended tasks dropped, reasons brought up to date) when the reason changed, else at
+-- most once a second. Once every live swarm is full the call looks no further: the rest
+-- wait in ready, in order, with no reason (all swarms are busy: plain queueing). A task of a set whose parked zset
 -- was not passed stays in ready, the set enters the index, and the reply asks for another call.
 -- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
 --   more = 1 when calling again at once would do more (work bound reached, new set to pass)
@@ -51,7 +53,8 @@ end
 if not (batch and scan and assign_ms and beat_ms and nsets) then
   return fail('BAD_REQUEST', 'argument count')
 end
-local SWEEP = 16  -- parked entries checked per set and call while nothing changes
+local SWEEP = 16  -- parked entries checked per set and sweep while nothing changes
+local SWEEP_EVERY_MS = 1000  -- least time between two sweeps of a set whose reason holds
 local now = now_ms()
 
 local promoted = 0
@@ -172,8 +175,11 @@ for _, set in ipairs(sets) do
       redis.call('ZADD', TK.ready, items[i + 1], items[i])
       redis.call('ZREM', key, items[i])
     end
-  else
+  elseif meta.reason ~= why or meta.refresh or now - (meta.swept_ms or 0) >= SWEEP_EVERY_MS then
+    -- a sweep decodes each entry it looks at: at once when the reason changed, else at most
+    -- once per SWEEP_EVERY_MS (ended tasks are also dropped when their set gets room)
     if meta.reason ~= why then meta.reason, meta.sweep, meta.refresh = why, nil, true end
+    meta.swept_ms = now
     local m = meta.refresh and math.max(SWEEP, math.floor(scan / nsets)) or SWEEP
     local items = redis.call('ZRANGEBYSCORE', key, meta.sweep or '-inf', '+inf', 'WITHSCORES',
                              'LIMIT', 0, m)
@@ -240,15 +246,22 @@ local function park(task, set, why)
   return true
 end
 
+-- Once every live swarm is full, nothing more can be assigned and every task looked at would
+-- only be parked (and promoted again when a slot frees): the rest wait in ready, in order.
+-- With no live swarm at all, tasks are still looked at, to park them with the reason.
+local room = 0
+for _, s in ipairs(swarms) do room = room + math.max(0, s.capacity - s.active) end
+if #swarms == 0 then room = math.huge end
+
 local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
 local at_end = false
-while assigned < batch and examined < scan do
+while assigned < batch and examined < scan and room > 0 do
   -- entries left in place (sets without a parked zset yet) are stepped over by offset
   local ids = redis.call('ZRANGE', TK.ready, skipped, skipped + math.min(100, scan - examined) - 1)
   if #ids == 0 then at_end = true break end
   for _, id in ipairs(ids) do
-    if assigned >= batch then break end
+    if assigned >= batch or room <= 0 then break end
     examined = examined + 1
     local task = get_task(id)
     if not task or task.status ~= 'ready' then
@@ -289,12 +302,13 @@ while assigned < batch and examined < scan do
         s.active = s.active + 1
         s._dirty = true
         assigned = assigned + 1
+        room = room - 1
         out[5][#out[5] + 1] = {s.id, id}
       end
     end
   end
 end
-if not at_end and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
+if not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
 for _, s in ipairs(swarms) do
   if s._dirty then
     s._dirty, s._queue, s._caps, s._names, s._prefixes = nil, nil, nil, nil, nil
