@@ -48,7 +48,7 @@ _REPLAY_BATCH = 500
 #: A live frame's stream id further than this in the future is not trusted for dedup.
 _MAX_SID_SKEW_MS = 60_000
 #: How long a listener's notice that it wants task events lasts, in ms; renewed every third of
-#: it, so events stop at most this long after the last listener left (decision 31).
+#: it, so events stop at most this long after the last listener left (decision 36).
 EVENTS_WATCH_MS = 30_000
 
 

@@ -33,7 +33,7 @@ WATCH_EVENTS = Script(
 
 
 async def watch_events(scripts: ScriptRunner, keys: Keys, ttl_ms: int) -> None:
-    """Say that task events are listened to for the next ``ttl_ms`` ms (decision 31)."""
+    """Say that task events are listened to for the next ``ttl_ms`` ms (decision 36)."""
     await WATCH_EVENTS(scripts, [keys.events_watch], [ttl_ms])
 
 

@@ -1,10 +1,10 @@
 -- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced: epoch and lease).
--- KEYS[1..23]    - task keyset (lib/02_tasks.lua)
--- KEYS[24]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
--- KEYS[25]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
--- KEYS[26]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
--- KEYS[27..26+P] - parked zset of each parked set named in ARGV[10..9+P], same order
--- KEYS[27+P..]   - queue of each swarm named in ARGV[10+P..], same order
+-- KEYS[1..24]    - task keyset (lib/02_tasks.lua)
+-- KEYS[25]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
+-- KEYS[26]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[27]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
+-- KEYS[28..27+P] - parked zset of each parked set named in ARGV[10..9+P], same order
+-- KEYS[28+P..]   - queue of each swarm named in ARGV[10+P..], same order
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)

@@ -1,7 +1,7 @@
 -- purge_tasks: forget finished tasks of one status before their retention ends, as an
 -- operator's `tasks purge` asks; bounded per call (the caller repeats while `more` is 1).
--- KEYS[1..23] - task keyset (lib/02_tasks.lua)
--- KEYS[24]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
+-- KEYS[1..24] - task keyset (lib/02_tasks.lua)
+-- KEYS[25]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
 -- ARGV[1] - status: completed | dead | cancelled
 -- ARGV[2] - older than (ms): only tasks finished at least this long ago (0: all)
 -- ARGV[3] - budget: most index entries examined in this call
@@ -35,7 +35,7 @@ for _, id in ipairs(rows) do
       held[#held + 1] = id
     else
       forget_task(id, status)
-      redis.call('ZREM', KEYS[24], id)
+      redis.call('ZREM', KEYS[25], id)
       purged = purged + 1
     end
   end

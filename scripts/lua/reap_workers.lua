@@ -1,8 +1,8 @@
 -- reap_workers: remove workers whose heartbeat expired (or one leaving cleanly), re-queue their
 -- running tasks, and mark swarms left without any live host 'interrupted'.
--- KEYS[1..23] - task keyset (lib/02_tasks.lua)
--- KEYS[24..29] - swarm status index sets (lib/03_swarms.lua order)
--- KEYS[30..] - queue of each swarm named in ARGV[5..], same order
+-- KEYS[1..24] - task keyset (lib/02_tasks.lua)
+-- KEYS[25..30] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[31..] - queue of each swarm named in ARGV[5..], same order
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
@@ -31,14 +31,23 @@ end
 local graceful = ARGV[3] == '1'
 math.randomseed(tonumber(ARGV[4]) or 0)
 
-for _, id in ipairs(redis.call('ZRANGE', TK.leases, 0, -1)) do
-  local task = get_task(id)
-  if task and task.status == 'running' and gone[task.worker] then
-    if graceful then
-      hand_back(task, now)
-    else
-      fail_attempt(task, 'worker ' .. task.worker .. ' died (heartbeat expired)', false,
-                   0.5 + 0.5 * math.random(), now)
+-- only the tasks running on the workers that left (the running-by-worker index), not every
+-- running task of the deployment
+for _, wid in ipairs(removed) do
+  local prefix = wid .. '|'
+  local members = redis.call('ZRANGEBYLEX', TK.running_by_worker, '[' .. prefix,
+                             '[' .. prefix .. '\255')
+  for _, member in ipairs(members) do
+    local task = get_task(string.sub(member, #prefix + 1))
+    if task and task.status == 'running' and task.worker == wid then
+      if graceful then
+        hand_back(task, now)
+      else
+        fail_attempt(task, 'worker ' .. wid .. ' died (heartbeat expired)', false,
+                     0.5 + 0.5 * math.random(), now)
+      end
+    else  -- a stale entry (the record was purged or rewritten): nothing runs there
+      redis.call('ZREM', TK.running_by_worker, member)
     end
   end
 end
@@ -58,7 +67,7 @@ for i = 5, #ARGV do
       if orphaned then transition_swarm(swarm, 'interrupted', now) end
       hset_json(TK.swarms, sid, swarm)
       if orphaned then
-        requeue_swarm_queue(sid, KEYS[28 + (i - 4)], 'swarm ' .. sid .. ' interrupted', now)
+        requeue_swarm_queue(sid, KEYS[n + 6 + (i - 4)], 'swarm ' .. sid .. ' interrupted', now)
       end
     end
   end

@@ -1,5 +1,5 @@
 -- submit_tasks: add a batch of tasks with their dependencies, all or nothing.
--- KEYS[1..23] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..24] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - number of tasks N
 -- ARGV[2i], ARGV[2i+1] for i = 1..N - task spec JSON {id, name, handler, caps (csv), prio
 --           (0 high, 1 normal, 2 low), max_attempts, lease_ms, timeout_ms, backoff_ms,

@@ -171,7 +171,7 @@ async def _next_data(pubsub: Any) -> bytes:
 
 async def test_task_events_are_published_only_while_someone_listens(settings: Settings) -> None:
     """Scripts skip the encode and PUBLISH of task events unless a listener keeps the events
-    watch key alive (decision 31); a listener through the messenger sets it before it is ready."""
+    watch key alive (decision 36); a listener through the messenger sets it before it is ready."""
     keys = Keys(settings.namespace)
     client = connect(settings)
     store = TaskStore(Scripts(client), keys)

@@ -1,12 +1,13 @@
 -- multiswarm Lua prelude, part 2: the task state machine.
--- Task scripts pass the same first 23 KEYS (multiswarm/keys.py Keys.task_keyset):
+-- Task scripts pass the same first 24 KEYS (multiswarm/keys.py Keys.task_keyset):
 --   1 tasks (hash id->JSON)   2 payload (hash)   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
 --   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
 --     assigned one)   8 dlq (stream)   9 completions (stream)
 --   10 stats (hash)   11 swarms (hash id->JSON)   12 leader epoch   13 workers   14 heartbeats
 --   15 events watch (string: set while someone listens to task events)
---   16..23 status indexes (zset id->updated ms): pending ready assigned running completed
+--   16 running by worker (zset of '<worker id>|<task id>', score 0: each worker's running tasks)
+--   17..24 status indexes (zset id->updated ms): pending ready assigned running completed
 --          failed dead cancelled
 -- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
 -- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
@@ -25,8 +26,9 @@ local function load_task_keys()
   TK.ready, TK.delayed, TK.leases, TK.dlq = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
   TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
-  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[15 + i] end
-  return 23
+  TK.running_by_worker = KEYS[16]
+  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[16 + i] end
+  return 24
 end
 
 local function get_task(id)
@@ -46,7 +48,7 @@ end
 -- script cannot sign: receivers accept these unsigned on that channel only (docs/messaging.md).
 -- Only while someone listens: every listener keeps TK.events_watch alive (a TTL it renews), so
 -- an unwatched deployment pays one EXISTS per script call instead of an encode and a PUBLISH
--- per transition (about 11 µs each, five per task: decision 31).
+-- per transition (about 11 µs each, five per task: decision 36).
 local EVENT_OF = {running = 'task.started'}
 local EVENT_TEXT_MAX = 300
 local events_channel = nil
@@ -81,10 +83,17 @@ local function task_event(task, previous, now)
     id = task.id .. '.' .. status .. '.' .. (task.attempts or 0) .. '.' .. now}))
 end
 
+-- Callers change a task's status before they clear its worker: the running-by-worker index
+-- is kept here, from task.worker.
 local function set_task_status(task, status, now)
   if task.status ~= status then
     local previous = task.status
     if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
+    if previous == 'running' then
+      redis.call('ZREM', TK.running_by_worker, task.worker .. '|' .. task.id)
+    elseif status == 'running' then
+      redis.call('ZADD', TK.running_by_worker, 0, task.worker .. '|' .. task.id)
+    end
     task.status = status
     task_event(task, previous, now)
   end
@@ -219,9 +228,9 @@ local function fail_attempt(task, err, permanent, jitter, now)
   local delay = math.min(task.backoff_ms * (2 ^ (task.attempts - 1)), task.backoff_max_ms)
   delay = math.floor(delay * (jitter or 1))
   task.due_ms = now + delay
-  task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
   task.reason = 'retry in ' .. delay .. ' ms'
   set_task_status(task, 'failed', now)
+  task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
   redis.call('ZADD', TK.delayed, task.due_ms, task.id)
   put_task(task, now)
   redis.call('HINCRBY', TK.stats, 'retries', 1)
