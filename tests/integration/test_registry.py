@@ -140,7 +140,8 @@ async def test_a_dead_worker_costs_only_its_own_running_tasks(scripts: Scripts, 
     index = keys.task_keys.running_by_worker
 
     async def members() -> list[str]:
-        return sorted(m.decode() for m in await scripts.client.zrange(index, 0, -1))
+        raw: list[bytes] = await scripts.client.zrange(index, 0, -1)  # type: ignore[assignment]
+        return sorted(m.decode() for m in raw)
 
     assert await members() == sorted([f"w1|{c.id}" for c in mine] + [f"w2|{c.id}" for c in theirs])
     a, b, c, d = theirs

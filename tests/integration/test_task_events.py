@@ -175,7 +175,7 @@ async def test_task_events_are_published_only_while_someone_listens(settings: Se
     keys = Keys(settings.namespace)
     client = connect(settings)
     store = TaskStore(Scripts(client), keys)
-    bare = client.pubsub()  # subscribed, but without the notice
+    bare: Any = client.pubsub()  # subscribed, but without the notice
     listener = SwarmMessenger(client, keys, "watcher")
     try:
         await bare.subscribe(keys.ch_events)
