@@ -36,7 +36,7 @@ TASK_STATUSES = (
 
 
 class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """KEYS[1..24] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
+    """KEYS[1..25] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
     reads them in this field order, under the same names (``TK.<field>``); a unit test keeps the
     two in step.
     """
@@ -60,6 +60,10 @@ class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
     #: zset, every member ``<worker id>|<task id>`` (score 0, read by lex range): the tasks
     #: running on each worker, so a worker's death costs its own tasks, not all running ones
     running_by_worker: str
+    #: zset, score 0, read by lex range: ``<dep>|<task>`` for each task still waiting on
+    #: dependency ``dep``, and ``!<outcome>|<id>`` for each ended task whose dependents are
+    #: still to be released or cancelled (done in bounded steps: decision 40)
+    waiting: str
     #: one status index per :data:`TASK_STATUSES`, in that order
     statuses: tuple[str, ...]
 
@@ -166,12 +170,13 @@ class Keys:
             heartbeats=self.heartbeats,
             events_watch=self.events_watch,
             running_by_worker=f"{g}:tasks:running_by_worker",
+            waiting=f"{g}:tasks:waiting",
             statuses=tuple(self.task_status(s) for s in TASK_STATUSES),
         )
 
     @property
     def task_keyset(self) -> list[str]:
-        """KEYS[1..24] of every task script: :attr:`task_keys` in its field order."""
+        """KEYS[1..25] of every task script: :attr:`task_keys` in its field order."""
         return self.task_keys.as_list()
 
     @property

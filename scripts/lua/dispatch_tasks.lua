@@ -1,10 +1,10 @@
 -- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced: epoch and lease).
--- KEYS[1..24]    - task keyset (lib/02_tasks.lua)
--- KEYS[25]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
--- KEYS[26]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
--- KEYS[27]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
--- KEYS[28..27+P] - parked zset of each parked set named in ARGV[10..9+P], same order
--- KEYS[28+P..]   - queue of each swarm named in ARGV[10+P..], same order
+-- KEYS[1..25]    - task keyset (lib/02_tasks.lua)
+-- KEYS[26]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
+-- KEYS[27]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[28]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
+-- KEYS[29..28+P] - parked zset of each parked set named in ARGV[10..9+P], same order
+-- KEYS[29+P..]   - queue of each swarm named in ARGV[10+P..], same order
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)
@@ -38,7 +38,8 @@
 -- wait in ready, in order, with no reason (all swarms are busy: plain queueing). A task of a set whose parked zset
 -- was not passed stays in ready, the set enters the index, and the reply asks for another call.
 -- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
---   more = 1 when calling again at once would do more (work bound reached, new set to pass)
+--   more = 1 when calling again at once would do more (work bound reached, new set to pass,
+--   dependents of ended tasks still to release: each call releases a bounded number)
 local n = load_task_keys()
 local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
 local epoch, holder, instance, strategy = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -56,6 +57,9 @@ end
 local SWEEP = 16  -- parked entries checked per set and sweep while nothing changes
 local SWEEP_EVERY_MS = 1000  -- least time between two sweeps of a set whose reason holds
 local now = now_ms()
+
+-- dependents of ended tasks that their script's budget left waiting (lib/02_tasks.lua)
+local waiting_left = drain_waiting(now)
 
 local promoted = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', now, 'LIMIT', 0, scan)) do
@@ -309,6 +313,7 @@ while assigned < batch and examined < scan and room > 0 do
   end
 end
 if not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped then more = 1 end
+if waiting_left then more = 1 end
 for _, s in ipairs(swarms) do
   if s._dirty then
     s._dirty, s._queue, s._caps, s._names, s._prefixes = nil, nil, nil, nil, nil

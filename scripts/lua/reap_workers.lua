@@ -1,8 +1,8 @@
 -- reap_workers: remove workers whose heartbeat expired (or one leaving cleanly), re-queue their
 -- running tasks, and mark swarms left without any live host 'interrupted'.
--- KEYS[1..24] - task keyset (lib/02_tasks.lua)
--- KEYS[25..30] - swarm status index sets (lib/03_swarms.lua order)
--- KEYS[31..] - queue of each swarm named in ARGV[5..], same order
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[26..31] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[32..] - queue of each swarm named in ARGV[5..], same order
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;

@@ -239,3 +239,38 @@ async def test_one_batch_records_each_outcome_on_its_own(world, keys: Keys) -> N
     assert (stats["completed"], stats["dead"], stats["duplicate_results"]) == (1, 1, 1)
     with pytest.raises(NotFound):
         await store.complete("ghost", "1@w1", "w1", None)
+
+
+async def test_a_wide_fan_out_is_released_in_bounded_steps(world) -> None:  # type: ignore[no-untyped-def]
+    """A completion releases at most one script's budget of waiting tasks (100) itself; the
+    leader's dispatch releases the rest, so no script walks 40,000 dependents at once."""
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="root"), 1)])
+    await store.submit([(task_spec(NOOP, id=f"k{i}", depends_on=["root"]), 1) for i in range(250)])
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.complete(c.id, c.token, "w1", None) == "completed"
+    counts = await store.counts()
+    assert (counts["ready"], counts["pending"]) == (100, 150)
+    await coord.dispatch_once()  # one round: as many calls as it takes
+    counts = await store.counts()
+    assert counts["pending"] == 0 and counts["ready"] + counts["assigned"] == 250
+    assert await store.client.zcard(store.keys.task_keys.waiting) == 0
+
+
+async def test_a_wide_cascade_ends_every_dependent_in_bounded_steps(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="root"), 1)])
+    kids = [(task_spec(NOOP, id=f"k{i}", depends_on=["root"]), 1) for i in range(150)]
+    grandkids = [(task_spec(NOOP, id=f"g{i}", depends_on=[f"k{i}"]), 1) for i in range(150)]
+    await store.submit(kids + grandkids)
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.fail(c.id, c.token, "bad input", permanent=True) == "dead"
+    assert (await store.counts())["cancelled"] == 100  # this script's budget
+    await coord.dispatch_once()
+    counts = await store.counts()
+    assert (counts["cancelled"], counts["pending"], counts["dead"]) == (300, 0, 1)
+    assert (await store.get("k7")).reason == "dependency root dead"
+    assert (await store.get("g7")).reason == "dependency k7 cancelled"
+    assert await store.client.zcard(store.keys.task_keys.waiting) == 0
