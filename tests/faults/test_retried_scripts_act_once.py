@@ -1,7 +1,7 @@
 """A script whose reply is lost after it ran (or that waits behind a stall past the socket
 timeout) is sent again by the client's retry: it must act once and answer as the first run did.
 
-Each case arms the proxy to lose the reply of one EVALSHA of the script under test, calls the
+Each case arms the proxy to lose the reply of one FCALL of the script under test, calls the
 operation through the proxy (so the client retries on a new connection with the same request id)
 and then checks, directly on the server, that the effect happened exactly once. Without request
 ids every case fails: a second claim finds the queue empty, a second allocation books the pool
@@ -27,7 +27,7 @@ from multiswarm.ops.tasks import Outcome
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import ResourcePools
-from multiswarm.scripts import Scripts, sources
+from multiswarm.scripts import Scripts, function_name
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.proxy import ReplyDroppingProxy
 from tests.integration.helpers import eventually, host, leader
@@ -62,14 +62,13 @@ async def lossy(proxy: ReplyDroppingProxy) -> AsyncIterator[Scripts]:
 
 
 def lose_next_reply(proxy: ReplyDroppingProxy, scripts: Scripts, name: str) -> None:
-    proxy.drop_reply_to(scripts._script(name).sha.encode())
+    proxy.drop_reply_to(function_name(name).encode())
 
 
 @pytest.fixture(autouse=True)
 async def preloaded(direct: Scripts) -> None:
-    """Load every script first: the reply to lose is the script's own, not a NOSCRIPT error."""
-    for source in sources().values():
-        await direct.client.script_load(source)
+    """Load the library first: the reply to lose is the function's own, not a load's."""
+    await direct.load()
 
 
 async def stats(direct: Scripts) -> dict[str, int]:

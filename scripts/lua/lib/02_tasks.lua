@@ -24,6 +24,9 @@ local COMPLETIONS_MAXLEN = 1000000
 -- waiting tasks one script call may release or cancel (drain_waiting): ~50 µs each at most
 local WAITING_BUDGET = 100
 local waiting_budget = WAITING_BUDGET
+-- '<ns>:events' while someone listens to task events, false while nobody does, nil: not read
+-- yet in this call (task_event)
+local events_channel = nil
 
 local function load_task_keys()
   TK.tasks, TK.payload, TK.result, TK.dependents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -31,7 +34,7 @@ local function load_task_keys()
   TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
   TK.running_by_worker, TK.waiting = KEYS[16], KEYS[17]
-  waiting_budget = WAITING_BUDGET
+  waiting_budget, events_channel = WAITING_BUDGET, nil
   for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[17 + i] end
   return 25
 end
@@ -56,7 +59,6 @@ end
 -- per transition (about 11 µs each, five per task: decision 36).
 local EVENT_OF = {running = 'task.started'}
 local EVENT_TEXT_MAX = 300
-local events_channel = nil
 
 local function task_event(task, previous, now)
   if events_channel == nil then
