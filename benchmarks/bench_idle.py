@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
@@ -34,7 +33,7 @@ from multiswarm.connection import connect
 from multiswarm.keys import Keys
 from multiswarm.local_system import start_system
 from multiswarm.redis_server import RedisServer
-from multiswarm.scripts import sources
+from multiswarm.scripts import library
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -53,8 +52,8 @@ def tree(pid: int) -> list[int]:
 
 
 def script_calls(port: int, seconds: float) -> dict[str, float]:
-    """EVALSHA calls per script name over ``seconds``, from a MONITOR sample (redis-cli)."""
-    names = {hashlib.sha1(text.encode()).hexdigest(): name for name, text in sources().items()}
+    """FCALL calls per script name over ``seconds``, from a MONITOR sample (redis-cli)."""
+    prefix = library()[0] + "_"
     proc = subprocess.Popen(
         ["redis-cli", "-p", str(port), "monitor"], stdout=subprocess.PIPE, text=True
     )
@@ -64,8 +63,8 @@ def script_calls(port: int, seconds: float) -> dict[str, float]:
     counts: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split('"')
-        if len(parts) > 3 and parts[1].lower() == "evalsha":
-            name = names.get(parts[3], parts[3][:8])
+        if len(parts) > 3 and parts[1].lower() == "fcall":
+            name = parts[3].removeprefix(prefix)
             counts[name] = counts.get(name, 0) + 1
         elif len(parts) > 1 and parts[1].lower() != "monitor" and "lua]" not in line:
             # plain commands sent by a client (those run inside a script say "lua]")

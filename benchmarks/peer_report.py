@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "scripts" / "lua"
-#: Commands run by EVALSHA: multiswarm's scripts (the handler's script goes by EVAL).
+#: Commands that run multiswarm's scripts (FCALL; the handler's script goes by EVAL).
 SCRIPT_COMMANDS = ("evalsha", "evalsha_ro", "fcall", "fcall_ro")
 #: The driver's own commands in the measured window, not the system's.
 DRIVER_COMMANDS = ("info", "time", "blpop", "set", "hello", "client|setinfo")
@@ -184,7 +184,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             "",
             "multiswarm Redis cost per task over the end-to-end window (target <= 40 µs): "
             f"used CPU {_both(ms, 'end_to_end', 'redis_cpu_usec_per_task', ' µs')}; "
-            "`INFO commandstats`: its Lua scripts (EVALSHA, including the commands they run) "
+            "`INFO commandstats`: its Lua functions (FCALL, including the commands they run) "
             + " / ".join(f"{s['scripts_usec_per_task']} µs" for s in stats)
             + ", its other commands (lower bound) "
             + " / ".join(f"{s['direct_usec_per_task']} µs" for s in stats)

@@ -4,7 +4,7 @@ Each handler runs one Redis round trip: :data:`COUNT_LUA` INCRs the phase's coun
 twice shows in the final count) and, on the first and on the target-th run, pushes the Redis
 server time on the phase's wake-up list, which the driver waits on with BLPOP (no polling, and the
 same clock for start and end). The script goes as EVAL, never EVALSHA, so in ``INFO
-commandstats`` its cost stays apart from multiswarm's own scripts (which run by EVALSHA).
+commandstats`` its cost stays apart from multiswarm's own scripts (which run by FCALL).
 
 The Redis URL comes from ``BENCH_PEERS_REDIS_URL``. A peer is imported only when its worker or the
 driver asks for it, so a multiswarm agent process does not pay for importing Celery or Dramatiq.

@@ -319,6 +319,7 @@ class CoordinatorProcess:
                     retried, dead = await self.c.reap_once()
                     requeued = self.c.requeued - before
                     if retried or dead or requeued:
+                        self.wake.set()  # slots freed, retries due, dependents to release
                         log.info(
                             "deadlines passed: %d retried, %d dead, %d assignments requeued",
                             retried,

@@ -47,6 +47,9 @@ _DLQ_RAW_BYTES = 4096
 _REPLAY_BATCH = 500
 #: A live frame's stream id further than this in the future is not trusted for dedup.
 _MAX_SID_SKEW_MS = 60_000
+#: How long a listener's notice that it wants task events lasts, in ms; renewed every third of
+#: it, so events stop at most this long after the last listener left (decision 37).
+EVENTS_WATCH_MS = 30_000
 
 
 class _Cursor:
@@ -264,6 +267,35 @@ class Subscription:
             start = parse_stream_id(since)
         positions = {c: _Cursor(start) for c in chans}
         seen = SeenWindow(self.replay_window_ms, self.max_seen) if self._key else None
+        watching = self.keys.ch_events in positions
+        renewer = asyncio.create_task(self._renew_watch()) if watching else None
+        try:
+            async for item in self._listen(chans, positions, seen, ready, give_up_s, watching):
+                yield item
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+
+    async def _renew_watch(self) -> None:
+        while True:
+            await asyncio.sleep(EVENTS_WATCH_MS / 3000)
+            await self._watch_events()
+
+    async def _watch_events(self) -> None:
+        try:
+            await ops.watch_events(self._scripts, self.keys, EVENTS_WATCH_MS)
+        except MultiswarmError as e:  # the next renewal, or the next resubscription, tries again
+            log.warning("could not ask for task events: %s", e)
+
+    async def _listen(
+        self,
+        chans: list[str],
+        positions: dict[str, _Cursor],
+        seen: SeenWindow | None,
+        ready: asyncio.Event | None,
+        give_up_s: float | None,
+        watching: bool,
+    ) -> AsyncGenerator[tuple[str, Delivered], None]:
         delay = 0.05
         down_since: float | None = None
         while True:
@@ -298,6 +330,8 @@ class Subscription:
                         self.counts["active_subscriptions"] += 1
                     if len(confirmed) == len(chans):
                         delay, down_since = 0.05, None
+                        if watching:  # before ready: what happens from then on is published
+                            await self._watch_events()
                         if ready is not None:
                             ready.set()
                     if pos.cursor is None:

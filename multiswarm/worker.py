@@ -44,6 +44,7 @@ from multiswarm.errors import (
 from multiswarm.handlers import import_handlers
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops.tasks import Outcome
 from multiswarm.placement import (
     AGENT_STRATEGIES,
     POOL_BYTES,
@@ -59,6 +60,7 @@ from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
 from multiswarm.worker_liveness import HeldTask, WorkerLiveness, log_run
 from multiswarm.worker_metrics import WorkerMetrics
+from multiswarm.worker_outcomes import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ class Worker(WorkerLiveness):
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.for_settings(self.client, settings)
         self.tasks = TaskStore(self.scripts, self.keys)
+        self.outcomes = GroupCommit(self.tasks, self.id, self._recorded)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
         self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)
@@ -424,21 +427,23 @@ class Worker(WorkerLiveness):
             self.wake[swarm_id].set()
 
     async def _finish(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
-        """Record an attempt's outcome: ``ok`` (result bytes), ``error`` or ``permanent``."""
+        """Record an attempt's outcome: ``ok`` (result bytes, already packed by the agent),
+        ``error`` or ``permanent`` (error text), batched with others (:class:`GroupCommit`)."""
+        outcome = await self.outcomes.record(
+            Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
+        )
         if kind == "ok":
-            outcome = await self._record(c, data)
             self.completed += outcome == "completed"
             self.recent[swarm_id].append(c.id)
         else:
             self.failed += 1
-            outcome = await self.tasks.fail(c.id, c.token, data, permanent=kind == "permanent")
             log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
+
+    async def _recorded(self, outcomes: list[Outcome], replies: list[str]) -> None:
+        # one notice per batch wakes the leader: slots are free (and retries may be due)
+        failed = sum(o.kind != "ok" for o in outcomes)
         await self.messenger.publish(
             self.keys.ch_tasks,
-            "task_completed" if kind == "ok" else "task_failed",
-            {"task": c.id, "swarm": swarm_id, "outcome": outcome},
+            "task_failed" if failed else "task_completed",
+            {"count": len(outcomes), "failed": failed},
         )
-
-    async def _record(self, c: Claimed, data: bytes) -> str:
-        # The result is already packed by the agent; complete_task stores the bytes as they are.
-        return await self.tasks.complete_packed(c.id, c.token, self.id, data)

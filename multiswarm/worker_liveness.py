@@ -28,6 +28,7 @@ from multiswarm.registry import SwarmSpec
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import MIN_LEASE_MS, Claimed, TaskStore
 from multiswarm.worker_members import WorkerMembers
+from multiswarm.worker_outcomes import GroupCommit
 
 log = logging.getLogger("multiswarm.worker")
 
@@ -54,6 +55,7 @@ class WorkerLiveness(WorkerMembers):
     settings: Settings
     specs: list[SwarmSpec]
     tasks: TaskStore
+    outcomes: GroupCommit
     state: SwarmStateManager
     held: dict[str, HeldTask]
     completed: int
@@ -267,6 +269,7 @@ class WorkerLiveness(WorkerMembers):
         for t in self._running:
             t.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+        await self.outcomes.close()  # outcomes first: a handed-back task may have finished
         if held:
             try:
                 n = await self.tasks.release(held)

@@ -27,6 +27,14 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 PUBLISH = Script("publish_message", Published, request_id=True)
 DEAD_LETTER = Script("dead_letter_message", str, request_id=True)
+WATCH_EVENTS = Script(
+    "watch_events", int, by_nature="sets the notice's expiry from now; a repeat sets it again"
+)
+
+
+async def watch_events(scripts: ScriptRunner, keys: Keys, ttl_ms: int) -> None:
+    """Say that task events are listened to for the next ``ttl_ms`` ms (decision 37)."""
+    await WATCH_EVENTS(scripts, [keys.events_watch], [ttl_ms])
 
 
 async def publish_message(

@@ -1,6 +1,6 @@
 """The task scripts: declarations and typed calls.
 
-Every task script takes the 22 task keys first, in :meth:`TaskKeys.as_list` order, and its own
+Every task script takes the 25 task keys first, in :meth:`TaskKeys.as_list` order, and its own
 keys after them (each script's header lists them).
 """
 
@@ -57,8 +57,7 @@ EXTEND = Script(
     by_nature="sets each held lease to now + its length; a repeat sets it again",
     durable=True,
 )
-COMPLETE = Script("complete_task", str, request_id=True, durable=True)
-FAIL = Script("fail_task", str, request_id=True, durable=True)
+FINISH = Script("finish_tasks", list[str], request_id=True, durable=True)
 RELEASE = Script("release_tasks", int, request_id=True, durable=True)
 PRUNE = Script(
     "prune_tasks",
@@ -109,27 +108,27 @@ async def extend_leases(
     return await EXTEND(scripts, keys.task_keyset, [worker_id, *_pairs(held)])
 
 
-async def complete_task(
-    scripts: ScriptRunner, keys: Keys, task_id: str, token: str, worker_id: str, result: bytes
-) -> str:
-    """``completed`` | ``duplicate`` | ``ended:<status>``."""
-    return await COMPLETE(scripts, keys.task_keyset, [task_id, token, worker_id, result])
+class Outcome(msgspec.Struct, array_like=True, frozen=True):
+    """One attempt's outcome for :func:`finish_tasks`: ``kind`` is ``ok`` (``data``: the packed
+    result bytes), ``error`` or ``permanent`` (``data``: the error text, at most 4000 chars)."""
+
+    id: str
+    token: str
+    kind: str
+    data: bytes | str
 
 
-async def fail_task(
-    scripts: ScriptRunner,
-    keys: Keys,
-    task_id: str,
-    token: str,
-    error: str,
-    *,
-    permanent: bool,
-    seed: int,
-) -> str:
-    """``retry`` | ``dead`` | ``stale``."""
-    return await FAIL(
-        scripts, keys.task_keyset, [task_id, token, error, "1" if permanent else "0", seed]
-    )
+async def finish_tasks(
+    scripts: ScriptRunner, keys: Keys, worker_id: str, outcomes: Sequence[Outcome], *, seed: int
+) -> list[str]:
+    """Record many attempts' outcomes in one call; one reply per outcome, in order:
+    ``completed`` | ``duplicate`` | ``ended:<status>`` for results, ``retry`` | ``dead`` |
+    ``stale`` for failures, ``not_found`` | ``illegal:<status>`` for either
+    (finish_tasks.lua). ``seed`` seeds the backoff jitter."""
+    args: list[Any] = [worker_id, seed]
+    for o in outcomes:
+        args += [o.id, o.token, o.kind, o.data]
+    return await FINISH(scripts, keys.task_keyset, args)
 
 
 async def release_tasks(scripts: ScriptRunner, keys: Keys, held: dict[str, str]) -> int:

@@ -1,9 +1,9 @@
 -- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced: epoch and lease).
--- KEYS[1..22]    - task keyset (lib/02_tasks.lua)
--- KEYS[23]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
--- KEYS[24]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
--- KEYS[25]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
--- KEYS[26..25+P] - parked zset of each parked set named in ARGV[10..9+P], same order
+-- KEYS[1..25]    - task keyset (lib/02_tasks.lua)
+-- KEYS[26]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
+-- KEYS[27]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[28]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
+-- KEYS[29..28+P] - parked zset of each parked set named in ARGV[10..9+P], same order
 -- Swarms come from the dispatch index (lib/01b_swarm_index.lua) next to the swarms hash
 -- (KEYS[11]), and the queue of the swarm picked is named from it ({ns}:queue:<id>).
 -- ARGV[1] - leader epoch
@@ -35,10 +35,14 @@
 -- swarm covering the capabilities may not run the handler (room is then counted only on the
 -- swarms that may). Each call first looks at every parked set: when swarms covering it have
 -- room, that many tasks go back to the ready zset (priority order kept); otherwise a few entries
--- are swept (ended tasks dropped, reasons brought up to date). A task of a set whose parked zset
--- was not passed stays in ready, the set enters the index, and the reply asks for another call.
+-- are swept (ended tasks dropped, reasons brought up to date) when the reason changed, else at
+-- most once a second. Once every open swarm is full the call looks no further: the rest wait
+-- in ready, in order, with no reason (all swarms are busy: plain queueing). A task of a set
+-- whose parked zset was not passed stays in ready, the set enters the index, and the reply
+-- asks for another call.
 -- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
---   more = 1 when calling again at once would do more (work or time bound reached, new set)
+--   more = 1 when calling again at once would do more (work or time bound reached, new set,
+--   dependents of ended tasks still to release: each call releases a bounded number)
 local n = load_task_keys()
 local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
 local epoch, holder, instance, strategy = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -53,7 +57,8 @@ end
 if not (batch and scan and assign_ms and beat_ms and nsets) then
   return fail('BAD_REQUEST', 'argument count')
 end
-local SWEEP = 16  -- parked entries checked per set and call while nothing changes
+local SWEEP = 16  -- parked entries checked per set and sweep while nothing changes
+local SWEEP_EVERY_MS = 1000  -- least time between two sweeps of a set whose reason holds
 -- Redis time a call may take before it stops and asks for another (the bound holds whatever
 -- one assignment costs on this server)
 local BUDGET_US = 5000
@@ -63,6 +68,9 @@ local function elapsed_us()
   return (tonumber(t[1]) - tonumber(started[1])) * 1000000 + tonumber(t[2]) - tonumber(started[2])
 end
 local now = now_ms()
+
+-- dependents of ended tasks that their script's budget left waiting (lib/02_tasks.lua)
+local waiting_left = drain_waiting(now)
 
 local promoted = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', now, 'LIMIT', 0, scan)) do
@@ -243,8 +251,11 @@ for _, set in ipairs(sets) do
       redis.call('ZREM', key, items[i])
     end
     if room > batch and #items == 2 * batch then unparked_more = true end
-  else
+  elseif meta.reason ~= why or meta.refresh or now - (meta.swept_ms or 0) >= SWEEP_EVERY_MS then
+    -- a sweep decodes each entry it looks at: at once when the reason changed, else at most
+    -- once per SWEEP_EVERY_MS (ended tasks are also dropped when their set gets room)
     if meta.reason ~= why then meta.reason, meta.sweep, meta.refresh = why, nil, true end
+    meta.swept_ms = now
     local m = meta.refresh and math.max(SWEEP, math.floor(scan / nsets)) or SWEEP
     local items = redis.call('ZRANGEBYSCORE', key, meta.sweep or '-inf', '+inf', 'WITHSCORES',
                              'LIMIT', 0, m)
@@ -330,15 +341,27 @@ local function park(task, set, why)
   return true
 end
 
+-- Once every open swarm is full, nothing more can be assigned and every task looked at would
+-- only be parked (and promoted again when a slot frees): the rest wait in ready, in order.
+-- With no open swarm at all, tasks are still looked at, to park them with the reason.
+local room, any_open = 0, false
+for _, p in ipairs(profiles) do
+  if redis.call('ZCARD', sx_key('open', p.id)) > 0 then
+    any_open = true
+    room = room + (tonumber(redis.call('HGET', SX.room, p.id) or '0') or 0)
+  end
+end
+if not any_open then room = math.huge end
+
 local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
 local at_end, starved = false, false
-while assigned < batch and examined < scan and not starved do
+while assigned < batch and examined < scan and not starved and room > 0 do
   -- entries left in place (sets without a parked zset yet) are stepped over by offset
   local ids = redis.call('ZRANGE', TK.ready, skipped, skipped + math.min(100, scan - examined) - 1)
   if #ids == 0 then at_end = true break end
   for _, id in ipairs(ids) do
-    if assigned >= batch or starved then break end
+    if assigned >= batch or starved or room <= 0 then break end
     if examined % 8 == 7 and elapsed_us() > BUDGET_US then
       starved, more = true, 1
       break
@@ -379,12 +402,16 @@ while assigned < batch and examined < scan and not starved do
         put_task(task, now)
         swarm_slot_change(TK.swarms, sid, 1, entry(sid))
         assigned = assigned + 1
+        room = room - 1
         out[5][#out[5] + 1] = {sid, id}
       end
     end
   end
 end
-if (not at_end and redis.call('ZCARD', TK.ready) > skipped) or unparked_more then more = 1 end
+if (not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped) or unparked_more
+    or waiting_left then
+  more = 1
+end
 if strategy == 'round_robin' and cursor ~= '' then redis.call('SET', cursor_key, cursor) end
 out[1], out[3], out[4] = assigned, parked, more
 return out

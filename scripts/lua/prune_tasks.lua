@@ -1,10 +1,10 @@
 -- prune_tasks: forget finished tasks whose result retention has passed, in one bounded call.
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
--- KEYS[23]    - retained ({ns}:tasks:retained): zset finished task id -> ms when it is looked at
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[26]    - retained ({ns}:tasks:retained): zset finished task id -> ms when it is looked at
 --               again; holds the tasks the sweep found not yet due (their own result TTL is
 --               longer than the sweep horizon) or still needed (a task that depends on it has
 --               not ended and will read its result)
--- KEYS[24]    - sweep cursor ({ns}:tasks:prune): hash terminal status -> score (finish ms) up
+-- KEYS[27]    - sweep cursor ({ns}:tasks:prune): hash terminal status -> score (finish ms) up
 --               to which that status index has been examined, and 'ttl' -> ARGV[1] it was
 --               read under
 -- ARGV[1] - deployment result TTL in ms (MULTISWARM_RESULT_TTL_MS); a task's own
@@ -23,8 +23,8 @@
 -- The completions stream is trimmed to the deployment TTL as well (exact MINID).
 -- returns {pruned, more, as of}: more is 1 when the budget ran out before all that was due as of
 --   `as of` was seen
-load_task_keys()
-local retained, cursors = KEYS[23], KEYS[24]
+local n = load_task_keys()
+local retained, cursors = KEYS[n + 1], KEYS[n + 2]
 local default_ttl, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
 if not default_ttl or default_ttl < 1 or not budget or budget < 1 then
   return fail('BAD_REQUEST', 'ttl and budget must be positive integers')

@@ -1,7 +1,7 @@
 -- purge_tasks: forget finished tasks of one status before their retention ends, as an
 -- operator's `tasks purge` asks; bounded per call (the caller repeats while `more` is 1).
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
--- KEYS[23]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[26]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
 -- ARGV[1] - status: completed | dead | cancelled
 -- ARGV[2] - older than (ms): only tasks finished at least this long ago (0: all)
 -- ARGV[3] - budget: most index entries examined in this call
@@ -9,7 +9,7 @@
 -- A completed task that an unfinished task depends on is kept (`held`): the dependent will read
 -- its result. Everything else the task owned goes, as in the retention sweep.
 -- returns {purged, held ids (csv), more}
-load_task_keys()
+local n = load_task_keys()
 local status, older, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if not TERMINAL[status] then return fail('BAD_REQUEST', 'status must be completed, dead or cancelled') end
 if not older or older < 0 or not budget or budget < 1 then
@@ -35,7 +35,7 @@ for _, id in ipairs(rows) do
       held[#held + 1] = id
     else
       forget_task(id, status)
-      redis.call('ZREM', KEYS[23], id)
+      redis.call('ZREM', KEYS[n + 1], id)
       purged = purged + 1
     end
   end

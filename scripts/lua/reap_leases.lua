@@ -1,6 +1,6 @@
 -- reap_leases: the leader acts on deadlines that passed in the leases zset (fenced).
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
--- KEYS[23]    - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[26]    - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)
@@ -17,8 +17,8 @@
 -- on purpose, the deadline is extended; otherwise it goes back to ready, attempt not counted
 -- (it never ran). This needs no registry process: it covers a swarm whose hosts died unseen.
 -- returns {retried, dead, requeued}
-load_task_keys()
-local fresh, why_not = check_epoch(TK.epoch, ARGV[1], KEYS[23], ARGV[2], ARGV[3])
+local n = load_task_keys()
+local fresh, why_not = check_epoch(TK.epoch, ARGV[1], KEYS[n + 1], ARGV[2], ARGV[3])
 if not fresh then return fail('STALE_EPOCH', why_not) end
 math.randomseed(tonumber(ARGV[5]) or 0)
 local assign_ms, beat_ms = tonumber(ARGV[6]) or 30000, tonumber(ARGV[7]) or 0

@@ -1,7 +1,7 @@
 -- reap_workers: remove workers whose heartbeat expired (or one leaving cleanly), re-queue their
 -- running tasks, and mark swarms left without any live host 'interrupted'.
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
--- KEYS[23..28] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[26..31] - swarm status index sets (lib/03_swarms.lua order)
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
@@ -36,14 +36,23 @@ end
 local graceful = ARGV[3] == '1'
 math.randomseed(tonumber(ARGV[4]) or 0)
 
-for _, id in ipairs(redis.call('ZRANGE', TK.leases, 0, -1)) do
-  local task = get_task(id)
-  if task and task.status == 'running' and gone[task.worker] then
-    if graceful then
-      hand_back(task, now)
-    else
-      fail_attempt(task, 'worker ' .. task.worker .. ' died (heartbeat expired)', false,
-                   0.5 + 0.5 * math.random(), now)
+-- only the tasks running on the workers that left (the running-by-worker index), not every
+-- running task of the deployment
+for _, wid in ipairs(removed) do
+  local prefix = wid .. '|'
+  local members = redis.call('ZRANGEBYLEX', TK.running_by_worker, '[' .. prefix,
+                             '[' .. prefix .. '\255')
+  for _, member in ipairs(members) do
+    local task = get_task(string.sub(member, #prefix + 1))
+    if task and task.status == 'running' and task.worker == wid then
+      if graceful then
+        hand_back(task, now)
+      else
+        fail_attempt(task, 'worker ' .. wid .. ' died (heartbeat expired)', false,
+                     0.5 + 0.5 * math.random(), now)
+      end
+    else  -- a stale entry (the record was purged or rewritten): nothing runs there
+      redis.call('ZREM', TK.running_by_worker, member)
     end
   end
 end

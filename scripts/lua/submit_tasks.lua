@@ -1,10 +1,12 @@
 -- submit_tasks: add a batch of tasks with their dependencies, all or nothing.
--- KEYS[1..22] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - number of tasks N
 -- ARGV[2i], ARGV[2i+1] for i = 1..N - task spec JSON {id, name, handler, caps (csv), prio
 --           (0 high, 1 normal, 2 low), max_attempts, lease_ms, timeout_ms, backoff_ms,
 --           backoff_max_ms, deps (csv), result_ttl_ms (0: the deployment's)}, and the opaque
 --           payload bytes
+-- A new task waiting on a dependency is an entry '<dep>|<task>' of the waiting zset (released in
+-- bounded steps when dep ends: lib/02_tasks.lua drain_waiting).
 -- Each new task is added to 'r:<dep>' (dependents hash) of every dependency: the readers of
 -- that dependency's result, which prune_tasks.lua keeps while one of them is unfinished. A
 -- result_ttl_ms below stats 'min_result_ttl_ms' lowers it (the prune sweep's horizon).
@@ -42,6 +44,14 @@ end
 local now = now_ms()
 local out = {}
 local readers, reader_deps = {}, {}  -- dependency id -> new tasks that will read its result
+-- A dependency submitted before this call cannot change status during it: its status is read
+-- (decoded) once, however many tasks of the batch depend on it (a fan-out of 500 per call).
+local known = {}
+local function dep_status(d)
+  if in_batch[d] then return get_task(d).status end
+  if not known[d] then known[d] = get_task(d).status end
+  return known[d]
+end
 for i, spec in ipairs(specs) do
   if spec.exists then
     out[i] = 'exists'
@@ -67,9 +77,9 @@ for i, spec in ipairs(specs) do
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
-      local dep = get_task(d)
-      if dep.status == 'dead' or dep.status == 'cancelled' then
-        ended_dep = ended_dep or (d .. ' ' .. dep.status)
+      local status = dep_status(d)
+      if status == 'dead' or status == 'cancelled' then
+        ended_dep = ended_dep or (d .. ' ' .. status)
       end
     end
     if ended_dep then
@@ -80,12 +90,9 @@ for i, spec in ipairs(specs) do
       for _, d in ipairs(deps) do
         if not readers[d] then readers[d] = {}; reader_deps[#reader_deps + 1] = d end
         table.insert(readers[d], task.id)
-        local dep = get_task(d)
-        if dep.status ~= 'completed' then
+        if dep_status(d) ~= 'completed' then
           task.deps_left = task.deps_left + 1
-          local cur = redis.call('HGET', TK.dependents, d)
-          redis.call('HSET', TK.dependents, d, (cur and cur ~= '') and (cur .. ',' .. task.id)
-                     or task.id)
+          redis.call('ZADD', TK.waiting, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
         end
       end
       if task.deps_left > 0 then

@@ -1,7 +1,7 @@
 """A script whose reply is lost after it ran (or that waits behind a stall past the socket
 timeout) is sent again by the client's retry: it must act once and answer as the first run did.
 
-Each case arms the proxy to lose the reply of one EVALSHA of the script under test, calls the
+Each case arms the proxy to lose the reply of one FCALL of the script under test, calls the
 operation through the proxy (so the client retries on a new connection with the same request id)
 and then checks, directly on the server, that the effect happened exactly once. Without request
 ids every case fails: a second claim finds the queue empty, a second allocation books the pool
@@ -23,10 +23,11 @@ from multiswarm.connection import connect, ping
 from multiswarm.consensus import Consensus
 from multiswarm.keys import Keys
 from multiswarm.ops import swarms as ops_swarms
+from multiswarm.ops.tasks import Outcome
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import ResourcePools
-from multiswarm.scripts import Scripts, sources
+from multiswarm.scripts import Scripts, function_name
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.proxy import ReplyDroppingProxy
 from tests.integration.helpers import eventually, host, leader
@@ -61,14 +62,13 @@ async def lossy(proxy: ReplyDroppingProxy) -> AsyncIterator[Scripts]:
 
 
 def lose_next_reply(proxy: ReplyDroppingProxy, scripts: Scripts, name: str) -> None:
-    proxy.drop_reply_to(scripts._script(name).sha.encode())
+    proxy.drop_reply_to(function_name(name).encode())
 
 
 @pytest.fixture(autouse=True)
 async def preloaded(direct: Scripts) -> None:
-    """Load every script first: the reply to lose is the script's own, not a NOSCRIPT error."""
-    for source in sources().values():
-        await direct.client.script_load(source)
+    """Load the library first: the reply to lose is the function's own, not a load's."""
+    await direct.load()
 
 
 async def stats(direct: Scripts) -> dict[str, int]:
@@ -98,7 +98,7 @@ async def test_claim(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy)
 async def test_complete(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
     await one_assigned_task(direct)
     (c,) = await TaskStore(direct, KEYS).claim("s1", "w1", 1)
-    lose_next_reply(proxy, lossy, "complete_task")
+    lose_next_reply(proxy, lossy, "finish_tasks")
     assert await TaskStore(lossy, KEYS).complete(c.id, c.token, "w1", {"ok": 1}) == "completed"
     assert proxy.dropped == 1
     counters = await stats(direct)
@@ -109,7 +109,7 @@ async def test_complete(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingPro
 async def test_fail(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
     tid = await one_assigned_task(direct)
     (c,) = await TaskStore(direct, KEYS).claim("s1", "w1", 1)
-    lose_next_reply(proxy, lossy, "fail_task")
+    lose_next_reply(proxy, lossy, "finish_tasks")
     assert await TaskStore(lossy, KEYS).fail(c.id, c.token, "boom") == "retry"
     assert proxy.dropped == 1
     assert (await TaskStore(direct, KEYS).get(tid)).attempts == 1
@@ -200,3 +200,25 @@ async def test_stall_past_socket_timeout(stallable_redis: RedisServer, direct: S
         await sleeper.aclose()
     assert [c.id for c in claimed] == [tid]
     assert (await stats(direct))["executions"] == 1
+
+
+async def test_finish_batch(direct: Scripts, lossy: Scripts, proxy: ReplyDroppingProxy) -> None:
+    """A worker's group commit: one lost reply, and each outcome of the batch still acts once."""
+    await host(direct, KEYS, "w1", ("s1", []))
+    coord = await leader(direct, KEYS)
+    specs = [(task_spec("m.x:f"), 1) for _ in range(3)]
+    await TaskStore(direct, KEYS).submit(specs)
+    assert await coord.dispatch_once() == 3
+    a, b, c = await TaskStore(direct, KEYS).claim("s1", "w1", 3)
+    batch = [
+        Outcome(a.id, a.token, "ok", b"\xa1x"),
+        Outcome(b.id, b.token, "error", "boom"),
+        Outcome(c.id, c.token, "permanent", "bad input"),
+    ]
+    lose_next_reply(proxy, lossy, "finish_tasks")
+    assert await TaskStore(lossy, KEYS).finish("w1", batch) == ["completed", "retry", "dead"]
+    assert proxy.dropped == 1
+    counters = await stats(direct)
+    assert (counters["completed"], counters["retries"], counters["dead"]) == (1, 1, 1)
+    assert counters.get("duplicate_results", 0) == 0
+    assert (await TaskStore(direct, KEYS).get(b.id)).attempts == 1

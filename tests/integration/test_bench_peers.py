@@ -74,4 +74,4 @@ def test_one_pass_counts_every_task_once(system: str) -> None:
     assert 0 < trips["p50_ms"] <= trips["p90_ms"]
     if system == "multiswarm":
         stats = run["end_to_end"]["commandstats"]
-        assert stats["scripts_usec_per_task"] > 0 and "evalsha" in stats["per_task"]
+        assert stats["scripts_usec_per_task"] > 0 and "fcall" in stats["per_task"]

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from multiswarm.errors import AlreadyExists, BadRequest, InvalidIdError, UnknownDependency
+from multiswarm.errors import (
+    AlreadyExists,
+    BadRequest,
+    InvalidIdError,
+    NotFound,
+    UnknownDependency,
+)
 from multiswarm.keys import Keys
+from multiswarm.ops.tasks import Outcome
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
@@ -205,3 +212,65 @@ async def test_corrupt_task_record_is_a_typed_error(world, keys: Keys) -> None: 
     await store.client.hset(keys.tasks, "broken", b"\xff{not json")
     with pytest.raises(MessageDecodeError):
         await store.get("broken")
+
+
+async def test_one_batch_records_each_outcome_on_its_own(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
+    """finish_tasks (a worker's group commit): one call, one reply per outcome; a problem with
+    one task (unknown, never ran, stale token, already completed) leaves the others recorded."""
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id=i), 1) for i in ("a", "b", "c")])
+    await store.submit([(task_spec(NOOP, id="p", depends_on=["c"]), 1)])
+    assert await coord.dispatch_once() == 3
+    a, b, c = sorted(await store.claim("s", "w1", 3), key=lambda x: x.id)
+    assert await store.finish(
+        "w1",
+        [
+            Outcome(a.id, a.token, "ok", b"\xa1a"),
+            Outcome("ghost", "1@w1", "ok", b"\xc0"),
+            Outcome("p", "1@w1", "ok", b"\xc0"),
+            Outcome(b.id, "9@elsewhere", "error", "late report"),
+            Outcome(a.id, "2@w1", "ok", b"\xa1b"),
+            Outcome(c.id, c.token, "permanent", "bad input"),
+        ],
+    ) == ["completed", "not_found", "illegal:pending", "stale", "duplicate", "dead"]
+    assert await _status(store, "a", "b", "c", "p") == ["completed", "running", "dead", "cancelled"]
+    assert await store.result("a") == "a"
+    stats = await store.stats()
+    assert (stats["completed"], stats["dead"], stats["duplicate_results"]) == (1, 1, 1)
+    with pytest.raises(NotFound):
+        await store.complete("ghost", "1@w1", "w1", None)
+
+
+async def test_a_wide_fan_out_is_released_in_bounded_steps(world) -> None:  # type: ignore[no-untyped-def]
+    """A completion releases at most one script's budget of waiting tasks (100) itself; the
+    leader's dispatch releases the rest, so no script walks 40,000 dependents at once."""
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="root"), 1)])
+    await store.submit([(task_spec(NOOP, id=f"k{i}", depends_on=["root"]), 1) for i in range(250)])
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.complete(c.id, c.token, "w1", None) == "completed"
+    counts = await store.counts()
+    assert (counts["ready"], counts["pending"]) == (100, 150)
+    await coord.dispatch_once()  # one round: as many calls as it takes
+    counts = await store.counts()
+    assert counts["pending"] == 0 and counts["ready"] + counts["assigned"] == 250
+    assert await store.client.zcard(store.keys.task_keys.waiting) == 0
+
+
+async def test_a_wide_cascade_ends_every_dependent_in_bounded_steps(world) -> None:  # type: ignore[no-untyped-def]
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="root"), 1)])
+    kids = [(task_spec(NOOP, id=f"k{i}", depends_on=["root"]), 1) for i in range(150)]
+    grandkids = [(task_spec(NOOP, id=f"g{i}", depends_on=[f"k{i}"]), 1) for i in range(150)]
+    await store.submit(kids + grandkids)
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.fail(c.id, c.token, "bad input", permanent=True) == "dead"
+    assert (await store.counts())["cancelled"] == 100  # this script's budget
+    await coord.dispatch_once()
+    counts = await store.counts()
+    assert (counts["cancelled"], counts["pending"], counts["dead"]) == (300, 0, 1)
+    assert (await store.get("k7")).reason == "dependency root dead"
+    assert (await store.get("g7")).reason == "dependency k7 cancelled"
+    assert await store.client.zcard(store.keys.task_keys.waiting) == 0

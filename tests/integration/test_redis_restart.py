@@ -38,7 +38,7 @@ async def test_scripts_survive_a_restart(own_redis: RedisServer, namespace: str)
         own_redis.kill()  # SIGKILL: no shutdown save, only the AOF
         restart = asyncio.create_task(asyncio.to_thread(own_redis.start))
         # this call starts while the server is down: it retries until the server is back,
-        # then EVALSHA gets NOSCRIPT and the script is loaded again
+        # then FCALL finds no function and the library is loaded again
         coord = await leader(scripts, keys)
         await restart
         assert await coord.dispatch_once() == 1

@@ -124,3 +124,35 @@ async def test_archive_forgets_finished_swarms(scripts: Scripts, keys: Keys) -> 
     assert await registry.archive(retention_ms=0) == ["old"]
     assert await registry.swarm_ids() == ["live"]
     assert await registry.swarm_ids("failed") == []
+
+
+async def test_a_dead_worker_costs_only_its_own_running_tasks(scripts: Scripts, keys: Keys) -> None:
+    """reap_workers reads the running-by-worker index, which every way out of 'running' keeps
+    (complete, fail, hand back, death), instead of every running task of the deployment."""
+    registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("s1", []))
+    await host(scripts, keys, "w2", ("s2", []))
+    coord = await leader(scripts, keys, strategy="round_robin")
+    await store.submit([(task_spec("m.x:f", id=f"t{i}"), i) for i in range(8)])
+    assert await coord.dispatch_once() == 8
+    mine = await store.claim("s1", "w1", 4)
+    theirs = await store.claim("s2", "w2", 4)
+    index = keys.task_keys.running_by_worker
+
+    async def members() -> list[str]:
+        raw: list[bytes] = await scripts.client.zrange(index, 0, -1)  # type: ignore[assignment]
+        return sorted(m.decode() for m in raw)
+
+    assert await members() == sorted([f"w1|{c.id}" for c in mine] + [f"w2|{c.id}" for c in theirs])
+    a, b, c, d = theirs
+    await store.complete(a.id, a.token, "w2", None)
+    assert await store.fail(b.id, b.token, "boom") == "retry"
+    assert await store.release({c.id: c.token}) == 1
+    assert await members() == sorted([f"w1|{x.id}" for x in mine] + [f"w2|{d.id}"])
+
+    assert await registry.reap_workers(30_000, worker_id="w1", graceful=False) == ["w1"]
+    assert await members() == [f"w2|{d.id}"]
+    for t in await store.get_many([x.id for x in mine]):
+        assert t is not None and (t.status, t.attempts, t.worker) == ("failed", 1, "")
+        assert "worker w1 died" in t.error
+    assert (await store.get(d.id)).status == "running"  # w2's task untouched

@@ -11,6 +11,7 @@ import select
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -23,11 +24,15 @@ from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
-from multiswarm.tasks import task_spec
+from multiswarm.scripts import Scripts
+from multiswarm.subscription import EVENTS_WATCH_MS
+from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.inprocess import worker_system
 from tests.integration.helpers import wait_sync
 
 pytestmark = pytest.mark.slow
+
+NOOP = "multiswarm.demo_tasks:noop"
 
 
 async def test_lifecycle_events_of_a_task_that_completes_and_one_that_dies(
@@ -154,3 +159,49 @@ def test_messages_tail_exits_1_when_redis_goes_away(own_redis: RedisServer) -> N
             tail.kill()
     last = err.strip().splitlines()[-1]
     assert tail.returncode == 1 and last.startswith("Error: ") and "Traceback" not in err, err
+
+
+async def _next_data(pubsub: Any) -> bytes:
+    for _ in range(100):
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg is not None:
+            return bytes(msg["data"])
+    raise AssertionError("no message within 10 s")
+
+
+async def test_task_events_are_published_only_while_someone_listens(settings: Settings) -> None:
+    """Scripts skip the encode and PUBLISH of task events unless a listener keeps the events
+    watch key alive (decision 37); a listener through the messenger sets it before it is ready."""
+    keys = Keys(settings.namespace)
+    client = connect(settings)
+    store = TaskStore(Scripts(client), keys)
+    bare: Any = client.pubsub()  # subscribed, but without the notice
+    listener = SwarmMessenger(client, keys, "watcher")
+    try:
+        await bare.subscribe(keys.ch_events)
+        await store.submit([(task_spec(NOOP, id="unwatched"), 1)])
+        await client.publish(keys.ch_events, b"marker")
+        assert await _next_data(bare) == b"marker"  # nothing came before it
+
+        ready = asyncio.Event()
+        seen: list[Delivered] = []
+
+        async def collect() -> None:
+            async with contextlib.aclosing(listener.listen([keys.ch_events], ready)) as stream:
+                async for _, env in stream:
+                    seen.append(env)
+
+        collector = asyncio.create_task(collect())
+        await asyncio.wait_for(ready.wait(), 10)
+        assert 0 < await client.pttl(keys.events_watch) <= EVENTS_WATCH_MS
+        await store.submit([(task_spec(NOOP, id="watched"), 1)])
+        event = json.loads(await _next_data(bare))
+        assert (event["type"], event["payload"]["task"]) == ("task.submitted", "watched")
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        assert [e.payload["task"] for e in seen] == ["watched"]
+    finally:
+        await bare.aclose()
+        await listener.stop()
+        await client.aclose()

@@ -1,11 +1,14 @@
 -- multiswarm Lua prelude, part 2: the task state machine.
--- Task scripts pass the same first 22 KEYS (multiswarm/keys.py Keys.task_keyset):
+-- Task scripts pass the same first 25 KEYS (multiswarm/keys.py Keys.task_keyset):
 --   1 tasks (hash id->JSON)   2 payload (hash)   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
 --   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
 --     assigned one)   8 dlq (stream)   9 completions (stream)
 --   10 stats (hash)   11 swarms (hash id->JSON)   12 leader epoch   13 workers   14 heartbeats
---   15..22 status indexes (zset id->updated ms): pending ready assigned running completed
+--   15 events watch (string: set while someone listens to task events)
+--   16 running by worker (zset of '<worker id>|<task id>', score 0: each worker's running tasks)
+--   17 waiting (zset, score 0: '<dep>|<task>' edges and '!<outcome>|<dep>' queued releases)
+--   18..25 status indexes (zset id->updated ms): pending ready assigned running completed
 --          failed dead cancelled
 -- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
 -- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
@@ -18,14 +21,22 @@ local TERMINAL = {completed = true, dead = true, cancelled = true}
 local PRIORITY_SPAN = 1e13
 local DLQ_MAXLEN = 10000
 local COMPLETIONS_MAXLEN = 1000000
+-- waiting tasks one script call may release or cancel (drain_waiting): ~50 µs each at most
+local WAITING_BUDGET = 100
+local waiting_budget = WAITING_BUDGET
+-- '<ns>:events' while someone listens to task events, false while nobody does, nil: not read
+-- yet in this call (task_event)
+local events_channel = nil
 
 local function load_task_keys()
   TK.tasks, TK.payload, TK.result, TK.dependents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
   TK.ready, TK.delayed, TK.leases, TK.dlq = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
   TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-  TK.workers, TK.heartbeats = KEYS[13], KEYS[14]
-  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[14 + i] end
-  return 22
+  TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
+  TK.running_by_worker, TK.waiting = KEYS[16], KEYS[17]
+  waiting_budget, events_channel = WAITING_BUDGET, nil
+  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[17 + i] end
+  return 25
 end
 
 local function get_task(id)
@@ -43,14 +54,20 @@ end
 -- off the tasks key '{<ns>}:tasks'). So no transition goes unreported (reaps and cascades
 -- included) and none costs a round trip. Fire and forget: no history; unsigned, because a
 -- script cannot sign: receivers accept these unsigned on that channel only (docs/messaging.md).
+-- Only while someone listens: every listener keeps TK.events_watch alive (a TTL it renews), so
+-- an unwatched deployment pays one EXISTS per script call instead of an encode and a PUBLISH
+-- per transition (about 11 µs each, five per task: decision 37).
 local EVENT_OF = {running = 'task.started'}
 local EVENT_TEXT_MAX = 300
-local events_channel = nil
 
 local function task_event(task, previous, now)
-  if not events_channel then
-    events_channel = string.match(TK.tasks, '^{(.*)}:tasks$') .. ':events'
+  if events_channel == nil then
+    events_channel = false
+    if redis.call('EXISTS', TK.events_watch) == 1 then
+      events_channel = string.match(TK.tasks, '^{(.*)}:tasks$') .. ':events'
+    end
   end
+  if not events_channel then return end
   local status = task.status
   local event = (previous == '' or previous == nil) and 'task.submitted'
     or EVENT_OF[status] or ('task.' .. status)
@@ -73,10 +90,17 @@ local function task_event(task, previous, now)
     id = task.id .. '.' .. status .. '.' .. (task.attempts or 0) .. '.' .. now}))
 end
 
+-- Callers change a task's status before they clear its worker: the running-by-worker index
+-- is kept here, from task.worker.
 local function set_task_status(task, status, now)
   if task.status ~= status then
     local previous = task.status
     if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
+    if previous == 'running' then
+      redis.call('ZREM', TK.running_by_worker, task.worker .. '|' .. task.id)
+    elseif status == 'running' then
+      redis.call('ZADD', TK.running_by_worker, 0, task.worker .. '|' .. task.id)
+    end
     task.status = status
     task_event(task, previous, now)
   end
@@ -109,7 +133,7 @@ local function unqueue(task)
   redis.call('ZREM', TK.leases, task.id)
 end
 
-local cascade_end
+local drain_waiting
 
 local function end_task(task, status, reason, now)
   release_swarm_slot(task)
@@ -123,54 +147,79 @@ local function end_task(task, status, reason, now)
     redis.call('XADD', TK.dlq, 'MAXLEN', '~', DLQ_MAXLEN, '*', 'task', task.id,
                'reason', reason, 'error', task.error or '', 'attempts', task.attempts)
   end
-  cascade_end(task.id, status)
+  -- its dependents can never run: they end cancelled with that reason (transitively)
+  redis.call('ZADD', TK.waiting, 0, '!' .. status .. '|' .. task.id)
+  drain_waiting(now)
 end
 
--- A dependency ended dead or cancelled: its dependents can never run, so they end cancelled with
--- that reason (transitively) instead of waiting forever.
-cascade_end = function(id, outcome)
-  local stack = {{id, outcome}}
-  local now = now_ms()
-  while #stack > 0 do
-    local top = table.remove(stack)
-    local current, ended = top[1], top[2]
-    local deps = split(redis.call('HGET', TK.dependents, current))
-    redis.call('HDEL', TK.dependents, current)
-    for _, dep_id in ipairs(deps) do
-      local dep = get_task(dep_id)
-      if dep and not TERMINAL[dep.status] then
-        release_swarm_slot(dep)
-        unqueue(dep)
-        dep.reason = 'dependency ' .. current .. ' ' .. ended
-        dep.lease_until = 0
-        set_task_status(dep, 'cancelled', now)
-        put_task(dep, now)
-        redis.call('HINCRBY', TK.stats, 'cancelled', 1)
-        stack[#stack + 1] = {dep_id, 'cancelled'}
+-- Dependents are released (or cancelled) in bounded steps. TK.waiting holds '<dep>|<task>' for
+-- each task still waiting on dep, and '!<outcome>|<dep>' for each ended dep whose waiting
+-- tasks are still to be handled ('!' sorts before every id character). A script call handles
+-- at most WAITING_BUDGET waiting tasks, whatever its number of outcomes; what is left stays
+-- queued and the leader's next dispatch call goes on (dispatch_tasks.lua), so 40,000 dependents
+-- of one task never hold Redis in one script (decision 41).
+
+-- One waiting task of a dep that ended `outcome`: nil, or the outcome to cascade from it.
+local function settle_waiting(dep_id, outcome, current, now)
+  local dep = get_task(dep_id)
+  if not dep then return nil end
+  if outcome == 'completed' then
+    if dep.status ~= 'pending' then return nil end
+    dep.deps_left = dep.deps_left - 1
+    if dep.deps_left <= 0 then
+      dep.deps_left = 0
+      dep.reason = ''
+      make_ready(dep, now)
+    end
+    put_task(dep, now)
+    return nil
+  end
+  if TERMINAL[dep.status] then return nil end
+  release_swarm_slot(dep)
+  unqueue(dep)
+  dep.reason = 'dependency ' .. current .. ' ' .. outcome
+  dep.lease_until = 0
+  set_task_status(dep, 'cancelled', now)
+  put_task(dep, now)
+  redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+  return 'cancelled'
+end
+
+-- Handle queued outcomes within this call's budget; true when some are left for a later call.
+drain_waiting = function(now)
+  while true do
+    local head = redis.call('ZRANGEBYLEX', TK.waiting, '[!', '[!\255', 'LIMIT', 0, 1)[1]
+    if not head then return false end
+    if waiting_budget <= 0 then return true end
+    local outcome, current = string.match(head, '^!(%a+)|(.+)$')
+    -- a list written before this index (a comma list in the dependents hash) joins it first
+    local legacy = redis.call('HGET', TK.dependents, current)
+    if legacy then
+      for _, dep_id in ipairs(split(legacy)) do
+        redis.call('ZADD', TK.waiting, 0, current .. '|' .. dep_id)
+      end
+      redis.call('HDEL', TK.dependents, current)
+    end
+    local prefix = current .. '|'
+    local edges = redis.call('ZRANGEBYLEX', TK.waiting, '[' .. prefix, '[' .. prefix .. '\255',
+                             'LIMIT', 0, waiting_budget)
+    for _, edge in ipairs(edges) do
+      waiting_budget = waiting_budget - 1
+      redis.call('ZREM', TK.waiting, edge)
+      local dep_id = string.sub(edge, #prefix + 1)
+      local next_outcome = settle_waiting(dep_id, outcome, current, now)
+      if next_outcome then
+        redis.call('ZADD', TK.waiting, 0, '!' .. next_outcome .. '|' .. dep_id)
       end
     end
+    if waiting_budget > 0 then redis.call('ZREM', TK.waiting, head) end
   end
 end
 
--- A dependency completed: dependents with nothing left to wait for become ready.
+-- A dependency completed: its waiting tasks with nothing else to wait for become ready.
 local function release_dependents(id, now)
-  local deps = split(redis.call('HGET', TK.dependents, id))
-  redis.call('HDEL', TK.dependents, id)
-  local released = 0
-  for _, dep_id in ipairs(deps) do
-    local dep = get_task(dep_id)
-    if dep and dep.status == 'pending' then
-      dep.deps_left = dep.deps_left - 1
-      if dep.deps_left <= 0 then
-        dep.deps_left = 0
-        dep.reason = ''
-        make_ready(dep, now)
-        released = released + 1
-      end
-      put_task(dep, now)
-    end
-  end
-  return released
+  redis.call('ZADD', TK.waiting, 0, '!completed|' .. id)
+  drain_waiting(now)
 end
 
 -- An assigned task its swarm will not claim (the swarm finished, lost its hosts, or the
@@ -207,9 +256,9 @@ local function fail_attempt(task, err, permanent, jitter, now)
   local delay = math.min(task.backoff_ms * (2 ^ (task.attempts - 1)), task.backoff_max_ms)
   delay = math.floor(delay * (jitter or 1))
   task.due_ms = now + delay
-  task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
   task.reason = 'retry in ' .. delay .. ' ms'
   set_task_status(task, 'failed', now)
+  task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
   redis.call('ZADD', TK.delayed, task.due_ms, task.id)
   put_task(task, now)
   redis.call('HINCRBY', TK.stats, 'retries', 1)

@@ -1,0 +1,58 @@
+-- finish_tasks: record the outcomes of many attempts in one call (a worker's group commit):
+-- results exactly once, failures retried with backoff or dead-lettered.
+-- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- ARGV[1] - worker id (named in the completions stream)
+-- ARGV[2] - random seed for the backoff jitter (each delay scaled by a factor in [0.5, 1))
+-- ARGV[3..] - one quadruple per attempt: task id, token of the attempt, kind, data
+--   kind 'ok': data is the result bytes. The first result of any attempt wins (at-least-once
+--     execution, exactly-once record), even when its lease had expired and another attempt is
+--     queued or running.
+--   kind 'error' | 'permanent': data is the error text; a permanent failure (bad handler,
+--     undecodable payload) is not retried.
+-- returns one outcome per quadruple, in order; a problem with one task never stops the others (a
+-- script's writes are not rolled back on an error reply, so none is raised midway):
+--   ok:    'completed' | 'duplicate' (already completed: nothing written) |
+--          'ended:<status>' (dead or cancelled before this result: dropped)
+--   error: 'retry' | 'dead' | 'stale' (the attempt no longer holds the task: nothing written)
+--   both:  'not_found' | 'illegal:<status>' (a result for a task that never ran)
+load_task_keys()
+local wid = ARGV[1]
+math.randomseed(tonumber(ARGV[2]) or 0)
+local now = now_ms()
+
+local function complete(task, token, result)
+  if task.status == 'completed' then
+    redis.call('HINCRBY', TK.stats, 'duplicate_results', 1)
+    return 'duplicate'
+  end
+  if TERMINAL[task.status] then return 'ended:' .. task.status end
+  if task.status == 'pending' then return 'illegal:pending' end
+  release_swarm_slot(task)
+  unqueue(task)
+  redis.call('HSET', TK.result, task.id, result)
+  task.reason, task.error, task.lease_until = '', '', 0
+  task.completed_by, task.finished_ms = token, now
+  set_task_status(task, 'completed', now)
+  put_task(task, now)
+  redis.call('HINCRBY', TK.stats, 'completed', 1)
+  redis.call('XADD', TK.completions, 'MAXLEN', '~', COMPLETIONS_MAXLEN, '*', 'task', task.id,
+             'token', token, 'worker', wid)
+  release_dependents(task.id, now)
+  return 'completed'
+end
+
+local out = {}
+for i = 3, #ARGV - 3, 4 do
+  local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local task = get_task(id)
+  if not task then
+    out[#out + 1] = 'not_found'
+  elseif kind == 'ok' then
+    out[#out + 1] = complete(task, token, data)
+  elseif task.status ~= 'running' or task.token ~= token then
+    out[#out + 1] = 'stale'
+  else
+    out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(), now)
+  end
+end
+return out
