@@ -199,13 +199,10 @@ class Scripts:
         )
 
     async def load(self) -> None:
-        """Load the function library (on every master of a cluster); a library of the same
-        name already there is the same code, since the name carries its hash."""
-        try:
-            await self.client.function_load(library()[1])
-        except redis.exceptions.ResponseError as e:
-            if "already exists" not in str(e):
-                raise
+        """Load the function library (on every master of a cluster). ``REPLACE``: a library
+        of the same name already there is the same code (the name carries its hash), so
+        replacing it changes nothing, and no node answers "already exists"."""
+        await self.client.function_load(library()[1], replace=True)
 
     async def _fcall(self, fname: str, keys: list[str], args: list[Any], pipe: Any = None) -> Any:
         if pipe is not None:  # queued: the reply comes with the pipeline's
