@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import machine, update_section  # benchmarks/_results.py, shared by the bench scripts
+from _slowlog import record, script_times, summary
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
@@ -37,7 +37,7 @@ from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
-from multiswarm.scripts import Scripts, sources
+from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
 CAPSETS = 4
@@ -46,41 +46,6 @@ BEAT_TIMEOUT_MS = 30_000
 SUBMIT_CHUNK = 500
 #: Scripts at or above this many µs are named in the report (the issue's bound).
 BOUND_US = 10_000
-
-SHA_NAMES = {hashlib.sha1(src.encode()).hexdigest(): name for name, src in sources().items()}
-
-
-async def record(client: Any, on: bool) -> None:
-    """Log every command (Redis 7 logs those scripts run too) from now on, or none; reset."""
-    await client.config_set("slowlog-log-slower-than", 0 if on else 10_000_000)
-    await client.slowlog_reset()
-
-
-async def script_times(client: Any) -> list[tuple[str, int]]:
-    """(script name, µs) of every script call since the last reset, then reset."""
-    entries = await client.slowlog_get(1_000_000)
-    await client.slowlog_reset()
-    out = []
-    for e in entries:
-        command = e["command"]
-        if isinstance(command, bytes):
-            command = command.decode(errors="replace")  # payloads are binary
-        words = command.split(maxsplit=2)
-        if words and words[0].upper() in ("EVALSHA", "EVALSHA_RO") and len(words) > 1:
-            out.append((SHA_NAMES.get(words[1], words[1][:8]), int(e["duration"])))
-    return out
-
-
-def summary(times: list[tuple[str, int]], name: str) -> dict[str, Any]:
-    us = sorted(t for n, t in times if n == name)
-    if not us:
-        return {"calls": 0}
-    return {
-        "calls": len(us),
-        "mean_ms": round(sum(us) / len(us) / 1000, 3),
-        "p50_ms": round(us[len(us) // 2] / 1000, 3),
-        "max_ms": round(us[-1] / 1000, 3),
-    }
 
 
 async def cpu_s(client: Any) -> float:
