@@ -106,6 +106,11 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
         raise ConfigError(f"cannot parse Redis URL {redact(url)!r}: {detail}") from None
 
 
+def is_cluster(client: Any) -> bool:
+    """True for a Redis Cluster client (its channels are sharded: multiswarm.feed)."""
+    return isinstance(client, RedisCluster)
+
+
 def cancel_requested() -> bool:
     """True when the current task is being cancelled.
 
