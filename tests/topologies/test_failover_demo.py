@@ -31,8 +31,10 @@ def _epoch(port: int, demo: DemoProcess) -> int | None:
 
 
 def _measures(report: dict[str, Any]) -> dict[str, Any]:
-    names = ("tasks_submitted", "tasks_completed", "executions", "retries", "failovers")
-    names = (*names, "duplicate_results_refused", "wall_seconds", "exit_codes")
+    names = (
+        *("tasks_submitted", "tasks_completed", "executions", "retries", "failovers"),
+        *("duplicate_results_refused", "wall_seconds", "exit_codes"),
+    )
     return {k: report.get(k) for k in names}
 
 

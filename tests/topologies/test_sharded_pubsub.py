@@ -16,6 +16,7 @@ from multiswarm.connection import Client, connect
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.redis_topologies import RedisClusterGroup
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +91,35 @@ async def test_a_message_crosses_nodes_and_its_receivers_are_counted(
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_a_subscription_follows_its_channel_to_the_promoted_replica() -> None:
+    with RedisClusterGroup(masters=3, replicas=1) as cluster:
+        keys = Keys("shardfail")
+        client: Any = _through(cluster.nodes[0].port)
+        await client.initialize()
+        channel = keys.ch_swarm("s0")
+        owner = client.get_node_from_key(channel).port
+        # subscriber and publisher both seeded with nodes other than the channel's master
+        others = [n.port for n in cluster.nodes if n.port != owner]
+        sub_client, pub_client = _through(others[0]), _through(others[1])
+        publisher = SwarmMessenger(pub_client, keys, "pub")
+        try:
+            async with _listening(SwarmMessenger(sub_client, keys, "sub"), [channel]) as inbox:
+                assert await publisher.publish(channel, "before", {}) == 1
+                assert (await asyncio.wait_for(inbox.get(), WAIT_S))[1].type == "before"
+                next(n for n in cluster.nodes if n.port == owner).kill()
+
+                async def delivered_after_failover() -> bool:
+                    # best effort while the slot has no master: 0 receivers, then 1 once the
+                    # subscriber has followed the channel to the promoted replica
+                    return await publisher.publish(channel, "after", {}) == 1
+
+                await eventually(delivered_after_failover, 60, 0.2, "a subscriber counted")
+                got, env = await asyncio.wait_for(inbox.get(), WAIT_S)
+                while env.type != "after":  # "after"s published before the count reached 1
+                    got, env = await asyncio.wait_for(inbox.get(), WAIT_S)
+                assert got == channel
+        finally:
+            for c in (client, sub_client, pub_client):
+                await c.aclose()
