@@ -8,6 +8,8 @@ after a Redis restart). Error replies ``"<CODE> <detail>"`` become typed errors 
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
@@ -23,6 +25,7 @@ from multiswarm.connection import Client, with_retry
 from multiswarm.keys import request_key
 from multiswarm.ops import DECLARED
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -189,7 +192,7 @@ class Scripts:
         async def run() -> Any:
             try:
                 if self.wait_replicas and name in DURABLE:
-                    return await self._run_durable(script, keys, args)
+                    return await self._run_durable(script, keys, args, patient=retry)
                 return await script(keys=keys, args=args)
             except redis.exceptions.ResponseError as e:
                 if isinstance(e, redis.exceptions.NoScriptError):
@@ -200,20 +203,42 @@ class Scripts:
             return await run()
         return await with_retry(run, self.reconnect_timeout_s)
 
-    async def _run_durable(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """The script, then ``WAIT replicas timeout`` in one pipeline, so both use the same
-        connection (WAIT covers the writes of its own connection only).
+    async def _run_durable(
+        self, script: AsyncScript, keys: list[str], args: list[Any], patient: bool
+    ) -> Any:
+        """The script, then ``WAIT replicas timeout``, on one connection held for the call:
+        WAIT covers the writes of its own connection only (a pipeline would be one round trip
+        less, but redis-py gives it a pooled connection, and a WAIT again on another connection
+        would count replicas of nothing).
+
+        ``patient``: too few acknowledgements are waited for again, on the same connection,
+        until ``reconnect_timeout_s`` has passed: during a failover the remaining replicas
+        follow the promoted master within seconds, and a role that gave up at the first WAIT
+        would stop (its heartbeat loop fails). Otherwise the first shortfall raises.
 
         Raises
         ------
         ReplicaAckError
-            Fewer replicas than ``wait_replicas`` acknowledged within ``wait_timeout_ms``: the
-            write is on the master and may be lost at a failover (it is not undone).
+            Fewer replicas than ``wait_replicas`` acknowledged in time: the write is on the
+            master and may be lost at a failover (it is not undone).
         """
-        pipe = self.client.pipeline(transaction=False)
-        await script(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-        reply, acked = await pipe.execute()
+        deadline = time.monotonic() + self.reconnect_timeout_s
+        async with self.client.client() as conn:
+            reply = await script(keys=keys, args=args, client=conn)
+            acked = 0
+            while int(acked) < self.wait_replicas:
+                acked = await conn.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", self.wait_replicas, self.wait_timeout_ms
+                )
+                if not patient or time.monotonic() >= deadline:
+                    break
+                if int(acked) < self.wait_replicas:
+                    log.warning(
+                        "%d of %d replicas acknowledged a write within %d ms; waiting again",
+                        int(acked),
+                        self.wait_replicas,
+                        self.wait_timeout_ms,
+                    )
         if int(acked) < self.wait_replicas:
             raise errors.ReplicaAckError(
                 f"{int(acked)} of {self.wait_replicas} replicas acknowledged within "

@@ -3,7 +3,10 @@ condition read from Redis (tasks completed), never after a fixed time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +45,7 @@ class DemoProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=environ,
+            start_new_session=True,  # its role processes too, so kill() ends them all
         )
 
     def completed(self, client: Any) -> int:
@@ -72,6 +76,9 @@ class DemoProcess:
         return report
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        """SIGKILL the demo and the role processes it started (one process group)."""
+        if self.proc.poll() is not None:
+            return  # it ended by itself and stopped its roles; its group id may be reused
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate()

@@ -46,6 +46,8 @@ def test_sentinel_master_killed_mid_demo_with_wait_replicas(tmp_path: Path) -> N
             sentinel.url,
             stdlib_corpus(tmp_path / "corpus"),
             "sfail",
+            "--timeout-s",
+            "240",  # a run whose roles died fails instead of waiting 900 s
             env={"MULTISWARM_WAIT_REPLICAS": "1", "MULTISWARM_WAIT_TIMEOUT_MS": "2000"},
         )
         epochs: list[int] = []
