@@ -122,6 +122,30 @@ def translate(exc: redis.exceptions.ResponseError) -> errors.MultiswarmError:
     return errors.ScriptError("SCRIPT_ERROR", text)
 
 
+def ack_command(aof: bool, replicas: int, timeout_ms: int) -> list[Any]:
+    """The command that waits for ``replicas`` to acknowledge a connection's writes: ``WAITAOF
+    0 replicas timeout`` (fsynced to their AOF) when ``aof``, else ``WAIT`` (received)."""
+    return ["WAITAOF", 0, replicas, timeout_ms] if aof else ["WAIT", replicas, timeout_ms]
+
+
+def replicas_acked(reply: Any) -> int:
+    """Replicas counted by a ``WAIT`` reply (an integer) or ``WAITAOF`` (``[local, replicas]``)."""
+    return int(reply[1]) if isinstance(reply, list) else int(reply)
+
+
+async def _has_waitaof(client: Any) -> bool:
+    version = str((await client.info("server")).get("redis_version", "0"))
+    numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if numbers >= (7, 2):
+        return True
+    log.warning(
+        "MULTISWARM_WAIT_AOF: the server is Redis %s and has no WAITAOF (7.2+): waiting with "
+        "WAIT, so replicas acknowledge receiving a write, not writing it to disk",
+        version,
+    )
+    return False
+
+
 class Scripts:
     """The scripts bound to one client: the raw calls under the typed layer.
 
@@ -143,11 +167,15 @@ class Scripts:
         *,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        wait_aof: bool = False,
     ) -> None:
         self.client = client
         self.reconnect_timeout_s = reconnect_timeout_s
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self.wait_aof = wait_aof
+        #: WAITAOF usable: asked for and the server has it (known after the first durable call)
+        self._aof: bool | None = None if wait_aof else False
         self._bound: dict[str, AsyncScript] = {}
 
     @classmethod
@@ -158,6 +186,7 @@ class Scripts:
             settings.reconnect_timeout_s,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=settings.wait_timeout_ms,
+            wait_aof=settings.wait_aof,
         )
 
     def _script(self, name: str) -> AsyncScript:
@@ -224,24 +253,27 @@ class Scripts:
         """
         deadline = time.monotonic() + self.reconnect_timeout_s
         async with self.client.client() as conn:
+            if self._aof is None:
+                self._aof = await _has_waitaof(conn)
+            command = ack_command(self._aof, self.wait_replicas, self.wait_timeout_ms)
             reply = await script(keys=keys, args=args, client=conn)
             acked = 0
-            while int(acked) < self.wait_replicas:
-                acked = await conn.execute_command(  # type: ignore[no-untyped-call]
-                    "WAIT", self.wait_replicas, self.wait_timeout_ms
+            while acked < self.wait_replicas:
+                acked = replicas_acked(
+                    await conn.execute_command(*command)  # type: ignore[no-untyped-call]
                 )
                 if not patient or time.monotonic() >= deadline:
                     break
-                if int(acked) < self.wait_replicas:
+                if acked < self.wait_replicas:
                     log.warning(
                         "%d of %d replicas acknowledged a write within %d ms; waiting again",
-                        int(acked),
+                        acked,
                         self.wait_replicas,
                         self.wait_timeout_ms,
                     )
-        if int(acked) < self.wait_replicas:
+        if acked < self.wait_replicas:
             raise errors.ReplicaAckError(
-                f"{int(acked)} of {self.wait_replicas} replicas acknowledged within "
+                f"{acked} of {self.wait_replicas} replicas acknowledged within "
                 f"{self.wait_timeout_ms} ms: the write is on the master only and a failover "
                 "now could lose it (MULTISWARM_WAIT_REPLICAS)"
             )

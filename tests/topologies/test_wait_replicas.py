@@ -120,6 +120,31 @@ async def test_a_replica_back_within_the_window_completes_the_call(
         await ms.close()
 
 
+async def test_wait_aof_falls_back_to_wait_on_a_server_without_it(
+    sentinel: SentinelGroup, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur4",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_AOF": "1",
+        }
+    )
+    ms = await Multiswarm.connect(settings=settings)
+    try:
+        version = str((await ms.client.info("server"))["redis_version"])
+        if tuple(int(p) for p in version.split(".")[:2]) >= (7, 2):
+            pytest.skip(f"Redis {version} has WAITAOF")  # and these replicas no AOF to fsync
+        with caplog.at_level(logging.WARNING, logger="multiswarm.scripts"):
+            for i in range(3):
+                await ms.distribute_task("myapp.tasks:parse", {"i": i})
+        # told once, then every write waited with WAIT and succeeded
+        assert caplog.text.count("has no WAITAOF") == 1
+    finally:
+        await ms.close()
+
+
 def test_wait_replicas_refused_on_a_cluster_url() -> None:
     with pytest.raises(ConfigError, match="not supported on Redis Cluster"):
         from_env(
