@@ -87,7 +87,9 @@ def test_sentinel_master_killed_mid_demo_with_wait_replicas(tmp_path: Path) -> N
 
 def test_cluster_master_killed_mid_demo(tmp_path: Path) -> None:
     with RedisClusterGroup(masters=3, replicas=1) as cluster:
-        demo = DemoProcess(cluster.url, stdlib_corpus(tmp_path / "corpus"), "cfail")
+        demo = DemoProcess(
+            cluster.url, stdlib_corpus(tmp_path / "corpus"), "cfail", "--timeout-s", "240"
+        )
         client = redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
         try:
             # the master of the coordination slot: the one whose loss matters
