@@ -88,8 +88,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         (default) answers after the master alone, so a failover may lose the last writes
         (docs/decisions.md, "Durability at failover").
     wait_timeout_ms:
-        ``MULTISWARM_WAIT_TIMEOUT_MS``: how long to wait for them (1000); fewer in time is a
+        ``MULTISWARM_WAIT_TIMEOUT_MS``: how long one ``WAIT`` waits for them (1000); it is
+        repeated until ``reconnect_timeout_s`` has passed, then fewer is a
         :class:`~multiswarm.errors.ReplicaAckError`.
+    wait_aof:
+        ``MULTISWARM_WAIT_AOF=1``: the replicas must have fsynced the write to their
+        append-only file (``WAITAOF 0 N timeout``, Redis 7.2+, ``appendonly yes`` on the
+        replicas: one without AOF never acknowledges). On an older server ``WAIT`` is used and
+        a warning logged. Needs ``wait_replicas``.
     explicit:
         Which of the deployment-wide timings (:data:`DEPLOYMENT_ENV`) this process was given
         explicitly (environment or override) rather than by default: those must agree with
@@ -122,12 +128,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     explicit: frozenset[str] = frozenset()
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    wait_aof: bool = False
     agent_concurrency: int = 1
     log_format: str = "text"
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
         return validate(msgspec.structs.replace(self, **changes))
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name) or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, not {raw!r}")
+    return raw == "1"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -197,6 +211,10 @@ def validate(s: Settings) -> Settings:
             "MULTISWARM_WAIT_REPLICAS is not supported on Redis Cluster yet: use it with a "
             "single master and replicas (Sentinel)"
         )
+    if s.wait_aof and not s.wait_replicas:
+        raise ConfigError(
+            "MULTISWARM_WAIT_AOF needs MULTISWARM_WAIT_REPLICAS (replicas to wait for)"
+        )
     if s.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"log_format (MULTISWARM_LOG_FORMAT) must be one of {', '.join(LOG_FORMATS)}, "
@@ -249,6 +267,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         socket_timeout_ms=_int(env, "MULTISWARM_SOCKET_TIMEOUT_MS", 5_000),
         wait_replicas=_int(env, "MULTISWARM_WAIT_REPLICAS", 0, minimum=0),
         wait_timeout_ms=_int(env, "MULTISWARM_WAIT_TIMEOUT_MS", 1000),
+        wait_aof=_flag(env, "MULTISWARM_WAIT_AOF"),
         connect_timeout_ms=_int(env, "MULTISWARM_CONNECT_TIMEOUT_MS", 2_000),
         message_secret=env_secret(env),
         auto_recover_min_confidence=_float(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -106,6 +107,23 @@ def connect(settings: Settings, **kwargs: Any) -> Client:
         raise ConfigError(f"cannot parse Redis URL {redact(url)!r}: {detail}") from None
 
 
+def is_cluster(client: Any) -> bool:
+    """True for a Redis Cluster client (its channels are sharded: multiswarm.feed)."""
+    return isinstance(client, RedisCluster)
+
+
+async def server_time_ms(client: Client) -> int:
+    """Redis's clock (``TIME``) in ms; on a cluster, the default node's (TIME names no key)."""
+    cluster: Any = client
+    reply = await (
+        cluster.time(target_nodes=RedisCluster.DEFAULT_NODE)
+        if is_cluster(client)
+        else client.time()
+    )
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def cancel_requested() -> bool:
     """True when the current task is being cancelled.
 
@@ -117,10 +135,26 @@ def cancel_requested() -> bool:
     return bool(task is not None and cancelling is not None and cancelling())
 
 
+def dropped_writer(e: BaseException) -> bool:
+    """True for redis-py's asyncio cluster race: after one command's connection error it
+    disconnects the failed node's connections while other commands are writing on them, whose
+    write then fails with ``AttributeError`` (the writer is gone). That is the same outage seen
+    from another command, so it is retried like one (found killing a cluster master mid-demo).
+    """
+    if not isinstance(e, AttributeError):
+        return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(
+        os.path.join("redis", "asyncio", "connection.py")
+    )
+
+
 def _retryable(e: BaseException) -> bool:
     # a refused password is an answer, not an outage: retrying it only delays the error
     return (
-        isinstance(e, CONNECTION_ERRORS)
+        (isinstance(e, CONNECTION_ERRORS) or dropped_writer(e))
         and not isinstance(e, redis.exceptions.AuthenticationError)
         and not cancel_requested()
     )
@@ -174,7 +208,9 @@ async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
                 return await fn()
     except redis.exceptions.AuthenticationError as e:
         raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
-    except CONNECTION_ERRORS as e:
+    except (*CONNECTION_ERRORS, AttributeError) as e:
+        if isinstance(e, AttributeError) and not dropped_writer(e):
+            raise
         if cancel_requested():
             raise asyncio.CancelledError() from e
         raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {short(e)}") from e

@@ -3,7 +3,10 @@
 Global keys share the namespace as hash tag (``{swarm}:index``) so every coordination script runs
 in one slot of a Redis Cluster. Per-swarm state carries the swarm id as tag
 (``swarm:state:{<id>}``) so state scripts spread over the cluster. Channels keep the seed names
-(``swarm:tasks``...) because pub/sub channels are not keys and do not hash. The full map with types,
+(``swarm:tasks``...). On a cluster they are sharded channels (``SSUBSCRIBE``/``SPUBLISH``,
+:mod:`multiswarm.feed`) whose slot is that of the name, which is the slot of the channel's history
+stream (``<ns>:history:{<channel>}``), so ``publish_message.lua`` appends and publishes in one
+slot; no channel needs a hash tag of its own. The exception is :attr:`Keys.classic_channels`. The full map with types,
 TTLs and the scripts that touch each key is ``docs/keys.md``.
 """
 
@@ -367,6 +370,13 @@ class Keys:
         """String key, set with a TTL by every listener of :attr:`ch_events` and renewed while
         it listens: task scripts publish lifecycle events only while it exists (decision 37)."""
         return f"{self._g}:events:watch"
+
+    @property
+    def classic_channels(self) -> frozenset[str]:
+        """Channels kept on classic pub/sub on a cluster too: the task events, which the task
+        scripts PUBLISH (lib/02_tasks.lua); a script may only SPUBLISH a channel of its own slot,
+        the ``{ns}`` slot, and ``<ns>:events`` hashes elsewhere."""
+        return frozenset({self.ch_events})
 
     def ch_swarm(self, swarm_id: str) -> str:
         return f"{self.ns}:{check_id(swarm_id, 'swarm id')}"

@@ -1,5 +1,6 @@
 """The sending side of a :class:`~multiswarm.messenger.SwarmMessenger`: envelopes, signing, and
-the two ways to publish (recorded through ``publish_message.lua``, or a plain ``PUBLISH``)."""
+the two ways to publish (recorded through ``publish_message.lua``, or a plain ``PUBLISH``;
+``SPUBLISH`` for a sharded channel of a Redis Cluster, :mod:`multiswarm.feed`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from multiswarm.connection import CONNECTION_ERRORS
 from multiswarm.envelopes import Sent, check_type, encode_message
 from multiswarm.errors import MessageTooLargeError, RedisUnavailable
+from multiswarm.feed import sharded
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import Envelope
 from multiswarm.ops import messages as ops
@@ -90,8 +92,11 @@ class Publisher:
                     history_ttl_ms=self.history_ttl_ms,
                     max_bytes=self.max_bytes,
                     retry=strict,
+                    sharded=sharded(self.client, self.keys, channel),
                 )
                 receivers, sid = published.receivers, published.stream_id
+            elif sharded(self.client, self.keys, channel):
+                receivers = int(await self.client.spublish(channel, data))
             else:
                 receivers = int(await self.client.publish(channel, data))
         except (*CONNECTION_ERRORS, RedisUnavailable) as e:

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from multiswarm.connection import Client
+from multiswarm.connection import Client, server_time_ms
 from multiswarm.errors import (
     CorruptState,
     InvalidArgumentError,
@@ -172,15 +172,14 @@ class SwarmRecovery:
             return out
 
         async def first(pipe: Any) -> None:
-            pipe.time()
             pipe.hmget(self.keys.swarms, ids)
             pipe.hmget(self.keys.recoveries, ids)
             pipe.hkeys(self.keys.workers)
             pipe.zrange(self.keys.leases, 0, -1)
 
-        now, raw_swarms, raw_recs, workers, leased = await self._pipe(first)
-        seconds, micros = decode(now, tuple[int, int])
-        now_ms = seconds * 1000 + micros // 1000
+        # TIME on its own: a cluster pipeline refuses it (no key, so no node to send it to)
+        now_ms = await self.manager.read(lambda: server_time_ms(self.client))
+        raw_swarms, raw_recs, workers, leased = await self._pipe(first)
         live = set(decode(workers, list[str]))
         todo: list[tuple[Swarm, dict[str, Any]]] = []
         for sid, raw, raw_rec in zip(ids, raw_swarms, raw_recs):

@@ -108,6 +108,14 @@ class RedisClusterGroup:
         live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
         return all("cluster_state:ok" in _ask(n.port, "CLUSTER", "INFO") for n in live)
 
+    def _replicas_synced(self) -> bool:
+        # a replica that never finished its first sync is not eligible for promotion: a master
+        # killed before that stays failed (cluster_state:ok comes earlier than the syncs)
+        synced = sum(
+            "master_link_status:up" in _ask(n.port, "INFO", "replication") for n in self.nodes
+        )
+        return synced == self.masters * self.replicas
+
     def start(self, timeout_s: float = 30.0) -> RedisClusterGroup:
         try:
             for n in self.nodes:
@@ -127,6 +135,7 @@ class RedisClusterGroup:
                 timeout=timeout_s,
             )
             _wait("cluster_state:ok on every node", self._ok, timeout_s)
+            _wait("every replica in sync with its master", self._replicas_synced, timeout_s)
         except BaseException:
             self.cleanup()
             raise

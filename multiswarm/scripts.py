@@ -14,6 +14,8 @@ persistence) gets it again on the first ``Function not found``. Error replies
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
@@ -28,6 +30,7 @@ from multiswarm.connection import Client, with_retry
 from multiswarm.keys import request_key
 from multiswarm.ops import DECLARED
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -161,6 +164,30 @@ def translate(exc: redis.exceptions.ResponseError) -> errors.MultiswarmError:
     return errors.ScriptError("SCRIPT_ERROR", text)
 
 
+def ack_command(aof: bool, replicas: int, timeout_ms: int) -> list[Any]:
+    """The command that waits for ``replicas`` to acknowledge a connection's writes: ``WAITAOF
+    0 replicas timeout`` (fsynced to their AOF) when ``aof``, else ``WAIT`` (received)."""
+    return ["WAITAOF", 0, replicas, timeout_ms] if aof else ["WAIT", replicas, timeout_ms]
+
+
+def replicas_acked(reply: Any) -> int:
+    """Replicas counted by a ``WAIT`` reply (an integer) or ``WAITAOF`` (``[local, replicas]``)."""
+    return int(reply[1]) if isinstance(reply, list) else int(reply)
+
+
+async def _has_waitaof(client: Any) -> bool:
+    version = str((await client.info("server")).get("redis_version", "0"))
+    numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if numbers >= (7, 2):
+        return True
+    log.warning(
+        "MULTISWARM_WAIT_AOF: the server is Redis %s and has no WAITAOF (7.2+): waiting with "
+        "WAIT, so replicas acknowledge receiving a write, not writing it to disk",
+        version,
+    )
+    return False
+
+
 class Scripts:
     """The scripts bound to one client: the raw calls under the typed layer.
 
@@ -182,11 +209,15 @@ class Scripts:
         *,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        wait_aof: bool = False,
     ) -> None:
         self.client = client
         self.reconnect_timeout_s = reconnect_timeout_s
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self.wait_aof = wait_aof
+        #: WAITAOF usable: asked for and the server has it (known after the first durable call)
+        self._aof: bool | None = None if wait_aof else False
 
     @classmethod
     def for_settings(cls, client: Client, settings: Settings) -> Scripts:
@@ -196,6 +227,7 @@ class Scripts:
             settings.reconnect_timeout_s,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=settings.wait_timeout_ms,
+            wait_aof=settings.wait_aof,
         )
 
     async def load(self) -> None:
@@ -231,7 +263,7 @@ class Scripts:
 
         async def once() -> Any:
             if self.wait_replicas and name in DURABLE:
-                return await self._run_durable(fname, keys, args)
+                return await self._run_durable(fname, keys, args, patient=retry)
             return await self._fcall(fname, keys, args)
 
         async def run() -> Any:
@@ -250,23 +282,48 @@ class Scripts:
             return await run()
         return await with_retry(run, self.reconnect_timeout_s)
 
-    async def _run_durable(self, fname: str, keys: list[str], args: list[Any]) -> Any:
-        """The script, then ``WAIT replicas timeout`` in one pipeline, so both use the same
-        connection (WAIT covers the writes of its own connection only).
+    async def _run_durable(
+        self, fname: str, keys: list[str], args: list[Any], patient: bool
+    ) -> Any:
+        """The script, then ``WAIT replicas timeout``, on one connection held for the call:
+        WAIT covers the writes of its own connection only (a pipeline would be one round trip
+        less, but redis-py gives it a pooled connection, and a WAIT again on another connection
+        would count replicas of nothing).
+
+        ``patient``: too few acknowledgements are waited for again, on the same connection,
+        until ``reconnect_timeout_s`` has passed: during a failover the remaining replicas
+        follow the promoted master within seconds, and a role that gave up at the first WAIT
+        would stop (its heartbeat loop fails). Otherwise the first shortfall raises.
 
         Raises
         ------
         ReplicaAckError
-            Fewer replicas than ``wait_replicas`` acknowledged within ``wait_timeout_ms``: the
-            write is on the master and may be lost at a failover (it is not undone).
+            Fewer replicas than ``wait_replicas`` acknowledged in time: the write is on the
+            master and may be lost at a failover (it is not undone).
         """
-        pipe = self.client.pipeline(transaction=False)
-        await self._fcall(fname, keys, args, pipe)
-        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-        reply, acked = await pipe.execute()
-        if int(acked) < self.wait_replicas:
+        deadline = time.monotonic() + self.reconnect_timeout_s
+        async with self.client.client() as conn:
+            if self._aof is None:
+                self._aof = await _has_waitaof(conn)
+            command = ack_command(self._aof, self.wait_replicas, self.wait_timeout_ms)
+            reply = await conn.fcall(fname, len(keys), *keys, *args)
+            acked = 0
+            while acked < self.wait_replicas:
+                acked = replicas_acked(
+                    await conn.execute_command(*command)  # type: ignore[no-untyped-call]
+                )
+                if not patient or time.monotonic() >= deadline:
+                    break
+                if acked < self.wait_replicas:
+                    log.warning(
+                        "%d of %d replicas acknowledged a write within %d ms; waiting again",
+                        acked,
+                        self.wait_replicas,
+                        self.wait_timeout_ms,
+                    )
+        if acked < self.wait_replicas:
             raise errors.ReplicaAckError(
-                f"{int(acked)} of {self.wait_replicas} replicas acknowledged within "
+                f"{acked} of {self.wait_replicas} replicas acknowledged within "
                 f"{self.wait_timeout_ms} ms: the write is on the master only and a failover "
                 "now could lose it (MULTISWARM_WAIT_REPLICAS)"
             )

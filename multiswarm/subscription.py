@@ -31,6 +31,7 @@ from multiswarm.envelopes import (
     parse_stream_id,
 )
 from multiswarm.errors import MessageRejected, MultiswarmError, RedisUnavailable
+from multiswarm.feed import Feed
 from multiswarm.keys import Keys
 from multiswarm.ops import messages as ops
 from multiswarm.ops.messages import DeadLetter
@@ -299,12 +300,12 @@ class Subscription:
         delay = 0.05
         down_since: float | None = None
         while True:
-            pubsub: Any = self.client.pubsub()
+            feed = Feed(self.client, self.keys)
             confirmed: set[str] = set()
             try:
-                await pubsub.subscribe(*chans)
+                await feed.open(chans, refresh=down_since is not None)
                 while True:
-                    msg = await pubsub.get_message(timeout=1.0)
+                    msg = await feed.get(1.0)
                     if cancel_requested():
                         # redis-py reads through asyncio.wait_for when a socket timeout is set;
                         # on Python 3.11 it can return a reply and drop a cancellation that
@@ -355,7 +356,7 @@ class Subscription:
             finally:
                 self.counts["active_subscriptions"] -= len(confirmed)
                 with contextlib.suppress(*CONNECTION_ERRORS):
-                    await pubsub.aclose()
+                    await feed.aclose()
 
     async def history(
         self, channel: str, since: str | int | None = None, count: int | None = None

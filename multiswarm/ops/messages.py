@@ -47,12 +47,14 @@ async def publish_message(
     history_ttl_ms: int,
     max_bytes: int,
     retry: bool,
+    sharded: bool = False,
 ) -> Published:
-    """Append ``data`` to the channel's history and publish it, in one step."""
+    """Append ``data`` to the channel's history and publish it, in one step (``sharded``:
+    with ``SPUBLISH``, on a Redis Cluster)."""
     return await PUBLISH(
         scripts,
         [keys.history(channel)],
-        [channel, data, history_len, history_ttl_ms, max_bytes],
+        [channel, data, history_len, history_ttl_ms, max_bytes, "1" if sharded else "0"],
         retry=retry,
     )
 

@@ -5,6 +5,8 @@
 -- ARGV[3] - history length kept (XADD MAXLEN ~, e.g. 1000)
 -- ARGV[4] - history TTL in milliseconds (PEXPIRE, refreshed by every message, e.g. 3600000)
 -- ARGV[5] - size limit in bytes (the caller checks it first; this is the server-side guard)
+-- ARGV[6] - '1': SPUBLISH, a sharded channel of a Redis Cluster (its slot is KEYS[1]'s, whose
+--           hash tag is the channel name); otherwise PUBLISH
 -- returns {receivers, stream id}; what is published is the envelope with the stream id spliced
 -- in as its first member ({"sid":"<ms>-<seq>",...}) so subscribers can replay what follows it;
 -- error BAD_REQUEST when the envelope is too large or not a non-empty JSON object
@@ -17,5 +19,6 @@ if string.sub(data, 1, 2) ~= '{"' then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', data)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local receivers = redis.call('PUBLISH', ARGV[1], '{"sid":"' .. id .. '",' .. string.sub(data, 2))
+local command = ARGV[6] == '1' and 'SPUBLISH' or 'PUBLISH'
+local receivers = redis.call(command, ARGV[1], '{"sid":"' .. id .. '",' .. string.sub(data, 2))
 return {receivers, id}

@@ -5,6 +5,7 @@ error; a failover loses no acknowledged task and the fencing epoch only grows.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from multiswarm.config import from_env
 from multiswarm.coordinator import LeaderElection
 from multiswarm.errors import ConfigError, ReplicaAckError
 from multiswarm.redis_topologies import SentinelGroup
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +78,70 @@ async def test_too_few_replicas_is_a_typed_error(sentinel: SentinelGroup) -> Non
     )
     (replica,) = sentinel.replicas
     assert replica.proc is not None
-    ms = await Multiswarm.connect(settings=settings)
+    # a short window: the shortfall is waited for again until it closes
+    ms = await Multiswarm.connect(settings=settings.replace(reconnect_timeout_s=1.0))
     os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
     try:
         with pytest.raises(ReplicaAckError, match="0 of 1 replicas acknowledged within 300 ms"):
             await ms.distribute_task("myapp.tasks:parse", {})
     finally:
         os.kill(replica.proc.pid, signal.SIGCONT)
+        await ms.close()
+
+
+async def test_a_replica_back_within_the_window_completes_the_call(
+    sentinel: SentinelGroup, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur3",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_TIMEOUT_MS": "200",
+        }
+    )
+    (replica,) = sentinel.replicas
+    assert replica.proc is not None
+    ms = await Multiswarm.connect(settings=settings)
+    os.kill(replica.proc.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING, logger="multiswarm.scripts"):
+            call = asyncio.ensure_future(ms.distribute_task("myapp.tasks:parse", {}))
+
+            async def waiting_again() -> bool:
+                return "waiting again" in caplog.text
+
+            await eventually(waiting_again, 30, what="a second WAIT")
+        os.kill(replica.proc.pid, signal.SIGCONT)
+        task_id = await asyncio.wait_for(call, 30)
+        assert [t.id for t in await ms.tasks.get_many([task_id]) if t is not None] == [task_id]
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+        await ms.close()
+
+
+async def test_wait_aof_falls_back_to_wait_on_a_server_without_it(
+    sentinel: SentinelGroup, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur4",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_AOF": "1",
+        }
+    )
+    ms = await Multiswarm.connect(settings=settings)
+    try:
+        version = str((await ms.client.info("server"))["redis_version"])
+        if tuple(int(p) for p in version.split(".")[:2]) >= (7, 2):
+            pytest.skip(f"Redis {version} has WAITAOF")  # and these replicas no AOF to fsync
+        with caplog.at_level(logging.WARNING, logger="multiswarm.scripts"):
+            for i in range(3):
+                await ms.distribute_task("myapp.tasks:parse", {"i": i})
+        # told once, then every write waited with WAIT and succeeded
+        assert caplog.text.count("has no WAITAOF") == 1
+    finally:
         await ms.close()
 
 
