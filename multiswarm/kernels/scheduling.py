@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ._checks import BAD_CSR_RANGE, BAD_CSR_SHAPE, BAD_HEALTH, check_agents_csr, first_bad_value
 from ._validate import as_array, as_index, check_length
 from .constants import DEAD, HEALTHY, STRATEGIES
 from .errors import KernelInputError
@@ -99,11 +100,8 @@ def _strategy_code(strategy: int | str) -> int:
 
 
 def _check_values(name: str, arr: F64, *, low: float, allow_inf: bool, strict: bool) -> None:
-    bad = np.isnan(arr) | (arr <= low if strict else arr < low)
-    if not allow_inf:
-        bad |= np.isinf(arr)
-    if bad.any():
-        i = int(np.argmax(bad))
+    i = first_bad_value(arr, low, allow_inf, strict)
+    if i >= 0:
         bound = f"> {low}" if strict else f">= {low}"
         kind = "" if allow_inf else "finite and "
         raise KernelInputError(f"{name}[{i}] = {arr[i]!r}; must be {kind}{bound}")
@@ -183,9 +181,16 @@ def schedule(
     _check_values("task_cost", cost, low=0.0, allow_inf=False, strict=False)
     _check_values("agent_load", load, low=0.0, allow_inf=False, strict=False)
     _check_values("agent_capacity", cap, low=0.0, allow_inf=True, strict=True)
-    if m and (health.min() < HEALTHY or health.max() > DEAD):
-        raise KernelInputError(f"agent_health codes must be in [{HEALTHY}, {DEAD}]")
     indptr, indices = _dependencies(n, dep_indptr, dep_indices)
+    problem = check_agents_csr(health, HEALTHY, DEAD, indptr, indices, n)
+    if problem == BAD_HEALTH:
+        raise KernelInputError(f"agent_health codes must be in [{HEALTHY}, {DEAD}]")
+    if problem == BAD_CSR_SHAPE:
+        raise KernelInputError(
+            "dep_indptr must start at 0, never decrease, and end at len(dep_indices)"
+        )
+    if problem == BAD_CSR_RANGE:
+        raise KernelInputError(f"dep_indices must be task indices in [0, {n})")
     code = _strategy_code(strategy)
     pos = as_index("cursor", cursor)
     if pos < 0:
@@ -218,10 +223,4 @@ def _dependencies(
     indptr = as_array("dep_indptr", dep_indptr, np.int64)
     indices = as_array("dep_indices", dep_indices, np.int64)
     check_length("dep_indptr", indptr, n + 1, "the number of tasks + 1")
-    if indptr[0] != 0 or indptr[-1] != indices.shape[0] or (np.diff(indptr) < 0).any():
-        raise KernelInputError(
-            "dep_indptr must start at 0, never decrease, and end at len(dep_indices)"
-        )
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-        raise KernelInputError(f"dep_indices must be task indices in [0, {n})")
     return indptr, indices

@@ -144,6 +144,63 @@ def test_extreme_priorities_match_reference(strategy: int) -> None:
     assert ranked == sorted(ranked)
 
 
+@pytest.mark.parametrize("strategy", STRATEGY_CODES)
+def test_kernel_matches_reference_on_a_batch_past_one_summary_word(strategy: int) -> None:
+    # Over 4,096 tasks the set of freed tasks spans two summary words; few priority levels,
+    # costs and loads from small sets (ties everywhere), full and unhealthy agents, cycles.
+    rng = np.random.default_rng(100 + strategy)
+    n, m = 5000, 48
+    deps = [
+        [int(d) for d in rng.integers(0, n, int(rng.integers(1, 3)))] if rng.random() < 0.25 else []
+        for _ in range(n)
+    ]
+    deps[4100].append(4600)  # a cycle, and tasks downstream of it
+    deps[4600].append(4100)
+    indptr, indices = deps_to_csr(deps)
+    batch = {
+        "priority": rng.integers(0, 4, n),
+        "task_caps": rng.integers(0, 8, n).astype(np.uint64)
+        & rng.integers(0, 8, n).astype(np.uint64),
+        "task_cost": rng.choice([0.0, 0.5, 1.0, 2.0], n),
+        "agent_load": rng.choice([0.0, 1.0, 3.0], m),
+        "agent_capacity": rng.choice([20.0, 60.0, 200.0, math.inf], m),
+        "agent_caps": rng.integers(0, 8, m).astype(np.uint64),
+        "agent_health": rng.choice([0, 0, 0, 1, 2, 3], m).astype(np.int8),
+        "dep_indptr": indptr,
+        "dep_indices": indices,
+        "strategy": strategy,
+        "cursor": int(rng.integers(0, m)),
+    }
+    got, want = run(batch), run(batch, "python")
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (got.reason == c.DEPENDENCY_CYCLE).any() and (got.reason == c.ASSIGNED).any()
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_CODES)
+def test_kernel_matches_reference_with_high_capability_bits(strategy: int) -> None:
+    # Agents with up to all 64 bits: the capability search starts at the group of agents with
+    # as many bits as the task needs, up to the last group.
+    rng = np.random.default_rng(200 + strategy)
+    n, m = 400, 40
+    bits = np.array([0, 1, 1 << 62, 1 << 63, (1 << 63) | 1], dtype=np.uint64)
+    agent_caps = rng.choice(bits, m) | rng.choice(bits, m)
+    agent_caps[:3] = np.uint64(2**64 - 1)
+    batch = {
+        "priority": rng.integers(-1, 2, n),
+        "task_caps": rng.choice(bits, n),
+        "task_cost": rng.uniform(0.0, 1.0, n),
+        "agent_load": rng.uniform(0.0, 2.0, m),
+        "agent_capacity": rng.choice([5.0, 10.0, math.inf], m),
+        "agent_caps": agent_caps,
+        "agent_health": rng.choice([0, 1, 2], m).astype(np.int8),
+        "strategy": strategy,
+    }
+    got, want = run(batch), run(batch, "python")
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # --- invariants ---------------------------------------------------------------------------------
 
 
