@@ -167,6 +167,12 @@ class Keys:
     def heartbeats(self) -> str:
         return f"{self._g}:heartbeats"
 
+    @property
+    def workers_gone(self) -> str:
+        """Zset: workers removed whose running tasks reap_workers.lua has not all handled yet
+        (score 1: left cleanly, 0: died); each call handles a bounded number."""
+        return f"{self._g}:workers:gone"
+
     def queue(self, swarm_id: str) -> str:
         return f"{self._g}:queue:{check_id(swarm_id, 'swarm id')}"
 

@@ -2,6 +2,8 @@
 -- running tasks, and mark swarms left without any live host 'interrupted'.
 -- KEYS[1..25] - task keyset (lib/02_tasks.lua)
 -- KEYS[26..31] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[32]     - workers gone ({ns}:workers:gone): removed workers whose running tasks are not
+--                all handled yet, score 1 when the worker left cleanly, 0 when it died
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
@@ -11,6 +13,10 @@
 -- list); each loses the host. One left without a host is interrupted and its queued (assigned,
 -- unclaimed) tasks go back to ready for other swarms (its queue named from the swarms key, as
 -- lib/01b_swarm_index.lua does).
+-- A call handles at most REAP_BUDGET running tasks of removed workers (found through the
+-- running-by-worker index); the rest wait in the gone set for the next call (the registry
+-- reaps every few seconds), so a worker that dies holding thousands of tasks never holds Redis
+-- in one script.
 -- returns {removed worker ids...}
 local n = load_task_keys()
 load_swarm_status_keys(n + 1)
@@ -22,7 +28,9 @@ if ARGV[2] ~= '' then
 else
   removed = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - tonumber(ARGV[1]))
 end
-if #removed == 0 then return {} end
+local gone_key = KEYS[n + 7]
+if #removed == 0 and redis.call('ZCARD', gone_key) == 0 then return {} end
+local REAP_BUDGET = 100
 local gone, hosted = {}, {}
 swarm_index_keys(TK.swarms)
 for _, wid in ipairs(removed) do
@@ -33,16 +41,30 @@ for _, wid in ipairs(removed) do
   redis.call('ZREM', TK.heartbeats, wid)
   redis.call('HDEL', SX.mem, wid)
 end
-local graceful = ARGV[3] == '1'
 math.randomseed(tonumber(ARGV[4]) or 0)
+for _, wid in ipairs(removed) do
+  redis.call('ZADD', gone_key, ARGV[3] == '1' and 1 or 0, wid)
+end
 
 -- only the tasks running on the workers that left (the running-by-worker index), not every
--- running task of the deployment
-for _, wid in ipairs(removed) do
+-- running task of the deployment, and at most REAP_BUDGET of them in this call
+local budget = REAP_BUDGET
+local departed = redis.call('ZRANGE', gone_key, 0, -1, 'WITHSCORES')
+for i = 1, #departed, 2 do
+  if budget <= 0 then break end
+  local wid, graceful = departed[i], departed[i + 1] == '1'
   local prefix = wid .. '|'
-  local members = redis.call('ZRANGEBYLEX', TK.running_by_worker, '[' .. prefix,
-                             '[' .. prefix .. '\255')
+  local members = {}
+  if redis.call('HEXISTS', TK.workers, wid) == 1 then
+    -- it registered again: what it ran before it left is no longer told apart from what it
+    -- runs now, so those leases expire instead (reap_leases.lua)
+    redis.call('ZREM', gone_key, wid)
+  else
+    members = redis.call('ZRANGEBYLEX', TK.running_by_worker, '[' .. prefix,
+                         '[' .. prefix .. '\255', 'LIMIT', 0, budget)
+  end
   for _, member in ipairs(members) do
+    budget = budget - 1
     local task = get_task(string.sub(member, #prefix + 1))
     if task and task.status == 'running' and task.worker == wid then
       if graceful then
@@ -55,6 +77,7 @@ for _, wid in ipairs(removed) do
       redis.call('ZREM', TK.running_by_worker, member)
     end
   end
+  if budget > 0 then redis.call('ZREM', gone_key, wid) end  -- all of its tasks handled
 end
 
 for _, sid in ipairs(hosted) do

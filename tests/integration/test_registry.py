@@ -156,3 +156,24 @@ async def test_a_dead_worker_costs_only_its_own_running_tasks(scripts: Scripts, 
         assert t is not None and (t.status, t.attempts, t.worker) == ("failed", 1, "")
         assert "worker w1 died" in t.error
     assert (await store.get(d.id)).status == "running"  # w2's task untouched
+
+
+async def test_a_worker_dying_with_many_tasks_is_reaped_in_bounded_steps(
+    scripts: Scripts, keys: Keys
+) -> None:
+    """One reap_workers call handles at most 100 of a dead worker's running tasks; the registry's
+    next rounds handle the rest (the worker waits in the gone set meanwhile)."""
+    registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("s1", []), capacity=300)
+    coord = await leader(scripts, keys, batch_size=300)
+    await store.submit([(task_spec("m.x:f"), i) for i in range(150)])
+    assert await coord.dispatch_once() == 150
+    assert len(await store.claim("s1", "w1", 150)) == 150
+    assert await registry.reap_workers(30_000, worker_id="w1", graceful=False) == ["w1"]
+    counts = await store.counts()
+    assert (counts["failed"], counts["running"]) == (100, 50)
+    assert await scripts.client.zrange(keys.workers_gone, 0, -1) == [b"w1"]
+    assert await registry.reap_workers(30_000) == []  # the next round: nobody new, the rest
+    counts = await store.counts()
+    assert (counts["failed"], counts["running"]) == (150, 0)
+    assert await scripts.client.zcard(keys.workers_gone) == 0
