@@ -135,6 +135,16 @@ end
 
 local drain_waiting
 
+-- Task `id` ended `outcome`: queue its waiting tasks for release (or cancellation) and handle
+-- what this call's budget allows. Most tasks have none: two reads, nothing queued.
+local function queue_waiting(outcome, id, now)
+  local edge = redis.call('ZRANGEBYLEX', TK.waiting, '[' .. id .. '|', '[' .. id .. '|\255',
+                          'LIMIT', 0, 1)
+  if #edge == 0 and redis.call('HEXISTS', TK.dependents, id) == 0 then return end
+  redis.call('ZADD', TK.waiting, 0, '!' .. outcome .. '|' .. id)
+  drain_waiting(now)
+end
+
 local function end_task(task, status, reason, now)
   release_swarm_slot(task)
   unqueue(task)
@@ -148,8 +158,7 @@ local function end_task(task, status, reason, now)
                'reason', reason, 'error', task.error or '', 'attempts', task.attempts)
   end
   -- its dependents can never run: they end cancelled with that reason (transitively)
-  redis.call('ZADD', TK.waiting, 0, '!' .. status .. '|' .. task.id)
-  drain_waiting(now)
+  queue_waiting(status, task.id, now)
 end
 
 -- Dependents are released (or cancelled) in bounded steps. TK.waiting holds '<dep>|<task>' for
@@ -218,8 +227,7 @@ end
 
 -- A dependency completed: its waiting tasks with nothing else to wait for become ready.
 local function release_dependents(id, now)
-  redis.call('ZADD', TK.waiting, 0, '!completed|' .. id)
-  drain_waiting(now)
+  queue_waiting('completed', id, now)
 end
 
 -- An assigned task its swarm will not claim (the swarm finished, lost its hosts, or the
