@@ -27,8 +27,9 @@ from multiswarm.scripts import Scripts
 #: Largest payload accepted per task, in bytes (same limit as a message).
 MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Tasks per submit_tasks.lua call: keeps one script run short (Redis serves nothing meanwhile):
-#: 40-70 µs each (measured, 2-CPU VM), so a call holds Redis for under 10 ms.
-SUBMIT_CHUNK = 100
+#: 40-150 µs each (measured on a 2-CPU VM, the high end with 40,000 dependents of one
+#: task), so a call holds Redis for under 10 ms.
+SUBMIT_CHUNK = 50
 #: Index entries one prune_tasks.lua call examines: 10-25 µs each (measured), so a call holds
 #: Redis for 1-3 ms, and pruning still keeps up with >10,000 tasks per second.
 PRUNE_BATCH = 100
