@@ -39,7 +39,7 @@ TASK_STATUSES = (
 
 
 class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """KEYS[1..25] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
+    """KEYS[1..26] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
     reads them in this field order, under the same names (``TK.<field>``); a unit test keeps the
     two in step.
     """
@@ -67,6 +67,9 @@ class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
     #: dependency ``dep``, and ``!<outcome>|<id>`` for each ended task whose dependents are
     #: still to be released or cancelled (done in bounded steps: decision 41)
     waiting: str
+    #: zset, score 0, read by lex range: ``<dep>|<task>`` for each task submitted depending on
+    #: ``dep``, the readers of its result, which the prune sweep keeps while one is unfinished
+    readers: str
     #: one status index per :data:`TASK_STATUSES`, in that order
     statuses: tuple[str, ...]
 
@@ -219,12 +222,13 @@ class Keys:
             events_watch=self.events_watch,
             running_by_worker=f"{g}:tasks:running_by_worker",
             waiting=f"{g}:tasks:waiting",
+            readers=f"{g}:tasks:readers",
             statuses=tuple(self.task_status(s) for s in TASK_STATUSES),
         )
 
     @property
     def task_keyset(self) -> list[str]:
-        """KEYS[1..25] of every task script: :attr:`task_keys` in its field order."""
+        """KEYS[1..26] of every task script: :attr:`task_keys` in its field order."""
         return self.task_keys.as_list()
 
     @property

@@ -1,7 +1,7 @@
 """The registry scripts: swarms, their status state machine, workers and heartbeats.
 
 Swarm scripts take the index set and the status index sets (``lib/03_swarms.lua`` order); those
-that move tasks take the 25 task keys first (:class:`~multiswarm.keys.TaskKeys`).
+that move tasks take the 26 task keys first (:class:`~multiswarm.keys.TaskKeys`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The task scripts: declarations and typed calls.
 
-Every task script takes the 25 task keys first, in :meth:`TaskKeys.as_list` order, and its own
+Every task script takes the 26 task keys first, in :meth:`TaskKeys.as_list` order, and its own
 keys after them (each script's header lists them).
 """
 

@@ -1,9 +1,9 @@
 -- begin_recovery: first step of applying a recovery plan (global slot): move the swarm
 -- interrupted -> recovering and re-queue its in-flight tasks, exactly once per plan.
--- KEYS[1..25]  - task keyset (lib/02_tasks.lua)
--- KEYS[26..31] - swarm status index sets (lib/03_swarms.lua order)
--- KEYS[32]     - the swarm's queue ({ns}:queue:<swarm>)
--- KEYS[33]     - recoveries hash ({ns}:recoveries, swarm id -> JSON of its latest plan:
+-- KEYS[1..26]  - task keyset (lib/02_tasks.lua)
+-- KEYS[27..32] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[33]     - the swarm's queue ({ns}:queue:<swarm>)
+-- KEYS[34]     - recoveries hash ({ns}:recoveries, swarm id -> JSON of its latest plan:
 --                {plan, swarm, state recovering|applied|superseded, requeued (csv), ...})
 -- ARGV[1] - plan id ('<swarm>@<interrupted ms>.<recoveries>': every planner of one
 --           interruption makes the same id, so an operator and the state manager cannot both

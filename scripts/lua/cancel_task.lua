@@ -1,5 +1,5 @@
 -- cancel_task: cancel a task in any non-terminal status; its dependents end cancelled too.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - task id
 -- ARGV[2] - reason
 -- returns 'cancelled' | 'ended:<status>' when it had already ended

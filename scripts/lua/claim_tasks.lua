@@ -1,10 +1,10 @@
 -- claim_tasks: a worker takes up to N tasks from one swarm's queue and leases them.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
--- KEYS[26]    - the swarm's queue ({ns}:queue:<swarm>)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27]    - the swarm's queue ({ns}:queue:<swarm>)
 -- ARGV[1] - swarm id
 -- ARGV[2] - worker id (must be registered; error WORKER_UNKNOWN tells it to register again)
 -- ARGV[3] - most tasks to claim
--- KEYS[27]    - request key (scripts.py): a retry replays this call's claims, never takes more
+-- KEYS[28]    - request key (scripts.py): a retry replays this call's claims, never takes more
 -- Queue entries whose task moved on (cancelled, completed, requeued) are dropped here.
 -- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, {deps...}}
 local n = load_task_keys()

@@ -1,9 +1,9 @@
 -- dispatch_tasks: the leader assigns a batch of ready tasks to swarms (fenced: epoch and lease).
--- KEYS[1..25]    - task keyset (lib/02_tasks.lua)
--- KEYS[26]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
--- KEYS[27]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
--- KEYS[28]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
--- KEYS[29..28+P] - parked zset of each parked set named in ARGV[10..9+P], same order
+-- KEYS[1..26]    - task keyset (lib/02_tasks.lua)
+-- KEYS[27]       - round-robin cursor ({ns}:rr_cursor): id of the swarm chosen last
+-- KEYS[28]       - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[29]       - parked index ({ns}:tasks:parked, hash parked set -> JSON {reason, sweep})
+-- KEYS[30..29+P] - parked zset of each parked set named in ARGV[10..9+P], same order
 -- Swarms come from the dispatch index (lib/01b_swarm_index.lua) next to the swarms hash
 -- (KEYS[11]), and the queue of the swarm picked is named from it ({ns}:queue:<id>).
 -- ARGV[1] - leader epoch

@@ -1,5 +1,5 @@
 -- extend_leases: a worker renews the leases (visibility timeouts) of tasks it is running.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - worker id
 -- ARGV[2], ARGV[3], ... - pairs of task id and token
 -- Each lease is renewed by the task's own lease_ms (its record): one call renews tasks of

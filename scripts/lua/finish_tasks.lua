@@ -1,6 +1,6 @@
 -- finish_tasks: record the outcomes of many attempts in one call (a worker's group commit):
 -- results exactly once, failures retried with backoff or dead-lettered.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - worker id (named in the completions stream)
 -- ARGV[2] - random seed for the backoff jitter (each delay scaled by a factor in [0.5, 1))
 -- ARGV[3..] - one quadruple per attempt: task id, token of the attempt, kind, data

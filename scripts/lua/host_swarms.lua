@@ -1,8 +1,8 @@
 -- host_swarms: register a worker as the host of exactly its swarms, in one step.
--- KEYS[1..25]  - task keyset (lib/02_tasks.lua: swarms 11, workers 13, heartbeats 14)
--- KEYS[26]     - index set
--- KEYS[27..32] - status index sets
--- KEYS[33..]   - queue of each swarm named in ARGV[4], same order
+-- KEYS[1..26]  - task keyset (lib/02_tasks.lua: swarms 11, workers 13, heartbeats 14)
+-- KEYS[27]     - index set
+-- KEYS[28..33] - status index sets
+-- KEYS[34..]   - queue of each swarm named in ARGV[4], same order
 -- ARGV[1] - worker id
 -- ARGV[2] - worker info JSON {host, pid, ...}
 -- ARGV[3] - most live swarms allowed (SWARM_MAX_COUNT)

@@ -1,10 +1,10 @@
 -- prune_tasks: forget finished tasks whose result retention has passed, in one bounded call.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
--- KEYS[26]    - retained ({ns}:tasks:retained): zset finished task id -> ms when it is looked at
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27]    - retained ({ns}:tasks:retained): zset finished task id -> ms when it is looked at
 --               again; holds the tasks the sweep found not yet due (their own result TTL is
 --               longer than the sweep horizon) or still needed (a task that depends on it has
 --               not ended and will read its result)
--- KEYS[27]    - sweep cursor ({ns}:tasks:prune): hash terminal status -> score (finish ms) up
+-- KEYS[28]    - sweep cursor ({ns}:tasks:prune): hash terminal status -> score (finish ms) up
 --               to which that status index has been examined, and 'ttl' -> ARGV[1] it was
 --               read under
 -- ARGV[1] - deployment result TTL in ms (MULTISWARM_RESULT_TTL_MS); a task's own
@@ -44,24 +44,14 @@ local function forget(id, status)
   pruned = pruned + 1
 end
 
--- Readers of a completed task: 'r:<id>' in the dependents hash lists every task submitted with
--- it as a dependency (submit_tasks.lua). Ended or forgotten readers are dropped as they are
--- found. Returns nil when none is unfinished, else the ms to look at the task again.
+-- Readers of a completed task (lib/02_tasks.lua readers_state): ended or forgotten ones are
+-- dropped as they are found, within the budget. Returns nil when none is unfinished, else the ms
+-- to look at the task again.
 local function held_until(id, ttl)
-  local field = 'r:' .. id
-  local readers = split(redis.call('HGET', TK.dependents, field))
-  for i, reader in ipairs(readers) do
-    budget = budget - 1
-    local live = task_unfinished(reader)
-    if live or (budget <= 0 and i < #readers) then
-      local rest = {}
-      for j = live and i or i + 1, #readers do rest[#rest + 1] = readers[j] end
-      redis.call('HSET', TK.dependents, field, join(rest))
-      -- out of budget: the unchecked rest waits for the next call
-      if not live then return asof end  -- due again within this round
-      return now + math.min(ttl, HOLD_RECHECK_MS)
-    end
-  end
+  local state, looked = readers_state(id, math.max(1, budget))
+  budget = budget - looked
+  if state == 'live' then return now + math.min(ttl, HOLD_RECHECK_MS) end
+  if state == 'more' then return asof end  -- out of budget: due again within this round
   return nil
 end
 

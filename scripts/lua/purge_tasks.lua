@@ -1,7 +1,7 @@
 -- purge_tasks: forget finished tasks of one status before their retention ends, as an
 -- operator's `tasks purge` asks; bounded per call (the caller repeats while `more` is 1).
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
--- KEYS[26]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27]    - retained ({ns}:tasks:retained, prune_tasks.lua): purged ids leave it too
 -- ARGV[1] - status: completed | dead | cancelled
 -- ARGV[2] - older than (ms): only tasks finished at least this long ago (0: all)
 -- ARGV[3] - budget: most index entries examined in this call
@@ -10,6 +10,7 @@
 -- its result. Everything else the task owned goes, as in the retention sweep.
 -- returns {purged, held ids (csv), more}
 local n = load_task_keys()
+local PURGE_READERS = 200
 local status, older, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if not TERMINAL[status] then return fail('BAD_REQUEST', 'status must be completed, dead or cancelled') end
 if not older or older < 0 or not budget or budget < 1 then
@@ -27,9 +28,9 @@ for _, id in ipairs(rows) do
     seen = seen + 1
     local keep = false
     if status == 'completed' then
-      for _, reader in ipairs(split(redis.call('HGET', TK.dependents, 'r:' .. id))) do
-        if task_unfinished(reader) then keep = true break end
-      end
+      -- kept while a reader is unfinished, or while more than PURGE_READERS are left to look
+      -- at (those looked at and ended are dropped, so a later purge gets further)
+      keep = readers_state(id, PURGE_READERS) ~= 'none'
     end
     if keep then
       held[#held + 1] = id

@@ -1,6 +1,6 @@
 -- reap_leases: the leader acts on deadlines that passed in the leases zset (fenced).
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
--- KEYS[26]    - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27]    - leader key ({ns}:leader): must name the caller (lib/01_common.lua)
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)

@@ -1,8 +1,8 @@
 -- reap_workers: remove workers whose heartbeat expired (or one leaving cleanly), re-queue their
 -- running tasks, and mark swarms left without any live host 'interrupted'.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
--- KEYS[26..31] - swarm status index sets (lib/03_swarms.lua order)
--- KEYS[32]     - workers gone ({ns}:workers:gone): removed workers whose running tasks are not
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27..32] - swarm status index sets (lib/03_swarms.lua order)
+-- KEYS[33]     - workers gone ({ns}:workers:gone): removed workers whose running tasks are not
 --                all handled yet, score 1 when the worker left cleanly, 0 when it died
 -- ARGV[1] - heartbeat timeout in milliseconds
 -- ARGV[2] - worker id to remove now ('' = every worker whose last beat is older than timeout)

@@ -1,5 +1,5 @@
 -- release_tasks: a worker shutting down cleanly hands running tasks back, attempt not counted.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1], ARGV[2], ... - pairs of task id and token
 -- returns the number of tasks made ready again
 load_task_keys()

@@ -1,6 +1,6 @@
 -- retry_tasks: give finished tasks that did not complete (dead, cancelled) a new life: ready
 -- again with their attempts reset, as an operator's `tasks retry` asks.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1..N]  - task ids
 -- A task whose dependencies are not all completed (a dependent cancelled because one died) is
 -- refused: run now, it would read results that do not exist. Its payload must still be there

@@ -1,5 +1,5 @@
 -- submit_tasks: add a batch of tasks with their dependencies, all or nothing.
--- KEYS[1..25] - task keyset (lib/02_tasks.lua)
+-- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- ARGV[1] - number of tasks N
 -- ARGV[2i], ARGV[2i+1] for i = 1..N - task spec JSON {id, name, handler, caps (csv), prio
 --           (0 high, 1 normal, 2 low), max_attempts, lease_ms, timeout_ms, backoff_ms,
@@ -7,8 +7,9 @@
 --           payload bytes
 -- A new task waiting on a dependency is an entry '<dep>|<task>' of the waiting zset (released in
 -- bounded steps when dep ends: lib/02_tasks.lua drain_waiting).
--- Each new task is added to 'r:<dep>' (dependents hash) of every dependency: the readers of
--- that dependency's result, which prune_tasks.lua keeps while one of them is unfinished. A
+-- Each new task is an entry '<dep>|<task>' of the readers zset for every dependency: the
+-- readers of that dependency's result, which prune_tasks.lua keeps while one of them is
+-- unfinished. A
 -- result_ttl_ms below stats 'min_result_ttl_ms' lowers it (the prune sweep's horizon).
 -- Dependencies must already exist or come earlier in the batch, so the graph is acyclic.
 -- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
@@ -43,7 +44,6 @@ end
 
 local now = now_ms()
 local out = {}
-local readers, reader_deps = {}, {}  -- dependency id -> new tasks that will read its result
 -- A dependency submitted before this call cannot change status during it: its status is read
 -- (decoded) once, however many tasks of the batch depend on it (a fan-out of 500 per call).
 local known = {}
@@ -88,8 +88,7 @@ for i, spec in ipairs(specs) do
       redis.call('HINCRBY', TK.stats, 'cancelled', 1)
     else
       for _, d in ipairs(deps) do
-        if not readers[d] then readers[d] = {}; reader_deps[#reader_deps + 1] = d end
-        table.insert(readers[d], task.id)
+        redis.call('ZADD', TK.readers, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
         if dep_status(d) ~= 'completed' then
           task.deps_left = task.deps_left + 1
           redis.call('ZADD', TK.waiting, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
@@ -104,11 +103,5 @@ for i, spec in ipairs(specs) do
     put_task(task, now)
     out[i] = task.status
   end
-end
--- one write per dependency, not per dependent: a wide fan-out appends in one go
-for _, d in ipairs(reader_deps) do
-  local cur = redis.call('HGET', TK.dependents, 'r:' .. d)
-  local add = join(readers[d])
-  redis.call('HSET', TK.dependents, 'r:' .. d, (cur and cur ~= '') and (cur .. ',' .. add) or add)
 end
 return out

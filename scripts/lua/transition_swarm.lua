@@ -1,9 +1,9 @@
 -- transition_swarm: move a swarm along the registry state machine (lib/03_swarms.lua).
--- KEYS[1..25]  - task keyset (lib/02_tasks.lua; the swarms hash is KEYS[11])
--- KEYS[26]     - index set
--- KEYS[27..32] - status index sets
--- KEYS[33]     - archive zset ({ns}:archive, id -> finished ms)
--- KEYS[34]     - the swarm's queue ({ns}:queue:<id>)
+-- KEYS[1..26]  - task keyset (lib/02_tasks.lua; the swarms hash is KEYS[11])
+-- KEYS[27]     - index set
+-- KEYS[28..33] - status index sets
+-- KEYS[34]     - archive zset ({ns}:archive, id -> finished ms)
+-- KEYS[35]     - the swarm's queue ({ns}:queue:<id>)
 -- ARGV[1] - swarm id
 -- ARGV[2] - new status
 -- ARGV[3] - expected current status ('' for any)

@@ -59,8 +59,8 @@ def test_task_keyset_order_matches_the_lua_prelude() -> None:
     """TaskKeys' fields are the names load_task_keys gives KEYS[i], in the same order."""
     k = Keys("n")
     ks = k.task_keyset
-    assert len(ks) == 25 and ks[0] == k.tasks and ks[11] == k.epoch
-    assert ks[17:] == [k.task_status(s) for s in TASK_STATUSES]
+    assert len(ks) == 26 and ks[0] == k.tasks and ks[11] == k.epoch
+    assert ks[18:] == [k.task_status(s) for s in TASK_STATUSES]
     lua = (lua_dir() / "lib" / "02_tasks.lua").read_text()
     body = lua[lua.index("local function load_task_keys()") :].split("\nend\n", 1)[0]
     by_index: dict[int, str] = {}
@@ -70,9 +70,9 @@ def test_task_keyset_order_matches_the_lua_prelude() -> None:
         by_index.update(zip(numbers, fields))
     named = [f for f in TaskKeys.__struct_fields__ if f != "statuses"]
     assert [by_index[i] for i in sorted(by_index)] == named
-    assert "for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[17 + i] end" in body
+    assert "for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[18 + i] end" in body
     assert "'pending', 'ready', 'assigned', 'running', 'completed', 'failed', 'dead'" in lua
-    assert TaskKeys.__struct_fields__[-1] == "statuses" and len(named) == 17
+    assert TaskKeys.__struct_fields__[-1] == "statuses" and len(named) == 18
 
 
 def test_every_script_has_a_contract_header() -> None:

@@ -1,5 +1,5 @@
 -- multiswarm Lua prelude, part 2: the task state machine.
--- Task scripts pass the same first 25 KEYS (multiswarm/keys.py Keys.task_keyset):
+-- Task scripts pass the same first 26 KEYS (multiswarm/keys.py Keys.task_keyset):
 --   1 tasks (hash id->JSON)   2 payload (hash)   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
 --   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
@@ -8,7 +8,8 @@
 --   15 events watch (string: set while someone listens to task events)
 --   16 running by worker (zset of '<worker id>|<task id>', score 0: each worker's running tasks)
 --   17 waiting (zset, score 0: '<dep>|<task>' edges and '!<outcome>|<dep>' queued releases)
---   18..25 status indexes (zset id->updated ms): pending ready assigned running completed
+--   18 readers (zset, score 0: '<dep>|<task>' for each task that will read dep's result)
+--   19..26 status indexes (zset id->updated ms): pending ready assigned running completed
 --          failed dead cancelled
 -- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
 -- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
@@ -33,10 +34,10 @@ local function load_task_keys()
   TK.ready, TK.delayed, TK.leases, TK.dlq = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
   TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
-  TK.running_by_worker, TK.waiting = KEYS[16], KEYS[17]
+  TK.running_by_worker, TK.waiting, TK.readers = KEYS[16], KEYS[17], KEYS[18]
   waiting_budget, events_channel = WAITING_BUDGET, nil
-  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[17 + i] end
-  return 25
+  for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[18 + i] end
+  return 26
 end
 
 local function get_task(id)
@@ -281,6 +282,8 @@ local function forget_task(id, status)
   redis.call('HDEL', TK.payload, id)
   redis.call('HDEL', TK.result, id)
   redis.call('HDEL', TK.dependents, id, 'r:' .. id)
+  -- readers still listed (normally none: the prune sweep drops them as they end)
+  redis.call('ZREMRANGEBYLEX', TK.readers, '[' .. id .. '|', '[' .. id .. '|\255')
   -- (ready, delayed and leases were left when the task ended: the end paths above)
   if status then
     redis.call('ZREM', TASK_STATUS_KEY[status], id)
@@ -296,4 +299,26 @@ local function task_unfinished(id)
     if redis.call('ZSCORE', TASK_STATUS_KEY[s], id) then return false end
   end
   return true
+end
+
+-- The readers of task `id`'s result ('<id>|<reader>' in TK.readers, submit_tasks.lua): look at
+-- up to `limit` of them, dropping those that ended or are gone. Returns 'live' (one is
+-- unfinished), 'none' (none is left) or 'more' (the limit ran out first), and how many it
+-- looked at. A comma list written by an earlier version ('r:<id>' in the dependents hash)
+-- joins the zset first.
+local function readers_state(id, limit)
+  local legacy = redis.call('HGET', TK.dependents, 'r:' .. id)
+  if legacy then
+    for _, r in ipairs(split(legacy)) do redis.call('ZADD', TK.readers, 0, id .. '|' .. r) end
+    redis.call('HDEL', TK.dependents, 'r:' .. id)
+  end
+  local prefix = id .. '|'
+  local rows = redis.call('ZRANGEBYLEX', TK.readers, '[' .. prefix, '[' .. prefix .. '\255',
+                          'LIMIT', 0, limit)
+  for i, row in ipairs(rows) do
+    if task_unfinished(string.sub(row, #prefix + 1)) then return 'live', i end
+    redis.call('ZREM', TK.readers, row)
+  end
+  if #rows < limit then return 'none', #rows end
+  return 'more', #rows
 end
