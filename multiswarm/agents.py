@@ -270,10 +270,11 @@ class AgentProcess:
             return False
         try:
             if self.concurrency == 1:
-                os.kill(ch.proc.pid, STOP_SIGNAL)
-            elif not ch.send_now(("stop", task_id)):
-                await asyncio.to_thread(ch.send_locked, ("stop", task_id))
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
+                reply = await _signal_stop(ch.proc.pid, future)
+            else:
+                if not ch.send_now(("stop", task_id)):
+                    await asyncio.to_thread(ch.send_locked, ("stop", task_id))
+                reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
             log.info("agent %s stopped the handler of %s (%s)", self.agent_id, task_id, reply[0])
             return reply[0] != "lost"
         except (ProcessLookupError, OSError, asyncio.TimeoutError):
@@ -345,6 +346,29 @@ class AgentProcess:
                 ch.send_locked(None)
             await _exited(ch.proc, timeout_s)
         await self.kill("stopped")
+
+
+#: Pause between two stop signals to an agent of concurrency 1, in seconds.
+STOP_RESIGNAL_S = 0.2
+
+
+async def _signal_stop(pid: int, future: asyncio.Future[tuple[str, Any]]) -> tuple[str, Any]:
+    """Signal :data:`STOP_SIGNAL` to the agent ``pid`` until its reply or :data:`STOP_GRACE_S`.
+
+    The agent ignores the signal while no handler runs, so that one sent as a task ends cannot
+    stop the next; one that lands before the handler starts (the run still in the pipe, its
+    module importing) is ignored too, and only a signal sent again reaches it. Raises
+    TimeoutError when the grace passes, ProcessLookupError when the agent is gone.
+    """
+    deadline = time.monotonic() + STOP_GRACE_S
+    while True:
+        os.kill(pid, STOP_SIGNAL)
+        left = deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), min(STOP_RESIGNAL_S, left))
+        except asyncio.TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 async def _exited(proc: multiprocessing.process.BaseProcess, timeout_s: float) -> bool:
