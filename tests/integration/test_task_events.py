@@ -35,6 +35,22 @@ pytestmark = pytest.mark.slow
 NOOP = "multiswarm.demo_tasks:noop"
 
 
+async def start_collecting(
+    listener: SwarmMessenger, channel: str, sink: list[Delivered]
+) -> asyncio.Task[None]:
+    """A task appending what ``listener`` hears on ``channel`` to ``sink``, once subscribed."""
+    ready = asyncio.Event()
+
+    async def collect() -> None:
+        async with contextlib.aclosing(listener.listen([channel], ready)) as stream:
+            async for _, env in stream:
+                sink.append(env)
+
+    collector = asyncio.create_task(collect())
+    await asyncio.wait_for(ready.wait(), 10)
+    return collector
+
+
 async def test_lifecycle_events_of_a_task_that_completes_and_one_that_dies(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -43,15 +59,7 @@ async def test_lifecycle_events_of_a_task_that_completes_and_one_that_dies(
     # a secret: signed messages only, except task events, which Lua cannot sign
     listener = SwarmMessenger(client, keys, "watcher", secret="s3cret")
     events: list[Delivered] = []
-    ready = asyncio.Event()
-
-    async def collect() -> None:
-        async with contextlib.aclosing(listener.listen([keys.ch_events], ready)) as stream:
-            async for _, env in stream:
-                events.append(env)
-
-    collector = asyncio.create_task(collect())
-    await asyncio.wait_for(ready.wait(), 10)
+    collector = await start_collecting(listener, keys.ch_events, events)
     try:
         swarms = [swarm_spec("s", ["x"], agents=1)]
         async with worker_system(settings, swarms, tmp_path) as system:
@@ -183,16 +191,8 @@ async def test_task_events_are_published_only_while_someone_listens(settings: Se
         await client.publish(keys.ch_events, b"marker")
         assert await _next_data(bare) == b"marker"  # nothing came before it
 
-        ready = asyncio.Event()
         seen: list[Delivered] = []
-
-        async def collect() -> None:
-            async with contextlib.aclosing(listener.listen([keys.ch_events], ready)) as stream:
-                async for _, env in stream:
-                    seen.append(env)
-
-        collector = asyncio.create_task(collect())
-        await asyncio.wait_for(ready.wait(), 10)
+        collector = await start_collecting(listener, keys.ch_events, seen)
         assert 0 < await client.pttl(keys.events_watch) <= EVENTS_WATCH_MS
         await store.submit([(task_spec(NOOP, id="watched"), 1)])
         event = json.loads(await _next_data(bare))
