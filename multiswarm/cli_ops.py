@@ -197,6 +197,7 @@ def config_show(ctx: click.Context) -> None:
                 ["lease_ms (MULTISWARM_LEASE_MS)", stored.lease_ms],
                 ["task_lease_ms (MULTISWARM_TASK_LEASE_MS)", stored.task_lease_ms],
                 ["result_ttl_ms (MULTISWARM_RESULT_TTL_MS)", stored.result_ttl_ms],
+                ["partitions (MULTISWARM_PARTITIONS)", stored.partitions],
             ],
             f"set by {stored.set_by}",
         ),

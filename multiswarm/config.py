@@ -31,7 +31,10 @@ DEPLOYMENT_ENV = {
     "lease_ms": "MULTISWARM_LEASE_MS",
     "task_lease_ms": "MULTISWARM_TASK_LEASE_MS",
     "result_ttl_ms": "MULTISWARM_RESULT_TTL_MS",
+    "partitions": "MULTISWARM_PARTITIONS",
 }
+#: Most coordination partitions: each costs every role a loop and every fan-out read a command.
+MAX_PARTITIONS = 256
 #: Confidence at or above which the state-manager process recovers a swarm on its own.
 DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE = 0.75
 
@@ -103,6 +106,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_concurrency:
         ``MULTISWARM_AGENT_CONCURRENCY``: tasks one agent process of a worker runs at once (1);
         a worker's ``--concurrency`` replaces it.
+    partitions:
+        ``MULTISWARM_PARTITIONS``: coordination partitions of the namespace (1; decision 44),
+        each a complete coordination domain in its own hash slot, so a Redis Cluster spreads
+        them over its masters. Deployment-wide like the timings; change it only on a drained
+        deployment (docs/scaling.md).
     log_format:
         ``MULTISWARM_LOG_FORMAT``: ``text`` (default) or ``json`` (one JSON object per line,
         :mod:`multiswarm.logs`); processes started by ``up`` and ``demo`` inherit it.
@@ -131,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wait_aof: bool = False
     agent_concurrency: int = 1
     log_format: str = "text"
+    partitions: int = 1
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -198,6 +207,7 @@ def validate(s: Settings) -> Settings:
         "connect_timeout_ms",
         "result_ttl_ms",
         "agent_concurrency",
+        "partitions",
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
@@ -219,6 +229,11 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(
             f"log_format (MULTISWARM_LOG_FORMAT) must be one of {', '.join(LOG_FORMATS)}, "
             f"not {s.log_format!r}"
+        )
+    if s.partitions > MAX_PARTITIONS:
+        raise ConfigError(
+            f"partitions (MULTISWARM_PARTITIONS) must be at most {MAX_PARTITIONS}, not "
+            f"{s.partitions}"
         )
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
@@ -275,6 +290,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         ),
         agent_concurrency=_int(env, "MULTISWARM_AGENT_CONCURRENCY", 1),
         log_format=env.get("MULTISWARM_LOG_FORMAT") or "text",
+        partitions=_int(env, "MULTISWARM_PARTITIONS", 1),
     )
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "redis_url" in changes:

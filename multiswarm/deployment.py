@@ -30,6 +30,8 @@ class DeploymentConfig(msgspec.Struct, kw_only=True, frozen=True):
     lease_ms: int
     task_lease_ms: int
     result_ttl_ms: int
+    #: coordination partitions (records stored before partitions existed: 1)
+    partitions: int = 1
     set_by: str = ""
     set_ms: int = 0
 

@@ -17,6 +17,7 @@ import re
 import msgspec
 
 from multiswarm.errors import ConfigError, InvalidIdError
+from multiswarm.slots import partition_tag
 
 #: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
 #: forge another key, hash tag or list element.
@@ -87,17 +88,40 @@ def check_id(value: str, what: str = "id") -> str:
 
 
 class Keys:
-    """Key and channel names of one namespace (default ``swarm``).
+    """Key and channel names of one namespace (default ``swarm``), or of one coordination
+    partition of it.
 
     Parameters
     ----------
     namespace:
         Prefix of every key and channel; validated like an id.
+    partition, partitions:
+        Which coordination partition these keys address, of how many (decision 44): every
+        key of the partition carries the tag :func:`partition_tag`; channels and per-swarm
+        state keep the namespace's names. Partition 0 is the namespace itself.
+
+    Raises
+    ------
+    InvalidIdError
+        ``namespace`` is not an id.
+    ConfigError
+        ``partition`` is not in ``0 .. partitions - 1``.
     """
 
-    def __init__(self, namespace: str = "swarm") -> None:
+    def __init__(self, namespace: str = "swarm", partition: int = 0, partitions: int = 1) -> None:
         self.ns = check_id(namespace, "namespace")
-        self._g = "{" + self.ns + "}"
+        if not 0 <= partition < partitions:
+            raise ConfigError(f"partition {partition} is not in 0..{partitions - 1}")
+        self.partition = partition
+        self.partitions = partitions
+        self._g = "{" + partition_tag(self.ns, partition, partitions) + "}"
+        #: suffix of the channels that wake this partition's own roles (none for partition 0)
+        self._p = f":p{partition}" if partition else ""
+
+    @classmethod
+    def all(cls, namespace: str, partitions: int) -> list[Keys]:
+        """The keys of every partition of ``namespace``, partition 0 (the control slot) first."""
+        return [cls(namespace, k, partitions) for k in range(partitions)]
 
     # -- registry ---------------------------------------------------------------------------
     @property
@@ -346,6 +370,25 @@ class Keys:
         """Recently seen signed-message ids (replay protection)."""
         return f"{self._g}:messages:seen"
 
+    # -- partition directory (control slot: read through partition 0's keys) ------------------
+    @property
+    def swarm_partitions(self) -> str:
+        """Hash ``<swarm id>`` -> ``<partition>|<capabilities csv>``: where each swarm was placed
+        (place_swarms.lua, decision 44)."""
+        return f"{self._g}:partitions:swarms"
+
+    @property
+    def partition_caps(self) -> str:
+        """Hash ``<partition>|<capability>`` -> swarms placed there offering it, and
+        ``<partition>|*`` -> swarms placed there (place_swarms.lua)."""
+        return f"{self._g}:partitions:caps"
+
+    @property
+    def coordinators(self) -> str:
+        """Zset of live coordinator ids, scored by the Unix ms their membership expires:
+        how many share the partitions' leases (coordinators_alive.lua, decision 44)."""
+        return f"{self._g}:coordinators"
+
     @property
     def deployment(self) -> str:
         """Deployment-wide timings (JSON), written once (multiswarm.deployment)."""
@@ -361,7 +404,7 @@ class Keys:
 
     @property
     def ch_coordination(self) -> str:
-        return f"{self.ns}:coordination"
+        return f"{self.ns}:coordination{self._p}"
 
     @property
     def ch_agents(self) -> str:
@@ -369,7 +412,7 @@ class Keys:
 
     @property
     def ch_tasks(self) -> str:
-        return f"{self.ns}:tasks"
+        return f"{self.ns}:tasks{self._p}"
 
     @property
     def ch_events(self) -> str:
