@@ -17,7 +17,7 @@ import click
 
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
-from multiswarm.cli_common import as_json, describe, option, settings_of
+from multiswarm.cli_common import as_json, describe, option, settings_of, usage_failure
 from multiswarm.urls import redact
 
 
@@ -359,8 +359,14 @@ def demo(ctx: click.Context, /, **options: Any) -> None:
     """
     quiet = as_json(ctx)
     opts = node.DemoOptions(**options, progress=not quiet)
+    settings = settings_of(ctx)
+    if settings.partitions > 1 and opts.swarms < settings.partitions + 3:
+        raise usage_failure(
+            f"--swarms {opts.swarms}: with {settings.partitions} partitions the demo needs at "
+            f"least {settings.partitions + 3} swarms, so that each partition holds every kind"
+        )
     try:
-        report = node.run_demo(settings_of(ctx), opts, echo=_stderr if quiet else click.echo)
+        report = node.run_demo(settings, opts, echo=_stderr if quiet else click.echo)
     except MultiswarmError as e:
         raise click.ClickException(describe(e)) from e
     if quiet:

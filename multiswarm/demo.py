@@ -21,42 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from multiswarm import demo_tasks
 from multiswarm.config import Settings
-from multiswarm.connection import connect
-from multiswarm.coordinator import current_leader
+from multiswarm.demo_drive import DemoOptions, cleanup, drive
 from multiswarm.errors import MultiswarmError
-from multiswarm.keys import Keys
-from multiswarm.launcher import ProcessGroup
-from multiswarm.local_system import ensure_redis, spawn_worker, start_system
+from multiswarm.local_system import ensure_redis, start_system
 from multiswarm.messages import TaskSpec
-from multiswarm.registry import SwarmRegistry
-from multiswarm.scripts import Scripts
-from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.tasks import task_spec
 from multiswarm.urls import redact
+
+__all__ = ["DemoOptions", "build_tasks", "corpus_files", "print_report", "run_demo"]
 
 Echo = Callable[[str], None]
 
 #: Folders of installed packages, skipped below the corpus root (not above it).
 _INSTALLED = frozenset({"site-packages", "dist-packages"})
-
-
-class DemoOptions(msgspec.Struct, kw_only=True):
-    corpus: str | None = None
-    swarms: int = 3
-    workers: int = 2
-    agents: int = 2
-    lease_ms: int = 3000
-    kill_leader: bool = False
-    kill_worker: bool = False
-    group_size: int = 50
-    timeout_s: float = 900.0
-    progress: bool = True
-    #: Keep the role processes' log files when the run verifies (a failed run always keeps them).
-    keep_logs: bool = False
-    api_port: int | None = None
 
 
 def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
@@ -77,52 +56,54 @@ def corpus_files(corpus: str | None) -> tuple[Path, list[Path]]:
     return root, files
 
 
-def build_tasks(files: list[Path], group_size: int) -> tuple[list[tuple[TaskSpec, Any]], str]:
-    """Map, group-reduce and final-reduce tasks, dependencies first; returns (tasks, final id)."""
+def build_tasks(
+    files: list[Path], group_size: int, shards: int = 1
+) -> list[tuple[list[tuple[TaskSpec, Any]], str]]:
+    """The demo's DAGs, dependencies first, one per shard: ``(tasks, top id)`` each.
+
+    One shard: map tasks, a reduce per group of files, and the final reduce (its result is the
+    summary). Several shards (one per coordination partition, decision 44): the files are
+    split over the shards, and each shard's top task merges its groups (``reduce_group``); the
+    driver merges the shards' results, since a dependency across partitions is refused.
+    """
     run = uuid.uuid4().hex[:8]
-    out: list[tuple[TaskSpec, Any]] = []
-    groups: list[str] = []
-    for g in range(0, len(files), group_size):
-        members: list[str] = []
-        for i, path in enumerate(files[g : g + group_size], start=g):
-            for kind, cap in (("parse", "parse"), ("compress", "compress")):
-                spec = task_spec(
-                    f"multiswarm.demo_tasks:{kind}_file",
-                    id=f"{run}.{kind}.{i}",
-                    capabilities=[cap],
-                    lease_ms=5000,
-                )
-                out.append((spec, {"path": str(path)}))
-                members.append(spec.id)
-        gid = f"{run}.group.{g // group_size}"
-        out.append(
-            (
-                task_spec(
-                    "multiswarm.demo_tasks:reduce_group",
-                    id=gid,
-                    capabilities=["reduce"],
-                    depends_on=members,
-                    lease_ms=5000,
-                ),
-                {},
-            )
-        )
-        groups.append(gid)
-    final = f"{run}.final"
-    out.append(
-        (
-            task_spec(
-                "multiswarm.demo_tasks:reduce_final",
-                id=final,
-                capabilities=["reduce"],
-                depends_on=groups,
-                priority="high",
-                lease_ms=5000,
-            ),
-            {},
-        )
+    out: list[tuple[list[tuple[TaskSpec, Any]], str]] = []
+    groups = [files[g : g + group_size] for g in range(0, len(files), group_size)]
+    per = -(-len(groups) // shards)
+    for s in range(shards):
+        batch: list[tuple[TaskSpec, Any]] = []
+        gids: list[str] = []
+        for gi, group in enumerate(groups[s * per : (s + 1) * per], start=s * per):
+            members: list[str] = []
+            for i, path in enumerate(group, start=gi * group_size):
+                for kind, cap in (("parse", "parse"), ("compress", "compress")):
+                    spec = task_spec(
+                        f"multiswarm.demo_tasks:{kind}_file",
+                        id=f"{run}.{kind}.{i}",
+                        capabilities=[cap],
+                        lease_ms=5000,
+                    )
+                    batch.append((spec, {"path": str(path)}))
+                    members.append(spec.id)
+            gid = f"{run}.group.{gi}"
+            batch.append((_reduce("reduce_group", gid, members), {}))
+            gids.append(gid)
+        top = f"{run}.final" if shards == 1 else f"{run}.shard.{s}"
+        kind = "reduce_final" if shards == 1 else "reduce_group"
+        batch.append((_reduce(kind, top, gids, priority="high"), {}))
+        out.append((batch, top))
+    return out
+
+
+def _reduce(kind: str, task_id: str, deps: list[str], priority: str = "normal") -> TaskSpec:
+    return task_spec(
+        f"multiswarm.demo_tasks:{kind}",
+        id=task_id,
+        capabilities=["reduce"],
+        depends_on=deps,
+        priority=priority,
+        lease_ms=5000,
     )
-    return out, final
 
 
 def run_demo(settings: Settings, opts: DemoOptions, echo: Echo) -> dict[str, Any]:
@@ -179,11 +160,12 @@ def _run(
         if opts.api_port is not None:
             echo(f"dashboard and API: http://127.0.0.1:{opts.api_port}/ (log: {log_dir}/api.log)")
         try:
-            report = asyncio.run(_drive(settings, opts, group, files))
+            batches = build_tasks(files, opts.group_size, settings.partitions)
+            report = asyncio.run(drive(settings, opts, group, batches))
         finally:
             codes = group.stop_all()
             with contextlib.suppress(MultiswarmError):
-                asyncio.run(_cleanup(settings))
+                asyncio.run(cleanup(settings))
         report["exit_codes"] = codes
     started = time.perf_counter()
     expected = demo_tasks.reference(files)
@@ -205,183 +187,6 @@ def _run(
         redis_url=redact(settings.redis_url),
     )
     return report
-
-
-async def _wait_ready(
-    store: TaskStore,
-    registry: SwarmRegistry,
-    scripts: Scripts,
-    keys: Keys,
-    swarms: int,
-    timeout_s: float = 180.0,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        info, _ = await current_leader(scripts, keys)
-        if info is not None and len(await registry.swarm_ids("active")) >= swarms:
-            return
-        await asyncio.sleep(0.1)
-    raise MultiswarmError(
-        "the system did not come up (no leader or swarms not active); see the logs"
-    )
-
-
-async def _drive(
-    settings: Settings, opts: DemoOptions, group: ProcessGroup, files: list[Path]
-) -> dict[str, Any]:
-    client = connect(settings)
-    scripts, keys = Scripts(client), Keys(settings.namespace)
-    store, registry = TaskStore(scripts, keys), SwarmRegistry(scripts, keys)
-    try:
-        await _wait_ready(store, registry, scripts, keys, opts.swarms)
-        first, _ = await current_leader(scripts, keys)
-        assert first is not None
-        tasks, final_id = build_tasks(files, opts.group_size)
-        started = time.monotonic()
-        await store.submit(tasks)
-        events = await _watch(opts, group, store, scripts, keys, len(tasks), final_id, started)
-        wall = time.monotonic() - started
-        last, _ = await current_leader(scripts, keys)
-        epoch_now = int(await client.get(keys.epoch) or 0)
-        stats, counts = await store.stats(), await store.counts()
-        completions = await client.xrange(keys.completions, "-", "+")
-        recorded = [(fields or {}).get(b"task") for _, fields in completions or []]
-        result = None
-        with contextlib.suppress(MultiswarmError):
-            result = await store.result(final_id)
-        return {
-            "tasks_submitted": stats.get("submitted", 0),
-            "tasks_completed": counts["completed"],
-            "tasks_lost": stats.get("submitted", 0) - counts["completed"],
-            "duplicate_completions": len(recorded) - len(set(recorded)),
-            "duplicate_results_refused": stats.get("duplicate_results", 0),
-            "executions": stats.get("executions", 0),
-            "retries": stats.get("retries", 0),
-            "dead": counts["dead"],
-            "cancelled": counts["cancelled"],
-            "failovers": epoch_now - first.epoch,
-            "failover_seconds": events.get("failover_seconds"),
-            "leader_killed": events.get("leader_killed"),
-            "worker_killed": events.get("worker_killed"),
-            "leader_at_end": last.holder if last else None,
-            "wall_seconds": round(wall, 3),
-            "tasks_per_second": round(counts["completed"] / wall, 1) if wall else 0.0,
-            "swarms": opts.swarms,
-            "workers": opts.workers,
-            "agents_per_swarm": opts.agents,
-            "lease_ms": opts.lease_ms,
-            "result": result,
-        }
-    finally:
-        await client.aclose()
-
-
-async def _watch(
-    opts: DemoOptions,
-    group: ProcessGroup,
-    store: TaskStore,
-    scripts: Scripts,
-    keys: Keys,
-    total: int,
-    final_id: str,
-    started: float,
-) -> dict[str, Any]:
-    """Poll progress until the final task ends; inject the requested faults on the way."""
-    events: dict[str, Any] = {}
-    kill_at: float | None = None
-    killed_holder = None
-    progress = None
-    if opts.progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=False,
-        )
-        progress.start()
-        bar = progress.add_task("tasks", total=total)
-    try:
-        while time.monotonic() - started < opts.timeout_s:
-            counts = await store.counts()
-            done = counts["completed"] + counts["dead"] + counts["cancelled"]
-            if progress is not None:
-                progress.update(
-                    bar, completed=done, description=f"tasks (running {counts['running']})"
-                )
-            if opts.kill_leader and "leader_killed" not in events and counts["completed"] > 0:
-                info, _ = await current_leader(scripts, keys)
-                victim = next(
-                    (c for c in group.children if info and c.pid == info.pid and c.alive()), None
-                )
-                if victim is not None and info is not None:
-                    group.kill(victim)
-                    kill_at, killed_holder = time.time(), info.holder
-                    events["leader_killed"] = {"name": victim.name, "pid": victim.pid}
-            if kill_at is not None and "failover_seconds" not in events:
-                info, _ = await current_leader(scripts, keys)
-                if info is not None and info.holder != killed_holder:
-                    events["failover_seconds"] = round(info.acquired_ms / 1000 - kill_at, 3)
-            if (
-                opts.kill_worker
-                and "worker_killed" not in events
-                and counts["completed"] >= 0.3 * total
-            ):
-                victim = next(c for c in group.children if c.name == "worker-0")
-                group.kill(victim)
-                events["worker_killed"] = {"name": victim.name, "pid": victim.pid}
-                spawn_worker(
-                    group, 0, opts.workers, opts.swarms, opts.agents, "worker-0-replacement"
-                )
-            task = (await store.get_many([final_id]))[0]
-            if (
-                task is not None
-                and task.status in ("completed", "dead", "cancelled")
-                and (not opts.kill_leader or "failover_seconds" in events)
-                and (not opts.kill_worker or await _replacement_up(scripts, keys))
-            ):
-                break
-            await asyncio.sleep(0.2)
-    finally:
-        if progress is not None:
-            progress.stop()
-    return events
-
-
-async def _replacement_up(scripts: Scripts, keys: Keys) -> bool:
-    """The replacement worker has registered (so stopping the run stops it cleanly)."""
-    ids = await scripts.read(lambda: scripts.client.hkeys(keys.workers))
-    return any(b"worker-0-replacement" in (i if isinstance(i, bytes) else i.encode()) for i in ids)
-
-
-async def _cleanup(settings: Settings) -> None:
-    """Delete the demo namespace's keys (all are named in multiswarm/keys.py; no KEYS/SCAN)."""
-    client = connect(settings)
-    keys = Keys(settings.namespace)
-    try:
-        ids = [m.decode() if isinstance(m, bytes) else m for m in await client.smembers(keys.index)]
-        capsets = [
-            c.decode() if isinstance(c, bytes) else c for c in await client.hkeys(keys.parked_index)
-        ]
-        names = [
-            *keys.task_keyset,
-            keys.index,
-            *keys.swarm_status_all,
-            keys.archive,
-            keys.archive_records,
-            keys.leader,
-            keys.rr_cursor,
-            keys.parked_index,
-            *[keys.parked(c) for c in capsets],
-            *[keys.queue(s) for s in ids],
-        ]
-        await client.delete(*names)
-        for s in ids:  # per-swarm keys live in their own slots: one DEL each
-            await client.delete(keys.state(s), keys.snapshots(s))
-    finally:
-        await client.aclose()
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -76,6 +76,7 @@ class ProcessGroup:
         env["HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_timeout_ms)
         env["MULTISWARM_TASK_LEASE_MS"] = str(self.settings.task_lease_ms)
         env["MULTISWARM_LEASE_MS"] = str(self.settings.lease_ms)
+        env["MULTISWARM_PARTITIONS"] = str(self.settings.partitions)
         env["MULTISWARM_LOG_FORMAT"] = self.settings.log_format
         env["PYTHONUNBUFFERED"] = "1"
         out: IO[bytes] | int | None = None
