@@ -242,7 +242,7 @@ async def test_one_batch_records_each_outcome_on_its_own(world, keys: Keys) -> N
 
 
 async def test_a_wide_fan_out_is_released_in_bounded_steps(world) -> None:  # type: ignore[no-untyped-def]
-    """A completion releases at most one script's budget of waiting tasks (50) itself; the
+    """A completion releases at most one script's budget of waiting tasks (25) itself; the
     leader's dispatch releases the rest, so no script walks 40,000 dependents at once."""
     store, coord = world
     await store.submit([(task_spec(NOOP, id="root"), 1)])
@@ -251,7 +251,7 @@ async def test_a_wide_fan_out_is_released_in_bounded_steps(world) -> None:  # ty
     (c,) = await store.claim("s", "w1", 1)
     assert await store.complete(c.id, c.token, "w1", None) == "completed"
     counts = await store.counts()
-    assert (counts["ready"], counts["pending"]) == (50, 200)
+    assert (counts["ready"], counts["pending"]) == (25, 225)
     await coord.dispatch_once()  # one round: as many calls as it takes
     counts = await store.counts()
     assert counts["pending"] == 0 and counts["ready"] + counts["assigned"] == 250
@@ -267,7 +267,7 @@ async def test_a_wide_cascade_ends_every_dependent_in_bounded_steps(world) -> No
     assert await coord.dispatch_once() == 1
     (c,) = await store.claim("s", "w1", 1)
     assert await store.fail(c.id, c.token, "bad input", permanent=True) == "dead"
-    assert (await store.counts())["cancelled"] == 50  # this script's budget
+    assert (await store.counts())["cancelled"] == 25  # this script's budget
     await coord.dispatch_once()
     counts = await store.counts()
     assert (counts["cancelled"], counts["pending"], counts["dead"]) == (300, 0, 1)

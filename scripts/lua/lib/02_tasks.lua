@@ -22,8 +22,9 @@ local TERMINAL = {completed = true, dead = true, cancelled = true}
 local PRIORITY_SPAN = 1e13
 local DLQ_MAXLEN = 10000
 local COMPLETIONS_MAXLEN = 1000000
--- waiting tasks one script call may release or cancel (drain_waiting): 50-150 µs each
-local WAITING_BUDGET = 50
+-- waiting tasks one script call may release or cancel (drain_waiting): 50-150 µs each, so a
+-- call that releases a full budget and then assigns stays under 10 ms (issue 12)
+local WAITING_BUDGET = 25
 local waiting_budget = WAITING_BUDGET
 -- '<ns>:events' while someone listens to task events, false while nobody does, nil: not read
 -- yet in this call (task_event)
