@@ -149,6 +149,7 @@ def acl_file(folder: Path, namespace: str = "swarm") -> Path:
     text = text.replace(f"user {USER} off resetpass ", f"user {USER} on >{PASSWORD} ")
     text = (
         text.replace("~{swarm}:*", f"~{{{namespace}}}:*")
+        .replace("~{swarm:p*", f"~{{{namespace}:p*")
         .replace("~swarm:*", f"~{namespace}:*")
         .replace("&swarm:*", f"&{namespace}:*")
     )
