@@ -23,8 +23,14 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def _demo(url: str, corpus: Path, *extra: str, tmpdir: Path | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
-    env = environment_without_redis()
+def _demo(
+    url: str,
+    corpus: Path,
+    *extra: str,
+    tmpdir: Path | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[int, dict]:  # type: ignore[type-arg]
+    env = {**environment_without_redis(), **(env_extra or {})}
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)  # where the demo makes its log directory
     proc = subprocess.run(
@@ -101,6 +107,41 @@ def test_demo_more_swarms_and_workers(redis_server: RedisServer, corpus: Path) -
         assert (logs / "worker-2.log").read_text().strip()
     finally:
         shutil.rmtree(logs)
+
+
+def test_demo_in_three_partitions_survives_leader_and_worker_kills(
+    redis_server: RedisServer, corpus: Path
+) -> None:
+    """Decision 44: one DAG per partition, each partition with its own leader; the merged result
+    still equals the single-process one through a leader and a worker killed."""
+    code, report = _demo(
+        redis_server.url,
+        corpus,
+        "--swarms",
+        "6",
+        "--kill-leader",
+        "--kill-worker",
+        env_extra={"MULTISWARM_PARTITIONS": "3", "MULTISWARM_NAMESPACE": "parts"},
+    )
+    assert code == 0, report
+    assert report["verified"] is True and report["result_matches_reference"] is True
+    assert report["tasks_lost"] == 0 and report["duplicate_completions"] == 0
+    assert report["partitions"] == 3 and all(report["leaders_at_end"])
+    assert report["failovers"] >= 1 and report["leader_killed"] and report["worker_killed"]
+
+
+def test_demo_refuses_too_few_swarms_for_its_partitions(
+    redis_server: RedisServer, corpus: Path
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "multiswarm.cli", "--redis-url", redis_server.url, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment_without_redis(), "MULTISWARM_PARTITIONS": "3"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "needs at least 6 swarms" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_demo_starts_a_private_server_when_none_is_configured(corpus: Path) -> None:
