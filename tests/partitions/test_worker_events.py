@@ -7,8 +7,8 @@ import contextlib
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
-from multiswarm.keys import Keys
 from multiswarm.envelopes import Delivered
+from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec

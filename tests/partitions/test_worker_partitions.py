@@ -98,7 +98,9 @@ async def test_one_process_serves_swarms_of_three_partitions(
             for sid, k in expected.items():
                 registry = SwarmRegistry(scripts, Keys(ns, k, P))
 
-                async def hosted(r: SwarmRegistry = registry, s: str = sid, w: str = f"w.p{k}") -> bool:
+                async def hosted(
+                    r: SwarmRegistry = registry, s: str = sid, w: str = f"w.p{k}"
+                ) -> bool:
                     with contextlib.suppress(Exception):
                         return (await r.get(s)).hosts == w
                     return False
@@ -113,10 +115,7 @@ async def test_one_process_serves_swarms_of_three_partitions(
             n = 6
             for k, store in enumerate(stores):
                 await store.submit(
-                    [
-                        (task_spec(NOOP, id=f"p{k}t{i}", capabilities=["x"]), i)
-                        for i in range(n)
-                    ]
+                    [(task_spec(NOOP, id=f"p{k}t{i}", capabilities=["x"]), i) for i in range(n)]
                 )
             for k, store in enumerate(stores):
 
