@@ -33,7 +33,7 @@ async def test_listener_hears_task_events_of_every_partition(settings: Settings)
                 [(task_spec("myapp.tasks:parse", id=f"in{k}", capabilities=["x"]), 1)]
             )
 
-        def heard() -> set[str]:
+        def heard() -> set[object]:
             return {e.payload.get("task") for e in events if e.type == "task.submitted"}
 
         for _ in range(100):
