@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -185,3 +189,71 @@ async def test_one_partition_is_one_worker_of_the_given_id(settings: Settings) -
         stop.set()
         await asyncio.wait_for(run, 60)
         await scripts.client.aclose()
+
+
+#: A worker process as ``roles.serve`` runs one (signals set the stop event), serving swarms of
+#: three partitions through run_workers (roles.worker_role will call it the same way).
+SERVE = """
+from multiswarm.config import from_env
+from multiswarm.registry import swarm_spec
+from multiswarm.roles import agreed, serve
+from multiswarm.worker_partitions import run_workers
+
+async def role(stop):
+    specs = [swarm_spec(f"s{i}", ["x"], agents=2) for i in range(3)]
+    await run_workers(await agreed(from_env()), specs, stop, worker_id="w", grace_s=2.0)
+
+serve(role, grace_s=2.0)
+"""
+
+
+async def test_sigterm_stops_every_partition_worker_of_the_process(settings: Settings) -> None:
+    ns = settings.namespace
+    env = {
+        **os.environ,
+        "MULTISWARM_REDIS_URL": settings.redis_url,
+        "MULTISWARM_NAMESPACE": ns,
+        "MULTISWARM_PARTITIONS": str(P),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    proc = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stderr=subprocess.PIPE)
+    scripts = Scripts(connect(settings), settings.reconnect_timeout_s)
+    try:
+
+        async def all_registered() -> bool:
+            got = [await scripts.client.hkeys(Keys(ns, k, P).workers) for k in range(P)]
+            return got == [[f"w.p{k}".encode()] for k in range(P)]
+
+        await eventually(all_registered, timeout_s=60, what="a worker in every partition")
+        agents = children(proc.pid)
+        assert len(agents) >= 6  # two agent processes per swarm (and multiprocessing's helper)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        assert proc.returncode == 0, err.decode()
+        for k in range(P):
+            assert await scripts.client.hkeys(Keys(ns, k, P).workers) == []
+        await eventually(
+            lambda: asyncio.to_thread(none_alive, agents), timeout_s=10, what="agents gone"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await scripts.client.aclose()
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def none_alive(pids: list[int]) -> bool:
+    """True when none of ``pids`` runs (gone, or a zombie)."""
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z":
+                return False
+    return True
