@@ -283,10 +283,18 @@ class Subscription:
             await self._watch_events()
 
     async def _watch_events(self) -> None:
-        try:
-            await ops.watch_events(self._scripts, self.keys, EVENTS_WATCH_MS)
-        except MultiswarmError as e:  # the next renewal, or the next resubscription, tries again
-            log.warning("could not ask for task events: %s", e)
+        # every partition's task scripts publish only while their own partition's watch key
+        # exists (decision 44): a listener watches all of them
+        partitions = Keys.all(self.keys.ns, self.keys.partitions)
+        outcomes = await asyncio.gather(
+            *(ops.watch_events(self._scripts, k, EVENTS_WATCH_MS) for k in partitions),
+            return_exceptions=True,
+        )
+        for e in outcomes:
+            if isinstance(e, MultiswarmError):  # the next renewal, or resubscription, tries again
+                log.warning("could not ask for task events: %s", e)
+            elif isinstance(e, BaseException):
+                raise e
 
     async def _listen(
         self,

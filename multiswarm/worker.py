@@ -44,7 +44,6 @@ from multiswarm.errors import (
 from multiswarm.handlers import import_handlers
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
-from multiswarm.ops.tasks import Outcome
 from multiswarm.placement import (
     AGENT_STRATEGIES,
     POOL_BYTES,
@@ -103,6 +102,9 @@ class Worker(WorkerLiveness):
         Tasks each agent process runs at once (default ``settings.agent_concurrency``,
         ``MULTISWARM_AGENT_CONCURRENCY``, 1). Each hosted swarm's capacity (tasks assigned to
         or running in it at once) becomes at least twice its agents times this.
+    partition:
+        The coordination partition of ``settings.partitions`` its swarms live in (decision 44;
+        :func:`multiswarm.worker_partitions.run_workers` runs one worker per partition).
 
     Raises
     ------
@@ -128,6 +130,7 @@ class Worker(WorkerLiveness):
         concurrency: int | None = None,
         imports: Sequence[str] = (),
         metrics: WorkerMetrics | None = None,
+        partition: int = 0,
     ) -> None:
         self.settings = settings
         self.specs = list(swarms)
@@ -140,7 +143,7 @@ class Worker(WorkerLiveness):
         self.handler_names = import_handlers(self.imports)
         self.grace_s = grace_s
         self.client = connect(settings)
-        self.keys = Keys(settings.namespace)
+        self.keys = Keys(settings.namespace, partition, settings.partitions)
         self.scripts = Scripts.for_settings(self.client, settings)
         self.tasks = TaskStore(self.scripts, self.keys)
         self.outcomes = GroupCommit(self.tasks, self.id, self._recorded)
@@ -425,25 +428,3 @@ class Worker(WorkerLiveness):
                 self.memory.release(alloc)
             swarm.done(index)
             self.wake[swarm_id].set()
-
-    async def _finish(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
-        """Record an attempt's outcome: ``ok`` (result bytes, already packed by the agent),
-        ``error`` or ``permanent`` (error text), batched with others (:class:`GroupCommit`)."""
-        outcome = await self.outcomes.record(
-            Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
-        )
-        if kind == "ok":
-            self.completed += outcome == "completed"
-            self.recent[swarm_id].append(c.id)
-        else:
-            self.failed += 1
-            log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
-
-    async def _recorded(self, outcomes: list[Outcome], replies: list[str]) -> None:
-        # one notice per batch wakes the leader: slots are free (and retries may be due)
-        failed = sum(o.kind != "ok" for o in outcomes)
-        await self.messenger.publish(
-            self.keys.ch_tasks,
-            "task_failed" if failed else "task_completed",
-            {"count": len(outcomes), "failed": failed},
-        )

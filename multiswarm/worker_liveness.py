@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from multiswarm.config import Settings
 from multiswarm.errors import MultiswarmError, NotFound, RedisUnavailable
+from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import SwarmSpec
 from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import MIN_LEASE_MS, Claimed, TaskStore
@@ -201,6 +202,28 @@ class WorkerLiveness(WorkerMembers):
             await self.state.update_state(
                 spec.id, functools.partial(_merge_progress, self.id, spec.id, mine)
             )
+
+    async def _finish(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
+        """Record an attempt's outcome: ``ok`` (result bytes, already packed by the agent),
+        ``error`` or ``permanent`` (error text), batched with others (:class:`GroupCommit`)."""
+        outcome = await self.outcomes.record(
+            Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
+        )
+        if kind == "ok":
+            self.completed += outcome == "completed"
+            self.recent[swarm_id].append(c.id)
+        else:
+            self.failed += 1
+            log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
+
+    async def _recorded(self, outcomes: list[Outcome], replies: list[str]) -> None:
+        # one notice per batch wakes the leader: slots are free (and retries may be due)
+        failed = sum(o.kind != "ok" for o in outcomes)
+        await self.messenger.publish(
+            self.keys.ch_tasks,
+            "task_failed" if failed else "task_completed",
+            {"count": len(outcomes), "failed": failed},
+        )
 
     def _renew_tick_s(self) -> float:
         """How often the renewal loop looks for due leases: often enough for the shortest

@@ -53,7 +53,8 @@ end
 -- Task lifecycle events: at every status change the script that makes it PUBLISHes one
 -- envelope (multiswarm/messages.py Envelope: type 'task.<event>', sender 'redis', the task's
 -- fields as payload) on '<ns>:events' (multiswarm/keys.py Keys.ch_events; the namespace is read
--- off the tasks key '{<ns>}:tasks'). So no transition goes unreported (reaps and cascades
+-- off the tasks key '{<ns>}:tasks', or '{<ns>:p<k>.<j>}:tasks' in partition k: the namespace has
+-- no ':', and every partition's events go to the one namespace-wide channel). So no transition goes unreported (reaps and cascades
 -- included) and none costs a round trip. Fire and forget: no history; unsigned, because a
 -- script cannot sign: receivers accept these unsigned on that channel only (docs/messaging.md).
 -- Only while someone listens: every listener keeps TK.events_watch alive (a TTL it renews), so
@@ -66,7 +67,7 @@ local function task_event(task, previous, now)
   if events_channel == nil then
     events_channel = false
     if redis.call('EXISTS', TK.events_watch) == 1 then
-      events_channel = string.match(TK.tasks, '^{(.*)}:tasks$') .. ':events'
+      events_channel = string.match(TK.tasks, '^{([^:}]+)') .. ':events'
     end
   end
   if not events_channel then return end
