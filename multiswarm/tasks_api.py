@@ -21,7 +21,6 @@ from multiswarm.messages import Task, TaskSpec
 from multiswarm.partition_api import (
     fan_out,
     group_tasks,
-    host_for_task,
     on_task,
     route_submission,
     submitted,
@@ -288,7 +287,7 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
     NotFound
         No such task.
     """
-    return await _wait_for(await host_for_task(host, task_id), task_id, timeout_s)
+    return await on_task(host, task_id, lambda p: _wait_for(p, task_id, timeout_s))
 
 
 async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:

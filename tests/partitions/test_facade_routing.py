@@ -17,6 +17,7 @@ from multiswarm import (
     Multiswarm,
     NotFound,
     TaskOptions,
+    UnknownDependency,
     partition_api,
 )
 from multiswarm.config import Settings
@@ -156,10 +157,16 @@ async def test_tasks_are_found_in_their_partition(
     assert (await ms.get_task(in2)).status == "ready"
     with pytest.raises(NotFound):
         await fresh.get_task("nosuch")
+    with pytest.raises(UnknownDependency):  # found in no partition: refused as with one
+        await fresh.distribute_task("m:f", depends_on=["nosuch"])
     with pytest.raises(NotFound):
         await fresh.get_result(in2)  # not completed
     with pytest.raises(TimeoutError):
         await fresh.wait_for(in2, timeout_s=0.2)
+    assert await fresh.cancel_task(in2) == "cancelled"
+    assert await fresh.purge_tasks("cancelled") == (1, [])
+    assert await where_task(client, namespace, in2) == []
+    assert await fresh.plan_recoveries() == {} and await fresh.list_recoveries() == []
 
 
 async def test_cross_partition_dependencies_are_refused(
@@ -265,3 +272,21 @@ async def test_one_partition_routes_without_redis(settings: Settings) -> None:
         assert ms.parts == [ms]
     finally:
         await ms.close()
+
+
+async def test_recovery_of_a_swarm_in_another_partition(
+    ms: Multiswarm, fresh: Multiswarm, scripts: Scripts, client: Client, namespace: str
+) -> None:
+    await six_swarms(ms)
+    [sid] = [
+        s for s in ("embed0", "embed1", "embed2") if await where_swarm(client, namespace, s) == [1]
+    ]
+    keys = pkeys(namespace)[1]
+    await host(scripts, keys, "w1", (sid, ["embed"]))
+    assert await fresh.save_state(sid, {"step": 3}) == 1
+    assert await ms.parts[1].registry.transition(sid, "interrupted") == "active"
+    [plan] = await fresh.list_recoveries()
+    assert plan.swarm == sid and plan.source == "state"
+    outcome = await fresh.recover_swarm(sid)
+    assert outcome.outcome in ("applied", "resumed"), outcome
+    assert (await ms.get_swarm(sid)).status != "interrupted"
