@@ -190,6 +190,11 @@ async def backlogs(host: Host) -> list[int]:
     cached = host.routes.fresh_backlog()
     if cached is not None:
         return cached
+    async with host.routes.reading:
+        return host.routes.fresh_backlog() or await _read_backlogs(host)
+
+
+async def _read_backlogs(host: Host) -> list[int]:
     client, ps = host.client, host.parts
 
     async def read() -> list[Any]:
@@ -209,10 +214,14 @@ async def capabilities(host: Host) -> list[dict[str, int]]:
     """Per partition, how many placed swarms offer each capability (cached
     ``CAPABILITIES_TTL_S``)."""
     cached = host.routes.fresh_caps()
-    if cached is None:
-        cached = await partition_capabilities(host.scripts, host.settings)
-        host.routes.set_caps(cached)
-    return cached
+    if cached is not None:
+        return cached
+    async with host.routes.reading:
+        cached = host.routes.fresh_caps()
+        if cached is None:
+            cached = await partition_capabilities(host.scripts, host.settings)
+            host.routes.set_caps(cached)
+        return cached
 
 
 async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collection[str]) -> Part:
@@ -247,12 +256,12 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
     else:
         needed = {c for s in specs for c in s.caps.split(",") if c}
         k = host.routes.choose(needed, await capabilities(host), await backlogs(host))
+    # counted at once, so the next choice (concurrent submissions too) sees them
+    host.routes.submitted(k, len(specs))
     return host.parts[k]
 
 
 def submitted(host: Host, part: Part, task_ids: Collection[str]) -> None:
-    """Remember where ``task_ids`` went and count them into that partition's backlog."""
+    """Remember that ``task_ids`` are in ``part`` now."""
     if len(host.parts) > 1:
-        k = part.keys.partition
-        host.routes.remember_tasks(task_ids, k)
-        host.routes.submitted(k, len(task_ids))
+        host.routes.remember_tasks(task_ids, part.keys.partition)

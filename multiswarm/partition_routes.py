@@ -10,6 +10,7 @@ capabilities, how many tasks wait in each) changes, so it is kept a short while 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -36,6 +37,9 @@ class Routes:
         self.backlog: list[int] | None = None
         self.backlog_at = 0.0
         self.rr = 0
+        #: held while capabilities or backlogs are read: concurrent submissions wait for one
+        #: read instead of each reading and overwriting the others' counts
+        self.reading = asyncio.Lock()
 
     # -- swarms and tasks ---------------------------------------------------------------------
     def task(self, task_id: str) -> int | None:

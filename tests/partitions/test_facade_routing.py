@@ -290,3 +290,14 @@ async def test_recovery_of_a_swarm_in_another_partition(
     outcome = await fresh.recover_swarm(sid)
     assert outcome.outcome in ("applied", "resumed"), outcome
     assert (await ms.get_swarm(sid)).status != "interrupted"
+
+
+async def test_concurrent_submissions_spread(
+    ms: Multiswarm, client: Client, namespace: str
+) -> None:
+    await six_swarms(ms)
+    ids = await asyncio.gather(
+        *(ms.distribute_task("m:f", i, capabilities=["embed"]) for i in range(9))
+    )
+    spots = [(await where_task(client, namespace, t))[0] for t in ids]
+    assert sorted(spots) == [0, 0, 0, 1, 1, 1, 2, 2, 2], spots
