@@ -9,6 +9,7 @@ partition every function here returns the facade itself without a Redis call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -49,15 +50,12 @@ class PartitionHost:
         )
 
 
-def parts(host: Host) -> Sequence[Part]:
-    """Every partition, index = partition number (``[host]`` with one partition)."""
-    return host.parts
-
-
 async def fan_out(host: Host, fn: Callable[[Part], Awaitable[T]]) -> list[T]:
-    """``fn`` of every partition, in partition order (one after the other: the client's pool
-    is shared, and a read per partition is a few ms)."""
-    return [await fn(p) for p in host.parts]
+    """``fn`` of every partition, in partition order; concurrently when there are several
+    (round trips overlap on the client's pool), directly when there is one."""
+    if len(host.parts) == 1:
+        return [await fn(host.parts[0])]
+    return list(await asyncio.gather(*(fn(p) for p in host.parts)))
 
 
 # -- swarms ------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ async def submit_task(
         Malformed id, capability or dependency id.
     UnknownDependency
         A ``depends_on`` id names no task.
+    CrossPartitionError
+        With several coordination partitions: ``depends_on`` names tasks of different
+        partitions (decision 46); nothing submitted.
     """
     return (await submit_tasks(host, [(handler, payload, options)]))[0]
 
@@ -118,6 +121,8 @@ async def submit_tasks(
     CrossPartitionError
         The batch depends on tasks of different partitions (nothing submitted).
     """
+    if not tasks:
+        return []
     given = [opts.id for _, _, opts in tasks if opts is not None and opts.id]
     specs = [(_spec(host, h, opts or TaskOptions()), payload) for h, payload, opts in tasks]
     part = await route_submission(host, [spec for spec, _ in specs], given)
