@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 
 from multiswarm import messaging_api, ops_api, recovery_api, swarms_api, tasks_api
+from multiswarm.api_types import Part
 from multiswarm.config import Settings, from_env
 from multiswarm.connection import Client, connect, verify
 from multiswarm.deployment import agree
 from multiswarm.keys import Keys
+from multiswarm.partition_api import PartitionHost
+from multiswarm.partition_routes import Routes
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -38,13 +42,18 @@ class Multiswarm:
         An open client and the settings it was made from.
     actor:
         Who this client acts as in recovery logs [default: ``<host>-<pid>``].
+
+    With ``settings.partitions`` P > 1 (decision 44) its own ``keys``, ``registry``,
+    ``tasks`` and ``state`` are partition 0's (the control slot: votes, breakers, messages,
+    the deployment record), ``parts[k]`` holds partition ``k``'s, and every method routes to
+    the partition of the swarm or task it names, or reads them all (decision 46).
     """
 
     def __init__(self, client: Client, settings: Settings, *, actor: str = "") -> None:
         self.settings = settings
         self.client = client
         self.actor = actor or f"{socket.gethostname()}-{os.getpid()}"
-        self.keys = Keys(settings.namespace)
+        self.keys = Keys(settings.namespace, 0, settings.partitions)
         self.scripts = Scripts.for_settings(client, settings)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.tasks = TaskStore(self.scripts, self.keys)
@@ -54,6 +63,11 @@ class Multiswarm:
             ttl_ms=settings.state_ttl_ms,
             snapshots_kept=settings.snapshots_kept,
         )
+        self.routes = Routes(settings.partitions)
+        self.parts: Sequence[Part] = [self] + [
+            PartitionHost(client, settings, self.scripts, keys, self.actor)
+            for keys in Keys.all(settings.namespace, settings.partitions)[1:]
+        ]
 
     @classmethod
     async def connect(
@@ -119,6 +133,7 @@ class Multiswarm:
     # -- tasks (tasks_api) ----------------------------------------------------------------------
     distribute_task = tasks_api.distribute_task
     submit_task = tasks_api.submit_task
+    submit_tasks = tasks_api.submit_tasks
     list_tasks = tasks_api.list_tasks
     get_task = tasks_api.get_task
     resolve_task_id = tasks_api.resolve_task_id

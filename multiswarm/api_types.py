@@ -11,6 +11,7 @@ Times are milliseconds (``*_ms``), sizes bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -22,6 +23,7 @@ from multiswarm import state_codec as _state_codec
 from multiswarm.config import Settings
 from multiswarm.connection import Client
 from multiswarm.keys import Keys
+from multiswarm.partition_routes import Routes
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -39,8 +41,9 @@ RECOVERY_SOURCES: tuple[str, ...] = tuple(_state_codec.SOURCE_KINDS)
 RESOURCE_UNITS: dict[str, str] = dict(_resources.STANDARD_TYPES)
 
 
-class Host(Protocol):
-    """The facade as its function modules see it: settings, client and components."""
+class Part(Protocol):
+    """One coordination partition as the facade's function modules see it (decision 46):
+    settings, client and the components built on that partition's keys."""
 
     settings: Settings
     client: Client
@@ -51,6 +54,16 @@ class Host(Protocol):
     state: SwarmStateManager
     #: who applies recoveries (recorded in the recovery log)
     actor: str
+
+
+class Host(Part, Protocol):
+    """The facade as its function modules see it: partition 0's components (the control
+    slot: votes, breakers, messages, the deployment record), every partition (``parts``,
+    index = partition number; ``[host]`` itself when there is one) and the routing caches
+    (:mod:`multiswarm.partition_api` routes by them)."""
+
+    parts: Sequence[Part]
+    routes: Routes
 
 
 class TaskOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -101,8 +114,23 @@ class TaskReceipt(msgspec.Struct, frozen=True):
     status: str
 
 
-class LeaderInfo(msgspec.Struct, frozen=True, kw_only=True):
+class PartitionLeader(msgspec.Struct, frozen=True, kw_only=True):
+    """Who holds one coordination partition's leader lease (``holder`` None: vacant, then
+    ``epoch`` and ``lease_ms_left`` are 0)."""
+
+    partition: int
+    holder: str | None
+    epoch: int
+    lease_ms_left: int
+
+
+class LeaderInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Who holds the leader lease (the stored record is :class:`multiswarm.messages.LeaderInfo`).
+
+    With several coordination partitions (decision 44) each has its own lease: the fields
+    are partition 0's leader (or, while that lease is vacant, the lowest-numbered held
+    one's), and ``partitions`` lists every partition's; with one partition it is empty and
+    left out of the JSON, so the reply is as before partitions.
 
     Attributes
     ----------
@@ -119,6 +147,7 @@ class LeaderInfo(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     epoch: int
     lease_ms_left: int
+    partitions: list[PartitionLeader] = []
 
 
 class SwarmStatus(msgspec.Struct, frozen=True, kw_only=True):

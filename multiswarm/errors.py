@@ -33,6 +33,11 @@ class InvalidArgumentError(MultiswarmError, ValueError):
     negative amount, duplicate voters...). A ValueError too, as Python callers expect."""
 
 
+class CrossPartitionError(InvalidArgumentError):
+    """Tasks submitted together would tie tasks of different coordination partitions (a
+    dependency, a repeated id): refused, nothing submitted (decision 46)."""
+
+
 class InvalidIdError(MultiswarmError, ValueError):
     """An id (swarm, agent, task, worker, namespace) does not match ``[A-Za-z0-9_.-]{1,128}``."""
 

@@ -15,6 +15,7 @@ from multiswarm.api_types import (
     HealthReport,
     Host,
     LeaderInfo,
+    Part,
     Statistics,
     StatusReport,
     SwarmStatus,
@@ -25,8 +26,17 @@ from multiswarm.breakers import BreakerRegistry, BreakerState
 from multiswarm.consensus import Consensus, VoteResult
 from multiswarm.coordinator import current_leader
 from multiswarm.deployment import DeploymentConfig, current, store_timings
-from multiswarm.errors import RedisUnavailable
+from multiswarm.errors import NotFound, RedisUnavailable
 from multiswarm.messages import PRIORITY_NAMES, Task, WorkerInfo
+from multiswarm.partition_api import fan_out, on_swarm
+from multiswarm.partition_views import (
+    combine_outcomes,
+    merge_leaders,
+    merge_pools,
+    split_capacity,
+    sum_counts,
+    vacant,
+)
 from multiswarm.resources import PoolUsage, ResourcePools
 
 #: A member is stale when its worker has not reported for this long, in ms (DESIGN.md: 30 s).
@@ -47,7 +57,7 @@ def _beat_ms_ago(w: WorkerInfo, now_ms: int) -> int:
     return now_ms - (w.beat_ms or w.registered_ms)
 
 
-async def _running(host: Host) -> list[Task]:
+async def _running(host: Part) -> list[Task]:
     """The running task records: live, where a worker's report is up to a heartbeat old."""
     return await host.tasks.list("running", RUNNING_READ)
 
@@ -78,11 +88,19 @@ def _by_agent(w: WorkerInfo, running: list[Task]) -> dict[str, list[str]]:
 async def leader(host: Host) -> LeaderInfo | None:
     """Who holds the leader lease, with the ms left on it; None while it is vacant.
 
+    With several coordination partitions: partition 0's leader (the lowest-numbered held
+    one's while that is vacant) with every partition's in ``partitions``; None when all
+    are vacant.
+
     Raises
     ------
     RedisUnavailable
         Redis did not answer within ``settings.reconnect_timeout_s``.
     """
+    return merge_leaders(await fan_out(host, _leader))
+
+
+async def _leader(host: Part) -> LeaderInfo | None:
     info, left = await current_leader(host.scripts, host.keys)
     if info is None:
         return None
@@ -92,7 +110,8 @@ async def leader(host: Host) -> LeaderInfo | None:
 
 
 async def health(host: Host) -> HealthReport:
-    """``ok`` when Redis answers within :data:`HEALTH_TIMEOUT_S` and a leader holds the lease.
+    """``ok`` when Redis answers within :data:`HEALTH_TIMEOUT_S` and a leader holds the lease
+    (of every coordination partition, when there are several).
 
     Never raises for an unreachable Redis: that is ``ok=False`` with the reason.
     """
@@ -100,14 +119,28 @@ async def health(host: Host) -> HealthReport:
         now = await asyncio.wait_for(leader(host), HEALTH_TIMEOUT_S)
     except (RedisUnavailable, asyncio.TimeoutError, OSError) as e:
         return HealthReport(False, f"redis unavailable: {e or type(e).__name__}")
-    if now is None:
-        return HealthReport(False, "no leader holds the lease")
-    return HealthReport(True, f"leader {now.holder} epoch {now.epoch}")
+    if len(host.parts) == 1 or now is None:
+        if now is None:
+            return HealthReport(False, "no leader holds the lease")
+        return HealthReport(True, f"leader {now.holder} epoch {now.epoch}")
+    missing = vacant(now, len(host.parts))
+    if missing:
+        listed = ", ".join(map(str, missing))
+        return HealthReport(False, f"no leader holds the lease of partitions {listed}")
+    return HealthReport(
+        True,
+        "leaders "
+        + ", ".join(f"p{p.partition} {p.holder} epoch {p.epoch}" for p in now.partitions),
+    )
 
 
 async def list_workers(host: Host) -> list[WorkerInfo]:
-    """Every registered worker record (last heartbeat report included), by id."""
-    return await host.registry.workers()
+    """Every registered worker record (last heartbeat report included), by id (with several
+    coordination partitions, a worker serving several is listed once per partition)."""
+    if len(host.parts) == 1:
+        return await host.registry.workers()
+    each = await fan_out(host, lambda p: p.registry.workers())
+    return sorted((w for workers in each for w in workers), key=lambda w: w.id)
 
 
 async def status(host: Host) -> StatusReport:
@@ -123,10 +156,23 @@ async def status(host: Host) -> StatusReport:
         Redis did not answer within ``settings.reconnect_timeout_s``.
     """
     now_ms = _now_ms()
-    running = await _running(host)
+    each = await fan_out(host, lambda p: _status_of(p, now_ms))
     return StatusReport(
         namespace=host.keys.ns,
         leader=await leader(host),
+        swarms=sorted((s for one in each for s in one.swarms), key=lambda s: s.id),
+        workers=[w for one in each for w in one.workers],
+        tasks=sum_counts(one.tasks for one in each),
+        counters=sum_counts(one.counters for one in each),
+    )
+
+
+async def _status_of(host: Part, now_ms: int) -> StatusReport:
+    """One partition's part of :func:`status` (its ``leader`` left None)."""
+    running = await _running(host)
+    return StatusReport(
+        namespace=host.keys.ns,
+        leader=None,
         swarms=[
             SwarmStatus(
                 id=s.id,
@@ -167,6 +213,11 @@ async def list_agents(host: Host, swarm_id: str | None = None) -> list[AgentInfo
     ``busy`` whatever the report said.
     """
     now_ms = _now_ms()
+    each = await fan_out(host, lambda p: _agents_of(p, swarm_id, now_ms))
+    return [a for agents in each for a in agents]
+
+
+async def _agents_of(host: Part, swarm_id: str | None, now_ms: int) -> list[AgentInfo]:
     running = await _running(host)
     out = []
     for w in await host.registry.workers():
@@ -199,13 +250,14 @@ async def list_agents(host: Host, swarm_id: str | None = None) -> list[AgentInfo
 async def statistics(host: Host) -> Statistics:
     """Task counts per status now, the task counters since the start, swarms per status and
     the leader."""
-    counters = await host.tasks.stats()
+    counters = sum_counts(await fan_out(host, lambda p: p.tasks.stats()))
     known = {f: counters.get(f, 0) for f in TaskCounters.__struct_fields__ if f != "failed"}
     swarms: dict[str, int] = {}
-    for s in await host.registry.swarms():
-        swarms[s.status] = swarms.get(s.status, 0) + 1
+    for each in await fan_out(host, lambda p: p.registry.swarms()):
+        for s in each:
+            swarms[s.status] = swarms.get(s.status, 0) + 1
     return Statistics(
-        tasks=await host.tasks.counts(),
+        tasks=sum_counts(await fan_out(host, lambda p: p.tasks.counts())),
         counters=TaskCounters(failed=known["retries"] + known["dead"], **known),
         swarms=swarms,
         leader=await leader(host),
@@ -248,8 +300,13 @@ async def reset_breakers(host: Host) -> list[str]:
 
 # -- resource pools ----------------------------------------------------------------------------
 async def list_resources(host: Host) -> list[PoolUsage]:
-    """Every pool (capacity, allocated, free, holders), by type, read in one atomic step."""
-    return list((await ResourcePools(host.scripts, host.keys).usage()).values())
+    """Every pool (capacity, allocated, free, holders), by type, read in one atomic step.
+
+    With several coordination partitions each holds a share of every pool (its swarms
+    allocate from it); this adds them up, one atomic read per partition."""
+    if len(host.parts) == 1:
+        return list((await ResourcePools(host.scripts, host.keys).usage()).values())
+    return merge_pools(await fan_out(host, lambda p: ResourcePools(p.scripts, p.keys).usage()))
 
 
 async def init_resource_pool(host: Host, type: str, capacity: int) -> str:
@@ -269,13 +326,32 @@ async def init_resource_pool(host: Host, type: str, capacity: int) -> str:
         ``capacity`` is below what is allocated now.
     ValueError
         ``capacity`` is not an integer in [0, 2**53).
+
+    With several coordination partitions the capacity is split among them: each gets what
+    its swarms hold now plus an even part of the rest (a partition's swarms allocate from
+    its share only; decision 46).
     """
-    return await ResourcePools(host.scripts, host.keys).init_pool(type, capacity)
+    if len(host.parts) == 1:
+        return await ResourcePools(host.scripts, host.keys).init_pool(type, capacity)
+    pools = [ResourcePools(p.scripts, p.keys) for p in host.parts]
+    used = [0] * len(pools)
+    for k, pool in enumerate(pools):
+        usage = (await pool.usage([type])).get(type)
+        used[k] = usage.allocated if usage else 0
+    shares = split_capacity(capacity, used)
+    return combine_outcomes([await pool.init_pool(type, n) for pool, n in zip(pools, shares)])
 
 
 async def release_resources(host: Host, swarm_id: str) -> dict[str, int]:
     """Give back everything ``swarm_id`` holds, in every pool; returns type -> amount."""
-    return await ResourcePools(host.scripts, host.keys).release_all(swarm_id)
+    if len(host.parts) == 1:
+        return await ResourcePools(host.scripts, host.keys).release_all(swarm_id)
+    try:
+        return await on_swarm(
+            host, swarm_id, lambda p: ResourcePools(p.scripts, p.keys).release_all(swarm_id)
+        )
+    except NotFound:
+        return {}  # placed nowhere: holds nothing (its release came with its end)
 
 
 # -- votes -------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from multiswarm.api_types import Host, QuarantineEntry, RecoveryLogEntry, RecoveryPointInfo
+from multiswarm.api_types import Host, Part, QuarantineEntry, RecoveryLogEntry, RecoveryPointInfo
 from multiswarm.errors import MultiswarmError
+from multiswarm.partition_api import fan_out, on_swarm
+from multiswarm.partitions import swarm_partitions
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.recovery_plan import RecoveryOutcome, RecoveryPlan
 from multiswarm.state import StateRecord
@@ -23,7 +25,10 @@ from multiswarm.state import StateRecord
 PointKind = Literal["snapshot", "checkpoint"]
 
 
-def _recovery(host: Host) -> SwarmRecovery:
+def _recovery(host: Part) -> SwarmRecovery:
+    """The recovery of one partition (its registry, tasks and leases). The state, snapshots,
+    checkpoints, quarantine and recovery log of a swarm are not partitioned (their keys carry
+    the swarm id), so the functions reading only those use partition 0's components."""
     return SwarmRecovery(host.state, actor=host.actor)
 
 
@@ -134,8 +139,15 @@ async def plan_recoveries(
         Move corrupted entries aside (when the plans are made to be applied); a dry run only
         reports them.
     """
-    r = _recovery(host)
-    return await r.plan_many(await r.discover(), source=source, quarantine=quarantine)
+
+    async def plan(part: Part) -> dict[str, RecoveryPlan | MultiswarmError]:
+        r = _recovery(part)
+        return await r.plan_many(await r.discover(), source=source, quarantine=quarantine)
+
+    out: dict[str, RecoveryPlan | MultiswarmError] = {}
+    for plans in await fan_out(host, plan):
+        out.update(plans)
+    return dict(sorted(out.items())) if len(host.parts) > 1 else out
 
 
 async def list_recoveries(host: Host) -> list[RecoveryPlan]:
@@ -155,7 +167,7 @@ async def plan_recovery(
     ------
     NotFound, NotInterrupted, NoRecoverySource
     """
-    return await _recovery(host).plan(swarm_id, source, quarantine)
+    return await on_swarm(host, swarm_id, lambda p: _recovery(p).plan(swarm_id, source, quarantine))
 
 
 async def apply_recovery(
@@ -174,13 +186,25 @@ async def apply_recovery(
     LowConfidence
         ``plan.confidence`` is below ``min_confidence`` (nothing written).
     """
-    return await _recovery(host).apply(plan, min_confidence)
+    return await on_swarm(host, plan.swarm, lambda p: _recovery(p).apply(plan, min_confidence))
 
 
 async def apply_recoveries(host: Host, plans: Sequence[RecoveryPlan]) -> list[RecoveryOutcome]:
     """Apply many plans in pipelined batches; one outcome per plan, in order (a refusal for
     one swarm is its outcome and does not stop the others)."""
-    return await _recovery(host).apply_many(plans)
+    if len(host.parts) == 1:
+        return await _recovery(host).apply_many(plans)
+    where = await swarm_partitions(host.scripts, host.settings, sorted({p.swarm for p in plans}))
+    groups: dict[int, list[int]] = {}
+    for i, plan in enumerate(plans):
+        # placed nowhere: partition 0's registry does not know it either, and says so
+        groups.setdefault(where[plan.swarm] or 0, []).append(i)
+    out: list[RecoveryOutcome | None] = [None] * len(plans)
+    for k, idx in groups.items():
+        done = await _recovery(host.parts[k]).apply_many([plans[i] for i in idx])
+        for i, outcome in zip(idx, done, strict=True):
+            out[i] = outcome
+    return [o for o in out if o is not None]
 
 
 async def recover_swarm(
@@ -193,7 +217,9 @@ async def recover_swarm(
     ------
     NotFound, NoRecoverySource, LowConfidence
     """
-    return await _recovery(host).recover(swarm_id, source, min_confidence)
+    return await on_swarm(
+        host, swarm_id, lambda p: _recovery(p).recover(swarm_id, source, min_confidence)
+    )
 
 
 async def recovery_log(host: Host, swarm_id: str) -> list[RecoveryLogEntry]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multiswarm.api_types import Host
+from multiswarm.api_types import Host, Part
 from multiswarm.keys import check_id
 from multiswarm.messages import Swarm
 from multiswarm.ops import swarms as ops
+from multiswarm.partition_api import fan_out, on_swarm
+from multiswarm.partitions import place_swarms, swarm_partitions, unplace_swarm
 from multiswarm.registry import swarm_spec
 from multiswarm.tasks_api import pick_unique
 
@@ -28,6 +30,10 @@ async def create_swarm(
     objective: str = "",
 ) -> str:
     """Register a swarm; it stays ``initializing`` until a worker hosts it.
+
+    With several coordination partitions the swarm is placed in one first
+    (:func:`multiswarm.partitions.place_swarms`), and registered there; a swarm placed
+    already stays where it is.
 
     Parameters
     ----------
@@ -51,7 +57,16 @@ async def create_swarm(
         ``SWARM_MAX_COUNT`` live swarms already.
     """
     spec = swarm_spec(swarm_id, capabilities, priority=priority, agents=agents, objective=objective)
-    return await host.registry.register_swarm(spec)
+    if len(host.parts) == 1:
+        return await host.registry.register_swarm(spec)
+    # placed already: stay (placing again with other capabilities would move it, and the
+    # record would exist twice)
+    k = (await swarm_partitions(host.scripts, host.settings, [spec.id]))[spec.id]
+    if k is None:
+        caps = [c for c in spec.caps.split(",") if c]
+        [k] = await place_swarms(host.scripts, host.settings, [(spec.id, caps)])
+    host.routes.swarms[spec.id] = k
+    return await host.parts[k].registry.register_swarm(spec)
 
 
 async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:
@@ -62,7 +77,10 @@ async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:
     InvalidArgumentError
         ``status`` is not a swarm status.
     """
-    return await host.registry.swarms(status)
+    if len(host.parts) == 1:
+        return await host.registry.swarms(status)
+    each = await fan_out(host, lambda p: p.registry.swarms(status))
+    return sorted((s for swarms in each for s in swarms), key=lambda s: s.id)
 
 
 async def get_swarm(host: Host, swarm_id: str) -> Swarm:
@@ -75,7 +93,7 @@ async def get_swarm(host: Host, swarm_id: str) -> Swarm:
     InvalidIdError
         Malformed id.
     """
-    return await host.registry.get(swarm_id)
+    return await on_swarm(host, swarm_id, lambda p: p.registry.get(swarm_id))
 
 
 async def pause_swarm(host: Host, swarm_id: str) -> bool:
@@ -94,7 +112,7 @@ async def pause_swarm(host: Host, swarm_id: str) -> bool:
     IllegalTransition
         The swarm has finished.
     """
-    return await host.registry.set_paused(swarm_id, True)
+    return await on_swarm(host, swarm_id, lambda p: p.registry.set_paused(swarm_id, True))
 
 
 async def resume_swarm(host: Host, swarm_id: str) -> bool:
@@ -110,7 +128,7 @@ async def resume_swarm(host: Host, swarm_id: str) -> bool:
     NotFound, IllegalTransition
         As :func:`pause_swarm`.
     """
-    return await host.registry.set_paused(swarm_id, False)
+    return await on_swarm(host, swarm_id, lambda p: p.registry.set_paused(swarm_id, False))
 
 
 async def scale_swarm(host: Host, swarm_id: str, target: int) -> tuple[int, int]:
@@ -129,7 +147,7 @@ async def scale_swarm(host: Host, swarm_id: str, target: int) -> tuple[int, int]
     ValueError
         ``target`` below one of each kind.
     """
-    return await host.registry.scale(swarm_id, target)
+    return await on_swarm(host, swarm_id, lambda p: p.registry.scale(swarm_id, target))
 
 
 async def complete_swarm(host: Host, swarm_id: str) -> str:
@@ -152,7 +170,7 @@ async def complete_swarm(host: Host, swarm_id: str) -> str:
     InvalidIdError
         Malformed id.
     """
-    return await host.registry.transition(swarm_id, "completed")
+    return await on_swarm(host, swarm_id, lambda p: p.registry.transition(swarm_id, "completed"))
 
 
 async def fail_swarm(host: Host, swarm_id: str) -> str:
@@ -164,7 +182,7 @@ async def fail_swarm(host: Host, swarm_id: str) -> str:
     NotFound, IllegalTransition, InvalidIdError
         As :func:`complete_swarm` (``completed`` is terminal).
     """
-    return await host.registry.transition(swarm_id, "failed")
+    return await on_swarm(host, swarm_id, lambda p: p.registry.transition(swarm_id, "failed"))
 
 
 async def delete_swarm(host: Host, swarm_id: str) -> str:
@@ -186,7 +204,16 @@ async def delete_swarm(host: Host, swarm_id: str) -> str:
         Malformed id.
     """
     sid = check_id(swarm_id, "swarm id")
-    return await ops.delete_swarm(host.scripts, host.keys, sid)
+    if len(host.parts) == 1:
+        return await ops.delete_swarm(host.scripts, host.keys, sid)
+
+    async def delete(p: Part) -> str:
+        return await ops.delete_swarm(p.scripts, p.keys, sid)
+
+    before = await on_swarm(host, sid, delete)
+    await unplace_swarm(host.scripts, host.settings, sid)
+    host.routes.swarms.pop(sid, None)
+    return before
 
 
 async def resolve_swarm_id(host: Host, id_or_prefix: str) -> str:
@@ -201,7 +228,7 @@ async def resolve_swarm_id(host: Host, id_or_prefix: str) -> str:
         Malformed id.
     """
     check_id(id_or_prefix, "swarm id")
-    ids = await host.registry.swarm_ids()
+    ids = [i for each in await fan_out(host, lambda p: p.registry.swarm_ids()) for i in each]
     if id_or_prefix in ids:
         return id_or_prefix
     return pick_unique("swarm", id_or_prefix, [i for i in ids if i.startswith(id_or_prefix)])

@@ -14,10 +14,18 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.api_types import Host, TaskOptions, TaskReceipt
+from multiswarm.api_types import Host, Part, TaskOptions, TaskReceipt
 from multiswarm.errors import InvalidArgumentError, TaskFailed
 from multiswarm.keys import check_id
-from multiswarm.messages import Task
+from multiswarm.messages import Task, TaskSpec
+from multiswarm.partition_api import (
+    fan_out,
+    group_tasks,
+    on_task,
+    route_submission,
+    submitted,
+)
+from multiswarm.partition_views import newest_tasks
 from multiswarm.tasks import task_spec
 
 #: Longest blocking read of :func:`wait_for` before the record is read again, in seconds: the
@@ -71,9 +79,15 @@ async def submit_task(
         Malformed id, capability or dependency id.
     UnknownDependency
         A ``depends_on`` id names no task.
+    CrossPartitionError
+        With several coordination partitions: ``depends_on`` names tasks of different
+        partitions (decision 46); nothing submitted.
     """
-    opts = options or TaskOptions()
-    spec = task_spec(
+    return (await submit_tasks(host, [(handler, payload, options)]))[0]
+
+
+def _spec(host: Host, handler: str, opts: TaskOptions) -> TaskSpec:
+    return task_spec(
         handler,
         id=opts.id,
         name=opts.name,
@@ -87,8 +101,34 @@ async def submit_task(
         backoff_max_ms=opts.backoff_max_ms,
         result_ttl_ms=opts.result_ttl_ms,
     )
-    out = await host.tasks.submit([(spec, payload)])
-    return TaskReceipt(spec.id, out[spec.id])
+
+
+async def submit_tasks(
+    host: Host, tasks: Sequence[tuple[str, Any, TaskOptions | None]]
+) -> list[TaskReceipt]:
+    """Submit ``(handler, payload, options)`` triples together, dependencies first (a DAG:
+    give ``options.id`` to the tasks others name in ``depends_on``); one receipt each, in
+    order. Batches above 50 tasks go in several all-or-nothing calls, in order.
+
+    With several coordination partitions the whole batch goes to one (decision 46): that of
+    the existing tasks it depends on, else the least busy one whose swarms offer its
+    capabilities.
+
+    Raises
+    ------
+    BadRequest, InvalidIdError, UnknownDependency
+        As :func:`submit_task`.
+    CrossPartitionError
+        The batch depends on tasks of different partitions (nothing submitted).
+    """
+    if not tasks:
+        return []
+    given = [opts.id for _, _, opts in tasks if opts is not None and opts.id]
+    specs = [(_spec(host, h, opts or TaskOptions()), payload) for h, payload, opts in tasks]
+    part = await route_submission(host, [spec for spec, _ in specs], given)
+    out = await part.tasks.submit(specs)
+    submitted(host, part, list(out))
+    return [TaskReceipt(spec.id, out[spec.id]) for spec, _ in specs]
 
 
 async def distribute_task(
@@ -144,7 +184,9 @@ async def list_tasks(host: Host, status: str | None = None, limit: int = 50) -> 
     BadRequest
         ``status`` is not a task status.
     """
-    return await host.tasks.list(status, limit)
+    if len(host.parts) == 1:
+        return await host.tasks.list(status, limit)
+    return newest_tasks(await fan_out(host, lambda p: p.tasks.list(status, limit)), limit)
 
 
 async def get_task(host: Host, task_id: str) -> Task:
@@ -159,7 +201,7 @@ async def get_task(host: Host, task_id: str) -> Task:
     MessageDecodeError
         The stored record is corrupt.
     """
-    return await host.tasks.get(task_id)
+    return await on_task(host, task_id, lambda p: p.tasks.get(task_id))
 
 
 async def resolve_task_id(host: Host, id_or_prefix: str) -> str:
@@ -177,7 +219,14 @@ async def resolve_task_id(host: Host, id_or_prefix: str) -> str:
         Malformed id.
     """
     prefix = check_id(id_or_prefix, "task id")
-    client, key = host.client, host.keys.tasks
+    found = [t for each in await fan_out(host, lambda p: _matching(p, prefix)) for t in each]
+    return pick_unique("task", prefix, [prefix] if prefix in found else found)
+
+
+async def _matching(part: Part, prefix: str) -> list[str]:
+    """``[prefix]`` when the partition holds that task, else ids starting with it (a few
+    more than shown, at most)."""
+    client, key = part.client, part.keys.tasks
 
     async def scan() -> list[str]:
         if await client.hexists(key, prefix):
@@ -191,7 +240,7 @@ async def resolve_task_id(host: Host, id_or_prefix: str) -> str:
             if not cursor or len(found) > CANDIDATES_SHOWN:
                 return found
 
-    return pick_unique("task", prefix, await host.scripts.read(scan))
+    return await part.scripts.read(scan)
 
 
 async def get_result(host: Host, task_id: str) -> Any:
@@ -202,7 +251,7 @@ async def get_result(host: Host, task_id: str) -> Any:
     NotFound
         No result: the task has not completed, or was pruned.
     """
-    return await host.tasks.result(task_id)
+    return await on_task(host, task_id, lambda p: p.tasks.result(task_id))
 
 
 async def cancel_task(host: Host, task_id: str, reason: str = "cancelled") -> str:
@@ -217,7 +266,7 @@ async def cancel_task(host: Host, task_id: str, reason: str = "cancelled") -> st
     ------
     NotFound, InvalidIdError
     """
-    return await host.tasks.cancel(task_id, reason)
+    return await on_task(host, task_id, lambda p: p.tasks.cancel(task_id, reason))
 
 
 async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
@@ -243,6 +292,11 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
     NotFound
         No such task.
     """
+    return await on_task(host, task_id, lambda p: _wait_for(p, task_id, timeout_s))
+
+
+async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
+    """:func:`wait_for` in the task's partition: its completions stream and records."""
     deadline = time.monotonic() + timeout_s
     stream, client = host.keys.completions, host.client
     tip: Any = await host.scripts.read(lambda: client.xrevrange(stream, count=1))
@@ -302,12 +356,21 @@ async def retry_tasks(
     if status is not None:
         if status not in ("dead", "cancelled"):
             raise InvalidArgumentError(f"only dead or cancelled tasks are retried, not {status}")
-        ids += [t.id for t in await host.tasks.list(status, limit) if t.id not in ids]
-    return await host.tasks.retry(ids) if ids else {}
+        ids += [t.id for t in await list_tasks(host, status, limit) if t.id not in ids]
+    if len(host.parts) == 1 or not ids:
+        return await host.tasks.retry(ids) if ids else {}
+    groups, missing = await group_tasks(host, ids)
+    out = dict.fromkeys(missing, "not_found")
+    for k, group in groups.items():
+        out.update(await host.parts[k].tasks.retry(group))
+    return {t: out[t] for t in ids if t in out}
 
 
 async def purge_tasks(host: Host, status: str, older_than_ms: int = 0) -> tuple[int, Sequence[str]]:
     """Forget finished tasks of ``status`` that finished at least ``older_than_ms`` ms ago,
     before their retention ends; returns ``(purged, held)`` as
     :meth:`multiswarm.tasks.TaskStore.purge` (which documents the errors)."""
-    return await host.tasks.purge(status, older_than_ms)
+    if len(host.parts) == 1:
+        return await host.tasks.purge(status, older_than_ms)
+    each = await fan_out(host, lambda p: p.tasks.purge(status, older_than_ms))
+    return sum(n for n, _ in each), [t for _, held in each for t in held]
