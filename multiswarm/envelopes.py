@@ -47,6 +47,10 @@ SUPPORTED_VERSIONS = frozenset({1})
 #: Channel suffixes with a fixed meaning; a swarm may not use them as its id on the bus.
 RESERVED_CHANNEL_NAMES = frozenset({"global", "coordination", "agents", "tasks", "events", "reply"})
 
+#: What follows ``<ns>:`` in a partition's own wake-up channels (:attr:`Keys.ch_tasks`,
+#: :attr:`Keys.ch_coordination` of partition ``k`` > 0): never a swarm channel, which has no ':'.
+_PARTITION_CHANNEL = re.compile(r"(?:tasks|coordination):p[1-9][0-9]{0,5}")
+
 #: Rejection reasons (dead-letter ``reason`` field and stats keys).
 REASONS = (
     "malformed",
@@ -118,11 +122,14 @@ def check_channel(keys: Keys, channel: str) -> str:
     """Return ``channel`` if it is one of the namespace's channels, else raise InvalidIdError.
 
     Valid: ``<ns>:<name>`` with ``name`` an id (the fixed channels, swarm channels and
-    user topics) and ``<ns>:reply:<id>`` (reply channels).
+    user topics), ``<ns>:reply:<id>`` (reply channels) and the wake-up channels of a
+    coordination partition, ``<ns>:tasks:p<k>`` and ``<ns>:coordination:p<k>`` (decision 44).
     """
     prefix = keys.ns + ":"
     if isinstance(channel, str) and channel.startswith(prefix):
         rest = channel[len(prefix) :]
+        if _PARTITION_CHANNEL.fullmatch(rest):
+            return channel
         if rest.startswith("reply:"):
             rest = rest[len("reply:") :]
         if ID_PATTERN.fullmatch(rest):

@@ -316,16 +316,19 @@ class CoordinatorProcess:
                 log.warning("election round refused: %s", e)
             if self.c.election.is_leader and not was_leader:
                 log.info("elected leader%s, epoch %d", self.where, self.c.election.epoch)
-                await self.c.messenger.publish(
-                    self.c.keys.ch_coordination,
-                    "leadership_announcement",
-                    {
-                        "holder": self.c.election.holder_id,
-                        "epoch": self.c.election.epoch,
-                        "pid": os.getpid(),
-                    },
-                )
                 self.wake.set()
+                try:
+                    await self.c.messenger.publish(
+                        self.c.keys.ch_coordination,
+                        "leadership_announcement",
+                        {
+                            "holder": self.c.election.holder_id,
+                            "epoch": self.c.election.epoch,
+                            "pid": os.getpid(),
+                        },
+                    )
+                except MultiswarmError as e:  # only news: the lease must still be renewed
+                    log.warning("could not announce leadership%s: %s", self.where, e)
             self.contend.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.contend.wait(), timeout=third)
