@@ -81,6 +81,20 @@ async def test_two_coordinators_split_the_partitions_and_a_stopped_ones_are_hand
             assert held_by(("ca", 2), ("cb", 2))(await holders(scripts, ns))
             await asyncio.sleep(lease_ms / 10_000)
 
+        # a lease lost (deleted here, as if it ran out) goes back to the coordinator under its
+        # quota: the other, at its quota, does not contend for it
+        for k in (1, 3, 0, 2):
+            owner = (await holders(scripts, ns))[k]
+            old_epoch = (await epochs(scripts, ns))[k]
+            await scripts.client.delete(Keys.all(ns, P)[k].leader)
+            again = await eventually(
+                lambda: seen(lambda hs: None not in hs),
+                timeout_s=20,
+                what=f"partition {k} led again",
+            )
+            assert again[k] == owner and held_by(("ca", 2), ("cb", 2))(again), (k, again)
+            assert (await epochs(scripts, ns))[k] > old_epoch
+
         before = await leaders(scripts, ns)
         stopped_at = await server_ms(scripts)
         stops["ca"].set()
