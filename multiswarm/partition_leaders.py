@@ -10,7 +10,6 @@ alive, and takes over a dead one's partitions within the lease-expiry bound of o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,10 +56,12 @@ async def run_partitions(
         await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        if leaving is not None:
-            await leaving()
-        inner.set()
-        await asyncio.wait(tasks)
+        try:
+            if leaving is not None:
+                await leaving()
+        finally:
+            inner.set()
+            await asyncio.wait(tasks)
     for t in tasks:
         error = None if t.cancelled() else t.exception()
         if error is not None:
@@ -111,9 +112,17 @@ class PartitionLeaders:
         member_stop = asyncio.Event()
         member = asyncio.create_task(self._membership(member_stop))
 
+        async def watch(partition_stop: asyncio.Event) -> None:
+            # the membership loop failing (a bug) ends the role like a partition's would
+            stopping = asyncio.ensure_future(partition_stop.wait())
+            await asyncio.wait([member, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if member.done() and not member.cancelled():
+                member.result()
+
         async def leaving() -> None:
             member_stop.set()
-            await member
+            await asyncio.wait([member])  # its error, if any, is watch's to raise
             if any(p.refused for p in self.processes):
                 return  # the membership is the other process's, which runs on
             try:
@@ -124,12 +133,12 @@ class PartitionLeaders:
                 log.warning("could not leave the coordinators' membership: %s", e)
 
         try:
-            await run_partitions([p.run for p in self.processes], stop, leaving=leaving)
+            runs = [p.run for p in self.processes]
+            await run_partitions([*runs, watch], stop, leaving=leaving)
         finally:
             member_stop.set()
             member.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await member
+            await asyncio.wait([member])
 
     async def _membership(self, stop: asyncio.Event) -> None:
         third = self.lease_ms / 3000

@@ -16,6 +16,7 @@ import pytest
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import current_leader
+from multiswarm.errors import AlreadyExists
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
 from multiswarm.messages import LeaderInfo
@@ -172,3 +173,31 @@ def test_survivor_takes_a_killed_coordinators_partitions_within_lease_plus_renew
     finally:
         codes = group.stop_all()
     assert codes["c2"] == 0, codes
+
+
+async def test_a_second_process_with_the_same_id_is_refused_and_the_first_leads_on(
+    settings: Settings, scripts: Scripts
+) -> None:
+    ns = settings.namespace
+    config = settings.replace(partitions=P, lease_ms=3000)
+    stop = asyncio.Event()
+    first = asyncio.ensure_future(coordinator_role(config, "least_loaded", "ca")(stop))
+    try:
+
+        async def all_led() -> bool:
+            return held_by(("ca", P))(await holders(scripts, ns))
+
+        await eventually(all_led, timeout_s=20, what="ca leads all")
+        led = await leaders(scripts, ns)
+        with pytest.raises(AlreadyExists):
+            await asyncio.wait_for(coordinator_role(config, "least_loaded", "ca")(stop), 20)
+        # the first keeps every lease (same terms) and its membership
+        assert [(i.holder, i.epoch) for i, _ in await leaders(scripts, ns) if i] == [
+            (i.holder, i.epoch) for i, _ in led if i
+        ]
+        members = await scripts.client.zrange(Keys(ns).coordinators, 0, -1)
+        assert members == [b"ca"]
+        assert not first.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(first, 20)
