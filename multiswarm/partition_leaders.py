@@ -18,7 +18,7 @@ from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.ops import partitions as ops
-from multiswarm.services import CoordinatorProcess, LeaseQuota
+from multiswarm.services import CoordinatorProcess, LeaseQuota, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class PartitionLeaders:
     """One coordinator process contending for the leader lease of every partition.
 
     Every partition runs a :class:`~multiswarm.services.CoordinatorProcess` (its own election,
-    dispatch, deadline timer and listener) under the same holder id. A membership loop says
+    dispatch and deadline timer) under the same holder id; one listener serves them all. A membership loop says
     every third of the lease that this coordinator is alive (``coordinators_alive.lua``,
     membership TTL = the lease) and learns how many are: ``live``. The process then tries for a
     vacant lease only while it holds fewer than ``ceil(P / live)``; holding more (another
@@ -134,11 +134,27 @@ class PartitionLeaders:
 
         try:
             runs = [p.run for p in self.processes]
-            await run_partitions([*runs, watch], stop, leaving=leaving)
+            await run_partitions([*runs, watch, self._listening], stop, leaving=leaving)
         finally:
             member_stop.set()
             member.cancel()
             await asyncio.wait([member])
+
+    async def _listening(self, stop: asyncio.Event) -> None:
+        # one subscription for every partition's channels, not one connection per partition
+        route = {ch: p for p in self.processes for ch in p.channels}
+
+        async def listen() -> None:
+            async for channel, env in self.processes[0].c.messenger.listen(list(route)):
+                route[channel].hear(env)
+
+        listener = asyncio.ensure_future(listen())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([listener, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if listener.done():
+            listener.result()  # raises what ended it: the role ends too
+        await cancel_all((listener,))
 
     async def _membership(self, stop: asyncio.Event) -> None:
         third = self.lease_ms / 3000

@@ -16,6 +16,7 @@ import os
 import time
 
 from multiswarm.coordinator import REAP_LIMIT, SwarmCoordinator
+from multiswarm.envelopes import Delivered
 from multiswarm.errors import AlreadyExists, MultiswarmError, RedisUnavailable, StaleEpoch
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.recovery import SwarmRecovery
@@ -191,15 +192,9 @@ async def run_coordinator(coordinator: SwarmCoordinator, stop: asyncio.Event) ->
 
 
 class LeaseQuota:
-    """How many partition leases one coordinator process may hold (decision 45), shared by the
-    election loops of its partitions and set by its membership loop
-    (:mod:`multiswarm.partition_leaders`).
-
-    Parameters
-    ----------
-    cap:
-        Most leases held at once until the first count of live coordinators.
-    """
+    """How many partition leases one coordinator process may hold (decision 45): ``cap``,
+    shared by the election loops of its partitions and set by its membership loop
+    (:mod:`multiswarm.partition_leaders`) from the count of live coordinators."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -236,7 +231,8 @@ class CoordinatorProcess:
         The component whose rounds the loops run (its keys say the partition).
     quota:
         Shared by the partitions of one process when there are several: a lease is only tried
-        for while the process holds fewer than ``quota.cap``. None: always tried for.
+        for while the process holds fewer than ``quota.cap``, and the process listens once for
+        all of them (:meth:`hear`). None: always tried for, and this partition listens itself.
     """
 
     def __init__(self, coordinator: SwarmCoordinator, quota: LeaseQuota | None = None) -> None:
@@ -259,13 +255,13 @@ class CoordinatorProcess:
         AlreadyExists
             Another live process leads under this coordinator's id: this one must not run.
         """
-        listener = asyncio.create_task(self._listen())
-        elector = asyncio.create_task(self._elect(stop))
-        reaper = asyncio.create_task(self._reap(stop))
+        loops = [asyncio.create_task(self._elect(stop)), asyncio.create_task(self._reap(stop))]
+        if self.quota is None:  # else the process listens once for all its partitions
+            loops.append(asyncio.create_task(self._listen()))
         try:
             await self._lead(stop)
         finally:
-            await _cancel_all((elector, listener, reaper))
+            await cancel_all(tuple(loops))
             if self.c.election.is_leader:
                 await self.release()
         if self.refused is not None:
@@ -334,21 +330,29 @@ class CoordinatorProcess:
                 await asyncio.wait_for(self.contend.wait(), timeout=third)
 
     async def _listen(self) -> None:
-        async for _channel, env in self.c.messenger.listen(
-            [self.c.keys.ch_tasks, self.c.keys.ch_coordination]
+        async for _channel, env in self.c.messenger.listen(self.channels):
+            self.hear(env)
+
+    @property
+    def channels(self) -> list[str]:
+        """What wakes this partition's loops: its task and coordination channels."""
+        return [self.c.keys.ch_tasks, self.c.keys.ch_coordination]
+
+    def hear(self, env: Delivered) -> None:
+        """React to a message of :attr:`channels`: contend at once when another coordinator
+        released this lease, run a dispatch round when work may have become placeable."""
+        if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
+            self.contend.set()
+            if self.quota is not None:
+                self.quota.recount.set()
+        elif env.type in (
+            "task_submitted",
+            "task_completed",
+            "task_failed",  # a retry due soon: the round after it learns when
+            "task_cancelled",  # a slot freed
+            "swarm_changed",
         ):
-            if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
-                self.contend.set()
-                if self.quota is not None:
-                    self.quota.recount.set()
-            elif env.type in (
-                "task_submitted",
-                "task_completed",
-                "task_failed",  # a retry due soon: the round after it learns when
-                "task_cancelled",  # a slot freed
-                "swarm_changed",
-            ):
-                self.wake.set()
+            self.wake.set()
 
     async def _lead(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and self.refused is None:
@@ -414,7 +418,7 @@ class CoordinatorProcess:
                 await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.05))
 
 
-async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
+async def cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
     """Cancel ``tasks`` and wait for them, cancelling again those still running.
 
     On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around every command send when a

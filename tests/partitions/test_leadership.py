@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 
+from multiswarm import services
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import current_leader
@@ -22,9 +23,11 @@ from multiswarm.launcher import ProcessGroup
 from multiswarm.messages import LeaderInfo
 from multiswarm.roles import coordinator_role
 from multiswarm.scripts import Scripts
-from tests.integration.helpers import eventually, wait_sync
+from multiswarm.tasks import TaskStore, task_spec
+from tests.integration.helpers import eventually, host, wait_sync
 
 P = 4
+NOOP = "multiswarm.demo_tasks:noop"
 T = TypeVar("T")
 
 
@@ -201,3 +204,38 @@ async def test_a_second_process_with_the_same_id_is_refused_and_the_first_leads_
     finally:
         stop.set()
         await asyncio.wait_for(first, 20)
+
+
+async def test_each_partitions_leader_is_woken_by_a_submission_to_its_partition(
+    settings: Settings, scripts: Scripts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no safety-net round within the test: only the wake-up makes the leader dispatch
+    monkeypatch.setattr(services, "DISPATCH_SAFETY_S", 120.0)
+    ns = settings.namespace
+    parts = Keys.all(ns, P)
+    stop = asyncio.Event()
+    role = asyncio.ensure_future(
+        coordinator_role(settings.replace(partitions=P, lease_ms=30_000), "least_loaded", "ca")(
+            stop
+        )
+    )
+    try:
+
+        async def all_led() -> bool:
+            return held_by(("ca", P))(await holders(scripts, ns))
+
+        await eventually(all_led, timeout_s=20, what="ca leads all")
+        for k, keys in enumerate(parts):
+            await host(scripts, keys, f"w{k}", (f"s{k}", []))
+        await asyncio.sleep(0.5)  # the rounds the hosting woke are over: the leaders idle
+        for k, keys in enumerate(parts):
+            await TaskStore(scripts, keys).submit([(task_spec(NOOP, id=f"t{k}"), None)])
+
+        async def assigned() -> list[str]:
+            got = [(await TaskStore(scripts, keys).get(f"t{k}")) for k, keys in enumerate(parts)]
+            return [t.status for t in got] if all(t.status == "assigned" for t in got) else []
+
+        await eventually(assigned, timeout_s=20, what="every partition's task assigned")
+    finally:
+        stop.set()
+        await asyncio.wait_for(role, 20)
