@@ -72,9 +72,10 @@ class PartitionLeaders:
     """One coordinator process contending for the leader lease of every partition.
 
     Every partition runs a :class:`~multiswarm.services.CoordinatorProcess` (its own election,
-    dispatch and deadline timer) under the same holder id; one listener serves them all. A membership loop says
-    every third of the lease that this coordinator is alive (``coordinators_alive.lua``,
-    membership TTL = the lease) and learns how many are: ``live``. The process then tries for a
+    dispatch and deadline timer) under the same holder id; one listener serves them all. A
+    membership loop says every third of the lease that this coordinator is alive
+    (``coordinators_alive.lua``, membership TTL = the lease) and learns how many are:
+    ``live``. The process then tries for a
     vacant lease only while it holds fewer than ``ceil(P / live)``; holding more (another
     coordinator joined) it releases its highest-numbered partition, one per tick, announcing it
     on that partition's coordination channel so another coordinator takes it at once.
