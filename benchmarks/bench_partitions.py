@@ -4,7 +4,7 @@ One private cluster (``redis-cli --cluster create``, 3 masters, loopback). For e
 count P, in a fresh namespace: the local system (registry, two coordinators, state manager,
 ``--workers`` workers hosting ``--swarms`` swarms, as ``multiswarm-cli up`` starts it) runs
 ``--tasks`` no-op tasks submitted through the facade (``Multiswarm.distribute_task``, which
-routes each to a partition, decision 46) by ``--clients`` concurrent submitters. Measured per
+routes each to a partition, decision 47) by ``--clients`` concurrent submitters. Measured per
 master from ``INFO``: script calls (``FCALL``) and CPU seconds (``used_cpu_sys`` +
 ``used_cpu_user``) over the run; end-to-end tasks/s. The busiest master's share is what the
 partitions spread (issue 12: at most 45% with P = 3).

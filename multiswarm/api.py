@@ -46,7 +46,7 @@ class Multiswarm:
     With ``settings.partitions`` P > 1 (decision 44) its own ``keys``, ``registry``,
     ``tasks`` and ``state`` are partition 0's (the control slot: votes, breakers, messages,
     the deployment record), ``parts[k]`` holds partition ``k``'s, and every method routes to
-    the partition of the swarm or task it names, or reads them all (decision 46).
+    the partition of the swarm or task it names, or reads them all (decision 47).
     """
 
     def __init__(self, client: Client, settings: Settings, *, actor: str = "") -> None:

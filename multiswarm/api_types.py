@@ -42,7 +42,7 @@ RESOURCE_UNITS: dict[str, str] = dict(_resources.STANDARD_TYPES)
 
 
 class Part(Protocol):
-    """One coordination partition as the facade's function modules see it (decision 46):
+    """One coordination partition as the facade's function modules see it (decision 47):
     settings, client and the components built on that partition's keys."""
 
     settings: Settings

@@ -53,6 +53,11 @@ DISPATCH_CALL_BATCH = 32
 REAP_LIMIT = 500
 
 
+def default_holder_id() -> str:
+    """A coordinator id unique to this process: ``<host>-<pid>-<6 hex digits>``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class LeaderElection:
     """One contender for the leader lease.
 
@@ -71,7 +76,7 @@ class LeaderElection:
         self.scripts = scripts
         self.keys = keys
         self.lease_ms = lease_ms
-        self.holder_id = holder_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.holder_id = holder_id or default_holder_id()
         #: Tells this contender from another process started with the same ``holder_id``.
         self.instance = uuid.uuid4().hex
         self.epoch = 0

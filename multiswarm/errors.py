@@ -35,7 +35,7 @@ class InvalidArgumentError(MultiswarmError, ValueError):
 
 class CrossPartitionError(InvalidArgumentError):
     """Tasks submitted together would tie tasks of different coordination partitions (a
-    dependency, a repeated id): refused, nothing submitted (decision 46)."""
+    dependency, a repeated id): refused, nothing submitted (decision 47)."""
 
 
 class InvalidIdError(MultiswarmError, ValueError):

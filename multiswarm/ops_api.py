@@ -329,7 +329,7 @@ async def init_resource_pool(host: Host, type: str, capacity: int) -> str:
 
     With several coordination partitions the capacity is split among them: each gets what
     its swarms hold now plus an even part of the rest (a partition's swarms allocate from
-    its share only; decision 46).
+    its share only; decision 47).
     """
     if len(host.parts) == 1:
         return await ResourcePools(host.scripts, host.keys).init_pool(type, capacity)

@@ -235,7 +235,7 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
     ------
     CrossPartitionError
         The batch names existing tasks (dependencies, repeated ids) of different partitions:
-        dependencies across partitions are refused (decision 46). Nothing was submitted.
+        dependencies across partitions are refused (decision 47). Nothing was submitted.
     """
     if len(host.parts) == 1:
         return host
@@ -247,7 +247,7 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
         named = ", ".join(f"{tid} (partition {k})" for tid, k in sorted(fixed.items()))
         raise CrossPartitionError(
             f"tasks {sorted(batch)} would join {named}: dependencies across coordination "
-            "partitions are refused (decision 46); submit the whole DAG to one partition"
+            "partitions are refused (decision 47); submit the whole DAG to one partition"
         )
     if fixed:
         k = next(iter(fixed.values()))

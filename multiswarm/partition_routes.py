@@ -1,4 +1,4 @@
-"""What a facade remembers to route calls to coordination partitions (decision 46), and how
+"""What a facade remembers to route calls to coordination partitions (decision 47), and how
 it chooses a partition for new tasks. No Redis here: :mod:`multiswarm.partition_api` reads
 and fills these caches.
 

@@ -1,4 +1,4 @@
-"""One view of many coordination partitions (decision 46): the facade reads each partition as
+"""One view of many coordination partitions (decision 47): the facade reads each partition as
 before and merges here. Pure functions, no Redis."""
 
 from __future__ import annotations

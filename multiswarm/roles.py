@@ -26,11 +26,13 @@ from typing import Any
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect, verify
-from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.coordinator import SwarmCoordinator, default_holder_id
 from multiswarm.deployment import agree
 from multiswarm.errors import MultiswarmError
 from multiswarm.kernels.memory import unlink_shared_segments
 from multiswarm.keys import Keys
+from multiswarm.partition_leaders import PartitionLeaders, PartitionRun, run_partitions
+from multiswarm.partitions import partition_keys
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.services import run_coordinator, run_registry, run_state_manager
@@ -125,23 +127,32 @@ async def agreed(settings: Settings) -> Settings:
         await client.aclose()
 
 
-async def _open(settings: Settings) -> tuple[Settings, Scripts, Keys]:
+async def _open(settings: Settings) -> tuple[Settings, Scripts, list[Keys]]:
+    """Settings agreed with the deployment, scripts on a new client, and the keys of every
+    partition (index = partition number; one entry when P = 1)."""
     settings = await agreed(settings)
     scripts = Scripts.for_settings(connect(settings), settings)
-    return settings, scripts, Keys(settings.namespace)
+    return settings, scripts, partition_keys(settings)
 
 
 def registry_role(config: Settings) -> Role:
+    """Reaps dead workers and keeps house in every partition (one loop pair each)."""
+
     async def role(stop: asyncio.Event) -> None:
-        settings, scripts, keys = await _open(config)
-        try:
-            await run_registry(
-                SwarmRegistry(scripts, keys, settings.max_swarms),
-                stop,
+        settings, scripts, parts = await _open(config)
+
+        def run(keys: Keys) -> PartitionRun:
+            registry = SwarmRegistry(scripts, keys, settings.max_swarms)
+            return lambda partition_stop: run_registry(
+                registry,
+                partition_stop,
                 heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
                 archive_ms=settings.archive_ms,
                 result_ttl_ms=settings.result_ttl_ms,
             )
+
+        try:
+            await _serve_partitions([run(k) for k in parts], stop)
         finally:
             await scripts.client.aclose()
 
@@ -149,24 +160,35 @@ def registry_role(config: Settings) -> Role:
 
 
 def coordinator_role(config: Settings, strategy: str, holder_id: str | None = None) -> Role:
+    """Contends for the leader lease of every partition, sharing them with the other
+    coordinators (:class:`~multiswarm.partition_leaders.PartitionLeaders`, decision 45)."""
+
     async def role(stop: asyncio.Event) -> None:
-        settings, scripts, keys = await _open(config)
-        coordinator = SwarmCoordinator(
-            scripts,
-            keys,
-            lease_ms=settings.lease_ms,
-            strategy=strategy,
-            holder_id=holder_id,
-            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
-        )
+        settings, scripts, parts = await _open(config)
+        holder = holder_id or default_holder_id()
+        coordinators = [
+            SwarmCoordinator(
+                scripts,
+                keys,
+                lease_ms=settings.lease_ms,
+                strategy=strategy,
+                holder_id=holder,
+                heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+            )
+            for keys in parts
+        ]
         log.info(
-            "coordinator %s (lease %d ms, strategy %s)",
-            coordinator.election.holder_id,
+            "coordinator %s (lease %d ms, strategy %s, %d partitions)",
+            holder,
             settings.lease_ms,
             strategy,
+            len(parts),
         )
         try:
-            await run_coordinator(coordinator, stop)
+            if len(coordinators) == 1:
+                await run_coordinator(coordinators[0], stop)
+            else:
+                await PartitionLeaders(coordinators, parts[0]).run(stop)
         finally:
             await scripts.client.aclose()
 
@@ -174,21 +196,37 @@ def coordinator_role(config: Settings, strategy: str, holder_id: str | None = No
 
 
 def state_manager_role(config: Settings) -> Role:
+    """Snapshots and recovers the swarms of every partition (one loop each)."""
+
     async def role(stop: asyncio.Event) -> None:
-        settings, scripts, keys = await _open(config)
-        manager = SwarmStateManager(
-            scripts,
-            keys,
-            ttl_ms=settings.state_ttl_ms,
-            snapshots_kept=settings.snapshots_kept,
-            auto_recover_min_confidence=settings.auto_recover_min_confidence,
-        )
+        settings, scripts, parts = await _open(config)
+
+        def run(keys: Keys) -> PartitionRun:
+            manager = SwarmStateManager(
+                scripts,
+                keys,
+                ttl_ms=settings.state_ttl_ms,
+                snapshots_kept=settings.snapshots_kept,
+                auto_recover_min_confidence=settings.auto_recover_min_confidence,
+            )
+            return lambda partition_stop: run_state_manager(
+                manager, partition_stop, settings.snapshot_interval_ms
+            )
+
         try:
-            await run_state_manager(manager, stop, settings.snapshot_interval_ms)
+            await _serve_partitions([run(k) for k in parts], stop)
         finally:
             await scripts.client.aclose()
 
     return role
+
+
+async def _serve_partitions(runs: Sequence[PartitionRun], stop: asyncio.Event) -> None:
+    # one partition: its loop alone, exactly as before partitions
+    if len(runs) == 1:
+        await runs[0](stop)
+    else:
+        await run_partitions(runs, stop)
 
 
 def worker_role(settings: Settings, swarms: Sequence[SwarmSpec], **options: Any) -> Role:

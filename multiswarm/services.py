@@ -16,6 +16,7 @@ import os
 import time
 
 from multiswarm.coordinator import REAP_LIMIT, SwarmCoordinator
+from multiswarm.envelopes import Delivered
 from multiswarm.errors import AlreadyExists, MultiswarmError, RedisUnavailable, StaleEpoch
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.recovery import SwarmRecovery
@@ -190,22 +191,61 @@ async def run_coordinator(coordinator: SwarmCoordinator, stop: asyncio.Event) ->
     await CoordinatorProcess(coordinator).run(stop)
 
 
+class LeaseQuota:
+    """How many partition leases one coordinator process may hold (decision 45): ``cap``,
+    shared by the election loops of its partitions and set by its membership loop
+    (:mod:`multiswarm.partition_leaders`) from the count of live coordinators."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.processes: list[CoordinatorProcess] = []
+        #: set when another coordinator released a lease: count the live ones again now, so a
+        #: clean stop's partitions are taken at once rather than at the next membership tick
+        self.recount = asyncio.Event()
+        self._reserved = 0
+
+    def held(self) -> int:
+        """Leases this process holds now (by each election's own clock)."""
+        return sum(p.c.election.is_leader for p in self.processes)
+
+    def reserve(self) -> bool:
+        """Whether one more lease may be tried for; True reserves a place until
+        :meth:`unreserve`, so loops trying at the same moment cannot together pass the cap."""
+        if self.held() + self._reserved >= self.cap:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+
+
 class CoordinatorProcess:
-    """The coordinator's loops: election (renew every third of the lease, or contend), the
-    leader's dispatch rounds (woken by submissions and completions), its deadline timer, and a
-    listener that wakes the others.
+    """The coordinator's loops for one partition: election (renew every third of the lease, or
+    contend), the leader's dispatch rounds (woken by submissions and completions), its deadline
+    timer, and a listener that wakes the others.
 
     Parameters
     ----------
     coordinator:
-        The component whose rounds the loops run.
+        The component whose rounds the loops run (its keys say the partition).
+    quota:
+        Shared by the partitions of one process when there are several: a lease is only tried
+        for while the process holds fewer than ``quota.cap``, and the process listens once for
+        all of them (:meth:`hear`). None: always tried for, and this partition listens itself.
     """
 
-    def __init__(self, coordinator: SwarmCoordinator) -> None:
+    def __init__(self, coordinator: SwarmCoordinator, quota: LeaseQuota | None = None) -> None:
         self.c = coordinator
+        self.quota = quota
+        if quota is not None:
+            quota.processes.append(self)
         self.wake = asyncio.Event()
         self.contend = asyncio.Event()
         self.refused: AlreadyExists | None = None
+        keys = coordinator.keys
+        #: said in every log line when the deployment has partitions
+        self.where = f" (partition {keys.partition})" if keys.partitions > 1 else ""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend, lead, and on ``stop`` hand leadership over at once.
@@ -215,26 +255,41 @@ class CoordinatorProcess:
         AlreadyExists
             Another live process leads under this coordinator's id: this one must not run.
         """
-        listener = asyncio.create_task(self._listen())
-        elector = asyncio.create_task(self._elect(stop))
-        reaper = asyncio.create_task(self._reap(stop))
+        loops = [asyncio.create_task(self._elect(stop)), asyncio.create_task(self._reap(stop))]
+        if self.quota is None:  # else the process listens once for all its partitions
+            loops.append(asyncio.create_task(self._listen()))
         try:
             await self._lead(stop)
         finally:
-            await _cancel_all((elector, listener, reaper))
+            await cancel_all(tuple(loops))
             if self.c.election.is_leader:
-                try:
-                    await self.c.election.release()
-                    await self.c.messenger.publish(
-                        self.c.keys.ch_coordination,
-                        "leadership_released",
-                        {"holder": self.c.election.holder_id},
-                    )
-                    log.info("released leadership")
-                except MultiswarmError as e:
-                    log.warning("could not release leadership: %s", e)
+                await self.release()
         if self.refused is not None:
             raise self.refused
+
+    async def release(self) -> None:
+        """Give the lease up now and say so, so another coordinator takes it at once (clean
+        stop, or too many held: decision 45). Loops still running find themselves fenced off.
+        Logs instead of raising when Redis refuses: the lease then runs out by itself."""
+        try:
+            await self.c.election.release()
+            await self.c.messenger.publish(
+                self.c.keys.ch_coordination,
+                "leadership_released",
+                {"holder": self.c.election.holder_id},
+            )
+            log.info("released leadership%s", self.where)
+        except MultiswarmError as e:
+            log.warning("could not release leadership%s: %s", self.where, e)
+
+    async def _contend(self) -> None:
+        if self.quota is None:
+            await self.c.election.try_acquire()
+        elif self.quota.reserve():
+            try:
+                await self.c.election.try_acquire()
+            finally:
+                self.quota.unreserve()
 
     async def _elect(self, stop: asyncio.Event) -> None:
         third = self.c.election.lease_ms / 3000
@@ -243,9 +298,9 @@ class CoordinatorProcess:
             try:
                 if was_leader:
                     if not await self.c.election.renew():
-                        log.warning("lease lost at renewal; stepping down")
+                        log.warning("lease lost at renewal%s; stepping down", self.where)
                 else:
-                    await self.c.election.try_acquire()
+                    await self._contend()
             except AlreadyExists as e:
                 # another process leads under our id: both would pass the fencing check
                 self.refused = e
@@ -256,35 +311,48 @@ class CoordinatorProcess:
             except MultiswarmError as e:
                 log.warning("election round refused: %s", e)
             if self.c.election.is_leader and not was_leader:
-                log.info("elected leader, epoch %d", self.c.election.epoch)
-                await self.c.messenger.publish(
-                    self.c.keys.ch_coordination,
-                    "leadership_announcement",
-                    {
-                        "holder": self.c.election.holder_id,
-                        "epoch": self.c.election.epoch,
-                        "pid": os.getpid(),
-                    },
-                )
+                log.info("elected leader%s, epoch %d", self.where, self.c.election.epoch)
                 self.wake.set()
+                try:
+                    await self.c.messenger.publish(
+                        self.c.keys.ch_coordination,
+                        "leadership_announcement",
+                        {
+                            "holder": self.c.election.holder_id,
+                            "epoch": self.c.election.epoch,
+                            "pid": os.getpid(),
+                        },
+                    )
+                except MultiswarmError as e:  # only news: the lease must still be renewed
+                    log.warning("could not announce leadership%s: %s", self.where, e)
             self.contend.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.contend.wait(), timeout=third)
 
     async def _listen(self) -> None:
-        async for _channel, env in self.c.messenger.listen(
-            [self.c.keys.ch_tasks, self.c.keys.ch_coordination]
+        async for _channel, env in self.c.messenger.listen(self.channels):
+            self.hear(env)
+
+    @property
+    def channels(self) -> list[str]:
+        """What wakes this partition's loops: its task and coordination channels."""
+        return [self.c.keys.ch_tasks, self.c.keys.ch_coordination]
+
+    def hear(self, env: Delivered) -> None:
+        """React to a message of :attr:`channels`: contend at once when another coordinator
+        released this lease, run a dispatch round when work may have become placeable."""
+        if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
+            self.contend.set()
+            if self.quota is not None:
+                self.quota.recount.set()
+        elif env.type in (
+            "task_submitted",
+            "task_completed",
+            "task_failed",  # a retry due soon: the round after it learns when
+            "task_cancelled",  # a slot freed
+            "swarm_changed",
         ):
-            if env.type == "leadership_released" and env.sender != self.c.election.holder_id:
-                self.contend.set()
-            elif env.type in (
-                "task_submitted",
-                "task_completed",
-                "task_failed",  # a retry due soon: the round after it learns when
-                "task_cancelled",  # a slot freed
-                "swarm_changed",
-            ):
-                self.wake.set()
+            self.wake.set()
 
     async def _lead(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and self.refused is None:
@@ -296,7 +364,12 @@ class CoordinatorProcess:
             try:
                 assigned = await self.c.dispatch_once()
             except StaleEpoch:
-                log.warning("fenced off (stale epoch %d); stepping down", self.c.election.epoch)
+                if self.c.election.epoch:  # else released meanwhile: no surprise
+                    log.warning(
+                        "fenced off%s (stale epoch %d); stepping down",
+                        self.where,
+                        self.c.election.epoch,
+                    )
                 self.c.election.step_down()
                 continue
             except MultiswarmError as e:
@@ -329,9 +402,12 @@ class CoordinatorProcess:
                     if retried + dead + requeued >= REAP_LIMIT:
                         continue  # more are due: no pause
                 except StaleEpoch:
-                    log.warning(
-                        "fenced off while reaping (epoch %d); stepping down", self.c.election.epoch
-                    )
+                    if self.c.election.epoch:  # else released meanwhile: no surprise
+                        log.warning(
+                            "fenced off while reaping%s (epoch %d); stepping down",
+                            self.where,
+                            self.c.election.epoch,
+                        )
                     self.c.election.step_down()
                 except MultiswarmError as e:
                     log.warning("reaping failed: %s", e)
@@ -342,7 +418,7 @@ class CoordinatorProcess:
                 await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.05))
 
 
-async def _cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
+async def cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
     """Cancel ``tasks`` and wait for them, cancelling again those still running.
 
     On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around every command send when a

@@ -81,7 +81,7 @@ async def submit_task(
         A ``depends_on`` id names no task.
     CrossPartitionError
         With several coordination partitions: ``depends_on`` names tasks of different
-        partitions (decision 46); nothing submitted.
+        partitions (decision 47); nothing submitted.
     """
     return (await submit_tasks(host, [(handler, payload, options)]))[0]
 
@@ -110,7 +110,7 @@ async def submit_tasks(
     give ``options.id`` to the tasks others name in ``depends_on``); one receipt each, in
     order. Batches above 50 tasks go in several all-or-nothing calls, in order.
 
-    With several coordination partitions the whole batch goes to one (decision 46): that of
+    With several coordination partitions the whole batch goes to one (decision 47): that of
     the existing tasks it depends on, else the least busy one whose swarms offer its
     capabilities.
 

@@ -1,4 +1,4 @@
-"""The facade over P = 3 coordination partitions on one private Redis (decision 46): swarms
+"""The facade over P = 3 coordination partitions on one private Redis (decision 47): swarms
 are placed and found, a DAG stays in one partition, independent tasks spread by backlog,
 calls naming a task reach its partition, cross-partition dependencies are refused, and the
 aggregate views add the partitions up."""

@@ -1,4 +1,4 @@
-"""The facade's partition choice and merged views, as pure functions (decision 46)."""
+"""The facade's partition choice and merged views, as pure functions (decision 47)."""
 
 from __future__ import annotations
 
