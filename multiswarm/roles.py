@@ -37,7 +37,7 @@ from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.services import run_coordinator, run_registry, run_state_manager
 from multiswarm.state import SwarmStateManager
-from multiswarm.worker import Worker
+from multiswarm.worker_partitions import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +230,10 @@ async def _serve_partitions(runs: Sequence[PartitionRun], stop: asyncio.Event) -
 
 
 def worker_role(settings: Settings, swarms: Sequence[SwarmSpec], **options: Any) -> Role:
-    """``options`` are :class:`~multiswarm.worker.Worker` keyword arguments."""
+    """``options`` are :class:`~multiswarm.worker.Worker` keyword arguments. The swarms may
+    live in several partitions: one Worker per partition (decision 46)."""
 
     async def role(stop: asyncio.Event) -> None:
-        await Worker(await agreed(settings), swarms, **options).run(stop)
+        await run_workers(await agreed(settings), swarms, stop, **options)
 
     return role
