@@ -141,9 +141,7 @@ def test_survivor_takes_a_killed_coordinators_partitions_within_lease_plus_renew
 ) -> None:
     ns = settings.namespace
     lease_ms = 1500
-    group = ProcessGroup(
-        settings.replace(lease_ms=lease_ms), tmp_path, env={"MULTISWARM_PARTITIONS": str(P)}
-    )
+    group = ProcessGroup(settings.replace(lease_ms=lease_ms, partitions=P), tmp_path)
 
     def seen(check: Callable[[list[str | None]], bool]) -> list[str | None]:
         hs = _read(settings, lambda s: holders(s, ns))
