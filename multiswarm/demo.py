@@ -68,14 +68,15 @@ def build_tasks(
     """
     run = uuid.uuid4().hex[:8]
     out: list[tuple[list[tuple[TaskSpec, Any]], str]] = []
-    groups = [files[g : g + group_size] for g in range(0, len(files), group_size)]
-    per = -(-len(groups) // shards)
+    indexed = list(enumerate(files))
     for s in range(shards):
+        # files dealt round robin: the shards' sizes differ by at most one file
+        mine = indexed[s::shards]
         batch: list[tuple[TaskSpec, Any]] = []
         gids: list[str] = []
-        for gi, group in enumerate(groups[s * per : (s + 1) * per], start=s * per):
+        for g in range(0, len(mine), group_size):
             members: list[str] = []
-            for i, path in enumerate(group, start=gi * group_size):
+            for i, path in mine[g : g + group_size]:
                 for kind, cap in (("parse", "parse"), ("compress", "compress")):
                     spec = task_spec(
                         f"multiswarm.demo_tasks:{kind}_file",
@@ -85,7 +86,7 @@ def build_tasks(
                     )
                     batch.append((spec, {"path": str(path)}))
                     members.append(spec.id)
-            gid = f"{run}.group.{gi}"
+            gid = f"{run}.group.{g // group_size}" + (f".{s}" if shards > 1 else "")
             batch.append((_reduce("reduce_group", gid, members), {}))
             gids.append(gid)
         top = f"{run}.final" if shards == 1 else f"{run}.shard.{s}"
