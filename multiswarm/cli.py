@@ -61,6 +61,10 @@ def leader(ctx: click.Context) -> None:
             if info is None
             else f"{info.holder} (host {info.host}, pid {info.pid}) epoch {info.epoch}, "
             f"lease {info.lease_ms_left} ms left"
+            + "".join(
+                f"\npartition {p.partition}: {p.holder or 'vacant'} epoch {p.epoch}"
+                for p in info.partitions
+            )
         ),
     )
 

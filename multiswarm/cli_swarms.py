@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
+import msgspec
 
 from multiswarm import Multiswarm, Swarm
 from multiswarm.api_types import (
@@ -41,7 +42,9 @@ def leader_dict(info: LeaderInfo | None) -> dict[str, Any]:
     """The ``leader --json`` object; every field null (lease 0) while the lease is vacant."""
     if info is None:
         return {"holder": None, "host": None, "pid": None, "epoch": None, "lease_ms_left": 0}
-    return {f: getattr(info, f) for f in info.__struct_fields__}
+    # omit_defaults: no ``partitions`` with one partition, the object it always was
+    out: dict[str, Any] = msgspec.to_builtins(info)
+    return out
 
 
 def swarm_state(status: str, paused: bool) -> str:

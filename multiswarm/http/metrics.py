@@ -68,6 +68,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
         Breaker name -> state (``closed`` | ``half_open`` | ``open``).
     dead_letters:
         Messages refused and dead-lettered since the namespace was created.
+    partition_epochs:
+        With several coordination partitions: partition -> fencing epoch of its leader (0:
+        vacant); empty with one.
     """
 
     tasks: dict[str, int]
@@ -78,6 +81,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     worker_beat_age_s: dict[str, float]
     breakers: dict[str, str]
     dead_letters: int
+    partition_epochs: dict[int, int] = {}
 
 
 class _SnapshotCollector(Collector):
@@ -102,6 +106,15 @@ class _SnapshotCollector(Collector):
             "Seconds left on the leader's lease",
             value=s.lease_left_s,
         )
+        if s.partition_epochs:
+            parts = GaugeMetricFamily(
+                "multiswarm_partition_leader_epoch",
+                "Fencing epoch of each coordination partition's leader (0: vacant)",
+                labels=["partition"],
+            )
+            for k, epoch in sorted(s.partition_epochs.items()):
+                parts.add_metric([str(k)], epoch)
+            yield parts
         active = GaugeMetricFamily(
             "multiswarm_swarm_active_tasks", "Tasks a swarm holds now", labels=["swarm"]
         )
@@ -161,6 +174,9 @@ async def gather(ms: Multiswarm) -> Snapshot:
         worker_beat_age_s={w.id: max(0, w.beat_ms_ago) / 1000 for w in st.workers},
         breakers={b.name: b.state for b in breakers},
         dead_letters=refused.counts.get("dlq", 0),
+        partition_epochs={
+            p.partition: p.epoch for p in (st.leader.partitions if st.leader else [])
+        },
     )
 
 

@@ -22,6 +22,7 @@ from multiswarm import (
 )
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
+from multiswarm.http.metrics import exposition, gather
 from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
@@ -220,6 +221,10 @@ async def test_leaders_of_every_partition(ms: Multiswarm, scripts: Scripts, name
     assert report.ok and report.reason.startswith("leaders p0 ")
     body = msgspec.json.decode(msgspec.json.encode(await ms.leader()))
     assert [p["partition"] for p in body["partitions"]] == [0, 1, 2]
+    # /metrics: one epoch gauge per partition (each leader above is its partition's first)
+    text = exposition(await gather(ms)).decode()
+    for k in range(3):
+        assert f'multiswarm_partition_leader_epoch{{partition="{k}"}} 1.0' in text
 
 
 async def test_resource_pools_are_split_over_partitions(ms: Multiswarm) -> None:
