@@ -31,9 +31,7 @@ def sentinel() -> Iterator[SentinelGroup]:
         yield group
 
 
-def _demo(
-    url: str, corpus: Path, *args: str, env: dict[str, str] | None = None
-) -> dict:  # type: ignore[type-arg]
+def _demo(url: str, corpus: Path, *args: str, env: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
     env = {**environment_without_redis(), **(env or {})}
     env["MULTISWARM_REDIS_URL"] = url
     proc = subprocess.run(
