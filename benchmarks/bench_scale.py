@@ -13,7 +13,9 @@ Run against another checkout for a before/after table (the script uses only the 
     PYTHONPATH=/work/main python benchmarks/bench_scale.py --no-results --json-out /tmp/main.json
     python benchmarks/bench_scale.py --baseline /tmp/main.json
 
-Prints one JSON object and updates the ``scale`` section of ``benchmarks/RESULTS.md``.
+Prints one JSON object and updates the ``scale`` section of ``benchmarks/RESULTS.md``; then
+runs ``bench_partitions.py`` (Redis CPU per master of a 3-master cluster, P = 1 vs 3; skip
+with ``--no-cluster``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -228,6 +231,11 @@ def main() -> None:
     parser.add_argument("--baseline", help="JSON of a run on other code (its `runs` are shown)")
     parser.add_argument("--json-out", help="also write the JSON report here")
     parser.add_argument("--no-results", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="skip the 3-master cluster run of P = 1 vs 3 partitions (bench_partitions.py)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     runs, redis = [], "?"
@@ -265,6 +273,14 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
     if not args.no_results:
         update_results(report)
+    if not args.no_cluster:
+        # Redis CPU per master for P = 1 vs 3: its own script (and RESULTS.md section), run
+        # here too so that one command gives every figure of issue 12
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("bench_partitions.py"))]
+            + (["--no-results"] if args.no_results else []),
+            check=True,
+        )
 
 
 if __name__ == "__main__":
