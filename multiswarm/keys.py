@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import re
 
-import msgspec
-
 from multiswarm.errors import ConfigError, InvalidIdError
 from multiswarm.slots import partition_tag
+from multiswarm.task_keys import TaskKeys
 
 #: Ids of swarms, agents, tasks, workers and namespaces; no ':' '{' '}' ',' so they cannot
 #: forge another key, hash tag or list element.
@@ -25,6 +24,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 #: Swarm registry statuses, in the order the status-index keys are passed to scripts.
 SWARM_STATUSES = ("initializing", "active", "recovering", "interrupted", "completed", "failed")
+
+__all__ = ["SWARM_STATUSES", "TASK_STATUSES", "Keys", "TaskKeys", "check_id", "request_key"]
 
 #: Task statuses, in the order the status-index keys are passed to scripts (see lib/tasks.lua).
 TASK_STATUSES = (
@@ -37,47 +38,6 @@ TASK_STATUSES = (
     "dead",
     "cancelled",
 )
-
-
-class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """KEYS[1..26] of every task script. ``scripts/lua/lib/02_tasks.lua`` (``load_task_keys``)
-    reads them in this field order, under the same names (``TK.<field>``); a unit test keeps the
-    two in step.
-    """
-
-    tasks: str
-    payload: str
-    result: str
-    dependents: str
-    ready: str
-    delayed: str
-    leases: str
-    dlq: str
-    completions: str
-    stats: str
-    swarms: str
-    epoch: str
-    workers: str
-    heartbeats: str
-    #: present while someone listens to task events (:attr:`Keys.events_watch`)
-    events_watch: str
-    #: zset, every member ``<worker id>|<task id>`` (score 0, read by lex range): the tasks
-    #: running on each worker, so a worker's death costs its own tasks, not all running ones
-    running_by_worker: str
-    #: zset, score 0, read by lex range: ``<dep>|<task>`` for each task still waiting on
-    #: dependency ``dep``, and ``!<outcome>|<id>`` for each ended task whose dependents are
-    #: still to be released or cancelled (done in bounded steps: decision 41)
-    waiting: str
-    #: zset, score 0, read by lex range: ``<dep>|<task>`` for each task submitted depending on
-    #: ``dep``, the readers of its result, which the prune sweep keeps while one is unfinished
-    readers: str
-    #: one status index per :data:`TASK_STATUSES`, in that order
-    statuses: tuple[str, ...]
-
-    def as_list(self) -> list[str]:
-        """The keys in the order the Lua side reads them."""
-        *named, statuses = msgspec.structs.astuple(self)
-        return [*named, *statuses]
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -167,6 +127,12 @@ class Keys:
         if kind not in ("open", "load", "rr", "held"):
             raise ConfigError(f"no swarm index {kind!r}")
         return f"{self.swarms}:{kind}:{profile}"
+
+    @property
+    def swarm_requeue(self) -> str:
+        """Zset of swarm ids: swarms left without hosts whose queued tasks reap_workers.lua
+        still has to hand back (a bounded number per call)."""
+        return f"{self.swarms}:requeue"
 
     @property
     def swarm_stale(self) -> str:

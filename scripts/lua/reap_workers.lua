@@ -16,7 +16,9 @@
 -- A call handles at most REAP_BUDGET running tasks of removed workers (found through the
 -- running-by-worker index); the rest wait in the gone set for the next call (the registry
 -- reaps every few seconds), so a worker that dies holding thousands of tasks never holds Redis
--- in one script.
+-- in one script. Likewise the queued tasks of the swarms left without hosts: at most
+-- REQUEUE_BUDGET per call, the swarms still holding some wait in {ns}:swarms:requeue (named
+-- from the swarms key, as the dispatch index is) while they stay interrupted.
 -- returns {removed worker ids...}
 local n = load_task_keys()
 load_swarm_status_keys(n + 1)
@@ -29,10 +31,13 @@ else
   removed = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - tonumber(ARGV[1]))
 end
 local gone_key = KEYS[n + 7]
-if #removed == 0 and redis.call('ZCARD', gone_key) == 0 then return {} end
-local REAP_BUDGET = 100
-local gone, hosted = {}, {}
 swarm_index_keys(TK.swarms)
+if #removed == 0 and redis.call('ZCARD', gone_key) == 0
+    and redis.call('ZCARD', SX.requeue) == 0 then
+  return {}
+end
+local REAP_BUDGET, REQUEUE_BUDGET = 100, 200
+local gone, hosted = {}, {}
 for _, wid in ipairs(removed) do
   gone[wid] = true
   local worker = hget_json(TK.workers, wid)
@@ -94,11 +99,24 @@ for _, sid in ipairs(hosted) do
       if orphaned then transition_swarm(swarm, 'interrupted', now) end
       hset_json(TK.swarms, sid, swarm)
       swarm_index_sync(TK.swarms, swarm)
-      if orphaned then
-        requeue_swarm_queue(sid, swarm_queue_key(TK.swarms, sid), 'swarm ' .. sid
-                            .. ' interrupted', now)
-      end
+      if orphaned then redis.call('ZADD', SX.requeue, 0, sid) end
     end
   end
+end
+
+-- the queued (assigned, unclaimed) tasks of swarms left without hosts go back to ready, at
+-- most REQUEUE_BUDGET per call; a swarm hosted again meanwhile keeps its queue
+local requeue_left = REQUEUE_BUDGET
+for _, sid in ipairs(redis.call('ZRANGE', SX.requeue, 0, -1)) do
+  if requeue_left <= 0 then break end
+  local swarm = hget_json(TK.swarms, sid)
+  local more = false
+  if swarm and swarm.status == 'interrupted' then
+    local _, handled
+    _, more, handled = requeue_swarm_queue(sid, swarm_queue_key(TK.swarms, sid), 'swarm '
+                                           .. sid .. ' interrupted', now, requeue_left)
+    requeue_left = requeue_left - math.max(handled, 1)
+  end
+  if not more then redis.call('ZREM', SX.requeue, sid) end
 end
 return removed

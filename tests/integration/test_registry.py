@@ -177,3 +177,34 @@ async def test_a_worker_dying_with_many_tasks_is_reaped_in_bounded_steps(
     counts = await store.counts()
     assert (counts["failed"], counts["running"]) == (150, 0)
     assert await scripts.client.zcard(keys.workers_gone) == 0
+
+
+async def test_the_queues_of_a_dead_workers_swarms_are_handed_back_in_bounded_steps(
+    scripts: Scripts, keys: Keys
+) -> None:
+    """One reap_workers call hands back at most 200 queued tasks of the swarms a dead worker
+    left without hosts; the swarms still holding some wait in {ns}:swarms:requeue for the
+    registry's next rounds (a worker hosting 100 swarms took 27-45 ms in one call before)."""
+    registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
+    swarms = [(f"s{i}", ["parse"]) for i in range(3)]
+    await host(scripts, keys, "w1", *swarms, capacity=200)
+    coord = await leader(scripts, keys, batch_size=500)
+    specs = [(task_spec("m.x:f", capabilities=["parse"]), i) for i in range(450)]
+    for start in range(0, len(specs), 50):
+        await store.submit(specs[start : start + 50])
+    while await coord.dispatch_once():
+        pass
+    assert (await store.counts())["assigned"] == 450
+    assert await registry.reap_workers(30_000, worker_id="w1", graceful=False) == ["w1"]
+    counts = await store.counts()
+    assert (counts["ready"], counts["assigned"]) == (200, 250)
+    assert {(await registry.get(s)).status for s, _ in swarms} == {"interrupted"}
+    assert await scripts.client.zcard(keys.swarm_requeue) > 0
+    assert await registry.reap_workers(30_000) == []  # next round: nobody new, 200 more
+    assert (await store.counts())["ready"] == 400
+    assert await registry.reap_workers(30_000) == []
+    counts = await store.counts()
+    assert (counts["ready"], counts["assigned"]) == (450, 0)
+    assert await scripts.client.zcard(keys.swarm_requeue) == 0
+    for task in await store.list("ready", 450):
+        assert task.reason.endswith("interrupted") and task.swarm == ""

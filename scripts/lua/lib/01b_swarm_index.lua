@@ -26,6 +26,7 @@ local function swarm_index_keys(swarms_key)
   SX.active, SX.entry = swarms_key .. ':active', swarms_key .. ':entry'
   SX.profiles, SX.room = swarms_key .. ':profiles', swarms_key .. ':room'
   SX.stale, SX.mem = swarms_key .. ':stale', swarms_key .. ':mem'
+  SX.requeue = swarms_key .. ':requeue'
 end
 
 local function sx_key(kind, pid)

@@ -54,15 +54,22 @@ end
 -- back to ready for other swarms and the queue key is deleted. Needs the task keyset loaded
 -- (lib/02_tasks.lua).
 -- Returns how many tasks went back to ready.
-local function requeue_swarm_queue(sid, queue, reason, now)
+-- `limit` (default: all) bounds the queue entries handled; returns the number requeued,
+-- whether the queue still holds some, and the entries handled.
+local function requeue_swarm_queue(sid, queue, reason, now, limit)
   local n = 0
-  for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+  local ids = redis.call('ZRANGE', queue, 0, (limit or 0) - 1)
+  for _, id in ipairs(ids) do
     local task = get_task(id)
     if task and task.status == 'assigned' and task.swarm == sid then
       requeue_assigned(task, reason, now)
       n = n + 1
     end
   end
-  redis.call('DEL', queue)
-  return n
+  if limit == nil or #ids < limit then
+    redis.call('DEL', queue)
+    return n, false, #ids
+  end
+  redis.call('ZREM', queue, unpack(ids))
+  return n, redis.call('EXISTS', queue) == 1, #ids
 end
