@@ -36,7 +36,7 @@ if #removed == 0 and redis.call('ZCARD', gone_key) == 0
     and redis.call('ZCARD', SX.requeue) == 0 then
   return {}
 end
-local REAP_BUDGET, REQUEUE_BUDGET = 100, 200
+local REAP_BUDGET, REQUEUE_BUDGET = 100, 100
 local gone, hosted = {}, {}
 for _, wid in ipairs(removed) do
   gone[wid] = true
