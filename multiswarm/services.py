@@ -361,6 +361,9 @@ class CoordinatorProcess:
                 self.wake.clear()
                 continue
             assigned = 0
+            # cleared before the round, not after it: a notice heard during the round (a
+            # submission as the last completion's round runs) must start another round at once
+            self.wake.clear()
             try:
                 assigned = await self.c.dispatch_once()
             except StaleEpoch:
@@ -377,7 +380,6 @@ class CoordinatorProcess:
                 await asyncio.sleep(0.2)
                 continue
             if assigned < self.c.batch_size and not self.c.more:
-                self.wake.clear()
                 wait_s = await _until_first_due_s(
                     self.c, self.c.keys.task_keys.delayed, DISPATCH_SAFETY_S
                 )

@@ -245,6 +245,24 @@ class TaskStore:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return decode_task(raw)
 
+    async def get_with_result(self, task_id: str) -> tuple[Task, bytes | None]:
+        """The task record and its stored (msgpack) result, None while there is none, in one
+        round trip (a waiter's look once woken). finish_tasks.lua writes both in one script
+        and the record is read first, so a record that says ``completed`` comes with its
+        result (unless pruned in between). Raises NotFound, MessageDecodeError."""
+        tid = check_id(task_id, "task id")
+
+        async def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(self.keys.tasks, tid)
+            pipe.hget(self.keys.results, tid)
+            return await pipe.execute()
+
+        raw, packed = await self.scripts.read(both)
+        if raw is None:
+            raise NotFound("NOT_FOUND", f"task {task_id}")
+        return decode_task(raw), None if packed is None else decode(packed, bytes)
+
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         if not task_ids:
             return []

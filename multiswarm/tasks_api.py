@@ -17,7 +17,7 @@ import msgspec
 from multiswarm.api_types import Host, Part, TaskOptions, TaskReceipt
 from multiswarm.errors import InvalidArgumentError, TaskFailed
 from multiswarm.keys import check_id
-from multiswarm.messages import Task, TaskSpec
+from multiswarm.messages import Task, TaskSpec, unpack
 from multiswarm.partition_api import (
     fan_out,
     group_tasks,
@@ -303,9 +303,12 @@ async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
     cursor: bytes | str = tip[0][0] if tip else "0-0"
     wanted = task_id.encode()
     while True:
-        task = await host.tasks.get(task_id)
+        # record and result in one round trip: once woken, the answer takes one more
+        task, packed = await host.tasks.get_with_result(task_id)
         if task.status == "completed":
-            return await host.tasks.result(task_id)
+            if packed is None:  # pruned between the two reads: say so as result() would
+                return await host.tasks.result(task_id)
+            return unpack(packed)
         if task.status in ("dead", "cancelled"):
             raise TaskFailed(task)
         left = deadline - time.monotonic()
