@@ -8,6 +8,7 @@ reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -200,11 +201,41 @@ def retrying(timeout_s: float) -> tenacity.AsyncRetrying:
     )
 
 
-async def with_retry(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
-    """Run ``fn``, retrying connection errors; RedisUnavailable when the window closes."""
+async def refresh_topology(client: Any) -> None:
+    """Re-read a cluster client's slot map and move its command parser to a live node (no-op
+    for other clients; a refresh that fails now is left to the next retry).
+
+    Why (redis-py 8.1.0, ``redis.asyncio.cluster``): ``FCALL`` has movable keys, so
+    ``RedisCluster.execute_command`` first asks the commands parser's node (the default node)
+    ``COMMAND GETKEYS``, *before* its retry loop. When that node is a killed master, the
+    connection error is raised there, outside ``_execute_command``'s handler that sets
+    ``_initialize = True``: the client never re-reads the slot map and asks the dead node
+    again on every retry, for good (seen killing the master owning ``{ns}`` mid-demo, which is
+    also the default node). ``initialize()`` is the only way redis-py offers to refresh both
+    the slot map and the parser's node, and it acts only with ``_initialize`` set.
+    """
+    if not is_cluster(client):
+        return
+    client._initialize = True
+    with contextlib.suppress(*CONNECTION_ERRORS, redis.exceptions.RedisClusterException):
+        await client.initialize()
+
+
+async def with_retry(
+    fn: Callable[[], Awaitable[T]], timeout_s: float, client: Client | None = None
+) -> T:
+    """Run ``fn``, retrying connection errors; RedisUnavailable when the window closes.
+
+    ``client``: the client ``fn`` uses; on a cluster its topology is re-read before each retry
+    (:func:`refresh_topology`).
+    """
+    failed = False
     try:
         async for attempt in retrying(timeout_s):
             with attempt:
+                if failed and client is not None:
+                    await refresh_topology(client)
+                failed = True
                 return await fn()
     except redis.exceptions.AuthenticationError as e:
         raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
@@ -261,7 +292,7 @@ async def verify(client: Client, url: str, timeout_s: float) -> None:
         Nothing answered within ``timeout_s``.
     """
     try:
-        await with_retry(client.ping, timeout_s)
+        await with_retry(client.ping, timeout_s, client)
     except RedisUnavailable as e:
         raise explain(e.__cause__, url) if isinstance(e.__cause__, Exception) else e from e
     except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as e:

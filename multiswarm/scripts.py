@@ -280,7 +280,7 @@ class Scripts:
 
         if not retry:
             return await run()
-        return await with_retry(run, self.reconnect_timeout_s)
+        return await with_retry(run, self.reconnect_timeout_s, self.client)
 
     async def _run_durable(
         self, fname: str, keys: list[str], args: list[Any], patient: bool
@@ -371,8 +371,8 @@ class Scripts:
             result: list[Any] = await pipe.execute(raise_on_error=False)
             return result
 
-        return await with_retry(run, self.reconnect_timeout_s)
+        return await with_retry(run, self.reconnect_timeout_s, self.client)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a plain read (``lambda: client.hget(...)``) with the same reconnect backoff."""
-        return await with_retry(fn, self.reconnect_timeout_s)
+        return await with_retry(fn, self.reconnect_timeout_s, self.client)
