@@ -47,6 +47,15 @@ class DemoOptions(msgspec.Struct, kw_only=True):
     api_port: int | None = None
 
 
+def _added(parts: list[dict[str, int]]) -> dict[str, int]:
+    """The partitions' counters added up, field by field."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 class Parts:
     """The task store and registry of every partition (index = partition)."""
 
@@ -57,18 +66,10 @@ class Parts:
         self.registries = [SwarmRegistry(scripts, k) for k in self.keys]
 
     async def counts(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for counts in await asyncio.gather(*(s.counts() for s in self.stores)):
-            for k, v in counts.items():
-                total[k] = total.get(k, 0) + v
-        return total
+        return _added(await asyncio.gather(*(s.counts() for s in self.stores)))
 
     async def stats(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for stats in await asyncio.gather(*(s.stats() for s in self.stores)):
-            for k, v in stats.items():
-                total[k] = total.get(k, 0) + v
-        return total
+        return _added(await asyncio.gather(*(s.stats() for s in self.stores)))
 
     async def leaders(self) -> list[LeaderInfo | None]:
         return [(await current_leader(self.scripts, k))[0] for k in self.keys]
