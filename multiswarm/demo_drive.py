@@ -23,6 +23,7 @@ from multiswarm.errors import MultiswarmError
 from multiswarm.launcher import ProcessGroup
 from multiswarm.local_system import spawn_worker
 from multiswarm.messages import LeaderInfo, TaskSpec
+from multiswarm.partition_views import sum_counts
 from multiswarm.partitions import partition_keys
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
@@ -47,15 +48,6 @@ class DemoOptions(msgspec.Struct, kw_only=True):
     api_port: int | None = None
 
 
-def _added(parts: list[dict[str, int]]) -> dict[str, int]:
-    """The partitions' counters added up, field by field."""
-    total: dict[str, int] = {}
-    for part in parts:
-        for k, v in part.items():
-            total[k] = total.get(k, 0) + v
-    return total
-
-
 class Parts:
     """The task store and registry of every partition (index = partition)."""
 
@@ -66,10 +58,10 @@ class Parts:
         self.registries = [SwarmRegistry(scripts, k) for k in self.keys]
 
     async def counts(self) -> dict[str, int]:
-        return _added(await asyncio.gather(*(s.counts() for s in self.stores)))
+        return sum_counts(await asyncio.gather(*(s.counts() for s in self.stores)))
 
     async def stats(self) -> dict[str, int]:
-        return _added(await asyncio.gather(*(s.stats() for s in self.stores)))
+        return sum_counts(await asyncio.gather(*(s.stats() for s in self.stores)))
 
     async def leaders(self) -> list[LeaderInfo | None]:
         return [(await current_leader(self.scripts, k))[0] for k in self.keys]
