@@ -25,13 +25,12 @@ import time
 import uuid
 from typing import Any
 
-from multiswarm.errors import CoordinationError
+from multiswarm.errors import CoordinationError, MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.ops import leadership as ops
 from multiswarm.ops.leadership import Fence
-from multiswarm.ops.script import decode
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
@@ -207,6 +206,9 @@ class SwarmCoordinator:
         #: True when the last dispatch round stopped with work left (call again at once).
         self.more = False
         self.dispatched = 0
+        #: ms until the first delayed task is due, from the last dispatch call (-1: none)
+        self.first_due_ms = -1
+        self._parked: list[str] = []
         #: Assigned tasks put back to ready when their assignment deadline passed.
         self.requeued = 0
 
@@ -229,10 +231,9 @@ class SwarmCoordinator:
         return total
 
     async def _dispatch_call(self, batch: int) -> tuple[int, bool]:
-        parked = decode(
-            await self.scripts.read(lambda: self.scripts.client.hkeys(self.keys.parked_index)),
-            list[str],
-        )
+        # the parked sets come back with each reply (one round trip per call, not two); a set
+        # that appeared since is passed in the next call, which the reply then asks for
+        parked = self._parked
         reply = await ops.dispatch_tasks(
             self.scripts,
             self.keys,
@@ -242,21 +243,34 @@ class SwarmCoordinator:
             scan=4 * min(self.batch_size, DISPATCH_CALL_BATCH),
             assign_timeout_ms=self.assign_timeout_ms,
             heartbeat_timeout_ms=self.heartbeat_timeout_ms,
-            capsets=sorted(parked),
+            capsets=parked,
         )
-        if reply.assigned:
-            per_swarm: dict[str, int] = {}
-            for a in reply.assignments:
-                per_swarm[a.swarm_id] = per_swarm.get(a.swarm_id, 0) + 1
-            for sid, count in per_swarm.items():
-                await self.messenger.publish(
-                    self.keys.ch_tasks,
-                    "task_assignment",
-                    {"swarm": sid, "count": count},
-                    target=sid,
-                )
-            self.dispatched += reply.assigned
-        return reply.assigned, reply.more
+        # the script woke the hosts of each swarm it gave tasks to (multiswarm.wakeups)
+        self._parked = sorted(reply.parked_sets)
+        self.first_due_ms = reply.first_due_ms
+        self.dispatched += reply.assigned
+        return reply.assigned, reply.more or not set(self._parked) <= set(parked)
+
+    def idle_s(self, cap_s: float) -> float:
+        """Seconds the leader may wait for a wake-up after a round with nothing more to do:
+        until the first delayed task (a retry) is due, by the last dispatch call's reply,
+        within ``[0, cap_s]``."""
+        if self.first_due_ms < 0:
+            return cap_s
+        return min(cap_s, self.first_due_ms / 1000)
+
+    async def until_first_due_s(self, zset: str, cap_s: float) -> float:
+        """Seconds until the earliest score (a deadline, ms since the epoch) in ``zset``, within
+        ``[0, cap_s]``; ``cap_s`` when it is empty or cannot be read (the caller's round will
+        say). Redis's clock and ours may differ a little: the cap bounds what that costs."""
+        client = self.scripts.client
+        try:
+            first = await self.scripts.read(lambda: client.zrange(zset, 0, 0, withscores=True))
+        except MultiswarmError:
+            return cap_s
+        if not first:
+            return cap_s
+        return max(0.0, min(cap_s, float(first[0][1]) / 1000 - time.time()))
 
     async def reap_once(self) -> tuple[int, int]:
         """Handle passed deadlines (fenced): expired leases fail their attempt, unclaimed

@@ -39,7 +39,7 @@ Frame = dict[str, Any]
 
 def sharded(client: Client, keys: Keys, channel: str) -> bool:
     """True when ``channel`` is published and subscribed as a sharded channel on ``client``."""
-    return is_cluster(client) and channel not in keys.classic_channels
+    return is_cluster(client) and not keys.is_classic(channel)
 
 
 def _outage(e: BaseException) -> redis.exceptions.ConnectionError:

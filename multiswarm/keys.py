@@ -394,8 +394,27 @@ class Keys:
     def classic_channels(self) -> frozenset[str]:
         """Channels kept on classic pub/sub on a cluster too: the task events, which the task
         scripts PUBLISH (lib/02_tasks.lua); a script may only SPUBLISH a channel of its own slot,
-        the ``{ns}`` slot, and ``<ns>:events`` hashes elsewhere."""
+        the ``{ns}`` slot, and ``<ns>:events`` hashes elsewhere. The wake-up channels
+        (:meth:`is_classic`) are classic too."""
         return frozenset({self.ch_events})
+
+    def is_classic(self, channel: str) -> bool:
+        """True for a channel on classic pub/sub on a cluster too: :attr:`classic_channels`
+        and the wake-ups the task scripts PUBLISH (:attr:`wake_leader`, :meth:`wake_swarm`),
+        which carry no message, only the fact that there is something to look at."""
+        return channel in self.classic_channels or channel.startswith(f"{self._g}:wake:")
+
+    # Wake-ups (decision 50): the task scripts PUBLISH an empty message on these as they make
+    # work (submit, finish: the leader's; dispatch: each swarm's). Their names carry the
+    # partition's hash tag, and lib/01_common.lua wake_channel builds the same names.
+    @property
+    def wake_leader(self) -> str:
+        """Channel that wakes this partition's leader: tasks submitted or slots freed."""
+        return f"{self._g}:wake:leader"
+
+    def wake_swarm(self, swarm_id: str) -> str:
+        """Channel that wakes the claim loops of ``swarm_id``: tasks assigned to it."""
+        return f"{self._g}:wake:swarm:{check_id(swarm_id, 'swarm id')}"
 
     def ch_swarm(self, swarm_id: str) -> str:
         return f"{self.ns}:{check_id(swarm_id, 'swarm id')}"

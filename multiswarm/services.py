@@ -22,6 +22,7 @@ from multiswarm.messenger import SwarmMessenger
 from multiswarm.recovery import SwarmRecovery
 from multiswarm.registry import SwarmRegistry, housekeeping
 from multiswarm.state import SwarmStateManager
+from multiswarm.wakeups import wake_on
 
 log = logging.getLogger(__name__)
 
@@ -165,20 +166,6 @@ DISPATCH_SAFETY_S = 2.0
 REAP_SAFETY_S = 2.0
 
 
-async def _until_first_due_s(coordinator: SwarmCoordinator, zset: str, cap_s: float) -> float:
-    """Seconds until the earliest score (a deadline, ms since the epoch) in ``zset``, within
-    ``[0, cap_s]``; ``cap_s`` when it is empty or cannot be read (the caller's round will say).
-    Redis's clock and ours may differ a little: the cap bounds what that costs."""
-    client = coordinator.scripts.client
-    try:
-        first = await coordinator.scripts.read(lambda: client.zrange(zset, 0, 0, withscores=True))
-    except MultiswarmError:
-        return cap_s
-    if not first:
-        return cap_s
-    return max(0.0, min(cap_s, float(first[0][1]) / 1000 - time.time()))
-
-
 async def run_coordinator(coordinator: SwarmCoordinator, stop: asyncio.Event) -> None:
     """Coordinator process: contend for leadership, lead, and on ``stop`` hand leadership over
     at once (:class:`CoordinatorProcess`).
@@ -255,13 +242,20 @@ class CoordinatorProcess:
         AlreadyExists
             Another live process leads under this coordinator's id: this one must not run.
         """
-        loops = [asyncio.create_task(self._elect(stop)), asyncio.create_task(self._reap(stop))]
+        # submissions and finished attempts wake the leader from their scripts (wake_on)
+        wake = {self.c.keys.wake_leader: self.wake}
+        loops = [
+            self._elect(stop),
+            self._reap(stop),
+            wake_on(self.c.scripts.client, self.c.keys, wake),
+        ]
         if self.quota is None:  # else the process listens once for all its partitions
-            loops.append(asyncio.create_task(self._listen()))
+            loops.append(self._listen())
+        tasks = [asyncio.create_task(loop) for loop in loops]
         try:
             await self._lead(stop)
         finally:
-            await cancel_all(tuple(loops))
+            await cancel_all(tuple(tasks))
             if self.c.election.is_leader:
                 await self.release()
         if self.refused is not None:
@@ -380,9 +374,8 @@ class CoordinatorProcess:
                 await asyncio.sleep(0.2)
                 continue
             if assigned < self.c.batch_size and not self.c.more:
-                wait_s = await _until_first_due_s(
-                    self.c, self.c.keys.task_keys.delayed, DISPATCH_SAFETY_S
-                )
+                # the round's last call said when the first retry is due
+                wait_s = self.c.idle_s(DISPATCH_SAFETY_S)
                 await _wait_any(stop, self.wake, timeout=max(wait_s, 0.05))
 
     async def _reap(self, stop: asyncio.Event) -> None:
@@ -415,7 +408,7 @@ class CoordinatorProcess:
                     log.warning("reaping failed: %s", e)
             wait_s = self.c.reap_interval_s
             if self.c.election.is_leader:
-                wait_s = await _until_first_due_s(self.c, self.c.keys.leases, REAP_SAFETY_S)
+                wait_s = await self.c.until_first_due_s(self.c.keys.leases, REAP_SAFETY_S)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.05))
 

@@ -163,9 +163,7 @@ class TaskStore:
             statuses = await ops.submit_tasks(self.scripts, self.keys, encoded)
             for (spec, _), status in zip(chunk, statuses):
                 out[spec.id] = status
-        if "ready" in out.values():
-            # wakes the leader at once; its 0.2 s round is only the safety net
-            await self.notices.publish(self.keys.ch_tasks, "task_submitted", {"count": len(out)})
+        # submit_tasks.lua woke the leader when a task is ready (multiswarm.wakeups)
         return out
 
     async def cancel(self, task_id: str, reason: str = "cancelled by operator") -> str:

@@ -57,6 +57,7 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
+from multiswarm.wakeups import wake_on
 from multiswarm.worker_liveness import HeldTask, WorkerLiveness, log_run
 from multiswarm.worker_metrics import WorkerMetrics
 from multiswarm.worker_outcomes import GroupCommit
@@ -146,7 +147,7 @@ class Worker(WorkerLiveness):
         self.keys = Keys(settings.namespace, partition, settings.partitions)
         self.scripts = Scripts.for_settings(self.client, settings)
         self.tasks = TaskStore(self.scripts, self.keys)
-        self.outcomes = GroupCommit(self.tasks, self.id, self._recorded)
+        self.outcomes = GroupCommit(self.tasks, self.id)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
         self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)
@@ -254,6 +255,10 @@ class Worker(WorkerLiveness):
             "progress loop": self._progress(drained),
             "supervision loop": self._supervise(drained),
             "listen loop": self._listen(),
+            # assignments wake the claim loops from dispatch_tasks.lua (multiswarm.wakeups)
+            "wake-up loop": wake_on(
+                self.client, self.keys, {self.keys.wake_swarm(s): w for s, w in self.wake.items()}
+            ),
             "claim safety net": self._claim_safety_net(stop),
         }
         tasks = []

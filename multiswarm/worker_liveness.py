@@ -146,12 +146,10 @@ class WorkerLiveness(WorkerMembers):
             await _wait(stop, period - (time.monotonic() - started))
 
     async def _listen(self) -> None:
-        """Notifications on the tasks channel: assignments wake a claim loop, a cancel stops
-        its running handler, a scale changes a swarm's members."""
+        """Notifications on the tasks channel: a cancel stops its running handler, a scale
+        changes a swarm's members (assignments wake the claim loops: multiswarm.wakeups)."""
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
-            if env.type == "task_assignment" and env.target in self.wake:
-                self.wake[env.target].set()
-            elif env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
+            if env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
                 await self._stop_if_cancelled(env.payload["task"])
             elif env.type == "swarm_scaled" and env.target in self.placement:
                 try:
@@ -215,15 +213,6 @@ class WorkerLiveness(WorkerMembers):
         else:
             self.failed += 1
             log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
-
-    async def _recorded(self, outcomes: list[Outcome], replies: list[str]) -> None:
-        # one notice per batch wakes the leader: slots are free (and retries may be due)
-        failed = sum(o.kind != "ok" for o in outcomes)
-        await self.messenger.publish(
-            self.keys.ch_tasks,
-            "task_failed" if failed else "task_completed",
-            {"count": len(outcomes), "failed": failed},
-        )
 
     def _renew_tick_s(self) -> float:
         """How often the renewal loop looks for due leases: often enough for the shortest

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: bench's no-op tasks), so a full call holds Redis for well under 10 ms.
 MAX_BATCH = 128
 
-#: Called after each recorded batch with its outcomes and replies (the worker wakes the leader).
+#: Called after each recorded batch with its outcomes and replies.
 AfterBatch = Callable[[list[Outcome], list[str]], Awaitable[None]]
 
 
@@ -40,10 +40,11 @@ class GroupCommit:
     worker_id:
         Named on each completion in the completions stream.
     after:
-        Awaited after each batch that was recorded (not after one that failed).
+        Awaited after each batch that was recorded (not after one that failed); None: nothing.
+        (finish_tasks.lua itself wakes the leader: multiswarm.wakeups.)
     """
 
-    def __init__(self, tasks: TaskStore, worker_id: str, after: AfterBatch) -> None:
+    def __init__(self, tasks: TaskStore, worker_id: str, after: AfterBatch | None = None) -> None:
         self.tasks = tasks
         self.worker_id = worker_id
         self.after = after
@@ -95,6 +96,8 @@ class GroupCommit:
             for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     future.set_result(reply)
+            if self.after is None:
+                continue
             try:
                 await self.after(outcomes, replies)
             except Exception:

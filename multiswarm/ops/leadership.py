@@ -36,13 +36,18 @@ class Assignment(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Dispatched(msgspec.Struct, array_like=True, frozen=True):
-    """dispatch_tasks' reply; ``more`` when calling again at once would do more."""
+    """dispatch_tasks' reply; ``more`` when calling again at once would do more;
+    ``parked_sets`` the parked index's fields after the call (what to pass next time);
+    ``first_due_ms`` ms until the first delayed task is due (-1: none; the two trail, so a reply
+    recorded by an older version still decodes)."""
 
     assigned: int
     promoted: int
     parked: int
     more: bool
     assignments: list[Assignment]
+    parked_sets: list[str] = []
+    first_due_ms: int = -1
 
 
 class Reaped(msgspec.Struct, array_like=True, frozen=True):

@@ -40,9 +40,13 @@
 -- in ready, in order, with no reason (all swarms are busy: plain queueing). A task of a set
 -- whose parked zset was not passed stays in ready, the set enters the index, and the reply
 -- asks for another call.
--- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}};
+-- Each swarm given tasks is woken: an empty PUBLISH on its wake channel (lib/01_common.lua wake).
+-- returns {assigned, promoted, parked, more, {{swarm_id, task_id}, ...}, {parked set, ...},
+--   ms until the first delayed task is due (-1: none)};
 --   more = 1 when calling again at once would do more (work or time bound reached, new set,
---   dependents of ended tasks still to release: each call releases a bounded number)
+--   dependents of ended tasks still to release: each call releases a bounded number); the
+--   parked sets are the parked index's fields after this call: the caller passes them next time
+--   instead of reading the index first
 local n = load_task_keys()
 local cursor_key, leader_key, parked_index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
 local epoch, holder, instance, strategy = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -413,5 +417,15 @@ if (not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped) or unpa
   more = 1
 end
 if strategy == 'round_robin' and cursor ~= '' then redis.call('SET', cursor_key, cursor) end
+local woken = {}
+for _, a in ipairs(out[5]) do
+  if not woken[a[1]] then
+    woken[a[1]] = true
+    wake(TK.tasks, 'swarm:' .. a[1])
+  end
+end
 out[1], out[3], out[4] = assigned, parked, more
+out[6] = redis.call('HKEYS', parked_index)
+local due = redis.call('ZRANGE', TK.delayed, 0, 0, 'WITHSCORES')
+out[7] = due[2] and math.max(0, tonumber(due[2]) - now_ms()) or -1
 return out

@@ -9,6 +9,7 @@
 --     queued or running.
 --   kind 'error' | 'permanent': data is the error text; a permanent failure (bad handler,
 --     undecodable payload) is not retried.
+-- Wakes the partition's leader when an attempt ended (lib/01_common.lua wake).
 -- returns one outcome per quadruple, in order; a problem with one task never stops the others (a
 -- script's writes are not rolled back on an error reply, so none is raised midway):
 --   ok:    'completed' | 'duplicate' (already completed: nothing written) |
@@ -42,6 +43,7 @@ local function complete(task, token, result)
 end
 
 local out = {}
+local freed = false
 for i = 3, #ARGV - 3, 4 do
   local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local task = get_task(id)
@@ -54,5 +56,8 @@ for i = 3, #ARGV - 3, 4 do
   else
     out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(), now)
   end
+  if out[#out] == 'completed' or out[#out] == 'retry' or out[#out] == 'dead' then freed = true end
 end
+-- a slot freed (dependents may be ready, a retry is due later): the leader looks at once
+if freed then wake(TK.tasks, 'leader') end
 return out

@@ -12,6 +12,7 @@
 -- unfinished. A
 -- result_ttl_ms below stats 'min_result_ttl_ms' lowers it (the prune sweep's horizon).
 -- Dependencies must already exist or come earlier in the batch, so the graph is acyclic.
+-- Wakes the partition's leader when a task is ready (lib/01_common.lua wake).
 -- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
 --   before: idempotent); errors BAD_REQUEST, ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
 load_task_keys()
@@ -44,6 +45,7 @@ end
 
 local now = now_ms()
 local out = {}
+local any_ready = false
 -- A dependency submitted before this call cannot change status during it: its status is read
 -- (decoded) once, however many tasks of the batch depend on it (a fan-out of 500 per call).
 local known = {}
@@ -102,6 +104,9 @@ for i, spec in ipairs(specs) do
     end
     put_task(task, now)
     out[i] = task.status
+    if task.status == 'ready' then any_ready = true end
   end
 end
+-- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
+if any_ready then wake(TK.tasks, 'leader') end
 return out

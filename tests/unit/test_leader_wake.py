@@ -6,9 +6,6 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-import pytest
-
-from multiswarm import services
 from multiswarm.services import CoordinatorProcess
 
 
@@ -25,20 +22,17 @@ class _Leader:
         self.rounds = 0
         self.during_round = during_round
 
+    def idle_s(self, cap_s: float) -> float:
+        # without the wake-up the leader would wait for its safety net: make that an hour
+        return 3600.0
+
     async def dispatch_once(self) -> int:
         self.rounds += 1
         await self.during_round(self.rounds)
         return 0
 
 
-async def test_a_submission_heard_during_a_round_starts_another_round(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # without the notice the leader would wait for its safety net: make that an hour
-    async def far(*_args: Any) -> float:
-        return 3600.0
-
-    monkeypatch.setattr(services, "_until_first_due_s", far)
+async def test_a_submission_heard_during_a_round_starts_another_round() -> None:
     stop = asyncio.Event()
 
     async def during_round(n: int) -> None:

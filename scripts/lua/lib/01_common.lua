@@ -44,6 +44,13 @@ local function covers(have, need)
   return true
 end
 
+-- Wake-ups (multiswarm/wakeups.py, decision 50): an empty PUBLISH on '{tag}:wake:<what>', where
+-- {tag} is the hash tag of `key` (any key of the calling script's partition; multiswarm/keys.py
+-- Keys.wake_leader and Keys.wake_swarm build the same names). Classic PUBLISH on a cluster too.
+local function wake(key, what)
+  redis.call('PUBLISH', string.match(key, '^({[^}]*})') .. ':wake:' .. what, '')
+end
+
 local function hget_json(key, field)
   local raw = redis.call('HGET', key, field)
   if not raw then return nil end

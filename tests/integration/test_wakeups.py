@@ -1,0 +1,86 @@
+"""Wake-ups published by the task scripts themselves (multiswarm.wakeups, decision 50).
+
+Submitting a ready task and finishing an attempt wake the partition's leader; a dispatch call
+wakes each swarm it assigned tasks to, and only those. The subscriber sets its events on each
+message and again after a resubscription (a restarted server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from multiswarm.config import Settings
+from multiswarm.connection import Client, connect
+from multiswarm.keys import Keys
+from multiswarm.redis_server import RedisServer
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.wakeups import wake_on
+
+from .helpers import host, leader
+
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+async def _heard(client: Client, channels: list[str], act: object) -> list[str]:
+    """Channels among ``channels`` that got a message while ``act`` (a coroutine) ran."""
+    pubsub = client.pubsub()
+    await pubsub.subscribe(*channels)
+    for _ in channels:  # the subscribe confirmations
+        await pubsub.get_message(timeout=5)
+    await act  # type: ignore[misc]
+    got: list[str] = []
+    while (msg := await pubsub.get_message(timeout=0.5)) is not None:
+        if msg["type"] == "message":
+            got.append(msg["channel"].decode())
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    return got
+
+
+async def test_submit_dispatch_and_finish_wake_the_right_loops(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", ["x"]), ("b", ["y"]))
+    coord = await leader(scripts, keys)
+    lead, a, b = keys.wake_leader, keys.wake_swarm("a"), keys.wake_swarm("b")
+    watched = [lead, a, b]
+    # a task waiting on a dependency is not ready: nothing for the leader yet
+    first = task_spec(NOOP, id="t1", capabilities=["x"])
+    later = task_spec(NOOP, id="t2", capabilities=["x"], depends_on=["t1"])
+    assert await _heard(client, watched, store.submit([(first, None)])) == [lead]
+    assert await _heard(client, watched, store.submit([(later, None)])) == []
+    # dispatch wakes only the swarm it gave work to
+    assert await _heard(client, watched, coord.dispatch_once()) == [a]
+    (claimed,) = await store.claim("a", "w1", 5)
+    # the completion frees a slot and makes t2 ready: the leader looks again
+    assert await _heard(client, watched, store.complete("t1", claimed.token, "w1", None)) == [lead]
+    assert await _heard(client, watched, coord.dispatch_once()) == [a]
+
+
+async def test_subscriber_sets_events_on_messages_and_after_a_restart(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    settings = Settings(redis_url=own_redis.url, redis_url_explicit=True, namespace=namespace)
+    keys = Keys(namespace)
+    client = connect(settings)
+    woken = asyncio.Event()
+    waiter = asyncio.create_task(wake_on(client, keys, {keys.wake_leader: woken}))
+    try:
+        await asyncio.wait_for(woken.wait(), 10)  # the subscription itself: look once
+        woken.clear()
+        publisher = connect(settings)
+        await publisher.publish(keys.wake_leader, "")
+        await asyncio.wait_for(woken.wait(), 10)
+        woken.clear()
+        # a restart drops the subscription; what was published meanwhile is lost, so the
+        # resubscription wakes the loop once in case
+        own_redis.restart()
+        await asyncio.wait_for(woken.wait(), 30)
+        await publisher.aclose()
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        await client.aclose()
