@@ -39,7 +39,6 @@ from multiswarm.errors import (
     MultiswarmError,
     NotFound,
     WorkerFailed,
-    WorkerUnknown,
 )
 from multiswarm.handlers import import_handlers
 from multiswarm.keys import Keys
@@ -58,14 +57,15 @@ from multiswarm.state import SwarmStateManager
 from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
 from multiswarm.wakeups import wake_on
-from multiswarm.worker_liveness import HeldTask, WorkerLiveness, log_run
+from multiswarm.worker_claims import WorkerClaims
+from multiswarm.worker_liveness import HeldTask, log_run
 from multiswarm.worker_metrics import WorkerMetrics
 from multiswarm.worker_outcomes import GroupCommit
 
 log = logging.getLogger(__name__)
 
 
-class Worker(WorkerLiveness):
+class Worker(WorkerClaims):
     """One worker process.
 
     Parameters
@@ -184,6 +184,8 @@ class Worker(WorkerLiveness):
         self._member_seq = 0
         self.held: dict[str, HeldTask] = {}
         self.wake: dict[str, asyncio.Event] = {}
+        #: per swarm, claimed tasks waiting for a free agent slot (the prefetch window)
+        self.prefetched: dict[str, collections.deque[Claimed]] = {}
         self.completed = 0
         self.failed = 0
         #: per swarm, the last ids this worker completed (recovery plans report them)
@@ -297,6 +299,7 @@ class Worker(WorkerLiveness):
             )
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
+            self.prefetched[spec.id] = collections.deque()
             self.recent[spec.id] = collections.deque(maxlen=100)
         # load the kernels (while the agents start) before registering: loading Numba's cache
         # holds the GIL for long stretches, so done beside held tasks it starves their lease
@@ -307,46 +310,6 @@ class Worker(WorkerLiveness):
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
-
-    async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
-        wake = self.wake[swarm_id]
-        swarm = self.placement[swarm_id]
-        while not stop.is_set():
-            wake.clear()  # before looking: a wake-up from now on means look again
-            free = swarm.placeable()
-            claimed: list[Claimed] = []
-            if free:
-                try:
-                    claimed = await self.tasks.claim(swarm_id, self.id, free)
-                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
-                except WorkerUnknown:
-                    await self._rejoin()
-                    await asyncio.sleep(0.1)
-                    continue
-                except MultiswarmError as e:
-                    log.warning("claim failed: %s", e)
-                    await asyncio.sleep(0.5)
-                    continue
-            unplaced: dict[str, str] = {}
-            for c, pick in zip(claimed, swarm.place_claimed(claimed) if claimed else []):
-                if pick < 0:
-                    unplaced[c.id] = c.token
-                    continue
-                self.held[c.id] = HeldTask(c, swarm_id)
-                t = self._spawn(self._execute(swarm_id, pick, c), f"run of task {c.id}")
-                self._running.add(t)
-                t.add_done_callback(self._running.discard)
-            if unplaced:  # no healthy agent after all: hand back, attempt not counted
-                try:
-                    await self.tasks.release(unplaced)
-                except MultiswarmError as e:
-                    log.warning(
-                        "could not hand back %s (their leases will expire): %s", list(unplaced), e
-                    )
-            if not claimed:
-                # woken by an assignment, a finished run, or the worker's one safety net; on
-                # stop, shutdown cancels this loop
-                await wake.wait()
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         swarm = self.placement[swarm_id]

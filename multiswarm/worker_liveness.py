@@ -59,6 +59,8 @@ class WorkerLiveness(WorkerMembers):
     outcomes: GroupCommit
     state: SwarmStateManager
     held: dict[str, HeldTask]
+    #: per swarm, claimed tasks waiting for a free agent slot (multiswarm.worker_claims)
+    prefetched: dict[str, collections.deque[Claimed]]
     completed: int
     failed: int
     recent: dict[str, collections.deque[str]]
@@ -78,6 +80,9 @@ class WorkerLiveness(WorkerMembers):
         running."""
         run = self._handlers.get(task_id)
         if run is None or run.done():
+            held = self.held.get(task_id)
+            if held is not None and held.claimed in self.prefetched.get(held.swarm, ()):
+                del self.held[task_id]  # prefetched, not started: its claim loop drops it
             return False
         self._stopped.add(task_id)
         run.cancel()
@@ -160,7 +165,8 @@ class WorkerLiveness(WorkerMembers):
 
     async def _claim_safety_net(self, stop: asyncio.Event) -> None:
         """Wake every claim loop when some hosted swarm's queue holds tasks (one ``EXISTS``
-        over all queues: an empty queue is no key), every :data:`CLAIM_SAFETY_S`."""
+        over all queues: an empty queue is no key) or tasks wait prefetched (for an agent being
+        restarted), every :data:`CLAIM_SAFETY_S`."""
         queues = [self.keys.queue(sid) for sid in self.wake]
         while not stop.is_set():
             await _wait(stop, CLAIM_SAFETY_S)
@@ -169,7 +175,8 @@ class WorkerLiveness(WorkerMembers):
             except MultiswarmError as e:
                 log.warning("could not look at the queues: %s", e)
                 continue
-            if queued:
+            # prefetched tasks wait for an agent being restarted: look once it may be back
+            if queued or any(self.prefetched.values()):
                 for wake in self.wake.values():
                     wake.set()
 

@@ -1,0 +1,98 @@
+"""A worker's claim loops: one per hosted swarm, with a prefetch window (mixin of ``Worker``).
+
+Each loop claims tasks of its swarm as its agents' slots free (``claim_tasks.lua``), places them
+on agents with the scheduling kernel and starts their runs. Claimed tasks may wait in a prefetch
+window until a slot frees, leased and renewed like running ones (they are in ``held``) and handed
+back on shutdown, so a freed slot starts the next task without a round trip and, under load,
+claims come in batches rather than one per freed slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+from multiswarm.errors import MultiswarmError, WorkerUnknown
+from multiswarm.tasks import Claimed
+from multiswarm.worker_liveness import HeldTask, WorkerLiveness
+from multiswarm.worker_metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+#: Claimed tasks a claim loop may hold waiting for a free slot, per agent slot of its swarm
+#: (Dramatiq prefetches 2 per worker thread, Celery 4 per process by default): a slot that frees
+#: starts the next task without a round trip, and claims come in batches under load. The
+#: swarm's capacity (2 x slots) bounds it too: the leader assigns no more.
+PREFETCH_PER_SLOT = 1
+
+
+class WorkerClaims(WorkerLiveness):
+    """The claim loops (mixin of ``Worker``, which runs one per swarm)."""
+
+    metrics: WorkerMetrics
+    prefetched: dict[str, collections.deque[Claimed]]
+
+    async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
+        """Run claimed task ``c`` on agent ``index`` of ``swarm_id`` (``Worker`` implements it)."""
+        raise NotImplementedError
+
+    async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
+        """Claim tasks of ``swarm_id`` as agents' slots free, with a prefetch window (module
+        docstring, :data:`PREFETCH_PER_SLOT`): claimed tasks wait in ``prefetched`` until a slot
+        frees, leased and renewed like running ones, and handed back on shutdown."""
+        wake = self.wake[swarm_id]
+        swarm = self.placement[swarm_id]
+        prefetched = self.prefetched[swarm_id]
+        while not stop.is_set():
+            wake.clear()  # before looking: a wake-up from now on means look again
+            free = swarm.placeable()
+            # only usable agents count: tasks prefetched for agents being restarted would wait
+            # here while another worker could run them
+            usable = sum(1 for i in range(len(swarm.agents)) if swarm.usable(i))
+            window = PREFETCH_PER_SLOT * usable * swarm.concurrency
+            want = free + window - len(prefetched)
+            claimed: list[Claimed] = []
+            # claim when a slot would idle, or half the window is empty: under load claims
+            # come in batches instead of one per freed slot
+            if want > 0 and (len(prefetched) < free or 2 * want >= window):
+                try:
+                    claimed = await self.tasks.claim(swarm_id, self.id, want)
+                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
+                except WorkerUnknown:
+                    await self._rejoin()
+                    await asyncio.sleep(0.1)
+                    continue
+                except MultiswarmError as e:
+                    log.warning("claim failed: %s", e)
+                    await asyncio.sleep(0.5)
+                    continue
+            for c in claimed:
+                self.held[c.id] = HeldTask(c, swarm_id)
+                prefetched.append(c)
+            # a prefetched task whose lease was lost or that was cancelled left `held`
+            ready: list[Claimed] = []
+            while prefetched and len(ready) < free:
+                c = prefetched.popleft()
+                if c.id in self.held:
+                    ready.append(c)
+            unplaced: dict[str, str] = {}
+            for c, pick in zip(ready, swarm.place_claimed(ready) if ready else []):
+                if pick < 0:
+                    self.held.pop(c.id, None)
+                    unplaced[c.id] = c.token
+                    continue
+                t = self._spawn(self._execute(swarm_id, pick, c), f"run of task {c.id}")
+                self._running.add(t)
+                t.add_done_callback(self._running.discard)
+            if unplaced:  # no healthy agent after all: hand back, attempt not counted
+                try:
+                    await self.tasks.release(unplaced)
+                except MultiswarmError as e:
+                    log.warning(
+                        "could not hand back %s (their leases will expire): %s", list(unplaced), e
+                    )
+            if not claimed:
+                # woken by an assignment, a finished run, or the worker's one safety net; on
+                # stop, shutdown cancels this loop
+                await wake.wait()
