@@ -92,7 +92,8 @@ class WorkerClaims(WorkerLiveness):
                     log.warning(
                         "could not hand back %s (their leases will expire): %s", list(unplaced), e
                     )
-            if not claimed:
-                # woken by an assignment, a finished run, or the worker's one safety net; on
-                # stop, shutdown cancels this loop
+            if len(claimed) < max(want, 1):
+                # nothing asked, or the queue ran dry (a claim takes what it asks for while
+                # there is any): wait to be woken by an assignment, a finished run, or the
+                # worker's one safety net; on stop, shutdown cancels this loop
                 await wake.wait()
