@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from multiswarm.agent_pipe import Outbox, receive
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -64,19 +65,40 @@ STOP_GRACE_S = 2.0
 INLINE_SEND_BYTES = 2048
 
 
+#: What a run's future holds once its timeout passed (no reply is this object).
+_EXPIRED: tuple[str, Any] = ("expired", None)
+
+
+def _expire(future: asyncio.Future[tuple[str, Any]]) -> None:
+    if not future.done():
+        future.set_result(_EXPIRED)
+
+
 class _Channel:
     """The pipe to one agent process and the runs waiting for its replies.
 
-    A reader thread receives every reply and hands it to the event loop, which resolves the
-    run's future; when the pipe ends, each run still waiting gets ``lost`` if the worker killed
-    the process on purpose (``killed``), else ``error`` (the process died under it)."""
+    Messages go out through an :class:`~multiswarm.agent_pipe.Outbox`: those posted in one
+    turn of the event loop leave in one write. A reader thread receives the replies and hands
+    the loop whatever arrived since its last hand-over in one call, which resolves each run's
+    future; when the pipe ends, each run still waiting gets ``lost`` if the worker killed the
+    process on purpose (``killed``), else ``error`` (the process died under it).
+
+    A run whose future was cancelled or expired may still wait for its reply (to a stop): the
+    reply then lands in a new future, :meth:`waiter`."""
 
     def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.proc, self.conn = proc, conn
+        self.out = Outbox(conn)
         self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
-        self.send_lock = threading.Lock()
         self.reader: threading.Thread | None = None
         self.killed = ""
+        #: the reader saw the pipe end: the process is gone (or going)
+        self.ended = False
+        #: what every run waiting from now on gets, once the pipe ended
+        self.end_reply: tuple[str, Any] | None = None
+        self._flushing = False
+        self._inbox: list[tuple[str, str, Any]] = []
+        self._inbox_lock = threading.Lock()
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.reader is None:
@@ -88,40 +110,71 @@ class _Channel:
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             while True:
-                loop.call_soon_threadsafe(self._deliver, self.conn.recv())
+                batch = receive(self.conn)
+                with self._inbox_lock:
+                    # the loop has not taken the previous replies yet: they go together
+                    wake = not self._inbox
+                    self._inbox.extend(batch)
+                if wake:
+                    loop.call_soon_threadsafe(self._deliver)
         except (EOFError, OSError, TypeError):  # TypeError: closed under us
             pass
         except RuntimeError:  # the loop closed first: nobody waits any more
             return
+        self.ended = True
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self.end_runs)
 
-    def _deliver(self, reply: tuple[str, str, Any]) -> None:
-        future = self.pending.get(reply[0])
-        if future is not None and not future.done():
-            future.set_result((reply[1], reply[2]))
+    def _deliver(self) -> None:
+        with self._inbox_lock:
+            replies, self._inbox = self._inbox, []
+        for task_id, kind, data in replies:
+            self._resolve(task_id, (kind, data))
+
+    def _resolve(self, task_id: str, reply: tuple[str, Any]) -> None:
+        future = self.pending.get(task_id)
+        if future is None:
+            return
+        if future.done():
+            if not future.cancelled() and future.result() is not _EXPIRED:
+                return  # it has its reply
+            future = self.pending[task_id] = future.get_loop().create_future()
+        future.set_result(reply)
+
+    def waiter(self, task_id: str) -> asyncio.Future[tuple[str, Any]]:
+        """The future the reply of ``task_id`` lands in from now on."""
+        future = self.pending.get(task_id)
+        if future is not None and not (
+            future.done() and (future.cancelled() or future.result() is _EXPIRED)
+        ):
+            return future
+        future = self.pending[task_id] = asyncio.get_running_loop().create_future()
+        if self.end_reply is not None:
+            future.set_result(self.end_reply)
+        return future
 
     def end_runs(self) -> None:
-        for future in self.pending.values():
-            if not future.done():
-                if self.killed:
-                    future.set_result(("lost", self.killed))
-                else:
-                    future.set_result(("error", f"agent {self.proc.name} process died"))
+        if self.killed:
+            self.end_reply = ("lost", self.killed)
+        else:
+            self.end_reply = ("error", f"agent {self.proc.name} process died")
+        for task_id in list(self.pending):
+            self._resolve(task_id, self.end_reply)
 
-    def send_now(self, msg: Any) -> bool:
-        """Send ``msg`` from this thread unless a threaded send holds the pipe."""
-        if not self.send_lock.acquire(blocking=False):
-            return False
+    def post(self, msg: Any) -> None:
+        """Send ``msg`` (small) at the end of this turn of the event loop, with the others."""
+        self.out.queue.append(msg)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
         try:
-            self.conn.send(msg)
-        finally:
-            self.send_lock.release()
-        return True
-
-    def send_locked(self, msg: Any) -> None:
-        with self.send_lock:
-            self.conn.send(msg)
+            self.out.flush()
+        except (EOFError, OSError) as e:
+            # the process died: the reader sees the pipe end and fails the runs it held
+            log.debug("agent %s: pipe write failed: %r", self.proc.name, e)
 
 
 class AgentProcess:
@@ -217,53 +270,62 @@ class AgentProcess:
             cooperatively or, after :data:`STOP_GRACE_S`, with the process.
         """
         ch = self._channel
-        if ch is None or not ch.proc.is_alive():
+        # a dead process ends its pipe: once the reader runs, its end is the liveness check
+        if ch is None or ch.ended or (ch.reader is None and not ch.proc.is_alive()):
             return ("error", f"agent {self.agent_id} is not running")
         loop = asyncio.get_running_loop()
         ch.listen(loop)
         future: asyncio.Future[tuple[str, Any]] = loop.create_future()
         ch.pending[task_id] = future
+        timer: asyncio.TimerHandle | None = None
         try:
-            msg = ("run", task_id, attempt, handler, payload, dict(deps))
-            size = sum(len(d) for d in (payload, *deps.values()) if isinstance(d, bytes))
-            if size > INLINE_SEND_BYTES or not ch.send_now(msg):
-                await self._in_thread(ch, ch.send_locked, msg)
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
-            if reply[0] == "ok":
-                self.consecutive_failures = 0
-            elif reply[0] == "error":
+            try:
+                msg = ("run", task_id, attempt, handler, payload, dict(deps))
+                size = sum(len(d) for d in (payload, *deps.values()) if isinstance(d, bytes))
+                if size > INLINE_SEND_BYTES:
+                    await self._in_thread(ch, ch.out.post_waiting, msg)
+                else:
+                    ch.post(msg)
+                # a timer that resolves the future, rather than wait_for: no task per run
+                timer = loop.call_later(timeout_s, _expire, future)
+                reply = await future
+            except asyncio.CancelledError:
+                # the task was cancelled (or the worker is shutting down): stop the handler
+                await self._stop(ch, task_id)
+                raise
+            except (EOFError, OSError) as e:  # the threaded send broke
                 self.failures += 1
                 self.consecutive_failures += 1
-            return reply
-        except asyncio.CancelledError:
-            # the task was cancelled (or the worker is shutting down): stop the handler
-            await self._stop(ch, task_id, future)
-            raise
-        except asyncio.TimeoutError:
+                await self.kill(f"the pipe of task {task_id} broke")
+                return ("error", f"agent {self.agent_id} process died: {e!r}")
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if reply is not _EXPIRED:
+                if reply[0] == "ok":
+                    self.consecutive_failures = 0
+                elif reply[0] == "error":
+                    self.failures += 1
+                    self.consecutive_failures += 1
+                return reply
             self.failures += 1
             self.consecutive_failures += 1
             # a single-task agent's handler cannot be interrupted reliably: its process goes
             # (the supervisor restarts it); a concurrent one is asked first, for the others
-            stopped = self.concurrency > 1 and await self._stop(ch, task_id, future)
+            stopped = self.concurrency > 1 and await self._stop(ch, task_id)
             if not stopped:
                 await self.kill(f"task {task_id} timed out")
             how = "stopped" if stopped else f"agent {self.agent_id} killed"
             return ("error", f"timed out after {timeout_s:.1f} s ({how})")
-        except (EOFError, OSError, BrokenPipeError) as e:
-            self.failures += 1
-            self.consecutive_failures += 1
-            await self.kill(f"the pipe of task {task_id} broke")
-            return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
             ch.pending.pop(task_id, None)
 
-    async def _stop(
-        self, ch: _Channel, task_id: str, future: asyncio.Future[tuple[str, Any]]
-    ) -> bool:
+    async def _stop(self, ch: _Channel, task_id: str) -> bool:
         """Stop the handler of ``task_id``: cooperatively first (it gets :class:`TaskStopped`
         or a cancellation, and the agent stays up), then, if it has not answered within
         :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it; the agent's
         other runs end ``lost``). True if it stopped cooperatively (or had already ended)."""
+        future = ch.waiter(task_id)
         if future.done():
             return True
         if not ch.proc.is_alive() or ch.proc.pid is None:
@@ -272,8 +334,7 @@ class AgentProcess:
             if self.concurrency == 1:
                 reply = await _signal_stop(ch.proc.pid, future)
             else:
-                if not ch.send_now(("stop", task_id)):
-                    await asyncio.to_thread(ch.send_locked, ("stop", task_id))
+                ch.post(("stop", task_id))
                 reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
             log.info("agent %s stopped the handler of %s (%s)", self.agent_id, task_id, reply[0])
             return reply[0] != "lost"
@@ -343,7 +404,7 @@ class AgentProcess:
         ch = self._channel
         if ch is not None and ch.proc.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
-                ch.send_locked(None)
+                ch.out.post(None)  # the pipe busy: its holder sends it
             await _exited(ch.proc, timeout_s)
         await self.kill("stopped")
 
