@@ -8,6 +8,7 @@ the others queued meanwhile, so no thread waits for another's write unless it ch
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 from collections import deque
@@ -18,10 +19,41 @@ from typing import Any
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def receive(conn: Connection) -> list[Any]:
-    """The next batch of messages. Raises EOFError, OSError when the pipe ends."""
-    batch: list[Any] = pickle.loads(conn.recv_bytes())
-    return batch
+#: Most bytes one read takes from the pipe (below malloc's mmap threshold: no mmap per read).
+READ_BYTES = 65536
+
+
+class Frames:
+    """The messages read from the pipe ``fd``, in the framing of ``Connection.send_bytes`` (a
+    4-byte big-endian size, or -1 and an 8-byte size, then the bytes): one read takes whatever
+    the pipe holds, several messages or part of one, instead of two reads per message."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def read(self) -> list[Any] | None:
+        """One read (it blocks only if the pipe is empty): the messages it completed, in order
+        (maybe none yet); None at the end of the pipe. Raises OSError."""
+        data = os.read(self.fd, READ_BYTES)
+        if not data:
+            return None
+        self.buf += data
+        out: list[Any] = []
+        buf = self.buf
+        while len(buf) >= 4:
+            size, start = int.from_bytes(buf[:4], "big", signed=True), 4
+            if size == -1:
+                if len(buf) < 12:
+                    break
+                size, start = int.from_bytes(buf[4:12], "big"), 12
+            end = start + size
+            if len(buf) < end:
+                break
+            with memoryview(buf) as view, view[start:end] as frame:
+                out.extend(pickle.loads(frame))
+            del buf[:end]  # a bytearray drops its head without moving the rest
+        return out
 
 
 class Outbox:

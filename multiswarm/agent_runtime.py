@@ -42,7 +42,7 @@ from typing import Any, cast
 
 import msgspec
 
-from multiswarm.agent_pipe import Outbox, receive
+from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
 from multiswarm.handlers import import_handlers, registered
 from multiswarm.messages import pack, unpack
@@ -193,11 +193,13 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
     """One task at a time in the main thread; :data:`STOP_SIGNAL` stops it."""
     global _handling
     signal.signal(STOP_SIGNAL, _stop_handler)
-    out = Outbox(conn)
+    out, frames = Outbox(conn), Frames(conn.fileno())
     while True:
         try:
-            batch = receive(conn)
-        except (EOFError, OSError):  # the worker went away
+            batch = frames.read()
+        except OSError:
+            batch = None
+        if batch is None:  # the worker went away
             return
         for msg in batch:
             if msg is None:
@@ -297,10 +299,10 @@ class _Server:
             await asyncio.to_thread(self.out.post_waiting)  # what a holder may have left
 
     def _read(self) -> None:
+        frames = Frames(self.conn.fileno())
         try:
-            while True:
+            while (batch := frames.read()) is not None:
                 later: list[_AsyncRun] = []
-                batch = receive(self.conn)
                 for msg in batch:
                     if msg is None:
                         break
@@ -312,7 +314,7 @@ class _Server:
                     self.loop.call_soon_threadsafe(self._start_async, later)
                 if None in batch:
                     break
-        except (EOFError, OSError):
+        except OSError:
             pass
         with contextlib.suppress(RuntimeError):  # the loop may be closing
             self.loop.call_soon_threadsafe(self.ended.set)

@@ -3,12 +3,12 @@
 Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
 hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
 renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
-:mod:`multiswarm.agent_runtime`); replies carry their task id and one reader thread per agent
-hands them to the loop. Stopping one task stops only its handler, cooperatively; if it does not
+:mod:`multiswarm.agent_runtime`); replies carry their task id and the event loop reads them
+when the pipe is readable (no thread). Stopping one task stops only its handler, cooperatively; if it does not
 unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end ``lost`` so the
 worker hands their tasks back (their attempt not counted). A process that dies by itself fails
 every run it held (counted: one of them may be the cause). Nothing here blocks the loop: large
-pipe writes run in threads, and stopping or killing an agent polls for its exit instead of
+pipe writes run in threads, reads take what the pipe holds, and stopping or killing an agent polls for its exit instead of
 joining it. A task names its handler (``package.module:function``): an agent runs it only if it
 is registered (:mod:`multiswarm.handlers`, from the modules the worker imports) or, opted in,
 under one of the worker's allowed prefixes; a task names code to run, so a hostile task must
@@ -22,13 +22,12 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from multiswarm.agent_pipe import Outbox, receive
+from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -78,10 +77,10 @@ class _Channel:
     """The pipe to one agent process and the runs waiting for its replies.
 
     Messages go out through an :class:`~multiswarm.agent_pipe.Outbox`: those posted in one
-    turn of the event loop leave in one write. A reader thread receives the replies and hands
-    the loop whatever arrived since its last hand-over in one call, which resolves each run's
-    future; when the pipe ends, each run still waiting gets ``lost`` if the worker killed the
-    process on purpose (``killed``), else ``error`` (the process died under it).
+    turn of the event loop leave in one write. Replies are read by the event loop itself when
+    the pipe is readable (one read, no thread to wake), and resolve their runs' futures; when
+    the pipe ends, each run still waiting gets ``lost`` if the worker killed the process on
+    purpose (``killed``), else ``error`` (the process died under it).
 
     A run whose future was cancelled or expired may still wait for its reply (to a stop): the
     reply then lands in a new future, :meth:`waiter`."""
@@ -89,47 +88,47 @@ class _Channel:
     def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.proc, self.conn = proc, conn
         self.out = Outbox(conn)
+        self.frames = Frames(conn.fileno())
         self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
-        self.reader: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.killed = ""
-        #: the reader saw the pipe end: the process is gone (or going)
+        #: the pipe ended: the process is gone (or going)
         self.ended = False
         #: what every run waiting from now on gets, once the pipe ended
         self.end_reply: tuple[str, Any] | None = None
         self._flushing = False
-        self._inbox: list[tuple[str, str, Any]] = []
-        self._inbox_lock = threading.Lock()
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.reader is None:
-            self.reader = threading.Thread(
-                target=self._read, args=(loop,), name=f"pipe-{self.proc.name}", daemon=True
-            )
-            self.reader.start()
+        if self.loop is None:
+            self.loop = loop
+            loop.add_reader(self.conn.fileno(), self._read)
 
-    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _read(self) -> None:
+        """The pipe is readable: this read does not block (the loop is its only reader)."""
         try:
-            while True:
-                batch = receive(self.conn)
-                with self._inbox_lock:
-                    # the loop has not taken the previous replies yet: they go together
-                    wake = not self._inbox
-                    self._inbox.extend(batch)
-                if wake:
-                    loop.call_soon_threadsafe(self._deliver)
-        except (EOFError, OSError, TypeError):  # TypeError: closed under us
-            pass
-        except RuntimeError:  # the loop closed first: nobody waits any more
+            replies = self.frames.read()
+        except (OSError, ValueError):  # also nothing to read when draining; a truncated message
+            replies = None
+        if replies is None:
+            self._stop_listening()
+            self.ended = True
+            self.end_runs()
             return
-        self.ended = True
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self.end_runs)
-
-    def _deliver(self) -> None:
-        with self._inbox_lock:
-            replies, self._inbox = self._inbox, []
         for task_id, kind, data in replies:
             self._resolve(task_id, (kind, data))
+
+    def _stop_listening(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(self.conn.fileno())
+
+    def drain(self) -> None:
+        """Take the replies still in the pipe of a process that is gone, without blocking (a
+        process it forked may hold the pipe open), then stop listening."""
+        if self.loop is None or self.ended:
+            return
+        os.set_blocking(self.conn.fileno(), False)
+        while not self.ended:  # until the end of the pipe, or nothing more to read now
+            self._read()
 
     def _resolve(self, task_id: str, reply: tuple[str, Any]) -> None:
         future = self.pending.get(task_id)
@@ -173,7 +172,7 @@ class _Channel:
         try:
             self.out.flush()
         except (EOFError, OSError) as e:
-            # the process died: the reader sees the pipe end and fails the runs it held
+            # the process died: the loop sees the pipe end and fails the runs it held
             log.debug("agent %s: pipe write failed: %r", self.proc.name, e)
 
 
@@ -270,8 +269,8 @@ class AgentProcess:
             cooperatively or, after :data:`STOP_GRACE_S`, with the process.
         """
         ch = self._channel
-        # a dead process ends its pipe: once the reader runs, its end is the liveness check
-        if ch is None or ch.ended or (ch.reader is None and not ch.proc.is_alive()):
+        # a dead process ends its pipe: once the loop listens, that is the liveness check
+        if ch is None or ch.ended or (ch.loop is None and not ch.proc.is_alive()):
             return ("error", f"agent {self.agent_id} is not running")
         loop = asyncio.get_running_loop()
         ch.listen(loop)
@@ -392,10 +391,8 @@ class AgentProcess:
                     proc.pid,
                     KILL_WAIT_S,
                 )
-        if ch.reader is not None:
-            # the child is gone: its reader sees EOF at once; close the pipe only after that
-            await asyncio.to_thread(ch.reader.join, KILL_WAIT_S)
-        ch.end_runs()  # also when no reader ever started
+        ch.drain()  # the replies it sent before it went
+        ch.end_runs()  # also when nothing listened
         ch.conn.close()
 
     async def stop(self, timeout_s: float = 2.0) -> None:
