@@ -34,7 +34,8 @@ class Frames:
 
     def read(self) -> list[Any] | None:
         """One read (it blocks only if the pipe is empty): the messages it completed, in order
-        (maybe none yet); None at the end of the pipe. Raises OSError."""
+        (maybe none yet); None at the end of the pipe. Raises OSError, ValueError (a message
+        that does not decode)."""
         data = os.read(self.fd, READ_BYTES)
         if not data:
             return None
@@ -50,8 +51,11 @@ class Frames:
             end = start + size
             if len(buf) < end:
                 break
-            with memoryview(buf) as view, view[start:end] as frame:
-                out.extend(pickle.loads(frame))
+            try:
+                with memoryview(buf) as view, view[start:end] as frame:
+                    out.extend(pickle.loads(frame))
+            except Exception as e:  # nothing after it can be trusted either
+                raise ValueError(f"unreadable pipe message: {e!r}") from e
             del buf[:end]  # a bytearray drops its head without moving the rest
         return out
 

@@ -197,7 +197,7 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
     while True:
         try:
             batch = frames.read()
-        except OSError:
+        except (OSError, ValueError):
             batch = None
         if batch is None:  # the worker went away
             return
@@ -314,7 +314,7 @@ class _Server:
                     self.loop.call_soon_threadsafe(self._start_async, later)
                 if None in batch:
                     break
-        except OSError:
+        except (OSError, ValueError):
             pass
         with contextlib.suppress(RuntimeError):  # the loop may be closing
             self.loop.call_soon_threadsafe(self.ended.set)

@@ -99,7 +99,8 @@ class _Channel:
         self._flushing = False
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.loop is None:
+        if self.loop is not loop:  # the first run, or the first in a new event loop
+            self._stop_listening()
             self.loop = loop
             loop.add_reader(self.conn.fileno(), self._read)
 
@@ -107,7 +108,7 @@ class _Channel:
         """The pipe is readable: this read does not block (the loop is its only reader)."""
         try:
             replies = self.frames.read()
-        except (OSError, ValueError):  # also nothing to read when draining; a truncated message
+        except (OSError, ValueError):  # also nothing to read (draining); garbled, truncated
             replies = None
         if replies is None:
             self._stop_listening()
@@ -232,7 +233,8 @@ class AgentProcess:
 
     @property
     def alive(self) -> bool:
-        return self._channel is not None and self._channel.proc.is_alive()
+        ch = self._channel
+        return ch is not None and not ch.ended and ch.proc.is_alive()
 
     @property
     def pid(self) -> int:
