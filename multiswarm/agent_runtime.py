@@ -261,8 +261,10 @@ def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskCo
     finally:
         with slot.lock:
             slot.thread = None
-            # a stop that arrived as the handler returned must not hit the pool's own loop
-            _raise_in_thread(threading.get_ident(), None)
+            if slot.stopping:
+                # a stop that arrived as the handler returned must not hit the pool's own loop
+                # (without a stop, none was raised here: a stop sets ``stopping`` first)
+                _raise_in_thread(threading.get_ident(), None)
 
 
 #: A run for the event loop: task id, slot, and what makes the awaitable to run.
@@ -369,7 +371,8 @@ class _Server:
         self._reply(task_id, reply)
 
     def _reply(self, task_id: str, reply: tuple[str, Any]) -> None:
-        """Send a reply from a thread that may wait for the pipe (not the event loop's)."""
+        """Send a reply: a small one without waiting for the pipe (from any thread), a large
+        one waiting for it (so never from the event loop's thread); then forget the task."""
         try:
             if len(reply[1]) <= INLINE_SEND_BYTES:
                 self.out.post((task_id, *reply))
