@@ -19,8 +19,10 @@ from typing import Any
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-#: Most bytes one read takes from the pipe (below malloc's mmap threshold: no mmap per read).
+#: Bytes one read asks for (below malloc's mmap threshold: no mmap per read), unless more of a
+#: large message is due: then up to :data:`LARGE_READ_BYTES`.
 READ_BYTES = 65536
+LARGE_READ_BYTES = 4 * 1024 * 1024
 
 
 class Frames:
@@ -31,17 +33,20 @@ class Frames:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buf = bytearray()
+        #: bytes still due of the message in ``buf``
+        self.due = 0
 
     def read(self) -> list[Any] | None:
         """One read (it blocks only if the pipe is empty): the messages it completed, in order
         (maybe none yet); None at the end of the pipe. Raises OSError, ValueError (a message
         that does not decode)."""
-        data = os.read(self.fd, READ_BYTES)
+        data = os.read(self.fd, max(READ_BYTES, min(self.due, LARGE_READ_BYTES)))
         if not data:
             return None
         self.buf += data
         out: list[Any] = []
         buf = self.buf
+        self.due = 0
         while len(buf) >= 4:
             size, start = int.from_bytes(buf[:4], "big", signed=True), 4
             if size == -1:
@@ -50,6 +55,7 @@ class Frames:
                 size, start = int.from_bytes(buf[4:12], "big"), 12
             end = start + size
             if len(buf) < end:
+                self.due = end - len(buf)
                 break
             try:
                 with memoryview(buf) as view, view[start:end] as frame:
