@@ -52,8 +52,9 @@ from multiswarm.messages import pack, unpack
 DEFAULT_ALLOWED: tuple[str, ...] = ()
 #: Signal that asks an agent of concurrency 1 to stop the handler it runs (TaskStopped in it).
 STOP_SIGNAL = signal.SIGUSR1
-#: Replies up to this size are written from the event loop's thread; larger ones from a thread,
-#: so a worker slow to read cannot stall the agent's other handlers. Bytes.
+#: Replies up to this size may be written by whichever thread holds the pipe, the event loop's
+#: included; larger ones only by their own thread (a pool thread, or one started for it), so a
+#: worker slow to read cannot stall the agent's loop. Bytes.
 INLINE_SEND_BYTES = 2048
 
 
