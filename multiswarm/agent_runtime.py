@@ -352,7 +352,11 @@ class _Server:
 
     def _pool(self) -> None:
         while True:
-            self.jobs.get()()
+            job = self.jobs.get()
+            # a stop landing as its handler returned (before the thread is cleared) must not
+            # end this pool thread
+            with contextlib.suppress(TaskStopped):
+                job()
 
     def _run_sync(
         self, task_id: str, slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext
