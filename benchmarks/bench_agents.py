@@ -8,7 +8,8 @@ registered no-op handler (``multiswarm.demo_tasks:noop``) through :meth:`AgentPr
 up to ``F`` in flight spread over the agents. Per round it measures the worker side (this
 process, every thread: ``time.process_time``) and the agents (``utime + stime`` of
 ``/proc/<pid>/stat``), both in CPU µs per task, and tasks/s (wall clock, noisy on a shared
-machine). Prints one JSON object: every round, and the minimum of each value over the rounds.
+machine). Prints one JSON object: every round, and the best of each value over the rounds
+(least CPU, most tasks/s).
 """
 
 from __future__ import annotations
