@@ -1,6 +1,7 @@
 """Inside an agent process: receive tasks over the pipe, run their handlers, send back results.
 
-The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples:
+The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples, several to a
+pipe message (:mod:`multiswarm.agent_pipe`), in order:
 
 * worker -> agent: ``("run", task_id, attempt, handler, payload, deps)`` (the payload and each
   dependency result either packed bytes or, when large, a :data:`ShmRef` to their place in the
@@ -13,7 +14,8 @@ The worker side is :class:`multiswarm.agents.AgentProcess`. Messages are tuples:
 An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
 signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
 call (a ``time.sleep``). An agent of concurrency ``c > 1`` runs an event loop in its main
-thread: async handlers are tasks on it, sync handlers run on a pool of ``c`` threads. A signal
+thread: async handlers are tasks on it, sync handlers run on a pool of ``c`` threads (the run
+goes from the pipe's reader thread straight to the pool, and the reply back). A signal
 cannot pick one of several threads, so a stop names its task: an async handler is cancelled
 (``CancelledError`` inside it), a sync one gets :class:`TaskStopped` raised in its own thread
 (``PyThreadState_SetAsyncExc``), which takes effect at its next Python instruction. A sync
@@ -24,21 +26,23 @@ handler blocked in C code does not see it; the worker then kills the agent after
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import importlib
 import inspect
+import queue
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, cast
 
 import msgspec
 
+from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
 from multiswarm.handlers import import_handlers, registered
 from multiswarm.messages import pack, unpack
@@ -48,8 +52,9 @@ from multiswarm.messages import pack, unpack
 DEFAULT_ALLOWED: tuple[str, ...] = ()
 #: Signal that asks an agent of concurrency 1 to stop the handler it runs (TaskStopped in it).
 STOP_SIGNAL = signal.SIGUSR1
-#: Replies up to this size are written from the event loop's thread; larger ones from a thread,
-#: so a worker slow to read cannot stall the agent's other handlers. Bytes.
+#: Replies up to this size may be written by whichever thread holds the pipe, the event loop's
+#: included; larger ones only by their own thread (a pool thread, or one started for it), so a
+#: worker slow to read cannot stall the agent's loop. Bytes.
 INLINE_SEND_BYTES = 2048
 
 
@@ -174,7 +179,7 @@ def agent_main(
         if concurrency <= 1:
             _serve_serially(conn, _Handlers(allowed))
         else:
-            asyncio.run(_serve_concurrently(conn, _Handlers(allowed), concurrency))
+            asyncio.run(_Server(conn, _Handlers(allowed), concurrency).serve())
 
 
 _handling = False
@@ -189,34 +194,38 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
     """One task at a time in the main thread; :data:`STOP_SIGNAL` stops it."""
     global _handling
     signal.signal(STOP_SIGNAL, _stop_handler)
+    out, frames = Outbox(conn), Frames(conn.fileno())
     while True:
         try:
-            msg = conn.recv()
-        except (EOFError, OSError):  # the worker went away
+            batch = frames.read()
+        except (OSError, ValueError):
+            batch = None
+        if batch is None:  # the worker went away
             return
-        if msg is None:
-            return
-        if msg[0] != "run":
-            continue  # a stop that came after its task ended
-        reply: tuple[str, Any]
-        try:
-            fn, payload, ctx = handlers.prepare(msg)
-            _handling = True
+        for msg in batch:
+            if msg is None:
+                return
+            if msg[0] != "run":
+                continue  # a stop that came after its task ended
+            reply: tuple[str, Any]
             try:
-                result = fn(payload, ctx)
-                if inspect.isawaitable(result):
-                    result = asyncio.run(_await(result))
-            finally:
-                _handling = False
-            reply = ("ok", pack(result))
-        except TaskStopped:
-            reply = ("stopped", "")
-        except Exception as e:  # a handler's bug must not kill the agent
-            reply = _failure(e)
-        try:
-            conn.send((msg[1], *reply))
-        except (BrokenPipeError, EOFError, OSError):
-            return
+                fn, payload, ctx = handlers.prepare(msg)
+                _handling = True
+                try:
+                    result = fn(payload, ctx)
+                    if inspect.isawaitable(result):
+                        result = asyncio.run(_await(result))
+                finally:
+                    _handling = False
+                reply = ("ok", pack(result))
+            except TaskStopped:
+                reply = ("stopped", "")
+            except Exception as e:  # a handler's bug must not kill the agent
+                reply = _failure(e)
+            try:
+                out.post((msg[1], *reply))
+            except (BrokenPipeError, EOFError, OSError):
+                return
 
 
 async def _await(aw: Any) -> Any:
@@ -253,62 +262,81 @@ def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskCo
     finally:
         with slot.lock:
             slot.thread = None
-            # a stop that arrived as the handler returned must not hit the pool's own loop
-            _raise_in_thread(threading.get_ident(), None)
+            if slot.stopping:
+                # a stop that arrived as the handler returned must not hit the pool's own loop
+                # (without a stop, none was raised here: a stop sets ``stopping`` first)
+                _raise_in_thread(threading.get_ident(), None)
 
 
-async def _serve_concurrently(conn: Connection, handlers: _Handlers, concurrency: int) -> None:
-    """Up to ``concurrency`` tasks at once: async handlers on this loop, sync ones on a pool."""
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
-    pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="handler")
-    send_lock = threading.Lock()
-    slots: dict[str, _Slot] = {}
+#: A run for the event loop: task id, slot, and what makes the awaitable to run.
+_AsyncRun = tuple[str, _Slot, Callable[[], Awaitable[Any]]]
 
-    def read() -> None:
+
+class _Server:
+    """Up to ``concurrency`` tasks at once: sync handlers on a pool of that many threads, async
+    ones on this process's event loop.
+
+    The reader thread takes each run straight to the pool (a sync handler's thread sends its
+    reply itself) or, for async handlers, hands the loop every such run of a pipe message at
+    once; replies go through one :class:`~multiswarm.agent_pipe.Outbox`. So a sync handler's
+    task costs no event-loop wake-up at all."""
+
+    def __init__(self, conn: Connection, handlers: _Handlers, concurrency: int) -> None:
+        self.conn, self.handlers, self.concurrency = conn, handlers, concurrency
+        self.out = Outbox(conn)
+        self.slots: dict[str, _Slot] = {}
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ended = asyncio.Event()
+        for i in range(self.concurrency):
+            threading.Thread(target=self._pool, name=f"handler-{i}", daemon=True).start()
+        threading.Thread(target=self._read, name="agent-reader", daemon=True).start()
+        await self.ended.wait()
+        # asked to exit (or the worker went away): the tasks still running finish first
+        # emptied by pool threads too: polled, on the way out only
+        while self.slots:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            await asyncio.to_thread(self.out.post_waiting)  # what a holder may have left
+
+    def _read(self) -> None:
+        frames = Frames(self.conn.fileno())
         try:
-            while True:
-                msg = conn.recv()
-                loop.call_soon_threadsafe(inbox.put_nowait, msg)
-                if msg is None:
-                    return
-        except (EOFError, OSError):
-            with contextlib.suppress(RuntimeError):  # the loop may be closing
-                loop.call_soon_threadsafe(inbox.put_nowait, None)
+            while (batch := frames.read()) is not None:
+                later: list[_AsyncRun] = []
+                for msg in batch:
+                    if msg is None:
+                        break
+                    if msg[0] == "run":
+                        self._start(msg, later)
+                    elif msg[0] == "stop":
+                        self._stop(msg[1])
+                if later:
+                    self.loop.call_soon_threadsafe(self._start_async, later)
+                if None in batch:
+                    break
+        except (OSError, ValueError):
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop may be closing
+            self.loop.call_soon_threadsafe(self.ended.set)
 
-    def send(reply: tuple[str, str, Any]) -> None:
-        with send_lock:
-            conn.send(reply)
-
-    async def run(msg: tuple[Any, ...], slot: _Slot) -> None:
+    def _start(self, msg: tuple[Any, ...], later: list[_AsyncRun]) -> None:
         task_id = msg[1]
-        reply: tuple[str, Any]
         try:
-            fn, payload, ctx = handlers.prepare(msg)
-            if inspect.iscoroutinefunction(fn):
-                result = await fn(payload, ctx)
-            else:
-                result = await loop.run_in_executor(pool, _call_in_slot, slot, fn, payload, ctx)
-                if inspect.isawaitable(result):
-                    result = await result
-            reply = ("ok", pack(result))
-        except (TaskStopped, asyncio.CancelledError):
-            reply = ("stopped", "")
-        except Exception as e:  # a handler's bug must not kill the agent
-            reply = _failure(e)
-        finally:
-            slots.pop(task_id, None)
-        data = reply[1]
-        try:
-            if len(data) <= INLINE_SEND_BYTES:
-                send((task_id, *reply))
-            else:
-                await asyncio.to_thread(send, (task_id, *reply))
-        except (BrokenPipeError, EOFError, OSError):
-            pass  # the worker went away; the reader ends the loop
+            fn, payload, ctx = self.handlers.prepare(msg)
+        except Exception as e:
+            self._reply(task_id, _failure(e))
+            return
+        slot = self.slots[task_id] = _Slot()
+        if inspect.iscoroutinefunction(fn):
+            later.append((task_id, slot, functools.partial(fn, payload, ctx)))
+        else:
+            self.jobs.put(functools.partial(self._run_sync, task_id, slot, fn, payload, ctx))
 
-    def stop(task_id: str) -> None:
-        slot = slots.get(task_id)
+    def _stop(self, task_id: str) -> None:
+        slot = self.slots.get(task_id)
         if slot is None:
             return  # it already ended; its reply is on its way
         with slot.lock:
@@ -316,23 +344,67 @@ async def _serve_concurrently(conn: Connection, handlers: _Handlers, concurrency
             if slot.thread is not None:
                 _raise_in_thread(slot.thread, TaskStopped)
                 return
-        # not in a pool thread: awaiting (an async handler), cancel it there
-        if slot.task is not None:
-            slot.task.cancel()
+            task = slot.task
+        # not in a pool thread: awaiting (an async handler), cancel it there; not started yet:
+        # its pool thread or the loop sees ``stopping`` first
+        if task is not None:
+            self.loop.call_soon_threadsafe(task.cancel)
 
-    reader = threading.Thread(target=read, name="agent-reader", daemon=True)
-    reader.start()
-    try:
-        while (msg := await inbox.get()) is not None:
-            if msg[0] == "run":
-                slot = _Slot()
-                slots[msg[1]] = slot
-                slot.task = asyncio.ensure_future(run(msg, slot))
-            elif msg[0] == "stop":
-                stop(msg[1])
-        # asked to exit: the tasks still running finish first
-        running = [s.task for s in slots.values() if s.task is not None]
-        if running:
-            await asyncio.wait(running)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    def _pool(self) -> None:
+        while True:
+            job = self.jobs.get()
+            # a stop landing as its handler returned (before the thread is cleared) must not
+            # end this pool thread
+            with contextlib.suppress(TaskStopped):
+                job()
+
+    def _run_sync(
+        self, task_id: str, slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext
+    ) -> None:
+        reply: tuple[str, Any]
+        try:
+            result = _call_in_slot(slot, fn, payload, ctx)
+            if inspect.isawaitable(result):
+                aw: Awaitable[Any] = result
+                self.loop.call_soon_threadsafe(self._start_async, [(task_id, slot, lambda: aw)])
+                return
+            reply = ("ok", pack(result))
+        except TaskStopped:
+            reply = ("stopped", "")
+        except BaseException as e:  # a handler's bug must not kill the agent nor its pool
+            reply = _failure(e)
+        self._reply(task_id, reply)
+
+    def _reply(self, task_id: str, reply: tuple[str, Any]) -> None:
+        """Send a reply: a small one without waiting for the pipe (from any thread), a large
+        one waiting for it (so never from the event loop's thread); then forget the task."""
+        try:
+            if len(reply[1]) <= INLINE_SEND_BYTES:
+                self.out.post((task_id, *reply))
+            else:
+                self.out.post_waiting((task_id, *reply))
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # the worker went away; the reader ends the loop
+        finally:
+            self.slots.pop(task_id, None)
+
+    def _start_async(self, runs: list[_AsyncRun]) -> None:
+        for task_id, slot, make in runs:
+            with slot.lock:
+                if not slot.stopping:
+                    slot.task = self.loop.create_task(self._run_async(task_id, make))
+                    continue
+            self._reply(task_id, ("stopped", ""))  # small: sent without waiting
+
+    async def _run_async(self, task_id: str, make: Callable[[], Awaitable[Any]]) -> None:
+        reply: tuple[str, Any]
+        try:
+            reply = ("ok", pack(await make()))
+        except (TaskStopped, asyncio.CancelledError):
+            reply = ("stopped", "")
+        except Exception as e:  # a handler's bug must not kill the agent
+            reply = _failure(e)
+        if len(reply[1]) <= INLINE_SEND_BYTES:
+            self._reply(task_id, reply)
+        else:
+            await asyncio.to_thread(self._reply, task_id, reply)

@@ -3,12 +3,12 @@
 Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
 hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
 renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
-:mod:`multiswarm.agent_runtime`); replies carry their task id and one reader thread per agent
-hands them to the loop. Stopping one task stops only its handler, cooperatively; if it does not
+:mod:`multiswarm.agent_runtime`); replies carry their task id and the event loop reads them
+when the pipe is readable (no thread). Stopping one task stops only its handler, cooperatively; if it does not
 unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end ``lost`` so the
 worker hands their tasks back (their attempt not counted). A process that dies by itself fails
 every run it held (counted: one of them may be the cause). Nothing here blocks the loop: large
-pipe writes run in threads, and stopping or killing an agent polls for its exit instead of
+pipe writes run in threads, reads take what the pipe holds, and stopping or killing an agent polls for its exit instead of
 joining it. A task names its handler (``package.module:function``): an agent runs it only if it
 is registered (:mod:`multiswarm.handlers`, from the modules the worker imports) or, opted in,
 under one of the worker's allowed prefixes; a task names code to run, so a hostile task must
@@ -22,12 +22,12 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -64,64 +64,117 @@ STOP_GRACE_S = 2.0
 INLINE_SEND_BYTES = 2048
 
 
+#: What a run's future holds once its timeout passed (no reply is this object).
+_EXPIRED: tuple[str, Any] = ("expired", None)
+
+
+def _expire(future: asyncio.Future[tuple[str, Any]]) -> None:
+    if not future.done():
+        future.set_result(_EXPIRED)
+
+
 class _Channel:
     """The pipe to one agent process and the runs waiting for its replies.
 
-    A reader thread receives every reply and hands it to the event loop, which resolves the
-    run's future; when the pipe ends, each run still waiting gets ``lost`` if the worker killed
-    the process on purpose (``killed``), else ``error`` (the process died under it)."""
+    Messages go out through an :class:`~multiswarm.agent_pipe.Outbox`: those posted in one
+    turn of the event loop leave in one write. Replies are read by the event loop itself when
+    the pipe is readable (one read, no thread to wake), and resolve their runs' futures; when
+    the pipe ends, each run still waiting gets ``lost`` if the worker killed the process on
+    purpose (``killed``), else ``error`` (the process died under it).
+
+    A run whose future was cancelled or expired may still wait for its reply (to a stop): the
+    reply then lands in a new future, :meth:`waiter`."""
 
     def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.proc, self.conn = proc, conn
+        self.out = Outbox(conn)
+        self.frames = Frames(conn.fileno())
         self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
-        self.send_lock = threading.Lock()
-        self.reader: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.killed = ""
+        #: the pipe ended: the process is gone (or going)
+        self.ended = False
+        #: what every run waiting from now on gets, once the pipe ended
+        self.end_reply: tuple[str, Any] | None = None
+        self._flushing = False
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.reader is None:
-            self.reader = threading.Thread(
-                target=self._read, args=(loop,), name=f"pipe-{self.proc.name}", daemon=True
-            )
-            self.reader.start()
+        if self.loop is not loop:  # the first run, or the first in a new event loop
+            self._stop_listening()
+            self.loop = loop
+            loop.add_reader(self.conn.fileno(), self._read)
 
-    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _read(self) -> None:
+        """The pipe is readable: this read does not block (the loop is its only reader)."""
         try:
-            while True:
-                loop.call_soon_threadsafe(self._deliver, self.conn.recv())
-        except (EOFError, OSError, TypeError):  # TypeError: closed under us
-            pass
-        except RuntimeError:  # the loop closed first: nobody waits any more
+            replies = self.frames.read()
+        except (OSError, ValueError):  # also nothing to read (draining); garbled, truncated
+            replies = None
+        if replies is None:
+            self._stop_listening()
+            self.ended = True
+            self.end_runs()
             return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self.end_runs)
+        for task_id, kind, data in replies:
+            self._resolve(task_id, (kind, data))
 
-    def _deliver(self, reply: tuple[str, str, Any]) -> None:
-        future = self.pending.get(reply[0])
-        if future is not None and not future.done():
-            future.set_result((reply[1], reply[2]))
+    def _stop_listening(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(self.conn.fileno())
+
+    def drain(self) -> None:
+        """Take the replies still in the pipe of a process that is gone, without blocking (a
+        process it forked may hold the pipe open), then stop listening."""
+        if self.loop is None or self.ended:
+            return
+        os.set_blocking(self.conn.fileno(), False)
+        while not self.ended:  # until the end of the pipe, or nothing more to read now
+            self._read()
+
+    def _resolve(self, task_id: str, reply: tuple[str, Any]) -> None:
+        future = self.pending.get(task_id)
+        if future is None:
+            return
+        if future.done():
+            if not future.cancelled() and future.result() is not _EXPIRED:
+                return  # it has its reply
+            future = self.pending[task_id] = future.get_loop().create_future()
+        future.set_result(reply)
+
+    def waiter(self, task_id: str) -> asyncio.Future[tuple[str, Any]]:
+        """The future the reply of ``task_id`` lands in from now on."""
+        future = self.pending.get(task_id)
+        if future is not None and not (
+            future.done() and (future.cancelled() or future.result() is _EXPIRED)
+        ):
+            return future
+        future = self.pending[task_id] = asyncio.get_running_loop().create_future()
+        if self.end_reply is not None:
+            future.set_result(self.end_reply)
+        return future
 
     def end_runs(self) -> None:
-        for future in self.pending.values():
-            if not future.done():
-                if self.killed:
-                    future.set_result(("lost", self.killed))
-                else:
-                    future.set_result(("error", f"agent {self.proc.name} process died"))
+        if self.killed:
+            self.end_reply = ("lost", self.killed)
+        else:
+            self.end_reply = ("error", f"agent {self.proc.name} process died")
+        for task_id in list(self.pending):
+            self._resolve(task_id, self.end_reply)
 
-    def send_now(self, msg: Any) -> bool:
-        """Send ``msg`` from this thread unless a threaded send holds the pipe."""
-        if not self.send_lock.acquire(blocking=False):
-            return False
+    def post(self, msg: Any) -> None:
+        """Send ``msg`` (small) at the end of this turn of the event loop, with the others."""
+        self.out.queue.append(msg)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
         try:
-            self.conn.send(msg)
-        finally:
-            self.send_lock.release()
-        return True
-
-    def send_locked(self, msg: Any) -> None:
-        with self.send_lock:
-            self.conn.send(msg)
+            self.out.flush()
+        except (EOFError, OSError) as e:
+            # the process died: the loop sees the pipe end and fails the runs it held
+            log.debug("agent %s: pipe write failed: %r", self.proc.name, e)
 
 
 class AgentProcess:
@@ -180,7 +233,8 @@ class AgentProcess:
 
     @property
     def alive(self) -> bool:
-        return self._channel is not None and self._channel.proc.is_alive()
+        ch = self._channel
+        return ch is not None and not ch.ended and ch.proc.is_alive()
 
     @property
     def pid(self) -> int:
@@ -217,53 +271,62 @@ class AgentProcess:
             cooperatively or, after :data:`STOP_GRACE_S`, with the process.
         """
         ch = self._channel
-        if ch is None or not ch.proc.is_alive():
+        # a dead process ends its pipe: once the loop listens, that is the liveness check
+        if ch is None or ch.ended or (ch.loop is None and not ch.proc.is_alive()):
             return ("error", f"agent {self.agent_id} is not running")
         loop = asyncio.get_running_loop()
         ch.listen(loop)
         future: asyncio.Future[tuple[str, Any]] = loop.create_future()
         ch.pending[task_id] = future
+        timer: asyncio.TimerHandle | None = None
         try:
-            msg = ("run", task_id, attempt, handler, payload, dict(deps))
-            size = sum(len(d) for d in (payload, *deps.values()) if isinstance(d, bytes))
-            if size > INLINE_SEND_BYTES or not ch.send_now(msg):
-                await self._in_thread(ch, ch.send_locked, msg)
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
-            if reply[0] == "ok":
-                self.consecutive_failures = 0
-            elif reply[0] == "error":
+            try:
+                msg = ("run", task_id, attempt, handler, payload, dict(deps))
+                size = sum(len(d) for d in (payload, *deps.values()) if isinstance(d, bytes))
+                if size > INLINE_SEND_BYTES:
+                    await self._in_thread(ch, ch.out.post_waiting, msg)
+                else:
+                    ch.post(msg)
+                # a timer that resolves the future, rather than wait_for: no task per run
+                timer = loop.call_later(timeout_s, _expire, future)
+                reply = await future
+            except asyncio.CancelledError:
+                # the task was cancelled (or the worker is shutting down): stop the handler
+                await self._stop(ch, task_id)
+                raise
+            except (EOFError, OSError) as e:  # the threaded send broke
                 self.failures += 1
                 self.consecutive_failures += 1
-            return reply
-        except asyncio.CancelledError:
-            # the task was cancelled (or the worker is shutting down): stop the handler
-            await self._stop(ch, task_id, future)
-            raise
-        except asyncio.TimeoutError:
+                await self.kill(f"the pipe of task {task_id} broke")
+                return ("error", f"agent {self.agent_id} process died: {e!r}")
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if reply is not _EXPIRED:
+                if reply[0] == "ok":
+                    self.consecutive_failures = 0
+                elif reply[0] == "error":
+                    self.failures += 1
+                    self.consecutive_failures += 1
+                return reply
             self.failures += 1
             self.consecutive_failures += 1
             # a single-task agent's handler cannot be interrupted reliably: its process goes
             # (the supervisor restarts it); a concurrent one is asked first, for the others
-            stopped = self.concurrency > 1 and await self._stop(ch, task_id, future)
+            stopped = self.concurrency > 1 and await self._stop(ch, task_id)
             if not stopped:
                 await self.kill(f"task {task_id} timed out")
             how = "stopped" if stopped else f"agent {self.agent_id} killed"
             return ("error", f"timed out after {timeout_s:.1f} s ({how})")
-        except (EOFError, OSError, BrokenPipeError) as e:
-            self.failures += 1
-            self.consecutive_failures += 1
-            await self.kill(f"the pipe of task {task_id} broke")
-            return ("error", f"agent {self.agent_id} process died: {e!r}")
         finally:
             ch.pending.pop(task_id, None)
 
-    async def _stop(
-        self, ch: _Channel, task_id: str, future: asyncio.Future[tuple[str, Any]]
-    ) -> bool:
+    async def _stop(self, ch: _Channel, task_id: str) -> bool:
         """Stop the handler of ``task_id``: cooperatively first (it gets :class:`TaskStopped`
         or a cancellation, and the agent stays up), then, if it has not answered within
         :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it; the agent's
         other runs end ``lost``). True if it stopped cooperatively (or had already ended)."""
+        future = ch.waiter(task_id)
         if future.done():
             return True
         if not ch.proc.is_alive() or ch.proc.pid is None:
@@ -272,8 +335,7 @@ class AgentProcess:
             if self.concurrency == 1:
                 reply = await _signal_stop(ch.proc.pid, future)
             else:
-                if not ch.send_now(("stop", task_id)):
-                    await asyncio.to_thread(ch.send_locked, ("stop", task_id))
+                ch.post(("stop", task_id))
                 reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
             log.info("agent %s stopped the handler of %s (%s)", self.agent_id, task_id, reply[0])
             return reply[0] != "lost"
@@ -331,10 +393,8 @@ class AgentProcess:
                     proc.pid,
                     KILL_WAIT_S,
                 )
-        if ch.reader is not None:
-            # the child is gone: its reader sees EOF at once; close the pipe only after that
-            await asyncio.to_thread(ch.reader.join, KILL_WAIT_S)
-        ch.end_runs()  # also when no reader ever started
+        ch.drain()  # the replies it sent before it went
+        ch.end_runs()  # also when nothing listened
         ch.conn.close()
 
     async def stop(self, timeout_s: float = 2.0) -> None:
@@ -343,7 +403,7 @@ class AgentProcess:
         ch = self._channel
         if ch is not None and ch.proc.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
-                ch.send_locked(None)
+                ch.out.post(None)  # the pipe busy: its holder sends it
             await _exited(ch.proc, timeout_s)
         await self.kill("stopped")
 

@@ -75,3 +75,24 @@ def digest(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 
     deps = {k: hashlib.sha256(v["blob"]).hexdigest() for k, v in ctx.dependencies.items()}
     return {"blob": hashlib.sha256(payload["blob"]).hexdigest(), "deps": deps}
+
+
+def echo(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Its task id, attempt and ``pad`` characters (a large reply when ``pad`` is large)."""
+    return {"task": ctx.task_id, "attempt": ctx.attempt, "pad": "x" * int(payload.get("pad", 0))}
+
+
+async def echo_async(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """:func:`echo` on the agent's event loop."""
+    await asyncio.sleep(0)
+    return echo(payload, ctx)
+
+
+def echo_later(payload: dict[str, Any], ctx: TaskContext) -> Any:
+    """A sync function returning an awaitable: the agent awaits it on its loop."""
+    return echo_async(payload, ctx)
+
+
+def fail(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """Raises (a handler's bug: ``error``, retryable)."""
+    raise ValueError(f"failing on purpose in {ctx.task_id}")
