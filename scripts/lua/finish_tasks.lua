@@ -16,13 +16,14 @@
 --   error: 'retry' | 'dead' | 'stale' (the attempt no longer holds the task: nothing written)
 --   both:  'not_found' | 'illegal:<status>' (a result for a task that never ran)
 load_task_keys()
+begin_batch()  -- slot releases and counters once per swarm and counter (lib/02_tasks.lua)
 local wid = ARGV[1]
 math.randomseed(tonumber(ARGV[2]) or 0)
 local now = now_ms()
 
 local function complete(task, token, result)
   if task.status == 'completed' then
-    redis.call('HINCRBY', TK.stats, 'duplicate_results', 1)
+    stat_add('duplicate_results', 1)
     return 'duplicate'
   end
   if TERMINAL[task.status] then return 'ended:' .. task.status end
@@ -34,7 +35,7 @@ local function complete(task, token, result)
   task.completed_by, task.finished_ms = token, now
   set_task_status(task, 'completed', now)
   put_task(task, now)
-  redis.call('HINCRBY', TK.stats, 'completed', 1)
+  stat_add('completed', 1)
   redis.call('XADD', TK.completions, 'MAXLEN', '~', COMPLETIONS_MAXLEN, '*', 'task', task.id,
              'token', token, 'worker', wid)
   release_dependents(task.id, now)
@@ -55,4 +56,5 @@ for i = 3, #ARGV - 3, 4 do
     out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(), now)
   end
 end
+end_batch()
 return out

@@ -46,11 +46,25 @@ local now = now_ms()
 local out = {}
 -- A dependency submitted before this call cannot change status during it: its status is read
 -- (decoded) once, however many tasks of the batch depend on it (a fan-out of 500 per call).
+-- One earlier in the batch has the status this call gave it (or its record's, when it existed).
 local known = {}
 local function dep_status(d)
-  if in_batch[d] then return get_task(d).status end
   if not known[d] then known[d] = get_task(d).status end
   return known[d]
+end
+-- Counters once per call, records and payloads in a few multi-field HSETs (decision 50): seq
+-- numbers are taken as one block, in batch order.
+local fresh = 0
+for _, spec in ipairs(specs) do
+  if not spec.exists then fresh = fresh + 1 end
+end
+local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
+local records, payloads = {}, {}
+local WRITE_CHUNK = 400  -- HSET arguments per call (unpack has a stack limit)
+local function hset_many(key, args)
+  for first = 1, #args, WRITE_CHUNK do
+    redis.call('HSET', key, unpack(args, first, math.min(#args, first + WRITE_CHUNK - 1)))
+  end
 end
 for i, spec in ipairs(specs) do
   if spec.exists then
@@ -62,7 +76,7 @@ for i, spec in ipairs(specs) do
       attempts = 0, max_attempts = spec.max_attempts, lease_ms = spec.lease_ms,
       timeout_ms = spec.timeout_ms, backoff_ms = spec.backoff_ms,
       backoff_max_ms = spec.backoff_max_ms, deps = spec.deps or '', deps_left = 0,
-      seq = redis.call('HINCRBY', TK.stats, 'seq', 1), created_ms = now, updated_ms = now,
+      seq = seq + 1, created_ms = now, updated_ms = now,
       lease_until = 0, due_ms = 0, reason = '', error = '', finished_ms = 0,
       result_ttl_ms = tonumber(spec.result_ttl_ms) or 0,
     }
@@ -72,8 +86,8 @@ for i, spec in ipairs(specs) do
         redis.call('HSET', TK.stats, 'min_result_ttl_ms', string.format('%d', task.result_ttl_ms))
       end
     end
-    redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
-    redis.call('HINCRBY', TK.stats, 'submitted', 1)
+    seq = task.seq
+    payloads[#payloads + 1], payloads[#payloads + 2] = spec.id, ARGV[2 * i + 1]
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
@@ -85,13 +99,13 @@ for i, spec in ipairs(specs) do
     if ended_dep then
       task.reason = 'dependency ' .. ended_dep
       set_task_status(task, 'cancelled', now)
-      redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+      stat_add('cancelled', 1)
     else
       for _, d in ipairs(deps) do
-        redis.call('ZADD', TK.readers, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
+        redis.call('ZADD', TK.readers, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         if dep_status(d) ~= 'completed' then
           task.deps_left = task.deps_left + 1
-          redis.call('ZADD', TK.waiting, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
+          redis.call('ZADD', TK.waiting, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         end
       end
       if task.deps_left > 0 then
@@ -100,8 +114,15 @@ for i, spec in ipairs(specs) do
         make_ready(task, now)
       end
     end
-    put_task(task, now)
+    task.updated_ms = now  -- put_task, written below with the others
+    records[#records + 1], records[#records + 2] = task.id, cjson.encode(task)
+    known[task.id] = task.status
     out[i] = task.status
   end
+end
+if fresh > 0 then
+  hset_many(TK.payload, payloads)
+  hset_many(TK.tasks, records)
+  stat_add('submitted', fresh)
 end
 return out
