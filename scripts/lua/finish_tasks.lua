@@ -43,18 +43,25 @@ local function complete(task, token, result)
 end
 
 local out = {}
-for i = 3, #ARGV - 3, 4 do
-  local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local task = get_task(id)
-  if not task then
-    out[#out + 1] = 'not_found'
-  elseif kind == 'ok' then
-    out[#out + 1] = complete(task, token, data)
-  elseif task.status ~= 'running' or task.token ~= token then
-    out[#out + 1] = 'stale'
-  else
-    out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(), now)
+local function record_all()
+  for i = 3, #ARGV - 3, 4 do
+    local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local task = get_task(id)
+    if not task then
+      out[#out + 1] = 'not_found'
+    elseif kind == 'ok' then
+      out[#out + 1] = complete(task, token, data)
+    elseif task.status ~= 'running' or task.token ~= token then
+      out[#out + 1] = 'stale'
+    else
+      out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(),
+                                   now)
+    end
   end
 end
+-- what was recorded before an unexpected error keeps its slot releases and counts: a retry
+-- finds those tasks completed and would not free their slots again
+local ok, err = pcall(record_all)
 end_batch()
+if not ok then error(err, 0) end
 return out

@@ -52,20 +52,13 @@ local function dep_status(d)
   if not known[d] then known[d] = get_task(d).status end
   return known[d]
 end
--- Counters once per call, records and payloads in a few multi-field HSETs (decision 50): seq
--- numbers are taken as one block, in batch order.
+-- the new tasks' seq numbers are taken as one block, in batch order, and counted once (decision
+-- 50)
 local fresh = 0
 for _, spec in ipairs(specs) do
   if not spec.exists then fresh = fresh + 1 end
 end
 local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
-local records, payloads = {}, {}
-local WRITE_CHUNK = 400  -- HSET arguments per call (unpack has a stack limit)
-local function hset_many(key, args)
-  for first = 1, #args, WRITE_CHUNK do
-    redis.call('HSET', key, unpack(args, first, math.min(#args, first + WRITE_CHUNK - 1)))
-  end
-end
 for i, spec in ipairs(specs) do
   if spec.exists then
     out[i] = 'exists'
@@ -87,7 +80,7 @@ for i, spec in ipairs(specs) do
       end
     end
     seq = task.seq
-    payloads[#payloads + 1], payloads[#payloads + 2] = spec.id, ARGV[2 * i + 1]
+    redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
@@ -114,15 +107,10 @@ for i, spec in ipairs(specs) do
         make_ready(task, now)
       end
     end
-    task.updated_ms = now  -- put_task, written below with the others
-    records[#records + 1], records[#records + 2] = task.id, cjson.encode(task)
+    put_task(task, now)
     known[task.id] = task.status
     out[i] = task.status
   end
 end
-if fresh > 0 then
-  hset_many(TK.payload, payloads)
-  hset_many(TK.tasks, records)
-  stat_add('submitted', fresh)
-end
+if fresh > 0 then stat_add('submitted', fresh) end
 return out
