@@ -74,7 +74,8 @@ end
 
 -- Batching (decision 50): from begin_batch to end_batch, slot releases and stats counts are
 -- added up and written once per swarm and counter. Only for scripts that read neither the
--- active counts, the swarm indexes nor the stats in between (finish_tasks, claim_tasks).
+-- active counts, the swarm indexes nor the stats in between (finish_tasks), and that call
+-- end_batch even after an error (a retry would not free those slots again).
 local function begin_batch()
   batch = {slots = {}, slot_order = {}, stats = {}, stat_order = {}}
 end
