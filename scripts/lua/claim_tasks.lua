@@ -37,24 +37,27 @@ if not swarm or swarm.status ~= 'active' or swarm.paused
 end
 local now = now_ms()
 local out, record = {}, {}
-while #out < want do
-  local popped = redis.call('ZPOPMIN', queue)
+-- popped as many at a time as are still wanted: each entry is claimed or dropped, as one by one
+while want and #out < want do
+  local popped = redis.call('ZPOPMIN', queue, want - #out)
   if #popped == 0 then break end
-  local id = popped[1]
-  local task = get_task(id)
-  if task and task.status == 'assigned' and task.swarm == sid then
-    task.attempts = task.attempts + 1
-    task.worker = wid
-    task.token = task.attempts .. '@' .. wid
-    task.lease_until = now + task.lease_ms
-    task.started_ms = now
-    set_task_status(task, 'running', now)
-    redis.call('ZADD', TK.leases, task.lease_until, id)
-    put_task(task, now)
-    redis.call('HINCRBY', TK.stats, 'executions', 1)
-    out[#out + 1] = row(task)
-    record[#record + 1] = {id, task.token}
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local task = get_task(id)
+    if task and task.status == 'assigned' and task.swarm == sid then
+      task.attempts = task.attempts + 1
+      task.worker = wid
+      task.token = task.attempts .. '@' .. wid
+      task.lease_until = now + task.lease_ms
+      task.started_ms = now
+      set_task_status(task, 'running', now)
+      redis.call('ZADD', TK.leases, task.lease_until, id)
+      put_task(task, now)
+      out[#out + 1] = row(task)
+      record[#record + 1] = {id, task.token}
+    end
   end
 end
+if #out > 0 then redis.call('HINCRBY', TK.stats, 'executions', #out) end
 REQUEST.record = record
 return out

@@ -9,7 +9,7 @@
 --     queued or running.
 --   kind 'error' | 'permanent': data is the error text; a permanent failure (bad handler,
 --     undecodable payload) is not retried.
--- Wakes the partition's leader when an attempt ended (lib/01_common.lua wake).
+-- Wakes the partition's leader when it has work (see the end; lib/01_common.lua wake).
 -- returns one outcome per quadruple, in order; a problem with one task never stops the others (a
 -- script's writes are not rolled back on an error reply, so none is raised midway):
 --   ok:    'completed' | 'duplicate' (already completed: nothing written) |
@@ -17,13 +17,14 @@
 --   error: 'retry' | 'dead' | 'stale' (the attempt no longer holds the task: nothing written)
 --   both:  'not_found' | 'illegal:<status>' (a result for a task that never ran)
 load_task_keys()
+begin_batch()  -- slot releases and counters once per swarm and counter (lib/02_tasks.lua)
 local wid = ARGV[1]
 math.randomseed(tonumber(ARGV[2]) or 0)
 local now = now_ms()
 
 local function complete(task, token, result)
   if task.status == 'completed' then
-    redis.call('HINCRBY', TK.stats, 'duplicate_results', 1)
+    stat_add('duplicate_results', 1)
     return 'duplicate'
   end
   if TERMINAL[task.status] then return 'ended:' .. task.status end
@@ -35,7 +36,7 @@ local function complete(task, token, result)
   task.completed_by, task.finished_ms = token, now
   set_task_status(task, 'completed', now)
   put_task(task, now)
-  redis.call('HINCRBY', TK.stats, 'completed', 1)
+  stat_add('completed', 1)
   redis.call('XADD', TK.completions, 'MAXLEN', '~', COMPLETIONS_MAXLEN, '*', 'task', task.id,
              'token', token, 'worker', wid)
   release_dependents(task.id, now)
@@ -43,21 +44,34 @@ local function complete(task, token, result)
 end
 
 local out = {}
-local freed = false
-for i = 3, #ARGV - 3, 4 do
-  local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local task = get_task(id)
-  if not task then
-    out[#out + 1] = 'not_found'
-  elseif kind == 'ok' then
-    out[#out + 1] = complete(task, token, data)
-  elseif task.status ~= 'running' or task.token ~= token then
-    out[#out + 1] = 'stale'
-  else
-    out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(), now)
+local function record_all()
+  for i = 3, #ARGV - 3, 4 do
+    local id, token, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local task = get_task(id)
+    if not task then
+      out[#out + 1] = 'not_found'
+    elseif kind == 'ok' then
+      out[#out + 1] = complete(task, token, data)
+    elseif task.status ~= 'running' or task.token ~= token then
+      out[#out + 1] = 'stale'
+    else
+      out[#out + 1] = fail_attempt(task, data, kind == 'permanent', 0.5 + 0.5 * math.random(),
+                                   now)
+    end
   end
-  if out[#out] == 'completed' or out[#out] == 'retry' or out[#out] == 'dead' then freed = true end
 end
--- a slot freed (dependents may be ready, a retry is due later): the leader looks at once
-if freed then wake(TK.tasks, 'leader') end
+-- what was recorded before an unexpected error keeps its slot releases and counts: a retry
+-- finds those tasks completed and would not free their slots again
+local ok, err = pcall(record_all)
+local roomy = end_batch()
+-- Wake the leader (multiswarm/wakeups.py) when it has work: a retry is due later or a task went
+-- dead, dependents are to be released, or a swarm now has room for a quarter of its capacity.
+-- Not at every freed slot: under load the worker's prefetch keeps its agents busy, and the
+-- leader then assigns in batches instead of one call per completion (decision 54).
+local wake_leader = roomy or dependents_queued
+for _, o in ipairs(out) do
+  if o == 'retry' or o == 'dead' then wake_leader = true end
+end
+if wake_leader then wake(TK.tasks, 'leader') end
+if not ok then error(err, 0) end
 return out

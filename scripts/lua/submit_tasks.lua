@@ -48,12 +48,19 @@ local out = {}
 local any_ready = false
 -- A dependency submitted before this call cannot change status during it: its status is read
 -- (decoded) once, however many tasks of the batch depend on it (a fan-out of 500 per call).
+-- One earlier in the batch has the status this call gave it (or its record's, when it existed).
 local known = {}
 local function dep_status(d)
-  if in_batch[d] then return get_task(d).status end
   if not known[d] then known[d] = get_task(d).status end
   return known[d]
 end
+-- the new tasks' seq numbers are taken as one block, in batch order, and counted once (decision
+-- 50)
+local fresh = 0
+for _, spec in ipairs(specs) do
+  if not spec.exists then fresh = fresh + 1 end
+end
+local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
 for i, spec in ipairs(specs) do
   if spec.exists then
     out[i] = 'exists'
@@ -64,7 +71,7 @@ for i, spec in ipairs(specs) do
       attempts = 0, max_attempts = spec.max_attempts, lease_ms = spec.lease_ms,
       timeout_ms = spec.timeout_ms, backoff_ms = spec.backoff_ms,
       backoff_max_ms = spec.backoff_max_ms, deps = spec.deps or '', deps_left = 0,
-      seq = redis.call('HINCRBY', TK.stats, 'seq', 1), created_ms = now, updated_ms = now,
+      seq = seq + 1, created_ms = now, updated_ms = now,
       lease_until = 0, due_ms = 0, reason = '', error = '', finished_ms = 0,
       result_ttl_ms = tonumber(spec.result_ttl_ms) or 0,
     }
@@ -74,8 +81,8 @@ for i, spec in ipairs(specs) do
         redis.call('HSET', TK.stats, 'min_result_ttl_ms', string.format('%d', task.result_ttl_ms))
       end
     end
+    seq = task.seq
     redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
-    redis.call('HINCRBY', TK.stats, 'submitted', 1)
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
@@ -87,13 +94,13 @@ for i, spec in ipairs(specs) do
     if ended_dep then
       task.reason = 'dependency ' .. ended_dep
       set_task_status(task, 'cancelled', now)
-      redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+      stat_add('cancelled', 1)
     else
       for _, d in ipairs(deps) do
-        redis.call('ZADD', TK.readers, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
+        redis.call('ZADD', TK.readers, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         if dep_status(d) ~= 'completed' then
           task.deps_left = task.deps_left + 1
-          redis.call('ZADD', TK.waiting, 0, d .. '|' .. task.id)  -- O(log n), not a rewrite
+          redis.call('ZADD', TK.waiting, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         end
       end
       if task.deps_left > 0 then
@@ -103,10 +110,12 @@ for i, spec in ipairs(specs) do
       end
     end
     put_task(task, now)
+    known[task.id] = task.status
     out[i] = task.status
     if task.status == 'ready' then any_ready = true end
   end
 end
+if fresh > 0 then stat_add('submitted', fresh) end
 -- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
 if any_ready then wake(TK.tasks, 'leader') end
 return out

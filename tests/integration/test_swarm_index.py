@@ -18,11 +18,12 @@ from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.messages import PRIORITIES, Task
 from multiswarm.ops.swarms import delete_swarm
+from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import SwarmRegistry, SwarmSpec, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
-from .helpers import hash_fields, host, leader
+from .helpers import hash_fields, hash_value, host, leader
 
 NOOP = "multiswarm.demo_tasks:noop"
 
@@ -132,6 +133,50 @@ async def test_the_index_follows_the_swarm_lifecycle(scripts: Scripts, keys: Key
     assert (await check_index(scripts, keys))["d"]["st"] == "open"
     assert await delete_swarm(scripts, keys, "c") == "completed"
     assert "c" not in await check_index(scripts, keys)
+
+
+async def test_one_finish_call_frees_each_swarms_slots_once(scripts: Scripts, keys: Keys) -> None:
+    """finish_tasks adds up the slots it frees per swarm (decision 53): whatever the mix of
+    outcomes, and when it frees more than the count says, the index ends as one by one would."""
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []), ("b", []), capacity=4)
+    coord = await leader(scripts, keys)
+    ids = [f"t{i}" for i in range(8)]
+    await store.submit([(task_spec(NOOP, id=t), None) for t in ids])
+    assert await coord.dispatch_once() == 8
+    claimed = [*await store.claim("a", "w1", 4), *await store.claim("b", "w1", 4)]
+    a = [c for c in claimed if (await store.get(c.id)).swarm == "a"]
+    b = [c for c in claimed if c not in a]
+    outcomes = [
+        Outcome(a[0].id, a[0].token, "ok", b"\xc0"),
+        Outcome(a[0].id, a[0].token, "ok", b"\xc0"),  # duplicate: frees nothing more
+        Outcome(a[1].id, a[1].token, "error", "boom"),  # retry
+        Outcome(a[2].id, "0@w9", "error", "late"),  # stale: frees nothing
+        Outcome(b[0].id, b[0].token, "permanent", "bad"),  # dead
+        Outcome(b[1].id, b[1].token, "ok", b"\xc0"),
+    ]
+    assert await store.finish("w1", outcomes) == [
+        "completed",
+        "duplicate",
+        "retry",
+        "stale",
+        "dead",
+        "completed",
+    ]
+    await check_index(scripts, keys)
+    swarms = {s.id: s.active for s in await SwarmRegistry(scripts, keys).swarms()}
+    assert swarms == {"a": 2, "b": 2} == await _active_of(store, ids)
+    # a count below the truth (set by hand, as if a slot had been freed twice): freeing two at
+    # once stops at 0 and frees one slot of room, as two frees one by one would
+    pid = (await check_index(scripts, keys))["b"]["p"]
+    room = int(await hash_value(scripts.client, keys.swarm_room, pid))
+    await scripts.client.hset(keys.swarm_active, "b", 1)
+    rest = [Outcome(c.id, c.token, "ok", b"\xc0") for c in b[2:]]
+    assert await store.finish("w1", rest) == ["completed", "completed"]
+    assert await scripts.client.hget(keys.swarm_active, "b") is None
+    assert int(await hash_value(scripts.client, keys.swarm_room, pid)) == room + 1
+    load = dict(await _zset(scripts, keys.swarm_profile_index("load", pid)))
+    assert 0 <= load["b"] <= 1
 
 
 async def test_a_host_that_stops_beating_is_held_until_it_beats(

@@ -84,3 +84,24 @@ async def test_subscriber_sets_events_on_messages_and_after_a_restart(
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
         await client.aclose()
+
+
+async def test_a_nearly_full_swarm_wakes_the_leader_once_a_quarter_is_free(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []), capacity=8)
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(10)])
+    assert await coord.dispatch_once() == 8  # full: 2 wait in ready
+    claimed = await store.claim("a", "w1", 8)
+    lead = keys.wake_leader
+    # 7 of 8 busy: the worker's prefetch keeps its agents fed, the leader waits for more room
+    one = store.complete(claimed[0].id, claimed[0].token, "w1", None)
+    assert await _heard(client, [lead], one) == []
+    # 6 of 8: a quarter free, worth a dispatch round
+    two = store.complete(claimed[1].id, claimed[1].token, "w1", None)
+    assert await _heard(client, [lead], two) == [lead]
+    # a failure always wakes it (its retry is due later)
+    fail = store.fail(claimed[2].id, claimed[2].token, "boom")
+    assert await _heard(client, [lead], fail) == [lead]

@@ -141,27 +141,34 @@ local function swarm_index_drop(swarms_key, sid)
   redis.call('ZREM', SX.stale, sid)
 end
 
--- One more (delta 1) or one fewer (-1) task assigned to or running in swarm `sid`; the count
--- never goes below 0. `known`: its entry when the caller has it decoded. Returns the new count.
+-- `delta` more (delta > 0) or fewer (< 0) tasks assigned to or running in swarm `sid`; the count
+-- never goes below 0 (finish_tasks frees several slots of a swarm at once: decision 53).
+-- `known`: its entry when the caller has it decoded. Returns the new count.
 local function swarm_slot_change(swarms_key, sid, delta, known)
   swarm_index_keys(swarms_key)
+  local open_cap = false  -- second value: its capacity when it is open (takes work), else false
   local new = redis.call('HINCRBY', SX.active, sid, delta)
   if new <= 0 then redis.call('HDEL', SX.active, sid) end  -- absent means 0
-  if new < 0 then return 0 end  -- nothing was counted (the swarm is gone, or freed twice)
   local active = new - delta
+  if new < 0 then
+    -- more freed than counted (the swarm is gone, or a slot freed twice): down to 0
+    if active <= 0 then return 0 end
+    new = 0
+  end
   local e = known or hget_json(SX.entry, sid)
   if e and e.st == 'open' then
+    open_cap = e.cap
     local r0, r1 = math.max(0, e.cap - active), math.max(0, e.cap - new)
     if r1 ~= r0 then redis.call('HINCRBY', SX.room, e.p, r1 - r0) end
     if r1 > 0 then
       redis.call('ZADD', sx_key('load', e.p), load_score(e, new), sid)
-      if r0 == 0 then redis.call('ZADD', sx_key('rr', e.p), 0, sid) end
+      if r0 == 0 then redis.call('ZADD', sx_key('rr', e.p), '0', sid) end
     else
       redis.call('ZREM', sx_key('load', e.p), sid)
       redis.call('ZREM', sx_key('rr', e.p), sid)
     end
   end
-  return new
+  return new, open_cap
 end
 
 -- Swarm `sid`, open in the index, moves to held ('without a live host') or back to open.

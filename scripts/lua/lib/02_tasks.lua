@@ -20,8 +20,10 @@ local STATUS_ORDER = {'pending', 'ready', 'assigned', 'running', 'completed', 'f
                       'cancelled'}
 local TERMINAL = {completed = true, dead = true, cancelled = true}
 local PRIORITY_SPAN = 1e13
-local DLQ_MAXLEN = 10000
-local COMPLETIONS_MAXLEN = 1000000
+-- numbers handed to redis.call are formatted with '%.17g' (about 0.3 µs each, decision 53):
+-- constants go as text
+local DLQ_MAXLEN = '10000'
+local COMPLETIONS_MAXLEN = '1000000'
 -- waiting tasks one script call may release or cancel (drain_waiting): 50-150 µs each, so a
 -- call that releases a full budget and then assigns stays under 10 ms (issue 12)
 local WAITING_BUDGET = 25
@@ -29,6 +31,17 @@ local waiting_budget = WAITING_BUDGET
 -- '<ns>:events' while someone listens to task events, false while nobody does, nil: not read
 -- yet in this call (task_event)
 local events_channel = nil
+-- Per call (reset by load_task_keys): whether the waiting zset / the legacy dependents hash
+-- exist (nil: not read yet), so a task without dependents costs no lookup when neither does;
+-- and, while a script batches (begin_batch), the slot releases and stats counts it adds up to
+-- write once per swarm and counter at end_batch.
+local waiting_state, legacy_state = nil, nil
+local batch = nil
+-- set when an ended task had waiting dependents (released or cancelled now or by the leader's
+-- next calls): the leader has work even if no slot freed enough (finish_tasks.lua)
+local dependents_queued = false
+-- the text of the last time stamp given to ms_text
+local ms_for, ms_str = nil, nil
 
 local function load_task_keys()
   TK.tasks, TK.payload, TK.result, TK.dependents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -37,8 +50,53 @@ local function load_task_keys()
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
   TK.running_by_worker, TK.waiting, TK.readers = KEYS[16], KEYS[17], KEYS[18]
   waiting_budget, events_channel = WAITING_BUDGET, nil
+  waiting_state, legacy_state, batch = nil, nil, nil
+  dependents_queued = false
   for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[18 + i] end
   return 26
+end
+
+-- `ms` (an integer count of ms) as text, formatted once per call for the usual `now`
+local function ms_text(ms)
+  if ms ~= ms_for then ms_for, ms_str = ms, string.format('%d', ms) end
+  return ms_str
+end
+
+-- Add `n` to counter `field` of the stats hash: at once, or at end_batch while batching.
+local function stat_add(field, n)
+  if not batch then
+    redis.call('HINCRBY', TK.stats, field, n == 1 and '1' or n)
+    return
+  end
+  local counts = batch.stats
+  if not counts[field] then
+    counts[field] = 0
+    batch.stat_order[#batch.stat_order + 1] = field
+  end
+  counts[field] = counts[field] + n
+end
+
+-- Batching (decision 53): from begin_batch to end_batch, slot releases and stats counts are
+-- added up and written once per swarm and counter. Only for scripts that read neither the
+-- active counts, the swarm indexes nor the stats in between (finish_tasks), and that call
+-- end_batch even after an error (a retry would not free those slots again).
+local function begin_batch()
+  batch = {slots = {}, slot_order = {}, stats = {}, stat_order = {}}
+end
+
+-- Returns true when a swarm whose slots it freed now has room for a quarter of its capacity
+-- or more (at least 1): worth a dispatch round (finish_tasks.lua's wake-up watermark).
+local function end_batch()
+  local b = batch
+  if not b then return false end
+  batch = nil
+  local roomy = false
+  for _, sid in ipairs(b.slot_order) do
+    local new, cap = swarm_slot_change(TK.swarms, sid, -b.slots[sid])  -- lib/01b_swarm_index.lua
+    if cap and 4 * (cap - new) >= cap then roomy = true end
+  end
+  for _, field in ipairs(b.stat_order) do stat_add(field, b.stats[field]) end
+  return roomy
 end
 
 local function get_task(id)
@@ -102,12 +160,12 @@ local function set_task_status(task, status, now)
     if previous == 'running' then
       redis.call('ZREM', TK.running_by_worker, task.worker .. '|' .. task.id)
     elseif status == 'running' then
-      redis.call('ZADD', TK.running_by_worker, 0, task.worker .. '|' .. task.id)
+      redis.call('ZADD', TK.running_by_worker, '0', task.worker .. '|' .. task.id)
     end
     task.status = status
     task_event(task, previous, now)
   end
-  redis.call('ZADD', TASK_STATUS_KEY[status], now, task.id)
+  redis.call('ZADD', TASK_STATUS_KEY[status], ms_text(now), task.id)
 end
 
 local function ready_score(task)
@@ -121,10 +179,18 @@ local function make_ready(task, now)
   redis.call('ZADD', TK.ready, ready_score(task), task.id)
 end
 
--- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task.
+-- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task (at end_batch
+-- while batching).
 local function release_swarm_slot(task)
   if (task.status == 'assigned' or task.status == 'running') and task.swarm ~= '' then
-    swarm_slot_change(TK.swarms, task.swarm, -1)  -- lib/01b_swarm_index.lua
+    local sid = task.swarm
+    if not batch then
+      swarm_slot_change(TK.swarms, sid, -1)  -- lib/01b_swarm_index.lua
+    elseif batch.slots[sid] then
+      batch.slots[sid] = batch.slots[sid] + 1
+    else
+      batch.slots[sid], batch.slot_order[#batch.slot_order + 1] = 1, sid
+    end
   end
 end
 
@@ -138,13 +204,26 @@ end
 
 local drain_waiting
 
+-- Whether the legacy dependents hash exists (read once per call: no current version writes it)
+local function legacy_dependents()
+  if legacy_state == nil then legacy_state = redis.call('EXISTS', TK.dependents) == 1 end
+  return legacy_state
+end
+
 -- Task `id` ended `outcome`: queue its waiting tasks for release (or cancellation) and handle
--- what this call's budget allows. Most tasks have none: two reads, nothing queued.
+-- what this call's budget allows. Most tasks have none: at most two reads, nothing queued;
+-- none at all while the waiting zset and the legacy hash do not exist (read once per call:
+-- only submit_tasks adds '<dep>|<task>' edges, and it ends no task).
 local function queue_waiting(outcome, id, now)
-  local edge = redis.call('ZRANGEBYLEX', TK.waiting, '[' .. id .. '|', '[' .. id .. '|\255',
-                          'LIMIT', 0, 1)
-  if #edge == 0 and redis.call('HEXISTS', TK.dependents, id) == 0 then return end
-  redis.call('ZADD', TK.waiting, 0, '!' .. outcome .. '|' .. id)
+  if waiting_state == nil then waiting_state = redis.call('EXISTS', TK.waiting) == 1 end
+  local edge = waiting_state and redis.call('ZRANGEBYLEX', TK.waiting, '[' .. id .. '|',
+                                            '[' .. id .. '|\255', 'LIMIT', '0', '1') or {}
+  if #edge == 0 and not (legacy_dependents() and redis.call('HEXISTS', TK.dependents, id) == 1)
+  then
+    return
+  end
+  redis.call('ZADD', TK.waiting, '0', '!' .. outcome .. '|' .. id)
+  waiting_state, dependents_queued = true, true
   drain_waiting(now)
 end
 
@@ -155,7 +234,7 @@ local function end_task(task, status, reason, now)
   task.lease_until = 0
   set_task_status(task, status, now)
   put_task(task, now)
-  redis.call('HINCRBY', TK.stats, status, 1)
+  stat_add(status, 1)
   if status == 'dead' then
     redis.call('XADD', TK.dlq, 'MAXLEN', '~', DLQ_MAXLEN, '*', 'task', task.id,
                'reason', reason, 'error', task.error or '', 'attempts', task.attempts)
@@ -193,22 +272,22 @@ local function settle_waiting(dep_id, outcome, current, now)
   dep.lease_until = 0
   set_task_status(dep, 'cancelled', now)
   put_task(dep, now)
-  redis.call('HINCRBY', TK.stats, 'cancelled', 1)
+  stat_add('cancelled', 1)
   return 'cancelled'
 end
 
 -- Handle queued outcomes within this call's budget; true when some are left for a later call.
 drain_waiting = function(now)
   while true do
-    local head = redis.call('ZRANGEBYLEX', TK.waiting, '[!', '[!\255', 'LIMIT', 0, 1)[1]
+    local head = redis.call('ZRANGEBYLEX', TK.waiting, '[!', '[!\255', 'LIMIT', '0', '1')[1]
     if not head then return false end
     if waiting_budget <= 0 then return true end
     local outcome, current = string.match(head, '^!(%a+)|(.+)$')
     -- a list written before this index (a comma list in the dependents hash) joins it first
-    local legacy = redis.call('HGET', TK.dependents, current)
+    local legacy = legacy_dependents() and redis.call('HGET', TK.dependents, current)
     if legacy then
       for _, dep_id in ipairs(split(legacy)) do
-        redis.call('ZADD', TK.waiting, 0, current .. '|' .. dep_id)
+        redis.call('ZADD', TK.waiting, '0', current .. '|' .. dep_id)
       end
       redis.call('HDEL', TK.dependents, current)
     end
@@ -221,7 +300,7 @@ drain_waiting = function(now)
       local dep_id = string.sub(edge, #prefix + 1)
       local next_outcome = settle_waiting(dep_id, outcome, current, now)
       if next_outcome then
-        redis.call('ZADD', TK.waiting, 0, '!' .. next_outcome .. '|' .. dep_id)
+        redis.call('ZADD', TK.waiting, '0', '!' .. next_outcome .. '|' .. dep_id)
       end
     end
     if waiting_budget > 0 then redis.call('ZREM', TK.waiting, head) end
@@ -272,7 +351,7 @@ local function fail_attempt(task, err, permanent, jitter, now)
   task.swarm, task.worker, task.agent, task.token, task.lease_until = '', '', '', '', 0
   redis.call('ZADD', TK.delayed, task.due_ms, task.id)
   put_task(task, now)
-  redis.call('HINCRBY', TK.stats, 'retries', 1)
+  stat_add('retries', 1)
   return 'retry'
 end
 

@@ -1,0 +1,206 @@
+"""Redis work per task of the task lifecycle scripts (issue 11, decision 53).
+
+Usage: python3 benchmarks/bench_script_cost.py [--tasks N] [--deps] [--callgrind]
+
+Runs N no-op tasks through the four lifecycle scripts on a private redis-server, phase by phase
+(all submitted 50 per call, then dispatched 8 per call, claimed 8 per call, finished 8 per
+call), straight through ``TaskStore`` and an elected coordinator: no worker, no handler, only
+the scripts. ``--deps``: 9 of every 10 tasks depend on the 10th. Prints, per phase, the FCALLs
+made, Redis time in µs per task inside them (``INFO commandstats``: wall-clock inside Redis,
+noisy on a shared machine, so take the least of a few runs) and the ``redis.call``s per task.
+``--callgrind`` runs the server under valgrind's callgrind and adds the instructions per task
+of ``fcallCommand`` (deterministic, about 50 times slower: keep N at 1,000 or less); it needs
+``valgrind`` and ``callgrind_annotate`` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions
+
+from multiswarm.config import Settings
+from multiswarm.connection import Client, connect
+from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.keys import Keys
+from multiswarm.ops.tasks import Claimed, Outcome
+from multiswarm.redis_server import RedisServer, free_port
+from multiswarm.registry import SwarmRegistry, swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+
+T = TypeVar("T")
+NOOP = "multiswarm.demo_tasks:noop"
+PHASES = ("submit", "dispatch", "claim", "finish")
+
+
+class Profiler:
+    """Per-phase counts from ``INFO commandstats`` and, under callgrind, instruction counts."""
+
+    def __init__(self, client: Client, valgrind_pid: int | None, out: Path) -> None:
+        self.client, self.pid, self.out = client, valgrind_pid, out
+        self.stats: dict[str, Counter[str]] = {p: Counter() for p in PHASES}
+        self.dumps: dict[str, list[Path]] = {p: [] for p in PHASES}
+
+    async def _commandstats(self) -> dict[str, tuple[int, int]]:
+        info: dict[str, Any] = await self.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): (v["calls"], v["usec"]) for k, v in info.items()}
+
+    async def phase(self, name: str, work: Awaitable[T]) -> T:
+        """Await ``work`` (not started yet) and count what it costs under phase ``name``."""
+        before = await self._commandstats()
+        self._callgrind("-z")
+        result = await work
+        if self.pid is not None:
+            self._callgrind("-d")
+            self.dumps[name].append(self._last_dump())
+        for cmd, (calls, usec) in (await self._commandstats()).items():
+            c0, u0 = before.get(cmd, (0, 0))
+            if cmd != "info" and calls > c0:
+                self.stats[name][cmd + ":calls"] += calls - c0
+                self.stats[name][cmd + ":usec"] += usec - u0
+        return result
+
+    def _callgrind(self, flag: str) -> None:
+        if self.pid is not None:
+            subprocess.run(["callgrind_control", flag, str(self.pid)], capture_output=True)
+
+    def _last_dump(self) -> Path:
+        dumps = sorted(self.out.parent.glob(self.out.name + ".*"), key=lambda p: p.stat().st_mtime)
+        return dumps[-1]
+
+    def instructions(self, name: str) -> int:
+        total = 0
+        for dump in self.dumps[name]:
+            text = subprocess.run(
+                ["callgrind_annotate", "--auto=no", "--inclusive=yes", "--threshold=100", dump],
+                capture_output=True,
+                text=True,
+            ).stdout
+            found = re.search(r"^\s*([\d,]+) \([ \d.]+%\)\s+\S*:fcallCommand", text, re.M)
+            total += int(found.group(1).replace(",", "")) if found else 0
+        return total
+
+
+@contextlib.contextmanager
+def server(callgrind: bool, out: Path) -> Iterator[tuple[str, int | None]]:
+    """A private redis-server: its URL and, under callgrind, valgrind's pid."""
+    if not callgrind:
+        with RedisServer() as plain:
+            yield plain.url, None
+        return
+    port = free_port()
+    binary = shutil.which("redis-server") or "redis-server"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"]
+    proc = subprocess.Popen(
+        [*valgrind, binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        ping = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ping.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        ping.close()
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+async def run(url: str, pid: int | None, out: Path, n: int, deps: bool) -> Profiler:
+    settings = Settings(redis_url=url, redis_url_explicit=True, namespace="cost")
+    client = connect(settings)
+    scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("cost")
+    store = TaskStore(scripts, keys)
+    # (this first script call loads the function library, outside the counts)
+    await SwarmRegistry(scripts, keys).host_swarms(
+        "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=n + 10)]
+    )
+    coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, batch_size=8)
+    assert await coord.election.try_acquire()
+    specs = [
+        (
+            task_spec(
+                NOOP, id=f"t{i:06d}", depends_on=[f"t{i - i % 10:06d}"] if deps and i % 10 else []
+            ),
+            None,
+        )
+        for i in range(n)
+    ]
+    prof = Profiler(client, pid, out)
+    for start in range(0, n, 50):
+        await prof.phase("submit", store.submit(specs[start : start + 50]))
+    done = 0
+    while done < n:  # with --deps, a round releases the dependents of the one before
+        await prof.phase("dispatch", _dispatch_all(coord))
+        claimed = await prof.phase("claim", _claim_all(store))
+        for batch in claimed:
+            outcomes = [Outcome(c.id, c.token, "ok", b"\xc0") for c in batch]
+            replies = await prof.phase("finish", store.finish("w1", outcomes))
+            done += replies.count("completed")
+    await client.aclose()
+    return prof
+
+
+async def _dispatch_all(coord: SwarmCoordinator) -> None:
+    while await coord.dispatch_once():
+        pass
+
+
+async def _claim_all(store: TaskStore) -> list[list[Claimed]]:
+    batches: list[list[Claimed]] = []
+    while got := await store.claim("a", "w1", 8):
+        batches.append(got)
+    return batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--deps", action="store_true")
+    parser.add_argument("--callgrind", action="store_true")
+    args = parser.parse_args()
+    n: int = args.tasks
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        with server(args.callgrind, out) as (url, pid):
+            prof = asyncio.run(run(url, pid, out, n, args.deps))
+        total_us = total_ir = 0.0
+        for name in PHASES:
+            st = prof.stats[name]
+            inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
+            us = st["fcall:usec"] / n
+            line = f"{name:9s} fcalls {st['fcall:calls']:5d}  {us:6.1f} µs/task"
+            line += f"  redis.call {inner / n:5.2f}/task"
+            if pid is not None:
+                ir = prof.instructions(name) / n
+                total_ir += ir
+                line += f"  {ir / 1000:6.1f} K instructions/task"
+            total_us += us
+            print(line)
+        print(f"total     {total_us:.1f} µs/task" + (f", {total_ir / 1000:.1f} K" if pid else ""))
+
+
+if __name__ == "__main__":
+    main()
