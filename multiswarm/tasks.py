@@ -261,6 +261,33 @@ class TaskStore:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return decode_task(raw), None if packed is None else decode(packed, bytes)
 
+    async def wait_step(
+        self, task_id: str, cursor: bytes | str | None, block_ms: int
+    ) -> tuple[Any, Task, bytes | None]:
+        """One step of a waiter, in one round trip: ``XREAD BLOCK block_ms`` on the completions
+        stream after ``cursor`` (``None``: ``XREVRANGE`` of its last entry instead, to learn
+        where it ends), then the record and result as :meth:`get_with_result`. Redis runs a
+        blocked client's pipelined commands once the ``XREAD`` returns, so the read of the
+        record follows the completion that woke it without another round trip. Returns the
+        stream reply, the record and the result. Raises NotFound, MessageDecodeError."""
+        tid = check_id(task_id, "task id")
+        stream = self.keys.completions
+
+        async def step() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            if cursor is None:
+                pipe.xrevrange(stream, count=1)
+            else:
+                pipe.xread({stream: cursor}, count=1000, block=block_ms)
+            pipe.hget(self.keys.tasks, tid)
+            pipe.hget(self.keys.results, tid)
+            return await pipe.execute()
+
+        read, raw, packed = await self.scripts.read(step)
+        if raw is None:
+            raise NotFound("NOT_FOUND", f"task {task_id}")
+        return read, decode_task(raw), None if packed is None else decode(packed, bytes)
+
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         if not task_ids:
             return []

@@ -7,7 +7,6 @@ method, so ``ms.get_task(tid)`` is ``get_task(ms, tid)``); the work is done by
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -298,13 +297,17 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
 async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
     """:func:`wait_for` in the task's partition: its completions stream and records."""
     deadline = time.monotonic() + timeout_s
-    stream, client = host.keys.completions, host.client
-    tip: Any = await host.scripts.read(lambda: client.xrevrange(stream, count=1))
-    cursor: bytes | str = tip[0][0] if tip else "0-0"
-    wanted = task_id.encode()
+    cursor: bytes | str | None = None  # first step: where the stream ends, and a first look
+    block_ms = 0
     while True:
-        # record and result in one round trip: once woken, the answer takes one more
-        task, packed = await host.tasks.get_with_result(task_id)
+        # one round trip per step: woken by a completion, the record comes with it
+        read, task, packed = await host.tasks.wait_step(task_id, cursor, block_ms)
+        if cursor is None:  # XREVRANGE: the stream's last entry
+            cursor = read[0][0] if read else "0-0"
+        else:  # XREAD: what was added after the cursor (None when it timed out)
+            for _stream, entries in read or []:
+                if entries:
+                    cursor = entries[-1][0]
         if task.status == "completed":
             if packed is None:  # pruned between the two reads: say so as result() would
                 return await host.tasks.result(task_id)
@@ -315,14 +318,6 @@ async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
         if left <= 0:
             raise TimeoutError(f"task {task_id} still {task.status} after {timeout_s} s")
         block_ms = max(1, int(min(left, SAFETY_NET_S) * 1000))
-        read: Any = await host.scripts.read(
-            functools.partial(client.xread, {stream: cursor}, count=1000, block=block_ms)
-        )
-        for _stream, entries in read or []:
-            for entry_id, fields in entries:
-                cursor = entry_id
-                if fields.get(b"task") == wanted:
-                    break  # completed: the record says so now
 
 
 async def result(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
