@@ -186,6 +186,8 @@ class Worker(WorkerClaims):
         self.wake: dict[str, asyncio.Event] = {}
         #: per swarm, claimed tasks waiting for a free agent slot (the prefetch window)
         self.prefetched: dict[str, collections.deque[Claimed]] = {}
+        #: per swarm, whether its last claim emptied its queue (an assignment wakes it again)
+        self.drained: dict[str, bool] = {}
         self.completed = 0
         self.failed = 0
         #: per swarm, the last ids this worker completed (recovery plans report them)
@@ -395,4 +397,6 @@ class Worker(WorkerClaims):
             if alloc is not None and self.memory is not None:
                 self.memory.release(alloc)
             swarm.done(index)
-            self.wake[swarm_id].set()
+            # the freed slot is worth a look when tasks wait prefetched or may wait queued
+            if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
+                self.wake[swarm_id].set()

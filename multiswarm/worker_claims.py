@@ -32,6 +32,7 @@ class WorkerClaims(WorkerLiveness):
 
     metrics: WorkerMetrics
     prefetched: dict[str, collections.deque[Claimed]]
+    drained: dict[str, bool]
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         """Run claimed task ``c`` on agent ``index`` of ``swarm_id`` (``Worker`` implements it)."""
@@ -58,6 +59,9 @@ class WorkerClaims(WorkerLiveness):
             if want > 0 and (len(prefetched) < free or 2 * want >= window):
                 try:
                     claimed = await self.tasks.claim(swarm_id, self.id, want)
+                    # a claim takes what it asks for while the queue holds any: fewer means
+                    # it is empty now, and a freed slot need not look until an assignment
+                    self.drained[swarm_id] = len(claimed) < want
                     self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
                 except WorkerUnknown:
                     await self._rejoin()
@@ -67,6 +71,8 @@ class WorkerClaims(WorkerLiveness):
                     log.warning("claim failed: %s", e)
                     await asyncio.sleep(0.5)
                     continue
+            else:  # not looked: tasks may be queued
+                self.drained[swarm_id] = False
             for c in claimed:
                 self.held[c.id] = HeldTask(c, swarm_id)
                 prefetched.append(c)
