@@ -152,6 +152,8 @@ def acl_file(folder: Path, namespace: str = "swarm") -> Path:
         .replace("~{swarm:p*", f"~{{{namespace}:p*")
         .replace("~swarm:*", f"~{namespace}:*")
         .replace("&swarm:*", f"&{namespace}:*")
+        .replace("&{swarm}:wake:*", f"&{{{namespace}}}:wake:*")
+        .replace("&{swarm:p*", f"&{{{namespace}:p*")
     )
     path = folder / "users.acl"
     path.write_text(text + f"user {ADMIN} on >{ADMIN_PASSWORD} ~* &* +@all\n")
