@@ -20,6 +20,7 @@ Numba is imported here on first use, not when ``multiswarm`` is imported.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,6 +56,8 @@ class NodeMemory:
 
     With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
     offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
+    Without ``kernels``, the pool runs on the plain-Python reference kernels (same answers,
+    about 80 µs an allocation) until :meth:`use_kernels`: a worker serves while Numba loads.
     """
 
     def __init__(
@@ -64,14 +67,28 @@ class NodeMemory:
         n_agents: int = 1,
         *,
         shared: bool = False,
+        kernels: bool = True,
     ) -> None:
         from multiswarm.kernels.memory import RegionPool
 
-        self.pool = RegionPool(total_bytes, region_bytes, policy="lru", shared=shared)
+        self.pool = RegionPool(
+            total_bytes,
+            region_bytes,
+            policy="lru",
+            shared=shared,
+            backend="numba" if kernels else "python",
+        )
         per_agent = max(region_bytes, total_bytes // max(1, n_agents))
         for agent in range(n_agents):
             self.pool.set_limit(agent, max_bytes=per_agent)
         self.refused = 0
+
+    def use_kernels(self) -> None:
+        """Run the pool on the Numba kernels from now on (load them first: :func:`warm_up`).
+        Both backends work on the same region table, so no state moves."""
+        from multiswarm.kernels.pool_ops import load_ops
+
+        self.pool._ops = load_ops("numba")
 
     def admit(self, agent: int, data: list[bytes]) -> Any | None:
         """Copy ``data`` into a pinned allocation of ``agent``; None when it does not fit."""
@@ -267,9 +284,9 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
-#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`, which a worker runs
-#: before it registers); a batch placed before that goes to the pure-Python reference, which
-#: gives the same answer (tests/kernels), rather than compile in the middle of a claim.
+#: Set once the kernels are compiled or loaded (:func:`warm_up`); a batch placed before that
+#: goes to the pure-Python reference, which gives the same answer (tests/kernels), rather than
+#: load Numba in the middle of a claim.
 _kernel_ready = threading.Event()
 
 
@@ -321,10 +338,18 @@ def _schedule(
     return assignment, int(new_cursor)
 
 
+def kernels_ready() -> bool:
+    """Whether :func:`warm_up` has loaded the kernels in this process."""
+    return _kernel_ready.is_set()
+
+
 def warm_up() -> None:
-    """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
-    then on."""
-    from multiswarm.agents import AgentProcess as _  # noqa: F401
+    """Compile (or load from cache) the scheduling kernel and the memory pool's kernels, for
+    the argument types placement and :class:`NodeMemory` pass; placement uses the scheduling
+    kernel from then on. Idempotent; about 0.25 s of CPU from a warm cache."""
+    if _kernel_ready.is_set():
+        return
+    from multiswarm.kernels.memory import RegionPool
     from multiswarm.kernels.scheduling import schedule
 
     schedule(
@@ -337,7 +362,26 @@ def warm_up() -> None:
         np.zeros(1, np.int8),
         strategy="least_loaded",
     )
+    # every pool call of a worker: admit, release, collect, load
+    pool = RegionPool(2 * REGION_BYTES, REGION_BYTES, policy="lru")
+    try:
+        pool.set_limit(0, max_bytes=REGION_BYTES)
+        pool.free(pool.allocate(0, 1, pinned=True))
+        pool.gc([0])
+        pool.usage()
+    finally:
+        pool.close()
     _kernel_ready.set()
+
+
+async def warm_up_beside(memory: NodeMemory) -> None:
+    """:func:`warm_up` in a thread while the worker serves, then ``memory`` on the kernels.
+
+    The load's pure-Python stretches hold the GIL for at most ~20 ms at a time (Numba's SciPy
+    probe, which held it for 0.4 s, is skipped: :mod:`multiswarm.kernels._jit`), so the event
+    loop's lease renewals keep their pace meanwhile."""
+    await asyncio.to_thread(warm_up)
+    memory.use_kernels()
 
 
 def agent_inputs(

@@ -50,7 +50,8 @@ from multiswarm.placement import (
     NodeMemory,
     SwarmAgents,
     agent_inputs,
-    warm_up,
+    kernels_ready,
+    warm_up_beside,
 )
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
@@ -293,15 +294,19 @@ class Worker(WorkerLiveness):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # load the kernels (while the agents start) before registering: loading Numba's cache
-        # holds the GIL for long stretches, so done beside held tasks it starves their lease
-        # renewals (a 1 s lease was lost that way)
-        await asyncio.to_thread(warm_up)
         # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
-        self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents), shared=True)
+        warm = kernels_ready()
+        self.memory = NodeMemory(
+            self.pool_bytes, n_agents=len(self.agents), shared=True, kernels=warm
+        )
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
+        if not warm:
+            # claims start now, while the agents start too (a task sent early waits in its
+            # agent's pipe); placement and the pool use the Python references until Numba is
+            # loaded (0.25 s of CPU), which no longer holds the GIL for long (decision 50)
+            self._spawn(warm_up_beside(self.memory), "warm-up of the kernels")
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         wake = self.wake[swarm_id]
