@@ -15,7 +15,8 @@ agent's share of the pool can never fit: its task is dead-lettered with that rea
 does not fit for now (a fragmented pool) is handed back. The pool's use is reported to the
 registry so the leader's least_loaded choice sees memory load.
 
-Numba is imported here on first use, not when ``multiswarm`` is imported.
+Numba, and NumPy too, are imported here on first use: a worker starts its agent processes
+before it pays for them.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
@@ -228,6 +230,8 @@ class SwarmAgents:
             Per task, its required capabilities (csv); a task needing one the swarm's agents
             lack is not placed. Default: none required.
         """
+        import numpy as np
+
         prio = np.asarray(priorities, np.int64).reshape(-1)
         n, m = prio.shape[0], len(self.agents)
         need = np.zeros(n, np.uint64)
@@ -318,6 +322,8 @@ def _schedule(
             cursor=cursor,
         )
         return result.assignment, int(result.cursor)
+    import numpy as np
+
     from multiswarm.kernels.constants import STRATEGIES
     from multiswarm.kernels.reference import reference_schedule
 
@@ -349,6 +355,8 @@ def warm_up() -> None:
     kernel from then on. Idempotent; about 0.25 s of CPU from a warm cache."""
     if _kernel_ready.is_set():
         return
+    import numpy as np
+
     from multiswarm.kernels.memory import RegionPool
     from multiswarm.kernels.scheduling import schedule
 
