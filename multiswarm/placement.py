@@ -292,6 +292,7 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
 #: goes to the pure-Python reference, which gives the same answer (tests/kernels), rather than
 #: load Numba in the middle of a claim.
 _kernel_ready = threading.Event()
+_warm_lock = threading.Lock()
 
 
 def _schedule(
@@ -352,9 +353,15 @@ def kernels_ready() -> bool:
 def warm_up() -> None:
     """Compile (or load from cache) the scheduling kernel and the memory pool's kernels, for
     the argument types placement and :class:`NodeMemory` pass; placement uses the scheduling
-    kernel from then on. Idempotent; about 0.25 s of CPU from a warm cache."""
-    if _kernel_ready.is_set():
-        return
+    kernel from then on. Idempotent, and loads once when called from several threads (the
+    workers of a partitioned process); about 0.25 s of CPU from a warm cache."""
+    with _warm_lock:
+        if not _kernel_ready.is_set():
+            _load_kernels()
+            _kernel_ready.set()
+
+
+def _load_kernels() -> None:
     import numpy as np
 
     from multiswarm.kernels.memory import RegionPool
@@ -379,7 +386,6 @@ def warm_up() -> None:
         pool.usage()
     finally:
         pool.close()
-    _kernel_ready.set()
 
 
 async def warm_up_beside(memory: NodeMemory) -> None:

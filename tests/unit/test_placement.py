@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 
 from multiswarm import placement
+from multiswarm.kernels import reference_memory
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 
 
@@ -125,3 +126,24 @@ def test_the_kernel_places_as_its_reference_did_before_the_warm_up(strategy: str
     placement.warm_up()
     assert placement._kernel_ready.is_set()
     assert placements() == before
+
+
+def test_a_pool_started_on_the_python_reference_carries_on_with_the_kernels() -> None:
+    """A worker starts serving before Numba is loaded: its pool runs on the reference, then
+    on the kernels over the same region table (allocations made before stay valid)."""
+    region = 64 * 1024
+    memory = NodeMemory(total_bytes=4 * region, region_bytes=region, n_agents=2, kernels=False)
+    assert memory.pool._ops is reference_memory
+    a = memory.admit(0, [b"x" * (region + 1)])  # two regions, before the switch
+    assert a is not None
+    placement.warm_up()
+    memory.use_kernels()
+    from multiswarm.kernels import memory_kernels
+
+    assert memory.pool._ops is memory_kernels
+    b = memory.admit(1, [b"y" * region])
+    assert b is not None and b.offset == 2 * region  # the kernels see a's regions as taken
+    assert memory.admit(0, [b"z"]) is None  # agent 0's limit still counts a
+    memory.release(a)
+    assert memory.load()[0] == region
+    memory.close()
