@@ -22,6 +22,7 @@ before it pays for them.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -293,6 +294,8 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
 #: load Numba in the middle of a claim.
 _kernel_ready = threading.Event()
 _warm_lock = threading.Lock()
+#: The GIL switch interval while the kernels load beside a serving worker, seconds.
+WARM_UP_SWITCH_S = 0.0005
 
 
 def _schedule(
@@ -394,7 +397,14 @@ async def warm_up_beside(memory: NodeMemory) -> None:
     The load's pure-Python stretches hold the GIL for at most ~20 ms at a time (Numba's SciPy
     probe, which held it for 0.4 s, is skipped: :mod:`multiswarm.kernels._jit`), so the event
     loop's lease renewals keep their pace meanwhile."""
-    await asyncio.to_thread(warm_up)
+    # the event loop gives up the GIL at every socket call and, beside a busy thread, waits a
+    # switch interval (5 ms) to get it back: shortened meanwhile, it keeps claiming apace
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, WARM_UP_SWITCH_S))
+    try:
+        await asyncio.to_thread(warm_up)
+    finally:
+        sys.setswitchinterval(interval)
     memory.use_kernels()
 
 
