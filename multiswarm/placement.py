@@ -16,20 +16,19 @@ does not fit for now (a fragmented pool) is handed back. The pool's use is repor
 registry so the leader's least_loaded choice sees memory load.
 
 Numba, and NumPy too, are imported here on first use: a worker starts its agent processes
-before it pays for them.
+before it pays for them, and loads the kernels when first idle (:mod:`.kernel_warmup`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-import threading
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
+from multiswarm.kernel_warmup import _kernel_ready
+from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: still importable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,13 +53,23 @@ def health_code(consecutive_failures: int) -> int:
     return 2 if consecutive_failures <= 5 else 3
 
 
+class Counted(NamedTuple):
+    """An input admitted by count only (:class:`NodeMemory` before the kernels load)."""
+
+    agent: int
+    regions: int
+
+
 class NodeMemory:
     """The worker's region pool; agent ids are indexes into the worker's agent list.
 
     With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
     offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
-    Without ``kernels``, the pool runs on the plain-Python reference kernels (same answers,
-    about 80 µs an allocation) until :meth:`use_kernels`: a worker serves while Numba loads.
+    Without ``kernels`` (a worker serving before Numba is loaded), until :meth:`use_kernels`
+    the pool runs on the plain-Python reference kernels (same answers, ~80-170 µs an
+    allocation), and an input under :data:`SHARED_INPUT_BYTES`, which its agent receives
+    through the pipe and never reads in the pool, is only counted against its agent's limit
+    and in :meth:`load` (:class:`Counted`, ~2 µs), not placed.
     """
 
     def __init__(
@@ -85,19 +94,26 @@ class NodeMemory:
         for agent in range(n_agents):
             self.pool.set_limit(agent, max_bytes=per_agent)
         self.refused = 0
+        self.kernels = kernels
+        #: agent -> regions of its :class:`Counted` inputs
+        self.counted: dict[int, int] = {}
 
     def use_kernels(self) -> None:
-        """Run the pool on the Numba kernels from now on (load them first: :func:`warm_up`).
+        """Run the pool on the Numba kernels from now on (load them first:
+        :func:`~multiswarm.kernel_warmup.warm_up`).
         Both backends work on the same region table, so no state moves."""
         from multiswarm.kernels.pool_ops import load_ops
 
         self.pool._ops = load_ops("numba")
+        self.kernels = True
 
     def admit(self, agent: int, data: list[bytes]) -> Any | None:
         """Copy ``data`` into a pinned allocation of ``agent``; None when it does not fit."""
         from multiswarm.kernels.errors import PoolError
 
         nbytes = max(1, sum(len(d) for d in data))
+        if not self.kernels and nbytes < SHARED_INPUT_BYTES:
+            return self._count(agent, nbytes)
         try:
             alloc = self.pool.allocate(agent, nbytes, pinned=True)
         except PoolError:
@@ -110,6 +126,16 @@ class NodeMemory:
             offset += len(d)
         return alloc
 
+    def _count(self, agent: int, nbytes: int) -> Counted | None:
+        regions = -(-nbytes // self.pool.region_bytes)
+        limit = self.pool.limit(agent)
+        held = self.counted.get(agent, 0)
+        if limit is not None and held + regions > limit:
+            self.refused += 1
+            return None
+        self.counted[agent] = held + regions
+        return Counted(agent, regions)
+
     def share_bytes(self, agent: int) -> int:
         """The most input ``agent`` may ever hold, in bytes: its limit in whole regions."""
         regions = self.pool.limit(agent)
@@ -118,6 +144,9 @@ class NodeMemory:
         return min(regions * self.pool.region_bytes, self.pool.total_bytes)
 
     def release(self, alloc: Any) -> None:
+        if isinstance(alloc, Counted):
+            self.counted[alloc.agent] -= alloc.regions
+            return
         self.pool.free(alloc)
 
     def refs(self, alloc: Any, sizes: Sequence[int]) -> list[tuple[str, str, int, int]]:
@@ -147,7 +176,9 @@ class NodeMemory:
     def load(self) -> tuple[int, int, float]:
         """(bytes used, bytes total, used share in [0, 1])."""
         usage = self.pool.usage()
-        return usage.used_bytes, usage.total_bytes, usage.used_bytes / usage.total_bytes
+        total = usage.total_bytes
+        used = min(total, usage.used_bytes + sum(self.counted.values()) * self.pool.region_bytes)
+        return used, total, used / total
 
 
 class SwarmAgents:
@@ -289,15 +320,6 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
-#: Set once the kernels are compiled or loaded (:func:`warm_up`); a batch placed before that
-#: goes to the pure-Python reference, which gives the same answer (tests/kernels), rather than
-#: load Numba in the middle of a claim.
-_kernel_ready = threading.Event()
-_warm_lock = threading.Lock()
-#: The GIL switch interval while the kernels load beside a serving worker, seconds.
-WARM_UP_SWITCH_S = 0.0005
-
-
 def _schedule(
     priority: npt.NDArray[np.int64],
     task_caps: npt.NDArray[np.uint64],
@@ -346,66 +368,6 @@ def _schedule(
         cursor % m if m else 0,
     )
     return assignment, int(new_cursor)
-
-
-def kernels_ready() -> bool:
-    """Whether :func:`warm_up` has loaded the kernels in this process."""
-    return _kernel_ready.is_set()
-
-
-def warm_up() -> None:
-    """Compile (or load from cache) the scheduling kernel and the memory pool's kernels, for
-    the argument types placement and :class:`NodeMemory` pass; placement uses the scheduling
-    kernel from then on. Idempotent, and loads once when called from several threads (the
-    workers of a partitioned process); about 0.25 s of CPU from a warm cache."""
-    with _warm_lock:
-        if not _kernel_ready.is_set():
-            _load_kernels()
-            _kernel_ready.set()
-
-
-def _load_kernels() -> None:
-    import numpy as np
-
-    from multiswarm.kernels.memory import RegionPool
-    from multiswarm.kernels.scheduling import schedule
-
-    schedule(
-        np.zeros(1, np.int64),
-        np.zeros(1, np.uint64),
-        np.ones(1),
-        np.zeros(1),
-        np.ones(1),
-        np.zeros(1, np.uint64),
-        np.zeros(1, np.int8),
-        strategy="least_loaded",
-    )
-    # every pool call of a worker: admit, release, collect, load
-    pool = RegionPool(2 * REGION_BYTES, REGION_BYTES, policy="lru")
-    try:
-        pool.set_limit(0, max_bytes=REGION_BYTES)
-        pool.free(pool.allocate(0, 1, pinned=True))
-        pool.gc([0])
-        pool.usage()
-    finally:
-        pool.close()
-
-
-async def warm_up_beside(memory: NodeMemory) -> None:
-    """:func:`warm_up` in a thread while the worker serves, then ``memory`` on the kernels.
-
-    The load's pure-Python stretches hold the GIL for at most ~20 ms at a time (Numba's SciPy
-    probe, which held it for 0.4 s, is skipped: :mod:`multiswarm.kernels._jit`), so the event
-    loop's lease renewals keep their pace meanwhile."""
-    # the event loop gives up the GIL at every socket call and, beside a busy thread, waits a
-    # switch interval (5 ms) to get it back: shortened meanwhile, it keeps claiming apace
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, WARM_UP_SWITCH_S))
-    try:
-        await asyncio.to_thread(warm_up)
-    finally:
-        sys.setswitchinterval(interval)
-    memory.use_kernels()
 
 
 def agent_inputs(

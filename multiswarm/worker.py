@@ -42,6 +42,7 @@ from multiswarm.errors import (
     WorkerUnknown,
 )
 from multiswarm.handlers import import_handlers
+from multiswarm.kernel_warmup import kernels_ready, warm_up_when_idle
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import (
@@ -50,8 +51,6 @@ from multiswarm.placement import (
     NodeMemory,
     SwarmAgents,
     agent_inputs,
-    kernels_ready,
-    warm_up_beside,
 )
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
@@ -304,9 +303,11 @@ class Worker(WorkerLiveness):
         await self.register()
         if not warm:
             # claims start now, while the agents start too (a task sent early waits in its
-            # agent's pipe); placement and the pool use the Python references until Numba is
-            # loaded (0.25 s of CPU), which no longer holds the GIL for long (decision 50)
-            self._spawn(warm_up_beside(self.memory), "warm-up of the kernels")
+            # agent's pipe); placement and the pool use the Python paths until Numba is loaded
+            # (0.3 s of CPU), once the worker is first idle (decision 50)
+            self._spawn(
+                warm_up_when_idle(self.memory, lambda: bool(self.held)), "warm-up of the kernels"
+            )
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         wake = self.wake[swarm_id]
