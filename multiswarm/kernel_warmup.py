@@ -38,9 +38,9 @@ def kernels_ready() -> bool:
 
 def warm_up() -> None:
     """Compile (or load from cache) the scheduling kernel and the memory pool's kernels, for
-    the argument types placement and :class:`NodeMemory` pass; placement uses the scheduling
-    kernel from then on. Idempotent, and loads once when called from several threads (the
-    workers of a partitioned process); about 0.25 s of CPU from a warm cache."""
+    the argument types placement and :class:`~multiswarm.placement.NodeMemory` pass; placement
+    uses the scheduling kernel from then on. Idempotent, and loads once when called from
+    several threads (the workers of a partitioned process); ~0.3 s of CPU from a warm cache."""
     with _warm_lock:
         if not _kernel_ready.is_set():
             _load_kernels()
@@ -109,10 +109,26 @@ async def warm_up_beside(memory: NodeMemory) -> None:
     loop's lease renewals keep their pace meanwhile."""
     # the event loop gives up the GIL at every socket call and, beside a busy thread, waits a
     # switch interval (5 ms) to get it back: shortened meanwhile, it keeps claiming apace
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, WARM_UP_SWITCH_S))
+    _shorten_switch(1)
     try:
         await asyncio.to_thread(warm_up)
     finally:
-        sys.setswitchinterval(interval)
+        _shorten_switch(-1)
     memory.use_kernels()
+
+
+_switch_lock = threading.Lock()
+#: [loads under way, the switch interval before the first of them]
+_switch = [0, 0.0]
+
+
+def _shorten_switch(step: int) -> None:
+    """Count a load in (1) or out (-1); the first in shortens the interval, the last out
+    restores it (the workers of a partitioned process load side by side)."""
+    with _switch_lock:
+        if step > 0 and _switch[0] == 0:
+            _switch[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch[1], WARM_UP_SWITCH_S))
+        _switch[0] += step
+        if step < 0 and _switch[0] == 0:
+            sys.setswitchinterval(_switch[1])
