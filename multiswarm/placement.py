@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from multiswarm.kernels.memory import RegionPool
+
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
 #: Task inputs (payload and dependency results) from this size on reach agents through the
@@ -69,7 +71,14 @@ class NodeMemory:
     the pool runs on the plain-Python reference kernels (same answers, ~80-170 µs an
     allocation), and an input under :data:`SHARED_INPUT_BYTES`, which its agent receives
     through the pipe and never reads in the pool, is only counted against its agent's limit
-    and in :meth:`load` (:class:`Counted`, ~2 µs), not placed.
+    and in :meth:`load` (:class:`Counted`, ~2 µs), not placed; the pool itself (NumPy, the
+    shared segment and its resource tracker process) is made when first needed: a large
+    input, :meth:`use_kernels` or :attr:`pool`.
+
+    Raises
+    ------
+    KernelInputError
+        ``total_bytes`` or ``region_bytes`` not positive, or not a multiple of the other.
     """
 
     def __init__(
@@ -81,22 +90,42 @@ class NodeMemory:
         shared: bool = False,
         kernels: bool = True,
     ) -> None:
-        from multiswarm.kernels.memory import RegionPool
+        from multiswarm.kernels.errors import KernelInputError
 
-        self.pool = RegionPool(
-            total_bytes,
-            region_bytes,
-            policy="lru",
-            shared=shared,
-            backend="numba" if kernels else "python",
-        )
-        per_agent = max(region_bytes, total_bytes // max(1, n_agents))
-        for agent in range(n_agents):
-            self.pool.set_limit(agent, max_bytes=per_agent)
+        if min(total_bytes, region_bytes) <= 0 or total_bytes % region_bytes:
+            raise KernelInputError(
+                f"pool of {total_bytes} bytes in regions of {region_bytes} bytes: both must be "
+                "positive, the pool a multiple of the region"
+            )
+        self.total_bytes, self.region_bytes = total_bytes, region_bytes
+        self._shared, self._n_agents = shared, n_agents
+        #: regions each agent may hold (the pool's limits once it exists)
+        self.per_agent = max(1, max(region_bytes, total_bytes // max(1, n_agents)) // region_bytes)
+        self._pool: RegionPool | None = None
         self.refused = 0
         self.kernels = kernels
         #: agent -> regions of its :class:`Counted` inputs
         self.counted: dict[int, int] = {}
+        if kernels:
+            self.pool  # noqa: B018 - made now, as before the lazy pool
+
+    @property
+    def pool(self) -> RegionPool:
+        """The region pool, made on first access."""
+        if self._pool is None:
+            from multiswarm.kernels.memory import RegionPool
+
+            pool = RegionPool(
+                self.total_bytes,
+                self.region_bytes,
+                policy="lru",
+                shared=self._shared,
+                backend="numba" if self.kernels else "python",
+            )
+            for agent in range(self._n_agents):
+                pool.set_limit(agent, max_regions=self.per_agent)
+            self._pool = pool
+        return self._pool
 
     def use_kernels(self) -> None:
         """Run the pool on the Numba kernels from now on (load them first:
@@ -104,7 +133,11 @@ class NodeMemory:
         Both backends work on the same region table, so no state moves."""
         from multiswarm.kernels.pool_ops import load_ops
 
-        self.pool._ops = load_ops("numba")
+        if self._pool is None:
+            self.kernels = True
+            self.pool  # noqa: B018 - made on the kernels
+            return
+        self._pool._ops = load_ops("numba")
         self.kernels = True
 
     def admit(self, agent: int, data: list[bytes]) -> Any | None:
@@ -127,8 +160,8 @@ class NodeMemory:
         return alloc
 
     def _count(self, agent: int, nbytes: int) -> Counted | None:
-        regions = -(-nbytes // self.pool.region_bytes)
-        limit = self.pool.limit(agent)
+        regions = -(-nbytes // self.region_bytes)
+        limit = self.per_agent if self._pool is None else self._pool.limit(agent)
         held = self.counted.get(agent, 0)
         if limit is not None and held + regions > limit:
             self.refused += 1
@@ -138,10 +171,10 @@ class NodeMemory:
 
     def share_bytes(self, agent: int) -> int:
         """The most input ``agent`` may ever hold, in bytes: its limit in whole regions."""
-        regions = self.pool.limit(agent)
+        regions = self.per_agent if self._pool is None else self._pool.limit(agent)
         if regions is None:
-            return self.pool.total_bytes
-        return min(regions * self.pool.region_bytes, self.pool.total_bytes)
+            return self.total_bytes
+        return min(regions * self.region_bytes, self.total_bytes)
 
     def release(self, alloc: Any) -> None:
         if isinstance(alloc, Counted):
@@ -163,22 +196,24 @@ class NodeMemory:
 
     @property
     def shared(self) -> bool:
-        return self.pool.shm_name is not None
+        return self._shared
 
     def close(self) -> None:
         """Release the pool (unlink a shared segment). Idempotent."""
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def collect(self, agents: list[int]) -> int:
         """Free everything held by agents whose process died."""
-        return len(self.pool.gc(agents))
+        return 0 if self._pool is None else len(self._pool.gc(agents))
 
     def load(self) -> tuple[int, int, float]:
         """(bytes used, bytes total, used share in [0, 1])."""
-        usage = self.pool.usage()
-        total = usage.total_bytes
-        used = min(total, usage.used_bytes + sum(self.counted.values()) * self.pool.region_bytes)
-        return used, total, used / total
+        used = sum(self.counted.values()) * self.region_bytes
+        if self._pool is not None:
+            used += self._pool.usage().used_bytes
+        used = min(used, self.total_bytes)
+        return used, self.total_bytes, used / self.total_bytes
 
 
 class SwarmAgents:

@@ -159,6 +159,8 @@ def test_a_pool_started_on_the_python_reference_carries_on_with_the_kernels() ->
 
 async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
     memory = NodeMemory(total_bytes=2 * 64 * 1024, n_agents=1, kernels=False)
+    assert memory.admit(0, [b"small"]) is not None and memory.share_bytes(0) == 2 * 64 * 1024
+    assert memory._pool is None  # no segment yet: small inputs are only counted
     busy = [True]
     load = asyncio.create_task(kernel_warmup.warm_up_when_idle(memory, lambda: busy[0], 0.05))
     await asyncio.sleep(0.2)
@@ -166,4 +168,5 @@ async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
     busy[0] = False
     await asyncio.wait_for(load, 30)
     assert memory.kernels and kernel_warmup.kernels_ready()
+    assert memory._pool is not None and memory.load()[0] == 64 * 1024  # the counted input
     memory.close()
