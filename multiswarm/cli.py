@@ -9,27 +9,73 @@ anything else.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from multiswarm import Multiswarm
-from multiswarm.cli_api import run_api_cmd
-from multiswarm.cli_common import (
-    add_global_options,
-    call,
-    configure_logging,
-    emit,
-    global_options,
+from multiswarm.cli_common import add_global_options, call, configure_logging, emit, global_options
+
+#: Command -> (module, attribute): each command's module is imported when the command is run
+#: or listed, so ``run worker`` starts without the others' imports (the facade's included).
+_LAZY: dict[str, tuple[str, str]] = {
+    "status": ("multiswarm.cli_swarms", "status"),
+    "agents": ("multiswarm.cli_swarms", "agents"),
+    "swarms": ("multiswarm.cli_swarms", "swarms"),
+    "pause": ("multiswarm.cli_swarms", "pause"),
+    "resume": ("multiswarm.cli_swarms", "resume"),
+    "scale": ("multiswarm.cli_swarms", "scale"),
+    "run": ("multiswarm.cli_run", "run"),
+    "up": ("multiswarm.cli_run", "up"),
+    "demo": ("multiswarm.cli_run", "demo"),
+    "recover": ("multiswarm.cli_recover", "recover"),
+    "snapshot": ("multiswarm.cli_recover", "snapshot"),
+    "checkpoint": ("multiswarm.cli_recover", "checkpoint"),
+    "breakers": ("multiswarm.cli_ops", "breakers"),
+    "resources": ("multiswarm.cli_ops", "resources"),
+    "votes": ("multiswarm.cli_ops", "votes"),
+    "tasks": ("multiswarm.cli_tasks", "tasks"),
+    "config": ("multiswarm.cli_ops", "config"),
+    "messages": ("multiswarm.cli_messages", "messages"),
+}
+
+
+def _load(name: str) -> click.Command:
+    module, attr = _LAZY[name]
+    command: click.Command = getattr(importlib.import_module(module), attr)
+    if name == "tasks":
+        from multiswarm.cli_tasks_view import tasks_list, tasks_show
+
+        assert isinstance(command, click.Group)
+        command.add_command(tasks_list)
+        command.add_command(tasks_show)
+    elif name == "run":
+        from multiswarm.cli_api import run_api_cmd
+
+        assert isinstance(command, click.Group)
+        command.add_command(run_api_cmd)
+    return command
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands of :data:`_LAZY` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            self.add_command(_load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        add_global_options(cmd)  # once: it skips options a command has already
+        super().add_command(cmd, name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-from multiswarm.cli_messages import messages
-from multiswarm.cli_ops import breakers, config, resources, votes
-from multiswarm.cli_recover import checkpoint, recover, snapshot
-from multiswarm.cli_run import demo, run, up
-from multiswarm.cli_swarms import agents, leader_dict, pause, resume, scale, status, swarms
-from multiswarm.cli_tasks import tasks
-from multiswarm.cli_tasks_view import tasks_list, tasks_show
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
@@ -52,6 +98,9 @@ cli.params += global_options(root=True)
 @click.pass_context
 def leader(ctx: click.Context) -> None:
     """Who holds the leader lease: holder, host, pid, epoch, lease_ms_left."""
+    from multiswarm.api import Multiswarm
+    from multiswarm.cli_swarms import leader_dict
+
     info = call(ctx, Multiswarm.leader)
     emit(
         ctx,
@@ -69,30 +118,6 @@ def leader(ctx: click.Context) -> None:
     )
 
 
-tasks.add_command(tasks_list)
-tasks.add_command(tasks_show)
-run.add_command(run_api_cmd)
-for group in (
-    status,
-    agents,
-    swarms,
-    pause,
-    resume,
-    scale,
-    run,
-    up,
-    demo,
-    recover,
-    snapshot,
-    checkpoint,
-    breakers,
-    resources,
-    votes,
-    tasks,
-    config,
-):
-    cli.add_command(group)
-cli.add_command(messages)
 add_global_options(cli)
 
 

@@ -29,15 +29,18 @@ from multiswarm import (
     ConfigError,
     InvalidArgumentError,
     InvalidIdError,
-    Multiswarm,
     MultiswarmError,
     ScriptError,
-    node_api,
 )
 from multiswarm.config import Settings, from_env
+from multiswarm.logs import LOG_FORMATS
+from multiswarm.logs import configure_logging as configure_log_output
 
 if TYPE_CHECKING:  # rich is imported when something is printed: startup stays quick
+    # and the facade when a command calls it: `run worker` does without it
     from rich.console import Console, RenderableType
+
+    from multiswarm.api import Multiswarm
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,7 +74,7 @@ def _log_format(ctx: click.Context, param: click.Parameter, value: str | None) -
     ctx.meta["multiswarm.log_format"] = value
     level = ctx.meta.get("multiswarm.log_level")
     if level is not None:  # given after the subcommand: the root configured logging already
-        node_api.configure_logging(level, value)
+        configure_log_output(level, value)
     return value
 
 
@@ -98,7 +101,7 @@ def global_options(root: bool = False) -> list[click.Option]:
         click.Option(["--json"], is_flag=True, help="Print JSON instead of text.", **shared),
         click.Option(
             ["--log-format"],
-            type=click.Choice(node_api.LOG_FORMATS),
+            type=click.Choice(LOG_FORMATS),
             expose_value=False,
             callback=_log_format,
             is_eager=True,
@@ -133,7 +136,7 @@ def configure_logging(ctx: click.Context, verbose: int) -> None:
     ctx.meta["multiswarm.log_level"] = level
     fmt = ctx.meta.get("multiswarm.log_format") or os.environ.get("MULTISWARM_LOG_FORMAT") or "text"
     try:
-        node_api.configure_logging(level, fmt)
+        configure_log_output(level, fmt)
     except ValueError as e:
         raise usage_failure(f"MULTISWARM_LOG_FORMAT: {e}") from e
 
@@ -167,6 +170,8 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
         One line: exit 2 for bad input (:data:`USAGE_ERRORS`, a ValueError), 1 for any other
         MultiswarmError.
     """
+    from multiswarm.api import Multiswarm
+
     settings = settings_of(ctx).replace(reconnect_timeout_s=CLI_RECONNECT_S)
 
     async def main() -> T:
@@ -246,7 +251,7 @@ def show(parts: Sequence[RenderableType | str]) -> None:
         out.print(Text(p) if isinstance(p, str) else p)
 
 
-Render = Callable[[Multiswarm], Awaitable[tuple[Any, Sequence["RenderableType | str"]]]]
+Render = Callable[["Multiswarm"], Awaitable[tuple[Any, Sequence["RenderableType | str"]]]]
 
 
 def report(ctx: click.Context, render: Render, watch_s: float | None = None) -> None:

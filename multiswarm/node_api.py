@@ -8,20 +8,24 @@ The public surface of the node layer, so front ends never reach into its modules
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from multiswarm.agents import DEFAULT_ALLOWED
 from multiswarm.config import Settings
 from multiswarm.coordinator import STRATEGIES
-from multiswarm.demo import DemoOptions, print_report, run_demo
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
-from multiswarm.local_system import ensure_redis, start_system
 from multiswarm.logs import LOG_FORMATS, configure_logging
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
 from multiswarm.supervisor import Backoff
 from multiswarm.worker_metrics import WorkerMetrics
+
+if TYPE_CHECKING:  # loaded on first use: a role process (`run worker`) starts without them
+    from multiswarm.demo import DemoOptions, print_report, run_demo
+    from multiswarm.local_system import ensure_redis, start_system
 
 #: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
 COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
@@ -98,3 +102,22 @@ def serve_api(
     from multiswarm.http.server import serve_api as serve_http
 
     serve_http(settings, host, port, tokens_from_env(open_scrape=open_scrape), echo)
+
+
+#: Names of modules only ``up`` and ``demo`` need -> their module, imported on first access.
+_LAZY = {
+    "DemoOptions": "multiswarm.demo",
+    "print_report": "multiswarm.demo",
+    "run_demo": "multiswarm.demo",
+    "ensure_redis": "multiswarm.local_system",
+    "start_system": "multiswarm.local_system",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

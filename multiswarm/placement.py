@@ -15,21 +15,26 @@ agent's share of the pool can never fit: its task is dead-lettered with that rea
 does not fit for now (a fragmented pool) is handed back. The pool's use is reported to the
 registry so the leader's least_loaded choice sees memory load.
 
-Numba is imported here on first use, not when ``multiswarm`` is imported.
+Numba, and NumPy too, are imported here on first use: a worker starts its agent processes
+before it pays for them, and loads the kernels when first idle (:mod:`.kernel_warmup`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
+from multiswarm.kernel_warmup import _kernel_ready
+from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: still importable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from multiswarm.kernels.memory import RegionPool
 
 #: Default node pool (DESIGN.md, Memory regions).
 POOL_BYTES = 28 * 1024 * 1024
@@ -50,11 +55,30 @@ def health_code(consecutive_failures: int) -> int:
     return 2 if consecutive_failures <= 5 else 3
 
 
+class Counted(NamedTuple):
+    """An input admitted by count only (:class:`NodeMemory` before the kernels load)."""
+
+    agent: int
+    regions: int
+
+
 class NodeMemory:
     """The worker's region pool; agent ids are indexes into the worker's agent list.
 
     With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
     offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
+    Without ``kernels`` (a worker serving before Numba is loaded), until :meth:`use_kernels`
+    the pool runs on the plain-Python reference kernels (same answers, ~80-170 µs an
+    allocation), and an input under :data:`SHARED_INPUT_BYTES`, which its agent receives
+    through the pipe and never reads in the pool, is only counted against its agent's limit
+    and in :meth:`load` (:class:`Counted`, ~2 µs), not placed; the pool itself (NumPy, the
+    shared segment and its resource tracker process) is made when first needed: a large
+    input, :meth:`use_kernels` or :attr:`pool`.
+
+    Raises
+    ------
+    KernelInputError
+        ``total_bytes`` or ``region_bytes`` not positive, or not a multiple of the other.
     """
 
     def __init__(
@@ -64,20 +88,65 @@ class NodeMemory:
         n_agents: int = 1,
         *,
         shared: bool = False,
+        kernels: bool = True,
     ) -> None:
-        from multiswarm.kernels.memory import RegionPool
+        from multiswarm.kernels.errors import KernelInputError
 
-        self.pool = RegionPool(total_bytes, region_bytes, policy="lru", shared=shared)
-        per_agent = max(region_bytes, total_bytes // max(1, n_agents))
-        for agent in range(n_agents):
-            self.pool.set_limit(agent, max_bytes=per_agent)
+        if min(total_bytes, region_bytes) <= 0 or total_bytes % region_bytes:
+            raise KernelInputError(
+                f"pool of {total_bytes} bytes in regions of {region_bytes} bytes: both must be "
+                "positive, the pool a multiple of the region"
+            )
+        self.total_bytes, self.region_bytes = total_bytes, region_bytes
+        self._shared, self._n_agents = shared, n_agents
+        #: regions each agent may hold (the pool's limits once it exists)
+        self.per_agent = max(1, max(region_bytes, total_bytes // max(1, n_agents)) // region_bytes)
+        self._pool: RegionPool | None = None
         self.refused = 0
+        self.kernels = kernels
+        #: agent -> regions of its :class:`Counted` inputs
+        self.counted: dict[int, int] = {}
+        if kernels:
+            self.pool  # noqa: B018 - made now, as before the lazy pool
+
+    @property
+    def pool(self) -> RegionPool:
+        """The region pool, made on first access."""
+        if self._pool is None:
+            from multiswarm.kernels.memory import RegionPool
+
+            pool = RegionPool(
+                self.total_bytes,
+                self.region_bytes,
+                policy="lru",
+                shared=self._shared,
+                backend="numba" if self.kernels else "python",
+            )
+            for agent in range(self._n_agents):
+                pool.set_limit(agent, max_regions=self.per_agent)
+            self._pool = pool
+        return self._pool
+
+    def use_kernels(self) -> None:
+        """Run the pool on the Numba kernels from now on (load them first:
+        :func:`~multiswarm.kernel_warmup.warm_up`).
+        Both backends work on the same region table, so no state moves."""
+        from multiswarm.kernels.pool_ops import load_ops
+
+        if self._pool is None:
+            self.kernels = True
+            self.pool  # noqa: B018 - made on the kernels
+            return
+        self._pool._ops = load_ops("numba")
+        self.kernels = True
 
     def admit(self, agent: int, data: list[bytes]) -> Any | None:
         """Copy ``data`` into a pinned allocation of ``agent``; None when it does not fit."""
         from multiswarm.kernels.errors import PoolError
 
         nbytes = max(1, sum(len(d) for d in data))
+        if not self.kernels and nbytes < SHARED_INPUT_BYTES:
+            return self._count(agent, nbytes)
         try:
             alloc = self.pool.allocate(agent, nbytes, pinned=True)
         except PoolError:
@@ -90,14 +159,27 @@ class NodeMemory:
             offset += len(d)
         return alloc
 
+    def _count(self, agent: int, nbytes: int) -> Counted | None:
+        regions = -(-nbytes // self.region_bytes)
+        limit = self.per_agent if self._pool is None else self._pool.limit(agent)
+        held = self.counted.get(agent, 0)
+        if limit is not None and held + regions > limit:
+            self.refused += 1
+            return None
+        self.counted[agent] = held + regions
+        return Counted(agent, regions)
+
     def share_bytes(self, agent: int) -> int:
         """The most input ``agent`` may ever hold, in bytes: its limit in whole regions."""
-        regions = self.pool.limit(agent)
+        regions = self.per_agent if self._pool is None else self._pool.limit(agent)
         if regions is None:
-            return self.pool.total_bytes
-        return min(regions * self.pool.region_bytes, self.pool.total_bytes)
+            return self.total_bytes
+        return min(regions * self.region_bytes, self.total_bytes)
 
     def release(self, alloc: Any) -> None:
+        if isinstance(alloc, Counted):
+            self.counted[alloc.agent] -= alloc.regions
+            return
         self.pool.free(alloc)
 
     def refs(self, alloc: Any, sizes: Sequence[int]) -> list[tuple[str, str, int, int]]:
@@ -114,20 +196,24 @@ class NodeMemory:
 
     @property
     def shared(self) -> bool:
-        return self.pool.shm_name is not None
+        return self._shared
 
     def close(self) -> None:
         """Release the pool (unlink a shared segment). Idempotent."""
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def collect(self, agents: list[int]) -> int:
         """Free everything held by agents whose process died."""
-        return len(self.pool.gc(agents))
+        return 0 if self._pool is None else len(self._pool.gc(agents))
 
     def load(self) -> tuple[int, int, float]:
         """(bytes used, bytes total, used share in [0, 1])."""
-        usage = self.pool.usage()
-        return usage.used_bytes, usage.total_bytes, usage.used_bytes / usage.total_bytes
+        used = sum(self.counted.values()) * self.region_bytes
+        if self._pool is not None:
+            used += self._pool.usage().used_bytes
+        used = min(used, self.total_bytes)
+        return used, self.total_bytes, used / self.total_bytes
 
 
 class SwarmAgents:
@@ -211,6 +297,8 @@ class SwarmAgents:
             Per task, its required capabilities (csv); a task needing one the swarm's agents
             lack is not placed. Default: none required.
         """
+        import numpy as np
+
         prio = np.asarray(priorities, np.int64).reshape(-1)
         n, m = prio.shape[0], len(self.agents)
         need = np.zeros(n, np.uint64)
@@ -267,12 +355,6 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
     return mask
 
 
-#: Set once the scheduling kernel is compiled or loaded (:func:`warm_up`, which a worker runs
-#: before it registers); a batch placed before that goes to the pure-Python reference, which
-#: gives the same answer (tests/kernels), rather than compile in the middle of a claim.
-_kernel_ready = threading.Event()
-
-
 def _schedule(
     priority: npt.NDArray[np.int64],
     task_caps: npt.NDArray[np.uint64],
@@ -301,6 +383,8 @@ def _schedule(
             cursor=cursor,
         )
         return result.assignment, int(result.cursor)
+    import numpy as np
+
     from multiswarm.kernels.constants import STRATEGIES
     from multiswarm.kernels.reference import reference_schedule
 
@@ -319,25 +403,6 @@ def _schedule(
         cursor % m if m else 0,
     )
     return assignment, int(new_cursor)
-
-
-def warm_up() -> None:
-    """Compile (or load from cache) the kernels; placement uses the scheduling kernel from
-    then on."""
-    from multiswarm.agents import AgentProcess as _  # noqa: F401
-    from multiswarm.kernels.scheduling import schedule
-
-    schedule(
-        np.zeros(1, np.int64),
-        np.zeros(1, np.uint64),
-        np.ones(1),
-        np.zeros(1),
-        np.ones(1),
-        np.zeros(1, np.uint64),
-        np.zeros(1, np.int8),
-        strategy="least_loaded",
-    )
-    _kernel_ready.set()
 
 
 def agent_inputs(

@@ -29,7 +29,6 @@ from multiswarm.connection import connect, verify
 from multiswarm.coordinator import SwarmCoordinator, default_holder_id
 from multiswarm.deployment import agree
 from multiswarm.errors import MultiswarmError
-from multiswarm.kernels.memory import unlink_shared_segments
 from multiswarm.keys import Keys
 from multiswarm.partition_leaders import PartitionLeaders, PartitionRun, run_partitions
 from multiswarm.partitions import partition_keys
@@ -102,7 +101,10 @@ def _abandon(line: str) -> None:
     stuck on Redis (asyncio.run cancels and awaits every task, then joins executor threads)."""
     for child in multiprocessing.active_children():
         child.kill()
-    unlink_shared_segments()  # the node's input pool, which close() would have unlinked
+    # the node's input pool, which close() would have unlinked (none if never imported)
+    memory = sys.modules.get("multiswarm.kernels.memory")
+    if memory is not None:
+        memory.unlink_shared_segments()
     logging.shutdown()
     sys.stdout.flush()
     print(f"multiswarm: error: {line}", file=sys.stderr, flush=True)

@@ -41,6 +41,7 @@ from multiswarm.errors import (
     WorkerFailed,
 )
 from multiswarm.handlers import import_handlers
+from multiswarm.kernel_warmup import kernels_ready, warm_up_when_idle
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import (
@@ -49,7 +50,6 @@ from multiswarm.placement import (
     NodeMemory,
     SwarmAgents,
     agent_inputs,
-    warm_up,
 )
 from multiswarm.registry import SwarmRegistry, SwarmSpec
 from multiswarm.scripts import Scripts
@@ -303,15 +303,21 @@ class Worker(WorkerClaims):
             self.wake[spec.id] = asyncio.Event()
             self.prefetched[spec.id] = collections.deque()
             self.recent[spec.id] = collections.deque(maxlen=100)
-        # load the kernels (while the agents start) before registering: loading Numba's cache
-        # holds the GIL for long stretches, so done beside held tasks it starves their lease
-        # renewals (a 1 s lease was lost that way)
-        await asyncio.to_thread(warm_up)
         # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
-        self.memory = NodeMemory(self.pool_bytes, n_agents=len(self.agents), shared=True)
+        warm = kernels_ready()
+        self.memory = NodeMemory(
+            self.pool_bytes, n_agents=len(self.agents), shared=True, kernels=warm
+        )
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
         await self.register()
+        if not warm:
+            # claims start now, while the agents start too (a task sent early waits in its
+            # agent's pipe); placement and the pool use the Python paths until Numba is loaded
+            # (0.3 s of CPU), once the worker is first idle (decision 55)
+            self._spawn(
+                warm_up_when_idle(self.memory, lambda: bool(self.held)), "warm-up of the kernels"
+            )
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         swarm = self.placement[swarm_id]

@@ -24,7 +24,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.keys import check_id
 from multiswarm.partitions import place_swarms
-from multiswarm.placement import POOL_BYTES, REGION_BYTES, warm_up
+from multiswarm.placement import POOL_BYTES, REGION_BYTES
 from multiswarm.registry import SwarmSpec
 from multiswarm.scripts import Scripts
 from multiswarm.worker import Worker
@@ -117,8 +117,6 @@ async def run_workers(
     )
     external: Mapping[str, str] = options.pop("external", None) or {}
     ids = {k: partition_worker_id(base, k, settings.partitions) for k in groups}
-    # loaded once here: each Worker would otherwise load Numba's cache in a thread of its own
-    await asyncio.to_thread(warm_up)
     workers: list[Worker] = []
     try:
         for n, ((k, specs), pool) in enumerate(zip(groups.items(), pools, strict=True)):

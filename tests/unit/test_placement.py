@@ -3,11 +3,13 @@ region pool admits task inputs."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
 
-from multiswarm import placement
+from multiswarm import kernel_warmup, placement
+from multiswarm.kernels import reference_memory
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 
 
@@ -120,8 +122,51 @@ def test_the_kernel_places_as_its_reference_did_before_the_warm_up(strategy: str
         out.append(swarm.place([2, 2, 0], ["b", "", ""]))
         return out
 
-    placement._kernel_ready.clear()
+    kernel_warmup._kernel_ready.clear()
     before = placements()  # the Python reference
     placement.warm_up()
-    assert placement._kernel_ready.is_set()
+    assert kernel_warmup._kernel_ready.is_set()
     assert placements() == before
+
+
+def test_a_pool_started_on_the_python_reference_carries_on_with_the_kernels() -> None:
+    """A worker starts serving before Numba is loaded: its pool runs on the reference, then
+    on the kernels over the same region table (allocations made before stay valid)."""
+    region = 64 * 1024
+    memory = NodeMemory(total_bytes=4 * region, region_bytes=region, n_agents=2, kernels=False)
+    assert memory.pool._ops is reference_memory
+    a = memory.admit(0, [b"x" * (region + 1)])  # two regions, before the switch
+    assert a is not None
+    small = memory.admit(1, [b"s" * 10])  # read through the pipe: only counted
+    assert isinstance(small, placement.Counted) and memory.counted == {1: 1}
+    assert memory.load()[0] == 3 * region
+    assert memory.admit(1, [b"s"] * 2) is not None and memory.admit(1, [b"s"]) is None  # limit
+    assert memory.refused == 1
+    memory.release(small)
+    placement.warm_up()
+    memory.use_kernels()
+    from multiswarm.kernels import memory_kernels
+
+    assert memory.pool._ops is memory_kernels
+    b = memory.admit(1, [b"y" * 10])  # placed now: the kernels place small inputs too
+    assert b is not None and not isinstance(b, placement.Counted)
+    assert b.offset == 2 * region  # the kernels see a's regions as taken
+    assert memory.admit(0, [b"z"]) is None  # agent 0's limit still counts a
+    memory.release(a)
+    assert memory.load()[0] == 2 * region  # b, and one region still counted for agent 1
+    memory.close()
+
+
+async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
+    memory = NodeMemory(total_bytes=2 * 64 * 1024, n_agents=1, kernels=False)
+    assert memory.admit(0, [b"small"]) is not None and memory.share_bytes(0) == 2 * 64 * 1024
+    assert memory._pool is None  # no segment yet: small inputs are only counted
+    busy = [True]
+    load = asyncio.create_task(kernel_warmup.warm_up_when_idle(memory, lambda: busy[0], 0.05))
+    await asyncio.sleep(0.2)
+    assert not load.done() and not memory.kernels  # busy: still on the Python paths
+    busy[0] = False
+    await asyncio.wait_for(load, 30)
+    assert memory.kernels and kernel_warmup.kernels_ready()
+    assert memory._pool is not None and memory.load()[0] == 64 * 1024  # the counted input
+    memory.close()
