@@ -15,6 +15,8 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from multiswarm.errors import MessageDecodeError
+
 #: Pickle protocol of the pipe (both ends run this package, same interpreter).
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -61,7 +63,7 @@ class Frames:
                 with memoryview(buf) as view, view[start:end] as frame:
                     out.extend(pickle.loads(frame))
             except Exception as e:  # nothing after it can be trusted either
-                raise ValueError(f"unreadable pipe message: {e!r}") from e
+                raise MessageDecodeError(f"unreadable pipe message: {e!r}") from e
             del buf[:end]  # a bytearray drops its head without moving the rest
         return out
 

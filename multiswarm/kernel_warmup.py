@@ -11,10 +11,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from multiswarm.placement import NodeMemory
+from typing import Protocol
 
 __all__ = ["kernels_ready", "warm_up", "warm_up_beside", "warm_up_when_idle"]
 
@@ -75,8 +72,15 @@ def _load_kernels() -> None:
         pool.close()
 
 
+class SwitchesToKernels(Protocol):
+    """What is switched to the kernels once loaded (:class:`~multiswarm.placement.NodeMemory`;
+    named by its method so this module does not import placement, which imports it)."""
+
+    def use_kernels(self) -> None: ...
+
+
 async def warm_up_when_idle(
-    memory: NodeMemory,
+    memory: SwitchesToKernels,
     busy: Callable[[], bool],
     idle_s: float = WARM_UP_IDLE_S,
     latest_s: float = WARM_UP_LATEST_S,
@@ -101,7 +105,7 @@ async def warm_up_when_idle(
     await warm_up_beside(memory)
 
 
-async def warm_up_beside(memory: NodeMemory) -> None:
+async def warm_up_beside(memory: SwitchesToKernels) -> None:
     """:func:`warm_up` in a thread while the worker serves, then ``memory`` on the kernels.
 
     The load's pure-Python stretches hold the GIL for at most ~20 ms at a time (Numba's SciPy

@@ -126,6 +126,9 @@ CLI_MAY_IMPORT = frozenset(
         "multiswarm.config",
         "multiswarm.errors",
         "multiswarm.urls",
+        # log formats and set-up, no component: read without the node layer, so `run
+        # worker` starts without importing every role (decision 55)
+        "multiswarm.logs",
     }
 )
 
