@@ -197,6 +197,11 @@ async def test_task_events_are_published_only_while_someone_listens(settings: Se
         await store.submit([(task_spec(NOOP, id="watched"), 1)])
         event = json.loads(await _next_data(bare))
         assert (event["type"], event["payload"]["task"]) == ("task.submitted", "watched")
+        # the listener got the same frame: give it the time to read it, then stop it
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collector

@@ -14,6 +14,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import current_leader
 from multiswarm.keys import Keys
+from multiswarm.redis_server import free_port
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
@@ -22,7 +23,17 @@ from .helpers import eventually
 pytestmark = pytest.mark.slow
 
 
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings) -> None:
+    api_port = free_port()
     up = subprocess.Popen(
         [
             sys.executable,
@@ -36,7 +47,7 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
             "--lease-ms",
             "2000",
             "--api-port",
-            "0",
+            str(api_port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,7 +63,8 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         async def ready() -> bool:
             info, _ = await current_leader(scripts, keys)
             return (
-                info is not None
+                await _listening(api_port)  # the API too: the roles may be up before it
+                and info is not None
                 and len(await registry.swarm_ids("active")) == 3
                 and len(await registry.workers()) == 2
             )
