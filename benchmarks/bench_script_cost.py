@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
+import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -40,6 +43,9 @@ from multiswarm.redis_server import RedisServer, free_port
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, update_section  # benchmarks/_results.py
 
 T = TypeVar("T")
 NOOP = "multiswarm.demo_tasks:noop"
@@ -180,26 +186,53 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--deps", action="store_true")
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args()
     n: int = args.tasks
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         with server(args.callgrind, out) as (url, pid):
             prof = asyncio.run(run(url, pid, out, n, args.deps))
-        total_us = total_ir = 0.0
+        rows: dict[str, dict[str, float]] = {}
         for name in PHASES:
             st = prof.stats[name]
             inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
-            us = st["fcall:usec"] / n
-            line = f"{name:9s} fcalls {st['fcall:calls']:5d}  {us:6.1f} µs/task"
-            line += f"  redis.call {inner / n:5.2f}/task"
+            row = {
+                "fcalls": st["fcall:calls"],
+                "usec_per_task": round(st["fcall:usec"] / n, 1),
+                "redis_calls_per_task": round(inner / n, 2),
+            }
             if pid is not None:
-                ir = prof.instructions(name) / n
-                total_ir += ir
-                line += f"  {ir / 1000:6.1f} K instructions/task"
-            total_us += us
-            print(line)
-        print(f"total     {total_us:.1f} µs/task" + (f", {total_ir / 1000:.1f} K" if pid else ""))
+                row["k_instructions_per_task"] = round(prof.instructions(name) / n / 1000, 1)
+            rows[name] = row
+    total = {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
+    report = {"tasks": n, "deps": args.deps, "callgrind": args.callgrind, "phases": rows}
+    print(json.dumps({**report, "total": total}, indent=1))
+    if not args.no_write:
+        _write(report, total)
+
+
+def _write(report: dict[str, Any], total: dict[str, float]) -> None:
+    cols = list(total)
+    lines = [
+        "## Redis work per task of the lifecycle scripts (`benchmarks/bench_script_cost.py`)",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `python3 {' '.join(sys.argv)}` ({datetime.date.today()})",
+        "",
+        f"{report['tasks']} no-op tasks straight through the scripts (submit 50, dispatch, claim"
+        " and finish 8 per call), no worker; Redis time from `INFO commandstats` (wall clock"
+        " inside Redis: take the least of a few runs)"
+        + (", instructions from callgrind" if report["callgrind"] else "")
+        + (", 9 of 10 tasks depending on the 10th" if report["deps"] else "")
+        + ":",
+        "",
+        "| phase | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
+        "| --- |" + " ---: |" * len(cols),
+    ]
+    for name, row in [*report["phases"].items(), ("total", total)]:
+        lines.append(f"| {name} | " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    update_section("script-cost", "\n".join(lines))
 
 
 if __name__ == "__main__":
