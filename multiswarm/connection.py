@@ -221,6 +221,18 @@ async def refresh_topology(client: Any) -> None:
         await client.initialize()
 
 
+def _not_retried(e: BaseException) -> None:
+    """Raise what a connection error caught by :func:`with_retry` means when it is not an
+    outage: refused credentials (ConfigError), an AttributeError that is not redis-py's dropped
+    writer (as is), a cancellation redis-py reported as a lost connection."""
+    if isinstance(e, redis.exceptions.AuthenticationError):
+        raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
+    if isinstance(e, AttributeError) and not dropped_writer(e):
+        raise e
+    if cancel_requested():
+        raise asyncio.CancelledError() from e
+
+
 async def with_retry(
     fn: Callable[[], Awaitable[T]], timeout_s: float, client: Client | None = None
 ) -> T:
@@ -233,13 +245,8 @@ async def with_retry(
         # no fault, the common case: one attempt without building the retry machinery (a
         # tenacity state per call was a measurable share of the hot path's client CPU)
         return await fn()
-    except redis.exceptions.AuthenticationError as e:
-        raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
     except (*CONNECTION_ERRORS, AttributeError) as e:
-        if isinstance(e, AttributeError) and not dropped_writer(e):
-            raise
-        if cancel_requested():
-            raise asyncio.CancelledError() from e
+        _not_retried(e)
         # the retry loop below logs its own attempts from 1 again, each before its backoff
         log.warning("Redis unreachable (attempt 1, 0.0 s so far): %s; retrying at once", short(e))
     failed = True
@@ -250,13 +257,8 @@ async def with_retry(
                     await refresh_topology(client)
                 failed = True
                 return await fn()
-    except redis.exceptions.AuthenticationError as e:
-        raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
     except (*CONNECTION_ERRORS, AttributeError) as e:
-        if isinstance(e, AttributeError) and not dropped_writer(e):
-            raise
-        if cancel_requested():
-            raise asyncio.CancelledError() from e
+        _not_retried(e)
         raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {short(e)}") from e
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -8,7 +8,6 @@ The public surface of the node layer, so front ends never reach into its modules
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from multiswarm.agents import DEFAULT_ALLOWED
 from multiswarm.config import Settings
 from multiswarm.coordinator import STRATEGIES
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
+from multiswarm.lazy import lazy_getattr
 from multiswarm.logs import LOG_FORMATS, configure_logging
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
@@ -114,10 +114,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -19,8 +19,9 @@ load the machine code from ``__pycache__``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from multiswarm.lazy import lazy_getattr
 
 from .constants import (
     ALL_CAPABLE_AGENTS_FULL,
@@ -94,25 +95,19 @@ __all__ = [
 
 # Name -> submodule for the names whose module imports Numba.
 _LAZY = {
-    "schedule": "scheduling",
-    "schedule_kernel": "scheduling",
-    "deps_to_csr": "scheduling",
-    "ScheduleResult": "scheduling",
-    "RegionPool": "memory",
-    "Allocation": "pool_types",
-    "Eviction": "pool_types",
-    "PoolUsage": "pool_types",
-    "AgentUsage": "pool_types",
+    "schedule": ".scheduling",
+    "schedule_kernel": ".scheduling",
+    "deps_to_csr": ".scheduling",
+    "ScheduleResult": ".scheduling",
+    "RegionPool": ".memory",
+    "Allocation": ".pool_types",
+    "Eviction": ".pool_types",
+    "PoolUsage": ".pool_types",
+    "AgentUsage": ".pool_types",
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:
