@@ -275,7 +275,13 @@ class SwarmAgents:
     def placeable(self) -> int:
         """Free slots (concurrency minus tasks in flight) of agents that may take work
         (healthy or degraded): how many tasks to claim."""
-        return sum(max(0, self.concurrency - n) for i, n in enumerate(self.load) if self.usable(i))
+        return self.slots()[0]
+
+    def slots(self) -> tuple[int, int]:
+        """Free slots of the agents that may take work (:meth:`placeable`) and all their
+        slots (their number times the concurrency), each agent's health looked at once."""
+        usable = [n for i, n in enumerate(self.load) if self.usable(i)]
+        return sum(max(0, self.concurrency - n) for n in usable), len(usable) * self.concurrency
 
     def place_claimed(self, claimed: Sequence[Any]) -> list[int]:
         """:meth:`place` for claimed tasks, by their priority and required capabilities where

@@ -47,11 +47,10 @@ class WorkerClaims(WorkerLiveness):
         prefetched = self.prefetched[swarm_id]
         while not stop.is_set():
             wake.clear()  # before looking: a wake-up from now on means look again
-            free = swarm.placeable()
             # only usable agents count: tasks prefetched for agents being restarted would wait
             # here while another worker could run them
-            usable = sum(1 for i in range(len(swarm.agents)) if swarm.usable(i))
-            window = PREFETCH_PER_SLOT * usable * swarm.concurrency
+            free, slots = swarm.slots()
+            window = PREFETCH_PER_SLOT * slots
             want = free + window - len(prefetched)
             claimed: list[Claimed] = []
             # claim when a slot would idle, or half the window is empty: under load claims

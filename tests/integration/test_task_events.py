@@ -28,7 +28,7 @@ from multiswarm.scripts import Scripts
 from multiswarm.subscription import EVENTS_WATCH_MS
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.inprocess import worker_system
-from tests.integration.helpers import wait_sync
+from tests.integration.helpers import eventually, wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -197,11 +197,12 @@ async def test_task_events_are_published_only_while_someone_listens(settings: Se
         await store.submit([(task_spec(NOOP, id="watched"), 1)])
         event = json.loads(await _next_data(bare))
         assert (event["type"], event["payload"]["task"]) == ("task.submitted", "watched")
-        # the listener got the same frame: give it the time to read it, then stop it
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.05)
+        # the listener got the same frame: let it read it, then stop it
+
+        async def heard() -> bool:
+            return bool(seen)
+
+        await eventually(heard, timeout_s=10, what="the listener heard the event")
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collector
