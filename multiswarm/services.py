@@ -340,9 +340,9 @@ class CoordinatorProcess:
             if self.quota is not None:
                 self.quota.recount.set()
         elif env.type in (
-            "task_submitted",
-            "task_completed",
-            "task_failed",  # a retry due soon: the round after it learns when
+            # submissions and finished attempts wake the leader from their scripts
+            # (multiswarm.wakeups); these notices come from operator commands
+            "task_submitted",  # retried tasks
             "task_cancelled",  # a slot freed
             "swarm_changed",
         ):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from multiswarm.errors import IllegalTransition, NotFound
 from multiswarm.ops.tasks import Outcome
@@ -25,13 +24,11 @@ log = logging.getLogger(__name__)
 #: bench's no-op tasks), so a full call holds Redis for well under 10 ms.
 MAX_BATCH = 128
 
-#: Called after each recorded batch with its outcomes and replies.
-AfterBatch = Callable[[list[Outcome], list[str]], Awaitable[None]]
-
 
 class GroupCommit:
     """Records outcomes of ``worker_id``'s attempts through ``tasks``, batched while a call is
-    in flight (module docstring); ``after`` runs once per recorded batch.
+    in flight (module docstring). finish_tasks.lua itself wakes the leader
+    (:mod:`multiswarm.wakeups`).
 
     Parameters
     ----------
@@ -39,15 +36,11 @@ class GroupCommit:
         The task store whose :meth:`~multiswarm.tasks.TaskStore.finish` records a batch.
     worker_id:
         Named on each completion in the completions stream.
-    after:
-        Awaited after each batch that was recorded (not after one that failed); None: nothing.
-        (finish_tasks.lua itself wakes the leader: multiswarm.wakeups.)
     """
 
-    def __init__(self, tasks: TaskStore, worker_id: str, after: AfterBatch | None = None) -> None:
+    def __init__(self, tasks: TaskStore, worker_id: str) -> None:
         self.tasks = tasks
         self.worker_id = worker_id
-        self.after = after
         self._pending: list[tuple[Outcome, asyncio.Future[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -96,12 +89,6 @@ class GroupCommit:
             for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     future.set_result(reply)
-            if self.after is None:
-                continue
-            try:
-                await self.after(outcomes, replies)
-            except Exception:
-                log.exception("after recording %d outcomes", len(outcomes))
 
     async def close(self) -> None:
         """Wait for the outcomes handed over so far to be recorded (or to fail)."""
