@@ -26,7 +26,7 @@ import redis.exceptions
 
 from multiswarm import errors
 from multiswarm.config import Settings
-from multiswarm.connection import Client, with_retry
+from multiswarm.connection import Client, DirectCalls, with_retry
 from multiswarm.keys import request_key
 from multiswarm.ops import DECLARED
 
@@ -218,6 +218,8 @@ class Scripts:
         self.wait_aof = wait_aof
         #: WAITAOF usable: asked for and the server has it (known after the first durable call)
         self._aof: bool | None = None if wait_aof else False
+        #: single calls past execute_command's layers (None: a cluster client)
+        self._direct = DirectCalls.for_client(client)
 
     @classmethod
     def for_settings(cls, client: Client, settings: Settings) -> Scripts:
@@ -240,6 +242,8 @@ class Scripts:
         if pipe is not None:  # queued: the reply comes with the pipeline's
             pipe.fcall(fname, len(keys), *keys, *args)
             return None
+        if self._direct is not None:
+            return await self._direct.call("FCALL", fname, len(keys), *keys, *args)
         return await self.client.fcall(fname, len(keys), *keys, *args)
 
     async def call(self, name: str, keys: list[str], args: list[Any], retry: bool = True) -> Any:
