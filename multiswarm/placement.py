@@ -56,7 +56,8 @@ def health_code(consecutive_failures: int) -> int:
 
 
 class Counted(NamedTuple):
-    """An input admitted by count only (:class:`NodeMemory` before the kernels load)."""
+    """An input admitted by count only: one under :data:`SHARED_INPUT_BYTES`, which its agent
+    receives through its pipe (:class:`NodeMemory`)."""
 
     agent: int
     regions: int
@@ -67,11 +68,12 @@ class NodeMemory:
 
     With ``shared``, the pool is a shared-memory segment: agents read large inputs there by
     offset (:meth:`refs`) instead of receiving them through their pipe. :meth:`close` unlinks it.
-    Without ``kernels`` (a worker serving before Numba is loaded), until :meth:`use_kernels`
-    the pool runs on the plain-Python reference kernels (same answers, ~80-170 µs an
-    allocation), and an input under :data:`SHARED_INPUT_BYTES`, which its agent receives
-    through the pipe and never reads in the pool, is only counted against its agent's limit
-    and in :meth:`load` (:class:`Counted`, ~2 µs), not placed; the pool itself (NumPy, the
+    An input under :data:`SHARED_INPUT_BYTES`, which its agent receives through the pipe and
+    never reads in the pool, is only counted against its agent's limit (with what the agent
+    holds in the pool) and in :meth:`load` (:class:`Counted`, ~2 µs), not placed: placing it
+    cost ~25 µs of worker CPU a task (decision 58). Without ``kernels`` (a worker serving
+    before Numba is loaded), until :meth:`use_kernels` the pool runs on the plain-Python
+    reference kernels (same answers, ~80-170 µs an allocation); the pool itself (NumPy, the
     shared segment and its resource tracker process) is made when first needed: a large
     input, :meth:`use_kernels` or :attr:`pool`.
 
@@ -106,6 +108,8 @@ class NodeMemory:
         self.kernels = kernels
         #: agent -> regions of its :class:`Counted` inputs
         self.counted: dict[int, int] = {}
+        #: allocation id -> (agent, regions) of the inputs placed in the pool
+        self.placed: dict[int, tuple[int, int]] = {}
         if kernels:
             self.pool  # noqa: B018 - made now, as before the lazy pool
 
@@ -145,13 +149,18 @@ class NodeMemory:
         from multiswarm.kernels.errors import PoolError
 
         nbytes = max(1, sum(len(d) for d in data))
-        if not self.kernels and nbytes < SHARED_INPUT_BYTES:
-            return self._count(agent, nbytes)
+        regions = -(-nbytes // self.region_bytes)
+        if nbytes < SHARED_INPUT_BYTES:
+            return self._count(agent, regions)
+        if self.counted.get(agent) and not self._within(agent, regions):
+            self.refused += 1
+            return None
         try:
             alloc = self.pool.allocate(agent, nbytes, pinned=True)
         except PoolError:
             self.refused += 1
             return None
+        self.placed[alloc.id] = (agent, alloc.n_regions)
         view = self.pool.view(alloc)
         offset = 0
         for d in data:
@@ -159,14 +168,21 @@ class NodeMemory:
             offset += len(d)
         return alloc
 
-    def _count(self, agent: int, nbytes: int) -> Counted | None:
-        regions = -(-nbytes // self.region_bytes)
+    def _within(self, agent: int, regions: int) -> bool:
+        """Whether ``agent`` may hold ``regions`` more, counted and placed inputs together."""
         limit = self.per_agent if self._pool is None else self._pool.limit(agent)
-        held = self.counted.get(agent, 0)
-        if limit is not None and held + regions > limit:
+        if limit is None:
+            return True
+        held = self.counted.get(agent, 0) + regions
+        if self.placed:  # large inputs are rare: only then look at them
+            held += sum(n for a, n in self.placed.values() if a == agent)
+        return held <= limit
+
+    def _count(self, agent: int, regions: int) -> Counted | None:
+        if not self._within(agent, regions):
             self.refused += 1
             return None
-        self.counted[agent] = held + regions
+        self.counted[agent] = self.counted.get(agent, 0) + regions
         return Counted(agent, regions)
 
     def share_bytes(self, agent: int) -> int:
@@ -180,6 +196,7 @@ class NodeMemory:
         if isinstance(alloc, Counted):
             self.counted[alloc.agent] -= alloc.regions
             return
+        self.placed.pop(alloc.id, None)
         self.pool.free(alloc)
 
     def refs(self, alloc: Any, sizes: Sequence[int]) -> list[tuple[str, str, int, int]]:
@@ -205,7 +222,12 @@ class NodeMemory:
 
     def collect(self, agents: list[int]) -> int:
         """Free everything held by agents whose process died."""
-        return 0 if self._pool is None else len(self._pool.gc(agents))
+        if self._pool is None:
+            return 0
+        freed = self._pool.gc(agents)
+        for alloc in freed:
+            self.placed.pop(alloc.id, None)
+        return len(freed)
 
     def load(self) -> tuple[int, int, float]:
         """(bytes used, bytes total, used share in [0, 1])."""

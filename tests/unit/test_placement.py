@@ -140,20 +140,27 @@ def test_a_pool_started_on_the_python_reference_carries_on_with_the_kernels() ->
     small = memory.admit(1, [b"s" * 10])  # read through the pipe: only counted
     assert isinstance(small, placement.Counted) and memory.counted == {1: 1}
     assert memory.load()[0] == 3 * region
-    assert memory.admit(1, [b"s"] * 2) is not None and memory.admit(1, [b"s"]) is None  # limit
+    two = memory.admit(1, [b"s"] * 2)
+    assert two is not None and memory.admit(1, [b"s"]) is None  # limit
     assert memory.refused == 1
     memory.release(small)
+    memory.release(two)
     placement.warm_up()
     memory.use_kernels()
     from multiswarm.kernels import memory_kernels
 
     assert memory.pool._ops is memory_kernels
-    b = memory.admit(1, [b"y" * 10])  # placed now: the kernels place small inputs too
-    assert b is not None and not isinstance(b, placement.Counted)
-    assert b.offset == 2 * region  # the kernels see a's regions as taken
+    b = memory.admit(1, [b"y" * 10])  # still only counted: its agent reads it from the pipe
+    assert isinstance(b, placement.Counted) and memory.counted == {1: 1}
+    c = memory.admit(1, [b"y" * region])  # a large one is placed, by the kernels
+    assert c is not None and not isinstance(c, placement.Counted)
+    assert c.offset == 2 * region  # the kernels see a's regions as taken
     assert memory.admit(0, [b"z"]) is None  # agent 0's limit still counts a
+    assert memory.admit(1, [b"z"]) is None  # agent 1's: one counted and one placed region
     memory.release(a)
-    assert memory.load()[0] == 2 * region  # b, and one region still counted for agent 1
+    assert memory.load()[0] == 2 * region  # c, and one region counted for agent 1
+    memory.release(b)
+    assert memory.admit(1, [b"z"]) is not None
     memory.close()
 
 
