@@ -2,10 +2,12 @@
 
 The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; the plain
 Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
-How it is fast: tasks ready at the start are ordered once by a counting sort, and only those
-freed by a dependency go through a heap; for the non-round-robin strategies the eligible agents
-are kept ranked by preference, so the search for an agent usually stops after a few, and the
-chosen agent is moved to its new rank by bisection.
+How it is fast: tasks are ordered once by a counting sort, and those freed by a dependency go
+through a heap of their positions in that order (plain integers); for the non-round-robin
+strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
+capability bits), so the search for an agent usually stops after a few, the chosen agent is
+moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
+leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
 """
 
 from __future__ import annotations
