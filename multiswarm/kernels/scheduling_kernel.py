@@ -2,10 +2,12 @@
 
 The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; the plain
 Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
-How it is fast: tasks ready at the start are ordered once by a counting sort, and only those
-freed by a dependency go through a heap; for the non-round-robin strategies the eligible agents
-are kept ranked by preference, so the search for an agent usually stops after a few, and the
-chosen agent is moved to its new rank by bisection.
+How it is fast: tasks are ordered once by a counting sort, and those freed by a dependency go
+through a heap of their positions in that order (plain integers); for the non-round-robin
+strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
+capability bits), so the search for an agent usually stops after a few, the chosen agent is
+moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
+leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
 """
 
 from __future__ import annotations
@@ -33,76 +35,79 @@ I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
+U32 = npt.NDArray[np.uint32]
+
+#: Most capability bits an agent can hold (the ``fit`` groups of the ranked agents).
+_MAX_FIT = 64
 
 
 @njit
-def _before(priority: I64, a: int, b: int) -> bool:
-    """Whether task ``a`` is taken before task ``b``: higher priority, then lower index."""
-    pa, pb = priority[np.uint64(a)], priority[np.uint64(b)]
-    return pa > pb or (pa == pb and a < b)
+def _task_keys(priority: I64) -> tuple[I64, I64]:
+    """The tasks in the order they are taken when ready (higher priority, then lower index),
+    and each task's position in it: the heap of freed tasks then compares plain integers.
+
+    Returns ``(by_key, tkey)``, ``int64[n]`` each, ``by_key[tkey[t]] == t``. A counting sort
+    when the priorities span at most a few times the number of tasks (the usual case: a handful
+    of levels), else a stable sort on ``~priority`` (decreasing, no overflow).
+    """
+    n = priority.shape[0]
+    tkey = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return tkey.copy(), tkey
+    hi = priority.max()
+    # Unsigned subtraction: the true span even for priorities at both ends of int64.
+    span = np.uint64(hi) - np.uint64(priority.min())
+    if span > np.uint64(4 * n):
+        by_key = np.argsort(~priority, kind="mergesort")
+    else:
+        slot = np.zeros(int(span) + 2, dtype=np.int64)
+        for t in range(n):
+            slot[hi - priority[t] + 1] += 1
+        for b in range(1, slot.shape[0]):
+            slot[b] += slot[b - 1]
+        by_key = np.empty(n, dtype=np.int64)
+        for t in range(n):
+            b = hi - priority[t]
+            by_key[slot[b]] = t
+            slot[b] += 1
+    for i in range(n):
+        tkey[by_key[i]] = i
+    return by_key, tkey
 
 
 @njit
-def _heap_push(heap: I64, size: int, priority: I64, task: int) -> int:
-    """Push ``task`` on the binary heap ``heap[:size]``; return the new size."""
+def _heap_push(heap: I64, size: int, key: int) -> int:
+    """Push ``key`` on the binary min-heap ``heap[:size]``; return the new size."""
     i = size
-    heap[i] = task
     while i > 0:
         parent = (i - 1) // 2
-        if not _before(priority, heap[i], heap[parent]):
+        if heap[parent] <= key:
             break
-        heap[i], heap[parent] = heap[parent], heap[i]
+        heap[i] = heap[parent]
         i = parent
+    heap[i] = key
     return size + 1
 
 
 @njit
-def _heap_pop(heap: I64, size: int, priority: I64) -> int:
-    """Remove the first task from the heap ``heap[:size]`` and return it (size shrinks by 1)."""
+def _heap_pop(heap: I64, size: int) -> int:
+    """Remove the smallest key from the heap ``heap[:size]`` and return it (size shrinks by 1)."""
     top = heap[0]
     size -= 1
-    heap[0] = heap[size]
+    last = heap[size]
     i = 0
     while True:
         child = 2 * i + 1
         if child >= size:
             break
-        if child + 1 < size and _before(priority, heap[child + 1], heap[child]):
+        if child + 1 < size and heap[child + 1] < heap[child]:
             child += 1
-        if not _before(priority, heap[child], heap[i]):
+        if last <= heap[child]:
             break
-        heap[i], heap[child] = heap[child], heap[i]
+        heap[i] = heap[child]
         i = child
+    heap[i] = last
     return int(top)
-
-
-@njit
-def _by_priority(priority: I64, tasks: I64) -> I64:
-    """``tasks`` (increasing) reordered by decreasing priority, ties kept in index order.
-
-    A counting sort when the priorities span at most a few times the number of tasks (the usual
-    case: a handful of levels), else a stable sort on ``~priority`` (decreasing, no overflow).
-    """
-    k = tasks.shape[0]
-    if k == 0:
-        return tasks.copy()
-    prio = priority[tasks]
-    lo, hi = prio.min(), prio.max()
-    # Unsigned subtraction: the true span even for priorities at both ends of int64.
-    span = np.uint64(hi) - np.uint64(lo)
-    if span > np.uint64(4 * k):
-        return tasks[np.argsort(~prio, kind="mergesort")]
-    slot = np.zeros(int(span) + 2, dtype=np.int64)
-    for i in range(k):
-        slot[hi - prio[i] + 1] += 1
-    for b in range(1, slot.shape[0]):
-        slot[b] += slot[b - 1]
-    out = np.empty(k, dtype=np.int64)
-    for i in range(k):
-        b = hi - prio[i]
-        out[slot[b]] = tasks[i]
-        slot[b] += 1
-    return out
 
 
 @njit
@@ -132,14 +137,17 @@ def _pick_round_robin(
 @njit
 def _rank_agents(
     load: F64, capacity: F64, caps: U64, health: I8, strategy: int
-) -> tuple[I64, I64, F64]:
+) -> tuple[U32, I64, I64, F64]:
     """Healthy and degraded agents sorted by the strategy's preference, best first.
 
     The key is ``(fit, key, index)``: ``key`` is the load (LEAST_LOADED) or the load ratio;
     ``fit`` is 0 except for CAPABILITY, where it is the agent's number of capability bits. For
     an agent holding every bit a task needs, its bits beyond the task's number ``fit`` minus the
     task's own count, so ranking by ``fit`` ranks by extra bits for every task at once.
-    Returns ``(rank, fit, key)``; ``fit`` and ``key`` are indexed by agent.
+    Returns ``(rank, group, fit, key)``: ``rank`` holds agent indexes as ``uint32`` (half the
+    bytes to shift after a placement; unsigned, so no negative-index wraparound on the
+    gathers); the agents of fit ``f`` hold ``rank[group[f]:group[f + 1]]``, and as placements
+    only raise keys an agent never leaves its group; ``fit`` and ``key`` are indexed by agent.
     """
     m = load.shape[0]
     fit = np.zeros(m, dtype=np.int64)
@@ -157,24 +165,42 @@ def _rank_agents(
     # Stable sorts, last key first: the index order of ``live`` breaks the remaining ties.
     rank = rank[np.argsort(key[rank], kind="mergesort")]
     rank = rank[np.argsort(fit[rank], kind="mergesort")]
-    return rank, fit, key
+    group = np.zeros(_MAX_FIT + 2, dtype=np.int64)
+    for p in range(n_live):
+        group[fit[rank[p]] + 1] += 1
+    for f in range(_MAX_FIT + 1):
+        group[f + 1] += group[f]
+    return rank.astype(np.uint32), group, fit, key
 
 
 @njit
 def _pick_ranked(
-    need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, rank: I64
+    need: np.uint64,
+    cost: float,
+    load: F64,
+    capacity: F64,
+    caps: U64,
+    rank: U32,
+    held: U64,
+    start: int,
+    n_live: int,
 ) -> int:
-    """Position in ``rank`` of the first agent that has the capabilities and room; -1 if none."""
-    for p in range(rank.shape[0]):
-        a = np.uint64(rank[p])  # unsigned: no negative-index wraparound on the gathers
+    """Position in ``rank[:n_live]``, from ``start``, of the first agent that has the
+    capabilities and room; -1 if none. ``held`` is empty or the agents' bits in rank order."""
+    in_order = held.shape[0] > 0
+    for p in range(start, n_live):
+        if in_order and (held[p] & need) != need:
+            continue
+        a = rank[p]
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return p
     return -1
 
 
 @njit
-def _demote(rank: I64, p: int, fit: I64, key: F64) -> None:
-    """Move ``rank[p]`` right to its place after its key grew (keys never shrink: costs >= 0).
+def _demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
+    """Move ``rank[p]`` right to its place in ``rank[p:end]`` (the end of its fit group) after
+    its key grew (keys never shrink: costs >= 0); ``held``, unless empty, moves alike.
 
     Under least-loaded the agents' loads converge, and a placed agent then moves past most of
     the others: find the place by bisection and shift with a memmove, not by swaps. (Measured
@@ -182,24 +208,33 @@ def _demote(rank: I64, p: int, fit: I64, key: F64) -> None:
     gap buffer shifting the shorter side, and galloping from the last place.)
     """
     a = rank[p]
-    fa, ka = fit[a], key[a]
-    lo, hi = p + 1, rank.shape[0]  # the place is the first q in [lo, hi) with a before rank[q]
+    ka = key[a]
+    lo, hi = p + 1, end  # the place is the first q in [lo, hi) with a before rank[q]
     while lo < hi:
         mid = (lo + hi) // 2
-        # whether a ranks before b, by (fit, key, index), written out here (a call per step
-        # costs more than the step); unsigned indexes skip Numba's negative-index wraparound
+        # whether a ranks before b (same fit), by (key, index), written out here (a call per
+        # step costs more than the step); unsigned indexes skip Numba's negative-index wraparound
         b = rank[np.uint64(mid)]
-        fb, kb = fit[np.uint64(b)], key[np.uint64(b)]
-        if fa < fb or (fa == fb and (ka < kb or (ka == kb and a < b))):
+        kb = key[b]
+        if ka < kb or (ka == kb and a < b):
             hi = mid
         else:
             lo = mid + 1
+    _rotate(rank, p, lo)
+    if held.shape[0] > 0:
+        _rotate(held, p, lo)
+
+
+@njit
+def _rotate(values: npt.NDArray[np.generic], p: int, q: int) -> None:
+    """Move ``values[p]`` to ``q - 1``, shifting ``values[p + 1:q]`` left by one."""
     # through a view starting at 0 the indexes are provably non-negative, so this shift
     # compiles to a memmove instead of a checked element loop (measured twice as fast)
-    moved = rank[p:lo]
+    moved = values[p:q]
+    first = moved[0]
     for i in range(moved.shape[0] - 1):
         moved[i] = moved[i + 1]
-    moved[moved.shape[0] - 1] = a
+    moved[moved.shape[0] - 1] = first
 
 
 @njit
@@ -335,7 +370,13 @@ def schedule_kernel(
 
     # Health does not change during a batch, and only the chosen agent's key changes after a
     # placement: keep the eligible agents ranked, so a search usually stops at the first few.
-    rank, fit, key = _rank_agents(agent_load, agent_capacity, agent_caps, agent_health, strategy)
+    rank, group, fit, key = _rank_agents(
+        agent_load, agent_capacity, agent_caps, agent_health, strategy
+    )
+    # CAPABILITY scans ~20 agents a task (most lack a bit): their bits in rank order, contiguous
+    held = agent_caps[rank] if strategy == CAPABILITY else np.empty(0, dtype=np.uint64)
+    n_live = rank.shape[0]
+    least_cost = task_cost.min() if n else 0.0
 
     rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
     waiting = dep_indptr[1:] - dep_indptr[:-1]
@@ -343,14 +384,15 @@ def schedule_kernel(
     decided = np.zeros(n, dtype=np.bool_)
     # Tasks ready from the start are sorted once; only those freed by a dependency go through
     # the heap. The next task is the better of the two fronts.
-    queue = _by_priority(priority, np.flatnonzero(waiting == 0))
+    by_key, tkey = _task_keys(priority)
+    queue = by_key[waiting[by_key] == 0]
     taken = 0
     heap = np.empty(n, dtype=np.int64)
     size = 0
     n_queue = queue.shape[0]
     while taken < n_queue or size > 0:
-        if size > 0 and (taken == n_queue or _before(priority, heap[0], queue[taken])):
-            t = _heap_pop(heap, size, priority)
+        if size > 0 and (taken == n_queue or heap[0] < tkey[queue[taken]]):
+            t = by_key[_heap_pop(heap, size)]
             size -= 1
         else:
             t = queue[taken]
@@ -368,8 +410,12 @@ def schedule_kernel(
                 if a >= 0:
                     cursor = a + 1 if a + 1 < m else 0
             else:
-                p = _pick_ranked(need, cost, load, agent_capacity, agent_caps, rank)
-                a = rank[p] if p >= 0 else -1
+                # under CAPABILITY, agents with fewer bits than the task needs cannot hold them
+                start = group[_popcount(need)] if strategy == CAPABILITY else 0
+                p = _pick_ranked(
+                    need, cost, load, agent_capacity, agent_caps, rank, held, start, n_live
+                )
+                a = int(rank[p]) if p >= 0 else -1
             if a >= 0:
                 assignment[t] = a
                 reason[t] = ASSIGNED
@@ -378,7 +424,16 @@ def schedule_kernel(
                 n_placed += 1
                 if strategy != ROUND_ROBIN:
                     key[a] = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
-                    _demote(rank, p, fit, key)
+                    if load[a] + least_cost > agent_capacity[a]:
+                        # no task of the batch fits any more (rounding is monotonic): drop it
+                        # rather than check it again for every later task
+                        _rotate(rank, p, n_live)
+                        if held.shape[0] > 0:
+                            _rotate(held, p, n_live)
+                        group[fit[a] + 1 :] -= 1
+                        n_live -= 1
+                    else:
+                        _demote(rank, held, p, group[fit[a] + 1], key)
             else:
                 reason[t] = _failure_reason(need, agent_caps, agent_health)
         for e in range(rev_indptr[t], rev_indptr[t + 1]):
@@ -387,7 +442,7 @@ def schedule_kernel(
                 blocked[u] = True
             waiting[u] -= 1
             if waiting[u] == 0:
-                size = _heap_push(heap, size, priority, u)
+                size = _heap_push(heap, size, tkey[u])
 
     if not decided.all():
         _explain_undecided(decided, dep_indptr, dep_indices, rev_indptr, rev_indices, reason)

@@ -201,6 +201,35 @@ def test_kernel_matches_reference_with_high_capability_bits(strategy: int) -> No
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("least_cost", [0.0, 0.25])
+@pytest.mark.parametrize("strategy", STRATEGY_CODES)
+def test_kernel_matches_reference_as_agents_fill_up(strategy: int, least_cost: float) -> None:
+    # Most agents fill up during the batch: the kernel drops an agent from its ranking once the
+    # batch's cheapest task no longer fits it; loads start at, under and over capacity, with
+    # ties everywhere (costs, loads and capacities from small sets; -0.0 among the loads).
+    rng = np.random.default_rng(300 + strategy)
+    n, m = 2000, 30
+    deps = [[int(rng.integers(0, i))] if i and rng.random() < 0.2 else [] for i in range(n)]
+    indptr, indices = deps_to_csr(deps)
+    batch = {
+        "priority": rng.integers(0, 3, n),
+        "task_caps": rng.integers(0, 4, n).astype(np.uint64),
+        "task_cost": rng.choice([least_cost, 0.25, 0.5, 1.0], n),
+        "agent_load": rng.choice([-0.0, 0.0, 1.0, 2.0, 9.0], m),
+        "agent_capacity": rng.choice([1.0, 2.0, 3.0, 20.0], m),
+        "agent_caps": rng.integers(0, 4, m).astype(np.uint64),
+        "agent_health": rng.choice([0, 0, 0, 1, 2], m).astype(np.int8),
+        "dep_indptr": indptr,
+        "dep_indices": indices,
+        "strategy": strategy,
+        "cursor": int(rng.integers(0, m)),
+    }
+    got, want = run(batch), run(batch, "python")
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (got.reason == c.ALL_CAPABLE_AGENTS_FULL).any() and (got.reason == c.ASSIGNED).any()
+
+
 # --- invariants ---------------------------------------------------------------------------------
 
 
