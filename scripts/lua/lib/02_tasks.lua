@@ -99,12 +99,40 @@ local function end_batch()
   return roomy
 end
 
+-- Sparse records (decision 57): put_task leaves out a field whose value is its default below,
+-- and get_task's metatable reads a missing one as that default. cjson's cost is per field
+-- (a number is formatted with '%.14g' and parsed with strtod), and most of these are 0 or ''
+-- most of a task's life: a record is ~330 bytes instead of ~550. Records written in full
+-- (by earlier versions) read the same and are written sparse at their next change. The
+-- defaults are multiswarm/messages.py Task's, so Python decodes a sparse record to the same
+-- Task (tests/integration/test_task_record_layout.py checks both lists); only 0 and ''
+-- defaults, so what a stored record means never rests on a non-zero default of the code.
+-- DEFAULT_FIELDS lists the same fields: a numeric loop, as pairs/rawget are C calls that cost
+-- more than the fields they drop.
+local TASK_DEFAULTS = {
+  name = '', caps = '', swarm = '', worker = '', agent = '', token = '', attempts = 0,
+  deps = '', deps_left = 0, started_ms = 0, finished_ms = 0, lease_until = 0, due_ms = 0,
+  reason = '', error = '', completed_by = '', epoch = 0, result_ttl_ms = 0,
+}
+local TASK_MT = {__index = TASK_DEFAULTS}
+local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'attempts', 'deps',
+                        'deps_left', 'started_ms', 'finished_ms', 'lease_until', 'due_ms',
+                        'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms'}
+
+-- The task record, or nil (and the raw text when it cannot be decoded).
 local function get_task(id)
-  return hget_json(TK.tasks, id)
+  local task, raw = hget_json(TK.tasks, id)
+  if task then setmetatable(task, TASK_MT) end
+  return task, raw
 end
 
 local function put_task(task, now)
   task.updated_ms = now
+  if not getmetatable(task) then setmetatable(task, TASK_MT) end
+  for i = 1, #DEFAULT_FIELDS do
+    local field = DEFAULT_FIELDS[i]
+    if task[field] == TASK_DEFAULTS[field] then task[field] = nil end
+  end
   hset_json(TK.tasks, task.id, task)
 end
 
