@@ -187,10 +187,14 @@ def main() -> None:
     parser.add_argument("--deps", action="store_true")
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument(
+        "--keep-dumps", metavar="DIR", help="keep callgrind's dumps in DIR (callgrind_annotate)"
+    )
     args = parser.parse_args()
     n: int = args.tasks
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
+        out = Path(args.keep_dumps or tmp) / "callgrind.out"
+        out.parent.mkdir(parents=True, exist_ok=True)
         with server(args.callgrind, out) as (url, pid):
             prof = asyncio.run(run(url, pid, out, n, args.deps))
         rows: dict[str, dict[str, float]] = {}

@@ -50,8 +50,9 @@ while want and #out < want do
       task.token = task.attempts .. '@' .. wid
       task.lease_until = now + task.lease_ms
       task.started_ms = now
+      task.assigned_ms = nil  -- read only while assigned (reap_leases.lua): one number less
       set_task_status(task, 'running', now)
-      redis.call('ZADD', TK.leases, task.lease_until, id)
+      redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
       put_task(task, now)
       out[#out + 1] = row(task)
       record[#record + 1] = {id, task.token}

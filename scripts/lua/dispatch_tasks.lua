@@ -412,7 +412,7 @@ while assigned < batch and examined < scan and not starved and room > 0 do
         task.epoch = tonumber(epoch)
         task.assigned_ms = now
         task.lease_until = now + assign_ms
-        redis.call('ZADD', TK.leases, task.lease_until, id)
+        redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
         redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score(task), id)
         put_task(task, now)
         swarm_slot_change(TK.swarms, sid, 1, entry(sid))
