@@ -12,6 +12,7 @@ TTLs and the scripts that touch each key is ``docs/keys.md``.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from multiswarm.errors import ConfigError, InvalidIdError
@@ -218,8 +219,13 @@ class Keys:
 
     @property
     def task_keyset(self) -> list[str]:
-        """KEYS[1..26] of every task script: :attr:`task_keys` in its field order."""
-        return self.task_keys.as_list()
+        """KEYS[1..26] of every task script: :attr:`task_keys` in its field order (a new list
+        each time; the names are built once: the worker passes them at every script call)."""
+        return list(self._task_keyset)
+
+    @functools.cached_property
+    def _task_keyset(self) -> tuple[str, ...]:
+        return tuple(self.task_keys.as_list())
 
     @property
     def payloads(self) -> str:
