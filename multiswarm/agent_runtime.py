@@ -133,7 +133,7 @@ class _Handlers:
         segment = self.segments.get(name)
         if segment is None:
             # Attaching registers the name with the resource tracker this process shares with
-            # the worker (every agent is given it): a no-op, and nothing is unlinked at exit.
+            # the worker (spawn passes it on): a no-op, and nothing is unlinked when it exits.
             segment = self.segments[name] = SharedMemory(name=name)
         buf = segment.buf
         assert buf is not None  # None only after close(), which only this object calls
@@ -169,9 +169,8 @@ def _failure(e: BaseException) -> tuple[str, str]:
 def agent_main(
     conn: Connection, allowed: Sequence[str], concurrency: int = 1, imports: Sequence[str] = ()
 ) -> None:
-    """Entry point of an agent process (forked from :mod:`multiswarm.agent_server`): import the
-    handler modules ``imports`` (registering their handlers), then serve ``conn`` until ``None``
-    or EOF."""
+    """Entry point of an agent process (``spawn``): import the handler modules ``imports``
+    (registering their handlers), then serve ``conn`` until ``None`` or EOF."""
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
         # the worker imported them already, so a failure here is rare (a module that changed
         # on disk): the agent serves on and refuses those handlers, each task says why

@@ -1,6 +1,6 @@
 """Agent processes: where task handlers run.
 
-Each agent is a child process (forked from :mod:`multiswarm.agent_server`) fed over a pipe, so a handler can burn CPU for minutes,
+Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
 hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
 renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
 :mod:`multiswarm.agent_runtime`); replies carry their task id and the event loop reads them
@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from multiswarm import agent_server
 from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
@@ -218,9 +217,7 @@ class AgentProcess:
         self.start()
 
     def start(self) -> None:
-        # forked from the agent server, which imported the runtime once (decision 59); it may
-        # still be starting: then this waits for it, once per worker process
-        ctx = agent_server.context()
+        ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=agent_main,

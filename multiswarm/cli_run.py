@@ -197,7 +197,7 @@ def run_worker_cmd(
     imported with the current directory first on the import path (as ``rq worker`` does), so
     a worker started beside ``myapp/`` finds ``myapp.tasks``."""
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # agent processes start with this sys.path
+        sys.path.insert(0, os.getcwd())  # agent processes (spawn) inherit sys.path
     specs = _swarms(swarms)
     external = dict(e.split("=", 1) for e in externals if "=" in e)
     if len(external) != len(externals) or not set(external) <= {s.id for s in specs}:

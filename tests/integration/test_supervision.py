@@ -4,7 +4,6 @@ with backoff, replaced after failed restarts, and the swarm keeps working throug
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
 import signal
@@ -140,27 +139,21 @@ async def test_killed_external_member_is_restarted_and_recovers(world) -> None: 
     assert not events.of("swarm.agent.replaced")
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
 def _agent_pids(worker_pid: int) -> list[int]:
-    """The worker's agent processes: the children of its agent fork server (decision 59)."""
+    """The worker's agent processes (multiprocessing spawn children)."""
     pids = []
-    for child in _children(worker_pid):
+    for tid in os.listdir(f"/proc/{worker_pid}/task"):
         try:
-            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            children = Path(f"/proc/{worker_pid}/task/{tid}/children").read_text().split()
         except OSError:
             continue
-        if b"multiprocessing.forkserver" in cmd:
-            with contextlib.suppress(OSError):
-                pids += _children(child)
+        for child in children:
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmd:
+                pids.append(int(child))
     return pids
 
 

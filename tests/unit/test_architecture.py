@@ -129,9 +129,6 @@ CLI_MAY_IMPORT = frozenset(
         # log formats and set-up, no component: read without the node layer, so `run
         # worker` starts without importing every role (decision 55)
         "multiswarm.logs",
-        # standard library only: `python -m multiswarm run worker` starts the agents' fork
-        # server with it before the CLI's own imports (decision 59)
-        "multiswarm.agent_server",
     }
 )
 
