@@ -128,7 +128,7 @@ async def finish_tasks(
     args: list[Any] = [worker_id, seed]
     for o in outcomes:
         args += [o.id, o.token, o.kind, o.data]
-    return await FINISH(scripts, keys.task_keyset, args)
+    return await FINISH(scripts, [*keys.task_keyset, keys.parked_index], args)
 
 
 async def release_tasks(scripts: ScriptRunner, keys: Keys, held: dict[str, str]) -> int:

@@ -1,6 +1,7 @@
 -- finish_tasks: record the outcomes of many attempts in one call (a worker's group commit):
 -- results exactly once, failures retried with backoff or dead-lettered.
 -- KEYS[1..26] - task keyset (lib/02_tasks.lua)
+-- KEYS[27]     - parked index ({ns}:tasks:parked): whether tasks wait for room (the wake-up)
 -- ARGV[1] - worker id (named in the completions stream)
 -- ARGV[2] - random seed for the backoff jitter (each delay scaled by a factor in [0.5, 1))
 -- ARGV[3..] - one quadruple per attempt: task id, token of the attempt, kind, data
@@ -16,7 +17,7 @@
 --          'ended:<status>' (dead or cancelled before this result: dropped)
 --   error: 'retry' | 'dead' | 'stale' (the attempt no longer holds the task: nothing written)
 --   both:  'not_found' | 'illegal:<status>' (a result for a task that never ran)
-load_task_keys()
+local parked_index = KEYS[load_task_keys() + 1]
 begin_batch()  -- slot releases and counters once per swarm and counter (lib/02_tasks.lua)
 local wid = ARGV[1]
 math.randomseed(tonumber(ARGV[2]) or 0)
@@ -65,10 +66,13 @@ end
 local ok, err = pcall(record_all)
 local roomy = end_batch()
 -- Wake the leader (multiswarm/wakeups.py) when it has work: a retry is due later or a task went
--- dead, dependents are to be released, or a swarm now has room for a quarter of its capacity.
--- Not at every freed slot: under load the worker's prefetch keeps its agents busy, and the
--- leader then assigns in batches instead of one call per completion (decision 54).
-local wake_leader = roomy or dependents_queued
+-- dead, dependents are to be released, or a swarm now has room for a quarter of its capacity
+-- while tasks wait for room (ready, or parked). Not at every freed slot: under load the
+-- worker's prefetch keeps its agents busy, and the leader then assigns in batches instead of
+-- one call per completion (decision 54); and not when nothing waits: a submission wakes it
+-- then, and a round that assigns nothing would only compete with the waiters for CPU.
+local wake_leader = dependents_queued or (roomy and (redis.call('ZCARD', TK.ready) > 0
+  or redis.call('EXISTS', parked_index) == 1))
 for _, o in ipairs(out) do
   if o == 'retry' or o == 'dead' then wake_leader = true end
 end

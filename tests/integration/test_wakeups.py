@@ -105,3 +105,40 @@ async def test_a_nearly_full_swarm_wakes_the_leader_once_a_quarter_is_free(
     # a failure always wakes it (its retry is due later)
     fail = store.fail(claimed[2].id, claimed[2].token, "boom")
     assert await _heard(client, [lead], fail) == [lead]
+
+
+async def test_room_wakes_the_leader_only_while_tasks_wait_for_it(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []), capacity=4)
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(4)])
+    assert await coord.dispatch_once() == 4
+    claimed = await store.claim("a", "w1", 4)
+    lead = keys.wake_leader
+    # half of the swarm free, but nothing ready or parked: a round would assign nothing
+    for c in claimed[:2]:
+        done = store.complete(c.id, c.token, "w1", None)
+        assert await _heard(client, [lead], done) == []
+    # one more task waits: the next freed room is worth a round
+    await store.submit([(task_spec(NOOP, id="late"), None)])
+    assert await client.zcard(keys.ready) == 1
+    last = store.complete(claimed[2].id, claimed[2].token, "w1", None)
+    assert await _heard(client, [lead], last) == [lead]
+
+
+async def test_room_wakes_the_leader_for_a_parked_task(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    # b has room but not the capability: the third task parks instead of blocking the queue
+    await host(scripts, keys, "w1", ("a", ["x"]), ("b", ["y"]), capacity=2)
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}", capabilities=["x"]), None) for i in range(3)])
+    assert await coord.dispatch_once() == 2
+    await coord.dispatch_once()  # the capability set named in the reply: its task parks
+    assert await client.zcard(keys.ready) == 0 and await client.exists(keys.parked_index) == 1
+    claimed = await store.claim("a", "w1", 2)
+    done = store.complete(claimed[0].id, claimed[0].token, "w1", None)
+    assert await _heard(client, [keys.wake_leader], done) == [keys.wake_leader]
