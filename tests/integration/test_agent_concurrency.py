@@ -101,7 +101,7 @@ async def test_a_handler_deaf_to_the_stop_kills_its_agent_and_the_others_are_los
             await blocked
         replies = await asyncio.gather(*others)
         # not failed (that would count an attempt): lost, for the worker to hand back
-        assert [kind for kind, _ in replies] == ["lost", "lost"]
+        assert [kind for kind, _ in replies] == ["lost", "lost"], replies
         assert all("killed to stop task blocked" in why for _, why in replies)
         assert not agent.alive and agent.consecutive_failures == 0
         await agent.restart()
