@@ -13,6 +13,7 @@ import contextlib
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.keys import Keys
+from multiswarm.ops.tasks import Claimed
 from multiswarm.redis_server import RedisServer
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
@@ -86,15 +87,23 @@ async def test_subscriber_sets_events_on_messages_and_after_a_restart(
         await client.aclose()
 
 
+async def _full_swarm(
+    scripts: Scripts, keys: Keys, capacity: int, submitted: int
+) -> tuple[TaskStore, list[Claimed]]:
+    """Swarm ``a`` (no capabilities) at ``capacity`` on w1, ``submitted`` tasks given to it by
+    the leader as far as it has room, and claimed: the store and the claimed tasks."""
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []), capacity=capacity)
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(submitted)])
+    assert await coord.dispatch_once() == min(capacity, submitted)
+    return store, await store.claim("a", "w1", capacity)
+
+
 async def test_a_nearly_full_swarm_wakes_the_leader_once_a_quarter_is_free(
     scripts: Scripts, keys: Keys, client: Client
 ) -> None:
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []), capacity=8)
-    coord = await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(10)])
-    assert await coord.dispatch_once() == 8  # full: 2 wait in ready
-    claimed = await store.claim("a", "w1", 8)
+    store, claimed = await _full_swarm(scripts, keys, 8, 10)  # full: 2 wait in ready
     lead = keys.wake_leader
     # 7 of 8 busy: the worker's prefetch keeps its agents fed, the leader waits for more room
     one = store.complete(claimed[0].id, claimed[0].token, "w1", None)
@@ -110,12 +119,7 @@ async def test_a_nearly_full_swarm_wakes_the_leader_once_a_quarter_is_free(
 async def test_room_wakes_the_leader_only_while_tasks_wait_for_it(
     scripts: Scripts, keys: Keys, client: Client
 ) -> None:
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []), capacity=4)
-    coord = await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(4)])
-    assert await coord.dispatch_once() == 4
-    claimed = await store.claim("a", "w1", 4)
+    store, claimed = await _full_swarm(scripts, keys, 4, 4)
     lead = keys.wake_leader
     # half of the swarm free, but nothing ready or parked: a round would assign nothing
     for c in claimed[:2]:
