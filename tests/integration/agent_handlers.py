@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from multiswarm.agents import TaskContext
+from multiswarm.agents import TaskContext, TaskStopped
 
 
 def _start(payload: dict[str, Any], ctx: TaskContext) -> float:
@@ -47,10 +47,24 @@ async def nap(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 
 
 def block(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Block in C (``time.sleep``, :func:`_start`): no cooperative stop reaches it in a pool
-    thread, so stopping it kills its agent."""
-    time.sleep(_start(payload, ctx))
-    return {"task": ctx.task_id}
+    """Deaf to a stop: blocks in C (``time.sleep``) for ``seconds``, where no cooperative stop
+    reaches it in a pool thread, so stopping it kills its agent.
+
+    A stop sent once the start mark exists may also land in the Python code between the mark and
+    the sleep (a window no test can close from outside): :class:`TaskStopped` is ignored there
+    too, so the handler is deaf whenever the stop comes, not only once it sleeps."""
+    end = 0.0
+    while True:
+        try:
+            if not end:
+                end = time.monotonic() + float(payload["seconds"])
+                _start(payload, ctx)
+            left = end - time.monotonic()
+            if left <= 0:
+                return {"task": ctx.task_id}
+            time.sleep(left)
+        except TaskStopped:
+            continue
 
 
 def rendezvous(payload: dict[str, Any], ctx: TaskContext) -> int:
