@@ -22,21 +22,20 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect, verify
-from multiswarm.coordinator import SwarmCoordinator, default_holder_id
 from multiswarm.deployment import agree
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
-from multiswarm.partition_leaders import PartitionLeaders, PartitionRun, run_partitions
 from multiswarm.partitions import partition_keys
-from multiswarm.registry import SwarmRegistry, SwarmSpec
+from multiswarm.registry import SwarmSpec
 from multiswarm.scripts import Scripts
-from multiswarm.services import run_coordinator, run_registry, run_state_manager
-from multiswarm.state import SwarmStateManager
 from multiswarm.worker_partitions import run_workers
+
+if TYPE_CHECKING:  # the other roles' modules load in their role: a worker starts without them
+    from multiswarm.partition_leaders import PartitionRun
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +140,9 @@ def registry_role(config: Settings) -> Role:
     """Reaps dead workers and keeps house in every partition (one loop pair each)."""
 
     async def role(stop: asyncio.Event) -> None:
+        from multiswarm.registry import SwarmRegistry
+        from multiswarm.services import run_registry
+
         settings, scripts, parts = await _open(config)
 
         def run(keys: Keys) -> PartitionRun:
@@ -166,6 +168,10 @@ def coordinator_role(config: Settings, strategy: str, holder_id: str | None = No
     coordinators (:class:`~multiswarm.partition_leaders.PartitionLeaders`, decision 45)."""
 
     async def role(stop: asyncio.Event) -> None:
+        from multiswarm.coordinator import SwarmCoordinator, default_holder_id
+        from multiswarm.partition_leaders import PartitionLeaders
+        from multiswarm.services import run_coordinator
+
         settings, scripts, parts = await _open(config)
         holder = holder_id or default_holder_id()
         coordinators = [
@@ -201,6 +207,9 @@ def state_manager_role(config: Settings) -> Role:
     """Snapshots and recovers the swarms of every partition (one loop each)."""
 
     async def role(stop: asyncio.Event) -> None:
+        from multiswarm.services import run_state_manager
+        from multiswarm.state import SwarmStateManager
+
         settings, scripts, parts = await _open(config)
 
         def run(keys: Keys) -> PartitionRun:
@@ -228,6 +237,8 @@ async def _serve_partitions(runs: Sequence[PartitionRun], stop: asyncio.Event) -
     if len(runs) == 1:
         await runs[0](stop)
     else:
+        from multiswarm.partition_leaders import run_partitions
+
         await run_partitions(runs, stop)
 
 
