@@ -10,6 +10,7 @@ record is exactly-once (finish_tasks.lua).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -314,35 +315,32 @@ class TaskStore:
         return decode(raws, list[bytes | None])
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
-        """Tasks of one status (or all), most recently updated first."""
+        """Tasks of one status (or all), most recently updated first (ready, assigned and
+        running ones come from their queues, decision 61: the last in line, the latest lease
+        deadlines)."""
         statuses = [status] if status else list(TASK_STATUSES)
         for s in statuses:
             if s not in TASK_STATUSES:
                 raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
-
-        async def newest() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for s in statuses:
-                pipe.zrevrange(self.keys.task_status(s), 0, limit - 1)
-            return await pipe.execute()
-
-        ids = [
-            i for group in decode(await self.scripts.read(newest), list[list[str]]) for i in group
-        ]
-        tasks = [t for t in await self.get_many(ids) if t is not None]
-        tasks.sort(key=lambda t: t.updated_ms, reverse=True)
+        found: dict[str, Task] = {}
+        page = max(limit, 100)
+        for s in statuses:
+            kept: list[Task] = []
+            start = 0
+            while len(kept) < limit:
+                read = functools.partial(ops.status_ids, self.client, self.keys, s, start, page)
+                ids = await self.scripts.read(read)
+                kept += [t for t in await self.get_many(ids) if t is not None and t.status == s]
+                if len(ids) < page:
+                    break
+                start += page
+            found.update((t.id, t) for t in kept[:limit])
+        tasks = sorted(found.values(), key=lambda t: t.updated_ms, reverse=True)
         return tasks[:limit]
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per status."""
-
-        async def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for s in TASK_STATUSES:
-                pipe.zcard(self.keys.task_status(s))
-            return await pipe.execute()
-
-        return dict(zip(TASK_STATUSES, decode(await self.scripts.read(read), list[int])))
+        return await self.scripts.read(lambda: ops.status_counts(self.client, self.keys))
 
     async def stats(self) -> dict[str, int]:
         """Counters: submitted, completed, executions, retries, dead, cancelled, ..."""

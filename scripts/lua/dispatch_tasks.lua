@@ -157,7 +157,7 @@ local function first_live(kind, pid, from)
   while true do
     local top
     if from then top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
-    else top = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES') end
+    else top = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES') end
     if #top == 0 then return nil end
     local e = entry(top[1])
     if e and live(e) then return top[1], tonumber(top[2] or 0) end
@@ -349,7 +349,7 @@ local function park(task, set, why)
   local key = parked_key[set]
   if not key then return false end
   redis.call('ZREM', TK.ready, task.id)
-  redis.call('ZADD', key, ready_score(task), task.id)
+  redis.call('ZADD', key, ready_score_text(task), task.id)
   return true
 end
 
@@ -413,7 +413,7 @@ while assigned < batch and examined < scan and not starved and room > 0 do
         task.assigned_ms = now
         task.lease_until = now + assign_ms
         redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
-        redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score(task), id)
+        redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score_text(task), id)
         put_task(task, now)
         swarm_slot_change(TK.swarms, sid, 1, entry(sid))
         assigned = assigned + 1

@@ -20,7 +20,8 @@
 -- The sweep reads each terminal status index once, in finish order, from its cursor up to
 -- as of - horizon (horizon = the smallest TTL in use: deployment TTL or stats
 -- min_result_ttl_ms); tasks it finds not due move to `retained`, so they never block it.
--- The completions stream is trimmed to the deployment TTL as well (exact MINID).
+-- The completions stream is trimmed to the deployment TTL as well (exact MINID), and the status
+-- indexes an earlier version kept for ready, assigned and running tasks are deleted.
 -- returns {pruned, more, as of}: more is 1 when the budget ran out before all that was due as of
 --   `as of` was seen
 local n = load_task_keys()
@@ -35,6 +36,9 @@ local HOLD_RECHECK_MS = 60000
 local now = now_ms()
 local asof = tonumber(ARGV[3]) or 0
 if asof <= 0 or asof > now then asof = now end
+-- the ready, assigned and running indexes are no longer kept (decision 61): what an earlier
+-- version left there goes (still passed, KEYS[20..22]; UNLINK of a missing key costs nothing)
+redis.call('UNLINK', TASK_STATUS_KEY.ready, TASK_STATUS_KEY.assigned, TASK_STATUS_KEY.running)
 local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 

@@ -49,7 +49,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'LIMIT',
       requeued = requeued + 1
     else
       task.lease_until = now + assign_ms
-      redis.call('ZADD', TK.leases, task.lease_until, id)
+      redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
       put_task(task, now)
     end
   end

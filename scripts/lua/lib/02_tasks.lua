@@ -11,7 +11,10 @@
 --   17 waiting (zset, score 0: '<dep>|<task>' edges and '!<outcome>|<dep>' queued releases)
 --   18 readers (zset, score 0: '<dep>|<task>' for each task that will read dep's result)
 --   19..26 status indexes (zset id->updated ms): pending ready assigned running completed
---          failed dead cancelled
+--          failed dead cancelled; only pending, failed and the terminal ones are kept
+--          (INDEXED_STATUS, decision 61): a ready task is in 5 (or a parked zset), an assigned
+--          or running one in 7, a running one in 16; 20..22 are still passed, and emptied by
+--          prune_tasks.lua (left by earlier versions)
 -- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
 -- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
 
@@ -20,6 +23,12 @@ local TASK_STATUS_KEY = {}
 local STATUS_ORDER = {'pending', 'ready', 'assigned', 'running', 'completed', 'failed', 'dead',
                       'cancelled'}
 local TERMINAL = {completed = true, dead = true, cancelled = true}
+-- Statuses with an index zset (decision 61). ready, assigned and running have none: their
+-- tasks are exactly the members of the ready zset and the parked zsets (ready), of the leases
+-- zset (assigned or running) and of the running-by-worker zset (running), so an index of them
+-- cost a ZREM and a ZADD per transition (6 commands a task) to duplicate what is there.
+local INDEXED_STATUS = {pending = true, failed = true, completed = true, dead = true,
+                        cancelled = true}
 local PRIORITY_SPAN = 1e13
 -- numbers handed to redis.call are formatted with '%.17g' (about 0.3 µs each, decision 53):
 -- constants go as text
@@ -200,7 +209,7 @@ end
 local function set_task_status(task, status, now)
   if task.status ~= status then
     local previous = task.status
-    if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
+    if INDEXED_STATUS[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
     if previous == 'running' then
       redis.call('ZREM', TK.running_by_worker, task.worker .. '|' .. task.id)
     elseif status == 'running' then
@@ -209,18 +218,26 @@ local function set_task_status(task, status, now)
     task.status = status
     task_event(task, previous, now)
   end
-  redis.call('ZADD', TASK_STATUS_KEY[status], ms_text(now), task.id)
+  if INDEXED_STATUS[status] then
+    redis.call('ZADD', TASK_STATUS_KEY[status], ms_text(now), task.id)
+  end
 end
 
 local function ready_score(task)
   return task.prio * PRIORITY_SPAN + task.seq
 end
 
+-- The same score as text: a number handed to redis.call is formatted with '%.17g' (~2.4 K
+-- instructions, decision 57); '%d' takes the integer path (the score is an integer < 2^53).
+local function ready_score_text(task)
+  return string.format('%d', task.prio * PRIORITY_SPAN + task.seq)
+end
+
 local function make_ready(task, now)
   set_task_status(task, 'ready', now)
   task.swarm, task.worker, task.agent, task.token = '', '', '', ''
   task.lease_until = 0
-  redis.call('ZADD', TK.ready, ready_score(task), task.id)
+  redis.call('ZADD', TK.ready, ready_score_text(task), task.id)
 end
 
 -- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task (at end_batch
@@ -238,12 +255,30 @@ local function release_swarm_slot(task)
   end
 end
 
--- Take the task out of every queue it may sit in (ready, delayed, leases); swarm queues are
--- cleaned lazily by claim_tasks.lua, which drops entries whose task moved on.
+-- Take the task out of the queue its status puts it in (called before the status changes): a
+-- ready one out of the ready zset and of the parked zsets of its capability set (with and
+-- without its handler: dispatch_tasks.lua park), a failed one out of delayed, an assigned or
+-- running one out of leases (decision 61: the ready and leases zsets are what lists and counts
+-- those statuses, so they hold no ended task). Swarm queues are cleaned lazily by
+-- claim_tasks.lua, which drops entries whose task moved on.
 local function unqueue(task)
-  redis.call('ZREM', TK.ready, task.id)
-  redis.call('ZREM', TK.delayed, task.id)
-  redis.call('ZREM', TK.leases, task.id)
+  local status = task.status
+  if status == 'assigned' or status == 'running' then
+    redis.call('ZREM', TK.leases, task.id)
+  elseif status == 'failed' then
+    redis.call('ZREM', TK.delayed, task.id)
+  elseif status == 'ready' then
+    redis.call('ZREM', TK.ready, task.id)
+    local caps = split(task.caps)
+    table.sort(caps)
+    local parked = string.match(TK.tasks, '^({[^}]*})') .. ':tasks:parked:[' .. join(caps)
+    redis.call('ZREM', parked .. ']', task.id)
+    redis.call('ZREM', parked .. '|' .. task.handler .. ']', task.id)
+  elseif status ~= 'pending' and not TERMINAL[status] then
+    redis.call('ZREM', TK.ready, task.id)
+    redis.call('ZREM', TK.delayed, task.id)
+    redis.call('ZREM', TK.leases, task.id)
+  end
 end
 
 local drain_waiting
