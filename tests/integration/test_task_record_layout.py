@@ -107,3 +107,35 @@ async def test_records_written_in_full_go_through_the_lifecycle(world, keys: Key
     assert old is not None and kid is not None
     assert (old.status, old.error, old.completed_by) == ("completed", "", c.token)
     assert (kid.status, kid.deps_left, kid.deps) == ("ready", 0, "old")
+
+
+async def _age(store: TaskStore, keys: Keys, tid: str, by_ms: int) -> int:
+    """Move task ``tid``'s last update and deadline ``by_ms`` into the past; its old update."""
+    raw = await _raw(store, keys, tid)
+    updated = int(str(raw["updated_ms"]))
+    raw["updated_ms"] = updated - by_ms
+    await store.client.hset(keys.tasks, tid, json.dumps(raw))
+    await store.client.zadd(keys.leases, {tid: 1})
+    return updated - by_ms
+
+
+async def test_an_assignment_keeps_its_time_across_deadline_extensions(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]
+    """Dispatch leaves assigned_ms out (it is updated_ms then); reap_leases keeps it when it
+    extends the deadline of a task its live swarm has not claimed yet, so the task still goes
+    back to ready once it waited a full run (timeout + lease + deadline) unclaimed."""
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="a", timeout_ms=1_000, lease_ms=1_000), 1)])
+    assert await coord.dispatch_once() == 1
+    assert "assigned_ms" not in await _raw(store, keys, "a")
+    assigned = await _age(store, keys, "a", 500)
+    await coord.reap_once()
+    raw = await _raw(store, keys, "a")
+    assert (raw["status"], raw["assigned_ms"]) == ("assigned", assigned)
+    assert int(str(raw["updated_ms"])) > assigned
+    # the extension's rewrite did not restart the wait: aged past a full run, it is requeued
+    raw["assigned_ms"] = assigned - 10 * 60_000
+    await store.client.hset(keys.tasks, "a", json.dumps(raw))
+    await store.client.zadd(keys.leases, {"a": 1})
+    await coord.reap_once()
+    t = await store.get("a")
+    assert t.status == "ready" and t.reason.startswith("unclaimed by swarm s")
