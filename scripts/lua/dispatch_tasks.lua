@@ -71,7 +71,8 @@ local function elapsed_us()
   local t = redis.call('TIME')
   return (tonumber(t[1]) - tonumber(started[1])) * 1000000 + tonumber(t[2]) - tonumber(started[2])
 end
-local now = now_ms()
+-- (the same clock reading as now_ms: one TIME less per call)
+local now = tonumber(started[1]) * 1000 + math.floor(tonumber(started[2]) / 1000)
 
 -- dependents of ended tasks that their script's budget left waiting (lib/02_tasks.lua)
 local waiting_left = drain_waiting(now)
@@ -363,7 +364,7 @@ local function rank(p, task)
 end
 
 -- the swarm for `task` among the profiles `ps`: nil, and true when the hold budget ran out
-local cursor = redis.call('GET', cursor_key) or ''
+local cursor = strategy == 'round_robin' and (redis.call('GET', cursor_key) or '') or ''
 local function choose(task, ps)
   local best, best_rank, best_score, starved = nil, nil, nil, false
   if strategy == 'round_robin' then
