@@ -323,8 +323,9 @@ class TaskStore:
             if s not in TASK_STATUSES:
                 raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
         found: dict[str, Task] = {}
-        page = max(limit, 100)
         for s in statuses:
+            # the leases zset holds running tasks too: an assigned listing reads big pages
+            page = max(limit, 1000 if s == "assigned" else 100)
             kept: list[Task] = []
             start = 0
             while len(kept) < limit:

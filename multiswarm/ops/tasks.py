@@ -80,9 +80,13 @@ async def status_counts(client: Any, keys: Keys) -> dict[str, int]:
 async def status_ids(client: Any, keys: Keys, status: str, start: int, count: int) -> list[str]:
     """Ids ``start .. start + count - 1`` of the structure that holds tasks of ``status``, most
     recent first: its index; for ready, the ready zset (last in line first) then each parked
-    zset; for assigned and running, the leases zset (latest deadline first; the caller keeps
-    the records of the status it wants). A page shorter than ``count`` is the last."""
+    zset; for running, the running-by-worker zset (by worker); for assigned, the leases zset
+    (latest deadline first; it holds the running ones too: the caller keeps the records of the
+    status it wants). A page shorter than ``count`` is the last."""
     tk = keys.task_keys
+    if status == "running":
+        rows = await client.zrange(tk.running_by_worker, start, start + count - 1)
+        return [(r.decode() if isinstance(r, bytes) else r).split("|", 1)[1] for r in rows]
     if status in INDEXED_STATUSES:
         keys_of = [keys.task_status(status)]
     elif status == "ready":
