@@ -58,23 +58,43 @@ async def status_counts(client: Any, keys: Keys) -> dict[str, int]:
     """Tasks per status, in :data:`~multiswarm.keys.TASK_STATUSES` order: ready = the ready
     zset and the parked zsets, running = the running-by-worker zset, assigned = the rest of
     the leases zset; the others their index. Two round trips when tasks are parked."""
-    tk = keys.task_keys
+    return (await status_counts_of(client, [keys]))[0]
+
+
+async def status_counts_of(client: Any, parts: Sequence[Keys]) -> list[dict[str, int]]:
+    """:func:`status_counts` of each of ``parts`` (partitions' keys), read together: one
+    pipeline, and a second one when tasks are parked somewhere."""
+    tk_of = [keys.task_keys for keys in parts]
     pipe = client.pipeline(transaction=False)
-    for s in INDEXED_STATUSES:
-        pipe.zcard(keys.task_status(s))
-    for key in (tk.ready, tk.leases, tk.running_by_worker):
-        pipe.zcard(key)
-    pipe.hkeys(keys.parked_index)
-    *raw, sets = await pipe.execute()
-    got = dict(zip(INDEXED_STATUSES, (int(x) for x in raw)))
-    ready, leased, running = (int(x) for x in raw[len(INDEXED_STATUSES) :])
-    if sets:
+    for keys, tk in zip(parts, tk_of):
+        for s in INDEXED_STATUSES:
+            pipe.zcard(keys.task_status(s))
+        for key in (tk.ready, tk.leases, tk.running_by_worker):
+            pipe.zcard(key)
+        pipe.hkeys(keys.parked_index)
+    raw = await pipe.execute()
+    m = len(INDEXED_STATUSES) + 4
+    rows = [raw[k * m : (k + 1) * m] for k in range(len(parts))]
+    parked = [
+        [keys.parked(s.decode() if isinstance(s, bytes) else s) for s in row[-1]]
+        for keys, row in zip(parts, rows)
+    ]
+    sizes: list[int] = []
+    if any(parked):
         pipe = client.pipeline(transaction=False)
-        for s in sets:
-            pipe.zcard(keys.parked(s.decode() if isinstance(s, bytes) else s))
-        ready += sum(int(x) for x in await pipe.execute())
-    got.update(ready=ready, running=running, assigned=max(0, leased - running))
-    return {s: got[s] for s in TASK_STATUSES}
+        for key in (key for keys_of in parked for key in keys_of):
+            pipe.zcard(key)
+        sizes = [int(x) for x in await pipe.execute()]
+    out = []
+    at = 0
+    for row, keys_of in zip(rows, parked):
+        got = dict(zip(INDEXED_STATUSES, (int(x) for x in row)))
+        ready, leased, running = (int(x) for x in row[len(INDEXED_STATUSES) : -1])
+        ready += sum(sizes[at : at + len(keys_of)])
+        at += len(keys_of)
+        got.update(ready=ready, running=running, assigned=max(0, leased - running))
+        out.append({s: got[s] for s in TASK_STATUSES})
+    return out
 
 
 async def status_ids(client: Any, keys: Keys, status: str, start: int, count: int) -> list[str]:
