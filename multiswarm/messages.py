@@ -184,7 +184,8 @@ MessageType = Literal[
 
 _json_encoder = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(Envelope)
-_task_decoder = msgspec.json.Decoder(Task)
+_task_decoder = msgspec.msgpack.Decoder(Task)
+_task_json_decoder = msgspec.json.Decoder(Task)
 _swarm_decoder = msgspec.json.Decoder(Swarm)
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 _leader_decoder = msgspec.json.Decoder(LeaderInfo)
@@ -217,8 +218,22 @@ def decode_envelope(raw: bytes | str) -> Envelope:
 
 
 def decode_task(raw: bytes | str) -> Task:
-    value: Task = _decode(_task_decoder, raw, "task record")
-    return value
+    """A task record as the scripts store it: MessagePack (decision 64), or JSON as earlier
+    versions wrote it (it starts with ``{``; a MessagePack map never does). Fields left out
+    (sparse records, decision 57) take :class:`Task`'s defaults.
+
+    Raises
+    ------
+    MessageDecodeError
+        Neither, or a field of the wrong type.
+    """
+    if isinstance(raw, str) or raw[:1] == b"{":
+        value: Task = _decode(_task_json_decoder, raw, "task record")
+        return value
+    try:
+        return _task_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise MessageDecodeError(f"corrupt task record: {e}") from e
 
 
 def decode_swarm(raw: bytes | str) -> Swarm:

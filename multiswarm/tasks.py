@@ -34,8 +34,12 @@ SUBMIT_CHUNK = 50
 #: Index entries one prune_tasks.lua call examines: 10-25 µs each (measured), so a call holds
 #: Redis for 1-3 ms, and pruning still keeps up with >10,000 tasks per second.
 PRUNE_BATCH = 100
-#: Longest per-task result TTL (10 years, in ms): keeps it an exact integer in the record's JSON.
+#: Longest per-task result TTL (10 years, in ms).
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
+#: Largest value of a task's integer settings (attempts, lease, timeout, backoff): every sum
+#: the scripts store in a record (now + a lease, ...) stays an exact integer below 2**53, a
+#: Lua number's limit (submit_tasks.lua refuses larger ones too; decision 64).
+MAX_SETTING = 2**48
 
 
 #: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
@@ -94,6 +98,16 @@ def task_spec(
         raise BadRequest(
             "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"
         )
+    settings = {
+        "max_attempts": max_attempts,
+        "lease_ms": lease_ms,
+        "timeout_ms": timeout_ms,
+        "backoff_ms": backoff_ms,
+        "backoff_max_ms": backoff_max_ms,
+    }
+    for field, value in settings.items():
+        if not isinstance(value, int) or value > MAX_SETTING:
+            raise BadRequest("BAD_REQUEST", f"{field}={value!r} is not an integer <= 2**48")
     if lease_ms < MIN_LEASE_MS:
         raise BadRequest(
             "BAD_REQUEST",

@@ -59,19 +59,21 @@ local function held_until(id, ttl)
   return nil
 end
 
--- The three fields pruning needs, read off the record's JSON text without decoding all of it
--- (the decode is most of the cost per task). Safe: inside a JSON string every '"' is escaped,
--- so '"status":"' can only match the real key. Falls back to a full decode if one is absent.
+-- The three fields pruning needs. A JSON record (written before decision 64) is read off its
+-- text without decoding all of it (the decode is most of the cost per task). Safe: inside a
+-- JSON string every '"' is escaped, so '"status":"' can only match the real key; falls back to
+-- a full decode if one is absent. A MessagePack record is decoded (cmsgpack is cheap).
 local function task_fields(id)
   local raw = redis.call('HGET', TK.tasks, id)
   if not raw then return nil end
+  if string.byte(raw, 1) ~= JSON_OPEN then return decode_task(raw) end
   local status = string.match(raw, '"status":"(%a+)"')
   local updated = tonumber(string.match(raw, '"updated_ms":(%d+)'))
   local ttl = tonumber(string.match(raw, '"result_ttl_ms":(%d+)') or '0')
   if status and updated then
     return {status = status, updated_ms = updated, result_ttl_ms = ttl}
   end
-  return get_task(id)
+  return decode_task(raw)
 end
 
 -- Decide about one finished task found in the index of `status` (nil: found in retained).

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-import msgspec
-
 from multiswarm.keys import TASK_STATUSES, Keys
-from multiswarm.messages import Task
+from multiswarm.messages import Task, decode_task
 from multiswarm.ops.tasks import Outcome
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
@@ -21,7 +19,7 @@ NOOP = "multiswarm.demo_tasks:noop"
 
 async def _records(store: TaskStore, keys: Keys) -> list[Task]:
     raw = await store.client.hvals(keys.tasks)
-    return [msgspec.json.decode(r, type=Task) for r in raw]
+    return [decode_task(r) for r in raw]
 
 
 async def _check(store: TaskStore, keys: Keys) -> Counter[str]:

@@ -1,6 +1,7 @@
 -- multiswarm Lua prelude, part 2: the task state machine.
 -- Task scripts pass the same first 26 KEYS (multiswarm/keys.py Keys.task_keyset):
---   1 tasks (hash id->JSON, fields at zero defaults left out: put_task)   2 payload (hash)
+--   1 tasks (hash id->MessagePack record, fields at zero defaults left out: put_task; JSON
+--     records of earlier versions read too)   2 payload (hash)
 --   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
 --   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
@@ -125,13 +126,12 @@ local function end_batch()
 end
 
 -- Sparse records (decision 57): put_task leaves out a field whose value is its default below,
--- and get_task's metatable reads a missing one as that default. cjson's cost is per field
--- (a number is formatted with '%.14g' and parsed with strtod), and most of these are 0 or ''
--- most of a task's life: 230-380 bytes a record instead of 420-530. Records written in full
--- (by earlier versions) read the same and are written sparse at their next change. The
--- defaults are multiswarm/messages.py Task's, so Python decodes a sparse record to the same
--- Task (tests/integration/test_task_record_layout.py checks both lists); only 0 and ''
--- defaults, so what a stored record means never rests on a non-zero default of the code.
+-- and get_task's metatable reads a missing one as that default. The encoder's cost is per field
+-- and most of these are 0 or '' most of a task's life. Records written in full (by earlier
+-- versions) read the same and are written sparse at their next change. The defaults are
+-- multiswarm/messages.py Task's, so Python decodes a sparse record to the same Task
+-- (tests/integration/test_task_record_layout.py checks both lists); only 0 and '' defaults, so
+-- what a stored record means never rests on a non-zero default of the code.
 -- DEFAULT_FIELDS lists the same fields: a numeric loop, as pairs/rawget are C calls that cost
 -- more than the fields they drop.
 local TASK_DEFAULTS = {
@@ -144,11 +144,35 @@ local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'at
                         'deps_left', 'started_ms', 'finished_ms', 'lease_until', 'due_ms',
                         'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms'}
 
+-- Records are MessagePack maps (decision 64): cmsgpack packs an integral number as an integer
+-- (no '%.14g'/strtod per number as cjson does: a 13-digit time stamp cost ~2.6 K instructions
+-- each way) and packs only the table's own fields, so the metatable's defaults stay out.
+-- Every number of a record is an integer below 2^53 (submit_tasks.lua bounds the settings;
+-- the rest are times in ms, counts and sequence numbers), so it is exact in Lua and an int in
+-- Python (multiswarm/messages.py decode_task). A record written by an earlier version is JSON:
+-- it starts with '{' (a MessagePack map starts with 0x80-0x8f or 0xde), is read as JSON and
+-- written back as MessagePack at its next change.
+local JSON_OPEN = 123  -- '{'
+
+-- A record's text -> its table (with the defaults), or nil when it cannot be decoded.
+local function decode_task(raw)
+  local ok, task
+  if string.byte(raw, 1) == JSON_OPEN then
+    ok, task = pcall(cjson.decode, raw)
+  else
+    ok, task = pcall(cmsgpack.unpack, raw)
+  end
+  if not ok or type(task) ~= 'table' then return nil end
+  return setmetatable(task, TASK_MT)
+end
+
 -- The task record, or nil (and the raw text when it cannot be decoded).
 local function get_task(id)
-  local task, raw = hget_json(TK.tasks, id)
-  if task then setmetatable(task, TASK_MT) end
-  return task, raw
+  local raw = redis.call('HGET', TK.tasks, id)
+  if not raw then return nil end
+  local task = decode_task(raw)
+  if not task then return nil, raw end
+  return task
 end
 
 local function put_task(task, now)
@@ -158,7 +182,7 @@ local function put_task(task, now)
     local field = DEFAULT_FIELDS[i]
     if task[field] == TASK_DEFAULTS[field] then task[field] = nil end
   end
-  hset_json(TK.tasks, task.id, task)
+  redis.call('HSET', TK.tasks, task.id, cmsgpack.pack(task))
 end
 
 -- Task lifecycle events: at every status change the script that makes it PUBLISHes one
