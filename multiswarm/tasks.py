@@ -18,7 +18,16 @@ from typing import Any
 
 from multiswarm.errors import BadRequest, IllegalTransition, NotFound
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
-from multiswarm.messages import PRIORITIES, Task, TaskSpec, decode_task, encode_json, pack, unpack
+from multiswarm.messages import (
+    PRIORITIES,
+    Task,
+    TaskSpec,
+    check_settings,
+    decode_task,
+    encode_json,
+    pack,
+    unpack,
+)
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.ops import tasks as ops
 from multiswarm.ops.script import decode
@@ -36,10 +45,6 @@ SUBMIT_CHUNK = 50
 PRUNE_BATCH = 100
 #: Longest per-task result TTL (10 years, in ms).
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
-#: Largest value of a task's integer settings (attempts, lease, timeout, backoff): every sum
-#: the scripts store in a record (now + a lease, ...) stays an exact integer below 2**53, a
-#: Lua number's limit (submit_tasks.lua refuses larger ones too; decision 64).
-MAX_SETTING = 2**48
 
 
 #: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
@@ -98,16 +103,6 @@ def task_spec(
         raise BadRequest(
             "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"
         )
-    settings = {
-        "max_attempts": max_attempts,
-        "lease_ms": lease_ms,
-        "timeout_ms": timeout_ms,
-        "backoff_ms": backoff_ms,
-        "backoff_max_ms": backoff_max_ms,
-    }
-    for field, value in settings.items():
-        if not isinstance(value, int) or value > MAX_SETTING:
-            raise BadRequest("BAD_REQUEST", f"{field}={value!r} is not an integer <= 2**48")
     if lease_ms < MIN_LEASE_MS:
         raise BadRequest(
             "BAD_REQUEST",
@@ -118,19 +113,21 @@ def task_spec(
         raise BadRequest(
             "BAD_REQUEST", f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]"
         )
-    return TaskSpec(
-        id=check_id(id or uuid.uuid4().hex, "task id"),
-        handler=handler,
-        name=name,
-        caps=",".join(caps),
-        prio=PRIORITIES[priority],
-        max_attempts=max_attempts,
-        lease_ms=lease_ms,
-        timeout_ms=timeout_ms,
-        backoff_ms=backoff_ms,
-        backoff_max_ms=max(backoff_ms, backoff_max_ms),
-        deps=",".join(deps),
-        result_ttl_ms=result_ttl_ms or 0,
+    return check_settings(
+        TaskSpec(
+            id=check_id(id or uuid.uuid4().hex, "task id"),
+            handler=handler,
+            name=name,
+            caps=",".join(caps),
+            prio=PRIORITIES[priority],
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+            timeout_ms=timeout_ms,
+            backoff_ms=backoff_ms,
+            backoff_max_ms=max(backoff_ms, backoff_max_ms),
+            deps=",".join(deps),
+            result_ttl_ms=result_ttl_ms or 0,
+        )
     )
 
 
@@ -167,6 +164,7 @@ class TaskStore:
             chunk = tasks[start : start + SUBMIT_CHUNK]
             encoded: list[tuple[bytes, bytes]] = []
             for spec, payload in chunk:
+                check_settings(spec)
                 data = pack(payload)
                 if len(data) > MAX_PAYLOAD_BYTES:
                     raise BadRequest(

@@ -16,21 +16,6 @@
 -- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
 --   before: idempotent); errors BAD_REQUEST, ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
 load_task_keys()
--- a task's numeric settings: integers in [0, 2^48] (~8,900 years in ms), so every sum the
--- scripts store in a record (now + a lease, a backoff) stays an exact integer below 2^53 and
--- is packed as one (lib/02_tasks.lua put_task, decision 64)
-local SETTINGS = {'prio', 'max_attempts', 'lease_ms', 'timeout_ms', 'backoff_ms',
-                  'backoff_max_ms', 'result_ttl_ms'}
-local SETTING_MAX = 2 ^ 48
-local function bad_setting(spec)
-  for _, field in ipairs(SETTINGS) do
-    local v = spec[field]
-    if v ~= nil and (type(v) ~= 'number' or v < 0 or v > SETTING_MAX or v ~= math.floor(v)) then
-      return field
-    end
-  end
-  return nil
-end
 local count = tonumber(ARGV[1])
 if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
 local specs, in_batch = {}, {}
@@ -38,10 +23,6 @@ for i = 1, count do
   local ok, spec = pcall(cjson.decode, ARGV[2 * i])
   if not ok or type(spec) ~= 'table' or type(spec.id) ~= 'string' then
     return fail('BAD_REQUEST', 'task #' .. i .. ' is not a task spec')
-  end
-  local bad = bad_setting(spec)
-  if bad then
-    return fail('BAD_REQUEST', 'task ' .. spec.id .. ': ' .. bad .. ' is not an integer in [0, 2^48]')
   end
   local existing = get_task(spec.id)
   if existing then

@@ -13,10 +13,10 @@ import pytest
 
 from multiswarm.errors import BadRequest
 from multiswarm.keys import Keys
-from multiswarm.messages import Task, TaskSpec
+from multiswarm.messages import MAX_SETTING, Task, TaskSpec
 from multiswarm.ops.tasks import Outcome
 from multiswarm.scripts import Scripts, lua_dir
-from multiswarm.tasks import MAX_SETTING, TaskStore, task_spec
+from multiswarm.tasks import TaskStore, task_spec
 
 from .helpers import host, leader
 
@@ -251,7 +251,8 @@ async def test_numbers_round_trip_exactly_and_oversized_settings_are_refused(  #
     world, keys: Keys
 ) -> None:
     """The largest settings allowed keep every sum the scripts store exact (below 2**53) and
-    an int in Python; larger ones, or fractions, are refused by task_spec and by the script."""
+    an int in Python; larger ones, or fractions, are refused by task_spec and, for a TaskSpec
+    built directly, by TaskStore.submit."""
     store, coord = world
     big = task_spec(NOOP, id="big", lease_ms=MAX_SETTING, timeout_ms=MAX_SETTING)
     await store.submit([(big, 1)])
