@@ -188,6 +188,9 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument(
+        "--commands", action="store_true", help="add the commands per task of each phase, by name"
+    )
+    parser.add_argument(
         "--keep-dumps", metavar="DIR", help="keep callgrind's dumps in DIR (callgrind_annotate)"
     )
     args = parser.parse_args()
@@ -198,6 +201,7 @@ def main() -> None:
         with server(args.callgrind, out) as (url, pid):
             prof = asyncio.run(run(url, pid, out, n, args.deps))
         rows: dict[str, dict[str, float]] = {}
+        by_name: dict[str, dict[str, float]] = {}
         for name in PHASES:
             st = prof.stats[name]
             inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
@@ -209,9 +213,17 @@ def main() -> None:
             if pid is not None:
                 row["k_instructions_per_task"] = round(prof.instructions(name) / n / 1000, 1)
             rows[name] = row
+            if args.commands:
+                by_name[name] = {
+                    k.removesuffix(":calls"): round(v / n, 2)
+                    for k, v in sorted(st.items())
+                    if k.endswith(":calls") and k != "fcall:calls"
+                }
     total = {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
     report = {"tasks": n, "deps": args.deps, "callgrind": args.callgrind, "phases": rows}
     print(json.dumps({**report, "total": total}, indent=1))
+    if by_name:
+        print(json.dumps({"commands_per_task": by_name}, indent=1))
     if not args.no_write:
         _write(report, total)
 

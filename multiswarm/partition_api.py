@@ -19,6 +19,7 @@ from multiswarm.connection import Client
 from multiswarm.errors import CrossPartitionError, NotFound
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import TaskSpec
+from multiswarm.ops import tasks as task_ops
 from multiswarm.partitions import partition_capabilities, swarm_partitions
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
@@ -27,7 +28,8 @@ from multiswarm.tasks import TaskStore
 
 T = TypeVar("T")
 
-#: Task statuses a partition's backlog counts: tasks that still wait for a swarm.
+#: Task statuses a partition's backlog counts: tasks that still wait for a swarm, or for an
+#: agent of the swarm they were assigned to.
 BACKLOG_STATUSES = ("ready", "pending", "assigned")
 
 
@@ -183,8 +185,8 @@ async def group_tasks(
 
 # -- submissions -------------------------------------------------------------------------------
 async def backlogs(host: Host) -> list[int]:
-    """Ready, pending and assigned tasks of each partition (cached ``BACKLOG_TTL_S``; one
-    pipeline of ``ZCARD`` otherwise)."""
+    """Ready, pending and assigned tasks of each partition (cached ``BACKLOG_TTL_S``; else
+    read as :meth:`TaskStore.counts` reads them, for all partitions at once)."""
     cached = host.routes.fresh_backlog()
     if cached is not None:
         return cached
@@ -193,18 +195,11 @@ async def backlogs(host: Host) -> list[int]:
 
 
 async def _read_backlogs(host: Host) -> list[int]:
-    client, ps = host.client, host.parts
-
-    async def read() -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for p in ps:
-            for s in BACKLOG_STATUSES:
-                pipe.zcard(p.keys.task_status(s))
-        return await pipe.execute()
-
-    raw = await host.scripts.read(read)
-    m = len(BACKLOG_STATUSES)
-    host.routes.set_backlog([sum(int(x) for x in raw[k * m : (k + 1) * m]) for k in range(len(ps))])
+    # ready, assigned and running have no status index (decision 61): the ready and parked
+    # zsets, leases less running-by-worker (one pipeline, a second one when tasks are parked)
+    keys = [p.keys for p in host.parts]
+    counts = await host.scripts.read(lambda: task_ops.status_counts_of(host.client, keys))
+    host.routes.set_backlog([sum(c[s] for s in BACKLOG_STATUSES) for c in counts])
     return host.routes.backlog or []
 
 

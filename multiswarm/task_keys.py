@@ -38,7 +38,9 @@ class TaskKeys(msgspec.Struct, frozen=True, kw_only=True):
     #: zset, score 0, read by lex range: ``<dep>|<task>`` for each task submitted depending on
     #: ``dep``, the readers of its result, which the prune sweep keeps while one is unfinished
     readers: str
-    #: one status index per :data:`TASK_STATUSES`, in that order
+    #: one status index per :data:`TASK_STATUSES`, in that order; those of ready, assigned and
+    #: running are passed but no longer written (decision 61: the ready, parked, leases and
+    #: running-by-worker zsets hold those tasks), and prune_tasks deletes what is left in them
     statuses: tuple[str, ...]
 
     def as_list(self) -> list[str]:

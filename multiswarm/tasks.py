@@ -10,6 +10,7 @@ record is exactly-once (finish_tasks.lua).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,16 @@ from typing import Any
 
 from multiswarm.errors import BadRequest, IllegalTransition, NotFound
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
-from multiswarm.messages import PRIORITIES, Task, TaskSpec, decode_task, encode_json, pack, unpack
+from multiswarm.messages import (
+    PRIORITIES,
+    Task,
+    TaskSpec,
+    check_settings,
+    decode_task,
+    encode_json,
+    pack,
+    unpack,
+)
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.ops import tasks as ops
 from multiswarm.ops.script import decode
@@ -33,7 +43,7 @@ SUBMIT_CHUNK = 50
 #: Index entries one prune_tasks.lua call examines: 10-25 µs each (measured), so a call holds
 #: Redis for 1-3 ms, and pruning still keeps up with >10,000 tasks per second.
 PRUNE_BATCH = 100
-#: Longest per-task result TTL (10 years, in ms): keeps it an exact integer in the record's JSON.
+#: Longest per-task result TTL (10 years, in ms).
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
 
 
@@ -103,19 +113,21 @@ def task_spec(
         raise BadRequest(
             "BAD_REQUEST", f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]"
         )
-    return TaskSpec(
-        id=check_id(id or uuid.uuid4().hex, "task id"),
-        handler=handler,
-        name=name,
-        caps=",".join(caps),
-        prio=PRIORITIES[priority],
-        max_attempts=max_attempts,
-        lease_ms=lease_ms,
-        timeout_ms=timeout_ms,
-        backoff_ms=backoff_ms,
-        backoff_max_ms=max(backoff_ms, backoff_max_ms),
-        deps=",".join(deps),
-        result_ttl_ms=result_ttl_ms or 0,
+    return check_settings(
+        TaskSpec(
+            id=check_id(id or uuid.uuid4().hex, "task id"),
+            handler=handler,
+            name=name,
+            caps=",".join(caps),
+            prio=PRIORITIES[priority],
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+            timeout_ms=timeout_ms,
+            backoff_ms=backoff_ms,
+            backoff_max_ms=max(backoff_ms, backoff_max_ms),
+            deps=",".join(deps),
+            result_ttl_ms=result_ttl_ms or 0,
+        )
     )
 
 
@@ -152,6 +164,7 @@ class TaskStore:
             chunk = tasks[start : start + SUBMIT_CHUNK]
             encoded: list[tuple[bytes, bytes]] = []
             for spec, payload in chunk:
+                check_settings(spec)
                 data = pack(payload)
                 if len(data) > MAX_PAYLOAD_BYTES:
                     raise BadRequest(
@@ -314,35 +327,33 @@ class TaskStore:
         return decode(raws, list[bytes | None])
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Task]:
-        """Tasks of one status (or all), most recently updated first."""
+        """Tasks of one status (or all), most recently updated first (ready, assigned and
+        running ones come from their queues, decision 61: the last in line, the latest lease
+        deadlines)."""
         statuses = [status] if status else list(TASK_STATUSES)
         for s in statuses:
             if s not in TASK_STATUSES:
                 raise BadRequest("BAD_REQUEST", f"unknown status {s!r}; one of {TASK_STATUSES}")
-
-        async def newest() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for s in statuses:
-                pipe.zrevrange(self.keys.task_status(s), 0, limit - 1)
-            return await pipe.execute()
-
-        ids = [
-            i for group in decode(await self.scripts.read(newest), list[list[str]]) for i in group
-        ]
-        tasks = [t for t in await self.get_many(ids) if t is not None]
-        tasks.sort(key=lambda t: t.updated_ms, reverse=True)
+        found: dict[str, Task] = {}
+        for s in statuses:
+            # the leases zset holds running tasks too: an assigned listing reads big pages
+            page = max(limit, 1000 if s == "assigned" else 100)
+            kept: list[Task] = []
+            start = 0
+            while len(kept) < limit:
+                read = functools.partial(ops.status_ids, self.client, self.keys, s, start, page)
+                ids = await self.scripts.read(read)
+                kept += [t for t in await self.get_many(ids) if t is not None and t.status == s]
+                if len(ids) < page:
+                    break
+                start += page
+            found.update((t.id, t) for t in kept[:limit])
+        tasks = sorted(found.values(), key=lambda t: t.updated_ms, reverse=True)
         return tasks[:limit]
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per status."""
-
-        async def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for s in TASK_STATUSES:
-                pipe.zcard(self.keys.task_status(s))
-            return await pipe.execute()
-
-        return dict(zip(TASK_STATUSES, decode(await self.scripts.read(read), list[int])))
+        return await self.scripts.read(lambda: ops.status_counts(self.client, self.keys))
 
     async def stats(self) -> dict[str, int]:
         """Counters: submitted, completed, executions, retries, dead, cancelled, ..."""

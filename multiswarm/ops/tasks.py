@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from multiswarm.keys import Keys
+from multiswarm.keys import TASK_STATUSES, Keys
 from multiswarm.ops.script import Script, ScriptRunner
 
 
@@ -46,6 +46,89 @@ class Purged(msgspec.Struct, array_like=True, frozen=True):
     purged: int
     held: str
     more: bool
+
+
+#: Task statuses with an index zset (id -> last update ms; lib/02_tasks.lua INDEXED_STATUS).
+#: ready, assigned and running have none (decision 61): :func:`status_counts` and
+#: :func:`status_ids` read them off the queues that hold exactly those tasks.
+INDEXED_STATUSES = ("pending", "failed", "completed", "dead", "cancelled")
+
+
+async def status_counts(client: Any, keys: Keys) -> dict[str, int]:
+    """Tasks per status, in :data:`~multiswarm.keys.TASK_STATUSES` order: ready = the ready
+    zset and the parked zsets, running = the running-by-worker zset, assigned = the rest of
+    the leases zset; the others their index. Two round trips when tasks are parked."""
+    return (await status_counts_of(client, [keys]))[0]
+
+
+async def status_counts_of(client: Any, parts: Sequence[Keys]) -> list[dict[str, int]]:
+    """:func:`status_counts` of each of ``parts`` (partitions' keys), read together: one
+    pipeline, and a second one when tasks are parked somewhere."""
+    tk_of = [keys.task_keys for keys in parts]
+    pipe = client.pipeline(transaction=False)
+    for keys, tk in zip(parts, tk_of):
+        for s in INDEXED_STATUSES:
+            pipe.zcard(keys.task_status(s))
+        for key in (tk.ready, tk.leases, tk.running_by_worker):
+            pipe.zcard(key)
+        pipe.hkeys(keys.parked_index)
+    raw = await pipe.execute()
+    m = len(INDEXED_STATUSES) + 4
+    rows = [raw[k * m : (k + 1) * m] for k in range(len(parts))]
+    parked = [
+        [keys.parked(s.decode() if isinstance(s, bytes) else s) for s in row[-1]]
+        for keys, row in zip(parts, rows)
+    ]
+    sizes: list[int] = []
+    if any(parked):
+        pipe = client.pipeline(transaction=False)
+        for key in (key for keys_of in parked for key in keys_of):
+            pipe.zcard(key)
+        sizes = [int(x) for x in await pipe.execute()]
+    out = []
+    at = 0
+    for row, keys_of in zip(rows, parked):
+        got = dict(zip(INDEXED_STATUSES, (int(x) for x in row)))
+        ready, leased, running = (int(x) for x in row[len(INDEXED_STATUSES) : -1])
+        ready += sum(sizes[at : at + len(keys_of)])
+        at += len(keys_of)
+        got.update(ready=ready, running=running, assigned=max(0, leased - running))
+        out.append({s: got[s] for s in TASK_STATUSES})
+    return out
+
+
+async def status_ids(client: Any, keys: Keys, status: str, start: int, count: int) -> list[str]:
+    """Ids ``start .. start + count - 1`` of the structure that holds tasks of ``status``, most
+    recent first: its index; for ready, the ready zset (last in line first) then each parked
+    zset; for running, the running-by-worker zset (by worker); for assigned, the leases zset
+    (latest deadline first; it holds the running ones too: the caller keeps the records of the
+    status it wants). A page shorter than ``count`` is the last."""
+    tk = keys.task_keys
+    if status == "running":
+        rows = await client.zrange(tk.running_by_worker, start, start + count - 1)
+        return [(r.decode() if isinstance(r, bytes) else r).split("|", 1)[1] for r in rows]
+    if status in INDEXED_STATUSES:
+        keys_of = [keys.task_status(status)]
+    elif status == "ready":
+        sets = await client.hkeys(keys.parked_index)
+        keys_of = [
+            tk.ready,
+            *(keys.parked(s.decode() if isinstance(s, bytes) else s) for s in sets),
+        ]
+    else:
+        keys_of = [tk.leases]
+    out: list[str] = []
+    for key in keys_of:
+        if len(out) >= count:
+            break
+        size = await client.zcard(key) if len(keys_of) > 1 else None
+        if size is not None and start >= size:
+            start -= size
+            continue
+        ids = await client.zrevrange(key, start, start + count - len(out) - 1)
+        out += [i.decode() if isinstance(i, bytes) else i for i in ids]
+        start = 0
+    return out
 
 
 SUBMIT = Script("submit_tasks", list[str], request_id=True, durable=True)

@@ -71,7 +71,8 @@ local function elapsed_us()
   local t = redis.call('TIME')
   return (tonumber(t[1]) - tonumber(started[1])) * 1000000 + tonumber(t[2]) - tonumber(started[2])
 end
-local now = now_ms()
+-- (the same clock reading as now_ms: one TIME less per call)
+local now = tonumber(started[1]) * 1000 + math.floor(tonumber(started[2]) / 1000)
 
 -- dependents of ended tasks that their script's budget left waiting (lib/02_tasks.lua)
 local waiting_left = drain_waiting(now)
@@ -157,7 +158,7 @@ local function first_live(kind, pid, from)
   while true do
     local top
     if from then top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
-    else top = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES') end
+    else top = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES') end
     if #top == 0 then return nil end
     local e = entry(top[1])
     if e and live(e) then return top[1], tonumber(top[2] or 0) end
@@ -203,6 +204,55 @@ local function some_ids(kind, pids, n)
   return ids
 end
 
+-- Slots taken by this call's assignments (decision 61). A swarm's load and rr zsets change at
+-- once (the next choice reads them); its active count and its profile's room are written once
+-- per call (flush_slots), from the count read at its first assignment, and blocked() subtracts
+-- the room taken so far: the same choices and the same end state as swarm_slot_change(+1) per
+-- task (lib/01b_swarm_index.lua), without two HINCRBYs and a HGET per task.
+local taken, taken_order, room_taken, room_order = {}, {}, {}, {}
+local function take_slot(sid, e)
+  local t = taken[sid]
+  if not t then
+    local a = swarm_active(sid)
+    t = {a0 = a, a = a, mem = 0}
+    if e.st == 'open' then
+      local first = string.match(e.hosts or '', '^[^,]+')
+      local mem = first and tonumber(redis.call('HGET', SX.mem, first) or '') or 0
+      t.mem = math.min(1, math.max(0, mem))
+    end
+    taken[sid], taken_order[#taken_order + 1] = t, sid
+  end
+  local active = t.a
+  t.a = active + 1
+  if e.st ~= 'open' then return end
+  local r0, r1 = math.max(0, e.cap - active), math.max(0, e.cap - t.a)
+  if r1 ~= r0 then
+    if not room_taken[e.p] then room_taken[e.p], room_order[#room_order + 1] = 0, e.p end
+    room_taken[e.p] = room_taken[e.p] + r0 - r1
+  end
+  if r1 > 0 then
+    local score = 2 * t.a + t.mem
+    redis.call('ZADD', sx_key('load', e.p), score == math.floor(score)
+               and string.format('%d', score) or score, sid)
+  else
+    redis.call('ZREM', sx_key('load', e.p), sid)
+    redis.call('ZREM', sx_key('rr', e.p), sid)
+  end
+end
+
+local function flush_slots()
+  for _, sid in ipairs(taken_order) do
+    local t = taken[sid]
+    redis.call('HINCRBY', SX.active, sid, string.format('%d', t.a - t.a0))
+  end
+  for _, pid in ipairs(room_order) do
+    if room_taken[pid] ~= 0 then
+      redis.call('HINCRBY', SX.room, pid, string.format('%d', -room_taken[pid]))
+    end
+  end
+  taken, taken_order, room_taken, room_order = {}, {}, {}, {}
+end
+
 -- nil and the room of the swarms covering `need` that may run `handler`, or why a task
 -- needing them waits; third value: some open swarm covering `need` may not run `handler`
 local function blocked(need, capset, handler)
@@ -214,6 +264,7 @@ local function blocked(need, capset, handler)
         if allowed then
           capable = true
           room = room + (tonumber(redis.call('HGET', SX.room, p.id) or '0') or 0)
+            - (room_taken[p.id] or 0)
         else
           refusing[#refusing + 1] = p.id
         end
@@ -313,7 +364,7 @@ local function rank(p, task)
 end
 
 -- the swarm for `task` among the profiles `ps`: nil, and true when the hold budget ran out
-local cursor = redis.call('GET', cursor_key) or ''
+local cursor = strategy == 'round_robin' and (redis.call('GET', cursor_key) or '') or ''
 local function choose(task, ps)
   local best, best_rank, best_score, starved = nil, nil, nil, false
   if strategy == 'round_robin' then
@@ -349,7 +400,7 @@ local function park(task, set, why)
   local key = parked_key[set]
   if not key then return false end
   redis.call('ZREM', TK.ready, task.id)
-  redis.call('ZADD', key, ready_score(task), task.id)
+  redis.call('ZADD', key, ready_score_text(task), task.id)
   return true
 end
 
@@ -368,61 +419,71 @@ if not any_open then room = math.huge end
 local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
 local at_end, starved = false, false
-while assigned < batch and examined < scan and not starved and room > 0 do
-  -- entries left in place (sets without a parked zset yet) are stepped over by offset
-  -- a page about the size of what is left to assign (twice, as some may be parked or
-  -- stale): reading 100 ids for a batch of 8 was a fifth of a small call's time
-  local page = math.min(100, scan - examined, 2 * (batch - assigned) + 8)
-  local ids = redis.call('ZRANGE', TK.ready, skipped, skipped + page - 1)
-  if #ids == 0 then at_end = true break end
-  for _, id in ipairs(ids) do
-    if assigned >= batch or starved or room <= 0 then break end
-    if examined % 8 == 7 and elapsed_us() > BUDGET_US then
-      starved, more = true, 1
-      break
-    end
-    examined = examined + 1
-    local task = get_task(id)
-    if not task or task.status ~= 'ready' then
-      redis.call('ZREM', TK.ready, id)
-    else
-      local capset, need = capset_of(task.caps)
-      local sid
-      sid, starved = choose(task, eligible(capset, need, task.handler))
-      if starved then
-        more = 1  -- the task stays ready: the next call holds more and looks again
-      elseif not sid then
-        local why, _, restricted = blocked(need, capset, task.handler)
-        if task.reason ~= why then
-          task.reason = why
-          put_task(task, now)
-        end
-        if park(task, restricted and (capset .. '|' .. task.handler) or capset, why) then
-          parked = parked + 1
-          examined = examined + 1  -- a move and a rewrite: twice the work of a look
-        else
-          skipped = skipped + 1
-          more = 1
-        end
-      else
+local function assign_all()
+  while assigned < batch and examined < scan and not starved and room > 0 do
+    -- entries left in place (sets without a parked zset yet) are stepped over by offset
+    -- a page about the size of what is left to assign (twice, as some may be parked or
+    -- stale): reading 100 ids for a batch of 8 was a fifth of a small call's time
+    local page = math.min(100, scan - examined, 2 * (batch - assigned) + 8)
+    local ids = redis.call('ZRANGE', TK.ready, string.format('%d', skipped),
+                           string.format('%d', skipped + page - 1))
+    if #ids == 0 then at_end = true break end
+    for _, id in ipairs(ids) do
+      if assigned >= batch or starved or room <= 0 then break end
+      if examined % 8 == 7 and elapsed_us() > BUDGET_US then
+        starved, more = true, 1
+        break
+      end
+      examined = examined + 1
+      local task = get_task(id)
+      if not task or task.status ~= 'ready' then
         redis.call('ZREM', TK.ready, id)
-        task.swarm = sid
-        task.reason = ''
-        set_task_status(task, 'assigned', now)
-        task.epoch = tonumber(epoch)
-        task.assigned_ms = now
-        task.lease_until = now + assign_ms
-        redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
-        redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score(task), id)
-        put_task(task, now)
-        swarm_slot_change(TK.swarms, sid, 1, entry(sid))
-        assigned = assigned + 1
-        room = room - 1
-        out[5][#out[5] + 1] = {sid, id}
+      else
+        local capset, need = capset_of(task.caps)
+        local sid
+        sid, starved = choose(task, eligible(capset, need, task.handler))
+        if starved then
+          more = 1  -- the task stays ready: the next call holds more and looks again
+        elseif not sid then
+          local why, _, restricted = blocked(need, capset, task.handler)
+          if task.reason ~= why then
+            task.reason = why
+            put_task(task, now)
+          end
+          if park(task, restricted and (capset .. '|' .. task.handler) or capset, why) then
+            parked = parked + 1
+            examined = examined + 1  -- a move and a rewrite: twice the work of a look
+          else
+            skipped = skipped + 1
+            more = 1
+          end
+        else
+          redis.call('ZREM', TK.ready, id)
+          task.swarm = sid
+          task.reason = ''
+          set_task_status(task, 'assigned', now)
+          task.epoch = tonumber(epoch)
+          -- assigned at updated_ms (reap_leases.lua keeps it as assigned_ms when it extends the
+          -- deadline): one 13-digit number less to encode and decode
+          task.assigned_ms = nil
+          task.lease_until = now + assign_ms
+          redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
+          redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score_text(task), id)
+          put_task(task, now)
+          take_slot(sid, entry(sid))
+          assigned = assigned + 1
+          room = room - 1
+          out[5][#out[5] + 1] = {sid, id}
+        end
       end
     end
   end
 end
+-- the slots taken are written even if an assignment failed midway (its writes are not rolled
+-- back: the counts must cover the tasks assigned before it)
+local ok, err = pcall(assign_all)
+flush_slots()
+if not ok then error(err, 0) end
 if (not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped) or unparked_more
     or waiting_left then
   more = 1

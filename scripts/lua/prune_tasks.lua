@@ -20,7 +20,8 @@
 -- The sweep reads each terminal status index once, in finish order, from its cursor up to
 -- as of - horizon (horizon = the smallest TTL in use: deployment TTL or stats
 -- min_result_ttl_ms); tasks it finds not due move to `retained`, so they never block it.
--- The completions stream is trimmed to the deployment TTL as well (exact MINID).
+-- The completions stream is trimmed to the deployment TTL as well (exact MINID), and the status
+-- indexes an earlier version kept for ready, assigned and running tasks are deleted.
 -- returns {pruned, more, as of}: more is 1 when the budget ran out before all that was due as of
 --   `as of` was seen
 local n = load_task_keys()
@@ -35,6 +36,9 @@ local HOLD_RECHECK_MS = 60000
 local now = now_ms()
 local asof = tonumber(ARGV[3]) or 0
 if asof <= 0 or asof > now then asof = now end
+-- the ready, assigned and running indexes are no longer kept (decision 61): what an earlier
+-- version left there goes (still passed, KEYS[20..22]; UNLINK of a missing key costs nothing)
+redis.call('UNLINK', TASK_STATUS_KEY.ready, TASK_STATUS_KEY.assigned, TASK_STATUS_KEY.running)
 local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 
@@ -55,19 +59,21 @@ local function held_until(id, ttl)
   return nil
 end
 
--- The three fields pruning needs, read off the record's JSON text without decoding all of it
--- (the decode is most of the cost per task). Safe: inside a JSON string every '"' is escaped,
--- so '"status":"' can only match the real key. Falls back to a full decode if one is absent.
+-- The three fields pruning needs. A JSON record (written before decision 64) is read off its
+-- text without decoding all of it (the decode is most of the cost per task). Safe: inside a
+-- JSON string every '"' is escaped, so '"status":"' can only match the real key; falls back to
+-- a full decode if one is absent. A MessagePack record is decoded (cmsgpack is cheap).
 local function task_fields(id)
   local raw = redis.call('HGET', TK.tasks, id)
   if not raw then return nil end
+  if string.byte(raw, 1) ~= JSON_OPEN then return decode_task(raw) end
   local status = string.match(raw, '"status":"(%a+)"')
   local updated = tonumber(string.match(raw, '"updated_ms":(%d+)'))
   local ttl = tonumber(string.match(raw, '"result_ttl_ms":(%d+)') or '0')
   if status and updated then
     return {status = status, updated_ms = updated, result_ttl_ms = ttl}
   end
-  return get_task(id)
+  return decode_task(raw)
 end
 
 -- Decide about one finished task found in the index of `status` (nil: found in retained).

@@ -48,8 +48,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'LIMIT',
       requeue_assigned(task, why, now)
       requeued = requeued + 1
     else
+      -- dispatch leaves assigned_ms out (it equals updated_ms then); a rewrite keeps it
+      task.assigned_ms = task.assigned_ms or task.updated_ms
       task.lease_until = now + assign_ms
-      redis.call('ZADD', TK.leases, task.lease_until, id)
+      redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
       put_task(task, now)
     end
   end

@@ -10,6 +10,7 @@ from multiswarm import errors
 from multiswarm.keys import TASK_STATUSES, Keys, TaskKeys
 from multiswarm.messages import (
     Envelope,
+    Task,
     decode_envelope,
     decode_task,
     encode_envelope,
@@ -103,9 +104,44 @@ def test_envelope_roundtrip_and_limits_in_bytes() -> None:
         decode_envelope(msgspec.json.encode({"no_type": 1}))
 
 
+def test_task_records_decode_from_msgpack_and_from_json() -> None:
+    """MessagePack records (decision 64) and JSON ones of earlier versions, sparse or full,
+    decode to the same Task; numbers stay ints, left-out fields take the defaults."""
+    fields = {"id": "t", "handler": "m:f", "status": "running", "created_ms": 1_764_000_000_123}
+    fields |= {"started_ms": 2**53 - 1, "attempts": 2, "reason": "naïve ✓", "assigned_ms": 5}
+    want = Task(
+        id="t",
+        handler="m:f",
+        status="running",
+        created_ms=1_764_000_000_123,
+        started_ms=2**53 - 1,
+        attempts=2,
+        reason="naïve ✓",
+    )
+    for raw in (
+        msgspec.msgpack.encode(fields),
+        msgspec.json.encode(fields),
+        msgspec.json.encode(fields).decode(),
+        msgspec.json.encode(msgspec.structs.asdict(want)),
+    ):
+        got = decode_task(raw)
+        assert got == want and type(got.started_ms) is int
+        assert (got.swarm, got.deps_left, got.max_attempts) == ("", 0, 3)
+    assert decode_task(msgspec.msgpack.encode(want)) == want
+
+
 def test_corrupt_records_and_payloads_are_typed_errors() -> None:
     with pytest.raises(errors.MessageDecodeError):
         decode_task(b'{"id": 1}')
+    for raw in (
+        b"",
+        b"\xff{not json",
+        msgspec.msgpack.encode({"id": 1, "handler": "m:f", "status": "ready"}),
+        msgspec.msgpack.encode({"id": "t", "handler": "m:f", "status": "ready", "seq": 1.5}),
+        msgspec.msgpack.encode({"id": "t", "handler": "m:f", "status": "ready"}) + b"\x00",
+    ):
+        with pytest.raises(errors.MessageDecodeError):
+            decode_task(raw)
     with pytest.raises(errors.MessageDecodeError):
         unpack(b"\xc1")
     assert unpack(pack({"a": [1, 2]})) == {"a": [1, 2]}

@@ -1,6 +1,7 @@
 -- multiswarm Lua prelude, part 2: the task state machine.
 -- Task scripts pass the same first 26 KEYS (multiswarm/keys.py Keys.task_keyset):
---   1 tasks (hash id->JSON, fields at zero defaults left out: put_task)   2 payload (hash)
+--   1 tasks (hash id->MessagePack record, fields at zero defaults left out: put_task; JSON
+--     records of earlier versions read too)   2 payload (hash)
 --   3 result (hash)   4 dependents (hash id->csv)
 --   5 ready (zset score=priority*1e13+seq)   6 delayed (zset score=due ms)
 --   7 leases (zset score=deadline ms: lease of a running task, assignment deadline of an
@@ -11,7 +12,10 @@
 --   17 waiting (zset, score 0: '<dep>|<task>' edges and '!<outcome>|<dep>' queued releases)
 --   18 readers (zset, score 0: '<dep>|<task>' for each task that will read dep's result)
 --   19..26 status indexes (zset id->updated ms): pending ready assigned running completed
---          failed dead cancelled
+--          failed dead cancelled; only pending, failed and the terminal ones are kept
+--          (INDEXED_STATUS, decision 61): a ready task is in 5 (or a parked zset), an assigned
+--          or running one in 7, a running one in 16; 20..22 are still passed, and emptied by
+--          prune_tasks.lua (left by earlier versions)
 -- Lifecycle: pending -> ready -> assigned -> running -> completed | failed -> ready (backoff) |
 -- dead (dead-letter); cancelled from any non-terminal status. Completion is recorded once.
 
@@ -20,6 +24,12 @@ local TASK_STATUS_KEY = {}
 local STATUS_ORDER = {'pending', 'ready', 'assigned', 'running', 'completed', 'failed', 'dead',
                       'cancelled'}
 local TERMINAL = {completed = true, dead = true, cancelled = true}
+-- Statuses with an index zset (decision 61). ready, assigned and running have none: their
+-- tasks are exactly the members of the ready zset and the parked zsets (ready), of the leases
+-- zset (assigned or running) and of the running-by-worker zset (running), so an index of them
+-- cost a ZREM and a ZADD per transition (6 commands a task) to duplicate what is there.
+local INDEXED_STATUS = {pending = true, failed = true, completed = true, dead = true,
+                        cancelled = true}
 local PRIORITY_SPAN = 1e13
 -- numbers handed to redis.call are formatted with '%.17g' (about 0.3 µs each, decision 53):
 -- constants go as text
@@ -116,13 +126,12 @@ local function end_batch()
 end
 
 -- Sparse records (decision 57): put_task leaves out a field whose value is its default below,
--- and get_task's metatable reads a missing one as that default. cjson's cost is per field
--- (a number is formatted with '%.14g' and parsed with strtod), and most of these are 0 or ''
--- most of a task's life: 230-380 bytes a record instead of 420-530. Records written in full
--- (by earlier versions) read the same and are written sparse at their next change. The
--- defaults are multiswarm/messages.py Task's, so Python decodes a sparse record to the same
--- Task (tests/integration/test_task_record_layout.py checks both lists); only 0 and ''
--- defaults, so what a stored record means never rests on a non-zero default of the code.
+-- and get_task's metatable reads a missing one as that default. The encoder's cost is per field
+-- and most of these are 0 or '' most of a task's life. Records written in full (by earlier
+-- versions) read the same and are written sparse at their next change. The defaults are
+-- multiswarm/messages.py Task's, so Python decodes a sparse record to the same Task
+-- (tests/integration/test_task_record_layout.py checks both lists); only 0 and '' defaults, so
+-- what a stored record means never rests on a non-zero default of the code.
 -- DEFAULT_FIELDS lists the same fields: a numeric loop, as pairs/rawget are C calls that cost
 -- more than the fields they drop.
 local TASK_DEFAULTS = {
@@ -135,11 +144,35 @@ local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'at
                         'deps_left', 'started_ms', 'finished_ms', 'lease_until', 'due_ms',
                         'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms'}
 
+-- Records are MessagePack maps (decision 64): cmsgpack packs an integral number as an integer
+-- (no '%.14g'/strtod per number as cjson does: a 13-digit time stamp cost ~2.6 K instructions
+-- each way) and packs only the table's own fields, so the metatable's defaults stay out.
+-- Every number of a record is an integer below 2^53 (submit_tasks.lua bounds the settings;
+-- the rest are times in ms, counts and sequence numbers), so it is exact in Lua and an int in
+-- Python (multiswarm/messages.py decode_task). A record written by an earlier version is JSON:
+-- it starts with '{' (a MessagePack map starts with 0x80-0x8f or 0xde), is read as JSON and
+-- written back as MessagePack at its next change.
+local JSON_OPEN = 123  -- '{'
+
+-- A record's text -> its table (with the defaults), or nil when it cannot be decoded.
+local function decode_task(raw)
+  local ok, task
+  if string.byte(raw, 1) == JSON_OPEN then
+    ok, task = pcall(cjson.decode, raw)
+  else
+    ok, task = pcall(cmsgpack.unpack, raw)
+  end
+  if not ok or type(task) ~= 'table' then return nil end
+  return setmetatable(task, TASK_MT)
+end
+
 -- The task record, or nil (and the raw text when it cannot be decoded).
 local function get_task(id)
-  local task, raw = hget_json(TK.tasks, id)
-  if task then setmetatable(task, TASK_MT) end
-  return task, raw
+  local raw = redis.call('HGET', TK.tasks, id)
+  if not raw then return nil end
+  local task = decode_task(raw)
+  if not task then return nil, raw end
+  return task
 end
 
 local function put_task(task, now)
@@ -149,7 +182,7 @@ local function put_task(task, now)
     local field = DEFAULT_FIELDS[i]
     if task[field] == TASK_DEFAULTS[field] then task[field] = nil end
   end
-  hset_json(TK.tasks, task.id, task)
+  redis.call('HSET', TK.tasks, task.id, cmsgpack.pack(task))
 end
 
 -- Task lifecycle events: at every status change the script that makes it PUBLISHes one
@@ -200,7 +233,7 @@ end
 local function set_task_status(task, status, now)
   if task.status ~= status then
     local previous = task.status
-    if TASK_STATUS_KEY[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
+    if INDEXED_STATUS[previous] then redis.call('ZREM', TASK_STATUS_KEY[previous], task.id) end
     if previous == 'running' then
       redis.call('ZREM', TK.running_by_worker, task.worker .. '|' .. task.id)
     elseif status == 'running' then
@@ -209,18 +242,26 @@ local function set_task_status(task, status, now)
     task.status = status
     task_event(task, previous, now)
   end
-  redis.call('ZADD', TASK_STATUS_KEY[status], ms_text(now), task.id)
+  if INDEXED_STATUS[status] then
+    redis.call('ZADD', TASK_STATUS_KEY[status], ms_text(now), task.id)
+  end
 end
 
 local function ready_score(task)
   return task.prio * PRIORITY_SPAN + task.seq
 end
 
+-- The same score as text: a number handed to redis.call is formatted with '%.17g' (~2.4 K
+-- instructions, decision 57); '%d' takes the integer path (the score is an integer < 2^53).
+local function ready_score_text(task)
+  return string.format('%d', task.prio * PRIORITY_SPAN + task.seq)
+end
+
 local function make_ready(task, now)
   set_task_status(task, 'ready', now)
   task.swarm, task.worker, task.agent, task.token = '', '', '', ''
   task.lease_until = 0
-  redis.call('ZADD', TK.ready, ready_score(task), task.id)
+  redis.call('ZADD', TK.ready, ready_score_text(task), task.id)
 end
 
 -- Leaving 'assigned' or 'running' frees a slot of the swarm that held the task (at end_batch
@@ -238,12 +279,30 @@ local function release_swarm_slot(task)
   end
 end
 
--- Take the task out of every queue it may sit in (ready, delayed, leases); swarm queues are
--- cleaned lazily by claim_tasks.lua, which drops entries whose task moved on.
+-- Take the task out of the queue its status puts it in (called before the status changes): a
+-- ready one out of the ready zset and of the parked zsets of its capability set (with and
+-- without its handler: dispatch_tasks.lua park), a failed one out of delayed, an assigned or
+-- running one out of leases (decision 61: the ready and leases zsets are what lists and counts
+-- those statuses, so they hold no ended task). Swarm queues are cleaned lazily by
+-- claim_tasks.lua, which drops entries whose task moved on.
 local function unqueue(task)
-  redis.call('ZREM', TK.ready, task.id)
-  redis.call('ZREM', TK.delayed, task.id)
-  redis.call('ZREM', TK.leases, task.id)
+  local status = task.status
+  if status == 'assigned' or status == 'running' then
+    redis.call('ZREM', TK.leases, task.id)
+  elseif status == 'failed' then
+    redis.call('ZREM', TK.delayed, task.id)
+  elseif status == 'ready' then
+    redis.call('ZREM', TK.ready, task.id)
+    local caps = split(task.caps)
+    table.sort(caps)
+    local parked = string.match(TK.tasks, '^({[^}]*})') .. ':tasks:parked:[' .. join(caps)
+    redis.call('ZREM', parked .. ']', task.id)
+    redis.call('ZREM', parked .. '|' .. task.handler .. ']', task.id)
+  elseif status ~= 'pending' and not TERMINAL[status] then
+    redis.call('ZREM', TK.ready, task.id)
+    redis.call('ZREM', TK.delayed, task.id)
+    redis.call('ZREM', TK.leases, task.id)
+  end
 end
 
 local drain_waiting
