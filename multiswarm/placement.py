@@ -408,17 +408,9 @@ def _schedule(
     else:
         from multiswarm.kernels.reference import reference_schedule as run
     assignment, _reason, _load, new_cursor, _order = run(
-        priority,
-        task_caps,
-        task_cost,
-        agent_load,
-        agent_capacity,
-        agent_caps,
-        agent_health,
-        _constant(n + 1, 0, np.int64),
-        _constant(0, 0, np.int64),
-        STRATEGIES[strategy],
-        cursor % m if m else 0,
+        *(priority, task_caps, task_cost, agent_load, agent_capacity, agent_caps, agent_health),
+        *(_constant(n + 1, 0, np.int64), _constant(0, 0, np.int64)),
+        *(STRATEGIES[strategy], cursor % m if m else 0),
     )
     return assignment, int(new_cursor)
 
