@@ -32,7 +32,8 @@ MAX_RETRY_S = 2.0
 
 #: Turns of the event loop given to a woken loop before the next read of the subscription is
 #: armed (redis-py's ``get_message``: ~30-40 µs). A woken claim loop sends its claim in the
-#: first, the leader's dispatch loop (an ``asyncio.wait`` on two events) in the third.
+#: first, the leader's dispatch loop (an ``asyncio.wait`` on two events) in the third. Only
+#: when the event was clear: if it was set already, its loop is awake and nobody waits on it.
 YIELDS = 3
 
 
@@ -54,10 +55,11 @@ async def wake_on(client: Client, keys: Keys, events: Mapping[str, asyncio.Event
                     continue
                 event = events.get(text(frame["channel"]))
                 if event is not None and text(frame["type"]) in ("message", "subscribe"):
+                    woken = not event.is_set()
                     event.set()
                     delay, refresh = 0.05, False
                     # let the woken loop reach its script call before the next read is armed
-                    for _ in range(YIELDS):
+                    for _ in range(YIELDS if woken else 0):
                         await asyncio.sleep(0)
         except CONNECTION_ERRORS as e:
             if cancel_requested():
