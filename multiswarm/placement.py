@@ -327,26 +327,25 @@ class SwarmAgents:
         """
         import numpy as np
 
-        prio = np.asarray(priorities, np.int64).reshape(-1)
-        n, m = prio.shape[0], len(self.agents)
+        n, m = len(priorities), len(self.agents)
+        # higher is more urgent for the kernel
+        prio = np.negative(np.asarray(priorities, np.int64).reshape(-1))
         need = np.zeros(n, np.uint64)
         for i, caps in enumerate(capabilities):
             if caps:
                 need[i] = capability_mask(self.bits, caps.split(","))
+        health = [
+            health_code(a.consecutive_failures) if self.usable(i) else 3
+            for i, a in enumerate(self.agents)
+        ]
         assignment, cursor = _schedule(
-            -prio,  # the kernel takes higher as more urgent
+            prio,
             need,
-            np.ones(n, np.float64),
+            _constant(n, 1.0),
             np.asarray(self.load, np.float64),
-            np.full(m, float(self.concurrency)),
+            _constant(m, float(self.concurrency)),
             np.asarray(self.caps, np.uint64),
-            np.array(
-                [
-                    health_code(a.consecutive_failures) if self.usable(i) else 3
-                    for i, a in enumerate(self.agents)
-                ],
-                np.int8,
-            ),
+            np.asarray(health, np.int8),
             self.strategy,
             self.cursor,
         )
@@ -394,43 +393,47 @@ def _schedule(
     strategy: str,
     cursor: int,
 ) -> tuple[npt.NDArray[np.int64], int]:
-    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference
-    (inputs built here are valid, so it skips the wrapper's checks)."""
-    if _kernel_ready.is_set():
-        from multiswarm.kernels.scheduling import schedule
-
-        result = schedule(
-            priority,
-            task_caps,
-            task_cost,
-            agent_load,
-            agent_capacity,
-            agent_caps,
-            agent_health,
-            strategy=strategy,
-            cursor=cursor,
-        )
-        return result.assignment, int(result.cursor)
+    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference.
+    The inputs built here are valid, so both are called without the public wrapper's checks
+    (``kernels.scheduling.schedule``: ~10 calls into Numba per batch, most of a one-task
+    batch's cost)."""
     import numpy as np
 
     from multiswarm.kernels.constants import STRATEGIES
-    from multiswarm.kernels.reference import reference_schedule
 
     n, m = priority.shape[0], agent_load.shape[0]
-    assignment, _reason, _load, new_cursor, _order = reference_schedule(
-        priority,
-        task_caps,
-        task_cost,
-        agent_load,
-        agent_capacity,
-        agent_caps,
-        agent_health,
-        np.zeros(n + 1, np.int64),
-        np.empty(0, np.int64),
-        STRATEGIES[strategy],
-        cursor % m if m else 0,
+    run: Any
+    if _kernel_ready.is_set():
+        from multiswarm.kernels.scheduling import schedule_kernel as run
+    else:
+        from multiswarm.kernels.reference import reference_schedule as run
+    assignment, _reason, _load, new_cursor, _order = run(
+        *(priority, task_caps, task_cost, agent_load, agent_capacity, agent_caps, agent_health),
+        *(_constant(n + 1, 0, np.int64), _constant(0, 0, np.int64)),
+        *(STRATEGIES[strategy], cursor % m if m else 0),
     )
     return assignment, int(new_cursor)
+
+
+#: Constant arrays of the placement's kernel calls, by (length, value, dtype).
+_CONSTANTS: dict[tuple[int, float, Any], Any] = {}
+
+
+def _constant(n: int, value: float, dtype: Any = None) -> Any:
+    """An array of ``n`` times ``value`` (``float64`` unless ``dtype``), made once: the kernels
+    only read these inputs. (Not flagged read-only: Numba types a read-only array apart, so the
+    cached kernel would be compiled again for it.)"""
+    import numpy as np
+
+    dtype = np.float64 if dtype is None else dtype
+    key = (n, value, dtype)
+    arr = _CONSTANTS.get(key)
+    if arr is None:
+        if len(_CONSTANTS) > 256:  # batch sizes vary: keep a bounded few
+            _CONSTANTS.clear()
+        arr = np.full(n, value, dtype)
+        _CONSTANTS[key] = arr
+    return arr
 
 
 def agent_inputs(
