@@ -37,8 +37,9 @@ local now = now_ms()
 local asof = tonumber(ARGV[3]) or 0
 if asof <= 0 or asof > now then asof = now end
 -- the ready, assigned and running indexes are no longer kept (decision 61): what an earlier
--- version left there goes (still passed, KEYS[20..22]; UNLINK of a missing key costs nothing)
-redis.call('UNLINK', TASK_STATUS_KEY.ready, TASK_STATUS_KEY.assigned, TASK_STATUS_KEY.running)
+-- version left there goes (still passed, KEYS[20..22]; DEL of a missing key costs nothing;
+-- DEL, not UNLINK, which deploy/acl.conf's least-privilege user may not call)
+redis.call('DEL', TASK_STATUS_KEY.ready, TASK_STATUS_KEY.assigned, TASK_STATUS_KEY.running)
 local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 
