@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -376,6 +376,17 @@ class Scripts:
             return result
 
         return await with_retry(run, self.reconnect_timeout_s, self.client)
+
+    async def read_many(self, *commands: tuple[Any, ...]) -> list[Any] | None:
+        """Plain reads sent in one write on a kept connection (:meth:`DirectCalls.call_many`:
+        raw replies, no response callbacks), with the same reconnect backoff as :meth:`read`;
+        None on a client without direct calls (cluster), whose caller uses a pipeline."""
+        direct = self._direct
+        if direct is None:
+            return None
+        return await with_retry(
+            partial(direct.call_many, *commands), self.reconnect_timeout_s, self.client
+        )
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a plain read (``lambda: client.hget(...)``) with the same reconnect backoff."""

@@ -249,6 +249,14 @@ class TaskStore:
         and the record is read first, so a record that says ``completed`` comes with its
         result (unless pruned in between). Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
+        direct = await self.scripts.read_many(
+            ("HGET", self.keys.tasks, tid), ("HGET", self.keys.results, tid)
+        )
+        if direct is not None:
+            raw, packed = direct
+            if raw is None:
+                raise NotFound("NOT_FOUND", f"task {task_id}")
+            return decode_task(raw), None if packed is None else decode(packed, bytes)
 
         async def both() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -272,6 +280,22 @@ class TaskStore:
         stream reply, the record and the result. Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
         stream = self.keys.completions
+        # raw replies on a kept connection: XREVRANGE [[id, fields]], XREAD [[stream,
+        # entries]] (RESP3: a map) or None, as the pipeline's parsed ones where the waiter looks
+        direct = await self.scripts.read_many(
+            ("XREVRANGE", stream, "+", "-", "COUNT", 1)
+            if cursor is None
+            else ("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS", stream, cursor),
+            ("HGET", self.keys.tasks, tid),
+            ("HGET", self.keys.results, tid),
+        )
+        if direct is not None:
+            read, raw, packed = direct
+            if isinstance(read, dict):  # RESP3's XREAD: {stream: entries}
+                read = list(read.items())
+            if raw is None:
+                raise NotFound("NOT_FOUND", f"task {task_id}")
+            return read, decode_task(raw), None if packed is None else decode(packed, bytes)
 
         async def step() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
