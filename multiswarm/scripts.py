@@ -406,7 +406,9 @@ class Scripts:
             out.append(r)
         return out
 
-    async def pipelined(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
+    async def pipelined(
+        self, fill: Callable[[Any], Awaitable[None]], raise_on_error: bool = False
+    ) -> list[Any]:
         """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
         errors for ``reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
         single commands come back in place."""
@@ -414,21 +416,27 @@ class Scripts:
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             await fill(pipe)
-            result: list[Any] = await pipe.execute(raise_on_error=False)
+            result: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
             return result
 
         return await with_retry(run, self.reconnect_timeout_s, self.client)
 
-    async def read_many(self, *commands: tuple[Any, ...]) -> list[Any] | None:
-        """Plain reads sent in one write on a kept connection (:meth:`DirectCalls.call_many`:
-        raw replies, no response callbacks), with the same reconnect backoff as :meth:`read`;
-        None on a client without direct calls (cluster), whose caller uses a pipeline."""
+    async def read_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Plain reads in one round trip, their replies in order, with the same reconnect
+        backoff as :meth:`read`; an error reply raises (``ResponseError``). On a kept
+        connection (:meth:`DirectCalls.call_many`: raw replies, one write) where the client
+        allows, else (cluster) a pipeline, whose replies pass redis-py's response callbacks."""
         direct = self._direct
-        if direct is None:
-            return None
-        return await with_retry(
-            partial(direct.call_many, *commands), self.reconnect_timeout_s, self.client
-        )
+        if direct is not None:
+            return await with_retry(
+                partial(direct.call_many, *commands), self.reconnect_timeout_s, self.client
+            )
+
+        async def fill(pipe: Any) -> None:
+            for command in commands:
+                pipe.execute_command(*command)
+
+        return await self.pipelined(fill, raise_on_error=True)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a plain read (``lambda: client.hget(...)``) with the same reconnect backoff."""

@@ -249,22 +249,9 @@ class TaskStore:
         and the record is read first, so a record that says ``completed`` comes with its
         result (unless pruned in between). Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
-        direct = await self.scripts.read_many(
+        raw, packed = await self.scripts.read_many(
             ("HGET", self.keys.tasks, tid), ("HGET", self.keys.results, tid)
         )
-        if direct is not None:
-            raw, packed = direct
-            if raw is None:
-                raise NotFound("NOT_FOUND", f"task {task_id}")
-            return decode_task(raw), None if packed is None else decode(packed, bytes)
-
-        async def both() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hget(self.keys.tasks, tid)
-            pipe.hget(self.keys.results, tid)
-            return await pipe.execute()
-
-        raw, packed = await self.scripts.read(both)
         if raw is None:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return decode_task(raw), None if packed is None else decode(packed, bytes)
@@ -280,34 +267,15 @@ class TaskStore:
         stream reply, the record and the result. Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
         stream = self.keys.completions
-        # raw replies on a kept connection: XREVRANGE [[id, fields]], XREAD [[stream,
-        # entries]] (RESP3: a map) or None, as the pipeline's parsed ones where the waiter looks
-        direct = await self.scripts.read_many(
+        read, raw, packed = await self.scripts.read_many(
             ("XREVRANGE", stream, "+", "-", "COUNT", 1)
             if cursor is None
             else ("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS", stream, cursor),
             ("HGET", self.keys.tasks, tid),
             ("HGET", self.keys.results, tid),
         )
-        if direct is not None:
-            read, raw, packed = direct
-            if isinstance(read, dict):  # RESP3's XREAD: {stream: entries}
-                read = list(read.items())
-            if raw is None:
-                raise NotFound("NOT_FOUND", f"task {task_id}")
-            return read, decode_task(raw), None if packed is None else decode(packed, bytes)
-
-        async def step() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            if cursor is None:
-                pipe.xrevrange(stream, count=1)
-            else:
-                pipe.xread({stream: cursor}, count=1000, block=block_ms)
-            pipe.hget(self.keys.tasks, tid)
-            pipe.hget(self.keys.results, tid)
-            return await pipe.execute()
-
-        read, raw, packed = await self.scripts.read(step)
+        if isinstance(read, dict):  # RESP3's raw XREAD: {stream: entries}
+            read = list(read.items())
         if raw is None:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return read, decode_task(raw), None if packed is None else decode(packed, bytes)
