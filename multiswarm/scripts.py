@@ -411,7 +411,7 @@ class Scripts:
     ) -> list[Any]:
         """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
         errors for ``reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
-        single commands come back in place."""
+        single commands come back in place (``raise_on_error``: the first is raised)."""
 
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
