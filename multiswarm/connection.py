@@ -326,6 +326,41 @@ class DirectCalls:
         finally:
             self.idle.append(conn)
 
+    async def call_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send several commands in one write (each packed by hiredis) and return their raw
+        replies in order, as a non-transactional pipeline would without its response
+        callbacks. Every reply is read before the first error reply is raised
+        (``ResponseError``), so the connection stays in step; a timeout, a lost connection or
+        a cancellation disconnects it (``read_response``) and raises as :meth:`call` does. A
+        blocking command (``XREAD BLOCK``) holds its connection alone: concurrent calls take
+        others."""
+        conn = self.idle.pop() if self.idle else self.pool.get_available_connection()
+        try:
+            if not conn.is_connected:
+                await conn.connect()
+            writer = getattr(conn, "_writer", None)
+            if _pack is None or writer is None:  # another redis-py or no hiredis
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            else:
+                try:
+                    packed = b"".join([_pack(c) for c in commands])
+                except TypeError:
+                    packed = b"".join(conn.pack_commands(commands))  # redis-py's DataError
+                writer.write(packed)
+            replies: list[Any] = []
+            error: redis.exceptions.ResponseError | None = None
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except redis.exceptions.ResponseError as e:
+                    error = error or e
+                    replies.append(e)
+            if error is not None:
+                raise error
+            return replies
+        finally:
+            self.idle.append(conn)
+
 
 def explain(e: Exception, url: str) -> MultiswarmError:
     """The typed, one-line error for a failure to reach or select the server at ``url``.

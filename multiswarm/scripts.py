@@ -14,11 +14,12 @@ persistence) gets it again on the first ``Function not found``. Error replies
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +63,31 @@ BY_NATURE: dict[str, str] = {
 #: Scripts whose effect must survive a failover (``Script(..., durable=True)``): with
 #: ``wait_replicas`` set they are followed by ``WAIT`` on their own connection.
 DURABLE: frozenset[str] = frozenset(name for name, s in DECLARED.items() if s.durable)
+
+
+#: First keys whose request key prefix a :class:`Scripts` keeps (per-swarm keys are many).
+REQUEST_BASES = 4096
+
+
+def _new_request_ids() -> None:
+    global _request_prefix, _request_counter
+    _request_prefix = os.urandom(8).hex() + "-"
+    _request_counter = itertools.count()
+
+
+_request_prefix = ""
+_request_counter = itertools.count()
+_new_request_ids()
+os.register_at_fork(after_in_child=_new_request_ids)
+
+
+def request_id() -> str:
+    """A request id unique across processes and restarts: 64 random bits drawn once per
+    process (again in a forked child) and a counter. Two processes would have to draw the
+    same 64 bits for two calls to share an id (~n²/2⁶⁵ for n processes whose request keys
+    are alive at once); one process never repeats one. Cheaper than ``uuid4`` per call (a
+    ``getrandom`` system call and a UUID object): decision 65."""
+    return f"{_request_prefix}{next(_request_counter):x}"
 
 
 def _wrapped(name: str, body: str) -> str:
@@ -220,6 +246,9 @@ class Scripts:
         self._aof: bool | None = None if wait_aof else False
         #: single calls past execute_command's layers (None: a cluster client)
         self._direct = DirectCalls.for_client(client)
+        #: script name -> its function's name; first key -> its slot's request key prefix
+        self._names: dict[str, str] = {}
+        self._request_bases: dict[str, str] = {}
 
     @classmethod
     def for_settings(cls, client: Client, settings: Settings) -> Scripts:
@@ -238,14 +267,6 @@ class Scripts:
         replacing it changes nothing, and no node answers "already exists"."""
         await self.client.function_load(library()[1], replace=True)
 
-    async def _fcall(self, fname: str, keys: list[str], args: list[Any], pipe: Any = None) -> Any:
-        if pipe is not None:  # queued: the reply comes with the pipeline's
-            pipe.fcall(fname, len(keys), *keys, *args)
-            return None
-        if self._direct is not None:
-            return await self._direct.call("FCALL", fname, len(keys), *keys, *args)
-        return await self.client.fcall(fname, len(keys), *keys, *args)
-
     async def call(self, name: str, keys: list[str], args: list[Any], retry: bool = True) -> Any:
         """Run script ``name``; retry connection errors and timeouts (unless ``retry`` is False:
         best-effort callers that would rather drop than wait); translate refusals.
@@ -261,30 +282,52 @@ class Scripts:
         RedisUnavailable
             Redis stayed unreachable for ``reconnect_timeout_s``.
         """
-        fname = function_name(name)
+        fname = self._names.get(name) or self._name(name)
         if name in REQUEST_ID:
-            keys = [*keys, request_key(keys[0], uuid.uuid4().hex)]
-
-        async def once() -> Any:
-            if self.wait_replicas and name in DURABLE:
-                return await self._run_durable(fname, keys, args, patient=retry)
-            return await self._fcall(fname, keys, args)
-
-        async def run() -> Any:
-            try:
-                try:
-                    return await once()
-                except redis.exceptions.ResponseError as e:
-                    if not _not_loaded(e):
-                        raise
-                    await self.load()
-                    return await once()
-            except redis.exceptions.ResponseError as e:
-                raise translate(e) from e
-
+            keys = [*keys, self._request_key(keys[0])]
+        run = partial(self._run, name, fname, keys, args, retry)
         if not retry:
             return await run()
         return await with_retry(run, self.reconnect_timeout_s, self.client)
+
+    def _name(self, name: str) -> str:
+        fname = self._names[name] = function_name(name)
+        return fname
+
+    def _request_key(self, first_key: str) -> str:
+        """A new request key in ``first_key``'s slot: the slot's prefix (made once per first
+        key, validated by :func:`request_key`) and a fresh :func:`request_id`."""
+        base = self._request_bases.get(first_key)
+        if base is None:
+            if len(self._request_bases) >= REQUEST_BASES:  # per-swarm keys: keep it bounded
+                self._request_bases.clear()
+            base = self._request_bases[first_key] = request_key(first_key, "0")[:-1]
+        return base + request_id()
+
+    async def _run(
+        self, name: str, fname: str, keys: list[str], args: list[Any], patient: bool
+    ) -> Any:
+        """One attempt of :meth:`call`: the script (loaded again when the server lost it),
+        its refusal translated."""
+        try:
+            try:
+                return await self._once(name, fname, keys, args, patient)
+            except redis.exceptions.ResponseError as e:
+                if not _not_loaded(e):
+                    raise
+                await self.load()
+                return await self._once(name, fname, keys, args, patient)
+        except redis.exceptions.ResponseError as e:
+            raise translate(e) from e
+
+    def _once(
+        self, name: str, fname: str, keys: list[str], args: list[Any], patient: bool
+    ) -> Awaitable[Any]:
+        if self.wait_replicas and name in DURABLE:
+            return self._run_durable(fname, keys, args, patient=patient)
+        if self._direct is not None:
+            return self._direct.call("FCALL", fname, len(keys), *keys, *args)
+        return self.client.fcall(fname, len(keys), *keys, *args)
 
     async def _run_durable(
         self, fname: str, keys: list[str], args: list[Any], patient: bool
@@ -343,13 +386,12 @@ class Scripts:
         """
         fname = function_name(name)
         sent = [
-            [*keys, request_key(keys[0], uuid.uuid4().hex)] if name in REQUEST_ID else keys
-            for keys, _ in calls
+            [*keys, self._request_key(keys[0])] if name in REQUEST_ID else keys for keys, _ in calls
         ]
 
         async def fill(pipe: Any) -> None:
             for keys, (_, args) in zip(sent, calls):
-                await self._fcall(fname, keys, args, pipe)
+                pipe.fcall(fname, len(keys), *keys, *args)  # queued: replies come together
 
         results = await self.pipelined(fill)
         out: list[Any] = []
@@ -364,18 +406,37 @@ class Scripts:
             out.append(r)
         return out
 
-    async def pipelined(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
+    async def pipelined(
+        self, fill: Callable[[Any], Awaitable[None]], raise_on_error: bool = False
+    ) -> list[Any]:
         """Run one non-transactional pipeline built by ``fill(pipe)``, retrying connection
         errors for ``reconnect_timeout_s`` (so send only reads and idempotent scripts); errors of
-        single commands come back in place."""
+        single commands come back in place (``raise_on_error``: the first is raised)."""
 
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             await fill(pipe)
-            result: list[Any] = await pipe.execute(raise_on_error=False)
+            result: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
             return result
 
         return await with_retry(run, self.reconnect_timeout_s, self.client)
+
+    async def read_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Plain reads in one round trip, their replies in order, with the same reconnect
+        backoff as :meth:`read`; an error reply raises (``ResponseError``). On a kept
+        connection (:meth:`DirectCalls.call_many`: raw replies, one write) where the client
+        allows, else (cluster) a pipeline, whose replies pass redis-py's response callbacks."""
+        direct = self._direct
+        if direct is not None:
+            return await with_retry(
+                partial(direct.call_many, *commands), self.reconnect_timeout_s, self.client
+            )
+
+        async def fill(pipe: Any) -> None:
+            for command in commands:
+                pipe.execute_command(*command)
+
+        return await self.pipelined(fill, raise_on_error=True)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a plain read (``lambda: client.hget(...)``) with the same reconnect backoff."""

@@ -349,9 +349,18 @@ class CoordinatorProcess:
             self.wake.set()
 
     async def _lead(self, stop: asyncio.Event) -> None:
+        # a stop also wakes the loop, which then waits on one event (not two Tasks a round)
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self.wake.set())
+        try:
+            await self._lead_rounds(stop)
+        finally:
+            stopping.cancel()
+
+    async def _lead_rounds(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and self.refused is None:
             if not self.c.election.is_leader:
-                await _wait_any(stop, self.wake, timeout=0.2)
+                await _wait_wake(self.wake, timeout=0.2)
                 self.wake.clear()
                 continue
             assigned = 0
@@ -376,7 +385,7 @@ class CoordinatorProcess:
             if assigned < self.c.batch_size and not self.c.more:
                 # the round's last call said when the first retry is due
                 wait_s = self.c.idle_s(DISPATCH_SAFETY_S)
-                await _wait_any(stop, self.wake, timeout=max(wait_s, 0.05))
+                await _wait_wake(self.wake, timeout=max(wait_s, 0.05))
 
     async def _reap(self, stop: asyncio.Event) -> None:
         """The leader's deadline timer, apart from dispatch so that neither stops the other."""
@@ -432,10 +441,10 @@ async def cancel_all(tasks: tuple[asyncio.Task[None], ...]) -> None:
             t.exception()  # retrieved: a loop's own failure is logged where it happened
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+async def _wait_wake(wake: asyncio.Event, timeout: float) -> None:
+    """Until ``wake`` is set (also by a stop: ``_lead``) or ``timeout`` passes."""
+    if wake.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await wake.wait()

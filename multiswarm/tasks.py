@@ -262,14 +262,9 @@ class TaskStore:
         and the record is read first, so a record that says ``completed`` comes with its
         result (unless pruned in between). Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
-
-        async def both() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hget(self.keys.tasks, tid)
-            pipe.hget(self.keys.results, tid)
-            return await pipe.execute()
-
-        raw, packed = await self.scripts.read(both)
+        raw, packed = await self.scripts.read_many(
+            ("HGET", self.keys.tasks, tid), ("HGET", self.keys.results, tid)
+        )
         if raw is None:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return decode_task(raw), None if packed is None else decode(packed, bytes)
@@ -285,18 +280,15 @@ class TaskStore:
         stream reply, the record and the result. Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
         stream = self.keys.completions
-
-        async def step() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            if cursor is None:
-                pipe.xrevrange(stream, count=1)
-            else:
-                pipe.xread({stream: cursor}, count=1000, block=block_ms)
-            pipe.hget(self.keys.tasks, tid)
-            pipe.hget(self.keys.results, tid)
-            return await pipe.execute()
-
-        read, raw, packed = await self.scripts.read(step)
+        read, raw, packed = await self.scripts.read_many(
+            ("XREVRANGE", stream, "+", "-", "COUNT", 1)
+            if cursor is None
+            else ("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS", stream, cursor),
+            ("HGET", self.keys.tasks, tid),
+            ("HGET", self.keys.results, tid),
+        )
+        if isinstance(read, dict):  # RESP3's raw XREAD: {stream: entries}
+            read = list(read.items())
         if raw is None:
             raise NotFound("NOT_FOUND", f"task {task_id}")
         return read, decode_task(raw), None if packed is None else decode(packed, bytes)

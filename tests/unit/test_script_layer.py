@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import pkgutil
 import re
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 
 import multiswarm.ops
 from multiswarm.errors import ConfigError, MultiswarmError, ScriptReplyError
+from multiswarm.keys import check_id
 from multiswarm.ops.script import DECLARED, Script, decode
-from multiswarm.scripts import lua_dir
+from multiswarm.scripts import lua_dir, request_id
 
 PACKAGE = Path(multiswarm.ops.__file__).resolve().parents[1]
 #: The script layer and the key builders: the only modules that may call scripts by name and
@@ -133,3 +135,20 @@ def test_only_the_script_layer_calls_scripts_or_spells_keys() -> None:
         if hits := violations(path.read_text()):
             found[str(rel)] = hits
     assert found == {}
+
+
+def test_request_ids_are_unique_in_a_process_and_apart_in_a_forked_child() -> None:
+    ids = [request_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(check_id(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its counter starts again, under a new prefix
+        os.write(write, request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    os.close(write)
+    prefix = ids[0].split("-")[0]
+    assert child.split("-")[0] != prefix and child not in ids
