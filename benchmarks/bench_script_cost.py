@@ -8,6 +8,7 @@ call), straight through ``TaskStore`` and an elected coordinator: no worker, no 
 the scripts. ``--deps``: 9 of every 10 tasks depend on the 10th. Prints, per phase, the FCALLs
 made, Redis time in µs per task inside them (``INFO commandstats``: wall-clock inside Redis,
 noisy on a shared machine, so take the least of a few runs) and the ``redis.call``s per task.
+``--single``: one task per call of each script (the fixed cost of a single-task round trip).
 ``--callgrind`` runs the server under valgrind's callgrind and adds the instructions per task
 of ``fcallCommand`` (deterministic, about 50 times slower: keep N at 1,000 or less); it needs
 ``valgrind`` and ``callgrind_annotate`` on PATH.
@@ -134,7 +135,9 @@ def server(callgrind: bool, out: Path) -> Iterator[tuple[str, int | None]]:
         proc.wait(timeout=60)
 
 
-async def run(url: str, pid: int | None, out: Path, n: int, deps: bool) -> Profiler:
+async def run(
+    url: str, pid: int | None, out: Path, n: int, deps: bool, single: bool = False
+) -> Profiler:
     settings = Settings(redis_url=url, redis_url_explicit=True, namespace="cost")
     client = connect(settings)
     scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("cost")
@@ -143,7 +146,9 @@ async def run(url: str, pid: int | None, out: Path, n: int, deps: bool) -> Profi
     await SwarmRegistry(scripts, keys).host_swarms(
         "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=n + 10)]
     )
-    coord = SwarmCoordinator(scripts, keys, lease_ms=30_000, batch_size=8)
+    # (one task at a time under callgrind outlasts 30 s, and nothing here renews the lease)
+    lease_ms = 3_600_000 if single else 30_000
+    coord = SwarmCoordinator(scripts, keys, lease_ms=lease_ms, batch_size=8)
     assert await coord.election.try_acquire()
     specs = [
         (
@@ -155,6 +160,16 @@ async def run(url: str, pid: int | None, out: Path, n: int, deps: bool) -> Profi
         for i in range(n)
     ]
     prof = Profiler(client, pid, out)
+    if single:  # one task at a time through each script: the per-call fixed cost
+        for spec in specs:
+            await prof.phase("submit", store.submit([spec]))
+            await prof.phase("dispatch", _dispatch_all(coord))
+            got = await prof.phase("claim", store.claim("a", "w1", 1))
+            await prof.phase(
+                "finish", store.finish("w1", [Outcome(c.id, c.token, "ok", b"\xc0") for c in got])
+            )
+        await client.aclose()
+        return prof
     for start in range(0, n, 50):
         await prof.phase("submit", store.submit(specs[start : start + 50]))
     done = 0
@@ -186,6 +201,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--deps", action="store_true")
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument(
+        "--single",
+        action="store_true",
+        help="one task per call of each script (the single-task round trip's fixed costs)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument(
         "--commands", action="store_true", help="add the commands per task of each phase, by name"
@@ -199,7 +219,7 @@ def main() -> None:
         out = Path(args.keep_dumps or tmp) / "callgrind.out"
         out.parent.mkdir(parents=True, exist_ok=True)
         with server(args.callgrind, out) as (url, pid):
-            prof = asyncio.run(run(url, pid, out, n, args.deps))
+            prof = asyncio.run(run(url, pid, out, n, args.deps, args.single))
         rows: dict[str, dict[str, float]] = {}
         by_name: dict[str, dict[str, float]] = {}
         for name in PHASES:
@@ -220,7 +240,13 @@ def main() -> None:
                     if k.endswith(":calls") and k != "fcall:calls"
                 }
     total = {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
-    report = {"tasks": n, "deps": args.deps, "callgrind": args.callgrind, "phases": rows}
+    report = {
+        "tasks": n,
+        "deps": args.deps,
+        "single": args.single,
+        "callgrind": args.callgrind,
+        "phases": rows,
+    }
     print(json.dumps({**report, "total": total}, indent=1))
     if by_name:
         print(json.dumps({"commands_per_task": by_name}, indent=1))
@@ -236,8 +262,13 @@ def _write(report: dict[str, Any], total: dict[str, float]) -> None:
         f"Machine: {machine()}  ",
         f"Command: `python3 {' '.join(sys.argv)}` ({datetime.date.today()})",
         "",
-        f"{report['tasks']} no-op tasks straight through the scripts (submit 50, dispatch, claim"
-        " and finish 8 per call), no worker; Redis time from `INFO commandstats` (wall clock"
+        f"{report['tasks']} no-op tasks straight through the scripts ("
+        + (
+            "one task per call of each"
+            if report["single"]
+            else "submit 50, dispatch, claim and finish 8 per call"
+        )
+        + "), no worker; Redis time from `INFO commandstats` (wall clock"
         " inside Redis: take the least of a few runs)"
         + (", instructions from callgrind" if report["callgrind"] else "")
         + (", 9 of 10 tasks depending on the 10th" if report["deps"] else "")

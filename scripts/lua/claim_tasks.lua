@@ -30,11 +30,7 @@ if REPLAY then
   return out
 end
 if redis.call('HEXISTS', TK.workers, wid) == 0 then return fail('WORKER_UNKNOWN', wid) end
-local swarm = hget_json(TK.swarms, sid)
-if not swarm or swarm.status ~= 'active' or swarm.paused
-    or not contains(split(swarm.hosts), wid) then
-  return {}
-end
+if not swarm_claimable(TK.swarms, sid, wid) then return {} end  -- lib/03_swarms.lua
 local now = now_ms()
 local out, record = {}, {}
 -- popped as many at a time as are still wanted: each entry is claimed or dropped, as one by one

@@ -103,27 +103,29 @@ local profiles = {}  -- pid -> {caps (list), names (set) or nil, prefixes, prio}
 local raw = redis.call('HGETALL', SX.profiles)
 for i = 1, #raw, 2 do
   if tonumber(raw[i]) then
-    local ok, p = pcall(cjson.decode, raw[i + 1])
-    if ok and type(p) == 'table' then
-      p.id, p._caps = raw[i], split(p.caps)
-      if type(p.handlers) == 'string' then  -- the host's advert (host_swarms.lua)
-        p._names, p._prefixes = {}, split(p.prefixes)
-        for _, h in ipairs(split(p.handlers)) do p._names[h] = true end
-      end
-      profiles[#profiles + 1] = p
-    end
+    local p = dispatch_profile(raw[i], raw[i + 1])  -- lib/01b_swarm_index.lua (read only)
+    if p then profiles[#profiles + 1] = p end
   end
 end
 table.sort(profiles, function(a, b) return tonumber(a.id) < tonumber(b.id) end)
 
+-- index entries, read only (memoized by their text between calls, lib/01_common.lua): hold()
+-- changes a copy and keeps that one for the rest of the call
 local entries = {}
 local function entry(sid)
   local e = entries[sid]
   if e == nil then
-    e = hget_json(SX.entry, sid) or false
+    e = hget_json_ro(SX.entry, sid) or false
     entries[sid] = e
   end
   return e
+end
+
+local function hold(sid, e, held)
+  local copy = {}
+  for k, v in pairs(e) do copy[k] = v end
+  swarm_index_hold(sid, copy, held, now)
+  entries[sid] = copy
 end
 
 -- a host's beat does not change within a call: looked up once per swarm, not once per task
@@ -144,7 +146,7 @@ for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
   if not e or e.st ~= 'held' or e.why ~= 'without a live host' or e.hosts == '' then
     redis.call('ZREM', SX.stale, sid)
   elseif live(e) then
-    swarm_index_hold(sid, e, false, now)
+    hold(sid, e, false)
   else
     redis.call('ZADD', SX.stale, now, sid)
   end
@@ -164,7 +166,7 @@ local function first_live(kind, pid, from)
     if e and live(e) then return top[1], tonumber(top[2] or 0) end
     if holds >= HOLDS then return nil, true end
     holds = holds + 1
-    if e then swarm_index_hold(top[1], e, true, now)
+    if e then hold(top[1], e, true)
     else redis.call('ZREM', key, top[1]) end
   end
 end

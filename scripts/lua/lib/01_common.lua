@@ -59,6 +59,45 @@ local function hget_json(key, field)
   return value
 end
 
+-- Decoded records kept between calls (decision 67). The library's upvalues live as long as the
+-- library: a table here memoizes a pure function of a record's text (its decoded value, or
+-- what a script derives from it), so a call whose record did not change since the last one
+-- skips the cjson decode (the text is still read: the text decides, the memo only remembers
+-- what it decoded to). Values handed out are shared between calls and must never be changed
+-- by their caller. Each memo is emptied when it reaches MEMO_MAX entries (memory bound).
+-- Run by EVAL (sources(), tests) the prelude starts afresh each call: the memo is then empty.
+local MEMO_MAX = 256
+local function memo_new()
+  return {n = 0, v = {}}
+end
+
+-- the value memoized for `raw` in `m`, or build(raw) kept there (nil is not kept)
+local function memo_get(m, raw, build)
+  local v = m.v[raw]
+  if v ~= nil then return v end
+  v = build(raw)
+  if v == nil then return nil end
+  if m.n >= MEMO_MAX then m.v, m.n = {}, 0 end
+  m.v[raw], m.n = v, m.n + 1
+  return v
+end
+
+local function json_table(raw)
+  local ok, value = pcall(cjson.decode, raw)
+  if ok and type(value) == 'table' then return value end
+  return nil
+end
+
+-- hget_json for a value the caller only reads (never changes): memoized by its text
+local JSON_MEMO = memo_new()
+local function hget_json_ro(key, field)
+  local raw = redis.call('HGET', key, field)
+  if not raw then return nil end
+  local value = memo_get(JSON_MEMO, raw, json_table)
+  if value == nil then return nil, raw end
+  return value
+end
+
 local function hset_json(key, field, value)
   redis.call('HSET', key, field, cjson.encode(value))
 end
@@ -76,9 +115,11 @@ local function check_epoch(epoch_key, epoch, leader_key, holder, instance)
     return false, 'epoch ' .. tostring(epoch) .. ' < ' .. current
   end
   if leader_key then
+    -- the lease decoded from the text read now (memoized by that text: the same text decodes
+    -- to the same lease, so the check is the one made on a fresh decode)
     local raw = redis.call('GET', leader_key)
-    local ok, lease = pcall(cjson.decode, raw or '')
-    if not raw or not ok or type(lease) ~= 'table' then
+    local lease = raw and memo_get(JSON_MEMO, raw, json_table)
+    if not lease then
       return false, 'no live leader lease (epoch ' .. epoch .. ')'
     end
     if lease.holder ~= holder or tonumber(lease.epoch) ~= epoch
@@ -108,15 +149,20 @@ local function with_request_id(body, custom_replay)
   local key = KEYS[#KEYS]
   local raw = redis.call('GET', key)
   if raw then
-    local recorded = cjson.decode(raw)
-    if not custom_replay then return recorded.v end
-    REPLAY = recorded.v
+    local recorded
+    if string.byte(raw, 1) == 123 then recorded = cjson.decode(raw).v  -- '{': JSON {v = ...}
+    else recorded = cmsgpack.unpack(raw)[1] end
+    if not custom_replay then return recorded end
+    REPLAY = recorded
     return body()
   end
   local reply = body()
   if type(reply) == 'table' and reply.err then return reply end
   local record = REQUEST.record
   if record == nil then record = reply end
-  redis.call('SET', key, cjson.encode({v = record}), 'PX', REQUEST_TTL_MS)
+  -- MessagePack, a one-item array (so it never starts with '{' as the JSON {v = ...} records
+  -- of earlier versions do, still read above for REQUEST_TTL_MS after an upgrade): no
+  -- '%.14g'/strtod per number and no escaping per string (decision 67)
+  redis.call('SET', key, cmsgpack.pack({record}), 'PX', REQUEST_TTL_MS)
   return reply
 end

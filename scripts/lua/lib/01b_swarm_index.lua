@@ -155,7 +155,7 @@ local function swarm_slot_change(swarms_key, sid, delta, known)
     if active <= 0 then return 0 end
     new = 0
   end
-  local e = known or hget_json(SX.entry, sid)
+  local e = known or hget_json_ro(SX.entry, sid)  -- read only here
   if e and e.st == 'open' then
     open_cap = e.cap
     local r0, r1 = math.max(0, e.cap - active), math.max(0, e.cap - new)
@@ -181,4 +181,25 @@ local function swarm_index_hold(sid, e, held, now)
   hset_json(SX.entry, sid, e)
   if held then redis.call('ZADD', SX.stale, now, sid)
   else redis.call('ZREM', SX.stale, sid) end
+end
+
+-- Profile `pid` as dispatch_tasks.lua reads it, from its text `raw`: the decoded record with
+-- id, _caps (list), and for a host's advert (host_swarms.lua) _names (set) and _prefixes.
+-- Memoized by text and id (decision 67): dispatch decodes a profile only when it changed (its
+-- member count `n` is in the text, so a join or leave is a change). Callers only read it.
+local PROFILE_MEMO = memo_new()
+local function dispatch_profile(pid, raw)
+  local p = PROFILE_MEMO.v[raw]
+  if p and p.id == pid then return p end
+  p = json_table(raw)
+  if not p then return nil end
+  p.id, p._caps = pid, split(p.caps)
+  if type(p.handlers) == 'string' then
+    p._names, p._prefixes = {}, split(p.prefixes)
+    for _, h in ipairs(split(p.handlers)) do p._names[h] = true end
+  end
+  if PROFILE_MEMO.n >= MEMO_MAX then PROFILE_MEMO.v, PROFILE_MEMO.n = {}, 0 end
+  if PROFILE_MEMO.v[raw] == nil then PROFILE_MEMO.n = PROFILE_MEMO.n + 1 end
+  PROFILE_MEMO.v[raw] = p
+  return p
 end

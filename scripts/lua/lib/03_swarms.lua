@@ -73,3 +73,23 @@ local function requeue_swarm_queue(sid, queue, reason, now, limit)
   redis.call('ZREM', queue, unpack(ids))
   return n, redis.call('EXISTS', queue) == 1, #ids
 end
+
+-- What claim_tasks.lua needs of a swarm record, memoized by the record's text (decision 67):
+-- whether it takes work (active, unpaused) and its hosts as a set. A claim reads the record's
+-- text each call; only the decode and split of an unchanged record are skipped.
+local CLAIM_MEMO = memo_new()
+local function claim_view(raw)
+  local swarm = json_table(raw)
+  if not swarm then return false end
+  local hosts = {}
+  for _, h in ipairs(split(swarm.hosts)) do hosts[h] = true end
+  return {open = swarm.status == 'active' and not swarm.paused, hosts = hosts}
+end
+
+-- true when worker `wid` may claim from swarm `sid` (active, unpaused, `wid` among its hosts)
+local function swarm_claimable(swarms_key, sid, wid)
+  local raw = redis.call('HGET', swarms_key, sid)
+  if not raw then return false end
+  local view = memo_get(CLAIM_MEMO, raw, claim_view)
+  return view and view.open and view.hosts[wid] == true or false
+end
