@@ -1,6 +1,6 @@
-"""Decision 67: request-id records in MessagePack (JSON ones of earlier versions still replay),
-and the records the library memoizes between calls are read afresh each call: a change of the
-record changes the outcome at once."""
+"""Decision 67: a request-id record replays its outcome without running the body again, and the
+records the library memoizes between calls are read afresh each call: a change of the record
+changes the outcome at once."""
 
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ async def test_request_record_replays_without_running_again(
     first = await run_with_request_id(r, counter, req)
     assert first == [1, b"a", [b"b", b"c"]]
     raw = await r.get(req)
-    assert isinstance(raw, bytes) and not raw.startswith(b"{")  # MessagePack, not JSON
+    assert isinstance(raw, bytes) and raw.startswith(b'{"v":')
     assert await run_with_request_id(r, counter, req) == first
     assert await r.get(counter) == b"1"
     await r.aclose()
 
 
-async def test_json_request_record_of_an_earlier_version_replays(
+async def test_a_recorded_outcome_replays_as_recorded(
     redis_server: RedisServer, namespace: str
 ) -> None:
     r = aioredis.Redis.from_url(redis_server.url)

@@ -149,20 +149,15 @@ local function with_request_id(body, custom_replay)
   local key = KEYS[#KEYS]
   local raw = redis.call('GET', key)
   if raw then
-    local recorded
-    if string.byte(raw, 1) == 123 then recorded = cjson.decode(raw).v  -- '{': JSON {v = ...}
-    else recorded = cmsgpack.unpack(raw)[1] end
-    if not custom_replay then return recorded end
-    REPLAY = recorded
+    local recorded = cjson.decode(raw)
+    if not custom_replay then return recorded.v end
+    REPLAY = recorded.v
     return body()
   end
   local reply = body()
   if type(reply) == 'table' and reply.err then return reply end
   local record = REQUEST.record
   if record == nil then record = reply end
-  -- MessagePack, a one-item array (so it never starts with '{' as the JSON {v = ...} records
-  -- of earlier versions do, still read above for REQUEST_TTL_MS after an upgrade): no
-  -- '%.14g'/strtod per number and no escaping per string (decision 67)
-  redis.call('SET', key, cmsgpack.pack({record}), 'PX', REQUEST_TTL_MS)
+  redis.call('SET', key, cjson.encode({v = record}), 'PX', REQUEST_TTL_MS)
   return reply
 end
