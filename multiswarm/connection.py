@@ -309,18 +309,7 @@ class DirectCalls:
         ``ResponseError``)."""
         conn = self.idle.pop() if self.idle else self.pool.get_available_connection()
         try:
-            if not conn.is_connected:
-                await conn.connect()
-            writer = getattr(conn, "_writer", None)
-            if _pack is None or writer is None:  # another redis-py or no hiredis
-                await conn.send_packed_command(conn.pack_command(*args), check_health=False)
-            else:
-                try:
-                    packed = _pack(args)
-                except TypeError:
-                    packed = b"".join(conn.pack_command(*args))  # redis-py's DataError
-                # small and the server reads at all times; a stalled one fails the read
-                writer.write(packed)
+            await _send(conn, (args,))
             # on a timeout, a lost connection or a cancellation it disconnects
             return await conn.read_response()
         finally:
@@ -336,17 +325,7 @@ class DirectCalls:
         others."""
         conn = self.idle.pop() if self.idle else self.pool.get_available_connection()
         try:
-            if not conn.is_connected:
-                await conn.connect()
-            writer = getattr(conn, "_writer", None)
-            if _pack is None or writer is None:  # another redis-py or no hiredis
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            else:
-                try:
-                    packed = b"".join([_pack(c) for c in commands])
-                except TypeError:
-                    packed = b"".join(conn.pack_commands(commands))  # redis-py's DataError
-                writer.write(packed)
+            await _send(conn, commands)
             replies: list[Any] = []
             error: redis.exceptions.ResponseError | None = None
             for _ in commands:
@@ -360,6 +339,23 @@ class DirectCalls:
             return replies
         finally:
             self.idle.append(conn)
+
+
+async def _send(conn: Any, commands: tuple[tuple[Any, ...], ...]) -> None:
+    """Connect ``conn`` if it is not, and write ``commands`` in one write, each packed by
+    hiredis (redis-py's packer without hiredis or for arguments hiredis refuses)."""
+    if not conn.is_connected:
+        await conn.connect()
+    writer = getattr(conn, "_writer", None)
+    if _pack is None or writer is None:  # another redis-py or no hiredis
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        return
+    try:
+        packed = b"".join([_pack(c) for c in commands])
+    except TypeError:
+        packed = b"".join(conn.pack_commands(commands))  # redis-py's DataError
+    # small and the server reads at all times; a stalled one fails the read
+    writer.write(packed)
 
 
 def explain(e: Exception, url: str) -> MultiswarmError:
