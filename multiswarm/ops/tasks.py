@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from multiswarm.keys import TASK_STATUSES, Keys
-from multiswarm.ops.script import Script, ScriptRunner
+from multiswarm.ops.script import Script, ScriptRunner, text
 
 
 class Claimed(msgspec.Struct, array_like=True, frozen=True):
@@ -75,10 +75,7 @@ async def status_counts_of(client: Any, parts: Sequence[Keys]) -> list[dict[str,
     raw = await pipe.execute()
     m = len(INDEXED_STATUSES) + 4
     rows = [raw[k * m : (k + 1) * m] for k in range(len(parts))]
-    parked = [
-        [keys.parked(s.decode() if isinstance(s, bytes) else s) for s in row[-1]]
-        for keys, row in zip(parts, rows)
-    ]
+    parked = [[keys.parked(text(s)) for s in row[-1]] for keys, row in zip(parts, rows)]
     sizes: list[int] = []
     if any(parked):
         pipe = client.pipeline(transaction=False)
@@ -106,14 +103,14 @@ async def status_ids(client: Any, keys: Keys, status: str, start: int, count: in
     tk = keys.task_keys
     if status == "running":
         rows = await client.zrange(tk.running_by_worker, start, start + count - 1)
-        return [(r.decode() if isinstance(r, bytes) else r).split("|", 1)[1] for r in rows]
+        return [text(r).split("|", 1)[1] for r in rows]
     if status in INDEXED_STATUSES:
         keys_of = [keys.task_status(status)]
     elif status == "ready":
         sets = await client.hkeys(keys.parked_index)
         keys_of = [
             tk.ready,
-            *(keys.parked(s.decode() if isinstance(s, bytes) else s) for s in sets),
+            *(keys.parked(text(s)) for s in sets),
         ]
     else:
         keys_of = [tk.leases]
@@ -126,7 +123,7 @@ async def status_ids(client: Any, keys: Keys, status: str, start: int, count: in
             start -= size
             continue
         ids = await client.zrevrange(key, start, start + count - len(out) - 1)
-        out += [i.decode() if isinstance(i, bytes) else i for i in ids]
+        out += [text(i) for i in ids]
         start = 0
     return out
 

@@ -147,9 +147,9 @@ local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'at
 -- Records are MessagePack maps (decision 64): cmsgpack packs an integral number as an integer
 -- (no '%.14g'/strtod per number as cjson does: a 13-digit time stamp cost ~2.6 K instructions
 -- each way) and packs only the table's own fields, so the metatable's defaults stay out.
--- Every number of a record is an integer below 2^53 (submit_tasks.lua bounds the settings;
--- the rest are times in ms, counts and sequence numbers), so it is exact in Lua and an int in
--- Python (multiswarm/messages.py decode_task). A record written by an earlier version is JSON:
+-- Every number of a record is an integer below 2^53 (multiswarm/messages.py check_settings
+-- bounds the settings before submit_tasks.lua sees them; the rest are times in ms, counts and
+-- sequence numbers), so it is exact in Lua and an int in Python (messages.py decode_task). A record written by an earlier version is JSON:
 -- it starts with '{' (a MessagePack map starts with 0x80-0x8f or 0xde), is read as JSON and
 -- written back as MessagePack at its next change.
 local JSON_OPEN = 123  -- '{'
@@ -247,12 +247,9 @@ local function set_task_status(task, status, now)
   end
 end
 
-local function ready_score(task)
-  return task.prio * PRIORITY_SPAN + task.seq
-end
-
--- The same score as text: a number handed to redis.call is formatted with '%.17g' (~2.4 K
--- instructions, decision 57); '%d' takes the integer path (the score is an integer < 2^53).
+-- A ready task's score (priority, then submission order) as text: a number handed to
+-- redis.call is formatted with '%.17g' (~2.4 K instructions, decision 57); '%d' takes the
+-- integer path (the score is an integer < 2^53).
 local function ready_score_text(task)
   return string.format('%d', task.prio * PRIORITY_SPAN + task.seq)
 end
