@@ -330,7 +330,7 @@ class Worker(WorkerClaims):
                 deps = {d: r for d, r in zip(c.deps, packed) if r is not None}
             assert self.memory is not None
             node = swarm.first_index + index
-            size = len(c.payload) + sum(len(d) for d in deps.values())
+            size = len(c.payload) + (sum(len(d) for d in deps.values()) if deps else 0)
             share = self.memory.share_bytes(node)
             if size > share:
                 # it can never fit: handing it back would loop forever (the attempt uncounted)
@@ -358,8 +358,9 @@ class Worker(WorkerClaims):
                 )
             finally:
                 self._handlers.pop(c.id, None)
-            self.metrics.ran(swarm_id, kind, time.monotonic() - started)
-            log_run(c, swarm_id, agent.agent_id, kind, time.monotonic() - started)
+            run_s = time.monotonic() - started
+            self.metrics.ran(swarm_id, kind, run_s)
+            log_run(c, swarm_id, agent.agent_id, kind, run_s)
             if kind == "refused":
                 # the swarm's advert said it could run it (stale, or another host wrote it):
                 # advertise ours again, then hand the task back uncounted, so the leader routes

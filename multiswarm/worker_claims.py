@@ -33,10 +33,22 @@ class WorkerClaims(WorkerLiveness):
     metrics: WorkerMetrics
     prefetched: dict[str, collections.deque[Claimed]]
     drained: dict[str, bool]
+    _failed: asyncio.Event
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         """Run claimed task ``c`` on agent ``index`` of ``swarm_id`` (``Worker`` implements it)."""
         raise NotImplementedError
+
+    def _run_ended(self, t: asyncio.Task[None]) -> None:
+        """A run's one done callback (runs are many: not :meth:`_spawn`'s two and a closure):
+        forget it, and a run that raised ends the worker as any of its loops would."""
+        self._running.discard(t)
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None and self._failure is None:
+            self._failure = (t.get_name(), exc)
+            self._failed.set()
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         """Claim tasks of ``swarm_id`` as agents' slots free, with a prefetch window (module
@@ -45,6 +57,7 @@ class WorkerClaims(WorkerLiveness):
         wake = self.wake[swarm_id]
         swarm = self.placement[swarm_id]
         prefetched = self.prefetched[swarm_id]
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             wake.clear()  # before looking: a wake-up from now on means look again
             # only usable agents count: tasks prefetched for agents being restarted would wait
@@ -87,9 +100,9 @@ class WorkerClaims(WorkerLiveness):
                     self.held.pop(c.id, None)
                     unplaced[c.id] = c.token
                     continue
-                t = self._spawn(self._execute(swarm_id, pick, c), f"run of task {c.id}")
+                t = loop.create_task(self._execute(swarm_id, pick, c), name=f"run of task {c.id}")
                 self._running.add(t)
-                t.add_done_callback(self._running.discard)
+                t.add_done_callback(self._run_ended)
             if unplaced:  # no healthy agent after all: hand back, attempt not counted
                 try:
                     await self.tasks.release(unplaced)

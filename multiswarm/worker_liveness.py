@@ -339,10 +339,14 @@ async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
         t.cancel()
 
 
+#: How :func:`log_run` names a run's outcome.
+_OUTCOMES = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
+
+
 def log_run(c: Claimed, swarm_id: str, agent_id: str, kind: str, run_s: float) -> None:
     """The one INFO line per finished run of a task (what ran where, how long, how it ended)."""
-    outcome = {"ok": "completed", "error": "failed", "permanent": "failed permanently"}
-    log.info(
-        "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
-        *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, outcome.get(kind, kind)),
-    )
+    if log.isEnabledFor(logging.INFO):  # one a task: no arguments built when it is off
+        log.info(
+            "task %s handler=%s swarm=%s agent=%s attempt=%d run=%.3fs outcome=%s",
+            *(c.id, c.handler, swarm_id, agent_id, c.attempts, run_s, _OUTCOMES.get(kind, kind)),
+        )
