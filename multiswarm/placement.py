@@ -145,12 +145,12 @@ class NodeMemory:
 
     def admit(self, agent: int, data: list[bytes]) -> Any | None:
         """Copy ``data`` into a pinned allocation of ``agent``; None when it does not fit."""
+        nbytes = sum(map(len, data)) or 1
+        regions = -(-nbytes // self.region_bytes)
+        if nbytes < SHARED_INPUT_BYTES:  # every small input (one a task): no import here
+            return self._count(agent, regions)
         from multiswarm.kernels.errors import PoolError
 
-        nbytes = max(1, sum(len(d) for d in data))
-        regions = -(-nbytes // self.region_bytes)
-        if nbytes < SHARED_INPUT_BYTES:
-            return self._count(agent, regions)
         if self.counted.get(agent) and not self._within(agent, regions):
             self.refused += 1
             return None

@@ -74,7 +74,8 @@ class WorkerClaims(WorkerLiveness):
                     # a claim takes what it asks for while the queue holds any: fewer means
                     # it is empty now, and a freed slot need not look until an assignment
                     self.drained[swarm_id] = len(claimed) < want
-                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
+                    if self.metrics.enabled:
+                        self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
                 except WorkerUnknown:
                     await self._rejoin()
                     await asyncio.sleep(0.1)
