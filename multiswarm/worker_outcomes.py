@@ -4,8 +4,8 @@ Each finished run hands its outcome to :meth:`GroupCommit.record` and waits for 
 While one ``finish_tasks.lua`` call is in flight, the outcomes that arrive wait and go together
 in the next call (group commit, as databases batch their log writes: Gray and Reuter,
 *Transaction Processing*, 1992, §9.4). There is no timer: an outcome arriving while nothing is
-in flight is sent at once, so a lone task pays no extra latency, and under load the calls per
-task fall by the batch size. Each outcome is still recorded exactly once: the script keeps the
+in flight is sent two turns of the event loop later (outcomes read meanwhile join it), so a
+lone task pays no clock wait, and under load the calls per task fall by the batch size. Each outcome is still recorded exactly once: the script keeps the
 first result of a task (request id on the call, first result wins across attempts).
 """
 
@@ -72,6 +72,16 @@ class GroupCommit:
         return reply
 
     async def _flush(self) -> None:
+        # two turns of the event loop first, so outcomes of replies read meanwhile (the other
+        # agents' pipes) join the batch: ~10 % fewer calls under load (decision 69); no timer
+        try:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            batch, self._pending = self._pending, []
+            for _, future in batch:
+                future.cancel()
+            raise
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             outcomes = [o for o, _ in batch]
