@@ -1,13 +1,11 @@
 """Which agent of a swarm runs which claimed task, and the node's working memory.
 
 Per batch of claimed tasks the worker asks the Numba scheduling kernel
-(:func:`multiswarm.kernels.scheduling.schedule`; a batch of up to 64 task-agent pairs, the
-common one under load, by the kernel's rule in Python: :mod:`.placement_rules`) for an agent
-per task, by the swarm's agent strategy (round_robin, least_loaded, load_balanced,
-capability), over the agents' real state: load (tasks in flight), capacity (the agent's
-concurrency), capability masks (bits of the swarm's capabilities) and health from consecutive
-failures (healthy 0, degraded 1-2, unhealthy 3-5, dead 6+; DESIGN.md, Resilience), and the
-tasks' priorities and required capabilities.
+(:func:`multiswarm.kernels.scheduling.schedule`) for an agent per task, by the swarm's agent
+strategy (round_robin, least_loaded, load_balanced, capability), over the agents' real state:
+load (tasks in flight), capacity (the agent's concurrency), capability masks (bits of the
+swarm's capabilities) and health from consecutive failures (healthy 0, degraded 1-2, unhealthy
+3-5, dead 6+; DESIGN.md, Resilience), and the tasks' priorities and required capabilities.
 
 The task's input (payload and dependency results) is copied into a region of the node's pool
 (:class:`multiswarm.kernels.memory.RegionPool`, 28 MiB in 64 KiB regions by default, in a
@@ -29,10 +27,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
+from multiswarm.kernel_warmup import _kernel_ready
 from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: still importable
-from multiswarm.placement_rules import SMALL_PAIRS, constant, place_small, schedule
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from multiswarm.kernels.memory import RegionPool
 
 #: Default node pool (DESIGN.md, Memory regions).
@@ -278,7 +279,6 @@ class SwarmAgents:
         #: members taken out of service for good (replaced or scaled down); indexes stay stable
         self.retired = [False] * len(agents)
         self.cursor = 0
-        self._masks: dict[str, int] = {}
 
     def add(self, agent: AgentProcess) -> int:
         """A new member (scale-up or replacement); returns its index."""
@@ -325,64 +325,36 @@ class SwarmAgents:
             Per task, its required capabilities (csv); a task needing one the swarm's agents
             lack is not placed. Default: none required.
         """
-        n, m = len(priorities), len(self.agents)
-        needs = [self._mask(caps) for caps in capabilities][:n]
-        needs += [0] * (n - len(needs))
-        live = [self.usable(i) for i in range(m)]
-        if n * m <= SMALL_PAIRS:
-            picks, self.cursor = place_small(
-                priorities,
-                needs,
-                self.load,
-                self.concurrency,
-                self.caps,
-                live,
-                self.strategy,
-                self.cursor,
-            )
-        else:
-            picks = self._place_kernel(priorities, needs, live)
-        for i in picks:
-            if i >= 0:
-                self.load[i] += 1
-        return picks
-
-    def _mask(self, caps: str) -> int:
-        """The capability mask of a task's csv, kept by its text (a swarm's tasks share few)."""
-        if not caps:
-            return 0
-        mask = self._masks.get(caps)
-        if mask is None:
-            if len(self._masks) >= 256:
-                self._masks.clear()
-            mask = self._masks[caps] = capability_mask(self.bits, caps.split(","))
-        return mask
-
-    def _place_kernel(
-        self, priorities: Sequence[int], needs: list[int], live: list[bool]
-    ) -> list[int]:
         import numpy as np
 
-        n = len(priorities)
-        m = len(self.agents)
+        n, m = len(priorities), len(self.agents)
         # higher is more urgent for the kernel
         prio = np.negative(np.asarray(priorities, np.int64).reshape(-1))
+        need = np.zeros(n, np.uint64)
+        for i, caps in enumerate(capabilities):
+            if caps:
+                need[i] = capability_mask(self.bits, caps.split(","))
         health = [
-            health_code(a.consecutive_failures) if live[i] else 3 for i, a in enumerate(self.agents)
+            health_code(a.consecutive_failures) if self.usable(i) else 3
+            for i, a in enumerate(self.agents)
         ]
-        assignment, cursor = schedule(
+        assignment, cursor = _schedule(
             prio,
-            np.asarray(needs, np.uint64),
-            constant(n, 1.0),
+            need,
+            _constant(n, 1.0),
             np.asarray(self.load, np.float64),
-            constant(m, float(self.concurrency)),
+            _constant(m, float(self.concurrency)),
             np.asarray(self.caps, np.uint64),
             np.asarray(health, np.int8),
             self.strategy,
             self.cursor,
         )
         self.cursor = cursor
-        return [int(i) for i in assignment]
+        picks = [int(i) for i in assignment]
+        for i in picks:
+            if i >= 0:
+                self.load[i] += 1
+        return picks
 
     def done(self, index: int) -> None:
         self.load[index] = max(0, self.load[index] - 1)
@@ -408,6 +380,60 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
         if bit >= 0:
             mask |= 1 << bit
     return mask
+
+
+def _schedule(
+    priority: npt.NDArray[np.int64],
+    task_caps: npt.NDArray[np.uint64],
+    task_cost: npt.NDArray[np.float64],
+    agent_load: npt.NDArray[np.float64],
+    agent_capacity: npt.NDArray[np.float64],
+    agent_caps: npt.NDArray[np.uint64],
+    agent_health: npt.NDArray[np.int8],
+    strategy: str,
+    cursor: int,
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference.
+    The inputs built here are valid, so both are called without the public wrapper's checks
+    (``kernels.scheduling.schedule``: ~10 calls into Numba per batch, most of a one-task
+    batch's cost)."""
+    import numpy as np
+
+    from multiswarm.kernels.constants import STRATEGIES
+
+    n, m = priority.shape[0], agent_load.shape[0]
+    run: Any
+    if _kernel_ready.is_set():
+        from multiswarm.kernels.scheduling import schedule_kernel as run
+    else:
+        from multiswarm.kernels.reference import reference_schedule as run
+    assignment, _reason, _load, new_cursor, _order = run(
+        *(priority, task_caps, task_cost, agent_load, agent_capacity, agent_caps, agent_health),
+        *(_constant(n + 1, 0, np.int64), _constant(0, 0, np.int64)),
+        *(STRATEGIES[strategy], cursor % m if m else 0),
+    )
+    return assignment, int(new_cursor)
+
+
+#: Constant arrays of the placement's kernel calls, by (length, value, dtype).
+_CONSTANTS: dict[tuple[int, float, Any], Any] = {}
+
+
+def _constant(n: int, value: float, dtype: Any = None) -> Any:
+    """An array of ``n`` times ``value`` (``float64`` unless ``dtype``), made once: the kernels
+    only read these inputs. (Not flagged read-only: Numba types a read-only array apart, so the
+    cached kernel would be compiled again for it.)"""
+    import numpy as np
+
+    dtype = np.float64 if dtype is None else dtype
+    key = (n, value, dtype)
+    arr = _CONSTANTS.get(key)
+    if arr is None:
+        if len(_CONSTANTS) > 256:  # batch sizes vary: keep a bounded few
+            _CONSTANTS.clear()
+        arr = np.full(n, value, dtype)
+        _CONSTANTS[key] = arr
+    return arr
 
 
 def agent_inputs(
