@@ -27,12 +27,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
-from multiswarm.kernel_warmup import _kernel_ready
 from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: still importable
+from multiswarm.placement_kernel import constant, schedule_batch
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
 
     from multiswarm.kernels.memory import RegionPool
 
@@ -279,12 +277,16 @@ class SwarmAgents:
         #: members taken out of service for good (replaced or scaled down); indexes stay stable
         self.retired = [False] * len(agents)
         self.cursor = 0
+        #: ``caps`` as the kernel's array, made again when an agent is added
+        self._caps: Any = None
+        self._masks: dict[str, int] = {}
 
     def add(self, agent: AgentProcess) -> int:
         """A new member (scale-up or replacement); returns its index."""
         self.agents.append(agent)
         self.load.append(0)
         self.caps.append(capability_mask(self.bits, self.bits))
+        self._caps = None
         self.retired.append(False)
         return len(self.agents) - 1
 
@@ -328,33 +330,45 @@ class SwarmAgents:
         import numpy as np
 
         n, m = len(priorities), len(self.agents)
-        # higher is more urgent for the kernel
-        prio = np.negative(np.asarray(priorities, np.int64).reshape(-1))
-        need = np.zeros(n, np.uint64)
-        for i, caps in enumerate(capabilities):
-            if caps:
-                need[i] = capability_mask(self.bits, caps.split(","))
+        # higher is more urgent for the kernel; one array call per input (element-wise writes
+        # into NumPy arrays cost ~1 µs each)
+        prio = np.array([-p for p in priorities], np.int64)
+        masks = [self._mask(c) for c in capabilities[:n]]
+        need = np.array(masks + [0] * (n - len(masks)), np.uint64)
         health = [
             health_code(a.consecutive_failures) if self.usable(i) else 3
             for i, a in enumerate(self.agents)
         ]
-        assignment, cursor = _schedule(
+        if self._caps is None or self._caps.shape[0] != m:
+            self._caps = np.array(self.caps, np.uint64)
+        assignment, cursor = schedule_batch(
             prio,
             need,
-            _constant(n, 1.0),
-            np.asarray(self.load, np.float64),
-            _constant(m, float(self.concurrency)),
-            np.asarray(self.caps, np.uint64),
-            np.asarray(health, np.int8),
+            constant(n, 1.0),
+            np.array(self.load, np.float64),
+            constant(m, float(self.concurrency)),
+            self._caps,
+            np.array(health, np.int8),
             self.strategy,
             self.cursor,
         )
         self.cursor = cursor
-        picks = [int(i) for i in assignment]
+        picks: list[int] = assignment.tolist()
         for i in picks:
             if i >= 0:
                 self.load[i] += 1
         return picks
+
+    def _mask(self, caps: str) -> int:
+        """A task's capability mask, kept by its csv text (a swarm's tasks share few)."""
+        if not caps:
+            return 0
+        mask = self._masks.get(caps)
+        if mask is None:
+            if len(self._masks) >= 256:
+                self._masks.clear()
+            mask = self._masks[caps] = capability_mask(self.bits, caps.split(","))
+        return mask
 
     def done(self, index: int) -> None:
         self.load[index] = max(0, self.load[index] - 1)
@@ -380,60 +394,6 @@ def capability_mask(bits: dict[str, int], names: Iterable[str]) -> int:
         if bit >= 0:
             mask |= 1 << bit
     return mask
-
-
-def _schedule(
-    priority: npt.NDArray[np.int64],
-    task_caps: npt.NDArray[np.uint64],
-    task_cost: npt.NDArray[np.float64],
-    agent_load: npt.NDArray[np.float64],
-    agent_capacity: npt.NDArray[np.float64],
-    agent_caps: npt.NDArray[np.uint64],
-    agent_health: npt.NDArray[np.int8],
-    strategy: str,
-    cursor: int,
-) -> tuple[npt.NDArray[np.int64], int]:
-    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference.
-    The inputs built here are valid, so both are called without the public wrapper's checks
-    (``kernels.scheduling.schedule``: ~10 calls into Numba per batch, most of a one-task
-    batch's cost)."""
-    import numpy as np
-
-    from multiswarm.kernels.constants import STRATEGIES
-
-    n, m = priority.shape[0], agent_load.shape[0]
-    run: Any
-    if _kernel_ready.is_set():
-        from multiswarm.kernels.scheduling import schedule_kernel as run
-    else:
-        from multiswarm.kernels.reference import reference_schedule as run
-    assignment, _reason, _load, new_cursor, _order = run(
-        *(priority, task_caps, task_cost, agent_load, agent_capacity, agent_caps, agent_health),
-        *(_constant(n + 1, 0, np.int64), _constant(0, 0, np.int64)),
-        *(STRATEGIES[strategy], cursor % m if m else 0),
-    )
-    return assignment, int(new_cursor)
-
-
-#: Constant arrays of the placement's kernel calls, by (length, value, dtype).
-_CONSTANTS: dict[tuple[int, float, Any], Any] = {}
-
-
-def _constant(n: int, value: float, dtype: Any = None) -> Any:
-    """An array of ``n`` times ``value`` (``float64`` unless ``dtype``), made once: the kernels
-    only read these inputs. (Not flagged read-only: Numba types a read-only array apart, so the
-    cached kernel would be compiled again for it.)"""
-    import numpy as np
-
-    dtype = np.float64 if dtype is None else dtype
-    key = (n, value, dtype)
-    arr = _CONSTANTS.get(key)
-    if arr is None:
-        if len(_CONSTANTS) > 256:  # batch sizes vary: keep a bounded few
-            _CONSTANTS.clear()
-        arr = np.full(n, value, dtype)
-        _CONSTANTS[key] = arr
-    return arr
 
 
 def agent_inputs(
