@@ -263,7 +263,7 @@ def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskCo
         with slot.lock:
             slot.thread = None
             if slot.stopping:
-                # a stop that arrived as the handler returned must not hit the slot thread's own loop
+                # a stop that arrived as the handler returned must not hit its thread's own loop
                 # (without a stop, none was raised here: a stop sets ``stopping`` first)
                 _raise_in_thread(threading.get_ident(), None)
 

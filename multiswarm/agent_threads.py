@@ -2,13 +2,13 @@
 and how a run read there reaches a thread with as few wake-ups as it can.
 
 There are ``concurrency + 1`` threads; one at a time holds the reader role (``lead``: it reads
-the pipe until it has a run of its own to run, or the pipe ends). A read that finds every other
-thread idle (a lone task) hands the role to one of them and runs its first run itself: the run
-costs one wake-up, the pipe's, before its handler starts. Otherwise the runs are queued and a
-thread that finishes its run takes the next without sleeping; an idle one is woken only when
+the pipe until it has a run of its own to run, or the pipe ends). A read of one run that finds
+every other thread idle (a lone task) hands the role to one of them and runs that run itself:
+it costs one wake-up, the pipe's, before its handler starts. Otherwise the runs are queued and
+a thread that finishes its run takes the next without sleeping; an idle one is woken only when
 no wake-up is under way already (a woken thread wakes the next if runs still wait). Each idle
-thread sleeps on a lock of its own: a ``queue.SimpleQueue`` that several threads wait on wakes a
-second waiter on every ``get`` for nothing. The extra thread keeps a reader while
+thread sleeps on a lock of its own: a ``queue.SimpleQueue`` that several threads wait on wakes
+a second waiter on every ``get`` for nothing. The extra thread keeps a reader while
 ``concurrency`` handlers run, so a stop is read at all times.
 """
 
@@ -63,12 +63,14 @@ class SlotThreads:
             threading.Thread(target=self._serve, args=(t,), name=f"slot-{i}", daemon=True).start()
 
     def dispatch(self, jobs: list[Job], may_lead: bool) -> bool:
-        """Queue the runs ``jobs`` (from the reader); or, ``may_lead`` and every other thread
-        idle, hand the reader role on and keep the first: True, the caller runs ``jobs[0]``."""
+        """Queue the runs ``jobs`` (from the reader); or, one run, ``may_lead`` and every other
+        thread idle, hand the reader role on and keep it: True, the caller runs ``jobs[0]``.
+        (Several runs are queued: the role's hand-off would be one more wake-up.)"""
         with self.mutex:
-            lead = may_lead and len(self.idle) == self.concurrency
+            lead = may_lead and len(jobs) == 1 and len(self.idle) == self.concurrency
             reader = self.idle.pop() if lead else None
-            self.pending.extend(jobs[1:] if lead else jobs)
+            if not lead:
+                self.pending.extend(jobs)
             helper = None
             if self.pending and self.idle and not self.waking:
                 helper = self.idle.pop()
