@@ -14,8 +14,8 @@ pipe message (:mod:`multiswarm.agent_pipe`), in order:
 An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
 signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
 call (a ``time.sleep``). An agent of concurrency ``c > 1`` runs an event loop in its main
-thread: async handlers are tasks on it, sync handlers run on a pool of ``c`` threads (the run
-goes from the pipe's reader thread straight to the pool, and the reply back). A signal
+thread: async handlers are tasks on it, sync handlers run on ``c + 1`` slot threads, one of
+which reads the pipe (:mod:`multiswarm.agent_threads`); each sends its own replies. A signal
 cannot pick one of several threads, so a stop names its task: an async handler is cancelled
 (``CancelledError`` inside it), a sync one gets :class:`TaskStopped` raised in its own thread
 (``PyThreadState_SetAsyncExc``), which takes effect at its next Python instruction. A sync
@@ -31,7 +31,6 @@ import ctypes
 import functools
 import importlib
 import inspect
-import queue
 import signal
 import threading
 import traceback
@@ -43,6 +42,7 @@ from typing import Any, cast
 import msgspec
 
 from multiswarm.agent_pipe import Frames, Outbox
+from multiswarm.agent_threads import SlotThreads
 from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
 from multiswarm.handlers import import_handlers, registered
 from multiswarm.messages import pack, unpack
@@ -53,7 +53,7 @@ DEFAULT_ALLOWED: tuple[str, ...] = ()
 #: Signal that asks an agent of concurrency 1 to stop the handler it runs (TaskStopped in it).
 STOP_SIGNAL = signal.SIGUSR1
 #: Replies up to this size may be written by whichever thread holds the pipe, the event loop's
-#: included; larger ones only by their own thread (a pool thread, or one started for it), so a
+#: included; larger ones only by their own thread (a slot thread, or one started for it), so a
 #: worker slow to read cannot stall the agent's loop. Bytes.
 INLINE_SEND_BYTES = 2048
 
@@ -233,7 +233,7 @@ async def _await(aw: Any) -> Any:
 
 
 class _Slot:
-    """One running task: its asyncio task, and the pool thread running its sync handler."""
+    """One running task: its asyncio task, and the slot thread running its sync handler."""
 
     __slots__ = ("lock", "stopping", "task", "thread")
 
@@ -252,7 +252,7 @@ def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
 
 
 def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext) -> Any:
-    """Run a sync handler in a pool thread, stoppable through ``slot`` while it runs."""
+    """Run a sync handler in a slot thread, stoppable through ``slot`` while it runs."""
     with slot.lock:
         if slot.stopping:
             raise TaskStopped()
@@ -263,7 +263,7 @@ def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskCo
         with slot.lock:
             slot.thread = None
             if slot.stopping:
-                # a stop that arrived as the handler returned must not hit the pool's own loop
+                # a stop that arrived as the handler returned must not hit its thread's own loop
                 # (without a stop, none was raised here: a stop sets ``stopping`` first)
                 _raise_in_thread(threading.get_ident(), None)
 
@@ -273,67 +273,72 @@ _AsyncRun = tuple[str, _Slot, Callable[[], Awaitable[Any]]]
 
 
 class _Server:
-    """Up to ``concurrency`` tasks at once: sync handlers on a pool of that many threads, async
-    ones on this process's event loop.
-
-    The reader thread takes each run straight to the pool (a sync handler's thread sends its
-    reply itself) or, for async handlers, hands the loop every such run of a pipe message at
-    once; replies go through one :class:`~multiswarm.agent_pipe.Outbox`. So a sync handler's
-    task costs no event-loop wake-up at all."""
+    """Up to ``concurrency`` tasks at once: sync handlers on slot threads
+    (:mod:`multiswarm.agent_threads`: one of them reads the pipe and, the others idle, runs the
+    run it read itself), async ones on this process's event loop, handed every async run of a
+    read at once. Replies go through one :class:`~multiswarm.agent_pipe.Outbox`, from the
+    thread that has them."""
 
     def __init__(self, conn: Connection, handlers: _Handlers, concurrency: int) -> None:
         self.conn, self.handlers, self.concurrency = conn, handlers, concurrency
         self.out = Outbox(conn)
+        self.frames = Frames(conn.fileno())
         self.slots: dict[str, _Slot] = {}
-        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.threads = SlotThreads(concurrency, self._lead, TaskStopped)
 
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.ended = asyncio.Event()
-        for i in range(self.concurrency):
-            threading.Thread(target=self._pool, name=f"handler-{i}", daemon=True).start()
-        threading.Thread(target=self._read, name="agent-reader", daemon=True).start()
+        self.threads.start()
         await self.ended.wait()
         # asked to exit (or the worker went away): the tasks still running finish first
-        # emptied by pool threads too: polled, on the way out only
+        # emptied by slot threads too: polled, on the way out only
         while self.slots:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         with contextlib.suppress(BrokenPipeError, EOFError, OSError):
             await asyncio.to_thread(self.out.post_waiting)  # what a holder may have left
 
-    def _read(self) -> None:
-        frames = Frames(self.conn.fileno())
+    def _lead(self) -> Callable[[], Any] | None:
+        """The reader role: read until a sync run is this thread's to run (returned: the role
+        went to an idle thread) or the pipe ends."""
         try:
-            while (batch := frames.read()) is not None:
+            while (batch := self.frames.read()) is not None:
                 later: list[_AsyncRun] = []
+                jobs: list[Callable[[], None]] = []
                 for msg in batch:
                     if msg is None:
                         break
                     if msg[0] == "run":
-                        self._start(msg, later)
+                        job = self._start(msg, later)
+                        if job is not None:
+                            jobs.append(job)
                     elif msg[0] == "stop":
                         self._stop(msg[1])
                 if later:
                     self.loop.call_soon_threadsafe(self._start_async, later)
+                if jobs and self.threads.dispatch(jobs, None not in batch):
+                    return jobs[0]
                 if None in batch:
                     break
         except (OSError, ValueError):
             pass
         with contextlib.suppress(RuntimeError):  # the loop may be closing
             self.loop.call_soon_threadsafe(self.ended.set)
+        return None
 
-    def _start(self, msg: tuple[Any, ...], later: list[_AsyncRun]) -> None:
+    def _start(self, msg: tuple[Any, ...], later: list[_AsyncRun]) -> Callable[[], None] | None:
+        """The job of a sync run (None: an async one, added to ``later``, or a failed one)."""
         task_id = msg[1]
         try:
             fn, payload, ctx = self.handlers.prepare(msg)
         except Exception as e:
             self._reply(task_id, _failure(e))
-            return
+            return None
         slot = self.slots[task_id] = _Slot()
         if inspect.iscoroutinefunction(fn):
             later.append((task_id, slot, functools.partial(fn, payload, ctx)))
-        else:
-            self.jobs.put(functools.partial(self._run_sync, task_id, slot, fn, payload, ctx))
+            return None
+        return functools.partial(self._run_sync, task_id, slot, fn, payload, ctx)
 
     def _stop(self, task_id: str) -> None:
         slot = self.slots.get(task_id)
@@ -345,18 +350,10 @@ class _Server:
                 _raise_in_thread(slot.thread, TaskStopped)
                 return
             task = slot.task
-        # not in a pool thread: awaiting (an async handler), cancel it there; not started yet:
-        # its pool thread or the loop sees ``stopping`` first
+        # not in a slot thread: awaiting (an async handler), cancel it there; not started yet:
+        # its slot thread or the loop sees ``stopping`` first
         if task is not None:
             self.loop.call_soon_threadsafe(task.cancel)
-
-    def _pool(self) -> None:
-        while True:
-            job = self.jobs.get()
-            # a stop landing as its handler returned (before the thread is cleared) must not
-            # end this pool thread
-            with contextlib.suppress(TaskStopped):
-                job()
 
     def _run_sync(
         self, task_id: str, slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext
@@ -371,7 +368,7 @@ class _Server:
             reply = ("ok", pack(result))
         except TaskStopped:
             reply = ("stopped", "")
-        except BaseException as e:  # a handler's bug must not kill the agent nor its pool
+        except BaseException as e:  # a handler's bug must not kill the agent nor its thread
             reply = _failure(e)
         self._reply(task_id, reply)
 

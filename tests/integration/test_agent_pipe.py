@@ -106,6 +106,9 @@ async def test_a_timeout_stops_the_handler_of_a_concurrent_agent(tmp_path: Path)
     agent = AgentProcess("p.a2", ("tests.",), concurrency=2)
     try:
         pid, d = agent.pid, str(tmp_path)
+        # the agent up first: a start slower than the timeout (a loaded machine) would stop the
+        # run before its handler began, and nothing would unwind
+        assert (await _run(agent, "warm", "echo"))[0] == "ok"
         kind, why = await _run(agent, "slow", "spin", timeout_s=0.5, dir=d, seconds=60)
         assert (kind, why) == ("error", "timed out after 0.5 s (stopped)")
         assert (tmp_path / "slow.unwound").exists()
