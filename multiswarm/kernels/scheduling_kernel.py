@@ -2,8 +2,8 @@
 
 The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; the plain
 Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
-How it is fast: tasks are ordered once by a counting sort, and those freed by a dependency go
-through a heap of their positions in that order (plain integers); for the non-round-robin
+How it is fast: tasks are ordered once by a counting sort, and the ready ones are bits at their
+positions in that order, taken lowest first (decision 72); for the non-round-robin
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
 capability bits), so the search for an agent usually stops after a few, the chosen agent is
 moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
@@ -12,8 +12,12 @@ leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
+from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
 from ._jit import njit
 from .constants import (
@@ -39,6 +43,10 @@ U32 = npt.NDArray[np.uint32]
 
 #: Most capability bits an agent can hold (the ``fit`` groups of the ranked agents).
 _MAX_FIT = 64
+
+
+#: Numba's count of trailing zero bits (one instruction), typed for mypy.
+trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
 
 
 @njit
@@ -76,38 +84,11 @@ def _task_keys(priority: I64) -> tuple[I64, I64]:
 
 
 @njit
-def _heap_push(heap: I64, size: int, key: int) -> int:
-    """Push ``key`` on the binary min-heap ``heap[:size]``; return the new size."""
-    i = size
-    while i > 0:
-        parent = (i - 1) // 2
-        if heap[parent] <= key:
-            break
-        heap[i] = heap[parent]
-        i = parent
-    heap[i] = key
-    return size + 1
-
-
-@njit
-def _heap_pop(heap: I64, size: int) -> int:
-    """Remove the smallest key from the heap ``heap[:size]`` and return it (size shrinks by 1)."""
-    top = heap[0]
-    size -= 1
-    last = heap[size]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and heap[child + 1] < heap[child]:
-            child += 1
-        if last <= heap[child]:
-            break
-        heap[i] = heap[child]
-        i = child
-    heap[i] = last
-    return int(top)
+def _mark_ready(words: U64, summary: U64, k: int) -> None:
+    """Set bit ``k`` of the ready set, and the summary bit of its word."""
+    w = k >> 6
+    words[w] |= np.uint64(1) << np.uint64(k & 63)
+    summary[w >> 6] |= np.uint64(1) << np.uint64(w & 63)
 
 
 @njit
@@ -382,21 +363,29 @@ def schedule_kernel(
     waiting = dep_indptr[1:] - dep_indptr[:-1]
     blocked = np.zeros(n, dtype=np.bool_)
     decided = np.zeros(n, dtype=np.bool_)
-    # Tasks ready from the start are sorted once; only those freed by a dependency go through
-    # the heap. The next task is the better of the two fronts.
+    # The ready tasks are bits at their positions in the priority order, so the next task is
+    # the lowest bit set; a summary bit per word skips the empty ones. (Measured ~5 % faster
+    # than a sorted queue plus a binary heap of the tasks freed by a dependency: decision 72.)
     by_key, tkey = _task_keys(priority)
-    queue = by_key[waiting[by_key] == 0]
-    taken = 0
-    heap = np.empty(n, dtype=np.int64)
-    size = 0
-    n_queue = queue.shape[0]
-    while taken < n_queue or size > 0:
-        if size > 0 and (taken == n_queue or heap[0] < tkey[queue[taken]]):
-            t = by_key[_heap_pop(heap, size)]
-            size -= 1
-        else:
-            t = queue[taken]
-            taken += 1
+    words = np.zeros((n + 63) >> 6, dtype=np.uint64)
+    summary = np.zeros((words.shape[0] + 63) >> 6, dtype=np.uint64)
+    for k in range(n):
+        if waiting[by_key[k]] == 0:
+            _mark_ready(words, summary, k)
+    n_summary = summary.shape[0]
+    s = 0  # no summary word before it has a bit set
+    while True:
+        while s < n_summary and summary[s] == 0:
+            s += 1
+        if s == n_summary:
+            break
+        w = (s << 6) + int(trailing_zeros(summary[s]))
+        bits = words[w]
+        t = by_key[(w << 6) + int(trailing_zeros(bits))]
+        bits &= bits - np.uint64(1)
+        words[w] = bits
+        if bits == 0:
+            summary[s] &= ~(np.uint64(1) << np.uint64(w & 63))
         decided[t] = True
         need = task_caps[t]
         cost = task_cost[t]
@@ -442,7 +431,8 @@ def schedule_kernel(
                 blocked[u] = True
             waiting[u] -= 1
             if waiting[u] == 0:
-                size = _heap_push(heap, size, tkey[u])
+                _mark_ready(words, summary, tkey[u])
+                s = min(s, tkey[u] >> 12)
 
     if not decided.all():
         _explain_undecided(decided, dep_indptr, dep_indices, rev_indptr, rev_indices, reason)
