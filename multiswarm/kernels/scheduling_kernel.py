@@ -40,6 +40,9 @@ U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
 U32 = npt.NDArray[np.uint32]
+#: Task positions and counts: ``int32`` halves the bookkeeping arrays a batch reads
+#: scattered (decision 72); a batch has fewer than 2**31 tasks and dependencies.
+I32 = npt.NDArray[np.int32]
 
 #: Most capability bits an agent can hold (the ``fit`` groups of the ranked agents).
 _MAX_FIT = 64
@@ -50,30 +53,30 @@ trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
 
 
 @njit
-def _task_keys(priority: I64) -> tuple[I64, I64]:
+def _task_keys(priority: I64) -> tuple[I32, I32]:
     """The tasks in the order they are taken when ready (higher priority, then lower index),
-    and each task's position in it: the heap of freed tasks then compares plain integers.
+    and each task's position in it: the ready set then holds plain integers.
 
-    Returns ``(by_key, tkey)``, ``int64[n]`` each, ``by_key[tkey[t]] == t``. A counting sort
+    Returns ``(by_key, tkey)``, ``int32[n]`` each, ``by_key[tkey[t]] == t``. A counting sort
     when the priorities span at most a few times the number of tasks (the usual case: a handful
     of levels), else a stable sort on ``~priority`` (decreasing, no overflow).
     """
     n = priority.shape[0]
-    tkey = np.empty(n, dtype=np.int64)
+    tkey = np.empty(n, dtype=np.int32)
     if n == 0:
         return tkey.copy(), tkey
     hi = priority.max()
     # Unsigned subtraction: the true span even for priorities at both ends of int64.
     span = np.uint64(hi) - np.uint64(priority.min())
     if span > np.uint64(4 * n):
-        by_key = np.argsort(~priority, kind="mergesort")
+        by_key = np.argsort(~priority, kind="mergesort").astype(np.int32)
     else:
         slot = np.zeros(int(span) + 2, dtype=np.int64)
         for t in range(n):
             slot[hi - priority[t] + 1] += 1
         for b in range(1, slot.shape[0]):
             slot[b] += slot[b - 1]
-        by_key = np.empty(n, dtype=np.int64)
+        by_key = np.empty(n, dtype=np.int32)
         for t in range(n):
             b = hi - priority[t]
             by_key[slot[b]] = t
@@ -231,15 +234,15 @@ def _failure_reason(need: np.uint64, caps: U64, health: I8) -> int:
 
 
 @njit
-def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I64, I64]:
+def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I32, I32]:
     """Dependents of each task, as CSR, from the dependencies' CSR."""
-    rev_indptr = np.zeros(n + 1, dtype=np.int64)
+    rev_indptr = np.zeros(n + 1, dtype=np.int32)
     for e in range(indices.shape[0]):
         rev_indptr[indices[e] + 1] += 1
     for t in range(n):
         rev_indptr[t + 1] += rev_indptr[t]
     fill = rev_indptr[:n].copy()
-    rev_indices = np.empty(indices.shape[0], dtype=np.int64)
+    rev_indices = np.empty(indices.shape[0], dtype=np.int32)
     for t in range(n):
         for e in range(indptr[t], indptr[t + 1]):
             d = indices[e]
@@ -253,8 +256,8 @@ def _explain_undecided(
     decided: npt.NDArray[np.bool_],
     indptr: I64,
     indices: I64,
-    rev_indptr: I64,
-    rev_indices: I64,
+    rev_indptr: I32,
+    rev_indices: I32,
     reason: I8,
 ) -> None:
     """Set the reason of every undecided task: on a cycle, or only downstream of one.
@@ -360,7 +363,7 @@ def schedule_kernel(
     least_cost = task_cost.min() if n else 0.0
 
     rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
-    waiting = dep_indptr[1:] - dep_indptr[:-1]
+    waiting = (dep_indptr[1:] - dep_indptr[:-1]).astype(np.int32)
     blocked = np.zeros(n, dtype=np.bool_)
     decided = np.zeros(n, dtype=np.bool_)
     # The ready tasks are bits at their positions in the priority order, so the next task is
