@@ -2,8 +2,8 @@
 
 The rules it implements are documented in :mod:`multiswarm.kernels.scheduling`; the plain
 Python definition of its results is :func:`multiswarm.kernels.reference.reference_schedule`.
-How it is fast: tasks are ordered once by a counting sort, and those freed by a dependency go
-through a heap of their positions in that order (plain integers); for the non-round-robin
+How it is fast: tasks are ordered once by a counting sort, and the ready ones are bits at their
+positions in that order, taken lowest first (decision 72); for the non-round-robin
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
 capability bits), so the search for an agent usually stops after a few, the chosen agent is
 moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
@@ -12,8 +12,12 @@ leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
+from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
 from ._jit import njit
 from .constants import (
@@ -36,36 +40,43 @@ U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
 U32 = npt.NDArray[np.uint32]
+#: Task positions and counts: ``int32`` halves the bookkeeping arrays a batch reads
+#: scattered (decision 72); a batch has fewer than 2**31 tasks and dependencies.
+I32 = npt.NDArray[np.int32]
 
 #: Most capability bits an agent can hold (the ``fit`` groups of the ranked agents).
 _MAX_FIT = 64
 
 
-@njit
-def _task_keys(priority: I64) -> tuple[I64, I64]:
-    """The tasks in the order they are taken when ready (higher priority, then lower index),
-    and each task's position in it: the heap of freed tasks then compares plain integers.
+#: Numba's count of trailing zero bits (one instruction), typed for mypy.
+trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
 
-    Returns ``(by_key, tkey)``, ``int64[n]`` each, ``by_key[tkey[t]] == t``. A counting sort
+
+@njit
+def _task_keys(priority: I64) -> tuple[I32, I32]:
+    """The tasks in the order they are taken when ready (higher priority, then lower index),
+    and each task's position in it: the ready set then holds plain integers.
+
+    Returns ``(by_key, tkey)``, ``int32[n]`` each, ``by_key[tkey[t]] == t``. A counting sort
     when the priorities span at most a few times the number of tasks (the usual case: a handful
     of levels), else a stable sort on ``~priority`` (decreasing, no overflow).
     """
     n = priority.shape[0]
-    tkey = np.empty(n, dtype=np.int64)
+    tkey = np.empty(n, dtype=np.int32)
     if n == 0:
         return tkey.copy(), tkey
     hi = priority.max()
     # Unsigned subtraction: the true span even for priorities at both ends of int64.
     span = np.uint64(hi) - np.uint64(priority.min())
     if span > np.uint64(4 * n):
-        by_key = np.argsort(~priority, kind="mergesort")
+        by_key = np.argsort(~priority, kind="mergesort").astype(np.int32)
     else:
         slot = np.zeros(int(span) + 2, dtype=np.int64)
         for t in range(n):
             slot[hi - priority[t] + 1] += 1
         for b in range(1, slot.shape[0]):
             slot[b] += slot[b - 1]
-        by_key = np.empty(n, dtype=np.int64)
+        by_key = np.empty(n, dtype=np.int32)
         for t in range(n):
             b = hi - priority[t]
             by_key[slot[b]] = t
@@ -76,38 +87,11 @@ def _task_keys(priority: I64) -> tuple[I64, I64]:
 
 
 @njit
-def _heap_push(heap: I64, size: int, key: int) -> int:
-    """Push ``key`` on the binary min-heap ``heap[:size]``; return the new size."""
-    i = size
-    while i > 0:
-        parent = (i - 1) // 2
-        if heap[parent] <= key:
-            break
-        heap[i] = heap[parent]
-        i = parent
-    heap[i] = key
-    return size + 1
-
-
-@njit
-def _heap_pop(heap: I64, size: int) -> int:
-    """Remove the smallest key from the heap ``heap[:size]`` and return it (size shrinks by 1)."""
-    top = heap[0]
-    size -= 1
-    last = heap[size]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and heap[child + 1] < heap[child]:
-            child += 1
-        if last <= heap[child]:
-            break
-        heap[i] = heap[child]
-        i = child
-    heap[i] = last
-    return int(top)
+def _mark_ready(words: U64, summary: U64, k: int) -> None:
+    """Set bit ``k`` of the ready set, and the summary bit of its word."""
+    w = k >> 6
+    words[w] |= np.uint64(1) << np.uint64(k & 63)
+    summary[w >> 6] |= np.uint64(1) << np.uint64(w & 63)
 
 
 @njit
@@ -250,15 +234,15 @@ def _failure_reason(need: np.uint64, caps: U64, health: I8) -> int:
 
 
 @njit
-def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I64, I64]:
+def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I32, I32]:
     """Dependents of each task, as CSR, from the dependencies' CSR."""
-    rev_indptr = np.zeros(n + 1, dtype=np.int64)
+    rev_indptr = np.zeros(n + 1, dtype=np.int32)
     for e in range(indices.shape[0]):
         rev_indptr[indices[e] + 1] += 1
     for t in range(n):
         rev_indptr[t + 1] += rev_indptr[t]
     fill = rev_indptr[:n].copy()
-    rev_indices = np.empty(indices.shape[0], dtype=np.int64)
+    rev_indices = np.empty(indices.shape[0], dtype=np.int32)
     for t in range(n):
         for e in range(indptr[t], indptr[t + 1]):
             d = indices[e]
@@ -272,8 +256,8 @@ def _explain_undecided(
     decided: npt.NDArray[np.bool_],
     indptr: I64,
     indices: I64,
-    rev_indptr: I64,
-    rev_indices: I64,
+    rev_indptr: I32,
+    rev_indices: I32,
     reason: I8,
 ) -> None:
     """Set the reason of every undecided task: on a cycle, or only downstream of one.
@@ -379,24 +363,32 @@ def schedule_kernel(
     least_cost = task_cost.min() if n else 0.0
 
     rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
-    waiting = dep_indptr[1:] - dep_indptr[:-1]
+    waiting = (dep_indptr[1:] - dep_indptr[:-1]).astype(np.int32)
     blocked = np.zeros(n, dtype=np.bool_)
     decided = np.zeros(n, dtype=np.bool_)
-    # Tasks ready from the start are sorted once; only those freed by a dependency go through
-    # the heap. The next task is the better of the two fronts.
+    # The ready tasks are bits at their positions in the priority order, so the next task is
+    # the lowest bit set; a summary bit per word skips the empty ones. (Measured ~5 % faster
+    # than a sorted queue plus a binary heap of the tasks freed by a dependency: decision 72.)
     by_key, tkey = _task_keys(priority)
-    queue = by_key[waiting[by_key] == 0]
-    taken = 0
-    heap = np.empty(n, dtype=np.int64)
-    size = 0
-    n_queue = queue.shape[0]
-    while taken < n_queue or size > 0:
-        if size > 0 and (taken == n_queue or heap[0] < tkey[queue[taken]]):
-            t = by_key[_heap_pop(heap, size)]
-            size -= 1
-        else:
-            t = queue[taken]
-            taken += 1
+    words = np.zeros((n + 63) >> 6, dtype=np.uint64)
+    summary = np.zeros((words.shape[0] + 63) >> 6, dtype=np.uint64)
+    for k in range(n):
+        if waiting[by_key[k]] == 0:
+            _mark_ready(words, summary, k)
+    n_summary = summary.shape[0]
+    s = 0  # no summary word before it has a bit set
+    while True:
+        while s < n_summary and summary[s] == 0:
+            s += 1
+        if s == n_summary:
+            break
+        w = (s << 6) + int(trailing_zeros(summary[s]))
+        bits = words[w]
+        t = by_key[(w << 6) + int(trailing_zeros(bits))]
+        bits &= bits - np.uint64(1)
+        words[w] = bits
+        if bits == 0:
+            summary[s] &= ~(np.uint64(1) << np.uint64(w & 63))
         decided[t] = True
         need = task_caps[t]
         cost = task_cost[t]
@@ -442,7 +434,8 @@ def schedule_kernel(
                 blocked[u] = True
             waiting[u] -= 1
             if waiting[u] == 0:
-                size = _heap_push(heap, size, tkey[u])
+                _mark_ready(words, summary, tkey[u])
+                s = min(s, tkey[u] >> 12)
 
     if not decided.all():
         _explain_undecided(decided, dep_indptr, dep_indices, rev_indptr, rev_indices, reason)
