@@ -31,7 +31,6 @@ from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: stil
 from multiswarm.placement_kernel import constant, schedule_batch
 
 if TYPE_CHECKING:
-
     from multiswarm.kernels.memory import RegionPool
 
 #: Default node pool (DESIGN.md, Memory regions).
