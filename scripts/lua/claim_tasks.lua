@@ -36,7 +36,7 @@ local out, record = {}, {}
 -- Records read in one HMGET per pop; records, leases and running-by-worker entries written in
 -- one command per key, payloads read in one HMGET (decision 71: 6 commands a task -> 6 a call).
 -- ZPOPMIN hands out each id once, so no task is read or written twice in a call.
-local hset_args, lease_args, rbw_args = {}, {}, {}
+local hset_args, lease_args, rbw_args, claimed_ids = {}, {}, {}, {}
 while want and #out < want do
   local popped = redis.call('ZPOPMIN', queue, want - #out)
   if #popped == 0 then break end
@@ -63,6 +63,7 @@ while want and #out < want do
       out[#out + 1] = {task.id, task.token, task.handler, '', task.timeout_ms, task.lease_ms,
                        task.attempts, split(task.deps)}
       record[#record + 1] = {id, task.token}
+      claimed_ids[#claimed_ids + 1] = id
     end
   end
 end
@@ -70,9 +71,7 @@ if #out > 0 then
   call_chunked('HSET', TK.tasks, hset_args)
   call_chunked('ZADD', TK.leases, lease_args)
   call_chunked('ZADD', TK.running_by_worker, rbw_args)
-  local ids = {}
-  for i, r in ipairs(out) do ids[i] = r[1] end
-  local payloads = hmget_list(TK.payload, ids)
+  local payloads = hmget_list(TK.payload, claimed_ids)
   for i, r in ipairs(out) do r[4] = payloads[i] or '' end
   redis.call('HINCRBY', TK.stats, 'executions', #out)
 end
