@@ -421,8 +421,24 @@ if not any_open then room = math.huge end
 local out = {0, promoted, 0, 0, {}}
 local assigned, parked, examined, skipped, more = 0, 0, 0, 0, 0
 local at_end, starved = false, false
+-- Assignments are written per page (decision 71): the ready ZREMs, leases and records in one
+-- command each, each swarm's queue entries in one ZADD, before the next page is read (it is
+-- read by offset, after those ZREMs). A page holds each id once, so no record is read after
+-- this call changed it.
+local ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
+local function write_page()
+  if #ready_rems == 0 then return end  -- (every assigned task left ready)
+  call_chunked('ZREM', TK.ready, ready_rems)
+  if #lease_args > 0 then
+    call_chunked('ZADD', TK.leases, lease_args)
+    call_chunked('HSET', TK.tasks, record_args)
+    for _, key in ipairs(queue_keys) do call_chunked('ZADD', key, queue_args[key]) end
+  end
+  ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
+end
 local function assign_all()
   while assigned < batch and examined < scan and not starved and room > 0 do
+    write_page()
     -- entries left in place (sets without a parked zset yet) are stepped over by offset
     -- a page about the size of what is left to assign (twice, as some may be parked or
     -- stale): reading 100 ids for a batch of 8 was a fifth of a small call's time
@@ -439,7 +455,7 @@ local function assign_all()
       examined = examined + 1
       local task = get_task(id)
       if not task or task.status ~= 'ready' then
-        redis.call('ZREM', TK.ready, id)
+        ready_rems[#ready_rems + 1] = id
       else
         local capset, need = capset_of(task.caps)
         local sid
@@ -460,18 +476,31 @@ local function assign_all()
             more = 1
           end
         else
-          redis.call('ZREM', TK.ready, id)
+          ready_rems[#ready_rems + 1] = id
           task.swarm = sid
           task.reason = ''
-          set_task_status(task, 'assigned', now)
+          -- set_task_status(task, 'assigned') without writes: ready and assigned have no
+          -- status index and neither is running
+          local previous = task.status
+          task.status = 'assigned'
+          task_event(task, previous, now)
           task.epoch = tonumber(epoch)
           -- assigned at updated_ms (reap_leases.lua keeps it as assigned_ms when it extends the
           -- deadline): one 13-digit number less to encode and decode
           task.assigned_ms = nil
           task.lease_until = now + assign_ms
-          redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
-          redis.call('ZADD', swarm_queue_key(TK.swarms, sid), ready_score_text(task), id)
-          put_task(task, now)
+          local n = #lease_args
+          lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
+          record_args[n + 1], record_args[n + 2] = id, pack_task(task, now)
+          local qkey = swarm_queue_key(TK.swarms, sid)
+          local q = queue_args[qkey]
+          if not q then
+            q = {}
+            queue_args[qkey] = q
+            queue_keys[#queue_keys + 1] = qkey
+          end
+          q[#q + 1] = ready_score_text(task)
+          q[#q + 1] = id
           take_slot(sid, entry(sid))
           assigned = assigned + 1
           room = room - 1
@@ -484,6 +513,7 @@ end
 -- the slots taken are written even if an assignment failed midway (its writes are not rolled
 -- back: the counts must cover the tasks assigned before it)
 local ok, err = pcall(assign_all)
+write_page()
 flush_slots()
 if not ok then error(err, 0) end
 if (not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped) or unparked_more

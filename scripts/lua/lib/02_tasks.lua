@@ -48,6 +48,9 @@ local events_channel = nil
 -- write once per swarm and counter at end_batch.
 local waiting_state, legacy_state = nil, nil
 local batch = nil
+-- Per call: a function queue_waiting runs before it releases or cancels waiting tasks (reads
+-- and writes other tasks' records): finish_tasks.lua writes the completions it batched first
+local before_drain = nil
 -- set when an ended task had waiting dependents (released or cancelled now or by the leader's
 -- next calls): the leader has work even if no slot freed enough (finish_tasks.lua)
 local dependents_queued = false
@@ -63,11 +66,36 @@ local function load_task_keys()
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
   TK.running_by_worker, TK.waiting, TK.readers = KEYS[16], KEYS[17], KEYS[18]
   waiting_budget, events_channel = WAITING_BUDGET, nil
-  waiting_state, legacy_state, batch = nil, nil, nil
+  waiting_state, legacy_state, batch, before_drain = nil, nil, nil, nil
   deadline_texts = {}
   dependents_queued = false
   for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[18 + i] end
   return 26
+end
+
+-- Arguments per variadic command (Lua's C stack; an even count keeps pairs together).
+local CHUNK_ARGS = 1000
+
+-- `cmd key args...` in as few commands as CHUNK_ARGS allows (variadic HSET, ZADD, ZREM: one
+-- command for many fields or members costs one dispatch instead of one each, decision 71)
+local function call_chunked(cmd, key, args)
+  local n = #args
+  for i = 1, n, CHUNK_ARGS do
+    redis.call(cmd, key, unpack(args, i, math.min(n, i + CHUNK_ARGS - 1)))
+  end
+end
+
+-- HMGET of the fields in list `ids` from hash `key`: the reply's list (false for a missing one)
+local function hmget_list(key, ids)
+  local n = #ids
+  if n <= CHUNK_ARGS then return redis.call('HMGET', key, unpack(ids)) end
+  local out = {}
+  for i = 1, n, CHUNK_ARGS do
+    local j = math.min(n, i + CHUNK_ARGS - 1)
+    local got = redis.call('HMGET', key, unpack(ids, i, j))
+    for k = 1, j - i + 1 do out[i + k - 1] = got[k] end
+  end
+  return out
 end
 
 -- `ms` (an integer count of ms) as text, formatted once per call for the usual `now`
@@ -175,14 +203,19 @@ local function get_task(id)
   return task
 end
 
-local function put_task(task, now)
+-- The record's text as put_task stores it (scripts that write many records in one HSET)
+local function pack_task(task, now)
   task.updated_ms = now
   if not getmetatable(task) then setmetatable(task, TASK_MT) end
   for i = 1, #DEFAULT_FIELDS do
     local field = DEFAULT_FIELDS[i]
     if task[field] == TASK_DEFAULTS[field] then task[field] = nil end
   end
-  redis.call('HSET', TK.tasks, task.id, cmsgpack.pack(task))
+  return cmsgpack.pack(task)
+end
+
+local function put_task(task, now)
+  redis.call('HSET', TK.tasks, task.id, pack_task(task, now))
 end
 
 -- Task lifecycle events: at every status change the script that makes it PUBLISHes one
@@ -322,6 +355,7 @@ local function queue_waiting(outcome, id, now)
   then
     return
   end
+  if before_drain then before_drain() end
   redis.call('ZADD', TK.waiting, '0', '!' .. outcome .. '|' .. id)
   waiting_state, dependents_queued = true, true
   drain_waiting(now)

@@ -1,0 +1,69 @@
+"""Claim, dispatch and finish write a call's tasks in one command per key (decision 71): the
+outcomes and the structures left are those of one write per task, also when one call names a
+task twice or releases a dependent that the same call then names."""
+
+from __future__ import annotations
+
+from multiswarm.keys import Keys
+from multiswarm.ops.tasks import Outcome, finish_tasks, status_counts
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+
+from .helpers import host, leader
+
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+async def test_one_finish_call_names_tasks_twice_and_a_released_dependent(
+    scripts: Scripts, keys: Keys
+) -> None:
+    await host(scripts, keys, "w1", ("s", []))
+    store, coord = TaskStore(scripts, keys), await leader(scripts, keys)
+    specs = [task_spec(NOOP, id=i, max_attempts=3) for i in ("a", "b", "d")]
+    specs.append(task_spec(NOOP, id="c", depends_on=["a"]))
+    await store.submit([(s, i) for i, s in enumerate(specs)])
+    assert await coord.dispatch_once() == 3
+    claimed = {c.id: c for c in await store.claim("s", "w1", 3)}
+    assert sorted(claimed) == ["a", "b", "d"]
+    # each row carries its own task's payload (read in one HMGET)
+    payloads = await scripts.client.hmget(keys.task_keyset[1], ["a", "b", "d"])
+    assert [claimed[i].payload for i in ("a", "b", "d")] == payloads
+    ta, tb, td = claimed["a"].token, claimed["b"].token, claimed["d"].token
+    out = await finish_tasks(
+        scripts,
+        keys,
+        "w1",
+        [
+            Outcome("a", ta, "ok", b"ra"),
+            Outcome("a", ta, "ok", b"ra2"),  # the same task again: a duplicate
+            Outcome("b", tb, "error", "boom"),  # retried...
+            Outcome("b", tb, "ok", b"rb"),  # ...then its result still wins
+            Outcome("c", "1@w1", "ok", b"rc"),  # released by a's completion in this call
+            Outcome("d", td, "ok", b"rd"),
+            Outcome("zz", "1@w1", "ok", b""),
+        ],
+        seed=1,
+    )
+    assert out == [
+        "completed",
+        "duplicate",
+        "retry",
+        "completed",
+        "completed",
+        "completed",
+        "not_found",
+    ]
+    c = scripts.client
+    assert await c.zcard(keys.task_keyset[6]) == 0  # leases
+    assert await c.zcard(keys.task_keyset[15]) == 0  # running by worker
+    assert await c.zcard(keys.task_keyset[5]) == 0  # delayed
+    assert await c.zcard(keys.task_keyset[4]) == 0  # ready
+    completed = await c.zrange(keys.task_keyset[22], 0, -1)
+    assert sorted(completed) == [b"a", b"b", b"c", b"d"]
+    assert await c.zcard(keys.task_keyset[23]) == 0  # failed index
+    assert await c.hmget(keys.task_keyset[2], ["a", "b", "c", "d"]) == [b"ra", b"rb", b"rc", b"rd"]
+    tasks = {t.id: t for t in await store.get_many(["a", "b", "c", "d"]) if t}
+    assert {i: t.status for i, t in tasks.items()} == dict.fromkeys("abcd", "completed")
+    assert tasks["a"].completed_by == ta and tasks["a"].lease_until == 0
+    counts = await status_counts(c, keys)
+    assert counts["completed"] == 4 and counts["running"] == 0 and counts["assigned"] == 0
