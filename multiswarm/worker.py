@@ -20,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
@@ -289,6 +287,9 @@ class Worker(WorkerClaims):
             raise WorkerFailed(self.id, name, cause) from exc
 
     async def _start(self) -> None:
+        import importlib
+        import threading
+
         for spec in self.specs:
             agents = [
                 AgentProcess(
