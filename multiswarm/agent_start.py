@@ -33,9 +33,9 @@ def start_context() -> SpawnContext | ForkServerContext:
 
 def prestart(modules: Sequence[str] = ()) -> None:
     """Start the agents' fork server now (it imports the agent runtime and ``modules`` while
-    the caller goes on): agents started from now on are forked by it. Call before the process
-    starts threads. A module that fails to import there is imported again by each agent (which
-    reports the error as before)."""
+    the caller goes on): agents started from now on are forked by it. Call early, so its
+    imports overlap the caller's. A module that fails to import there is imported again by each
+    agent (which reports the error as before)."""
     global _context
     if _context is not None:
         return
