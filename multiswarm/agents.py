@@ -1,8 +1,8 @@
 """Agent processes: where task handlers run.
 
-Each agent is a child process (``spawn``) fed over a pipe, so a handler can burn CPU for minutes,
-hold the GIL in C code, or crash, while the worker's event loop keeps heartbeats and lease
-renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
+Each agent is a child process (``spawn``, or forked by the fork server ``run worker`` starts
+first: decision 68) fed over a pipe, so a handler can burn CPU for minutes, hold the GIL in C
+code, or crash, while the worker's event loop keeps heartbeats and lease renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
 :mod:`multiswarm.agent_runtime`); replies carry their task id and the event loop reads them
 when the pipe is readable (no thread). Stopping one task stops only its handler, cooperatively; if it does not
 unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end ``lost`` so the
@@ -37,6 +37,7 @@ from multiswarm.agent_runtime import (
     agent_main,
     resolve,
 )
+from multiswarm.agent_start import start_context
 from multiswarm.errors import InvalidArgumentError
 from multiswarm.handlers import DEFAULT_IMPORTS
 
@@ -192,6 +193,8 @@ class AgentProcess:
         handler in the main thread, where a signal can stop it even in a system call.
     imports:
         Modules the process imports first, registering their handlers (``@multiswarm.handler``).
+    start:
+        Start the process now (else :meth:`start` does, e.g. from a thread: decision 68).
     """
 
     def __init__(
@@ -200,6 +203,8 @@ class AgentProcess:
         allowed: Sequence[str] = DEFAULT_ALLOWED,
         concurrency: int = 1,
         imports: Sequence[str] = DEFAULT_IMPORTS,
+        *,
+        start: bool = True,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"agent concurrency must be >= 1, not {concurrency}")
@@ -214,10 +219,11 @@ class AgentProcess:
         #: failures since the last success: the agent's health (see multiswarm.placement)
         self.consecutive_failures = 0
         self._channel: _Channel | None = None
-        self.start()
+        if start:
+            self.start()
 
     def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = start_context()
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=agent_main,

@@ -10,10 +10,24 @@ anything else.
 from __future__ import annotations
 
 import importlib
+import sys
+
+from multiswarm import agent_start
+
+# `run worker`: the agents' fork server starts before this process imports the rest (~0.3 s of
+# CPU), and imports the agent runtime and handler modules meanwhile (decision 68)
+if (_agent_modules := agent_start.worker_modules(sys.argv[1:])) is not None:
+    agent_start.prestart(_agent_modules)
 
 import click
 
-from multiswarm.cli_common import add_global_options, call, configure_logging, emit, global_options
+from multiswarm.cli_common import (
+    add_global_options,
+    call,
+    configure_logging,
+    emit,
+    global_options,
+)
 
 #: Command -> (module, attribute): each command's module is imported when the command is run
 #: or listed, so ``run worker`` starts without the others' imports (the facade's included).

@@ -287,9 +287,14 @@ class Worker(WorkerClaims):
             raise WorkerFailed(self.id, name, cause) from exc
 
     async def _start(self) -> None:
+        import importlib
+        import threading
+
         for spec in self.specs:
             agents = [
-                AgentProcess(f"{spec.id}.a{i}", self.allowed, self.concurrency, self.imports)
+                AgentProcess(
+                    f"{spec.id}.a{i}", self.allowed, self.concurrency, self.imports, start=False
+                )
                 for i in range(spec.max_agents)
             ]
             self.placement[spec.id] = SwarmAgents(
@@ -310,7 +315,20 @@ class Worker(WorkerClaims):
         )
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
-        await self.register()
+
+        # the agents start while the registration's round trips wait (a start waits for the
+        # fork server, decision 68); no task is claimed before both are done
+        def start_agents() -> None:
+            for agent in self.agents:
+                agent.start()
+
+        starting = asyncio.ensure_future(asyncio.to_thread(start_agents))
+        # the first placement needs NumPy (~0.1 s of CPU): imported while Redis answers
+        threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
+        try:
+            await self.register()
+        finally:
+            await starting
         if not warm:
             # claims start now, while the agents start too (a task sent early waits in its
             # agent's pipe); placement and the pool use the Python paths until Numba is loaded

@@ -140,7 +140,8 @@ async def test_killed_external_member_is_restarted_and_recovers(world) -> None: 
 
 
 def _agent_pids(worker_pid: int) -> list[int]:
-    """The worker's agent processes (multiprocessing spawn children)."""
+    """The worker's agent processes: multiprocessing spawn children, or the children of its
+    fork server (decision 68)."""
     pids = []
     for tid in os.listdir(f"/proc/{worker_pid}/task"):
         try:
@@ -154,6 +155,8 @@ def _agent_pids(worker_pid: int) -> list[int]:
                 continue
             if b"spawn_main" in cmd:
                 pids.append(int(child))
+            elif b"forkserver" in cmd:
+                pids += map(int, Path(f"/proc/{child}/task/{child}/children").read_text().split())
     return pids
 
 

@@ -129,6 +129,8 @@ CLI_MAY_IMPORT = frozenset(
         # log formats and set-up, no component: read without the node layer, so `run
         # worker` starts without importing every role (decision 55)
         "multiswarm.logs",
+        # the agents' fork server, started before the CLI imports the rest (decision 68)
+        "multiswarm.agent_start",
     }
 )
 
