@@ -14,6 +14,8 @@ creates workers itself keeps ``spawn`` unless it calls :func:`prestart` first.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -51,6 +53,19 @@ def prestart(modules: Sequence[str] = ()) -> None:
     except OSError:  # no fork server here (e.g. no Unix sockets): agents are spawned
         return
     _context = context
+    atexit.register(_stop_server)
+
+
+def _stop_server() -> None:
+    """Stop the fork server and reap it as this process exits, so it does not outlive the
+    worker, even briefly (it would exit on its own once it read the closed pipe). Its stop is
+    private to multiprocessing (its own tests call it): absent, the server exits by itself."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
 
 
 def worker_modules(argv: Sequence[str]) -> list[str] | None:
