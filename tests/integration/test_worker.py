@@ -42,7 +42,9 @@ async def _all_completed(store: TaskStore, n: int) -> bool:
 async def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
     settings: Settings, tmp_path: Path
 ) -> None:
-    group = _system(settings, tmp_path, [("w1", "s:work:2"), ("w2", "s:work:2")])
+    # w2 starts once w1 runs tasks: started together, the first worker up may claim all 12
+    # (its agents' slots hold them) and leave w1 nothing to be killed with
+    group = _system(settings, tmp_path, [("w1", "s:work:2")])
     store = await _store(settings)
     try:
         n = 12
@@ -62,6 +64,7 @@ async def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
             return any(t.worker == "w1" for t in await store.list("running"))
 
         await eventually(w1_busy, what="w1 running a task")
+        group.spawn("w2", ["worker", "--id", "w2", "--swarm", "s:work:2"])
         group.kill(next(c for c in group.children if c.name == "w1"))
 
         await eventually(lambda: _all_completed(store, n), timeout_s=60, what="all completed")
