@@ -1,18 +1,19 @@
 """Agent processes: where task handlers run.
 
-Each agent is a child process (``spawn``, or forked by the fork server ``run worker`` starts
-first: decision 68) fed over a pipe, so a handler can burn CPU for minutes, hold the GIL in C
-code, or crash, while the worker's event loop keeps heartbeats and lease renewals on time. An agent runs up to ``concurrency`` tasks at once (what runs inside is
-:mod:`multiswarm.agent_runtime`); replies carry their task id and the event loop reads them
-when the pipe is readable (no thread). Stopping one task stops only its handler, cooperatively; if it does not
-unwind within :data:`STOP_GRACE_S` the process is killed, and its other runs end ``lost`` so the
-worker hands their tasks back (their attempt not counted). A process that dies by itself fails
-every run it held (counted: one of them may be the cause). Nothing here blocks the loop: large
-pipe writes run in threads, reads take what the pipe holds, and stopping or killing an agent polls for its exit instead of
-joining it. A task names its handler (``package.module:function``): an agent runs it only if it
-is registered (:mod:`multiswarm.handlers`, from the modules the worker imports) or, opted in,
-under one of the worker's allowed prefixes; a task names code to run, so a hostile task must
-not pick any import. Any other name is refused (``refused``: the worker hands the task back).
+Each agent is a child process (``spawn``, or forked by the fork server ``run worker`` starts first:
+decision 68) fed over a pipe, so a handler can burn CPU for minutes, hold the GIL in C code, or
+crash, while the worker's event loop keeps heartbeats and lease renewals on time. An agent runs up
+to ``concurrency`` tasks at once (what runs inside is :mod:`multiswarm.agent_runtime`); replies
+carry their task id and the event loop reads them when the pipe is readable (no thread). Stopping
+one task stops only its handler, cooperatively; if it does not unwind within :data:`STOP_GRACE_S`
+the process is killed, and its other runs end ``lost`` so the worker hands their tasks back (their
+attempt not counted). A process that dies by itself fails every run it held (counted: one of them
+may be the cause). Nothing here blocks the loop: large pipe writes run in threads, reads take what
+the pipe holds, and stopping or killing an agent polls for its exit instead of joining it. A task
+names its handler (``package.module:function``): an agent runs it only if it is registered
+(:mod:`multiswarm.handlers`, from the modules the worker imports) or, opted in, under one of the
+worker's allowed prefixes; a task names code to run, so a hostile task must not pick any import.
+Any other name is refused (``refused``: the worker hands the task back).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """A worker's group commit of attempt outcomes: many results and failures in one script call.
 
 Each finished run hands its outcome to :meth:`GroupCommit.record` and waits for its own reply.
-While one ``finish_tasks.lua`` call is in flight, the outcomes that arrive wait and go together
-in the next call (group commit, as databases batch their log writes: Gray and Reuter,
-*Transaction Processing*, 1992, §9.4). There is no timer: an outcome arriving while nothing is
-in flight is sent two turns of the event loop later (outcomes read meanwhile join it), so a
-lone task pays no clock wait, and under load the calls per task fall by the batch size. Each outcome is still recorded exactly once: the script keeps the
-first result of a task (request id on the call, first result wins across attempts).
+While one ``finish_tasks.lua`` call is in flight, the outcomes that arrive wait and go together in
+the next call (group commit, as databases batch their log writes: Gray and Reuter, *Transaction
+Processing*, 1992, §9.4). There is no timer: an outcome arriving while nothing is in flight is sent
+two turns of the event loop later (outcomes read meanwhile join it), so a lone task pays no clock
+wait, and under load the calls per task fall by the batch size. Each outcome is still recorded
+exactly once: the script keeps the first result of a task (request id on the call, first result
+wins across attempts).
 """
 
 from __future__ import annotations

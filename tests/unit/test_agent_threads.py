@@ -49,6 +49,7 @@ def test_queued_runs_all_run_and_never_more_than_concurrency_at_once() -> None:
     pipe = _Pipe(3)
     pipe.threads.start()
     lock = threading.Lock()
+    full = threading.Event()  # set once 3 run at once: until then, each run waits for it
     running = peak = done = 0
 
     def job() -> None:
@@ -56,7 +57,9 @@ def test_queued_runs_all_run_and_never_more_than_concurrency_at_once() -> None:
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.01)  # long enough to overlap on a loaded machine
+            if running == 3:
+                full.set()
+        full.wait(10)  # fewer than 3 slots would never set it: the wait below fails then
         with lock:
             running -= 1
             done += 1
@@ -64,8 +67,8 @@ def test_queued_runs_all_run_and_never_more_than_concurrency_at_once() -> None:
     for i in range(40):
         pipe.batches.put([job] * (1 + i % 4))
     total = sum(1 + i % 4 for i in range(40))
-    _wait(lambda: done == total)
-    assert peak == 3
+    _wait(lambda: done == total, timeout_s=20)
+    assert full.is_set() and peak == 3
 
 
 def test_a_blocked_slot_leaves_a_reader() -> None:
