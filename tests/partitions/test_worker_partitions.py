@@ -225,8 +225,14 @@ async def test_sigterm_stops_every_partition_worker_of_the_process(settings: Set
             return got == [[f"w.p{k}".encode()] for k in range(P)]
 
         await eventually(all_registered, timeout_s=60, what="a worker in every partition")
+        # A worker registers while its agents start (decision 68), so wait for the processes:
+        # two agents per swarm.
+        await eventually(
+            lambda: asyncio.to_thread(lambda: len(children(proc.pid)) >= 6),
+            timeout_s=60,
+            what="two agent processes per swarm",
+        )
         agents = children(proc.pid)
-        assert len(agents) >= 6  # two agent processes per swarm (and multiprocessing's helper)
         proc.send_signal(signal.SIGTERM)
         _out, err = await asyncio.to_thread(proc.communicate, timeout=30)
         assert proc.returncode == 0, err.decode()
@@ -239,6 +245,8 @@ async def test_sigterm_stops_every_partition_worker_of_the_process(settings: Set
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()  # left open when an assertion failed, it warns in a later test
         await scripts.client.aclose()
 
 
