@@ -18,8 +18,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numba
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import cgutils, types
+from numba.core.extending import intrinsic
 
-__all__ = ["njit"]
+__all__ = ["njit", "shift_left"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: The module whose import is Numba's BLAS probe (numba.np.linalg.ensure_blas).
@@ -57,3 +60,30 @@ def njit(fn: _F) -> _F:
     The Numba dispatcher, typed as ``fn`` so callers keep their signatures.
     """
     return cast(_F, numba.njit(cache=True)(fn))
+
+
+@intrinsic
+def _shift_left(typingctx: Any, values: Any, p: Any, q: Any) -> Any:
+    """``values[p:q - 1] = values[p + 1:q]`` as one ``memmove`` (needs ``0 <= p < q``)."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        start = context.cast(builder, args[1], sig.args[1], types.intp)
+        stop = context.cast(builder, args[2], sig.args[2], types.intp)
+        one = ir.Constant(start.type, 1)
+        dst = builder.gep(array.data, [start])
+        src = builder.gep(array.data, [builder.add(start, one)])
+        count = builder.sub(builder.sub(stop, start), one)
+        itemsize = context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+        cgutils.raw_memmove(builder, dst, src, count, itemsize)  # type: ignore[no-untyped-call]
+        return context.get_dummy_value()
+
+    return types.void(values, p, q), codegen
+
+
+#: Shift ``values[p + 1:q]`` left by one place with libc's ``memmove``, inside a kernel: LLVM
+#: compiles the element loop to unaligned 64-byte stores, each across two cache lines at a
+#: 4-byte offset; ``memmove`` aligns its stores (decision 76: the ranking's moves ~3 % faster).
+#: A kernel calling it inlines it, and Numba's cache of that kernel is keyed by the kernel's
+#: own file: after editing this function, clear ``__pycache__`` of the modules using it.
+shift_left = cast(Callable[[Any, int, int], None], _shift_left)

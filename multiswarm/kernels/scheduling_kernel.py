@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
-from ._jit import njit
+from ._jit import njit, shift_left
 from .constants import (
     ALL_CAPABLE_AGENTS_FULL,
     ASSIGNED,
@@ -212,13 +212,9 @@ def _demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
 @njit
 def _rotate(values: npt.NDArray[np.generic], p: int, q: int) -> None:
     """Move ``values[p]`` to ``q - 1``, shifting ``values[p + 1:q]`` left by one."""
-    # through a view starting at 0 the indexes are provably non-negative, so this shift
-    # compiles to a memmove instead of a checked element loop (measured twice as fast)
-    moved = values[p:q]
-    first = moved[0]
-    for i in range(moved.shape[0] - 1):
-        moved[i] = moved[i + 1]
-    moved[moved.shape[0] - 1] = first
+    first = values[p]
+    shift_left(values, p, q)  # one memmove (decision 76), not a loop Numba vectorizes
+    values[q - 1] = first
 
 
 @njit
@@ -362,18 +358,20 @@ def schedule_kernel(
     n_live = rank.shape[0]
     least_cost = task_cost.min() if n else 0.0
 
-    rev_indptr, rev_indices = _reverse_csr(n, dep_indptr, dep_indices)
-    waiting = (dep_indptr[1:] - dep_indptr[:-1]).astype(np.int32)
+    # without dependencies (the worker's batches) every task is ready at once, in key order
+    has_deps = dep_indices.shape[0] > 0
+    rev_indptr, rev_indices = _reverse_csr(n if has_deps else 0, dep_indptr, dep_indices)
     blocked = np.zeros(n, dtype=np.bool_)
-    decided = np.zeros(n, dtype=np.bool_)
+    n_decided = 0
     # The ready tasks are bits at their positions in the priority order, so the next task is
     # the lowest bit set; a summary bit per word skips the empty ones. (Measured ~5 % faster
     # than a sorted queue plus a binary heap of the tasks freed by a dependency: decision 72.)
     by_key, tkey = _task_keys(priority)
     words = np.zeros((n + 63) >> 6, dtype=np.uint64)
     summary = np.zeros((words.shape[0] + 63) >> 6, dtype=np.uint64)
+    waiting = (dep_indptr[1:] - dep_indptr[:-1]).astype(np.int32)
     for k in range(n):
-        if waiting[by_key[k]] == 0:
+        if not has_deps or waiting[by_key[k]] == 0:
             _mark_ready(words, summary, k)
     n_summary = summary.shape[0]
     s = 0  # no summary word before it has a bit set
@@ -389,10 +387,10 @@ def schedule_kernel(
         words[w] = bits
         if bits == 0:
             summary[s] &= ~(np.uint64(1) << np.uint64(w & 63))
-        decided[t] = True
+        n_decided += 1
         need = task_caps[t]
         cost = task_cost[t]
-        if blocked[t]:
+        if has_deps and blocked[t]:
             reason[t] = DEPENDENCY_UNASSIGNED
         else:
             if strategy == ROUND_ROBIN:
@@ -428,6 +426,8 @@ def schedule_kernel(
                         _demote(rank, held, p, group[fit[a] + 1], key)
             else:
                 reason[t] = _failure_reason(need, agent_caps, agent_health)
+        if not has_deps:
+            continue
         for e in range(rev_indptr[t], rev_indptr[t + 1]):
             u = rev_indices[e]
             if assignment[t] < 0:
@@ -437,6 +437,9 @@ def schedule_kernel(
                 _mark_ready(words, summary, tkey[u])
                 s = min(s, tkey[u] >> 12)
 
-    if not decided.all():
+    if n_decided < n:
+        # a decided task's reason is never DEPENDENCY_CYCLE: the undecided are the rest
+        decided = reason != DEPENDENCY_CYCLE
         _explain_undecided(decided, dep_indptr, dep_indices, rev_indptr, rev_indices, reason)
-    return assignment, reason, load, cursor, order[:n_placed].copy()
+    placed = order if n_placed == n else order[:n_placed].copy()
+    return assignment, reason, load, cursor, placed
