@@ -171,6 +171,29 @@ def test_kernel_matches_reference_on_a_batch_past_one_summary_word(strategy: int
     assert (got.reason == c.DEPENDENCY_CYCLE).any() and (got.reason == c.ASSIGNED).any()
 
 
+@pytest.mark.parametrize("strategy", STRATEGY_CODES)
+def test_kernel_matches_reference_without_dependencies_on_many_agents(strategy: int) -> None:
+    # The worker's batches have no dependencies (the kernel then skips their bookkeeping); with
+    # 260 agents a placed agent moves past a hundred or more in the ranking (one memmove of
+    # several cache lines, of the uint32 ranks and, under CAPABILITY, the uint64 bits).
+    rng = np.random.default_rng(400 + strategy)
+    n, m = 2000, 260
+    batch = {
+        "priority": rng.integers(0, 6, n),
+        "task_caps": rng.integers(0, 16, n).astype(np.uint64)
+        & rng.integers(0, 16, n).astype(np.uint64),
+        "task_cost": rng.choice([0.5, 1.0, 2.0, rng.uniform(0.1, 1.0)], n),
+        "agent_load": rng.uniform(0.0, 4.0, m),
+        "agent_capacity": rng.choice([5.0, 6.0, 8.0, 10.0], m),
+        "agent_caps": rng.integers(0, 16, m).astype(np.uint64),
+        "agent_health": rng.choice([0, 0, 0, 0, 1, 2, 3], m).astype(np.int8),
+        "strategy": strategy,
+        "cursor": int(rng.integers(0, m)),
+    }
+    got = same_as_reference(batch)
+    assert (got.reason == c.ASSIGNED).any() and (got.reason != c.ASSIGNED).any()
+
+
 def same_as_reference(batch: dict[str, Any]) -> Any:
     """The kernel's placement of ``batch``, asserted equal, array by array, to the reference's."""
     got, want = run(batch), run(batch, "python")
