@@ -64,7 +64,8 @@ def njit(fn: _F) -> _F:
 
 @intrinsic
 def _shift_left(typingctx: Any, values: Any, p: Any, q: Any) -> Any:
-    """``values[p:q - 1] = values[p + 1:q]`` as one ``memmove`` (needs ``0 <= p < q``)."""
+    """``values[p:q - 1] = values[p + 1:q]`` as one ``memmove``; ``values`` 1-D C-contiguous,
+    ``0 <= p < q``."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         array = context.make_array(sig.args[0])(context, builder, args[0])
