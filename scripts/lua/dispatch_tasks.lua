@@ -152,22 +152,146 @@ for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
   end
 end
 
+-- Index zset keys by kind and profile, built once per call (a concatenation per task was a
+-- string built and hashed each time)
+local sx_keys = {}
+local function kind_key(kind, pid)
+  local by_pid = sx_keys[kind]
+  if not by_pid then
+    by_pid = {}
+    sx_keys[kind] = by_pid
+  end
+  local key = by_pid[pid]
+  if not key then
+    key = sx_key(kind, pid)
+    by_pid[pid] = key
+  end
+  return key
+end
+
+-- The load ranking of each profile, kept in the call (decision 75): `tops[pid]` holds the first
+-- entries of its load zset in the zset's order ({ids}, {scores}, and `all` when it holds every
+-- entry), read with one ZRANGE instead of one per task, and the load changes this call makes
+-- are written once per swarm (`load_writes`, flushed before the zset is read again and at the
+-- end of the call). A changed entry moves within the kept prefix by its score; it leaves the
+-- prefix when it goes past the last entry of a partial one, and a score equal to another
+-- entry's (the zset then orders by member bytes) drops the whole copy, to be read again. So
+-- the top is always the zset's first entry as the per-task ZRANGE read it: the same choices.
+local TOP_READ = 4
+local tops, load_writes, load_order = {}, {}, {}
+
+local function flush_load(key)
+  local w = load_writes[key]
+  if not w then return end
+  load_writes[key] = nil
+  local adds, rems = {}, {}
+  for _, sid in ipairs(w.order) do
+    local score = w.score[sid]
+    if score then
+      adds[#adds + 1] = score == math.floor(score) and string.format('%d', score) or score
+      adds[#adds + 1] = sid
+    else
+      rems[#rems + 1] = sid
+    end
+  end
+  if #adds > 0 then call_chunked('ZADD', key, adds) end
+  if #rems > 0 then call_chunked('ZREM', key, rems) end
+end
+
+local function flush_loads()
+  for _, key in ipairs(load_order) do flush_load(key) end
+  load_order = {}
+end
+
+local function load_top(pid)
+  local t = tops[pid]
+  if t and (t.ids[1] or t.all) then return t end
+  local key = kind_key('load', pid)
+  flush_load(key)
+  local got = redis.call('ZRANGE', key, '0', TOP_READ - 1, 'WITHSCORES')
+  t = {ids = {}, scores = {}, all = #got < 2 * TOP_READ}
+  for i = 1, #got, 2 do
+    t.ids[#t.ids + 1] = got[i]
+    t.scores[#t.scores + 1] = tonumber(got[i + 1])
+  end
+  tops[pid] = t
+  return t
+end
+
+-- swarm `sid` of profile `pid` gets load score `score` (nil: leaves the load zset)
+local function set_load(pid, sid, score)
+  local key = kind_key('load', pid)
+  local w = load_writes[key]
+  if not w then
+    w = {score = {}, order = {}}
+    load_writes[key] = w
+    load_order[#load_order + 1] = key
+  end
+  if w.score[sid] == nil then w.order[#w.order + 1] = sid end
+  w.score[sid] = score or false
+  local t = tops[pid]
+  if not t then return end
+  local ids, scores = t.ids, t.scores
+  local at = nil
+  for i = 1, #ids do
+    if ids[i] == sid then at = i break end
+  end
+  if not at then
+    tops[pid] = nil  -- (not in the kept prefix: read again when needed)
+    return
+  end
+  table.remove(ids, at)
+  table.remove(scores, at)
+  if not score then return end
+  local j = #ids + 1
+  for i = 1, #ids do
+    if scores[i] == score then
+      tops[pid] = nil  -- a tie is ordered by member bytes: read again
+      return
+    end
+    if scores[i] > score then j = i break end
+  end
+  if j <= #ids or t.all then
+    table.insert(ids, j, sid)
+    table.insert(scores, j, score)
+  end
+end
+
+-- the zset `key` of profile `pid` changes outside set_load (holds): pending writes first, and
+-- the kept ranking is read again
+local function load_changes(pid)
+  flush_load(kind_key('load', pid))
+  tops[pid] = nil
+end
+
 -- a swarm of profile `pid` from the index zset `kind`, checked for a live host (those without
 -- are held, up to HOLDS a call): the first at or after `from` (a ZRANGEBYLEX bound) or the first
--- by score; nil when there is none, and true as second value when the hold budget ran out
+-- by score ('load', from the ranking kept in the call); nil when there is none, and true as
+-- second value when the hold budget ran out
 local function first_live(kind, pid, from)
-  local key = sx_key(kind, pid)
+  local key = kind_key(kind, pid)
   while true do
-    local top
-    if from then top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
-    else top = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES') end
-    if #top == 0 then return nil end
-    local e = entry(top[1])
-    if e and live(e) then return top[1], tonumber(top[2] or 0) end
+    local sid, score
+    if from then
+      local top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
+      sid = top[1]
+    else
+      local t = load_top(pid)
+      sid, score = t.ids[1], t.scores[1]
+    end
+    if not sid then return nil end
+    local e = entry(sid)
+    if e and live(e) then return sid, score or 0 end
     if holds >= HOLDS then return nil, true end
     holds = holds + 1
-    if e then hold(top[1], e, true)
-    else redis.call('ZREM', key, top[1]) end
+    if e then
+      if e.p then load_changes(e.p) end
+      load_changes(pid)
+      hold(sid, e, true)
+    else
+      load_changes(pid)
+      redis.call('ZREM', key, sid)
+    end
   end
 end
 
@@ -233,16 +357,15 @@ local function take_slot(sid, e)
     room_taken[e.p] = room_taken[e.p] + r0 - r1
   end
   if r1 > 0 then
-    local score = 2 * t.a + t.mem
-    redis.call('ZADD', sx_key('load', e.p), score == math.floor(score)
-               and string.format('%d', score) or score, sid)
+    set_load(e.p, sid, 2 * t.a + t.mem)
   else
-    redis.call('ZREM', sx_key('load', e.p), sid)
-    redis.call('ZREM', sx_key('rr', e.p), sid)
+    set_load(e.p, sid, nil)
+    redis.call('ZREM', kind_key('rr', e.p), sid)
   end
 end
 
 local function flush_slots()
+  flush_loads()
   for _, sid in ipairs(taken_order) do
     local t = taken[sid]
     redis.call('HINCRBY', SX.active, sid, string.format('%d', t.a - t.a0))
@@ -341,16 +464,21 @@ for _, set in ipairs(sets) do
 end
 
 -- profiles whose swarms cover `need` and may run `handler`, by (capset, handler)
+-- (by capset, then handler: no key string built per task)
 local eligible_cache = {}
 local function eligible(capset, need, handler)
-  local k = capset .. '|' .. (handler or '')
-  local found = eligible_cache[k]
+  local by_handler = eligible_cache[capset]
+  if not by_handler then
+    by_handler = {}
+    eligible_cache[capset] = by_handler
+  end
+  local found = by_handler[handler or false]
   if not found then
     found = {}
     for _, p in ipairs(profiles) do
       if covers(p._caps, need) and may_run(p, handler) then found[#found + 1] = p end
     end
-    eligible_cache[k] = found
+    by_handler[handler or false] = found
   end
   return found
 end
@@ -426,6 +554,7 @@ local at_end, starved = false, false
 -- read by offset, after those ZREMs). A page holds each id once, so no record is read after
 -- this call changed it.
 local ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
+local queue_key_of = {}  -- swarm id -> its queue key, built once per call
 local function write_page()
   if #ready_rems == 0 then return end  -- (every assigned task left ready)
   call_chunked('ZREM', TK.ready, ready_rems)
@@ -446,14 +575,23 @@ local function assign_all()
     local ids = redis.call('ZRANGE', TK.ready, string.format('%d', skipped),
                            string.format('%d', skipped + page - 1))
     if #ids == 0 then at_end = true break end
-    for _, id in ipairs(ids) do
+    -- records read in one HMGET for as many ids as tasks are left to assign (decision 75;
+    -- nothing in the loop writes another id's record, so each is read as get_task would)
+    local raws, read_to = {}, 0
+    for at, id in ipairs(ids) do
       if assigned >= batch or starved or room <= 0 then break end
       if examined % 8 == 7 and elapsed_us() > BUDGET_US then
         starved, more = true, 1
         break
       end
       examined = examined + 1
-      local task = get_task(id)
+      if at > read_to then
+        read_to = math.min(#ids, at + math.max(1, batch - assigned) - 1)
+        local got = redis.call('HMGET', TK.tasks, unpack(ids, at, read_to))
+        for k = at, read_to do raws[k] = got[k - at + 1] end
+      end
+      local raw = raws[at]
+      local task = raw and decode_task(raw)
       if not task or task.status ~= 'ready' then
         ready_rems[#ready_rems + 1] = id
       else
@@ -492,7 +630,11 @@ local function assign_all()
           local n = #lease_args
           lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
           record_args[n + 1], record_args[n + 2] = id, pack_task(task, now)
-          local qkey = swarm_queue_key(TK.swarms, sid)
+          local qkey = queue_key_of[sid]
+          if not qkey then
+            qkey = swarm_queue_key(TK.swarms, sid)
+            queue_key_of[sid] = qkey
+          end
           local q = queue_args[qkey]
           if not q then
             q = {}
