@@ -615,21 +615,23 @@ local function assign_all()
           end
         else
           ready_rems[#ready_rems + 1] = id
+          -- (pack_sparse below: fields at their default are set nil, lib/02_tasks.lua)
           task.swarm = sid
-          task.reason = ''
+          task.reason = nil
           -- set_task_status(task, 'assigned') without writes: ready and assigned have no
           -- status index and neither is running
           local previous = task.status
           task.status = 'assigned'
           task_event(task, previous, now)
           task.epoch = tonumber(epoch)
+          if task.epoch == 0 then task.epoch = nil end
           -- assigned at updated_ms (reap_leases.lua keeps it as assigned_ms when it extends the
           -- deadline): one 13-digit number less to encode and decode
           task.assigned_ms = nil
           task.lease_until = now + assign_ms
           local n = #lease_args
           lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
-          record_args[n + 1], record_args[n + 2] = id, pack_task(task, now)
+          record_args[n + 1], record_args[n + 2] = id, pack_sparse(task, now)
           local qkey = queue_key_of[sid]
           if not qkey then
             qkey = swarm_queue_key(TK.swarms, sid)
