@@ -152,31 +152,19 @@ for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
   end
 end
 
--- Index zset keys by kind and profile, built once per call (a concatenation per task was a
--- string built and hashed each time)
-local sx_keys = {}
-local function kind_key(kind, pid)
-  local by_pid = sx_keys[kind]
-  if not by_pid then
-    by_pid = {}
-    sx_keys[kind] = by_pid
-  end
-  local key = by_pid[pid]
-  if not key then
-    key = sx_key(kind, pid)
-    by_pid[pid] = key
-  end
-  return key
-end
+-- Index zset keys (kind, profile) and queue keys (swarm), built once per call
+key_memos_for(TK.swarms)  -- kind_key, swarm_queue: lib/01b_swarm_index.lua
 
 -- The load ranking of each profile, kept in the call (decision 75): `tops[pid]` holds the first
--- entries of its load zset in the zset's order ({ids}, {scores}, and `all` when it holds every
--- entry), read with one ZRANGE instead of one per task, and the load changes this call makes
--- are written once per swarm (`load_writes`, flushed before the zset is read again and at the
--- end of the call). A changed entry moves within the kept prefix by its score; it leaves the
--- prefix when it goes past the last entry of a partial one, and a score equal to another
--- entry's (the zset then orders by member bytes) drops the whole copy, to be read again. So
--- the top is always the zset's first entry as the per-task ZRANGE read it: the same choices.
+-- entries of its load zset in the zset's order (a flat list: `all` when it holds every entry,
+-- then id, score, id, score...), read with one ZRANGE instead of one per task, and the load
+-- changes this call makes are written once per swarm (`load_writes[key]`: id, score or false,
+-- ...; flushed before the zset is read again and at the end of the call). A changed entry
+-- moves within the kept prefix by its score; it leaves the prefix when it goes past the last
+-- entry of a partial one, and a score equal to another entry's (the zset then orders by
+-- member bytes) drops the whole copy, to be read again. So the top is always the zset's first
+-- entry as the per-task ZRANGE read it: the same choices. Few tables a call: each costs
+-- about what a command does (Lua's GC, decision 71).
 local TOP_READ = 4
 local tops, load_writes, load_order = {}, {}, {}
 
@@ -184,36 +172,37 @@ local function flush_load(key)
   local w = load_writes[key]
   if not w then return end
   load_writes[key] = nil
-  local adds, rems = {}, {}
-  for _, sid in ipairs(w.order) do
-    local score = w.score[sid]
+  local rems = nil
+  local m = 0
+  for i = 1, #w, 2 do
+    local sid, score = w[i], w[i + 1]
     if score then
-      adds[#adds + 1] = score == math.floor(score) and string.format('%d', score) or score
-      adds[#adds + 1] = sid
+      w[m + 1] = score == math.floor(score) and string.format('%d', score) or score
+      w[m + 2] = sid
+      m = m + 2
     else
+      rems = rems or {}
       rems[#rems + 1] = sid
     end
   end
-  if #adds > 0 then call_chunked('ZADD', key, adds) end
-  if #rems > 0 then call_chunked('ZREM', key, rems) end
+  for i = #w, m + 1, -1 do w[i] = nil end
+  if m > 0 then call_chunked('ZADD', key, w) end
+  if rems then call_chunked('ZREM', key, rems) end
 end
 
 local function flush_loads()
-  for _, key in ipairs(load_order) do flush_load(key) end
-  load_order = {}
+  for i = 1, #load_order do flush_load(load_order[i]) end
 end
 
 local function load_top(pid)
   local t = tops[pid]
-  if t and (t.ids[1] or t.all) then return t end
+  if t and (t[2] or t[1]) then return t end
   local key = kind_key('load', pid)
   flush_load(key)
-  local got = redis.call('ZRANGE', key, '0', TOP_READ - 1, 'WITHSCORES')
-  t = {ids = {}, scores = {}, all = #got < 2 * TOP_READ}
-  for i = 1, #got, 2 do
-    t.ids[#t.ids + 1] = got[i]
-    t.scores[#t.scores + 1] = tonumber(got[i + 1])
-  end
+  t = redis.call('ZRANGE', key, '0', TOP_READ - 1, 'WITHSCORES')
+  local n = #t
+  for i = n, 1, -1 do t[i + 1] = i % 2 == 0 and tonumber(t[i]) or t[i] end
+  t[1] = n < 2 * TOP_READ
   tops[pid] = t
   return t
 end
@@ -223,41 +212,42 @@ local function set_load(pid, sid, score)
   local key = kind_key('load', pid)
   local w = load_writes[key]
   if not w then
-    w = {score = {}, order = {}}
+    w = {}
     load_writes[key] = w
     load_order[#load_order + 1] = key
   end
-  if w.score[sid] == nil then w.order[#w.order + 1] = sid end
-  w.score[sid] = score or false
+  local i = 1
+  while w[i] and w[i] ~= sid do i = i + 2 end
+  w[i], w[i + 1] = sid, score or false
   local t = tops[pid]
   if not t then return end
-  local ids, scores = t.ids, t.scores
-  local at = nil
-  for i = 1, #ids do
-    if ids[i] == sid then at = i break end
+  local n, at = #t, nil
+  for j = 2, n, 2 do
+    if t[j] == sid then at = j break end
   end
   if not at then
     tops[pid] = nil  -- (not in the kept prefix: read again when needed)
     return
   end
-  table.remove(ids, at)
-  table.remove(scores, at)
+  table.remove(t, at)
+  table.remove(t, at)
   if not score then return end
-  local j = #ids + 1
-  for i = 1, #ids do
-    if scores[i] == score then
+  n = n - 2
+  local to = n + 1
+  for j = 2, n, 2 do
+    if t[j + 1] == score then
       tops[pid] = nil  -- a tie is ordered by member bytes: read again
       return
     end
-    if scores[i] > score then j = i break end
+    if t[j + 1] > score then to = j break end
   end
-  if j <= #ids or t.all then
-    table.insert(ids, j, sid)
-    table.insert(scores, j, score)
+  if to <= n or t[1] then
+    table.insert(t, to, score)
+    table.insert(t, to, sid)
   end
 end
 
--- the zset `key` of profile `pid` changes outside set_load (holds): pending writes first, and
+-- the load zset of profile `pid` changes outside set_load (holds): pending writes first, and
 -- the kept ranking is read again
 local function load_changes(pid)
   flush_load(kind_key('load', pid))
@@ -277,7 +267,7 @@ local function first_live(kind, pid, from)
       sid = top[1]
     else
       local t = load_top(pid)
-      sid, score = t.ids[1], t.scores[1]
+      sid, score = t[2], t[3]
     end
     if not sid then return nil end
     local e = entry(sid)
@@ -554,7 +544,6 @@ local at_end, starved = false, false
 -- read by offset, after those ZREMs). A page holds each id once, so no record is read after
 -- this call changed it.
 local ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
-local queue_key_of = {}  -- swarm id -> its queue key, built once per call
 local function write_page()
   if #ready_rems == 0 then return end  -- (every assigned task left ready)
   call_chunked('ZREM', TK.ready, ready_rems)
@@ -577,7 +566,7 @@ local function assign_all()
     if #ids == 0 then at_end = true break end
     -- records read in one HMGET for as many ids as tasks are left to assign (decision 75;
     -- nothing in the loop writes another id's record, so each is read as get_task would)
-    local raws, read_to = {}, 0
+    local raws, read_from, read_to = nil, 0, 0
     for at, id in ipairs(ids) do
       if assigned >= batch or starved or room <= 0 then break end
       if examined % 8 == 7 and elapsed_us() > BUDGET_US then
@@ -587,10 +576,9 @@ local function assign_all()
       examined = examined + 1
       if at > read_to then
         read_to = math.min(#ids, at + math.max(1, batch - assigned) - 1)
-        local got = redis.call('HMGET', TK.tasks, unpack(ids, at, read_to))
-        for k = at, read_to do raws[k] = got[k - at + 1] end
+        raws, read_from = redis.call('HMGET', TK.tasks, unpack(ids, at, read_to)), at - 1
       end
-      local raw = raws[at]
+      local raw = raws[at - read_from]
       local task = raw and decode_task(raw)
       if not task or task.status ~= 'ready' then
         ready_rems[#ready_rems + 1] = id
@@ -632,11 +620,7 @@ local function assign_all()
           local n = #lease_args
           lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
           record_args[n + 1], record_args[n + 2] = id, pack_sparse(task, now)
-          local qkey = queue_key_of[sid]
-          if not qkey then
-            qkey = swarm_queue_key(TK.swarms, sid)
-            queue_key_of[sid] = qkey
-          end
+          local qkey = swarm_queue(sid)
           local q = queue_args[qkey]
           if not q then
             q = {}
