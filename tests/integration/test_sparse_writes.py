@@ -60,3 +60,21 @@ async def test_lifecycle_writes_leave_every_default_out(scripts: Scripts, keys: 
     assert isinstance(done, Task)
     assert (done.status, done.reason, done.error, done.lease_until) == ("completed", "", "", 0)
     assert (done.attempts, done.completed_by, done.worker) == (2, c.token, "w1")
+
+
+async def test_a_claim_lists_each_tasks_dependencies(scripts: Scripts, keys: Keys) -> None:
+    """Tasks without dependencies share one empty list in claim's reply (decision 75); one
+    with dependencies lists them, in the same claim."""
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("s", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=p), None) for p in ("p1", "p2")])
+    assert await coord.dispatch_once() == 2
+    for c in await store.claim("s", "w1", 2):
+        assert c.deps == []
+        assert await store.complete(c.id, c.token, "w1", None) == "completed"
+    specs = [task_spec(NOOP, id="kid", depends_on=["p1", "p2"]), task_spec(NOOP, id="solo")]
+    await store.submit([(s, None) for s in specs])
+    assert await coord.dispatch_once() == 2
+    got = {c.id: c.deps for c in await store.claim("s", "w1", 5)}
+    assert got == {"kid": ["p1", "p2"], "solo": []}
