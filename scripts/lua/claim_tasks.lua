@@ -11,9 +11,18 @@ local n = load_task_keys()
 local queue = KEYS[n + 1]
 local sid, wid, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
+-- a task's dependencies as the reply lists them; one shared empty list for the many without
+-- (only read, by the reply's conversion: a table less per task, decision 75)
+local NO_DEPS = {}
+local function deps_of(task)
+  local deps = task.deps
+  if deps == '' then return NO_DEPS end
+  return split(deps)
+end
+
 local function row(task)
   return {task.id, task.token, task.handler, redis.call('HGET', TK.payload, task.id) or '',
-          task.timeout_ms, task.lease_ms, task.attempts, split(task.deps)}
+          task.timeout_ms, task.lease_ms, task.attempts, deps_of(task)}
 end
 
 if REPLAY then
@@ -47,8 +56,9 @@ while want and #out < want do
     local task = raws[k] and decode_task(raws[k])
     if task and task.status == 'assigned' and task.swarm == sid then
       task.attempts = task.attempts + 1
-      task.worker = wid
-      task.token = task.attempts .. '@' .. wid
+      -- (pack_sparse below: no field set to its default; a worker id is never '')
+      task.worker = wid ~= '' and wid or nil
+      task.token = string.format('%d@%s', task.attempts, wid)
       task.lease_until = now + task.lease_ms
       task.started_ms = now
       task.assigned_ms = nil  -- read only while assigned (reap_leases.lua): one number less
@@ -59,9 +69,9 @@ while want and #out < want do
       local n = #lease_args
       lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
       rbw_args[n + 1], rbw_args[n + 2] = '0', wid .. '|' .. id
-      hset_args[n + 1], hset_args[n + 2] = id, pack_task(task, now)
+      hset_args[n + 1], hset_args[n + 2] = id, pack_sparse(task, now)
       out[#out + 1] = {task.id, task.token, task.handler, '', task.timeout_ms, task.lease_ms,
-                       task.attempts, split(task.deps)}
+                       task.attempts, deps_of(task)}
       record[#record + 1] = {id, task.token}
       claimed_ids[#claimed_ids + 1] = id
     end

@@ -152,22 +152,39 @@ for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
   end
 end
 
+-- Index zset keys (kind, profile) and queue keys (swarm), built once per call
+key_memos_for(TK.swarms)  -- kind_key, swarm_queue: lib/01b_swarm_index.lua
+
+load_rank_begin()  -- the load ranking kept in the call: lib/05_load_ranking.lua
+
 -- a swarm of profile `pid` from the index zset `kind`, checked for a live host (those without
 -- are held, up to HOLDS a call): the first at or after `from` (a ZRANGEBYLEX bound) or the first
--- by score; nil when there is none, and true as second value when the hold budget ran out
+-- by score ('load', from the ranking kept in the call); nil when there is none, and true as
+-- second value when the hold budget ran out
 local function first_live(kind, pid, from)
-  local key = sx_key(kind, pid)
+  local key = kind_key(kind, pid)
   while true do
-    local top
-    if from then top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
-    else top = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES') end
-    if #top == 0 then return nil end
-    local e = entry(top[1])
-    if e and live(e) then return top[1], tonumber(top[2] or 0) end
+    local sid, score
+    if from then
+      local top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
+      sid = top[1]
+    else
+      local t = load_top(pid)
+      sid, score = t[2], t[3]
+    end
+    if not sid then return nil end
+    local e = entry(sid)
+    if e and live(e) then return sid, score or 0 end
     if holds >= HOLDS then return nil, true end
     holds = holds + 1
-    if e then hold(top[1], e, true)
-    else redis.call('ZREM', key, top[1]) end
+    if e then
+      if e.p then load_changes(e.p) end
+      load_changes(pid)
+      hold(sid, e, true)
+    else
+      load_changes(pid)
+      redis.call('ZREM', key, sid)
+    end
   end
 end
 
@@ -233,16 +250,15 @@ local function take_slot(sid, e)
     room_taken[e.p] = room_taken[e.p] + r0 - r1
   end
   if r1 > 0 then
-    local score = 2 * t.a + t.mem
-    redis.call('ZADD', sx_key('load', e.p), score == math.floor(score)
-               and string.format('%d', score) or score, sid)
+    set_load(e.p, sid, 2 * t.a + t.mem)
   else
-    redis.call('ZREM', sx_key('load', e.p), sid)
-    redis.call('ZREM', sx_key('rr', e.p), sid)
+    set_load(e.p, sid, nil)
+    redis.call('ZREM', kind_key('rr', e.p), sid)
   end
 end
 
 local function flush_slots()
+  flush_loads()
   for _, sid in ipairs(taken_order) do
     local t = taken[sid]
     redis.call('HINCRBY', SX.active, sid, string.format('%d', t.a - t.a0))
@@ -341,16 +357,21 @@ for _, set in ipairs(sets) do
 end
 
 -- profiles whose swarms cover `need` and may run `handler`, by (capset, handler)
+-- (by capset, then handler: no key string built per task)
 local eligible_cache = {}
 local function eligible(capset, need, handler)
-  local k = capset .. '|' .. (handler or '')
-  local found = eligible_cache[k]
+  local by_handler = eligible_cache[capset]
+  if not by_handler then
+    by_handler = {}
+    eligible_cache[capset] = by_handler
+  end
+  local found = by_handler[handler or false]
   if not found then
     found = {}
     for _, p in ipairs(profiles) do
       if covers(p._caps, need) and may_run(p, handler) then found[#found + 1] = p end
     end
-    eligible_cache[k] = found
+    by_handler[handler or false] = found
   end
   return found
 end
@@ -446,14 +467,22 @@ local function assign_all()
     local ids = redis.call('ZRANGE', TK.ready, string.format('%d', skipped),
                            string.format('%d', skipped + page - 1))
     if #ids == 0 then at_end = true break end
-    for _, id in ipairs(ids) do
+    -- records read in one HMGET for as many ids as tasks are left to assign (decision 75;
+    -- nothing in the loop writes another id's record, so each is read as get_task would)
+    local raws, read_from, read_to = nil, 0, 0
+    for at, id in ipairs(ids) do
       if assigned >= batch or starved or room <= 0 then break end
       if examined % 8 == 7 and elapsed_us() > BUDGET_US then
         starved, more = true, 1
         break
       end
       examined = examined + 1
-      local task = get_task(id)
+      if at > read_to then
+        read_to = math.min(#ids, at + math.max(1, batch - assigned) - 1)
+        raws, read_from = redis.call('HMGET', TK.tasks, unpack(ids, at, read_to)), at - 1
+      end
+      local raw = raws[at - read_from]
+      local task = raw and decode_task(raw)
       if not task or task.status ~= 'ready' then
         ready_rems[#ready_rems + 1] = id
       else
@@ -477,22 +506,24 @@ local function assign_all()
           end
         else
           ready_rems[#ready_rems + 1] = id
+          -- (pack_sparse below: fields at their default are set nil, lib/02_tasks.lua)
           task.swarm = sid
-          task.reason = ''
+          task.reason = nil
           -- set_task_status(task, 'assigned') without writes: ready and assigned have no
           -- status index and neither is running
           local previous = task.status
           task.status = 'assigned'
           task_event(task, previous, now)
           task.epoch = tonumber(epoch)
+          if task.epoch == 0 then task.epoch = nil end
           -- assigned at updated_ms (reap_leases.lua keeps it as assigned_ms when it extends the
           -- deadline): one 13-digit number less to encode and decode
           task.assigned_ms = nil
           task.lease_until = now + assign_ms
           local n = #lease_args
           lease_args[n + 1], lease_args[n + 2] = deadline_text(task.lease_until), id
-          record_args[n + 1], record_args[n + 2] = id, pack_task(task, now)
-          local qkey = swarm_queue_key(TK.swarms, sid)
+          record_args[n + 1], record_args[n + 2] = id, pack_sparse(task, now)
+          local qkey = swarm_queue(sid)
           local q = queue_args[qkey]
           if not q then
             q = {}

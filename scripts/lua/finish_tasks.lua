@@ -48,8 +48,9 @@ local function complete(task, token, result)
     unqueue(task)
     redis.call('HSET', TK.result, id, result)
   end
-  task.reason, task.error, task.lease_until = '', '', 0
-  task.completed_by, task.finished_ms = token, now
+  -- (nil is the default read back: pack_sparse below has no field to drop)
+  task.reason, task.error, task.lease_until = nil, nil, nil
+  task.completed_by, task.finished_ms = token ~= '' and token or nil, now
   if held then
     -- set_task_status(task, 'completed') with its zset writes batched
     local previous = task.status
@@ -59,7 +60,7 @@ local function complete(task, token, result)
     done_index[#done_index + 1] = now_text
     done_index[#done_index + 1] = id
     done_hset[#done_hset + 1] = id
-    done_hset[#done_hset + 1] = pack_task(task, now)
+    done_hset[#done_hset + 1] = pack_sparse(task, now)
   else
     set_task_status(task, 'completed', now)
     put_task(task, now)

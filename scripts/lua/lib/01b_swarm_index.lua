@@ -38,6 +38,43 @@ local function swarm_queue_key(swarms_key, sid)
   return string.sub(swarms_key, 1, #swarms_key - #'swarms') .. 'queue:' .. sid
 end
 
+-- Memoized key builders for the swarms hash named by key_memos_for (once per call): index zset
+-- keys by kind and profile (sx_key) and queue keys by swarm (swarm_queue_key), kept between
+-- calls (pure functions of their arguments; emptied when the swarms key changes or MEMO_MAX
+-- keys are kept)
+local KEY_MEMO = {base = nil, kinds = {}, queues = {}, n = 0}
+local function key_memos_for(swarms_key)
+  local m = KEY_MEMO
+  if m.base ~= swarms_key or m.n >= MEMO_MAX then
+    m.base, m.kinds, m.queues, m.n = swarms_key, {}, {}, 0
+  end
+end
+
+local function kind_key(kind, pid)
+  local m = KEY_MEMO
+  local by_pid = m.kinds[kind]
+  if not by_pid then
+    by_pid = {}
+    m.kinds[kind] = by_pid
+  end
+  local key = by_pid[pid]
+  if not key then
+    key = sx_key(kind, pid)
+    by_pid[pid], m.n = key, m.n + 1
+  end
+  return key
+end
+
+local function swarm_queue(sid)
+  local m = KEY_MEMO
+  local key = m.queues[sid]
+  if not key then
+    key = swarm_queue_key(m.base, sid)
+    m.queues[sid], m.n = key, m.n + 1
+  end
+  return key
+end
+
 local function swarm_active(sid)
   return tonumber(redis.call('HGET', SX.active, sid) or '0') or 0
 end

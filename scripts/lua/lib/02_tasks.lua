@@ -168,6 +168,9 @@ local TASK_DEFAULTS = {
   reason = '', error = '', completed_by = '', epoch = 0, result_ttl_ms = 0,
 }
 local TASK_MT = {__index = TASK_DEFAULTS}
+-- the metatable of a record decoded from MessagePack: only pack_task wrote those, so none of
+-- its DEFAULT_FIELDS holds its default (pack_sparse, decision 75)
+local TASK_MT_SPARSE = {__index = TASK_DEFAULTS}
 local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'attempts', 'deps',
                         'deps_left', 'started_ms', 'finished_ms', 'lease_until', 'due_ms',
                         'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms'}
@@ -187,11 +190,12 @@ local function decode_task(raw)
   local ok, task
   if string.byte(raw, 1) == JSON_OPEN then
     ok, task = pcall(cjson.decode, raw)
-  else
-    ok, task = pcall(cmsgpack.unpack, raw)
+    if not ok or type(task) ~= 'table' then return nil end
+    return setmetatable(task, TASK_MT)
   end
+  ok, task = pcall(cmsgpack.unpack, raw)
   if not ok or type(task) ~= 'table' then return nil end
-  return setmetatable(task, TASK_MT)
+  return setmetatable(task, TASK_MT_SPARSE)
 end
 
 -- The task record, or nil (and the raw text when it cannot be decoded).
@@ -211,6 +215,15 @@ local function pack_task(task, now)
     local field = DEFAULT_FIELDS[i]
     if task[field] == TASK_DEFAULTS[field] then task[field] = nil end
   end
+  return cmsgpack.pack(task)
+end
+
+-- pack_task for a record decoded from MessagePack whose caller set no field of DEFAULT_FIELDS
+-- to its default since (it sets nil instead): nothing to drop, so no loop over the 18 fields
+-- (~7 K instructions a record, decision 75). Any other record goes through pack_task.
+local function pack_sparse(task, now)
+  if getmetatable(task) ~= TASK_MT_SPARSE then return pack_task(task, now) end
+  task.updated_ms = now
   return cmsgpack.pack(task)
 end
 
