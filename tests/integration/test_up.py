@@ -18,7 +18,7 @@ from multiswarm.redis_server import free_port
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
-from .helpers import eventually
+from .helpers import eventually, reap
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +85,5 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         assert info is None  # the leader released its lease on the way out
         assert await registry.workers() == []  # and the workers left the registry
     finally:
-        if up.poll() is None:
-            up.kill()
+        reap(up)
         await client.aclose()
