@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
-from tests.integration.helpers import stdlib_corpus, wait_sync
+from tests.integration.helpers import reap, stdlib_corpus, wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_demo_verified_through_a_redis_restart(own_redis: RedisServer, corpus: P
         own_redis.start()
         finish(proc)
     finally:
-        proc.kill()
+        reap(proc)
 
 
 def test_demo_verified_through_a_stall(stallable_redis: RedisServer, corpus: Path) -> None:
@@ -99,4 +99,4 @@ def test_demo_verified_through_a_stall(stallable_redis: RedisServer, corpus: Pat
             client.close()
         finish(proc)
     finally:
-        proc.kill()
+        reap(proc)

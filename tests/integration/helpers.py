@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sysconfig
 import time
 from collections.abc import Awaitable, Callable
@@ -105,3 +106,17 @@ def stdlib_corpus(root: Path) -> Path:
     for pkg in ("json", "email", "logging"):
         shutil.copytree(stdlib / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if it still runs, wait for it and close its pipes.
+
+    Call it in ``finally``: a pipe left open on a failure path is garbage-collected later, inside
+    whichever test runs then, and pytest fails that test with its ResourceWarning.
+    """
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

@@ -17,7 +17,7 @@ from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
-from .helpers import host
+from .helpers import host, reap
 
 
 def _watch(settings: Settings, *args: str) -> subprocess.Popen[str]:
@@ -36,8 +36,7 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str]:
     try:
         _out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        reap(proc)
     return proc.returncode, err
 
 

@@ -19,7 +19,7 @@ from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
 from multiswarm.scripts import Scripts
 
-from .helpers import wait_sync
+from .helpers import reap, wait_sync
 
 RACER = textwrap.dedent("""
     import asyncio, sys, time
@@ -55,7 +55,11 @@ def test_exactly_one_leader_among_racing_processes(settings: Settings) -> None:
             )
             for i in range(6)
         ]
-        outs = [p.communicate(timeout=60)[0].split() for p in procs]
+        try:
+            outs = [p.communicate(timeout=60)[0].split() for p in procs]
+        finally:
+            for p in procs:
+                reap(p)
         winners = [o for o in outs if o[0] == "WON"]
         assert len(winners) == 1, outs
         assert winners[0][1] == "1"  # first election of the namespace: epoch 1

@@ -76,7 +76,12 @@ class Peer:
     async def close(self) -> None:
         if self.proc.returncode is None:
             self.proc.terminate()
-        await asyncio.wait_for(self.proc.communicate(), WAIT_S)
+        try:
+            await asyncio.wait_for(self.proc.communicate(), WAIT_S)
+        except asyncio.TimeoutError:  # reaped all the same: no process or pipe left behind
+            self.proc.kill()
+            await self.proc.communicate()
+            raise
 
 
 PeerFactory = Callable[..., Awaitable[Peer]]
@@ -116,8 +121,9 @@ async def peers(tmp_path: Path) -> AsyncIterator[PeerFactory]:
         return peer
 
     yield start
-    for peer in running:
-        await peer.close()
+    closed = await asyncio.gather(*(peer.close() for peer in running), return_exceptions=True)
+    failed = [e for e in closed if e is not None]
+    assert not failed, failed  # every peer closed first, then a slow one is reported
 
 
 @pytest.fixture(autouse=True)

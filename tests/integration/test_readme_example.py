@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
+from tests.integration.helpers import reap
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,10 @@ def readme_system(
         yield env
     finally:
         up.send_signal(signal.SIGTERM)
-        out, _ = up.communicate(timeout=60)
+        try:
+            out, _ = up.communicate(timeout=60)
+        finally:
+            reap(up)
         assert up.returncode == 0, out[-3000:]
 
 

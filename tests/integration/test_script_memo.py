@@ -35,13 +35,15 @@ async def test_request_record_replays_without_running_again(
 ) -> None:
     r = aioredis.Redis.from_url(redis_server.url)
     counter, req = f"{{{namespace}}}:n", f"{{{namespace}}}:req:1"
-    first = await run_with_request_id(r, counter, req)
-    assert first == [1, b"a", [b"b", b"c"]]
-    raw = await r.get(req)
-    assert isinstance(raw, bytes) and raw.startswith(b'{"v":')
-    assert await run_with_request_id(r, counter, req) == first
-    assert await r.get(counter) == b"1"
-    await r.aclose()
+    try:
+        first = await run_with_request_id(r, counter, req)
+        assert first == [1, b"a", [b"b", b"c"]]
+        raw = await r.get(req)
+        assert isinstance(raw, bytes) and raw.startswith(b'{"v":')
+        assert await run_with_request_id(r, counter, req) == first
+        assert await r.get(counter) == b"1"
+    finally:  # closed on a failure too: left to the collector, it warns inside a later test
+        await r.aclose()
 
 
 async def test_a_recorded_outcome_replays_as_recorded(
@@ -49,10 +51,12 @@ async def test_a_recorded_outcome_replays_as_recorded(
 ) -> None:
     r = aioredis.Redis.from_url(redis_server.url)
     counter, req = f"{{{namespace}}}:n", f"{{{namespace}}}:req:1"
-    await r.set(req, '{"v":[7,"b",["x"]]}', px=60_000)
-    assert await run_with_request_id(r, counter, req) == [7, b"b", [b"x"]]
-    assert await r.get(counter) is None  # the body did not run
-    await r.aclose()
+    try:
+        await r.set(req, '{"v":[7,"b",["x"]]}', px=60_000)
+        assert await run_with_request_id(r, counter, req) == [7, b"b", [b"x"]]
+        assert await r.get(counter) is None  # the body did not run
+    finally:
+        await r.aclose()
 
 
 async def test_claim_follows_each_change_of_the_swarm_record(scripts: Scripts, keys: Keys) -> None:

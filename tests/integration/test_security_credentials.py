@@ -30,7 +30,7 @@ from multiswarm.redis_server import RedisServer, environment_without_redis
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
-from .helpers import eventually
+from .helpers import eventually, reap
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +125,7 @@ async def test_up_keeps_the_password_out_of_output_and_command_lines(secured: Re
         _assert_no_password("the output of up", out)
         assert b"redis://:***@127.0.0.1" in out  # still says where it runs
     finally:
-        if up.poll() is None:
-            up.kill()
+        reap(up)
         await client.aclose()
 
 
@@ -171,8 +170,7 @@ def test_demo_keeps_the_password_out_of_output_logs_and_command_lines(
     finally:
         finished.set()
         watcher.join(timeout=10)
-        if demo.poll() is None:
-            demo.kill()
+        reap(demo)
     assert demo.returncode == 0, err[-3000:]
     report = json.loads(out)
     assert report["verified"] is True and report["tasks_lost"] == 0

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from multiswarm.redis_server import RedisServer, environment_without_redis
+from tests.integration.helpers import reap
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +97,4 @@ def test_a_sigtermed_role_exits_in_bounded_time_with_redis_down(
             assert last.startswith("multiswarm: error: "), err[-3000:]
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)

@@ -10,6 +10,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from multiswarm.scripts import Scripts
 from multiswarm.subscription import EVENTS_WATCH_MS
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.inprocess import worker_system
-from tests.integration.helpers import eventually, wait_sync
+from tests.integration.helpers import eventually, reap, wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +125,10 @@ def test_messages_tail_events_prints_task_events(redis_server: RedisServer, name
                 return await ms.distribute_task("myapp.tasks:parse", {"a": 1}, capabilities=["x"])
 
         line = ""
-        for _ in range(50):  # the tail subscribes after it starts: submit until it sees one
+        # the tail subscribes after it starts (slowly on a loaded machine): submit until it
+        # sees one
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             task_id = asyncio.run(submit())
             ready, _, _ = select.select([out], [], [], 0.2)
             if ready:
@@ -136,7 +140,10 @@ def test_messages_tail_events_prints_task_events(redis_server: RedisServer, name
         assert task_id
     finally:
         tail.terminate()
-        tail.communicate(timeout=10)
+        try:
+            tail.communicate(timeout=60)
+        finally:
+            reap(tail)
     assert tail.returncode == 0  # SIGTERM ends a tail cleanly
 
 
@@ -163,8 +170,7 @@ def test_messages_tail_exits_1_when_redis_goes_away(own_redis: RedisServer) -> N
         own_redis.kill()
         _, err = tail.communicate(timeout=90)
     finally:
-        if tail.poll() is None:
-            tail.kill()
+        reap(tail)
     last = err.strip().splitlines()[-1]
     assert tail.returncode == 1 and last.startswith("Error: ") and "Traceback" not in err, err
 

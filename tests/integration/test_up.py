@@ -14,11 +14,12 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import current_leader
 from multiswarm.keys import Keys
+from multiswarm.messages import WorkerInfo
 from multiswarm.redis_server import free_port
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
-from .helpers import eventually
+from .helpers import eventually, reap
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,20 @@ async def _listening(port: int) -> bool:
         return False
     writer.close()
     return True
+
+
+def _agent_pids(worker: WorkerInfo) -> list[int]:
+    """The agent processes of ``worker`` named by its last heartbeat (none before the first)."""
+    return [int(a["pid"]) for a in worker.agent_states.values() if a.get("pid")]
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an exited agent its dead parent never reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings) -> None:
@@ -62,15 +77,24 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
 
         async def ready() -> bool:
             info, _ = await current_leader(scripts, keys)
+            workers = await registry.workers()
             return (
                 await _listening(api_port)  # the API too: the roles may be up before it
                 and info is not None
                 and len(await registry.swarm_ids("active")) == 3
-                and len(await registry.workers()) == 2
+                and len(workers) == 2
+                # a worker registers while its agents start (decision 68): wait for its first
+                # heartbeat, which names every agent process (a SIGTERM during the start is
+                # not what this test is about)
+                and all(_agent_pids(w) and len(_agent_pids(w)) == w.agents for w in workers)
             )
 
-        await eventually(ready, timeout_s=60, what="a leader, 3 active swarms and 2 workers")
-        pids = {w.pid for w in await registry.workers()}
+        await eventually(
+            ready, timeout_s=60, what="a leader, 3 active swarms and 2 workers with their agents"
+        )
+        workers = await registry.workers()
+        pids = {w.pid for w in workers}
+        agent_pids = {pid for w in workers for pid in _agent_pids(w)}
         up.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(up.communicate, None, 60)
         assert up.returncode == 0, out
@@ -81,10 +105,11 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         for pid in pids:  # the workers are gone, not orphaned
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+        running = [pid for pid in agent_pids if _running(pid)]
+        assert running == [], f"agent processes left running: {running}"
         info, _ = await current_leader(scripts, keys)
         assert info is None  # the leader released its lease on the way out
         assert await registry.workers() == []  # and the workers left the registry
     finally:
-        if up.poll() is None:
-            up.kill()
+        reap(up)
         await client.aclose()

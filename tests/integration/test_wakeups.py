@@ -27,15 +27,17 @@ NOOP = "multiswarm.demo_tasks:noop"
 async def _heard(client: Client, channels: list[str], act: object) -> list[str]:
     """Channels among ``channels`` that got a message while ``act`` (a coroutine) ran."""
     pubsub = client.pubsub()
-    await pubsub.subscribe(*channels)
-    for _ in channels:  # the subscribe confirmations
-        await pubsub.get_message(timeout=5)
-    await act  # type: ignore[misc]
-    got: list[str] = []
-    while (msg := await pubsub.get_message(timeout=0.5)) is not None:
-        if msg["type"] == "message":
-            got.append(msg["channel"].decode())
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    try:
+        await pubsub.subscribe(*channels)
+        for _ in channels:  # the subscribe confirmations
+            await pubsub.get_message(timeout=5)
+        await act  # type: ignore[misc]
+        got: list[str] = []
+        while (msg := await pubsub.get_message(timeout=0.5)) is not None:
+            if msg["type"] == "message":
+                got.append(msg["channel"].decode())
+    finally:  # closed on a failure too: left to the collector, it warns inside a later test
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
     return got
 
 

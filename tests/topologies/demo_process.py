@@ -19,6 +19,7 @@ import redis.exceptions
 
 from multiswarm.keys import Keys
 from multiswarm.redis_server import environment_without_redis
+from tests.integration.helpers import reap
 
 
 class DemoProcess:
@@ -77,8 +78,7 @@ class DemoProcess:
 
     def kill(self) -> None:
         """SIGKILL the demo and the role processes it started (one process group)."""
-        if self.proc.poll() is not None:
-            return  # it ended by itself and stopped its roles; its group id may be reused
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.communicate()
+        if self.proc.poll() is None:  # ended by itself, it stopped its roles (and its group id
+            with contextlib.suppress(ProcessLookupError):  # may be reused: no killpg then)
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        reap(self.proc)  # its pipes closed on every path, a report read or not

@@ -9,10 +9,12 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect, with_retry
 from multiswarm.redis_topologies import RedisClusterGroup
+from tests.integration.helpers import wait_sync
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +22,22 @@ _LIBRARY = (
     "#!lua name=fo_probe\n"
     "redis.register_function('fo_get', function(keys, args) return redis.call('GET', keys[1]) end)"
 )
+
+
+def _replica_caught_up(master_port: int) -> None:
+    """Until the replica of the master at ``master_port`` acknowledged all its writes so far."""
+    master = redis.Redis(port=master_port)
+    try:
+        target = int(master.info("replication")["master_repl_offset"])
+
+        def caught_up() -> bool:
+            info = master.info("replication")
+            replica = info.get("slave0")
+            return isinstance(replica, dict) and int(replica["offset"]) >= target
+
+        wait_sync(caught_up, timeout_s=30, what="the replica caught up with its master")
+    finally:
+        master.close()
 
 
 async def _scenario(group: RedisClusterGroup) -> float:
@@ -34,9 +52,11 @@ async def _scenario(group: RedisClusterGroup) -> float:
             if client.get_node_from_key(f"k{i}").name == victim_name  # type: ignore[attr-defined]
         )
         await client.set(key, "v")
-        await asyncio.sleep(1.0)  # the replica has the key before its master dies
-        assert await client.fcall("fo_get", 1, key) == b"v"
         victim = next(n for n in group.nodes if f"127.0.0.1:{n.port}" == victim_name)
+        # the replica has the key before its master dies (acknowledged, not a fixed sleep: a
+        # loaded machine may take longer)
+        await asyncio.to_thread(_replica_caught_up, victim.port)
+        assert await client.fcall("fo_get", 1, key) == b"v"
         victim.kill()
         start = time.monotonic()
         reply = await with_retry(lambda: client.fcall("fo_get", 1, key), 30.0, client)
