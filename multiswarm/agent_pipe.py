@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
@@ -114,3 +115,20 @@ class Outbox:
             # a message queued while we sent, by a thread that found the pipe taken
             if not self.queue or not self.lock.acquire(blocking=False):
                 return
+
+
+class ExitWatch:
+    """Whether a child process still runs, from its ``sentinel`` (readable, or closed, once it
+    exited) by one poll(2) on a poll object kept for it: ``Process.is_alive`` builds a selector
+    per call under forkserver (~6.5 µs against ~0.6), and the worker asks for every agent per
+    claim and per placement. ``running`` False only says to ask ``is_alive`` (which reaps)."""
+
+    def __init__(self, sentinel: int) -> None:
+        self.poll = select.poll()
+        self.poll.register(sentinel, select.POLLIN)
+
+    def running(self) -> bool:
+        try:
+            return not self.poll.poll(0)
+        except RuntimeError:  # another thread polls it now: let is_alive say
+            return False

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from multiswarm.agent_pipe import Frames, Outbox
+from multiswarm.agent_pipe import ExitWatch, Frames, Outbox
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -89,8 +89,8 @@ class _Channel:
 
     def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.proc, self.conn = proc, conn
-        self.out = Outbox(conn)
-        self.frames = Frames(conn.fileno())
+        self.out, self.frames = Outbox(conn), Frames(conn.fileno())
+        self.watch = ExitWatch(proc.sentinel)
         self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.killed = ""
@@ -241,7 +241,7 @@ class AgentProcess:
     @property
     def alive(self) -> bool:
         ch = self._channel
-        return ch is not None and not ch.ended and ch.proc.is_alive()
+        return ch is not None and not ch.ended and (ch.watch.running() or ch.proc.is_alive())
 
     @property
     def pid(self) -> int:

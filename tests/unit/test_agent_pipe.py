@@ -10,7 +10,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
-from multiswarm.agent_pipe import Frames, Outbox
+from multiswarm.agent_pipe import ExitWatch, Frames, Outbox
 
 THREADS, EACH = 4, 2000
 
@@ -76,3 +76,17 @@ def test_a_message_posted_during_a_write_goes_with_the_next_one() -> None:
     out.post("first")
     assert pipe.sent == ["first", "late"]  # sent by the holder, after it released the pipe
     assert not out.queue and not out.lock.locked()
+
+
+def test_exit_watch_follows_the_process_sentinel() -> None:
+    """running() until the child exits, then False (and is_alive, which reaps, agrees)."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=child.recv)  # blocks until the parent sends
+    proc.start()
+    watch = ExitWatch(proc.sentinel)
+    assert watch.running() and proc.is_alive()
+    parent.send(None)
+    proc.join()
+    assert not watch.running()
+    assert not proc.is_alive()
