@@ -120,3 +120,13 @@ def reap(proc: subprocess.Popen[Any]) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an exited child its dead parent never reaped); Linux
+    /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

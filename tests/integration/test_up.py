@@ -19,7 +19,7 @@ from multiswarm.redis_server import free_port
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
-from .helpers import eventually, reap
+from .helpers import eventually, reap, running
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +36,6 @@ async def _listening(port: int) -> bool:
 def _agent_pids(worker: WorkerInfo) -> list[int]:
     """The agent processes of ``worker`` named by its last heartbeat (none before the first)."""
     return [int(a["pid"]) for a in worker.agent_states.values() if a.get("pid")]
-
-
-def _running(pid: int) -> bool:
-    """``pid`` exists and is not a zombie (an exited agent its dead parent never reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings) -> None:
@@ -105,8 +96,8 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         for pid in pids:  # the workers are gone, not orphaned
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
-        running = [pid for pid in agent_pids if _running(pid)]
-        assert running == [], f"agent processes left running: {running}"
+        left = [pid for pid in agent_pids if running(pid)]
+        assert left == [], f"agent processes left running: {left}"
         info, _ = await current_leader(scripts, keys)
         assert info is None  # the leader released its lease on the way out
         assert await registry.workers() == []  # and the workers left the registry

@@ -29,7 +29,7 @@ from multiswarm.services import run_coordinator
 from multiswarm.tasks import TaskStore, task_spec
 from multiswarm.worker import Worker
 from multiswarm.worker_partitions import partition_worker_id, run_workers, split_pool
-from tests.integration.helpers import eventually, stream_entries
+from tests.integration.helpers import eventually, running, stream_entries
 
 P = 3
 NOOP = "multiswarm.demo_tasks:noop"
@@ -260,8 +260,4 @@ def children(pid: int) -> list[int]:
 
 def none_alive(pids: list[int]) -> bool:
     """True when none of ``pids`` runs (gone, or a zombie)."""
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError):
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z":
-                return False
-    return True
+    return not any(running(pid) for pid in pids)
