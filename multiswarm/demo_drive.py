@@ -78,6 +78,12 @@ class Parts:
         return recorded
 
 
+async def _led(parts: Parts, killed: str | None) -> bool:
+    """Every partition has a leader other than ``killed``: the killed coordinator may have led
+    more partitions than partition 0, and each fails over once its lease runs out."""
+    return all(info is not None and info.holder != killed for info in await parts.leaders())
+
+
 async def _wait_ready(parts: Parts, swarms: int, timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -213,7 +219,10 @@ async def _watch(
                 )
             if (
                 await _ended(tops)
-                and (not opts.kill_leader or "failover_seconds" in events)
+                and (
+                    not opts.kill_leader
+                    or ("failover_seconds" in events and await _led(parts, killed_holder))
+                )
                 and (not opts.kill_worker or await _replacement_up(parts))
             ):
                 break
