@@ -78,7 +78,8 @@ local now = tonumber(started[1]) * 1000 + math.floor(tonumber(started[2]) / 1000
 local waiting_left = drain_waiting(now)
 
 local promoted = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', now, 'LIMIT', 0, scan)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', ms_text(now), 'LIMIT', '0',
+                                       ARGV[6])) do
   redis.call('ZREM', TK.delayed, id)
   local task = get_task(id)
   if task and task.status == 'failed' then
@@ -96,7 +97,9 @@ for j = 1, nsets do
 end
 
 swarm_index_keys(TK.swarms)
-local HOLDS, RECHECK = 64, 16
+-- held swarms looked at again per call: 16 (the last index as text: a number handed to
+-- redis.call costs a '%.17g')
+local HOLDS, RECHECK_LAST = 64, '15'
 local holds = 0
 
 local profiles = {}  -- pid -> {caps (list), names (set) or nil, prefixes, prio}
@@ -141,14 +144,14 @@ local function live(e)
 end
 
 -- held for want of a live host: a few of them each call, oldest first, open again when one beat
-for _, sid in ipairs(redis.call('ZRANGE', SX.stale, 0, RECHECK - 1)) do
+for _, sid in ipairs(redis.call('ZRANGE', SX.stale, '0', RECHECK_LAST)) do
   local e = entry(sid)
   if not e or e.st ~= 'held' or e.why ~= 'without a live host' or e.hosts == '' then
     redis.call('ZREM', SX.stale, sid)
   elseif live(e) then
     hold(sid, e, false)
   else
-    redis.call('ZADD', SX.stale, now, sid)
+    redis.call('ZADD', SX.stale, ms_text(now), sid)
   end
 end
 
@@ -166,7 +169,7 @@ local function first_live(kind, pid, from)
   while true do
     local sid, score
     if from then
-      local top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, 1)
+      local top = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', '0', '1')
       sid = top[1]
     else
       local t = load_top(pid)
@@ -561,6 +564,6 @@ for _, a in ipairs(out[5]) do
 end
 out[1], out[3], out[4] = assigned, parked, more
 out[6] = redis.call('HKEYS', parked_index)
-local due = redis.call('ZRANGE', TK.delayed, 0, 0, 'WITHSCORES')
+local due = redis.call('ZRANGE', TK.delayed, '0', '0', 'WITHSCORES')
 out[7] = due[2] and math.max(0, tonumber(due[2]) - now_ms()) or -1
 return out

@@ -20,7 +20,7 @@ NOOP = "multiswarm.demo_tasks:noop"
 BODY = """
 return with_request_id(function()
   local n = redis.call('INCR', KEYS[1])
-  return {n, 'a', {'b', 'c'}}
+  return {n, 'a', {'b', 'c'}, {}, 1234567890123}
 end, false)
 """
 
@@ -37,16 +37,16 @@ async def test_request_record_replays_without_running_again(
     counter, req = f"{{{namespace}}}:n", f"{{{namespace}}}:req:1"
     try:
         first = await run_with_request_id(r, counter, req)
-        assert first == [1, b"a", [b"b", b"c"]]
+        assert first == [1, b"a", [b"b", b"c"], [], 1234567890123]
         raw = await r.get(req)
-        assert isinstance(raw, bytes) and raw.startswith(b'{"v":')
+        assert isinstance(raw, bytes) and raw.startswith(b"\x81\xa1v")  # MessagePack {v = ...}
         assert await run_with_request_id(r, counter, req) == first
         assert await r.get(counter) == b"1"
     finally:  # closed on a failure too: left to the collector, it warns inside a later test
         await r.aclose()
 
 
-async def test_a_recorded_outcome_replays_as_recorded(
+async def test_a_json_record_of_an_earlier_version_replays_as_recorded(
     redis_server: RedisServer, namespace: str
 ) -> None:
     r = aioredis.Redis.from_url(redis_server.url)

@@ -138,7 +138,7 @@ end
 -- again (multiswarm/scripts.py wraps each such script in with_request_id). Refusals (error
 -- replies) are not recorded: a refused script wrote nothing, so running it again is safe.
 -- REQUEST_TTL_MS must equal multiswarm/config.py REQUEST_TTL_MS and exceed every retry window.
-local REQUEST_TTL_MS = 120000
+local REQUEST_TTL_MS = '120000'  -- as text: a number handed to redis.call costs a '%.17g'
 -- A script with a custom replay reads what its first run recorded from REPLAY (nil on a first
 -- run) and may set REQUEST.record to keep something smaller than its reply (claim_tasks keeps
 -- ids and fencing tokens, not payloads).
@@ -149,7 +149,11 @@ local function with_request_id(body, custom_replay)
   local key = KEYS[#KEYS]
   local raw = redis.call('GET', key)
   if raw then
-    local recorded = cjson.decode(raw)
+    -- MessagePack (decision 80); a record written by an earlier version is JSON ('{': a
+    -- MessagePack map of one entry starts with 0x81)
+    local recorded
+    if string.byte(raw, 1) == 123 then recorded = cjson.decode(raw)
+    else recorded = cmsgpack.unpack(raw) end
     if not custom_replay then return recorded.v end
     REPLAY = recorded.v
     return body()
@@ -158,6 +162,8 @@ local function with_request_id(body, custom_replay)
   if type(reply) == 'table' and reply.err then return reply end
   local record = REQUEST.record
   if record == nil then record = reply end
-  redis.call('SET', key, cjson.encode({v = record}), 'PX', REQUEST_TTL_MS)
+  -- MessagePack, not JSON: cjson formats each number with fpconv (~2 K instructions each) and
+  -- a dispatch reply carries a few (decision 80)
+  redis.call('SET', key, cmsgpack.pack({v = record}), 'PX', REQUEST_TTL_MS)
   return reply
 end

@@ -90,10 +90,10 @@ local function sx_put(sid, e, active, sign)
   if e.st == 'open' then
     local room = math.max(0, e.cap - active)
     if sign > 0 then
-      redis.call('ZADD', sx_key('open', e.p), 0, sid)
+      redis.call('ZADD', sx_key('open', e.p), '0', sid)
       if room > 0 then
         redis.call('ZADD', sx_key('load', e.p), load_score(e, active), sid)
-        redis.call('ZADD', sx_key('rr', e.p), 0, sid)
+        redis.call('ZADD', sx_key('rr', e.p), '0', sid)
       end
     else
       redis.call('ZREM', sx_key('open', e.p), sid)
@@ -102,7 +102,7 @@ local function sx_put(sid, e, active, sign)
     end
     if room > 0 then redis.call('HINCRBY', SX.room, e.p, sign * room) end
   elseif e.st == 'held' then
-    if sign > 0 then redis.call('ZADD', sx_key('held', e.p), 0, sid)
+    if sign > 0 then redis.call('ZADD', sx_key('held', e.p), '0', sid)
     else redis.call('ZREM', sx_key('held', e.p), sid) end
   end
 end
