@@ -273,7 +273,7 @@ def schedule_kernel(
     tk, ti, head = tree[: 2 * size], tree[2 * size : 4 * size], tree[4 * size :]
     h = 0
     use_tree = False
-    drift = 0  # sum of the distances moved, each decaying by 1/16 a placement
+    drift = debt = 0  # drift: sum of the distances moved, each decaying by 1/16 a placement
     least_cost = task_cost.min() if n else 0.0
 
     # without dependencies (the worker's batches) every task is ready at once, in key order
@@ -318,10 +318,27 @@ def schedule_kernel(
                 if a >= 0:
                     cursor = a + 1 if a + 1 < m else 0
             elif use_tree:
+                pulled = h
                 p, h = tree_pick(
                     need, cost, load, agent_capacity, agent_caps, head, h, tk, ti, size
                 )
+                debt = max(debt + 4 * (h - pulled) - 1, 0)
                 a = int(head[p]) if p >= 0 else -1
+                if debt > 4 * n_live or tk[1] == EMPTY:
+                    # searches pass many agents (tasks few or none can take; ``debt`` counts
+                    # the agents they moved out of the tree, less a quarter a search): the
+                    # tree would be emptied and refilled again and again, so the sorted
+                    # ranking, the head then the tree's agents in order, serves the rest
+                    while tk[1] != EMPTY:
+                        w = ti[1]
+                        set_leaf(tk, ti, size, w, EMPTY)
+                        head[h] = w
+                        h += 1
+                    for i in range(h):
+                        rank[i] = head[i]
+                    n_live = h
+                    group[1:] = h
+                    use_tree = ranks_keys = False
             else:
                 # under CAPABILITY, agents with fewer bits than the task needs cannot hold them
                 start = group[popcount(need)] if strategy == CAPABILITY else 0
@@ -368,7 +385,7 @@ def schedule_kernel(
                                 i -= 1
                             head[i] = a
                             h += 1
-                        while h > HEAD:  # the head grows when a search passes all of it
+                        if h > HEAD:  # it grows when a search passes all of it: one back a time
                             h -= 1
                             set_leaf(tk, ti, size, head[h], kb[head[h]])
                     elif drop:

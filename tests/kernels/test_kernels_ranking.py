@@ -73,18 +73,21 @@ def test_ties_from_equal_ratios_and_signed_zeros(strategy: int) -> None:
     same_as_reference(batch)
 
 
+@pytest.mark.parametrize("unplaceable", [0.0, 0.05])
 @pytest.mark.parametrize("strategy", KEYED)
-def test_rare_capabilities_and_unplaceable_tasks(strategy: int) -> None:
+def test_rare_capabilities_and_unplaceable_tasks(strategy: int, unplaceable: float) -> None:
     # A task only a few agents can take searches past the whole head (it grows from the tree
-    # and shrinks back); a task no agent can take empties the tree into the head.
+    # and shrinks back), until such searches have moved too many agents out of the tree; a
+    # task no agent can take empties the tree: both turn the ranking back into a sorted one.
     rng = np.random.default_rng(30 + strategy)
     n, m = 3000, 200
     agent_caps = np.where(rng.random(m) < 0.05, 2, 1).astype(np.uint64)
-    task_caps = rng.choice(np.array([0, 1, 2, 4], dtype=np.uint64), n, p=[0.6, 0.2, 0.15, 0.05])
+    needs = np.array([0, 1, 2, 4], dtype=np.uint64)
+    task_caps = rng.choice(needs, n, p=[0.65 - unplaceable, 0.2, 0.15, unplaceable])
     batch = keyed_batch(31, strategy, n, m, agent_caps=agent_caps)
     batch.update(task_caps=task_caps, task_cost=rng.uniform(0.1, 1.0, n))
     got = same_as_reference(batch)
-    assert (got.reason == c.NO_CAPABLE_AGENT).any()
+    assert (got.reason == c.NO_CAPABLE_AGENT).any() == (unplaceable > 0)
 
 
 @pytest.mark.parametrize("strategy", KEYED)
