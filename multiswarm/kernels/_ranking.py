@@ -28,6 +28,7 @@ __all__ = [
     "EMPTY",
     "HEAD",
     "demote",
+    "insert_head",
     "pick_ranked",
     "popcount",
     "rank_agents",
@@ -35,6 +36,7 @@ __all__ = [
     "set_leaf",
     "to_tree",
     "tree_pick",
+    "untree",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -126,10 +128,10 @@ def pick_ranked(
 
 
 @njit
-def demote(rank: U32, held: U64, p: int, end: int, key: F64) -> int:
+def demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
     """Move ``rank[p]`` right to its place in ``rank[p:end]`` (the end of its fit group) after
-    its key grew (keys never shrink: costs >= 0); ``held``, unless empty, moves alike. Returns
-    the place + 1 (the distance moved is the caller's measure of how converged the keys are).
+    its key grew (keys never shrink: costs >= 0); ``held``, unless empty, moves alike. (Its
+    place is not returned: using it after the memmove made every strategy's loop slower.)
 
     Under least-loaded the agents' loads converge, and a placed agent then moves past most of
     the others: find the place by bisection and shift with a memmove, not by swaps. (Measured
@@ -153,7 +155,6 @@ def demote(rank: U32, held: U64, p: int, end: int, key: F64) -> int:
     rotate(rank, p, lo)
     if held.shape[0] > 0:
         rotate(held, p, lo)
-    return lo
 
 
 @njit
@@ -235,3 +236,29 @@ def tree_pick(
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return h - 1, h
     return -1, h
+
+
+@njit
+def insert_head(head: I64, p: int, h: int, a: int, kb: I64) -> None:
+    """Insert agent ``a`` into the sorted ``head[p:h]`` (room at ``head[h]``): a placed agent
+    still preceding the tree's best (rare once the keys have converged: a call, not inlined)."""
+    ka = kb[a]
+    i = h  # the agents of head[p:h] that a precedes move right by one
+    while i > p and (ka < kb[head[i - 1]] or (ka == kb[head[i - 1]] and a < head[i - 1])):
+        head[i] = head[i - 1]
+        i -= 1
+    head[i] = a
+
+
+@njit
+def untree(rank: U32, head: I64, h: int, tk: I64, ti: I64, size: int) -> int:
+    """Write the head and then the tree's agents, in order, to ``rank`` (the tree is emptied);
+    returns their number: the sorted ranking again."""
+    while tk[1] != EMPTY:
+        a = ti[1]
+        set_leaf(tk, ti, size, a, EMPTY)
+        head[h] = a
+        h += 1
+    for i in range(h):
+        rank[i] = head[i]
+    return h

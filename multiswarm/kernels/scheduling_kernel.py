@@ -24,6 +24,7 @@ from ._ranking import (
     EMPTY,
     HEAD,
     demote,
+    insert_head,
     pick_ranked,
     popcount,
     rank_agents,
@@ -31,6 +32,7 @@ from ._ranking import (
     set_leaf,
     to_tree,
     tree_pick,
+    untree,
 )
 from .constants import (
     ALL_CAPABLE_AGENTS_FULL,
@@ -57,9 +59,9 @@ U32 = npt.NDArray[np.uint32]
 #: scattered (decision 72); a batch has fewer than 2**31 tasks and dependencies.
 I32 = npt.NDArray[np.int32]
 
-#: Under LEAST_LOADED and LOAD_BALANCED, the ranking turns into a head and a tree once its
-#: moves average more than this many places (times 16: ``drift`` is a decaying sum).
-_LONG_MOVES = 16 * 96
+#: Under LEAST_LOADED and LOAD_BALANCED, the ranking turns into a head and a tree once most
+#: placed agents move past more than this many others (decision 77).
+_FAR = 96
 
 #: Numba's count of trailing zero bits (one instruction), typed for mypy.
 trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
@@ -273,7 +275,7 @@ def schedule_kernel(
     tk, ti, head = tree[: 2 * size], tree[2 * size : 4 * size], tree[4 * size :]
     h = 0
     use_tree = False
-    drift = debt = 0  # drift: sum of the distances moved, each decaying by 1/16 a placement
+    drift = debt = 0
     least_cost = task_cost.min() if n else 0.0
 
     # without dependencies (the worker's batches) every task is ready at once, in key order
@@ -329,14 +331,7 @@ def schedule_kernel(
                     # the agents they moved out of the tree, less a quarter a search): the
                     # tree would be emptied and refilled again and again, so the sorted
                     # ranking, the head then the tree's agents in order, serves the rest
-                    while tk[1] != EMPTY:
-                        w = ti[1]
-                        set_leaf(tk, ti, size, w, EMPTY)
-                        head[h] = w
-                        h += 1
-                    for i in range(h):
-                        rank[i] = head[i]
-                    n_live = h
+                    n_live = h = untree(rank, head, h, tk, ti, size)
                     group[1:] = h
                     use_tree = ranks_keys = False
             else:
@@ -376,14 +371,7 @@ def schedule_kernel(
                             head[h] = r
                             h += 1
                         else:
-                            i = h  # the agents of head[p:h] that a precedes move right by one
-                            while i > p and (
-                                (ka < kb[head[i - 1]])
-                                | ((ka == kb[head[i - 1]]) & (a < head[i - 1]))
-                            ):
-                                head[i] = head[i - 1]
-                                i -= 1
-                            head[i] = a
+                            insert_head(head, p, h, a, kb)
                             h += 1
                         if h > HEAD:  # it grows when a search passes all of it: one back a time
                             h -= 1
@@ -395,8 +383,11 @@ def schedule_kernel(
                         group[fit[a] + 1 :] -= 1
                         n_live -= 1
                     else:
-                        drift += demote(rank, held, p, group[fit[a] + 1], key) - p - (drift >> 4)
-                        if ranks_keys and drift > _LONG_MOVES and n_live > HEAD:
+                        if ranks_keys:  # drift: 256 times a decaying share of far moves
+                            far = p + _FAR < n_live and key[rank[p + _FAR]] <= key[a]
+                            drift += 16 * far - (drift >> 4)
+                        demote(rank, held, p, group[fit[a] + 1], key)
+                        if ranks_keys and drift > 128 and n_live > HEAD:
                             h = to_tree(rank[:n_live], kb, head, tk, ti)
                             use_tree = True
             else:
