@@ -61,7 +61,7 @@ I32 = npt.NDArray[np.int32]
 
 #: Under LEAST_LOADED and LOAD_BALANCED, the ranking turns into a head and a tree once most
 #: placed agents move past more than this many others (decision 77).
-_FAR = 96
+_FAR = 128
 
 #: Numba's count of trailing zero bits (one instruction), typed for mypy.
 trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
