@@ -7,7 +7,9 @@ positions in that order, taken lowest first (decision 72); for the non-round-rob
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
 capability bits), so the search for an agent usually stops after a few, the chosen agent is
 moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
-leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
+leaves the ranking; under least-loaded and load-balanced, once placed agents move far, a short
+head plus a tournament tree replaces the ranking (``_ranking.py``). Decisions 56 and 77 in
+docs/decisions.md have the measurements.
 """
 
 from __future__ import annotations
