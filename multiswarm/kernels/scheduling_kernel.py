@@ -7,7 +7,9 @@ positions in that order, taken lowest first (decision 72); for the non-round-rob
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
 capability bits), so the search for an agent usually stops after a few, the chosen agent is
 moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
-leaves the ranking. Decision 56 in docs/decisions.md has the measurements.
+leaves the ranking; under least-loaded and load-balanced, once placed agents move far, a short
+head plus a tournament tree replaces the ranking (``_ranking.py``). Decisions 56 and 77 in
+docs/decisions.md have the measurements.
 """
 
 from __future__ import annotations
@@ -19,7 +21,21 @@ import numpy as np
 import numpy.typing as npt
 from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
-from ._jit import njit, shift_left
+from ._jit import njit
+from ._ranking import (
+    EMPTY,
+    HEAD,
+    demote,
+    insert_head,
+    pick_ranked,
+    popcount,
+    rank_agents,
+    rotate,
+    set_leaf,
+    to_tree,
+    tree_pick,
+    untree,
+)
 from .constants import (
     ALL_CAPABLE_AGENTS_FULL,
     ASSIGNED,
@@ -28,6 +44,7 @@ from .constants import (
     DEPENDENCY_CYCLE,
     DEPENDENCY_UNASSIGNED,
     LEAST_LOADED,
+    LOAD_BALANCED,
     NO_CAPABLE_AGENT,
     NO_HEALTHY_CAPABLE_AGENT,
     ROUND_ROBIN,
@@ -44,9 +61,9 @@ U32 = npt.NDArray[np.uint32]
 #: scattered (decision 72); a batch has fewer than 2**31 tasks and dependencies.
 I32 = npt.NDArray[np.int32]
 
-#: Most capability bits an agent can hold (the ``fit`` groups of the ranked agents).
-_MAX_FIT = 64
-
+#: Under LEAST_LOADED and LOAD_BALANCED, the ranking turns into a head and a tree once most
+#: placed agents move past more than this many others (decision 77).
+_FAR = 128
 
 #: Numba's count of trailing zero bits (one instruction), typed for mypy.
 trailing_zeros = cast(Callable[[np.uint64], np.uint64], _trailing_zeros)
@@ -96,15 +113,6 @@ def _mark_ready(words: U64, summary: U64, k: int) -> None:
 
 
 @njit
-def _popcount(x: np.uint64) -> int:
-    count = 0
-    while x != 0:
-        x &= x - np.uint64(1)
-        count += 1
-    return count
-
-
-@njit
 def _pick_round_robin(
     need: np.uint64, cost: float, load: F64, capacity: F64, caps: U64, health: I8, cursor: int
 ) -> int:
@@ -117,105 +125,6 @@ def _pick_round_robin(
         if health[a] <= DEGRADED and (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return a
     return -1
-
-
-@njit
-def _rank_agents(
-    load: F64, capacity: F64, caps: U64, health: I8, strategy: int
-) -> tuple[U32, I64, I64, F64]:
-    """Healthy and degraded agents sorted by the strategy's preference, best first.
-
-    The key is ``(fit, key, index)``: ``key`` is the load (LEAST_LOADED) or the load ratio;
-    ``fit`` is 0 except for CAPABILITY, where it is the agent's number of capability bits. For
-    an agent holding every bit a task needs, its bits beyond the task's number ``fit`` minus the
-    task's own count, so ranking by ``fit`` ranks by extra bits for every task at once.
-    Returns ``(rank, group, fit, key)``: ``rank`` holds agent indexes as ``uint32`` (half the
-    bytes to shift after a placement; unsigned, so no negative-index wraparound on the
-    gathers); the agents of fit ``f`` hold ``rank[group[f]:group[f + 1]]``, and as placements
-    only raise keys an agent never leaves its group; ``fit`` and ``key`` are indexed by agent.
-    """
-    m = load.shape[0]
-    fit = np.zeros(m, dtype=np.int64)
-    key = np.empty(m, dtype=np.float64)
-    live = np.empty(m, dtype=np.int64)
-    n_live = 0
-    for a in range(m):
-        key[a] = load[a] if strategy == LEAST_LOADED else load[a] / capacity[a]
-        if strategy == CAPABILITY:
-            fit[a] = _popcount(caps[a])
-        if health[a] <= DEGRADED:
-            live[n_live] = a
-            n_live += 1
-    rank = live[:n_live]
-    # Stable sorts, last key first: the index order of ``live`` breaks the remaining ties.
-    rank = rank[np.argsort(key[rank], kind="mergesort")]
-    rank = rank[np.argsort(fit[rank], kind="mergesort")]
-    group = np.zeros(_MAX_FIT + 2, dtype=np.int64)
-    for p in range(n_live):
-        group[fit[rank[p]] + 1] += 1
-    for f in range(_MAX_FIT + 1):
-        group[f + 1] += group[f]
-    return rank.astype(np.uint32), group, fit, key
-
-
-@njit
-def _pick_ranked(
-    need: np.uint64,
-    cost: float,
-    load: F64,
-    capacity: F64,
-    caps: U64,
-    rank: U32,
-    held: U64,
-    start: int,
-    n_live: int,
-) -> int:
-    """Position in ``rank[:n_live]``, from ``start``, of the first agent that has the
-    capabilities and room; -1 if none. ``held`` is empty or the agents' bits in rank order."""
-    in_order = held.shape[0] > 0
-    for p in range(start, n_live):
-        if in_order and (held[p] & need) != need:
-            continue
-        a = rank[p]
-        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
-            return p
-    return -1
-
-
-@njit
-def _demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
-    """Move ``rank[p]`` right to its place in ``rank[p:end]`` (the end of its fit group) after
-    its key grew (keys never shrink: costs >= 0); ``held``, unless empty, moves alike.
-
-    Under least-loaded the agents' loads converge, and a placed agent then moves past most of
-    the others: find the place by bisection and shift with a memmove, not by swaps. (Measured
-    slower instead: a binary heap visited in order by a frontier heap, a tournament tree, a
-    gap buffer shifting the shorter side, and galloping from the last place.)
-    """
-    a = rank[p]
-    ka = key[a]
-    lo, hi = p + 1, end  # the place is the first q in [lo, hi) with a before rank[q]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        # whether a ranks before b (same fit), by (key, index), written out here (a call per
-        # step costs more than the step); unsigned indexes skip Numba's negative-index wraparound
-        b = rank[np.uint64(mid)]
-        kb = key[b]
-        if ka < kb or (ka == kb and a < b):
-            hi = mid
-        else:
-            lo = mid + 1
-    _rotate(rank, p, lo)
-    if held.shape[0] > 0:
-        _rotate(held, p, lo)
-
-
-@njit
-def _rotate(values: npt.NDArray[np.generic], p: int, q: int) -> None:
-    """Move ``values[p]`` to ``q - 1``, shifting ``values[p + 1:q]`` left by one."""
-    first = values[p]
-    shift_left(values, p, q)  # one memmove (decision 76), not a loop Numba vectorizes
-    values[q - 1] = first
 
 
 @njit
@@ -351,12 +260,24 @@ def schedule_kernel(
 
     # Health does not change during a batch, and only the chosen agent's key changes after a
     # placement: keep the eligible agents ranked, so a search usually stops at the first few.
-    rank, group, fit, key = _rank_agents(
+    rank, group, fit, key = rank_agents(
         agent_load, agent_capacity, agent_caps, agent_health, strategy
     )
     # CAPABILITY scans ~20 agents a task (most lack a bit): their bits in rank order, contiguous
     held = agent_caps[rank] if strategy == CAPABILITY else np.empty(0, dtype=np.uint64)
     n_live = rank.shape[0]
+    # The head and tree replacing the ranking once its moves are long (decision 77): the
+    # keys' bits order as the keys (all >= 0), so the tree compares integers.
+    kb = key.view(np.int64)
+    ranks_keys = strategy in (LEAST_LOADED, LOAD_BALANCED)
+    size = 1 if ranks_keys else 0
+    while size < m and ranks_keys:
+        size <<= 1
+    tree = np.empty((n_live if ranks_keys else 0) + 4 * size, dtype=np.int64)  # one allocation
+    tk, ti, head = tree[: 2 * size], tree[2 * size : 4 * size], tree[4 * size :]
+    h = 0
+    use_tree = False
+    drift = debt = 0
     least_cost = task_cost.min() if n else 0.0
 
     # without dependencies (the worker's batches) every task is ready at once, in key order
@@ -400,10 +321,25 @@ def schedule_kernel(
                 )
                 if a >= 0:
                     cursor = a + 1 if a + 1 < m else 0
+            elif use_tree:
+                pulled = h
+                p, h = tree_pick(
+                    need, cost, load, agent_capacity, agent_caps, head, h, tk, ti, size
+                )
+                debt = max(debt + 4 * (h - pulled) - 1, 0)
+                a = int(head[p]) if p >= 0 else -1
+                if debt > 4 * n_live or tk[1] == EMPTY:
+                    # searches pass many agents (tasks few or none can take; ``debt`` counts
+                    # the agents they moved out of the tree, less a quarter a search): the
+                    # tree would be emptied and refilled again and again, so the sorted
+                    # ranking, the head then the tree's agents in order, serves the rest
+                    n_live = h = untree(rank, head, h, tk, ti, size)
+                    group[1:] = h
+                    use_tree = ranks_keys = False
             else:
                 # under CAPABILITY, agents with fewer bits than the task needs cannot hold them
-                start = group[_popcount(need)] if strategy == CAPABILITY else 0
-                p = _pick_ranked(
+                start = group[popcount(need)] if strategy == CAPABILITY else 0
+                p = pick_ranked(
                     need, cost, load, agent_capacity, agent_caps, rank, held, start, n_live
                 )
                 a = int(rank[p]) if p >= 0 else -1
@@ -414,17 +350,48 @@ def schedule_kernel(
                 order[n_placed] = t
                 n_placed += 1
                 if strategy != ROUND_ROBIN:
-                    key[a] = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
-                    if load[a] + least_cost > agent_capacity[a]:
-                        # no task of the batch fits any more (rounding is monotonic): drop it
-                        # rather than check it again for every later task
-                        _rotate(rank, p, n_live)
+                    ratio = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
+                    key[a] = ratio + 0.0
+                    # no task of the batch fits any more (rounding is monotonic): drop it
+                    # rather than check it again for every later task
+                    drop = load[a] + least_cost > agent_capacity[a]
+                    if use_tree:
+                        # a leaves the head; it returns to it if it still precedes the tree's
+                        # best agent r, else it goes into the tree and r takes the head's end
+                        h -= 1
+                        for i in range(p, h):
+                            head[i] = head[i + 1]
+                        ka, r, kr = kb[a], ti[1], tk[1]
+                        if drop:
+                            if h < HEAD and kr != EMPTY:
+                                set_leaf(tk, ti, size, r, EMPTY)
+                                head[h] = r
+                                h += 1
+                        elif (kr < ka) | ((kr == ka) & (r < a)):
+                            set_leaf(tk, ti, size, a, ka)
+                            set_leaf(tk, ti, size, r, EMPTY)
+                            head[h] = r
+                            h += 1
+                        else:
+                            insert_head(head, p, h, a, kb)
+                            h += 1
+                        if h > HEAD:  # it grows when a search passes all of it: one back a time
+                            h -= 1
+                            set_leaf(tk, ti, size, head[h], kb[head[h]])
+                    elif drop:
+                        rotate(rank, p, n_live)
                         if held.shape[0] > 0:
-                            _rotate(held, p, n_live)
+                            rotate(held, p, n_live)
                         group[fit[a] + 1 :] -= 1
                         n_live -= 1
                     else:
-                        _demote(rank, held, p, group[fit[a] + 1], key)
+                        if ranks_keys:  # drift: 256 times a decaying share of far moves
+                            far = p + _FAR < n_live and key[rank[p + _FAR]] <= key[a]
+                            drift += 16 * far - (drift >> 4)
+                        demote(rank, held, p, group[fit[a] + 1], key)
+                        if ranks_keys and drift > 128 and n_live > HEAD:
+                            h = to_tree(rank[:n_live], kb, head, tk, ti)
+                            use_tree = True
             else:
                 reason[t] = _failure_reason(need, agent_caps, agent_health)
         if not has_deps:
