@@ -12,8 +12,8 @@ under CAPABILITY, else 0):
   ``size + a`` is agent ``a``, or empty): a placement replays two leaf-to-root paths, with no
   shift and no branch on the keys.
 
-Numba's cache of ``schedule_kernel`` is keyed by its own file, not by this one: after editing
-anything here, clear ``multiswarm/kernels/__pycache__``.
+Numba keys the cache of ``schedule_kernel`` by its own file, not by this one: at import,
+``_jit.drop_stale_cache`` drops the cached kernels when any file of the package changed.
 """
 
 from __future__ import annotations
