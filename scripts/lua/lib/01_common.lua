@@ -145,6 +145,19 @@ local REQUEST_TTL_MS = '120000'  -- as text: a number handed to redis.call costs
 local REPLAY = nil
 local REQUEST = {}
 
+-- MessagePack, not JSON: cjson formats each number with fpconv (~2 K instructions each) and a
+-- dispatch reply carries a few (decision 80). JSON where the Lua has no cmsgpack (fakeredis, for
+-- the pure-logic contract tests): a replay reads either, by the first byte.
+-- (chosen at the first call: a library's load sees neither library)
+local request_codec = nil
+local function pack_request(value)
+  if request_codec == nil then
+    request_codec = pcall(function() return cmsgpack.pack end) and 'msgpack' or 'json'
+  end
+  if request_codec == 'msgpack' then return cmsgpack.pack(value) end
+  return cjson.encode(value)
+end
+
 local function with_request_id(body, custom_replay)
   local key = KEYS[#KEYS]
   local raw = redis.call('GET', key)
@@ -162,8 +175,6 @@ local function with_request_id(body, custom_replay)
   if type(reply) == 'table' and reply.err then return reply end
   local record = REQUEST.record
   if record == nil then record = reply end
-  -- MessagePack, not JSON: cjson formats each number with fpconv (~2 K instructions each) and
-  -- a dispatch reply carries a few (decision 80)
-  redis.call('SET', key, cmsgpack.pack({v = record}), 'PX', REQUEST_TTL_MS)
+  redis.call('SET', key, pack_request({v = record}), 'PX', REQUEST_TTL_MS)
   return reply
 end
