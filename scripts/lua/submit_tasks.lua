@@ -18,13 +18,19 @@
 load_task_keys()
 local count = tonumber(ARGV[1])
 if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
-local specs, in_batch = {}, {}
+local specs, in_batch, ids = {}, {}, {}
 for i = 1, count do
   local ok, spec = pcall(cjson.decode, ARGV[2 * i])
   if not ok or type(spec) ~= 'table' or type(spec.id) ~= 'string' then
     return fail('BAD_REQUEST', 'task #' .. i .. ' is not a task spec')
   end
-  local existing = get_task(spec.id)
+  specs[i], ids[i] = spec, spec.id
+end
+-- the existence check of the whole batch is one HMGET (chunked), not one HGET per task
+local raws = count > 0 and hmget_list(TK.tasks, ids) or {}
+for i = 1, count do
+  local spec = specs[i]
+  local existing = raws[i] and decode_task(raws[i])
   if existing then
     if existing.handler ~= spec.handler or existing.deps ~= spec.deps then
       return fail('ALREADY_EXISTS', 'task ' .. spec.id .. ' exists with another definition')
@@ -40,7 +46,6 @@ for i = 1, count do
     end
   end
   in_batch[spec.id] = true
-  specs[i] = spec
 end
 
 local now = now_ms()
@@ -60,6 +65,8 @@ local fresh = 0
 for _, spec in ipairs(specs) do
   if not spec.exists then fresh = fresh + 1 end
 end
+-- the payloads of the new tasks are one variadic HSET (chunked) after the loop
+local payloads = {}
 local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
 for i, spec in ipairs(specs) do
   if spec.exists then
@@ -82,7 +89,8 @@ for i, spec in ipairs(specs) do
       end
     end
     seq = task.seq
-    redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
+    payloads[#payloads + 1] = spec.id
+    payloads[#payloads + 1] = ARGV[2 * i + 1]
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
@@ -115,6 +123,7 @@ for i, spec in ipairs(specs) do
     if task.status == 'ready' then any_ready = true end
   end
 end
+if #payloads > 0 then call_chunked('HSET', TK.payload, payloads) end
 if fresh > 0 then stat_add('submitted', fresh) end
 -- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
 if any_ready then wake(TK.tasks, 'leader') end
