@@ -4,6 +4,7 @@ task twice or releases a dependent that the same call then names."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from multiswarm.errors import AlreadyExists, BadRequest
@@ -98,3 +99,9 @@ async def test_one_submit_call_checks_and_writes_its_batch_at_once(
     assert all(
         isinstance(p, bytes) and p.endswith(b"p" + i.encode()) for p, i in zip(payloads, "abc")
     )
+    # the new records are built sparse: no field holds its default ('' or 0) at submit
+    for raw in await scripts.client.hmget(keys.task_keyset[0], ["b", "c"]):
+        assert isinstance(raw, bytes)
+        record = msgspec.msgpack.decode(raw)
+        assert record["status"] in ("ready", "pending")
+        assert not [k for k, v in record.items() if v in ("", 0) and k != "prio"]
