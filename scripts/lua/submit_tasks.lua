@@ -66,7 +66,7 @@ for _, spec in ipairs(specs) do
   if not spec.exists then fresh = fresh + 1 end
 end
 -- the payloads of the new tasks are one variadic HSET (chunked) after the loop
-local payloads, records = {}, {}
+local payloads, records, ready = {}, {}, {}
 local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
 for i, spec in ipairs(specs) do
   if spec.exists then
@@ -121,7 +121,8 @@ for i, spec in ipairs(specs) do
       else
         -- make_ready's body without its resets of fields a new task never set
         set_task_status(task, 'ready', now)
-        redis.call('ZADD', TK.ready, ready_score_text(task), task.id)
+        ready[#ready + 1] = ready_score_text(task)
+        ready[#ready + 1] = task.id
       end
     end
     records[#records + 1] = task.id
@@ -135,6 +136,7 @@ if #payloads > 0 then
   call_chunked('HSET', TK.payload, payloads)
   call_chunked('HSET', TK.tasks, records)
 end
+if #ready > 0 then call_chunked('ZADD', TK.ready, ready) end
 if fresh > 0 then stat_add('submitted', fresh) end
 -- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
 if any_ready then wake(TK.tasks, 'leader') end
