@@ -18,13 +18,19 @@
 load_task_keys()
 local count = tonumber(ARGV[1])
 if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
-local specs, in_batch = {}, {}
+local specs, in_batch, ids = {}, {}, {}
 for i = 1, count do
   local ok, spec = pcall(cjson.decode, ARGV[2 * i])
   if not ok or type(spec) ~= 'table' or type(spec.id) ~= 'string' then
     return fail('BAD_REQUEST', 'task #' .. i .. ' is not a task spec')
   end
-  local existing = get_task(spec.id)
+  specs[i], ids[i] = spec, spec.id
+end
+-- the existence check of the whole batch is one HMGET (chunked), not one HGET per task
+local raws = count > 0 and hmget_list(TK.tasks, ids) or {}
+for i = 1, count do
+  local spec = specs[i]
+  local existing = raws[i] and decode_task(raws[i])
   if existing then
     if existing.handler ~= spec.handler or existing.deps ~= spec.deps then
       return fail('ALREADY_EXISTS', 'task ' .. spec.id .. ' exists with another definition')
@@ -40,7 +46,6 @@ for i = 1, count do
     end
   end
   in_batch[spec.id] = true
-  specs[i] = spec
 end
 
 local now = now_ms()
@@ -60,21 +65,26 @@ local fresh = 0
 for _, spec in ipairs(specs) do
   if not spec.exists then fresh = fresh + 1 end
 end
+-- the payloads of the new tasks are one variadic HSET (chunked) after the loop
+local payloads, records, ready = {}, {}, {}
 local seq = fresh > 0 and redis.call('HINCRBY', TK.stats, 'seq', fresh) - fresh or 0
 for i, spec in ipairs(specs) do
   if spec.exists then
     out[i] = 'exists'
   else
-    local task = {
-      id = spec.id, name = spec.name or '', handler = spec.handler, caps = spec.caps or '',
-      prio = spec.prio, status = '', swarm = '', worker = '', agent = '', token = '',
-      attempts = 0, max_attempts = spec.max_attempts, lease_ms = spec.lease_ms,
-      timeout_ms = spec.timeout_ms, backoff_ms = spec.backoff_ms,
-      backoff_max_ms = spec.backoff_max_ms, deps = spec.deps or '', deps_left = 0,
+    -- built sparse (decision 79): only fields off their TASK_DEFAULTS, so pack_sparse skips
+    -- pack_task's 18-field loop; nothing below sets a default-valued field
+    local task = setmetatable({
+      id = spec.id, handler = spec.handler, prio = spec.prio, status = '',
+      max_attempts = spec.max_attempts, lease_ms = spec.lease_ms, timeout_ms = spec.timeout_ms,
+      backoff_ms = spec.backoff_ms, backoff_max_ms = spec.backoff_max_ms,
       seq = seq + 1, created_ms = now, updated_ms = now,
-      lease_until = 0, due_ms = 0, reason = '', error = '', finished_ms = 0,
-      result_ttl_ms = tonumber(spec.result_ttl_ms) or 0,
-    }
+    }, TASK_MT_SPARSE)
+    if spec.name and spec.name ~= '' then task.name = spec.name end
+    if spec.caps and spec.caps ~= '' then task.caps = spec.caps end
+    if spec.deps and spec.deps ~= '' then task.deps = spec.deps end
+    local ttl = tonumber(spec.result_ttl_ms) or 0
+    if ttl > 0 then task.result_ttl_ms = ttl end
     if task.result_ttl_ms > 0 then
       local floor = tonumber(redis.call('HGET', TK.stats, 'min_result_ttl_ms') or '')
       if not floor or task.result_ttl_ms < floor then
@@ -82,7 +92,8 @@ for i, spec in ipairs(specs) do
       end
     end
     seq = task.seq
-    redis.call('HSET', TK.payload, spec.id, ARGV[2 * i + 1])
+    payloads[#payloads + 1] = spec.id
+    payloads[#payloads + 1] = ARGV[2 * i + 1]
     local ended_dep = nil
     local deps = split(task.deps)
     for _, d in ipairs(deps) do
@@ -96,25 +107,36 @@ for i, spec in ipairs(specs) do
       set_task_status(task, 'cancelled', now)
       stat_add('cancelled', 1)
     else
+      local left = 0
       for _, d in ipairs(deps) do
         redis.call('ZADD', TK.readers, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         if dep_status(d) ~= 'completed' then
-          task.deps_left = task.deps_left + 1
+          left = left + 1
           redis.call('ZADD', TK.waiting, '0', d .. '|' .. task.id)  -- O(log n), not a rewrite
         end
       end
-      if task.deps_left > 0 then
+      if left > 0 then
+        task.deps_left = left
         set_task_status(task, 'pending', now)
       else
-        make_ready(task, now)
+        -- make_ready's body without its resets of fields a new task never set
+        set_task_status(task, 'ready', now)
+        ready[#ready + 1] = ready_score_text(task)
+        ready[#ready + 1] = task.id
       end
     end
-    put_task(task, now)
+    records[#records + 1] = task.id
+    records[#records + 1] = pack_sparse(task, now)
     known[task.id] = task.status
     out[i] = task.status
     if task.status == 'ready' then any_ready = true end
   end
 end
+if #payloads > 0 then
+  call_chunked('HSET', TK.payload, payloads)
+  call_chunked('HSET', TK.tasks, records)
+end
+if #ready > 0 then call_chunked('ZADD', TK.ready, ready) end
 if fresh > 0 then stat_add('submitted', fresh) end
 -- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
 if any_ready then wake(TK.tasks, 'leader') end

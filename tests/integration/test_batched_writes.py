@@ -4,6 +4,10 @@ task twice or releases a dependent that the same call then names."""
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from multiswarm.errors import AlreadyExists, BadRequest
 from multiswarm.keys import Keys
 from multiswarm.ops.tasks import Outcome, finish_tasks, status_counts
 from multiswarm.scripts import Scripts
@@ -67,3 +71,37 @@ async def test_one_finish_call_names_tasks_twice_and_a_released_dependent(
     assert tasks["a"].completed_by == ta and tasks["a"].lease_until == 0
     counts = await status_counts(c, keys)
     assert counts["completed"] == 4 and counts["running"] == 0 and counts["assigned"] == 0
+
+
+async def test_one_submit_call_checks_and_writes_its_batch_at_once(
+    scripts: Scripts, keys: Keys
+) -> None:
+    """Submit reads the batch's records in one HMGET and writes its payloads in one HSET
+    (decision 79): a duplicate or bad task anywhere in the batch still writes nothing, and a
+    batch mixing a resubmitted task with new ones writes only the new ones' payloads."""
+    store = TaskStore(scripts, keys)
+    a, b = task_spec(NOOP, id="a"), task_spec(NOOP, id="b")
+    with pytest.raises(AlreadyExists):
+        await store.submit([(a, b"pa"), (b, b"pb"), (a, b"pa")])
+    with pytest.raises(BadRequest):
+        await store.submit([(a, b"pa"), (task_spec(NOOP, id="x", depends_on=["x"]), None)])
+    assert await scripts.client.hmget(keys.task_keyset[1], ["a", "b"]) == [None, None]
+    assert await store.submit([(a, b"pa")]) == {"a": "ready"}
+    (stored_a,) = await scripts.client.hmget(keys.task_keyset[1], ["a"])
+    c = task_spec(NOOP, id="c", depends_on=["a", "b"])
+    assert await store.submit([(a, b"other"), (b, b"pb"), (c, b"pc")]) == {
+        "a": "exists",
+        "b": "ready",
+        "c": "pending",
+    }
+    payloads = await scripts.client.hmget(keys.task_keyset[1], ["a", "b", "c"])
+    assert payloads[0] == stored_a  # the resubmitted task's payload is not rewritten
+    assert all(
+        isinstance(p, bytes) and p.endswith(b"p" + i.encode()) for p, i in zip(payloads, "abc")
+    )
+    # the new records are built sparse: no field holds its default ('' or 0) at submit
+    for raw in await scripts.client.hmget(keys.task_keyset[0], ["b", "c"]):
+        assert isinstance(raw, bytes)
+        record = msgspec.msgpack.decode(raw)
+        assert record["status"] in ("ready", "pending")
+        assert not [k for k, v in record.items() if v in ("", 0) and k != "prio"]
