@@ -24,7 +24,11 @@ from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 from ._jit import njit
 from ._ranking import (
     EMPTY,
+    F64,
     HEAD,
+    I8,
+    I64,
+    U64,
     demote,
     insert_head,
     pick_ranked,
@@ -52,11 +56,6 @@ from .constants import (
 
 __all__ = ["schedule_kernel"]
 
-I64 = npt.NDArray[np.int64]
-U64 = npt.NDArray[np.uint64]
-F64 = npt.NDArray[np.float64]
-I8 = npt.NDArray[np.int8]
-U32 = npt.NDArray[np.uint32]
 #: Task positions and counts: ``int32`` halves the bookkeeping arrays a batch reads
 #: scattered (decision 72); a batch has fewer than 2**31 tasks and dependencies.
 I32 = npt.NDArray[np.int32]
