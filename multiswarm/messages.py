@@ -46,6 +46,26 @@ class TaskSpec(msgspec.Struct, kw_only=True):
     result_ttl_ms: int = 0
 
 
+class _SpecWire(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A :class:`TaskSpec` as submit_tasks.lua reads it: a MessagePack map whose pairs become
+    the new record's as they are (decision 84), so the four fields whose record default is
+    ``''`` or 0 are left out at that value (sparse records, decision 57) and the settings,
+    whose record defaults are not zero, are always there."""
+
+    id: str
+    handler: str
+    prio: int
+    max_attempts: int
+    lease_ms: int
+    timeout_ms: int
+    backoff_ms: int
+    backoff_max_ms: int
+    name: str = ""
+    caps: str = ""
+    deps: str = ""
+    result_ttl_ms: int = 0
+
+
 #: Largest value of a task's integer settings (attempts, lease, timeout, backoff; ~8,900 years
 #: in ms): every sum the scripts store in a record (now + a lease, ...) stays an exact integer
 #: below 2**53, a Lua number's limit (:func:`check_settings`, decision 64).
@@ -225,6 +245,28 @@ _msgpack_decoder = msgspec.msgpack.Decoder()
 
 def encode_json(value: Any) -> bytes:
     return _json_encoder.encode(value)
+
+
+def encode_task_spec(spec: TaskSpec) -> bytes:
+    """``spec`` as submit_tasks.lua reads it: a MessagePack map of at most 12 entries (its
+    first byte 0x88-0x8c; a JSON spec, as older clients send, starts with ``{``). Call
+    :func:`check_settings` first: Lua trusts the settings' types and bounds."""
+    return _msgpack_encoder.encode(
+        _SpecWire(
+            id=spec.id,
+            handler=spec.handler,
+            prio=spec.prio,
+            max_attempts=spec.max_attempts,
+            lease_ms=spec.lease_ms,
+            timeout_ms=spec.timeout_ms,
+            backoff_ms=spec.backoff_ms,
+            backoff_max_ms=spec.backoff_max_ms,
+            name=spec.name,
+            caps=spec.caps,
+            deps=spec.deps,
+            result_ttl_ms=spec.result_ttl_ms,
+        )
+    )
 
 
 def encode_envelope(env: Envelope, limit: int = MAX_MESSAGE_BYTES) -> bytes:

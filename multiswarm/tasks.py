@@ -24,7 +24,7 @@ from multiswarm.messages import (
     TaskSpec,
     check_settings,
     decode_task,
-    encode_json,
+    encode_task_spec,
     pack,
     unpack,
 )
@@ -172,7 +172,7 @@ class TaskStore:
                         f"payload of {spec.id} is {len(data)} bytes encoded, above the limit "
                         f"of {MAX_PAYLOAD_BYTES} (1 MiB): pass a reference (path, URL) instead",
                     )
-                encoded.append((encode_json(spec), data))
+                encoded.append((encode_task_spec(spec), data))
             statuses = await ops.submit_tasks(self.scripts, self.keys, encoded)
             for (spec, _), status in zip(chunk, statuses):
                 out[spec.id] = status

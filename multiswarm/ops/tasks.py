@@ -160,7 +160,8 @@ def _pairs(held: dict[str, str]) -> list[str]:
 async def submit_tasks(
     scripts: ScriptRunner, keys: Keys, specs: Sequence[tuple[bytes, bytes]]
 ) -> list[str]:
-    """Submit ``(spec JSON, payload bytes)`` pairs, all or nothing; per task its status."""
+    """Submit ``(spec, payload bytes)`` pairs, all or nothing; per task its status. A spec is
+    :func:`multiswarm.messages.encode_task_spec`'s MessagePack (or an older client's JSON)."""
     args: list[Any] = [len(specs)]
     for spec, payload in specs:
         args += [spec, payload]
