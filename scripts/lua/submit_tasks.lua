@@ -71,7 +71,10 @@ for i = 1, count do
 end
 -- the existence check of the whole batch is one HMGET (chunked), not one HGET per task
 local raws = count > 0 and hmget_list(TK.tasks, ids) or {}
-local exists = {}
+-- exists[i]: task i was submitted before; deps_of[i]: its dependency list (nil: none); present:
+-- the dependencies from before this call found so far (one HEXISTS each, however many tasks
+-- of the batch name them)
+local exists, deps_of, present = {}, {}, {}
 for i = 1, count do
   local s = specs[i]
   local existing = raws[i] and decode_task(raws[i])
@@ -84,12 +87,17 @@ for i = 1, count do
     return fail('ALREADY_EXISTS', 'task ' .. s.id .. ' twice in one batch')
   end
   if s.deps then
-    for _, d in ipairs(split(s.deps)) do
+    local deps = split(s.deps)
+    for _, d in ipairs(deps) do
       if d == s.id then return fail('BAD_REQUEST', 'task ' .. d .. ' depends on itself') end
-      if not in_batch[d] and redis.call('HEXISTS', TK.tasks, d) == 0 then
-        return fail('UNKNOWN_DEPENDENCY', 'task ' .. s.id .. ' depends on unknown task ' .. d)
+      if not in_batch[d] and not present[d] then
+        if redis.call('HEXISTS', TK.tasks, d) == 0 then
+          return fail('UNKNOWN_DEPENDENCY', 'task ' .. s.id .. ' depends on unknown task ' .. d)
+        end
+        present[d] = true
       end
     end
+    deps_of[i] = deps
   end
   in_batch[s.id] = true
 end
@@ -138,9 +146,9 @@ for i = 1, count do
     if ttl and ttl > 0 and (not min_ttl or ttl < min_ttl) then min_ttl = ttl end
     payloads[#payloads + 1] = id
     payloads[#payloads + 1] = ARGV[2 * i + 1]
-    if s.deps then
+    local deps = deps_of[i]
+    if deps then
       local ended_dep = nil
-      local deps = split(s.deps)
       for _, d in ipairs(deps) do
         local st = dep_status(d)
         if st == 'dead' or st == 'cancelled' then ended_dep = ended_dep or (d .. ' ' .. st) end
@@ -153,12 +161,13 @@ for i = 1, count do
       else
         local left = 0
         for _, d in ipairs(deps) do
+          local edge = d .. '|' .. id
           readers[#readers + 1] = '0'
-          readers[#readers + 1] = d .. '|' .. id
+          readers[#readers + 1] = edge
           if dep_status(d) ~= 'completed' then
             left = left + 1
             waiting[#waiting + 1] = '0'
-            waiting[#waiting + 1] = d .. '|' .. id
+            waiting[#waiting + 1] = edge
           end
         end
         if left > 0 then
