@@ -129,6 +129,9 @@ local tail = '\170created_ms' .. stamp .. '\170updated_ms' .. stamp .. '\163seq'
 local STATUS_PAIR = {ready = '\166status\165ready', pending = '\166status\167pending',
                      cancelled = '\166status\169cancelled'}
 local now_text = ms_text(now)
+-- whether someone listens to task events (lib task_event reads it too): the spec tables stay
+-- as unpacked (no key added: a rehash) while nobody does
+local watched = redis.call('EXISTS', TK.events_watch) == 1
 -- everything is written after the loop, each key in one variadic command (call_chunked):
 -- nothing in the loop reads what it writes but the batch's statuses (known)
 local payloads, records, ready, readers, waiting = {}, {}, {}, {}, {}
@@ -141,7 +144,7 @@ for i = 1, count do
     out[i] = 'exists'
   else
     seq = seq + 1
-    local status, extra, entries = 'ready', '', 4
+    local status, extra, entries, reason = 'ready', '', 4, nil
     local ttl = s.result_ttl_ms
     if ttl and ttl > 0 and (not min_ttl or ttl < min_ttl) then min_ttl = ttl end
     payloads[#payloads + 1] = id
@@ -155,8 +158,8 @@ for i = 1, count do
       end
       if ended_dep then
         status = 'cancelled'
-        s.reason = 'dependency ' .. ended_dep
-        extra, entries = '\166reason' .. cmsgpack.pack(s.reason), 5
+        reason = 'dependency ' .. ended_dep
+        extra, entries = '\166reason' .. cmsgpack.pack(reason), 5
         cancelled = cancelled + 1
       else
         local left = 0
@@ -178,8 +181,10 @@ for i = 1, count do
     end
     -- set_task_status's work for a new task (no previous status or index), its index ZADD
     -- batched
-    s.status = status
-    task_event(s, '', now)
+    if watched then
+      s.status, s.reason = status, reason
+      task_event(s, '', now)
+    end
     if status == 'ready' then
       ready[#ready + 1] = string.format('%d', s.prio * PRIORITY_SPAN + seq)
       ready[#ready + 1] = id

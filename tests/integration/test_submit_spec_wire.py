@@ -5,6 +5,7 @@ field, not a map) refused BAD_REQUEST with nothing written."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -120,6 +121,45 @@ async def test_a_dependant_of_a_cancelled_task_is_cancelled_at_submit(
     assert (await store.stats())["cancelled"] == 2
     # c reads no result (it never runs): no readers or waiting edge of its own
     assert await scripts.client.zrange(keys.task_keys.readers, 0, -1) == [b"b|d"]
+
+
+async def test_submit_events_carry_each_new_task_s_status_and_reason(
+    scripts: Scripts, keys: Keys
+) -> None:
+    """Events are published only while the events watch key lives (decision 37); submit reads
+    it once per call (decision 84) and then publishes one per new task."""
+    store, client = TaskStore(scripts, keys), scripts.client
+    await store.submit([(task_spec(NOOP, id="a"), 1), (task_spec(NOOP, id="x"), 1)])
+    await store.cancel("a")
+    pubsub: Any = client.pubsub()
+    await pubsub.subscribe(keys.ch_events)
+    try:
+        await client.set(keys.events_watch, b"1", px=10_000)
+        await store.submit(
+            [
+                (task_spec(NOOP, id="b"), 1),
+                (task_spec(NOOP, id="c", depends_on=["a"]), 1),
+                (task_spec(NOOP, id="d", depends_on=["b"]), 1),
+                (task_spec(NOOP, id="x"), 1),  # exists: no event
+            ]
+        )
+        await client.publish(keys.ch_events, b"marker")  # nothing more came before it
+        seen: list[tuple[str, str, str]] = []
+        for _ in range(50):  # the subscription's confirmation reads as None
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if msg is None:
+                continue
+            if msg["data"] == b"marker":
+                break
+            payload = json.loads(msg["data"])["payload"]
+            seen.append((payload["task"], payload["status"], payload.get("reason", "")))
+        assert seen == [
+            ("b", "ready", ""),
+            ("c", "cancelled", "dependency a cancelled"),
+            ("d", "pending", ""),
+        ]
+    finally:
+        await pubsub.aclose()
 
 
 def _pairs(*kv: Any) -> bytes:
