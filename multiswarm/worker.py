@@ -186,6 +186,8 @@ class Worker(WorkerClaims):
         self.wake: dict[str, asyncio.Event] = {}
         #: per swarm, claimed tasks waiting for a free agent slot (the prefetch window)
         self.prefetched: dict[str, collections.deque[Claimed]] = {}
+        #: per swarm, runs whose agent slot is free again but whose outcome is not recorded yet
+        self.finishing: dict[str, int] = {}
         #: per swarm, whether its last claim emptied its queue (an assignment wakes it again)
         self.drained: dict[str, bool] = {}
         self.completed = 0
@@ -307,6 +309,7 @@ class Worker(WorkerClaims):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.prefetched[spec.id] = collections.deque()
+            self.finishing[spec.id] = 0
             self.recent[spec.id] = collections.deque(maxlen=100)
         # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
         warm = kernels_ready()
@@ -341,6 +344,7 @@ class Worker(WorkerClaims):
         swarm = self.placement[swarm_id]
         agent = swarm.agents[index]
         alloc = None
+        freed = finishing = False
         try:
             deps: dict[str, bytes] = {}
             if c.deps:
@@ -379,6 +383,19 @@ class Worker(WorkerClaims):
             run_s = time.monotonic() - started
             self.metrics.ran(swarm_id, kind, run_s)
             log_run(c, swarm_id, agent.agent_id, kind, run_s)
+            if kind in ("ok", "error", "permanent"):
+                # the agent is done with the task: its slot takes the next (prefetched) task
+                # while the outcome waits for the group commit; the task stays in `held`,
+                # leased and renewed, until recorded, and counts as `finishing` in the claim
+                # loop's window, so the worker still holds at most slots + window tasks
+                self.memory.release(alloc)
+                alloc = None
+                swarm.done(index)
+                freed = True
+                self.finishing[swarm_id] += 1
+                finishing = True
+                if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
+                    self.wake[swarm_id].set()
             if kind == "refused":
                 # the swarm's advert said it could run it (stale, or another host wrote it):
                 # advertise ours again, then hand the task back uncounted, so the leader routes
@@ -421,7 +438,11 @@ class Worker(WorkerClaims):
             self.held.pop(c.id, None)
             if alloc is not None and self.memory is not None:
                 self.memory.release(alloc)
-            swarm.done(index)
-            # the freed slot is worth a look when tasks wait prefetched or may wait queued
+            if finishing:
+                self.finishing[swarm_id] -= 1
+            if not freed:
+                swarm.done(index)
+            # the freed slot (or the window room a recorded outcome leaves) is worth a look
+            # when tasks wait prefetched or may wait queued
             if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
                 self.wake[swarm_id].set()

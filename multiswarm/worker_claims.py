@@ -32,6 +32,7 @@ class WorkerClaims(WorkerLiveness):
 
     metrics: WorkerMetrics
     prefetched: dict[str, collections.deque[Claimed]]
+    finishing: dict[str, int]
     drained: dict[str, bool]
     _failed: asyncio.Event
 
@@ -64,7 +65,9 @@ class WorkerClaims(WorkerLiveness):
             # here while another worker could run them
             free, slots = swarm.slots()
             window = PREFETCH_PER_SLOT * slots
-            want = free + window - len(prefetched)
+            # runs whose slot is free again but whose outcome is not recorded yet still hold
+            # their task: at most slots + window tasks held, whatever stage each is at
+            want = free + window - len(prefetched) - self.finishing[swarm_id]
             claimed: list[Claimed] = []
             # claim when a slot would idle, or half the window is empty: under load claims
             # come in batches instead of one per freed slot
