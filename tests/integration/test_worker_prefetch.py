@@ -168,11 +168,13 @@ async def test_a_freed_slot_runs_the_next_task_while_the_outcome_waits(
         assert worker.finishing["s"] == 0
 
 
+@pytest.mark.parametrize("error", [RedisUnavailable, RuntimeError])
 async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
 ) -> None:
     """The slot is free before the record: a record that fails still leaves the task to its
-    lease, which expires, and the task runs and completes once more, as before decision 78."""
+    lease (Redis unreachable: it expires) or fails the attempt (anything else), and the task
+    runs and completes once more, as before decision 78."""
     marks = tmp_path / "marks"
     marks.mkdir()
     swarms = [swarm_spec("s", ["x"], agents=1)]
@@ -186,7 +188,7 @@ async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
         async def failing_once(worker_id: str, outcomes: Sequence[Outcome]) -> list[str]:
             if not failed:
                 failed.extend(o.id for o in outcomes)
-                raise RedisUnavailable("injected: the batch is not recorded")
+                raise error("injected: the batch is not recorded")
             return await finish(worker_id, outcomes)
 
         monkeypatch.setattr(worker.tasks, "finish", failing_once)
