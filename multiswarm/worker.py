@@ -186,6 +186,8 @@ class Worker(WorkerClaims):
         self.wake: dict[str, asyncio.Event] = {}
         #: per swarm, claimed tasks waiting for a free agent slot (the prefetch window)
         self.prefetched: dict[str, collections.deque[Claimed]] = {}
+        #: per swarm, runs whose agent slot is free again but whose outcome is not recorded yet
+        self.finishing: dict[str, int] = {}
         #: per swarm, whether its last claim emptied its queue (an assignment wakes it again)
         self.drained: dict[str, bool] = {}
         self.completed = 0
@@ -307,6 +309,7 @@ class Worker(WorkerClaims):
             self.agents += agents
             self.wake[spec.id] = asyncio.Event()
             self.prefetched[spec.id] = collections.deque()
+            self.finishing[spec.id] = 0
             self.recent[spec.id] = collections.deque(maxlen=100)
         # shared: agents read large inputs in it by offset (SHARED_INPUT_BYTES)
         warm = kernels_ready()
@@ -341,6 +344,7 @@ class Worker(WorkerClaims):
         swarm = self.placement[swarm_id]
         agent = swarm.agents[index]
         alloc = None
+        freed = posted = False
         try:
             deps: dict[str, bytes] = {}
             if c.deps:
@@ -379,6 +383,13 @@ class Worker(WorkerClaims):
             run_s = time.monotonic() - started
             self.metrics.ran(swarm_id, kind, run_s)
             log_run(c, swarm_id, agent.agent_id, kind, run_s)
+            if kind in ("ok", "error", "permanent"):
+                # the agent is done with the task: its slot takes the next (prefetched) task
+                # while the outcome waits for the group commit (decision 78)
+                self.memory.release(alloc)
+                alloc = None
+                swarm.done(index)
+                freed = True
             if kind == "refused":
                 # the swarm's advert said it could run it (stale, or another host wrote it):
                 # advertise ours again, then hand the task back uncounted, so the leader routes
@@ -396,7 +407,10 @@ class Worker(WorkerClaims):
             if kind == "error":
                 # the supervisor restarts it once it is unhealthy (3+ failures) or dead
                 await self._event("swarm.agent.failed", swarm_id, agent, task=c.id)
-            await self._finish(swarm_id, c, kind, data)
+            # recorded by the group commit without this run waiting (no future, no task step
+            # per outcome): the task stays held, leased and renewed, until its reply
+            self._post_outcome(swarm_id, c, kind, data)
+            posted = True
         except asyncio.CancelledError:
             if c.id not in self._stopped:
                 raise  # shutting down: the drain hands the task back
@@ -406,22 +420,16 @@ class Worker(WorkerClaims):
         except MultiswarmError as e:
             log.error("could not record task %s (its lease will expire): %s", c.id, e)
         except Exception as e:
-            # a bug or an unexpected reply: fail this attempt now rather than leave the task
-            # running until its lease runs out; it retries after backoff, or ends dead
-            log.exception("task %s: unexpected error in worker %s", c.id, self.id)
-            try:
-                outcome = await self.tasks.fail(
-                    c.id, c.token, f"worker {self.id} error: {type(e).__name__}: {e}"
-                )
-                log.info("task %s failed (%s)", c.id, outcome)
-            except MultiswarmError as e2:
-                log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
+            await self._fail_attempt(c, e)
         finally:
             self._stopped.discard(c.id)
-            self.held.pop(c.id, None)
+            if not posted:
+                self.held.pop(c.id, None)
             if alloc is not None and self.memory is not None:
                 self.memory.release(alloc)
-            swarm.done(index)
-            # the freed slot is worth a look when tasks wait prefetched or may wait queued
+            if not freed:
+                swarm.done(index)
+            # the freed slot (or the window room a recorded outcome leaves) is worth a look
+            # when tasks wait prefetched or may wait queued
             if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
                 self.wake[swarm_id].set()

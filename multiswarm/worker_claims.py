@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from typing import Any
 
 from multiswarm.errors import MultiswarmError, WorkerUnknown
+from multiswarm.ops.tasks import Outcome
 from multiswarm.tasks import Claimed
 from multiswarm.worker_liveness import HeldTask, WorkerLiveness
 from multiswarm.worker_metrics import WorkerMetrics
@@ -32,12 +34,46 @@ class WorkerClaims(WorkerLiveness):
 
     metrics: WorkerMetrics
     prefetched: dict[str, collections.deque[Claimed]]
+    finishing: dict[str, int]
     drained: dict[str, bool]
     _failed: asyncio.Event
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         """Run claimed task ``c`` on agent ``index`` of ``swarm_id`` (``Worker`` implements it)."""
         raise NotImplementedError
+
+    def _post_outcome(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
+        """Hand a run's outcome (``ok`` result bytes, ``error`` or ``permanent`` text) to the
+        group commit without waiting; until its reply the task stays in ``held`` (leased,
+        renewed, handed back on shutdown) and counts as finishing in the claim window."""
+        self.finishing[swarm_id] += 1
+        outcome = Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
+        self.outcomes.post(outcome, lambda reply: self._recorded(swarm_id, c, kind, data, reply))
+
+    def _recorded(
+        self, swarm_id: str, c: Claimed, kind: str, data: Any, reply: str | BaseException
+    ) -> None:
+        """The group commit's reply for a posted outcome, as :meth:`_finish` and the run's
+        error handling take it: logged, counted, the task no longer held."""
+        self.finishing[swarm_id] -= 1
+        if isinstance(reply, Exception) and not isinstance(reply, MultiswarmError):
+            # a bug or an unexpected reply: fail the attempt (the task stays held meanwhile)
+            t = asyncio.get_running_loop().create_task(
+                self._fail_attempt(c, reply, release=True), name=f"failing task {c.id}"
+            )
+            self._running.add(t)
+            t.add_done_callback(self._run_ended)
+            return
+        self.held.pop(c.id, None)
+        if isinstance(reply, str) and not reply.startswith(("not_found", "illegal:")):
+            self._count(swarm_id, c, kind, data, reply)
+        elif reply == "not_found":
+            log.warning("task %s vanished while running", c.id)
+        elif not isinstance(reply, asyncio.CancelledError):  # cancelled: shutting down
+            log.error("could not record task %s (its lease will expire): %s", c.id, reply)
+        # a recorded outcome leaves room in the window: worth a look if tasks may wait queued
+        if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
+            self.wake[swarm_id].set()
 
     def _run_ended(self, t: asyncio.Task[None]) -> None:
         """A run's one done callback (runs are many: not :meth:`_spawn`'s two and a closure):
@@ -64,7 +100,9 @@ class WorkerClaims(WorkerLiveness):
             # here while another worker could run them
             free, slots = swarm.slots()
             window = PREFETCH_PER_SLOT * slots
-            want = free + window - len(prefetched)
+            # runs whose slot is free again but whose outcome is not recorded yet still hold
+            # their task: at most slots + window tasks held, whatever stage each is at
+            want = free + window - len(prefetched) - self.finishing[swarm_id]
             claimed: list[Claimed] = []
             # claim when a slot would idle, or half the window is empty: under load claims
             # come in batches instead of one per freed slot

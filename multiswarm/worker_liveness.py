@@ -214,12 +214,32 @@ class WorkerLiveness(WorkerMembers):
         outcome = await self.outcomes.record(
             Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
         )
+        self._count(swarm_id, c, kind, data, outcome)
+
+    def _count(self, swarm_id: str, c: Claimed, kind: str, data: Any, outcome: str) -> None:
+        """Count and log a recorded outcome (``outcome``: finish_tasks.lua's reply)."""
         if kind == "ok":
             self.completed += outcome == "completed"
             self.recent[swarm_id].append(c.id)
         else:
             self.failed += 1
             log.info("task %s failed (%s): %s", c.id, outcome, data.splitlines()[-1:])
+
+    async def _fail_attempt(self, c: Claimed, e: Exception, *, release: bool = False) -> None:
+        """A bug or an unexpected reply while running or recording ``c``: fail this attempt
+        now rather than leave the task running until its lease runs out; it retries after
+        backoff, or ends dead. ``release``: the task then leaves ``held``."""
+        log.error("task %s: unexpected error in worker %s", c.id, self.id, exc_info=e)
+        try:
+            outcome = await self.tasks.fail(
+                c.id, c.token, f"worker {self.id} error: {type(e).__name__}: {e}"
+            )
+            log.info("task %s failed (%s)", c.id, outcome)
+        except MultiswarmError as e2:
+            log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
+        finally:
+            if release:
+                self.held.pop(c.id, None)
 
     def _renew_tick_s(self) -> float:
         """How often the renewal loop looks for due leases: often enough for the shortest

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from multiswarm.errors import IllegalTransition, NotFound
 from multiswarm.ops.tasks import Outcome
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 #: Most outcomes in one finish_tasks.lua call: ~30 µs of Redis time each (measured on the
 #: bench's no-op tasks), so a full call holds Redis for well under 10 ms.
 MAX_BATCH = 128
+
+#: What :meth:`GroupCommit.post` calls back with an outcome's reply, or what recording raised.
+Sink = Callable[[str | BaseException], None]
 
 
 class GroupCommit:
@@ -42,8 +46,18 @@ class GroupCommit:
     def __init__(self, tasks: TaskStore, worker_id: str) -> None:
         self.tasks = tasks
         self.worker_id = worker_id
-        self._pending: list[tuple[Outcome, asyncio.Future[str]]] = []
+        self._pending: list[tuple[Outcome, Sink]] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    def post(self, outcome: Outcome, done: Sink) -> None:
+        """Hand over one outcome without waiting for it (no future, no task per outcome):
+        ``done`` is called once, on the event loop, with its reply
+        (:meth:`~multiswarm.tasks.TaskStore.finish`: ``not_found`` and ``illegal:<status>``
+        are replies here) or with what recording raised (``asyncio.CancelledError`` if the
+        flush was cancelled). It must not raise."""
+        self._pending.append((outcome, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="group commit of outcomes")
 
     async def record(self, outcome: Outcome) -> str:
         """Record one outcome; its reply (:meth:`~multiswarm.tasks.TaskStore.finish`).
@@ -59,9 +73,18 @@ class GroupCommit:
             leases of its tasks expire and they run again.
         """
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcome, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="group commit of outcomes")
+
+        def done(reply: str | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(reply, asyncio.CancelledError):
+                future.cancel()
+            elif isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+        self.post(outcome, done)
         # a waiter cancelled meanwhile (its task was stopped) leaves its outcome in the batch
         reply = await future
         if reply == "not_found":
@@ -78,30 +101,38 @@ class GroupCommit:
         try:
             await asyncio.sleep(0)
             await asyncio.sleep(0)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
             batch, self._pending = self._pending, []
-            for _, future in batch:
-                future.cancel()
+            _deliver(batch, e)
             raise
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             outcomes = [o for o, _ in batch]
             try:
                 replies = await self.tasks.finish(self.worker_id, outcomes)
-            except asyncio.CancelledError:
-                for _, future in batch:
-                    future.cancel()
+            except asyncio.CancelledError as e:
+                _deliver(batch, e)
                 raise
             except Exception as e:  # each waiter reports it (the leases expire, runs repeat)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
+                _deliver(batch, e)
                 continue
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if not future.done():
-                    future.set_result(reply)
+            for (_, done), reply in zip(batch, replies, strict=True):
+                _call(done, reply)
 
     async def close(self) -> None:
         """Wait for the outcomes handed over so far to be recorded (or to fail)."""
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+def _deliver(batch: list[tuple[Outcome, Sink]], error: BaseException) -> None:
+    for _, done in batch:
+        _call(done, error)
+
+
+def _call(done: Sink, reply: str | BaseException) -> None:
+    # one sink that raises must not cost the rest of the batch their replies
+    try:
+        done(reply)
+    except Exception:
+        log.exception("an outcome's callback raised")

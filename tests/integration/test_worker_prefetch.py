@@ -3,21 +3,31 @@
 A worker with one slot holds one task running and one prefetched: claimed and leased to it, its
 handler not started. On SIGTERM the running one finishes within the grace and the prefetched one
 is handed back unrun, its attempt uncounted: nothing lost, nothing run twice.
+
+A slot frees as soon as its agent replies, before the group commit records the outcome (decision
+78): with the commit stalled the slot runs the next task, the finishing tasks stay held and
+leased, the worker still holds at most slots + window tasks, and each task completes once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
+from multiswarm.errors import RedisUnavailable
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.ops.tasks import Outcome
+from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
-from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.tasks import Claimed, TaskStore, task_spec
+from tests.faults.inprocess import worker_system
 
 from .helpers import eventually
 
@@ -78,3 +88,122 @@ async def test_one_slot_holds_one_prefetched_task_and_hands_it_back_on_sigterm(
     finally:
         await store.client.aclose()
         group.stop_all()
+
+
+async def _submit(store: TaskStore, ids: list[str], marks: Path) -> None:
+    await store.submit(
+        [
+            (
+                # a short lease: a stall of several leases shows the finishing tasks' leases
+                # are renewed (a lost lease would run the task again: two lines in its runs)
+                task_spec(HANDLERS + "nap", id=t, capabilities=["x"], lease_ms=1500),
+                {"dir": str(marks), "seconds": 0.0},
+            )
+            for t in ids
+        ]
+    )
+
+
+def _started(marks: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".started") for p in marks.glob("*.started"))
+
+
+async def test_a_freed_slot_runs_the_next_task_while_the_outcome_waits(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot, window 1: while the group commit is stalled, the slot runs the prefetched
+    task (decision 78); the worker holds at most 2 tasks; each completes exactly once."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    swarms = [swarm_spec("s", ["x"], agents=1)]
+    async with worker_system(
+        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
+    ) as system:
+        worker = system.worker
+        gate = asyncio.Event()
+        batches: list[list[str]] = []
+        peak = 0
+        finish, claim = worker.tasks.finish, worker.tasks.claim
+
+        async def stalled_finish(worker_id: str, outcomes: Sequence[Outcome]) -> list[str]:
+            batches.append([o.id for o in outcomes])
+            await gate.wait()
+            return await finish(worker_id, outcomes)
+
+        async def counted_claim(swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
+            nonlocal peak
+            got = await claim(swarm_id, worker_id, count)
+            # the claim loop puts them in `held` right after, before it yields
+            peak = max(peak, len(worker.held) + len(got))
+            return got
+
+        monkeypatch.setattr(worker.tasks, "finish", stalled_finish)
+        monkeypatch.setattr(worker.tasks, "claim", counted_claim)
+        ids = [f"t{i}" for i in range(6)]
+        await _submit(system.store, ids, marks)
+
+        async def two_started() -> bool:
+            return len(_started(marks)) == 2 and bool(batches)
+
+        # nothing is recorded yet (the first batch waits on the gate), but the slot ran a second
+        await eventually(two_started, timeout_s=20, what="a second run while the first records")
+        await asyncio.sleep(4.0)  # more than two leases: renewals keep the finishing tasks
+        assert len(_started(marks)) == 2, _started(marks)
+        assert len(worker.held) == 2 and worker.finishing["s"] == 2
+        for t in await system.store.get_many(_started(marks)):
+            assert t is not None and t.status == "running" and t.attempts == 1, t
+        gate.set()
+
+        async def all_completed() -> bool:
+            tasks = await system.store.get_many(ids)
+            return all(t is not None and t.status == "completed" for t in tasks)
+
+        await eventually(all_completed, timeout_s=60, what="all tasks completed")
+        assert peak <= 2, peak
+        assert worker.completed == len(ids)
+        for t in await system.store.get_many(ids):
+            assert t is not None and t.attempts == 1, t
+        for tid in ids:
+            assert (marks / f"{tid}.runs").read_text().count("\n") == 1, tid
+        assert worker.finishing["s"] == 0
+
+
+@pytest.mark.parametrize("error", [RedisUnavailable, RuntimeError])
+async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """The slot is free before the record: a record that fails still leaves the task to its
+    lease (Redis unreachable: it expires) or fails the attempt (anything else), and the task
+    runs and completes once more, as before decision 78."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    swarms = [swarm_spec("s", ["x"], agents=1)]
+    async with worker_system(
+        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
+    ) as system:
+        worker = system.worker
+        finish = worker.tasks.finish
+        failed: list[str] = []
+
+        async def failing_once(worker_id: str, outcomes: Sequence[Outcome]) -> list[str]:
+            if not failed:
+                failed.extend(o.id for o in outcomes)
+                raise error("injected: the batch is not recorded")
+            return await finish(worker_id, outcomes)
+
+        monkeypatch.setattr(worker.tasks, "finish", failing_once)
+        ids = [f"t{i}" for i in range(4)]
+        await _submit(system.store, ids, marks)
+
+        async def all_completed() -> bool:
+            tasks = await system.store.get_many(ids)
+            return all(t is not None and t.status == "completed" for t in tasks)
+
+        await eventually(all_completed, timeout_s=60, what="all tasks completed")
+        assert failed
+        for t in await system.store.get_many(ids):
+            assert t is not None
+            runs = (marks / f"{t.id}.runs").read_text().count("\n")
+            assert runs == (2 if t.id in failed else 1), (t.id, runs)
+        assert worker.completed == len(ids)
+        assert not worker.held and worker.finishing["s"] == 0
