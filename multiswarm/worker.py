@@ -429,7 +429,5 @@ class Worker(WorkerClaims):
                 self.memory.release(alloc)
             if not freed:
                 swarm.done(index)
-            # the freed slot (or the window room a recorded outcome leaves) is worth a look
-            # when tasks wait prefetched or may wait queued
-            if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
-                self.wake[swarm_id].set()
+            # the freed slot (or the window room a recorded outcome leaves)
+            self._wake_if_work(swarm_id)

@@ -15,9 +15,8 @@ import logging
 from typing import Any
 
 from multiswarm.errors import MultiswarmError, WorkerUnknown
-from multiswarm.ops.tasks import Outcome
 from multiswarm.tasks import Claimed
-from multiswarm.worker_liveness import HeldTask, WorkerLiveness
+from multiswarm.worker_liveness import HeldTask, WorkerLiveness, outcome_of
 from multiswarm.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,9 @@ class WorkerClaims(WorkerLiveness):
         group commit without waiting; until its reply the task stays in ``held`` (leased,
         renewed, handed back on shutdown) and counts as finishing in the claim window."""
         self.finishing[swarm_id] += 1
-        outcome = Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
-        self.outcomes.post(outcome, lambda reply: self._recorded(swarm_id, c, kind, data, reply))
+        self.outcomes.post(
+            outcome_of(c, kind, data), lambda reply: self._recorded(swarm_id, c, kind, data, reply)
+        )
 
     def _recorded(
         self, swarm_id: str, c: Claimed, kind: str, data: Any, reply: str | BaseException
@@ -71,7 +71,12 @@ class WorkerClaims(WorkerLiveness):
             log.warning("task %s vanished while running", c.id)
         elif not isinstance(reply, asyncio.CancelledError):  # cancelled: shutting down
             log.error("could not record task %s (its lease will expire): %s", c.id, reply)
-        # a recorded outcome leaves room in the window: worth a look if tasks may wait queued
+        # a recorded outcome leaves room in the window
+        self._wake_if_work(swarm_id)
+
+    def _wake_if_work(self, swarm_id: str) -> None:
+        """Wake the claim loop of ``swarm_id`` after a slot or window room freed, when tasks
+        wait prefetched or may wait queued (its last claim did not empty the queue)."""
         if self.prefetched[swarm_id] or not self.drained.get(swarm_id, False):
             self.wake[swarm_id].set()
 

@@ -50,6 +50,12 @@ class HeldTask:
         self.renewed = time.monotonic()
 
 
+def outcome_of(c: Claimed, kind: str, data: Any) -> Outcome:
+    """The group commit's record of attempt ``c``: ``ok`` with the result bytes as the agent
+    packed them, ``error`` or ``permanent`` with the error text cut to 4,000 characters."""
+    return Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
+
+
 class WorkerLiveness(WorkerMembers):
     """Registration, heartbeats, progress and lease renewals (mixin of ``Worker``)."""
 
@@ -211,9 +217,7 @@ class WorkerLiveness(WorkerMembers):
     async def _finish(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
         """Record an attempt's outcome: ``ok`` (result bytes, already packed by the agent),
         ``error`` or ``permanent`` (error text), batched with others (:class:`GroupCommit`)."""
-        outcome = await self.outcomes.record(
-            Outcome(c.id, c.token, kind, data if kind == "ok" else data[:4000])
-        )
+        outcome = await self.outcomes.record(outcome_of(c, kind, data))
         self._count(swarm_id, c, kind, data, outcome)
 
     def _count(self, swarm_id: str, c: Claimed, kind: str, data: Any, outcome: str) -> None:

@@ -12,8 +12,9 @@ leased, the worker still holds at most slots + window tasks, and each task compl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import Claimed, TaskStore, task_spec
-from tests.faults.inprocess import worker_system
+from tests.faults.inprocess import System, worker_system
 
 from .helpers import eventually
 
@@ -104,6 +105,16 @@ async def _submit(store: TaskStore, ids: list[str], marks: Path) -> None:
     )
 
 
+@contextlib.asynccontextmanager
+async def _one_slot(settings: Settings, tmp_path: Path) -> AsyncIterator[System]:
+    """A worker with one agent of concurrency 1 (one slot, window 1) on swarm ``s``."""
+    swarms = [swarm_spec("s", ["x"], agents=1)]
+    async with worker_system(
+        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
+    ) as system:
+        yield system
+
+
 def _started(marks: Path) -> list[str]:
     return sorted(p.name.removesuffix(".started") for p in marks.glob("*.started"))
 
@@ -115,10 +126,7 @@ async def test_a_freed_slot_runs_the_next_task_while_the_outcome_waits(
     task (decision 78); the worker holds at most 2 tasks; each completes exactly once."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    swarms = [swarm_spec("s", ["x"], agents=1)]
-    async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
-    ) as system:
+    async with _one_slot(settings, tmp_path) as system:
         worker = system.worker
         gate = asyncio.Event()
         batches: list[list[str]] = []
@@ -177,10 +185,7 @@ async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
     runs and completes once more, as before decision 78."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    swarms = [swarm_spec("s", ["x"], agents=1)]
-    async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
-    ) as system:
+    async with _one_slot(settings, tmp_path) as system:
         worker = system.worker
         finish = worker.tasks.finish
         failed: list[str] = []
