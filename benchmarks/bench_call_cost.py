@@ -1,0 +1,126 @@
+"""Fixed Redis cost per call of the hot-path task scripts (issue 11, decision 83).
+
+Usage: python3 benchmarks/bench_call_cost.py [--calls N] [--batch B]
+
+In the end-to-end benchmark a dispatch, claim or finish call carries 4 to 9 tasks, so what a
+call costs whatever it carries weighs as much as what each task costs. On a private
+redis-server, straight through ``TaskStore`` and an elected coordinator (no worker), this
+measures ``INFO commandstats`` µs per ``FCALL`` (wall clock inside Redis: noisy on a shared
+machine, compare runs made together) and ``redis.call``s per ``FCALL`` of: an idle dispatch
+call (nothing to do), a dispatch, a claim and a finish of one task, an idle claim, and the
+same three of a batch of B tasks (per task). Prints JSON; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from multiswarm.config import Settings
+from multiswarm.connection import Client, connect
+from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.keys import Keys
+from multiswarm.ops.tasks import Outcome
+from multiswarm.redis_server import RedisServer
+from multiswarm.registry import SwarmRegistry, swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+
+T = TypeVar("T")
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+class Counts:
+    """``INFO commandstats`` differences, summed per measured case."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.by_case: dict[str, Counter[str]] = {}
+
+    async def _stats(self) -> dict[str, tuple[int, int]]:
+        info: dict[str, Any] = await self.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): (v["calls"], v["usec"]) for k, v in info.items()}
+
+    async def measure(self, case: str, work: Awaitable[T]) -> T:
+        before = await self._stats()
+        result = await work
+        got = self.by_case.setdefault(case, Counter())
+        for cmd, (calls, usec) in (await self._stats()).items():
+            c0, u0 = before.get(cmd, (0, 0))
+            if cmd != "info" and calls > c0:
+                got[cmd + ":calls"] += calls - c0
+                got[cmd + ":usec"] += usec - u0
+        return result
+
+    def row(self, case: str, per: int = 1) -> dict[str, float]:
+        st = self.by_case[case]
+        fcalls = st["fcall:calls"]
+        inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
+        return {
+            "fcalls": fcalls,
+            "usec_per_call": round(st["fcall:usec"] / max(1, fcalls), 2),
+            "redis_calls_per_call": round(inner / max(1, fcalls), 2),
+            **({"usec_per_task": round(st["fcall:usec"] / max(1, per), 2)} if per > 1 else {}),
+        }
+
+
+async def run(url: str, calls: int, batch: int) -> dict[str, Any]:
+    settings = Settings(redis_url=url, redis_url_explicit=True, namespace="callcost")
+    client = connect(settings)
+    scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("callcost")
+    store = TaskStore(scripts, keys)
+    # (this first script call loads the function library, outside the counts)
+    await SwarmRegistry(scripts, keys).host_swarms(
+        "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=batch + 10)]
+    )
+    coord = SwarmCoordinator(scripts, keys, lease_ms=3_600_000, batch_size=batch)
+    assert await coord.election.try_acquire()
+    counts = Counts(client)
+    seq = 0
+
+    def specs(n: int) -> list[tuple[bytes, None]]:
+        nonlocal seq
+        out = [(task_spec(NOOP, id=f"t{seq + i:07d}"), None) for i in range(n)]
+        seq += n
+        return out
+
+    async def lifecycle(n: int, suffix: str) -> None:
+        await store.submit(specs(n))
+        assigned, _ = await counts.measure("dispatch" + suffix, coord._dispatch_call(n))
+        assert assigned == n, assigned
+        got = await counts.measure("claim" + suffix, store.claim("a", "w1", n))
+        assert len(got) == n
+        done = [Outcome(c.id, c.token, "ok", b"\xc0") for c in got]
+        replies = await counts.measure("finish" + suffix, store.finish("w1", done))
+        assert replies == ["completed"] * n, replies
+
+    for _ in range(calls):
+        await counts.measure("dispatch_idle", coord._dispatch_call(batch))
+        await counts.measure("claim_idle", store.claim("a", "w1", 1))
+        await lifecycle(1, "_1")
+        await lifecycle(batch, "_batch")
+    await client.aclose()
+    rows: dict[str, dict[str, float]] = {}
+    for case in ("dispatch_idle", "claim_idle", "dispatch_1", "claim_1", "finish_1"):
+        rows[case] = counts.row(case)
+    for case in ("dispatch_batch", "claim_batch", "finish_batch"):
+        rows[case] = counts.row(case, per=batch * calls)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls of each case")
+    parser.add_argument("--batch", type=int, default=8, help="tasks per batched call")
+    args = parser.parse_args()
+    with RedisServer() as server:
+        rows = asyncio.run(run(server.url, args.calls, args.batch))
+    print(json.dumps({"calls": args.calls, "batch": args.batch, "cases": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
