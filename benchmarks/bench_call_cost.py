@@ -24,6 +24,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
+from multiswarm.messages import TaskSpec
 from multiswarm.ops.tasks import Outcome
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
@@ -82,7 +83,7 @@ async def run(url: str, calls: int, batch: int) -> dict[str, Any]:
     counts = Counts(client)
     seq = 0
 
-    def specs(n: int) -> list[tuple[bytes, None]]:
+    def specs(n: int) -> list[tuple[TaskSpec, None]]:
         nonlocal seq
         out = [(task_spec(NOOP, id=f"t{seq + i:07d}"), None) for i in range(n)]
         seq += n

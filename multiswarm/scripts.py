@@ -30,6 +30,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import Client, DirectCalls, with_retry
 from multiswarm.keys import request_key
 from multiswarm.ops import DECLARED
+from multiswarm.script_headers import prefetch_arg, prefetch_keys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,9 +94,10 @@ def request_id() -> str:
 def _wrapped(name: str, body: str) -> str:
     """The body of a request-id script inside ``with_request_id`` (lib/01_common.lua)."""
     custom = "true" if REQUEST_ID[name] else "false"
+    pre = prefetch_arg(name, body)  # keys read with the request key (decision 83)
     return (
         f"local function request_body()\n{body}\nend\n"
-        f"return with_request_id(request_body, {custom})\n"
+        f"return with_request_id(request_body, {custom}, {pre})\n"
     )
 
 
@@ -109,6 +111,8 @@ def _parts() -> tuple[str, dict[str, str]]:
         name, body = p.stem, p.read_text()
         if name in REQUEST_ID:
             body = _wrapped(name, body)
+        elif prefetch_keys(name, body):
+            raise errors.ConfigError(f"script {name} prefetches keys but has no request id")
         elif name not in BY_NATURE:
             raise errors.ConfigError(f"script {name} does not say why a retry is safe")
         bodies[name] = body
@@ -136,8 +140,8 @@ def sources() -> dict[str, str]:
 def library() -> tuple[str, str]:
     """The function library's name and code: ``KEYS`` and ``ARGV`` are upvalues every
     function sets first (function libraries have no such globals), with the per-call state of
-    the prelude (``REPLAY``, ``REQUEST``), then runs its script's body. Raises ConfigError as
-    :func:`sources`."""
+    the prelude (``REPLAY``, ``REQUEST``, ``PREFETCH``), then runs its script's body. Raises
+    ConfigError as :func:`sources`."""
     prelude, bodies = _parts()
     digest = hashlib.sha1("\0".join([prelude, *bodies.values()]).encode()).hexdigest()[:12]
     name = f"multiswarm_{digest}"
@@ -145,7 +149,7 @@ def library() -> tuple[str, str]:
     for script, body in bodies.items():
         parts.append(
             f"redis.register_function('{name}_{script}', function(keys, args)\n"
-            "KEYS, ARGV, REPLAY, REQUEST = keys, args, nil, {}\n"
+            "KEYS, ARGV, REPLAY, REQUEST, PREFETCH = keys, args, nil, {}, nil\n"
             f"{body}\nend)"
         )
     return name, "\n".join(parts)

@@ -5,6 +5,10 @@
 -- ARGV[2] - worker id (must be registered; error WORKER_UNKNOWN tells it to register again)
 -- ARGV[3] - most tasks to claim
 -- KEYS[28]    - request key (scripts.py): a retry replays this call's claims, never takes more
+-- prefetch: KEYS[15]
+--   (the events watch, read with the request key: lib/01_common.lua read_string)
+-- A call that claims nothing records nothing (REQUEST.none, decision 83): it wrote nothing but
+-- the drop of queue entries whose task moved on, which a second run would not find again.
 -- Queue entries whose task moved on (cancelled, completed, requeued) are dropped here.
 -- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, {deps...}}
 local n = load_task_keys()
@@ -39,7 +43,10 @@ if REPLAY then
   return out
 end
 if redis.call('HEXISTS', TK.workers, wid) == 0 then return fail('WORKER_UNKNOWN', wid) end
-if not swarm_claimable(TK.swarms, sid, wid) then return {} end  -- lib/03_swarms.lua
+if not swarm_claimable(TK.swarms, sid, wid) then  -- lib/03_swarms.lua
+  REQUEST.none = true
+  return {}
+end
 local now = now_ms()
 local out, record = {}, {}
 -- Records read in one HMGET per pop; records, leases and running-by-worker entries written in
@@ -85,5 +92,6 @@ if #out > 0 then
   for i, r in ipairs(out) do r[4] = payloads[i] or '' end
   redis.call('HINCRBY', TK.stats, 'executions', #out)
 end
-REQUEST.record = record
+if #out == 0 then REQUEST.none = true
+else REQUEST.record = record end
 return out

@@ -6,6 +6,9 @@
 -- KEYS[30..29+P] - parked zset of each parked set named in ARGV[10..9+P], same order
 -- Swarms come from the dispatch index (lib/01b_swarm_index.lua) next to the swarms hash
 -- (KEYS[11]), and the queue of the swarm picked is named from it ({ns}:queue:<id>).
+-- prefetch: KEYS[12] KEYS[15] KEYS[27] KEYS[28]
+--   (epoch, events watch, cursor and leader key, read with the request key in one MGET:
+--   lib/01_common.lua read_string)
 -- ARGV[1] - leader epoch
 -- ARGV[2] - holder id
 -- ARGV[3] - holder instance (acquire_leadership.lua)
@@ -75,19 +78,38 @@ end
 local now = tonumber(started[1]) * 1000 + math.floor(tonumber(started[2]) / 1000)
 
 -- dependents of ended tasks that their script's budget left waiting (lib/02_tasks.lua)
-local waiting_left = drain_waiting(now)
+local waiting_left, drained = drain_waiting(now)
 
+-- the first delayed task: none due (the usual case) leaves `first_due` for the reply;
+-- otherwise the due ones are promoted and the reply reads the delayed set again
+local first_due = redis.call('ZRANGE', TK.delayed, '0', '0', 'WITHSCORES')
 local promoted = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', ms_text(now), 'LIMIT', '0',
-                                       ARGV[6])) do
-  redis.call('ZREM', TK.delayed, id)
-  local task = get_task(id)
-  if task and task.status == 'failed' then
-    task.reason = ''
-    make_ready(task, now)
-    put_task(task, now)
-    promoted = promoted + 1
+if first_due[2] and tonumber(first_due[2]) <= now then
+  first_due = nil
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.delayed, '-inf', ms_text(now), 'LIMIT',
+                                 '0', ARGV[6])) do
+    redis.call('ZREM', TK.delayed, id)
+    local task = get_task(id)
+    if task and task.status == 'failed' then
+      task.reason = ''
+      make_ready(task, now)
+      put_task(task, now)
+      promoted = promoted + 1
+    end
   end
+end
+
+-- Nothing ready, parked or due, no dependents left to release: the reply is the one the whole
+-- call would give (nothing assigned, no parked set, nothing more), without reading the swarm
+-- indexes or making the call's tables and functions (decision 83). Held swarms are looked at
+-- again by the next call that has work, before it picks a swarm (below), so none is passed
+-- over for want of this call's look. A call that wrote nothing records no request outcome
+-- (REQUEST.none): a retry runs it again, which writes nothing either.
+if first_due and not waiting_left and nsets == 0
+    and redis.call('EXISTS', TK.ready, parked_index) == 0 then
+  if not drained then REQUEST.none = true end
+  return {0, 0, 0, 0, {}, {},
+          first_due[2] and math.max(0, tonumber(first_due[2]) - now) or -1}
 end
 
 local parked_key, sets = {}, {}
@@ -390,7 +412,7 @@ local function rank(p, task)
 end
 
 -- the swarm for `task` among the profiles `ps`: nil, and true when the hold budget ran out
-local cursor = strategy == 'round_robin' and (redis.call('GET', cursor_key) or '') or ''
+local cursor = strategy == 'round_robin' and (read_string(cursor_key) or '') or ''
 local function choose(task, ps)
   local best, best_rank, best_score, starved = nil, nil, nil, false
   if strategy == 'round_robin' then
@@ -433,11 +455,22 @@ end
 -- Once every open swarm is full, nothing more can be assigned and every task looked at would
 -- only be parked (and promoted again when a slot frees): the rest wait in ready, in order.
 -- With no open swarm at all, tasks are still looked at, to park them with the reason.
+-- The room of every profile in one HMGET (only open swarms count in it: lib/01b_swarm_index.lua
+-- sx_put): some room means some swarm is open; without any, the open zsets say whether one is.
 local room, any_open = 0, false
-for _, p in ipairs(profiles) do
-  if redis.call('ZCARD', sx_key('open', p.id)) > 0 then
-    any_open = true
-    room = room + (tonumber(redis.call('HGET', SX.room, p.id) or '0') or 0)
+if #profiles > 0 then
+  local pids = {}
+  for i, p in ipairs(profiles) do pids[i] = p.id end
+  local rooms = redis.call('HMGET', SX.room, unpack(pids))
+  for i = 1, #profiles do room = room + (tonumber(rooms[i] or '0') or 0) end
+  any_open = room > 0
+  if not any_open then
+    for _, p in ipairs(profiles) do
+      if redis.call('ZCARD', sx_key('open', p.id)) > 0 then
+        any_open = true
+        break
+      end
+    end
   end
 end
 if not any_open then room = math.huge end
@@ -564,6 +597,7 @@ for _, a in ipairs(out[5]) do
 end
 out[1], out[3], out[4] = assigned, parked, more
 out[6] = redis.call('HKEYS', parked_index)
-local due = redis.call('ZRANGE', TK.delayed, '0', '0', 'WITHSCORES')
+-- (nothing after the promotions changes the delayed set)
+local due = first_due or redis.call('ZRANGE', TK.delayed, '0', '0', 'WITHSCORES')
 out[7] = due[2] and math.max(0, tonumber(due[2]) - now_ms()) or -1
 return out

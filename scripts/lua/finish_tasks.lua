@@ -2,6 +2,8 @@
 -- results exactly once, failures retried with backoff or dead-lettered.
 -- KEYS[1..26] - task keyset (lib/02_tasks.lua)
 -- KEYS[27]     - parked index ({ns}:tasks:parked): whether tasks wait for room (the wake-up)
+-- prefetch: KEYS[15]
+--   (the events watch, read with the request key: lib/01_common.lua read_string)
 -- ARGV[1] - worker id (named in the completions stream)
 -- ARGV[2] - random seed for the backoff jitter (each delay scaled by a factor in [0.5, 1))
 -- ARGV[3..] - one quadruple per attempt: task id, token of the attempt, kind, data
@@ -132,8 +134,9 @@ local roomy = end_batch()
 -- worker's prefetch keeps its agents busy, and the leader then assigns in batches instead of
 -- one call per completion (decision 54); and not when nothing waits: a submission wakes it
 -- then, and a round that assigns nothing would only compete with the waiters for CPU.
-local wake_leader = dependents_queued or (roomy and (redis.call('ZCARD', TK.ready) > 0
-  or redis.call('EXISTS', parked_index) == 1))
+-- (an empty zset does not exist: one EXISTS tells whether tasks are ready or parked)
+local wake_leader = dependents_queued
+  or (roomy and redis.call('EXISTS', TK.ready, parked_index) > 0)
 for _, o in ipairs(out) do
   if o == 'retry' or o == 'dead' then wake_leader = true end
 end

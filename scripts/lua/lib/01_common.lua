@@ -102,6 +102,23 @@ local function hset_json(key, field, value)
   redis.call('HSET', key, field, cjson.encode(value))
 end
 
+-- Prefetch (decision 83): a request-id script may name string keys it reads in its header
+-- (`-- prefetch: KEYS[i] ...`, multiswarm/script_headers.py); with_request_id reads them with
+-- its request key in one MGET, and read_string hands out what that read (a GET otherwise). A
+-- script prefetches only keys it never writes before it reads them: the value is the one at
+-- the call's start. PREFETCH (key -> value, false for a missing key) is set per call.
+local PREFETCH = nil
+
+-- GET `key`, or its prefetched value
+local function read_string(key)
+  local pre = PREFETCH
+  if pre then
+    local v = pre[key]
+    if v ~= nil then return v end
+  end
+  return redis.call('GET', key)
+end
+
 -- Fencing: a leader-only write carries the epoch it was elected with; the epoch counter only
 -- grows (acquire_leadership.lua), so an epoch below it belongs to a deposed leader.
 -- With leader_key and holder, the live lease must also name the caller (holder id, process
@@ -109,7 +126,7 @@ end
 -- loss) a deposed leader and its successor can hold equal epochs, and only the lease tells them
 -- apart. Returns true, current epoch; or false and why.
 local function check_epoch(epoch_key, epoch, leader_key, holder, instance)
-  local current = tonumber(redis.call('GET', epoch_key) or '0')
+  local current = tonumber(read_string(epoch_key) or '0')
   epoch = tonumber(epoch)
   if epoch == nil or epoch < current then
     return false, 'epoch ' .. tostring(epoch) .. ' < ' .. current
@@ -117,7 +134,7 @@ local function check_epoch(epoch_key, epoch, leader_key, holder, instance)
   if leader_key then
     -- the lease decoded from the text read now (memoized by that text: the same text decodes
     -- to the same lease, so the check is the one made on a fresh decode)
-    local raw = redis.call('GET', leader_key)
+    local raw = read_string(leader_key)
     local lease = raw and memo_get(JSON_MEMO, raw, json_table)
     if not lease then
       return false, 'no live leader lease (epoch ' .. epoch .. ')'
@@ -158,9 +175,20 @@ local function pack_request(value)
   return cjson.encode(value)
 end
 
-local function with_request_id(body, custom_replay)
+-- REQUEST.none (decision 83): the call wrote nothing (an idle dispatch, a claim that found no
+-- task), so no record is written: a retry runs it again, which is what replaying "nothing"
+-- would give, as a call that wrote nothing leaves nothing a second run could repeat.
+local function with_request_id(body, custom_replay, prefetch)
   local key = KEYS[#KEYS]
-  local raw = redis.call('GET', key)
+  local raw
+  if prefetch then
+    local got = redis.call('MGET', key, unpack(prefetch))
+    raw = got[1]
+    for i = 1, #prefetch do prefetch[prefetch[i]] = got[i + 1] end
+    PREFETCH = prefetch
+  else
+    raw = redis.call('GET', key)
+  end
   if raw then
     -- MessagePack (decision 80); a record written by an earlier version is JSON ('{': a
     -- MessagePack map of one entry starts with 0x81)
@@ -173,6 +201,7 @@ local function with_request_id(body, custom_replay)
   end
   local reply = body()
   if type(reply) == 'table' and reply.err then return reply end
+  if REQUEST.none then return reply end
   local record = REQUEST.record
   if record == nil then record = reply end
   redis.call('SET', key, pack_request({v = record}), 'PX', REQUEST_TTL_MS)

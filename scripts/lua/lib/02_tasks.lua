@@ -247,7 +247,10 @@ local EVENT_TEXT_MAX = 300
 local function task_event(task, previous, now)
   if events_channel == nil then
     events_channel = false
-    if redis.call('EXISTS', TK.events_watch) == 1 then
+    -- (read with the request key when the script prefetches it: lib/01_common.lua)
+    local watched = PREFETCH and PREFETCH[TK.events_watch]
+    if watched == nil then watched = redis.call('EXISTS', TK.events_watch) == 1 end
+    if watched then
       events_channel = string.match(TK.tasks, '^{([^:}]+)') .. ':events'
     end
   end
@@ -361,6 +364,10 @@ end
 -- none at all while the waiting zset and the legacy hash do not exist (read once per call:
 -- only submit_tasks adds '<dep>|<task>' edges, and it ends no task).
 local function queue_waiting(outcome, id, now)
+  if waiting_state == nil and legacy_state == nil
+      and redis.call('EXISTS', TK.waiting, TK.dependents) == 0 then
+    waiting_state, legacy_state = false, false  -- (the usual case: one EXISTS for both)
+  end
   if waiting_state == nil then waiting_state = redis.call('EXISTS', TK.waiting) == 1 end
   local edge = waiting_state and redis.call('ZRANGEBYLEX', TK.waiting, '[' .. id .. '|',
                                             '[' .. id .. '|\255', 'LIMIT', '0', '1') or {}
@@ -423,12 +430,15 @@ local function settle_waiting(dep_id, outcome, current, now)
   return 'cancelled'
 end
 
--- Handle queued outcomes within this call's budget; true when some are left for a later call.
+-- Handle queued outcomes within this call's budget; true when some are left for a later call,
+-- and as second value true when it handled some (wrote).
 drain_waiting = function(now)
+  local handled = false
   while true do
     local head = redis.call('ZRANGEBYLEX', TK.waiting, '[!', '[!\255', 'LIMIT', '0', '1')[1]
-    if not head then return false end
-    if waiting_budget <= 0 then return true end
+    if not head then return false, handled end
+    if waiting_budget <= 0 then return true, handled end
+    handled = true
     local outcome, current = string.match(head, '^!(%a+)|(.+)$')
     -- a list written before this index (a comma list in the dependents hash) joins it first
     local legacy = legacy_dependents() and redis.call('HGET', TK.dependents, current)
