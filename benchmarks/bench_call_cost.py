@@ -8,7 +8,9 @@ redis-server, straight through ``TaskStore`` and an elected coordinator (no work
 measures ``INFO commandstats`` µs per ``FCALL`` (wall clock inside Redis: noisy on a shared
 machine, compare runs made together) and ``redis.call``s per ``FCALL`` of: an idle dispatch
 call (nothing to do), a dispatch, a claim and a finish of one task, an idle claim, and the
-same three of a batch of B tasks (per task). Prints JSON; writes nothing.
+same three of a batch of B tasks (per task). ``--callgrind`` runs the server under valgrind's
+callgrind (as ``bench_script_cost.py --callgrind``) and adds the instructions per call of
+``fcallCommand`` (deterministic: a few calls suffice). Prints JSON; writes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import tempfile
 from collections import Counter
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from multiswarm.config import Settings
@@ -26,10 +31,12 @@ from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.messages import TaskSpec
 from multiswarm.ops.tasks import Outcome
-from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_script_cost import Profiler, server  # benchmarks/bench_script_cost.py
 
 T = TypeVar("T")
 NOOP = "multiswarm.demo_tasks:noop"
@@ -38,9 +45,11 @@ NOOP = "multiswarm.demo_tasks:noop"
 class Counts:
     """``INFO commandstats`` differences, summed per measured case."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, valgrind_pid: int | None, out: Path) -> None:
         self.client = client
         self.by_case: dict[str, Counter[str]] = {}
+        # callgrind's dumps per case (bench_script_cost's Profiler, one phase per case)
+        self.prof = Profiler(client, valgrind_pid, out)
 
     async def _stats(self) -> dict[str, tuple[int, int]]:
         info: dict[str, Any] = await self.client.info("commandstats")
@@ -48,7 +57,11 @@ class Counts:
 
     async def measure(self, case: str, work: Awaitable[T]) -> T:
         before = await self._stats()
+        self.prof._callgrind("-z")
         result = await work
+        if self.prof.pid is not None:
+            self.prof._callgrind("-d")
+            self.prof.dumps.setdefault(case, []).append(self.prof._last_dump())
         got = self.by_case.setdefault(case, Counter())
         for cmd, (calls, usec) in (await self._stats()).items():
             c0, u0 = before.get(cmd, (0, 0))
@@ -66,10 +79,18 @@ class Counts:
             "usec_per_call": round(st["fcall:usec"] / max(1, fcalls), 2),
             "redis_calls_per_call": round(inner / max(1, fcalls), 2),
             **({"usec_per_task": round(st["fcall:usec"] / max(1, per), 2)} if per > 1 else {}),
+            **(self._instructions(case, fcalls, per) if self.prof.pid is not None else {}),
         }
 
+    def _instructions(self, case: str, fcalls: int, per: int) -> dict[str, float]:
+        total = self.prof.instructions(case) / 1000
+        out = {"k_instructions_per_call": round(total / max(1, fcalls), 1)}
+        if per > 1:
+            out["k_instructions_per_task"] = round(total / per, 1)
+        return out
 
-async def run(url: str, calls: int, batch: int) -> dict[str, Any]:
+
+async def run(url: str, pid: int | None, out: Path, calls: int, batch: int) -> dict[str, Any]:
     settings = Settings(redis_url=url, redis_url_explicit=True, namespace="callcost")
     client = connect(settings)
     scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("callcost")
@@ -80,7 +101,7 @@ async def run(url: str, calls: int, batch: int) -> dict[str, Any]:
     )
     coord = SwarmCoordinator(scripts, keys, lease_ms=3_600_000, batch_size=batch)
     assert await coord.election.try_acquire()
-    counts = Counts(client)
+    counts = Counts(client, pid, out)
     seq = 0
 
     def specs(n: int) -> list[tuple[TaskSpec, None]]:
@@ -91,8 +112,10 @@ async def run(url: str, calls: int, batch: int) -> dict[str, Any]:
 
     async def lifecycle(n: int, suffix: str) -> None:
         await store.submit(specs(n))
-        assigned, _ = await counts.measure("dispatch" + suffix, coord._dispatch_call(n))
-        assert assigned == n, assigned
+        assigned = 0
+        while assigned < n:  # (under callgrind a call may stop at its time budget)
+            got_now, _ = await counts.measure("dispatch" + suffix, coord._dispatch_call(n))
+            assigned += got_now
         got = await counts.measure("claim" + suffix, store.claim("a", "w1", n))
         assert len(got) == n
         done = [Outcome(c.id, c.token, "ok", b"\xc0") for c in got]
@@ -117,9 +140,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="calls of each case")
     parser.add_argument("--batch", type=int, default=8, help="tasks per batched call")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions too")
     args = parser.parse_args()
-    with RedisServer() as server:
-        rows = asyncio.run(run(server.url, args.calls, args.batch))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        with server(args.callgrind, out) as (url, pid):
+            rows = asyncio.run(run(url, pid, out, args.calls, args.batch))
     print(json.dumps({"calls": args.calls, "batch": args.batch, "cases": rows}, indent=1))
 
 
