@@ -141,9 +141,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="calls of each case")
     parser.add_argument("--batch", type=int, default=8, help="tasks per batched call")
     parser.add_argument("--callgrind", action="store_true", help="count instructions too")
+    parser.add_argument("--keep-dumps", metavar="DIR", help="keep callgrind's dumps in DIR")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
+        out = Path(args.keep_dumps or tmp) / "callgrind.out"
+        out.parent.mkdir(parents=True, exist_ok=True)
         with server(args.callgrind, out) as (url, pid):
             rows = asyncio.run(run(url, pid, out, args.calls, args.batch))
     print(json.dumps({"calls": args.calls, "batch": args.batch, "cases": rows}, indent=1))

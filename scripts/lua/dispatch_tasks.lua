@@ -132,7 +132,8 @@ for i = 1, #raw, 2 do
     if p then profiles[#profiles + 1] = p end
   end
 end
-table.sort(profiles, function(a, b) return tonumber(a.id) < tonumber(b.id) end)
+table.sort(profiles, by_profile_id)  -- lib/06_dispatch.lua, as capset_of, may_run,
+-- some_ids and parse_set below
 
 -- index entries, read only (memoized by their text between calls, lib/01_common.lua): hold()
 -- changes a copy and keeps that one for the rest of the call
@@ -213,41 +214,6 @@ local function first_live(kind, pid, from)
   end
 end
 
--- "b,a" and "a,b" are one capability set
-local capsets = {}
-local function capset_of(caps)
-  local known = capsets[caps]
-  if not known then
-    local need = split(caps)
-    table.sort(need)
-    known = {join(need), need}
-    capsets[caps] = known
-  end
-  return known[1], known[2]
-end
-
--- whether swarms of profile p may run `handler` (nil: any), by their host's advert
-local function may_run(p, handler)
-  if not handler or not p._names or p._names[handler] then return true end
-  for _, pre in ipairs(p._prefixes) do
-    if pre ~= '' and string.sub(handler, 1, #pre) == pre then return true end
-  end
-  return false
-end
-
--- up to n ids of index zset `kind` over `pids`, by id
-local function some_ids(kind, pids, n)
-  local ids = {}
-  for _, pid in ipairs(pids) do
-    for _, sid in ipairs(redis.call('ZRANGE', sx_key(kind, pid), 0, n - 1)) do
-      ids[#ids + 1] = sid
-    end
-  end
-  table.sort(ids)
-  while #ids > n do table.remove(ids) end
-  return ids
-end
-
 -- Slots taken by this call's assignments (decision 61). A swarm's load and rr zsets change at
 -- once (the next choice reads them); its active count and its profile's room are written once
 -- per call (flush_slots), from the count read at its first assignment, and blocked() subtracts
@@ -293,7 +259,6 @@ local function flush_slots()
       redis.call('HINCRBY', SX.room, pid, string.format('%d', -room_taken[pid]))
     end
   end
-  taken, taken_order, room_taken, room_order = {}, {}, {}, {}
 end
 
 -- nil and the room of the swarms covering `need` that may run `handler`, or why a task
@@ -335,13 +300,6 @@ local function blocked(need, capset, handler)
            .. ' worker with --import of its module)', 0, true
   end
   return 'no active swarm has capabilities [' .. capset .. ']', 0, false
-end
-
--- a parked set: its capability set and, for 'CAPSET|HANDLER', the handler
-local function parse_set(set)
-  local capset, handler = string.match(set, '^([^|]*)|(.+)$')
-  if capset then return capset, handler end
-  return set, nil
 end
 
 local unparked_more = false  -- a parked set has room for more than this call's batch took
