@@ -149,7 +149,8 @@ def library() -> tuple[str, str]:
     for script, body in bodies.items():
         parts.append(
             f"redis.register_function('{name}_{script}', function(keys, args)\n"
-            "KEYS, ARGV, REPLAY, REQUEST, PREFETCH = keys, args, nil, {}, nil\n"
+            "KEYS, ARGV, REPLAY, PREFETCH = keys, args, nil, nil\n"
+            "REQUEST.record, REQUEST.none = nil, nil\n"  # (no table a call: decision 83)
             f"{body}\nend)"
         )
     return name, "\n".join(parts)

@@ -441,7 +441,7 @@ local at_end, starved = false, false
 -- read by offset, after those ZREMs). A page holds each id once, so no record is read after
 -- this call changed it.
 local ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
-local function write_page()
+local function write_page(last)
   if #ready_rems == 0 then return end  -- (every assigned task left ready)
   call_chunked('ZREM', TK.ready, ready_rems)
   if #lease_args > 0 then
@@ -449,6 +449,7 @@ local function write_page()
     call_chunked('HSET', TK.tasks, record_args)
     for _, key in ipairs(queue_keys) do call_chunked('ZADD', key, queue_args[key]) end
   end
+  if last then return end  -- (the call's last page: no new lists)
   ready_rems, lease_args, record_args, queue_args, queue_keys = {}, {}, {}, {}, {}
 end
 local function assign_all()
@@ -538,7 +539,7 @@ end
 -- the slots taken are written even if an assignment failed midway (its writes are not rolled
 -- back: the counts must cover the tasks assigned before it)
 local ok, err = pcall(assign_all)
-write_page()
+write_page(true)
 flush_slots()
 if not ok then error(err, 0) end
 if (not at_end and room > 0 and redis.call('ZCARD', TK.ready) > skipped) or unparked_more
