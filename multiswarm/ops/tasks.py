@@ -1,7 +1,8 @@
 """The task scripts: declarations and typed calls.
 
 Every task script takes the 26 task keys first, in :meth:`TaskKeys.as_list` order, and its own
-keys after them (each script's header lists them).
+keys after them (each script's header lists them); claim_tasks takes only the 8 it uses
+(:data:`CLAIM_KEYS`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import msgspec
 
 from multiswarm.keys import TASK_STATUSES, Keys
 from multiswarm.ops.script import Script, ScriptRunner, text
+from multiswarm.task_keys import TaskKeys
 
 
 class Claimed(msgspec.Struct, array_like=True, frozen=True):
@@ -153,6 +155,27 @@ PURGE = Script(
 )
 
 
+#: The task keys claim_tasks takes (lib/02_tasks.lua ``load_claim_keys``, same order): 8 of
+#: the 26, as each key a call passes costs Redis ~0.55 K instructions (decision 83).
+CLAIM_KEYS = (
+    "tasks",
+    "payload",
+    "leases",
+    "stats",
+    "swarms",
+    "workers",
+    "events_watch",
+    "running_by_worker",
+)
+_CLAIM_AT = tuple(TaskKeys.__struct_fields__.index(f) for f in CLAIM_KEYS)
+
+
+def claim_keyset(keys: Keys) -> list[str]:
+    """KEYS[1..8] of claim_tasks: :data:`CLAIM_KEYS` of ``keys``' task keyset."""
+    ks = keys.task_keyset
+    return [ks[i] for i in _CLAIM_AT]
+
+
 def _pairs(held: dict[str, str]) -> list[str]:
     return [x for tid, token in held.items() for x in (tid, token)]
 
@@ -178,7 +201,7 @@ async def claim_tasks(
 ) -> list[Claimed]:
     """Lease up to ``count`` tasks of the swarm's queue to ``worker_id``."""
     return await CLAIM(
-        scripts, [*keys.task_keyset, keys.queue(swarm_id)], [swarm_id, worker_id, count]
+        scripts, [*claim_keyset(keys), keys.queue(swarm_id)], [swarm_id, worker_id, count]
     )
 
 

@@ -1,17 +1,18 @@
 -- claim_tasks: a worker takes up to N tasks from one swarm's queue and leases them.
--- KEYS[1..26] - task keyset (lib/02_tasks.lua)
--- KEYS[27]    - the swarm's queue ({ns}:queue:<swarm>)
+-- KEYS[1..8]  - the task keys it uses: tasks payload leases stats swarms workers events-watch
+--               running-by-worker (lib/02_tasks.lua load_claim_keys)
+-- KEYS[9]     - the swarm's queue ({ns}:queue:<swarm>)
 -- ARGV[1] - swarm id
 -- ARGV[2] - worker id (must be registered; error WORKER_UNKNOWN tells it to register again)
 -- ARGV[3] - most tasks to claim
--- KEYS[28]    - request key (scripts.py): a retry replays this call's claims, never takes more
--- prefetch: KEYS[15]
+-- KEYS[10]    - request key (scripts.py): a retry replays this call's claims, never takes more
+-- prefetch: KEYS[7]
 --   (the events watch, read with the request key: lib/01_common.lua read_string)
 -- A call that claims nothing records nothing (REQUEST.none, decision 83): it wrote nothing but
 -- the drop of queue entries whose task moved on, which a second run would not find again.
 -- Queue entries whose task moved on (cancelled, completed, requeued) are dropped here.
 -- returns a list of {id, token, handler, payload, timeout_ms, lease_ms, attempts, {deps...}}
-local n = load_task_keys()
+local n = load_claim_keys()
 local queue = KEYS[n + 1]
 local sid, wid, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 

@@ -11,6 +11,8 @@ picked up by the next call with work.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from multiswarm import errors
@@ -23,7 +25,7 @@ from multiswarm.ops import tasks as ops_tasks
 from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import SwarmRegistry
 from multiswarm.script_headers import prefetch_arg, prefetch_keys
-from multiswarm.scripts import Scripts
+from multiswarm.scripts import Scripts, lua_dir
 from multiswarm.tasks import TaskStore, task_spec
 
 from .helpers import host, leader, stream_entries
@@ -213,3 +215,16 @@ def test_prefetch_header_lines() -> None:
     assert prefetch_arg("x", "return 1") == "nil"
     with pytest.raises(errors.ConfigError):
         prefetch_keys("x", "-- prefetch: ARGV[1]\n")
+
+
+def test_claim_keys_match_the_lua_prelude() -> None:
+    """claim_tasks' keys (ops.tasks.CLAIM_KEYS) are the names load_claim_keys gives KEYS[i]."""
+    lua = (lua_dir() / "lib" / "02_tasks.lua").read_text()
+    body = lua[lua.index("local function load_claim_keys()") :].split("\nend\n", 1)[0]
+    head = body.split("TK.result", 1)[0]
+    names = [n.removeprefix("TK.") for n in re.findall(r"TK\.\w+", head)]
+    numbers = [int(i) for i in re.findall(r"KEYS\[(\d+)\]", head)]
+    assert numbers == list(range(1, 9)) and tuple(names) == ops_tasks.CLAIM_KEYS
+    keys = Keys("n")
+    tk = keys.task_keys
+    assert ops_tasks.claim_keyset(keys) == [getattr(tk, f) for f in ops_tasks.CLAIM_KEYS]

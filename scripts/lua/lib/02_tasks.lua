@@ -56,8 +56,17 @@ local before_drain = nil
 local dependents_queued = false
 -- the text of the last time stamp given to ms_text
 local ms_for, ms_str = nil, nil
--- ms -> text for the deadlines of this call (deadline_text)
-local deadline_texts = {}
+-- ms -> text of the deadlines (deadline_text): a pure function, kept between calls (decision 83:
+-- a table a call costs ~1 K instructions), emptied at MEMO_MAX entries
+local deadline_texts, deadline_n = {}, 0
+
+-- The per-call state above, reset at each call's start (load_task_keys, load_claim_keys).
+local function task_call_begin()
+  waiting_budget, events_channel = WAITING_BUDGET, nil
+  waiting_state, legacy_state, batch, before_drain = nil, nil, nil, nil
+  if deadline_n >= MEMO_MAX then deadline_texts, deadline_n = {}, 0 end
+  dependents_queued = false
+end
 
 local function load_task_keys()
   TK.tasks, TK.payload, TK.result, TK.dependents = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -65,12 +74,23 @@ local function load_task_keys()
   TK.completions, TK.stats, TK.swarms, TK.epoch = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   TK.workers, TK.heartbeats, TK.events_watch = KEYS[13], KEYS[14], KEYS[15]
   TK.running_by_worker, TK.waiting, TK.readers = KEYS[16], KEYS[17], KEYS[18]
-  waiting_budget, events_channel = WAITING_BUDGET, nil
-  waiting_state, legacy_state, batch, before_drain = nil, nil, nil, nil
-  deadline_texts = {}
-  dependents_queued = false
+  task_call_begin()
   for i, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = KEYS[18 + i] end
   return 26
+end
+
+-- claim_tasks.lua's keys: the 8 task keys it uses, not all 26 (decision 83: each key a call
+-- passes costs ~0.55 K instructions), in multiswarm/ops/tasks.py CLAIM_KEYS order; the others
+-- are unset, so a use of one fails instead of naming another call's key.
+local function load_claim_keys()
+  TK.tasks, TK.payload, TK.leases, TK.stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+  TK.swarms, TK.workers, TK.events_watch, TK.running_by_worker = KEYS[5], KEYS[6], KEYS[7],
+    KEYS[8]
+  TK.result, TK.dependents, TK.ready, TK.delayed, TK.dlq = nil, nil, nil, nil, nil
+  TK.completions, TK.epoch, TK.heartbeats, TK.waiting, TK.readers = nil, nil, nil, nil, nil
+  task_call_begin()
+  for _, s in ipairs(STATUS_ORDER) do TASK_STATUS_KEY[s] = nil end
+  return 8
 end
 
 -- Arguments per variadic command (Lua's C stack; an even count keeps pairs together).
@@ -111,7 +131,7 @@ local function deadline_text(ms)
   local text = deadline_texts[ms]
   if not text then
     text = string.format('%d', ms)
-    deadline_texts[ms] = text
+    deadline_texts[ms], deadline_n = text, deadline_n + 1
   end
   return text
 end
