@@ -29,7 +29,8 @@
 -- active tasks; round_robin next id after the cursor; priority the swarm whose priority is
 -- nearest the task's (higher first); capability the best fit (fewest extra capabilities). Ties
 -- go to the least loaded, then memory load, then id. A picked swarm found without a live host is
--- held in the index (at most HOLDS per call); a few held ones are looked at again each call.
+-- held in the index (at most HOLDS per call); a few held ones are looked at again by each call
+-- that has work (an idle call returns first: decision 83).
 -- A call stops after BUDGET_US of Redis time and asks for another.
 -- No head-of-line blocking: a ready task no swarm can take now (no swarm covers its
 -- capabilities and may run its handler, or all that do are at capacity) is parked: it moves
