@@ -5,7 +5,9 @@ Two structures, both ordering agents by ``(fit, key, index)`` exactly as the ref
 under CAPABILITY, else 0):
 
 * a sorted array of agent indexes (``rank``): a search scans it from the front, and the chosen
-  agent moves back to its new place by bisection and one ``memmove``;
+  agent moves back to its new place by bisection and one ``memmove``; under CAPABILITY its
+  entries carry the top bits of each agent's key beside its index (``entries``: the bisection
+  reads one array, decision 86);
 * for LEAST_LOADED and LOAD_BALANCED once the moves grow long (the loads have converged, a
   placed agent then passes most of the others), a short sorted *head* of the best agents and
   a tournament tree over the rest (``tk``/``ti``: each node's least key and its agent; leaf
@@ -28,7 +30,10 @@ __all__ = [
     "EMPTY",
     "HEAD",
     "demote",
+    "demote_entry",
+    "entries",
     "insert_head",
+    "pick_entry",
     "pick_ranked",
     "popcount",
     "rank_agents",
@@ -111,16 +116,11 @@ def pick_ranked(
     capacity: F64,
     caps: U64,
     rank: U32,
-    held: U64,
-    start: int,
     n_live: int,
 ) -> int:
-    """Position in ``rank[:n_live]``, from ``start``, of the first agent that has the
-    capabilities and room; -1 if none. ``held`` is empty or the agents' bits in rank order."""
-    in_order = held.shape[0] > 0
-    for p in range(start, n_live):
-        if in_order and (held[p] & need) != need:
-            continue
+    """Position in ``rank[:n_live]`` of the first agent that has the capabilities and room;
+    -1 if none."""
+    for p in range(n_live):
         a = rank[p]
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return p
@@ -128,10 +128,10 @@ def pick_ranked(
 
 
 @njit
-def demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
-    """Move ``rank[p]`` right to its place in ``rank[p:end]`` (the end of its fit group) after
-    its key grew (keys never shrink: costs >= 0); ``held``, unless empty, moves alike. (Its
-    place is not returned: using it after the memmove made every strategy's loop slower.)
+def demote(rank: U32, p: int, end: int, key: F64) -> None:
+    """Move ``rank[p]`` right to its place in ``rank[p:end]`` after its key grew (keys never
+    shrink: costs >= 0). (Its place is not returned: using it after the memmove made every
+    strategy's loop slower.)
 
     Under least-loaded the agents' loads converge, and a placed agent then moves past most of
     the others: find the place by bisection and shift with a memmove, not by swaps. (Measured
@@ -153,8 +153,73 @@ def demote(rank: U32, held: U64, p: int, end: int, key: F64) -> None:
         else:
             lo = mid + 1
     rotate(rank, p, lo)
-    if held.shape[0] > 0:
-        rotate(held, p, lo)
+
+
+#: An entry's agent index: its low 32 bits (``rank`` is ``uint32``); the high 32 hold the top
+#: bits of the agent's key bits (``>= 0``: the sign bit is clear), which order as the key.
+_LOW = 0xFFFFFFFF
+_TOP = 31
+
+
+@njit
+def entries(rank: U32, kb: I64) -> U64:
+    """The CAPABILITY ranking as entries: ``(kb[a] >> 31) << 32 | a`` for each ``a`` of
+    ``rank``, so that a bisection compares the keys' top bits without loading the keys."""
+    ent = np.empty(rank.shape[0], dtype=np.uint64)
+    for p in range(rank.shape[0]):
+        a = rank[p]
+        ent[p] = (np.uint64(kb[a] >> _TOP) << np.uint64(32)) | np.uint64(a)
+    return ent
+
+
+@njit
+def pick_entry(
+    need: np.uint64,
+    cost: float,
+    load: F64,
+    capacity: F64,
+    caps: U64,
+    ent: U64,
+    start: int,
+    n_live: int,
+) -> int:
+    """Position in ``ent[:n_live]``, from ``start``, of the first agent that has the
+    capabilities and room; -1 if none. (The agents' bits are loaded, not kept in rank order:
+    shifting a second array after each placement cost more than these loads, decision 86.)"""
+    low = np.uint64(_LOW)
+    for p in range(start, n_live):
+        a = ent[p] & low
+        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+            return p
+    return -1
+
+
+@njit
+def demote_entry(ent: U64, p: int, end: int, a: int, key: F64, kb: I64) -> None:
+    """Move agent ``a``, ``ent[p]``, right to its place in ``ent[p:end]`` (the end of its fit
+    group) after its key grew, with its entry rewritten from the new key. Entries whose top
+    bits differ from ``a``'s order by them alone; equal top bits (ties, or keys within ~1e-6
+    of each other) compare the keys, then the indexes, as :func:`demote` does."""
+    low = np.uint64(_LOW)
+    ka = key[a]
+    top = np.uint64(kb[a] >> _TOP)
+    lo, hi = p + 1, end  # the place is the first q in [lo, hi) with a before ent[q]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        e = ent[np.uint64(mid)]
+        e_top = e >> np.uint64(32)
+        if e_top == top:  # rare but for ties: the keys decide
+            b = e & low
+            kb_ = key[b]
+            before = ka < kb_ or (ka == kb_ and a < b)
+        else:
+            before = top < e_top
+        if before:
+            hi = mid
+        else:
+            lo = mid + 1
+    shift_left(ent, p, lo)
+    ent[lo - 1] = (top << np.uint64(32)) | np.uint64(a)
 
 
 @njit

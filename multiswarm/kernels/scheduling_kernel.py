@@ -5,7 +5,7 @@ Python definition of its results is :func:`multiswarm.kernels.reference.referenc
 How it is fast: tasks are ordered once by a counting sort, and the ready ones are bits at their
 positions in that order, taken lowest first (decision 72); for the non-round-robin
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
-capability bits), so the search for an agent usually stops after a few, the chosen agent is
+capability bits; under CAPABILITY ``uint64`` entries with the keys' top bits, decision 86), so the search for an agent usually stops after a few, the chosen agent is
 moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
 leaves the ranking; under least-loaded and load-balanced, once placed agents move far, a short
 head plus a tournament tree replaces the ranking (``_ranking.py``). Decisions 56 and 77 in
@@ -30,7 +30,10 @@ from ._ranking import (
     I64,
     U64,
     demote,
+    demote_entry,
+    entries,
     insert_head,
+    pick_entry,
     pick_ranked,
     popcount,
     rank_agents,
@@ -262,12 +265,12 @@ def schedule_kernel(
     rank, group, fit, key = rank_agents(
         agent_load, agent_capacity, agent_caps, agent_health, strategy
     )
-    # CAPABILITY scans ~20 agents a task (most lack a bit): their bits in rank order, contiguous
-    held = agent_caps[rank] if strategy == CAPABILITY else np.empty(0, dtype=np.uint64)
     n_live = rank.shape[0]
     # The head and tree replacing the ranking once its moves are long (decision 77): the
     # keys' bits order as the keys (all >= 0), so the tree compares integers.
     kb = key.view(np.int64)
+    # CAPABILITY ranks entries: each agent's index and its key's top bits (decision 86)
+    ent = entries(rank if strategy == CAPABILITY else rank[:0], kb)
     ranks_keys = strategy in (LEAST_LOADED, LOAD_BALANCED)
     size = 1 if ranks_keys else 0
     while size < m and ranks_keys:
@@ -335,12 +338,13 @@ def schedule_kernel(
                     n_live = h = untree(rank, head, h, tk, ti, size)
                     group[1:] = h
                     use_tree = ranks_keys = False
+            elif strategy == CAPABILITY:
+                # agents with fewer bits than the task needs cannot hold them
+                start = group[popcount(need)]
+                p = pick_entry(need, cost, load, agent_capacity, agent_caps, ent, start, n_live)
+                a = int(np.uint32(ent[p])) if p >= 0 else -1  # its low 32 bits
             else:
-                # under CAPABILITY, agents with fewer bits than the task needs cannot hold them
-                start = group[popcount(need)] if strategy == CAPABILITY else 0
-                p = pick_ranked(
-                    need, cost, load, agent_capacity, agent_caps, rank, held, start, n_live
-                )
+                p = pick_ranked(need, cost, load, agent_capacity, agent_caps, rank, n_live)
                 a = int(rank[p]) if p >= 0 else -1
             if a >= 0:
                 assignment[t] = a
@@ -378,16 +382,20 @@ def schedule_kernel(
                             h -= 1
                             set_leaf(tk, ti, size, head[h], kb[head[h]])
                     elif drop:
-                        rotate(rank, p, n_live)
-                        if held.shape[0] > 0:
-                            rotate(held, p, n_live)
+                        if strategy == CAPABILITY:
+                            rotate(ent, p, n_live)
+                        else:
+                            rotate(rank, p, n_live)
                         group[fit[a] + 1 :] -= 1
                         n_live -= 1
                     else:
                         if ranks_keys:  # drift: 256 times a decaying share of far moves
                             far = p + _FAR < n_live and key[rank[p + _FAR]] <= key[a]
                             drift += 16 * far - (drift >> 4)
-                        demote(rank, held, p, group[fit[a] + 1], key)
+                        if strategy == CAPABILITY:
+                            demote_entry(ent, p, group[fit[a] + 1], a, key, kb)
+                        else:
+                            demote(rank, p, n_live, key)
                         if ranks_keys and drift > 128 and n_live > HEAD:
                             h = to_tree(rank[:n_live], kb, head, tk, ti)
                             use_tree = True

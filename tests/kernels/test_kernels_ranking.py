@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multiswarm.kernels import constants as c
 from multiswarm.kernels.scheduling import schedule
@@ -106,3 +108,66 @@ def test_agents_fill_up_after_the_switch(strategy: int) -> None:
     batch["task_cost"] = rng.choice([0.5, 1.0], n)
     got = same_as_reference(batch)
     assert (got.reason == c.ALL_CAPABLE_AGENTS_FULL).any()
+
+
+# --- CAPABILITY's entries (decision 86) --------------------------------------------------------
+
+
+def capability_batch(seed: int, n: int, m: int, near: bool) -> dict[str, Any]:
+    """Agents with 0-4 of 6 bits, tasks needing 0-2; ``near``: loads such that many agents'
+    load ratios share their top 32 bits (equal to ~1e-6) yet differ, or tie exactly."""
+    rng = np.random.default_rng(seed)
+    capacity = rng.choice([64.0, 128.0, 256.0, math.inf], m)
+    if near:
+        base = rng.choice([0.25, 0.5], m)
+        load = base * np.where(np.isinf(capacity), 1.0, capacity)
+        load += rng.choice([0.0, 0.0, 1e-12, 3e-11, 2e-9], m) * load
+        load[np.isinf(capacity)] = rng.choice([-0.0, 0.0, 1.0], int(np.isinf(capacity).sum()))
+    else:
+        load = rng.uniform(0.0, 20.0, m)
+    bits = np.uint64(1) << rng.integers(0, 6, (m, 4)).astype(np.uint64)
+    held = rng.random((m, 4)) < [0.7, 0.6, 0.5, 0.3]
+    agent_caps = np.bitwise_or.reduce(np.where(held, bits, np.uint64(0)), axis=1)
+    need_bits = np.uint64(1) << rng.integers(0, 6, (n, 2)).astype(np.uint64)
+    use = rng.random((n, 2)) < [0.6, 0.3]
+    task_caps = np.bitwise_or.reduce(np.where(use, need_bits, np.uint64(0)), axis=1)
+    # costs that are exact binary fractions, so equal ratios stay equal after placements
+    cost = rng.choice([0.25, 0.5, 1.0], n) if near else rng.uniform(0.1, 1.0, n)
+    return keyed_batch(
+        seed,
+        c.CAPABILITY,
+        n,
+        m,
+        task_caps=task_caps.astype(np.uint64),
+        task_cost=cost,
+        agent_load=load,
+        agent_capacity=capacity,
+        agent_caps=agent_caps.astype(np.uint64),
+        agent_health=rng.choice([0, 0, 0, 1, 2, 3], m).astype(np.int8),
+    )
+
+
+@pytest.mark.parametrize("near", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_capability_entries_and_near_ties(seed: int, near: bool) -> None:
+    # The ranking's entries order agents by their keys' top 32 bits and compare the keys only
+    # when those are equal: keys within ~1e-6 of each other, exact ties (then the index), and
+    # -0.0 against 0.0 must all place as the reference's min does, as agents fill and leave.
+    batch = capability_batch(100 * seed, 4000, 257, near)
+    if near:
+        ratio = batch["agent_load"] / batch["agent_capacity"] + 0.0
+        top = ratio.view(np.int64) >> 31
+        assert len(np.unique(top)) < len(np.unique(ratio))  # equal top bits, different keys
+    got = same_as_reference(batch)
+    assert (got.reason == c.ASSIGNED).any()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 400),
+    st.integers(1, 70),
+    st.booleans(),
+)
+def test_capability_matches_reference_property(seed: int, n: int, m: int, near: bool) -> None:
+    same_as_reference(capability_batch(seed, n, m, near))
