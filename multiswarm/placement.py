@@ -16,7 +16,8 @@ does not fit for now (a fragmented pool) is handed back. The pool's use is repor
 registry so the leader's least_loaded choice sees memory load.
 
 Numba, and NumPy too, are imported here on first use: a worker starts its agent processes
-before it pays for them, and loads the kernels when first idle (:mod:`.kernel_warmup`).
+before it pays for them, places its first batches by the kernel's plain-Python definition on
+lists, and loads NumPy and the kernels when first idle (:mod:`.kernel_warmup`, decision 87).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from multiswarm.agent_runtime import ShmRef
 from multiswarm.agents import AgentProcess
 from multiswarm.errors import InvalidArgumentError
+from multiswarm.kernel_warmup import kernels_ready
 from multiswarm.kernel_warmup import warm_up as warm_up  # its former home: still importable
 from multiswarm.placement_kernel import constant, schedule_batch
 
@@ -326,18 +328,34 @@ class SwarmAgents:
             Per task, its required capabilities (csv); a task needing one the swarm's agents
             lack is not placed. Default: none required.
         """
-        import numpy as np
-
-        n, m = len(priorities), len(self.agents)
-        # higher is more urgent for the kernel; one array call per input (element-wise writes
-        # into NumPy arrays cost ~1 µs each)
-        prio = np.array([-p for p in priorities], np.int64)
+        n = len(priorities)
         masks = [self._mask(c) for c in capabilities[:n]]
-        need = np.array(masks + [0] * (n - len(masks)), np.uint64)
         health = [
             health_code(a.consecutive_failures) if self.usable(i) else 3
             for i, a in enumerate(self.agents)
         ]
+        picks = (
+            self._place_kernel(priorities, masks, health)
+            if kernels_ready()
+            else self._place_lists(priorities, masks, health)
+        )
+        for i in picks:
+            if i >= 0:
+                self.load[i] += 1
+        return picks
+
+    def _place_kernel(
+        self, priorities: Sequence[int], masks: list[int], health: list[int]
+    ) -> list[int]:
+        """:meth:`place` by the scheduling kernel, once it is loaded."""
+        import numpy as np
+
+        n, m = len(priorities), len(self.agents)
+
+        # higher is more urgent for the kernel; one array call per input (element-wise writes
+        # into NumPy arrays cost ~1 µs each)
+        prio = np.array([-p for p in priorities], np.int64)
+        need = np.array(masks + [0] * (n - len(masks)), np.uint64)
         if self._caps is None or self._caps.shape[0] != m:
             self._caps = np.array(self.caps, np.uint64)
         assignment, cursor = schedule_batch(
@@ -353,9 +371,31 @@ class SwarmAgents:
         )
         self.cursor = cursor
         picks: list[int] = assignment.tolist()
-        for i in picks:
-            if i >= 0:
-                self.load[i] += 1
+        return picks
+
+    def _place_lists(
+        self, priorities: Sequence[int], masks: list[int], health: list[int]
+    ) -> list[int]:
+        """The kernel's placement by its plain-Python definition on lists, before the kernels
+        (and NumPy, ~0.1 s of CPU) are loaded: the same answer (tests/kernels compare the
+        definition with the kernel), without NumPy on the start-up's path (decision 87)."""
+        from multiswarm.kernels.constants import STRATEGIES
+        from multiswarm.kernels.reference_lists import schedule_lists
+
+        n, m = len(priorities), len(self.agents)
+        picks, _reason, _load, cursor, _order = schedule_lists(
+            [-p for p in priorities],
+            masks + [0] * (n - len(masks)),
+            [1.0] * n,
+            [float(x) for x in self.load],
+            [float(self.concurrency)] * m,
+            list(self.caps),
+            health,
+            [[] for _ in range(n)],
+            STRATEGIES[self.strategy],
+            self.cursor % m if m else 0,
+        )
+        self.cursor = cursor
         return picks
 
     def _mask(self, caps: str) -> int:

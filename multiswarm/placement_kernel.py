@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from multiswarm.kernel_warmup import _kernel_ready
-
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -27,20 +25,18 @@ def schedule_batch(
     strategy: str,
     cursor: int,
 ) -> tuple[npt.NDArray[np.int64], int]:
-    """Agent per task and the next round-robin cursor: the kernel once warm, else the reference.
-    The inputs built here are valid, so both are called without the public wrapper's checks
+    """Agent per task and the next round-robin cursor, by the scheduling kernel (loaded by
+    :func:`~multiswarm.kernel_warmup.warm_up`; before that, placement uses the kernel's
+    definition on lists, decision 87). The inputs built here are valid, so the kernel is
+    called without the public wrapper's checks
     (``kernels.scheduling.schedule``: ~10 calls into Numba per batch, most of a one-task
     batch's cost)."""
     import numpy as np
 
     from multiswarm.kernels.constants import STRATEGIES
+    from multiswarm.kernels.scheduling import schedule_kernel as run
 
     n, m = priority.shape[0], agent_load.shape[0]
-    run: Any
-    if _kernel_ready.is_set():
-        from multiswarm.kernels.scheduling import schedule_kernel as run
-    else:
-        from multiswarm.kernels.reference import reference_schedule as run
     assignment, _reason, _load, new_cursor, _order = run(
         *(priority, task_caps, task_cost, agent_load, agent_capacity, agent_caps, agent_health),
         *(constant(n + 1, 0, np.int64), constant(0, 0, np.int64)),

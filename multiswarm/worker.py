@@ -289,9 +289,6 @@ class Worker(WorkerClaims):
             raise WorkerFailed(self.id, name, cause) from exc
 
     async def _start(self) -> None:
-        import importlib
-        import threading
-
         for spec in self.specs:
             agents = [
                 AgentProcess(
@@ -326,8 +323,6 @@ class Worker(WorkerClaims):
                 agent.start()
 
         starting = asyncio.ensure_future(asyncio.to_thread(start_agents))
-        # the first placement needs NumPy (~0.1 s of CPU): imported while Redis answers
-        threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
         try:
             await self.register()
         finally:

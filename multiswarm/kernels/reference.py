@@ -7,27 +7,10 @@ that tests comparing the two catch mistakes in either. No Numba here.
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 import numpy.typing as npt
 
-from multiswarm.kernels.errors import KernelInputError
-
-from .constants import (
-    ALL_CAPABLE_AGENTS_FULL,
-    ASSIGNED,
-    CAPABILITY,
-    DEGRADED,
-    DEPENDENCY_CYCLE,
-    DEPENDENCY_UNASSIGNED,
-    HEALTHY,
-    LEAST_LOADED,
-    LOAD_BALANCED,
-    NO_CAPABLE_AGENT,
-    NO_HEALTHY_CAPABLE_AGENT,
-    ROUND_ROBIN,
-)
+from .reference_lists import schedule_lists
 
 __all__ = ["reference_schedule"]
 
@@ -51,76 +34,20 @@ def reference_schedule(
     cursor: int,
 ) -> tuple[I64, I8, F64, int, I64]:
     """Same parameters and results as :func:`~multiswarm.kernels.scheduling.schedule_kernel`."""
-    n, m = len(priority), len(agent_load)
-    prio = priority.tolist()
-    need_of = task_caps.tolist()
-    cost_of = task_cost.tolist()
-    load = agent_load.tolist()
-    capacity = agent_capacity.tolist()
-    caps = agent_caps.tolist()
-    live = [h in (HEALTHY, DEGRADED) for h in agent_health.tolist()]
+    n = len(priority)
     deps = [dep_indices[dep_indptr[i] : dep_indptr[i + 1]].tolist() for i in range(n)]
-    dependents: list[list[int]] = [[] for _ in range(n)]
-    for i, ds in enumerate(deps):
-        for d in ds:
-            dependents[d].append(i)
-
-    assignment = [-1] * n
-    reason = [DEPENDENCY_CYCLE] * n
-    decided = [False] * n
-    order: list[int] = []
-    missing = [len(ds) for ds in deps]
-    ready = [(-prio[i], i) for i in range(n) if missing[i] == 0]
-    heapq.heapify(ready)
-    while ready:
-        _, t = heapq.heappop(ready)
-        decided[t] = True
-        need, cost = need_of[t], cost_of[t]
-        if any(assignment[d] < 0 for d in deps[t]):
-            reason[t] = DEPENDENCY_UNASSIGNED
-        else:
-            fits = [
-                a
-                for a in range(m)
-                if live[a] and caps[a] & need == need and load[a] + cost <= capacity[a]
-            ]
-            if fits:
-                if strategy == ROUND_ROBIN:
-                    a = min(fits, key=lambda a: (a - cursor) % m)
-                    cursor = (a + 1) % m
-                elif strategy == LEAST_LOADED:
-                    a = min(fits, key=lambda a: (load[a], a))
-                elif strategy == LOAD_BALANCED:
-                    a = min(fits, key=lambda a: (load[a] / capacity[a], a))
-                elif strategy == CAPABILITY:
-                    a = min(
-                        fits,
-                        key=lambda a: ((caps[a] & ~need).bit_count(), load[a] / capacity[a], a),
-                    )
-                else:
-                    raise KernelInputError(f"unknown strategy code {strategy}")
-                assignment[t] = a
-                reason[t] = ASSIGNED
-                load[a] += cost
-                order.append(t)
-            else:
-                capable = [a for a in range(m) if caps[a] & need == need]
-                if not capable:
-                    reason[t] = NO_CAPABLE_AGENT
-                elif not any(live[a] for a in capable):
-                    reason[t] = NO_HEALTHY_CAPABLE_AGENT
-                else:
-                    reason[t] = ALL_CAPABLE_AGENTS_FULL
-        for u in dependents[t]:
-            missing[u] -= 1
-            if missing[u] == 0:
-                heapq.heappush(ready, (-prio[u], u))
-
-    undecided = {t for t in range(n) if not decided[t]}
-    for t in undecided:
-        on_cycle = _reaches_itself(t, deps, undecided)
-        reason[t] = DEPENDENCY_CYCLE if on_cycle else DEPENDENCY_UNASSIGNED
-
+    assignment, reason, load, cursor, order = schedule_lists(
+        priority.tolist(),
+        task_caps.tolist(),
+        task_cost.tolist(),
+        agent_load.tolist(),
+        agent_capacity.tolist(),
+        agent_caps.tolist(),
+        agent_health.tolist(),
+        deps,
+        strategy,
+        cursor,
+    )
     return (
         np.array(assignment, dtype=np.int64),
         np.array(reason, dtype=np.int8),
@@ -128,17 +55,3 @@ def reference_schedule(
         cursor,
         np.array(order, dtype=np.int64),
     )
-
-
-def _reaches_itself(task: int, deps: list[list[int]], among: set[int]) -> bool:
-    """Whether following dependencies from ``task``, through ``among`` only, leads back to it."""
-    stack = [d for d in deps[task] if d in among]
-    seen: set[int] = set()
-    while stack:
-        v = stack.pop()
-        if v == task:
-            return True
-        if v not in seen:
-            seen.add(v)
-            stack.extend(d for d in deps[v] if d in among)
-    return False

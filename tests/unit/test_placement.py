@@ -4,6 +4,10 @@ region pool admits task inputs."""
 from __future__ import annotations
 
 import asyncio
+import json
+import random
+import subprocess
+import sys
 from typing import Any, cast
 
 import pytest
@@ -177,3 +181,53 @@ async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
     assert memory.kernels and kernel_warmup.kernels_ready()
     assert memory._pool is not None and memory.load()[0] == 64 * 1024  # the counted input
     memory.close()
+
+
+def test_placement_before_the_warm_up_imports_no_numpy() -> None:
+    """A worker's first batches are placed before NumPy is loaded (decision 87): importing it
+    is ~0.1 s of CPU on a start-up that is CPU-bound until the first task runs."""
+    code = (
+        "import sys\n"
+        "from typing import Any, cast\n"
+        "from multiswarm.placement import SwarmAgents\n"
+        "class A:\n"
+        "    consecutive_failures, alive = 0, True\n"
+        "s = SwarmAgents(cast(Any, [A(), A()]), 0, 'capability', 2, ['a'])\n"
+        "print(s.place([1, 0, 2], ['a', '', 'a']), 'numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    picks, numpy_loaded = out.stdout.rsplit(" ", 1)
+    assert numpy_loaded.strip() == "False"
+    assert sorted(json.loads(picks)) == [0, 0, 1]  # every task placed, within each capacity
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded", "load_balanced", "capability"])
+def test_lists_and_kernel_place_random_batches_alike(strategy: str) -> None:
+    rng = random.Random(f"placement-{strategy}")
+    caps = ["a", "b", "c"]
+
+    def run() -> list[list[int]]:
+        r = random.Random(rng.random())  # both runs see the same batches
+        failures = [r.choice([0, 0, 0, 1, 3, 6]) for _ in range(7)]
+        swarm = SwarmAgents(cast(Any, [FakeAgent(f) for f in failures]), 0, strategy, 3, caps)
+        out = []
+        for _ in range(20):
+            n = r.randint(1, 12)
+            prios = [r.randint(0, 2) for _ in range(n)]
+            need = [",".join(r.sample(caps, r.randint(0, 2))) for _ in range(n)]
+            picks = swarm.place(prios, need)
+            out.append(picks)
+            for a in picks:
+                if a >= 0 and r.random() < 0.7:
+                    swarm.done(a)
+        return out
+
+    state = rng.getstate()
+    kernel_warmup._kernel_ready.clear()
+    before = run()
+    rng.setstate(state)
+    placement.warm_up()
+    assert before == run()
+    assert any(a >= 0 for picks in before for a in picks)
