@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from multiswarm.agents import DEFAULT_ALLOWED
 from multiswarm.config import Settings
-from multiswarm.coordinator import STRATEGIES
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
 from multiswarm.lazy import lazy_getattr
 from multiswarm.logs import LOG_FORMATS, configure_logging
@@ -27,8 +26,10 @@ if TYPE_CHECKING:  # loaded on first use: a role process (`run worker`) starts w
     from multiswarm.demo import DemoOptions, print_report, run_demo
     from multiswarm.local_system import ensure_redis, start_system
 
-#: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
-COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
+#: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``): those of
+#: :data:`multiswarm.coordinator.STRATEGIES` (a test keeps them equal), spelled here so that a
+#: worker process does not import the coordinator (decision 85).
+COORDINATOR_STRATEGIES: tuple[str, ...] = ("least_loaded", "round_robin", "priority", "capability")
 #: How a worker places claimed tasks on a swarm's agents (``run worker --agent-strategy``).
 PLACEMENT_STRATEGIES: tuple[str, ...] = AGENT_STRATEGIES
 #: Import-path prefixes of the handlers a worker runs when given none (none: only registered

@@ -6,23 +6,28 @@ tasks one claim took. Each worker process has its own registry and its own small
 (prometheus_client's, in a daemon thread), so scraping never touches the event loop.
 
 Hooks: :class:`~multiswarm.worker.Worker` holds one (``metrics or WorkerMetrics(enabled=False)``:
-a disabled one costs nothing), calls :meth:`WorkerMetrics.claimed` after each claim and
+a disabled one costs nothing, and builds its histograms, importing prometheus_client, only if
+they are read: a worker without ``--metrics-port`` never imports it, decision 85), calls :meth:`WorkerMetrics.claimed` after each claim and
 :meth:`WorkerMetrics.ran` after each handler run (``run worker --metrics-port``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
-from wsgiref.simple_server import WSGIServer
-
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from typing import TYPE_CHECKING, TypeVar
 
 from multiswarm.errors import ConfigError, MultiswarmError
-from multiswarm.tasks import TaskStore
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from multiswarm.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,30 +57,59 @@ class WorkerMetrics:
     def __init__(self, enabled: bool = True) -> None:
         #: False: every hook returns at once (a worker started without ``--metrics-port``)
         self.enabled = enabled
-        self.registry = CollectorRegistry()
-        self.run_s = Histogram(
-            "multiswarm_worker_task_run_seconds",
-            "Handler run time",
-            ["swarm", "outcome"],
-            buckets=RUN_BUCKETS,
-            registry=self.registry,
-        )
-        self.queue_wait_s = Histogram(
-            "multiswarm_worker_task_queue_wait_seconds",
-            "Submission to first claim",
-            ["swarm"],
-            buckets=WAIT_BUCKETS,
-            registry=self.registry,
-        )
-        self.claim_batch = Histogram(
-            "multiswarm_worker_claim_batch_size",
-            "Tasks taken by one claim",
-            ["swarm"],
-            buckets=BATCH_BUCKETS,
-            registry=self.registry,
-        )
         self._pending: set[asyncio.Task[None]] = set()
         self._server: WSGIServer | None = None
+        if enabled:  # registered now, so a scrape before the first task lists them all
+            _ = self._histograms
+
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """This worker's own Prometheus registry (built on first use)."""
+        from prometheus_client import CollectorRegistry
+
+        return CollectorRegistry()
+
+    @property
+    def run_s(self) -> Histogram:
+        return self._histograms[0]
+
+    @property
+    def queue_wait_s(self) -> Histogram:
+        return self._histograms[1]
+
+    @property
+    def claim_batch(self) -> Histogram:
+        return self._histograms[2]
+
+    @functools.cached_property
+    def _histograms(self) -> tuple[Histogram, Histogram, Histogram]:
+        from prometheus_client import Histogram
+
+        def histogram(
+            name: str, doc: str, labels: list[str], buckets: Sequence[float]
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+        return (
+            histogram(
+                "multiswarm_worker_task_run_seconds",
+                "Handler run time",
+                ["swarm", "outcome"],
+                RUN_BUCKETS,
+            ),
+            histogram(
+                "multiswarm_worker_task_queue_wait_seconds",
+                "Submission to first claim",
+                ["swarm"],
+                WAIT_BUCKETS,
+            ),
+            histogram(
+                "multiswarm_worker_claim_batch_size",
+                "Tasks taken by one claim",
+                ["swarm"],
+                BATCH_BUCKETS,
+            ),
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> str:
         """Serve ``/metrics`` on ``host:port`` (0: a free port); returns its URL.
@@ -85,6 +119,8 @@ class WorkerMetrics:
         ConfigError
             The address cannot be bound.
         """
+        from prometheus_client import start_http_server
+
         try:
             self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
