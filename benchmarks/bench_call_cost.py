@@ -25,18 +25,14 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from multiswarm.config import Settings
-from multiswarm.connection import Client, connect
+from multiswarm.connection import Client
 from multiswarm.coordinator import SwarmCoordinator
-from multiswarm.keys import Keys
 from multiswarm.messages import TaskSpec
 from multiswarm.ops.tasks import Outcome
-from multiswarm.registry import SwarmRegistry, swarm_spec
-from multiswarm.scripts import Scripts
-from multiswarm.tasks import TaskStore, task_spec
+from multiswarm.tasks import task_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_script_cost import Profiler, server  # benchmarks/bench_script_cost.py
+from bench_script_cost import Profiler, hosted_swarm, server  # benchmarks/bench_script_cost.py
 
 T = TypeVar("T")
 NOOP = "multiswarm.demo_tasks:noop"
@@ -91,14 +87,7 @@ class Counts:
 
 
 async def run(url: str, pid: int | None, out: Path, calls: int, batch: int) -> dict[str, Any]:
-    settings = Settings(redis_url=url, redis_url_explicit=True, namespace="callcost")
-    client = connect(settings)
-    scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("callcost")
-    store = TaskStore(scripts, keys)
-    # (this first script call loads the function library, outside the counts)
-    await SwarmRegistry(scripts, keys).host_swarms(
-        "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=batch + 10)]
-    )
+    client, scripts, keys, store = await hosted_swarm(url, "callcost", capacity=batch + 10)
     coord = SwarmCoordinator(scripts, keys, lease_ms=3_600_000, batch_size=batch)
     assert await coord.election.try_acquire()
     counts = Counts(client, pid, out)

@@ -135,17 +135,25 @@ def server(callgrind: bool, out: Path) -> Iterator[tuple[str, int | None]]:
         proc.wait(timeout=60)
 
 
+async def hosted_swarm(
+    url: str, namespace: str, capacity: int
+) -> tuple[Client, Scripts, Keys, TaskStore]:
+    """A client on ``url``, its scripts, keys and task store in ``namespace``, and swarm ``a``
+    of ``capacity`` hosted by worker ``w1``: the first script call, which loads the function
+    library, made here, outside any counts."""
+    settings = Settings(redis_url=url, redis_url_explicit=True, namespace=namespace)
+    client = connect(settings)
+    scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys(namespace)
+    await SwarmRegistry(scripts, keys).host_swarms(
+        "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=capacity)]
+    )
+    return client, scripts, keys, TaskStore(scripts, keys)
+
+
 async def run(
     url: str, pid: int | None, out: Path, n: int, deps: bool, single: bool = False
 ) -> Profiler:
-    settings = Settings(redis_url=url, redis_url_explicit=True, namespace="cost")
-    client = connect(settings)
-    scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys("cost")
-    store = TaskStore(scripts, keys)
-    # (this first script call loads the function library, outside the counts)
-    await SwarmRegistry(scripts, keys).host_swarms(
-        "w1", {"host": "bench", "pid": 0}, [swarm_spec("a", [], capacity=n + 10)]
-    )
+    client, scripts, keys, store = await hosted_swarm(url, "cost", capacity=n + 10)
     # (one task at a time under callgrind outlasts 30 s, and nothing here renews the lease)
     lease_ms = 3_600_000 if single else 30_000
     coord = SwarmCoordinator(scripts, keys, lease_ms=lease_ms, batch_size=8)
