@@ -214,5 +214,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         + "; ".join(f"{n}: {a}" for n, a in api.items())
         + ".",
         "- Celery workers run with `--without-mingle --without-gossip --without-heartbeat`.",
+        "- bytecode: the run first compiles multiswarm and the handlers' module (`compileall`),"
+        " as a package install does; the peers run from site-packages, compiled (decision 85).",
     ]
     return "\n".join(lines)
