@@ -12,6 +12,7 @@ picked up by the next call with work.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import pytest
 
@@ -146,6 +147,102 @@ async def test_an_idle_claim_retried_claims_what_came_since(client: Client, keys
     assert await coord.dispatch_once() == 1
     (got,) = await ops_tasks.claim_tasks(scripts, keys, swarm_id="s", worker_id="w1", count=1)
     assert got.id == "t1" and got.attempts == 1
+
+
+async def test_an_idle_dispatch_that_released_dependents_replays(
+    client: Client, keys: Keys
+) -> None:
+    """A dispatch with nothing to assign that released dependents left waiting (the finish's
+    budget, WAITING_BUDGET 25, ran out) wrote: it records its outcome, and its retry replays
+    it rather than running again."""
+    scripts = FixedRequest(client)
+    plain = Scripts(client)
+    await host(plain, keys, "w1", ("s", []))
+    coord = await leader(plain, keys)
+    store = TaskStore(plain, keys)
+    await store.submit([(task_spec(NOOP, id=t), None) for t in ("p", "g")])
+    assert await coord.dispatch_once() == 2
+    claimed = {c.id: c for c in await store.claim("s", "w1", 2)}
+    kids = [f"k{i}" for i in range(30)]  # each waits on p and on g (running: stays pending)
+    await store.submit([(task_spec(NOOP, id=k, depends_on=["p", "g"]), None) for k in kids])
+    p = claimed["p"]
+    assert await store.finish("w1", [Outcome(p.id, p.token, "ok", b"\xc0")]) == ["completed"]
+    waiting = keys.task_keyset[16]
+
+    async def left_of_p() -> list[bytes]:
+        entries = cast(list[bytes], await client.zrange(waiting, 0, -1))
+        return [e for e in entries if e.startswith((b"p|", b"!"))]
+
+    assert len(await left_of_p()) == 6  # the finish's budget left 5 edges and the release
+    before = len(await request_records(plain, keys))
+
+    scripts.rid = "dispatch-drain"
+    first = await dispatch(scripts, coord)
+    assert (first.assigned, first.promoted, first.more) == (0, 0, False)
+    assert await left_of_p() == []  # released: written
+    assert len(await request_records(plain, keys)) == before + 1  # the call wrote: recorded
+    await store.submit([(task_spec(NOOP, id="x"), None)])
+    assert await dispatch(scripts, coord) == first  # the retry: replayed, x not assigned
+    assert (await store.get("x")).status == "ready"
+    for t in await store.get_many(kids):
+        assert isinstance(t, Task) and t.status == "pending"
+    assert await coord.dispatch_once() == 1  # a new call (new request id) assigns x
+
+
+async def test_a_dispatch_that_promoted_a_due_task_replays(client: Client, keys: Keys) -> None:
+    """A dispatch that promoted a due delayed task wrote: its retry replays, never runs
+    again."""
+    scripts = FixedRequest(client)
+    plain = Scripts(client)
+    await host(plain, keys, "w1", ("s", []))
+    coord = await leader(plain, keys)
+    store = TaskStore(plain, keys)
+    await store.submit([(task_spec(NOOP, id="t1", max_attempts=3, backoff_ms=60_000), None)])
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.finish("w1", [Outcome(c.id, c.token, "error", "boom")]) == ["retry"]
+    await client.zadd(keys.task_keyset[5], {"t1": 0})  # its backoff is over: due now
+    before = len(await request_records(plain, keys))
+
+    scripts.rid = "dispatch-promote"
+    first = await dispatch(scripts, coord)
+    assert (first.assigned, first.promoted) == (1, 1)
+    assert len(await request_records(plain, keys)) == before + 1
+    await store.submit([(task_spec(NOOP, id="x"), None)])
+    assert await dispatch(scripts, coord) == first  # the retry: replayed, x not assigned
+    assert (await store.get("x")).status == "ready"
+    t1 = await store.get("t1")
+    assert t1.status == "assigned" and t1.attempts == 1
+
+
+async def test_a_claim_that_only_dropped_stale_entries_records_nothing(
+    client: Client, keys: Keys
+) -> None:
+    """A claim that claimed nothing but dropped queue entries whose task moved on (here
+    cancelled while assigned) records no outcome; its retry finds nothing and changes
+    nothing."""
+    scripts = FixedRequest(client)
+    plain = Scripts(client)
+    await host(plain, keys, "w1", ("s", []))
+    coord = await leader(plain, keys)
+    store = TaskStore(plain, keys)
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await coord.dispatch_once() == 1
+    await store.cancel("t1")
+    queue = keys.queue("s")
+    assert await client.zrange(queue, 0, -1) == [b"t1"]  # the stale entry
+    before = sorted(await request_records(plain, keys))
+
+    scripts.rid = "claim-stale"
+    assert await ops_tasks.claim_tasks(scripts, keys, swarm_id="s", worker_id="w1", count=2) == []
+    assert await client.exists(queue) == 0  # dropped
+    assert sorted(await request_records(plain, keys)) == before  # no record
+    stats = await store.stats()
+    assert await ops_tasks.claim_tasks(scripts, keys, swarm_id="s", worker_id="w1", count=2) == []
+    assert sorted(await request_records(plain, keys)) == before
+    assert await client.exists(queue) == 0 and await store.stats() == stats
+    t1 = await store.get("t1")
+    assert t1.status == "cancelled" and t1.attempts == 0
 
 
 async def test_prefetched_fencing_keys_still_refuse(scripts: Scripts, keys: Keys) -> None:
