@@ -7,8 +7,9 @@ tasks one claim took. Each worker process has its own registry and its own small
 
 Hooks: :class:`~multiswarm.worker.Worker` holds one (``metrics or WorkerMetrics(enabled=False)``:
 a disabled one costs nothing, and builds its histograms, importing prometheus_client, only if
-they are read: a worker without ``--metrics-port`` never imports it, decision 85), calls :meth:`WorkerMetrics.claimed` after each claim and
-:meth:`WorkerMetrics.ran` after each handler run (``run worker --metrics-port``).
+they are read: a worker without ``--metrics-port`` never imports it, decision 85), calls
+:meth:`WorkerMetrics.claimed` after each claim and :meth:`WorkerMetrics.ran` after each handler
+run (``run worker --metrics-port``).
 """
 
 from __future__ import annotations
