@@ -5,9 +5,9 @@ Python definition of its results is :func:`multiswarm.kernels.reference.referenc
 How it is fast: tasks are ordered once by a counting sort, and the ready ones are bits at their
 positions in that order, taken lowest first (decision 72); for the non-round-robin
 strategies the eligible agents are kept ranked by preference (``uint32``, grouped by number of
-capability bits; under CAPABILITY ``uint64`` entries with the keys' top bits, decision 86), so the search for an agent usually stops after a few, the chosen agent is
-moved to its new rank by bisection, and an agent the batch's cheapest task no longer fits
-leaves the ranking; under least-loaded and load-balanced, once placed agents move far, a short
+capability bits; under CAPABILITY ``uint64`` entries with the keys' top bits, decision 86), so
+the search for an agent usually stops after a few, the chosen agent is moved to its new rank
+by bisection, and an agent the batch's cheapest task no longer fits leaves the ranking; under least-loaded and load-balanced, once placed agents move far, a short
 head plus a tournament tree replaces the ranking (``_ranking.py``). Decisions 56 and 77 in
 docs/decisions.md have the measurements.
 """
