@@ -63,6 +63,25 @@ async def dispatch(scripts: Scripts, coord: SwarmCoordinator) -> ops_leadership.
     )
 
 
+async def retry_setup(
+    client: Client, keys: Keys
+) -> tuple[FixedRequest, Scripts, SwarmCoordinator, TaskStore]:
+    """Swarm s hosted by w1 and a leader: the scripts whose request id a test fixes (to send a
+    call and its retry), plain scripts, the leader and a task store on the plain ones."""
+    plain = Scripts(client)
+    await host(plain, keys, "w1", ("s", []))
+    coord = await leader(plain, keys)
+    return FixedRequest(client), plain, coord, TaskStore(plain, keys)
+
+
+async def fail_once(store: TaskStore, coord: SwarmCoordinator) -> None:
+    """Task t1 assigned to swarm s, claimed by w1 and failed once: delayed 60 s for its retry."""
+    await store.submit([(task_spec(NOOP, id="t1", max_attempts=3, backoff_ms=60_000), None)])
+    assert await coord.dispatch_once() == 1
+    (c,) = await store.claim("s", "w1", 1)
+    assert await store.finish("w1", [Outcome(c.id, c.token, "error", "boom")]) == ["retry"]
+
+
 async def test_idle_calls_write_no_request_record(scripts: Scripts, keys: Keys) -> None:
     await host(scripts, keys, "w1", ("s", []))
     coord = await leader(scripts, keys)
@@ -90,21 +109,14 @@ async def test_an_idle_dispatch_reports_the_first_delayed_task(
     await host(scripts, keys, "w1", ("s", []))
     coord = await leader(scripts, keys)
     store = TaskStore(scripts, keys)
-    await store.submit([(task_spec(NOOP, id="t1", max_attempts=3, backoff_ms=60_000), None)])
-    assert await coord.dispatch_once() == 1
-    (c,) = await store.claim("s", "w1", 1)
-    assert await store.finish("w1", [Outcome(c.id, c.token, "error", "boom")]) == ["retry"]
+    await fail_once(store, coord)
     reply = await dispatch(scripts, coord)
     assert reply.assigned == 0 and reply.promoted == 0
     assert 0 < reply.first_due_ms <= 60_000
 
 
 async def test_a_retried_call_that_wrote_replays_its_outcome(client: Client, keys: Keys) -> None:
-    scripts = FixedRequest(client)
-    plain = Scripts(client)
-    await host(plain, keys, "w1", ("s", []))
-    coord = await leader(plain, keys)
-    store = TaskStore(plain, keys)
+    scripts, plain, coord, store = await retry_setup(client, keys)
     await store.submit([(task_spec(NOOP, id=t), None) for t in ("a", "b")])
 
     scripts.rid = "dispatch-1"
@@ -136,11 +148,7 @@ async def test_a_retried_call_that_wrote_replays_its_outcome(client: Client, key
 async def test_an_idle_claim_retried_claims_what_came_since(client: Client, keys: Keys) -> None:
     """No record of a claim that found nothing: its retry runs again and may claim a task
     queued meanwhile (the first run claimed none, so none is claimed twice)."""
-    scripts = FixedRequest(client)
-    plain = Scripts(client)
-    await host(plain, keys, "w1", ("s", []))
-    coord = await leader(plain, keys)
-    store = TaskStore(plain, keys)
+    scripts, _plain, coord, store = await retry_setup(client, keys)
     scripts.rid = "claim-idle"
     assert await ops_tasks.claim_tasks(scripts, keys, swarm_id="s", worker_id="w1", count=1) == []
     await store.submit([(task_spec(NOOP, id="t1"), None)])
@@ -155,11 +163,7 @@ async def test_an_idle_dispatch_that_released_dependents_replays(
     """A dispatch with nothing to assign that released dependents left waiting (the finish's
     budget, WAITING_BUDGET 25, ran out) wrote: it records its outcome, and its retry replays
     it rather than running again."""
-    scripts = FixedRequest(client)
-    plain = Scripts(client)
-    await host(plain, keys, "w1", ("s", []))
-    coord = await leader(plain, keys)
-    store = TaskStore(plain, keys)
+    scripts, plain, coord, store = await retry_setup(client, keys)
     await store.submit([(task_spec(NOOP, id=t), None) for t in ("p", "g")])
     assert await coord.dispatch_once() == 2
     claimed = {c.id: c for c in await store.claim("s", "w1", 2)}
@@ -192,15 +196,8 @@ async def test_an_idle_dispatch_that_released_dependents_replays(
 async def test_a_dispatch_that_promoted_a_due_task_replays(client: Client, keys: Keys) -> None:
     """A dispatch that promoted a due delayed task wrote: its retry replays, never runs
     again."""
-    scripts = FixedRequest(client)
-    plain = Scripts(client)
-    await host(plain, keys, "w1", ("s", []))
-    coord = await leader(plain, keys)
-    store = TaskStore(plain, keys)
-    await store.submit([(task_spec(NOOP, id="t1", max_attempts=3, backoff_ms=60_000), None)])
-    assert await coord.dispatch_once() == 1
-    (c,) = await store.claim("s", "w1", 1)
-    assert await store.finish("w1", [Outcome(c.id, c.token, "error", "boom")]) == ["retry"]
+    scripts, plain, coord, store = await retry_setup(client, keys)
+    await fail_once(store, coord)
     await client.zadd(keys.task_keyset[5], {"t1": 0})  # its backoff is over: due now
     before = len(await request_records(plain, keys))
 
@@ -221,11 +218,7 @@ async def test_a_claim_that_only_dropped_stale_entries_records_nothing(
     """A claim that claimed nothing but dropped queue entries whose task moved on (here
     cancelled while assigned) records no outcome; its retry finds nothing and changes
     nothing."""
-    scripts = FixedRequest(client)
-    plain = Scripts(client)
-    await host(plain, keys, "w1", ("s", []))
-    coord = await leader(plain, keys)
-    store = TaskStore(plain, keys)
+    scripts, plain, coord, store = await retry_setup(client, keys)
     await store.submit([(task_spec(NOOP, id="t1"), None)])
     assert await coord.dispatch_once() == 1
     await store.cancel("t1")
