@@ -30,14 +30,12 @@ from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.ops import leadership as ops
-from multiswarm.ops.leadership import Fence
+from multiswarm.ops.leadership import STRATEGIES, Fence
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
-#: Task distribution strategies of the leader (see dispatch_tasks.lua).
-STRATEGIES = ("least_loaded", "round_robin", "priority", "capability")
 
 #: Most dispatch script calls in one round. Each call examines at most 4 x its batch ready tasks
 #: and every call that asks for more has parked, assigned or dropped some (or met a new

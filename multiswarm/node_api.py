@@ -16,6 +16,7 @@ from multiswarm.config import Settings
 from multiswarm.http.config import DEFAULT_PORT as DEFAULT_API_PORT
 from multiswarm.lazy import lazy_getattr
 from multiswarm.logs import LOG_FORMATS, configure_logging
+from multiswarm.ops.leadership import STRATEGIES
 from multiswarm.placement import AGENT_STRATEGIES
 from multiswarm.registry import SwarmSpec, swarm_spec
 from multiswarm.roles import coordinator_role, registry_role, serve, state_manager_role, worker_role
@@ -26,10 +27,8 @@ if TYPE_CHECKING:  # loaded on first use: a role process (`run worker`) starts w
     from multiswarm.demo import DemoOptions, print_report, run_demo
     from multiswarm.local_system import ensure_redis, start_system
 
-#: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``): those of
-#: :data:`multiswarm.coordinator.STRATEGIES` (a test keeps them equal), spelled here so that a
-#: worker process does not import the coordinator (decision 85).
-COORDINATOR_STRATEGIES: tuple[str, ...] = ("least_loaded", "round_robin", "priority", "capability")
+#: How a coordinator leader assigns tasks to swarms (``run coordinator --strategy``).
+COORDINATOR_STRATEGIES: tuple[str, ...] = STRATEGIES
 #: How a worker places claimed tasks on a swarm's agents (``run worker --agent-strategy``).
 PLACEMENT_STRATEGIES: tuple[str, ...] = AGENT_STRATEGIES
 #: Import-path prefixes of the handlers a worker runs when given none (none: only registered

@@ -66,6 +66,9 @@ RENEW = Script(
 )
 RELEASE = Script("release_leadership", bool, request_id=True)
 DISPATCH = Script("dispatch_tasks", Dispatched, request_id=True, durable=True)
+#: Task distribution strategies of the leader, as dispatch_tasks.lua names them (kept here, with
+#: the call, so that naming them imports no coordinator: decision 85).
+STRATEGIES = ("least_loaded", "round_robin", "priority", "capability")
 REAP = Script(
     "reap_leases",
     Reaped,

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from multiswarm.coordinator import STRATEGIES
-from multiswarm.node_api import COORDINATOR_STRATEGIES
 from multiswarm.worker_metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +38,6 @@ def test_worker_start_imports_neither_prometheus_nor_coordinator() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-
-
-def test_coordinator_strategies_spelled_alike() -> None:
-    assert COORDINATOR_STRATEGIES == STRATEGIES
 
 
 def test_disabled_metrics_build_their_histograms_when_read() -> None:
