@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,10 +55,31 @@ class TlsFiles(msgspec.Struct, frozen=True):
     ca_file: str
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def ephemeral_low() -> int:
+    """Lowest port the kernel hands to outgoing connections (Linux's default is 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(low: int = 20000) -> int:
+    """A free loopback port in ``[low, ephemeral low)``, for a server started soon after.
+
+    Not a port the kernel picks (``bind(0)``): those come from the ephemeral range, where any
+    outgoing connection made before the server binds (a replica's link, a probe) may take it,
+    and the server then fails to start. Raises RedisServerError when 200 tries find none.
+    """
+    high = max(ephemeral_low(), low + 1000)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RedisServerError(f"no free port in [{low}, {high})")
 
 
 class RedisServer:

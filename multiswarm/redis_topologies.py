@@ -8,7 +8,6 @@ fail over within seconds (``down-after-milliseconds`` 1000, ``failover-timeout``
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
@@ -21,18 +20,19 @@ import redis
 import redis.exceptions
 
 from multiswarm.errors import RedisServerError
-from multiswarm.redis_server import RedisServer, find_server_binary, free_port
+from multiswarm.redis_server import RedisServer, ephemeral_low, find_server_binary, free_port
 
 
 def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too, below 55536 as Redis
-    requires (the kernel's ephemeral range starts above it)."""
+    """A free port whose cluster bus port (port + 10000) is free too, both below the kernel's
+    ephemeral range (see :func:`free_port`), as Redis requires of the bus (below 55536)."""
     for _ in range(200):
-        port = random.randrange(20000, 45000)
+        port = free_port(low=10000)
+        if port + 10000 >= ephemeral_low():
+            continue
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
+            with socket.socket() as bus:
+                bus.bind(("127.0.0.1", port + 10000))
         except OSError:
             continue
         return port
@@ -60,6 +60,17 @@ def _ask(port: int, *command: str) -> str:
     if isinstance(reply, dict):
         return "\n".join(f"{k}:{v}" for k, v in reply.items())
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _pongs(port: int) -> bool:
+    """A raw PING with a short timeout: a socket someone else listens on never answers +PONG,
+    and ``_ask``'s client would wait out its retries on it."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
+            raw.sendall(b"PING\r\n")
+            return raw.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _wait(condition: str, check: Callable[[], bool], timeout_s: float) -> None:
@@ -197,31 +208,46 @@ class SentinelGroup:
             for p in self.sentinel_ports
         )
 
+    def _spawn_sentinel(self, i: int, timeout_s: float) -> None:
+        """Start Sentinel ``i`` and wait until it answers; on a port taken meanwhile (it exits),
+        again on a fresh port."""
+        for _ in range(5):
+            port = self.sentinel_ports[i]
+            d = Path(self.master.dir) / f"sentinel-{port}"
+            d.mkdir()
+            conf = d / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {d}\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 5000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 1\n"
+                f"logfile {d / 'sentinel.log'}\n"
+            )
+            proc = subprocess.Popen(
+                [find_server_binary(), str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self.sentinels.append(proc)
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _pongs(port):
+                    return
+                time.sleep(0.05)
+            if proc.poll() is None:
+                raise RedisServerError(f"Sentinel on port {port} not answering in {timeout_s} s")
+            self.sentinel_ports[i] = free_port()
+        raise RedisServerError("no Sentinel started in 5 tries")
+
     def start(self, timeout_s: float = 30.0) -> SentinelGroup:
         try:
             self.master.start()
             for r in self.replicas:
                 r.start()
             _wait("replicas in sync", self._synced, timeout_s)
-            for port in self.sentinel_ports:
-                d = Path(self.master.dir) / f"sentinel-{port}"
-                d.mkdir()
-                conf = d / "sentinel.conf"
-                conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\ndir {d}\n"
-                    f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
-                    f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
-                    f"sentinel failover-timeout {self.SERVICE} 5000\n"
-                    f"sentinel parallel-syncs {self.SERVICE} 1\n"
-                    f"logfile {d / 'sentinel.log'}\n"
-                )
-                self.sentinels.append(
-                    subprocess.Popen(
-                        [find_server_binary(), str(conf), "--sentinel"],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
+            for i in range(len(self.sentinel_ports)):
+                self._spawn_sentinel(i, timeout_s)
             _wait("sentinels watching the master", self._watching, timeout_s)
         except BaseException:
             self.cleanup()
