@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -12,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from multiswarm.redis_server import RedisServer, environment_without_redis
+from multiswarm.redis_server import RedisServer, environment_without_redis, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_demo_with_api_port_runs_and_stops_the_api(
