@@ -8,6 +8,7 @@ the security setup start it with TLS, a password or an ACL file (docs/security.m
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
 import random
@@ -63,22 +64,38 @@ def ephemeral_low() -> int:
         return 32768
 
 
-def free_port(low: int = 20000) -> int:
-    """A free loopback port in ``[low, ephemeral low)``, for a server started soon after.
+#: Ports this process handed out lately: servers built together (a cluster's nodes, a Sentinel
+#: group) draw theirs before any binds, and two must not draw the same one.
+_handed_out: collections.deque[int] = collections.deque(maxlen=4096)
+
+
+def _bindable(port: int) -> bool:
+    if port in _handed_out:
+        return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(low: int = 20000, *, bus_offset: int = 0) -> int:
+    """A free loopback port in ``[low, ephemeral low)``, for a server started soon after; with
+    ``bus_offset``, one whose ``port + bus_offset`` (a cluster node's bus) is free and below
+    that bound too.
 
     Not a port the kernel picks (``bind(0)``): those come from the ephemeral range, where any
     outgoing connection made before the server binds (a replica's link, a probe) may take it,
-    and the server then fails to start. Raises RedisServerError when 200 tries find none.
+    and the server then fails to start. Nor one this process handed out lately (the last
+    4096). Raises RedisServerError when 200 tries find none.
     """
-    high = max(ephemeral_low(), low + 1000)
+    high = max(ephemeral_low() - bus_offset, low + 1000)
     for _ in range(200):
         port = random.randrange(low, high)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+        if _bindable(port) and (not bus_offset or _bindable(port + bus_offset)):
+            _handed_out.extend((port, port + bus_offset) if bus_offset else (port,))
+            return port
     raise RedisServerError(f"no free port in [{low}, {high})")
 
 

@@ -20,23 +20,13 @@ import redis
 import redis.exceptions
 
 from multiswarm.errors import RedisServerError
-from multiswarm.redis_server import RedisServer, ephemeral_low, find_server_binary, free_port
+from multiswarm.redis_server import RedisServer, find_server_binary, free_port
 
 
 def cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too, both below the kernel's
     ephemeral range (see :func:`free_port`), as Redis requires of the bus (below 55536)."""
-    for _ in range(200):
-        port = free_port(low=10000)
-        if port + 10000 >= ephemeral_low():
-            continue
-        try:
-            with socket.socket() as bus:
-                bus.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
-    raise RedisServerError("no free port pair for a cluster node")
+    return free_port(low=10000, bus_offset=10000)
 
 
 def _cli() -> str:

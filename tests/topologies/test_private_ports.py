@@ -24,6 +24,14 @@ def test_ports_are_free_and_below_the_ephemeral_range() -> None:
         assert bus + 10000 < low
 
 
+def test_ports_drawn_before_any_binds_are_all_different() -> None:
+    # a cluster's nodes and a Sentinel group draw every port before the first server binds
+    nodes = [cluster_port() for _ in range(300)]
+    others = [free_port() for _ in range(1000)]
+    taken = nodes + [n + 10000 for n in nodes] + others
+    assert len(set(taken)) == len(taken)
+
+
 def test_a_sentinel_whose_port_was_taken_starts_on_another() -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
