@@ -9,6 +9,9 @@ the scripts. ``--deps``: 9 of every 10 tasks depend on the 10th. Prints, per pha
 made, Redis time in µs per task inside them (``INFO commandstats``: wall-clock inside Redis,
 noisy on a shared machine, so take the least of a few runs) and the ``redis.call``s per task.
 ``--single``: one task per call of each script (the fixed cost of a single-task round trip).
+``--floor`` then runs the same phases, at the same batch sizes, through ``floor_protocol.lua``
+on the same server: a floor that keeps nothing per task but a state string and a record no
+script decodes (decision 90), to say how much of the cost is the protocol's bookkeeping.
 ``--callgrind`` runs the server under valgrind's callgrind and adds the instructions per task
 of ``fcallCommand`` (deterministic, about 50 times slower: keep N at 1,000 or less); it needs
 ``valgrind`` and ``callgrind_annotate`` on PATH.
@@ -32,6 +35,7 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import redis
 import redis.exceptions
 
@@ -192,6 +196,44 @@ async def run(
     return prof
 
 
+FLOOR_LUA = Path(__file__).resolve().parent / "floor_protocol.lua"
+
+
+async def run_floor(url: str, pid: int | None, out: Path, n: int) -> Profiler:
+    """The four phases through ``floor_protocol.lua`` (decision 90), batched as :func:`run`."""
+    client = connect(Settings(redis_url=url, redis_url_explicit=True, namespace="floor"))
+    await client.function_load(FLOOR_LUA.read_text(), replace=True)
+    k = {name: f"{{floor}}:{name}" for name in ("tasks", "payload", "state", "ready", "stats")}
+    k |= {name: f"{{floor}}:{name}" for name in ("queue", "swarms", "leases", "result", "done")}
+    record = msgspec.msgpack.encode(task_spec(NOOP))
+    ids = [f"t{i:06d}" for i in range(n)]
+    prof = Profiler(client, pid, out)
+
+    async def fcall(name: str, keys: list[str], *args: Any) -> Any:
+        return await client.fcall(name, len(keys), *keys, *args)
+
+    for start in range(0, n, 50):
+        args = [a for tid in ids[start : start + 50] for a in (tid, record, b"\xc0")]
+        keys = [k["tasks"], k["payload"], k["state"], k["ready"], k["stats"]]
+        await prof.phase("submit", fcall("floor_submit", keys, *args))
+    done = 0
+    while done < n:
+        keys = [k["state"], k["ready"], k["queue"], k["swarms"]]
+        while await prof.phase("dispatch", fcall("floor_dispatch", keys, "a", 8)):
+            pass
+        keys = [k["state"], k["queue"], k["leases"], k["tasks"], k["payload"], k["stats"]]
+        batches = []
+        while got := await prof.phase("claim", fcall("floor_claim", keys, "w1", 8, 30_000)):
+            batches.append(got[0])
+        keys = [k["state"], k["leases"], k["result"], k["done"], k["stats"], k["swarms"]]
+        for batch in batches:
+            args = [a for tid in batch for a in (tid, b"\xc0")]
+            replies = await prof.phase("finish", fcall("floor_finish", keys, "w1", "a", *args))
+            done += [r.decode() if isinstance(r, bytes) else r for r in replies].count("completed")
+    await client.aclose()
+    return prof
+
+
 async def _dispatch_all(coord: SwarmCoordinator) -> None:
     while await coord.dispatch_once():
         pass
@@ -214,6 +256,11 @@ def main() -> None:
         action="store_true",
         help="one task per call of each script (the single-task round trip's fixed costs)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the phases through floor_protocol.lua on the same server (decision 90)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument(
         "--commands", action="store_true", help="add the commands per task of each phase, by name"
@@ -228,19 +275,12 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with server(args.callgrind, out) as (url, pid):
             prof = asyncio.run(run(url, pid, out, n, args.deps, args.single))
-        rows: dict[str, dict[str, float]] = {}
+            floor = asyncio.run(run_floor(url, pid, out, n)) if args.floor else None
+        rows = _rows(prof, n, pid)
+        floor_rows = _rows(floor, n, pid) if floor is not None else None
         by_name: dict[str, dict[str, float]] = {}
         for name in PHASES:
             st = prof.stats[name]
-            inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
-            row = {
-                "fcalls": st["fcall:calls"],
-                "usec_per_task": round(st["fcall:usec"] / n, 1),
-                "redis_calls_per_task": round(inner / n, 2),
-            }
-            if pid is not None:
-                row["k_instructions_per_task"] = round(prof.instructions(name) / n / 1000, 1)
-            rows[name] = row
             if args.commands:
                 by_name[name] = {
                     k.removesuffix(":calls"): round(v / n, 2)
@@ -248,18 +288,39 @@ def main() -> None:
                     if k.endswith(":calls") and k != "fcall:calls"
                 }
     total = {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
-    report = {
+    report: dict[str, Any] = {
         "tasks": n,
         "deps": args.deps,
         "single": args.single,
         "callgrind": args.callgrind,
         "phases": rows,
     }
+    if floor_rows is not None:
+        report["floor_phases"] = floor_rows
+        report["floor_total"] = {
+            k: round(sum(r.get(k, 0.0) for r in floor_rows.values()), 1) for k in total
+        }
     print(json.dumps({**report, "total": total}, indent=1))
     if by_name:
         print(json.dumps({"commands_per_task": by_name}, indent=1))
     if not args.no_write:
         _write(report, total)
+
+
+def _rows(prof: Profiler, n: int, pid: int | None) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {}
+    for name in PHASES:
+        st = prof.stats[name]
+        inner = sum(v for k, v in st.items() if k.endswith(":calls") and k != "fcall:calls")
+        row = {
+            "fcalls": st["fcall:calls"],
+            "usec_per_task": round(st["fcall:usec"] / n, 1),
+            "redis_calls_per_task": round(inner / n, 2),
+        }
+        if pid is not None:
+            row["k_instructions_per_task"] = round(prof.instructions(name) / n / 1000, 1)
+        rows[name] = row
+    return rows
 
 
 def _write(report: dict[str, Any], total: dict[str, float]) -> None:
@@ -287,6 +348,18 @@ def _write(report: dict[str, Any], total: dict[str, float]) -> None:
     ]
     for name, row in [*report["phases"].items(), ("total", total)]:
         lines.append(f"| {name} | " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    if "floor_phases" in report:
+        floor = [*report["floor_phases"].items(), ("total", report["floor_total"])]
+        for name, row in floor:
+            lines.append(
+                f"| floor: {name} | " + " | ".join(str(row.get(c, "")) for c in cols) + " |"
+            )
+        lines += [
+            "",
+            "floor: the same phases through `benchmarks/floor_protocol.lua` on the same server, "
+            "a protocol that keeps nothing per task but a state string and a record no script "
+            "decodes (no request records, fencing, strategies, events or indexes; decision 90).",
+        ]
     update_section("script-cost", "\n".join(lines))
 
 
