@@ -201,6 +201,7 @@ class SentinelGroup:
     def _spawn_sentinel(self, i: int, timeout_s: float) -> None:
         """Start Sentinel ``i`` and wait until it answers; on a port taken meanwhile (it exits),
         again on a fresh port."""
+        last = ""  # the log of the last one that exited
         for _ in range(5):
             port = self.sentinel_ports[i]
             d = Path(self.master.dir) / f"sentinel-{port}"
@@ -227,8 +228,10 @@ class SentinelGroup:
                 time.sleep(0.05)
             if proc.poll() is None:
                 raise RedisServerError(f"Sentinel on port {port} not answering in {timeout_s} s")
+            log = d / "sentinel.log"
+            last = log.read_text()[-300:] if log.exists() else ""
             self.sentinel_ports[i] = free_port()
-        raise RedisServerError("no Sentinel started in 5 tries")
+        raise RedisServerError(f"no Sentinel started in 5 tries; the last one logged: {last}")
 
     def start(self, timeout_s: float = 30.0) -> SentinelGroup:
         try:
