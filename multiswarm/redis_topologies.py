@@ -9,7 +9,6 @@ fail over within seconds (``down-after-milliseconds`` 1000, ``failover-timeout``
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import redis
 import redis.exceptions
 
 from multiswarm.errors import RedisServerError
-from multiswarm.redis_server import RedisServer, find_server_binary, free_port
+from multiswarm.redis_server import RedisServer, answers_ping, find_server_binary, free_port
 
 
 def cluster_port() -> int:
@@ -50,17 +49,6 @@ def _ask(port: int, *command: str) -> str:
     if isinstance(reply, dict):
         return "\n".join(f"{k}:{v}" for k, v in reply.items())
     return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
-def _pongs(port: int) -> bool:
-    """A raw PING with a short timeout: a socket someone else listens on never answers +PONG,
-    and ``_ask``'s client would wait out its retries on it."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
-            raw.sendall(b"PING\r\n")
-            return raw.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _wait(condition: str, check: Callable[[], bool], timeout_s: float) -> None:
@@ -223,7 +211,7 @@ class SentinelGroup:
             self.sentinels.append(proc)
             deadline = time.monotonic() + timeout_s
             while proc.poll() is None and time.monotonic() < deadline:
-                if _pongs(port):
+                if answers_ping(port):
                     return
                 time.sleep(0.05)
             if proc.poll() is None:
