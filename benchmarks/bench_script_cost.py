@@ -287,7 +287,7 @@ def main() -> None:
                     for k, v in sorted(st.items())
                     if k.endswith(":calls") and k != "fcall:calls"
                 }
-    total = {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
+    total = _total(rows)
     report: dict[str, Any] = {
         "tasks": n,
         "deps": args.deps,
@@ -297,9 +297,7 @@ def main() -> None:
     }
     if floor_rows is not None:
         report["floor_phases"] = floor_rows
-        report["floor_total"] = {
-            k: round(sum(r.get(k, 0.0) for r in floor_rows.values()), 1) for k in total
-        }
+        report["floor_total"] = _total(floor_rows)
     print(json.dumps({**report, "total": total}, indent=1))
     if by_name:
         print(json.dumps({"commands_per_task": by_name}, indent=1))
@@ -321,6 +319,11 @@ def _rows(prof: Profiler, n: int, pid: int | None) -> dict[str, dict[str, float]
             row["k_instructions_per_task"] = round(prof.instructions(name) / n / 1000, 1)
         rows[name] = row
     return rows
+
+
+def _total(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each column summed over the phases."""
+    return {k: round(sum(r.get(k, 0.0) for r in rows.values()), 1) for k in rows["submit"]}
 
 
 def _write(report: dict[str, Any], total: dict[str, float]) -> None:
