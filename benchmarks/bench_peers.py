@@ -14,7 +14,9 @@ Per system and pass:
 
 - drain: N tasks submitted first, then the workers started: N / (N-th run - worker spawn);
 - end to end, workers running: N / (N-th run - first submit); Redis CPU per task from
-  ``used_cpu_sys + used_cpu_user`` (and, for multiswarm, ``INFO commandstats``) over that window;
+  ``used_cpu_sys + used_cpu_user`` (and, for multiswarm, ``INFO commandstats``) over that window,
+  and the CPU per task of every process: the system's (benchmarks/peer_cpu.py), Redis's and
+  this driver's;
 - round trip: sequential single tasks, each submitted and waited for through the library's own
   API, after 5 warm-up ones; p50/p90 by nearest rank.
 
@@ -48,6 +50,7 @@ import redis.asyncio as aioredis
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _results import machine, update_section
+from peer_cpu import marked, per_task, snapshot
 from peer_report import commandstats_report, cpu_seconds, markdown
 from peer_systems import CLASSES, System
 from peer_tasks import URL_ENV, phase_keys
@@ -139,11 +142,15 @@ async def run_system(
         }
 
         counter = await start_phase("end_to_end", n)
+        mark = f"{RUN_MARK}={os.environ[RUN_MARK]}".encode()
+        procs, driver = snapshot(marked(mark)), time.process_time()
         before = await redis_snapshot(r)
         t0 = await server_time(r)
         handles = await system.submit(counter, n)
         first, last = await wait_done(r, system, counter, timeout_s)
         after = await redis_snapshot(r)
+        driver = time.process_time() - driver
+        procs_cpu = per_task(procs, snapshot(marked(mark)), n)
         out["end_to_end"] = {
             "tasks_per_s": round(n / (last - t0), 1),
             "seconds": round(last - t0, 3),
@@ -152,6 +159,12 @@ async def run_system(
             ),
             "recorded": await recorded(system, handles),
         }
+        redis_us = out["end_to_end"]["redis_cpu_usec_per_task"]
+        # every process's CPU in the window: the system's, Redis's and the driver's
+        out["end_to_end"]["cpu_usec_per_task_all"] = round(
+            procs_cpu["total"] + redis_us + 1e6 * driver / n, 1
+        )
+        out["end_to_end"]["cpu_by_process"] = {**procs_cpu, "driver": round(1e6 * driver / n, 1)}
         if name == "multiswarm":
             out["end_to_end"]["commandstats"] = commandstats_report(
                 before["commandstats"], after["commandstats"], n
@@ -199,16 +212,6 @@ async def run_system(
     return out
 
 
-def _marked(mark: bytes) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-    return found
-
-
 def leftovers(run_id: str, grace_s: float = 3.0) -> int:
     """Kill (by pid) any process still carrying this run's mark after ``grace_s`` seconds;
     returns how many there were. The grace covers a helper process that exits on its own once
@@ -216,7 +219,7 @@ def leftovers(run_id: str, grace_s: float = 3.0) -> int:
     worker exits (seen once as a leftover); a process still there after it was left behind."""
     mark = f"{RUN_MARK}={run_id}".encode()
     deadline = time.monotonic() + grace_s
-    while (found := _marked(mark)) and time.monotonic() < deadline:
+    while (found := marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):

@@ -148,8 +148,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{result['round_trips']} sequential tasks after 5 warm-up ones.",
         "",
         "| system | end-to-end tasks/s | drain tasks/s | round trip p50 | round trip p90 "
-        "| Redis CPU µs/task | every count exact |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| Redis CPU µs/task | CPU µs/task, all processes | every count exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, data in result["systems"].items():
         passes = data["passes"]
@@ -161,6 +161,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"{_both(passes, 'round_trip', 'p50_ms', ' ms')} | "
             f"{_both(passes, 'round_trip', 'p90_ms', ' ms')} | "
             f"{_both(passes, 'end_to_end', 'redis_cpu_usec_per_task')} | "
+            f"{_both(passes, 'end_to_end', 'cpu_usec_per_task_all')} | "
             f"{_exact(passes)}{' (' + errors + ')' if errors else ''} |"
         )
     lines += [
@@ -169,7 +170,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"**{_ratio(result, 'multiswarm', 'dramatiq', 'end_to_end', 'tasks_per_s')}** (>= 2); "
         f"drain **{_ratio(result, 'multiswarm', 'dramatiq', 'drain', 'tasks_per_s')}** (>= 2); "
         "multiswarm / SAQ round trip p50 "
-        f"**{_ratio(result, 'multiswarm', 'saq', 'round_trip', 'p50_ms')}** (<= 1).",
+        f"**{_ratio(result, 'multiswarm', 'saq', 'round_trip', 'p50_ms')}** (<= 1). "
+        "CPU per task of all processes, Dramatiq / multiswarm "
+        f"**{_ratio(result, 'dramatiq', 'multiswarm', 'end_to_end', 'cpu_usec_per_task_all')}**.",
     ]
     ms = result["systems"].get("multiswarm", {}).get("passes", [])
     stats = [
@@ -192,6 +195,21 @@ def markdown(result: Mapping[str, Any]) -> str:
             + " / ".join(f"{s['handler_eval_usec_per_task']} µs" for s in stats)
             + f". Per task in pass 1: {top}.",
         ]
+    splits = [
+        ", ".join(
+            [f"{k} {v}" for k, v in c.items() if k not in ("total", "driver") and v]
+            + [f"Redis {p['end_to_end']['redis_cpu_usec_per_task']}", f"driver {c['driver']}"]
+        )
+        for p in ms
+        if (c := p.get("end_to_end", {}).get("cpu_by_process"))
+    ]
+    if splits:
+        lines += [
+            "",
+            "multiswarm CPU per task over the end-to-end window, by process (µs; pass by pass): "
+            + "; ".join(splits)
+            + ".",
+        ]
     api = {
         n: d["passes"][0].get("round_trip", {}).get("api", "")
         for n, d in result["systems"].items()
@@ -207,6 +225,11 @@ def markdown(result: Mapping[str, Any]) -> str:
         "tasks submitted, and the library records every one of them as completed.",
         "- Redis CPU: `used_cpu_sys + used_cpu_user` over the end-to-end window / N, including "
         "the handler's EVAL and the driver's few commands.",
+        "- CPU, all processes: over the same window, user + system CPU of every process the "
+        "system runs (`/proc/<pid>/stat` of the processes carrying this run's mark: workers, "
+        "their children, multiswarm's registry and coordinator), plus Redis's and the driver's "
+        "(this process, submitting and waiting), / N. The handler's own work (one redis-py "
+        "EVAL) is in it for every system alike (benchmarks/peer_cpu.py).",
         "- submission as a user of each library would: multiswarm `TaskStore.submit` (batched "
         "script calls), Dramatiq `actor.send` per task, SAQ `Queue.enqueue` gathered, Celery "
         "`apply_async` per task, RQ `Queue.enqueue_many`.",

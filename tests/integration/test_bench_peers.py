@@ -68,6 +68,13 @@ def test_one_pass_counts_every_task_once(system: str) -> None:
         else:  # a peer may run a task twice (SAQ's start-up sweep does): the count shows it
             assert run[phase]["count"] >= N and run[phase]["exact"] == (run[phase]["count"] == N)
     assert run["end_to_end"]["redis_cpu_usec_per_task"] > 0
+    # every process of the system was found by the run's mark and labelled
+    by_process = run["end_to_end"]["cpu_by_process"]
+    expected = {"registry", "coordinator", "worker", "agents"} if module is None else {"workers"}
+    assert expected <= set(by_process), by_process
+    assert (
+        run["end_to_end"]["cpu_usec_per_task_all"] >= run["end_to_end"]["redis_cpu_usec_per_task"]
+    )
     trips = run["round_trip"]
     if module is None:
         assert trips["samples"] == ROUND_TRIPS and trips["failed"] == []

@@ -1,0 +1,75 @@
+"""benchmarks/peer_cpu.py: which processes a bench_peers system runs, what each is, its CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "peer_cpu.py"
+
+
+@pytest.fixture(scope="module")
+def peer_cpu() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("peer_cpu", PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (["python3", "-m", "multiswarm", "--namespace", "p1", "run", "coordinator"], "coordinator"),
+        (["python3", "-m", "multiswarm", "run", "worker", "--id", "w1"], "worker"),
+        (["python3", "-B", "-c", "from multiprocessing.forkserver import main; main(3)"], "agents"),
+        (
+            ["python3", "-c", "from multiprocessing.resource_tracker import main;main(7)"],
+            "resource tracker",
+        ),
+        (["python3", "-m", "dramatiq", "peer_tasks:dramatiq_setup"], "workers"),
+        (["saq", "peer_tasks.saq_settings"], "workers"),
+    ],
+)
+def test_each_process_is_labelled_by_its_command_line(
+    peer_cpu: ModuleType, cmdline: list[str], expected: str
+) -> None:
+    assert peer_cpu.label(cmdline) == expected
+
+
+def test_marked_finds_exactly_the_processes_carrying_the_mark(peer_cpu: ModuleType) -> None:
+    mark = f"PEER_CPU_TEST={uuid.uuid4().hex}"
+    name, value = mark.split("=")
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\n"
+    burn += "time.sleep(30)"
+    env = {**os.environ, name: value}
+    children = [subprocess.Popen([sys.executable, "-c", burn], env=env) for _ in range(2)]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pids = []
+        for _ in range(200):  # until both have burnt their CPU (each reads its own clock)
+            pids = peer_cpu.marked(mark.encode())
+            snap = peer_cpu.snapshot(pids)
+            if len(snap) == 2 and all(cpu >= 0.2 for _, cpu in snap.values()):
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert sorted(pids) == sorted(c.pid for c in children)
+        snap = peer_cpu.snapshot(pids)
+        assert {label for label, _ in snap.values()} == {"workers"}
+        assert all(cpu >= 0.2 for _, cpu in snap.values()), snap
+        # a window that saw nothing before: everything since counts; total is the sum
+        split = peer_cpu.per_task({}, snap, 1000)
+        assert split["workers"] == split["total"] >= 2 * 0.2 * 1e6 / 1000
+        # the same snapshot as before and after: no CPU in the window
+        assert peer_cpu.per_task(snap, snap, 1000) == {"workers": 0.0, "total": 0.0}
+    finally:
+        for p in (*children, other):
+            p.kill()
+            p.wait()
