@@ -25,7 +25,7 @@ from multiswarm import demo_tasks
 from multiswarm.config import Settings
 from multiswarm.demo_drive import DemoOptions, cleanup, drive
 from multiswarm.errors import MultiswarmError
-from multiswarm.local_system import ensure_redis, start_system
+from multiswarm.local_system import api_answers, ensure_redis, start_system
 from multiswarm.messages import TaskSpec
 from multiswarm.tasks import task_spec
 from multiswarm.urls import redact
@@ -158,8 +158,14 @@ def _run(
             corpus=root,
             api_port=opts.api_port,
         )
-        if opts.api_port is not None:
-            echo(f"dashboard and API: http://127.0.0.1:{opts.api_port}/ (log: {log_dir}/api.log)")
+        api = next((c for c in group.children if c.name == "api"), None)
+        if api is not None and opts.api_port is not None:
+            # announced once it answers (the demo may end before a slow start would)
+            if api_answers(api, opts.api_port):
+                url = f"http://127.0.0.1:{opts.api_port}/"
+                echo(f"dashboard and API: {url} (log: {log_dir}/api.log)")
+            else:
+                echo(f"the API did not start (log: {log_dir}/api.log); the demo runs without it")
         try:
             batches = build_tasks(files, opts.group_size, settings.partitions)
             report = asyncio.run(drive(settings, opts, group, batches))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -112,3 +115,20 @@ def spawn_worker(
     for i in range(w, swarms, workers):
         args += ["--swarm", demo_swarm_args(i, agents)]
     return group.spawn(name, [*args, *extra])
+
+
+def api_answers(api: RoleProcess, port: int, timeout_s: float = 30.0) -> bool:
+    """Wait until the operations API ``api`` (``run api --port port``) answers HTTP on
+    127.0.0.1, up to ``timeout_s`` seconds (its imports and first connection take ~1 s, more on
+    a loaded machine); False if it exited or did not answer by then. A start-up wait, polled
+    every 0.1 s: nothing else is there to wake on."""
+    deadline = time.monotonic() + timeout_s
+    while api.alive() and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return True
+        except urllib.error.HTTPError:  # 503 (Redis not reached yet): it answers all the same
+            return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    return False
