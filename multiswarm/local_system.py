@@ -122,10 +122,12 @@ def api_answers(api: RoleProcess, port: int, timeout_s: float = 30.0) -> bool:
     127.0.0.1, up to ``timeout_s`` seconds (its imports and first connection take ~1 s, more on
     a loaded machine); False if it exited or did not answer by then. A start-up wait, polled
     every 0.1 s: nothing else is there to wake on."""
+    # no proxy: an http_proxy in the environment must not take a loopback request elsewhere
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout_s
     while api.alive() and time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+            with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return True
         except urllib.error.HTTPError:  # 503 (Redis not reached yet): it answers all the same
             return True

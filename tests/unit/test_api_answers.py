@@ -35,7 +35,13 @@ class _Unhealthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_an_api_that_starts_late_is_waited_for(api_process: RoleProcess) -> None:
+def test_an_api_that_starts_late_is_waited_for(
+    api_process: RoleProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a proxy in the environment (nothing listens there) must not take the loopback request
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
     port = free_port()
     # bound only after 0.5 s: until then connections are refused
     server = http.server.HTTPServer(("127.0.0.1", port), _Unhealthy, bind_and_activate=False)
