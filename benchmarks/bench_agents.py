@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,16 +28,9 @@ from multiswarm.messages import pack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, update_section  # benchmarks/_results.py
+from proc_cpu import cpu_s
 
 HANDLER = "multiswarm.demo_tasks:noop"
-TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def agent_cpu_s(pid: int) -> float:
-    """utime + stime of process ``pid`` (every thread), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_S  # fields 14 and 15 of proc(5)
 
 
 async def run_tasks(agents: list[AgentProcess], n: int, in_flight: int, tag: str) -> None:
@@ -60,12 +52,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await run_tasks(agents, 200, args.in_flight, "warm")
         rounds = []
         for r in range(args.rounds):
-            a0 = sum(agent_cpu_s(a.pid) for a in agents)
+            a0 = sum(cpu_s(a.pid) for a in agents)
             w0, t0 = time.process_time(), time.perf_counter()
             await run_tasks(agents, args.tasks, args.in_flight, f"r{r}")
             wall = time.perf_counter() - t0
             worker = time.process_time() - w0
-            agent = sum(agent_cpu_s(a.pid) for a in agents) - a0
+            agent = sum(cpu_s(a.pid) for a in agents) - a0
             rounds.append(
                 {
                     "worker_us_per_task": round(worker / args.tasks * 1e6, 1),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import proc_cpu
 from _results import machine, update_section
 
 from multiswarm.config import from_env
@@ -35,7 +36,6 @@ from multiswarm.local_system import start_system
 from multiswarm.redis_server import RedisServer
 from multiswarm.scripts import library
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -73,14 +73,12 @@ def script_calls(port: int, seconds: float) -> dict[str, float]:
 
 
 def cpu_s(pids: list[int]) -> float:
-    total = 0
+    """User + system CPU of ``pids`` still running, seconds."""
+    total = 0.0
     for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (after the comm field)
-    return total / TICKS
+        with contextlib.suppress(OSError):
+            total += proc_cpu.cpu_s(p)
+    return total
 
 
 def rss_mib(pids: list[int]) -> float:

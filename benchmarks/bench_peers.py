@@ -15,7 +15,7 @@ Per system and pass:
 - drain: N tasks submitted first, then the workers started: N / (N-th run - worker spawn);
 - end to end, workers running: N / (N-th run - first submit); Redis CPU per task from
   ``used_cpu_sys + used_cpu_user`` (and, for multiswarm, ``INFO commandstats``) over that window,
-  and the CPU per task of every process: the system's (benchmarks/peer_cpu.py), Redis's and
+  and the CPU per task of every process: the system's (benchmarks/proc_cpu.py), Redis's and
   this driver's;
 - round trip: sequential single tasks, each submitted and waited for through the library's own
   API, after 5 warm-up ones; p50/p90 by nearest rank.
@@ -50,10 +50,10 @@ import redis.asyncio as aioredis
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _results import machine, update_section
-from peer_cpu import marked, per_task, snapshot
 from peer_report import commandstats_report, cpu_seconds, markdown
 from peer_systems import CLASSES, System
 from peer_tasks import URL_ENV, phase_keys
+from proc_cpu import marked, per_task, snapshot
 
 import multiswarm
 from multiswarm.redis_server import RedisServer

@@ -229,7 +229,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         "system runs (`/proc/<pid>/stat` of the processes carrying this run's mark: workers, "
         "their children, multiswarm's registry and coordinator), plus Redis's and the driver's "
         "(this process, submitting and waiting), / N. The handler's own work (one redis-py "
-        "EVAL) is in it for every system alike (benchmarks/peer_cpu.py).",
+        "EVAL) is in it for every system alike (benchmarks/proc_cpu.py).",
         "- submission as a user of each library would: multiswarm `TaskStore.submit` (batched "
         "script calls), Dramatiq `actor.send` per task, SAQ `Queue.enqueue` gathered, Celery "
         "`apply_async` per task, RQ `Queue.enqueue_many`.",

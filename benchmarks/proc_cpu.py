@@ -1,4 +1,5 @@
-"""CPU time of the processes a bench_peers system runs, read from ``/proc`` (Linux).
+"""CPU time of processes, read from ``/proc`` (Linux): of one pid (bench_agents, bench_idle), and
+of the processes a bench_peers system runs.
 
 Every process a run starts carries the run's mark in its environment (bench_peers ``RUN_MARK``;
 grandchildren inherit it), and systems run one at a time, so the marked processes alive in a
@@ -19,6 +20,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 #: pid -> (label, CPU seconds: user + system)
 Snapshot = dict[int, tuple[str, float]]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU of process ``pid`` (every thread), seconds. Raises OSError once it is
+    gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime: fields 14 and 15 of proc(5), 12 and 13 after the name
+    return (int(stat[11]) + int(stat[12])) / TICKS
 
 
 def marked(mark: bytes) -> list[int]:
@@ -49,11 +58,8 @@ def snapshot(pids: list[int]) -> Snapshot:
     out: Snapshot = {}
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
-            base = Path(f"/proc/{pid}")
-            stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
-            args = [a.decode() for a in (base / "cmdline").read_bytes().split(b"\0") if a]
-            # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name
-            out[pid] = (label(args), (int(stat[11]) + int(stat[12])) / TICKS)
+            args = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+            out[pid] = (label(args), cpu_s(pid))
     return out
 
 

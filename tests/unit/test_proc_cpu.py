@@ -1,4 +1,4 @@
-"""benchmarks/peer_cpu.py: which processes a bench_peers system runs, what each is, its CPU."""
+"""benchmarks/proc_cpu.py: which processes a bench_peers system runs, what each is, its CPU."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from types import ModuleType
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "peer_cpu.py"
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "proc_cpu.py"
 
 
 @pytest.fixture(scope="module")
-def peer_cpu() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peer_cpu", PATH)
+def proc_cpu() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("proc_cpu", PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -39,12 +39,12 @@ def peer_cpu() -> ModuleType:
     ],
 )
 def test_each_process_is_labelled_by_its_command_line(
-    peer_cpu: ModuleType, cmdline: list[str], expected: str
+    proc_cpu: ModuleType, cmdline: list[str], expected: str
 ) -> None:
-    assert peer_cpu.label(cmdline) == expected
+    assert proc_cpu.label(cmdline) == expected
 
 
-def test_marked_finds_exactly_the_processes_carrying_the_mark(peer_cpu: ModuleType) -> None:
+def test_marked_finds_exactly_the_processes_carrying_the_mark(proc_cpu: ModuleType) -> None:
     mark = f"PEER_CPU_TEST={uuid.uuid4().hex}"
     name, value = mark.split("=")
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\n"
@@ -55,20 +55,20 @@ def test_marked_finds_exactly_the_processes_carrying_the_mark(peer_cpu: ModuleTy
     try:
         pids = []
         for _ in range(200):  # until both have burnt their CPU (each reads its own clock)
-            pids = peer_cpu.marked(mark.encode())
-            snap = peer_cpu.snapshot(pids)
+            pids = proc_cpu.marked(mark.encode())
+            snap = proc_cpu.snapshot(pids)
             if len(snap) == 2 and all(cpu >= 0.2 for _, cpu in snap.values()):
                 break
             subprocess.run(["sleep", "0.05"], check=True)
         assert sorted(pids) == sorted(c.pid for c in children)
-        snap = peer_cpu.snapshot(pids)
+        snap = proc_cpu.snapshot(pids)
         assert {label for label, _ in snap.values()} == {"workers"}
         assert all(cpu >= 0.2 for _, cpu in snap.values()), snap
         # a window that saw nothing before: everything since counts; total is the sum
-        split = peer_cpu.per_task({}, snap, 1000)
+        split = proc_cpu.per_task({}, snap, 1000)
         assert split["workers"] == split["total"] >= 2 * 0.2 * 1e6 / 1000
         # the same snapshot as before and after: no CPU in the window
-        assert peer_cpu.per_task(snap, snap, 1000) == {"workers": 0.0, "total": 0.0}
+        assert proc_cpu.per_task(snap, snap, 1000) == {"workers": 0.0, "total": 0.0}
     finally:
         for p in (*children, other):
             p.kill()
