@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -47,19 +48,19 @@ def test_each_process_is_labelled_by_its_command_line(
 def test_marked_finds_exactly_the_processes_carrying_the_mark(proc_cpu: ModuleType) -> None:
     mark = f"PEER_CPU_TEST={uuid.uuid4().hex}"
     name, value = mark.split("=")
-    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\n"
-    burn += "time.sleep(30)"
+    # each burns 0.25 s of CPU (its own clock), then says so and waits to be killed
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.25: pass\n"
+    burn += "print('burnt', flush=True)\ntime.sleep(30)"
     env = {**os.environ, name: value}
-    children = [subprocess.Popen([sys.executable, "-c", burn], env=env) for _ in range(2)]
+    children = [
+        subprocess.Popen([sys.executable, "-c", burn], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        pids = []
-        for _ in range(200):  # until both have burnt their CPU (each reads its own clock)
-            pids = proc_cpu.marked(mark.encode())
-            snap = proc_cpu.snapshot(pids)
-            if len(snap) == 2 and all(cpu >= 0.2 for _, cpu in snap.values()):
-                break
-            subprocess.run(["sleep", "0.05"], check=True)
+        for c in children:
+            assert c.stdout is not None and c.stdout.readline() == "burnt\n"
+        pids = proc_cpu.marked(mark.encode())
         assert sorted(pids) == sorted(c.pid for c in children)
         snap = proc_cpu.snapshot(pids)
         assert {label for label, _ in snap.values()} == {"workers"}
@@ -70,6 +71,9 @@ def test_marked_finds_exactly_the_processes_carrying_the_mark(proc_cpu: ModuleTy
         # the same snapshot as before and after: no CPU in the window
         assert proc_cpu.per_task(snap, snap, 1000) == {"workers": 0.0, "total": 0.0}
     finally:
-        for p in (*children, other):
+        procs: list[subprocess.Popen[Any]] = [*children, other]
+        for p in procs:
             p.kill()
             p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
