@@ -142,7 +142,7 @@ async def run_system(
         }
 
         counter = await start_phase("end_to_end", n)
-        mark = f"{RUN_MARK}={os.environ[RUN_MARK]}".encode()
+        mark = run_mark(os.environ[RUN_MARK])
         procs, driver = snapshot(marked(mark)), time.process_time()
         before = await redis_snapshot(r)
         t0 = await server_time(r)
@@ -212,12 +212,17 @@ async def run_system(
     return out
 
 
+def run_mark(run_id: str) -> bytes:
+    """The environment entry every process of run ``run_id`` carries."""
+    return f"{RUN_MARK}={run_id}".encode()
+
+
 def leftovers(run_id: str, grace_s: float = 3.0) -> int:
     """Kill (by pid) any process still carrying this run's mark after ``grace_s`` seconds;
     returns how many there were. The grace covers a helper process that exits on its own once
     its parent has: multiprocessing's resource tracker reads its closed pipe a moment after the
     worker exits (seen once as a leftover); a process still there after it was left behind."""
-    mark = f"{RUN_MARK}={run_id}".encode()
+    mark = run_mark(run_id)
     deadline = time.monotonic() + grace_s
     while (found := marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.1)
