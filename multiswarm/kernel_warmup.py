@@ -82,21 +82,28 @@ class SwitchesToKernels(Protocol):
 async def warm_up_when_idle(
     memory: SwitchesToKernels,
     busy: Callable[[], bool],
+    taken: Callable[[], int],
     idle_s: float = WARM_UP_IDLE_S,
     latest_s: float = WARM_UP_LATEST_S,
 ) -> None:
-    """:func:`warm_up_beside` once ``busy()`` (the worker holds tasks) has been false for
-    ``idle_s``, or after ``latest_s`` in any case.
+    """:func:`warm_up_beside` once the worker has been idle for ``idle_s``: ``busy()`` (it holds
+    tasks) false at every look and ``taken()`` (tasks it has claimed so far) unchanged over
+    that span; or after ``latest_s`` in any case. Looks every ``idle_s / 4``.
 
     Until then the Python paths cost ~6 µs a task placed and ~2 µs a small input counted, so
     a burst of a few thousand tasks (a drain) runs faster on them than it would beside the
-    load's ~0.3 s of CPU, and the load then holds no lease at risk."""
+    load's ~0.3 s of CPU, and the load then holds no lease at risk. ``busy()`` alone is not
+    enough: under a steady trickle of short tasks (one round trip after another) a look every
+    ``idle_s / 4`` finds nothing held most of the time, and the load, slowing every event-loop
+    turn by the GIL it holds, then ran beside that traffic."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + latest_s
     quiet_since: float | None = None
+    seen = taken()
     while (now := loop.time()) < deadline:
-        if busy():
-            quiet_since = None
+        count = taken()
+        if busy() or count != seen:
+            quiet_since, seen = None, count
         elif quiet_since is None:
             quiet_since = now
         elif now - quiet_since >= idle_s:

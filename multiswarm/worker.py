@@ -183,6 +183,8 @@ class Worker(WorkerClaims):
         self._alerted: set[str] = set()
         self._member_seq = 0
         self.held: dict[str, HeldTask] = {}
+        #: tasks claimed since start (the kernels' warm-up waits for a span without any)
+        self.taken = 0
         self.wake: dict[str, asyncio.Event] = {}
         #: per swarm, claimed tasks waiting for a free agent slot (the prefetch window)
         self.prefetched: dict[str, collections.deque[Claimed]] = {}
@@ -332,7 +334,8 @@ class Worker(WorkerClaims):
             # agent's pipe); placement and the pool use the Python paths until Numba is loaded
             # (0.3 s of CPU), once the worker is first idle (decision 55)
             self._spawn(
-                warm_up_when_idle(self.memory, lambda: bool(self.held)), "warm-up of the kernels"
+                warm_up_when_idle(self.memory, lambda: bool(self.held), lambda: self.taken),
+                "warm-up of the kernels",
             )
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:

@@ -35,6 +35,7 @@ class WorkerClaims(WorkerLiveness):
     prefetched: dict[str, collections.deque[Claimed]]
     finishing: dict[str, int]
     drained: dict[str, bool]
+    taken: int
     _failed: asyncio.Event
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
@@ -129,6 +130,7 @@ class WorkerClaims(WorkerLiveness):
                     continue
             else:  # not looked: tasks may be queued
                 self.drained[swarm_id] = False
+            self.taken += len(claimed)
             for c in claimed:
                 self.held[c.id] = HeldTask(c, swarm_id)
                 prefetched.append(c)

@@ -173,13 +173,32 @@ async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
     assert memory.admit(0, [b"small"]) is not None and memory.share_bytes(0) == 2 * 64 * 1024
     assert memory._pool is None  # no segment yet: small inputs are only counted
     busy = [True]
-    load = asyncio.create_task(kernel_warmup.warm_up_when_idle(memory, lambda: busy[0], 0.05))
+    load = asyncio.create_task(
+        kernel_warmup.warm_up_when_idle(memory, lambda: busy[0], lambda: 0, 0.05)
+    )
     await asyncio.sleep(0.2)
     assert not load.done() and not memory.kernels  # busy: still on the Python paths
     busy[0] = False
     await asyncio.wait_for(load, 30)
     assert memory.kernels and kernel_warmup.kernels_ready()
     assert memory._pool is not None and memory.load()[0] == 64 * 1024  # the counted input
+    memory.close()
+
+
+async def test_the_kernels_wait_for_a_span_without_claims() -> None:
+    """A trickle of short tasks (round trips one after another) leaves the worker holding
+    nothing at most looks; the load waits until claims stop too."""
+    memory = NodeMemory(total_bytes=2 * 64 * 1024, n_agents=1, kernels=False)
+    taken = [0]
+    load = asyncio.create_task(
+        kernel_warmup.warm_up_when_idle(memory, lambda: False, lambda: taken[0], 0.05)
+    )
+    for _ in range(40):  # a claim every 10 ms for 0.4 s, 8 times the idle span
+        await asyncio.sleep(0.01)
+        taken[0] += 1
+        assert not load.done() and not memory.kernels
+    await asyncio.wait_for(load, 30)
+    assert memory.kernels
     memory.close()
 
 
