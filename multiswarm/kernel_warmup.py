@@ -22,7 +22,7 @@ _kernel_ready = threading.Event()
 _warm_lock = threading.Lock()
 #: The GIL switch interval while the kernels load beside a serving worker, seconds.
 WARM_UP_SWITCH_S = 0.0005
-#: A worker loads the kernels once it has held no task for this long, seconds...
+#: A worker loads the kernels once it has held and claimed no task for this long, seconds...
 WARM_UP_IDLE_S = 0.2
 #: ...or, busy all along, this long after it started serving, seconds.
 WARM_UP_LATEST_S = 5.0
