@@ -18,6 +18,7 @@ import click
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
 from multiswarm.cli_common import as_json, describe, option, settings_of, usage_failure
+from multiswarm.config import MAX_PREFETCH
 from multiswarm.urls import redact
 
 
@@ -155,6 +156,13 @@ def run_state_cmd(ctx: click.Context) -> None:
 )
 @option("--restart-attempts", 3, type=click.IntRange(1, 20))
 @_concurrency_option
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, MAX_PREFETCH),
+    default=None,
+    help="Tasks held claimed per agent slot beyond those running; 0 for tasks that run for "
+    "minutes [default: MULTISWARM_AGENT_PREFETCH or 2].",
+)
 @option(
     "--restart-cooldown-s", 60.0, "Wait before replacing a member whose restarts failed.", type=_S
 )
@@ -186,6 +194,7 @@ def run_worker_cmd(
     restart_base_s: float,
     restart_attempts: int,
     concurrency: int | None,
+    prefetch: int | None,
     restart_cooldown_s: float,
     probation_s: float,
     metrics_port: int | None,
@@ -219,6 +228,7 @@ def run_worker_cmd(
             agent_strategy=agent_strategy,
             pool_bytes=memory_mb * 1024 * 1024,
             concurrency=concurrency,
+            prefetch=prefetch,
             external=external,
             backoff=node.RestartPolicy(
                 base_s=restart_base_s,

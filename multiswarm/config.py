@@ -17,6 +17,9 @@ from multiswarm.keys import check_id
 from multiswarm.logs import LOG_FORMATS
 from multiswarm.urls import redact
 
+#: Most tasks a worker may hold claimed per agent slot beyond those running (agent_prefetch).
+MAX_PREFETCH = 16
+
 #: How long a script's outcome is kept under its request id (must match ``REQUEST_TTL_MS`` in
 #: scripts/lua/lib/01_common.lua); every retry window must be shorter.
 REQUEST_TTL_MS = 120_000
@@ -106,6 +109,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_concurrency:
         ``MULTISWARM_AGENT_CONCURRENCY``: tasks one agent process of a worker runs at once (1);
         a worker's ``--concurrency`` replaces it.
+    agent_prefetch:
+        ``MULTISWARM_AGENT_PREFETCH``: tasks a worker holds claimed per agent slot beyond those
+        running, so a freed slot starts the next one without a round trip (2, Dramatiq's
+        default per worker thread; decision 93); a swarm's capacity is (1 + this) x its slots.
+        0 suits tasks that run for minutes: nothing waits behind a busy slot that an idle
+        swarm could run (Celery's advice for long tasks). A worker's ``--prefetch`` replaces
+        it.
     partitions:
         ``MULTISWARM_PARTITIONS``: coordination partitions of the namespace (1; decision 44),
         each a complete coordination domain in its own hash slot, so a Redis Cluster spreads
@@ -138,6 +148,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wait_timeout_ms: int = 1000
     wait_aof: bool = False
     agent_concurrency: int = 1
+    agent_prefetch: int = 2
     log_format: str = "text"
     partitions: int = 1
 
@@ -211,6 +222,11 @@ def validate(s: Settings) -> Settings:
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
+    if not 0 <= s.agent_prefetch <= MAX_PREFETCH:
+        raise ConfigError(
+            f"agent_prefetch (MULTISWARM_AGENT_PREFETCH) must be in [0, {MAX_PREFETCH}], "
+            f"not {s.agent_prefetch}"
+        )
     if not 0.0 <= s.auto_recover_min_confidence <= 1.0:
         raise ConfigError(
             f"auto_recover_min_confidence (MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE)"
@@ -289,6 +305,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
             env, "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE", DEFAULT_AUTO_RECOVER_MIN_CONFIDENCE
         ),
         agent_concurrency=_int(env, "MULTISWARM_AGENT_CONCURRENCY", 1),
+        agent_prefetch=_int(env, "MULTISWARM_AGENT_PREFETCH", 2, minimum=0),
         log_format=env.get("MULTISWARM_LOG_FORMAT") or "text",
         partitions=_int(env, "MULTISWARM_PARTITIONS", 1),
     )

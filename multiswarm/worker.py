@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from multiswarm.agents import DEFAULT_ALLOWED, DEFAULT_IMPORTS, AgentProcess
-from multiswarm.config import Settings
+from multiswarm.config import MAX_PREFETCH, Settings
 from multiswarm.connection import connect
 from multiswarm.errors import (
     HandlerError,
@@ -101,8 +101,12 @@ class Worker(WorkerClaims):
         This worker's histograms (:mod:`multiswarm.worker_metrics`; default: not collected).
     concurrency:
         Tasks each agent process runs at once (default ``settings.agent_concurrency``,
-        ``MULTISWARM_AGENT_CONCURRENCY``, 1). Each hosted swarm's capacity (tasks assigned to
-        or running in it at once) becomes at least twice its agents times this.
+        ``MULTISWARM_AGENT_CONCURRENCY``, 1).
+    prefetch:
+        Tasks held claimed per agent slot beyond those running (default
+        ``settings.agent_prefetch``, ``MULTISWARM_AGENT_PREFETCH``, 2; decision 93). Each
+        hosted swarm's capacity (tasks assigned to or running in it at once) becomes at least
+        its agents times ``concurrency`` times (1 + this).
     partition:
         The coordination partition of ``settings.partitions`` its swarms live in (decision 44;
         :func:`multiswarm.worker_partitions.run_workers` runs one worker per partition).
@@ -129,6 +133,7 @@ class Worker(WorkerClaims):
         backoff: Backoff | None = None,
         check_s: float = 1.0,
         concurrency: int | None = None,
+        prefetch: int | None = None,
         imports: Sequence[str] = (),
         metrics: WorkerMetrics | None = None,
         partition: int = 0,
@@ -162,13 +167,19 @@ class Worker(WorkerClaims):
         self.concurrency = concurrency if concurrency is not None else settings.agent_concurrency
         if self.concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be >= 1, not {self.concurrency}")
+        self.prefetch = prefetch if prefetch is not None else settings.agent_prefetch
+        if not 0 <= self.prefetch <= MAX_PREFETCH:
+            raise InvalidArgumentError(
+                f"prefetch must be in [0, {MAX_PREFETCH}], not {self.prefetch}"
+            )
         # a swarm with an external command starts with one external member (scale for more);
-        # the window of tasks in flight follows the slots: one queued behind each running task
+        # the window of tasks in flight follows the slots: `prefetch` queued behind each
+        # running task
         self.specs = [
             msgspec.structs.replace(
                 s,
                 external=1 if s.id in self.external_commands else s.external,
-                capacity=max(s.capacity, 2 * s.max_agents * self.concurrency),
+                capacity=max(s.capacity, (1 + self.prefetch) * s.max_agents * self.concurrency),
                 handlers=",".join(self.handler_names),
                 prefixes=",".join(self.allowed),
             )

@@ -21,12 +21,6 @@ from multiswarm.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-#: Claimed tasks a claim loop may hold waiting for a free slot, per agent slot of its swarm
-#: (Dramatiq prefetches 2 per worker thread, Celery 4 per process by default): a slot that frees
-#: starts the next task without a round trip, and claims come in batches under load. The
-#: swarm's capacity (2 x slots) bounds it too: the leader assigns no more.
-PREFETCH_PER_SLOT = 1
-
 
 class WorkerClaims(WorkerLiveness):
     """The claim loops (mixin of ``Worker``, which runs one per swarm)."""
@@ -36,6 +30,12 @@ class WorkerClaims(WorkerLiveness):
     finishing: dict[str, int]
     drained: dict[str, bool]
     taken: int
+    #: claimed tasks a claim loop may hold waiting for a free slot, per agent slot of its swarm
+    #: (``Worker``'s ``prefetch``; Dramatiq prefetches 2 per worker thread, Celery 4 per
+    #: process by default): a slot that frees starts the next task without a round trip, and
+    #: claims come in batches under load. The swarm's capacity, (1 + prefetch) x slots, bounds
+    #: it too: the leader assigns no more.
+    prefetch: int
     _failed: asyncio.Event
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
@@ -94,7 +94,7 @@ class WorkerClaims(WorkerLiveness):
 
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         """Claim tasks of ``swarm_id`` as agents' slots free, with a prefetch window (module
-        docstring, :data:`PREFETCH_PER_SLOT`): claimed tasks wait in ``prefetched`` until a slot
+        docstring, ``prefetch``): claimed tasks wait in ``prefetched`` until a slot
         frees, leased and renewed like running ones, and handed back on shutdown."""
         wake = self.wake[swarm_id]
         swarm = self.placement[swarm_id]
@@ -105,7 +105,7 @@ class WorkerClaims(WorkerLiveness):
             # only usable agents count: tasks prefetched for agents being restarted would wait
             # here while another worker could run them
             free, slots = swarm.slots()
-            window = PREFETCH_PER_SLOT * slots
+            window = self.prefetch * slots
             # runs whose slot is free again but whose outcome is not recorded yet still hold
             # their task: at most slots + window tasks held, whatever stage each is at
             want = free + window - len(prefetched) - self.finishing[swarm_id]

@@ -1,8 +1,10 @@
 """The claim loop's prefetch window (multiswarm.worker_claims), with real processes and Redis.
 
-A worker with one slot holds one task running and one prefetched: claimed and leased to it, its
-handler not started. On SIGTERM the running one finishes within the grace and the prefetched one
-is handed back unrun, its attempt uncounted: nothing lost, nothing run twice.
+A worker with one slot and the default prefetch of 2 holds one task running and two prefetched:
+claimed and leased to it, their handlers not started; with ``--prefetch 0`` it holds the running
+one only (the swarm's capacity is one task). On SIGTERM the running one finishes within the grace
+and the prefetched ones are handed back unrun, their attempts uncounted: nothing lost, nothing run
+twice.
 
 A slot frees as soon as its agent replies, before the group commit records the outcome (decision
 78): with the commit stalled the slot runs the next task, the finishing tasks stay held and
@@ -37,8 +39,9 @@ pytestmark = pytest.mark.slow
 HANDLERS = "tests.integration.agent_handlers:"
 
 
-async def test_one_slot_holds_one_prefetched_task_and_hands_it_back_on_sigterm(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize(("prefetch", "held_n"), [(None, 3), (0, 1)])
+async def test_one_slot_holds_its_prefetch_and_hands_it_back_on_sigterm(
+    settings: Settings, tmp_path: Path, prefetch: int | None, held_n: int
 ) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -49,6 +52,7 @@ async def test_one_slot_holds_one_prefetched_task_and_hands_it_back_on_sigterm(
         [
             *("worker", "--id", "w1", "--swarm", "s:pf:1", "--allow-handlers", "tests."),
             *("--concurrency", "1", "--grace-s", "30"),
+            *(("--prefetch", str(prefetch)) if prefetch is not None else ()),
         ],
     )
     store = TaskStore(Scripts(connect(settings)), Keys(settings.namespace))
@@ -72,18 +76,22 @@ async def test_one_slot_holds_one_prefetched_task_and_hands_it_back_on_sigterm(
         async def held() -> list[str]:
             tasks = await store.get_many(ids)
             running = [t.id for t in tasks if t is not None and t.status == "running"]
-            return running if len(running) == 2 else []
+            return running if len(running) == held_n else []
 
-        # one running, one prefetched (claimed, leased to w1, handler not started)
-        running = await eventually(held, timeout_s=30, what="two tasks held by w1")
-        (prefetched,) = [t for t in running if t != first]
-        assert not (marks / f"{prefetched}.started").exists()
-        assert (await store.get(prefetched)).worker == "w1"
+        # one running, the rest prefetched (claimed, leased to w1, handlers not started)
+        running = await eventually(held, timeout_s=30, what=f"{held_n} tasks held by w1")
+        await asyncio.sleep(0.5)  # no more than that is claimed (a is still running)
+        assert len(await held()) == held_n
+        prefetched = [t for t in running if t != first]
+        for tid in prefetched:
+            assert not (marks / f"{tid}.started").exists()
+            assert (await store.get(tid)).worker == "w1"
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(timeout=60) == 0
-        back = await store.get(prefetched)
-        assert back.status in ("ready", "assigned") and back.attempts == 0, back
-        assert not (marks / f"{prefetched}.runs").exists()  # never ran
+        for tid in prefetched:
+            back = await store.get(tid)
+            assert back.status in ("ready", "assigned") and back.attempts == 0, back
+            assert not (marks / f"{tid}.runs").exists()  # never ran
         done = await store.get(first)
         assert done.status == "completed" and done.attempts == 1, done
     finally:
@@ -110,7 +118,7 @@ async def _one_slot(settings: Settings, tmp_path: Path) -> AsyncIterator[System]
     """A worker with one agent of concurrency 1 (one slot, window 1) on swarm ``s``."""
     swarms = [swarm_spec("s", ["x"], agents=1)]
     async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
+        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1, prefetch=1
     ) as system:
         yield system
 

@@ -54,6 +54,8 @@ def test_url_wins_and_overrides_win_over_env() -> None:
         {"MULTISWARM_LEASE_MS": "100"},
         {"MULTISWARM_REDIS_URL": "http://x"},
         {"MULTISWARM_NAMESPACE": "a:b"},
+        {"MULTISWARM_AGENT_PREFETCH": "-1"},
+        {"MULTISWARM_AGENT_PREFETCH": "17"},
     ],
 )
 def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
@@ -61,6 +63,12 @@ def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
         from_env(env)
     with pytest.raises(ValueError):  # ConfigError is also a ValueError
         from_env(env)
+
+
+def test_agent_prefetch_defaults_to_dramatiqs_and_may_be_zero() -> None:
+    assert from_env({}).agent_prefetch == 2
+    assert from_env({"MULTISWARM_AGENT_PREFETCH": "0"}).agent_prefetch == 0
+    assert from_env({"MULTISWARM_AGENT_PREFETCH": "16"}).agent_prefetch == 16
 
 
 def test_server_binary_from_an_optional_package(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
