@@ -38,6 +38,16 @@ def _concurrency_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _prefetch_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--prefetch",
+        type=click.IntRange(0, MAX_PREFETCH),
+        default=None,
+        help="Tasks held claimed per agent slot beyond those running; 0 for tasks that run "
+        "for minutes [default: MULTISWARM_AGENT_PREFETCH or 2].",
+    )(f)
+
+
 def _lease_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--lease-ms",
@@ -156,13 +166,7 @@ def run_state_cmd(ctx: click.Context) -> None:
 )
 @option("--restart-attempts", 3, type=click.IntRange(1, 20))
 @_concurrency_option
-@click.option(
-    "--prefetch",
-    type=click.IntRange(0, MAX_PREFETCH),
-    default=None,
-    help="Tasks held claimed per agent slot beyond those running; 0 for tasks that run for "
-    "minutes [default: MULTISWARM_AGENT_PREFETCH or 2].",
-)
+@_prefetch_option
 @option(
     "--restart-cooldown-s", 60.0, "Wait before replacing a member whose restarts failed.", type=_S
 )
@@ -248,6 +252,7 @@ def run_worker_cmd(
 @option("--agents", 2, "Agent processes per swarm.", type=click.IntRange(1, 64))
 @_lease_option
 @_concurrency_option
+@_prefetch_option
 @option("--strategy", "capability", type=click.Choice(node.COORDINATOR_STRATEGIES))
 @_imports
 @_allow_handlers
@@ -274,6 +279,7 @@ def up(
     agents: int,
     lease_ms: int | None,
     concurrency: int | None,
+    prefetch: int | None,
     strategy: str,
     imports: tuple[str, ...],
     allow_handlers: tuple[str, ...],
@@ -293,6 +299,7 @@ def up(
         settings = settings.replace(lease_ms=lease_ms, explicit=settings.explicit | {"lease_ms"})
     _swarms(user_swarms)
     worker_args = ["--concurrency", str(concurrency)] if concurrency else []
+    worker_args += ["--prefetch", str(prefetch)] if prefetch is not None else []
     worker_args += [a for module in imports for a in ("--import", module)]
     worker_args += [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
     stopping: list[int] = []

@@ -52,6 +52,8 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
             "up",
             "--lease-ms",
             "2000",
+            "--prefetch",  # handed to the workers: each swarm takes no more than its slots
+            "0",
             "--api-port",
             str(api_port),
         ],
@@ -83,6 +85,11 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         await eventually(
             ready, timeout_s=60, what="a leader, 3 active swarms and 2 workers with their agents"
         )
+        # 2 agents of concurrency 1 and no prefetch: 2 tasks a swarm (6 with the default 2)
+        capacities = {
+            (await registry.get(sid)).capacity for sid in await registry.swarm_ids("active")
+        }
+        assert capacities == {2}, capacities
         workers = await registry.workers()
         pids = {w.pid for w in workers}
         agent_pids = {pid for w in workers for pid in _agent_pids(w)}
