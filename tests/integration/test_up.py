@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -109,5 +110,9 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
         assert info is None  # the leader released its lease on the way out
         assert await registry.workers() == []  # and the workers left the registry
     finally:
+        if up.poll() is None:  # failed before the SIGTERM above: let `up` stop its children
+            up.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(up.communicate, None, 60)
         reap(up)
         await client.aclose()
