@@ -66,9 +66,8 @@ __all__ = [
 
 def parse_swarm(text: str) -> SwarmSpec:
     """``ID[:cap1+cap2[:agents[:priority]]]`` -> a swarm definition (``run worker --swarm``,
-    ``up --swarm``); agents default to 2, priority to ``normal``. Its capacity is one task
-    per agent, a floor: the hosting worker raises it to its slots x (1 + prefetch)
-    (decision 93), so ``--prefetch 0`` leaves no task queued behind a busy slot.
+    ``up --swarm``); agents default to 2, priority to ``normal``, capacity to
+    :func:`swarm_spec`'s floor.
 
     Raises
     ------
@@ -81,7 +80,7 @@ def parse_swarm(text: str) -> SwarmSpec:
     caps = [c for c in parts[1].split("+") if c] if len(parts) > 1 else []
     agents = int(parts[2]) if len(parts) > 2 and parts[2] else 2
     priority = parts[3] if len(parts) > 3 else "normal"
-    return swarm_spec(parts[0], caps, agents=agents, priority=priority, capacity=agents)
+    return swarm_spec(parts[0], caps, agents=agents, priority=priority)
 
 
 def serve_api(

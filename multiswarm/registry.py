@@ -43,7 +43,8 @@ class SwarmSpec(msgspec.Struct, kw_only=True):
     """A swarm's definition: capabilities, priority, agents and queue capacity.
 
     ``capacity`` is the most tasks assigned to or running in the swarm at once (the leader's
-    back-pressure); by default twice the agents, so each agent has one task queued behind it.
+    back-pressure); by default one per agent, a floor: the hosting worker raises it to its
+    slots x (1 + prefetch) (decision 93), so ``prefetch`` alone says what queues behind them.
     """
 
     id: str
@@ -87,7 +88,7 @@ def swarm_spec(
         caps=",".join(check_id(c, "capability") for c in capabilities),
         prio=PRIORITIES[priority],
         max_agents=agents,
-        capacity=capacity if capacity is not None else 2 * agents,
+        capacity=capacity if capacity is not None else agents,
         objective=objective,
     )
 
