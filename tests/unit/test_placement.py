@@ -187,18 +187,19 @@ async def test_the_kernels_load_once_the_worker_holds_no_task() -> None:
 
 async def test_the_kernels_wait_for_a_span_without_claims() -> None:
     """A trickle of short tasks (round trips one after another) leaves the worker holding
-    nothing at most looks; the load waits until claims stop too."""
+    nothing at every look; the load waits until claims stop too. Each of the first 20 looks
+    finds a new claim (5 times the looks of an idle span), whatever the clock does."""
     memory = NodeMemory(total_bytes=2 * 64 * 1024, n_agents=1, kernels=False)
-    taken = [0]
-    load = asyncio.create_task(
-        kernel_warmup.warm_up_when_idle(memory, lambda: False, lambda: taken[0], 0.05)
-    )
-    for _ in range(40):  # a claim every 10 ms for 0.4 s, 8 times the idle span
-        await asyncio.sleep(0.01)
-        taken[0] += 1
-        assert not load.done() and not memory.kernels
+    looks = [0]
+
+    def taken() -> int:
+        looks[0] += 1
+        return min(looks[0], 20)
+
+    load = kernel_warmup.warm_up_when_idle(memory, lambda: False, taken, 0.05)
     await asyncio.wait_for(load, 30)
-    assert memory.kernels
+    # the old rule (nothing held at four looks) loaded after 4 looks, never asking
+    assert memory.kernels and looks[0] > 20
     memory.close()
 
 
