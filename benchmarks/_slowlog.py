@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from multiswarm import scripts
+from multiswarm import script_library as scripts
 
 
 def _sha_names() -> dict[str, str]:

@@ -103,7 +103,7 @@ async def run(url: str, pid: int | None, out: Path, calls: int, batch: int) -> d
         await store.submit(specs(n))
         assigned = 0
         while assigned < n:  # (under callgrind a call may stop at its time budget)
-            got_now, _ = await counts.measure("dispatch" + suffix, coord._dispatch_call(n))
+            got_now, _, _ = await counts.measure("dispatch" + suffix, coord._dispatch_call(n))
             assigned += got_now
         got = await counts.measure("claim" + suffix, store.claim("a", "w1", n))
         assert len(got) == n

@@ -34,7 +34,7 @@ from multiswarm.connection import connect
 from multiswarm.keys import Keys
 from multiswarm.local_system import start_system
 from multiswarm.redis_server import RedisServer
-from multiswarm.scripts import library
+from multiswarm.script_library import library
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -315,14 +315,14 @@ class DirectCalls:
         finally:
             self.idle.append(conn)
 
-    async def call_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+    async def call_many(self, *commands: tuple[Any, ...], raise_on_error: bool = True) -> list[Any]:
         """Send several commands in one write (each packed by hiredis) and return their raw
         replies in order, as a non-transactional pipeline would without its response
         callbacks. Every reply is read before the first error reply is raised
-        (``ResponseError``), so the connection stays in step; a timeout, a lost connection or
-        a cancellation disconnects it (``read_response``) and raises as :meth:`call` does. A
-        blocking command (``XREAD BLOCK``) holds its connection alone: concurrent calls take
-        others."""
+        (``ResponseError``; with ``raise_on_error`` False the errors come back in place), so
+        the connection stays in step; a timeout, a lost connection or a cancellation
+        disconnects it (``read_response``) and raises as :meth:`call` does. A blocking command
+        (``XREAD BLOCK``) holds its connection alone: concurrent calls take others."""
         conn = self.idle.pop() if self.idle else self.pool.get_available_connection()
         try:
             await _send(conn, commands)
@@ -334,7 +334,7 @@ class DirectCalls:
                 except redis.exceptions.ResponseError as e:
                     error = error or e
                     replies.append(e)
-            if error is not None:
+            if error is not None and raise_on_error:
                 raise error
             return replies
         finally:

@@ -12,7 +12,7 @@ rolled back (failover to a lagging replica, AOF ``everysec`` loss) and both hold
 Each lease records the process instance that took it: a second process started with the same
 ``--id`` is refused (AlreadyExists) instead of leading alongside the first.
 The process loops (election, dispatch, deadline timer) are
-:func:`multiswarm.services.run_coordinator`; this module offers the rounds they run.
+:func:`multiswarm.coordinator_process.run_coordinator`; this module offers the rounds they run.
 """
 
 from __future__ import annotations
@@ -209,6 +209,8 @@ class SwarmCoordinator:
         self._parked: list[str] = []
         #: Assigned tasks put back to ready when their assignment deadline passed.
         self.requeued = 0
+        #: id of the last entry of the leader's wake-up stream seen ("0-0": any entry wakes)
+        self._wake_cursor = "0-0"
 
     async def dispatch_once(self) -> int:
         """One fenced dispatch round; returns tasks assigned (at most ``batch_size``).
@@ -219,7 +221,7 @@ class SwarmCoordinator:
         """
         total, self.more = 0, False
         for _ in range(DISPATCH_CALLS_PER_ROUND):
-            assigned, more = await self._dispatch_call(
+            assigned, more, _ = await self._dispatch_call(
                 min(DISPATCH_CALL_BATCH, self.batch_size - total)
             )
             total += assigned
@@ -228,11 +230,33 @@ class SwarmCoordinator:
                 break
         return total
 
-    async def _dispatch_call(self, batch: int) -> tuple[int, bool]:
+    @property
+    def can_dispatch_when_woken(self) -> bool:
+        """Whether :meth:`dispatch_when_woken` may be used (a plain or Sentinel client)."""
+        return self.scripts.can_call_when_woken("dispatch_tasks")
+
+    async def dispatch_when_woken(self, block_ms: int) -> tuple[bool, int]:
+        """One fenced dispatch call, run by Redis as soon as the partition's wake-up stream
+        (:attr:`~multiswarm.keys.Keys.wake_leader`: submissions, freed slots, retries) has an
+        entry this leader has not seen, or after ``block_ms`` (its safety net): no round trip
+        to this process between a submission and its dispatch. Returns (woken by an entry,
+        tasks assigned); :attr:`more` says whether to call again at once. Raises StaleEpoch."""
+        block_ms = max(1, min(block_ms, self.scripts.block_limit_ms))
+        assigned, _more, woken = await self._dispatch_call(
+            DISPATCH_CALL_BATCH, (self._wake_cursor, block_ms)
+        )
+        self.more = _more
+        if woken is not None:
+            self._wake_cursor = woken
+        return woken is not None, assigned
+
+    async def _dispatch_call(
+        self, batch: int, wake: tuple[str, int] | None = None
+    ) -> tuple[int, bool, str | None]:
         # the parked sets come back with each reply (one round trip per call, not two); a set
         # that appeared since is passed in the next call, which the reply then asks for
         parked = self._parked
-        reply = await ops.dispatch_tasks(
+        woken, reply = await ops.dispatch_tasks(
             self.scripts,
             self.keys,
             self.election.fence,
@@ -242,12 +266,13 @@ class SwarmCoordinator:
             assign_timeout_ms=self.assign_timeout_ms,
             heartbeat_timeout_ms=self.heartbeat_timeout_ms,
             capsets=parked,
+            wake=wake,
         )
         # the script woke the hosts of each swarm it gave tasks to (multiswarm.wakeups)
         self._parked = sorted(reply.parked_sets)
         self.first_due_ms = reply.first_due_ms
         self.dispatched += reply.assigned
-        return reply.assigned, reply.more or not set(self._parked) <= set(parked)
+        return reply.assigned, reply.more or not set(self._parked) <= set(parked), woken
 
     def idle_s(self, cap_s: float) -> float:
         """Seconds the leader may wait for a wake-up after a round with nothing more to do:

@@ -415,11 +415,13 @@ class Keys:
     # partition's hash tag, and lib/01_common.lua wake_channel builds the same names.
     @property
     def wake_leader(self) -> str:
-        """Channel that wakes this partition's leader: tasks submitted or slots freed."""
+        """Channel that wakes this partition's leader (tasks submitted or slots freed), and the
+        stream of that name its dispatch calls wait on (it keeps only the last entry)."""
         return f"{self._g}:wake:leader"
 
     def wake_swarm(self, swarm_id: str) -> str:
-        """Channel that wakes the claim loops of ``swarm_id``: tasks assigned to it."""
+        """Channel that wakes the claim loops of ``swarm_id`` (tasks assigned to it), and the
+        stream of that name their waiting claims block on (it keeps only the last entry)."""
         return f"{self._g}:wake:swarm:{check_id(swarm_id, 'swarm id')}"
 
     def ch_swarm(self, swarm_id: str) -> str:

@@ -15,10 +15,10 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.coordinator_process import CoordinatorProcess, LeaseQuota, cancel_all
 from multiswarm.errors import MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.ops import partitions as ops
-from multiswarm.services import CoordinatorProcess, LeaseQuota, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def run_partitions(
 class PartitionLeaders:
     """One coordinator process contending for the leader lease of every partition.
 
-    Every partition runs a :class:`~multiswarm.services.CoordinatorProcess` (its own election,
+    Every partition runs a :class:`~multiswarm.coordinator_process.CoordinatorProcess` (its own election,
     dispatch and deadline timer) under the same holder id; one listener serves them all. A
     membership loop says every third of the lease that this coordinator is alive
     (``coordinators_alive.lua``, membership TTL = the lease) and learns how many are:

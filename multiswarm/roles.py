@@ -169,8 +169,8 @@ def coordinator_role(config: Settings, strategy: str, holder_id: str | None = No
 
     async def role(stop: asyncio.Event) -> None:
         from multiswarm.coordinator import SwarmCoordinator, default_holder_id
+        from multiswarm.coordinator_process import run_coordinator
         from multiswarm.partition_leaders import PartitionLeaders
-        from multiswarm.services import run_coordinator
 
         settings, scripts, parts = await _open(config)
         holder = holder_id or default_holder_id()

@@ -1,69 +1,37 @@
-"""Lua scripts: read once per process from ``scripts/lua``, loaded as one Redis function library.
-
-Each ``<verb>_<noun>.lua`` is one atomic operation; the files of ``lib/`` (helpers and the state
-machines) come first, in name order, so the text Redis sees is fixed at load time and never built
-from user input. All of it is one function library (``FUNCTION LOAD``, Redis 7): the helpers are
-defined once when the library loads, not again on every call as an ``EVALSHA`` script would (13
-µs a call, measured: decision 42), and each script is a function called with ``FCALL``. The
-library's name carries a hash of its text, so two versions of multiswarm share a server without
-replacing each other's functions; a server that lost the library (a restart without
-persistence) gets it again on the first ``Function not found``. Error replies
-``"<CODE> <detail>"`` become typed errors here.
+"""Calling the Lua scripts: :class:`Scripts` runs them by name (``FCALL`` of the function library
+:mod:`multiswarm.script_library` builds), retrying connection errors with a request id where a
+second run would act twice, loading the library again on a server that lost it (a restart without
+persistence: the first ``Function not found``), and turning error replies ``"<CODE> <detail>"``
+into typed errors.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import itertools
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cache, partial
-from pathlib import Path
+from functools import partial
 from typing import Any, TypeVar
 
 import redis.exceptions
 
 from multiswarm import errors
 from multiswarm.config import Settings
-from multiswarm.connection import Client, DirectCalls, with_retry
+from multiswarm.connection import (
+    CONNECTION_ERRORS,
+    Client,
+    DirectCalls,
+    cancel_requested,
+    with_retry,
+)
 from multiswarm.keys import request_key
-from multiswarm.ops import DECLARED
-from multiswarm.script_headers import prefetch_arg, prefetch_keys
+from multiswarm.script_library import DURABLE, REQUEST_ID, function_name, library
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def lua_dir() -> Path:
-    """Folder holding the ``.lua`` files: inside the installed package, else the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "lua", here.parent / "scripts" / "lua"):
-        if (candidate / "lib").is_dir():
-            return candidate
-    raise errors.ConfigError(f"Lua scripts not found next to {here}")
-
-
-#: Scripts whose outcome is recorded under a request id and replayed on a retry (the prelude's
-#: ``with_request_id``): running them twice would act twice (claim, count, book, publish) or
-#: answer differently (a replayed submit would say ALREADY_EXISTS). Value: True when the script
-#: replays itself from ``REPLAY`` (it records something smaller than its reply). Derived from
-#: the declarations in :mod:`multiswarm.ops` (``Script(..., request_id=True)``).
-REQUEST_ID: dict[str, bool] = {
-    name: s.custom_replay for name, s in sorted(DECLARED.items()) if s.request_id
-}
-
-#: Scripts retried without a request id, and why running one twice is harmless
-#: (``Script(..., by_nature=...)``).
-BY_NATURE: dict[str, str] = {
-    name: s.by_nature for name, s in sorted(DECLARED.items()) if not s.request_id
-}
-
-
-#: Scripts whose effect must survive a failover (``Script(..., durable=True)``): with
-#: ``wait_replicas`` set they are followed by ``WAIT`` on their own connection.
-DURABLE: frozenset[str] = frozenset(name for name, s in DECLARED.items() if s.durable)
 
 
 #: First keys whose request key prefix a :class:`Scripts` keeps (per-swarm keys are many).
@@ -91,76 +59,15 @@ def request_id() -> str:
     return f"{_request_prefix}{next(_request_counter):x}"
 
 
-def _wrapped(name: str, body: str) -> str:
-    """The body of a request-id script inside ``with_request_id`` (lib/01_common.lua)."""
-    custom = "true" if REQUEST_ID[name] else "false"
-    pre = prefetch_arg(name, body)  # keys read with the request key (decision 83)
-    return (
-        f"local function request_body()\n{body}\nend\n"
-        f"return with_request_id(request_body, {custom}, {pre})\n"
-    )
-
-
-@cache
-def _parts() -> tuple[str, dict[str, str]]:
-    """The prelude (lib/, in name order) and each script's body (request-id ones wrapped)."""
-    root = lua_dir()
-    prelude = "\n".join(p.read_text() for p in sorted((root / "lib").glob("*.lua")))
-    bodies: dict[str, str] = {}
-    for p in sorted(root.glob("*.lua")):
-        name, body = p.stem, p.read_text()
-        if name in REQUEST_ID:
-            body = _wrapped(name, body)
-        elif prefetch_keys(name, body):
-            raise errors.ConfigError(f"script {name} prefetches keys but has no request id")
-        elif name not in BY_NATURE:
-            raise errors.ConfigError(f"script {name} does not say why a retry is safe")
-        bodies[name] = body
-    if missing := sorted(set(DECLARED) - set(bodies)):
-        raise errors.ConfigError(f"declared scripts without a .lua file: {missing}")
-    return prelude, bodies
-
-
-def sources() -> dict[str, str]:
-    """Script name -> full source (lib prelude + body), each one runnable on its own by
-    ``EVAL``; what :func:`library` loads, script by script (for reading and tests).
-
-    Raises
-    ------
-    ConfigError
-        A script has no declaration in :mod:`multiswarm.ops` (so it says neither its reply type
-        nor why a retry is safe: every script is retried on connection errors), or a
-        declaration has no script.
-    """
-    prelude, bodies = _parts()
-    return {name: prelude + "\n" + body for name, body in bodies.items()}
-
-
-@cache
-def library() -> tuple[str, str]:
-    """The function library's name and code: ``KEYS`` and ``ARGV`` are upvalues every
-    function sets first (function libraries have no such globals), with the per-call state of
-    the prelude (``REPLAY``, ``REQUEST``, ``PREFETCH``), then runs its script's body. Raises
-    ConfigError as :func:`sources`."""
-    prelude, bodies = _parts()
-    digest = hashlib.sha1("\0".join([prelude, *bodies.values()]).encode()).hexdigest()[:12]
-    name = f"multiswarm_{digest}"
-    parts = [f"#!lua name={name}", "local KEYS, ARGV = {}, {}", prelude]
-    for script, body in bodies.items():
-        parts.append(
-            f"redis.register_function('{name}_{script}', function(keys, args)\n"
-            "KEYS, ARGV, REPLAY, PREFETCH = keys, args, nil, nil\n"
-            "REQUEST.record, REQUEST.none = nil, nil\n"  # (no table a call: decision 83)
-            f"{body}\nend)"
-        )
-    return name, "\n".join(parts)
-
-
-def function_name(script: str) -> str:
-    """The name ``FCALL`` calls script ``script`` by (raises ConfigError for an unknown one)."""
-    if script not in _parts()[1]:
-        raise errors.ConfigError(f"no Lua script named {script!r}")
-    return f"{library()[0]}_{script}"
+def _newest_id(read: Any) -> str | None:
+    """The last entry id of an ``XREAD`` reply on one stream (RESP2 ``[[stream, entries]]`` or
+    RESP3 ``{stream: entries}``); None when it timed out or read nothing."""
+    if isinstance(read, dict):
+        read = list(read.items())
+    if not read or not read[0][1]:
+        return None
+    newest = read[0][1][-1][0]
+    return newest.decode() if isinstance(newest, bytes) else str(newest)
 
 
 def _not_loaded(e: BaseException) -> bool:
@@ -251,6 +158,8 @@ class Scripts:
         self._aof: bool | None = None if wait_aof else False
         #: single calls past execute_command's layers (None: a cluster client)
         self._direct = DirectCalls.for_client(client)
+        #: the server refused the XREAD of :meth:`call_when_woken` (an ACL): not used again
+        self._wake_refused = False
         #: script name -> its function's name; first key -> its slot's request key prefix
         self._names: dict[str, str] = {}
         self._request_bases: dict[str, str] = {}
@@ -272,13 +181,22 @@ class Scripts:
         replacing it changes nothing, and no node answers "already exists"."""
         await self.client.function_load(library()[1], replace=True)
 
-    async def call(self, name: str, keys: list[str], args: list[Any], retry: bool = True) -> Any:
+    async def call(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        retry: bool = True,
+        *,
+        request_key: str | None = None,
+    ) -> Any:
         """Run script ``name``; retry connection errors and timeouts (unless ``retry`` is False:
         best-effort callers that would rather drop than wait); translate refusals.
 
         A script of :data:`REQUEST_ID` gets one request id per call, the same on every retry,
         so a retry after a lost reply or a stall returns the first run's outcome instead of
-        acting twice.
+        acting twice. ``request_key`` (from :meth:`new_request_key`) replays a call made
+        before under that key, or runs it now if it never ran.
 
         Raises
         ------
@@ -289,11 +207,88 @@ class Scripts:
         """
         fname = self._names.get(name) or self._name(name)
         if name in REQUEST_ID:
-            keys = [*keys, self._request_key(keys[0])]
+            keys = [*keys, request_key or self._request_key(keys[0])]
         run = partial(self._run, name, fname, keys, args, retry)
         if not retry:
             return await run()
         return await with_retry(run, self.reconnect_timeout_s, self.client)
+
+    def new_request_key(self, name: str, keys: Sequence[str]) -> str | None:
+        """A fresh request key for a call of ``name`` whose first key is ``keys[0]`` (None for
+        a script without one), to pass as ``request_key`` so the call can be replayed."""
+        return self._request_key(keys[0]) if name in REQUEST_ID else None
+
+    def can_call_when_woken(self, name: str) -> bool:
+        """Whether :meth:`call_when_woken` may run ``name``: a plain or Sentinel client (its
+        kept connections, :class:`DirectCalls`), and no ``WAIT`` to follow the script."""
+        return (
+            self._direct is not None
+            and not self._wake_refused
+            and not (self.wait_replicas and name in DURABLE)
+        )
+
+    @property
+    def block_limit_ms(self) -> int:
+        """Longest block :meth:`call_when_woken` may ask for: half the connections' socket
+        timeout (a read waits no longer than that), ms."""
+        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        timeout_s = kwargs.get("socket_timeout") or 5.0
+        return max(1, int(timeout_s * 500))
+
+    async def call_when_woken(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        wake: tuple[str, str, int],
+        *,
+        request_key: str | None = None,
+    ) -> tuple[str | None, Any]:
+        """Run script ``name`` once stream ``wake[0]`` has an entry after id ``wake[1]``, or
+        after ``wake[2]`` ms: ``XREAD BLOCK`` and the ``FCALL`` in one write on a kept
+        connection, so Redis runs the script as the wake-up arrives, with no round trip to
+        this process between them (the waiters of :func:`multiswarm.tasks_api.wait_for` read
+        the same way). Only where :meth:`can_call_when_woken`.
+
+        Returns the newest entry id read (None: the block timed out) and the script's reply.
+        A lost connection, a stall or a timeout runs the script again through :meth:`call`
+        under the same request key, so a script that ran replays its outcome instead of acting
+        twice (the wake-up then counts as timed out); the same key passed as ``request_key``
+        to :meth:`call` does that for a caller interrupted by a cancellation.
+
+        Raises as :meth:`call`.
+        """
+        fname = self._names.get(name) or self._name(name)
+        if name in REQUEST_ID:
+            keys = [*keys, request_key or self._request_key(keys[0])]
+        direct = self._direct
+        if direct is None:
+            raise errors.ConfigError("call_when_woken needs a plain or Sentinel client")
+        stream, cursor, block_ms = wake
+        try:
+            read, reply = await direct.call_many(
+                ("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", stream, cursor),
+                ("FCALL", fname, len(keys), *keys, *args),
+                raise_on_error=False,
+            )
+        except CONNECTION_ERRORS as e:
+            if cancel_requested():  # redis-py reports some cancellations as a lost connection
+                raise asyncio.CancelledError() from e
+            log.info("woken call of %s interrupted (%s); running it again", name, e)
+            run = partial(self._run, name, fname, keys, args, True)
+            return None, await with_retry(run, self.reconnect_timeout_s, self.client)
+        if isinstance(read, redis.exceptions.ResponseError):
+            # (e.g. an ACL without XREAD): the script ran all the same; callers go back to
+            # being woken by PUBLISH from now on
+            log.warning("XREAD refused (%s): wake-ups come by PUBLISH instead", read)
+            self._wake_refused = True
+            read = None
+        if isinstance(reply, redis.exceptions.ResponseError):
+            if not _not_loaded(reply):
+                raise translate(reply)
+            await self.load()
+            reply = await self._run(name, fname, keys, args, True)
+        return _newest_id(read), reply
 
     def _name(self, name: str) -> str:
         fname = self._names[name] = function_name(name)

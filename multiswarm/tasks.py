@@ -200,6 +200,23 @@ class TaskStore:
             self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count
         )
 
+    async def claim_when_woken(
+        self, swarm_id: str, worker_id: str, count: int, cursor: str, block_ms: int
+    ) -> tuple[str | None, list[Claimed]]:
+        """:meth:`claim`, run by Redis once the swarm's wake-up stream has an entry after id
+        ``cursor`` (an assignment), or after ``block_ms`` (at most half the socket timeout).
+        Only where :attr:`can_claim_when_woken`. Returns the newest entry id read (None:
+        none) and the tasks leased. Raises WorkerUnknown."""
+        wait = (cursor, max(1, min(block_ms, self.scripts.block_limit_ms)))
+        return await ops.claim_tasks_when_woken(
+            self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count, wake=wait
+        )
+
+    @property
+    def can_claim_when_woken(self) -> bool:
+        """Whether :meth:`claim_when_woken` may be used (a plain or Sentinel client)."""
+        return self.scripts.can_call_when_woken("claim_tasks")
+
     async def extend(self, worker_id: str, held: dict[str, str]) -> list[str]:
         """Renew leases of ``{task id: token}``, each by its task's own ``lease_ms``; returns
         ids whose lease was lost."""

@@ -8,6 +8,13 @@ stays in the durable structures the woken loop reads (decision 50). So no proces
 trip or a signature on telling another one, and a forged or lost wake-up costs at most one
 look: every woken loop keeps its slow safety-net timer.
 
+Each wake-up also adds an entry to the stream of the same name (it keeps only the last). On a
+plain or Sentinel client an idle leader and a worker whose queue ran dry do not subscribe: their
+next dispatch or claim call waits behind an ``XREAD BLOCK`` on that stream
+(:meth:`multiswarm.scripts.Scripts.call_when_woken`), so Redis runs it as the wake-up arrives,
+with no round trip to the process in between (decision 94). This module serves the others: a
+cluster client, or a server that refuses ``XREAD``.
+
 :func:`wake_on` subscribes to such channels and sets an :class:`asyncio.Event` per channel. On
 every (re)subscription it sets the events too: whatever was published while the subscription was
 down is lost on pub/sub, so the loops look once in case.

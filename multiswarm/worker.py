@@ -56,9 +56,8 @@ from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
 from multiswarm.supervisor import Backoff, ExternalMember
 from multiswarm.tasks import Claimed, TaskStore
-from multiswarm.wakeups import wake_on
 from multiswarm.worker_claims import WorkerClaims
-from multiswarm.worker_liveness import HeldTask, log_run
+from multiswarm.worker_liveness import HeldTask, WaitingClaim, log_run
 from multiswarm.worker_metrics import WorkerMetrics
 from multiswarm.worker_outcomes import GroupCommit
 
@@ -203,6 +202,11 @@ class Worker(WorkerClaims):
         self.finishing: dict[str, int] = {}
         #: per swarm, whether its last claim emptied its queue (an assignment wakes it again)
         self.drained: dict[str, bool] = {}
+        self.polls: dict[str, WaitingClaim] = {}
+        self.wake_cursors: dict[str, str] = {}
+        #: the worker's endless loops (cancelled at shutdown; a wake-up subscription may join)
+        self._loops: list[asyncio.Task[None]] = []
+        self._subscribed = False
         self.completed = 0
         self.failed = 0
         #: per swarm, the last ids this worker completed (recovery plans report them)
@@ -274,16 +278,14 @@ class Worker(WorkerClaims):
             "progress loop": self._progress(drained),
             "supervision loop": self._supervise(drained),
             "listen loop": self._listen(),
-            # assignments wake the claim loops from dispatch_tasks.lua (multiswarm.wakeups)
-            "wake-up loop": wake_on(
-                self.client, self.keys, {self.keys.wake_swarm(s): w for s, w in self.wake.items()}
-            ),
             "claim safety net": self._claim_safety_net(stop),
         }
-        tasks = []
+        tasks = self._loops
         for name, coro in loops.items():
             tasks.append(asyncio.create_task(coro, name=name))
             self._watch(tasks[-1], name, endless=True)
+        if not self.tasks.can_claim_when_woken:
+            self._subscribe_wakeups()
         claimers = []
         for spec in self.specs:
             name = f"claim loop of swarm {spec.id}"
@@ -433,7 +435,7 @@ class Worker(WorkerClaims):
         finally:
             self._stopped.discard(c.id)
             if not posted:
-                self.held.pop(c.id, None)
+                self._unhold(c)
             if alloc is not None and self.memory is not None:
                 self.memory.release(alloc)
             if not freed:

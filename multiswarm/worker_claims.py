@@ -16,7 +16,14 @@ from typing import Any
 
 from multiswarm.errors import MultiswarmError, WorkerUnknown
 from multiswarm.tasks import Claimed
-from multiswarm.worker_liveness import HeldTask, WorkerLiveness, outcome_of
+from multiswarm.wakeups import wake_on
+from multiswarm.worker_liveness import (
+    CLAIM_SAFETY_S,
+    HeldTask,
+    WaitingClaim,
+    WorkerLiveness,
+    outcome_of,
+)
 from multiswarm.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -36,10 +43,33 @@ class WorkerClaims(WorkerLiveness):
     #: claims come in batches under load. The swarm's capacity, (1 + prefetch) x slots, bounds
     #: it too: the leader assigns no more.
     prefetch: int
+    #: per swarm, the id of the last entry of its wake-up stream seen (:meth:`_poll`)
+    wake_cursors: dict[str, str]
+    #: the worker's endless loops, and whether the wake-up subscription is among them
+    _loops: list[asyncio.Task[None]]
+    _subscribed: bool
     _failed: asyncio.Event
 
     async def _execute(self, swarm_id: str, index: int, c: Claimed) -> None:
         """Run claimed task ``c`` on agent ``index`` of ``swarm_id`` (``Worker`` implements it)."""
+        raise NotImplementedError
+
+    def _subscribe_wakeups(self) -> None:
+        """Be woken by the ``PUBLISH`` of assignments (:func:`wake_on`), where claims cannot
+        wait in Redis for them (:meth:`_poll`: a cluster client, or an ACL without
+        ``XREAD``); once."""
+        if self._subscribed or not self._loops:
+            return
+        self._subscribed = True
+        name = "wake-up loop"
+        channels = {self.keys.wake_swarm(s): w for s, w in self.wake.items()}
+        self._loops.append(
+            asyncio.create_task(wake_on(self.client, self.keys, channels), name=name)
+        )
+        self._watch(self._loops[-1], name, endless=True)
+
+    def _watch(self, task: asyncio.Task[None], name: str, *, endless: bool) -> None:
+        """Keep ``task`` and end the worker if it fails (``Worker`` implements it)."""
         raise NotImplementedError
 
     def _post_outcome(self, swarm_id: str, c: Claimed, kind: str, data: Any) -> None:
@@ -65,7 +95,7 @@ class WorkerClaims(WorkerLiveness):
             self._running.add(t)
             t.add_done_callback(self._run_ended)
             return
-        self.held.pop(c.id, None)
+        self._unhold(c)
         if isinstance(reply, str) and not reply.startswith(("not_found", "illegal:")):
             self._count(swarm_id, c, kind, data, reply)
         elif reply == "not_found":
@@ -110,26 +140,35 @@ class WorkerClaims(WorkerLiveness):
             # their task: at most slots + window tasks held, whatever stage each is at
             want = free + window - len(prefetched) - self.finishing[swarm_id]
             claimed: list[Claimed] = []
-            # claim when a slot would idle, or half the window is empty: under load claims
-            # come in batches instead of one per freed slot
-            if want > 0 and (len(prefetched) < free or 2 * want >= window):
-                try:
-                    claimed = await self.tasks.claim(swarm_id, self.id, want)
-                    # a claim takes what it asks for while the queue holds any: fewer means
-                    # it is empty now, and a freed slot need not look until an assignment
-                    self.drained[swarm_id] = len(claimed) < want
-                    if self.metrics.enabled:
-                        self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
-                except WorkerUnknown:
-                    await self._rejoin()
-                    await asyncio.sleep(0.1)
-                    continue
-                except MultiswarmError as e:
-                    log.warning("claim failed: %s", e)
-                    await asyncio.sleep(0.5)
-                    continue
-            else:  # not looked: tasks may be queued
-                self.drained[swarm_id] = False
+            poll = self.polls.get(swarm_id)
+            asked = 0
+            try:
+                if poll is not None:
+                    # a claim waiting for an assignment (it asked for poll.want): while it
+                    # waits, the queue is empty and nothing else is claimed
+                    if poll.task.done():
+                        del self.polls[swarm_id]
+                        asked, claimed = poll.want, poll.task.result()
+                # claim when a slot would idle, or half the window is empty: under load claims
+                # come in batches instead of one per freed slot
+                elif want > 0 and (len(prefetched) < free or 2 * want >= window):
+                    asked, claimed = want, await self.tasks.claim(swarm_id, self.id, want)
+                else:  # not looked: tasks may be queued
+                    self.drained[swarm_id] = False
+            except WorkerUnknown:
+                await self._rejoin()
+                await asyncio.sleep(0.1)
+                continue
+            except MultiswarmError as e:
+                log.warning("claim failed: %s", e)
+                await asyncio.sleep(0.5)
+                continue
+            if asked:
+                # a claim takes what it asks for while the queue holds any: fewer means it is
+                # empty now, and a freed slot need not look until an assignment
+                self.drained[swarm_id] = len(claimed) < asked
+                if self.metrics.enabled:
+                    self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
             self.taken += len(claimed)
             for c in claimed:
                 self.held[c.id] = HeldTask(c, swarm_id)
@@ -143,7 +182,7 @@ class WorkerClaims(WorkerLiveness):
             unplaced: dict[str, str] = {}
             for c, pick in zip(ready, swarm.place_claimed(ready) if ready else []):
                 if pick < 0:
-                    self.held.pop(c.id, None)
+                    self._unhold(c)
                     unplaced[c.id] = c.token
                     continue
                 t = loop.create_task(self._execute(swarm_id, pick, c), name=f"run of task {c.id}")
@@ -156,8 +195,39 @@ class WorkerClaims(WorkerLiveness):
                     log.warning(
                         "could not hand back %s (their leases will expire): %s", list(unplaced), e
                     )
-            if len(claimed) < max(want, 1):
+            if asked == 0 or len(claimed) < asked:
                 # nothing asked, or the queue ran dry (a claim takes what it asks for while
                 # there is any): wait to be woken by an assignment, a finished run, or the
                 # worker's one safety net; on stop, shutdown cancels this loop
+                if self.drained.get(swarm_id) and swarm_id not in self.polls:
+                    self._poll(swarm_id)
                 await wake.wait()
+
+    def _poll(self, swarm_id: str) -> None:
+        """With the queue found empty, leave a claim waiting in Redis for the next assignment
+        to the swarm (:meth:`~multiswarm.tasks.TaskStore.claim_when_woken`): Redis runs it as
+        the assignment's wake-up entry arrives, with no round trip to this process between
+        them, and its reply wakes the claim loop. It asks for the room there is now (slots
+        freed later are claimed for by the loop once it replies); the wait is the claim
+        loop's safety net (:data:`CLAIM_SAFETY_S`). Without a plain or Sentinel client the
+        loop is woken by the assignment's ``PUBLISH`` instead (:func:`wake_on`)."""
+        if not self.tasks.can_claim_when_woken:
+            self._subscribe_wakeups()
+            return
+        free, slots = self.placement[swarm_id].slots()
+        want = free + self.prefetch * slots - len(self.prefetched[swarm_id])
+        want -= self.finishing[swarm_id]
+        if want <= 0:
+            return
+        task = asyncio.ensure_future(self._claim_when_woken(swarm_id, want))
+        task.add_done_callback(lambda _: self.wake[swarm_id].set())
+        self.polls[swarm_id] = WaitingClaim(task, want)
+
+    async def _claim_when_woken(self, swarm_id: str, want: int) -> list[Claimed]:
+        cursor = self.wake_cursors.get(swarm_id, "0-0")
+        woken, claimed = await self.tasks.claim_when_woken(
+            swarm_id, self.id, want, cursor, int(CLAIM_SAFETY_S * 1000)
+        )
+        if woken is not None:
+            self.wake_cursors[swarm_id] = woken
+        return claimed

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -50,6 +50,14 @@ class HeldTask:
         self.renewed = time.monotonic()
 
 
+class WaitingClaim(NamedTuple):
+    """A claim waiting in Redis for an assignment to its swarm (``WorkerClaims._poll``): its
+    task, and how many tasks it asked for."""
+
+    task: asyncio.Task[list[Claimed]]
+    want: int
+
+
 def outcome_of(c: Claimed, kind: str, data: Any) -> Outcome:
     """The group commit's record of attempt ``c``: ``ok`` with the result bytes as the agent
     packed them, ``error`` or ``permanent`` with the error text cut to 4,000 characters."""
@@ -65,6 +73,8 @@ class WorkerLiveness(WorkerMembers):
     outcomes: GroupCommit
     state: SwarmStateManager
     held: dict[str, HeldTask]
+    #: per swarm, a claim waiting in Redis for an assignment
+    polls: dict[str, WaitingClaim]
     #: per swarm, claimed tasks waiting for a free agent slot (multiswarm.worker_claims)
     prefetched: dict[str, collections.deque[Claimed]]
     completed: int
@@ -78,6 +88,14 @@ class WorkerLiveness(WorkerMembers):
     grace_s: float
     client: Redis
     wake: dict[str, asyncio.Event]
+
+    def _unhold(self, c: Claimed) -> None:
+        """Forget held claim ``c``, not a later claim of the same task: a task handed back
+        (or failed) may be assigned and claimed again, by a claim that waited in Redis, before
+        the reply of the hand-back reaches this worker."""
+        held = self.held.get(c.id)
+        if held is not None and held.claimed is c:
+            del self.held[c.id]
 
     def stop_task(self, task_id: str) -> bool:
         """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
@@ -243,7 +261,7 @@ class WorkerLiveness(WorkerMembers):
             log.error("could not fail task %s (its lease will expire): %s", c.id, e2)
         finally:
             if release:
-                self.held.pop(c.id, None)
+                self._unhold(c)
 
     def _renew_tick_s(self) -> float:
         """How often the renewal loop looks for due leases: often enough for the shortest
@@ -295,6 +313,7 @@ class WorkerLiveness(WorkerMembers):
                 exc_info=failure[1],
             )
         await _cancel(claimers)
+        await self._stop_waiting_claims()
         await self._drain(0.0 if failure else self.grace_s)
         try:  # a clean leave records that nothing is running any more
             await self._save_progress()
@@ -303,6 +322,20 @@ class WorkerLiveness(WorkerMembers):
         drained.set()
         await _cancel(loops)
         await self._leave()
+
+    async def _stop_waiting_claims(self) -> None:
+        """Cancel the claims waiting in Redis for an assignment; the tasks of one that replied
+        are held, so that they are handed back. One that ran as it was cancelled leased its
+        tasks to this worker all the same: the clean leave hands those back
+        (``reap_workers``, attempts not counted)."""
+        waiting = [w.task for w in self.polls.values()]
+        swarms = list(self.polls)
+        self.polls.clear()
+        await _cancel(waiting)
+        for sid, t in zip(swarms, waiting):
+            if t.done() and not t.cancelled() and t.exception() is None:
+                for c in t.result():
+                    self.held[c.id] = HeldTask(c, sid)
 
     async def _drain(self, grace_s: float) -> None:
         if self._running and grace_s > 0:
@@ -349,7 +382,7 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
             await asyncio.wait_for(event.wait(), timeout=timeout_s)
 
 
-async def _cancel(tasks: list[asyncio.Task[None]], wait_s: float = 5.0) -> None:
+async def _cancel(tasks: list[asyncio.Task[Any]], wait_s: float = 5.0) -> None:
     """Cancel ``tasks`` and wait for them, but not forever: redis-py can swallow a cancellation
     that lands while a pub/sub read times out (the listener then blocks in a read with no
     timeout). Such a task is cancelled once more and left; closing the client ends its read."""

@@ -50,7 +50,7 @@ def test_wheel_contains_every_lua_script(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from multiswarm import scripts; "
+            "from multiswarm import script_library as scripts; "
             "print(scripts.lua_dir()); print(len(scripts.sources()))",
         ],
         cwd=tmp_path,

@@ -108,11 +108,17 @@ async def dispatch_tasks(
     assign_timeout_ms: int,
     heartbeat_timeout_ms: int,
     capsets: Sequence[str],
-) -> Dispatched:
+    wake: tuple[str, int] | None = None,
+) -> tuple[str | None, Dispatched]:
     """One bounded dispatch round over the parked sets ``capsets`` (the parked index's fields:
     a capability set, or ``CAPSET|HANDLER`` for tasks whose handler a swarm covering the set may
-    not run). Swarms come from the dispatch index the registry scripts keep, not the caller."""
-    return await DISPATCH(
+    not run). Swarms come from the dispatch index the registry scripts keep, not the caller.
+
+    ``wake`` (entry id, ms): run once the partition's leader wake-up stream
+    (:attr:`~multiswarm.keys.Keys.wake_leader`) has an entry after that id, or after that
+    many ms (:meth:`multiswarm.scripts.Scripts.call_when_woken`). Returns the newest entry id
+    read (None: none, or no ``wake``) and the round's outcome."""
+    return await DISPATCH.call(
         scripts,
         [
             *keys.task_keyset,
@@ -133,6 +139,7 @@ async def dispatch_tasks(
             len(capsets),
             *capsets,
         ],
+        wake=None if wake is None else (keys.wake_leader, *wake),
     )
 
 

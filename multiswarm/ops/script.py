@@ -31,12 +31,28 @@ class ScriptRunner(Protocol):
     declarations do not import the loader, which imports them."""
 
     async def call(
-        self, name: str, keys: list[str], args: list[Any], retry: bool = True
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        retry: bool = True,
+        *,
+        request_key: str | None = None,
     ) -> Any: ...
 
     async def call_many(
         self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[Any]: ...
+
+    async def call_when_woken(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        wake: tuple[str, str, int],
+        *,
+        request_key: str | None = None,
+    ) -> tuple[str | None, Any]: ...
 
 
 def _text(raw: Any) -> str:
@@ -238,6 +254,28 @@ class Script(Generic[R]):
         """
         raw = await scripts.call(self.name, list(keys), list(args), retry=retry)
         return decode(raw, self.reply)
+
+    async def call(
+        self,
+        scripts: ScriptRunner,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        wake: tuple[str, str, int] | None = None,
+        request_key: str | None = None,
+    ) -> tuple[str | None, R]:
+        """Run the script as :meth:`__call__` does, under ``request_key`` when given (a
+        replay), and with ``wake`` (stream, entry id, ms) once that stream has a newer entry
+        or the time has passed (:meth:`multiswarm.scripts.Scripts.call_when_woken`). Returns
+        the newest entry id read (None: no wake or none read) and the decoded reply. Raises
+        as :meth:`__call__`."""
+        if wake is None:
+            raw = await scripts.call(self.name, list(keys), list(args), request_key=request_key)
+            return None, decode(raw, self.reply)
+        woken, raw = await scripts.call_when_woken(
+            self.name, list(keys), list(args), wake, request_key=request_key
+        )
+        return woken, decode(raw, self.reply)
 
     async def many(
         self, scripts: ScriptRunner, calls: Sequence[tuple[list[str], list[Any]]]

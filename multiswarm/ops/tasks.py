@@ -205,6 +205,27 @@ async def claim_tasks(
     )
 
 
+async def claim_tasks_when_woken(
+    scripts: ScriptRunner,
+    keys: Keys,
+    *,
+    swarm_id: str,
+    worker_id: str,
+    count: int,
+    wake: tuple[str, int],
+) -> tuple[str | None, list[Claimed]]:
+    """:func:`claim_tasks`, run by Redis once the swarm's wake-up stream
+    (:meth:`~multiswarm.keys.Keys.wake_swarm`: assignments to it) has an entry after id
+    ``wake[0]``, or after ``wake[1]`` ms. Returns the newest entry id read (None: none) and
+    the tasks leased."""
+    return await CLAIM.call(
+        scripts,
+        [*claim_keyset(keys), keys.queue(swarm_id)],
+        [swarm_id, worker_id, count],
+        wake=(keys.wake_swarm(swarm_id), *wake),
+    )
+
+
 async def extend_leases(
     scripts: ScriptRunner, keys: Keys, worker_id: str, held: dict[str, str]
 ) -> list[str]:

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.coordinator_process import run_coordinator
 from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
-from multiswarm.services import run_coordinator
 from multiswarm.tasks import TaskStore, task_spec
 from tests.integration.helpers import eventually, host
 

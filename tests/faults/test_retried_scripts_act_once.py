@@ -27,7 +27,8 @@ from multiswarm.ops.tasks import Outcome
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.resources import ResourcePools
-from multiswarm.scripts import Scripts, function_name
+from multiswarm.script_library import function_name
+from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 from tests.faults.proxy import ReplyDroppingProxy
 from tests.integration.helpers import eventually, host, leader

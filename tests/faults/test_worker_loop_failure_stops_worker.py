@@ -44,6 +44,9 @@ async def _inject(system: System, loop: str) -> None:
     w = system.worker
     if loop == "claim":
         w.tasks.claim = _boom  # type: ignore[method-assign]
+        # and the claims that wait in Redis for an assignment (the one waiting now runs as it
+        # was sent; the loop's next one fails)
+        w.tasks.claim_when_woken = _boom  # type: ignore[method-assign]
         # claim loops claim when told to (no polling): an assignment for the free agent
         await system.store.submit([(task_spec(SLEEP, id="next", capabilities=["x"]), {})])
     elif loop == "renewal":

@@ -26,7 +26,8 @@ from multiswarm.ops import tasks as ops_tasks
 from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import SwarmRegistry
 from multiswarm.script_headers import prefetch_arg, prefetch_keys
-from multiswarm.scripts import Scripts, lua_dir
+from multiswarm.script_library import lua_dir
+from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
 from .helpers import host, leader, stream_entries
@@ -50,7 +51,7 @@ async def request_records(scripts: Scripts, keys: Keys) -> list[bytes]:
 
 
 async def dispatch(scripts: Scripts, coord: SwarmCoordinator) -> ops_leadership.Dispatched:
-    return await ops_leadership.dispatch_tasks(
+    _, reply = await ops_leadership.dispatch_tasks(
         scripts,
         coord.keys,
         coord.election.fence,
@@ -61,6 +62,7 @@ async def dispatch(scripts: Scripts, coord: SwarmCoordinator) -> ops_leadership.
         heartbeat_timeout_ms=coord.heartbeat_timeout_ms,
         capsets=[],
     )
+    return reply
 
 
 async def retry_setup(

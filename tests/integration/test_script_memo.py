@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 from multiswarm.keys import Keys
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry
-from multiswarm.scripts import Scripts, _parts
+from multiswarm.script_library import _parts
+from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
 from .helpers import host, leader

@@ -30,7 +30,8 @@ from multiswarm.errors import ScriptError
 from multiswarm.keys import Keys
 from multiswarm.redis_server import RedisServer, TlsFiles, environment_without_redis
 from multiswarm.registry import SwarmRegistry, swarm_spec
-from multiswarm.scripts import Scripts, lua_dir, sources
+from multiswarm.script_library import lua_dir, sources
+from multiswarm.scripts import Scripts
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402

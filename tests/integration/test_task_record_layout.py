@@ -15,7 +15,8 @@ from multiswarm.errors import BadRequest
 from multiswarm.keys import Keys
 from multiswarm.messages import MAX_SETTING, Task, TaskSpec
 from multiswarm.ops.tasks import Outcome
-from multiswarm.scripts import Scripts, lua_dir
+from multiswarm.script_library import lua_dir
+from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
 from .helpers import host, leader

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from multiswarm import services
+from multiswarm import coordinator_process
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import current_leader
@@ -209,7 +209,7 @@ async def test_each_partitions_leader_is_woken_by_a_submission_to_its_partition(
     settings: Settings, scripts: Scripts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # no safety-net round within the test: only the wake-up makes the leader dispatch
-    monkeypatch.setattr(services, "DISPATCH_SAFETY_S", 120.0)
+    monkeypatch.setattr(coordinator_process, "DISPATCH_SAFETY_S", 120.0)
     ns = settings.namespace
     parts = Keys.all(ns, P)
     stop = asyncio.Event()

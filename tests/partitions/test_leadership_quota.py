@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
-from multiswarm.services import CoordinatorProcess, LeaseQuota
+from multiswarm.coordinator_process import CoordinatorProcess, LeaseQuota
 
 
 def process(leading: bool) -> CoordinatorProcess:

@@ -19,13 +19,13 @@ import pytest
 from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.coordinator_process import run_coordinator
 from multiswarm.envelopes import check_channel
 from multiswarm.errors import InvalidIdError, WorkerFailed
 from multiswarm.keys import Keys
 from multiswarm.placement import REGION_BYTES
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
-from multiswarm.services import run_coordinator
 from multiswarm.tasks import TaskStore, task_spec
 from multiswarm.worker import Worker
 from multiswarm.worker_partitions import partition_worker_id, run_workers, split_pool

@@ -24,7 +24,7 @@ from multiswarm.errors import InvalidIdError, MessageRejected, MessageTooLargeEr
 from multiswarm.keys import Keys
 from multiswarm.messages import Envelope
 from multiswarm.messaging_api import split_message
-from multiswarm.scripts import sources
+from multiswarm.script_library import sources
 
 KEYS = Keys("swarm")
 CH = "swarm:beta"

@@ -17,7 +17,8 @@ from multiswarm.messages import (
     pack,
     unpack,
 )
-from multiswarm.scripts import lua_dir, translate
+from multiswarm.script_library import lua_dir
+from multiswarm.scripts import translate
 
 
 def _slot_tag(key: str) -> str:

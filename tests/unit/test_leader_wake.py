@@ -1,4 +1,4 @@
-"""The leader's dispatch loop and its wake-ups (multiswarm.services.CoordinatorProcess)."""
+"""The leader's dispatch loop and its wake-ups (multiswarm.coordinator_process)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-from multiswarm.services import CoordinatorProcess
+from multiswarm.coordinator_process import CoordinatorProcess
 
 
 class _Leader:
@@ -19,6 +19,7 @@ class _Leader:
         self.election = SimpleNamespace(is_leader=True, epoch=1, holder_id="c1")
         self.batch_size = 200
         self.more = False
+        self.can_dispatch_when_woken = False  # woken by PUBLISH: the loop waits on its event
         self.rounds = 0
         self.during_round = during_round
 
@@ -46,3 +47,42 @@ async def test_a_submission_heard_during_a_round_starts_another_round() -> None:
     # the bound only keeps a failing run from hanging: the second round follows the notice
     await asyncio.wait_for(proc._lead(stop), timeout=30)
     assert leader.rounds == 2
+
+
+class _WokenLeader(_Leader):
+    """A leader that waits inside its dispatch calls (dispatch_when_woken) once idle."""
+
+    def __init__(self, during_round: Any) -> None:
+        super().__init__(during_round)
+        self.can_dispatch_when_woken = True
+        self.waits: list[int] = []
+        self.abandoned = 0
+
+    async def dispatch_when_woken(self, block_ms: int) -> tuple[bool, int]:
+        self.waits.append(block_ms)
+        try:
+            await asyncio.sleep(3600)  # no wake-up entry comes
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
+        return True, 0
+
+
+async def test_an_idle_leader_waits_in_its_call_and_a_notice_of_its_own_ends_the_wait() -> None:
+    stop = asyncio.Event()
+
+    async def during_round(n: int) -> None:
+        if n == 2:
+            stop.set()
+
+    leader = _WokenLeader(during_round)
+    proc = CoordinatorProcess(cast(Any, leader))
+    lead = asyncio.ensure_future(proc._lead(stop))
+    while not leader.waits:  # the first round assigned nothing: the leader waits in Redis
+        await asyncio.sleep(0.01)
+    assert leader.rounds == 1 and leader.waits == [3_600_000]  # until the first retry is due
+    # a notice of this process (the reaper freed slots, an operator's retry) ends the wait
+    # and a round follows at once
+    proc.hear(cast(Any, SimpleNamespace(type="task_submitted", sender="tasks")))
+    await asyncio.wait_for(lead, timeout=30)
+    assert leader.rounds == 2 and leader.abandoned == 1

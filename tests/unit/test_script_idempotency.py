@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from multiswarm.scripts import BY_NATURE, REQUEST_ID, lua_dir, sources
+from multiswarm.script_library import BY_NATURE, REQUEST_ID, lua_dir, sources
 
 ROOT = Path(__file__).resolve().parents[2]
 

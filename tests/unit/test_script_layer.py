@@ -15,7 +15,8 @@ import multiswarm.ops
 from multiswarm.errors import ConfigError, MultiswarmError, ScriptReplyError
 from multiswarm.keys import check_id
 from multiswarm.ops.script import DECLARED, Script, decode
-from multiswarm.scripts import lua_dir, request_id
+from multiswarm.script_library import lua_dir
+from multiswarm.scripts import request_id
 
 PACKAGE = Path(multiswarm.ops.__file__).resolve().parents[1]
 #: The script layer and the key builders: the only modules that may call scripts by name and

@@ -70,6 +70,22 @@ async def test_renew_tick_follows_the_shortest_lease() -> None:
         await worker.client.aclose()
 
 
+async def test_a_run_that_ends_forgets_its_own_claim_not_a_later_one() -> None:
+    # a task handed back (its agent killed) is assigned and claimed again by a claim that
+    # waited in Redis, whose reply can come before the hand-back's: the old run's cleanup
+    # must leave the new claim held (leased, renewed, run), or its lease runs out unrun
+    worker = Worker(Settings(), [])
+    try:
+        old, new = _held(30_000), _held(30_000)
+        worker.held = {old.claimed.id: new}
+        worker._unhold(old.claimed)
+        assert worker.held == {new.claimed.id: new}
+        worker._unhold(new.claimed)
+        assert worker.held == {}
+    finally:
+        await worker.client.aclose()
+
+
 def test_agent_share_of_the_node_pool() -> None:
     memory = NodeMemory(1024 * 1024, n_agents=2)
     assert memory.share_bytes(0) == memory.share_bytes(1) == 512 * 1024

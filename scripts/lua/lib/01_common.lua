@@ -44,11 +44,20 @@ local function covers(have, need)
   return true
 end
 
--- Wake-ups (multiswarm/wakeups.py, decision 50): an empty PUBLISH on '{tag}:wake:<what>', where
--- {tag} is the hash tag of `key` (any key of the calling script's partition; multiswarm/keys.py
--- Keys.wake_leader and Keys.wake_swarm build the same names). Classic PUBLISH on a cluster too.
+-- Wake-ups (multiswarm/wakeups.py, decisions 50 and 94): an empty PUBLISH on the channel
+-- '{tag}:wake:<what>', where {tag} is the hash tag of `key` (any key of the calling script's
+-- partition; multiswarm/keys.py Keys.wake_leader and Keys.wake_swarm build the same names), and
+-- an entry on the stream of that name, which keeps only its last one: a process blocked in
+-- XREAD on it with a script call pipelined behind (Scripts.call_when_woken) has that call run
+-- at once. Classic PUBLISH on a cluster too.
+local function wake_name(key, what)
+  return string.match(key, '^({[^}]*})') .. ':wake:' .. what
+end
+
 local function wake(key, what)
-  redis.call('PUBLISH', string.match(key, '^({[^}]*})') .. ':wake:' .. what, '')
+  local name = wake_name(key, what)
+  redis.call('PUBLISH', name, '')
+  redis.call('XADD', name, 'MAXLEN', '1', '*', 'w', '')
 end
 
 local function hget_json(key, field)

@@ -176,6 +176,7 @@ local function swarm_index_drop(swarms_key, sid)
   redis.call('HDEL', SX.entry, sid)
   redis.call('HDEL', SX.active, sid)
   redis.call('ZREM', SX.stale, sid)
+  redis.call('DEL', wake_name(swarms_key, 'swarm:' .. sid))  -- its wake-up stream (wake)
 end
 
 -- `delta` more (delta > 0) or fewer (< 0) tasks assigned to or running in swarm `sid`; the count

@@ -1,0 +1,172 @@
+"""Script calls that wait in Redis for a wake-up (Scripts.call_when_woken, decision 94).
+
+A claim (or a dispatch) is sent behind an ``XREAD BLOCK`` on the wake-up stream its scripts
+write to, so Redis runs it as the assignment (or the submission) arrives. It must run once
+however the wait ends: woken, timed out, its reply lost, or the server refusing ``XREAD``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from multiswarm.config import Settings
+from multiswarm.connection import Client, connect
+from multiswarm.keys import Keys
+from multiswarm.redis_server import RedisServer
+from multiswarm.registry import swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+from tests.faults.inprocess import worker_system
+
+from .helpers import eventually, host, leader
+
+NOOP = "multiswarm.demo_tasks:noop"
+
+
+async def _last_entry(client: Client, stream: str) -> str:
+    """The id of the last entry of ``stream`` ("0-0" when it has none)."""
+    got: Any = await client.xrevrange(stream, "+", "-", count=1)
+    return str(got[0][0].decode()) if got else "0-0"
+
+
+async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    cursor = await _last_entry(client, keys.wake_swarm("a"))
+    waiting = asyncio.ensure_future(store.claim_when_woken("a", "w1", 4, cursor, 20_000))
+    # nothing assigned: the claim waits in Redis (the queue is empty, nothing was claimed)
+    done, _ = await asyncio.wait([waiting], timeout=0.3)
+    assert not done
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await coord.dispatch_once() == 1
+    # the assignment's wake-up runs the claim long before its 20 s wait would end
+    woken, claimed = await asyncio.wait_for(waiting, 10)
+    assert [c.id for c in claimed] == ["t1"]
+    assert woken is not None and woken == await _last_entry(client, keys.wake_swarm("a"))
+    task = await store.get("t1")
+    assert (task.status, task.token, task.attempts) == ("running", claimed[0].token, 1)
+
+
+async def test_a_waiting_claim_whose_wait_ends_claims_all_the_same(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await coord.dispatch_once() == 1
+    # the wake-up came before the wait: from its entry on, nothing new (a lost PUBLISH's case)
+    cursor = await _last_entry(client, keys.wake_swarm("a"))
+    woken, claimed = await store.claim_when_woken("a", "w1", 4, cursor, 100)
+    assert woken is None  # the wait's safety net ended it
+    assert [c.id for c in claimed] == ["t1"]
+
+
+async def test_a_woken_claim_whose_reply_is_lost_replays_it_once(
+    scripts: Scripts, keys: Keys, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(3)])
+    assert await coord.dispatch_once() == 3
+    direct: Any = scripts._direct
+    sent = direct.call_many
+
+    async def reply_lost(*commands: tuple[Any, ...], raise_on_error: bool = True) -> list[Any]:
+        await sent(*commands, raise_on_error=raise_on_error)  # it ran in Redis
+        raise redis.exceptions.ConnectionError("connection lost before the reply")
+
+    monkeypatch.setattr(direct, "call_many", reply_lost)
+    woken, claimed = await store.claim_when_woken("a", "w1", 2, "0-0", 100)
+    monkeypatch.undo()
+    # the retry under the same request key handed over what the lost call claimed, no more
+    assert woken is None and len(claimed) == 2
+    for c in claimed:
+        task = await store.get(c.id)
+        assert (task.status, task.token, task.attempts) == ("running", c.token, 1)
+    rest = await store.claim("a", "w1", 5)
+    assert len(rest) == 1 and rest[0].id not in {c.id for c in claimed}
+
+
+async def test_a_waiting_dispatch_runs_as_a_submission_wakes_it(
+    scripts: Scripts, keys: Keys
+) -> None:
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    assert coord.can_dispatch_when_woken
+    await coord.dispatch_when_woken(100)  # reads up to the stream's end (the hosting woke it)
+    waiting = asyncio.ensure_future(coord.dispatch_when_woken(20_000))
+    done, _ = await asyncio.wait([waiting], timeout=0.3)
+    assert not done
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await asyncio.wait_for(waiting, 10) == (True, 1)
+    assert (await store.get("t1")).status == "assigned"
+
+
+async def _without_xread(server: RedisServer, namespace: str) -> Settings:
+    """Settings of a user of ``server`` that may run every command but ``XREAD``."""
+    admin = connect(Settings(redis_url=server.url, redis_url_explicit=True))
+    try:
+        await admin.acl_setuser(
+            "noxread",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-xread"],
+        )
+    finally:
+        await admin.aclose()
+    url = server.url.replace("redis://", "redis://noxread:pw@")
+    return Settings(redis_url=url, redis_url_explicit=True, namespace=namespace)
+
+
+async def test_a_server_refusing_xread_still_runs_the_call_and_it_is_not_asked_again(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    client = connect(await _without_xread(own_redis, namespace))
+    try:
+        scripts, keys = Scripts(client), Keys(namespace)
+        await scripts.load()
+        store = TaskStore(scripts, keys)
+        await host(scripts, keys, "w1", ("a", []))
+        coord = await leader(scripts, keys)
+        await store.submit([(task_spec(NOOP, id="t1"), None)])
+        assert await coord.dispatch_once() == 1
+        assert store.can_claim_when_woken
+        woken, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 20_000)
+        assert woken is None and [c.id for c in claimed] == ["t1"]
+        # from now on the worker and the leader are woken by PUBLISH instead
+        assert not store.can_claim_when_woken and not coord.can_dispatch_when_woken
+    finally:
+        await client.aclose()
+
+
+async def test_a_system_whose_server_refuses_xread_is_woken_by_publish(
+    own_redis: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    settings = await _without_xread(own_redis, namespace)
+    async with worker_system(settings, [swarm_spec("s", [], agents=2)], tmp_path) as system:
+        ids = [f"t{i}" for i in range(6)]
+        await system.store.submit([(task_spec(NOOP, id=t), None) for t in ids])
+
+        async def all_completed() -> bool:
+            return all(
+                t is not None and t.status == "completed" for t in await system.store.get_many(ids)
+            )
+
+        await eventually(all_completed, timeout_s=60, what="every task completed")
+        # the worker's first claim that waited for a wake-up was refused its XREAD: it ran
+        # all the same, and the worker subscribed to the assignments' PUBLISH instead
+        assert system.worker._subscribed
+        assert not system.worker.tasks.can_claim_when_woken
