@@ -151,7 +151,8 @@ class Worker(WorkerClaims):
         self.keys = Keys(settings.namespace, partition, settings.partitions)
         self.scripts = Scripts.for_settings(self.client, settings)
         self.tasks = TaskStore(self.scripts, self.keys)
-        self.outcomes = GroupCommit(self.tasks, self.id)
+        # a run posts its outcome while it is still among the runs under way
+        self.outcomes = GroupCommit(self.tasks, self.id, lone=lambda: len(self._running) <= 1)
         self.registry = SwarmRegistry(self.scripts, self.keys, settings.max_swarms)
         self.state = SwarmStateManager(self.scripts, self.keys, ttl_ms=settings.state_ttl_ms)
         self.messenger = SwarmMessenger(self.client, self.keys, sender=self.id)

@@ -200,7 +200,9 @@ class WorkerClaims(WorkerLiveness):
                 # there is any): wait to be woken by an assignment, a finished run, or the
                 # worker's one safety net; on stop, shutdown cancels this loop
                 if self.drained.get(swarm_id) and swarm_id not in self.polls:
-                    self._poll(swarm_id)
+                    # after the runs just started have written to their agents' pipes (the
+                    # next turn): the wait's own send is not on their path (decision 95)
+                    loop.call_soon(self._poll, swarm_id)
                 await wake.wait()
 
     def _poll(self, swarm_id: str) -> None:
@@ -211,6 +213,8 @@ class WorkerClaims(WorkerLiveness):
         freed later are claimed for by the loop once it replies); the wait is the claim
         loop's safety net (:data:`CLAIM_SAFETY_S`). Without a plain or Sentinel client the
         loop is woken by the assignment's ``PUBLISH`` instead (:func:`wake_on`)."""
+        if swarm_id in self.polls or not self.drained.get(swarm_id) or self._shutting_down:
+            return  # (a claim since the loop asked for it found work, or one waits already)
         if not self.tasks.can_claim_when_woken:
             self._subscribe_wakeups()
             return

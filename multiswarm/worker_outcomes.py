@@ -4,8 +4,9 @@ Each finished run hands its outcome to :meth:`GroupCommit.record` and waits for 
 While one ``finish_tasks.lua`` call is in flight, the outcomes that arrive wait and go together in
 the next call (group commit, as databases batch their log writes: Gray and Reuter, *Transaction
 Processing*, 1992, §9.4). There is no timer: an outcome arriving while nothing is in flight is sent
-two turns of the event loop later (outcomes read meanwhile join it), so a lone task pays no clock
-wait, and under load the calls per task fall by the batch size. Each outcome is still recorded
+two turns of the event loop later (outcomes read meanwhile join it), or at once when no other run
+is under way (nothing could join it), so a lone task pays no wait, and under load the calls per
+task fall by the batch size. Each outcome is still recorded
 exactly once: the script keeps the first result of a task (request id on the call, first result
 wins across attempts).
 """
@@ -41,11 +42,16 @@ class GroupCommit:
         The task store whose :meth:`~multiswarm.tasks.TaskStore.finish` records a batch.
     worker_id:
         Named on each completion in the completions stream.
+    lone:
+        True when no run but the one posting is under way: its outcome is sent at once.
     """
 
-    def __init__(self, tasks: TaskStore, worker_id: str) -> None:
+    def __init__(
+        self, tasks: TaskStore, worker_id: str, lone: Callable[[], bool] = lambda: False
+    ) -> None:
         self.tasks = tasks
         self.worker_id = worker_id
+        self.lone = lone
         self._pending: list[tuple[Outcome, Sink]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -57,7 +63,8 @@ class GroupCommit:
         flush was cancelled). It must not raise."""
         self._pending.append((outcome, done))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="group commit of outcomes")
+            flush = self._flush(gather=not self.lone())
+            self._flusher = asyncio.create_task(flush, name="group commit of outcomes")
 
     async def record(self, outcome: Outcome) -> str:
         """Record one outcome; its reply (:meth:`~multiswarm.tasks.TaskStore.finish`).
@@ -95,12 +102,14 @@ class GroupCommit:
             )
         return reply
 
-    async def _flush(self) -> None:
+    async def _flush(self, gather: bool) -> None:
         # two turns of the event loop first, so outcomes of replies read meanwhile (the other
-        # agents' pipes) join the batch: ~10 % fewer calls under load (decision 69); no timer
+        # agents' pipes) join the batch: ~10 % fewer calls under load (decision 69); no timer.
+        # Not when no other run is under way: a round trip would wait for nothing (decision 95)
         try:
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
+            if gather:
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
         except asyncio.CancelledError as e:
             batch, self._pending = self._pending, []
             _deliver(batch, e)
