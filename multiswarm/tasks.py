@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from multiswarm.errors import BadRequest, IllegalTransition, NotFound
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
 from multiswarm.messages import (
-    PRIORITIES,
     Task,
     TaskSpec,
     check_settings,
@@ -33,6 +31,9 @@ from multiswarm.ops import tasks as ops
 from multiswarm.ops.script import decode
 from multiswarm.ops.tasks import Claimed as Claimed
 from multiswarm.scripts import Scripts
+from multiswarm.task_specs import MAX_RESULT_TTL_MS as MAX_RESULT_TTL_MS
+from multiswarm.task_specs import MIN_LEASE_MS as MIN_LEASE_MS
+from multiswarm.task_specs import task_spec as task_spec
 
 #: Largest payload accepted per task, in bytes (same limit as a message).
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -40,95 +41,11 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 #: 40-150 µs each (measured on a 2-CPU VM, the high end with 40,000 dependents of one
 #: task), so a call holds Redis for under 10 ms.
 SUBMIT_CHUNK = 50
+#: Tasks whose completions cursor a TaskStore keeps for a waiter (:attr:`TaskStore.cursors`).
+WAITER_CURSORS = 4096
 #: Index entries one prune_tasks.lua call examines: 10-25 µs each (measured), so a call holds
 #: Redis for 1-3 ms, and pruning still keeps up with >10,000 tasks per second.
 PRUNE_BATCH = 100
-#: Longest per-task result TTL (10 years, in ms).
-MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
-
-
-#: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
-#: that third with room for a Redis round trip and a busy event loop.
-MIN_LEASE_MS = 1_000
-
-
-def task_spec(
-    handler: str,
-    *,
-    id: str | None = None,
-    name: str = "",
-    capabilities: Iterable[str] = (),
-    priority: str = "normal",
-    depends_on: Iterable[str] = (),
-    max_attempts: int = 3,
-    lease_ms: int = 30_000,
-    timeout_ms: int = 300_000,
-    backoff_ms: int = 1_000,
-    backoff_max_ms: int = 60_000,
-    result_ttl_ms: int | None = None,
-) -> TaskSpec:
-    """Build and validate one task definition.
-
-    Parameters
-    ----------
-    handler:
-        Import path ``package.module:function`` the worker runs.
-    capabilities:
-        What a swarm must offer to take the task.
-    priority:
-        ``high`` | ``normal`` | ``low``.
-    lease_ms:
-        Visibility timeout: a running task whose worker stops renewing is re-queued after it.
-        At least :data:`MIN_LEASE_MS`.
-    timeout_ms:
-        Longest a single execution may run; a timeout counts as a failed attempt.
-    backoff_ms, backoff_max_ms:
-        Retry delay ``backoff_ms * 2**(attempt-1)``, capped, times a jitter in [0.5, 1).
-    result_ttl_ms:
-        How long, in milliseconds, the task is kept once finished (record and result), in place
-        of the deployment's ``MULTISWARM_RESULT_TTL_MS``. A completed task is kept longer while
-        a task depending on it has not ended, since that one reads its result.
-
-    Raises
-    ------
-    InvalidIdError, BadRequest
-    """
-    if ":" not in handler or not all(handler.split(":", 1)):
-        raise BadRequest("BAD_REQUEST", f"handler {handler!r} is not 'package.module:function'")
-    if priority not in PRIORITIES:
-        raise BadRequest("BAD_REQUEST", f"priority {priority!r} not in {sorted(PRIORITIES)}")
-    caps = [check_id(c, "capability") for c in capabilities]
-    deps = [check_id(d, "dependency id") for d in depends_on]
-    if max_attempts < 1 or timeout_ms < 1 or backoff_ms < 0:
-        raise BadRequest(
-            "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"
-        )
-    if lease_ms < MIN_LEASE_MS:
-        raise BadRequest(
-            "BAD_REQUEST",
-            f"lease_ms={lease_ms} is below the minimum of "
-            f"{MIN_LEASE_MS} ms (a worker renews every third of a lease)",
-        )
-    if result_ttl_ms is not None and not 1 <= result_ttl_ms <= MAX_RESULT_TTL_MS:
-        raise BadRequest(
-            "BAD_REQUEST", f"result_ttl_ms {result_ttl_ms} not in [1, {MAX_RESULT_TTL_MS}]"
-        )
-    return check_settings(
-        TaskSpec(
-            id=check_id(id or uuid.uuid4().hex, "task id"),
-            handler=handler,
-            name=name,
-            caps=",".join(caps),
-            prio=PRIORITIES[priority],
-            max_attempts=max_attempts,
-            lease_ms=lease_ms,
-            timeout_ms=timeout_ms,
-            backoff_ms=backoff_ms,
-            backoff_max_ms=max(backoff_ms, backoff_max_ms),
-            deps=",".join(deps),
-            result_ttl_ms=result_ttl_ms or 0,
-        )
-    )
 
 
 class TaskStore:
@@ -148,6 +65,9 @@ class TaskStore:
         self.client = scripts.client
         #: wake-ups for the leader (task_submitted) and workers (task_cancelled)
         self.notices = SwarmMessenger(self.client, keys, sender="tasks")
+        #: task id -> the completions stream's last entry id when it was submitted here: where
+        #: a waiter reads from (tasks_api.wait_for); the oldest dropped beyond WAITER_CURSORS
+        self.cursors: dict[str, str] = {}
 
     # -- producers -----------------------------------------------------------------------------
     async def submit(self, tasks: Sequence[tuple[TaskSpec, Any]]) -> dict[str, str]:
@@ -173,9 +93,12 @@ class TaskStore:
                         f"of {MAX_PAYLOAD_BYTES} (1 MiB): pass a reference (path, URL) instead",
                     )
                 encoded.append((encode_task_spec(spec), data))
-            statuses = await ops.submit_tasks(self.scripts, self.keys, encoded)
+            statuses, cursor = await ops.submit_tasks(self.scripts, self.keys, encoded)
             for (spec, _), status in zip(chunk, statuses):
                 out[spec.id] = status
+                self.cursors[spec.id] = cursor
+            while len(self.cursors) > WAITER_CURSORS:  # (insertion order: the oldest first)
+                del self.cursors[next(iter(self.cursors))]
         # submit_tasks.lua woke the leader when a task is ready (multiswarm.wakeups)
         return out
 

@@ -297,8 +297,10 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
 async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
     """:func:`wait_for` in the task's partition: its completions stream and records."""
     deadline = time.monotonic() + timeout_s
-    cursor: bytes | str | None = None  # first step: where the stream ends, and a first look
-    block_ms = 0
+    # where the stream ended when this process submitted the task (decision 96): its
+    # completion comes after, so the first step can block; else a first look learns it
+    cursor: bytes | str | None = host.tasks.cursors.pop(task_id, None)
+    block_ms = max(1, int(min(timeout_s, SAFETY_NET_S) * 1000))
     while True:
         # one round trip per step: woken by a completion, the record comes with it
         read, task, packed = await host.tasks.wait_step(task_id, cursor, block_ms)

@@ -182,13 +182,16 @@ def _pairs(held: dict[str, str]) -> list[str]:
 
 async def submit_tasks(
     scripts: ScriptRunner, keys: Keys, specs: Sequence[tuple[bytes, bytes]]
-) -> list[str]:
-    """Submit ``(spec, payload bytes)`` pairs, all or nothing; per task its status. A spec is
-    :func:`multiswarm.messages.encode_task_spec`'s MessagePack (or an older client's JSON)."""
+) -> tuple[list[str], str]:
+    """Submit ``(spec, payload bytes)`` pairs, all or nothing; per task its status, and the id
+    of the completions stream's last entry before any of them can complete (a waiter's
+    cursor). A spec is :func:`multiswarm.messages.encode_task_spec`'s MessagePack (or an
+    older client's JSON)."""
     args: list[Any] = [len(specs)]
     for spec, payload in specs:
         args += [spec, payload]
-    return await SUBMIT(scripts, keys.task_keyset, args)
+    *statuses, cursor = await SUBMIT(scripts, keys.task_keyset, args)
+    return statuses, cursor
 
 
 async def cancel_task(scripts: ScriptRunner, keys: Keys, task_id: str, reason: str) -> str:

@@ -15,7 +15,9 @@
 -- Dependencies must already exist or come earlier in the batch, so the graph is acyclic.
 -- Wakes the partition's leader when a task is ready (lib/01_common.lua wake).
 -- returns per task 'pending' | 'ready' | 'cancelled' | 'exists' (same definition submitted
---   before: idempotent); errors BAD_REQUEST, ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
+--   before: idempotent), then the id of the completions stream's last entry ('0-0': none): a
+--   waiter for these tasks reads that stream from there (decision 96); errors BAD_REQUEST,
+--   ALREADY_EXISTS, UNKNOWN_DEPENDENCY write nothing
 load_task_keys()
 local count = tonumber(ARGV[1])
 if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
@@ -225,4 +227,6 @@ if fresh > 0 then stat_add('submitted', fresh) end
 if cancelled > 0 then stat_add('cancelled', cancelled) end
 -- the leader dispatches at once (multiswarm/wakeups.py); its 2 s round is only the safety net
 if any_ready then wake(TK.tasks, 'leader') end
+local last = redis.call('XREVRANGE', TK.completions, '+', '-', 'COUNT', 1)[1]
+out[#out + 1] = last and last[1] or '0-0'
 return out

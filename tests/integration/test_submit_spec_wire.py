@@ -57,7 +57,7 @@ async def test_a_json_spec_from_an_older_client_is_stored_as_a_messagepack_one(
     assert encode_json(old)[:1] == b"{"
     assert encode_task_spec(new)[:1] == b"\x8b"  # a fixmap of 11 (no deps)
     assert encode_task_spec(task_spec(NOOP, id="x"))[:1] == b"\x88"  # defaults left out
-    out = await submit_tasks(
+    out, _ = await submit_tasks(
         scripts, keys, [(encode_json(old), pack(1)), (encode_task_spec(new), pack(2))]
     )
     assert out == ["ready", "ready"]
@@ -72,7 +72,7 @@ async def test_a_json_spec_from_an_older_client_is_stored_as_a_messagepack_one(
     # dependants of both, each as its client sends it: pending (deps_left: a 17-entry map16
     # record), then a resubmission of the JSON one is the same definition
     dep_old, dep_new = _full("dep_old", ("old", "new")), _full("dep_new", ("old", "new"))
-    out = await submit_tasks(
+    out, _ = await submit_tasks(
         scripts,
         keys,
         [
@@ -192,4 +192,4 @@ async def test_a_malformed_spec_is_refused_and_writes_nothing(
     client = scripts.client
     assert await client.exists(keys.tasks, keys.payloads, keys.stats, keys.ready) == 0
     # the good spec alone goes through
-    assert await submit_tasks(scripts, keys, [(ok, pack(1))]) == ["ready"]
+    assert (await submit_tasks(scripts, keys, [(ok, pack(1))]))[0] == ["ready"]

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import redis.exceptions
 
+from multiswarm import tasks as tasks_module
+from multiswarm.api import Multiswarm
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.keys import Keys
@@ -170,3 +172,45 @@ async def test_a_system_whose_server_refuses_xread_is_woken_by_publish(
         # all the same, and the worker subscribed to the assignments' PUBLISH instead
         assert system.worker._subscribed
         assert not system.worker.tasks.can_claim_when_woken
+
+
+async def test_a_waiter_reads_completions_from_where_they_stood_at_its_submission(
+    settings: Settings, client: Client, scripts: Scripts, keys: Keys
+) -> None:
+    ms = Multiswarm(client, settings)
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+
+    async def run_all() -> None:
+        await coord.dispatch_once()
+        for c in await store.claim("a", "w1", 10):
+            await store.complete(c.id, c.token, "w1", c.id)
+
+    await store.submit([(task_spec(NOOP, id="before"), None)])
+    await run_all()  # a completion already in the stream
+    before = await _last_entry(client, keys.completions)
+    tid = await ms.distribute_task(NOOP, None)
+    # the submission's reply said where the stream stood: the waiter starts there, blocking,
+    # with no first look of its own (decision 96)
+    assert ms.tasks.cursors[tid] == before
+    steps: list[Any] = []
+    step = ms.tasks.wait_step
+
+    async def counted(task_id: str, cursor: Any, block_ms: int) -> Any:
+        steps.append(cursor)
+        return await step(task_id, cursor, block_ms)
+
+    ms.tasks.wait_step = counted  # type: ignore[method-assign]
+    await run_all()  # completed before anyone waits: its entry follows the cursor
+    assert await ms.result(tid, timeout_s=10) == tid
+    assert steps == [before] and tid not in ms.tasks.cursors
+
+
+async def test_a_store_keeps_the_cursors_of_its_latest_submissions_only(
+    scripts: Scripts, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks_module, "WAITER_CURSORS", 3)
+    store = TaskStore(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(5)])
+    assert list(store.cursors) == ["t2", "t3", "t4"]  # bounded, the oldest dropped
