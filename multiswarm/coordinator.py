@@ -241,11 +241,9 @@ class SwarmCoordinator:
         entry this leader has not seen, or after ``block_ms`` (its safety net): no round trip
         to this process between a submission and its dispatch. Returns (woken by an entry,
         tasks assigned); :attr:`more` says whether to call again at once. Raises StaleEpoch."""
-        block_ms = max(1, min(block_ms, self.scripts.block_limit_ms))
-        assigned, _more, woken = await self._dispatch_call(
+        assigned, self.more, woken = await self._dispatch_call(
             DISPATCH_CALL_BATCH, (self._wake_cursor, block_ms)
         )
-        self.more = _more
         if woken is not None:
             self._wake_cursor = woken
         return woken is not None, assigned

@@ -160,6 +160,10 @@ class Scripts:
         self._direct = DirectCalls.for_client(client)
         #: the server refused the XREAD of :meth:`call_when_woken` (an ACL): not used again
         self._wake_refused = False
+        #: longest block :meth:`call_when_woken` asks for: half the connections' socket
+        #: timeout (a read waits no longer than that), ms
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        self._block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
         #: script name -> its function's name; first key -> its slot's request key prefix
         self._names: dict[str, str] = {}
         self._request_bases: dict[str, str] = {}
@@ -227,14 +231,6 @@ class Scripts:
             and not (self.wait_replicas and name in DURABLE)
         )
 
-    @property
-    def block_limit_ms(self) -> int:
-        """Longest block :meth:`call_when_woken` may ask for: half the connections' socket
-        timeout (a read waits no longer than that), ms."""
-        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
-        timeout_s = kwargs.get("socket_timeout") or 5.0
-        return max(1, int(timeout_s * 500))
-
     async def call_when_woken(
         self,
         name: str,
@@ -245,7 +241,7 @@ class Scripts:
         request_key: str | None = None,
     ) -> tuple[str | None, Any]:
         """Run script ``name`` once stream ``wake[0]`` has an entry after id ``wake[1]``, or
-        after ``wake[2]`` ms: ``XREAD BLOCK`` and the ``FCALL`` in one write on a kept
+        after ``wake[2]`` ms (at most half the connections' socket timeout): ``XREAD BLOCK`` and the ``FCALL`` in one write on a kept
         connection, so Redis runs the script as the wake-up arrives, with no round trip to
         this process between them (the waiters of :func:`multiswarm.tasks_api.wait_for` read
         the same way). Only where :meth:`can_call_when_woken`.
@@ -265,6 +261,7 @@ class Scripts:
         if direct is None:
             raise errors.ConfigError("call_when_woken needs a plain or Sentinel client")
         stream, cursor, block_ms = wake
+        block_ms = max(1, min(block_ms, self._block_limit_ms))
         try:
             read, reply = await direct.call_many(
                 ("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", stream, cursor),

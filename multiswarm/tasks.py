@@ -130,9 +130,13 @@ class TaskStore:
         ``cursor`` (an assignment), or after ``block_ms`` (at most half the socket timeout).
         Only where :attr:`can_claim_when_woken`. Returns the newest entry id read (None:
         none) and the tasks leased. Raises WorkerUnknown."""
-        wait = (cursor, max(1, min(block_ms, self.scripts.block_limit_ms)))
         return await ops.claim_tasks_when_woken(
-            self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count, wake=wait
+            self.scripts,
+            self.keys,
+            swarm_id=swarm_id,
+            worker_id=worker_id,
+            count=count,
+            wake=(cursor, block_ms),
         )
 
     @property

@@ -122,6 +122,18 @@ class WorkerClaims(WorkerLiveness):
             self._failure = (t.get_name(), exc)
             self._failed.set()
 
+    def _room(self, swarm_id: str) -> tuple[int, int, int]:
+        """The free slots of ``swarm_id``'s usable agents, its prefetch window, and how many
+        tasks a claim may take now."""
+        # only usable agents count: tasks prefetched for agents being restarted would wait
+        # here while another worker could run them
+        free, slots = self.placement[swarm_id].slots()
+        window = self.prefetch * slots
+        # runs whose slot is free again but whose outcome is not recorded yet still hold
+        # their task: at most slots + window tasks held, whatever stage each is at
+        want = free + window - len(self.prefetched[swarm_id]) - self.finishing[swarm_id]
+        return free, window, want
+
     async def _claim_loop(self, swarm_id: str, stop: asyncio.Event) -> None:
         """Claim tasks of ``swarm_id`` as agents' slots free, with a prefetch window (module
         docstring, ``prefetch``): claimed tasks wait in ``prefetched`` until a slot
@@ -132,13 +144,7 @@ class WorkerClaims(WorkerLiveness):
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             wake.clear()  # before looking: a wake-up from now on means look again
-            # only usable agents count: tasks prefetched for agents being restarted would wait
-            # here while another worker could run them
-            free, slots = swarm.slots()
-            window = self.prefetch * slots
-            # runs whose slot is free again but whose outcome is not recorded yet still hold
-            # their task: at most slots + window tasks held, whatever stage each is at
-            want = free + window - len(prefetched) - self.finishing[swarm_id]
+            free, window, want = self._room(swarm_id)
             claimed: list[Claimed] = []
             poll = self.polls.get(swarm_id)
             asked = 0
@@ -218,9 +224,7 @@ class WorkerClaims(WorkerLiveness):
         if not self.tasks.can_claim_when_woken:
             self._subscribe_wakeups()
             return
-        free, slots = self.placement[swarm_id].slots()
-        want = free + self.prefetch * slots - len(self.prefetched[swarm_id])
-        want -= self.finishing[swarm_id]
+        want = self._room(swarm_id)[2]
         if want <= 0:
             return
         task = asyncio.ensure_future(self._claim_when_woken(swarm_id, want))

@@ -36,6 +36,16 @@ async def _last_entry(client: Client, stream: str) -> str:
     return str(got[0][0].decode()) if got else "0-0"
 
 
+async def _blocked_in_xread(client: Client, stream: str) -> None:
+    """Until a connection of the server is blocked in an XREAD (as a waiting call's is)."""
+
+    async def blocked() -> bool:
+        clients: Any = await client.client_list()
+        return any(c["cmd"] == "xread" and "b" in c["flags"] for c in clients)
+
+    await eventually(blocked, timeout_s=10, what=f"a client blocked in XREAD on {stream}")
+
+
 async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
     scripts: Scripts, keys: Keys, client: Client
 ) -> None:
@@ -44,9 +54,9 @@ async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
     coord = await leader(scripts, keys)
     cursor = await _last_entry(client, keys.wake_swarm("a"))
     waiting = asyncio.ensure_future(store.claim_when_woken("a", "w1", 4, cursor, 20_000))
-    # nothing assigned: the claim waits in Redis (the queue is empty, nothing was claimed)
-    done, _ = await asyncio.wait([waiting], timeout=0.3)
-    assert not done
+    # nothing assigned: the claim waits in Redis, its FCALL queued behind a blocked XREAD
+    await _blocked_in_xread(client, keys.wake_swarm("a"))
+    assert not waiting.done() and await client.zcard(keys.queue("a")) == 0
     await store.submit([(task_spec(NOOP, id="t1"), None)])
     assert await coord.dispatch_once() == 1
     # the assignment's wake-up runs the claim long before its 20 s wait would end
@@ -108,8 +118,8 @@ async def test_a_waiting_dispatch_runs_as_a_submission_wakes_it(
     assert coord.can_dispatch_when_woken
     await coord.dispatch_when_woken(100)  # reads up to the stream's end (the hosting woke it)
     waiting = asyncio.ensure_future(coord.dispatch_when_woken(20_000))
-    done, _ = await asyncio.wait([waiting], timeout=0.3)
-    assert not done
+    await _blocked_in_xread(scripts.client, keys.wake_leader)
+    assert not waiting.done()
     await store.submit([(task_spec(NOOP, id="t1"), None)])
     assert await asyncio.wait_for(waiting, 10) == (True, 1)
     assert (await store.get("t1")).status == "assigned"
