@@ -248,6 +248,7 @@ class CoordinatorProcess:
             # submission as the last completion's round runs) must start another round at once
             self.wake.clear()
             woken = self._woken_calls()
+            epoch = self.c.election.epoch  # the term this round's calls are fenced with
             try:
                 if idle and woken:
                     got = await self._dispatch_when_woken()
@@ -258,13 +259,7 @@ class CoordinatorProcess:
                 else:
                     assigned = await self.c.dispatch_once()
             except StaleEpoch:
-                if self.c.election.epoch:  # else released meanwhile: no surprise
-                    log.warning(
-                        "fenced off%s (stale epoch %d); stepping down",
-                        self.where,
-                        self.c.election.epoch,
-                    )
-                self.c.election.step_down()
+                self._fenced_off("", epoch)
                 idle = False
                 continue
             except MultiswarmError as e:
@@ -300,10 +295,21 @@ class CoordinatorProcess:
             return None
         return call.result()[1]
 
+    def _fenced_off(self, doing: str, epoch: int) -> None:
+        """A fenced call sent under ``epoch`` was refused (StaleEpoch): step down, unless this
+        process holds another term by now (a dispatch waiting in Redis for up to
+        :data:`DISPATCH_SAFETY_S` can outlive the lease it was sent under, lost and won again
+        meanwhile) or released the lease itself."""
+        if not epoch or self.c.election.epoch != epoch:
+            return
+        log.warning("fenced off%s%s (epoch %d); stepping down", doing, self.where, epoch)
+        self.c.election.step_down()
+
     async def _reap(self, stop: asyncio.Event) -> None:
         """The leader's deadline timer, apart from dispatch so that neither stops the other."""
         while not stop.is_set():
             if self.c.election.is_leader:
+                epoch = self.c.election.epoch
                 try:
                     before = self.c.requeued
                     retried, dead = await self.c.reap_once()
@@ -319,13 +325,7 @@ class CoordinatorProcess:
                     if retried + dead + requeued >= REAP_LIMIT:
                         continue  # more are due: no pause
                 except StaleEpoch:
-                    if self.c.election.epoch:  # else released meanwhile: no surprise
-                        log.warning(
-                            "fenced off while reaping%s (epoch %d); stepping down",
-                            self.where,
-                            self.c.election.epoch,
-                        )
-                    self.c.election.step_down()
+                    self._fenced_off(" while reaping", epoch)
                 except MultiswarmError as e:
                     log.warning("reaping failed: %s", e)
             wait_s = self.c.reap_interval_s
