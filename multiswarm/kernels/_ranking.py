@@ -121,7 +121,7 @@ def pick_ranked(
     """Position in ``rank[:n_live]`` of the first agent that has the capabilities and room;
     -1 if none."""
     for p in range(n_live):
-        a = rank[p]
+        a = rank[np.uint64(p)]  # unsigned: no negative-index wraparound (decision 97)
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return p
     return -1
@@ -139,7 +139,7 @@ def demote(rank: U32, p: int, end: int, key: F64) -> None:
     the shorter side, and galloping from the last place; the tree below wins only once the
     moves are long, decision 77.)
     """
-    a = rank[p]
+    a = rank[np.uint64(p)]
     ka = key[a]
     lo, hi = p + 1, end  # the place is the first q in [lo, hi) with a before rank[q]
     while lo < hi:
@@ -188,14 +188,14 @@ def pick_entry(
     shifting a second array after each placement cost more than these loads, decision 86.)"""
     low = np.uint64(_LOW)
     for p in range(start, n_live):
-        a = ent[p] & low
+        a = ent[np.uint64(p)] & low  # unsigned: no negative-index wraparound (decision 97)
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return p
     return -1
 
 
 @njit
-def demote_entry(ent: U64, p: int, end: int, a: int, key: F64, kb: I64) -> None:
+def demote_entry(ent: U64, p: int, end: int, a: np.uint64, key: F64, kb: I64) -> None:
     """Move agent ``a``, ``ent[p]``, right to its place in ``ent[p:end]`` (the end of its fit
     group) after its key grew, with its entry rewritten from the new key. Entries whose top
     bits differ from ``a``'s order by them alone; equal top bits (ties, or keys within ~1e-6
@@ -219,7 +219,7 @@ def demote_entry(ent: U64, p: int, end: int, a: int, key: F64, kb: I64) -> None:
         else:
             lo = mid + 1
     shift_left(ent, p, lo)
-    ent[lo - 1] = (top << np.uint64(32)) | np.uint64(a)
+    ent[np.uint64(lo - 1)] = (top << np.uint64(32)) | a
 
 
 @njit
@@ -290,7 +290,7 @@ def tree_pick(
     room, -1 if none; agents are moved from the tree to the head's end (in order) until one
     fits or the tree is empty, and ``h`` counts them."""
     for p in range(h):
-        a = head[p]
+        a = np.uint64(head[np.uint64(p)])  # unsigned: no negative-index wraparound
         if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
             return p, h
     while tk[1] != EMPTY:

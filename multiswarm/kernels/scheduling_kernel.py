@@ -91,27 +91,28 @@ def _task_keys(priority: I64, positions: bool) -> tuple[I32, I32]:
     if span > np.uint64(4 * n):
         by_key = np.argsort(~priority, kind="mergesort").astype(np.int32)
     else:
+        # (unsigned indexes: no negative-index wraparound, decision 97)
         slot = np.zeros(int(span) + 2, dtype=np.int64)
         for t in range(n):
-            slot[hi - priority[t] + 1] += 1
+            slot[np.uint64(hi - priority[np.uint64(t)] + 1)] += 1
         for b in range(1, slot.shape[0]):
-            slot[b] += slot[b - 1]
+            slot[np.uint64(b)] += slot[np.uint64(b - 1)]
         by_key = np.empty(n, dtype=np.int32)
         for t in range(n):
-            b = hi - priority[t]
-            by_key[slot[b]] = t
-            slot[b] += 1
+            level = np.uint64(hi - priority[np.uint64(t)])
+            by_key[np.uint64(slot[level])] = t
+            slot[level] += 1
     for i in range(tkey.shape[0]):
-        tkey[by_key[i]] = i
+        tkey[np.uint64(by_key[np.uint64(i)])] = i
     return by_key, tkey
 
 
 @njit
 def _mark_ready(words: U64, summary: U64, k: int) -> None:
     """Set bit ``k`` of the ready set, and the summary bit of its word."""
-    w = k >> 6
+    w = np.uint64(k >> 6)  # unsigned indexes: no negative-index wraparound (decision 97)
     words[w] |= np.uint64(1) << np.uint64(k & 63)
-    summary[w >> 6] |= np.uint64(1) << np.uint64(w & 63)
+    summary[w >> np.uint64(6)] |= np.uint64(1) << (w & np.uint64(63))
 
 
 @njit
@@ -124,7 +125,9 @@ def _pick_round_robin(
         a = cursor + k
         if a >= m:
             a -= m
-        if health[a] <= DEGRADED and (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+        # an unsigned index: no negative-index wraparound on each of the four loads
+        u = np.uint64(a)
+        if health[u] <= DEGRADED and (caps[u] & need) == need and load[u] + cost <= capacity[u]:
             return a
     return -1
 
@@ -144,17 +147,18 @@ def _failure_reason(need: np.uint64, caps: U64, health: I8) -> int:
 @njit
 def _reverse_csr(n: int, indptr: I64, indices: I64) -> tuple[I32, I32]:
     """Dependents of each task, as CSR, from the dependencies' CSR."""
+    # (unsigned indexes: no negative-index wraparound, decision 97)
     rev_indptr = np.zeros(n + 1, dtype=np.int32)
     for e in range(indices.shape[0]):
-        rev_indptr[indices[e] + 1] += 1
+        rev_indptr[np.uint64(indices[np.uint64(e)] + 1)] += 1
     for t in range(n):
-        rev_indptr[t + 1] += rev_indptr[t]
+        rev_indptr[np.uint64(t + 1)] += rev_indptr[np.uint64(t)]
     fill = rev_indptr[:n].copy()
     rev_indices = np.empty(indices.shape[0], dtype=np.int32)
     for t in range(n):
-        for e in range(indptr[t], indptr[t + 1]):
-            d = indices[e]
-            rev_indices[fill[d]] = t
+        for e in range(indptr[np.uint64(t)], indptr[np.uint64(t + 1)]):
+            d = np.uint64(indices[np.uint64(e)])
+            rev_indices[np.uint64(fill[d])] = t
             fill[d] += 1
     return rev_indptr, rev_indices
 
@@ -295,27 +299,29 @@ def schedule_kernel(
     summary = np.zeros((words.shape[0] + 63) >> 6, dtype=np.uint64)
     waiting = (dep_indptr[1:] - dep_indptr[:-1]).astype(np.int32)
     for k in range(n):
-        if not has_deps or waiting[by_key[k]] == 0:
+        if not has_deps or waiting[np.uint64(by_key[np.uint64(k)])] == 0:
             _mark_ready(words, summary, k)
     n_summary = summary.shape[0]
     s = 0  # no summary word before it has a bit set
     while True:
-        while s < n_summary and summary[s] == 0:
+        while s < n_summary and summary[np.uint64(s)] == 0:
             s += 1
         if s == n_summary:
             break
-        w = (s << 6) + int(trailing_zeros(summary[s]))
-        bits = words[w]
-        t = by_key[(w << 6) + int(trailing_zeros(bits))]
+        # unsigned indexes below: no negative-index wraparound on each access (decision 97)
+        w = (s << 6) + int(trailing_zeros(summary[np.uint64(s)]))
+        bits = words[np.uint64(w)]
+        t = by_key[np.uint64((w << 6) + int(trailing_zeros(bits)))]
+        tu = np.uint64(t)
         bits &= bits - np.uint64(1)
-        words[w] = bits
+        words[np.uint64(w)] = bits
         if bits == 0:
-            summary[s] &= ~(np.uint64(1) << np.uint64(w & 63))
+            summary[np.uint64(s)] &= ~(np.uint64(1) << np.uint64(w & 63))
         n_decided += 1
-        need = task_caps[t]
-        cost = task_cost[t]
-        if has_deps and blocked[t]:
-            reason[t] = DEPENDENCY_UNASSIGNED
+        need = task_caps[tu]
+        cost = task_cost[tu]
+        if has_deps and blocked[tu]:
+            reason[tu] = DEPENDENCY_UNASSIGNED
         else:
             if strategy == ROUND_ROBIN:
                 a = _pick_round_robin(
@@ -340,24 +346,25 @@ def schedule_kernel(
                     use_tree = ranks_keys = False
             elif strategy == CAPABILITY:
                 # agents with fewer bits than the task needs cannot hold them
-                start = group[popcount(need)]
+                start = group[np.uint64(popcount(need))]
                 p = pick_entry(need, cost, load, agent_capacity, agent_caps, ent, start, n_live)
-                a = int(np.uint32(ent[p])) if p >= 0 else -1  # its low 32 bits
+                a = int(np.uint32(ent[np.uint64(p)])) if p >= 0 else -1  # its low 32 bits
             else:
                 p = pick_ranked(need, cost, load, agent_capacity, agent_caps, rank, n_live)
                 a = int(rank[p]) if p >= 0 else -1
             if a >= 0:
-                assignment[t] = a
-                reason[t] = ASSIGNED
-                load[a] += cost
-                order[n_placed] = t
+                au = np.uint64(a)
+                assignment[tu] = a
+                reason[tu] = ASSIGNED
+                load[au] += cost
+                order[np.uint64(n_placed)] = t
                 n_placed += 1
                 if strategy != ROUND_ROBIN:
-                    ratio = load[a] if strategy == LEAST_LOADED else load[a] / agent_capacity[a]
-                    key[a] = ratio + 0.0
+                    ratio = load[au] if strategy == LEAST_LOADED else load[au] / agent_capacity[au]
+                    key[au] = ratio + 0.0
                     # no task of the batch fits any more (rounding is monotonic): drop it
                     # rather than check it again for every later task
-                    drop = load[a] + least_cost > agent_capacity[a]
+                    drop = load[au] + least_cost > agent_capacity[au]
                     if use_tree:
                         # a leaves the head; it returns to it if it still precedes the tree's
                         # best agent r, else it goes into the tree and r takes the head's end
@@ -386,31 +393,33 @@ def schedule_kernel(
                             rotate(ent, p, n_live)
                         else:
                             rotate(rank, p, n_live)
-                        group[fit[a] + 1 :] -= 1
+                        group[fit[au] + 1 :] -= 1
                         n_live -= 1
                     else:
                         if ranks_keys:  # drift: 256 times a decaying share of far moves
-                            far = p + _FAR < n_live and key[rank[p + _FAR]] <= key[a]
+                            far = p + _FAR < n_live and key[rank[np.uint64(p + _FAR)]] <= key[au]
                             drift += 16 * far - (drift >> 4)
                         if strategy == CAPABILITY:
-                            demote_entry(ent, p, group[fit[a] + 1], a, key, kb)
+                            demote_entry(ent, p, group[np.uint64(fit[au] + 1)], au, key, kb)
                         else:
                             demote(rank, p, n_live, key)
                         if ranks_keys and drift > 128 and n_live > HEAD:
                             h = to_tree(rank[:n_live], kb, head, tk, ti)
                             use_tree = True
             else:
-                reason[t] = _failure_reason(need, agent_caps, agent_health)
+                reason[tu] = _failure_reason(need, agent_caps, agent_health)
         if not has_deps:
             continue
-        for e in range(rev_indptr[t], rev_indptr[t + 1]):
-            u = rev_indices[e]
-            if assignment[t] < 0:
+        unplaced = assignment[tu] < 0
+        for e in range(rev_indptr[tu], rev_indptr[np.uint64(t + 1)]):
+            u = np.uint64(rev_indices[np.uint64(e)])
+            if unplaced:
                 blocked[u] = True
             waiting[u] -= 1
             if waiting[u] == 0:
-                _mark_ready(words, summary, tkey[u])
-                s = min(s, tkey[u] >> 12)
+                k = tkey[u]
+                _mark_ready(words, summary, k)
+                s = min(s, k >> 12)
 
     if n_decided < n:
         # a decided task's reason is never DEPENDENCY_CYCLE: the undecided are the rest
