@@ -290,8 +290,8 @@ def tree_pick(
     room, -1 if none; agents are moved from the tree to the head's end (in order) until one
     fits or the tree is empty, and ``h`` counts them."""
     for p in range(h):
-        a = np.uint64(head[np.uint64(p)])  # unsigned: no negative-index wraparound
-        if (caps[a] & need) == need and load[a] + cost <= capacity[a]:
+        b = np.uint64(head[np.uint64(p)])  # unsigned: no negative-index wraparound
+        if (caps[b] & need) == need and load[b] + cost <= capacity[b]:
             return p, h
     while tk[1] != EMPTY:
         a = ti[1]
