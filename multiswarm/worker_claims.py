@@ -179,11 +179,13 @@ class WorkerClaims(WorkerLiveness):
             for c in claimed:
                 self.held[c.id] = HeldTask(c, swarm_id)
                 prefetched.append(c)
-            # a prefetched task whose lease was lost or that was cancelled left `held`
+            # a prefetched task whose lease was lost or that was cancelled left `held`; the
+            # same task claimed again since (retried) is held by its new claim, which may
+            # carry the same token (attempts reset): the claim itself must still be the held one
             ready: list[Claimed] = []
             while prefetched and len(ready) < free:
                 c = prefetched.popleft()
-                if c.id in self.held:
+                if self.holds(c):
                     ready.append(c)
             unplaced: dict[str, str] = {}
             for c, pick in zip(ready, swarm.place_claimed(ready) if ready else []):

@@ -89,12 +89,18 @@ class WorkerLiveness(WorkerMembers):
     client: Redis
     wake: dict[str, asyncio.Event]
 
-    def _unhold(self, c: Claimed) -> None:
-        """Forget held claim ``c``, not a later claim of the same task: a task handed back
-        (or failed) may be assigned and claimed again, by a claim that waited in Redis, before
-        the reply of the hand-back reaches this worker."""
+    def holds(self, c: Claimed) -> bool:
+        """Whether claim ``c`` itself is held, not only its task: a task handed back, failed or
+        cancelled and retried may be claimed again by this worker (by a claim that waited in
+        Redis, at once), and two claims of one task compare equal when its attempts were reset
+        (the same token)."""
         held = self.held.get(c.id)
-        if held is not None and held.claimed is c:
+        return held is not None and held.claimed is c
+
+    def _unhold(self, c: Claimed) -> None:
+        """Forget held claim ``c``, not a later claim of the same task (:meth:`holds`): the
+        task may be claimed again before the reply of the hand-back reaches this worker."""
+        if self.holds(c):
             del self.held[c.id]
 
     def stop_task(self, task_id: str) -> bool:
@@ -105,8 +111,12 @@ class WorkerLiveness(WorkerMembers):
         run = self._handlers.get(task_id)
         if run is None or run.done():
             held = self.held.get(task_id)
-            if held is not None and held.claimed in self.prefetched.get(held.swarm, ()):
-                del self.held[task_id]  # prefetched, not started: its claim loop drops it
+            # prefetched, not started: its claim loop drops it (by identity: an earlier claim of
+            # the task still waiting there compares equal to a later one, :meth:`holds`)
+            if held is not None and any(
+                c is held.claimed for c in self.prefetched.get(held.swarm, ())
+            ):
+                del self.held[task_id]
             return False
         self._stopped.add(task_id)
         run.cancel()
@@ -287,6 +297,9 @@ class WorkerLiveness(WorkerMembers):
                     # the new lease runs from about when we asked, not from the reply
                     for h in due.values():
                         h.renewed = now
+                    # a lease lost by a claim this worker no longer holds (the task was
+                    # claimed again meanwhile: :meth:`holds`) says nothing of the new claim
+                    lost = [t for t in lost if t in due and self.holds(due[t].claimed)]
                     if lost:
                         log.info("leases lost for %s: stopping their handlers", lost)
                         for tid in lost:

@@ -222,3 +222,56 @@ async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
             assert runs == (2 if t.id in failed else 1), (t.id, runs)
         assert worker.completed == len(ids)
         assert not worker.held and worker.finishing["s"] == 0
+
+
+async def test_a_prefetched_task_cancelled_and_retried_runs_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A prefetched task cancelled, then retried and claimed again by the same worker while its
+    first claim still waits in the prefetch window: the attempts were reset, so both claims
+    carry the same token, and only the later one may run (found in review: the stale claim
+    ran too, a task run twice without a fault)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    swarms = [swarm_spec("s", ["x"], agents=1)]
+    # one slot, the default prefetch of 2: room for the second claim beside the stale one
+    async with worker_system(
+        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
+    ) as system:
+        worker, store = system.worker, system.store
+        nap = HANDLERS + "nap"
+        await store.submit(
+            [(task_spec(nap, id="long", capabilities=["x"]), {"dir": str(marks), "seconds": 4})]
+        )
+        await system.running("long")
+        await store.submit(
+            [(task_spec(nap, id="t", capabilities=["x"]), {"dir": str(marks), "seconds": 0})]
+        )
+
+        async def prefetched() -> bool:
+            return "t" in worker.held and any(c.id == "t" for c in worker.prefetched["s"])
+
+        await eventually(prefetched, timeout_s=20, what="t prefetched")
+        first = worker.held["t"].claimed
+        assert await store.cancel("t")
+
+        async def dropped() -> bool:
+            return "t" not in worker.held
+
+        await eventually(dropped, timeout_s=10, what="t no longer held")
+        await store.retry(["t"])
+
+        async def claimed_again() -> bool:
+            held = worker.held.get("t")
+            return held is not None and held.claimed is not first
+
+        await eventually(claimed_again, timeout_s=10, what="t claimed again")
+        assert worker.held["t"].claimed.token == first.token  # what made them look alike
+
+        async def completed() -> bool:
+            return (await store.get("t")).status == "completed"
+
+        await eventually(completed, timeout_s=30, what="t completed")
+        await asyncio.sleep(1.0)  # a second run would follow the first at once
+        assert (marks / "t.runs").read_text().count("\n") == 1
+        assert (await store.get("t")).attempts == 1

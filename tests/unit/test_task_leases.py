@@ -3,6 +3,8 @@ lease held, and each agent's share of the node pool (what an input may never exc
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from typing import Any
 
 import pytest
@@ -82,6 +84,34 @@ async def test_a_run_that_ends_forgets_its_own_claim_not_a_later_one() -> None:
         assert worker.held == {new.claimed.id: new}
         worker._unhold(new.claimed)
         assert worker.held == {}
+    finally:
+        await worker.client.aclose()
+
+
+async def test_a_lost_lease_of_an_earlier_claim_leaves_a_later_claim_held() -> None:
+    # the renewal asked for the old claim; before its reply the task was cancelled, retried
+    # and claimed again by this worker (same token: attempts reset): "lost" is about the old
+    # claim, so the new one stays held (leased, renewed, run)
+    worker = Worker(Settings(), [])
+    old, new = _held(3_000), _held(3_000)
+    stop = asyncio.Event()
+    asked: list[dict[str, str]] = []
+
+    async def extend(worker_id: str, held: dict[str, str]) -> list[str]:
+        asked.append(held)
+        worker.held[new.claimed.id] = new  # claimed again while the renewal was under way
+        stop.set()
+        return list(held)
+
+    try:
+        worker.held = {old.claimed.id: old}
+        # the new claim waits for a slot (a prefetched claim is what a stop drops)
+        worker.prefetched["s"] = collections.deque([new.claimed])
+        old.renewed = new.renewed = 0.0  # due
+        worker.tasks.extend = extend  # type: ignore[method-assign]
+        await asyncio.wait_for(worker._renew_leases(stop), 5)
+        assert asked == [{old.claimed.id: old.claimed.token}]
+        assert worker.held == {new.claimed.id: new}
     finally:
         await worker.client.aclose()
 
