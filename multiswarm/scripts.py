@@ -59,6 +59,13 @@ def request_id() -> str:
     return f"{_request_prefix}{next(_request_counter):x}"
 
 
+def _refuses_xread(error: redis.exceptions.ResponseError) -> bool:
+    """Whether ``error`` says this server never serves ``XREAD`` to this client (an ACL)."""
+    text = str(error)
+    refused = isinstance(error, redis.exceptions.NoPermissionError) or "NOPERM" in text
+    return refused or "no permissions" in text or "unknown command" in text
+
+
 def _newest_id(read: Any) -> str | None:
     """The last entry id of an ``XREAD`` reply on one stream (RESP2 ``[[stream, entries]]`` or
     RESP3 ``{stream: entries}``); None when it timed out or read nothing."""
@@ -160,10 +167,10 @@ class Scripts:
         self._direct = DirectCalls.for_client(client)
         #: the server refused the XREAD of :meth:`call_when_woken` (an ACL): not used again
         self._wake_refused = False
-        #: longest block :meth:`call_when_woken` asks for: half the connections' socket
-        #: timeout (a read waits no longer than that), ms
+        #: longest block a command on these connections may ask for (:meth:`call_when_woken`,
+        #: a result's waiter): half their socket timeout, as a read waits no longer, ms
         kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        self._block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
+        self.block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
         #: script name -> its function's name; first key -> its slot's request key prefix
         self._names: dict[str, str] = {}
         self._request_bases: dict[str, str] = {}
@@ -261,7 +268,7 @@ class Scripts:
         if direct is None:
             raise errors.ConfigError("call_when_woken needs a plain or Sentinel client")
         stream, cursor, block_ms = wake
-        block_ms = max(1, min(block_ms, self._block_limit_ms))
+        block_ms = max(1, min(block_ms, self.block_limit_ms))
         try:
             read, reply = await direct.call_many(
                 ("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", stream, cursor),
@@ -275,10 +282,13 @@ class Scripts:
             run = partial(self._run, name, fname, keys, args, True)
             return None, await with_retry(run, self.reconnect_timeout_s, self.client)
         if isinstance(read, redis.exceptions.ResponseError):
-            # (e.g. an ACL without XREAD): the script ran all the same; callers go back to
-            # being woken by PUBLISH from now on
-            log.warning("XREAD refused (%s): wake-ups come by PUBLISH instead", read)
-            self._wake_refused = True
+            # the script ran all the same. A refusal (an ACL) holds every time: callers are
+            # woken by PUBLISH from now on; any other error (BUSY...) concerns this wait only
+            if _refuses_xread(read):
+                log.warning("XREAD refused (%s): wake-ups come by PUBLISH instead", read)
+                self._wake_refused = True
+            else:
+                log.warning("the wait for a wake-up failed (%s); %s ran all the same", read, name)
             read = None
         if isinstance(reply, redis.exceptions.ResponseError):
             if not _not_loaded(reply):

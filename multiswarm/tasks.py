@@ -96,7 +96,11 @@ class TaskStore:
             statuses, cursor = await ops.submit_tasks(self.scripts, self.keys, encoded)
             for (spec, _), status in zip(chunk, statuses):
                 out[spec.id] = status
-                self.cursors[spec.id] = cursor
+                # only a task this call created completes after the cursor: one that existed
+                # (resubmitted) or was cancelled at once may have ended before it, and its
+                # waiter would block out its first step before reading the record
+                if status in ("ready", "pending"):
+                    self.cursors[spec.id] = cursor
             while len(self.cursors) > WAITER_CURSORS:  # (insertion order: the oldest first)
                 del self.cursors[next(iter(self.cursors))]
         # submit_tasks.lua woke the leader when a task is ready (multiswarm.wakeups)
@@ -224,6 +228,8 @@ class TaskStore:
         stream reply, the record and the result. Raises NotFound, MessageDecodeError."""
         tid = check_id(task_id, "task id")
         stream = self.keys.completions
+        # a block past the socket timeout would end in a read timeout, taken for an outage
+        block_ms = max(1, min(block_ms, self.scripts.block_limit_ms))
         read, raw, packed = await self.scripts.read_many(
             ("XREVRANGE", stream, "+", "-", "COUNT", 1)
             if cursor is None

@@ -224,3 +224,64 @@ async def test_a_store_keeps_the_cursors_of_its_latest_submissions_only(
     store = TaskStore(scripts, keys)
     await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(5)])
     assert list(store.cursors) == ["t2", "t3", "t4"]  # bounded, the oldest dropped
+
+
+async def test_a_resubmitted_task_that_already_ended_is_read_at_once(
+    settings: Settings, client: Client, scripts: Scripts, keys: Keys
+) -> None:
+    # resubmitting a task id is idempotent ('exists'): its completion may lie before the
+    # submission's cursor, so its waiter looks first instead of blocking out a step (found in
+    # review: result() took the 1 s step)
+    ms = Multiswarm(client, settings)
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id="t"), None)])
+    await coord.dispatch_once()
+    for c in await store.claim("a", "w1", 10):
+        await store.complete(c.id, c.token, "w1", "done")
+    assert await ms.tasks.submit([(task_spec(NOOP, id="t"), None)]) == {"t": "exists"}
+    assert "t" not in ms.tasks.cursors
+    steps: list[Any] = []
+    step = ms.tasks.wait_step
+
+    async def counted(task_id: str, cursor: Any, block_ms: int) -> Any:
+        steps.append(cursor)
+        return await step(task_id, cursor, block_ms)
+
+    ms.tasks.wait_step = counted  # type: ignore[method-assign]
+    assert await ms.result("t", timeout_s=10) == "done"
+    assert steps == [None]  # one step: the first look, which found it completed
+
+
+async def test_a_waiter_blocks_no_longer_than_half_the_socket_timeout(settings: Settings) -> None:
+    # a result's step blocks at most half the connections' socket timeout: a longer block ended
+    # in a read timeout, retried as an outage until the reconnect window ran out (found in
+    # review: RedisUnavailable after 6.5 s instead of TimeoutError at 2 s)
+    short = settings.replace(socket_timeout_ms=400, reconnect_timeout_s=3.0)
+    client = connect(short)
+    try:
+        ms = Multiswarm(client, short)
+        tid = await ms.distribute_task(NOOP, None)  # no worker: it never runs
+        assert ms.tasks.scripts.block_limit_ms == 200
+        with pytest.raises(TimeoutError, match=f"task {tid} still ready after 1.5 s"):
+            await ms.result(tid, timeout_s=1.5)
+    finally:
+        await client.aclose()
+
+
+async def test_a_failed_wait_that_is_no_refusal_keeps_claims_waiting_in_redis(
+    client: Client, scripts: Scripts, keys: Keys
+) -> None:
+    # an XREAD that fails for another reason than a refusal (here the wake-up stream's key
+    # holds a string) fails that wait only: the claim runs, and the next one still waits in
+    # Redis (found in review: any error switched the process to PUBLISH for good)
+    store = TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await coord.dispatch_once() == 1
+    await client.set(keys.wake_swarm("a"), "not a stream")
+    woken, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 20_000)
+    assert woken is None and [c.id for c in claimed] == ["t1"]
+    assert store.can_claim_when_woken and coord.can_dispatch_when_woken
