@@ -61,9 +61,9 @@ def request_id() -> str:
 
 def _refuses_xread(error: redis.exceptions.ResponseError) -> bool:
     """Whether ``error`` says this server never serves ``XREAD`` to this client (an ACL)."""
-    text = str(error)
-    refused = isinstance(error, redis.exceptions.NoPermissionError) or "NOPERM" in text
-    return refused or "no permissions" in text or "unknown command" in text
+    return isinstance(error, redis.exceptions.NoPermissionError) or any(
+        s in str(error) for s in ("NOPERM", "no permissions", "unknown command")
+    )
 
 
 def _newest_id(read: Any) -> str | None:
@@ -167,8 +167,7 @@ class Scripts:
         self._direct = DirectCalls.for_client(client)
         #: the server refused the XREAD of :meth:`call_when_woken` (an ACL): not used again
         self._wake_refused = False
-        #: longest block a command on these connections may ask for (:meth:`call_when_woken`,
-        #: a result's waiter): half their socket timeout, as a read waits no longer, ms
+        #: longest block a command may ask for (woken calls, waiters): half the socket timeout
         kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
         self.block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
         #: script name -> its function's name; first key -> its slot's request key prefix
@@ -248,16 +247,18 @@ class Scripts:
         request_key: str | None = None,
     ) -> tuple[str | None, Any]:
         """Run script ``name`` once stream ``wake[0]`` has an entry after id ``wake[1]``, or
-        after ``wake[2]`` ms (at most half the connections' socket timeout): ``XREAD BLOCK`` and the ``FCALL`` in one write on a kept
-        connection, so Redis runs the script as the wake-up arrives, with no round trip to
-        this process between them (the waiters of :func:`multiswarm.tasks_api.wait_for` read
-        the same way). Only where :meth:`can_call_when_woken`.
+        after ``wake[2]`` ms (at most :attr:`block_limit_ms`): ``XREAD BLOCK`` and the ``FCALL``
+        in one write on a kept connection, so Redis runs the script as the wake-up arrives,
+        with no round trip to this process between them (the waiters of
+        :func:`multiswarm.tasks_api.wait_for` read the same way). Only where
+        :meth:`can_call_when_woken`.
 
         Returns the newest entry id read (None: the block timed out) and the script's reply.
         A lost connection, a stall or a timeout runs the script again through :meth:`call`
-        under the same request key, so a script that ran replays its outcome instead of acting
-        twice (the wake-up then counts as timed out); the same key passed as ``request_key``
-        to :meth:`call` does that for a caller interrupted by a cancellation.
+        under the same request key (a script that ran replays its outcome), and returns id
+        ``0-0``: a restarted server may have lost the stream, its new ids below the old cursor,
+        so the caller reads it from the start (decision 99). ``request_key`` passed to
+        :meth:`call` does the same for a caller interrupted by a cancellation.
 
         Raises as :meth:`call`.
         """
@@ -280,10 +281,9 @@ class Scripts:
                 raise asyncio.CancelledError() from e
             log.info("woken call of %s interrupted (%s); running it again", name, e)
             run = partial(self._run, name, fname, keys, args, True)
-            return None, await with_retry(run, self.reconnect_timeout_s, self.client)
+            return "0-0", await with_retry(run, self.reconnect_timeout_s, self.client)
         if isinstance(read, redis.exceptions.ResponseError):
-            # the script ran all the same. A refusal (an ACL) holds every time: callers are
-            # woken by PUBLISH from now on; any other error (BUSY...) concerns this wait only
+            # the script ran anyway; a refusal (an ACL) holds: PUBLISH wake-ups from now on
             if _refuses_xread(read):
                 log.warning("XREAD refused (%s): wake-ups come by PUBLISH instead", read)
                 self._wake_refused = True
