@@ -158,6 +158,9 @@ class WorkerClaims(WorkerLiveness):
                 # claim when a slot would idle, or half the window is empty: under load claims
                 # come in batches instead of one per freed slot
                 elif want > 0 and (len(prefetched) < free or 2 * want >= window):
+                    # looking now: a waiting claim armed meanwhile (a _poll scheduled by the
+                    # last iteration) would take the same room a second time
+                    self.drained[swarm_id] = False
                     asked, claimed = want, await self.tasks.claim(swarm_id, self.id, want)
                 else:  # not looked: tasks may be queued
                     self.drained[swarm_id] = False

@@ -275,3 +275,41 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
         await asyncio.sleep(1.0)  # a second run would follow the first at once
         assert (marks / "t.runs").read_text().count("\n") == 1
         assert (await store.get("t")).attempts == 1
+
+
+async def test_no_claim_waits_in_redis_while_the_loop_claims(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that found the queue empty schedules a claim that waits in Redis; if the loop is
+    woken before that one is sent, its own next claim must not run beside it (both would
+    take the same room: found in review)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    async with _one_slot(settings, tmp_path) as system:
+        worker = system.worker
+        claim = worker.tasks.claim
+        raced: list[bool] = []
+        woke = False
+
+        async def claim_then_wake(swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
+            nonlocal woke
+            if woke:  # the claim that follows the wake-up: is a waiting claim armed beside it?
+                woke = False
+                got = await claim(swarm_id, worker_id, count)
+                raced.append(swarm_id in worker.polls)
+                return got
+            got = await claim(swarm_id, worker_id, count)
+            if len(got) < count and not raced:
+                # drained: the loop schedules a waiting claim, but is woken first
+                woke = True
+                worker.wake[swarm_id].set()
+            return got
+
+        monkeypatch.setattr(worker.tasks, "claim", claim_then_wake)
+        await _submit(system.store, ["t0"], marks)
+
+        async def looked_again() -> bool:
+            return bool(raced)
+
+        await eventually(looked_again, timeout_s=20, what="a claim after the wake-up")
+        assert raced == [False]
