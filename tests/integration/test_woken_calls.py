@@ -46,12 +46,21 @@ async def _blocked_in_xread(client: Client, stream: str) -> None:
     await eventually(blocked, timeout_s=10, what=f"a client blocked in XREAD on {stream}")
 
 
-async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
-    scripts: Scripts, keys: Keys, client: Client
-) -> None:
+async def _swarm_a(scripts: Scripts, keys: Keys, *tasks: str) -> tuple[TaskStore, Any]:
+    """A store, a leader and swarm ``a`` hosted by ``w1``; ``tasks`` submitted and assigned."""
     store = TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("a", []))
     coord = await leader(scripts, keys)
+    if tasks:
+        await store.submit([(task_spec(NOOP, id=t), None) for t in tasks])
+        assert await coord.dispatch_once() == len(tasks)
+    return store, coord
+
+
+async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
+    scripts: Scripts, keys: Keys, client: Client
+) -> None:
+    store, coord = await _swarm_a(scripts, keys)
     cursor = await _last_entry(client, keys.wake_swarm("a"))
     waiting = asyncio.ensure_future(store.claim_when_woken("a", "w1", 4, cursor, 20_000))
     # nothing assigned: the claim waits in Redis, its FCALL queued behind a blocked XREAD
@@ -70,11 +79,7 @@ async def test_a_waiting_claim_runs_as_the_assignment_wakes_it(
 async def test_a_waiting_claim_whose_wait_ends_claims_all_the_same(
     scripts: Scripts, keys: Keys, client: Client
 ) -> None:
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id="t1"), None)])
-    assert await coord.dispatch_once() == 1
+    store, _ = await _swarm_a(scripts, keys, "t1")
     # the wake-up came before the wait: from its entry on, nothing new (a lost PUBLISH's case)
     cursor = await _last_entry(client, keys.wake_swarm("a"))
     woken, claimed = await store.claim_when_woken("a", "w1", 4, cursor, 100)
@@ -85,11 +90,7 @@ async def test_a_waiting_claim_whose_wait_ends_claims_all_the_same(
 async def test_a_woken_claim_whose_reply_is_lost_replays_it_once(
     scripts: Scripts, keys: Keys, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id=f"t{i}"), None) for i in range(3)])
-    assert await coord.dispatch_once() == 3
+    store, _ = await _swarm_a(scripts, keys, "t0", "t1", "t2")
     direct: Any = scripts._direct
     sent = direct.call_many
 
@@ -113,9 +114,7 @@ async def test_a_woken_claim_whose_reply_is_lost_replays_it_once(
 async def test_a_waiting_dispatch_runs_as_a_submission_wakes_it(
     scripts: Scripts, keys: Keys
 ) -> None:
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
+    store, coord = await _swarm_a(scripts, keys)
     assert coord.can_dispatch_when_woken
     await coord.dispatch_when_woken(100)  # reads up to the stream's end (the hosting woke it)
     waiting = asyncio.ensure_future(coord.dispatch_when_woken(20_000))
@@ -151,11 +150,7 @@ async def test_a_server_refusing_xread_still_runs_the_call_and_it_is_not_asked_a
     try:
         scripts, keys = Scripts(client), Keys(namespace)
         await scripts.load()
-        store = TaskStore(scripts, keys)
-        await host(scripts, keys, "w1", ("a", []))
-        coord = await leader(scripts, keys)
-        await store.submit([(task_spec(NOOP, id="t1"), None)])
-        assert await coord.dispatch_once() == 1
+        store, coord = await _swarm_a(scripts, keys, "t1")
         assert store.can_claim_when_woken
         woken, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 20_000)
         assert woken is None and [c.id for c in claimed] == ["t1"]
@@ -189,9 +184,7 @@ async def test_a_waiter_reads_completions_from_where_they_stood_at_its_submissio
     settings: Settings, client: Client, scripts: Scripts, keys: Keys
 ) -> None:
     ms = Multiswarm(client, settings)
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
+    store, coord = await _swarm_a(scripts, keys)
 
     async def run_all() -> None:
         await coord.dispatch_once()
@@ -234,9 +227,7 @@ async def test_a_resubmitted_task_that_already_ended_is_read_at_once(
     # submission's cursor, so its waiter looks first instead of blocking out a step (found in
     # review: result() took the 1 s step)
     ms = Multiswarm(client, settings)
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
+    store, coord = await _swarm_a(scripts, keys)
     await store.submit([(task_spec(NOOP, id="t"), None)])
     await coord.dispatch_once()
     for c in await store.claim("a", "w1", 10):
@@ -277,11 +268,7 @@ async def test_a_failed_wait_that_is_no_refusal_keeps_claims_waiting_in_redis(
     # an XREAD that fails for another reason than a refusal (here the wake-up stream's key
     # holds a string) fails that wait only: the claim runs, and the next one still waits in
     # Redis (found in review: any error switched the process to PUBLISH for good)
-    store = TaskStore(scripts, keys)
-    await host(scripts, keys, "w1", ("a", []))
-    coord = await leader(scripts, keys)
-    await store.submit([(task_spec(NOOP, id="t1"), None)])
-    assert await coord.dispatch_once() == 1
+    store, coord = await _swarm_a(scripts, keys, "t1")
     await client.set(keys.wake_swarm("a"), "not a stream")
     woken, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 20_000)
     assert woken is None and [c.id for c in claimed] == ["t1"]
