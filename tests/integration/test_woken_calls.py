@@ -180,6 +180,19 @@ async def test_a_system_whose_server_refuses_xread_is_woken_by_publish(
         assert not system.worker.tasks.can_claim_when_woken
 
 
+def _count_steps(ms: Multiswarm) -> list[Any]:
+    """The cursor of each step its waiters take from now on (``TaskStore.wait_step``)."""
+    steps: list[Any] = []
+    step = ms.tasks.wait_step
+
+    async def counted(task_id: str, cursor: Any, block_ms: int) -> Any:
+        steps.append(cursor)
+        return await step(task_id, cursor, block_ms)
+
+    ms.tasks.wait_step = counted  # type: ignore[method-assign]
+    return steps
+
+
 async def test_a_waiter_reads_completions_from_where_they_stood_at_its_submission(
     settings: Settings, client: Client, scripts: Scripts, keys: Keys
 ) -> None:
@@ -198,14 +211,7 @@ async def test_a_waiter_reads_completions_from_where_they_stood_at_its_submissio
     # the submission's reply said where the stream stood: the waiter starts there, blocking,
     # with no first look of its own (decision 96)
     assert ms.tasks.cursors[tid] == before
-    steps: list[Any] = []
-    step = ms.tasks.wait_step
-
-    async def counted(task_id: str, cursor: Any, block_ms: int) -> Any:
-        steps.append(cursor)
-        return await step(task_id, cursor, block_ms)
-
-    ms.tasks.wait_step = counted  # type: ignore[method-assign]
+    steps = _count_steps(ms)
     await run_all()  # completed before anyone waits: its entry follows the cursor
     assert await ms.result(tid, timeout_s=10) == tid
     assert steps == [before] and tid not in ms.tasks.cursors
@@ -234,14 +240,7 @@ async def test_a_resubmitted_task_that_already_ended_is_read_at_once(
         await store.complete(c.id, c.token, "w1", "done")
     assert await ms.tasks.submit([(task_spec(NOOP, id="t"), None)]) == {"t": "exists"}
     assert "t" not in ms.tasks.cursors
-    steps: list[Any] = []
-    step = ms.tasks.wait_step
-
-    async def counted(task_id: str, cursor: Any, block_ms: int) -> Any:
-        steps.append(cursor)
-        return await step(task_id, cursor, block_ms)
-
-    ms.tasks.wait_step = counted  # type: ignore[method-assign]
+    steps = _count_steps(ms)
     assert await ms.result("t", timeout_s=10) == "done"
     assert steps == [None]  # one step: the first look, which found it completed
 
