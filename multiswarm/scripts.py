@@ -257,8 +257,8 @@ class Scripts:
         A lost connection, a stall or a timeout runs the script again through :meth:`call`
         under the same request key (a script that ran replays its outcome), and returns id
         ``0-0``: a restarted server may have lost the stream, its new ids below the old cursor,
-        so the caller reads it from the start (decision 99). ``request_key`` passed to
-        :meth:`call` does the same for a caller interrupted by a cancellation.
+        so the caller reads it from the start (decision 99). A caller interrupted by a
+        cancellation replays the script by passing the same key to :meth:`call`.
 
         Raises as :meth:`call`.
         """
