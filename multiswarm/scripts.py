@@ -165,8 +165,7 @@ class Scripts:
         self._aof: bool | None = None if wait_aof else False
         #: single calls past execute_command's layers (None: a cluster client)
         self._direct = DirectCalls.for_client(client)
-        #: the server refused the XREAD of :meth:`call_when_woken` (an ACL): not used again
-        self._wake_refused = False
+        self._wake_refused = False  #: the server refused call_when_woken's XREAD: not again
         #: longest block a command may ask for (woken calls, waiters): half the socket timeout
         kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
         self.block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
@@ -293,8 +292,9 @@ class Scripts:
         if isinstance(reply, redis.exceptions.ResponseError):
             if not _not_loaded(reply):
                 raise translate(reply)
-            await self.load()
-            reply = await self._run(name, fname, keys, args, True)
+            # it did not run: loaded and run, retried as any call (the load may meet an outage)
+            run = partial(self._run, name, fname, keys, args, True)
+            reply = await with_retry(run, self.reconnect_timeout_s, self.client)
         return _newest_id(read), reply
 
     def _name(self, name: str) -> str:

@@ -272,3 +272,32 @@ async def test_a_failed_wait_that_is_no_refusal_keeps_claims_waiting_in_redis(
     woken, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 20_000)
     assert woken is None and [c.id for c in claimed] == ["t1"]
     assert store.can_claim_when_woken and coord.can_dispatch_when_woken
+
+
+async def test_a_woken_call_whose_function_is_gone_loads_it_through_an_outage(
+    own_redis: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server lost the function library (FUNCTION FLUSH, a restart without persistence):
+    # the woken call loads it and runs the script, retried as any call when the load meets a
+    # dropped connection (found in review: that error escaped untranslated, and a claim loop,
+    # which catches MultiswarmError, would have stopped)
+    settings = Settings(redis_url=own_redis.url, redis_url_explicit=True, namespace=namespace)
+    client = connect(settings)
+    try:
+        scripts, keys = Scripts(client, reconnect_timeout_s=10.0), Keys(namespace)
+        await scripts.load()
+        store, _ = await _swarm_a(scripts, keys, "t1")
+        await client.function_flush()
+        load, drops = scripts.load, list[str]()
+
+        async def load_after_a_drop() -> None:
+            if not drops:
+                drops.append("dropped")
+                raise redis.exceptions.ConnectionError("connection lost while loading")
+            await load()
+
+        monkeypatch.setattr(scripts, "load", load_after_a_drop)
+        _, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 100)
+        assert [c.id for c in claimed] == ["t1"] and drops == ["dropped"]
+    finally:
+        await client.aclose()
