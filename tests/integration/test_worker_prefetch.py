@@ -272,7 +272,12 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
             return (await store.get("t")).status == "completed"
 
         await eventually(completed, timeout_s=30, what="t completed")
-        await asyncio.sleep(1.0)  # a second run would follow the first at once
+
+        async def idle() -> bool:
+            # nothing held, queued or running: a second run of t, if any, has happened
+            return not worker.held and not worker.prefetched["s"] and not worker._running
+
+        await eventually(idle, timeout_s=30, what="the worker idle")
         assert (marks / "t.runs").read_text().count("\n") == 1
         assert (await store.get("t")).attempts == 1
 
