@@ -18,6 +18,7 @@ from multiswarm import tasks as tasks_module
 from multiswarm.api import Multiswarm
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
+from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
@@ -46,7 +47,7 @@ async def _blocked_in_xread(client: Client, stream: str) -> None:
     await eventually(blocked, timeout_s=10, what=f"a client blocked in XREAD on {stream}")
 
 
-async def _swarm_a(scripts: Scripts, keys: Keys, *tasks: str) -> tuple[TaskStore, Any]:
+async def _swarm_a(scripts: Scripts, keys: Keys, *tasks: str) -> tuple[TaskStore, SwarmCoordinator]:
     """A store, a leader and swarm ``a`` hosted by ``w1``; ``tasks`` submitted and assigned."""
     store = TaskStore(scripts, keys)
     await host(scripts, keys, "w1", ("a", []))
