@@ -1,7 +1,8 @@
 """Redis clients from settings, and retry of connection errors (tenacity).
 
 Only connection-level failures are retried (``ConnectionError``, ``TimeoutError``): they are what a
-Redis restart or fail-over looks like. A script's refusal is an answer, never retried. After the
+Redis restart or fail-over looks like; and a ``BUSY`` reply (:func:`server_busy`), what a server
+stalled by a long script answers. A script's refusal is an answer, never retried. After the
 reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailable`.
 """
 
@@ -42,6 +43,9 @@ CONNECTION_ERRORS = (
     ConnectionResetError,
     OSError,
 )
+
+#: What :func:`with_retry` catches: a ``ResponseError`` only to look whether it is ``BUSY``.
+_CAUGHT = (*CONNECTION_ERRORS, AttributeError, redis.exceptions.ResponseError)
 
 Client = aioredis.Redis
 
@@ -159,10 +163,19 @@ def dropped_writer(e: BaseException) -> bool:
     )
 
 
+def server_busy(e: BaseException) -> bool:
+    """True for a ``BUSY`` reply: another client's script (or function) has run past
+    ``busy-reply-threshold`` (5 s by default) and the server answers every other command so
+    until it ends or is killed. The command was not run, so running it again is safe: a stall,
+    retried like an outage (redis-py raises a plain ``ResponseError`` for it; ``BUSYGROUP``, a
+    consumer group that exists, is an answer)."""
+    return isinstance(e, redis.exceptions.ResponseError) and str(e).startswith("BUSY ")
+
+
 def _retryable(e: BaseException) -> bool:
     # a refused password is an answer, not an outage: retrying it only delays the error
     return (
-        (isinstance(e, CONNECTION_ERRORS) or dropped_writer(e))
+        (isinstance(e, CONNECTION_ERRORS) or dropped_writer(e) or server_busy(e))
         and not isinstance(e, redis.exceptions.AuthenticationError)
         and not cancel_requested()
     )
@@ -229,13 +242,15 @@ async def refresh_topology(client: Any) -> None:
 
 
 def _not_retried(e: BaseException) -> None:
-    """Raise what a connection error caught by :func:`with_retry` means when it is not an
-    outage: refused credentials (ConfigError), an AttributeError that is not redis-py's dropped
-    writer (as is), a cancellation redis-py reported as a lost connection."""
+    """Raise what an error caught by :func:`with_retry` means when it is not an outage: refused
+    credentials (ConfigError), an AttributeError that is not redis-py's dropped writer or a
+    reply other than ``BUSY`` (as is), a cancellation redis-py reported as a lost connection."""
     if isinstance(e, redis.exceptions.AuthenticationError):
         raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
     if isinstance(e, AttributeError) and not dropped_writer(e):
         raise e
+    if isinstance(e, redis.exceptions.ResponseError) and not server_busy(e):
+        raise e  # an answer (a script's refusal is translated by its caller)
     if cancel_requested():
         raise asyncio.CancelledError() from e
 
@@ -252,7 +267,7 @@ async def with_retry(
         # no fault, the common case: one attempt without building the retry machinery (a
         # tenacity state per call was a measurable share of the hot path's client CPU)
         return await fn()
-    except (*CONNECTION_ERRORS, AttributeError) as e:
+    except _CAUGHT as e:
         _not_retried(e)
         # the retry loop below logs its own attempts from 1 again, each before its backoff
         log.warning("Redis unreachable (attempt 1, 0.0 s so far): %s; retrying at once", short(e))
@@ -264,7 +279,7 @@ async def with_retry(
                     await refresh_topology(client)
                 failed = True
                 return await fn()
-    except (*CONNECTION_ERRORS, AttributeError) as e:
+    except _CAUGHT as e:
         _not_retried(e)
         raise RedisUnavailable(f"Redis unreachable for {timeout_s:.0f} s: {short(e)}") from e
     raise AssertionError("unreachable")  # pragma: no cover

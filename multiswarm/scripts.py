@@ -25,6 +25,7 @@ from multiswarm.connection import (
     Client,
     DirectCalls,
     cancel_requested,
+    server_busy,
     with_retry,
 )
 from multiswarm.keys import request_key
@@ -52,10 +53,9 @@ os.register_at_fork(after_in_child=_new_request_ids)
 
 def request_id() -> str:
     """A request id unique across processes and restarts: 64 random bits drawn once per
-    process (again in a forked child) and a counter. Two processes would have to draw the
-    same 64 bits for two calls to share an id (~n²/2⁶⁵ for n processes whose request keys
-    are alive at once); one process never repeats one. Cheaper than ``uuid4`` per call (a
-    ``getrandom`` system call and a UUID object): decision 65."""
+    process (again in a forked child) and a counter. Two processes would have to draw the same
+    64 bits for two calls to share an id (~n²/2⁶⁵ for n processes whose request keys are alive
+    at once); one never repeats one. Cheaper than ``uuid4`` (decision 65)."""
     return f"{_request_prefix}{next(_request_counter):x}"
 
 
@@ -69,8 +69,7 @@ def _refuses_xread(error: redis.exceptions.ResponseError) -> bool:
 def _newest_id(read: Any) -> str | None:
     """The last entry id of an ``XREAD`` reply on one stream (RESP2 ``[[stream, entries]]`` or
     RESP3 ``{stream: entries}``); None when it timed out or read nothing."""
-    if isinstance(read, dict):
-        read = list(read.items())
+    read = list(read.items()) if isinstance(read, dict) else read
     if not read or not read[0][1]:
         return None
     newest = read[0][1][-1][0]
@@ -290,9 +289,9 @@ class Scripts:
                 log.warning("the wait for a wake-up failed (%s); %s ran all the same", read, name)
             read = None
         if isinstance(reply, redis.exceptions.ResponseError):
-            if not _not_loaded(reply):
+            if not (_not_loaded(reply) or server_busy(reply)):
                 raise translate(reply)
-            # it did not run: loaded and run, retried as any call (the load may meet an outage)
+            # it did not run: (loaded and) run, retried as any call (the load may meet an outage)
             run = partial(self._run, name, fname, keys, args, True)
             reply = await with_retry(run, self.reconnect_timeout_s, self.client)
         return _newest_id(read), reply
@@ -314,8 +313,7 @@ class Scripts:
     async def _run(
         self, name: str, fname: str, keys: list[str], args: list[Any], patient: bool
     ) -> Any:
-        """One attempt of :meth:`call`: the script (loaded again when the server lost it),
-        its refusal translated."""
+        """One attempt of :meth:`call`: the script (loaded again if the server lost it)."""
         try:
             try:
                 return await self._once(name, fname, keys, args, patient)
@@ -325,6 +323,8 @@ class Scripts:
                 await self.load()
                 return await self._once(name, fname, keys, args, patient)
         except redis.exceptions.ResponseError as e:
+            if server_busy(e):
+                raise  # not run: with_retry runs it again
             raise translate(e) from e
 
     def _once(

@@ -188,14 +188,17 @@ class WorkerLiveness(WorkerMembers):
         """Notifications on the tasks channel: a cancel stops its running handler, a scale
         changes a swarm's members (assignments wake the claim loops: multiswarm.wakeups)."""
         async for _ch, env in self.messenger.listen([self.keys.ch_tasks]):
-            if env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
-                await self._stop_if_cancelled(env.payload["task"])
-            elif env.type == "swarm_scaled" and env.target in self.placement:
-                try:
+            # a notice it could not act on (Redis unreachable past the reconnect window, an
+            # undecodable record) is left to the lease renewal and the reconcile loop: it must
+            # not end this loop, whose end stops the worker
+            try:
+                if env.type == "task_cancelled" and isinstance(env.payload.get("task"), str):
+                    await self._stop_if_cancelled(env.payload["task"])
+                elif env.type == "swarm_scaled" and env.target in self.placement:
                     swarm = await self.registry.get(env.target)
                     await self._scale_to(swarm.id, swarm.max_agents, swarm.external)
-                except MultiswarmError as e:
-                    log.warning("could not scale %s: %s", env.target, e)
+            except MultiswarmError as e:
+                log.warning("could not act on %s (%s): %s", env.type, env.target or env.payload, e)
 
     async def _claim_safety_net(self, stop: asyncio.Event) -> None:
         """Wake every claim loop when some hosted swarm's queue holds tasks (one ``EXISTS``

@@ -12,15 +12,19 @@ the test's 30 s bound if the first handler was really stopped.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
+from multiswarm.errors import RedisUnavailable
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+from tests.faults.inprocess import worker_system
 from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.slow
@@ -60,3 +64,37 @@ async def test_cancel_stops_the_handler_and_frees_the_agent(
     finally:
         await store.client.aclose()
         group.stop_all()
+
+
+async def test_a_cancel_notice_it_cannot_check_leaves_the_stop_to_the_lease_renewal(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The notice's check of the record fails (Redis unreachable past the reconnect window, an
+    undecodable record): before, the error ended the notice loop and so the worker; now the
+    notice is dropped and the next lease renewal, which finds the lease gone, stops the run."""
+    settings = settings.replace(task_lease_ms=3000)
+    spec = swarm_spec("s", ["slow"], agents=1)
+    async with worker_system(settings, [spec], tmp_path, concurrency=1) as system:
+        await system.store.submit(
+            [
+                (
+                    task_spec(SLEEP, id="long", capabilities=["slow"], timeout_ms=120_000),
+                    {"seconds": 60},
+                )
+            ]
+        )
+        await system.running("long")
+
+        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise RedisUnavailable("injected: Redis unreachable for 10 s")
+
+        system.worker.tasks.get = unreachable  # type: ignore[method-assign]
+        assert await system.store.cancel("long") == "cancelled"
+        nxt = task_spec(SLEEP, id="next", capabilities=["slow"])
+        await system.store.submit([(nxt, {"seconds": 0.1})])
+
+        async def next_done() -> bool:
+            return (await system.store.get("next")).status == "completed"
+
+        await eventually(next_done, timeout_s=30, what="the next task on the freed agent")
+        assert not system.run.done() and system.worker._failure is None

@@ -1,0 +1,141 @@
+"""A server stalled by another client's long script answers every command ``BUSY`` until the
+script ends: the command did not run, so it is waited out like an outage (connection.py
+``server_busy``), never taken for an answer that ends a call, a loop or a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from multiswarm.config import Settings
+from multiswarm.connection import Client, connect
+from multiswarm.errors import RedisUnavailable
+from multiswarm.keys import Keys
+from multiswarm.redis_server import RedisServer
+from multiswarm.registry import swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+from tests.faults.inprocess import worker_system
+
+from .helpers import eventually, host, leader
+
+NOOP = "multiswarm.demo_tasks:noop"
+#: Spins until ARGV[1] seconds of server time have passed (TIME is read afresh in a script).
+SPIN = """
+local t0 = redis.call('TIME')
+local start = tonumber(t0[1]) * 1e6 + tonumber(t0[2])
+while true do
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1e6 + tonumber(t[2]) - start > tonumber(ARGV[1]) * 1e6 then break end
+end
+return 1
+"""
+
+
+@pytest.fixture
+def busy_server() -> Iterator[RedisServer]:
+    """A private server that answers BUSY once a script has run for 50 ms."""
+    with RedisServer() as server:
+        with redis.Redis.from_url(server.url) as r:
+            r.config_set("busy-reply-threshold", 50)
+        yield server
+
+
+@pytest.fixture
+async def store(busy_server: RedisServer, namespace: str) -> AsyncIterator[TaskStore]:
+    settings = Settings(redis_url=busy_server.url, redis_url_explicit=True, namespace=namespace)
+    scripts = Scripts(connect(settings), reconnect_timeout_s=10.0)
+    await scripts.load()
+    yield TaskStore(scripts, Keys(namespace))
+    await scripts.client.aclose()
+
+
+def _stall(server: RedisServer, seconds: float) -> threading.Thread:
+    """Run SPIN for ``seconds`` from another client; returns once the server answers BUSY."""
+    spinning = threading.Thread(
+        target=lambda: redis.Redis.from_url(server.url).eval(SPIN, 0, seconds), daemon=True
+    )
+    spinning.start()
+    probe = redis.Redis.from_url(server.url)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            probe.ping()
+        except redis.exceptions.ResponseError as e:
+            assert str(e).startswith("BUSY ")
+            return spinning
+        time.sleep(0.01)
+    raise AssertionError("the server never answered BUSY")
+
+
+async def test_reads_and_script_calls_wait_out_a_busy_server(
+    busy_server: RedisServer, store: TaskStore
+) -> None:
+    client: Client = store.scripts.client
+    spinning = await asyncio.to_thread(_stall, busy_server, 1.0)
+    # each answered BUSY at first (the script still spins); retried, they run once it ends
+    assert await store.scripts.read(lambda: client.exists("nothing")) == 0
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert not spinning.is_alive()
+    assert (await store.get("t1")).status == "ready"
+
+
+async def test_a_woken_call_that_meets_a_busy_server_runs_once_it_ends(
+    busy_server: RedisServer, store: TaskStore
+) -> None:
+    scripts, keys = store.scripts, store.keys
+    await host(scripts, keys, "w1", ("a", []))
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id="t1"), None)])
+    assert await coord.dispatch_once() == 1
+    spinning = await asyncio.to_thread(_stall, busy_server, 1.0)
+    # the XREAD and the FCALL behind it both answered BUSY: the claim did not run, and is run
+    _, claimed = await store.claim_when_woken("a", "w1", 4, "0-0", 100)
+    assert not spinning.is_alive()
+    assert [c.id for c in claimed] == ["t1"]
+    assert (await store.get("t1")).status == "running"
+
+
+async def test_a_busy_server_past_the_reconnect_window_is_unavailable(
+    busy_server: RedisServer, store: TaskStore
+) -> None:
+    client: Client = store.scripts.client
+    store.scripts.reconnect_timeout_s = 0.3
+    spinning = await asyncio.to_thread(_stall, busy_server, 1.5)
+    with pytest.raises(RedisUnavailable, match="BUSY"):
+        await store.scripts.read(lambda: client.exists("nothing"))
+    assert spinning.is_alive()  # given up within the window, while the stall went on
+    await asyncio.to_thread(spinning.join)
+
+
+async def test_a_worker_keeps_serving_through_a_busy_server(
+    busy_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        redis_url=busy_server.url,
+        redis_url_explicit=True,
+        namespace=namespace,
+        reconnect_timeout_s=10.0,
+    )
+    async with worker_system(
+        settings, [swarm_spec("a", agents=1)], tmp_path, concurrency=1
+    ) as system:
+        await system.store.submit([(task_spec(NOOP, id="before"), None)])
+        await eventually(lambda: _completed(system.store, "before"), what="before completed")
+        # every loop of the worker meets BUSY replies meanwhile (claims, renewals, beats,
+        # the claim loop's safety net): none of them may end the worker
+        spinning = await asyncio.to_thread(_stall, busy_server, 3.0)
+        await asyncio.to_thread(spinning.join)
+        await system.store.submit([(task_spec(NOOP, id="after"), None)])
+        await eventually(lambda: _completed(system.store, "after"), what="after completed")
+        assert not system.run.done() and system.worker._failure is None
+
+
+async def _completed(store: TaskStore, task_id: str) -> bool:
+    return (await store.get(task_id)).status == "completed"
