@@ -243,8 +243,9 @@ swarms.add_command(
     _finish_command(
         "delete",
         "deleted",
-        "Forget a completed, failed or interrupted SWARM with no queued tasks now instead of "
-        "after the archive period (its snapshots stay until they expire). Whole id only.",
+        "Forget a completed, failed or interrupted SWARM with no task queued, assigned or running "
+        "now instead of after the archive period (its snapshots stay until they expire). Whole id "
+        "only.",
     )
 )
 

@@ -199,7 +199,8 @@ async def delete_swarm(host: Host, swarm_id: str) -> str:
     NotFound
         No such swarm.
     IllegalTransition
-        It is still initializing, active or recovering, or tasks wait in its queue.
+        It is still initializing, active or recovering, or tasks of it are queued, assigned
+        or running.
     InvalidIdError
         Malformed id.
     """

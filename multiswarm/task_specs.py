@@ -66,7 +66,8 @@ def task_spec(
     if priority not in PRIORITIES:
         raise BadRequest("BAD_REQUEST", f"priority {priority!r} not in {sorted(PRIORITIES)}")
     caps = [check_id(c, "capability") for c in capabilities]
-    deps = [check_id(d, "dependency id") for d in depends_on]
+    # one edge per dependency however often it is named (submit_tasks.lua refuses repeats)
+    deps = list(dict.fromkeys(check_id(d, "dependency id") for d in depends_on))
     if max_attempts < 1 or timeout_ms < 1 or backoff_ms < 0:
         raise BadRequest(
             "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"

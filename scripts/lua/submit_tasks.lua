@@ -23,7 +23,8 @@ local count = tonumber(ARGV[1])
 if not count or #ARGV ~= 1 + 2 * count then return fail('BAD_REQUEST', 'argument count') end
 
 -- A JSON spec (older clients) as the fields a MessagePack one has: its table and that table
--- packed (the pairs the new record starts with). Missing settings stay missing, as before.
+-- packed (the pairs the new record starts with). Its settings are checked below, as a
+-- MessagePack one's.
 local function from_json(raw)
   local ok, spec = pcall(cjson.decode, raw)
   if not ok or type(spec) ~= 'table' then return nil end
@@ -40,6 +41,8 @@ local function from_json(raw)
   return s, cmsgpack.pack(s)
 end
 
+local SETTINGS = {'prio', 'max_attempts', 'lease_ms', 'timeout_ms', 'backoff_ms',
+                  'backoff_max_ms'}
 -- specs[i]: the decoded spec; packed[i]: its MessagePack map (the new record's first pairs);
 -- pairs[i]: how many pairs that map holds
 local specs, packed, pairs_of, in_batch, ids = {}, {}, {}, {}, {}
@@ -69,6 +72,14 @@ for i = 1, count do
   if not s or type(s.id) ~= 'string' or type(s.handler) ~= 'string' then
     return fail('BAD_REQUEST', 'task #' .. i .. ' is not a task spec')
   end
+  -- every setting a number: one missing or of another type would fail the script that next
+  -- uses it (a pending task's priority, read when its dependencies release it), again at every
+  -- retry of that script (multiswarm/messages.py check_settings bounds them client-side)
+  for k = 1, #SETTINGS do
+    if type(s[SETTINGS[k]]) ~= 'number' then
+      return fail('BAD_REQUEST', 'task #' .. i .. ' has no number ' .. SETTINGS[k])
+    end
+  end
   specs[i], packed[i], pairs_of[i], ids[i] = s, raw, head - 0x80, s.id
 end
 -- the existence check of the whole batch is one HMGET (chunked), not one HGET per task
@@ -90,8 +101,15 @@ for i = 1, count do
   end
   if s.deps then
     local deps = split(s.deps)
+    -- a dependency named twice would count twice in deps_left but have one edge to release it
+    -- (a task pending for good): refused (task_spec names each once)
+    local named = {}
     for _, d in ipairs(deps) do
       if d == s.id then return fail('BAD_REQUEST', 'task ' .. d .. ' depends on itself') end
+      if named[d] then
+        return fail('BAD_REQUEST', 'task ' .. s.id .. ' names dependency ' .. d .. ' twice')
+      end
+      named[d] = true
       if not in_batch[d] and not present[d] then
         if redis.call('HEXISTS', TK.tasks, d) == 0 then
           return fail('UNKNOWN_DEPENDENCY', 'task ' .. s.id .. ' depends on unknown task ' .. d)

@@ -3,6 +3,7 @@ exactly-once completion records."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from multiswarm.errors import (
@@ -60,6 +61,25 @@ async def test_dependencies_run_in_order(world) -> None:  # type: ignore[no-unty
     assert order[2:] == ["c", "d"] and sorted(order[:2]) == ["a", "b"]
     # a task whose dependency already completed is ready at once
     assert await store.submit([(task_spec(NOOP, id="e", depends_on=["a"]), None)]) == {"e": "ready"}
+
+
+async def test_a_dependency_named_twice_releases_its_task(world) -> None:  # type: ignore[no-untyped-def]
+    """Named twice, a dependency was counted twice in ``deps_left`` but had one edge to release
+    it: the task stayed pending for good once it completed (found in review)."""
+    store, coord = world
+    t = task_spec(NOOP, id="t", depends_on=["d", "d"])
+    assert t.deps == "d"
+    assert await store.submit([(task_spec(NOOP, id="d"), 1), (t, 2)]) == {
+        "d": "ready",
+        "t": "pending",
+    }
+    assert await coord.dispatch_once() == 1
+    assert await _run_one(store, coord) == "d"
+    assert await _status(store, "t") == ["ready"]
+    # a spec that names one twice all the same (not built by task_spec) is refused, saying so
+    twice = msgspec.structs.replace(task_spec(NOOP, id="u", depends_on=["d"]), deps="d,d")
+    with pytest.raises(BadRequest, match="names dependency d twice"):
+        await store.submit([(twice, None)])
 
 
 async def test_completion_is_recorded_exactly_once(world, keys: Keys) -> None:  # type: ignore[no-untyped-def]

@@ -101,6 +101,31 @@ async def test_a_json_spec_from_an_older_client_is_stored_as_a_messagepack_one(
     assert await scripts.client.hget(keys.stats, "min_result_ttl_ms") == b"3600000"
 
 
+@pytest.mark.parametrize("wire", ["json", "msgpack"])
+async def test_a_spec_without_its_settings_is_refused(
+    scripts: Scripts, keys: Keys, wire: str
+) -> None:
+    """A pending task stored without its priority failed the script that released it, and every
+    dispatch after (the release stays queued): the whole partition stopped (found in review)."""
+    store = TaskStore(scripts, keys)
+    await store.submit([(task_spec(NOOP, id="d"), 1)])
+    fields = {
+        "id": "t",
+        "handler": NOOP,
+        "deps": "d",
+        "max_attempts": 3,
+        "lease_ms": 30_000,
+        "timeout_ms": 1000,
+        "backoff_ms": 100,
+        "backoff_max_ms": 100,
+    }
+    for spec in (fields, {**fields, "prio": "high"}):
+        raw = json.dumps(spec).encode() if wire == "json" else msgspec.msgpack.encode(spec)
+        with pytest.raises(BadRequest):
+            await submit_tasks(scripts, keys, [(raw, pack(1))])
+    assert await store.get_many(["t"]) == [None]
+
+
 async def test_a_dependant_of_a_cancelled_task_is_cancelled_at_submit(
     scripts: Scripts, keys: Keys
 ) -> None:

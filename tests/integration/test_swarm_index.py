@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 
 from multiswarm.coordinator import SwarmCoordinator
+from multiswarm.errors import IllegalTransition
 from multiswarm.keys import Keys
 from multiswarm.messages import PRIORITIES, Task
 from multiswarm.ops.swarms import delete_swarm
@@ -133,6 +134,39 @@ async def test_the_index_follows_the_swarm_lifecycle(scripts: Scripts, keys: Key
     assert (await check_index(scripts, keys))["d"]["st"] == "open"
     assert await delete_swarm(scripts, keys, "c") == "completed"
     assert "c" not in await check_index(scripts, keys)
+
+
+async def test_a_swarm_is_forgotten_only_once_its_tasks_are_not_held(
+    scripts: Scripts, keys: Keys
+) -> None:
+    """Deleted (or archived) while a task of it still ran, a swarm's slot count went with it;
+    the task's end then freed a slot of the swarm registered again under the id, which never
+    took it, and that swarm went over its capacity (found in review)."""
+    registry, store = SwarmRegistry(scripts, keys), TaskStore(scripts, keys)
+    await host(scripts, keys, "w1", ("s", []), ("z", []), capacity=1)
+    coord = await leader(scripts, keys)
+    await store.submit([(task_spec(NOOP, id=t), None) for t in ("old", "zz")])
+    assert await coord.dispatch_once() == 2
+    (old,) = await store.claim("s", "w1", 1)
+    for sid in ("s", "z"):  # a finished swarm's held tasks end on their workers
+        await registry.transition(sid, "completed")
+    with pytest.raises(IllegalTransition, match="1 tasks assigned or running"):
+        await delete_swarm(scripts, keys, "s")
+    # the archive keeps them too, their period started again, and forgets one without any
+    await scripts.client.zadd(keys.archive, {"s": 0, "z": 0})
+    await scripts.client.hdel(keys.swarm_active, "z")  # as if its task had ended
+    assert await registry.archive(1000) == ["z"]
+    assert await scripts.client.zscore(keys.archive, "s") > 1000
+    assert await store.complete(old.id, old.token, "w1", None) == "completed"
+    assert await delete_swarm(scripts, keys, "s") == "completed"
+
+    await host(scripts, keys, "w1", ("s", []), capacity=1)  # the id registered again
+    await store.submit([(task_spec(NOOP, id=t), None) for t in ("n1", "n2")])
+    assert await coord.dispatch_once() == 1
+    # one of them, or zz (queued on z when it finished: ready again), and no more
+    held = await _active_of(store, ["n1", "n2", "zz"])
+    assert (await registry.get("s")).active == 1 == held["s"]
+    await check_index(scripts, keys)
 
 
 async def test_one_finish_call_frees_each_swarms_slots_once(scripts: Scripts, keys: Keys) -> None:
