@@ -24,11 +24,10 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.connection import Connection
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from multiswarm.agent_pipe import ExitWatch, Frames, Outbox
+from multiswarm.agent_channel import EXPIRED, Channel, expire
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -54,6 +53,7 @@ __all__ = [
     "resolve",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Longest wait for a SIGKILLed agent process to be reaped, in seconds.
@@ -64,119 +64,6 @@ STOP_GRACE_S = 2.0
 #: Task inputs up to this size are written to the pipe from the event loop's thread (the agent
 #: reads its pipe at all times); larger ones from a thread, so the loop never waits on a pipe.
 INLINE_SEND_BYTES = 2048
-
-
-#: What a run's future holds once its timeout passed (no reply is this object).
-_EXPIRED: tuple[str, Any] = ("expired", None)
-
-
-def _expire(future: asyncio.Future[tuple[str, Any]]) -> None:
-    if not future.done():
-        future.set_result(_EXPIRED)
-
-
-class _Channel:
-    """The pipe to one agent process and the runs waiting for its replies.
-
-    Messages go out through an :class:`~multiswarm.agent_pipe.Outbox`: those posted in one
-    turn of the event loop leave in one write. Replies are read by the event loop itself when
-    the pipe is readable (one read, no thread to wake), and resolve their runs' futures; when
-    the pipe ends, each run still waiting gets ``lost`` if the worker killed the process on
-    purpose (``killed``), else ``error`` (the process died under it).
-
-    A run whose future was cancelled or expired may still wait for its reply (to a stop): the
-    reply then lands in a new future, :meth:`waiter`."""
-
-    def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
-        self.proc, self.conn = proc, conn
-        self.out, self.frames = Outbox(conn), Frames(conn.fileno())
-        self.watch = ExitWatch(proc.sentinel)
-        self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.killed = ""
-        #: the pipe ended: the process is gone (or going)
-        self.ended = False
-        #: what every run waiting from now on gets, once the pipe ended
-        self.end_reply: tuple[str, Any] | None = None
-        self._flushing = False
-
-    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.loop is not loop:  # the first run, or the first in a new event loop
-            self._stop_listening()
-            self.loop = loop
-            loop.add_reader(self.conn.fileno(), self._read)
-
-    def _read(self) -> None:
-        """The pipe is readable: this read does not block (the loop is its only reader)."""
-        try:
-            replies = self.frames.read()
-        except (OSError, ValueError):  # also nothing to read (draining); garbled, truncated
-            replies = None
-        if replies is None:
-            self._stop_listening()
-            self.ended = True
-            self.end_runs()
-            return
-        for task_id, kind, data in replies:
-            self._resolve(task_id, (kind, data))
-
-    def _stop_listening(self) -> None:
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.remove_reader(self.conn.fileno())
-
-    def drain(self) -> None:
-        """Take the replies still in the pipe of a process that is gone, without blocking (a
-        process it forked may hold the pipe open), then stop listening."""
-        if self.loop is None or self.ended:
-            return
-        os.set_blocking(self.conn.fileno(), False)
-        while not self.ended:  # until the end of the pipe, or nothing more to read now
-            self._read()
-
-    def _resolve(self, task_id: str, reply: tuple[str, Any]) -> None:
-        future = self.pending.get(task_id)
-        if future is None:
-            return
-        if future.done():
-            if not future.cancelled() and future.result() is not _EXPIRED:
-                return  # it has its reply
-            future = self.pending[task_id] = future.get_loop().create_future()
-        future.set_result(reply)
-
-    def waiter(self, task_id: str) -> asyncio.Future[tuple[str, Any]]:
-        """The future the reply of ``task_id`` lands in from now on."""
-        future = self.pending.get(task_id)
-        if future is not None and not (
-            future.done() and (future.cancelled() or future.result() is _EXPIRED)
-        ):
-            return future
-        future = self.pending[task_id] = asyncio.get_running_loop().create_future()
-        if self.end_reply is not None:
-            future.set_result(self.end_reply)
-        return future
-
-    def end_runs(self) -> None:
-        if self.killed:
-            self.end_reply = ("lost", self.killed)
-        else:
-            self.end_reply = ("error", f"agent {self.proc.name} process died")
-        for task_id in list(self.pending):
-            self._resolve(task_id, self.end_reply)
-
-    def post(self, msg: Any) -> None:
-        """Send ``msg`` (small) at the end of this turn of the event loop, with the others."""
-        self.out.queue.append(msg)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flushing = False
-        try:
-            self.out.flush()
-        except (EOFError, OSError) as e:
-            # the process died: the loop sees the pipe end and fails the runs it held
-            log.debug("agent %s: pipe write failed: %r", self.proc.name, e)
 
 
 class AgentProcess:
@@ -219,7 +106,7 @@ class AgentProcess:
         self.replacement = False
         #: failures since the last success: the agent's health (see multiswarm.placement)
         self.consecutive_failures = 0
-        self._channel: _Channel | None = None
+        self._channel: Channel | None = None
         if start:
             self.start()
 
@@ -234,7 +121,7 @@ class AgentProcess:
         )
         proc.start()
         child.close()
-        self._channel = _Channel(proc, parent)
+        self._channel = Channel(proc, parent)
 
     kind = "python"
 
@@ -295,11 +182,11 @@ class AgentProcess:
                 else:
                     ch.post(msg)
                 # a timer that resolves the future, rather than wait_for: no task per run
-                timer = loop.call_later(timeout_s, _expire, future)
+                timer = loop.call_later(timeout_s, expire, future)
                 reply = await future
             except asyncio.CancelledError:
                 # the task was cancelled (or the worker is shutting down): stop the handler
-                await self._stop(ch, task_id)
+                await _to_the_end(self._stop(ch, task_id))
                 raise
             except (EOFError, OSError) as e:  # the threaded send broke
                 self.failures += 1
@@ -309,7 +196,7 @@ class AgentProcess:
             finally:
                 if timer is not None:
                     timer.cancel()
-            if reply is not _EXPIRED:
+            if reply is not EXPIRED:
                 if reply[0] == "ok":
                     self.consecutive_failures = 0
                 elif reply[0] == "error":
@@ -320,15 +207,15 @@ class AgentProcess:
             self.consecutive_failures += 1
             # a single-task agent's handler cannot be interrupted reliably: its process goes
             # (the supervisor restarts it); a concurrent one is asked first, for the others
-            stopped = self.concurrency > 1 and await self._stop(ch, task_id)
+            stopped = self.concurrency > 1 and await _to_the_end(self._stop(ch, task_id))
             if not stopped:
-                await self.kill(f"task {task_id} timed out")
+                await _to_the_end(self.kill(f"task {task_id} timed out"))
             how = "stopped" if stopped else f"agent {self.agent_id} killed"
             return ("error", f"timed out after {timeout_s:.1f} s ({how})")
         finally:
             ch.pending.pop(task_id, None)
 
-    async def _stop(self, ch: _Channel, task_id: str) -> bool:
+    async def _stop(self, ch: Channel, task_id: str) -> bool:
         """Stop the handler of ``task_id``: cooperatively first (it gets :class:`TaskStopped`
         or a cancellation, and the agent stays up), then, if it has not answered within
         :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it; the agent's
@@ -357,7 +244,7 @@ class AgentProcess:
         await self.kill(f"killed to stop task {task_id}")
         return False
 
-    async def _in_thread(self, ch: _Channel, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _in_thread(self, ch: Channel, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` (a blocking pipe send) in a thread.
 
         If the caller is cancelled meanwhile, the child is killed, so the thread's write ends
@@ -436,6 +323,23 @@ async def _signal_stop(pid: int, future: asyncio.Future[tuple[str, Any]]) -> tup
         except asyncio.TimeoutError:
             if time.monotonic() >= deadline:
                 raise
+
+
+async def _to_the_end(aw: Awaitable[T]) -> T:
+    """``aw`` awaited to its end even when the caller is cancelled meanwhile, and the
+    cancellation raised after it: a stop (or a kill) cut short by a second cancellation (a
+    second stop of the task, a stop during its timeout's) would leave a deaf handler running in
+    an agent whose slot the worker frees (found in review)."""
+    future = asyncio.ensure_future(aw)
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not future.cancelled()
+    if cancelled:
+        raise asyncio.CancelledError
+    return future.result()
 
 
 async def _exited(proc: multiprocessing.process.BaseProcess, timeout_s: float) -> bool:

@@ -243,7 +243,8 @@ class SwarmAgents:
     Parameters
     ----------
     agents:
-        The swarm's agent processes; ``first_index`` is the first one's id in the node pool.
+        The swarm's agent processes; ``first_index`` is the first one's id in the node pool
+        (the others follow it; an agent added later brings its own: :meth:`add`).
     strategy:
         One of :data:`AGENT_STRATEGIES`.
     concurrency:
@@ -266,7 +267,8 @@ class SwarmAgents:
                 f"unknown agent strategy {strategy!r}; one of {AGENT_STRATEGIES}"
             )
         self.agents = agents
-        self.first_index = first_index
+        #: per agent, its id in the node's memory pool: unique among the worker's agents
+        self.nodes = [first_index + i for i in range(len(agents))]
         self.strategy = strategy
         self.concurrency = concurrency
         self.bits = capability_bits(capabilities)
@@ -282,9 +284,11 @@ class SwarmAgents:
         self._caps: Any = None
         self._masks: dict[str, int] = {}
 
-    def add(self, agent: AgentProcess) -> int:
-        """A new member (scale-up or replacement); returns its index."""
+    def add(self, agent: AgentProcess, node: int) -> int:
+        """A new member (scale-up or replacement) whose id in the node pool is ``node`` (not
+        one of another agent of the worker, this swarm's or another's); returns its index."""
         self.agents.append(agent)
+        self.nodes.append(node)
         self.load.append(0)
         self.caps.append(capability_mask(self.bits, self.bits))
         self._caps = None

@@ -357,13 +357,16 @@ class Worker(WorkerClaims):
         agent = swarm.agents[index]
         alloc = None
         freed = posted = False
+        # the run is stoppable (stop_task) from its first step: a stop asked before it reached
+        # its agent was lost, and a claim of the task made since could not tell it was stale
+        me = self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
         try:
             deps: dict[str, bytes] = {}
             if c.deps:
                 packed = await self.tasks.packed_results(c.deps)
                 deps = {d: r for d, r in zip(c.deps, packed) if r is not None}
             assert self.memory is not None
-            node = swarm.first_index + index
+            node = swarm.nodes[index]
             size = len(c.payload) + (sum(len(d) for d in deps.values()) if deps else 0)
             share = self.memory.share_bytes(node)
             if size > share:
@@ -383,15 +386,11 @@ class Worker(WorkerClaims):
                 log.warning("task %s: the node's memory pool is full for now; handed back", c.id)
                 await self.tasks.release({c.id: c.token})
                 return
-            self._handlers[c.id] = asyncio.current_task()  # type: ignore[assignment]
             payload, inputs = agent_inputs(self.memory, alloc, size, c.payload, deps)
             started = time.monotonic()
-            try:
-                kind, data = await agent.run(
-                    c.id, c.attempts, c.handler, payload, inputs, c.timeout_ms / 1000
-                )
-            finally:
-                self._handlers.pop(c.id, None)
+            kind, data = await agent.run(
+                c.id, c.attempts, c.handler, payload, inputs, c.timeout_ms / 1000
+            )
             run_s = time.monotonic() - started
             self.metrics.ran(swarm_id, kind, run_s)
             log_run(c, swarm_id, agent.agent_id, kind, run_s)
@@ -434,6 +433,8 @@ class Worker(WorkerClaims):
         except Exception as e:
             await self._fail_attempt(c, e)
         finally:
+            if self._handlers.get(c.id) is me:
+                del self._handlers[c.id]
             self._stopped.discard(c.id)
             if not posted:
                 self._unhold(c)

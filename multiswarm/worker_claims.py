@@ -180,16 +180,25 @@ class WorkerClaims(WorkerLiveness):
                     self.metrics.claimed(self.tasks, swarm_id, [c.id for c in claimed])
             self.taken += len(claimed)
             for c in claimed:
+                old = self.held.get(c.id)
+                if old is not None and old.claimed is not c:
+                    # claimed again while an earlier claim of it is held here: its record moved
+                    # on (cancelled and retried, not heard of yet), so that claim is stale, and
+                    # its run is stopped before this one starts (decision 102)
+                    self.stop_task(c.id)
                 self.held[c.id] = HeldTask(c, swarm_id)
                 prefetched.append(c)
             # a prefetched task whose lease was lost or that was cancelled left `held`; the
             # same task claimed again since (retried) is held by its new claim, which may
             # carry the same token (attempts reset): the claim itself must still be the held one
             ready: list[Claimed] = []
+            ending: list[Claimed] = []
             while prefetched and len(ready) < free:
                 c = prefetched.popleft()
                 if self.holds(c):
-                    ready.append(c)
+                    # one run of a task at a time: a stale one still ending goes first
+                    (ending if c.id in self._handlers else ready).append(c)
+            prefetched.extendleft(reversed(ending))
             unplaced: dict[str, str] = {}
             for c, pick in zip(ready, swarm.place_claimed(ready) if ready else []):
                 if pick < 0:

@@ -108,18 +108,20 @@ class WorkerLiveness(WorkerMembers):
         cooperatively first, then by killing its agent (:meth:`AgentProcess.run`), and free
         the agent. Nothing is recorded: the task's record has moved on. True if one was
         running."""
+        held = self.held.get(task_id)
+        # prefetched, not started: its claim loop drops it (by identity: an earlier claim of
+        # the task still waiting there compares equal to a later one, :meth:`holds`); a run of
+        # an earlier claim that may still be ending was stopped when this claim came
+        waiting = self.prefetched.get(held.swarm, ()) if held is not None else ()
+        if held is not None and any(c is held.claimed for c in waiting):
+            del self.held[task_id]
+            return False
         run = self._handlers.get(task_id)
         if run is None or run.done():
-            held = self.held.get(task_id)
-            # prefetched, not started: its claim loop drops it (by identity: an earlier claim of
-            # the task still waiting there compares equal to a later one, :meth:`holds`)
-            if held is not None and any(
-                c is held.claimed for c in self.prefetched.get(held.swarm, ())
-            ):
-                del self.held[task_id]
             return False
-        self._stopped.add(task_id)
-        run.cancel()
+        if task_id not in self._stopped:  # (a stop under way is not cancelled a second time)
+            self._stopped.add(task_id)
+            run.cancel()
         return True
 
     async def _stop_if_cancelled(self, task_id: str) -> None:

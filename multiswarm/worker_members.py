@@ -128,10 +128,10 @@ class WorkerMembers:
         await old.kill()
         new = AgentProcess(self._next_id(sid, "a"), self.allowed, swarm.concurrency, self.imports)
         new.replacement = True
-        swarm.add(new)
+        swarm.add(new, node=len(self.agents))  # (a node id no agent of the worker had)
         self.agents.append(new)
         assert self.memory is not None
-        self.memory.collect([swarm.first_index + index])
+        self.memory.collect([swarm.nodes[index]])
         return new
 
     async def _replace_external(self, sid: str, old: ExternalMember) -> Member:
@@ -177,11 +177,11 @@ class WorkerMembers:
             agent = AgentProcess(
                 self._next_id(sid, "a"), self.allowed, placement.concurrency, self.imports
             )
-            index = placement.add(agent)
+            index = placement.add(agent, node=len(self.agents))
             self.agents.append(agent)
             assert self.memory is not None
             self.memory.pool.set_limit(
-                placement.first_index + index, max_bytes=self.pool_bytes // max(1, len(self.agents))
+                placement.nodes[index], max_bytes=self.pool_bytes // max(1, len(self.agents))
             )
             await self._event("swarm.agent.started", sid, agent, scaled=True)
         # scale down idle Python agents, newest first; busy ones go at a later round

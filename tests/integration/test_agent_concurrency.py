@@ -110,6 +110,33 @@ async def test_a_handler_deaf_to_the_stop_kills_its_agent_and_the_others_are_los
         await agent.stop()
 
 
+@pytest.mark.parametrize("when", ["stopping", "timed out"])
+async def test_a_second_cancel_does_not_cut_the_stop_of_a_deaf_handler_short(
+    tmp_path: Path, when: str
+) -> None:
+    """The stop waits up to STOP_GRACE_S for the handler, then kills the agent. A second
+    cancellation in that wait (a second stop of the task, or a stop of a task whose timeout is
+    stopping it) cancelled the wait and with it the kill: the deaf handler ran on while the
+    worker freed its slot (found in review)."""
+    agent = AgentProcess("c.a4", ("tests.",), concurrency=2)
+    try:
+        d = str(tmp_path)
+        timeout = 0.5 if when == "timed out" else 60
+        deaf = pack({"dir": d, "seconds": 60})
+        run = asyncio.create_task(agent.run("deaf", 1, HANDLERS + "block", deaf, {}, timeout))
+        await _started(tmp_path, "deaf")
+        if when == "stopping":
+            run.cancel()
+        await asyncio.sleep(0.3 + (timeout if when == "timed out" else 0))
+        run.cancel()  # inside the stop's grace period
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        # the stop went to its end: the agent was killed, not left with the handler running
+        assert not agent.alive
+    finally:
+        await agent.kill()
+
+
 async def test_a_crashed_agent_fails_every_task_it_held(tmp_path: Path) -> None:
     agent = AgentProcess("c.a3", ("tests.",), concurrency=2)
     try:

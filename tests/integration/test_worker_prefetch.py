@@ -224,6 +224,24 @@ async def test_an_outcome_that_cannot_be_recorded_runs_again_once(
         assert not worker.held and worker.finishing["s"] == 0
 
 
+@contextlib.asynccontextmanager
+async def _one_agent(
+    settings: Settings, tmp_path: Path, *, concurrency: int
+) -> AsyncIterator[tuple[System, Path]]:
+    """A worker hosting swarm ``s`` (capability ``x``) on one agent of ``concurrency`` slots,
+    and the folder the handlers of tests/integration/agent_handlers.py mark their runs in."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    async with worker_system(
+        settings,
+        [swarm_spec("s", ["x"], agents=1)],
+        tmp_path,
+        allowed_handlers=["tests."],
+        concurrency=concurrency,
+    ) as system:
+        yield system, marks
+
+
 async def test_a_prefetched_task_cancelled_and_retried_runs_once(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -231,13 +249,8 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
     first claim still waits in the prefetch window: the attempts were reset, so both claims
     carry the same token, and only the later one may run (found in review: the stale claim
     ran too, a task run twice without a fault)."""
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    swarms = [swarm_spec("s", ["x"], agents=1)]
     # one slot, the default prefetch of 2: room for the second claim beside the stale one
-    async with worker_system(
-        settings, swarms, tmp_path, allowed_handlers=["tests."], concurrency=1
-    ) as system:
+    async with _one_agent(settings, tmp_path, concurrency=1) as (system, marks):
         worker, store = system.worker, system.store
         nap = HANDLERS + "nap"
         await store.submit(
@@ -279,6 +292,48 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
 
         await eventually(idle, timeout_s=30, what="the worker idle")
         assert (marks / "t.runs").read_text().count("\n") == 1
+        assert (await store.get("t")).attempts == 1
+
+
+async def test_a_running_task_claimed_again_stops_its_stale_run_first(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Cancelled and retried while it runs, and claimed again by the same worker before the
+    cancel notice reached it (dropped here): the new claim took the old one's place in `held`,
+    so the lease renewal no longer asked about the old one, and both runs went on side by side,
+    the stale one to its end (found in review). A claim of a task held by another claim now
+    tells the worker that one is stale: its run is stopped before the new one starts."""
+    async with _one_agent(settings, tmp_path, concurrency=2) as (system, marks):
+        worker, store = system.worker, system.store
+
+        async def dropped(_task_id: str) -> None:
+            return None
+
+        worker._stop_if_cancelled = dropped  # type: ignore[method-assign,assignment]
+        payload = {"dir": str(marks), "seconds": 60, "again_seconds": 0.2}
+        await store.submit([(task_spec(HANDLERS + "nap", id="t", capabilities=["x"]), payload)])
+        await system.running("t")
+        first = worker.held["t"].claimed
+        assert await store.cancel("t")
+        await store.retry(["t"])
+
+        async def claimed_again() -> bool:
+            held = worker.held.get("t")
+            return held is not None and held.claimed is not first
+
+        await eventually(claimed_again, timeout_s=20, what="t claimed again")
+
+        async def completed() -> bool:
+            return (await store.get("t")).status == "completed"
+
+        await eventually(completed, timeout_s=30, what="t completed")
+
+        async def idle() -> bool:
+            return not worker.held and not worker._running and not worker._handlers
+
+        # the stale run (60 s) was stopped, not left running beside the new one
+        await eventually(idle, timeout_s=10, what="the worker idle")
+        assert (marks / "t.runs").read_text().count("\n") == 2
         assert (await store.get("t")).attempts == 1
 
 

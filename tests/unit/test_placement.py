@@ -48,7 +48,7 @@ def test_dead_and_retired_members_get_no_work() -> None:
     swarm.retired[2] = True
     assert swarm.placeable() == 1
     assert swarm.place([1] * 3) == [0, -1, -1]
-    new = swarm.add(cast(Any, FakeAgent()))
+    new = swarm.add(cast(Any, FakeAgent()), node=3)
     swarm.done(0)
     assert sorted(swarm.place([1] * 2)) == [0, new]
 

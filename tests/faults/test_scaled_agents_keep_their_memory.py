@@ -1,0 +1,49 @@
+"""An agent added to a swarm (scale-up, replacement) gets an id in the node's memory pool that no
+other agent of the worker has.
+
+Before, an agent's id was its swarm's first id plus its index in the swarm, and a swarm's added
+agents take indexes past its original ones: on a worker hosting two swarms, an agent added to
+the first took the id of the second's first agent. Both then counted against one memory share,
+the scale-up lowered the other agent's limit, and replacing the added agent later collected the
+other agent's pinned inputs while its run could still read them (found in review).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from multiswarm.config import Settings
+from multiswarm.registry import SwarmRegistry, swarm_spec
+from multiswarm.scripts import Scripts
+from tests.faults.inprocess import worker_system
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.slow
+
+
+async def test_an_agent_added_to_one_swarm_shares_no_pool_id_with_another(
+    settings: Settings, tmp_path: Path
+) -> None:
+    swarms = [swarm_spec("a", ["x"], agents=1), swarm_spec("b", ["y"], agents=1)]
+    async with worker_system(settings, swarms, tmp_path) as system:
+        worker = system.worker
+        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
+
+        async def hosted() -> bool:
+            return {"a", "b"} <= set(await registry.swarm_ids())
+
+        await eventually(hosted, what="the worker hosting its swarms")
+        assert worker.memory is not None
+        b_node = worker.placement["b"].nodes[0]
+        b_share = worker.memory.share_bytes(b_node)
+        assert (await registry.scale("a", 2))[0] == 2
+
+        async def scaled() -> bool:
+            return len(worker.placement["a"].agents) == 2
+
+        await eventually(scaled, what="a second agent in swarm a")
+        nodes = [n for swarm in worker.placement.values() for n in swarm.nodes]
+        assert len(set(nodes)) == len(nodes) == 3, nodes
+        assert worker.memory.share_bytes(b_node) == b_share  # b's agent keeps its share
