@@ -1,9 +1,8 @@
 """Redis clients from settings, and retry of connection errors (tenacity).
 
-Only connection-level failures are retried (``ConnectionError``, ``TimeoutError``): they are what a
-Redis restart or fail-over looks like; and a ``BUSY`` reply (:func:`server_busy`), what a server
-stalled by a long script answers. A script's refusal is an answer, never retried. After the
-reconnect window the error surfaces as :class:`~multiswarm.errors.RedisUnavailable`.
+Only outages are retried: connection-level failures (a Redis restart or fail-over) and ``BUSY``
+(a server stalled by a long script); a refusal is an answer, never retried. After the reconnect
+window the error surfaces as :class:`~multiswarm.errors.RedisUnavailable`.
 """
 
 from __future__ import annotations
@@ -44,8 +43,11 @@ CONNECTION_ERRORS = (
     OSError,
 )
 
-#: What :func:`with_retry` catches: a ``ResponseError`` only to look whether it is ``BUSY``.
-_CAUGHT = (*CONNECTION_ERRORS, AttributeError, redis.exceptions.ResponseError)
+#: What the loops that outlast outages catch (subscriptions, wake-ups, best-effort sends): a
+#: ``ResponseError`` only to look whether it is ``BUSY`` (:func:`outage` tells; others re-raised).
+OUTAGE_CAUGHT = (*CONNECTION_ERRORS, redis.exceptions.ResponseError)
+#: What :func:`with_retry` catches, for the same look.
+_CAUGHT = (*OUTAGE_CAUGHT, AttributeError)
 
 Client = aioredis.Redis
 
@@ -163,6 +165,14 @@ def dropped_writer(e: BaseException) -> bool:
     )
 
 
+def socket_timeout_s(client: Any) -> float:
+    """The socket timeout of ``client``'s connections, in seconds (5 s, multiswarm's default,
+    when unset); a cluster client has no pool: its nodes take its own connection kwargs."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or getattr(client, "connection_kwargs", {})
+    return float(kwargs.get("socket_timeout") or 5.0)
+
+
 def server_busy(e: BaseException) -> bool:
     """True for a ``BUSY`` reply: another client's script (or function) has run past
     ``busy-reply-threshold`` (5 s by default) and the server answers every other command so
@@ -172,10 +182,15 @@ def server_busy(e: BaseException) -> bool:
     return isinstance(e, redis.exceptions.ResponseError) and str(e).startswith("BUSY ")
 
 
+def outage(e: BaseException) -> bool:
+    """Whether ``e`` says Redis cannot serve now (a connection error, ``BUSY``), not an answer."""
+    return isinstance(e, CONNECTION_ERRORS) or server_busy(e)
+
+
 def _retryable(e: BaseException) -> bool:
     # a refused password is an answer, not an outage: retrying it only delays the error
     return (
-        (isinstance(e, CONNECTION_ERRORS) or dropped_writer(e) or server_busy(e))
+        (outage(e) or dropped_writer(e))
         and not isinstance(e, redis.exceptions.AuthenticationError)
         and not cancel_requested()
     )

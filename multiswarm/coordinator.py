@@ -25,6 +25,8 @@ import time
 import uuid
 from typing import Any
 
+import redis.exceptions
+
 from multiswarm.errors import CoordinationError, MultiswarmError
 from multiswarm.keys import Keys
 from multiswarm.messages import LeaderInfo, decode_leader, encode_json
@@ -287,7 +289,7 @@ class SwarmCoordinator:
         client = self.scripts.client
         try:
             first = await self.scripts.read(lambda: client.zrange(zset, 0, 0, withscores=True))
-        except MultiswarmError:
+        except (MultiswarmError, redis.exceptions.RedisError):  # (CLUSTERDOWN, NOPERM: a reply)
             return cap_s
         if not first:
             return cap_s

@@ -109,15 +109,25 @@ class CoordinatorProcess:
         AlreadyExists
             Another live process leads under this coordinator's id: this one must not run.
         """
-        loops = [self._elect(stop), self._reap(stop)]
+        loops = {"election": self._elect(stop), "reaping": self._reap(stop)}
         if self.quota is None:  # else the process listens once for all its partitions
-            loops.append(self._listen())
-        self._tasks = [asyncio.create_task(loop) for loop in loops]
+            loops["notice"] = self._listen()
+        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
         self._woken_calls()  # subscribes now when the leader cannot wait in its calls
+        lead = asyncio.create_task(self._lead(stop))
+        watched = {lead, *self._tasks}
         try:
-            await self._lead(stop)
+            while not lead.done():
+                done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                for t in done - {lead}:
+                    if not t.cancelled() and (exc := t.exception()) is not None:
+                        # a loop ended on an error ends the process (decision 45): reaping or
+                        # contending gone silently would strand tasks or leave no leader
+                        log.error("coordinator%s: its %s loop failed", self.where, t.get_name())
+                        raise exc
+            await lead
         finally:
-            await cancel_all(tuple(self._tasks))
+            await cancel_all((lead, *self._tasks))
             if self.c.election.is_leader:
                 await self.release()
         if self.refused is not None:

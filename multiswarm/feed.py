@@ -22,7 +22,7 @@ from typing import Any
 
 import redis.exceptions
 
-from multiswarm.connection import CONNECTION_ERRORS, Client, is_cluster
+from multiswarm.connection import CONNECTION_ERRORS, OUTAGE_CAUGHT, Client, is_cluster
 from multiswarm.keys import Keys
 
 #: Seconds each per-node reader waits for a frame before looking again (cancellation points).
@@ -117,7 +117,7 @@ class Feed:
                 frame = await read(timeout=_READ_S)
                 if frame is not None:
                     await self._queue.put(frame)
-        except (*CONNECTION_ERRORS, *_CLUSTER_OUTAGE) as e:
+        except (*OUTAGE_CAUGHT, *_CLUSTER_OUTAGE) as e:  # (a BUSY ping: read by `get` too)
             await self._queue.put(e)
 
     async def get(self, timeout_s: float) -> Frame | None:

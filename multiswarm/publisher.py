@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from multiswarm.connection import CONNECTION_ERRORS
+from multiswarm.connection import OUTAGE_CAUGHT, outage
 from multiswarm.envelopes import Sent, check_type, encode_message
 from multiswarm.errors import MessageTooLargeError, RedisUnavailable
 from multiswarm.feed import sharded
@@ -99,7 +99,9 @@ class Publisher:
                 receivers = int(await self.client.spublish(channel, data))
             else:
                 receivers = int(await self.client.publish(channel, data))
-        except (*CONNECTION_ERRORS, RedisUnavailable) as e:
+        except (*OUTAGE_CAUGHT, RedisUnavailable) as e:
+            if not (outage(e) or isinstance(e, RedisUnavailable)):
+                raise
             if strict:
                 if isinstance(e, RedisUnavailable):
                     raise

@@ -26,6 +26,7 @@ from multiswarm.connection import (
     DirectCalls,
     cancel_requested,
     server_busy,
+    socket_timeout_s,
     with_retry,
 )
 from multiswarm.keys import request_key
@@ -166,8 +167,7 @@ class Scripts:
         self._direct = DirectCalls.for_client(client)
         self._wake_refused = False  #: the server refused call_when_woken's XREAD: not again
         #: longest block a command may ask for (woken calls, waiters): half the socket timeout
-        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        self.block_limit_ms = max(1, int((kwargs.get("socket_timeout") or 5.0) * 500))
+        self.block_limit_ms = max(1, int(socket_timeout_s(client) * 500))
         #: script name -> its function's name; first key -> its slot's request key prefix
         self._names: dict[str, str] = {}
         self._request_bases: dict[str, str] = {}

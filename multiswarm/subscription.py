@@ -19,7 +19,15 @@ from typing import Any
 
 import redis.exceptions
 
-from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested, short
+from multiswarm.connection import (
+    CONNECTION_ERRORS,
+    OUTAGE_CAUGHT,
+    Client,
+    cancel_requested,
+    outage,
+    server_busy,
+    short,
+)
 from multiswarm.envelopes import (
     Delivered,
     SeenWindow,
@@ -134,7 +142,7 @@ class Subscription:
                 self._scripts, self.keys, letter, keep=self.dead_letter_len, retry=False
             )
             self.counts["dead_lettered"] += 1
-        except (*CONNECTION_ERRORS, MultiswarmError) as e:
+        except (*OUTAGE_CAUGHT, MultiswarmError) as e:  # (best effort: BUSY too)
             log.warning("could not dead-letter a message from %s: %s", channel, e)
 
     async def _accept(
@@ -201,6 +209,8 @@ class Subscription:
                 else self.client.xrange(key, lo, "+", count=count)
             )
         except redis.exceptions.ResponseError as e:  # e.g. WRONGTYPE: not a history stream
+            if server_busy(e):
+                raise  # not an answer: the subscription waits it out and reads again
             log.warning("cannot read history %s: %s", key, e)
             return []
         return [(text(i), (f or {}).get(b"m", (f or {}).get("m"))) for i, f in raw or ()]
@@ -348,7 +358,9 @@ class Subscription:
                     else:
                         for env in await self._replay(channel, pos, seen):
                             yield channel, env
-            except CONNECTION_ERRORS as e:
+            except OUTAGE_CAUGHT as e:
+                if not outage(e):
+                    raise
                 if cancel_requested():  # a cancellation redis-py reported as a lost connection
                     raise asyncio.CancelledError() from e
                 if ready is not None:

@@ -36,7 +36,14 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio.connection import AbstractConnection
 
-from multiswarm.connection import CONNECTION_ERRORS, Client, cancel_requested, is_cluster
+from multiswarm.connection import (
+    CONNECTION_ERRORS,
+    OUTAGE_CAUGHT,
+    Client,
+    cancel_requested,
+    is_cluster,
+    outage,
+)
 from multiswarm.feed import Feed
 from multiswarm.keys import Keys
 from multiswarm.ops.script import text
@@ -81,7 +88,9 @@ async def wake_on(client: Client, keys: Keys, events: Mapping[str, asyncio.Event
                 await _listen(client, events, subscribed)
             else:
                 await _listen_feed(client, keys, events, refresh, subscribed)
-        except CONNECTION_ERRORS as e:
+        except OUTAGE_CAUGHT as e:
+            if not outage(e):
+                raise
             if cancel_requested():
                 raise asyncio.CancelledError() from e
             log.info("wake-up subscription lost (%s); resubscribing in %.2f s", e, delay)

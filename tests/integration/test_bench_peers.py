@@ -86,7 +86,13 @@ def test_one_pass_counts_every_task_once(system: str) -> None:
         # miss in "failed"; misses that are timeouts only are the peer's, not the harness's.
         assert all(f.startswith("TimeoutError") for f in trips["failed"]), trips["failed"]
         assert trips["samples"] >= 1 and trips["samples"] + len(trips["failed"]) >= ROUND_TRIPS
-    assert trips["count"] >= trips["expected"] == 5 + ROUND_TRIPS
+    assert trips["expected"] == 5 + ROUND_TRIPS
+    if module is None:
+        assert trips["count"] == trips["expected"]
+    else:
+        # a peer's task whose wait timed out may not have run before its workers stopped (seen
+        # once with SAQ on a loaded machine: 7 of 8): only those may be missing from the count
+        assert trips["count"] >= trips["expected"] - len(trips["failed"]), trips
     assert 0 < trips["p50_ms"] <= trips["p90_ms"]
     if system == "multiswarm":
         stats = run["end_to_end"]["commandstats"]

@@ -5,6 +5,7 @@ script ends: the command did not run, so it is waited out like an outage (connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,8 +16,10 @@ import redis
 
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
+from multiswarm.envelopes import Delivered
 from multiswarm.errors import RedisUnavailable
 from multiswarm.keys import Keys
+from multiswarm.messenger import SwarmMessenger
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
@@ -139,3 +142,35 @@ async def test_a_worker_keeps_serving_through_a_busy_server(
 
 async def _completed(store: TaskStore, task_id: str) -> bool:
     return (await store.get(task_id)).status == "completed"
+
+
+async def test_a_subscription_outlasts_a_busy_server_and_replays_what_it_missed(
+    busy_server: RedisServer, namespace: str
+) -> None:
+    """The subscription's health check (a PING on the idle connection) met BUSY: redis-py
+    raised it as a plain ResponseError, which ended the listen loop (and so a worker), and a
+    replay that met it read no history: the gap was lost (found in review)."""
+    settings = Settings(redis_url=busy_server.url, redis_url_explicit=True, namespace=namespace)
+    client = connect(settings, health_check_interval=1)
+    keys = Keys(namespace)
+    listener, sender = SwarmMessenger(client, keys, "alpha"), SwarmMessenger(client, keys, "b")
+    ready, got = asyncio.Event(), asyncio.Queue[Delivered]()
+
+    async def pump() -> None:
+        async for _channel, env in listener.listen([keys.ch_tasks], ready):
+            got.put_nowait(env)
+
+    task = asyncio.create_task(pump())
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.sleep(1.5)  # idle past the health check's interval: its PING is due
+        spinning = await asyncio.to_thread(_stall, busy_server, 3.0)
+        await asyncio.to_thread(spinning.join)
+        await sender.publish(keys.ch_tasks, "note", {"n": 1}, record=True)
+        env = await asyncio.wait_for(got.get(), 10)
+        assert env.payload == {"n": 1} and not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()

@@ -262,6 +262,19 @@ async def test_a_waiter_blocks_no_longer_than_half_the_socket_timeout(settings: 
         await client.aclose()
 
 
+async def test_a_cluster_client_s_waits_follow_its_socket_timeout_too() -> None:
+    # a cluster client has no connection pool of its own: its limit fell back to 5 s (2.5 s
+    # blocks) whatever its socket timeout, as above for every client before (found in review)
+    short = Settings(
+        redis_url="redis+cluster://127.0.0.1:7999", redis_url_explicit=True, socket_timeout_ms=400
+    )
+    client = connect(short)  # (a cluster client connects at its first command: none here)
+    try:
+        assert Scripts(client).block_limit_ms == 200
+    finally:
+        await client.aclose()
+
+
 async def test_a_failed_wait_that_is_no_refusal_keeps_claims_waiting_in_redis(
     client: Client, scripts: Scripts, keys: Keys
 ) -> None:
