@@ -80,8 +80,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ``MULTISWARM_CONNECT_TIMEOUT_MS``: longest wait for a TCP/TLS connection (2 s).
     reconnect_timeout_s:
         How long connection errors and timeouts are retried with backoff (60 s) before
-        :class:`~multiswarm.errors.RedisUnavailable`. Must stay below the 120 s for which a
-        script's recorded outcome is kept (``REQUEST_TTL_MS`` in ``scripts/lua/lib``).
+        :class:`~multiswarm.errors.RedisUnavailable`. With two socket timeouts and 2 s of
+        backoff it must stay below the 120 s for which a script's recorded outcome is kept
+        (``REQUEST_TTL_MS`` in ``scripts/lua/lib``): 108 s at most with the 5 s timeout.
     message_secret:
         ``MULTISWARM_SECRET``: HMAC-SHA256 secret; messengers given it sign every envelope and
         refuse unsigned, forged or replayed ones (empty: none).
@@ -253,10 +254,14 @@ def validate(s: Settings) -> Settings:
         )
     if s.lease_ms < 300:
         raise ConfigError("lease_ms below 300 ms leaves no time to renew")
-    if not 0 < s.reconnect_timeout_s * 1000 < REQUEST_TTL_MS:
+    # a call's last retry may start as late as its first attempt's read (a socket timeout), the
+    # window, the longest backoff (2 s, connection.py) and its own read after the first run
+    span_ms = s.reconnect_timeout_s * 1000 + 2 * s.socket_timeout_ms + 2000
+    if not (s.reconnect_timeout_s > 0 and span_ms < REQUEST_TTL_MS):
         raise ConfigError(
-            f"reconnect_timeout_s must be in (0, {REQUEST_TTL_MS // 1000}) s: a retry after a "
-            "script's recorded outcome expired could run it twice"
+            f"reconnect_timeout_s + 2 x socket_timeout_ms + 2 s must stay below "
+            f"{REQUEST_TTL_MS // 1000} s: a retry after a script's recorded outcome expired "
+            "could run it twice"
         )
     return s
 

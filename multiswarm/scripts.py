@@ -403,7 +403,7 @@ class Scripts:
         results = await self.pipelined(fill)
         out: list[Any] = []
         for (keys, args), r in zip(calls, results):
-            if _not_loaded(r):
+            if _not_loaded(r) or server_busy(r):  # not run: run alone, retried as any call
                 try:
                     r = await self.call(name, keys, args)
                 except errors.ScriptError as e:

@@ -7,6 +7,7 @@ method, so ``ms.get_task(tid)`` is ``get_task(ms, tid)``); the work is done by
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,9 @@ from multiswarm.tasks import task_spec
 #: Longest blocking read of :func:`wait_for` before the record is read again, in seconds: the
 #: safety net for tasks that end without a completion entry (dead, cancelled).
 SAFETY_NET_S = 1.0
+#: How far past its deadline a waiter may wait for the reply of its last step, in seconds: a
+#: step blocks no longer than the time left, so only a reply delayed this long is given up.
+STEP_GRACE_S = 0.5
 #: Most candidates an ambiguous id prefix error lists.
 CANDIDATES_SHOWN = 10
 
@@ -287,7 +291,8 @@ async def wait_for(host: Host, task_id: str, timeout_s: float = 60.0) -> Any:
     TaskFailed
         It ended dead or cancelled.
     TimeoutError
-        Not finished within ``timeout_s``.
+        Not finished within ``timeout_s``, or Redis did not answer within it (an outage or a
+        stall is waited out up to the deadline, not the reconnect window).
     NotFound
         No such task.
     """
@@ -302,8 +307,13 @@ async def _wait_for(host: Part, task_id: str, timeout_s: float) -> Any:
     cursor: bytes | str | None = host.tasks.cursors.pop(task_id, None)
     block_ms = max(1, int(min(timeout_s, SAFETY_NET_S) * 1000))
     while True:
-        # one round trip per step: woken by a completion, the record comes with it
-        read, task, packed = await host.tasks.wait_step(task_id, cursor, block_ms)
+        # one round trip per step: woken by a completion, the record comes with it; an outage
+        # or a stall is retried within the deadline only (else up to the reconnect window)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + STEP_GRACE_S):
+                read, task, packed = await host.tasks.wait_step(task_id, cursor, block_ms)
+        except TimeoutError as e:
+            raise TimeoutError(f"task {task_id}: no reply from Redis within {timeout_s} s") from e
         if cursor is None:  # XREVRANGE: the stream's last entry
             cursor = read[0][0] if read else "0-0"
         else:  # XREAD: what was added after the cursor (None when it timed out)

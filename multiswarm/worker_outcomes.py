@@ -120,6 +120,8 @@ class GroupCommit:
             try:
                 replies = await self.tasks.finish(self.worker_id, outcomes)
             except asyncio.CancelledError as e:
+                # and those queued behind it: no flush is left to send them (found in review)
+                batch, self._pending = batch + self._pending, []
                 _deliver(batch, e)
                 raise
             except Exception as e:  # each waiter reports it (the leases expire, runs repeat)

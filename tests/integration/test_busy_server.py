@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from multiswarm.api import Multiswarm
 from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.envelopes import Delivered
-from multiswarm.errors import RedisUnavailable
+from multiswarm.errors import NotFound, RedisUnavailable
 from multiswarm.keys import Keys
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops.recovery import Begin, begin_recoveries
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
@@ -174,3 +176,42 @@ async def test_a_subscription_outlasts_a_busy_server_and_replays_what_it_missed(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await client.aclose()
+
+
+async def test_a_waiter_gives_up_at_its_timeout_through_a_stall(
+    busy_server: RedisServer, namespace: str
+) -> None:
+    """Each step of a waiter was retried for the whole reconnect window: through a stall (or
+    an outage) `result(timeout_s=1)` returned only when the stall ended (found in review)."""
+    settings = Settings(
+        redis_url=busy_server.url,
+        redis_url_explicit=True,
+        namespace=namespace,
+        reconnect_timeout_s=30.0,
+    )
+    client = connect(settings)
+    try:
+        ms = Multiswarm(client, settings)
+        tid = await ms.distribute_task(NOOP, None)  # no worker: it never runs
+        spinning = await asyncio.to_thread(_stall, busy_server, 5.0)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="no reply from Redis within 1"):
+            await ms.result(tid, timeout_s=1)
+        assert time.monotonic() - started < 1 + 1.0  # the deadline and the step's grace
+        assert spinning.is_alive()
+        await asyncio.to_thread(spinning.join)
+    finally:
+        await client.aclose()
+
+
+async def test_pipelined_script_calls_wait_out_a_busy_server(
+    busy_server: RedisServer, store: TaskStore
+) -> None:
+    """Script calls pipelined in one round trip (`Scripts.call_many`: the recovery's steps) got
+    BUSY in place, which read as the script's refusal (found in review): now each that did not
+    run is run alone once the stall ends, and gives the script's own answer."""
+    step = Begin(plan_id="p1", swarm="ghost", interrupted_ms=1, summary=b"{}", requeue=[])
+    spinning = await asyncio.to_thread(_stall, busy_server, 1.0)
+    (begun,) = await begin_recoveries(store.scripts, store.keys, [step])
+    assert not spinning.is_alive()
+    assert isinstance(begun, NotFound), begun  # the answer, not a BUSY taken for a refusal

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from multiswarm.config import DEFAULT_REDIS_URL, from_env
+from multiswarm.config import DEFAULT_REDIS_URL, from_env, validate
 from multiswarm.errors import ConfigError
 
 
@@ -91,3 +91,14 @@ def test_server_binary_from_an_optional_package(tmp_path, monkeypatch) -> None: 
     binary.chmod(0o644)  # not executable: not usable
     with pytest.raises(errors.RedisServerError, match="apt-get install redis-server"):
         redis_server.find_server_binary()
+
+
+def test_a_retry_window_that_outlasts_the_recorded_outcomes_is_refused() -> None:
+    """The last retry of a call may start a socket timeout, the window, 2 s of backoff and its
+    own read after the script first ran: past REQUEST_TTL_MS (120 s) its recorded outcome is
+    gone and the script runs again (found in review: only the window was checked)."""
+    assert validate(from_env({}, reconnect_timeout_s=105.0)).reconnect_timeout_s == 105.0
+    with pytest.raises(ConfigError, match="must stay below 120 s"):
+        validate(from_env({}, reconnect_timeout_s=115.0))
+    with pytest.raises(ConfigError, match="must stay below 120 s"):
+        validate(from_env({}, reconnect_timeout_s=60.0, socket_timeout_ms=30_000))
