@@ -48,7 +48,8 @@ from multiswarm.recovery_plan import (
     RecoveryPlan,
     Rejected,
     build_plan,
-    waiting_for_a_host,
+    plan_record,
+    to_plan,
 )
 from multiswarm.scripts import Scripts
 from multiswarm.state_codec import (
@@ -125,7 +126,7 @@ class SwarmRecovery:
         if stuck:
             raws = await self.manager.read(lambda: self.client.hmget(self.keys.recoveries, stuck))
             for sid, raw in zip(stuck, raws):
-                rec = _record(raw)
+                rec = plan_record(raw)
                 if rec.get("state") == "recovering":
                     ids.add(sid)
         return sorted(ids)
@@ -191,7 +192,7 @@ class SwarmRecovery:
             except MessageDecodeError as e:
                 out[sid] = e
                 continue
-            rec = _record(raw_rec)
+            rec = plan_record(raw_rec)
             resuming = swarm.status == "recovering" and rec.get("state") == "recovering"
             if swarm.status != "interrupted" and not resuming:
                 out[sid] = NotInterrupted("NOT_INTERRUPTED", f"{sid} is {swarm.status}")
@@ -238,8 +239,15 @@ class SwarmRecovery:
 
         raw = await self._pipe(read)
         per_swarm: dict[str, tuple[dict[str, RecoveryPoint], list[Rejected], list[str]]] = {}
+        out: dict[str, RecoveryPlan | MultiswarmError] = {}
         for i, (swarm, _) in enumerate(chunk):
             fields, ckpt, snap, queue = raw[4 * i : 4 * i + 4]
+            wrong = next((r for r in raw[4 * i : 4 * i + 4] if isinstance(r, Exception)), None)
+            if wrong is not None:
+                # a key of the swarm's that holds another type (hand-edited): this swarm's
+                # answer, not the others' (the pipeline gives each reply in place)
+                out[swarm.id] = MessageDecodeError(f"swarm {swarm.id}: a key of it: {wrong}")
+                continue
             points, rejected = await self._verify(
                 swarm.id, fields, {"checkpoint": ckpt, "snapshot": snap}, quarantine
             )
@@ -272,8 +280,9 @@ class SwarmRecovery:
         batch = PlanFacts(
             now_ms=now_ms, workers=live, tasks=tasks, with_payload=with_payload, running=running
         )
-        out: dict[str, RecoveryPlan | MultiswarmError] = {}
         for swarm, rec in chunk:
+            if swarm.id not in per_swarm:
+                continue
             points, rejected, queue = per_swarm[swarm.id]
             try:
                 out[swarm.id] = build_plan(swarm, rec, points, rejected, queue, batch, source)
@@ -404,11 +413,7 @@ class SwarmRecovery:
         would only repeat their recovery)."""
         swarms = await self.manager.read(lambda: self.client.hmget(self.keys.swarms, ids))
         records = await self.manager.read(lambda: self.client.hmget(self.keys.recoveries, ids))
-        return [
-            sid
-            for sid, raw, rec in zip(ids, swarms, records)
-            if raw and not waiting_for_a_host(decode_swarm(raw), _record(rec))
-        ]
+        return [sid for sid, raw, rec in zip(ids, swarms, records) if raw and to_plan(raw, rec)]
 
     async def prune(self) -> int:
         """Forget recovery records of swarms no longer registered."""
@@ -428,16 +433,6 @@ class SwarmRecovery:
 
 
 # -- pure helpers --------------------------------------------------------------------------------
-def _record(raw: bytes | str | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _is_int(value: Any) -> bool:
     try:
         int(value)

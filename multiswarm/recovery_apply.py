@@ -154,13 +154,19 @@ class PlanApplier:
                 )
             )
         recorded = await ops.record_recoveries(self.scripts, keys, record_calls)
+        # a plan whose restore failed is not finished: the swarm stays recovering under it, and
+        # the next apply resumes it (finished, the restore would be lost for good)
+        for (i, p, _, requeued), rec in zip(going, recorded):
+            if isinstance(rec, MultiswarmError):
+                outcomes[i] = _outcome(
+                    p, "error", requeued, f"restore and recovery log: {rec} (run it again)"
+                )
+        going = [g for g, rec in zip(going, recorded) if not isinstance(rec, MultiswarmError)]
         finished = await ops.finish_recoveries(
             self.scripts, keys, [(p.plan_id, p.swarm) for _, p, _, _ in going]
         )
-        for (i, p, state, requeued), rec, fin in zip(going, recorded, finished):
-            if isinstance(rec, MultiswarmError):
-                outcomes[i] = _outcome(p, "error", requeued, f"recovery log: {rec}")
-            elif isinstance(fin, MultiswarmError):
+        for (i, p, state, requeued), fin in zip(going, finished):
+            if isinstance(fin, MultiswarmError):
                 outcomes[i] = _outcome(p, _refusal(fin), requeued, str(fin))
             elif fin == "superseded":
                 outcomes[i] = _outcome(

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from multiswarm.confidence import Confidence, score
-from multiswarm.errors import NoRecoverySource
-from multiswarm.messages import Swarm, Task
+from multiswarm.errors import MessageDecodeError, NoRecoverySource
+from multiswarm.messages import Swarm, Task, decode_swarm
 from multiswarm.state_codec import SOURCE_KINDS, RecoveryPoint
 
 #: Task duration assumed by the time estimate when the source gives no evidence (ms).
@@ -257,7 +257,10 @@ def build_plan(
             candidates.update(entry.running)
     requeue = sorted(c for c in candidates if _in_flight(batch.tasks.get(c), sid, batch.workers))
 
-    order = [source] if source else list(SOURCE_KINDS)
+    # a resumed plan keeps the kind of source it was begun with (an operator's --source), before
+    # the default order: its restore may not have happened yet
+    begun_with = str(rec.get("source", "")) if resume and not source else ""
+    order = [source] if source else sorted(SOURCE_KINDS, key=lambda k: k != begun_with)
     chosen = next((points[k] for k in order if k in points), None)
     if source and chosen is None:
         why = "; ".join(f"{r.id or '?'}: {r.reason}" for r in rejected if r.source == source)
@@ -316,3 +319,24 @@ def waiting_for_a_host(swarm: Swarm, record: Mapping[str, Any]) -> bool:
         and record.get("state") == "applied"
         and int(record.get("finished_ms", 0)) >= swarm.status_ms
     )
+
+
+def plan_record(raw: bytes | str | None) -> dict[str, Any]:
+    """A swarm's recovery record (``{ns}:recoveries``) as a dict; ``{}`` when absent or not JSON."""
+    if raw is None:
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def to_plan(raw: bytes | str, rec: bytes | str | None) -> bool:
+    """Whether a recovery round plans the swarm of record ``raw``: not one
+    :func:`waiting_for_a_host`; one whose record cannot be decoded too (its plan says why, for
+    it alone: one bad record must not stop the round for every swarm)."""
+    try:
+        return not waiting_for_a_host(decode_swarm(raw), plan_record(rec))
+    except MessageDecodeError:
+        return True

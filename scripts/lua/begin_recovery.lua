@@ -16,7 +16,8 @@
 -- worker no longer in the workers hash; they go back to ready at once (the attempt stays
 -- counted). Every check happens before the first write.
 -- returns {'begun', requeued ids...} when this call did it; {'recovering'|'applied'|
---   'superseded', requeued ids...} when this plan was begun before (nothing written);
+--   'superseded', requeued ids...} when this plan was begun before (nothing written but the
+--   end of a plan the swarm left: superseded);
 --   errors NOT_FOUND, NOT_INTERRUPTED, STALE_PLAN, BAD_REQUEST
 local n = load_task_keys()
 load_swarm_status_keys(n + 1)
@@ -25,6 +26,16 @@ local plan_id, sid = ARGV[1], ARGV[2]
 
 local rec = hget_json(recoveries, sid)
 if rec and rec.plan == plan_id then
+  if rec.state == 'recovering' then
+    -- begun before, and the swarm left this plan's recovery since (hosted again, maybe
+    -- interrupted again: a later plan's turn): the plan must not restore its source over what
+    -- was written meanwhile, so it ends superseded here
+    local swarm = hget_json(TK.swarms, sid)
+    if not swarm or swarm.status ~= 'recovering' or swarm.recovery_plan ~= plan_id then
+      rec.state, rec.finished_ms = 'superseded', now_ms()
+      hset_json(recoveries, sid, rec)
+    end
+  end
   local out = {rec.state}
   for _, id in ipairs(split(rec.requeued)) do out[#out + 1] = id end
   return out

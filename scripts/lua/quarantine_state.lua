@@ -7,7 +7,8 @@
 -- ARGV[2] - reason (bad encoding | checksum mismatch | wrong schema, with detail)
 -- ARGV[3] - quarantine entries kept
 -- ARGV[4] - TTL of the quarantine list in milliseconds
--- The version field stays, so later saves keep counting up (save_state.lua).
+-- The version field stays, so later saves keep counting up (save_state.lua), unless it is no
+-- number.
 -- returns 1 when moved, 0 when the stored version is another one (nothing written)
 local f = redis.call('HMGET', KEYS[1], 'version', 'data', 'checksum', 'updated_ms', 'schema')
 if not f[1] or not f[2] or f[1] ~= ARGV[1] then return 0 end
@@ -18,4 +19,6 @@ redis.call('LPUSH', KEYS[2], cjson.encode(entry))
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('HDEL', KEYS[1], 'data', 'checksum', 'updated_ms', 'schema')
+-- a version that is no number cannot be counted up: it goes too (saves start again from 0)
+if not tonumber(f[1]) then redis.call('HDEL', KEYS[1], 'version') end
 return 1

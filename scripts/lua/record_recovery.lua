@@ -12,7 +12,8 @@
 -- ARGV[7] - log entries kept (the idempotency check reads at most this many)
 -- returns {1, state version} when recorded now, {0, state version} when this plan was recorded
 -- before (nothing written)
-local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+-- (a version that is no number, hand-edited, counts as none: the restore starts again at 1)
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0
 for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[7]) - 1)) do
   local ok, entry = pcall(cjson.decode, raw)
   if ok and type(entry) == 'table' and entry.plan == ARGV[1] then return {0, version} end

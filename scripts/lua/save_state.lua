@@ -9,7 +9,13 @@
 -- The version field outlives quarantine (quarantine_state.lua keeps it), so versions only grow
 -- and a writer holding a version read before the quarantine gets VERSION_CONFLICT.
 -- returns the new version; error VERSION_CONFLICT when the stored version differs
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local stored = redis.call('HGET', KEYS[1], 'version') or '0'
+local current = tonumber(stored)
+-- (a version that is no number, hand-edited, is no version a writer could have read:
+-- update_state quarantines that state first, which drops it)
+if not current then
+  return fail('VERSION_CONFLICT', 'stored version ' .. stored .. ' is not a number')
+end
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
   return fail('VERSION_CONFLICT', 'expected version ' .. ARGV[1] .. ', stored ' .. current)
 end

@@ -16,6 +16,7 @@
 local fields = redis.call('HMGET', KEYS[1], 'version', 'data', 'checksum', 'updated_ms', 'schema')
 if not fields[1] or not fields[2] then return {0, 0} end
 local version = tonumber(fields[1])
+if not version then return {0, 0} end  -- (no number: a corrupt state, not snapshotted)
 local now = now_ms()
 local newest_raw = redis.call('LINDEX', KEYS[2], 0)
 if newest_raw then

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from multiswarm.config import Settings
+from multiswarm.keys import Keys
 from multiswarm.registry import swarm_spec
+from multiswarm.scripts import Scripts
+from multiswarm.state import SwarmStateManager
 from multiswarm.tasks import TaskStore
 from tests.faults.inprocess import worker_system
 
@@ -24,3 +27,9 @@ async def flaky(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[TaskS
         settings, swarms, tmp_path, allowed_handlers=["tests.handlers:", "multiswarm."]
     ) as system:
         yield system.store, flag
+
+
+@pytest.fixture
+def manager(scripts: Scripts, keys: Keys) -> SwarmStateManager:
+    """A state manager on the test's namespace that recovers plans of confidence 0.75 or more."""
+    return SwarmStateManager(scripts, keys, auto_recover_min_confidence=0.75)

@@ -33,11 +33,6 @@ from .helpers import hash_value, leader, stream_entries
 HANDLER = "multiswarm.demo_tasks:noop"
 
 
-@pytest.fixture
-def manager(scripts: Scripts, keys: Keys) -> SwarmStateManager:
-    return SwarmStateManager(scripts, keys, auto_recover_min_confidence=0.75)
-
-
 async def server_ms(client: Client) -> int:
     sec, usec = await client.time()
     return int(sec) * 1000 + int(usec) // 1000
