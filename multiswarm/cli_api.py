@@ -7,7 +7,7 @@ import click
 
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
-from multiswarm.cli_common import option, settings_of
+from multiswarm.cli_common import failure, option, settings_of
 
 
 @click.command("api")
@@ -42,4 +42,4 @@ def run_api_cmd(ctx: click.Context, host: str, port: int, open_scrape: bool) -> 
     try:
         node.serve_api(settings_of(ctx), host, port, open_scrape, echo=click.echo)
     except MultiswarmError as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from e
+        raise failure(e) from e

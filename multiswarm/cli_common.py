@@ -31,6 +31,7 @@ from multiswarm import (
     InvalidIdError,
     MultiswarmError,
     ScriptError,
+    UnknownDependency,
 )
 from multiswarm.config import Settings, from_env
 from multiswarm.logs import LOG_FORMATS
@@ -46,7 +47,7 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors that mean the command was given bad input: exit 2, like a click usage error.
-USAGE_ERRORS = (BadRequest, ConfigError, InvalidArgumentError, InvalidIdError)
+USAGE_ERRORS = (BadRequest, ConfigError, InvalidArgumentError, InvalidIdError, UnknownDependency)
 #: How long a command retries an unreachable Redis before giving up, in seconds.
 CLI_RECONNECT_S = 5.0
 #: Who the CLI acts as in recovery logs.
@@ -180,12 +181,18 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except USAGE_ERRORS as e:
-        raise usage_failure(describe(e)) from e
     except MultiswarmError as e:
-        raise click.ClickException(describe(e)) from e
+        raise failure(e) from e
     except ValueError as e:  # a component's check of an argument (e.g. a scale target)
         raise usage_failure(str(e)) from e
+
+
+def failure(e: MultiswarmError) -> click.ClickException:
+    """``e`` as one line for the CLI to exit with: 2 for bad input (:data:`USAGE_ERRORS`), 1
+    for anything else."""
+    if isinstance(e, USAGE_ERRORS):
+        return usage_failure(describe(e))
+    return click.ClickException(describe(e))
 
 
 def describe(e: MultiswarmError) -> str:

@@ -213,7 +213,7 @@ def config_set(ctx: click.Context, assignments: tuple[str, ...]) -> None:
     changes: dict[str, int] = {}
     for item in assignments:
         name, eq, value = item.partition("=")
-        if not eq or not value.isdigit():
+        if not eq or not (value.isascii() and value.isdigit()):
             raise usage_failure(f"{item!r}: expected NAME=MILLISECONDS, e.g. lease_ms=30000")
         changes[name] = int(value)
     stored = call(ctx, lambda ms: ms.configure_deployment(**changes))

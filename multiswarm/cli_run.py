@@ -17,7 +17,7 @@ import click
 
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
-from multiswarm.cli_common import as_json, describe, option, settings_of, usage_failure
+from multiswarm.cli_common import as_json, failure, option, settings_of, usage_failure
 from multiswarm.config import MAX_PREFETCH
 from multiswarm.urls import redact
 
@@ -312,17 +312,20 @@ def up(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     with node.ensure_redis(settings, echo=click.echo) as settings:
-        group = node.start_system(
-            settings,
-            workers=workers,
-            swarms=swarms,
-            agents=agents,
-            strategy=strategy,
-            log_dir=None,
-            worker_args=worker_args,
-            user_swarms=user_swarms,
-            api_port=None if no_api else api_port,
-        )
+        try:  # (timings that disagree with the deployment's, Redis unreachable: one line)
+            group = node.start_system(
+                settings,
+                workers=workers,
+                swarms=swarms,
+                agents=agents,
+                strategy=strategy,
+                log_dir=None,
+                worker_args=worker_args,
+                user_swarms=user_swarms,
+                api_port=None if no_api else api_port,
+            )
+        except MultiswarmError as e:
+            raise failure(e) from e
         click.echo(
             f"multiswarm up: {len(group.children)} processes on {redact(settings.redis_url)} "
             f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop"
@@ -385,7 +388,7 @@ def demo(ctx: click.Context, /, **options: Any) -> None:
     try:
         report = node.run_demo(settings, opts, echo=_stderr if quiet else click.echo)
     except MultiswarmError as e:
-        raise click.ClickException(describe(e)) from e
+        raise failure(e) from e
     if quiet:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -17,6 +17,9 @@ from multiswarm import Multiswarm
 from multiswarm.api_types import PRIORITIES, TaskOptions
 from multiswarm.cli_common import call, emit, usage_failure
 
+#: Largest ``--older-than`` of ``tasks purge``, in seconds (10 years: no finished task is older).
+MAX_AGE_S = 10 * 365 * 86400.0
+
 
 # -- tasks -------------------------------------------------------------------------------------
 @click.group()
@@ -187,6 +190,8 @@ def tasks_retry(
             + f"\n{retried} of {len(out)} retried"
         ),
     )
+    if retried < len(out):  # (a script can tell: one named was not found, or had not ended)
+        ctx.exit(1)
 
 
 @tasks.command("purge")
@@ -200,7 +205,7 @@ def tasks_retry(
 @click.option(
     "--older-than",
     "older_than_s",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=MAX_AGE_S),
     default=0.0,
     show_default=True,
     help="Only tasks finished at least this many seconds ago.",

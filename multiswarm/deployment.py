@@ -22,6 +22,10 @@ from multiswarm.connection import Client, with_retry
 from multiswarm.errors import ConfigError, MessageDecodeError
 from multiswarm.keys import Keys
 
+#: Longest timing ``config set`` stores, in ms (7 days): a longer one is a typo (and one past
+#: 2^63 broke every election of the deployment: Redis refuses it as a PX).
+MAX_TIMING_MS = 7 * 24 * 3600 * 1000
+
 
 class DeploymentConfig(msgspec.Struct, kw_only=True, frozen=True):
     """The stored timings (milliseconds) and who stored them when (``set_ms``: Unix ms)."""
@@ -116,14 +120,16 @@ async def store_timings(client: Client, settings: Settings, **changes: int) -> D
     Raises
     ------
     ConfigError
-        An unknown field or a value below 1 ms.
+        An unknown field, or a value below 1 ms or above :data:`MAX_TIMING_MS`.
     """
     unknown = changes.keys() - DEPLOYMENT_ENV.keys()
     if unknown:
         raise ConfigError(f"not a deployment timing: {', '.join(sorted(unknown))}")
-    bad = [f"{k}={v}" for k, v in changes.items() if v < 1]
+    bad = [f"{k}={v}" for k, v in changes.items() if not 1 <= v <= MAX_TIMING_MS]
     if bad:
-        raise ConfigError(f"timings must be at least 1 ms: {', '.join(bad)}")
+        raise ConfigError(
+            f"timings must be from 1 ms to {MAX_TIMING_MS} ms (7 days): {', '.join(bad)}"
+        )
     base = await current(client, settings) or proposed(settings)
     merged: dict[str, object] = {f: getattr(base, f) for f in DEPLOYMENT_ENV}
     record = proposed(settings.replace(**{**merged, **changes}))

@@ -85,7 +85,12 @@ class TaskStore:
             encoded: list[tuple[bytes, bytes]] = []
             for spec, payload in chunk:
                 check_settings(spec)
-                data = pack(payload)
+                try:
+                    data = pack(payload)
+                except (TypeError, ValueError, OverflowError) as e:  # (an int over 64 bits)
+                    raise BadRequest(
+                        "BAD_REQUEST", f"payload of {spec.id} is no MessagePack value: {e}"
+                    ) from e
                 if len(data) > MAX_PAYLOAD_BYTES:
                     raise BadRequest(
                         "BAD_REQUEST",

@@ -23,7 +23,14 @@ from multiswarm.api import Multiswarm
 from multiswarm.errors import MultiswarmError
 from multiswarm.http import metrics, openapi
 from multiswarm.http.auth import COOKIE, AuthError, Role, Tokens, authorize, role_of
-from multiswarm.http.replies import Whoami, decode_body, error_reply, http_error, reply
+from multiswarm.http.replies import (
+    Whoami,
+    decode_body,
+    error_reply,
+    http_error,
+    read_body,
+    reply,
+)
 from multiswarm.http.routes import API, Handler, health
 
 log = logging.getLogger(__name__)
@@ -104,7 +111,7 @@ def create_app(ms: Multiswarm, tokens: Tokens) -> Starlette:
         return await health(ms, req)
 
     async def login(req: Request, _role: Role) -> Response:
-        given = decode_body(await req.body(), Login).token
+        given = decode_body(await read_body(req), Login).token
         role = role_of(tokens, f"Bearer {given}", None)
         if role is None:
             raise AuthError(401, "wrong token")

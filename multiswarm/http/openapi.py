@@ -20,6 +20,7 @@ _ERRORS = {
     "403": "The read-only token on a write",
     "404": "No such swarm, task or breaker",
     "409": "Conflict or illegal transition: nothing changed",
+    "413": "Body over 1 MiB",
     "503": "Redis unavailable",
 }
 
@@ -47,7 +48,7 @@ def document(routes: Iterable[Route], prefix: str) -> dict[str, Any]:
             "operationId": f"{r.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}",
             "parameters": params,
             "responses": {
-                "200": {"description": "OK (JSON)"},
+                str(r.ok): {"description": "Created (JSON)" if r.ok == 201 else "OK (JSON)"},
                 **{
                     code: {
                         "description": text,

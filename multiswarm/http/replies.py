@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
+from starlette.requests import Request
 from starlette.responses import Response
 
 from multiswarm.errors import (
@@ -57,7 +58,7 @@ class SubmitTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     capabilities:
         Capabilities a swarm needs to run it.
     priority:
-        ``low`` | ``normal`` | ``high`` | ``critical``.
+        ``low`` | ``normal`` | ``high``.
     depends_on:
         Ids of tasks that must complete first (submitted earlier).
     name:
@@ -207,16 +208,39 @@ def reply(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status, media_type="application/json")
 
 
+async def read_body(req: Request) -> bytes:
+    """The request's body, read no further than :data:`MAX_BODY_BYTES`: a larger one (by its
+    ``Content-Length``, or as it streams in) is refused before it is held in memory.
+
+    Raises
+    ------
+    MessageTooLargeError
+        Over the limit (413).
+    """
+    declared = req.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise MessageTooLargeError(f"body of {declared} bytes, over {MAX_BODY_BYTES}")
+    chunks, size = [], 0
+    async for chunk in req.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise MessageTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def decode_body(raw: bytes, kind: type[S], optional: bool = False) -> S:
     """Decode a request body into ``kind``; an empty body is ``kind()`` when ``optional``.
 
     Raises
     ------
     BadRequest
-        Not JSON, not an object of ``kind``'s shape, or larger than :data:`MAX_BODY_BYTES`.
+        Not JSON, not an object of ``kind``'s shape.
+    MessageTooLargeError
+        Larger than :data:`MAX_BODY_BYTES`.
     """
     if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest("BAD_REQUEST", f"body over {MAX_BODY_BYTES} bytes")
+        raise MessageTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
     if optional and not raw.strip():
         return kind()
     try:

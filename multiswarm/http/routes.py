@@ -27,6 +27,7 @@ from multiswarm.http.replies import (
     SubmitTask,
     Submitted,
     decode_body,
+    read_body,
     reply,
 )
 
@@ -53,6 +54,8 @@ class Route(msgspec.Struct, frozen=True):
         The Struct a POST body decodes into (None: no body).
     query:
         Names of its query parameters.
+    ok:
+        Its success status (201 for a created task).
     """
 
     method: str
@@ -61,6 +64,7 @@ class Route(msgspec.Struct, frozen=True):
     summary: str
     body: type[msgspec.Struct] | None = None
     query: tuple[str, ...] = ()
+    ok: int = 200
 
 
 def _limit(req: Request, default: int) -> int:
@@ -128,7 +132,7 @@ async def task(ms: Multiswarm, req: Request) -> Response:
 
 
 async def submit(ms: Multiswarm, req: Request) -> Response:
-    body = decode_body(await req.body(), SubmitTask)
+    body = decode_body(await read_body(req), SubmitTask)
     options = TaskOptions(
         capabilities=body.capabilities,
         priority=body.priority,
@@ -148,7 +152,7 @@ async def submit(ms: Multiswarm, req: Request) -> Response:
 
 async def cancel(ms: Multiswarm, req: Request) -> Response:
     task_id = _param(req, "id")
-    body = decode_body(await req.body(), CancelTask, optional=True)
+    body = decode_body(await read_body(req), CancelTask, optional=True)
     outcome = await ms.cancel_task(task_id, reason=body.reason)
     if outcome != "cancelled":  # 'ended:<status>': nothing changed
         raise IllegalTransition("ILLEGAL_TRANSITION", f"task {task_id} already {outcome}")
@@ -171,7 +175,7 @@ async def recoveries(ms: Multiswarm, req: Request) -> Response:
 
 
 async def recover(ms: Multiswarm, req: Request) -> Response:
-    body = decode_body(await req.body(), ApplyRecovery, optional=True)
+    body = decode_body(await read_body(req), ApplyRecovery, optional=True)
     swarm_id = _param(req, "swarm")
     outcome = await ms.recover_swarm(
         swarm_id, source=body.source, min_confidence=body.min_confidence
@@ -206,7 +210,7 @@ def _routes() -> tuple[Route, ...]:
         r("GET", "/workers", workers, "Every registered worker"),
         r("GET", "/tasks", tasks, "Tasks, newest first", query=("status", "limit")),
         r("GET", "/tasks/{id}", task, "One task"),
-        r("POST", "/tasks", submit, "Submit a task; replies its id", body=SubmitTask),
+        r("POST", "/tasks", submit, "Submit a task; replies its id", body=SubmitTask, ok=201),
         r("POST", "/tasks/{id}/cancel", cancel, "Cancel a task", body=CancelTask),
         r("GET", "/breakers", breakers, "Every circuit breaker"),
         r("POST", "/breakers/{name}/reset", breaker_reset, "Close a breaker"),

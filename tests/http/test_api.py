@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from multiswarm.api import Multiswarm
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
+from multiswarm.http.replies import MAX_BODY_BYTES
 from multiswarm.http.routes import API
 from multiswarm.registry import SwarmRegistry, swarm_spec
 
@@ -37,6 +39,14 @@ async def snapshot(http: httpx.AsyncClient) -> tuple[Any, Any, Any]:
     st = (await http.get("/api/v1/status")).json()
     swarms = sorted((s["id"], s["status"], s["paused"]) for s in st["swarms"])
     return (st["tasks"], st["counters"]), swarms, (await http.get("/api/v1/breakers")).json()
+
+
+async def _stream(size: int) -> AsyncIterator[bytes]:
+    """``size`` bytes in 64 KiB chunks: a body sent chunked, with no Content-Length."""
+    chunk = b" " * 65536
+    while size > 0:
+        yield chunk[:size]
+        size -= len(chunk)
 
 
 def assert_error(resp: httpx.Response, status: int, code: str) -> None:
@@ -103,6 +113,9 @@ async def test_status_health_leader_and_listings(system: System) -> None:
         assert {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops} == {
             (r.method, f"/api/v1{r.path}") for r in API
         }
+        # the success status each route answers (a submission creates: 201; was listed 200)
+        assert "201" in doc["paths"]["/api/v1/tasks"]["post"]["responses"]
+        assert "200" not in doc["paths"]["/api/v1/tasks"]["post"]["responses"]
 
 
 async def _json(http: httpx.AsyncClient, path: str) -> Any:
@@ -174,6 +187,14 @@ async def test_bad_input_is_refused_and_changes_nothing(system: System) -> None:
                 400,
                 "bad_request",
             ),
+            (  # an integer over 64 bits: no MessagePack value (was a 500)
+                http.post("/api/v1/tasks", json={"handler": NOOP, "payload": 10**30}),
+                400,
+                "bad_request",
+            ),
+            # over the limit by its Content-Length, or as it streams in (read no further): 413
+            (http.post("/api/v1/tasks", content=b" " * (MAX_BODY_BYTES + 1)), 413, "too_large"),
+            (http.post("/login", content=_stream(MAX_BODY_BYTES + 1)), 413, "too_large"),
             (http.post("/api/v1/tasks/x/cancel", content=b"{"), 400, "bad_request"),
             (http.get("/api/v1/tasks?limit=lots"), 400, "bad_request"),
             (http.get("/api/v1/tasks?status=sleeping"), 400, "bad_request"),

@@ -165,3 +165,34 @@ def test_dashboard_with_read_token_has_no_buttons(system: System, browser: Any) 
     page.reload()
     page.wait_for_selector("#login:not([hidden])")
     page.close()
+
+
+def test_signing_in_again_adds_no_second_refresh_when_the_tab_shows(
+    system: System, browser: Any
+) -> None:
+    """Each sign-in from the form added one more `visibilitychange` listener (found in review):
+    after two, showing the tab refreshed three times at once."""
+    page = browser.new_page(bypass_csp=True)
+    page.goto(system.url + "/")
+    for _ in range(2):
+        page.wait_for_selector("#login:not([hidden])")
+        page.fill("#token", ADMIN)
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("#board:not([hidden])")
+        page.click("#logout")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#token", ADMIN)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#board:not([hidden])")
+    page.wait_for_timeout(1500)  # its first refresh done and its poll timer set
+    shown = page.evaluate(
+        """() => {
+        window.shown = 0;
+        const real = window.refresh;
+        window.refresh = () => { window.shown += 1; return real(); };
+        document.dispatchEvent(new Event("visibilitychange"));
+        return window.shown;
+    }"""
+    )
+    assert shown == 1
+    page.close()

@@ -152,6 +152,15 @@ async def test_dependency_given_by_prefix(settings: Settings, scripts: Scripts, 
     assert isinstance(shown, dict) and shown["depends_on"] == ["first-task"]
 
 
+async def test_bad_submissions_are_usage_errors(settings: Settings) -> None:
+    """An unknown dependency (HTTP says 400) exited 1, and a payload integer over 64 bits (no
+    MessagePack value) printed a traceback (found in review): both are bad input, exit 2."""
+    for args in (("--after", "zzz-no-such-task"), ("--payload", "1" + "0" * 30)):
+        code, out = await _run(settings, "tasks", "submit", NOOP, *args)
+        assert code == 2, out
+        _one_line_error(out)
+
+
 # -- item 9: swarm states and their end --------------------------------------------------------
 async def test_paused_swarm_never_reads_plain_active(
     settings: Settings, scripts: Scripts, keys: Keys

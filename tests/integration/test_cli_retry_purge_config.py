@@ -47,6 +47,11 @@ async def test_retry_and_purge_commands(settings: Settings, flaky: tuple[TaskSto
     assert code == 2 and "name task ids, or --status" in out
     code, out = await _run(settings, "tasks", "purge", "--status", "running")
     assert code == 2
+    code, out = await _run(settings, "tasks", "purge", "--status", "dead", "--older-than", "inf")
+    assert code == 2 and "Traceback" not in out, out
+    # a task id that is not there: said, and exit 1 (scripts can tell it did not happen)
+    code, out = await _run(settings, "tasks", "retry", "nope")
+    assert code == 1 and "nope" in out, out
 
 
 async def _run(settings: Settings, *args: str) -> tuple[int, str]:
@@ -67,6 +72,13 @@ def test_config_show_set_and_a_conflicting_process_refused(settings: Settings) -
     assert json.loads(out)["heartbeat_timeout_ms"] == 3000 and json.loads(out)["lease_ms"] == 30000
     code, out = _cli(settings, "config", "set", "lease=5")
     assert code == 2 and "not a deployment timing: lease" in out
+    # past any sane timing (one past 2^63 broke every election), or not ASCII digits: refused,
+    # one line, exit 2, nothing stored (found in review)
+    for bad in ("lease_ms=99999999999999999999", "lease_ms=\u00b2"):
+        code, out = _cli(settings, "config", "set", bad)
+        assert code == 2 and len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    code, out = _cli(settings, "config", "show", "--json")
+    assert json.loads(out)["lease_ms"] == 30000
     # a registry started with another heartbeat says so and exits 1, naming both values
     env = {
         **os.environ,

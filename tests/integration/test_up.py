@@ -116,3 +116,21 @@ async def test_up_runs_every_role_and_sigterm_stops_them_all(settings: Settings)
                 await asyncio.to_thread(up.communicate, None, 60)
         reap(up)
         await client.aclose()
+
+
+def test_up_with_a_timing_the_deployment_disagrees_with_is_one_line(settings: Settings) -> None:
+    """The deployment's stored lease differs from `--lease-ms`: a traceback before (found in
+    review); one line and exit 2 now, nothing started."""
+    base = [sys.executable, "-m", "multiswarm.cli", "--redis-url", settings.redis_url]
+    base += ["--namespace", settings.namespace]
+    stored = subprocess.run(
+        [*base, "config", "set", "lease_ms=30000"], capture_output=True, text=True, timeout=60
+    )
+    assert stored.returncode == 0, stored.stderr
+    done = subprocess.run(
+        [*base, "up", "--lease-ms", "5000", "--no-api"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "MULTISWARM_LEASE_MS=5000 (deployment: 30000)" in line

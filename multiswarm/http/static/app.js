@@ -246,9 +246,7 @@ $("#login").addEventListener("submit", async (ev) => {
     await call("POST", "/login", { token: $("#token").value });
     $("#token").value = "";
     $("#login-error").textContent = "";
-    await document.addEventListener("visibilitychange", () => { if (!document.hidden && timer) refresh(); });
-
-start();
+    await start();
   } catch (e) {
     $("#login-error").textContent = e.status === 401 ? "wrong token" : e.message;
   }
