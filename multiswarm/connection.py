@@ -20,6 +20,7 @@ import tenacity
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.exceptions import SlotNotCoveredError
 
 from multiswarm.config import Settings
 from multiswarm.errors import ConfigError, MultiswarmError, RedisUnavailable
@@ -43,9 +44,12 @@ CONNECTION_ERRORS = (
     OSError,
 )
 
+#: What a cluster answers while a slot has no reachable master (a failover under way): an
+#: outage too, once redis-py's own few retries (~0.75 s) ran out.
+CLUSTER_FAILOVER = (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)
 #: What the loops that outlast outages catch (subscriptions, wake-ups, best-effort sends): a
-#: ``ResponseError`` only to look whether it is ``BUSY`` (:func:`outage` tells; others re-raised).
-OUTAGE_CAUGHT = (*CONNECTION_ERRORS, redis.exceptions.ResponseError)
+#: ``ResponseError`` only to look whether it is one (:func:`outage` tells; others re-raised).
+OUTAGE_CAUGHT = (*CONNECTION_ERRORS, redis.exceptions.ResponseError, SlotNotCoveredError)
 #: What :func:`with_retry` catches, for the same look.
 _CAUGHT = (*OUTAGE_CAUGHT, AttributeError)
 
@@ -129,21 +133,14 @@ def is_cluster(client: Any) -> bool:
 async def server_time_ms(client: Client) -> int:
     """Redis's clock (``TIME``) in ms; on a cluster, the default node's (TIME names no key)."""
     cluster: Any = client
-    reply = await (
-        cluster.time(target_nodes=RedisCluster.DEFAULT_NODE)
-        if is_cluster(client)
-        else client.time()
-    )
-    seconds, micros = reply
+    on = {"target_nodes": RedisCluster.DEFAULT_NODE} if is_cluster(client) else {}
+    seconds, micros = await cluster.time(**on)
     return int(seconds) * 1000 + int(micros) // 1000
 
 
 def cancel_requested() -> bool:
-    """True when the current task is being cancelled.
-
-    redis-py can surface a cancellation that lands mid-read as a ``ConnectionError``; a reconnect
-    loop that catches it must re-raise instead of reconnecting, or the task never ends.
-    """
+    """True when the current task is being cancelled: redis-py can surface a cancellation that
+    lands mid-read as a ``ConnectionError``, which a reconnect loop must then re-raise."""
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     return bool(task is not None and cancelling is not None and cancelling())
@@ -183,8 +180,10 @@ def server_busy(e: BaseException) -> bool:
 
 
 def outage(e: BaseException) -> bool:
-    """Whether ``e`` says Redis cannot serve now (a connection error, ``BUSY``), not an answer."""
-    return isinstance(e, CONNECTION_ERRORS) or server_busy(e)
+    """Whether ``e`` says Redis cannot serve now (a connection error, ``BUSY``, a cluster
+    failing over), not an answer."""
+    failing = (*CONNECTION_ERRORS, *CLUSTER_FAILOVER, SlotNotCoveredError)
+    return isinstance(e, failing) or server_busy(e)
 
 
 def _retryable(e: BaseException) -> bool:
@@ -264,7 +263,7 @@ def _not_retried(e: BaseException) -> None:
         raise ConfigError(f"Redis refused the credentials: {short(e)}") from e
     if isinstance(e, AttributeError) and not dropped_writer(e):
         raise e
-    if isinstance(e, redis.exceptions.ResponseError) and not server_busy(e):
+    if isinstance(e, redis.exceptions.ResponseError) and not outage(e):
         raise e  # an answer (a script's refusal is translated by its caller)
     if cancel_requested():
         raise asyncio.CancelledError() from e

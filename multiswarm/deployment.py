@@ -120,7 +120,8 @@ async def store_timings(client: Client, settings: Settings, **changes: int) -> D
     Raises
     ------
     ConfigError
-        An unknown field, or a value below 1 ms or above :data:`MAX_TIMING_MS`.
+        An unknown field, a value below 1 ms or above :data:`MAX_TIMING_MS`, or another
+        partition count.
     """
     unknown = changes.keys() - DEPLOYMENT_ENV.keys()
     if unknown:
@@ -131,6 +132,12 @@ async def store_timings(client: Client, settings: Settings, **changes: int) -> D
             f"timings must be from 1 ms to {MAX_TIMING_MS} ms (7 days): {', '.join(bad)}"
         )
     base = await current(client, settings) or proposed(settings)
+    if changes.get("partitions", base.partitions) != base.partitions:
+        # every partition's hash tag depends on the count: records would be orphaned
+        raise ConfigError(
+            f"the partition count is {base.partitions} for good: a namespace keeps the count it "
+            "started with (start a new namespace for another)"
+        )
     merged: dict[str, object] = {f: getattr(base, f) for f in DEPLOYMENT_ENV}
     record = proposed(settings.replace(**{**merged, **changes}))
     key = Keys(settings.namespace).deployment

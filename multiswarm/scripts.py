@@ -25,7 +25,7 @@ from multiswarm.connection import (
     Client,
     DirectCalls,
     cancel_requested,
-    server_busy,
+    outage,
     socket_timeout_s,
     with_retry,
 )
@@ -289,7 +289,7 @@ class Scripts:
                 log.warning("the wait for a wake-up failed (%s); %s ran all the same", read, name)
             read = None
         if isinstance(reply, redis.exceptions.ResponseError):
-            if not (_not_loaded(reply) or server_busy(reply)):
+            if not (_not_loaded(reply) or outage(reply)):
                 raise translate(reply)
             # it did not run: (loaded and) run, retried as any call (the load may meet an outage)
             run = partial(self._run, name, fname, keys, args, True)
@@ -323,7 +323,7 @@ class Scripts:
                 await self.load()
                 return await self._once(name, fname, keys, args, patient)
         except redis.exceptions.ResponseError as e:
-            if server_busy(e):
+            if outage(e):
                 raise  # not run: with_retry runs it again
             raise translate(e) from e
 
@@ -403,7 +403,7 @@ class Scripts:
         results = await self.pipelined(fill)
         out: list[Any] = []
         for (keys, args), r in zip(calls, results):
-            if _not_loaded(r) or server_busy(r):  # not run: run alone, retried as any call
+            if _not_loaded(r) or outage(r):  # not run: run alone, retried as any call
                 try:
                     r = await self.call(name, keys, args)
                 except errors.ScriptError as e:

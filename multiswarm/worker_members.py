@@ -132,6 +132,9 @@ class WorkerMembers:
         self.agents.append(new)
         assert self.memory is not None
         self.memory.collect([swarm.nodes[index]])
+        # its predecessor's share (without a limit it could pin the whole pool)
+        share = self.memory.pool.limit(swarm.nodes[index])
+        self.memory.pool.set_limit(swarm.nodes[-1], max_regions=share or self.memory.per_agent)
         return new
 
     async def _replace_external(self, sid: str, old: ExternalMember) -> Member:

@@ -87,9 +87,18 @@ def positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+#: Largest agent id, region count or byte size the pool takes: the region table holds owners as
+#: int64, where a negative owner means free (an id of 2**63 wrapped to one: found in review).
+MAX_ID = 2**62
+
+
 def agent_id(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise KernelInputError(f"{name} must be an integer >= 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or not 0 <= value <= MAX_ID
+    ):
+        raise KernelInputError(f"{name} must be an integer from 0 to 2**62, got {value!r}")
     return int(value)
 
 

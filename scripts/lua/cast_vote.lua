@@ -37,9 +37,11 @@ if equivocated then
 elseif previous == option then
   outcome = 'duplicate'
 elseif previous then
-  -- a vote is only stored while the proposal is open, so it was counted: uncount it
+  -- a vote is only stored while the proposal is open, so it was counted: uncounted while the
+  -- vote is open; once it ended, the counts stay those its result was decided on (a late
+  -- change of mind changes nothing, docs/resilience.md)
   redis.call('HSET', KEYS[1], 'x:' .. voter, previous .. ',' .. option)
-  redis.call('HINCRBY', KEYS[1], 'c:' .. previous, -1)
+  if meta.status == 'open' then redis.call('HINCRBY', KEYS[1], 'c:' .. previous, -1) end
   outcome = 'equivocation'
 elseif meta.status ~= 'open' then
   outcome = 'closed'

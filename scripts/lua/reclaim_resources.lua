@@ -10,12 +10,15 @@ local holdings = redis.call('HGETALL', KEYS[2])
 for i = 1, #holdings, 2 do
   local field, held = holdings[i], tonumber(holdings[i + 1])
   local sep = string.find(field, ':', 1, true)
-  local rtype, swarm = string.sub(field, 1, sep - 1), string.sub(field, sep + 1)
-  if live[swarm] == nil then
+  local swarm = sep and held and string.sub(field, sep + 1)
+  -- a holding this library did not write (hand-edited) is skipped: failing on it, every call
+  -- would stop the reclaim of every holding after it
+  if swarm and live[swarm] == nil then
     local record = hget_json(KEYS[3], swarm)
     live[swarm] = record ~= nil and record.status ~= 'completed' and record.status ~= 'failed'
   end
-  if not live[swarm] then
+  if swarm and not live[swarm] then
+    local rtype = string.sub(field, 1, sep - 1)
     redis.call('HINCRBY', KEYS[1], 'used:' .. rtype, -held)
     redis.call('HDEL', KEYS[2], field)
     out[#out + 1] = {swarm, rtype, held}

@@ -9,7 +9,8 @@ local out = {}
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 4) == 'cap:' then
     local rtype = string.sub(field, 5)
-    local held = tonumber(redis.call('HGET', KEYS[2], rtype .. ':' .. swarm) or '0')
+    -- (a held amount that is no number, hand-edited, is dropped: nothing to give back)
+    local held = tonumber(redis.call('HGET', KEYS[2], rtype .. ':' .. swarm) or '0') or 0
     if held > 0 then
       redis.call('HINCRBY', KEYS[1], 'used:' .. rtype, -held)
       out[#out + 1] = rtype

@@ -9,5 +9,9 @@ local now = now_ms()
 if meta.status == 'open' and now >= meta.deadline_ms then
   meta.status = 'no_quorum'; meta.closed_ms = now; closed_now = 1
   hset_json(KEYS[1], 'meta', meta)
+else
+  -- it wrote nothing: no request record (decision 83), or every poll of a waiter kept a copy of
+  -- the whole proposal for 120 s (found in review); a retry reads the state again
+  REQUEST.none = true
 end
 return {closed_now, cjson.encode(meta), redis.call('HGETALL', KEYS[1])}

@@ -47,3 +47,25 @@ async def test_an_agent_added_to_one_swarm_shares_no_pool_id_with_another(
         nodes = [n for swarm in worker.placement.values() for n in swarm.nodes]
         assert len(set(nodes)) == len(nodes) == 3, nodes
         assert worker.memory.share_bytes(b_node) == b_share  # b's agent keeps its share
+
+
+async def test_a_replacement_agent_gets_its_predecessor_s_share(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A replacement got a pool id of its own but no limit: it could pin the whole pool, and an
+    input too large for any share was admitted instead of refused (found in review)."""
+    async with worker_system(settings, [swarm_spec("a", ["x"], agents=1)], tmp_path) as system:
+        worker = system.worker
+        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
+
+        async def hosted() -> bool:
+            return "a" in await registry.swarm_ids()
+
+        await eventually(hosted, what="the worker hosting its swarm")
+        assert worker.memory is not None
+        old = worker.placement["a"].nodes[0]
+        share = worker.memory.pool.limit(old)
+        assert share is not None
+        await worker._replace_agent("a", 0)
+        new = worker.placement["a"].nodes[-1]
+        assert new != old and worker.memory.pool.limit(new) == share

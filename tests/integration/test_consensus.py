@@ -149,8 +149,18 @@ async def test_vote_rules(scripts: Scripts, keys: Keys) -> None:
     assert (decided.outcome, decided.status, decided.result) == ("recorded", "decided", "x")
     late = await consensus.vote(pid, "b", "y")
     assert (late.outcome, late.result) == ("discarded", "x")
+    # a voter who changes its mind once the vote was decided: said, and counted nowhere (the
+    # counts stay those the result was decided on; found in review: x fell below quorum)
+    changed = await consensus.vote(pid, "a", "y")
+    assert (changed.outcome, changed.result) == ("equivocation", "x")
     final = await consensus.tally(pid)
-    assert final.votes == {"a": "x", "c": "x", "d": "x"} and final.counts["x"] == 3
+    assert final.counts == {"x": 3, "y": 0}
+    # a tally that changes nothing keeps no request record: a waiter polling every 0.1 s kept a
+    # copy of the whole proposal per poll for 120 s (found in review)
+    keys_before = await scripts.client.dbsize()
+    for _ in range(20):
+        await consensus.tally(pid)
+    assert await scripts.client.dbsize() == keys_before
     assert [p.id for p in await consensus.proposals()] == ["p1"]
 
 

@@ -461,3 +461,23 @@ def test_bad_request_arguments() -> None:
         pool.allocate(1, 10, ttl_s=-1.0)
     with pytest.raises(PoolOutOfMemory):
         pool.allocate(1, 17 * REGION)
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_an_agent_id_past_the_region_table_s_range_is_refused(backend: str) -> None:
+    """Owners are int64 in the region table and a negative one means free: agent 2**63 wrapped
+    to one, so the next allocation got the same bytes (Numba), or an eviction was half done
+    (Python); 2**64 raised a bare OverflowError (found in review)."""
+    pool = make_pool(FakeClock(), backend=backend, n_regions=4)
+    held = pool.allocate(1, 10)
+    before = pool.table()
+    for agent in (2**63, 2**64):
+        with pytest.raises(KernelInputError, match="from 0 to 2"):
+            pool.allocate(agent, 10)
+        with pytest.raises(KernelInputError):
+            pool.transfer(held, to_agent=agent)
+        with pytest.raises(KernelInputError):
+            pool.set_limit(agent, max_regions=1)
+    after = pool.table()
+    assert all((a == b).all() for a, b in zip(after, before))
+    assert pool.allocate(0, 10).offset != held.offset
