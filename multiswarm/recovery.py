@@ -426,9 +426,11 @@ class SwarmRecovery:
             lambda: self.client.lrange(self.keys.recovery_log(swarm_id), 0, -1)
         ):
             try:
-                out.append(msgspec.json.decode(raw))
+                entry = msgspec.json.decode(raw)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 continue
+            if isinstance(entry, dict):  # (a hand-edited entry that is no object: skipped)
+                out.append(entry)
         return out
 
 

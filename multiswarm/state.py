@@ -389,6 +389,8 @@ class SwarmStateManager:
             try:
                 entry = msgspec.json.decode(text(raw))
             except (msgspec.DecodeError, UnicodeDecodeError):
+                entry = None
+            if not isinstance(entry, dict):  # (hand-edited: not JSON, or not an object)
                 out.append(
                     {"kind": "?", "id": "", "reason": "unreadable quarantine record", "at_ms": 0}
                 )

@@ -12,7 +12,7 @@ import this module, so neither needs the other for its data.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,6 +25,10 @@ SCHEMA_VERSION = 1
 SOURCE_KINDS = ("state", "checkpoint", "snapshot")
 #: Fields of the current-state hash, in the order :func:`verify_state` takes them (``HMGET``).
 STATE_FIELDS = ["version", "data", "checksum", "updated_ms", "schema"]
+
+
+#: Most agents a worker may record for one swarm in its state (a state saying more is refused).
+MAX_RECORDED_AGENTS = 10_000
 
 
 class WorkerEntry(msgspec.Struct, kw_only=True):
@@ -43,7 +47,8 @@ class WorkerEntry(msgspec.Struct, kw_only=True):
     """
 
     running: list[str] = []
-    agents: int = 0
+    #: (bounded: a plan lists an id per agent of a dead worker; a billion hung it)
+    agents: Annotated[int, msgspec.Meta(ge=0, le=MAX_RECORDED_AGENTS)] = 0
     at_ms: int = 0
     completed: list[str] = []
     agent_ids: list[str] = []

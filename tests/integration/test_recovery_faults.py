@@ -14,9 +14,10 @@ import json
 from typing import Any, cast
 
 import msgspec
+import pytest
 
 from multiswarm.connection import Client
-from multiswarm.errors import MessageDecodeError
+from multiswarm.errors import BadRequest, MessageDecodeError
 from multiswarm.keys import Keys
 from multiswarm.ops.recovery import Begin, begin_recoveries
 from multiswarm.recovery import SwarmRecovery
@@ -188,3 +189,19 @@ async def test_a_state_saved_after_the_corrupt_one_was_read_is_not_quarantined(
     state = await manager.load_state("s1")
     assert state is not None and state.data == {"restored": True, "n": 3}
     assert [q["id"] for q in await manager.list_quarantine("s1")] == []
+
+
+async def test_hand_edited_lists_and_counts_are_refused_or_shown_as_such(
+    scripts: Scripts, keys: Keys, manager: SwarmStateManager, client: Client
+) -> None:
+    """A state recording a billion agents made every plan list a billion agent ids (a hang);
+    a quarantine or recovery-log entry that is JSON but no object crashed `recover log` and
+    `recover quarantine` (found in review)."""
+    with pytest.raises(BadRequest):
+        await manager.save_state("s1", {"workers": {"w": {"agents": 10**9}}})
+    await client.lpush(keys.quarantine("s1"), "[1, 2]")
+    assert [q["reason"] for q in await manager.list_quarantine("s1")] == [
+        "unreadable quarantine record"
+    ]
+    await client.lpush(keys.recovery_log("s1"), '"a string"', '{"plan": "p"}')
+    assert await SwarmRecovery(manager).log("s1") == [{"plan": "p"}]
