@@ -173,6 +173,7 @@ class Subscription:
         except MessageRejected as e:
             await self._reject(channel, raw, e)
             return None
+        at: StreamId | None = None
         if env.sid:
             try:
                 at = parse_stream_id(env.sid)
@@ -182,16 +183,19 @@ class Subscription:
                 if at <= pos.delivered:
                     self.counts["duplicates"] += 1
                     return None
-                if at[0] <= time.time() * 1000 + _MAX_SID_SKEW_MS:
-                    pos.delivered = at
-                    if pos.cursor is None or at > pos.cursor:
-                        pos.cursor = at
         if seen is not None:
             try:
                 seen.check(env.id)
             except MessageRejected as e:
+                # before the cursor moves: a replayed frame's stream id is the replayer's to
+                # choose (a signed envelope re-published with a later one), and moved to it the
+                # cursor took every message before it for a duplicate (found in review)
                 await self._reject(channel, raw, e)
                 return None
+        if at is not None and at[0] <= time.time() * 1000 + _MAX_SID_SKEW_MS:
+            pos.delivered = at
+            if pos.cursor is None or at > pos.cursor:
+                pos.cursor = at
         if not self._wanted(channel, env):
             return None
         self.counts["received"] += 1

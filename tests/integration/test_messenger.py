@@ -353,6 +353,10 @@ async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
         client, keys.history(channel), first.stream_id, first.stream_id
     )
     await client.publish(channel, fields[b"m"])  # the same signed bytes again
+    # ... and again under a stream id far ahead: refused before the cursor moves, or every
+    # message until then read as a duplicate (n=6 was dropped; found in review)
+    ahead = f"{int(time.time() * 1000) + 50_000}-0".encode()
+    await client.publish(channel, b'{"sid":"' + ahead + b'",' + fields[b"m"][1:])
     old = Envelope(
         type="note",
         sender="alpha",
@@ -370,10 +374,11 @@ async def test_signed_messages_unsigned_forged_replayed_and_stale_are_refused(
     got += await beta.messages_until("note")
     assert [e["payload"]["n"] for e in got] == [3, 6]
     stats = got[-1]["stats"]
-    assert stats["rejected"] == 5 and stats["received"] == 2
-    assert stats["reasons"] == {"unsigned": 1, "forged": 2, "replayed": 1, "stale": 1}
+    assert stats["rejected"] == 6 and stats["received"] == 2
+    assert stats["reasons"] == {"unsigned": 1, "forged": 2, "replayed": 2, "stale": 1}
     reasons = [f[b"reason"] for _, f in await stream_entries(client, keys.message_dlq)]
-    assert sorted(reasons) == sorted([b"unsigned", b"forged", b"replayed", b"stale", b"forged"])
+    expected = [b"unsigned", b"forged", b"replayed", b"replayed", b"stale", b"forged"]
+    assert sorted(reasons) == sorted(expected)
     # request/response is signed end to end
     response = await signed.request("beta", {"q": 1}, timeout_s=WAIT_S)
     assert response.sig and response.payload["echo"] == {"q": 1}
