@@ -110,7 +110,9 @@ def test_errors_are_messages_not_tracebacks(settings: Settings) -> None:
     code, out = _invoke(settings, "tasks", "submit", "no-colon")
     assert code == 2 and "package.module:function" in out
     code, out = _invoke(settings, "tasks", "submit", "m:f", "--after", "ghost")
-    assert code == 1 and "unknown dependency" in out and "ghost" in out
+    assert (
+        code == 2 and "unknown dependency" in out and "ghost" in out
+    )  # bad input (exit 1 before session 19)
     code, out = _invoke(settings, "tasks", "show", "bad:id")
     assert code == 2 and "invalid task id 'bad:id'" in out  # bad input: always exit 2
 
