@@ -314,7 +314,8 @@ class SeenWindow:
     Parameters
     ----------
     window_ms:
-        How long an id is remembered (messages older than this are refused as stale anyway).
+        How long an id is remembered after its message's time or its receipt, whichever is
+        later (messages older than this are refused as stale anyway).
     max_ids:
         Most ids kept; the oldest are forgotten first. Size it to messages per window.
     """
@@ -327,18 +328,23 @@ class SeenWindow:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def check(self, msg_id: str, now_ms: int | None = None) -> None:
-        """Remember ``msg_id``; raise MessageRejected("replayed") if it was seen already."""
+    def check(self, msg_id: str, now_ms: int | None = None, sent_ms: int = 0) -> None:
+        """Remember ``msg_id``; raise MessageRejected("replayed") if it was seen already.
+
+        ``sent_ms``: the message's own time (``ts_ms``). It stays fresh until ``window_ms``
+        after it, so its id is kept that long even when it came early: a sender's clock ahead
+        of ours (by up to the window, which :func:`decode_message` accepts) made a replay after
+        receipt + window pass both checks (found in review)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         ids = self._ids
         while ids:
-            oldest, seen_ms = next(iter(ids.items()))
-            if now - seen_ms <= self.window_ms and len(ids) < self.max_ids:
+            oldest, until_ms = next(iter(ids.items()))
+            if now <= until_ms and len(ids) < self.max_ids:
                 break
             del ids[oldest]
         if msg_id in ids:
             raise MessageRejected("replayed", f"message {msg_id[:64]} seen before")
-        ids[msg_id] = now
+        ids[msg_id] = max(now, sent_ms) + self.window_ms
 
 
 def secret_key(secret: str | bytes | None) -> bytes | None:

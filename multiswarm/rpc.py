@@ -154,6 +154,11 @@ class Dispatcher:
                 result = handler(request)
                 if inspect.isawaitable(result):
                     result = await result
+                if not isinstance(result, dict):  # (the requester's decoder would refuse it:
+                    # its caller timed out instead of hearing why; found in review)
+                    raise TypeError(
+                        f"a request handler returns a dict, not {type(result).__name__}"
+                    )
                 await self.reply(request, result)
             except Exception as e:
                 self.counts["handler_errors"] += 1

@@ -185,7 +185,7 @@ class Subscription:
                     return None
         if seen is not None:
             try:
-                seen.check(env.id)
+                seen.check(env.id, sent_ms=env.ts_ms)
             except MessageRejected as e:
                 # before the cursor moves: a replayed frame's stream id is the replayer's to
                 # choose (a signed envelope re-published with a later one), and moved to it the

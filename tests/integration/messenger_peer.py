@@ -71,6 +71,8 @@ async def main(argv: list[str]) -> None:
     async def answer(env: Delivered) -> dict[str, Any]:
         if env.payload.get("fail"):
             raise ValueError("asked to fail")
+        if env.payload.get("list"):
+            return [1, 2]  # type: ignore[return-value]  # (a handler's bug, on purpose)
         return {"pid": os.getpid(), "echo": env.payload, "swarm": args.swarm}
 
     messenger.on_message("boom", boom)

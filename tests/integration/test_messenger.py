@@ -224,8 +224,11 @@ async def test_request_response_across_processes(
         with pytest.raises(RequestFailed, match="asked to fail") as failed:
             await alpha.request("beta", {"fail": True}, timeout_s=WAIT_S)
         assert failed.value.responder == "beta"
+        # a handler that returns no dict: the requester hears why at once (it timed out before)
+        with pytest.raises(RequestFailed, match="returns a dict, not list"):
+            await alpha.request("beta", {"list": True}, timeout_s=WAIT_S)
         stats = alpha.stats()
-        assert stats["requests"] == 22 and stats["responses"] == 22
+        assert stats["requests"] == 23 and stats["responses"] == 23
         assert stats["pending_requests"] == 0
     finally:
         await alpha.stop()

@@ -167,6 +167,17 @@ def test_seen_window_refuses_replays_and_stays_bounded() -> None:
     assert len(seen) == 3
 
 
+def test_an_id_is_kept_a_window_past_its_message_s_own_time() -> None:
+    """A message from a sender whose clock is ahead stays fresh until a window after its own
+    time: its id was forgotten a window after receipt, and a replay between the two passed both
+    checks (found in review)."""
+    seen = SeenWindow(window_ms=500)
+    seen.check("ahead", now_ms=1000, sent_ms=1400)
+    with pytest.raises(MessageRejected, match="replayed"):
+        seen.check("ahead", now_ms=1600)  # past receipt + window, within its time + window
+    seen.check("ahead", now_ms=1901)  # stale by then anyway (decode_message refuses it)
+
+
 def test_secret_key() -> None:
     assert secret_key(None) is None and secret_key("") is None and secret_key(b"") is None
     assert secret_key("k") == b"k" and secret_key(b"k") == b"k"
