@@ -1,5 +1,6 @@
 -- place_swarms: put each swarm in a coordination partition, once (decision 44).
--- A swarm already placed keeps its partition. A new one goes to the partition holding the
+-- A swarm already placed keeps its partition, whatever capabilities it is placed with later.
+-- A new one goes to the partition holding the
 -- fewest swarms of the same capability set, then the fewest swarms, then the lowest number:
 -- swarms alike spread evenly, so each partition covers the capabilities of a DAG when there
 -- are at least as many swarms of each kind as partitions.
@@ -30,10 +31,18 @@ for i = 2, #ARGV, 2 do
   if placed then
     local at, old = string.match(placed, '^(%d+)|(.*)$')
     at = tonumber(at)
-    if at < P and old == csv then
+    if at < P then
       p = at
+      if old ~= csv then
+        -- its capabilities changed (a worker hosting it with others): it stays where its record
+        -- and its tasks are, and the counts follow its new set (placed afresh, it left them
+        -- behind without a host and got a second record elsewhere: found in review)
+        add(at, old, -1)
+        add(at, csv, 1)
+        redis.call('HSET', KEYS[1], id, at .. '|' .. csv)
+      end
     else
-      -- the deployment's partitions or the swarm's capabilities changed: place it afresh
+      -- the deployment's partition count changed (refused since: decision 107): afresh
       add(at, old, -1)
     end
   end

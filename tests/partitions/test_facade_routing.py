@@ -24,6 +24,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.http.metrics import exposition, gather
 from multiswarm.keys import Keys
+from multiswarm.partitions import place_swarms
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
@@ -87,6 +88,16 @@ async def test_swarms_are_placed_and_found(
     assert [s.id for s in await fresh.list_swarms()] == sorted(placed)
     assert await ms.create_swarm("parse1", ["other"]) == "exists"  # stays where it is
     assert await where_swarm(client, namespace, "parse1") == placed["parse1"]
+    # placed again with other capabilities (a worker hosting it with others: the worker's path
+    # has no create_swarm guard), it stays too: moved, its record and tasks stayed behind and a
+    # second record was made in the new partition (found in review)
+    # (s, t, w of one set spread over the three partitions, u of another beside s: placed
+    # afresh with u's set, s would go where none of that set is)
+    first = await place_swarms(ms.scripts, ms.settings, [(x, ["aa"]) for x in "stw"])
+    assert sorted(first) == [0, 1, 2]
+    [u] = await place_swarms(ms.scripts, ms.settings, [("u", ["bb"])])
+    assert u == first[0]
+    assert await place_swarms(ms.scripts, ms.settings, [("s", ["bb"])]) == [first[0]]
     with pytest.raises(NotFound):
         await fresh.get_swarm("nosuch")
     assert await fresh.pause_swarm("embed2") and (await ms.get_swarm("embed2")).paused
