@@ -17,7 +17,7 @@ import time
 
 import msgspec
 
-from multiswarm.config import DEPLOYMENT_ENV, Settings
+from multiswarm.config import DEPLOYMENT_ENV, MAX_PARTITIONS, Settings
 from multiswarm.connection import Client, with_retry
 from multiswarm.errors import ConfigError, MessageDecodeError
 from multiswarm.keys import Keys
@@ -120,8 +120,8 @@ async def store_timings(client: Client, settings: Settings, **changes: int) -> D
     Raises
     ------
     ConfigError
-        An unknown field, a value below 1 ms or above :data:`MAX_TIMING_MS`, or another
-        partition count.
+        An unknown field, a value below 1 ms or above :data:`MAX_TIMING_MS`, or a partition
+        count past :data:`~multiswarm.config.MAX_PARTITIONS`.
     """
     unknown = changes.keys() - DEPLOYMENT_ENV.keys()
     if unknown:
@@ -132,12 +132,10 @@ async def store_timings(client: Client, settings: Settings, **changes: int) -> D
             f"timings must be from 1 ms to {MAX_TIMING_MS} ms (7 days): {', '.join(bad)}"
         )
     base = await current(client, settings) or proposed(settings)
-    if changes.get("partitions", base.partitions) != base.partitions:
-        # every partition's hash tag depends on the count: records would be orphaned
-        raise ConfigError(
-            f"the partition count is {base.partitions} for good: a namespace keeps the count it "
-            "started with (start a new namespace for another)"
-        )
+    if not 1 <= changes.get("partitions", 1) <= MAX_PARTITIONS:
+        # (a drained, stopped deployment may change it: README, Scaling; past the most, every
+        # process started later would refuse to start)
+        raise ConfigError(f"partitions must be from 1 to {MAX_PARTITIONS}")
     merged: dict[str, object] = {f: getattr(base, f) for f in DEPLOYMENT_ENV}
     record = proposed(settings.replace(**{**merged, **changes}))
     key = Keys(settings.namespace).deployment

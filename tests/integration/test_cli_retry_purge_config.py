@@ -79,9 +79,9 @@ def test_config_show_set_and_a_conflicting_process_refused(settings: Settings) -
         assert code == 2 and len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
     code, out = _cli(settings, "config", "show", "--json")
     assert json.loads(out)["lease_ms"] == 30000
-    # the partition count is the namespace's for good: another orphans every partition's keys
-    code, out = _cli(settings, "config", "set", "partitions=3")
-    assert code == 2 and "partition count is 1 for good" in out, out
+    # a partition count past the most: every process started later would refuse to start
+    code, out = _cli(settings, "config", "set", "partitions=300")
+    assert code == 2 and "partitions must be from 1 to 256" in out, out
     # a registry started with another heartbeat says so and exits 1, naming both values
     env = {
         **os.environ,
