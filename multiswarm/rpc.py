@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from multiswarm.envelopes import Delivered, Sent, check_type, swarm_channel
-from multiswarm.errors import MultiswarmError, RedisUnavailable, RequestFailed, RequestTimeout
+from multiswarm.errors import (
+    InvalidArgumentError,
+    MultiswarmError,
+    RedisUnavailable,
+    RequestFailed,
+    RequestTimeout,
+)
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import Envelope
 from multiswarm.subscription import Subscription
@@ -156,7 +162,7 @@ class Dispatcher:
                     result = await result
                 if not isinstance(result, dict):  # (the requester's decoder would refuse it:
                     # its caller timed out instead of hearing why; found in review)
-                    raise TypeError(
+                    raise InvalidArgumentError(
                         f"a request handler returns a dict, not {type(result).__name__}"
                     )
                 await self.reply(request, result)
