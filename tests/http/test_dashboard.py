@@ -184,7 +184,9 @@ def test_signing_in_again_adds_no_second_refresh_when_the_tab_shows(
     page.fill("#token", ADMIN)
     page.click("#login button[type=submit]")
     page.wait_for_selector("#board:not([hidden])")
-    page.wait_for_timeout(1500)  # its first refresh done and its poll timer set
+    for _ in range(2):  # the first refresh, then a poll: its timer is set
+        with page.expect_request(lambda r: r.url.endswith("/api/v1/status"), timeout=15_000):
+            pass
     shown = page.evaluate(
         """() => {
         window.shown = 0;
