@@ -269,6 +269,7 @@ async def cleanup(settings: Settings) -> None:
             ]
             if keys.partition == 0 and keys.partitions > 1:
                 names += [keys.swarm_partitions, keys.partition_caps, keys.coordinators]
+                names += keys.task_routes
             await client.delete(*names)
             for s in ids:  # per-swarm keys live in their own slots: one DEL each
                 await client.delete(keys.state(s), keys.snapshots(s))

@@ -356,6 +356,12 @@ class Keys:
         return f"{self._g}:partitions:caps"
 
     @property
+    def task_routes(self) -> tuple[str, str]:
+        """Hash task id -> partition and zset task id -> Unix ms its reservation ends: new
+        caller-chosen ids reserved for one partition (reserve_task_routes.lua)."""
+        return f"{self._g}:partitions:tasks", f"{self._g}:partitions:tasks:until"
+
+    @property
     def coordinators(self) -> str:
         """Zset of live coordinator ids, scored by the Unix ms their membership expires:
         how many share the partitions' leases (coordinators_alive.lua, decision 44)."""

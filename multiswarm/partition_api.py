@@ -20,7 +20,11 @@ from multiswarm.errors import CrossPartitionError, NotFound
 from multiswarm.keys import Keys, check_id
 from multiswarm.messages import TaskSpec
 from multiswarm.ops import tasks as task_ops
-from multiswarm.partitions import partition_capabilities, swarm_partitions
+from multiswarm.partitions import (
+    partition_capabilities,
+    reserve_task_routes,
+    swarm_partitions,
+)
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
 from multiswarm.state import SwarmStateManager
@@ -224,13 +228,16 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
     ``given`` are the ids the caller chose: one that exists already keeps its partition (a
     repeated submission is idempotent there). Dependencies outside the batch fix the
     partition to theirs. Otherwise the partition whose placed swarms cover the batch's
-    capabilities with the smallest backlog wins (all partitions when none covers them).
+    capabilities with the smallest backlog wins (all partitions when none covers them). New
+    given ids are then reserved for that partition (:func:`reserve_task_routes`, 10 min): ids
+    a concurrent submission reserved already take the batch to theirs.
 
     Raises
     ------
     CrossPartitionError
-        The batch names existing tasks (dependencies, repeated ids) of different partitions:
-        dependencies across partitions are refused (decision 47). Nothing was submitted.
+        The batch names existing tasks (dependencies, repeated ids) of different partitions,
+        or ids reserved for them: dependencies across partitions are refused (decision 47).
+        Nothing was submitted.
     """
     if len(host.parts) == 1:
         return host
@@ -249,6 +256,16 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
     else:
         needed = {c for s in specs for c in s.caps.split(",") if c}
         k = host.routes.choose(needed, await capabilities(host), await backlogs(host))
+    if new := sorted(tid for tid in set(given) & batch if tid not in fixed):
+        # a concurrent submission of one of these ids may have routed it elsewhere: the ids
+        # are reserved first, and the batch meets the reservation (decision 108)
+        k, clash = await reserve_task_routes(host.scripts, host.settings, new, k, fixed=bool(fixed))
+        if k < 0:
+            named = ", ".join(f"{tid} (partition {p})" for tid, p in sorted(clash.items()))
+            raise CrossPartitionError(
+                f"tasks {sorted(batch)} would join {named}, reserved by concurrent submissions: "
+                "one batch goes to one coordination partition (decision 47); submit them apart"
+            )
     # counted at once, so the next choice (concurrent submissions too) sees them
     host.routes.submitted(k, len(specs))
     return host.parts[k]

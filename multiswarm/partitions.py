@@ -93,3 +93,26 @@ async def partition_capabilities(scripts: Scripts, settings: Settings) -> list[d
         if n > 0:
             out[int(k)][what] = n
     return out
+
+
+#: How long a new caller-chosen task id stays reserved for the partition its submission was
+#: routed to (decision 108): longer than a submission's whole retry span (under 120 s, checked
+#: by the config), after which the task itself is found where it was submitted.
+TASK_ROUTE_TTL_MS = 10 * 60 * 1000
+
+
+async def reserve_task_routes(
+    scripts: Scripts, settings: Settings, task_ids: Sequence[str], partition: int, *, fixed: bool
+) -> tuple[int, dict[str, int]]:
+    """Reserve new caller-chosen ``task_ids`` for ``partition`` before they are submitted there
+    (one script call in the control slot; P > 1 only), so concurrent submissions of one id
+    meet in one partition. Ids reserved already for one other partition move the batch there,
+    unless ``fixed`` (its dependencies are in ``partition``).
+
+    Returns ``(partition the batch goes to, {})``, or ``(-1, {id: partition})`` with the
+    reservations that cannot share one batch (nothing reserved).
+    """
+    control = Keys(settings.namespace, 0, settings.partitions)
+    return await ops.partitions.reserve_task_routes(
+        scripts, control, task_ids, partition, fixed=fixed, ttl_ms=TASK_ROUTE_TTL_MS
+    )

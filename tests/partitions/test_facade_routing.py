@@ -317,3 +317,48 @@ async def test_concurrent_submissions_spread(
     )
     spots = [(await where_task(client, namespace, t))[0] for t in ids]
     assert sorted(spots) == [0, 0, 0, 1, 1, 1, 2, 2, 2], spots
+
+
+async def test_concurrent_submissions_of_one_new_id_meet_in_one_partition(
+    ms: Multiswarm, fresh: Multiswarm, client: Client, namespace: str
+) -> None:
+    # Two facades that each see another partition as the least busy both route a new id
+    # before either submits it (the race of two producers given the same idempotency key):
+    # the id is reserved for the partition routed first, so both submissions meet there and
+    # the task exists once, never in two partitions (two runs).
+    await six_swarms(ms)
+    ms.routes.set_backlog([0, 9, 9])
+    fresh.routes.set_backlog([9, 0, 9])
+    spec = [task_spec("m:f", id="dup", capabilities=["parse"])]
+    first = await partition_api.route_submission(ms, spec, ["dup"])
+    second = await partition_api.route_submission(fresh, spec, ["dup"])
+    assert first.keys.partition == second.keys.partition == 0
+    # a batch naming the reserved id with another new one goes there too, all of it
+    both = [task_spec("m:f", id="dup", capabilities=["parse"]), task_spec("m:f", id="dup2")]
+    fresh.routes.set_backlog([9, 0, 9])
+    assert (await partition_api.route_submission(fresh, both, ["dup", "dup2"])).keys.partition == 0
+    # through the facade, concurrently, from three facades with different views
+    ms.routes.set_backlog([9, 9, 0])
+    fresh.routes.set_backlog([9, 0, 9])
+    receipts = await asyncio.gather(
+        ms.submit_task("m:f", 1, TaskOptions(id="race", capabilities=["parse"])),
+        fresh.submit_task("m:f", 1, TaskOptions(id="race", capabilities=["parse"])),
+    )
+    assert sorted(r.status for r in receipts) == ["exists", "ready"]
+    assert len(await where_task(client, namespace, "race")) == 1
+    assert (await ms.statistics()).counters.submitted == 1
+
+
+async def test_reservations_that_disagree_are_refused(ms: Multiswarm, fresh: Multiswarm) -> None:
+    # two new ids reserved for different partitions cannot be one batch (nothing submitted)
+    await six_swarms(ms)
+    ms.routes.set_backlog([0, 9, 9])
+    await partition_api.route_submission(ms, [task_spec("m:f", id="a1")], ["a1"])
+    ms.routes.set_backlog([9, 0, 9])
+    await partition_api.route_submission(ms, [task_spec("m:f", id="b1")], ["b1"])
+    with pytest.raises(CrossPartitionError) as err:
+        await fresh.submit_tasks(
+            [("m:f", 1, TaskOptions(id="a1")), ("m:f", 2, TaskOptions(id="b1"))]
+        )
+    assert "a1 (partition 0)" in str(err.value) and "b1 (partition 1)" in str(err.value)
+    assert await fresh.list_tasks(limit=10) == []
