@@ -69,6 +69,7 @@ STAT_NAMES = (
     "timeouts",
     "too_large",
     "dead_lettered",
+    "requests_shed",
 )
 
 
@@ -114,6 +115,10 @@ class SwarmMessenger:
         Entries kept in the message dead-letter stream (approximate), 1000.
     max_concurrent_requests:
         Request handlers running at once; further requests wait (64).
+    max_queued_requests:
+        Requests waiting for a running handler to end (1024); past them a request is answered
+        at once with an "overloaded" error (load shedding, counted as ``requests_shed``), so a
+        burst keeps memory bounded.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class SwarmMessenger:
         reconnect_timeout_s: float = 10.0,
         dead_letter_len: int = 1000,
         max_concurrent_requests: int = 64,
+        max_queued_requests: int = 1024,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -184,6 +190,7 @@ class SwarmMessenger:
             request_timeout_s=request_timeout_s,
             reconnect_timeout_s=reconnect_timeout_s,
             max_concurrent_requests=max_concurrent_requests,
+            max_queued_requests=max_queued_requests,
             counts=self.counts,
         )
 
@@ -217,7 +224,8 @@ class SwarmMessenger:
     def stats(self) -> dict[str, Any]:
         """Counters of this messenger: sent, received, broadcasts, targeted, dropped, rejected,
         handler_errors, active_subscriptions, replayed, duplicates, requests, responses,
-        timeouts, too_large, dead_lettered, and ``reasons`` (refusals per reason)."""
+        timeouts, too_large, dead_lettered, requests_shed, and ``reasons`` (refusals per
+        reason)."""
         return {**self.counts, "pending_requests": self._rpc.pending, "reasons": dict(self.reasons)}
 
     # -- sending (multiswarm.publisher) -------------------------------------------------------
@@ -320,8 +328,9 @@ class SwarmMessenger:
     def on_request(self, handler: RequestHandler) -> None:
         """Answer ``request`` messages with ``handler(request)``'s return value.
 
-        Handlers run concurrently (``max_concurrent_requests``); an exception is sent back as a
-        ``response_error`` (the requester raises :class:`~multiswarm.errors.RequestFailed`).
+        Handlers run concurrently (``max_concurrent_requests``; up to ``max_queued_requests``
+        more wait, past them a request is refused as "overloaded"); an exception is sent back as
+        a ``response_error`` (the requester raises :class:`~multiswarm.errors.RequestFailed`).
         """
         self._rpc.on_request(handler)
 

@@ -76,7 +76,8 @@ class Dispatcher:
         Build and send (recorded, retried) requests and responses: the owning messenger's.
     reply_channel:
         Where responses to this messenger's requests arrive.
-    request_timeout_s, reconnect_timeout_s, max_concurrent_requests, counts:
+    request_timeout_s, reconnect_timeout_s, max_concurrent_requests, max_queued_requests,
+    counts:
         As :class:`~multiswarm.messenger.SwarmMessenger` (``counts`` updated in place).
     """
 
@@ -91,6 +92,7 @@ class Dispatcher:
         request_timeout_s: float,
         reconnect_timeout_s: float,
         max_concurrent_requests: int,
+        max_queued_requests: int,
         counts: dict[str, int],
     ) -> None:
         self.keys = keys
@@ -104,6 +106,7 @@ class Dispatcher:
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._request_handler: RequestHandler | None = None
         self._request_slots = asyncio.Semaphore(max_concurrent_requests)
+        self._max_jobs = max_concurrent_requests + max_queued_requests
         self._pending: dict[str, asyncio.Future[Delivered]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._loop_channels: list[str] = []
@@ -142,9 +145,20 @@ class Dispatcher:
                 fut.set_result(env)
             return
         if env.type == "request" and self._request_handler is not None:
-            job = asyncio.create_task(self._answer(self._request_handler, env))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+            if len(self._jobs) >= self._max_jobs:
+                # load shedding: each waiting request holds a task, so a burst the handlers
+                # cannot keep up with would grow without bound; the requester hears it at once
+                self.counts["requests_shed"] += 1
+                with contextlib.suppress(MultiswarmError):
+                    await self.reply(
+                        env,
+                        error=f"overloaded: {len(self._jobs)} requests running or waiting "
+                        f"(max_concurrent_requests + max_queued_requests); try again later",
+                    )
+            else:
+                job = asyncio.create_task(self._answer(self._request_handler, env))
+                self._jobs.add(job)
+                job.add_done_callback(self._jobs.discard)
         for handler in (*self._handlers.get(env.type, ()), *self._handlers.get("*", ())):
             try:
                 result = handler(env)

@@ -674,3 +674,40 @@ async def test_cli_request_and_dead_letters(
     assert report["counts"] == {"dlq": 1, "dlq:malformed": 1}
     assert report["entries"][0]["reason"] == "malformed"
     assert report["entries"][0]["receiver"] == "beta"
+
+
+async def test_requests_past_the_queue_are_refused_at_once(client: Client, keys: Keys) -> None:
+    # A burst beyond the running handlers and the queue is answered "overloaded" at once
+    # (load shedding): before, each request queued a task of its own, without bound.
+    release = asyncio.Event()
+
+    async def slow(request: Delivered) -> dict[str, Any]:
+        await release.wait()
+        return {"i": request.payload["i"]}
+
+    beta = SwarmMessenger(client, keys, "beta", max_concurrent_requests=1, max_queued_requests=2)
+    beta.on_request(slow)
+    await beta.start()
+    alpha = SwarmMessenger(client, keys, "alpha")
+    try:
+        calls = [
+            asyncio.ensure_future(alpha.request("beta", {"i": i}, timeout_s=WAIT_S))
+            for i in range(6)
+        ]
+        async with asyncio.timeout(WAIT_S):  # the three shed: answered while the handler waits
+            while sum(c.done() for c in calls) < 3:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # (and no other)
+        shed = [c for c in calls if c.done()]
+        assert len(shed) == 3
+        for call in shed:
+            with pytest.raises(RequestFailed, match="overloaded"):
+                call.result()
+        assert beta.stats()["requests_shed"] == 3
+        release.set()
+        answered = await asyncio.gather(*(c for c in calls if c not in shed))
+        assert len({r.payload["i"] for r in answered}) == 3
+    finally:
+        release.set()
+        await alpha.stop()
+        await beta.stop()
