@@ -81,6 +81,9 @@ class LeaderElection:
         self.epoch = 0
         self._valid_until = 0.0
         self.terms = 0
+        #: True while an acquire may have taken the lease without this contender knowing (its
+        #: reply not read: in flight, cancelled, or lost): :meth:`release` then gives it back
+        self.in_doubt = False
 
     @property
     def is_leader(self) -> bool:
@@ -97,9 +100,11 @@ class LeaderElection:
         """
         sent = time.monotonic()
         info = {"host": socket.gethostname(), "pid": os.getpid(), "instance": self.instance}
+        self.in_doubt = True
         reply = await ops.acquire_leadership(
             self.scripts, self.keys, self.holder_id, encode_json(info), self.lease_ms
         )
+        self.in_doubt = False
         epoch = reply.epoch
         if epoch == 0:
             self.step_down()
@@ -122,10 +127,13 @@ class LeaderElection:
         return False
 
     async def release(self) -> bool:
-        """Give the lease up now (clean shutdown) so a standby takes over at once."""
-        if self.epoch == 0:
+        """Give the lease up now (clean shutdown) so a standby takes over at once; also one an
+        acquire whose reply was never read may have taken (``in_doubt``: matched by holder and
+        instance, any epoch). True when a lease was released."""
+        if self.epoch == 0 and not self.in_doubt:
             return False
         released = await ops.release_leadership(self.scripts, self.keys, self.fence)
+        self.in_doubt = False
         self.step_down()
         return released
 

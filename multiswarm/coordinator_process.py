@@ -128,7 +128,7 @@ class CoordinatorProcess:
             await lead
         finally:
             await cancel_all((lead, *self._tasks))
-            if self.c.election.is_leader:
+            if self.c.election.is_leader or self.c.election.in_doubt:
                 await self.release()
         if self.refused is not None:
             raise self.refused
@@ -138,7 +138,8 @@ class CoordinatorProcess:
         stop, or too many held: decision 45). Loops still running find themselves fenced off.
         Logs instead of raising when Redis refuses: the lease then runs out by itself."""
         try:
-            await self.c.election.release()
+            if not await self.c.election.release():
+                return  # (an acquire in doubt had taken nothing, or the lease ran out)
             await self.c.messenger.publish(
                 self.c.keys.ch_coordination,
                 "leadership_released",

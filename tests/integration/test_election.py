@@ -203,3 +203,41 @@ def test_sigterm_hands_over_before_the_lease_would_expire(
         assert _acquired_ms(settings) < stopped_at + first[1]
     finally:
         group.stop_all()
+
+
+async def test_a_stop_during_an_acquire_gives_its_lease_back(
+    settings: Settings, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The acquire ran in Redis but its reply was not read yet when the stop came (cancelled
+    # in flight): before, the lease it took was left to run out, and a standby waited a lease.
+    from multiswarm.coordinator_process import CoordinatorProcess
+    from multiswarm.ops import leadership
+
+    real = leadership.acquire_leadership
+    ran = asyncio.Event()
+
+    async def reply_never_read(*args: object, **kwargs: object) -> object:
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+        ran.set()
+        await asyncio.Event().wait()  # cancelled here, by the stop
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(leadership, "acquire_leadership", reply_never_read)
+    scripts = Scripts(connect(settings))
+    coord = SwarmCoordinator(scripts, keys, lease_ms=60_000, holder_id="stopping")
+    stop = asyncio.Event()
+    run = asyncio.create_task(CoordinatorProcess(coord).run(stop))
+    try:
+        await asyncio.wait_for(ran.wait(), 30)
+        info, _ = await current_leader(scripts, keys)
+        assert info is not None and info.holder == "stopping"  # taken, unknown to the process
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        assert (await current_leader(scripts, keys))[0] is None  # given back at the stop
+        monkeypatch.setattr(leadership, "acquire_leadership", real)
+        standby = LeaderElection(scripts, keys, 60_000, holder_id="standby")
+        assert await standby.try_acquire()
+    finally:
+        stop.set()
+        run.cancel()
+        await scripts.client.aclose()
