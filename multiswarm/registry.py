@@ -30,6 +30,7 @@ from multiswarm.messages import (
     encode_json,
 )
 from multiswarm.messenger import SwarmMessenger
+from multiswarm.ops import partitions as partition_ops
 from multiswarm.ops import swarms as ops
 from multiswarm.ops.script import decode
 from multiswarm.resources import ResourcePools, release_swarm_resources
@@ -317,11 +318,17 @@ class SwarmRegistry:
 async def housekeeping(registry: SwarmRegistry, *, archive_ms: int, result_ttl_ms: int) -> int:
     """One housekeeping round; returns the number of finished tasks forgotten.
 
-    Forgets swarms archived longer than ``archive_ms``, then every finished task past its result
-    TTL (``result_ttl_ms`` or the task's own; bounded script calls repeated until none is due,
-    so pruning keeps up with any completion rate), then reclaims resources of finished swarms.
+    Forgets swarms archived longer than ``archive_ms`` (with several partitions, their
+    placements in the control slot's directory too: decision 111), then every finished task
+    past its result TTL (``result_ttl_ms`` or the task's own; bounded script calls repeated
+    until none is due, so pruning keeps up with any completion rate), then reclaims resources
+    of finished swarms.
     """
-    await registry.archive(archive_ms)
+    keys = registry.keys
+    for sid in await registry.archive(archive_ms):
+        if keys.partitions > 1:
+            control = Keys(keys.ns, 0, keys.partitions)
+            await partition_ops.unplace_swarm(registry.scripts, control, sid)
     pruned = await TaskStore(registry.scripts, registry.keys).prune(result_ttl_ms)
     await ResourcePools(registry.scripts, registry.keys).reclaim()
     return pruned

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from multiswarm.api_types import Host, Part
+from multiswarm.errors import ScriptError
 from multiswarm.keys import check_id
 from multiswarm.messages import Swarm
 from multiswarm.ops import swarms as ops
@@ -62,11 +63,20 @@ async def create_swarm(
     # placed already: stay (placing again with other capabilities would move it, and the
     # record would exist twice)
     k = (await swarm_partitions(host.scripts, host.settings, [spec.id]))[spec.id]
+    placed_now = k is None
     if k is None:
         caps = [c for c in spec.caps.split(",") if c]
         [k] = await place_swarms(host.scripts, host.settings, [(spec.id, caps)])
     host.routes.swarms[spec.id] = k
-    return await host.parts[k].registry.register_swarm(spec)
+    try:
+        return await host.parts[k].registry.register_swarm(spec)
+    except ScriptError:
+        # refused (full, bad spec): the placement made for it would name a swarm that exists
+        # nowhere and count its capabilities there (decision 111)
+        if placed_now:
+            host.routes.swarms.pop(spec.id, None)
+            await unplace_swarm(host.scripts, host.settings, spec.id)
+        raise
 
 
 async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:

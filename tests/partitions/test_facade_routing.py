@@ -24,7 +24,8 @@ from multiswarm.config import Settings
 from multiswarm.connection import Client, connect
 from multiswarm.http.metrics import exposition, gather
 from multiswarm.keys import Keys
-from multiswarm.partitions import place_swarms
+from multiswarm.partition_routes import covering
+from multiswarm.partitions import partition_capabilities, place_swarms
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
@@ -362,3 +363,47 @@ async def test_reservations_that_disagree_are_refused(ms: Multiswarm, fresh: Mul
         )
     assert "a1 (partition 0)" in str(err.value) and "b1 (partition 1)" in str(err.value)
     assert await fresh.list_tasks(limit=10) == []
+
+
+async def test_an_archived_swarm_leaves_the_directory(
+    ms: Multiswarm, client: Client, namespace: str
+) -> None:
+    # Before, the directory kept every swarm ever placed (one field each, and its counts): a
+    # partition whose only "parse" swarm was archived still drew "parse" tasks, and a
+    # deployment making short-lived swarms grew the directory without end.
+    from multiswarm.registry import housekeeping
+
+    assert await ms.create_swarm("brief", ["rare"]) == "created"
+    [k] = await where_swarm(client, namespace, "brief")
+    control = pkeys(namespace)[0]
+    assert await client.hget(control.partition_caps, f"{k}|rare") == b"1"
+    assert await ms.fail_swarm("brief") == "initializing"
+    part = ms.parts[k]
+    await housekeeping(part.registry, archive_ms=0, result_ttl_ms=60_000)
+    assert await where_swarm(client, namespace, "brief") == []
+    assert not await client.hexists(control.swarm_partitions, "brief")
+    assert int(await client.hget(control.partition_caps, f"{k}|rare") or 0) == 0
+    assert covering(["rare"], await partition_capabilities(ms.scripts, ms.settings)) == []
+
+
+async def test_a_refused_registration_leaves_no_placement(
+    psettings: Settings, client: Client, namespace: str
+) -> None:
+    # Placed, then refused by its partition (full): before, the directory kept it (and its
+    # counts), a swarm that exists nowhere
+    from multiswarm import CapacityExceeded
+
+    facade = await Multiswarm.connect(settings=psettings.replace(max_swarms=1), actor="full")
+    try:
+        for i in range(P):
+            assert await facade.create_swarm(f"f{i}", ["x"]) == "created"
+        with pytest.raises(CapacityExceeded):
+            await facade.create_swarm("extra", ["x"])
+        control = pkeys(namespace)[0]
+        assert not await client.hexists(control.swarm_partitions, "extra")
+        assert (
+            sum(int(v) for v in (await client.hgetall(control.partition_caps)).values() if v)
+            == 3 * P
+        )  # each placed swarm counted under *, =x and x
+    finally:
+        await facade.close()
