@@ -33,6 +33,8 @@ from multiswarm.tasks import TaskStore
 TASK_STATUSES: tuple[str, ...] = tuple(_keys.TASK_STATUSES)
 #: Task and swarm priorities, highest first.
 PRIORITIES: tuple[str, ...] = tuple(_messages.PRIORITIES)
+#: Most executions of one task (``TaskOptions.max_attempts``).
+MAX_ATTEMPTS: int = _messages.MAX_ATTEMPTS
 #: Swarm statuses (the registry state machine, ``scripts/lua/lib/03_swarms.lua``).
 SWARM_STATUSES: tuple[str, ...] = tuple(_keys.SWARM_STATUSES)
 #: Kinds of recovery source, in the order a plan tries them.

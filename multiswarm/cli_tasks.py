@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from multiswarm import Multiswarm
-from multiswarm.api_types import PRIORITIES, TaskOptions
+from multiswarm.api_types import MAX_ATTEMPTS, PRIORITIES, TaskOptions
 from multiswarm.cli_common import call, emit, usage_failure
 
 #: Largest ``--older-than`` of ``tasks purge``, in seconds (10 years: no finished task is older).
@@ -75,7 +75,7 @@ _ms = click.IntRange(min=1)
 )
 @click.option(
     "--max-attempts",
-    type=click.IntRange(1, 100),
+    type=click.IntRange(1, MAX_ATTEMPTS),
     default=3,
     show_default=True,
     help="Executions before the task ends dead.",

@@ -19,6 +19,11 @@ from multiswarm.errors import BadRequest, MessageDecodeError, MessageTooLargeErr
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 
+#: Most executions of one task (``max_attempts``): the same bound for the API, the HTTP API and
+#: ``tasks submit --max-attempts``. A thousand retries at the backoff cap is weeks of retrying;
+#: past it a task that keeps failing belongs in the dead-letter queue.
+MAX_ATTEMPTS = 1_000
+
 #: Largest encoded message, in bytes (the original system's 1 MiB, counted in bytes here).
 MAX_MESSAGE_BYTES = 1024 * 1024
 

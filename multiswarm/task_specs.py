@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from multiswarm.errors import BadRequest
 from multiswarm.keys import check_id
-from multiswarm.messages import PRIORITIES, TaskSpec, check_settings
+from multiswarm.messages import MAX_ATTEMPTS, PRIORITIES, TaskSpec, check_settings
 
 #: Longest per-task result TTL (10 years, in ms).
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
@@ -68,9 +68,11 @@ def task_spec(
     caps = [check_id(c, "capability") for c in capabilities]
     # one edge per dependency however often it is named (submit_tasks.lua refuses repeats)
     deps = list(dict.fromkeys(check_id(d, "dependency id") for d in depends_on))
-    if max_attempts < 1 or timeout_ms < 1 or backoff_ms < 0:
+    if not 1 <= max_attempts <= MAX_ATTEMPTS or timeout_ms < 1 or backoff_ms < 0:
         raise BadRequest(
-            "BAD_REQUEST", "max_attempts and timeout_ms must be positive, backoff_ms not negative"
+            "BAD_REQUEST",
+            f"max_attempts must be in [1, {MAX_ATTEMPTS}], timeout_ms positive, backoff_ms not "
+            "negative",
         )
     if lease_ms < MIN_LEASE_MS:
         raise BadRequest(

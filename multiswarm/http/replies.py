@@ -64,7 +64,7 @@ class SubmitTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     name:
         Free-form label.
     max_attempts:
-        Attempts before the task is dead-lettered (None: the default, 3).
+        Attempts before the task is dead-lettered, 1-1000 (None: the default, 3).
     timeout_ms:
         Longest run of one attempt, in milliseconds (None: the default).
     id:

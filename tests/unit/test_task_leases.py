@@ -7,13 +7,16 @@ import asyncio
 import collections
 from typing import Any
 
+import click
 import pytest
 import redis.asyncio
 
 from multiswarm.api import Multiswarm
+from multiswarm.cli_tasks import tasks_submit
 from multiswarm.config import Settings
 from multiswarm.errors import BadRequest
 from multiswarm.placement import REGION_BYTES, NodeMemory
+from multiswarm.task_specs import MAX_ATTEMPTS
 from multiswarm.tasks import MIN_LEASE_MS, Claimed, task_spec
 from multiswarm.worker import Worker
 from multiswarm.worker_liveness import HeldTask
@@ -25,6 +28,16 @@ def test_a_lease_below_the_minimum_is_refused_with_the_reason() -> None:
     with pytest.raises(BadRequest, match=r"lease_ms=100 is below the minimum of 1000 ms"):
         task_spec(NOOP, lease_ms=100)
     assert task_spec(NOOP, lease_ms=MIN_LEASE_MS).lease_ms == 1000
+
+
+def test_max_attempts_has_one_bound_for_every_interface() -> None:
+    # the CLI capped it at 100 while the API and HTTP took up to 2**48
+    assert task_spec(NOOP, max_attempts=MAX_ATTEMPTS).max_attempts == 1000
+    for bad in (0, MAX_ATTEMPTS + 1, 2**48):
+        with pytest.raises(BadRequest, match=r"max_attempts must be in \[1, 1000\]"):
+            task_spec(NOOP, max_attempts=bad)
+    [option] = [p for p in tasks_submit.params if p.name == "max_attempts"]
+    assert isinstance(option.type, click.IntRange) and option.type.max == MAX_ATTEMPTS
 
 
 async def test_distribute_task_defaults_to_the_configured_task_lease() -> None:
