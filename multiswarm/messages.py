@@ -20,7 +20,7 @@ PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 
 #: Most executions of one task (``max_attempts``): the same bound for the API, the HTTP API and
-#: ``tasks submit --max-attempts``. A thousand retries at the backoff cap is weeks of retrying;
+#: ``tasks submit --max-attempts``. A thousand attempts at the default 60 s backoff cap is ~17 h;
 #: past it a task that keeps failing belongs in the dead-letter queue.
 MAX_ATTEMPTS = 1_000
 
