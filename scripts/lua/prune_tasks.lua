@@ -43,8 +43,8 @@ redis.call('DEL', TASK_STATUS_KEY.ready, TASK_STATUS_KEY.assigned, TASK_STATUS_K
 local pruned = 0
 local more = false  -- a page came back full: there may be more than this call saw
 
-local function forget(id, status)
-  forget_task(id, status)
+local function forget(id, status, deps)
+  forget_task(id, status, deps)
   redis.call('ZREM', retained, id)
   pruned = pruned + 1
 end
@@ -60,7 +60,7 @@ local function held_until(id, ttl)
   return nil
 end
 
--- The three fields pruning needs. A JSON record (written before decision 64) is read off its
+-- The four fields pruning needs. A JSON record (written before decision 64) is read off its
 -- text without decoding all of it (the decode is most of the cost per task). Safe: inside a
 -- JSON string every '"' is escaped, so '"status":"' can only match the real key; falls back to
 -- a full decode if one is absent. A MessagePack record is decoded (cmsgpack is cheap).
@@ -72,7 +72,8 @@ local function task_fields(id)
   local updated = tonumber(string.match(raw, '"updated_ms":(%d+)'))
   local ttl = tonumber(string.match(raw, '"result_ttl_ms":(%d+)') or '0')
   if status and updated then
-    return {status = status, updated_ms = updated, result_ttl_ms = ttl}
+    local deps = string.match(raw, '"deps":"([^"]*)"') or ''
+    return {status = status, updated_ms = updated, result_ttl_ms = ttl, deps = deps}
   end
   return decode_task(raw)
 end
@@ -81,7 +82,7 @@ end
 local function settle(id, status)
   local task = task_fields(id)
   if not task then
-    forget(id, status)
+    forget(id, status, '')
     return false
   end
   if not TERMINAL[task.status] or (status and task.status ~= status) then
@@ -103,7 +104,7 @@ local function settle(id, status)
     redis.call('ZADD', retained, string.format('%d', due), id)
     return true
   end
-  forget(id, task.status)
+  forget(id, task.status, type(task.deps) == 'string' and task.deps or '')
   return false
 end
 

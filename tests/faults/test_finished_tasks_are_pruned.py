@@ -241,3 +241,33 @@ async def test_round_ends_while_many_results_are_held(scripts: Scripts, keys: Ke
     for _ in range(3):
         assert await asyncio.wait_for(_round(store, 60_000), 30) == 0
     assert all(await _exists(store, *deps))
+
+
+async def test_a_forgotten_reader_leaves_no_edge_behind(scripts: Scripts, keys: Keys) -> None:
+    # A dependency in steady use: readers come and go while one (sorting first) stays
+    # unfinished. Before, each forgotten reader's "a|<reader>" edge stayed in the readers zset
+    # (forget_task dropped only the edges of the task's own readers, and the hold check stops
+    # at the first live reader): one edge per dependent, for as long as the dependency was read.
+    await host(scripts, keys, "w1", ("s", []), capacity=500)
+    store, coord = TaskStore(scripts, keys), await leader(scripts, keys, batch_size=500)
+    await store.submit([(task_spec(NOOP, id="a"), None)])
+    await _finish(store, coord, "a")
+    # (no swarm offers "never": it stays ready, unfinished, and sorts before every other)
+    live = task_spec(NOOP, id="0-live", depends_on=["a"], capabilities=["never"])
+    await store.submit([(live, None)])
+    ended = [f"r{i}" for i in range(100)]
+    await store.submit(
+        [(task_spec(NOOP, id=r, depends_on=["a"], result_ttl_ms=1), None) for r in ended]
+    )
+    await _finish(store, coord, *ended)
+    await asyncio.sleep(0.1)
+    assert await _round(store, 60_000) == len(ended)  # the readers go, "a" stays held
+    assert await _exists(store, "a", "0-live") == [True, True]
+    edges = await store.client.zrange(keys.task_keys.readers, 0, -1)
+    assert edges == [b"a|0-live"]
+    # purged rather than pruned: the same
+    await store.submit([(task_spec(NOOP, id="p1", depends_on=["a"]), None)])
+    await _finish(store, coord, "p1")
+    purged, held = await store.purge("completed")
+    assert (purged, list(held)) == (1, ["a"])
+    assert await store.client.zrange(keys.task_keys.readers, 0, -1) == [b"a|0-live"]

@@ -532,10 +532,24 @@ local function fail_attempt(task, err, permanent, jitter, now)
   return 'retry'
 end
 
--- Forget a finished task: record, payload, result, its dependents and readers fields and its
--- entry in the index of `status` (every terminal index when the record was unreadable). Used by
--- the retention sweep (prune_tasks.lua) and the operator's purge (purge_tasks.lua).
-local function forget_task(id, status)
+-- The dependencies (csv) of task `id`'s record; '' when it has none or none is readable.
+local function record_deps(id)
+  local raw = redis.call('HGET', TK.tasks, id)
+  if not raw then return '' end
+  if string.byte(raw, 1) == JSON_OPEN then return string.match(raw, '"deps":"([^"]*)"') or '' end
+  local ok, task = pcall(decode_task, raw)
+  return ok and type(task) == 'table' and type(task.deps) == 'string' and task.deps or ''
+end
+
+-- Forget a finished task: record, payload, result, its dependents and readers fields, its own
+-- edges as a reader of its dependencies (`deps`, csv; nil: read from its record) and its entry
+-- in the index of `status` (every terminal index when the record was unreadable). Used by the
+-- retention sweep (prune_tasks.lua) and the operator's purge (purge_tasks.lua). (Its reader
+-- edges go here, not when it ends: a dead task retried reads its dependencies again.)
+local function forget_task(id, status, deps)
+  for _, d in ipairs(split(deps or record_deps(id))) do
+    redis.call('ZREM', TK.readers, d .. '|' .. id)
+  end
   redis.call('HDEL', TK.tasks, id)
   redis.call('HDEL', TK.payload, id)
   redis.call('HDEL', TK.result, id)
