@@ -51,6 +51,10 @@ DISPATCH_CALL_BATCH = 32
 #: Most lease deadlines handled per reap_leases call.
 REAP_LIMIT = 500
 
+#: Reap calls further apart than this, in ms of Redis time, had Redis blind in between
+#: (decision 114): twice the deadline timer's longest pause (coordinator_process.REAP_SAFETY_S).
+BLIND_GAP_MS = 4_000
+
 
 def default_holder_id() -> str:
     """A coordinator id unique to this process: ``<host>-<pid>-<6 hex digits>``."""
@@ -208,6 +212,8 @@ class SwarmCoordinator:
         self.reap_interval_s = reap_interval_s
         self.assign_timeout_ms = assign_timeout_ms
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        #: reap calls further apart than this (ms) had Redis blind in between (decision 114)
+        self.blind_gap_ms = BLIND_GAP_MS
         self.election = LeaderElection(scripts, keys, lease_ms, holder_id)
         self.registry = SwarmRegistry(scripts, keys)
         self.messenger = SwarmMessenger(scripts.client, keys, sender=self.election.holder_id)
@@ -318,6 +324,7 @@ class SwarmCoordinator:
             seed=random.getrandbits(31),
             assign_timeout_ms=self.assign_timeout_ms,
             heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+            blind_gap_ms=self.blind_gap_ms,
         )
         self.requeued += reply.requeued
         return reply.retried, reply.dead

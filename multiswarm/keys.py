@@ -131,8 +131,7 @@ class Keys:
 
     @property
     def swarm_requeue(self) -> str:
-        """Zset of swarm ids: swarms left without hosts whose queued tasks reap_workers.lua
-        still has to hand back (a bounded number per call)."""
+        """Zset: swarms left without hosts whose queued tasks reap_workers.lua hands back."""
         return f"{self.swarms}:requeue"
 
     @property
@@ -163,8 +162,7 @@ class Keys:
 
     @property
     def workers_gone(self) -> str:
-        """Zset: workers removed whose running tasks reap_workers.lua has not all handled yet
-        (score 1: left cleanly, 0: died); each call handles a bounded number."""
+        """Zset: removed workers whose running tasks are not all handled (1: left, 0: died)."""
         return f"{self._g}:workers:gone"
 
     def queue(self, swarm_id: str) -> str:
@@ -174,6 +172,11 @@ class Keys:
     @property
     def leader(self) -> str:
         return f"{self._g}:leader"
+
+    def sweep_clock(self, sweep: str) -> str:
+        """``<last run ms>|<blind from>|<blind to>`` of ``leases`` (reap_leases.lua) or
+        ``workers`` (reap_workers.lua): the blind-time guard of decision 114."""
+        return f"{self._g}:clock:{sweep}"
 
     @property
     def epoch(self) -> str:
@@ -357,8 +360,7 @@ class Keys:
 
     @property
     def task_routes(self) -> tuple[str, str]:
-        """Hash task id -> partition and zset task id -> Unix ms its reservation ends: new
-        caller-chosen ids reserved for one partition (reserve_task_routes.lua)."""
+        """Hash id -> partition, zset id -> ms it ends: reserve_task_routes.lua's reservations."""
         return f"{self._g}:partitions:tasks", f"{self._g}:partitions:tasks:until"
 
     @property

@@ -152,11 +152,13 @@ async def reap_leases(
     seed: int,
     assign_timeout_ms: int,
     heartbeat_timeout_ms: int,
+    blind_gap_ms: int,
 ) -> Reaped:
-    """Act on passed lease and assignment deadlines (at most ``limit``)."""
+    """Act on passed lease and assignment deadlines (at most ``limit``); calls further apart
+    than ``blind_gap_ms`` had Redis blind in between (decision 114)."""
     return await REAP(
         scripts,
-        [*keys.task_keyset, keys.leader],
+        [*keys.task_keyset, keys.leader, keys.sweep_clock("leases")],
         [
             fence.epoch,
             fence.holder,
@@ -165,5 +167,6 @@ async def reap_leases(
             seed,
             assign_timeout_ms,
             heartbeat_timeout_ms,
+            blind_gap_ms,
         ],
     )

@@ -106,7 +106,7 @@ async def reap_workers(
     """The worker ids removed (the swarms they hosted come from their records)."""
     return await REAP(
         scripts,
-        [*keys.task_keyset, *keys.swarm_status_all, keys.workers_gone],
+        [*keys.task_keyset, *keys.swarm_status_all, keys.workers_gone, keys.sweep_clock("workers")],
         [timeout_ms, worker_id, "1" if graceful else "0", seed],
     )
 

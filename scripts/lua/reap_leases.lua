@@ -9,6 +9,13 @@
 -- ARGV[6] - assignment deadline in ms (the extension an assigned task waiting in a healthy
 --           swarm gets)
 -- ARGV[7] - host heartbeat timeout in ms (0: any listed host counts)
+-- ARGV[8] - blind gap in ms: two calls further apart than this (Redis time) had Redis blind
+--           in between (stalled, unreachable, restarting, or no leader): see below
+-- KEYS[28]    - this sweep's clock ({ns}:clock:leases): '<last call ms>|<blind from>|<blind to>'
+-- Blind-time guard (decision 114): a running task's lease that ran out inside a blind window
+-- was live when Redis went blind, and its worker could not renew it; it gets one full lease from
+-- the window's end (its deadline moves there) instead of a failed attempt. A worker that is
+-- alive renews it within a third of that; one that died is reaped one lease later.
 -- A running task whose lease (visibility timeout) ran out: a failed attempt (timeouts count as
 -- failures), retried after backoff or dead-lettered after max_attempts.
 -- An assigned task whose deadline passed: if its swarm is active with a live host and the task
@@ -23,11 +30,19 @@ if not fresh then return fail('STALE_EPOCH', why_not) end
 math.randomseed(tonumber(ARGV[5]) or 0)
 local assign_ms, beat_ms = tonumber(ARGV[6]) or 30000, tonumber(ARGV[7]) or 0
 local now = now_ms()
+local blind_from, blind_to = sweep_clock(KEYS[n + 2], now, tonumber(ARGV[8]) or 0)
 local retried, dead, requeued = 0, 0, 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'LIMIT', 0, ARGV[4])) do
+local due = redis.call('ZRANGEBYSCORE', TK.leases, '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+for i = 1, #due, 2 do
+  local id, deadline = due[i], tonumber(due[i + 1])
   local task = get_task(id)
   redis.call('ZREM', TK.leases, id)
-  if task and task.status == 'running' then
+  if task and task.status == 'running' and blind_from and deadline > blind_from
+      and now < blind_to + task.lease_ms then
+    task.lease_until = blind_to + task.lease_ms
+    redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
+    put_task(task, now)
+  elseif task and task.status == 'running' then
     local outcome = fail_attempt(task, 'lease expired (worker ' .. task.worker .. ')', false,
                                  0.5 + 0.5 * math.random(), now)
     if outcome == 'dead' then dead = dead + 1 else retried = retried + 1 end

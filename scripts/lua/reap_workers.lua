@@ -9,6 +9,12 @@
 -- ARGV[3] - '1' for a clean leave: running tasks go back to ready, attempt not counted;
 --           '0' for a death: each running task counts a failed attempt (retry with backoff)
 -- ARGV[4] - random seed for the backoff jitter
+-- KEYS[34]     - this sweep's clock ({ns}:clock:workers), advanced by the periodic calls
+--                (ARGV[2] = ''): the blind-time guard (lib/01_common.lua sweep_clock,
+--                decision 114). Two periodic calls more than a third of the timeout apart (the
+--                registry calls every sixth) had Redis blind in between; a worker whose timeout
+--                ran out inside that window was alive when it began and could not beat: it gets
+--                one full timeout from the window's end before it is declared dead.
 -- The swarms a removed worker hosted are those its record lists (host_swarms.lua keeps the
 -- list); each loses the host. One left without a host is interrupted and its queued (assigned,
 -- unclaimed) tasks go back to ready for other swarms (its queue named from the swarms key, as
@@ -28,7 +34,16 @@ if ARGV[2] ~= '' then
   removed = {}
   if redis.call('HEXISTS', TK.workers, ARGV[2]) == 1 then removed[1] = ARGV[2] end
 else
-  removed = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - tonumber(ARGV[1]))
+  local timeout = tonumber(ARGV[1])
+  local blind_from, blind_to = sweep_clock(KEYS[n + 8], now, math.floor(timeout / 3))
+  local beats = redis.call('ZRANGEBYSCORE', TK.heartbeats, '-inf', now - timeout, 'WITHSCORES')
+  removed = {}
+  for i = 1, #beats, 2 do
+    local ends = tonumber(beats[i + 1]) + timeout
+    if not (blind_from and ends > blind_from and now < blind_to + timeout) then
+      removed[#removed + 1] = beats[i]
+    end
+  end
 end
 local gone_key = KEYS[n + 7]
 swarm_index_keys(TK.swarms)

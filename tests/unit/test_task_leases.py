@@ -15,8 +15,8 @@ from multiswarm.api import Multiswarm
 from multiswarm.cli_tasks import tasks_submit
 from multiswarm.config import Settings
 from multiswarm.errors import BadRequest
+from multiswarm.messages import MAX_ATTEMPTS
 from multiswarm.placement import REGION_BYTES, NodeMemory
-from multiswarm.task_specs import MAX_ATTEMPTS
 from multiswarm.tasks import MIN_LEASE_MS, Claimed, task_spec
 from multiswarm.worker import Worker
 from multiswarm.worker_liveness import HeldTask

@@ -13,6 +13,24 @@ local function fail(code, detail)
   return redis.error_reply(code .. ' ' .. (detail or ''))
 end
 
+-- Blind-time guard of the periodic sweeps (reap_leases, reap_workers: decision 114). The clock
+-- at `key` is '<last call ms>|<blind from>|<blind to>'. A call more than `gap_ms` after the
+-- last one finds that Redis time passed which no client could use (Redis stalled, unreachable
+-- or restarting, or no caller at all) and takes (last, now] as the latest blind window. Returns
+-- that window (nil, nil when none was seen); advances the clock.
+local function sweep_clock(key, now, gap_ms)
+  local last, from, to
+  local raw = redis.call('GET', key)
+  if raw then
+    last, from, to = string.match(raw, '^(%d+)|(%d*)|(%d*)$')
+    last, from, to = tonumber(last), tonumber(from), tonumber(to)
+  end
+  if last and gap_ms > 0 and now - last > gap_ms then from, to = last, now end
+  redis.call('SET', key, string.format('%d', now) .. '|'
+             .. (from and string.format('%d|%d', from, to) or '|'))
+  return from, to
+end
+
 -- "a,b,c" <-> {'a','b','c'}; ids never contain commas (multiswarm/keys.py ID_PATTERN).
 local function split(s)
   local out = {}
