@@ -180,12 +180,13 @@ class WorkerMembers:
             agent = AgentProcess(
                 self._next_id(sid, "a"), self.allowed, placement.concurrency, self.imports
             )
-            index = placement.add(agent, node=len(self.agents))
-            self.agents.append(agent)
             assert self.memory is not None
-            self.memory.pool.set_limit(
-                placement.nodes[index], max_bytes=self.pool_bytes // max(1, len(self.agents))
-            )
+            if not self._reuse_place(placement, agent):
+                index = placement.add(agent, node=len(self.agents))
+                self.agents.append(agent)
+                self.memory.pool.set_limit(
+                    placement.nodes[index], max_bytes=self.pool_bytes // max(1, len(self.agents))
+                )
             await self._event("swarm.agent.started", sid, agent, scaled=True)
         # scale down idle Python agents, newest first; busy ones go at a later round
         for i in reversed(live):
@@ -205,6 +206,23 @@ class WorkerMembers:
             member = members.pop()
             await member.stop(timeout_s=5)
             await self._event("swarm.agent.stopped", sid, member, scaled=True)
+
+    def _reuse_place(self, placement: SwarmAgents, agent: AgentProcess) -> bool:
+        """Put ``agent`` in the place of a retired member whose process has ended and that runs
+        nothing: its index and node pool id (what the retired one pinned collected, its share
+        kept). So a swarm scaled down and up again and again keeps as many places as it had
+        members at once, where each scale-up added places for good and each new agent got a
+        smaller share (found in session 20's review). False when there is no such place."""
+        for i, old in enumerate(placement.agents):
+            recovering = old.agent_id in self._recovering  # (its replace() names index i)
+            if placement.retired[i] and not placement.load[i] and not old.alive and not recovering:
+                assert self.memory is not None
+                self.memory.collect([placement.nodes[i]])
+                placement.agents[i] = agent
+                placement.retired[i] = False
+                self.agents[self.agents.index(old)] = agent
+                return True
+        return False
 
     async def _stop_members(self, announce: bool = True) -> None:
         """Stop every member at once (each polls for its exit; none waits on another)."""

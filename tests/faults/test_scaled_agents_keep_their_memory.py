@@ -69,3 +69,34 @@ async def test_a_replacement_agent_gets_its_predecessor_s_share(
         await worker._replace_agent("a", 0)
         new = worker.placement["a"].nodes[-1]
         assert new != old and worker.memory.pool.limit(new) == share
+
+
+async def test_scaling_down_and_up_again_reuses_the_places_it_left(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Each scale-up added a place (index, pool id, record entry) for good and gave the new
+    agent a share of the pool over every agent the worker ever had: scaled 2 -> 1 -> 2 five
+    times, the swarm kept 7 places and its last agent a third of the share (found in review)."""
+    async with worker_system(settings, [swarm_spec("a", ["x"], agents=2)], tmp_path) as system:
+        worker = system.worker
+        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
+
+        async def hosted() -> bool:
+            return "a" in await registry.swarm_ids()
+
+        await eventually(hosted, what="the worker hosting its swarm")
+        assert worker.memory is not None
+        swarm = worker.placement["a"]
+        shares = [worker.memory.pool.limit(n) for n in swarm.nodes]
+        for _ in range(5):
+            for target in (1, 2):
+                assert (await registry.scale("a", target))[0] == target
+
+                async def reached(target: int = target) -> bool:
+                    live = [a for i, a in enumerate(swarm.agents) if not swarm.retired[i]]
+                    return len(live) == target and all(a.alive for a in live)
+
+                await eventually(reached, timeout_s=30, what=f"{target} live agents")
+        assert len(swarm.agents) == len(swarm.nodes) == 2
+        assert len(worker.agents) == 2 and len(worker.member_states()) == 2
+        assert [worker.memory.pool.limit(n) for n in swarm.nodes] == shares
