@@ -7,7 +7,7 @@ catch as a builtin carry it as a second base (``ConfigError`` is also a ``ValueE
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TaskRecord(Protocol):
@@ -56,7 +56,15 @@ class RedisUnavailable(MultiswarmError, ConnectionError):
 
 class ReplicaAckError(MultiswarmError):
     """A write that must survive a failover was acknowledged by fewer replicas than
-    ``MULTISWARM_WAIT_REPLICAS`` asks for: it is on the master only."""
+    ``MULTISWARM_WAIT_REPLICAS`` asks for: it is on the master only.
+
+    ``reply`` is the script's reply (decoded by the script's declaration), for callers that
+    must act on what the write did anyway: a worker runs the tasks a claim leased to it.
+    """
+
+    def __init__(self, message: str, reply: Any = None) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class ScriptError(MultiswarmError):

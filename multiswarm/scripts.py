@@ -379,7 +379,8 @@ class Scripts:
             raise errors.ReplicaAckError(
                 f"{acked} of {self.wait_replicas} replicas acknowledged within "
                 f"{self.wait_timeout_ms} ms: the write is on the master only and a failover "
-                "now could lose it (MULTISWARM_WAIT_REPLICAS)"
+                "now could lose it (MULTISWARM_WAIT_REPLICAS)",
+                reply,
             )
         return reply
 

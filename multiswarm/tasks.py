@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
-from multiswarm.errors import BadRequest, IllegalTransition, NotFound
+from multiswarm.errors import BadRequest, IllegalTransition, NotFound, ReplicaAckError
 from multiswarm.keys import TASK_STATUSES, Keys, check_id
 from multiswarm.messages import (
     Task,
@@ -34,6 +35,8 @@ from multiswarm.scripts import Scripts
 from multiswarm.task_specs import MAX_RESULT_TTL_MS as MAX_RESULT_TTL_MS
 from multiswarm.task_specs import MIN_LEASE_MS as MIN_LEASE_MS
 from multiswarm.task_specs import task_spec as task_spec
+
+log = logging.getLogger(__name__)
 
 #: Largest payload accepted per task, in bytes (same limit as a message).
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -127,10 +130,18 @@ class TaskStore:
 
     # -- workers -------------------------------------------------------------------------------
     async def claim(self, swarm_id: str, worker_id: str, count: int) -> list[Claimed]:
-        """Lease up to ``count`` tasks from the swarm's queue. Raises WorkerUnknown."""
-        return await ops.claim_tasks(
-            self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count
-        )
+        """Lease up to ``count`` tasks from the swarm's queue. Raises WorkerUnknown.
+
+        Tasks leased by a claim too few replicas acknowledged (``MULTISWARM_WAIT_REPLICAS``)
+        are returned all the same, with a warning: they are this worker's on the master, and
+        dropping them left them to expire unrun, an attempt each (decision 116)."""
+        try:
+            return await ops.claim_tasks(
+                self.scripts, self.keys, swarm_id=swarm_id, worker_id=worker_id, count=count
+            )
+        except ReplicaAckError as e:
+            log.warning("claim of swarm %s: %s; running its tasks all the same", swarm_id, e)
+            return list(e.reply)
 
     async def claim_when_woken(
         self, swarm_id: str, worker_id: str, count: int, cursor: str, block_ms: int
@@ -179,9 +190,13 @@ class TaskStore:
         one task are replies (``not_found``, ``illegal:<status>``), not errors."""
         if not outcomes:
             return []
-        return await ops.finish_tasks(
-            self.scripts, self.keys, worker_id, outcomes, seed=random.getrandbits(31)
-        )
+        try:
+            return await ops.finish_tasks(
+                self.scripts, self.keys, worker_id, outcomes, seed=random.getrandbits(31)
+            )
+        except ReplicaAckError as e:  # recorded on the master: as :meth:`claim` (decision 116)
+            log.warning("outcomes of %d tasks: %s", len(outcomes), e)
+            return list(e.reply)
 
     async def _finish_one(self, worker_id: str, outcome: ops.Outcome) -> str:
         (reply,) = await self.finish(worker_id, [outcome])

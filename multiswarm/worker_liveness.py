@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from multiswarm.config import Settings
-from multiswarm.errors import MultiswarmError, NotFound, RedisUnavailable
+from multiswarm.errors import MultiswarmError, NotFound, RedisUnavailable, ReplicaAckError
 from multiswarm.ops.tasks import Outcome
 from multiswarm.registry import SwarmSpec
 from multiswarm.state import SwarmStateManager
@@ -156,6 +156,8 @@ class WorkerLiveness(WorkerMembers):
             await self.register()
         except RedisUnavailable as e:
             log.warning("could not register again (retrying): %s", e)
+        except ReplicaAckError as e:  # registered on the master: go on (decision 116)
+            log.warning("registered again, %s", e)
 
     def _report(self) -> tuple[dict[str, Any], float]:
         used, total, share = self.memory.load() if self.memory else (0, 0, 0.0)

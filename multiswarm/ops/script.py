@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 import msgspec.inspect as mi
 
-from multiswarm.errors import ConfigError, ScriptError, ScriptReplyError
+from multiswarm.errors import ConfigError, ReplicaAckError, ScriptError, ScriptReplyError
 
 R = TypeVar("R")
 Convert = Callable[[Any], Any]
@@ -251,8 +251,14 @@ class Script(Generic[R]):
             Redis stayed unreachable for the scripts' reconnect timeout.
         ScriptReplyError
             The reply is not of the declared type.
+        ReplicaAckError
+            Too few replicas acknowledged a durable script; its ``reply`` is decoded.
         """
-        raw = await scripts.call(self.name, list(keys), list(args), retry=retry)
+        try:
+            raw = await scripts.call(self.name, list(keys), list(args), retry=retry)
+        except ReplicaAckError as e:
+            e.reply = decode(e.reply, self.reply)
+            raise
         return decode(raw, self.reply)
 
     async def call(
@@ -270,7 +276,11 @@ class Script(Generic[R]):
         the newest entry id read (None: no wake or none read) and the decoded reply. Raises
         as :meth:`__call__`."""
         if wake is None:
-            raw = await scripts.call(self.name, list(keys), list(args), request_key=request_key)
+            try:
+                raw = await scripts.call(self.name, list(keys), list(args), request_key=request_key)
+            except ReplicaAckError as e:
+                e.reply = decode(e.reply, self.reply)
+                raise
             return None, decode(raw, self.reply)
         woken, raw = await scripts.call_when_woken(
             self.name, list(keys), list(args), wake, request_key=request_key

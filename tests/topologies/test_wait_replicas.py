@@ -150,3 +150,40 @@ def test_wait_replicas_refused_on_a_cluster_url() -> None:
         from_env(
             {"MULTISWARM_REDIS_URL": "redis+cluster://h:7000", "MULTISWARM_WAIT_REPLICAS": "1"}
         )
+
+
+async def test_a_worker_s_calls_go_on_while_a_replica_is_stopped(sentinel: SentinelGroup) -> None:
+    """A claim the replicas did not acknowledge raised, and the tasks it leased were dropped:
+    they expired unrun, an attempt each; a renewal waited the whole reconnect window on the
+    replica while every other lease of the worker ran out (found in review). Now the claim's
+    tasks and the outcomes' replies are used all the same, and renewals do not wait."""
+    from multiswarm.tasks import TaskStore, task_spec
+    from tests.integration.helpers import host, leader
+
+    settings = from_env(
+        {
+            "MULTISWARM_REDIS_URL": sentinel.url,
+            "MULTISWARM_NAMESPACE": "dur5",
+            "MULTISWARM_WAIT_REPLICAS": "1",
+            "MULTISWARM_WAIT_TIMEOUT_MS": "300",
+        }
+    )
+    (replica,) = sentinel.replicas
+    assert replica.proc is not None
+    ms = await Multiswarm.connect(settings=settings.replace(reconnect_timeout_s=2.0))
+    try:
+        await host(ms.scripts, ms.keys, "w1", ("s1", []))
+        coord = await leader(ms.scripts, ms.keys)
+        store = TaskStore(ms.scripts, ms.keys)
+        await store.submit([(task_spec("myapp.tasks:parse", id="t"), None)])
+        assert await coord.dispatch_once() == 1
+        os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
+        [claim] = await store.claim("s1", "w1", 1)
+        assert claim.id == "t"
+        assert await store.extend("w1", {claim.id: claim.token}) == []
+        assert await store.complete(claim.id, claim.token, "w1", {"ok": 1}) == "completed"
+        task = await store.get("t")
+        assert (task.status, task.attempts) == ("completed", 1)
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+        await ms.close()
