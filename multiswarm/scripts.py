@@ -352,8 +352,7 @@ class Scripts:
         Raises
         ------
         ReplicaAckError
-            Fewer replicas than ``wait_replicas`` acknowledged in time: the write is on the
-            master and may be lost at a failover (it is not undone).
+            Too few replicas acknowledged in time; the write is on the master (with ``reply``).
         """
         deadline = time.monotonic() + self.reconnect_timeout_s
         async with self.client.client() as conn:
