@@ -28,6 +28,13 @@ from multiswarm.keys import Keys
 #: Seconds each per-node reader waits for a frame before looking again (cancellation points).
 _READ_S = 1.0
 
+#: Frames a cluster feed's readers hold for a consumer that is behind. Past them the readers
+#: stop reading, the server's pub/sub output buffer fills, and past its limit
+#: (``client-output-buffer-limit pubsub``) the server disconnects: the subscription opens a new
+#: feed and replays the gap from the channels' history. Without the bound a slow handler let the
+#: queue grow without end, as the readers drained every socket (decision 117).
+FEED_QUEUE = 1024
+
 #: What a cluster says while a slot has no reachable master (failover under way): an outage.
 _CLUSTER_OUTAGE = (redis.exceptions.RedisClusterException, redis.exceptions.ClusterError)
 
@@ -71,7 +78,7 @@ class Feed:
         self.keys = keys
         self._pubsubs: list[Any] = []
         self._readers: list[asyncio.Task[None]] = []
-        self._queue: asyncio.Queue[Frame | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[Frame | BaseException] = asyncio.Queue(FEED_QUEUE)
 
     async def open(self, channels: Sequence[str], refresh: bool = False) -> None:
         """Subscribe to ``channels``. ``refresh``: re-read a cluster's slot map first (after a
