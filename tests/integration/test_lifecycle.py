@@ -197,7 +197,9 @@ async def test_cancel_cascades_and_terminal_is_final(world) -> None:  # type: ig
         "assigned",
     ]
     assert await store.cancel("root") == "ended:cancelled"
-    # the cancelled task's queue entry is dropped when claimed; the swarm slot was freed
+    # the cancelled task left its swarm's queue at once (before, only a claim dropped it: a
+    # swarm whose host never claims kept every entry), and the swarm slot was freed
+    assert await store.client.zrange(store.keys.queue("s"), 0, -1) == [b"other"]
     claimed = await store.claim("s", "w1", 10)
     assert [c.id for c in claimed] == ["other"]
     assert await store.complete("other", claimed[0].token, "w1", 1) == "completed"

@@ -349,12 +349,17 @@ end
 -- ready one out of the ready zset and of the parked zsets of its capability set (with and
 -- without its handler: dispatch_tasks.lua park), a failed one out of delayed, an assigned or
 -- running one out of leases (decision 61: the ready and leases zsets are what lists and counts
--- those statuses, so they hold no ended task). Swarm queues are cleaned lazily by
--- claim_tasks.lua, which drops entries whose task moved on.
+-- those statuses, so they hold no ended task), and an assigned one out of its swarm's queue
+-- too: claim_tasks.lua drops entries whose task moved on as it meets them, but a swarm whose
+-- host beats and never claims met none, and its queue kept every task requeued or cancelled
+-- from it (decision 118).
 local function unqueue(task)
   local status = task.status
   if status == 'assigned' or status == 'running' then
     redis.call('ZREM', TK.leases, task.id)
+    if status == 'assigned' and task.swarm ~= '' then
+      redis.call('ZREM', swarm_queue_key(TK.swarms, task.swarm), task.id)
+    end
   elseif status == 'failed' then
     redis.call('ZREM', TK.delayed, task.id)
   elseif status == 'ready' then
