@@ -16,12 +16,15 @@ local function count(p, what)
   return tonumber(redis.call('HGET', KEYS[2], p .. '|' .. what) or '0')
 end
 
+-- (a count that falls to 0 goes: capability sets come and go, and their fields with them)
+local function bump(field, by)
+  if redis.call('HINCRBY', KEYS[2], field, by) <= 0 then redis.call('HDEL', KEYS[2], field) end
+end
+
 local function add(p, csv, by)
-  redis.call('HINCRBY', KEYS[2], p .. '|*', by)
-  redis.call('HINCRBY', KEYS[2], p .. '|=' .. csv, by)
-  for cap in string.gmatch(csv, '[^,]+') do
-    redis.call('HINCRBY', KEYS[2], p .. '|' .. cap, by)
-  end
+  bump(p .. '|*', by)
+  bump(p .. '|=' .. csv, by)
+  for cap in string.gmatch(csv, '[^,]+') do bump(p .. '|' .. cap, by) end
 end
 
 for i = 2, #ARGV, 2 do

@@ -8,10 +8,12 @@ if not placed then
   return -1
 end
 local at, csv = string.match(placed, '^(%d+)|(.*)$')
-redis.call('HINCRBY', KEYS[2], at .. '|*', -1)
-redis.call('HINCRBY', KEYS[2], at .. '|=' .. csv, -1)
-for cap in string.gmatch(csv, '[^,]+') do
-  redis.call('HINCRBY', KEYS[2], at .. '|' .. cap, -1)
+-- (a count that falls to 0 goes, as in place_swarms.lua)
+local function drop(field)
+  if redis.call('HINCRBY', KEYS[2], field, -1) <= 0 then redis.call('HDEL', KEYS[2], field) end
 end
+drop(at .. '|*')
+drop(at .. '|=' .. csv)
+for cap in string.gmatch(csv, '[^,]+') do drop(at .. '|' .. cap) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return tonumber(at)
