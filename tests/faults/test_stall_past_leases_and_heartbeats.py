@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -19,6 +20,8 @@ import redis.asyncio as aioredis
 
 from multiswarm.config import Settings
 from multiswarm.connection import connect
+from multiswarm.keys import Keys
+from multiswarm.launcher import ProcessGroup
 from multiswarm.redis_server import RedisServer
 from multiswarm.registry import SwarmRegistry
 from multiswarm.scripts import Scripts
@@ -27,6 +30,7 @@ from tests.faults.test_retried_scripts_act_once import KEYS, asleep
 from tests.integration.helpers import eventually, host, leader
 
 NOOP = "multiswarm.demo_tasks:noop"
+SLEEPER = "multiswarm.demo_tasks:sleep_then_return"
 T = TypeVar("T")
 
 
@@ -104,3 +108,54 @@ async def test_a_stall_past_the_heartbeat_timeout_reaps_no_live_worker(
         return await registry.reap_workers(3_000) == ["w1"]
 
     await eventually(dead, timeout_s=15, what="w1 reaped after its timeout")
+
+
+@pytest.mark.slow
+async def test_a_running_system_outlives_a_stall_past_its_leases(
+    stallable_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Registry, coordinator and worker processes; tasks of one attempt each running through a
+    6 s stall of their 3 s leases and the 3 s heartbeat timeout: all complete, each once, the
+    worker never declared dead."""
+    settings = Settings(
+        redis_url=stallable_redis.url,
+        redis_url_explicit=True,
+        namespace="stall",
+        reconnect_timeout_s=30.0,
+        heartbeat_timeout_ms=3000,
+        lease_ms=3000,
+    )
+    group = ProcessGroup(settings, tmp_path)
+    group.spawn("registry", ["registry"])
+    group.spawn("coordinator", ["coordinator", "--id", "c1"])
+    group.spawn("worker", ["worker", "--id", "w1", "--swarm", "s:work:2"])
+    scripts = Scripts(connect(settings), reconnect_timeout_s=30.0)
+    store, keys = TaskStore(scripts, Keys("stall")), Keys("stall")
+    ids = ["a", "b"]
+    try:
+        spec = {"capabilities": ["work"], "lease_ms": 3000, "max_attempts": 1}
+        await store.submit(
+            [(task_spec(SLEEPER, id=t, **spec), {"seconds": 8}) for t in ids]  # type: ignore[arg-type]
+        )
+
+        async def running() -> bool:
+            return all(t.status == "running" for t in await store.get_many(ids) if t)
+
+        await eventually(running, timeout_s=60, what="both tasks running")
+        sleeper = aioredis.from_url(stallable_redis.url, socket_timeout=30)
+        try:
+            await sleeper.execute_command("DEBUG", "SLEEP", "6")  # type: ignore[no-untyped-call]
+        finally:
+            await sleeper.aclose()
+
+        async def done() -> bool:
+            return all(t.status in ("completed", "dead") for t in await store.get_many(ids) if t)
+
+        await eventually(done, timeout_s=60, what="both tasks ended")
+        tasks = [t for t in await store.get_many(ids) if t]
+        assert [(t.status, t.attempts) for t in tasks] == [("completed", 1)] * 2, tasks
+        assert (await SwarmRegistry(scripts, keys).get("s")).status == "active"
+        assert all(c.alive() for c in group.children)
+    finally:
+        await scripts.client.aclose()
+        group.stop_all()
