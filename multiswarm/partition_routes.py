@@ -17,19 +17,38 @@ from collections.abc import Collection, Sequence
 
 #: Most task routes a facade remembers (id -> partition), least recently used dropped first.
 TASK_ROUTES = 100_000
+#: Most swarm routes a facade remembers (id -> partition), the oldest remembered dropped first:
+#: a long-lived facade (``run api``) met every swarm ever made, archived ones included.
+SWARM_ROUTES = 100_000
 #: How long the partitions' capability counts are reused, in seconds.
 CAPABILITIES_TTL_S = 1.0
 #: How long the partitions' backlogs are reused, in seconds (counted up locally meanwhile).
 BACKLOG_TTL_S = 0.5
 
 
+class BoundedRoutes(OrderedDict[str, int]):
+    """Id -> partition, at most ``bound`` of them: setting one past it drops the oldest set."""
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def __setitem__(self, key: str, value: int) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.bound:
+            self.popitem(last=False)
+
+
 class Routes:
     """The routing caches of one facade: swarm and task routes, the partitions' capability
     counts and backlogs, the round-robin cursor of ties."""
 
-    def __init__(self, partitions: int, *, task_routes: int = TASK_ROUTES) -> None:
+    def __init__(
+        self, partitions: int, *, task_routes: int = TASK_ROUTES, swarm_routes: int = SWARM_ROUTES
+    ) -> None:
         self.partitions = partitions
-        self.swarms: dict[str, int] = {}
+        self.swarms = BoundedRoutes(swarm_routes)
         self.tasks: OrderedDict[str, int] = OrderedDict()
         self.task_routes = task_routes
         self.caps: list[dict[str, int]] | None = None

@@ -42,6 +42,18 @@ def test_routes_count_submissions_and_forget_the_oldest_tasks() -> None:
     assert (routes.task("a"), routes.task("b"), routes.task("c")) == (1, None, 2)
 
 
+def test_swarm_routes_are_bounded() -> None:
+    # a long-lived facade met every swarm ever made: the map grew without end (found in review)
+    routes = Routes(3, swarm_routes=2)
+    for i, sid in enumerate(["s0", "s1", "s2"]):
+        routes.swarms[sid] = i
+    assert dict(routes.swarms) == {"s1": 1, "s2": 2}
+    routes.swarms["s1"] = 0  # set again: the most recent
+    routes.swarms["s3"] = 2
+    assert dict(routes.swarms) == {"s1": 0, "s3": 2}
+    assert routes.swarms.pop("s1") == 0 and routes.swarms.get("s9") is None
+
+
 def test_capacity_splits_over_allocations() -> None:
     assert split_capacity(10, [0, 0, 0]) == [4, 3, 3]
     assert split_capacity(10, [6, 0, 0]) == [8, 1, 1]
