@@ -136,7 +136,10 @@ class LeaderElection:
         instance, any epoch). True when a lease was released."""
         if self.epoch == 0 and not self.in_doubt:
             return False
-        released = await ops.release_leadership(self.scripts, self.keys, self.fence)
+        # in doubt, the epoch it holds may be an older term's (its lease ran out, then the
+        # acquire took a new one): 0 matches any epoch by holder and instance
+        fence = Fence(0, self.holder_id, self.instance) if self.in_doubt else self.fence
+        released = await ops.release_leadership(self.scripts, self.keys, fence)
         self.in_doubt = False
         self.step_down()
         return released

@@ -259,12 +259,14 @@ async def route_submission(host: Host, specs: Sequence[TaskSpec], given: Collect
     if new := sorted(tid for tid in set(given) & batch if tid not in fixed):
         # a concurrent submission of one of these ids may have routed it elsewhere: the ids
         # are reserved first, and the batch meets the reservation (decision 108)
+        chosen = k
         k, clash = await reserve_task_routes(host.scripts, host.settings, new, k, fixed=bool(fixed))
         if k < 0:
             named = ", ".join(f"{tid} (partition {p})" for tid, p in sorted(clash.items()))
+            at_deps = f" and its dependencies' partition {chosen}" if fixed else ""
             raise CrossPartitionError(
-                f"tasks {sorted(batch)} would join {named}, reserved by concurrent submissions: "
-                "one batch goes to one coordination partition (decision 47); submit them apart"
+                f"tasks {sorted(batch)} would join {named}{at_deps}: ids reserved by concurrent "
+                "submissions; one batch goes to one coordination partition (decision 47)"
             )
     # counted at once, so the next choice (concurrent submissions too) sees them
     host.routes.submitted(k, len(specs))

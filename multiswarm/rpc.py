@@ -59,6 +59,9 @@ class EnvelopeFactory(Protocol):
     ) -> Envelope: ...
 
 
+#: Most "overloaded" replies a responder has in flight at once (decision 109).
+SHED_REPLIES = 64
+
 #: Records and publishes an envelope on a channel, retrying connection errors.
 SendRecorded = Callable[[str, Envelope], Awaitable[Sent]]
 
@@ -115,6 +118,7 @@ class Dispatcher:
         self._reply_ready = asyncio.Event()
         self._reply_lock = asyncio.Lock()
         self._jobs: set[asyncio.Task[None]] = set()
+        self._shedding: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -147,14 +151,19 @@ class Dispatcher:
         if env.type == "request" and self._request_handler is not None:
             if len(self._jobs) >= self._max_jobs:
                 # load shedding: each waiting request holds a task, so a burst the handlers
-                # cannot keep up with would grow without bound; the requester hears it at once
+                # cannot keep up with would grow without bound; the requester hears it at once,
+                # from a bounded set of tasks (awaited here, a slow Redis would hold the loop,
+                # and the replies to this process's own requests with it); past that bound the
+                # requester's timeout tells it
                 self.counts["requests_shed"] += 1
-                with contextlib.suppress(MultiswarmError):
-                    await self.reply(
-                        env,
-                        error=f"overloaded: {len(self._jobs)} requests running or waiting "
-                        f"(max_concurrent_requests + max_queued_requests); try again later",
+                if len(self._shedding) < SHED_REPLIES:
+                    error = (
+                        f"overloaded: {len(self._jobs)} requests running or waiting "
+                        "(max_concurrent_requests + max_queued_requests); try again later"
                     )
+                    job = asyncio.create_task(self._shed(env, error))
+                    self._shedding.add(job)
+                    job.add_done_callback(self._shedding.discard)
             else:
                 job = asyncio.create_task(self._answer(self._request_handler, env))
                 self._jobs.add(job)
@@ -167,6 +176,10 @@ class Dispatcher:
             except Exception:
                 self.counts["handler_errors"] += 1
                 log.exception("handler for %r failed on message %s", env.type, env.id)
+
+    async def _shed(self, request: Delivered, error: str) -> None:
+        with contextlib.suppress(MultiswarmError):
+            await self.reply(request, error=error)
 
     async def _answer(self, handler: RequestHandler, request: Delivered) -> None:
         async with self._request_slots:
@@ -241,7 +254,11 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop the dispatch loop, the reply listener and running request handlers; pending
         requests fail."""
-        tasks = [t for t in (self._loop_task, self._reply_task, *self._jobs) if t is not None]
+        tasks = [
+            t
+            for t in (self._loop_task, self._reply_task, *self._jobs, *self._shedding)
+            if t is not None
+        ]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from multiswarm.api_types import Host, Part
-from multiswarm.errors import ScriptError
+from multiswarm.errors import NotFound, ScriptError
 from multiswarm.keys import check_id
 from multiswarm.messages import Swarm
 from multiswarm.ops import swarms as ops
@@ -73,10 +73,19 @@ async def create_swarm(
     except ScriptError:
         # refused (full, bad spec): the placement made for it would name a swarm that exists
         # nowhere and count its capabilities there (decision 111)
-        if placed_now:
+        # (unless another facade registered it meanwhile, through the placement it found)
+        if placed_now and not await _registered(host.parts[k], spec.id):
             host.routes.swarms.pop(spec.id, None)
             await unplace_swarm(host.scripts, host.settings, spec.id)
         raise
+
+
+async def _registered(part: Part, swarm_id: str) -> bool:
+    try:
+        await part.registry.get(swarm_id)
+    except NotFound:
+        return False
+    return True
 
 
 async def list_swarms(host: Host, status: str | None = None) -> list[Swarm]:

@@ -68,6 +68,7 @@ while want and #out < want do
       task.worker = wid ~= '' and wid or nil
       task.token = string.format('%d@%s', task.attempts, wid)
       task.lease_until = now + task.lease_ms
+      task.blind = nil  -- (reap_leases.lua's mark of a lease it extended: decision 114)
       task.started_ms = now
       task.assigned_ms = nil  -- read only while assigned (reap_leases.lua): one number less
       -- set_task_status(task, 'running') without its ZADD: assigned and running have no

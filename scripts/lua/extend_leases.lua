@@ -14,6 +14,7 @@ for i = 2, #ARGV, 2 do
   local task = get_task(id)
   if task and task.status == 'running' and task.token == token then
     task.lease_until = now + tonumber(task.lease_ms)
+    task.blind = nil  -- (a lease its worker set: reap_leases.lua may extend it once again)
     redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
     put_task(task, now)
   else

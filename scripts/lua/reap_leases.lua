@@ -15,7 +15,9 @@
 -- Blind-time guard (decision 114): a running task's lease that ran out inside a blind window
 -- was live when Redis went blind, and its worker could not renew it; it gets one full lease from
 -- the window's end (its deadline moves there) instead of a failed attempt. A worker that is
--- alive renews it within a third of that; one that died is reaped one lease later.
+-- alive renews it within a third of that; one that died is reaped one lease later. Once per
+-- lease its worker set: the record keeps `blind` until a renewal (extend_leases.lua) or a claim
+-- sets the lease again, so sweeps that stay slow (each call a window) do not extend it for ever.
 -- A running task whose lease (visibility timeout) ran out: a failed attempt (timeouts count as
 -- failures), retried after backoff or dead-lettered after max_attempts.
 -- An assigned task whose deadline passed: if its swarm is active with a live host and the task
@@ -38,8 +40,9 @@ for i = 1, #due, 2 do
   local task = get_task(id)
   redis.call('ZREM', TK.leases, id)
   if task and task.status == 'running' and blind_from and deadline > blind_from
-      and now < blind_to + task.lease_ms then
+      and now < blind_to + task.lease_ms and not task.blind then
     task.lease_until = blind_to + task.lease_ms
+    task.blind = 1
     redis.call('ZADD', TK.leases, deadline_text(task.lease_until), id)
     put_task(task, now)
   elseif task and task.status == 'running' then

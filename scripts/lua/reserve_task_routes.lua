@@ -9,8 +9,8 @@
 -- ARGV[3] - reservation TTL in ms (longer than a submission's whole retry span)
 -- ARGV[4..] - the ids, sorted
 -- returns {partition, {}}: every id is reserved for that partition (those already were, the
---   others now); or {-1, {id, partition, ...}}: ids reserved for partitions that cannot share
---   one batch, and nothing was written
+--   others now); or {-1, {id, partition, ...}}: the ids reserved already, for partitions that
+--   cannot share one batch (or are not the fixed one), and nothing was written
 local k, fixed, ttl = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3])
 if not (k and ttl) then return fail('BAD_REQUEST', 'argument count') end
 local now = now_ms()
@@ -41,12 +41,6 @@ if target == false or (fixed and target ~= k) then
   for _, h in ipairs(held) do
     out[#out + 1] = h[1]
     out[#out + 1] = h[2]
-  end
-  if fixed then
-    for _, id in ipairs(fresh) do
-      out[#out + 1] = id
-      out[#out + 1] = k
-    end
   end
   return {-1, out}
 end

@@ -66,22 +66,23 @@ async def test_a_stall_past_the_lease_costs_no_attempt(
     coord = await leader(direct, KEYS)
     coord.blind_gap_ms = 1_000
     store = TaskStore(direct, KEYS)
-    await store.submit([(task_spec(NOOP, id="t", lease_ms=1_000, max_attempts=1), None)])
+    await store.submit([(task_spec(NOOP, id="t", lease_ms=3_000, max_attempts=1), None)])
     assert await coord.dispatch_once() == 1
     [claim] = await store.claim("s1", "w1", 1)
     assert await coord.reap_once() == (0, 0)  # the sweep's clock starts
-    # the lease (1 s) runs out during a 2.5 s stall; the reap queued behind it runs first
-    assert await behind_a_stall(stallable_redis, 2.5, coord.reap_once) == (0, 0)
+    # the lease (3 s) runs out during a 4 s stall; the reap queued behind it runs first
+    assert await behind_a_stall(stallable_redis, 4, coord.reap_once) == (0, 0)
     task = await store.get("t")
     assert (task.status, task.attempts) == ("running", 1)
     assert await store.extend("w1", {claim.id: claim.token}) == []  # the worker renews
     assert await store.complete(claim.id, claim.token, "w1", {"ok": 1}) == "completed"
 
     # a worker that died during the stall renews nothing: reaped one lease after it
-    await store.submit([(task_spec(NOOP, id="u", lease_ms=1_000, max_attempts=1), None)])
+    await store.submit([(task_spec(NOOP, id="u", lease_ms=3_000, max_attempts=1), None)])
     assert await coord.dispatch_once() == 1
     await store.claim("s1", "w1", 1)
-    await behind_a_stall(stallable_redis, 2.5, coord.reap_once)
+    await coord.reap_once()
+    await behind_a_stall(stallable_redis, 4, coord.reap_once)
     assert (await store.get("u")).status == "running"
 
     async def reaped() -> bool:
@@ -90,6 +91,25 @@ async def test_a_stall_past_the_lease_costs_no_attempt(
 
     await eventually(reaped, timeout_s=10, what="u reaped a lease after the stall")
     assert "lease expired" in (await store.get("u")).error
+
+
+async def test_sweeps_that_stay_slow_extend_a_lease_once(direct: Scripts) -> None:
+    """Every reap call further apart than the blind gap opens a window (as when each call waits
+    on a stopped replica): a lease its worker no longer renews is extended once, not at every
+    window, and reaped (found in review: it stayed running as long as the sweeps were slow)."""
+    await host(direct, KEYS, "w1", ("s1", []))
+    coord = await leader(direct, KEYS)
+    coord.blind_gap_ms = 500
+    store = TaskStore(direct, KEYS)
+    await store.submit([(task_spec(NOOP, id="v", lease_ms=1_000, max_attempts=1), None)])
+    assert await coord.dispatch_once() == 1
+    await store.claim("s1", "w1", 1)
+    for _ in range(12):  # calls 0.7 s apart: each one a window; 8.4 s, 8 leases
+        await coord.reap_once()
+        if (await store.get("v")).status == "dead":
+            break
+        await asyncio.sleep(0.7)
+    assert (await store.get("v")).status == "dead"
 
 
 async def test_a_stall_past_the_heartbeat_timeout_reaps_no_live_worker(

@@ -225,6 +225,9 @@ async def test_a_stop_during_an_acquire_gives_its_lease_back(
     monkeypatch.setattr(leadership, "acquire_leadership", reply_never_read)
     scripts = Scripts(connect(settings))
     coord = SwarmCoordinator(scripts, keys, lease_ms=60_000, holder_id="stopping")
+    # an earlier term's epoch still held (its lease ran out unseen): the acquire takes a new one
+    # (epoch 1, as the key is new), and a release with the old epoch would match nothing
+    coord.election.epoch = 5
     stop = asyncio.Event()
     run = asyncio.create_task(CoordinatorProcess(coord).run(stop))
     try:

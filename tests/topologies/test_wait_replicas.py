@@ -170,16 +170,20 @@ async def test_a_worker_s_calls_go_on_while_a_replica_is_stopped(sentinel: Senti
     )
     (replica,) = sentinel.replicas
     assert replica.proc is not None
-    ms = await Multiswarm.connect(settings=settings.replace(reconnect_timeout_s=2.0))
+    ms = await Multiswarm.connect(settings=settings.replace(reconnect_timeout_s=10.0))
     try:
         await host(ms.scripts, ms.keys, "w1", ("s1", []))
         coord = await leader(ms.scripts, ms.keys)
         store = TaskStore(ms.scripts, ms.keys)
-        await store.submit([(task_spec("myapp.tasks:parse", id="t"), None)])
+        await store.submit([(task_spec("myapp.tasks:parse", id="t", lease_ms=3000), None)])
         assert await coord.dispatch_once() == 1
         os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
         [claim] = await store.claim("s1", "w1", 1)
         assert claim.id == "t"
+        # the claim did not wait out the 10 s window for the replica: its 3 s lease is still
+        # live when the worker hears of it (else it ran out unrenewed, an attempt lost)
+        seconds, micros = await ms.client.time()
+        assert (await store.get("t")).lease_until > seconds * 1000 + micros // 1000
         assert await store.extend("w1", {claim.id: claim.token}) == []
         assert await store.complete(claim.id, claim.token, "w1", {"ok": 1}) == "completed"
         task = await store.get("t")
