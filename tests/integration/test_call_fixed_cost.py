@@ -218,14 +218,16 @@ async def test_a_claim_that_only_dropped_stale_entries_records_nothing(
     client: Client, keys: Keys
 ) -> None:
     """A claim that claimed nothing but dropped queue entries whose task moved on (here
-    cancelled while assigned) records no outcome; its retry finds nothing and changes
-    nothing."""
+    cancelled while assigned, its entry left as an earlier version left it) records no
+    outcome; its retry finds nothing and changes nothing."""
     scripts, plain, coord, store = await retry_setup(client, keys)
     await store.submit([(task_spec(NOOP, id="t1"), None)])
     assert await coord.dispatch_once() == 1
     await store.cancel("t1")
     queue = keys.queue("s")
-    assert await client.zrange(queue, 0, -1) == [b"t1"]  # the stale entry
+    assert await client.zrange(queue, 0, -1) == []  # the cancel took it out (decision 118)
+    await client.zadd(queue, {"t1": 0})  # as before decision 118: the stale entry stayed
+    assert await client.zrange(queue, 0, -1) == [b"t1"]
     before = sorted(await request_records(plain, keys))
 
     scripts.rid = "claim-stale"
