@@ -17,10 +17,21 @@ import pytest
 from multiswarm.config import Settings
 from multiswarm.registry import SwarmRegistry, swarm_spec
 from multiswarm.scripts import Scripts
-from tests.faults.inprocess import worker_system
+from tests.faults.inprocess import System, worker_system
 from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.slow
+
+
+async def hosting(system: System, *swarm_ids: str) -> SwarmRegistry:
+    """The registry, once the worker hosts ``swarm_ids``."""
+    registry = SwarmRegistry(Scripts(system.store.client), system.keys)
+
+    async def hosted() -> bool:
+        return set(swarm_ids) <= set(await registry.swarm_ids())
+
+    await eventually(hosted, what=f"the worker hosting {swarm_ids}")
+    return registry
 
 
 async def test_an_agent_added_to_one_swarm_shares_no_pool_id_with_another(
@@ -29,12 +40,7 @@ async def test_an_agent_added_to_one_swarm_shares_no_pool_id_with_another(
     swarms = [swarm_spec("a", ["x"], agents=1), swarm_spec("b", ["y"], agents=1)]
     async with worker_system(settings, swarms, tmp_path) as system:
         worker = system.worker
-        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
-
-        async def hosted() -> bool:
-            return {"a", "b"} <= set(await registry.swarm_ids())
-
-        await eventually(hosted, what="the worker hosting its swarms")
+        registry = await hosting(system, "a", "b")
         assert worker.memory is not None
         b_node = worker.placement["b"].nodes[0]
         b_share = worker.memory.share_bytes(b_node)
@@ -56,12 +62,7 @@ async def test_a_replacement_agent_gets_its_predecessor_s_share(
     input too large for any share was admitted instead of refused (found in review)."""
     async with worker_system(settings, [swarm_spec("a", ["x"], agents=1)], tmp_path) as system:
         worker = system.worker
-        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
-
-        async def hosted() -> bool:
-            return "a" in await registry.swarm_ids()
-
-        await eventually(hosted, what="the worker hosting its swarm")
+        await hosting(system, "a")
         assert worker.memory is not None
         old = worker.placement["a"].nodes[0]
         share = worker.memory.pool.limit(old)
@@ -79,12 +80,7 @@ async def test_scaling_down_and_up_again_reuses_the_places_it_left(
     times, the swarm kept 7 places and its last agent a third of the share (found in review)."""
     async with worker_system(settings, [swarm_spec("a", ["x"], agents=2)], tmp_path) as system:
         worker = system.worker
-        registry = SwarmRegistry(Scripts(system.store.client), system.keys)
-
-        async def hosted() -> bool:
-            return "a" in await registry.swarm_ids()
-
-        await eventually(hosted, what="the worker hosting its swarm")
+        registry = await hosting(system, "a")
         assert worker.memory is not None
         swarm = worker.placement["a"]
         shares = [worker.memory.pool.limit(n) for n in swarm.nodes]
