@@ -66,7 +66,12 @@ while want and #out < want do
       task.attempts = task.attempts + 1
       -- (pack_sparse below: no field set to its default; a worker id is never '')
       task.worker = wid ~= '' and wid or nil
-      task.token = string.format('%d@%s', task.attempts, wid)
+      -- the fencing token names this claim alone: `claims` never goes down (attempts does,
+      -- at a hand-back or an operator's retry), so an earlier claim's outcome still in flight
+      -- is stale against a later claim by the same worker (decision 121); a record from
+      -- before it counts from its attempts
+      task.claims = math.max(task.claims or 0, task.attempts - 1) + 1
+      task.token = string.format('%d@%s', task.claims, wid)
       task.lease_until = now + task.lease_ms
       task.blind = nil  -- (reap_leases.lua's mark of a lease it extended: decision 114)
       task.started_ms = now

@@ -136,6 +136,30 @@ async def test_stale_failure_report_is_ignored(world) -> None:  # type: ignore[n
     assert (await store.get("t")).status == "running"
 
 
+async def test_each_claim_has_a_token_of_its_own(world) -> None:  # type: ignore[no-untyped-def]
+    # Tokens were attempts@worker, and attempts go down at a hand-back and back to 0 at an
+    # operator's retry: the same worker's next claim got the earlier one's token, and that
+    # claim's outcome still in flight failed (or released) the new one (found in review).
+    store, coord = world
+    await store.submit([(task_spec(NOOP, id="t", max_attempts=1), None)])
+    await coord.dispatch_once()
+    [first] = await store.claim("s", "w1", 1)
+    assert first.token == "1@w1"
+    assert await store.release({"t": first.token}) == 1  # handed back: attempts 1 -> 0
+    await coord.dispatch_once()
+    [second] = await store.claim("s", "w1", 1)
+    assert second.token != first.token and second.attempts == 1
+    assert await store.fail("t", first.token, "the first claim's late error") == "stale"
+    assert await store.cancel("t") == "cancelled"
+    assert await store.retry(["t"]) == {"t": "retried"}  # attempts back to 0
+    await coord.dispatch_once()
+    [third] = await store.claim("s", "w1", 1)
+    assert len({first.token, second.token, third.token}) == 3
+    assert await store.fail("t", second.token, "the second claim's late error") == "stale"
+    assert await store.complete("t", third.token, "w1", 1) == "completed"
+    assert (await store.get("t")).attempts == 1
+
+
 async def test_permanent_failure_skips_retries(world) -> None:  # type: ignore[no-untyped-def]
     store, coord = world
     await store.submit([(task_spec(NOOP, id="t", max_attempts=5), None)])

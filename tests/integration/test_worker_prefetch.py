@@ -247,8 +247,8 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
 ) -> None:
     """A prefetched task cancelled, then retried and claimed again by the same worker while its
     first claim still waits in the prefetch window: the attempts were reset, so both claims
-    carry the same token, and only the later one may run (found in review: the stale claim
-    ran too, a task run twice without a fault)."""
+    carried the same token before decision 121, and only the later one may run (found in
+    review: the stale claim ran too, a task run twice without a fault)."""
     # one slot, the default prefetch of 2: room for the second claim beside the stale one
     async with _one_agent(settings, tmp_path, concurrency=1) as (system, marks):
         worker, store = system.worker, system.store
@@ -279,7 +279,9 @@ async def test_a_prefetched_task_cancelled_and_retried_runs_once(
             return held is not None and held.claimed is not first
 
         await eventually(claimed_again, timeout_s=10, what="t claimed again")
-        assert worker.held["t"].claimed.token == first.token  # what made them look alike
+        # (their tokens looked alike then; since decision 121 each claim has its own, and the
+        # worker tells the claims apart by identity either way: decision 98)
+        assert worker.held["t"].claimed.token != first.token
 
         async def completed() -> bool:
             return (await store.get("t")).status == "completed"
