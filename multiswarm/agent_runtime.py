@@ -31,6 +31,8 @@ import ctypes
 import functools
 import importlib
 import inspect
+import os
+import select
 import signal
 import threading
 import traceback
@@ -166,12 +168,49 @@ def _failure(e: BaseException) -> tuple[str, str]:
     return ("error", "".join(traceback.format_exception(e))[-4000:])
 
 
+def _left_to_the_worker(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM in an agent: nothing. A handler, not ``SIG_IGN``, which the
+    handler's own subprocesses would inherit across ``exec``."""
+
+
+def _exit_with_the_worker(conn: Connection) -> None:
+    """End this agent when its worker is gone: an orphan's task runs again elsewhere, and its
+    handler would go on beside it (decision 122). A daemon thread waits, without reading, for
+    the worker's end of the pipe (a socket pair) to close (``POLLRDHUP``): the worker alone
+    holds it, and the kernel closes it when the worker dies. (Not the parent process: agents
+    are forked by the fork server, which lives as long as they do.)"""
+    hangup = getattr(select, "POLLRDHUP", 0)
+    if not hangup:  # (not Linux: no watch)
+        return
+    fd = conn.fileno()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, hangup)
+        while True:
+            for _, events in poller.poll():
+                if events & select.POLLNVAL:
+                    return  # this agent closed the pipe itself: it is ending
+                if events & (hangup | select.POLLHUP | select.POLLERR):
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="agent-worker-watch", daemon=True).start()
+
+
 def agent_main(
     conn: Connection, allowed: Sequence[str], concurrency: int = 1, imports: Sequence[str] = ()
 ) -> None:
     """Entry point of an agent process (``spawn``): import the handler modules ``imports``
-    (registering their handlers), then serve ``conn`` until ``None`` or EOF."""
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
+    (registering their handlers), then serve ``conn`` until ``None`` or EOF.
+
+    Ctrl-C and a service manager's SIGTERM reach the whole process group, agents included;
+    only the worker stops its agents (its drain lets running tasks finish within its grace,
+    then hands the rest back uncounted), so agents let them pass (decision 122). An agent
+    whose worker died ends itself."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _left_to_the_worker)
+    _exit_with_the_worker(conn)
+    with contextlib.suppress(KeyboardInterrupt):
         # the worker imported them already, so a failure here is rare (a module that changed
         # on disk): the agent serves on and refuses those handlers, each task says why
         with contextlib.suppress(HandlerError):

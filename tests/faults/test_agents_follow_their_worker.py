@@ -1,0 +1,123 @@
+"""Agents are stopped by their worker alone, and never outlive it.
+
+Before decision 122: Ctrl-C in a terminal (or a service manager's SIGTERM to the whole group)
+reached the agents too, which died at once: each running task was recorded as a failed attempt
+("process died") while the worker's drain was still giving it time; and a worker SIGKILLed left
+its agents running their handlers as orphans while the tasks ran again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from multiswarm.config import Settings
+from multiswarm.connection import connect
+from multiswarm.keys import Keys
+from multiswarm.launcher import ProcessGroup
+from multiswarm.scripts import Scripts
+from multiswarm.tasks import TaskStore, task_spec
+from tests.integration.helpers import eventually, reap
+
+pytestmark = pytest.mark.slow
+
+SLEEPER = "multiswarm.demo_tasks:sleep_then_return"
+
+
+def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """A worker process in a session (and process group) of its own, as in a terminal."""
+    cli = [sys.executable, "-m", "multiswarm", "--redis-url", settings.redis_url]
+    worker = ["run", "worker", "--id", "w1", "--swarm", "s:work:1", "--grace-s", "60"]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*cli, "--namespace", settings.namespace, *worker],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+async def system(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[TaskStore, Path]]:
+    group = ProcessGroup(settings, tmp_path)
+    group.spawn("coordinator", ["coordinator", "--id", "c1"])
+    store = TaskStore(
+        Scripts(connect(settings), reconnect_timeout_s=30.0), Keys(settings.namespace)
+    )
+    try:
+        yield store, tmp_path
+    finally:
+        await store.client.aclose()
+        group.stop_all()
+
+
+async def _running(store: TaskStore, task_id: str) -> None:
+    async def running() -> bool:
+        return (await store.get(task_id)).status == "running"
+
+    await eventually(running, timeout_s=60, what=f"{task_id} running")
+
+
+async def test_ctrl_c_to_the_group_lets_the_running_task_finish(
+    settings: Settings, system: tuple[TaskStore, Path]
+) -> None:
+    store, tmp = system
+    worker = _worker(settings, tmp / "worker.log")
+    try:
+        spec = task_spec(SLEEPER, id="t", capabilities=["work"], max_attempts=1)
+        await store.submit([(spec, {"seconds": 4})])
+        await _running(store, "t")
+        os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        assert await asyncio.to_thread(worker.wait, 60) == 0
+        task = await store.get("t")
+        assert (task.status, task.attempts) == ("completed", 1), task
+    finally:
+        reap(worker)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_killed_worker_s_agents_end_with_it(
+    settings: Settings, system: tuple[TaskStore, Path]
+) -> None:
+    store, tmp = system
+    worker = _worker(settings, tmp / "worker.log")
+    try:
+        await store.submit([(task_spec(SLEEPER, id="u", capabilities=["work"]), {"seconds": 120})])
+        await _running(store, "u")
+        keys = Keys(settings.namespace)
+
+        async def agent_pids() -> list[int]:
+            raw = await store.client.hget(keys.workers, "w1")
+            states = msgspec.json.decode(raw or b"{}").get("agent_states", {})
+            return [int(a["pid"]) for a in states.values() if a.get("pid")]
+
+        async def reported() -> bool:
+            return bool(await agent_pids())
+
+        await eventually(reported, timeout_s=30, what="the worker reporting its agents")
+        pids = await agent_pids()
+        assert all(_pid_alive(p) for p in pids)
+        worker.kill()  # SIGKILL: the worker alone, no chance to stop anything
+        worker.wait(10)
+
+        async def agents_gone() -> bool:
+            return not any(_pid_alive(p) for p in pids)
+
+        await eventually(agents_gone, timeout_s=15, what="the orphaned agents ending")
+    finally:
+        reap(worker)
