@@ -356,8 +356,19 @@ class WorkerLiveness(WorkerMembers):
             if t.done() and not t.cancelled() and t.exception() is None:
                 for c in t.result():
                     self.held[c.id] = HeldTask(c, sid)
+                    self.prefetched[sid].append(c)  # (not started: handed back first)
 
     async def _drain(self, grace_s: float) -> None:
+        # tasks claimed but not started (prefetched, or claimed as the claims were cancelled)
+        # go back first: held through the grace, they waited for nothing while other hosts
+        # idled (found in review). Not a task whose run ended: its outcome may be in flight.
+        idle = {c.id: c.token for queue in self.prefetched.values() for c in queue if self.holds(c)}
+        for queue in self.prefetched.values():
+            queue.clear()
+        for tid in idle:
+            del self.held[tid]
+        if idle:
+            await self._hand_back(idle)
         if self._running and grace_s > 0:
             log.info("waiting up to %.0f s for %d in-flight tasks", grace_s, len(self._running))
             await asyncio.wait(self._running, timeout=grace_s)
@@ -367,11 +378,14 @@ class WorkerLiveness(WorkerMembers):
         await asyncio.gather(*self._running, return_exceptions=True)
         await self.outcomes.close()  # outcomes first: a handed-back task may have finished
         if held:
-            try:
-                n = await self.tasks.release(held)
-                log.info("handed back %d unfinished tasks", n)
-            except MultiswarmError as e:
-                log.warning("could not hand back tasks (their leases will expire): %s", e)
+            await self._hand_back(held)
+
+    async def _hand_back(self, held: dict[str, str]) -> None:
+        try:
+            n = await self.tasks.release(held)
+            log.info("handed back %d unfinished tasks", n)
+        except MultiswarmError as e:
+            log.warning("could not hand back tasks (their leases will expire): %s", e)
 
     async def _leave(self) -> None:
         try:

@@ -378,3 +378,40 @@ async def test_no_claim_waits_in_redis_while_the_loop_claims(
 
         await eventually(looked_again, timeout_s=20, what="a claim after the wake-up")
         assert raced == [False]
+
+
+async def test_a_stopping_worker_hands_back_its_prefetched_tasks_first(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """On SIGTERM the worker lets its running task finish within the grace; tasks prefetched
+    behind it were held the whole grace (leased, idle, while other hosts could run them) and
+    handed back only at its end (found in review). They go back at once now."""
+    async with _one_agent(settings, tmp_path, concurrency=1) as (system, marks):
+        worker, store = system.worker, system.store
+        worker.grace_s = 60.0
+        nap = HANDLERS + "nap"
+        await store.submit(
+            [(task_spec(nap, id="long", capabilities=["x"]), {"dir": str(marks), "seconds": 6})]
+        )
+        await system.running("long")
+        await store.submit(
+            [
+                (task_spec(nap, id=t, capabilities=["x"]), {"dir": str(marks), "seconds": 0})
+                for t in ("p1", "p2")
+            ]
+        )
+
+        async def prefetched() -> bool:
+            return {"p1", "p2"} <= set(worker.held)
+
+        await eventually(prefetched, timeout_s=20, what="p1 and p2 prefetched")
+        system.stop.set()
+
+        async def handed_back() -> bool:
+            return all(t.status == "ready" for t in await store.get_many(["p1", "p2"]) if t)
+
+        await eventually(handed_back, timeout_s=20, what="the prefetched tasks handed back")
+        assert (await store.get("long")).status == "running"  # still within its grace
+        await asyncio.wait_for(system.run, 60)
+        assert (await store.get("long")).status == "completed"
+        assert [t.attempts for t in await store.get_many(["p1", "p2"]) if t] == [0, 0]
