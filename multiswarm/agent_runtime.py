@@ -192,6 +192,8 @@ def _exit_with_the_worker(conn: Connection) -> None:
                 if events & select.POLLNVAL:
                     return  # this agent closed the pipe itself: it is ending
                 if events & (hangup | select.POLLHUP | select.POLLERR):
+                    if os.getpgrp() == os.getpid():  # its handlers' children too
+                        os.killpg(0, signal.SIGKILL)
                     os._exit(1)
 
     threading.Thread(target=watch, name="agent-worker-watch", daemon=True).start()
@@ -209,6 +211,8 @@ def agent_main(
     whose worker died ends itself."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _left_to_the_worker)
+    with contextlib.suppress(OSError):  # a group of its own, which its handlers' children join
+        os.setpgid(0, 0)  # (the worker kills the group: decision 124)
     _exit_with_the_worker(conn)
     with contextlib.suppress(KeyboardInterrupt):
         # the worker imported them already, so a failure here is rare (a module that changed

@@ -1,4 +1,5 @@
-"""Agents are stopped by their worker alone, and never outlive it.
+"""Agents are stopped by their worker alone, never outlive it, and take their handlers' subprocesses
+with them when killed.
 
 Before decision 122: Ctrl-C in a terminal (or a service manager's SIGTERM to the whole group)
 reached the agents too, which died at once: each running task was recorded as a failed attempt
@@ -23,8 +24,10 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
+from tests.faults.inprocess import worker_system
 from tests.integration.helpers import eventually, reap
 
 pytestmark = pytest.mark.slow
@@ -121,3 +124,40 @@ async def test_a_killed_worker_s_agents_end_with_it(
         await eventually(agents_gone, timeout_s=15, what="the orphaned agents ending")
     finally:
         reap(worker)
+
+
+async def test_a_killed_agent_takes_its_handler_s_subprocesses_with_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A task timing out at concurrency 1 kills its agent; the tool its handler started ran
+    on, re-parented, for its whole 300 s (found in review). The agent leads a process group of
+    its own now, and the kill takes the group."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    swarms = [swarm_spec("s", ["x"], agents=1)]
+    async with worker_system(settings, swarms, tmp_path, allowed_handlers=["tests."]) as system:
+        spec = task_spec(
+            "tests.integration.agent_handlers:run_tool",
+            id="tool",
+            capabilities=["x"],
+            timeout_ms=1500,
+            max_attempts=1,
+        )
+        await system.store.submit([(spec, {"dir": str(marks)})])
+        child = marks / "tool.child"
+
+        async def started() -> bool:
+            return child.exists() and child.read_text() != ""
+
+        await eventually(started, timeout_s=60, what="the tool started")
+        pid = int(child.read_text())
+
+        async def ended() -> bool:
+            return (await system.store.get("tool")).status == "dead"
+
+        await eventually(ended, timeout_s=30, what="the task timed out")
+
+        async def tool_gone() -> bool:
+            return not _pid_alive(pid)
+
+        await eventually(tool_gone, timeout_s=10, what="the tool killed with its agent")

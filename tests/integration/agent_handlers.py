@@ -110,3 +110,14 @@ def echo_later(payload: dict[str, Any], ctx: TaskContext) -> Any:
 def fail(payload: dict[str, Any], ctx: TaskContext) -> None:
     """Raises (a handler's bug: ``error``, retryable)."""
     raise ValueError(f"failing on purpose in {ctx.task_id}")
+
+
+def run_tool(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Run a long external tool (``sleep 300``) and wait for it, as a handler shelling out
+    does; the tool's pid in ``<dir>/<task>.child``."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    (Path(payload["dir"]) / f"{ctx.task_id}.child").write_text(str(child.pid))
+    child.wait()
+    return {"task": ctx.task_id}
