@@ -10,6 +10,7 @@ its agents running their handlers as orphans while the tasks ran again elsewhere
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from multiswarm.config import Settings
 from multiswarm.connection import connect
 from multiswarm.keys import Keys
 from multiswarm.launcher import ProcessGroup
+from multiswarm.messages import TaskSpec
 from multiswarm.registry import swarm_spec
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
@@ -62,28 +64,35 @@ async def system(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Task
         group.stop_all()
 
 
-async def _running(store: TaskStore, task_id: str) -> None:
-    async def running() -> bool:
-        return (await store.get(task_id)).status == "running"
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, system: tuple[TaskStore, Path], spec: TaskSpec, seconds: float
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A worker process (its own group) running task ``spec``, a sleep of ``seconds``."""
+    store, tmp = system
+    worker = _worker(settings, tmp / "worker.log")
+    try:
+        await store.submit([(spec, {"seconds": seconds})])
 
-    await eventually(running, timeout_s=60, what=f"{task_id} running")
+        async def started() -> bool:
+            return (await store.get(spec.id)).status == "running"
+
+        await eventually(started, timeout_s=60, what=f"{spec.id} running")
+        yield worker
+    finally:
+        reap(worker)
 
 
 async def test_ctrl_c_to_the_group_lets_the_running_task_finish(
     settings: Settings, system: tuple[TaskStore, Path]
 ) -> None:
-    store, tmp = system
-    worker = _worker(settings, tmp / "worker.log")
-    try:
-        spec = task_spec(SLEEPER, id="t", capabilities=["work"], max_attempts=1)
-        await store.submit([(spec, {"seconds": 4})])
-        await _running(store, "t")
+    store, _ = system
+    spec = task_spec(SLEEPER, id="t", capabilities=["work"], max_attempts=1)
+    async with running(settings, system, spec, 4) as worker:
         os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert await asyncio.to_thread(worker.wait, 60) == 0
         task = await store.get("t")
         assert (task.status, task.attempts) == ("completed", 1), task
-    finally:
-        reap(worker)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -97,11 +106,9 @@ def _pid_alive(pid: int) -> bool:
 async def test_a_killed_worker_s_agents_end_with_it(
     settings: Settings, system: tuple[TaskStore, Path]
 ) -> None:
-    store, tmp = system
-    worker = _worker(settings, tmp / "worker.log")
-    try:
-        await store.submit([(task_spec(SLEEPER, id="u", capabilities=["work"]), {"seconds": 120})])
-        await _running(store, "u")
+    store, _ = system
+    spec = task_spec(SLEEPER, id="u", capabilities=["work"])
+    async with running(settings, system, spec, 120) as worker:
         keys = Keys(settings.namespace)
 
         async def agent_pids() -> list[int]:
@@ -122,8 +129,6 @@ async def test_a_killed_worker_s_agents_end_with_it(
             return not any(_pid_alive(p) for p in pids)
 
         await eventually(agents_gone, timeout_s=15, what="the orphaned agents ending")
-    finally:
-        reap(worker)
 
 
 async def test_a_killed_agent_takes_its_handler_s_subprocesses_with_it(

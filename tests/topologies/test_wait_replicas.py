@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from multiswarm import Multiswarm
-from multiswarm.config import from_env
+from multiswarm.config import Settings, from_env
 from multiswarm.coordinator import LeaderElection
 from multiswarm.errors import ConfigError, ReplicaAckError
 from multiswarm.redis_topologies import SentinelGroup
@@ -29,15 +29,22 @@ def sentinel() -> Iterator[SentinelGroup]:
         yield group
 
 
+def durable(
+    sentinel: SentinelGroup, namespace: str, wait_timeout_ms: int | None = None, **env: str
+) -> Settings:
+    """Settings of namespace ``namespace`` on the group, one replica to acknowledge each write."""
+    base = {
+        "MULTISWARM_REDIS_URL": sentinel.url,
+        "MULTISWARM_NAMESPACE": namespace,
+        "MULTISWARM_WAIT_REPLICAS": "1",
+    }
+    if wait_timeout_ms is not None:
+        base["MULTISWARM_WAIT_TIMEOUT_MS"] = str(wait_timeout_ms)
+    return from_env({**base, **env})
+
+
 async def test_acknowledged_writes_survive_a_failover(sentinel: SentinelGroup) -> None:
-    settings = from_env(
-        {
-            "MULTISWARM_REDIS_URL": sentinel.url,
-            "MULTISWARM_NAMESPACE": "dur",
-            "MULTISWARM_WAIT_REPLICAS": "1",
-            "MULTISWARM_WAIT_TIMEOUT_MS": "2000",
-        }
-    )
+    settings = durable(sentinel, "dur", wait_timeout_ms=2000)
     ms = await Multiswarm.connect(settings=settings)
     try:
         ids = [await ms.distribute_task("myapp.tasks:parse", {"i": i}) for i in range(50)]
@@ -68,14 +75,7 @@ async def test_acknowledged_writes_survive_a_failover(sentinel: SentinelGroup) -
 
 
 async def test_too_few_replicas_is_a_typed_error(sentinel: SentinelGroup) -> None:
-    settings = from_env(
-        {
-            "MULTISWARM_REDIS_URL": sentinel.url,
-            "MULTISWARM_NAMESPACE": "dur2",
-            "MULTISWARM_WAIT_REPLICAS": "1",
-            "MULTISWARM_WAIT_TIMEOUT_MS": "300",
-        }
-    )
+    settings = durable(sentinel, "dur2", wait_timeout_ms=300)
     (replica,) = sentinel.replicas
     assert replica.proc is not None
     # a short window: the shortfall is waited for again until it closes
@@ -92,14 +92,7 @@ async def test_too_few_replicas_is_a_typed_error(sentinel: SentinelGroup) -> Non
 async def test_a_replica_back_within_the_window_completes_the_call(
     sentinel: SentinelGroup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = from_env(
-        {
-            "MULTISWARM_REDIS_URL": sentinel.url,
-            "MULTISWARM_NAMESPACE": "dur3",
-            "MULTISWARM_WAIT_REPLICAS": "1",
-            "MULTISWARM_WAIT_TIMEOUT_MS": "200",
-        }
-    )
+    settings = durable(sentinel, "dur3", wait_timeout_ms=200)
     (replica,) = sentinel.replicas
     assert replica.proc is not None
     ms = await Multiswarm.connect(settings=settings)
@@ -123,14 +116,7 @@ async def test_a_replica_back_within_the_window_completes_the_call(
 async def test_wait_aof_falls_back_to_wait_on_a_server_without_it(
     sentinel: SentinelGroup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = from_env(
-        {
-            "MULTISWARM_REDIS_URL": sentinel.url,
-            "MULTISWARM_NAMESPACE": "dur4",
-            "MULTISWARM_WAIT_REPLICAS": "1",
-            "MULTISWARM_WAIT_AOF": "1",
-        }
-    )
+    settings = durable(sentinel, "dur4", MULTISWARM_WAIT_AOF="1")
     ms = await Multiswarm.connect(settings=settings)
     try:
         version = str((await ms.client.info("server"))["redis_version"])
@@ -160,14 +146,7 @@ async def test_a_worker_s_calls_go_on_while_a_replica_is_stopped(sentinel: Senti
     from multiswarm.tasks import TaskStore, task_spec
     from tests.integration.helpers import host, leader
 
-    settings = from_env(
-        {
-            "MULTISWARM_REDIS_URL": sentinel.url,
-            "MULTISWARM_NAMESPACE": "dur5",
-            "MULTISWARM_WAIT_REPLICAS": "1",
-            "MULTISWARM_WAIT_TIMEOUT_MS": "300",
-        }
-    )
+    settings = durable(sentinel, "dur5", wait_timeout_ms=300)
     (replica,) = sentinel.replicas
     assert replica.proc is not None
     ms = await Multiswarm.connect(settings=settings.replace(reconnect_timeout_s=10.0))
