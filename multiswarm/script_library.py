@@ -49,6 +49,8 @@ BY_NATURE: dict[str, str] = {
 #: Scripts whose effect must survive a failover (``Script(..., durable=True)``): with
 #: ``wait_replicas`` set they are followed by ``WAIT`` on their own connection.
 DURABLE: frozenset[str] = frozenset(name for name, s in DECLARED.items() if s.durable)
+#: Durable scripts that take one ``WAIT`` only (``Script(..., wait_once=True)``).
+WAIT_ONCE: frozenset[str] = frozenset(name for name, s in DECLARED.items() if s.wait_once)
 
 
 def _wrapped(name: str, body: str) -> str:

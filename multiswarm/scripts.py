@@ -30,7 +30,7 @@ from multiswarm.connection import (
     with_retry,
 )
 from multiswarm.keys import request_key
-from multiswarm.script_library import DURABLE, REQUEST_ID, function_name, library
+from multiswarm.script_library import DURABLE, REQUEST_ID, WAIT_ONCE, function_name, library
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -330,8 +330,8 @@ class Scripts:
     def _once(
         self, name: str, fname: str, keys: list[str], args: list[Any], patient: bool
     ) -> Awaitable[Any]:
-        if self.wait_replicas and name in DURABLE:  # a claim's leases run meanwhile: no patience
-            return self._run_durable(fname, keys, args, patient and name != "claim_tasks")
+        if self.wait_replicas and name in DURABLE:
+            return self._run_durable(fname, keys, args, patient and name not in WAIT_ONCE)
         if self._direct is not None:
             return self._direct.call("FCALL", fname, len(keys), *keys, *args)
         return self.client.fcall(fname, len(keys), *keys, *args)

@@ -196,7 +196,9 @@ class Script(Generic[R]):
 
     ``durable``: its effect must survive a failover (submissions, results, leases, the fencing
     epoch): with ``MULTISWARM_WAIT_REPLICAS`` set it is followed by ``WAIT`` on the same
-    connection (:meth:`multiswarm.scripts.Scripts.call`).
+    connection (:meth:`multiswarm.scripts.Scripts.call`). ``wait_once``: short of replicas it
+    does not wait again through the reconnect window (what it did runs on a clock meanwhile: a
+    claim's leases) and raises at once, its reply in the error (decision 120).
 
     Parameters
     ----------
@@ -221,6 +223,7 @@ class Script(Generic[R]):
         custom_replay: bool = False,
         by_nature: str = "",
         durable: bool = False,
+        wait_once: bool = False,
     ) -> None:
         if request_id == bool(by_nature):
             raise ConfigError(
@@ -236,6 +239,7 @@ class Script(Generic[R]):
         self.custom_replay = custom_replay
         self.by_nature = by_nature
         self.durable = durable
+        self.wait_once = wait_once
         DECLARED[name] = self
 
     async def __call__(

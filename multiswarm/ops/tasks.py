@@ -132,7 +132,9 @@ async def status_ids(client: Any, keys: Keys, status: str, start: int, count: in
 
 SUBMIT = Script("submit_tasks", list[str], request_id=True, durable=True)
 CANCEL = Script("cancel_task", str, request_id=True, durable=True)
-CLAIM = Script("claim_tasks", list[Claimed], request_id=True, custom_replay=True, durable=True)
+CLAIM = Script(
+    "claim_tasks", list[Claimed], request_id=True, custom_replay=True, durable=True, wait_once=True
+)
 # Not durable (decision 116): a renewal waiting on a replica that stopped acknowledging held
 # every other renewal of the worker behind it past the leases; one lost at a failover is made
 # again by the next, a third of a lease later, as the claim's own deadline is replicated.
