@@ -12,12 +12,27 @@ from typing import Any
 
 from multiswarm.agent_pipe import ExitWatch, Frames, Outbox
 
-__all__ = ["EXPIRED", "Channel", "expire"]
+__all__ = ["BLOCKING_ADVICE", "EXPIRED", "Channel", "blocked_why", "expire"]
 
 log = logging.getLogger(__name__)
 
 #: What a run's future holds once its timeout passed (no reply is this object).
 EXPIRED: tuple[str, Any] = ("expired", None)
+
+
+#: Reply kinds that end no run (:mod:`multiswarm.agent_runtime`): ``blocked`` names the blocker,
+#: ``unblocked`` (no task id) clears it.
+_NOTICES = frozenset({"blocked", "unblocked"})
+BLOCKING_ADVICE = "run blocking work in a thread (asyncio.to_thread) or in a sync handler"
+
+
+def blocked_why(killed: str) -> str:
+    """The error of a run whose async handler blocked its agent's event loop until the agent
+    was killed (``killed``: why, e.g. to stop another task) -- a handler's bug, so it counts."""
+    return (
+        f"its async handler blocked the agent's event loop until the agent was killed ({killed});"
+        f" {BLOCKING_ADVICE}"
+    )
 
 
 def expire(future: asyncio.Future[tuple[str, Any]]) -> None:
@@ -48,6 +63,9 @@ class Channel:
         self.ended = False
         #: what every run waiting from now on gets, once the pipe ended
         self.end_reply: tuple[str, Any] | None = None
+        #: the run whose async handler holds the agent's event loop, as the agent names it
+        #: while a stop waits for the loop (``blocked``), until the loop turns (``unblocked``)
+        self.blocker = ""
         self._flushing = False
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -68,7 +86,10 @@ class Channel:
             self.end_runs()
             return
         for task_id, kind, data in replies:
-            self._resolve(task_id, (kind, data))
+            if kind in _NOTICES:
+                self.blocker = task_id
+            else:
+                self._resolve(task_id, (kind, data))
 
     def _stop_listening(self) -> None:
         if self.loop is not None and not self.loop.is_closed():
@@ -111,7 +132,11 @@ class Channel:
         else:
             self.end_reply = ("error", f"agent {self.proc.name} process died")
         for task_id in list(self.pending):
-            self._resolve(task_id, self.end_reply)
+            if task_id == self.blocker and self.killed:
+                # the kill was for the loop it held: its attempt counts, the others' do not
+                self._resolve(task_id, ("error", blocked_why(self.killed)))
+            else:
+                self._resolve(task_id, self.end_reply)
 
     def post(self, msg: Any) -> None:
         """Send ``msg`` (small) at the end of this turn of the event loop, with the others."""

@@ -9,7 +9,9 @@ pipe message (:mod:`multiswarm.agent_pipe`), in order:
   ``("stop", task_id)`` (concurrent agents only) and ``None`` (exit once idle);
 * agent -> worker: ``(task_id, kind, data)`` with ``kind`` one of ``ok`` (data: the packed
   result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why), ``refused``
-  (the handler is not registered here; data: why) and ``stopped``.
+  (the handler is not registered here; data: why) and ``stopped``; and two notices that end
+  no run, ``blocked`` (this async run holds the event loop a stop waits for) and ``unblocked``
+  (task id empty: the loop turned again; :func:`multiswarm.agent_slots.name_the_blocker`).
 
 An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
 signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import importlib
 import inspect
@@ -44,6 +45,13 @@ from typing import Any, cast
 import msgspec
 
 from multiswarm.agent_pipe import Frames, Outbox
+from multiswarm.agent_slots import (
+    Slot,
+    TaskStopped,
+    call_in_slot,
+    name_the_blocker,
+    raise_in_thread,
+)
 from multiswarm.agent_threads import SlotThreads
 from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
 from multiswarm.handlers import import_handlers, registered
@@ -58,12 +66,6 @@ STOP_SIGNAL = signal.SIGUSR1
 #: included; larger ones only by their own thread (a slot thread, or one started for it), so a
 #: worker slow to read cannot stall the agent's loop. Bytes.
 INLINE_SEND_BYTES = 2048
-
-
-class TaskStopped(BaseException):
-    """Raised inside a handler whose task was cancelled: a BaseException, so a handler's
-    ``except Exception`` does not swallow it, while its ``finally`` blocks and context
-    managers still run."""
 
 
 class TaskContext(msgspec.Struct, frozen=True):
@@ -275,44 +277,8 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
-class _Slot:
-    """One running task: its asyncio task, and the slot thread running its sync handler."""
-
-    __slots__ = ("lock", "stopping", "task", "thread")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.thread: int | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.stopping = False
-
-
-def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: clear)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
-
-
-def _call_in_slot(slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext) -> Any:
-    """Run a sync handler in a slot thread, stoppable through ``slot`` while it runs."""
-    with slot.lock:
-        if slot.stopping:
-            raise TaskStopped()
-        slot.thread = threading.get_ident()
-    try:
-        return fn(payload, ctx)
-    finally:
-        with slot.lock:
-            slot.thread = None
-            if slot.stopping:
-                # a stop that arrived as the handler returned must not hit its thread's own loop
-                # (without a stop, none was raised here: a stop sets ``stopping`` first)
-                _raise_in_thread(threading.get_ident(), None)
-
-
 #: A run for the event loop: task id, slot, and what makes the awaitable to run.
-_AsyncRun = tuple[str, _Slot, Callable[[], Awaitable[Any]]]
+_AsyncRun = tuple[str, Slot, Callable[[], Awaitable[Any]]]
 
 
 class _Server:
@@ -326,7 +292,7 @@ class _Server:
         self.conn, self.handlers, self.concurrency = conn, handlers, concurrency
         self.out = Outbox(conn)
         self.frames = Frames(conn.fileno())
-        self.slots: dict[str, _Slot] = {}
+        self.slots: dict[str, Slot] = {}
         self.threads = SlotThreads(concurrency, self._lead, TaskStopped)
 
     async def serve(self) -> None:
@@ -377,8 +343,9 @@ class _Server:
         except Exception as e:
             self._reply(task_id, _failure(e))
             return None
-        slot = self.slots[task_id] = _Slot()
-        if inspect.iscoroutinefunction(fn):
+        on_loop = inspect.iscoroutinefunction(fn)
+        slot = self.slots[task_id] = Slot(on_loop)
+        if on_loop:
             later.append((task_id, slot, functools.partial(fn, payload, ctx)))
             return None
         return functools.partial(self._run_sync, task_id, slot, fn, payload, ctx)
@@ -390,22 +357,25 @@ class _Server:
         with slot.lock:
             slot.stopping = True
             if slot.thread is not None:
-                _raise_in_thread(slot.thread, TaskStopped)
+                raise_in_thread(slot.thread, TaskStopped)
                 return
             task = slot.task
         # not in a slot thread: awaiting (an async handler), cancel it there; not started yet:
         # its slot thread or the loop sees ``stopping`` first
         if task is not None:
             self.loop.call_soon_threadsafe(task.cancel)
+        if slot.on_loop:  # its stop waits for the loop: a handler blocking it is named
+            name_the_blocker(self.loop, self.slots, self.out.post)
 
     def _run_sync(
-        self, task_id: str, slot: _Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext
+        self, task_id: str, slot: Slot, fn: Callable[..., Any], payload: Any, ctx: TaskContext
     ) -> None:
         reply: tuple[str, Any]
         try:
-            result = _call_in_slot(slot, fn, payload, ctx)
+            result = call_in_slot(slot, fn, payload, ctx)
             if inspect.isawaitable(result):
                 aw: Awaitable[Any] = result
+                slot.on_loop = True
                 self.loop.call_soon_threadsafe(self._start_async, [(task_id, slot, lambda: aw)])
                 return
             reply = ("ok", pack(result))

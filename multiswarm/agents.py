@@ -28,16 +28,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from multiswarm.agent_channel import EXPIRED, Channel, expire
+from multiswarm.agent_channel import BLOCKING_ADVICE, EXPIRED, Channel, expire
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
     ShmRef,
     TaskContext,
-    TaskStopped,
     agent_main,
     resolve,
 )
+from multiswarm.agent_slots import TaskStopped
 from multiswarm.agent_start import start_context
 from multiswarm.errors import InvalidArgumentError
 from multiswarm.handlers import DEFAULT_IMPORTS
@@ -204,13 +204,20 @@ class AgentProcess:
                     self.failures += 1
                     self.consecutive_failures += 1
                 return reply
-            self.failures += 1
-            self.consecutive_failures += 1
             # a single-task agent's handler cannot be interrupted reliably: its process goes
             # (the supervisor restarts it); a concurrent one is asked first, for the others
             stopped = self.concurrency > 1 and await _to_the_end(self._stop(ch, task_id))
             if not stopped:
                 await _to_the_end(self.kill(f"task {task_id} timed out"))
+            if not stopped and ch.blocker not in ("", task_id):
+                # another run's async handler held the loop this one's stop waited for: that run
+                # is charged (Channel.end_runs), and this one goes back uncounted (decision 125)
+                return ("lost", f"agent {self.agent_id} killed: task {ch.blocker} blocked it")
+            self.failures += 1
+            self.consecutive_failures += 1
+            if not stopped and ch.blocker:
+                why = f"its async handler blocked the agent's event loop; {BLOCKING_ADVICE}"
+                return ("error", f"timed out after {timeout_s:.1f} s ({why})")
             how = "stopped" if stopped else f"agent {self.agent_id} killed"
             return ("error", f"timed out after {timeout_s:.1f} s ({how})")
         finally:

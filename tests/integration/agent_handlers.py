@@ -121,3 +121,10 @@ def run_tool(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     (Path(payload["dir"]) / f"{ctx.task_id}.child").write_text(str(child.pid))
     child.wait()
     return {"task": ctx.task_id}
+
+
+async def hog(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """An async handler with a bug: it blocks the agent's event loop (``time.sleep``) for
+    ``seconds`` instead of awaiting."""
+    time.sleep(_start(payload, ctx))  # noqa: ASYNC251  (the bug this handler stands for)
+    return {"task": ctx.task_id}
