@@ -43,6 +43,7 @@ from multiswarm.errors import (
 from multiswarm.handlers import import_handlers
 from multiswarm.kernel_warmup import kernels_ready, warm_up_when_idle
 from multiswarm.keys import Keys
+from multiswarm.memory_gate import MemoryGate
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import (
     AGENT_STRATEGIES,
@@ -163,6 +164,7 @@ class Worker(WorkerClaims):
         self.placement: dict[str, SwarmAgents] = {}
         self.agents: list[AgentProcess] = []
         self.memory: NodeMemory | None = None
+        self.gate: MemoryGate | None = None  # admissions to it that wait for room
         self.external_commands = dict(external or {})
         self.concurrency = concurrency if concurrency is not None else settings.agent_concurrency
         if self.concurrency < 1:
@@ -329,6 +331,7 @@ class Worker(WorkerClaims):
         self.memory = NodeMemory(
             self.pool_bytes, n_agents=len(self.agents), shared=True, kernels=warm
         )
+        self.gate = MemoryGate(self.memory)
         for sid, command in self.external_commands.items():
             self.external[sid] = [ExternalMember(f"{sid}.x0", command, sid)]
 
@@ -365,7 +368,7 @@ class Worker(WorkerClaims):
             if c.deps:
                 packed = await self.tasks.packed_results(c.deps)
                 deps = {d: r for d, r in zip(c.deps, packed) if r is not None}
-            assert self.memory is not None
+            assert self.memory is not None and self.gate is not None
             node = swarm.nodes[index]
             size = len(c.payload) + (sum(len(d) for d in deps.values()) if deps else 0)
             share = self.memory.share_bytes(node)
@@ -381,9 +384,10 @@ class Worker(WorkerClaims):
                     ),
                 )
                 return
-            alloc = self.memory.admit(node, [c.payload, *deps.values()])
+            # no room for now: wait in the slot for a run to free some (decision 126)
+            alloc = await self.gate.admit(node, [c.payload, *deps.values()])
             if alloc is None:
-                log.warning("task %s: the node's memory pool is full for now; handed back", c.id)
+                log.warning("task %s: no room in the node's memory pool; handed back", c.id)
                 await self.tasks.release({c.id: c.token})
                 return
             payload, inputs = agent_inputs(self.memory, alloc, size, c.payload, deps)
@@ -397,7 +401,7 @@ class Worker(WorkerClaims):
             if kind in ("ok", "error", "permanent"):
                 # the agent is done with the task: its slot takes the next (prefetched) task
                 # while the outcome waits for the group commit (decision 78)
-                self.memory.release(alloc)
+                self.gate.release(alloc)
                 alloc = None
                 swarm.done(index)
                 freed = True
@@ -438,8 +442,8 @@ class Worker(WorkerClaims):
             self._stopped.discard(c.id)
             if not posted:
                 self._unhold(c)
-            if alloc is not None and self.memory is not None:
-                self.memory.release(alloc)
+            if alloc is not None and self.gate is not None:
+                self.gate.release(alloc)
             if not freed:
                 swarm.done(index)
             # the freed slot (or the window room a recorded outcome leaves)

@@ -369,6 +369,8 @@ class WorkerLiveness(WorkerMembers):
             del self.held[tid]
         if idle:
             await self._hand_back(idle)
+        if self.gate is not None:
+            self.gate.close()  # a task waiting for room in the pool goes back too
         if self._running and grace_s > 0:
             log.info("waiting up to %.0f s for %d in-flight tasks", grace_s, len(self._running))
             await asyncio.wait(self._running, timeout=grace_s)

@@ -17,6 +17,7 @@ from typing import Any
 
 from multiswarm.agents import AgentProcess
 from multiswarm.keys import Keys
+from multiswarm.memory_gate import MemoryGate
 from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 from multiswarm.registry import SwarmRegistry
@@ -35,6 +36,7 @@ class WorkerMembers:
     placement: dict[str, SwarmAgents]
     agents: list[AgentProcess]
     memory: NodeMemory | None
+    gate: MemoryGate | None
     pool_bytes: int
     external: dict[str, list[ExternalMember]]
     external_commands: dict[str, str]
@@ -130,8 +132,9 @@ class WorkerMembers:
         new.replacement = True
         swarm.add(new, node=len(self.agents))  # (a node id no agent of the worker had)
         self.agents.append(new)
-        assert self.memory is not None
+        assert self.memory is not None and self.gate is not None
         self.memory.collect([swarm.nodes[index]])
+        self.gate.freed()
         # its predecessor's share (without a limit it could pin the whole pool)
         share = self.memory.pool.limit(swarm.nodes[index])
         self.memory.pool.set_limit(swarm.nodes[-1], max_regions=share or self.memory.per_agent)
