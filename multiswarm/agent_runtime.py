@@ -265,12 +265,35 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
                 reply = ("ok", pack(result))
             except TaskStopped:
                 reply = ("stopped", "")
+                _end_what_it_left()
             except Exception as e:  # a handler's bug must not kill the agent
                 reply = _failure(e)
             try:
                 out.post((msg[1], *reply))
             except (BrokenPipeError, EOFError, OSError):
                 return
+
+
+def _end_what_it_left() -> None:
+    """After a stopped handler (a timeout, a cancel) of an agent of concurrency 1: SIGKILL the
+    processes it started and left running, the members of this agent's process group other
+    than itself (decision 124 made the group its handlers'; decision 127). A handler that
+    waited on a tool (``Popen.wait``) leaves it when the stop lands; before decision 127 the
+    kill of the whole group ended it. (Linux: read from ``/proc``; elsewhere nothing.)"""
+    me = os.getpid()
+    if os.getpgrp() != me or not os.path.isdir("/proc"):
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            # state, ppid, pgrp follow the command in parentheses (which may hold anything)
+            if int(stat[stat.rindex(b")") + 2 :].split()[2]) == me:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
 
 
 async def _await(aw: Any) -> Any:

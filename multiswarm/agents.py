@@ -204,9 +204,9 @@ class AgentProcess:
                     self.failures += 1
                     self.consecutive_failures += 1
                 return reply
-            # a single-task agent's handler cannot be interrupted reliably: its process goes
-            # (the supervisor restarts it); a concurrent one is asked first, for the others
-            stopped = self.concurrency > 1 and await _to_the_end(self._stop(ch, task_id))
+            # stopped as a cancel stops it, so its `finally` blocks run (a signal at concurrency
+            # 1): a handler deaf to it past STOP_GRACE_S goes with its process (decision 127)
+            stopped = await _to_the_end(self._stop(ch, task_id))
             if not stopped:
                 await _to_the_end(self.kill(f"task {task_id} timed out"))
             if not stopped and ch.blocker not in ("", task_id):

@@ -134,9 +134,10 @@ async def test_a_killed_worker_s_agents_end_with_it(
 async def test_a_killed_agent_takes_its_handler_s_subprocesses_with_it(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """A task timing out at concurrency 1 kills its agent; the tool its handler started ran
+    """A task timing out at concurrency 1 killed its agent; the tool its handler started ran
     on, re-parented, for its whole 300 s (found in review). The agent leads a process group of
-    its own now, and the kill takes the group."""
+    its own now, and a kill takes the group; a timeout now stops the handler cooperatively
+    (decision 127), and the agent then kills what the stopped handler left in its group."""
     marks = tmp_path / "marks"
     marks.mkdir()
     swarms = [swarm_spec("s", ["x"], agents=1)]

@@ -102,8 +102,13 @@ async def test_every_kind_and_size_of_reply_comes_back(concurrency: int) -> None
         await agent.stop()
 
 
-async def test_a_timeout_stops_the_handler_of_a_concurrent_agent(tmp_path: Path) -> None:
-    agent = AgentProcess("p.a2", ("tests.",), concurrency=2)
+@pytest.mark.parametrize("concurrency", [2, 1])
+async def test_a_timeout_stops_the_handler_and_its_finally_runs(
+    tmp_path: Path, concurrency: int
+) -> None:
+    """At concurrency 1 too (decision 127): the timeout killed that agent at once before, and
+    the handler's ``finally`` never ran."""
+    agent = AgentProcess("p.a2", ("tests.",), concurrency=concurrency)
     try:
         pid, d = agent.pid, str(tmp_path)
         # the agent up first: a start slower than the timeout (a loaded machine) would stop the
@@ -119,7 +124,9 @@ async def test_a_timeout_stops_the_handler_of_a_concurrent_agent(tmp_path: Path)
         await agent.stop()
 
 
-async def test_a_timeout_kills_an_agent_of_concurrency_one(tmp_path: Path) -> None:
+async def test_a_timeout_kills_an_agent_of_concurrency_one_deaf_to_its_stop(
+    tmp_path: Path,
+) -> None:
     agent = AgentProcess("p.a3", ("tests.",), concurrency=1)
     try:
         kind, why = await _run(agent, "slow", "block", timeout_s=0.5, dir=str(tmp_path), seconds=60)
