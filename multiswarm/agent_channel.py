@@ -7,6 +7,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -21,8 +22,8 @@ EXPIRED: tuple[str, Any] = ("expired", None)
 
 
 #: Reply kinds that end no run (:mod:`multiswarm.agent_runtime`): ``blocked`` names the blocker,
-#: ``unblocked`` (no task id) clears it.
-_NOTICES = frozenset({"blocked", "unblocked"})
+#: ``unblocked`` (no task id) clears it, ``progress`` is a run's report.
+_NOTICES = frozenset({"blocked", "unblocked", "progress"})
 BLOCKING_ADVICE = "run blocking work in a thread (asyncio.to_thread) or in a sync handler"
 
 
@@ -52,8 +53,15 @@ class Channel:
     A run whose future was cancelled or expired may still wait for its reply (to a stop): the
     reply then lands in a new future, :meth:`waiter`."""
 
-    def __init__(self, proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self,
+        proc: multiprocessing.process.BaseProcess,
+        conn: Connection,
+        on_progress: Callable[[str, Any], None] | None = None,
+    ) -> None:
         self.proc, self.conn = proc, conn
+        #: where a run's progress reports go (``TaskContext.progress``): the worker's writer
+        self.on_progress = on_progress
         self.out, self.frames = Outbox(conn), Frames(conn.fileno())
         self.watch = ExitWatch(proc.sentinel)
         self.pending: dict[str, asyncio.Future[tuple[str, Any]]] = {}
@@ -87,7 +95,11 @@ class Channel:
             return
         for task_id, kind, data in replies:
             if kind in _NOTICES:
-                self.blocker = task_id
+                if kind == "progress":
+                    if self.on_progress is not None and task_id in self.pending:
+                        self.on_progress(task_id, data)
+                else:
+                    self.blocker = task_id
             else:
                 self._resolve(task_id, (kind, data))
 

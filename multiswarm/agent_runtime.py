@@ -11,7 +11,8 @@ pipe message (:mod:`multiswarm.agent_pipe`), in order:
   result), ``error`` (retryable; data: the traceback), ``permanent`` (data: why), ``refused``
   (the handler is not registered here; data: why) and ``stopped``; and two notices that end
   no run, ``blocked`` (this async run holds the event loop a stop waits for) and ``unblocked``
-  (task id empty: the loop turned again; :func:`multiswarm.agent_slots.name_the_blocker`).
+  (task id empty: the loop turned again; :func:`multiswarm.agent_slots.name_the_blocker`), and
+  ``progress`` (data: ``(fraction, note)``, :meth:`TaskContext.progress`).
 
 An agent of concurrency 1 runs one handler at a time in its main thread, and a stop is the
 signal :data:`STOP_SIGNAL`: the handler gets :class:`TaskStopped` even while blocked in a system
@@ -42,8 +43,6 @@ from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, cast
 
-import msgspec
-
 from multiswarm.agent_pipe import Frames, Outbox
 from multiswarm.agent_slots import (
     Slot,
@@ -56,6 +55,7 @@ from multiswarm.agent_threads import SlotThreads
 from multiswarm.errors import HandlerError, HandlerNotRegistered, MessageDecodeError
 from multiswarm.handlers import import_handlers, registered
 from multiswarm.messages import pack, unpack
+from multiswarm.task_context import TaskContext, report_to
 
 #: Import-path prefixes allowed by default: none, only registered handlers run
 #: (:mod:`multiswarm.handlers`); ``--allow-handlers PREFIX`` opts in to a prefix.
@@ -66,22 +66,6 @@ STOP_SIGNAL = signal.SIGUSR1
 #: included; larger ones only by their own thread (a slot thread, or one started for it), so a
 #: worker slow to read cannot stall the agent's loop. Bytes.
 INLINE_SEND_BYTES = 2048
-
-
-class TaskContext(msgspec.Struct, frozen=True):
-    """Second argument of every handler.
-
-    Attributes
-    ----------
-    task_id, attempt:
-        Which task and which attempt (1-based) this is.
-    dependencies:
-        Results of the tasks this one depends on, by task id.
-    """
-
-    task_id: str
-    attempt: int
-    dependencies: dict[str, Any]
 
 
 def resolve(path: str, allowed: Sequence[str]) -> Callable[..., Any]:
@@ -240,6 +224,7 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
     global _handling
     signal.signal(STOP_SIGNAL, _stop_handler)
     out, frames = Outbox(conn), Frames(conn.fileno())
+    report_to(out.post)
     while True:
         try:
             batch = frames.read()
@@ -314,6 +299,7 @@ class _Server:
     def __init__(self, conn: Connection, handlers: _Handlers, concurrency: int) -> None:
         self.conn, self.handlers, self.concurrency = conn, handlers, concurrency
         self.out = Outbox(conn)
+        report_to(self.out.post)
         self.frames = Frames(conn.fileno())
         self.slots: dict[str, Slot] = {}
         self.threads = SlotThreads(concurrency, self._lead, TaskStopped)

@@ -33,7 +33,6 @@ from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
     ShmRef,
-    TaskContext,
     agent_main,
     resolve,
 )
@@ -41,6 +40,7 @@ from multiswarm.agent_slots import TaskStopped
 from multiswarm.agent_start import start_context
 from multiswarm.errors import InvalidArgumentError
 from multiswarm.handlers import DEFAULT_IMPORTS
+from multiswarm.task_context import TaskContext
 
 __all__ = [
     "DEFAULT_ALLOWED",
@@ -94,6 +94,7 @@ class AgentProcess:
         imports: Sequence[str] = DEFAULT_IMPORTS,
         *,
         start: bool = True,
+        on_progress: Callable[[str, Any], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"agent concurrency must be >= 1, not {concurrency}")
@@ -108,6 +109,8 @@ class AgentProcess:
         #: failures since the last success: the agent's health (see multiswarm.placement)
         self.consecutive_failures = 0
         self._channel: Channel | None = None
+        #: ``(task_id, (fraction, note))`` of each progress report of a run (TaskContext.progress)
+        self.on_progress = on_progress
         if start:
             self.start()
 
@@ -122,7 +125,7 @@ class AgentProcess:
         )
         proc.start()
         child.close()
-        self._channel = Channel(proc, parent)
+        self._channel = Channel(proc, parent, self.on_progress)
 
     kind = "python"
 

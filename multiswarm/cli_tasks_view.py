@@ -52,6 +52,10 @@ def task_dict(t: Task, now_ms: int) -> dict[str, Any]:
         "age_ms": max(0, now_ms - t.created_ms) if t.created_ms else None,
         "run_ms": run_ms(t, now_ms),
         "lease_ms_left": max(0, t.lease_until - now_ms) if t.status == "running" else None,
+        # the latest report of its handler (TaskContext.progress); None before any
+        "progress": t.progress if t.progress_ms else None,
+        "progress_note": t.progress_note,
+        "progress_ms": t.progress_ms,
         "reason": t.reason,
         "error": t.error,
     }
@@ -68,7 +72,7 @@ def duration(ms: int | None) -> str:
 
 
 #: Fields of :func:`task_dict` that are epoch times, and that are durations, in ms.
-_TIMES = ("created_ms", "started_ms", "finished_ms")
+_TIMES = ("created_ms", "started_ms", "finished_ms", "progress_ms")
 _DURATIONS = ("age_ms", "run_ms", "lease_ms_left")
 
 
@@ -78,7 +82,16 @@ def _readable(field: str, value: Any) -> Any:
         return f"{value} ({ago(value)})"
     if field in _DURATIONS and value is not None:
         return duration(value)
+    if field == "progress" and value is not None:
+        return f"{value:.0%}"
     return value
+
+
+def progress_text(r: dict[str, Any]) -> str:
+    """``40% parsing part 2`` for a task's latest report; empty without one."""
+    if r["progress"] is None:
+        return ""
+    return f"{r['progress']:.0%} {r['progress_note']}".strip()
 
 
 @click.command("show")
@@ -109,6 +122,7 @@ def task_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
             duration(r["age_ms"]),
             duration(r["run_ms"]),
             seconds(r["lease_ms_left"]),
+            progress_text(r)[:40],
             (r["reason"] or r["error"])[:60],
         ]
         for r in rows
@@ -125,6 +139,7 @@ TASK_COLUMNS = [
     "age",
     "run time",
     "lease left",
+    "progress",
     "reason",
 ]
 

@@ -134,6 +134,10 @@ class Task(msgspec.Struct, kw_only=True):
     completed_by: str = ""
     epoch: int = 0
     result_ttl_ms: int = 0
+    #: the running attempt's latest report (TaskContext.progress): fraction done, note, when
+    progress: float = 0.0
+    progress_note: str = ""
+    progress_ms: int = 0
 
     @property
     def capabilities(self) -> list[str]:

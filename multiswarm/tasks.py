@@ -171,6 +171,11 @@ class TaskStore:
             return []
         return await ops.extend_leases(self.scripts, self.keys, worker_id, held)
 
+    async def record_progress(self, reports: Sequence[tuple[str, str, float, str, int]]) -> int:
+        """Write ``(task id, token, fraction, note, ms)`` reports of held runs; how many were
+        written (a stale run's, or an older report than the recorded one, is not)."""
+        return await ops.record_progress(self.scripts, self.keys, reports) if reports else 0
+
     async def complete(self, task_id: str, token: str, worker_id: str, result: Any) -> str:
         """Record the result once: ``completed`` | ``duplicate`` | ``ended:<status>``."""
         return await self.complete_packed(task_id, token, worker_id, pack(result))

@@ -61,6 +61,7 @@ from multiswarm.worker_claims import WorkerClaims
 from multiswarm.worker_liveness import HeldTask, WaitingClaim, log_run
 from multiswarm.worker_metrics import WorkerMetrics
 from multiswarm.worker_outcomes import GroupCommit
+from multiswarm.worker_progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class Worker(WorkerClaims):
         self._alerted: set[str] = set()
         self._member_seq = 0
         self.held: dict[str, HeldTask] = {}
+        self.progress = ProgressWriter(self.tasks, self._token_of)
         #: tasks claimed since start (the kernels' warm-up waits for a span without any)
         self.taken = 0
         self.wake: dict[str, asyncio.Event] = {}
@@ -309,9 +311,7 @@ class Worker(WorkerClaims):
     async def _start(self) -> None:
         for spec in self.specs:
             agents = [
-                AgentProcess(
-                    f"{spec.id}.a{i}", self.allowed, self.concurrency, self.imports, start=False
-                )
+                self._new_agent(f"{spec.id}.a{i}", self.concurrency, start=False)
                 for i in range(spec.max_agents)
             ]
             self.placement[spec.id] = SwarmAgents(

@@ -89,6 +89,11 @@ class WorkerLiveness(WorkerMembers):
     client: Redis
     wake: dict[str, asyncio.Event]
 
+    def _token_of(self, task_id: str) -> str | None:
+        """The token of this worker's claim of ``task_id``, None if it holds none."""
+        held = self.held.get(task_id)
+        return held.claimed.token if held is not None else None
+
     def holds(self, c: Claimed) -> bool:
         """Whether claim ``c`` itself is held, not only its task: a task handed back, failed or
         cancelled and retried may be claimed again by this worker (by a claim that waited in
@@ -105,9 +110,8 @@ class WorkerLiveness(WorkerMembers):
 
     def stop_task(self, task_id: str) -> bool:
         """Stop the handler of ``task_id`` if it runs here (cancelled, or its lease was lost):
-        cooperatively first, then by killing its agent (:meth:`AgentProcess.run`), and free
-        the agent. Nothing is recorded: the task's record has moved on. True if one was
-        running."""
+        cooperatively first, then by killing its agent (:meth:`AgentProcess.run`), and free the
+        agent. Nothing is recorded: the task's record has moved on. True if one was running."""
         held = self.held.get(task_id)
         # prefetched, not started: its claim loop drops it (by identity: an earlier claim of
         # the task still waiting there compares equal to a later one, :meth:`holds`); a run of
@@ -369,6 +373,7 @@ class WorkerLiveness(WorkerMembers):
             del self.held[tid]
         if idle:
             await self._hand_back(idle)
+        self.progress.close()
         if self.gate is not None:
             self.gate.close()  # a task waiting for room in the pool goes back too
         if self._running and grace_s > 0:

@@ -22,6 +22,7 @@ from multiswarm.messenger import SwarmMessenger
 from multiswarm.placement import NodeMemory, SwarmAgents, health_code
 from multiswarm.registry import SwarmRegistry
 from multiswarm.supervisor import Backoff, ExternalMember, Member, restart_with_backoff
+from multiswarm.worker_progress import ProgressWriter
 
 
 class WorkerMembers:
@@ -37,6 +38,7 @@ class WorkerMembers:
     agents: list[AgentProcess]
     memory: NodeMemory | None
     gate: MemoryGate | None
+    progress: ProgressWriter
     pool_bytes: int
     external: dict[str, list[ExternalMember]]
     external_commands: dict[str, str]
@@ -47,6 +49,17 @@ class WorkerMembers:
     _alerted: set[str]
     _member_seq: int
     _scaling: asyncio.Lock
+
+    def _new_agent(self, agent_id: str, concurrency: int, *, start: bool = True) -> AgentProcess:
+        """An agent of this worker: its handlers, and its runs' progress to the writer."""
+        return AgentProcess(
+            agent_id,
+            self.allowed,
+            concurrency,
+            self.imports,
+            start=start,
+            on_progress=self.progress.note,
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``coro`` in the background, watched (``Worker`` implements it)."""
@@ -128,7 +141,7 @@ class WorkerMembers:
         old = swarm.agents[index]
         swarm.retired[index] = True
         await old.kill()
-        new = AgentProcess(self._next_id(sid, "a"), self.allowed, swarm.concurrency, self.imports)
+        new = self._new_agent(self._next_id(sid, "a"), swarm.concurrency)
         new.replacement = True
         swarm.add(new, node=len(self.agents))  # (a node id no agent of the worker had)
         self.agents.append(new)
@@ -180,9 +193,7 @@ class WorkerMembers:
         placement = self.placement[sid]
         live = [i for i in range(len(placement.agents)) if not placement.retired[i]]
         for _ in range(python - len(live)):
-            agent = AgentProcess(
-                self._next_id(sid, "a"), self.allowed, placement.concurrency, self.imports
-            )
+            agent = self._new_agent(self._next_id(sid, "a"), placement.concurrency)
             assert self.memory is not None
             if not self._reuse_place(placement, agent):
                 index = placement.add(agent, node=len(self.agents))

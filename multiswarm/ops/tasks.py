@@ -144,6 +144,13 @@ EXTEND = Script(
     by_nature="sets each held lease to now + its length; a repeat sets it again",
 )
 FINISH = Script("finish_tasks", list[str], request_id=True, durable=True)
+# Not durable: progress is a view (decision 128); a report lost at a failover is replaced by
+# the next, a second later.
+PROGRESS = Script(
+    "record_progress",
+    int,
+    by_nature="writes each run's report only if no later one is recorded; a repeat writes the same",
+)
 RELEASE = Script("release_tasks", int, request_id=True, durable=True)
 PRUNE = Script(
     "prune_tasks",
@@ -261,6 +268,18 @@ async def finish_tasks(
     for o in outcomes:
         args += [o.id, o.token, o.kind, o.data]
     return await FINISH(scripts, [*keys.task_keyset, keys.parked_index], args)
+
+
+async def record_progress(
+    scripts: ScriptRunner, keys: Keys, reports: Sequence[tuple[str, str, float, str, int]]
+) -> int:
+    """Write ``(task id, token, fraction, note, ms)`` progress reports of held runs; how many
+    were written (record_progress.lua: the others' runs no longer hold their tasks, or a later
+    report is recorded)."""
+    args: list[Any] = []
+    for task_id, token, fraction, note, ms in reports:
+        args += [task_id, token, repr(fraction), note, ms]
+    return await PROGRESS(scripts, keys.task_keyset, args)
 
 
 async def release_tasks(scripts: ScriptRunner, keys: Keys, held: dict[str, str]) -> int:

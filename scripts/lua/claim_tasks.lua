@@ -75,6 +75,8 @@ while want and #out < want do
       task.lease_until = now + task.lease_ms
       task.blind = nil  -- (reap_leases.lua's mark of a lease it extended: decision 114)
       task.started_ms = now
+      -- a new run reports its own progress (record_progress.lua)
+      task.progress, task.progress_note, task.progress_ms = nil, nil, nil
       task.assigned_ms = nil  -- read only while assigned (reap_leases.lua): one number less
       -- set_task_status(task, 'running') without its ZADD: assigned and running have no
       -- status index, and the running-by-worker entries go in one ZADD below

@@ -128,3 +128,23 @@ async def hog(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     ``seconds`` instead of awaiting."""
     time.sleep(_start(payload, ctx))  # noqa: ASYNC251  (the bug this handler stands for)
     return {"task": ctx.task_id}
+
+
+def report_then_wait(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Reports 0.5 "halfway", waits for ``<dir>/go``, reports 1.0 "done" and returns."""
+    folder = Path(payload["dir"])
+    ctx.progress(0.5, "halfway")
+    while not (folder / "go").exists():
+        time.sleep(0.05)
+    ctx.progress(1.0, "done")
+    return {"task": ctx.task_id}
+
+
+async def report_then_wait_async(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """:func:`report_then_wait` on the agent's event loop."""
+    folder = Path(payload["dir"])
+    ctx.progress(0.5, "halfway")
+    while not await asyncio.to_thread((folder / "go").exists):
+        await asyncio.sleep(0.05)
+    ctx.progress(1.0, "done")
+    return {"task": ctx.task_id}

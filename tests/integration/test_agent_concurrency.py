@@ -189,6 +189,9 @@ async def test_an_async_handler_blocking_the_loop_is_charged_not_the_runs_beside
 async def test_a_blocking_async_handler_timing_out_itself_says_so(tmp_path: Path) -> None:
     agent = AgentProcess("c.a6", ("tests.",), concurrency=2)
     try:
+        # the agent up first: a start slower than the timeout (a loaded machine) would stop the
+        # run before its handler began to block
+        assert (await _run(agent, "warm", "echo"))[0] == "ok"
         hog = pack({"dir": str(tmp_path), "seconds": 60})
         kind, why = await agent.run("hog", 1, HANDLERS + "hog", hog, {}, 0.5)
         assert kind == "error" and "timed out after 0.5 s" in why, why

@@ -186,6 +186,7 @@ local TASK_DEFAULTS = {
   name = '', caps = '', swarm = '', worker = '', agent = '', token = '', attempts = 0,
   deps = '', deps_left = 0, started_ms = 0, finished_ms = 0, lease_until = 0, due_ms = 0,
   reason = '', error = '', completed_by = '', epoch = 0, result_ttl_ms = 0,
+  progress = 0, progress_note = '', progress_ms = 0,
 }
 local TASK_MT = {__index = TASK_DEFAULTS}
 -- the metatable of a record decoded from MessagePack: only pack_task wrote those, so none of
@@ -193,14 +194,16 @@ local TASK_MT = {__index = TASK_DEFAULTS}
 local TASK_MT_SPARSE = {__index = TASK_DEFAULTS}
 local DEFAULT_FIELDS = {'name', 'caps', 'swarm', 'worker', 'agent', 'token', 'attempts', 'deps',
                         'deps_left', 'started_ms', 'finished_ms', 'lease_until', 'due_ms',
-                        'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms'}
+                        'reason', 'error', 'completed_by', 'epoch', 'result_ttl_ms',
+                        'progress', 'progress_note', 'progress_ms'}
 
 -- Records are MessagePack maps (decision 64): cmsgpack packs an integral number as an integer
 -- (no '%.14g'/strtod per number as cjson does: a 13-digit time stamp cost ~2.6 K instructions
 -- each way) and packs only the table's own fields, so the metatable's defaults stay out.
--- Every number of a record is an integer below 2^53 (multiswarm/messages.py check_settings
--- bounds the settings before submit_tasks.lua sees them; the rest are times in ms, counts and
--- sequence numbers), so it is exact in Lua and an int in Python (messages.py decode_task). A record written by an earlier version is JSON:
+-- Every number of a record but one is an integer below 2^53 (multiswarm/messages.py
+-- check_settings bounds the settings before submit_tasks.lua sees them; the rest are times in
+-- ms, counts and sequence numbers), so it is exact in Lua and an int in Python (messages.py
+-- decode_task); the one is `progress`, a fraction a handler reports (record_progress.lua). A record written by an earlier version is JSON:
 -- it starts with '{' (a MessagePack map starts with 0x80-0x8f or 0xde), is read as JSON and
 -- written back as MessagePack at its next change.
 local JSON_OPEN = 123  -- '{'
@@ -239,7 +242,7 @@ local function pack_task(task, now)
 end
 
 -- pack_task for a record decoded from MessagePack whose caller set no field of DEFAULT_FIELDS
--- to its default since (it sets nil instead): nothing to drop, so no loop over the 18 fields
+-- to its default since (it sets nil instead): nothing to drop, so no loop over the 21 fields
 -- (~7 K instructions a record, decision 75). Any other record goes through pack_task.
 local function pack_sparse(task, now)
   if getmetatable(task) ~= TASK_MT_SPARSE then return pack_task(task, now) end
