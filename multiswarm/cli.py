@@ -10,13 +10,20 @@ anything else.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import sys
 
 from multiswarm import agent_start
 
 # `run worker`: the agents' fork server starts before this process imports the rest (~0.3 s of
-# CPU), and imports the agent runtime and handler modules meanwhile (decision 68)
-if (_agent_modules := agent_start.worker_modules(sys.argv[1:])) is not None:
+# CPU), and imports the agent runtime and handler modules meanwhile (decision 68). Not in an
+# agent being born: started by the console script, each agent runs that script again as its
+# `__mp_main__` (with the worker's argv), and a fork server started there killed it (decision
+# 129); `python -m` is not run again.
+if (
+    not getattr(multiprocessing.current_process(), "_inheriting", False)
+    and (_agent_modules := agent_start.worker_modules(sys.argv[1:])) is not None
+):
     agent_start.prestart(_agent_modules)
 
 import click
