@@ -171,9 +171,12 @@ class TaskStore:
             return []
         return await ops.extend_leases(self.scripts, self.keys, worker_id, held)
 
-    async def record_progress(self, reports: Sequence[tuple[str, str, float, str, int]]) -> int:
-        """Write ``(task id, token, fraction, note, ms)`` reports of held runs; how many were
-        written (a stale run's, or an older report than the recorded one, is not)."""
+    async def record_progress(
+        self, reports: Sequence[tuple[str, str, str, int, float | None, str, int]]
+    ) -> int:
+        """Write ``(task id, token, agent, start ms, fraction, note, report ms)`` of held runs
+        (agent '' and fraction None: none); how many records were written (not a stale run's,
+        nor a report older than the recorded one)."""
         return await ops.record_progress(self.scripts, self.keys, reports) if reports else 0
 
     async def complete(self, task_id: str, token: str, worker_id: str, result: Any) -> str:

@@ -374,15 +374,9 @@ class Worker(WorkerClaims):
             share = self.memory.share_bytes(node)
             if size > share:
                 # it can never fit: handing it back would loop forever (the attempt uncounted)
-                await self._finish(
-                    swarm_id,
-                    c,
-                    "permanent",
-                    (
-                        f"input of {size} bytes exceeds the agent's memory share of {share} bytes "
-                        f"(node pool {self.pool_bytes} bytes over {len(self.agents)} agents)"
-                    ),
-                )
+                why = f"input of {size} bytes exceeds the agent's memory share of {share} bytes"
+                pool = f" (node pool {self.pool_bytes} bytes over {len(self.agents)} agents)"
+                await self._finish(swarm_id, c, "permanent", why + pool)
                 return
             # no room for now: wait in the slot for a run to free some (decision 126)
             alloc = await self.gate.admit(node, [c.payload, *deps.values()])
@@ -392,6 +386,7 @@ class Worker(WorkerClaims):
                 return
             payload, inputs = agent_inputs(self.memory, alloc, size, c.payload, deps)
             started = time.monotonic()
+            self.progress.started(c.id, agent.agent_id)  # recorded if it runs on (decision 130)
             kind, data = await agent.run(
                 c.id, c.attempts, c.handler, payload, inputs, c.timeout_ms / 1000
             )
@@ -437,6 +432,7 @@ class Worker(WorkerClaims):
         except Exception as e:
             await self._fail_attempt(c, e)
         finally:
+            self.progress.ended(c.id)
             if self._handlers.get(c.id) is me:
                 del self._handlers[c.id]
             self._stopped.discard(c.id)

@@ -1,10 +1,12 @@
-"""A worker's writer of its runs' progress reports (:meth:`multiswarm.agents.TaskContext.progress`,
-decision 128): the latest report of each run, written to the task records at most once a
-:data:`FLUSH_S`, all in one call.
+"""What a worker tells the task records about its runs beyond their outcomes: the latest
+progress report of each run (:meth:`multiswarm.task_context.TaskContext.progress`, decision
+128), and, for a run still going a :data:`FLUSH_S` after it started, the agent it runs on and
+when it started (decision 130). All of it in one call at most once a :data:`FLUSH_S`.
 
-Progress is a view, not state the system acts on: a report lost with its worker, or to an
-outage, is only a stale bar until the next; so the writer keeps no more than one report per
-held run, drops those of runs it no longer holds, and logs a failed write without retrying it.
+These are views, not state the system acts on: a report lost with its worker, or to an outage,
+is only a stale line until the next; so the writer keeps no more than one report and one start
+per held run, drops those of runs it no longer holds, and logs a failed write without retrying.
+Runs shorter than :data:`FLUSH_S` write nothing: the hot path pays two dict operations a run.
 """
 
 from __future__ import annotations
@@ -18,27 +20,40 @@ from typing import Any
 from multiswarm.errors import MultiswarmError
 from multiswarm.tasks import TaskStore
 
-__all__ = ["FLUSH_S", "ProgressWriter"]
+__all__ = ["FLUSH_S", "ProgressWriter", "RunReport"]
 
 log = logging.getLogger(__name__)
 
-#: How often, at most, a worker writes its runs' reports, in seconds (what a live view needs:
-#: ``tasks show`` and the dashboard refresh about once a second).
+#: How often, at most, a worker writes its runs' reports, and how long a run goes before its
+#: agent and start are written, in seconds (what a live view needs: ``tasks list --watch`` and
+#: the dashboard refresh about once a second).
 FLUSH_S = 1.0
+
+#: One run's line for ``record_progress.lua``: task id, token, agent ('' for none), start (epoch
+#: ms, 0 for none), fraction (None for no report), note, report time (epoch ms).
+RunReport = tuple[str, str, str, int, float | None, str, int]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class ProgressWriter:
-    """``note`` a run's report (from its agent's pipe); the latest of each run is written a
-    :data:`FLUSH_S` after the first unwritten one, fenced by its claim's token (``token_of``:
-    the token of the claim this worker holds of a task, None once it holds none)."""
+    """``note`` a run's progress report (from its agent's pipe), ``started``/``ended`` its run;
+    a :data:`FLUSH_S` after the first unwritten one, the latest report of each held run, and the
+    agent and start of each held run that is still going, are written in one call, fenced by
+    the claim's token (``token_of``: the token of the claim this worker holds of a task, None
+    once it holds none)."""
 
     def __init__(self, tasks: TaskStore, token_of: Callable[[str], str | None]) -> None:
         self.tasks, self.token_of = tasks, token_of
         #: task id -> (fraction, note, when in ms): the latest report not yet written
         self.pending: dict[str, tuple[float, str, int]] = {}
+        #: task id -> (agent, start in epoch ms, start in monotonic s) of runs not yet written
+        self.runs: dict[str, tuple[str, int, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
-        #: reports written, and those a write refused as stale (the tests and metrics read them)
+        #: records the writes changed (the tests read it)
         self.written = 0
 
     def note(self, task_id: str, report: Any) -> None:
@@ -47,26 +62,48 @@ class ProgressWriter:
             fraction, text = float(report[0]), str(report[1])
         except (TypeError, ValueError, IndexError):
             return  # not what TaskContext.progress sends
-        self.pending[task_id] = (fraction, text, int(time.time() * 1000))
+        self.pending[task_id] = (fraction, text, _now_ms())
+        self._arm()
+
+    def started(self, task_id: str, agent_id: str) -> None:
+        self.runs[task_id] = (agent_id, _now_ms(), time.monotonic())
+        self._arm()
+
+    def ended(self, task_id: str) -> None:
+        self.runs.pop(task_id, None)
+
+    def _arm(self) -> None:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
         if self._writing is not None and not self._writing.done():
-            # the last write still waits on Redis (an outage): this one comes after it
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
+            self._arm()  # the last write still waits on Redis (an outage): this one after it
             return
         self._writing = asyncio.ensure_future(self.write())
 
-    async def write(self) -> None:
-        """Write the pending reports of the runs still held, in one call."""
+    def _due(self) -> list[RunReport]:
+        """The reports to write now; runs too young to write stay, and re-arm the timer."""
         pending, self.pending = self.pending, {}
-        reports = []
-        for task_id, (fraction, text, ms) in pending.items():
+        cutoff = time.monotonic() - FLUSH_S
+        due = {t for t, (_, _, began) in self.runs.items() if began <= cutoff} | set(pending)
+        out: list[RunReport] = []
+        for task_id in due:
             token = self.token_of(task_id)
-            if token is not None:
-                reports.append((task_id, token, fraction, text, ms))
+            if token is None:
+                self.runs.pop(task_id, None)
+                continue
+            agent, start, _ = self.runs.pop(task_id, ("", 0, 0.0))
+            fraction, text, at = pending.get(task_id, (None, "", 0))
+            out.append((task_id, token, agent, start, fraction, text, at))
+        if self.runs:
+            self._arm()
+        return out
+
+    async def write(self) -> None:
+        """Write what is due (see the class), in one call."""
+        reports = self._due()
         if not reports:
             return
         try:
@@ -80,3 +117,4 @@ class ProgressWriter:
             self._timer.cancel()
             self._timer = None
         self.pending.clear()
+        self.runs.clear()

@@ -149,7 +149,7 @@ FINISH = Script("finish_tasks", list[str], request_id=True, durable=True)
 PROGRESS = Script(
     "record_progress",
     int,
-    by_nature="writes each run's report only if no later one is recorded; a repeat writes the same",
+    by_nature="writes what a run's worker knows of it, a report only if not older; a repeat the same",
 )
 RELEASE = Script("release_tasks", int, request_id=True, durable=True)
 PRUNE = Script(
@@ -271,14 +271,17 @@ async def finish_tasks(
 
 
 async def record_progress(
-    scripts: ScriptRunner, keys: Keys, reports: Sequence[tuple[str, str, float, str, int]]
+    scripts: ScriptRunner,
+    keys: Keys,
+    reports: Sequence[tuple[str, str, str, int, float | None, str, int]],
 ) -> int:
-    """Write ``(task id, token, fraction, note, ms)`` progress reports of held runs; how many
-    were written (record_progress.lua: the others' runs no longer hold their tasks, or a later
-    report is recorded)."""
+    """Write ``(task id, token, agent, start ms, fraction, note, report ms)`` of held runs (an
+    agent of '' and a fraction of None write none); how many records were written
+    (record_progress.lua: not those whose run no longer holds its task, nor an older report
+    than the recorded one)."""
     args: list[Any] = []
-    for task_id, token, fraction, note, ms in reports:
-        args += [task_id, token, repr(fraction), note, ms]
+    for task_id, token, agent, start, fraction, note, ms in reports:
+        args += [task_id, token, agent, start, "" if fraction is None else repr(fraction), note, ms]
     return await PROGRESS(scripts, keys.task_keyset, args)
 
 
