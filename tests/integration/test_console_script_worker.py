@@ -50,18 +50,9 @@ async def test_the_console_script_s_worker_runs_tasks(
     group.spawn("coordinator", ["coordinator", "--id", "c1"])
     env = {**os.environ, "MULTISWARM_REDIS_URL": settings.redis_url}
     log = (tmp_path / "worker.log").open("ab")
+    role = ["run", "worker", "--id", "w1", "--swarm", "s:c:1"]
     worker = subprocess.Popen(
-        [
-            *_console_script(tmp_path),
-            "--namespace",
-            settings.namespace,
-            "run",
-            "worker",
-            "--id",
-            "w1",
-            "--swarm",
-            "s:c:1",
-        ],
+        [*_console_script(tmp_path), "--namespace", settings.namespace, *role],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
