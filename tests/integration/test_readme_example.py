@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +48,11 @@ def readme_system(
     assert command.startswith("multiswarm-cli up ")
     env = {**environment_without_redis(), "MULTISWARM_REDIS_URL": redis_server.url,
            "MULTISWARM_NAMESPACE": namespace}  # fmt: skip
-    args = [sys.executable, "-m", "multiswarm", *command.split()[1:]]
+    # as printed: the installed console script (decision 129 found it broken where `python -m`
+    # worked), else the same CLI through `python -m`
+    script = shutil.which("multiswarm-cli")
+    args = [script] if script else [sys.executable, "-m", "multiswarm"]
+    args += command.split()[1:]
     up = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
