@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -169,8 +170,11 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
     ------
     click.ClickException
         One line: exit 2 for bad input (:data:`USAGE_ERRORS`, a ValueError), 1 for any other
-        MultiswarmError.
+        MultiswarmError and for an error reply of Redis that reached the command (a command the
+        ACL user may not run, a key of the wrong type).
     """
+    from redis.exceptions import RedisError
+
     from multiswarm.api import Multiswarm
 
     settings = settings_of(ctx).replace(reconnect_timeout_s=CLI_RECONNECT_S)
@@ -185,6 +189,8 @@ def call(ctx: click.Context, fn: Callable[[Multiswarm], Awaitable[T]]) -> T:
         raise failure(e) from e
     except ValueError as e:  # a component's check of an argument (e.g. a scale target)
         raise usage_failure(str(e)) from e
+    except RedisError as e:  # NOPERM, WRONGTYPE...: what Redis said, on one line
+        raise click.ClickException(f"Redis: {' '.join(str(e).split()) or type(e).__name__}") from e
 
 
 def failure(e: MultiswarmError) -> click.ClickException:
@@ -205,12 +211,52 @@ def describe(e: MultiswarmError) -> str:
     return " ".join(text.split())
 
 
+def dumps(data: Any, indent: int | None = None) -> str:
+    """``data`` (Structs, dicts, lists) as strict JSON, keys sorted: a NaN or an infinity (a
+    handler's float result) as ``null``, as the HTTP API writes it, since ``NaN`` is not JSON
+    and strict parsers refuse the document."""
+    builtins = _finite(msgspec.to_builtins(data, enc_hook=str))
+    return json.dumps(builtins, indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def loads(text: str) -> Any:
+    """``text`` as strict JSON, as the HTTP API reads it: ``NaN``, ``Infinity`` and numbers
+    beyond a float's range are refused (Python's json module accepts them).
+
+    Raises
+    ------
+    ValueError
+        Not JSON (``json.JSONDecodeError``; :class:`InvalidArgumentError` for those numbers).
+    """
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+
+
+def _not_json(constant: str) -> Any:
+    raise InvalidArgumentError(f"{constant} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{text} is beyond the range of a JSON number")
+    return value
+
+
 def emit(ctx: click.Context, data: Any, text: Callable[[], None] | str) -> None:
     """Print ``data`` (Structs, dicts, lists) as JSON with ``--json``; else print ``text`` (a
     line, or a function that prints)."""
     if as_json(ctx):
-        builtins = msgspec.to_builtins(data)
-        click.echo(json.dumps(builtins, indent=2, sort_keys=True, default=str))
+        click.echo(dumps(data, indent=2))
     elif isinstance(text, str):
         click.echo(text)
     else:
@@ -233,14 +279,17 @@ def console() -> Console:
 def make_table(
     columns: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""
 ) -> RenderableType:
-    """A rich table; the first column names the row and is never cut (ids)."""
+    """A rich table; the first column names the row and is never cut (ids). Every cell is
+    plain text, never rich markup: a reason or label such as ``[gpu]`` or ``[/x]`` prints as
+    written (read as markup, the first vanished and the second crashed the command)."""
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title or None)
+    t = Table(title=Text(title) if title else None)
     for i, column in enumerate(columns):
-        t.add_column(column, no_wrap=i == 0, overflow="fold")
+        t.add_column(Text(column), no_wrap=i == 0, overflow="fold")
     for r in rows:
-        t.add_row(*(str(v) for v in r))
+        t.add_row(*(Text(str(v)) for v in r))
     return t
 
 
@@ -289,8 +338,7 @@ async def _watch(ctx: click.Context, ms: Multiswarm, render: Render, every_s: fl
         while not stop.is_set():
             data, parts = await render(ms)
             if as_json(ctx):
-                builtins = msgspec.to_builtins(data)
-                click.echo(json.dumps(builtins, sort_keys=True, default=str))
+                click.echo(dumps(data))
             else:
                 view = Group(*(Text(p) if isinstance(p, str) else p for p in parts))
                 out = console()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import re
 import signal
 import time
 from typing import Any
@@ -17,7 +17,10 @@ from typing import Any
 import click
 
 from multiswarm import Delivered, Multiswarm
-from multiswarm.cli_common import as_json, call, emit, usage_failure
+from multiswarm.cli_common import as_json, call, dumps, emit, loads, usage_failure
+
+#: A Redis stream id: milliseconds, optionally ``-sequence``; each part below 2**64.
+STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 
 
 def message_dict(env: Delivered) -> dict[str, Any]:
@@ -35,11 +38,16 @@ def _line(env: Delivered) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(env.ts_ms / 1000))
     who = env.sender + (f"/{env.sender_agent}" if env.sender_agent else "")
     to = f" -> {env.target}" if env.target else ""
-    body = json.dumps(env.payload, sort_keys=True, default=str)
+    body = dumps(env.payload)
     return (
         f"{stamp}.{env.ts_ms % 1000:03d} {env.channel} [{env.sid or '-'}] {env.type} "
         f"{who or '?'}{to} {body}"
     )
+
+
+def _stream_id(text: str) -> bool:
+    match = STREAM_ID.fullmatch(text)
+    return match is not None and all(int(part or 0) < 2**64 for part in match.groups())
 
 
 @click.group()
@@ -71,16 +79,14 @@ def tail(
     """Print messages of CHANNEL as they arrive (history first with --since); with --json one
     JSON object per line."""
     lines = as_json(ctx)
+    if since is not None and not _stream_id(since):
+        raise usage_failure("--since: expected a stream id such as 1700000000000-0, or 0")
 
     async def follow(ms: Multiswarm) -> None:
         printed = 0
         async with contextlib.aclosing(ms.tail(channel, since)) as stream:
             async for env in stream:
-                click.echo(
-                    json.dumps(message_dict(env), sort_keys=True, default=str)
-                    if lines
-                    else _line(env)
-                )
+                click.echo(dumps(message_dict(env)) if lines else _line(env))
                 printed += 1
                 if count is not None and printed >= count:
                     return
@@ -146,7 +152,7 @@ def send(
     Signed when MULTISWARM_SECRET is set.
     """
     try:
-        data = json.loads(payload)
+        data = loads(payload)
     except ValueError as e:
         raise usage_failure(f"--payload is not JSON: {e}") from e
     if not isinstance(data, dict):
@@ -179,7 +185,7 @@ def send(
         ctx,
         out,
         (
-            json.dumps(out["response"]["payload"], sort_keys=True)
+            dumps(out["response"]["payload"])
             if "response" in out
             else f"{out['id']} on {out['channel']} [{out['sid']}] to {out['receivers']} subscriber(s)"
         ),

@@ -5,6 +5,7 @@ They start processes through :mod:`multiswarm.node_api`; registered on the root 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,7 +19,8 @@ import click
 from multiswarm import MultiswarmError
 from multiswarm import node_api as node
 from multiswarm.cli_common import as_json, failure, option, settings_of, usage_failure
-from multiswarm.config import MAX_PREFETCH
+from multiswarm.cli_stopping import StopSignals
+from multiswarm.config import MAX_PREFETCH, Settings
 from multiswarm.urls import redact
 
 
@@ -302,41 +304,58 @@ def up(
     worker_args += ["--prefetch", str(prefetch)] if prefetch is not None else []
     worker_args += [a for module in imports for a in ("--import", module)]
     worker_args += [a for prefix in allow_handlers for a in ("--allow-handlers", prefix)]
-    stopping: list[int] = []
-
-    def stop(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    # Explicit handlers: a shell may start us with SIGINT ignored, and SIGTERM must stop the
-    # children too instead of orphaning them.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    with node.ensure_redis(settings, echo=click.echo) as settings:
-        try:  # (timings that disagree with the deployment's, Redis unreachable: one line)
-            group = node.start_system(
-                settings,
-                workers=workers,
-                swarms=swarms,
-                agents=agents,
-                strategy=strategy,
-                log_dir=None,
-                worker_args=worker_args,
-                user_swarms=user_swarms,
-                api_port=None if no_api else api_port,
+    stop = StopSignals()
+    try:
+        with node.ensure_redis(settings, echo=click.echo) as settings:
+            try:  # (timings that disagree with the deployment's, Redis unreachable: one line)
+                asyncio.run(_answers(settings))  # a signal meanwhile ends `up` at once
+                stop.hold()  # from here on processes exist: a signal is polled below
+                group = node.start_system(
+                    settings,
+                    workers=workers,
+                    swarms=swarms,
+                    agents=agents,
+                    strategy=strategy,
+                    log_dir=None,
+                    worker_args=worker_args,
+                    user_swarms=user_swarms,
+                    api_port=None if no_api else api_port,
+                )
+            except MultiswarmError as e:
+                raise failure(e) from e
+            click.echo(
+                f"multiswarm up: {len(group.children)} processes on "
+                f"{redact(settings.redis_url)} (namespace {settings.namespace}); Ctrl-C or "
+                "SIGTERM to stop"
             )
-        except MultiswarmError as e:
-            raise failure(e) from e
-        click.echo(
-            f"multiswarm up: {len(group.children)} processes on {redact(settings.redis_url)} "
-            f"(namespace {settings.namespace}); Ctrl-C or SIGTERM to stop"
-        )
-        # the API is optional: if it cannot start (port taken) the system runs on without it
-        roles = [c for c in group.children if c.name != "api"]
-        try:
-            while not stopping and all(c.alive() for c in roles):
-                time.sleep(0.2)
-        finally:
-            click.echo(f"stopped: {group.stop_all()}")
+            # the API is optional: if it cannot start (port taken) the system runs on without it
+            roles = [c for c in group.children if c.name != "api"]
+            try:
+                while not stop.received and all(c.alive() for c in roles):
+                    time.sleep(0.2)
+                # a role that died unasked: its failure is this command's
+                dead = None if stop.received else next(c for c in roles if not c.alive())
+            finally:
+                click.echo(f"stopped: {group.stop_all()}")
+    except KeyboardInterrupt:  # raised by `stop` before anything was started
+        click.echo(f"up: stopped by {stop.name} before the system started")
+        return
+    if dead is not None:
+        raise click.ClickException(f"{dead.name} {_ended(dead.proc.returncode)}; stopped the rest")
+
+
+def _ended(code: int) -> str:
+    """``exited with 3``, or ``was killed by SIGKILL`` for a process a signal ended."""
+    if code < 0 and -code in {s.value for s in signal.Signals}:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with {code}"
+
+
+async def _answers(settings: Settings) -> None:
+    """Return once Redis answers and the settings agree with the deployment's timings."""
+    from multiswarm.api import Multiswarm
+
+    await (await Multiswarm.connect(settings=settings)).close()
 
 
 @click.command()
@@ -385,10 +404,15 @@ def demo(ctx: click.Context, /, **options: Any) -> None:
             f"--swarms {opts.swarms}: with {settings.partitions} partitions the demo needs at "
             f"least {settings.partitions + 3} swarms, so that each partition holds every kind"
         )
+    stop = StopSignals()  # a signal unwinds the demo, whose `finally` blocks stop it all
     try:
         report = node.run_demo(settings, opts, echo=_stderr if quiet else click.echo)
     except MultiswarmError as e:
         raise failure(e) from e
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"demo stopped by {stop.name}; its processes are stopped"
+        ) from None
     if quiet:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -113,7 +113,11 @@ def agents_list(ctx: click.Context, swarm_id: str | None) -> None:
     ``stale`` when that report is older than 30 s."""
 
     async def list_(ms: Multiswarm) -> list[AgentInfo]:
-        return await ms.list_agents(swarm_id and await ms.resolve_swarm_id(swarm_id))
+        sid = swarm_id and await ms.resolve_swarm_id(swarm_id)
+        found = await ms.list_agents(sid)
+        if sid and not found:
+            await ms.get_swarm(sid)  # no such swarm: NotFound, exit 1, as `swarms show` says
+        return found
 
     rows = call(ctx, list_)
     columns = ["agent", "swarm", "worker", "kind", "state"]

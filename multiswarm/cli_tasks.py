@@ -7,7 +7,6 @@ prints ids in full.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -15,7 +14,7 @@ import click
 
 from multiswarm import Multiswarm
 from multiswarm.api_types import MAX_ATTEMPTS, PRIORITIES, TaskOptions
-from multiswarm.cli_common import call, emit, usage_failure
+from multiswarm.cli_common import call, emit, loads, usage_failure
 
 #: Largest ``--older-than`` of ``tasks purge``, in seconds (10 years: no finished task is older).
 MAX_AGE_S = 10 * 365 * 86400.0
@@ -34,7 +33,8 @@ def read_payload(text: str) -> Any:
     Raises
     ------
     click.ClickException
-        Exit 2, one line naming ``--payload``: unreadable file, not JSON.
+        Exit 2, one line naming ``--payload``: unreadable file, not JSON (``NaN`` and
+        ``Infinity`` are not: :func:`~multiswarm.cli_common.loads`).
     """
     source = "stdin" if text == "-" else text[1:] if text.startswith("@") else ""
     try:
@@ -46,7 +46,7 @@ def read_payload(text: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise usage_failure(f"--payload: cannot read {source}: {e}") from e
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError as e:
         where = f" (read from {source})" if source else ""
         raise usage_failure(f"--payload is not JSON{where}: {e}") from e
@@ -141,13 +141,15 @@ def tasks_submit(
 @click.pass_context
 def tasks_cancel(ctx: click.Context, task_id: str, reason: str) -> None:
     """Cancel task ID (or unique prefix); a running handler is stopped, dependents end
-    cancelled too."""
+    cancelled too. A task that had already ended is left as it is: exit 1."""
 
     async def cancel(ms: Multiswarm) -> tuple[str, str]:
         tid = await ms.resolve_task_id(task_id)
         return tid, await ms.cancel_task(tid, reason)
 
     tid, out = call(ctx, cancel)
+    if out.startswith("ended:"):  # nothing changed (the HTTP API's 409)
+        raise click.ClickException(f"task {tid} had already ended ({out[6:]}); not cancelled")
     emit(ctx, {"id": tid, "outcome": out}, f"{tid} {out}")
 
 
