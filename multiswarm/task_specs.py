@@ -8,11 +8,15 @@ import uuid
 from collections.abc import Iterable
 
 from multiswarm.errors import BadRequest
+from multiswarm.handlers import NAME_PATTERN
 from multiswarm.keys import check_id
 from multiswarm.messages import MAX_ATTEMPTS, PRIORITIES, TaskSpec, check_settings
 
 #: Longest per-task result TTL (10 years, in ms).
 MAX_RESULT_TTL_MS = 10 * 365 * 24 * 3600 * 1000
+#: Longest handler name and task name, in characters: every listing returns both.
+MAX_HANDLER_CHARS = 256
+MAX_NAME_CHARS = 1024
 
 
 #: Shortest task lease, in ms: a worker renews every third of it, and a renewal must fit in
@@ -40,7 +44,10 @@ def task_spec(
     Parameters
     ----------
     handler:
-        Import path ``package.module:function`` the worker runs.
+        Import path ``package.module:function`` the worker runs: a name a worker could register
+        (:data:`multiswarm.handlers.NAME_PATTERN`), at most :data:`MAX_HANDLER_CHARS` long.
+    name:
+        Free-form label, at most :data:`MAX_NAME_CHARS` long.
     capabilities:
         What a swarm must offer to take the task.
     priority:
@@ -61,8 +68,13 @@ def task_spec(
     ------
     InvalidIdError, BadRequest
     """
-    if ":" not in handler or not all(handler.split(":", 1)):
+    # a name no worker can register would wait forever; long ones would swell every listing
+    if len(handler) > MAX_HANDLER_CHARS:
+        raise BadRequest("BAD_REQUEST", f"handler longer than {MAX_HANDLER_CHARS} characters")
+    if not NAME_PATTERN.fullmatch(handler):
         raise BadRequest("BAD_REQUEST", f"handler {handler!r} is not 'package.module:function'")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequest("BAD_REQUEST", f"name longer than {MAX_NAME_CHARS} characters")
     if priority not in PRIORITIES:
         raise BadRequest("BAD_REQUEST", f"priority {priority!r} not in {sorted(PRIORITIES)}")
     caps = [check_id(c, "capability") for c in capabilities]

@@ -2,7 +2,9 @@
 document, and the dashboard (static files shipped in the package, no CDN).
 
 Auth is checked in one place, :func:`_guard`, around every route but the dashboard's own files
-and ``POST /login`` (which checks the token it is given before setting the cookie).
+and ``POST /login`` (which checks the token it is given before setting the cookie). An open API
+(no token) also refuses, for every path, a non-loopback ``Host`` and a write from another origin
+(:class:`_OpenGuard`, :func:`multiswarm.http.auth.check_origin`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,27 @@ from pathlib import Path
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from multiswarm.api import Multiswarm
 from multiswarm.errors import MultiswarmError
 from multiswarm.http import metrics, openapi
-from multiswarm.http.auth import COOKIE, AuthError, Role, Tokens, authorize, role_of
+from multiswarm.http.auth import (
+    COOKIE,
+    AuthError,
+    Role,
+    Tokens,
+    authorize,
+    check_origin,
+    role_of,
+)
 from multiswarm.http.replies import (
     Whoami,
     decode_body,
@@ -57,6 +70,31 @@ class Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /login``: the token the dashboard asked for once."""
 
     token: str
+
+
+class _OpenGuard:
+    """ASGI middleware: :func:`check_origin` on every HTTP request before any route (a 403 JSON
+    error when it refuses); nothing to check when tokens are required."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.tokens.required:
+            headers = Headers(scope=scope)
+            try:
+                check_origin(
+                    self.tokens,
+                    scope["method"],
+                    scope.get("scheme", "http"),
+                    headers.get("host"),
+                    headers.get("origin"),
+                )
+            except AuthError as e:
+                await error_reply(e)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _guard(tokens: Tokens, inner: Inner, public: bool = False) -> Endpoint:
@@ -111,7 +149,8 @@ def create_app(ms: Multiswarm, tokens: Tokens) -> Starlette:
         return await health(ms, req)
 
     async def login(req: Request, _role: Role) -> Response:
-        given = decode_body(await read_body(req), Login).token
+        # stripped for the check and for the cookie alike (a pasted token often has a space)
+        given = decode_body(await read_body(req), Login).token.strip()
         role = role_of(tokens, f"Bearer {given}", None)
         if role is None:
             raise AuthError(401, "wrong token")
@@ -154,4 +193,8 @@ def create_app(ms: Multiswarm, tokens: Tokens) -> Starlette:
             return http_error(exc.status_code, exc.detail or "")
         return http_error(500, str(exc))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: not_found},
+        middleware=[Middleware(_OpenGuard, tokens=tokens)],
+    )

@@ -14,7 +14,9 @@ reply time tells nothing about which one, or which prefix, matched.
 
 With no token configured the API is open, and therefore may listen on loopback only
 (:func:`check_bind`): an open API on a routable address would hand pause, cancel and recovery to
-anyone on the network.
+anyone on the network. A web page in the operator's browser still reaches loopback, so the open
+API also refuses what only such a page sends (:func:`check_origin`): a ``Host`` that is not a
+loopback name (DNS rebinding) and a write from another origin (cross-site requests).
 """
 
 from __future__ import annotations
@@ -131,6 +133,57 @@ def check_bind(host: str, tokens: Tokens) -> str:
     return f"auth: none (no {ADMIN_ENV} set); open to local users only, listening on loopback"
 
 
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header: ``[::1]:8700`` -> ``::1``, ``localhost:8700`` ->
+    ``localhost`` ('' when malformed)."""
+    if host.startswith("["):
+        name, closed, _ = host[1:].partition("]")
+        return name if closed else ""
+    return host.partition(":")[0]
+
+
+def _origin_of(scheme: str, host: str) -> str:
+    """``scheme://host[:port]`` lower-cased, without the scheme's default port."""
+    scheme, host = scheme.lower(), host.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
+
+
+def check_origin(
+    tokens: Tokens, method: str, scheme: str, host: str | None, origin: str | None
+) -> None:
+    """With no token configured, refuse the requests a web page open in the operator's browser
+    could make to the loopback API: any whose ``Host`` is not a loopback name (a page that
+    rebound its DNS name to 127.0.0.1 sends its own name), and a write (not GET/HEAD) whose
+    ``Origin`` is not the API's own (a cross-site form or fetch; the dashboard sends its own).
+    With tokens nothing is checked here: a page cannot present the token (the cookie is
+    SameSite=Strict).
+
+    Raises
+    ------
+    AuthError
+        403, with the reason.
+    """
+    if tokens.required:
+        return
+    if host is not None and not is_loopback(_host_name(host.strip().lower())):
+        raise AuthError(
+            403,
+            f"Host {host!r} refused: without a token the API answers only to localhost, "
+            "127.x.x.x and [::1]",
+        )
+    if origin is not None and method not in ("GET", "HEAD"):
+        other_scheme, sep, other_host = origin.strip().partition("://")
+        if not sep or _origin_of(other_scheme, other_host) != _origin_of(scheme, host or ""):
+            raise AuthError(
+                403,
+                f"{method} from origin {origin!r} refused: without a token the API takes "
+                "writes only from its own pages",
+            )
+
+
 def _matches(given: str, wanted: str) -> bool:
     # compare_digest on bytes of any length; an unset token never matches, not even ''
     return bool(wanted) & hmac.compare_digest(given.encode(), wanted.encode())
@@ -139,16 +192,16 @@ def _matches(given: str, wanted: str) -> bool:
 def role_of(tokens: Tokens, authorization: str | None, cookie: str | None) -> Role | None:
     """The role of a request's credentials: a bearer token first, else the cookie.
 
+    The cookie counts whenever the ``Authorization`` header carries no Bearer token: a proxy's
+    Basic auth in front of the dashboard sends one on every request. A Bearer token that does
+    not match is not rescued by the cookie (the header is what was sent).
+
     Returns None when a token is required and none matches.
     """
     if not tokens.required:
         return "open"
-    given = ""
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        given = value.strip() if scheme.lower() == "bearer" else ""
-    elif cookie:
-        given = cookie
+    scheme, _, value = (authorization or "").partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" else (cookie or "")
     # both comparisons always run: timing says nothing about which token matched
     admin, read = _matches(given, tokens.admin), _matches(given, tokens.read)
     if admin:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from multiswarm.http.replies import ErrorReply
-from multiswarm.http.routes import Route
+from multiswarm.http.routes import MAX_LIMIT, Route
 
 #: Replies every route may give, besides its own success.
 _ERRORS = {
@@ -20,9 +20,16 @@ _ERRORS = {
     "403": "The read-only token on a write",
     "404": "No such swarm, task or breaker",
     "409": "Conflict or illegal transition: nothing changed",
+    "408": "The body did not arrive in time (timeout)",
     "413": "Body over 1 MiB",
-    "503": "Redis unavailable",
+    "503": (
+        "Redis unavailable (unavailable); or, with MULTISWARM_WAIT_REPLICAS, a write made on "
+        "the master that too few replicas acknowledged in time (not_replicated: retrying it "
+        "is safe)"
+    ),
 }
+#: Schemas of query parameters other than plain strings.
+_QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
 
 
 def document(routes: Iterable[Route], prefix: str) -> dict[str, Any]:
@@ -40,7 +47,12 @@ def document(routes: Iterable[Route], prefix: str) -> dict[str, Any]:
             for name in re.findall(r"{(\w+)}", r.path)
         ]
         params += [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": _QUERY.get(name, {"type": "string"}),
+            }
             for name in r.query
         ]
         op: dict[str, Any] = {

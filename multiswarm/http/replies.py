@@ -7,6 +7,7 @@ that is not JSON, or not the Struct, is a 400 before anything runs.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import msgspec
@@ -26,6 +27,7 @@ from multiswarm.errors import (
     NoRecoverySource,
     NotFound,
     RedisUnavailable,
+    ReplicaAckError,
     ScriptError,
     StalePlan,
     UnknownDependency,
@@ -37,6 +39,13 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 #: Largest request body read, in bytes: a task payload beyond this belongs in object storage.
 MAX_BODY_BYTES = 1 << 20
+#: Longest wait for a request's body, in seconds: a client that declares a body and sends it
+#: slowly (or never) gets a 408 instead of holding its connection open.
+BODY_TIMEOUT_S = 10.0
+
+
+class BodyTimeout(MultiswarmError):
+    """The request's body did not arrive within :data:`BODY_TIMEOUT_S` (408 ``timeout``)."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True):
@@ -123,7 +132,8 @@ class ApplyRecovery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     Attributes
     ----------
     source:
-        ``state`` | ``checkpoint`` | ``snapshot:<id>``; None lets the planner choose.
+        ``state`` | ``checkpoint`` | ``snapshot`` (the newest valid one of that kind); None
+        lets the planner choose.
     min_confidence:
         Refuse (409) when the plan's confidence is lower; None applies any plan.
     """
@@ -155,6 +165,7 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidIdError, 400, "bad_request"),
     (InvalidArgumentError, 400, "bad_request"),
     (MessageTooLargeError, 413, "too_large"),
+    (BodyTimeout, 408, "timeout"),
     (msgspec.DecodeError, 400, "bad_request"),
     (msgspec.ValidationError, 400, "bad_request"),
     (IllegalTransition, 409, "conflict"),
@@ -164,6 +175,8 @@ _STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (LowConfidence, 409, "conflict"),
     (CapacityExceeded, 409, "conflict"),
     (RedisUnavailable, 503, "unavailable"),
+    # made on the master, not yet on enough replicas: retrying it (same id) is safe
+    (ReplicaAckError, 503, "not_replicated"),
 )
 
 
@@ -210,22 +223,29 @@ def reply(value: Any, status: int = 200) -> Response:
 
 async def read_body(req: Request) -> bytes:
     """The request's body, read no further than :data:`MAX_BODY_BYTES`: a larger one (by its
-    ``Content-Length``, or as it streams in) is refused before it is held in memory.
+    ``Content-Length``, or as it streams in) is refused before it is held in memory; and no
+    longer than :data:`BODY_TIMEOUT_S`.
 
     Raises
     ------
     MessageTooLargeError
         Over the limit (413).
+    BodyTimeout
+        The body did not arrive in time (408).
     """
     declared = req.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise MessageTooLargeError(f"body of {declared} bytes, over {MAX_BODY_BYTES}")
     chunks, size = [], 0
-    async for chunk in req.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise MessageTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in req.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise MessageTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"body not received within {BODY_TIMEOUT_S:g} s") from None
     return b"".join(chunks)
 
 

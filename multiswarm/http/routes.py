@@ -171,7 +171,8 @@ async def breaker_reset(ms: Multiswarm, req: Request) -> Response:
 
 
 async def recoveries(ms: Multiswarm, req: Request) -> Response:
-    return reply(await ms.list_recoveries())
+    # without the state each plan would restore: unbounded, and not for read-only tokens
+    return reply([plan.to_dict() for plan in await ms.list_recoveries()])
 
 
 async def recover(ms: Multiswarm, req: Request) -> Response:

@@ -79,7 +79,10 @@ def serve_api(
                 log_config=None,
                 access_log=False,
                 lifespan="off",
-                # a slow client must not hold a connection slot for long
+                # an idle keep-alive connection is closed after 5 s; this does not bound a
+                # request being received: a body must arrive within replies.BODY_TIMEOUT_S (else
+                # 408), but nothing here bounds slow headers (slowloris): facing untrusted
+                # clients, put a proxy that buffers requests in front
                 timeout_keep_alive=5,
             )
             server = uvicorn.Server(config)

@@ -13,7 +13,7 @@ import pytest
 
 from multiswarm.api import Multiswarm
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
-from multiswarm.http.replies import MAX_BODY_BYTES
+from multiswarm.http.replies import BODY_TIMEOUT_S, MAX_BODY_BYTES
 from multiswarm.http.routes import API
 from multiswarm.registry import SwarmRegistry, swarm_spec
 
@@ -244,13 +244,22 @@ async def test_recovery_listed_and_applied(system: System) -> None:
     async with await Multiswarm.connect(settings=system.settings) as ms:
         registry = SwarmRegistry(ms.scripts, ms.keys)
         await registry.host_swarms("ghost", {"host": "test"}, [swarm_spec("gamma", ["g"])])
-        await ms.save_state("gamma", {"progress": 1})  # something to recover from
+        await ms.save_state("gamma", {"progress": 1, "blob": "S" * 50_000})
+        # the checkpoint is what the plan restores (its data travels with the plan)
+        assert await ms.create_checkpoint("gamma", "cp1") == 1
+        await ms.client.delete(ms.keys.state("gamma"))
         await ms.client.hdel(ms.keys.workers, "ghost")
         await ms.client.zrem(ms.keys.heartbeats, "ghost")
         await registry.transition("gamma", "interrupted")
     async with system.client() as http:
         plans = await _json(http, "/api/v1/recovery")
         assert "gamma" in [p["swarm"] for p in plans], plans
+        gamma = next(p for p in plans if p["swarm"] == "gamma")
+        assert gamma["source"] == "checkpoint", gamma
+        # the listing leaves out the state each plan would restore (found in the HTTP review:
+        # it carried it, base64: unbounded, and readable with the read-only token)
+        for plan in plans:
+            assert "restore" not in plan and "restore_checksum" not in plan, sorted(plan)
         too_sure = await http.post("/api/v1/recovery/gamma/apply", json={"min_confidence": 1.0})
         assert_error(too_sure, 409, "conflict")
         assert (await _json(http, "/api/v1/swarms/gamma"))["status"] == "interrupted"
@@ -258,3 +267,54 @@ async def test_recovery_listed_and_applied(system: System) -> None:
         assert resp.status_code == 200, resp.text
         assert (await _json(http, "/api/v1/swarms/gamma"))["status"] != "interrupted"
         assert "gamma" not in [p["swarm"] for p in await _json(http, "/api/v1/recovery")]
+
+
+async def test_a_handler_no_worker_can_run_or_a_huge_name_is_refused(system: System) -> None:
+    """Found in the HTTP review: any handler with a colon, and a name of any length, were
+    accepted (201) and parked forever, swelling every listing."""
+    async with system.client() as http:
+        before = await snapshot(http)
+        for body in (
+            {"handler": "a b:c"},
+            {"handler": f"{NOOP}\u0000"},
+            {"handler": "m:" + "h" * 100_000},
+            {"handler": NOOP, "name": "n" * 100_000},
+        ):
+            assert_error(await http.post("/api/v1/tasks", json=body), 400, "bad_request")
+        assert await snapshot(http) == before
+
+
+async def test_a_token_pasted_with_spaces_signs_in_for_good(system: System) -> None:
+    """Found in the HTTP review: ``POST /login`` checked the stripped token but stored the
+    token as given in the cookie, so every request after the sign-in was 401."""
+    async with httpx.AsyncClient(base_url=system.url, timeout=30) as browser:
+        resp = await browser.post("/login", json={"token": f" {ADMIN} \n"})
+        assert resp.status_code == 200 and resp.json()["role"] == "admin", resp.text
+        whoami = await browser.get("/api/v1/whoami")
+        assert whoami.status_code == 200 and whoami.json()["role"] == "admin", whoami.text
+
+
+async def test_a_body_that_never_arrives_is_408(system: System) -> None:
+    """Found in the HTTP review: a client that declared a body and sent part of it held its
+    connection (on ``/login``, with no token) for as long as it liked."""
+    url = httpx.URL(system.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"tok'
+        )
+        await writer.drain()
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BODY_TIMEOUT_S + 10)
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert time.monotonic() - started >= BODY_TIMEOUT_S - 1
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        assert b'"error":"timeout"' in body, body
+    finally:
+        writer.close()

@@ -198,3 +198,35 @@ def test_signing_in_again_adds_no_second_refresh_when_the_tab_shows(
     )
     assert shown == 1
     page.close()
+
+
+def test_a_slow_api_gets_one_refresh_at_a_time(system: System, browser: Any) -> None:
+    """Found in the HTTP review: the page polled with ``setInterval``, 5 requests a second
+    whether or not the last ones had answered; with replies taking 5 s (Redis away) one tab had
+    up to 30 requests in flight, and the backlog grew for as long as the outage lasted."""
+    page = browser.new_page(bypass_csp=True)
+    page.goto(system.url + "/")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#token", ADMIN)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#swarms tbody tr[data-swarm=alpha]")
+    # every request of the page now takes 5 s more, as each did while Redis was away
+    page.evaluate(
+        """() => {
+        window.flight = { now: 0, max: 0, sent: 0 };
+        const real = window.fetch;
+        window.fetch = async (...args) => {
+            const f = window.flight;
+            f.now += 1; f.sent += 1; f.max = Math.max(f.max, f.now);
+            try {
+                await new Promise((done) => setTimeout(done, 5000));
+                return await real(...args);
+            } finally { f.now -= 1; }
+        };
+    }"""
+    )
+    page.wait_for_timeout(12_000)
+    flight = page.evaluate("window.flight")
+    assert flight["max"] <= 5, flight
+    assert flight["sent"] >= 10, flight  # and it kept polling: two refreshes at least
+    page.close()

@@ -1,4 +1,6 @@
-// multiswarm dashboard: polls the JSON API once a second and redraws, no page reload.
+// multiswarm dashboard: polls the JSON API once a second and redraws, no page reload. The next
+// poll is armed only once a refresh has settled, so a slow API (Redis away: each reply takes
+// seconds) never has more than one refresh (5 requests) of a tab outstanding.
 // Credentials: the HttpOnly cookie set by POST /login (the page never sees the token again).
 "use strict";
 
@@ -8,7 +10,10 @@ const SPARK_POINTS = 60;
 const TERMINAL = new Set(["completed", "dead", "cancelled"]);
 
 let role = null;
-let timer = null;
+let polling = false; // signed in: the poll loop runs
+let timer = null; // the next poll, armed once the previous refresh settled
+let running = null; // the refresh in flight (at most one)
+let again = false; // a refresh was asked for while one ran: one more once it settles
 let history = []; // [{t: ms, completed: n}], newest last
 
 const $ = (sel) => document.querySelector(sel);
@@ -191,7 +196,36 @@ function drawBreakers(breakers) {
   });
 }
 
-async function refresh() {
+// Refresh now, or, when a refresh is in flight, once it settles (a button's action must show):
+// the promise settles when the board shows the latest state.
+function refresh() {
+  if (running) {
+    again = true;
+    return running;
+  }
+  running = (async () => {
+    try {
+      do {
+        again = false;
+        await load();
+      } while (again && polling);
+    } finally {
+      running = null;
+    }
+  })();
+  return running;
+}
+
+function arm() {
+  if (polling && timer === null) timer = setTimeout(poll, POLL_MS);
+}
+
+function poll() {
+  timer = null;
+  refresh().finally(arm);
+}
+
+async function load() {
   if (document.hidden) return; // a background tab costs the API nothing
   try {
     const [st, agents, tasks, dead, breakers] = await Promise.all([
@@ -215,7 +249,8 @@ async function refresh() {
 }
 
 function signedOut() {
-  clearInterval(timer);
+  polling = false;
+  clearTimeout(timer);
   timer = null;
   $("#board").hidden = true;
   $("#logout").hidden = true;
@@ -236,8 +271,9 @@ async function start() {
   }
   $("#login").hidden = true;
   $("#board").hidden = false;
+  polling = true;
   await refresh();
-  if (!timer) timer = setInterval(refresh, POLL_MS);
+  arm();
 }
 
 $("#login").addEventListener("submit", async (ev) => {
@@ -258,6 +294,6 @@ $("#logout").addEventListener("click", async () => {
   signedOut();
 });
 
-document.addEventListener("visibilitychange", () => { if (!document.hidden && timer) refresh(); });
+document.addEventListener("visibilitychange", () => { if (!document.hidden && polling) refresh(); });
 
 start();
