@@ -193,3 +193,16 @@ def burn_cpu(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     while time.perf_counter() < end:
         n += 1
     return {"task": ctx.task_id, "loops": n}
+
+
+@handler
+def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """``payload['steps']`` (10) steps of ``payload['seconds']`` (0.5) each, reporting
+    progress after each (``ctx.progress``: a long task a live view shows moving)."""
+    import time
+
+    n = int(payload.get("steps", 10))
+    for i in range(n):
+        time.sleep(float(payload.get("seconds", 0.5)))
+        ctx.progress((i + 1) / n, f"step {i + 1} of {n}")
+    return {"task": ctx.task_id, "steps": n}

@@ -35,6 +35,7 @@ SWARMS = ("alpha:work:1", "beta:other:1")
 #: Handlers the tests submit (the workers allow ``multiswarm.`` by default).
 NOOP = "multiswarm.demo_tasks:noop"
 FAIL = "multiswarm.demo_tasks:fail_always"
+STEPS = "multiswarm.demo_tasks:steps"
 SLEEP = "multiswarm.demo_tasks:sleep_then_return"
 AUTO_RECOVER = "MULTISWARM_AUTO_RECOVER_MIN_CONFIDENCE"
 

@@ -21,7 +21,7 @@ import pytest
 from multiswarm.api import Multiswarm
 from multiswarm.breakers import BreakerConfig, BreakerRegistry
 
-from .conftest import ADMIN, FAIL, NOOP, System
+from .conftest import ADMIN, FAIL, NOOP, STEPS, System
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +124,16 @@ def test_dashboard_signs_in_updates_live_and_pauses(
     assert page.inner_text(f"{row} button.toggle-pause") == "resume"
     assert page.evaluate("window.notReloaded") is True
     assert errors == []
+
+    # a long task's progress reports show in its row as it runs (decision 128)
+    with httpx.Client(base_url=system.url, headers=headers) as http:
+        long = http.post(
+            "/api/v1/tasks",
+            json={"handler": STEPS, "payload": {"steps": 40}, "capabilities": ["work"]},
+        ).json()["id"]
+    page.wait_for_selector(f"#tasks tbody tr[data-task='{long}'] >> text=/% step \\d+ of 40/")
+    with httpx.Client(base_url=system.url, headers=headers) as http:
+        assert http.post(f"/api/v1/tasks/{long}/cancel").status_code == 200
 
     # a task no swarm can take waits; its cancel button ends it
     with httpx.Client(base_url=system.url, headers=headers) as http:

@@ -161,6 +161,8 @@ function drawTasks(tasks) {
     cell(tr, t.status, `status status-${t.status}`);
     cell(tr, t.swarm);
     cell(tr, t.attempts, "num");
+    // the handler's latest ctx.progress report (decision 128), none before its first
+    cell(tr, t.progress_ms ? `${Math.round(t.progress * 100)}% ${t.progress_note}`.trim() : "");
     const td = cell(tr, "");
     if (canWrite() && !TERMINAL.has(t.status)) {
       const b = button("cancel", () =>
