@@ -48,6 +48,8 @@ from multiswarm.agent_slots import (
     Slot,
     TaskStopped,
     call_in_slot,
+    clock_ticks,
+    end_what_it_left,
     name_the_blocker,
     raise_in_thread,
 )
@@ -197,6 +199,9 @@ def agent_main(
     whose worker died ends itself."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _left_to_the_worker)
+    # first: a stop signal that came while the handler modules import would otherwise kill
+    # the agent by its default action (a timeout sends one at once since decision 127)
+    signal.signal(STOP_SIGNAL, _stop_handler)
     with contextlib.suppress(OSError):  # a group of its own, which its handlers' children join
         os.setpgid(0, 0)  # (the worker kills the group: decision 124)
     _exit_with_the_worker(conn)
@@ -215,14 +220,18 @@ _handling = False
 
 
 def _stop_handler(signum: int, frame: object) -> None:
+    """Raise TaskStopped in the running handler, once a run: the worker signals again until
+    the agent replies (a signal that landed before the handler started is lost), and a second
+    one must not cut the handler's ``finally`` short (found in session 21's review)."""
+    global _handling
     if _handling:
+        _handling = False
         raise TaskStopped()
 
 
 def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
     """One task at a time in the main thread; :data:`STOP_SIGNAL` stops it."""
     global _handling
-    signal.signal(STOP_SIGNAL, _stop_handler)
     out, frames = Outbox(conn), Frames(conn.fileno())
     report_to(out.post)
     while True:
@@ -238,6 +247,7 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
             if msg[0] != "run":
                 continue  # a stop that came after its task ended
             reply: tuple[str, Any]
+            began = clock_ticks()
             try:
                 fn, payload, ctx = handlers.prepare(msg)
                 _handling = True
@@ -250,35 +260,13 @@ def _serve_serially(conn: Connection, handlers: _Handlers) -> None:
                 reply = ("ok", pack(result))
             except TaskStopped:
                 reply = ("stopped", "")
-                _end_what_it_left()
+                end_what_it_left(began)
             except Exception as e:  # a handler's bug must not kill the agent
                 reply = _failure(e)
             try:
                 out.post((msg[1], *reply))
             except (BrokenPipeError, EOFError, OSError):
                 return
-
-
-def _end_what_it_left() -> None:
-    """After a stopped handler (a timeout, a cancel) of an agent of concurrency 1: SIGKILL the
-    processes it started and left running, the members of this agent's process group other
-    than itself (decision 124 made the group its handlers'; decision 127). A handler that
-    waited on a tool (``Popen.wait``) leaves it when the stop lands; before decision 127 the
-    kill of the whole group ended it. (Linux: read from ``/proc``; elsewhere nothing.)"""
-    me = os.getpid()
-    if os.getpgrp() != me or not os.path.isdir("/proc"):
-        return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            # state, ppid, pgrp follow the command in parentheses (which may hold anything)
-            if int(stat[stat.rindex(b")") + 2 :].split()[2]) == me:
-                os.kill(int(entry), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or not ours to read
 
 
 async def _await(aw: Any) -> Any:

@@ -1,13 +1,17 @@
-"""The runs of a concurrent agent (:mod:`multiswarm.agent_runtime`): a slot per running task,
-how a stop reaches a sync handler in its slot thread, and who is to blame when an async handler
-blocks the event loop that every async run of the agent shares."""
+"""The runs of an agent (:mod:`multiswarm.agent_runtime`): a slot per running task of a
+concurrent agent, how a stop reaches a sync handler in its slot thread, who is to blame when an
+async handler blocks the event loop every async run shares, and what a stopped run of an agent
+of concurrency 1 left running."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +20,8 @@ __all__ = [
     "Slot",
     "TaskStopped",
     "call_in_slot",
+    "clock_ticks",
+    "end_what_it_left",
     "name_the_blocker",
     "raise_in_thread",
 ]
@@ -105,3 +111,39 @@ def name_the_blocker(
             post(("", "unblocked", ""))
 
     threading.Thread(target=watch, name="agent-loop-watch", daemon=True).start()
+
+
+def clock_ticks() -> int:
+    """Now, in the clock ticks since boot that ``/proc/<pid>/stat`` dates a process's start in
+    (0 where there is no such clock)."""
+    try:
+        return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def end_what_it_left(began: int) -> None:
+    """After a stopped handler (a timeout, a cancel) of an agent of concurrency 1: SIGKILL the
+    processes it started and left running: the members of this agent's process group other
+    than itself (decision 124 made the group its handlers'; decision 127) that started since
+    the run began (clock ticks ``began``; a process started in that very tick counts as the
+    run's), not a helper an earlier run started and keeps (found in session 21's review). A
+    handler that waited on a tool (``Popen.wait``) leaves it
+    when the stop lands; before decision 127 the kill of the whole group ended it. (Linux: read
+    from ``/proc``; elsewhere nothing.)"""
+    me = os.getpid()
+    if not began or os.getpgrp() != me or not os.path.isdir("/proc"):
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            # state, ppid, pgrp ... follow the command in parentheses (which may hold
+            # anything); the start time is the 22nd field, the 20th after the parenthesis
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[2]) == me and int(fields[19]) >= began:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read

@@ -230,10 +230,11 @@ class AgentProcess:
         """Stop the handler of ``task_id``: cooperatively first (it gets :class:`TaskStopped`
         or a cancellation, and the agent stays up), then, if it has not answered within
         :data:`STOP_GRACE_S`, by killing the process (the supervisor restarts it; the agent's
-        other runs end ``lost``). True if it stopped cooperatively (or had already ended)."""
+        other runs end ``lost``). True if it stopped cooperatively (or had already ended), not
+        when its process died meanwhile."""
         future = ch.waiter(task_id)
         if future.done():
-            return True
+            return not ch.ended
         if not ch.proc.is_alive() or ch.proc.pid is None:
             return False
         try:
@@ -243,7 +244,7 @@ class AgentProcess:
                 ch.post(("stop", task_id))
                 reply = await asyncio.wait_for(asyncio.shield(future), timeout=STOP_GRACE_S)
             log.info("agent %s stopped the handler of %s (%s)", self.agent_id, task_id, reply[0])
-            return reply[0] != "lost"
+            return reply[0] != "lost" and not ch.ended
         except (ProcessLookupError, OSError, asyncio.TimeoutError):
             pass
         log.warning(

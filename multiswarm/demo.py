@@ -25,7 +25,7 @@ from multiswarm import demo_tasks
 from multiswarm.config import Settings
 from multiswarm.demo_drive import DemoOptions, cleanup, drive
 from multiswarm.errors import MultiswarmError
-from multiswarm.local_system import api_answers, ensure_redis, start_system
+from multiswarm.local_system import api_answers, ensure_redis, signals_held, start_system
 from multiswarm.messages import TaskSpec
 from multiswarm.tasks import task_spec
 from multiswarm.urls import redact
@@ -170,9 +170,10 @@ def _run(
             batches = build_tasks(files, opts.group_size, settings.partitions)
             report = asyncio.run(drive(settings, opts, group, batches))
         finally:
-            codes = group.stop_all()
-            with contextlib.suppress(MultiswarmError):
-                asyncio.run(cleanup(settings))
+            with signals_held():  # a signal now waits for the teardown's end
+                codes = group.stop_all()
+                with contextlib.suppress(MultiswarmError):
+                    asyncio.run(cleanup(settings))
         report["exit_codes"] = codes
     started = time.perf_counter()
     expected = demo_tasks.reference(files)

@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 #: the dashboard refresh about once a second).
 FLUSH_S = 1.0
 
-#: One run's line for ``record_progress.lua``: task id, token, agent ('' for none), start (epoch
-#: ms, 0 for none), fraction (None for no report), note, report time (epoch ms).
+#: One run's line for ``record_progress.lua``: task id, token, agent ('' for none), how long ago
+#: the run started (ms), fraction (None for no report), note, how long ago it was reported (ms).
+#: Ages, not times: the script dates them by Redis's clock, as every other time of a record.
 RunReport = tuple[str, str, str, int, float | None, str, int]
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _ago_ms(monotonic_s: float) -> int:
+    return max(0, int((time.monotonic() - monotonic_s) * 1000))
 
 
 class ProgressWriter:
@@ -47,10 +48,11 @@ class ProgressWriter:
 
     def __init__(self, tasks: TaskStore, token_of: Callable[[str], str | None]) -> None:
         self.tasks, self.token_of = tasks, token_of
-        #: task id -> (fraction, note, when in ms): the latest report not yet written
-        self.pending: dict[str, tuple[float, str, int]] = {}
-        #: task id -> (agent, start in epoch ms, start in monotonic s) of runs not yet written
-        self.runs: dict[str, tuple[str, int, float]] = {}
+        #: task id -> (token of the run, fraction, note, when in monotonic s): the latest
+        #: report not yet written, with the claim it was made under
+        self.pending: dict[str, tuple[str, float, str, float]] = {}
+        #: task id -> (agent, start in monotonic s) of runs whose start is not written yet
+        self.runs: dict[str, tuple[str, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
         #: records the writes changed (the tests read it)
@@ -62,15 +64,20 @@ class ProgressWriter:
             fraction, text = float(report[0]), str(report[1])
         except (TypeError, ValueError, IndexError):
             return  # not what TaskContext.progress sends
-        self.pending[task_id] = (fraction, text, _now_ms())
-        self._arm()
+        token = self.token_of(task_id)
+        if token is not None:  # (its claim's: a later attempt's record is not this run's)
+            self.pending[task_id] = (token, fraction, text, time.monotonic())
+            self._arm()
 
     def started(self, task_id: str, agent_id: str) -> None:
-        self.runs[task_id] = (agent_id, _now_ms(), time.monotonic())
+        self.runs[task_id] = (agent_id, time.monotonic())
         self._arm()
 
     def ended(self, task_id: str) -> None:
+        """The run is over: what it did not write yet is not written (its outcome says more,
+        and a report of it must not land on the task's next attempt)."""
         self.runs.pop(task_id, None)
+        self.pending.pop(task_id, None)
 
     def _arm(self) -> None:
         if self._timer is None:
@@ -87,16 +94,21 @@ class ProgressWriter:
         """The reports to write now; runs too young to write stay, and re-arm the timer."""
         pending, self.pending = self.pending, {}
         cutoff = time.monotonic() - FLUSH_S
-        due = {t for t, (_, _, began) in self.runs.items() if began <= cutoff} | set(pending)
+        due = {t for t, (_, began) in self.runs.items() if began <= cutoff} | set(pending)
         out: list[RunReport] = []
         for task_id in due:
-            token = self.token_of(task_id)
+            report = pending.get(task_id)
+            token = report[0] if report is not None else self.token_of(task_id)
             if token is None:
                 self.runs.pop(task_id, None)
                 continue
-            agent, start, _ = self.runs.pop(task_id, ("", 0, 0.0))
-            fraction, text, at = pending.get(task_id, (None, "", 0))
-            out.append((task_id, token, agent, start, fraction, text, at))
+            agent, began = self.runs.pop(task_id, ("", 0.0))
+            start_ago = _ago_ms(began) if agent else 0
+            if report is None:
+                out.append((task_id, token, agent, start_ago, None, "", 0))
+            else:
+                _, fraction, text, at = report
+                out.append((task_id, token, agent, start_ago, fraction, text, _ago_ms(at)))
         if self.runs:
             self._arm()
         return out

@@ -148,3 +148,29 @@ async def report_then_wait_async(payload: dict[str, Any], ctx: TaskContext) -> d
         await asyncio.sleep(0.05)
     ctx.progress(1.0, "done")
     return {"task": ctx.task_id}
+
+
+def slow_finally(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleeps ``seconds``; its ``finally`` takes ``cleanup_s`` and then writes
+    ``<dir>/<task>.cleaned`` (a cleanup a second stop must not cut short)."""
+    folder = Path(payload["dir"])
+    try:
+        time.sleep(_start(payload, ctx))
+        return {"task": ctx.task_id}
+    finally:
+        time.sleep(float(payload["cleanup_s"]))
+        (folder / f"{ctx.task_id}.cleaned").write_text("")
+
+
+_HELPERS: list[Any] = []
+
+
+def keep_helper(payload: dict[str, Any], ctx: TaskContext) -> int:
+    """Starts a helper process (``cat``) that this agent keeps for later runs; its pid."""
+    import subprocess
+
+    helper = subprocess.Popen(["cat"], stdin=subprocess.PIPE)
+    _HELPERS.append(helper)
+    # /proc dates a start to the clock tick (10 ms): the next run starts ticks later
+    time.sleep(0.05)
+    return helper.pid

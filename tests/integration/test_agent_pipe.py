@@ -124,6 +124,44 @@ async def test_a_timeout_stops_the_handler_and_its_finally_runs(
         await agent.stop()
 
 
+async def test_a_stopped_handler_s_finally_is_not_cut_short_by_the_stop_s_resends(
+    tmp_path: Path,
+) -> None:
+    """At concurrency 1 the stop signal is sent again every 0.2 s until the agent replies;
+    each one raised TaskStopped again, inside the handler's own ``finally`` (found in session
+    21's review). Now it is raised once a run."""
+    agent = AgentProcess("p.a5", ("tests.",), concurrency=1)
+    try:
+        d = str(tmp_path)
+        assert (await _run(agent, "warm", "echo"))[0] == "ok"
+        kind, why = await _run(
+            agent, "slow", "slow_finally", timeout_s=0.5, dir=d, seconds=60, cleanup_s=0.8
+        )
+        assert (kind, why) == ("error", "timed out after 0.5 s (stopped)")
+        assert (tmp_path / "slow.cleaned").exists()
+        assert agent.alive
+    finally:
+        await agent.stop()
+
+
+async def test_a_stopped_handler_s_sweep_spares_an_earlier_run_s_helper(tmp_path: Path) -> None:
+    """After a stopped run, an agent of concurrency 1 kills what the run left in its process
+    group (decision 127), but not a helper an earlier run started and keeps (found in session
+    21's review: the next tasks using it failed)."""
+    agent = AgentProcess("p.a6", ("tests.",), concurrency=1)
+    try:
+        kind, data = await _run(agent, "keeper", "keep_helper")
+        assert kind == "ok"
+        helper = unpack(data)
+        kind, _ = await _run(agent, "slow", "spin", timeout_s=0.5, dir=str(tmp_path), seconds=60)
+        assert kind == "error" and agent.alive
+        # still running: not gone, nor a zombie its agent has not reaped yet
+        stat = await asyncio.to_thread(Path(f"/proc/{helper}/stat").read_text)
+        assert stat[stat.rindex(")") + 2] != "Z", stat
+    finally:
+        await agent.stop()
+
+
 async def test_a_timeout_kills_an_agent_of_concurrency_one_deaf_to_its_stop(
     tmp_path: Path,
 ) -> None:
