@@ -157,15 +157,21 @@ def test_dashboard_signs_in_updates_live_and_pauses(
     page.close()
 
 
-def test_dashboard_with_read_token_has_no_buttons(system: System, browser: Any) -> None:
-    from .conftest import READ
-
+def _signed_in(browser: Any, system: System, token: str) -> Any:
+    """A new page of the dashboard, signed in with ``token``, its swarms table drawn."""
     page = browser.new_page(bypass_csp=True)
     page.goto(system.url + "/")
     page.wait_for_selector("#login:not([hidden])")
-    page.fill("#token", READ)
+    page.fill("#token", token)
     page.click("#login button[type=submit]")
     page.wait_for_selector("#swarms tbody tr[data-swarm=alpha]")
+    return page
+
+
+def test_dashboard_with_read_token_has_no_buttons(system: System, browser: Any) -> None:
+    from .conftest import READ
+
+    page = _signed_in(browser, system, READ)
     assert page.inner_text("#role") == "read"
     assert page.query_selector_all("#swarms button") == []
     # logging out forgets the cookie: the page asks for a token again, also after a reload
@@ -214,12 +220,7 @@ def test_a_slow_api_gets_one_refresh_at_a_time(system: System, browser: Any) -> 
     """Found in the HTTP review: the page polled with ``setInterval``, 5 requests a second
     whether or not the last ones had answered; with replies taking 5 s (Redis away) one tab had
     up to 30 requests in flight, and the backlog grew for as long as the outage lasted."""
-    page = browser.new_page(bypass_csp=True)
-    page.goto(system.url + "/")
-    page.wait_for_selector("#login:not([hidden])")
-    page.fill("#token", ADMIN)
-    page.click("#login button[type=submit]")
-    page.wait_for_selector("#swarms tbody tr[data-swarm=alpha]")
+    page = _signed_in(browser, system, ADMIN)
     # every request of the page now takes 5 s more, as each did while Redis was away
     page.evaluate(
         """() => {

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from multiswarm.config import Settings
 from multiswarm.connection import Client
 from multiswarm.coordinator import SwarmCoordinator
 from multiswarm.keys import Keys
@@ -130,3 +131,18 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def invoke_cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """``multiswarm-cli --redis-url ... --namespace ... ARGS`` in this process (click's runner):
+    its exit code and output."""
+    from click.testing import CliRunner
+
+    from multiswarm.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.output

@@ -9,27 +9,18 @@ import asyncio
 import json
 from typing import Any
 
-from click.testing import CliRunner
-
-from multiswarm.cli import cli
 from multiswarm.config import Settings
 from multiswarm.connection import Client
 from multiswarm.keys import Keys
 from multiswarm.scripts import Scripts
 from multiswarm.tasks import TaskStore, task_spec
 
-from .helpers import host, leader
+from .helpers import host, invoke_cli, leader
 
 NOOP = "multiswarm.demo_tasks:noop"
 
 
-def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        cli,
-        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, *args],
-        catch_exceptions=False,
-    )
-    return result.exit_code, result.output
+_invoke = invoke_cli
 
 
 async def _run(settings: Settings, *args: str) -> tuple[int, str]:
