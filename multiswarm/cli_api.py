@@ -29,8 +29,17 @@ from multiswarm.cli_common import failure, option, settings_of
     is_flag=True,
     help="Serve /metrics and /healthz without a token (for Prometheus and probes).",
 )
+@option(
+    "--forwarded-allow-ips",
+    "127.0.0.1",
+    "Proxies whose X-Forwarded-Proto/-For are believed (comma-separated addresses, or *): name "
+    "the TLS proxy in front, so the dashboard's cookie is marked Secure.",
+    envvar="FORWARDED_ALLOW_IPS",
+)
 @click.pass_context
-def run_api_cmd(ctx: click.Context, host: str, port: int, open_scrape: bool) -> None:
+def run_api_cmd(
+    ctx: click.Context, host: str, port: int, open_scrape: bool, forwarded_allow_ips: str
+) -> None:
     """HTTP API, Prometheus /metrics and the live dashboard at /.
 
     \b
@@ -40,6 +49,13 @@ def run_api_cmd(ctx: click.Context, host: str, port: int, open_scrape: bool) -> 
     With neither set the API is open and listens on loopback only.
     """
     try:
-        node.serve_api(settings_of(ctx), host, port, open_scrape, echo=click.echo)
+        node.serve_api(
+            settings_of(ctx),
+            host,
+            port,
+            open_scrape,
+            echo=click.echo,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
     except MultiswarmError as e:
         raise failure(e) from e

@@ -84,10 +84,17 @@ def parse_swarm(text: str) -> SwarmSpec:
 
 
 def serve_api(
-    settings: Settings, host: str, port: int, open_scrape: bool, echo: Callable[[str], None]
+    settings: Settings,
+    host: str,
+    port: int,
+    open_scrape: bool,
+    echo: Callable[[str], None],
+    forwarded_allow_ips: str = "127.0.0.1",
 ) -> None:
     """Run the operations API (``run api``: JSON API, ``/metrics``, dashboard) until SIGTERM,
-    with the tokens of ``$MULTISWARM_API_TOKEN`` / ``$MULTISWARM_API_READ_TOKEN``.
+    with the tokens of ``$MULTISWARM_API_TOKEN`` / ``$MULTISWARM_API_READ_TOKEN``, believing
+    the ``X-Forwarded-*`` headers of the proxies ``forwarded_allow_ips`` (uvicorn's setting:
+    comma-separated addresses or ``*``).
 
     Starlette and uvicorn are imported here, not with this module, so other commands do not
     pay for them.
@@ -102,7 +109,8 @@ def serve_api(
     from multiswarm.http.auth import tokens_from_env
     from multiswarm.http.server import serve_api as serve_http
 
-    serve_http(settings, host, port, tokens_from_env(open_scrape=open_scrape), echo)
+    tokens = tokens_from_env(open_scrape=open_scrape)
+    serve_http(settings, host, port, tokens, echo, forwarded_allow_ips=forwarded_allow_ips)
 
 
 #: Names of modules only ``up`` and ``demo`` need -> their module, imported on first access.

@@ -50,9 +50,18 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve_api(
-    settings: Settings, host: str, port: int, tokens: Tokens, echo: Callable[[str], None]
+    settings: Settings,
+    host: str,
+    port: int,
+    tokens: Tokens,
+    echo: Callable[[str], None],
+    *,
+    forwarded_allow_ips: str = "127.0.0.1",
 ) -> None:
     """Connect the facade, bind, print the URL and the auth mode, serve until a signal.
+    ``forwarded_allow_ips``: the proxies whose ``X-Forwarded-Proto`` and ``-For`` are believed
+    (uvicorn's ``forwarded_allow_ips``), so behind a TLS proxy the request's scheme is https and
+    the dashboard's cookie is marked Secure.
 
     Raises
     ------
@@ -84,6 +93,8 @@ def serve_api(
                 # 408), but nothing here bounds slow headers (slowloris): facing untrusted
                 # clients, put a proxy that buffers requests in front
                 timeout_keep_alive=5,
+                proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips,
             )
             server = uvicorn.Server(config)
             echo(f"multiswarm api: {url_of(sock)} ({auth_line})")

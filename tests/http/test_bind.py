@@ -154,3 +154,26 @@ def test_a_write_too_few_replicas_acknowledged_is_503_not_replicated(
             assert again.status_code in (201, 503), again.text  # a retry is safe
     finally:
         assert api.stop() == 0
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("10.9.9.9", False), ("*", True)])
+def test_the_cookie_is_secure_behind_a_tls_proxy_it_is_told_to_believe(
+    settings: Settings, trusted: str, secure: bool
+) -> None:
+    """uvicorn believes ``X-Forwarded-Proto`` only from 127.0.0.1 by default, so behind a TLS
+    proxy on another host the scheme stayed http and the dashboard's cookie, which holds the
+    token, was not marked Secure, though docs/security.md said it was (found in session 21's
+    HTTP review). ``--forwarded-allow-ips`` names the proxy (decision 149)."""
+    api = start_api(
+        settings, "--forwarded-allow-ips", trusted, tokens={"MULTISWARM_API_TOKEN": ADMIN}
+    )
+    try:
+        with httpx.Client(base_url=api.url) as http:
+            reply = http.post(
+                "/login", json={"token": ADMIN}, headers={"X-Forwarded-Proto": "https"}
+            )
+            assert reply.status_code == 200, reply.text
+            cookie = reply.headers["set-cookie"]
+            assert ("; secure" in cookie.lower()) is secure, cookie
+    finally:
+        assert api.stop() == 0
