@@ -110,7 +110,8 @@ async def test_status_health_leader_and_listings(system: System) -> None:
         stats = (await http.get("/api/v1/statistics")).json()
         assert stats["swarms"] == {"active": 2}
         doc = (await http.get("/api/v1/openapi.json")).json()
-        assert {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops} == {
+        # every API route is documented (test_openapi.py checks the whole route table)
+        assert {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops} >= {
             (r.method, f"/api/v1{r.path}") for r in API
         }
         # the success status each route answers (a submission creates: 201; was listed 200)
