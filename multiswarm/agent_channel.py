@@ -13,7 +13,7 @@ from typing import Any
 
 from multiswarm.agent_pipe import ExitWatch, Frames, Outbox
 
-__all__ = ["BLOCKING_ADVICE", "EXPIRED", "Channel", "blocked_why", "expire"]
+__all__ = ["EXPIRED", "Channel", "blocked_why", "expire"]
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ EXPIRED: tuple[str, Any] = ("expired", None)
 #: Reply kinds that end no run (:mod:`multiswarm.agent_runtime`): ``blocked`` names the blocker,
 #: ``unblocked`` (no task id) clears it, ``progress`` is a run's report.
 _NOTICES = frozenset({"blocked", "unblocked", "progress"})
-BLOCKING_ADVICE = "run blocking work in a thread (asyncio.to_thread) or in a sync handler"
 
 
 def blocked_why(killed: str) -> str:
@@ -32,7 +31,7 @@ def blocked_why(killed: str) -> str:
     was killed (``killed``: why, e.g. to stop another task) -- a handler's bug, so it counts."""
     return (
         f"its async handler blocked the agent's event loop until the agent was killed ({killed});"
-        f" {BLOCKING_ADVICE}"
+        " run blocking work in a thread (asyncio.to_thread) or in a sync handler"
     )
 
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from multiswarm.agent_channel import BLOCKING_ADVICE, EXPIRED, Channel, expire
+from multiswarm.agent_channel import EXPIRED, Channel, blocked_why, expire
 from multiswarm.agent_runtime import (
     DEFAULT_ALLOWED,
     STOP_SIGNAL,
@@ -219,8 +219,8 @@ class AgentProcess:
             self.failures += 1
             self.consecutive_failures += 1
             if not stopped and ch.blocker:
-                why = f"its async handler blocked the agent's event loop; {BLOCKING_ADVICE}"
-                return ("error", f"timed out after {timeout_s:.1f} s ({why})")
+                why = blocked_why(f"task {task_id} timed out")
+                return ("error", f"timed out after {timeout_s:.1f} s: {why}")
             how = "stopped" if stopped else f"agent {self.agent_id} killed"
             return ("error", f"timed out after {timeout_s:.1f} s ({how})")
         finally:

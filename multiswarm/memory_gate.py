@@ -30,7 +30,7 @@ class MemoryGate:
         self.memory = memory
         self._freed = asyncio.Event()
         self.closed = False
-        #: admissions that found no room at first (the worker's metrics and the tests read it)
+        #: admissions that found no room at first (a count for the tests and for debugging)
         self.waits = 0
 
     async def admit(self, node: int, data: list[bytes], wait_s: float = MEMORY_WAIT_S) -> Any:
