@@ -39,19 +39,16 @@ def test_a_report_goes_to_the_worker_with_its_note_cut(sent: list[Any]) -> None:
     assert sent == [("t1", "progress", (0.25, "parsing")), ("t1", "progress", (1.0, "x" * 200))]
 
 
-def test_reports_in_a_tight_loop_send_the_latest_at_most_ten_times_a_second(
-    sent: list[Any],
-) -> None:
+def test_reports_in_a_tight_loop_are_coalesced_to_the_latest(sent: list[Any]) -> None:
     """A handler reporting per item must not flood its agent's pipe (found in session 21's
-    review: 110,000 reports in 2 s took ~45 % of the worker's CPU)."""
-    started = time.monotonic()
+    review: 110,000 reports in 2 s took ~45 % of the worker's CPU): the sender sends the latest
+    report of each run, a batch at most every SEND_EVERY_S, and the last one always arrives."""
     for i in range(20_000):
         CTX.progress(i / 20_000, "item")
     CTX.progress(1.0, "done")
     _until(lambda: sent and sent[-1][2] == (1.0, "done"))
-    elapsed = time.monotonic() - started
     assert sent[-1] == ("t1", "progress", (1.0, "done"))
-    assert len(sent) <= 2 + 10 * elapsed  # the first, then one batch every 0.1 s
+    assert len(sent) < 1_000  # before: one send a report, 20,001
 
 
 def test_the_handler_s_thread_never_writes_the_pipe(sent: list[Any]) -> None:
