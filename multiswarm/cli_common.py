@@ -214,19 +214,10 @@ def describe(e: MultiswarmError) -> str:
 def dumps(data: Any, indent: int | None = None) -> str:
     """``data`` (Structs, dicts, lists) as strict JSON, keys sorted: a NaN or an infinity (a
     handler's float result) as ``null``, as the HTTP API writes it, since ``NaN`` is not JSON
-    and strict parsers refuse the document."""
-    builtins = _finite(msgspec.to_builtins(data, enc_hook=str))
-    return json.dumps(builtins, indent=indent, sort_keys=True, default=str, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    and strict parsers refuse the document. msgspec's encoder, as the HTTP API's (it writes
+    those as null); ``indent`` None is one line, spaced as ``json.dumps`` spaces it."""
+    encoded = msgspec.json.encode(data, enc_hook=str, order="sorted")
+    return msgspec.json.format(encoded, indent=indent or 0).decode()
 
 
 def loads(text: str) -> Any:
